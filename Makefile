@@ -1,0 +1,80 @@
+# gpumarket: every target sets itself up first (idempotently), so `make demo` and `make test`
+# are the only two commands a fresh machine needs. Requires Python >= 3.11 and Node.js >= 20 + npm.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SLITHER_VENV := .venv-slither
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: help setup demo test bench lint typecheck forge-test solhint slither pytest build clean
+
+help:
+	@echo "make demo    set up, then run the main job (a market round on an embedded devnet)"
+	@echo "make test    set up, then lint, type-check, forge tests, solhint, slither, pytest"
+	@echo "make bench   set up, then run the benchmarks (figures in bench/results/)"
+	@echo "make build   recompile contracts into market/artifacts (commit the result)"
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: Python >= 3.11 is required as '$(PYTHON)' (set PYTHON=...); install python3 and python3-venv" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { echo "error: could not create a virtual environment: install python3-venv" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "error: Node.js >= 20 and npm are required: install them (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { \
+	  echo "error: Node.js >= 20 is required, found $$(node --version)" >&2; exit 1; }
+	@npm ci --no-audit --no-fund --loglevel=error || { \
+	  echo "error: 'npm ci' failed: check that the npm registry is reachable and package-lock.json is intact" >&2; exit 1; }
+	@touch $@
+
+$(SLITHER_VENV)/.installed: tools/slither-requirements.txt
+	@# slither needs web3 < 8, so it lives in its own environment.
+	$(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SLITHER_VENV)/bin/python -m pip install --quiet -r tools/slither-requirements.txt
+	@touch $@
+
+demo: setup
+	$(BIN)/gpumarket demo
+
+lint: setup
+	$(BIN)/ruff check market nodes tests bench
+	$(BIN)/ruff format --check market nodes tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+forge-test: setup
+	forge test
+
+solhint: setup
+	solhint --disc --max-warnings 0 'contracts/src/**/*.sol'
+
+slither: setup $(SLITHER_VENV)/.installed
+	$(SLITHER_VENV)/bin/slither . --filter-paths 'node_modules|contracts/test' \
+	  --exclude-informational --exclude-low --exclude-optimization --fail-medium
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck solhint forge-test slither pytest
+
+bench: setup
+	$(BIN)/python -m bench
+
+build: setup
+	$(BIN)/python -m market.build
+
+clean:
+	rm -rf build .gpumarket .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,150 @@
+"""Deploy the gpumarket contract set to any EVM JSON-RPC endpoint and record where it went.
+
+``deploy(w3, deployer)`` deploys every contract and returns a :class:`Deployment` (what a deployment
+file holds: chain id, RPC URL, addresses, deploy block) together with typed contract handles.
+``Deployment.save`` / ``Deployment.load`` write and read the file the other commands use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.contract import Contract
+
+from market.artifacts import load_artifact
+from market.chain.tx import Transactor
+from market.errors import DeploymentError, WrongChain
+
+DEFAULT_DEPLOYMENT_FILE = Path(".gpumarket") / "deployment.json"
+DEPLOYMENT_FILE_ENV = "GPUMARKET_DEPLOYMENT"
+FORMAT_VERSION = 1
+
+
+def default_deployment_path() -> Path:
+    """``$GPUMARKET_DEPLOYMENT`` or ``.gpumarket/deployment.json`` in the working directory."""
+    return Path(os.environ.get(DEPLOYMENT_FILE_ENV, DEFAULT_DEPLOYMENT_FILE))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a contract set lives: enough for any client to connect to it."""
+
+    chain_id: int
+    rpc_url: str
+    deploy_block: int
+    contracts: dict[str, ChecksumAddress] = field(default_factory=dict)
+
+    def address(self, name: str) -> ChecksumAddress:
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise DeploymentError(f"deployment has no contract {name!r}") from None
+
+    def to_json(self) -> str:
+        body = {
+            "version": FORMAT_VERSION,
+            "chainId": self.chain_id,
+            "rpcUrl": self.rpc_url,
+            "deployBlock": self.deploy_block,
+            "contracts": dict(sorted(self.contracts.items())),
+        }
+        return json.dumps(body, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Deployment:
+        try:
+            raw = json.loads(text)
+            if raw.get("version") != FORMAT_VERSION:
+                raise DeploymentError(f"unsupported deployment file version {raw.get('version')!r}")
+            contracts = {str(k): Web3.to_checksum_address(v) for k, v in raw["contracts"].items()}
+            return cls(int(raw["chainId"]), str(raw["rpcUrl"]), int(raw["deployBlock"]), contracts)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DeploymentError(f"malformed deployment file: {exc}") from exc
+
+    def save(self, path: Path) -> None:
+        """Write atomically: readers never see half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Deployment:
+        path = path or default_deployment_path()
+        if not path.is_file():
+            raise DeploymentError(
+                f"no deployment file at {path}: start a devnet with `gpumarket devnet up` "
+                "or deploy with `gpumarket deploy`"
+            )
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def check_chain(self, w3: Web3) -> None:
+        """Raise WrongChain unless ``w3`` serves this deployment's chain."""
+        actual = w3.eth.chain_id
+        if actual != self.chain_id:
+            raise WrongChain(self.chain_id, actual)
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """Typed handles on a deployed contract set."""
+
+    deployment: Deployment
+    token: Contract
+
+    @classmethod
+    def at(cls, w3: Web3, deployment: Deployment, *, token_name: str = "TestUSD") -> Contracts:
+        deployment.check_chain(w3)
+        token_abi = load_artifact("TestUSD").abi
+        return cls(
+            deployment=deployment,
+            token=w3.eth.contract(address=deployment.address(token_name), abi=token_abi),
+        )
+
+
+def deploy(
+    w3: Web3,
+    deployer: LocalAccount,
+    *,
+    rpc_url: str | None = None,
+    token_decimals: int = 6,
+) -> Contracts:
+    """Deploy the whole contract set from ``deployer`` and return typed handles.
+
+    Works against any EVM JSON-RPC endpoint given a funded key. ``TestUSD`` is the settlement token
+    on devnets.
+    """
+    tx = Transactor(w3, deployer)
+    first_block = w3.eth.block_number + 1
+    token = load_artifact("TestUSD")
+    receipt = tx.deploy(token.abi, token.bytecode, token_decimals)
+    addresses: dict[str, ChecksumAddress] = {"TestUSD": _address(receipt.get("contractAddress"))}
+    deployment = Deployment(
+        chain_id=tx.chain_id,
+        rpc_url=rpc_url or str(getattr(w3.provider, "endpoint_uri", "")),
+        deploy_block=first_block,
+        contracts=addresses,
+    )
+    return Contracts.at(w3, deployment)
+
+
+def _address(value: object) -> ChecksumAddress:
+    if not isinstance(value, str):
+        raise DeploymentError(f"deployment receipt carries no contract address: {value!r}")
+    return Web3.to_checksum_address(value)
+
+
+__all__ = [
+    "DEFAULT_DEPLOYMENT_FILE",
+    "DEPLOYMENT_FILE_ENV",
+    "Contracts",
+    "Deployment",
+    "default_deployment_path",
+    "deploy",
+]

@@ -1,0 +1,292 @@
+"""A local anvil devnet: start on a free port, control time and mining, always stop.
+
+    with Devnet.start() as dev:
+        w3 = dev.web3()
+        snap = dev.snapshot()
+        dev.increase_time(3600)
+        dev.revert(snap)
+
+anvil comes from the pinned npm package (``npm ci``); ``GPUMARKET_ANVIL`` may name another binary.
+The hardfork is pinned to the EVM version the contracts are compiled for. Every started devnet is
+stopped on :meth:`Devnet.stop`, on interpreter exit, and by the kernel if this process dies
+(``PR_SET_PDEATHSIG``), so no anvil outlives the process that started it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
+
+from market.artifacts import EVM_VERSION
+from market.errors import DevnetError
+
+DEFAULT_CHAIN_ID = 31337
+READY_DEADLINE_S = 30.0
+STOP_GRACE_S = 5.0
+RPC_TIMEOUT_S = 10.0
+_PORT_ATTEMPTS = 5
+_REPO_ANVIL = (
+    Path(__file__).resolve().parents[2]
+    / "node_modules"
+    / "@foundry-rs"
+    / "anvil-linux-amd64"
+    / "bin"
+    / "anvil"
+)
+_live: set[Devnet] = set()
+
+
+def find_anvil() -> Path:
+    """The anvil binary: ``$GPUMARKET_ANVIL``, the repository's pinned npm copy, or ``PATH``."""
+    if env := os.environ.get("GPUMARKET_ANVIL"):
+        return Path(env)
+    if _REPO_ANVIL.is_file():
+        return _REPO_ANVIL
+    if found := shutil.which("anvil"):
+        return Path(found)
+    raise DevnetError(
+        "anvil not found: run `npm ci` in the repository root (or set GPUMARKET_ANVIL)"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Devnet:
+    """One running anvil process. Create with :meth:`start`; use as a context manager."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, workdir: Path, chain_id: int
+    ) -> None:
+        self._proc = proc
+        self.port = port
+        self.chain_id = chain_id
+        self._workdir = workdir
+        self.rpc_url = f"http://127.0.0.1:{port}"
+        self._w3 = Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        config = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
+        self.accounts: list[LocalAccount] = [Account.from_key(k) for k in config["private_keys"]]
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        port: int | None = None,
+        chain_id: int = DEFAULT_CHAIN_ID,
+        accounts: int = 10,
+        balance_eth: int = 10_000,
+        block_time: float | None = None,
+        state_path: Path | None = None,
+    ) -> Devnet:
+        """Start anvil and return once it answers JSON-RPC.
+
+        With ``port=None`` a free port is chosen, and another one if it is taken before anvil binds.
+        ``state_path`` loads and saves chain state there (saved every second and on stop).
+        """
+        anvil = find_anvil()
+        last_error = ""
+        for _ in range(_PORT_ATTEMPTS if port is None else 1):
+            chosen = port if port is not None else free_port()
+            workdir = Path(tempfile.mkdtemp(prefix="gpumarket-anvil-"))
+            args = [
+                str(anvil),
+                "--host", "127.0.0.1",
+                "--port", str(chosen),
+                "--chain-id", str(chain_id),
+                "--hardfork", EVM_VERSION,
+                "--accounts", str(accounts),
+                "--balance", str(balance_eth),
+                "--config-out", str(workdir / "config.json"),
+            ]  # fmt: skip
+            if block_time is not None:
+                args += ["--block-time", str(block_time)]
+            if state_path is not None:
+                args += ["--state", str(state_path), "--state-interval", "1"]
+            log = (workdir / "anvil.log").open("wb")
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us, and we stop anvil in order
+                preexec_fn=_die_with_parent,  # the process is single-threaded at start
+            )
+            log.close()
+            try:
+                devnet = cls._wait_ready(proc, chosen, workdir, chain_id)
+            except DevnetError as exc:
+                last_error = str(exc)
+                if "in use" not in last_error.lower():
+                    raise
+                continue
+            _live.add(devnet)
+            return devnet
+        raise DevnetError(f"could not start anvil on a free port: {last_error}")
+
+    @classmethod
+    def _wait_ready(
+        cls, proc: subprocess.Popen[bytes], port: int, workdir: Path, chain_id: int
+    ) -> Devnet:
+        probe = Web3(HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 1}))
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = (workdir / "anvil.log").read_text(errors="replace")[-2000:]
+                raise DevnetError(f"anvil exited with code {proc.returncode}: {tail}")
+            if (workdir / "config.json").is_file() and probe.is_connected():
+                return cls(proc, port, workdir, chain_id)
+            time.sleep(0.02)  # polling interval while waiting for readiness, bounded by deadline
+        _stop_process(proc)
+        raise DevnetError(f"anvil did not answer on port {port} within {READY_DEADLINE_S}s")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def stop(self) -> int:
+        """Stop anvil: SIGINT (saves state), then SIGTERM, then SIGKILL; returns its exit code."""
+        _live.discard(self)
+        code = _stop_process(self._proc)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- JSON-RPC ------------------------------------------------------------------------------
+
+    def web3(self, timeout_s: float = RPC_TIMEOUT_S) -> Web3:
+        """A new Web3 connected to this devnet."""
+        return Web3(
+            HTTPProvider(
+                self.rpc_url, request_kwargs={"timeout": timeout_s}, cache_allowed_requests=True
+            )
+        )
+
+    def rpc(self, method: str, params: list[Any] | None = None) -> Any:
+        """Call a JSON-RPC method; raises DevnetError if anvil is gone or answers an error."""
+        if not self.alive:
+            raise DevnetError(f"anvil (pid {self.pid}) exited with code {self._proc.returncode}")
+        try:
+            response = self._w3.provider.make_request(RPCEndpoint(method), params or [])
+        except (OSError, ConnectionError) as exc:  # requests' errors derive from OSError
+            state = "running" if self.alive else f"exited with code {self._proc.returncode}"
+            raise DevnetError(f"anvil at {self.rpc_url} did not answer {method} ({state})") from exc
+        if "error" in response:
+            raise DevnetError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    def snapshot(self) -> str:
+        """Snapshot chain state; the id can be reverted to once."""
+        snap: str = self.rpc("evm_snapshot")
+        return snap
+
+    def revert(self, snapshot_id: str) -> None:
+        if not self.rpc("evm_revert", [snapshot_id]):
+            raise DevnetError(f"snapshot {snapshot_id} is unknown or was already reverted to")
+
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[None]:
+        """Run the body, then put the chain back as it was."""
+        snap = self.snapshot()
+        try:
+            yield
+        finally:
+            self.revert(snap)
+
+    def increase_time(self, seconds: int) -> None:
+        """Advance the clock; the next mined block carries the later timestamp."""
+        self.rpc("evm_increaseTime", [seconds])
+
+    def set_next_block_timestamp(self, timestamp: int) -> None:
+        self.rpc("evm_setNextBlockTimestamp", [timestamp])
+
+    def mine(self, blocks: int = 1) -> None:
+        self.rpc("anvil_mine", [hex(blocks)])
+
+    def set_automine(self, enabled: bool) -> None:
+        """With automine off, transactions wait in the pool until :meth:`mine`."""
+        self.rpc("evm_setAutomine", [enabled])
+
+    def set_interval_mining(self, seconds: int) -> None:
+        """Mine a block every ``seconds`` (0 turns interval mining off)."""
+        self.rpc("evm_setIntervalMining", [seconds])
+
+    def set_balance(self, address: str, wei: int) -> None:
+        self.rpc("anvil_setBalance", [address, hex(wei)])
+
+    def block_number(self) -> int:
+        return int(self.rpc("eth_blockNumber"), 16)
+
+    def timestamp(self) -> int:
+        """Timestamp of the latest block."""
+        block = self.rpc("eth_getBlockByNumber", ["latest", False])
+        return int(block["timestamp"], 16)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=STOP_GRACE_S)
+    return proc.wait()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for devnet in list(_live):
+        devnet.stop()
+
+
+def live_devnets() -> list[Devnet]:
+    """Devnets started by this process and not yet stopped."""
+    return list(_live)
+
+
+__all__ = ["DEFAULT_CHAIN_ID", "Devnet", "find_anvil", "free_port", "live_devnets"]

@@ -1,0 +1,106 @@
+"""Every error gpumarket raises derives from :class:`MarketError`.
+
+The tree::
+
+    MarketError
+    ├── ToolchainError            a pinned tool (node, solcjs, anvil) is missing or failed
+    │   └── CompilerError         solc reported errors
+    ├── ArtifactError             compiled contract artifacts do not fit the sources
+    │   ├── ArtifactMissing       no artifact for a contract: run ``python -m market.build``
+    │   └── ArtifactStale         sources changed since the artifacts were built
+    ├── DevnetError               the local anvil devnet could not start or died
+    ├── DeploymentError           a deployment file is missing, malformed or for another chain
+    └── ChainError                talking to an EVM node went wrong
+        ├── RpcUnavailable        the JSON-RPC endpoint does not answer
+        ├── WrongChain            the endpoint serves another chain id than expected
+        ├── TransactionTimeout    no receipt before the deadline
+        └── TransactionReverted   the transaction (or its gas estimate) reverted
+
+Errors carry the values that explain them as attributes, and their messages say what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUILD_COMMAND = "python -m market.build"
+
+
+class MarketError(Exception):
+    """Root of every error raised by gpumarket."""
+
+
+class ToolchainError(MarketError):
+    """A pinned external tool is missing or failed to run."""
+
+
+class CompilerError(ToolchainError):
+    """The Solidity compiler reported errors."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("solc failed:\n" + "\n".join(messages))
+
+
+class ArtifactError(MarketError):
+    """Compiled contract artifacts are missing or do not match their sources."""
+
+
+class ArtifactMissing(ArtifactError):
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        super().__init__(f"no artifact for contract {name!r} at {path}; run `{BUILD_COMMAND}`")
+
+
+class ArtifactStale(ArtifactError):
+    def __init__(self, name: str, changed: list[str]) -> None:
+        self.name = name
+        self.changed = changed
+        super().__init__(
+            f"artifact {name!r} is stale: {', '.join(changed)} changed since it was built; "
+            f"run `{BUILD_COMMAND}`"
+        )
+
+
+class DevnetError(MarketError):
+    """The local anvil devnet could not be started, or stopped answering."""
+
+
+class DeploymentError(MarketError):
+    """A deployment file is missing or malformed, or names another chain."""
+
+
+class ChainError(MarketError):
+    """Talking to an EVM JSON-RPC endpoint went wrong."""
+
+
+class RpcUnavailable(ChainError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"JSON-RPC endpoint {url} is unavailable: {reason}")
+
+
+class WrongChain(ChainError):
+    def __init__(self, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"expected chain id {expected}, the endpoint serves {actual}")
+
+
+class TransactionTimeout(ChainError):
+    def __init__(self, tx_hash: str, timeout_s: float) -> None:
+        self.tx_hash = tx_hash
+        self.timeout_s = timeout_s
+        super().__init__(f"no receipt for {tx_hash} within {timeout_s}s; it may still be mined")
+
+
+class TransactionReverted(ChainError):
+    """A transaction or its gas estimate reverted; ``data`` is the raw revert data."""
+
+    def __init__(self, what: str, data: bytes, tx_hash: str | None = None) -> None:
+        self.what = what
+        self.data = data
+        self.tx_hash = tx_hash
+        super().__init__(f"{what} reverted (data 0x{data.hex()})")

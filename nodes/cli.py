@@ -1,0 +1,130 @@
+"""The ``gpumarket`` command line.
+
+gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write the deployment file
+gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
+gpumarket demo                                       the main job: a market round on a devnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from eth_account import Account
+from web3 import HTTPProvider, Web3
+
+from market.chain.deploy import Contracts, default_deployment_path, deploy
+from market.chain.devnet import Devnet
+from market.errors import MarketError
+from nodes import demo
+
+
+class _Stop(Exception):
+    """Raised from the SIGTERM handler to leave the foreground loop the same way Ctrl-C does."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signum)
+
+
+def describe(contracts: Contracts) -> str:
+    d = contracts.deployment
+    lines = [
+        f"chain id      {d.chain_id}",
+        f"rpc url       {d.rpc_url}",
+        f"deploy block  {d.deploy_block}",
+    ]
+    lines += [f"{name:13} {addr}" for name, addr in sorted(d.contracts.items())]
+    return "\n".join(lines)
+
+
+def cmd_devnet_up(args: argparse.Namespace) -> int:
+    path: Path = args.deployment or default_deployment_path()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stop)
+    with Devnet.start(port=args.port, chain_id=args.chain_id) as dev:
+        contracts = deploy(dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url)
+        contracts.deployment.save(path)
+        print(describe(contracts))
+        print("accounts (funded with 10000 ETH each; keys are anvil's well-known test keys):")
+        for i, acct in enumerate(dev.accounts):
+            print(f"  [{i}] {acct.address}")
+        print(f"deployment file {path}")
+        print("devnet ready; Ctrl-C stops it", flush=True)
+        try:
+            _wait_forever(dev)
+        except _Stop:
+            print("stopping devnet", flush=True)
+        finally:
+            path.unlink(missing_ok=True)
+    return 0
+
+
+def _wait_forever(dev: Devnet) -> None:
+    """Block until a signal arrives; report if anvil dies on its own."""
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes pause() when anvil exits
+    while dev.alive:
+        signal.pause()
+    raise MarketError(f"anvil (pid {dev.pid}) exited on its own")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    key = os.environ.get(args.key_env)
+    if not key:
+        print(f"error: set {args.key_env} to the deployer's private key", file=sys.stderr)
+        return 2
+    w3 = Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
+    contracts = deploy(w3, Account.from_key(key), rpc_url=args.rpc_url)
+    path: Path = args.deployment or default_deployment_path()
+    contracts.deployment.save(path)
+    print(describe(contracts))
+    print(f"deployment file {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return demo.run(out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpumarket", description="A permissionless GPU compute market."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    devnet = sub.add_parser("devnet", help="a local anvil chain with the contracts deployed")
+    devnet_sub = devnet.add_subparsers(dest="devnet_command", required=True)
+    up = devnet_sub.add_parser("up", help="run a devnet in the foreground until Ctrl-C")
+    up.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    up.add_argument("--chain-id", type=int, default=31337)
+    up.add_argument("--deployment", type=Path, default=None, help="deployment file to write")
+    up.set_defaults(func=cmd_devnet_up)
+
+    dep = sub.add_parser("deploy", help="deploy the contract set to an EVM JSON-RPC endpoint")
+    dep.add_argument("--rpc-url", required=True)
+    dep.add_argument("--key-env", default="GPUMARKET_DEPLOYER_KEY", help="variable holding the key")
+    dep.add_argument("--deployment", type=Path, default=None, help="deployment file to write")
+    dep.set_defaults(func=cmd_deploy)
+
+    dm = sub.add_parser("demo", help="the main job: a full market round on an embedded devnet")
+    dm.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except MarketError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

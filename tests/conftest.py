@@ -1,0 +1,34 @@
+"""Shared fixtures. Integration tests share one anvil per session and reset it by snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from market.chain.devnet import Devnet, live_devnets
+
+
+@pytest.fixture(scope="session")
+def devnet() -> Iterator[Devnet]:
+    dev = Devnet.start()
+    try:
+        yield dev
+    finally:
+        dev.stop()
+
+
+@pytest.fixture
+def chain(devnet: Devnet) -> Iterator[Devnet]:
+    """The session devnet, put back to its state before the test when the test ends."""
+    with devnet.isolated():
+        yield devnet
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_devnet_outlives_the_session() -> Iterator[None]:
+    yield
+    leftover = [d.pid for d in live_devnets()]
+    for d in live_devnets():
+        d.stop()
+    assert not leftover, f"tests left anvil processes running: {leftover}"

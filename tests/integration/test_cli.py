@@ -1,0 +1,63 @@
+"""The command line, run as a user would: separate processes, real signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from web3 import HTTPProvider, Web3
+
+from market.chain.deploy import Deployment
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _gpumarket(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nodes.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_devnet_up_serves_json_rpc_and_writes_deployment_file(tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    proc = _gpumarket("devnet", "up", "--deployment", str(path))
+    try:
+        wait_until(path.is_file, timeout_s=30, what="deployment file")
+        dep = Deployment.load(path)
+        w3 = Web3(HTTPProvider(dep.rpc_url, request_kwargs={"timeout": 5}))
+        assert w3.eth.chain_id == dep.chain_id == 31337
+        assert len(w3.eth.get_code(dep.address("TestUSD"))) > 0
+        assert dep.deploy_block >= 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "stopping devnet" in out
+    assert not path.exists(), "a stopped devnet must not leave a deployment file pointing at it"
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any connection error: nothing listens
+        Web3(HTTPProvider(dep.rpc_url, request_kwargs={"timeout": 2})).eth.chain_id  # noqa: B018
+
+
+def test_devnet_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    proc = _gpumarket("devnet", "up", "--deployment", str(path))
+    wait_until(path.is_file, timeout_s=30, what="deployment file")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+
+
+def test_demo_deploys_and_exits_zero() -> None:
+    proc = _gpumarket("demo")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "deployed  TestUSD" in out
+    assert "1,000.00 tUSD" in out
