@@ -1,1 +1,1 @@
-"""Benchmarks. Each module is runnable (``python -m bench.NAME``) and writes bench/results/NAME.json."""
+"""Benchmarks: each module runs as ``python -m bench.NAME`` and writes bench/results/NAME.json."""

@@ -1,14 +1,13 @@
 """Devnet figures: start-up, snapshot/revert and a signed transfer, each against a plain RPC call.
 
-    python -m bench.devnet      -> bench/results/devnet.json
+python -m bench.devnet      -> bench/results/devnet.json
 """
 
 from __future__ import annotations
 
+from bench.results_file import median_seconds, write
 from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
-
-from bench.results_file import median_seconds, write
 
 
 def main() -> None:

@@ -16,7 +16,9 @@ def write(name: str, figures: dict[str, float | int | str]) -> Path:
     """Write ``figures`` (plus when and where they were measured) to bench/results/NAME.json."""
     body = dict(figures)
     body["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body["machine"] = f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+    body["machine"] = (
+        f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+    )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
