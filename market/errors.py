@@ -8,6 +8,12 @@ The tree::
     ├── ArtifactError             compiled contract artifacts do not fit the sources
     │   ├── ArtifactMissing       no artifact for a contract: run ``python -m market.build``
     │   └── ArtifactStale         sources changed since the artifacts were built
+    ├── ProtocolError             a protocol message is invalid
+    │   ├── InvalidField          a field breaks its type's rule (range, length, checksum)
+    │   ├── InvalidSignature      a signature is malformed, malleable or from the wrong signer
+    │   └── DecodeError           bytes on the wire are not a valid message
+    │       ├── FrameTooLarge     over the size limit, refused before parsing
+    │       └── UnknownMessageType
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
     └── ChainError                talking to an EVM node went wrong
@@ -15,6 +21,8 @@ The tree::
         ├── WrongChain            the endpoint serves another chain id than expected
         ├── TransactionTimeout    no receipt before the deadline
         └── TransactionReverted   the transaction (or its gas estimate) reverted
+            └── ContractError     a contract custom error, decoded with its arguments; one
+                                  subclass per error (market.chain.contract_errors)
 
 Errors carry the values that explain them as attributes, and their messages say what to do.
 """
@@ -61,6 +69,46 @@ class ArtifactStale(ArtifactError):
             f"artifact {name!r} is stale: {', '.join(changed)} changed since it was built; "
             f"run `{BUILD_COMMAND}`"
         )
+
+
+class ProtocolError(MarketError):
+    """A protocol message (order, voucher, lease, frame) is invalid."""
+
+
+class InvalidField(ProtocolError):
+    def __init__(self, message_type: str, field: str, reason: str) -> None:
+        self.message_type = message_type
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{message_type}.{field} {reason}")
+
+
+class InvalidSignature(ProtocolError):
+    """``expected`` did not sign ``digest`` (``recovered`` is who did, or None if unrecoverable)."""
+
+    def __init__(self, digest: bytes, expected: str, recovered: str | None, reason: str) -> None:
+        self.digest = digest
+        self.expected = expected
+        self.recovered = recovered
+        self.reason = reason
+        super().__init__(f"signature over 0x{digest.hex()} is not {expected}'s: {reason}")
+
+
+class DecodeError(ProtocolError):
+    """Bytes received are not a valid protocol message; nothing was changed."""
+
+
+class FrameTooLarge(DecodeError):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"frame of {size} bytes exceeds the {limit}-byte limit")
+
+
+class UnknownMessageType(DecodeError):
+    def __init__(self, type_name: object) -> None:
+        self.type_name = type_name
+        super().__init__(f"unknown message type {type_name!r}")
 
 
 class DevnetError(MarketError):

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from market.artifacts import load_artifact
 from market.chain.tx import Transactor
 from market.errors import DeploymentError, WrongChain
 
+ZERO_ADDRESS = ChecksumAddress(HexAddress(HexStr("0x" + "00" * 20)))
 DEFAULT_DEPLOYMENT_FILE = Path(".gpumarket") / "deployment.json"
 DEPLOYMENT_FILE_ENV = "GPUMARKET_DEPLOYMENT"
 FORMAT_VERSION = 1
@@ -92,19 +94,40 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class MarketParams:
+    """Deployment-time parameters of the Market; none can be changed afterwards."""
+
+    min_stake: int = 100 * 10**6
+    unbonding_delay: int = 7 * 24 * 3600
+    claim_window: int = 24 * 3600
+    fee_bps: int = 0
+    treasury: ChecksumAddress = ZERO_ADDRESS
+
+
+@dataclass(frozen=True)
 class Contracts:
     """Typed handles on a deployed contract set."""
 
     deployment: Deployment
     token: Contract
+    market: Contract
+    registry: Contract
 
     @classmethod
-    def at(cls, w3: Web3, deployment: Deployment, *, token_name: str = "TestUSD") -> Contracts:
+    def at(cls, w3: Web3, deployment: Deployment) -> Contracts:
+        """Handles on the contracts a deployment file names; checks the chain id first."""
         deployment.check_chain(w3)
-        token_abi = load_artifact("TestUSD").abi
+
+        def handle(name: str, artifact: str) -> Contract:
+            return w3.eth.contract(
+                address=deployment.address(name), abi=load_artifact(artifact).abi
+            )
+
         return cls(
             deployment=deployment,
-            token=w3.eth.contract(address=deployment.address(token_name), abi=token_abi),
+            token=handle("Token", "TestUSD"),
+            market=handle("Market", "Market"),
+            registry=handle("ProviderRegistry", "ProviderRegistry"),
         )
 
 
@@ -113,18 +136,41 @@ def deploy(
     deployer: LocalAccount,
     *,
     rpc_url: str | None = None,
+    token: ChecksumAddress | None = None,
     token_decimals: int = 6,
+    params: MarketParams | None = None,
 ) -> Contracts:
     """Deploy the whole contract set from ``deployer`` and return typed handles.
 
-    Works against any EVM JSON-RPC endpoint given a funded key. ``TestUSD`` is the settlement token
-    on devnets.
+    Works against any EVM JSON-RPC endpoint given a funded key. Without ``token`` a ``TestUSD``
+    (devnet only: anyone may mint) is deployed as the settlement token; pass a real ERC-20's address
+    elsewhere. The Market creates its ProviderRegistry in its constructor.
     """
+    params = params or MarketParams(min_stake=100 * 10**token_decimals)
     tx = Transactor(w3, deployer)
     first_block = w3.eth.block_number + 1
-    token = load_artifact("TestUSD")
-    receipt = tx.deploy(token.abi, token.bytecode, token_decimals)
-    addresses: dict[str, ChecksumAddress] = {"TestUSD": _address(receipt.get("contractAddress"))}
+    addresses: dict[str, ChecksumAddress] = {}
+    if token is None:
+        test_usd = load_artifact("TestUSD")
+        token = _address(tx.deploy(test_usd.abi, test_usd.bytecode, token_decimals))
+        addresses["TestUSD"] = token
+    addresses["Token"] = Web3.to_checksum_address(token)
+    market = load_artifact("Market")
+    market_address = _address(
+        tx.deploy(
+            market.abi,
+            market.bytecode,
+            token,
+            params.min_stake,
+            params.unbonding_delay,
+            params.claim_window,
+            params.fee_bps,
+            params.treasury,
+        )
+    )
+    addresses["Market"] = market_address
+    registry = w3.eth.contract(address=market_address, abi=market.abi).functions.registry().call()
+    addresses["ProviderRegistry"] = Web3.to_checksum_address(registry)
     deployment = Deployment(
         chain_id=tx.chain_id,
         rpc_url=rpc_url or str(getattr(w3.provider, "endpoint_uri", "")),
@@ -134,7 +180,8 @@ def deploy(
     return Contracts.at(w3, deployment)
 
 
-def _address(value: object) -> ChecksumAddress:
+def _address(receipt: TxReceipt) -> ChecksumAddress:
+    value = receipt.get("contractAddress")
     if not isinstance(value, str):
         raise DeploymentError(f"deployment receipt carries no contract address: {value!r}")
     return Web3.to_checksum_address(value)
@@ -145,6 +192,7 @@ __all__ = [
     "DEPLOYMENT_FILE_ENV",
     "Contracts",
     "Deployment",
+    "MarketParams",
     "default_deployment_path",
     "deploy",
 ]

@@ -1,0 +1,169 @@
+"""Signing and verifying protocol messages: secp256k1 via coincurve, checked against eth-account.
+
+Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28}, exactly what eth-account produces
+and OpenZeppelin's ECDSA accepts. Like OpenZeppelin, recovery refuses malleable signatures (``s``
+in the upper half of the curve order), so a signature verifies here if and only if it verifies
+on-chain.
+
+The fast path (:func:`recover`, :func:`verify`, :func:`verify_many`) uses coincurve directly with
+precomputed type hashes; :func:`recover_with_eth_account` is the reference implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from coincurve import PrivateKey, PublicKey
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_hash.auto import keccak
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+
+from market.errors import InvalidSignature
+from market.protocol.eip712 import Domain, digest, typed_data
+from market.protocol.types import Bid, M, Offer, Signed, Voucher
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+_HALF_N = SECP256K1_N // 2
+
+
+class SigningKey:
+    """A secp256k1 private key that signs EIP-712 digests; from 32 bytes or a 0x hex string."""
+
+    __slots__ = ("_key", "address")
+
+    def __init__(self, key: bytes | str) -> None:
+        raw = bytes.fromhex(key.removeprefix("0x")) if isinstance(key, str) else key
+        if len(raw) != 32:
+            raise ValueError("a private key is 32 bytes")
+        self._key = PrivateKey(raw)
+        public = self._key.public_key.format(compressed=False)[1:]
+        self.address: ChecksumAddress = to_checksum_address(keccak(public)[-20:])
+
+    def __repr__(self) -> str:
+        return f"SigningKey({self.address})"
+
+    def unsafe_sign_hash(self, message_hash: bytes) -> bytes:
+        """Sign a raw 32-byte hash. Unsafe: signs anything; prefer :meth:`sign`."""
+        sig = self._key.sign_recoverable(message_hash, hasher=None)
+        return sig[:64] + bytes([sig[64] + 27])
+
+    def sign(self, domain: Domain, message: M) -> Signed[M]:
+        """Sign ``message`` under ``domain``."""
+        return Signed(message, self.unsafe_sign_hash(digest(domain, message)))
+
+
+def recover_address_bytes(message_hash: bytes, signature: bytes) -> bytes:
+    """The 20-byte address that produced ``signature`` over ``message_hash``.
+
+    Raises InvalidSignature for a malformed or malleable signature, as OpenZeppelin's ECDSA does.
+    """
+    if len(signature) != 65:
+        raise InvalidSignature(message_hash, "?", None, f"length {len(signature)}, expected 65")
+    v = signature[64]
+    if v not in (27, 28):
+        raise InvalidSignature(message_hash, "?", None, f"v is {v}, expected 27 or 28")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if s > _HALF_N:
+        raise InvalidSignature(message_hash, "?", None, "malleable: s is in the upper half order")
+    if not 0 < r < SECP256K1_N or s == 0:
+        raise InvalidSignature(message_hash, "?", None, "r or s out of range")
+    try:
+        public = PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v - 27]), message_hash, hasher=None
+        )
+    except ValueError as exc:
+        raise InvalidSignature(message_hash, "?", None, f"unrecoverable: {exc}") from exc
+    return keccak(public.format(compressed=False)[1:])[-20:]
+
+
+def recover(message_hash: bytes, signature: bytes) -> ChecksumAddress:
+    """The checksummed address that signed ``message_hash`` (fast path)."""
+    return to_checksum_address(recover_address_bytes(message_hash, signature))
+
+
+def signer_of(message: Offer | Bid) -> ChecksumAddress:
+    """Who must have signed an order: the provider of an offer, the lab of a bid."""
+    return message.provider if isinstance(message, Offer) else message.lab
+
+
+def verify(
+    domain: Domain, signed: Signed[Offer] | Signed[Bid], *, signer: str | None = None
+) -> None:
+    """Raise InvalidSignature unless the order's own signer (or ``signer``) signed it."""
+    expected = signer if signer is not None else signer_of(signed.message)
+    h = digest(domain, signed.message)
+    try:
+        got = recover_address_bytes(h, signed.signature)
+    except InvalidSignature as exc:
+        raise InvalidSignature(h, expected, None, exc.reason) from None
+    if got != bytes.fromhex(expected[2:]):
+        raise InvalidSignature(h, expected, to_checksum_address(got), "signed by another account")
+
+
+def verify_voucher(domain: Domain, signed: Signed[Voucher], lab: str) -> None:
+    """Raise InvalidSignature unless ``lab`` signed the voucher."""
+    h = digest(domain, signed.message)
+    try:
+        got = recover_address_bytes(h, signed.signature)
+    except InvalidSignature as exc:
+        raise InvalidSignature(h, lab, None, exc.reason) from None
+    if got != bytes.fromhex(lab[2:]):
+        raise InvalidSignature(h, lab, to_checksum_address(got), "signed by another account")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An order that failed bulk verification, with why."""
+
+    index: int
+    error: InvalidSignature
+
+
+def verify_many(
+    domain: Domain, orders: Iterable[Signed[Offer] | Signed[Bid]]
+) -> tuple[list[Signed[Offer] | Signed[Bid]], list[Rejected]]:
+    """Verify a batch through the fast path: (valid orders, rejected ones with their errors)."""
+    valid: list[Signed[Offer] | Signed[Bid]] = []
+    rejected: list[Rejected] = []
+    for i, signed in enumerate(orders):
+        try:
+            verify(domain, signed)
+        except InvalidSignature as exc:
+            rejected.append(Rejected(i, exc))
+        else:
+            valid.append(signed)
+    return valid, rejected
+
+
+def sign_with_eth_account(
+    domain: Domain, message: Offer | Bid | Voucher, key: bytes | str
+) -> bytes:
+    """Reference signer: eth-account's ``sign_typed_data`` over the standard EIP-712 JSON."""
+    signed = Account.sign_typed_data(key, full_message=typed_data(domain, message))
+    return bytes(signed.signature)
+
+
+def recover_with_eth_account(
+    domain: Domain, message: Offer | Bid | Voucher, signature: bytes
+) -> str:
+    """Reference recovery: eth-account's ``recover_message(encode_typed_data(...))``."""
+    encoded = encode_typed_data(full_message=typed_data(domain, message))
+    return str(Account.recover_message(encoded, signature=signature))
+
+
+__all__ = [
+    "Rejected",
+    "SigningKey",
+    "recover",
+    "recover_address_bytes",
+    "recover_with_eth_account",
+    "sign_with_eth_account",
+    "signer_of",
+    "verify",
+    "verify_many",
+    "verify_voucher",
+]

@@ -1,0 +1,296 @@
+"""The protocol's messages as frozen, validated dataclasses.
+
+Every field is checked on construction against its Solidity type (``uint32``, ``uint64``,
+``uint256``, ``address``, ``bytes32``), so an object that exists can always be hashed, signed,
+encoded and sent to the contract. A bad field raises :class:`~market.errors.InvalidField` naming
+the message type, the field and the rule it broke.
+
+Python names are snake_case; the EIP-712 and msgpack names are the contract's camelCase names,
+listed in each class's ``FIELDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import ClassVar, Generic, NewType, TypeVar
+
+from eth_abi.abi import encode as abi_encode
+from eth_hash.auto import keccak
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+
+from market.errors import InvalidField
+
+TokenAmount = NewType("TokenAmount", int)
+"""An amount in the settlement token's smallest unit."""
+LeaseId = NewType("LeaseId", bytes)
+"""keccak256 of the ABI-encoded lease terms (32 bytes)."""
+OrderHash = NewType("OrderHash", bytes)
+"""The EIP-712 digest of an offer or bid (32 bytes)."""
+
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+UINT128_MAX = 2**128 - 1
+UINT256_MAX = 2**256 - 1
+ZERO_HASH = bytes(32)
+_UINT_MAX = {
+    "uint32": UINT32_MAX,
+    "uint64": UINT64_MAX,
+    "uint128": UINT128_MAX,
+    "uint256": UINT256_MAX,
+}
+
+
+def gpu_model_to_bytes32(model: str) -> bytes:
+    """Encode a GPU model name as the contract's ``bytes32``: ASCII, left-aligned, zero-padded."""
+    raw = model.encode("ascii")
+    return raw.ljust(32, b"\0")
+
+
+def gpu_model_from_bytes32(raw: bytes) -> str:
+    return raw.rstrip(b"\0").decode("ascii")
+
+
+def _check_uint(msg: str, name: str, value: object, solidity_type: str) -> None:
+    if type(value) is not int:  # bool is an int subclass and is refused too
+        raise InvalidField(
+            msg, name, f"must be an int ({solidity_type}), got {type(value).__name__}"
+        )
+    if not 0 <= value <= _UINT_MAX[solidity_type]:
+        raise InvalidField(msg, name, f"{value} is out of range for {solidity_type}")
+
+
+def _check_bytes32(msg: str, name: str, value: object) -> None:
+    if type(value) is not bytes or len(value) != 32:
+        raise InvalidField(msg, name, "must be 32 bytes")
+
+
+def _check_address(obj: object, msg: str, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise InvalidField(msg, name, f"must be a 0x-prefixed 20-byte hex address, got {value!r}")
+    try:
+        checksummed = to_checksum_address(value)
+    except ValueError as exc:
+        raise InvalidField(msg, name, f"is not a hex address: {value!r}") from exc
+    if value != checksummed:
+        if value not in (value.lower(), "0x" + value[2:].upper()):
+            raise InvalidField(msg, name, f"has a wrong EIP-55 checksum: {value!r}")
+        object.__setattr__(obj, name, checksummed)
+
+
+def _check_gpu_model(msg: str, name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidField(msg, name, "must be a non-empty string")
+    if not value.isascii() or not value.isprintable() or len(value) > 32:
+        raise InvalidField(msg, name, f"must be at most 32 printable ASCII characters: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A provider's offer of up to ``gpu_count`` GPUs of one model; may be filled in parts."""
+
+    provider: ChecksumAddress
+    gpu_model: str
+    gpu_count: int
+    memory_gib: int
+    price_per_gpu_second: int
+    min_duration: int
+    max_duration: int
+    expiry: int
+    nonce: int
+    attributes_hash: bytes = ZERO_HASH
+
+    TYPE_NAME: ClassVar[str] = "Offer"
+    # (python attribute, EIP-712/msgpack name, Solidity type), in the struct's order.
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("provider", "provider", "address"),
+        ("gpu_model", "gpuModel", "bytes32"),
+        ("gpu_count", "gpuCount", "uint32"),
+        ("memory_gib", "memoryGiB", "uint32"),
+        ("price_per_gpu_second", "pricePerGpuSecond", "uint256"),
+        ("min_duration", "minDuration", "uint64"),
+        ("max_duration", "maxDuration", "uint64"),
+        ("expiry", "expiry", "uint64"),
+        ("nonce", "nonce", "uint256"),
+        ("attributes_hash", "attributesHash", "bytes32"),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.min_duration > self.max_duration:
+            raise InvalidField("Offer", "min_duration", "must not exceed max_duration")
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    """A lab's bid for ``gpu_count`` GPUs for ``duration`` seconds; several offers may fill it."""
+
+    lab: ChecksumAddress
+    gpu_model: str
+    gpu_count: int
+    max_price_per_gpu_second: int
+    duration: int
+    expiry: int
+    nonce: int
+    job_spec_hash: bytes = ZERO_HASH
+
+    TYPE_NAME: ClassVar[str] = "Bid"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("lab", "lab", "address"),
+        ("gpu_model", "gpuModel", "bytes32"),
+        ("gpu_count", "gpuCount", "uint32"),
+        ("max_price_per_gpu_second", "maxPricePerGpuSecond", "uint256"),
+        ("duration", "duration", "uint64"),
+        ("expiry", "expiry", "uint64"),
+        ("nonce", "nonce", "uint256"),
+        ("job_spec_hash", "jobSpecHash", "bytes32"),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    """The lab's acceptance of ``cumulative_amount`` owed for a lease and of one receipt."""
+
+    lease_id: bytes
+    cumulative_amount: int
+    receipt_hash: bytes = ZERO_HASH
+
+    TYPE_NAME: ClassVar[str] = "Voucher"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("lease_id", "leaseId", "bytes32"),
+        ("cumulative_amount", "cumulativeAmount", "uint256"),
+        ("receipt_hash", "receiptHash", "bytes32"),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The terms of a lease, fixed when it opened. Its id is the keccak256 of their ABI encoding."""
+
+    provider: ChecksumAddress
+    lab: ChecksumAddress
+    gpus: int
+    price_per_gpu_second: int
+    start: int
+    duration: int
+    salt: bytes
+
+    TYPE_NAME: ClassVar[str] = "Lease"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("provider", "provider", "address"),
+        ("lab", "lab", "address"),
+        ("gpus", "gpus", "uint32"),
+        ("price_per_gpu_second", "pricePerGpuSecond", "uint256"),
+        ("start", "start", "uint64"),
+        ("duration", "duration", "uint64"),
+        ("salt", "salt", "bytes32"),
+    )
+    ABI_TYPE: ClassVar[str] = "(address,address,uint32,uint256,uint64,uint64,bytes32)"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def escrow(self) -> TokenAmount:
+        """What the lab paid into escrow: price x GPUs x duration."""
+        return TokenAmount(self.price_per_gpu_second * self.gpus * self.duration)
+
+    @property
+    def end(self) -> int:
+        """The scheduled end (a termination may bring it forward; see LeaseState.end)."""
+        return self.start + self.duration
+
+    def as_tuple(self) -> tuple[object, ...]:
+        """The terms in ABI order, as the contract's ``Lease`` struct."""
+        return tuple(getattr(self, attr) for attr, _, _ in self.FIELDS)
+
+    @property
+    def id(self) -> LeaseId:
+        return LeaseId(keccak(abi_encode([self.ABI_TYPE], [self.as_tuple()])))
+
+
+class LeaseStatus(IntEnum):
+    NONE = 0
+    ACTIVE = 1
+    TERMINATED = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """The mutable part of a lease, as stored on-chain."""
+
+    paid: int
+    end: int
+    status: LeaseStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """How much of an order is filled and whether it was cancelled by hash."""
+
+    filled: int
+    cancelled: bool
+
+
+M = TypeVar("M", Offer, Bid, Voucher)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed(Generic[M]):
+    """A message with its 65-byte signature (r || s || v, v in {27, 28})."""
+
+    message: M
+    signature: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if type(self.signature) is not bytes or len(self.signature) != 65:
+            raise InvalidField(type(self.message).__name__, "signature", "must be 65 bytes")
+
+
+Message = Offer | Bid | Voucher | Lease
+
+
+def _validate(msg: Message) -> None:
+    name = msg.TYPE_NAME
+    for attr, _, solidity_type in msg.FIELDS:
+        value = getattr(msg, attr)
+        if solidity_type == "address":
+            _check_address(msg, name, attr)
+        elif attr == "gpu_model":
+            _check_gpu_model(name, attr, value)
+        elif solidity_type == "bytes32":
+            _check_bytes32(name, attr, value)
+        else:
+            _check_uint(name, attr, value, solidity_type)
+
+
+__all__ = [
+    "UINT32_MAX",
+    "UINT64_MAX",
+    "UINT128_MAX",
+    "UINT256_MAX",
+    "ZERO_HASH",
+    "Bid",
+    "Lease",
+    "LeaseId",
+    "LeaseState",
+    "LeaseStatus",
+    "Message",
+    "Offer",
+    "OrderHash",
+    "OrderState",
+    "Signed",
+    "TokenAmount",
+    "Voucher",
+    "gpu_model_from_bytes32",
+    "gpu_model_to_bytes32",
+]
