@@ -2,32 +2,33 @@
 
 The transactor fills every field itself (web3's ``build_transaction`` would make five requests),
 keeps the account's nonce locally, estimates gas so that a transaction that would revert fails
-before it is sent (with the revert data), and waits for receipts against a deadline.
+before it is sent (decoded into a typed contract error), and waits for receipts against a deadline.
+A send that fails on the connection is retried with the *same signed bytes*, so it can never be
+sent twice; reads are retried on connection failures only.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import Timeout as RequestsTimeout
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import TxParams, TxReceipt
 
-from market.errors import RpcUnavailable, TransactionReverted, TransactionTimeout
+from market.chain.retry import TRANSIENT_ERRORS, with_retries
+from market.chain.revert import decode_revert
+from market.errors import TransactionTimeout
 
 RECEIPT_TIMEOUT_S = 60.0
-GAS_HEADROOM = 1.2
-# Connection-level failures worth reporting as "the endpoint is down", not as a bug.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    RequestsConnectionError,
-    RequestsTimeout,
-    ConnectionError,
-)
+RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnavailable
+GAS_HEADROOM = 1.25
+_POLL_S = 0.01
+T = TypeVar("T")
 
 
 def revert_data(exc: ContractLogicError) -> bytes:
@@ -36,6 +37,10 @@ def revert_data(exc: ContractLogicError) -> bytes:
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
     return b""
+
+
+def endpoint_of(w3: Web3) -> str:
+    return str(getattr(w3.provider, "endpoint_uri", w3.provider))
 
 
 class Transactor:
@@ -48,28 +53,36 @@ class Transactor:
         *,
         chain_id: int | None = None,
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
+        rpc_deadline_s: float = RPC_DEADLINE_S,
     ) -> None:
         self.w3 = w3
+        self.rpc_deadline_s = rpc_deadline_s
         self.account = account
         self.receipt_timeout_s = receipt_timeout_s
-        try:
-            self.chain_id = chain_id if chain_id is not None else w3.eth.chain_id
-            self._nonce: int = w3.eth.get_transaction_count(account.address, "pending")
-        except TRANSIENT_ERRORS as exc:
-            raise RpcUnavailable(_endpoint(w3), str(exc)) from exc
+        self.endpoint = endpoint_of(w3)
+        self.chain_id: int = self._read(lambda: w3.eth.chain_id) if chain_id is None else chain_id
+        self._nonce: int = self._read(
+            lambda: w3.eth.get_transaction_count(account.address, "pending")
+        )
 
     @property
     def address(self) -> ChecksumAddress:
         return self.account.address
 
+    def _read(self, fn: Callable[[], T]) -> T:
+        """Run one JSON-RPC interaction, retrying connection failures until the RPC deadline."""
+        return with_retries(fn, endpoint=self.endpoint, deadline_s=self.rpc_deadline_s)
+
     def resync_nonce(self) -> int:
         """Re-read the pending nonce from the node (after a transaction failed to send)."""
-        self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
+        self._nonce = self._read(
+            lambda: self.w3.eth.get_transaction_count(self.account.address, "pending")
+        )
         return self._nonce
 
     def _fees(self) -> tuple[int, int]:
-        base = self.w3.eth.get_block("latest").get("baseFeePerGas", 0)
-        tip = self.w3.eth.max_priority_fee
+        base = self._read(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 0)
+        tip = self._read(lambda: self.w3.eth.max_priority_fee)
         return 2 * base + tip, tip
 
     def send(
@@ -81,7 +94,7 @@ class Transactor:
         gas: int | None = None,
         what: str = "transaction",
     ) -> TxReceipt:
-        """Send a transaction and wait for its receipt; raises TransactionReverted on failure."""
+        """Send a transaction and wait for its receipt; raises a typed error if it reverts."""
         tx_hash = self.submit(to, data, value=value, gas=gas, what=what)
         return self.wait(tx_hash, what=what)
 
@@ -104,37 +117,69 @@ class Transactor:
         }
         if to is not None:
             tx["to"] = to
-        try:
-            if gas is None:
-                try:
-                    gas = int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * GAS_HEADROOM)
-                except ContractLogicError as exc:
-                    raise TransactionReverted(what, revert_data(exc)) from exc
-            max_fee, tip = self._fees()
-            tx.update({"gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
-            signed = self.account.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except TRANSIENT_ERRORS as exc:
-            raise RpcUnavailable(_endpoint(self.w3), str(exc)) from exc
+        if gas is None:
+            gas = int(self._estimate(tx, what) * GAS_HEADROOM)
+        max_fee, tip = self._fees()
+        tx.update({"gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
+        raw = bytes(self.account.sign_transaction(tx).raw_transaction)
+        tx_hash = self._send_raw(raw)
         self._nonce += 1
         return tx_hash
 
+    def _estimate(self, tx: dict[str, Any], what: str) -> int:
+        def estimate() -> int:
+            try:
+                return int(self.w3.eth.estimate_gas(cast(TxParams, tx)))
+            except ContractLogicError as exc:
+                raise decode_revert(revert_data(exc), what) from exc
+
+        result: int = self._read(estimate)
+        return result
+
+    def _send_raw(self, raw: bytes) -> HexBytes:
+        attempts = 0
+
+        def send() -> HexBytes:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return self.w3.eth.send_raw_transaction(raw)
+            except Web3RPCError as exc:
+                # A retry of bytes the node already accepted: the first attempt went through.
+                if attempts > 1 and "already known" in str(exc).lower():
+                    return HexBytes(Web3.keccak(raw))
+                raise
+
+        result: HexBytes = self._read(send)
+        return result
+
     def wait(self, tx_hash: HexBytes, *, what: str = "transaction") -> TxReceipt:
-        """Wait for a receipt until the deadline; raises TransactionReverted if it failed."""
-        try:
-            try:  # an instant-mining devnet has the receipt already: skip the first poll sleep
-                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        """Wait for a receipt until the deadline; raises a typed error if the transaction failed."""
+        deadline = time.monotonic() + self.receipt_timeout_s
+        while True:
+            try:
+                receipt = self._read(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+                break
             except TransactionNotFound:
-                receipt = self.w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=self.receipt_timeout_s, poll_latency=0.01
-                )
-        except TimeExhausted as exc:
-            raise TransactionTimeout(tx_hash.to_0x_hex(), self.receipt_timeout_s) from exc
-        except TRANSIENT_ERRORS as exc:
-            raise RpcUnavailable(_endpoint(self.w3), str(exc)) from exc
+                if time.monotonic() > deadline:
+                    raise TransactionTimeout(tx_hash.to_0x_hex(), self.receipt_timeout_s) from None
+                time.sleep(_POLL_S)  # waiting for the next block, bounded by the deadline
         if receipt["status"] != 1:
-            raise TransactionReverted(what, b"", tx_hash.to_0x_hex())
+            raise decode_revert(self._replay(tx_hash, receipt), what, tx_hash.to_0x_hex())
         return receipt
+
+    def _replay(self, tx_hash: HexBytes, receipt: TxReceipt) -> bytes:
+        """Revert data of a mined, failed transaction, by replaying it as a call on the state
+        before its block (best effort: earlier transactions of the same block are not replayed)."""
+        try:
+            tx = self.w3.eth.get_transaction(tx_hash)
+            call: dict[str, Any] = {"from": tx["from"], "to": tx.get("to"), "data": tx["input"]}
+            self.w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1)
+        except ContractLogicError as exc:
+            return revert_data(exc)
+        except TRANSIENT_ERRORS:
+            return b""
+        return b""
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: str, *args: Any) -> TxReceipt:
         """Deploy a contract; the receipt's ``contractAddress`` is its address."""
@@ -146,8 +191,4 @@ class Transactor:
         return self.send(None, HexStr(data), what="deployment")
 
 
-def _endpoint(w3: Web3) -> str:
-    return str(getattr(w3.provider, "endpoint_uri", w3.provider))
-
-
-__all__ = ["TRANSIENT_ERRORS", "Transactor", "revert_data"]
+__all__ = ["Transactor", "endpoint_of", "revert_data"]

@@ -108,4 +108,4 @@ def test_anvil_dying_mid_test_raises_typed_error_not_hang() -> None:
 def test_rpc_down_raises_rpc_unavailable() -> None:
     w3 = Web3(HTTPProvider(f"http://127.0.0.1:{free_port()}", request_kwargs={"timeout": 2}))
     with pytest.raises(RpcUnavailable, match="unavailable"):
-        Transactor(w3, Account.create())
+        Transactor(w3, Account.create(), rpc_deadline_s=0.3)

@@ -1,0 +1,439 @@
+"""The market's chain client: the one place that reads and writes the contracts.
+
+``MarketClient`` wraps a deployment (token, Market, ProviderRegistry) and, when given an account,
+sends its transactions through a :class:`~market.chain.tx.Transactor`. Reverts surface as the
+typed errors of ``market.chain.contract_errors`` (``MarketOrderExpired``, ...) with their
+arguments. Writes that can be known to be no-ops from chain state (a claim already paid, a lease
+already closed, an order already cancelled) return without sending, so retrying them is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from market.chain.contract_errors import ERRORS
+from market.chain.deploy import Contracts, Deployment
+from market.chain.events import ChainEvent, EventReader
+from market.chain.retry import with_retries
+from market.chain.tx import Transactor, endpoint_of
+from market.errors import MarketError
+from market.protocol.eip712 import Domain
+from market.protocol.types import (
+    ZERO_HASH,
+    Bid,
+    Lease,
+    LeaseId,
+    LeaseState,
+    LeaseStatus,
+    Offer,
+    OrderState,
+    Signed,
+    Voucher,
+    gpu_model_to_bytes32,
+)
+
+T = TypeVar("T")
+HTTP_TIMEOUT_S = 10.0
+_ERROR_NAMES = {cls.SELECTOR: cls.__name__ for cls in ERRORS.values()}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """A provider's registry record."""
+
+    address: ChecksumAddress
+    registered: bool
+    stake: int
+    unbonding: int
+    unbond_ready_at: int
+    encryption_key: bytes
+    attributes_hash: bytes
+    endpoint: str
+
+    @property
+    def free_stake(self) -> int:
+        return self.stake - self.unbonding
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """An EIP-2612 permit letting the market pull ``value`` from the signer until ``deadline``."""
+
+    owner: ChecksumAddress
+    value: int
+    deadline: int
+    v: int
+    r: bytes
+    s: bytes
+
+    def as_tuple(self) -> tuple[int, int, int, bytes, bytes]:
+        return (self.value, self.deadline, self.v, self.r, self.s)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchClaimResult:
+    """What a ``claimBatch`` paid per lease, and which items it skipped with the error's name."""
+
+    paid: dict[LeaseId, int]
+    skipped: dict[LeaseId, str]
+    gas_used: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.paid.values())
+
+
+def offer_tuple(offer: Offer) -> tuple[Any, ...]:
+    return tuple(
+        gpu_model_to_bytes32(offer.gpu_model) if attr == "gpu_model" else getattr(offer, attr)
+        for attr, _, _ in Offer.FIELDS
+    )
+
+
+def bid_tuple(bid: Bid) -> tuple[Any, ...]:
+    return tuple(
+        gpu_model_to_bytes32(bid.gpu_model) if attr == "gpu_model" else getattr(bid, attr)
+        for attr, _, _ in Bid.FIELDS
+    )
+
+
+class MarketClient:
+    """Reads the market's contracts and, with an account, acts for it."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        contracts: Contracts,
+        account: LocalAccount | None = None,
+        *,
+        receipt_timeout_s: float = 60.0,
+        rpc_deadline_s: float = 10.0,
+    ) -> None:
+        self.w3 = w3
+        self.contracts = contracts
+        self.token: Contract = contracts.token
+        self.market: Contract = contracts.market
+        self.registry: Contract = contracts.registry
+        self.domain = Domain(contracts.deployment.chain_id, self.market.address)
+        self.rpc_deadline_s = rpc_deadline_s
+        self._endpoint = endpoint_of(w3)
+        self._account = account
+        self._tx = (
+            Transactor(
+                w3,
+                account,
+                chain_id=contracts.deployment.chain_id,
+                receipt_timeout_s=receipt_timeout_s,
+                rpc_deadline_s=rpc_deadline_s,
+            )
+            if account is not None
+            else None
+        )
+        self._events = EventReader(w3, [self.market, self.registry])
+        self.last_receipt: TxReceipt | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        deployment: Deployment,
+        key: str | bytes | None = None,
+        *,
+        rpc_url: str | None = None,
+        timeout_s: float = HTTP_TIMEOUT_S,
+    ) -> MarketClient:
+        """Connect to a deployment over HTTP (checks the chain id), acting for ``key`` if given."""
+        w3 = Web3(
+            HTTPProvider(
+                rpc_url or deployment.rpc_url,
+                request_kwargs={"timeout": timeout_s},
+                cache_allowed_requests=True,
+            )
+        )
+        contracts = with_retries(
+            lambda: Contracts.at(w3, deployment), endpoint=rpc_url or deployment.rpc_url
+        )
+        account = Account.from_key(key) if key is not None else None
+        return cls(w3, contracts, account)
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def account(self) -> LocalAccount:
+        if self._account is None:
+            raise MarketError("this client has no account: pass a key to act on-chain")
+        return self._account
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.account.address
+
+    @property
+    def transactor(self) -> Transactor:
+        if self._tx is None:
+            raise MarketError("this client has no account: pass a key to act on-chain")
+        return self._tx
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return with_retries(fn, endpoint=self._endpoint, deadline_s=self.rpc_deadline_s)
+
+    def _send(self, contract: Contract, fn: str, *args: Any) -> TxReceipt:
+        data = contract.encode_abi(fn, args=list(args))
+        receipt = self.transactor.send(contract.address, data, what=fn)
+        self.last_receipt = receipt
+        return receipt
+
+    def _events_in(self, receipt: TxReceipt) -> list[ChainEvent]:
+        decoded = (self._events.decode(log) for log in receipt["logs"])
+        return [e for e in decoded if e is not None]
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def chain_time(self) -> int:
+        """Timestamp of the latest block: the clock the contracts see."""
+        return int(self._call(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+    def balance_of(self, address: str) -> int:
+        return int(self._call(self.token.functions.balanceOf(address).call))
+
+    def allowance(self, owner: str, spender: str | None = None) -> int:
+        spender = spender or self.market.address
+        return int(self._call(self.token.functions.allowance(owner, spender).call))
+
+    def provider_info(self, address: str) -> ProviderInfo:
+        raw = self._call(self.registry.functions.getProvider(address).call)
+        return ProviderInfo(
+            address=Web3.to_checksum_address(address),
+            stake=raw[0],
+            unbonding=raw[1],
+            unbond_ready_at=raw[2],
+            registered=raw[3],
+            encryption_key=bytes(raw[4]),
+            attributes_hash=bytes(raw[5]),
+            endpoint=raw[6],
+        )
+
+    def min_stake(self) -> int:
+        return int(self._call(self.registry.functions.minStake().call))
+
+    def lease_state(self, lease_id: bytes) -> LeaseState:
+        paid, end, status = self._call(self.market.functions.leaseState(lease_id).call)
+        return LeaseState(paid=paid, end=end, status=LeaseStatus(status))
+
+    def order_state(self, signer: str, order_hash: bytes) -> OrderState:
+        filled, cancelled = self._call(self.market.functions.orderState(signer, order_hash).call)
+        return OrderState(filled=filled, cancelled=cancelled)
+
+    def min_nonce(self, signer: str) -> int:
+        return int(self._call(self.market.functions.minNonce(signer).call))
+
+    def claim_window(self) -> int:
+        return int(self._call(self.market.functions.claimWindow().call))
+
+    def events(
+        self, from_block: int | None = None, to_block: int | None = None
+    ) -> list[ChainEvent]:
+        """Market and registry events in a block range (default: since the deployment)."""
+        start = self.contracts.deployment.deploy_block if from_block is None else from_block
+        return self._events.events(start, to_block)
+
+    @property
+    def event_reader(self) -> EventReader:
+        return self._events
+
+    # --- token ---------------------------------------------------------------------------------
+
+    def approve(self, amount: int, spender: str | None = None) -> None:
+        """Let ``spender`` (default: the market) pull ``amount``; skipped if already allowed."""
+        spender = Web3.to_checksum_address(spender or self.market.address)
+        if self.allowance(self.address, spender) >= amount:
+            return
+        self._send(self.token, "approve", spender, amount)
+
+    def sign_permit(self, value: int, deadline: int) -> Permit:
+        """Sign an EIP-2612 permit for the market to pull ``value`` of this account's tokens."""
+        fields, name, version, chain_id, verifying, *_ = self._call(
+            self.token.functions.eip712Domain().call
+        )
+        del fields
+        nonce = self._call(self.token.functions.nonces(self.address).call)
+        message = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": name,
+                "version": version,
+                "chainId": chain_id,
+                "verifyingContract": verifying,
+            },
+            "message": {
+                "owner": self.address,
+                "spender": self.market.address,
+                "value": value,
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+        signed = self.account.sign_typed_data(full_message=message)
+        return Permit(
+            owner=self.address,
+            value=value,
+            deadline=deadline,
+            v=signed.v,
+            r=signed.r.to_bytes(32, "big"),
+            s=signed.s.to_bytes(32, "big"),
+        )
+
+    # --- provider registry ---------------------------------------------------------------------
+
+    def register(
+        self,
+        stake: int,
+        endpoint: str,
+        encryption_key: bytes = ZERO_HASH,
+        attributes_hash: bytes = ZERO_HASH,
+    ) -> ProviderInfo:
+        """Register this account as a provider with ``stake``; a no-op if already registered."""
+        info = self.provider_info(self.address)
+        if info.registered:
+            return info
+        if stake:
+            self.approve(stake, self.registry.address)
+        self._send(self.registry, "register", stake, endpoint, encryption_key, attributes_hash)
+        return self.provider_info(self.address)
+
+    def add_stake(self, amount: int) -> None:
+        self.approve(amount, self.registry.address)
+        self._send(self.registry, "addStake", amount)
+
+    def request_unstake(self, amount: int) -> None:
+        self._send(self.registry, "requestUnstake", amount)
+
+    def withdraw_stake(self) -> int:
+        before = self.balance_of(self.address)
+        self._send(self.registry, "withdraw")
+        return self.balance_of(self.address) - before
+
+    # --- orders and leases ---------------------------------------------------------------------
+
+    def open_lease(
+        self,
+        offer: Signed[Offer],
+        bid: Signed[Bid],
+        gpus: int,
+        *,
+        permit: Permit | None = None,
+    ) -> Lease:
+        """Open a lease of ``gpus`` GPUs from a crossing pair; returns its terms (``lease.id``)."""
+        args = [offer_tuple(offer.message), offer.signature, bid_tuple(bid.message), bid.signature]
+        if permit is None:
+            receipt = self._send(self.market, "openLease", *args, gpus)
+        else:
+            receipt = self._send(self.market, "openLeaseWithPermit", *args, gpus, permit.as_tuple())
+        for event in self._events_in(receipt):
+            if event.name == "LeaseOpened":
+                lease: Lease = event.args["lease"]
+                return lease
+        raise MarketError("openLease succeeded without a LeaseOpened event")
+
+    def cancel_order(self, order_hash: bytes) -> None:
+        """Cancel one of this account's orders; a no-op if it is already cancelled."""
+        if self.order_state(self.address, order_hash).cancelled:
+            return
+        self._send(self.market, "cancelOrder", order_hash)
+
+    def cancel_orders_up_to(self, min_nonce: int) -> None:
+        """Cancel every order of this account with a nonce below ``min_nonce``."""
+        if self.min_nonce(self.address) >= min_nonce:
+            return
+        self._send(self.market, "cancelOrdersUpTo", min_nonce)
+
+    def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
+        """Redeem a voucher; returns what it paid (0, without a transaction, if nothing is due)."""
+        target = min(voucher.message.cumulative_amount, lease.escrow)
+        state = self.lease_state(lease.id)
+        if state.status != LeaseStatus.CLOSED and state.paid >= target:
+            return 0
+        m = voucher.message
+        before = state.paid
+        self._send(
+            self.market,
+            "claim",
+            lease.as_tuple(),
+            m.cumulative_amount,
+            m.receipt_hash,
+            voucher.signature,
+        )
+        return target - before
+
+    def claim_batch(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
+        """Redeem many vouchers in one transaction; bad items are skipped, not fatal."""
+        encoded = [
+            (lease.as_tuple(), v.message.cumulative_amount, v.message.receipt_hash, v.signature)
+            for lease, v in items
+        ]
+        receipt = self._send(self.market, "claimBatch", encoded)
+        paid: dict[LeaseId, int] = {}
+        skipped: dict[LeaseId, str] = {}
+        for event in self._events_in(receipt):
+            if event.name == "Claimed":
+                paid[LeaseId(event.args["lease_id"])] = event.args["amount"]
+            elif event.name == "ClaimSkipped":
+                reason = bytes(event.args["reason"])
+                skipped[LeaseId(event.args["lease_id"])] = _ERROR_NAMES.get(reason, reason.hex())
+        return BatchClaimResult(paid=paid, skipped=skipped, gas_used=receipt["gasUsed"])
+
+    def terminate(self, lease: Lease, cumulative_amount: int) -> None:
+        """End the lease now (lab only), paying up to ``cumulative_amount`` for work to date."""
+        self._send(self.market, "terminate", lease.as_tuple(), cumulative_amount)
+
+    def close_lease(self, lease: Lease) -> int:
+        """Refund the unpaid escrow to the lab; returns the refund (0 if already closed)."""
+        if self.lease_state(lease.id).status == LeaseStatus.CLOSED:
+            return 0
+        receipt = self._send(self.market, "closeLease", lease.as_tuple())
+        for event in self._events_in(receipt):
+            if event.name == "LeaseClosed":
+                return int(event.args["refund"])
+        raise MarketError("closeLease succeeded without a LeaseClosed event")
+
+    def wait_for_time(self, timestamp: int, *, timeout_s: float = 60.0) -> None:
+        """Block until the chain's clock reaches ``timestamp`` (a live chain mines on its own)."""
+        deadline = time.monotonic() + timeout_s
+        while self.chain_time() < timestamp:
+            if time.monotonic() > deadline:
+                raise MarketError(f"chain time did not reach {timestamp} within {timeout_s}s")
+            time.sleep(0.2)  # waiting for new blocks
+
+
+__all__ = [
+    "BatchClaimResult",
+    "MarketClient",
+    "Permit",
+    "ProviderInfo",
+    "bid_tuple",
+    "offer_tuple",
+]

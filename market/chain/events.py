@@ -1,0 +1,134 @@
+"""Reading the market's events: one ``eth_getLogs`` over both contracts, decoded by topic.
+
+Every event of the Market and the ProviderRegistry is decoded into a :class:`ChainEvent` with
+snake_case argument names; ``LeaseOpened`` carries its terms as a ``market.protocol.types.Lease``.
+:func:`follow` polls for new blocks and yields events in chain order, resuming from a block.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import FilterParams, LogReceipt
+
+from market.chain.retry import with_retries
+from market.chain.tx import endpoint_of
+from market.protocol.types import Lease
+
+FOLLOW_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """One decoded log."""
+
+    name: str
+    args: Mapping[str, Any]
+    address: ChecksumAddress
+    block_number: int
+    tx_hash: bytes
+    log_index: int
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the event sits in chain order."""
+        return self.block_number, self.log_index
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if name == "LeaseOpened" and key == "lease":
+            out["lease"] = Lease(
+                provider=value["provider"],
+                lab=value["lab"],
+                gpus=value["gpus"],
+                price_per_gpu_second=value["pricePerGpuSecond"],
+                start=value["start"],
+                duration=value["duration"],
+                salt=bytes(value["salt"]),
+            )
+        else:
+            out[_snake(key)] = bytes(value) if isinstance(value, bytes | HexBytes) else value
+    return out
+
+
+class EventReader:
+    """Decodes the logs of a set of contracts."""
+
+    def __init__(self, w3: Web3, contracts: list[Contract]) -> None:
+        self.w3 = w3
+        self.addresses = [c.address for c in contracts]
+        self._by_topic: dict[bytes, Any] = {}
+        for contract in contracts:
+            for item in contract.abi:
+                if item["type"] != "event":
+                    continue
+                signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                self._by_topic[bytes(Web3.keccak(text=signature))] = contract.events[item["name"]]()
+
+    def decode(self, log: LogReceipt) -> ChainEvent | None:
+        """The event a log carries, or None for a log of an unknown event."""
+        topics = log["topics"]
+        event = self._by_topic.get(bytes(topics[0])) if topics else None
+        if event is None:
+            return None
+        data = event.process_log(log)
+        return ChainEvent(
+            name=data["event"],
+            args=_convert(data["event"], data["args"]),
+            address=Web3.to_checksum_address(log["address"]),
+            block_number=int(log["blockNumber"]),
+            tx_hash=bytes(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+
+    def events(self, from_block: int, to_block: int | None = None) -> list[ChainEvent]:
+        """Every event of the contracts in ``[from_block, to_block]`` (default: latest)."""
+        params: FilterParams = {
+            "fromBlock": from_block,
+            "toBlock": "latest" if to_block is None else to_block,
+            "address": self.addresses,
+        }
+        logs = with_retries(lambda: self.w3.eth.get_logs(params), endpoint=endpoint_of(self.w3))
+        decoded = (self.decode(log) for log in logs)
+        return sorted((e for e in decoded if e is not None), key=lambda e: e.position)
+
+    def follow(
+        self, from_block: int, *, poll_s: float = FOLLOW_POLL_S, stop_after_s: float | None = None
+    ) -> Iterator[ChainEvent]:
+        """Yield events from ``from_block`` on, as blocks arrive; stops after ``stop_after_s``.
+
+        Resume after a restart by passing the block after the last one processed.
+        """
+        deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
+        next_block = from_block
+        while deadline is None or time.monotonic() < deadline:
+            head = with_retries(lambda: self.w3.eth.block_number, endpoint=endpoint_of(self.w3))
+            if head >= next_block:
+                yield from self.events(next_block, head)
+                next_block = head + 1
+            else:
+                time.sleep(poll_s)  # no new block yet; poll again
+
+
+def _abi_type(item: Mapping[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){item['type'][len('tuple') :]}"
+    return str(item["type"])
+
+
+__all__ = ["ChainEvent", "EventReader"]

@@ -1,0 +1,50 @@
+"""Retrying only what is worth retrying: connection-level failures, with backoff and a deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout as RequestsTimeout
+
+from market.errors import RpcUnavailable
+
+# The enumerated transient errors: the endpoint did not answer. Everything else (a revert, a
+# JSON-RPC error, a bad argument) is an answer and is never retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RequestsConnectionError,
+    RequestsTimeout,
+    ConnectionError,
+)
+
+
+T = TypeVar("T")
+
+
+def with_retries(
+    fn: Callable[[], T],
+    *,
+    endpoint: str,
+    deadline_s: float = 10.0,
+    first_delay_s: float = 0.05,
+    max_delay_s: float = 1.0,
+) -> T:
+    """Call ``fn``; on a transient error retry with exponential backoff until ``deadline_s``.
+
+    Raises RpcUnavailable (from the last error) when the deadline passes.
+    """
+    deadline = time.monotonic() + deadline_s
+    delay = first_delay_s
+    while True:
+        try:
+            return fn()
+        except TRANSIENT_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                raise RpcUnavailable(endpoint, f"{type(exc).__name__}: {exc}") from exc
+            time.sleep(delay)  # backoff between retries of a failed connection
+            delay = min(delay * 2, max_delay_s)
+
+
+__all__ = ["TRANSIENT_ERRORS", "with_retries"]

@@ -1,0 +1,191 @@
+"""The two users of the market, as small facades over the chain client and the protocol.
+
+    provider = Provider.connect(deployment, provider_key)
+    provider.register(stake=500 * USD, endpoint="https://gpu.example:7000")
+    offer = provider.offer("H100-80GB", gpus=8, memory_gib=80, price_per_gpu_second=3,
+                           min_duration=60, max_duration=86_400)
+
+    lab = Lab.connect(deployment, lab_key)
+    bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)
+    lease = lab.open(offer, bid, gpus=4)           # escrow pulled by permit, in the same call
+    voucher = lab.pay(lease, cumulative_amount=1_000)
+    provider.claim(lease, voucher)
+    lab.terminate(lease, cumulative_amount=1_000)  # or let it run to its end
+    provider.close(lease)                          # refunds the rest to the lab
+
+Order nonces default to the signing time in nanoseconds, so ``cancel_all()`` (which raises the
+nonce floor to now) cancels every order signed before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Self
+
+from market.chain.client import BatchClaimResult, MarketClient, ProviderInfo
+from market.chain.deploy import Deployment
+from market.protocol.eip712 import order_hash
+from market.protocol.signing import SigningKey
+from market.protocol.types import (
+    ZERO_HASH,
+    Bid,
+    Lease,
+    Offer,
+    OrderHash,
+    Signed,
+    Voucher,
+)
+
+DEFAULT_ORDER_TTL_S = 3600
+
+
+class _Party:
+    def __init__(self, client: MarketClient, key: SigningKey) -> None:
+        if client.address != key.address:
+            raise ValueError("the client's account and the signing key differ")
+        self.client = client
+        self.key = key
+
+    @classmethod
+    def connect(cls, deployment: Deployment, key: str, *, rpc_url: str | None = None) -> Self:
+        """Connect to a deployment and act for the account of ``key`` (a 0x hex private key)."""
+        return cls(MarketClient.connect(deployment, key, rpc_url=rpc_url), SigningKey(key))
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    def balance(self) -> int:
+        return self.client.balance_of(self.address)
+
+    def _expiry(self, ttl_s: int) -> int:
+        return self.client.chain_time() + ttl_s
+
+    def cancel(self, order: Signed[Offer] | Signed[Bid]) -> OrderHash:
+        """Cancel one order on-chain by its hash."""
+        h = order_hash(self.client.domain, order.message)
+        self.client.cancel_order(h)
+        return h
+
+    def cancel_all(self) -> None:
+        """Cancel every order signed so far (raises the nonce floor to now)."""
+        self.client.cancel_orders_up_to(time.time_ns())
+
+
+class Provider(_Party):
+    """A GPU owner: registers with a stake, signs offers, claims payment."""
+
+    def register(
+        self,
+        stake: int,
+        endpoint: str,
+        encryption_key: bytes = ZERO_HASH,
+        attributes_hash: bytes = ZERO_HASH,
+    ) -> ProviderInfo:
+        return self.client.register(stake, endpoint, encryption_key, attributes_hash)
+
+    def offer(
+        self,
+        gpu_model: str,
+        *,
+        gpus: int,
+        memory_gib: int,
+        price_per_gpu_second: int,
+        min_duration: int,
+        max_duration: int,
+        ttl_s: int = DEFAULT_ORDER_TTL_S,
+        attributes_hash: bytes = ZERO_HASH,
+        nonce: int | None = None,
+    ) -> Signed[Offer]:
+        """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time."""
+        offer = Offer(
+            provider=self.key.address,
+            gpu_model=gpu_model,
+            gpu_count=gpus,
+            memory_gib=memory_gib,
+            price_per_gpu_second=price_per_gpu_second,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            expiry=self._expiry(ttl_s),
+            nonce=time.time_ns() if nonce is None else nonce,
+            attributes_hash=attributes_hash,
+        )
+        return self.key.sign(self.client.domain, offer)
+
+    def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
+        """Redeem the lab's voucher; returns what was paid now (0 if already paid)."""
+        return self.client.claim(lease, voucher)
+
+    def claim_all(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
+        """Redeem many vouchers in one transaction."""
+        return self.client.claim_batch(items)
+
+    def close(self, lease: Lease) -> int:
+        """Give the lease up (a provider may close at any time); returns the lab's refund."""
+        return self.client.close_lease(lease)
+
+
+class Lab(_Party):
+    """A buyer of GPU time: signs bids, funds escrow, pays by vouchers, terminates."""
+
+    def bid(
+        self,
+        gpu_model: str,
+        *,
+        gpus: int,
+        max_price_per_gpu_second: int,
+        duration: int,
+        job_spec_hash: bytes = ZERO_HASH,
+        ttl_s: int = DEFAULT_ORDER_TTL_S,
+        nonce: int | None = None,
+    ) -> Signed[Bid]:
+        """Sign a bid for ``gpus`` GPUs for ``duration`` seconds."""
+        bid = Bid(
+            lab=self.key.address,
+            gpu_model=gpu_model,
+            gpu_count=gpus,
+            max_price_per_gpu_second=max_price_per_gpu_second,
+            duration=duration,
+            expiry=self._expiry(ttl_s),
+            nonce=time.time_ns() if nonce is None else nonce,
+            job_spec_hash=job_spec_hash,
+        )
+        return self.key.sign(self.client.domain, bid)
+
+    def fund(self, amount: int) -> None:
+        """Allow the market to pull up to ``amount`` into escrow (an ERC-20 approval)."""
+        self.client.approve(amount)
+
+    def open(
+        self,
+        offer: Signed[Offer],
+        bid: Signed[Bid],
+        gpus: int,
+        *,
+        use_permit: bool = True,
+    ) -> Lease:
+        """Open a lease; with ``use_permit`` the escrow is authorised by EIP-2612 in the same call."""
+        escrow = offer.message.price_per_gpu_second * gpus * bid.message.duration
+        if not use_permit:
+            return self.client.open_lease(offer, bid, gpus)
+        permit = self.client.sign_permit(escrow, deadline=self._expiry(DEFAULT_ORDER_TTL_S))
+        return self.client.open_lease(offer, bid, gpus, permit=permit)
+
+    def pay(
+        self, lease: Lease, cumulative_amount: int, receipt_hash: bytes = ZERO_HASH
+    ) -> Signed[Voucher]:
+        """Sign a voucher: the provider may take up to ``cumulative_amount`` in total."""
+        voucher = Voucher(lease.id, cumulative_amount, receipt_hash)
+        return self.key.sign(self.client.domain, voucher)
+
+    def terminate(self, lease: Lease, cumulative_amount: int) -> None:
+        """End the lease now, paying up to ``cumulative_amount`` for the work done."""
+        self.client.terminate(lease, cumulative_amount)
+
+    def close(self, lease: Lease) -> int:
+        """Reclaim the unpaid escrow once the claim window after the end has passed."""
+        return self.client.close_lease(lease)
+
+
+__all__ = ["DEFAULT_ORDER_TTL_S", "Lab", "Provider"]
