@@ -18,7 +18,7 @@ from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from market.chain.retry import TRANSIENT_ERRORS, with_retries
 from market.chain.revert import decode_revert
@@ -169,16 +169,28 @@ class Transactor:
         return receipt
 
     def _replay(self, tx_hash: HexBytes, receipt: TxReceipt) -> bytes:
-        """Revert data of a mined, failed transaction, by replaying it as a call on the state
-        before its block (best effort: earlier transactions of the same block are not replayed)."""
+        """Revert data of a mined, failed transaction: replay it as a call on the state before its
+        block, with that block's number and timestamp (best effort: earlier transactions of the
+        same block are not replayed)."""
         try:
             tx = self.w3.eth.get_transaction(tx_hash)
-            call: dict[str, Any] = {"from": tx["from"], "to": tx.get("to"), "data": tx["input"]}
-            self.w3.eth.call(cast(TxParams, call), receipt["blockNumber"] - 1)
-        except ContractLogicError as exc:
-            return revert_data(exc)
+            block = self.w3.eth.get_block(receipt["blockNumber"])
+            call = {
+                "from": tx["from"],
+                "to": tx.get("to"),
+                "data": HexBytes(tx["input"]).to_0x_hex(),
+            }
+            overrides = {"number": hex(block["number"]), "time": hex(block["timestamp"])}
+            parent = hex(receipt["blockNumber"] - 1)
+            response = self.w3.provider.make_request(
+                RPCEndpoint("eth_call"), [call, parent, {}, overrides]
+            )
         except TRANSIENT_ERRORS:
             return b""
+        error: Any = response.get("error") or {}
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
         return b""
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: str, *args: Any) -> TxReceipt:

@@ -12,8 +12,8 @@ from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
-from market.roles import Lab, Provider
 from market.protocol.signing import SigningKey
+from market.roles import Lab, Provider
 
 USD = 10**6  # TestUSD has 6 decimals
 MIN_STAKE = 100 * USD
