@@ -165,7 +165,7 @@ class Lab(_Party):
         *,
         use_permit: bool = True,
     ) -> Lease:
-        """Open a lease; with ``use_permit`` an EIP-2612 permit authorises the escrow in the call."""
+        """Open a lease; with ``use_permit`` an EIP-2612 permit authorises the escrow too."""
         escrow = offer.message.price_per_gpu_second * gpus * bid.message.duration
         if not use_permit:
             return self.client.open_lease(offer, bid, gpus)
