@@ -26,7 +26,7 @@ from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
-from market.errors import MarketError
+from market.errors import InvalidField, MarketError
 from market.protocol.eip712 import Domain
 from market.protocol.types import (
     ZERO_HASH,
@@ -373,6 +373,7 @@ class MarketClient:
 
     def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
         """Redeem a voucher; returns what it paid (0, without a transaction, if nothing is due)."""
+        _check_voucher_names(lease, voucher)
         target = min(voucher.message.cumulative_amount, lease.escrow)
         state = self.lease_state(lease.id)
         if state.status != LeaseStatus.CLOSED and state.paid >= target:
@@ -391,6 +392,8 @@ class MarketClient:
 
     def claim_batch(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
         """Redeem many vouchers in one transaction; bad items are skipped, not fatal."""
+        for lease, voucher in items:
+            _check_voucher_names(lease, voucher)
         encoded = [
             (lease.as_tuple(), v.message.cumulative_amount, v.message.receipt_hash, v.signature)
             for lease, v in items
@@ -427,6 +430,17 @@ class MarketClient:
             if time.monotonic() > deadline:
                 raise MarketError(f"chain time did not reach {timestamp} within {timeout_s}s")
             time.sleep(0.2)  # waiting for new blocks
+
+
+def _check_voucher_names(lease: Lease, voucher: Signed[Voucher]) -> None:
+    # The contract signs over the id of the lease it is given, so a voucher for another lease
+    # could only fail there; say so here, before spending gas.
+    if voucher.message.lease_id != lease.id:
+        raise InvalidField(
+            "Voucher",
+            "lease_id",
+            f"names 0x{voucher.message.lease_id.hex()}, not 0x{lease.id.hex()}",
+        )
 
 
 __all__ = [

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from market.artifacts import load_artifact
 from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
@@ -64,3 +66,31 @@ def env(devnet: Devnet, deployed: Contracts) -> Iterator[MarketEnv]:
     """The deployed market, reverted to its pristine state after the test."""
     with devnet.isolated():
         yield MarketEnv(devnet, deployed)
+
+
+def deploy_variant(devnet: Devnet, **kwargs: Any) -> Contracts:
+    """Another market on the same chain (another token, decimals or fee), with funded accounts."""
+    w3 = devnet.web3()
+    deployer = devnet.accounts[0]
+    token_address = None
+    if kwargs.pop("no_bool_token", False):
+        art = load_artifact("NoBoolToken")
+        receipt = Transactor(w3, deployer).deploy(art.abi, art.bytecode, 6)
+        token_address = receipt["contractAddress"]
+    decimals = kwargs.pop("token_decimals", 6)
+    params = MarketParams(
+        min_stake=MIN_STAKE, unbonding_delay=UNBONDING_DELAY, claim_window=CLAIM_WINDOW, **kwargs
+    )
+    contracts = deploy(
+        w3,
+        deployer,
+        rpc_url=devnet.rpc_url,
+        token=token_address,
+        token_decimals=decimals,
+        params=params,
+    )
+    minter = Transactor(w3, deployer)
+    for acct in devnet.accounts[1:]:
+        data = contracts.token.encode_abi("mint", args=[acct.address, START_BALANCE * 10**12])
+        minter.send(contracts.token.address, data, what="mint")
+    return contracts
