@@ -244,6 +244,14 @@ class Devnet:
     def set_next_block_timestamp(self, timestamp: int) -> None:
         self.rpc("evm_setNextBlockTimestamp", [timestamp])
 
+    def set_block_timestamp_interval(self, seconds: int | None) -> None:
+        """Give every new block the previous timestamp plus ``seconds``, whatever the wall clock
+        says (``None`` goes back to wall-clock time). Makes chain time deterministic for tests."""
+        if seconds is None:
+            self.rpc("anvil_removeBlockTimestampInterval")
+        else:
+            self.rpc("anvil_setBlockTimestampInterval", [seconds])
+
     def mine(self, blocks: int = 1) -> None:
         self.rpc("anvil_mine", [hex(blocks)])
 

@@ -51,6 +51,18 @@ def test_increase_time_moves_the_next_block_clock(chain: Devnet) -> None:
     assert chain.timestamp() == t0 + 10_000
 
 
+def test_block_timestamp_interval_makes_chain_time_independent_of_wall_clock(
+    chain: Devnet,
+) -> None:
+    chain.set_block_timestamp_interval(7)
+    try:
+        before = chain.timestamp()
+        chain.mine(3)
+        assert chain.timestamp() == before + 21
+    finally:
+        chain.set_block_timestamp_interval(None)
+
+
 def test_with_automine_off_transactions_wait_for_mine(chain: Devnet) -> None:
     w3 = chain.web3()
     tx = Transactor(w3, chain.accounts[2])

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {StdInvariant} from "forge-std/StdInvariant.sol";
+import {IMarket} from "../src/interfaces/IMarket.sol";
+import {TestUSD} from "../src/TestUSD.sol";
+import {MarketFixture} from "./helpers/MarketFixture.sol";
+import {MarketHandler} from "./helpers/MarketHandler.sol";
+
+/// @notice Stateful fuzzing of the market through MarketHandler: random leases (partial fills
+/// included), vouchers, batches, terminations, closes and time, with a 1% protocol fee. Runs and
+/// depth come from foundry.toml ([invariant]).
+contract MarketInvariantTest is MarketFixture {
+    MarketHandler internal handler;
+    uint256 internal initialSupply;
+    uint256 internal labsInitial;
+    uint256 internal providersInitial;
+
+    function setUp() public {
+        _deploy(address(new TestUSD(6)), 6, 100, treasury);
+        token.mint(lab, 1e15);
+        token.mint(lab2, 1e15);
+
+        uint256[] memory providerKeys = new uint256[](2);
+        providerKeys[0] = PROVIDER_KEY;
+        providerKeys[1] = PROVIDER2_KEY;
+        uint256[] memory labKeys = new uint256[](2);
+        labKeys[0] = LAB_KEY;
+        labKeys[1] = LAB2_KEY;
+        handler = new MarketHandler(market, providerKeys, labKeys, stranger);
+
+        initialSupply = token.totalSupply();
+        labsInitial = token.balanceOf(lab) + token.balanceOf(lab2);
+        providersInitial = token.balanceOf(provider) + token.balanceOf(provider2);
+
+        bytes4[] memory selectors = new bytes4[](6);
+        selectors[0] = MarketHandler.openLeases.selector;
+        selectors[1] = MarketHandler.claim.selector;
+        selectors[2] = MarketHandler.claimBatch.selector;
+        selectors[3] = MarketHandler.terminate.selector;
+        selectors[4] = MarketHandler.closeLease.selector;
+        selectors[5] = MarketHandler.warp.selector;
+        targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
+        targetContract(address(handler));
+    }
+
+    /// @notice The market holds exactly the unpaid escrow of the leases not yet closed, and the
+    /// contract's record of every lease agrees with the model.
+    function invariant_marketBalanceEqualsUnpaidEscrowOfOpenLeases() public view {
+        uint256 owedByModel = 0;
+        uint256 owedByMarket = 0;
+        uint256 n = handler.leaseCount();
+        for (uint256 i = 0; i < n; ++i) {
+            (IMarket.Lease memory lease, MarketHandler.Model memory m) = handler.leaseAt(i);
+            IMarket.LeaseState memory s = market.leaseState(keccak256(abi.encode(lease)));
+            assertEq(uint8(s.status), uint8(m.status), "status");
+            assertEq(s.paid, m.paid, "paid");
+            assertEq(s.end, m.end, "end");
+            assertLe(s.paid, _escrowOf(lease), "paid within escrow");
+            if (s.status != IMarket.LeaseStatus.Closed) {
+                owedByMarket += _escrowOf(lease) - s.paid;
+                owedByModel += m.escrow - m.paid;
+            }
+        }
+        assertEq(token.balanceOf(address(market)), owedByMarket, "market balance vs its own records");
+        assertEq(owedByMarket, owedByModel, "market records vs model");
+    }
+
+    /// @notice No token is created or lost: the supply is unchanged and lies entirely with the actors.
+    function invariant_tokenSupplyConservedAcrossActors() public view {
+        uint256 held = token.balanceOf(lab) + token.balanceOf(lab2) + token.balanceOf(provider)
+            + token.balanceOf(provider2) + token.balanceOf(stranger) + token.balanceOf(treasury)
+            + token.balanceOf(address(market)) + token.balanceOf(address(registry));
+        assertEq(token.totalSupply(), initialSupply, "supply");
+        assertEq(held, initialSupply, "held by actors");
+    }
+
+    /// @notice Each group of actors holds what the model says it was paid.
+    function invariant_flowsMatchModel() public view {
+        assertEq(handler.mismatches(), 0, "a call disagreed with the model");
+        assertEq(
+            token.balanceOf(lab) + token.balanceOf(lab2),
+            labsInitial - handler.ghostEscrowed() + handler.ghostRefunded(),
+            "labs"
+        );
+        assertEq(
+            token.balanceOf(provider) + token.balanceOf(provider2),
+            providersInitial + handler.ghostProviderIncome(),
+            "providers"
+        );
+        assertEq(token.balanceOf(treasury), handler.ghostFees(), "treasury");
+        assertEq(token.balanceOf(address(registry)), 2 * minStake, "stakes untouched");
+    }
+
+    /// @notice Reports how many actions ran and succeeded in the run (visible with -vv).
+    function afterInvariant() public {
+        string[6] memory actions = ["open", "claim", "batch", "terminate", "close", "warp"];
+        for (uint256 i = 0; i < actions.length; ++i) {
+            bytes32 key = bytes32(bytes(actions[i]));
+            emit log_named_string(
+                actions[i],
+                string.concat(vm.toString(handler.successes(key)), " of ", vm.toString(handler.calls(key)), " succeeded")
+            );
+        }
+    }
+}

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Test} from "forge-std/Test.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {Market} from "../../src/Market.sol";
+import {IMarket} from "../../src/interfaces/IMarket.sol";
+import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
+
+/// @notice The token surface the tests use. `approve` and `transfer` are declared without a return
+/// value so the same calls work for TestUSD (returns bool, ignored) and NoBoolToken (returns nothing).
+interface ITestToken {
+    function mint(address to, uint256 amount) external;
+    function approve(address spender, uint256 amount) external;
+    function balanceOf(address account) external view returns (uint256);
+    function totalSupply() external view returns (uint256);
+}
+
+/// @notice Deployment, actors, order builders, signing and an independent EIP-712 implementation
+/// shared by the market test suites.
+abstract contract MarketFixture is Test {
+    // --- EIP-712, written out independently of Market.sol --------------------------------------
+    bytes32 internal constant DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 internal constant OFFER_TYPEHASH = keccak256(
+        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,bytes32 attributesHash)"
+    );
+    bytes32 internal constant BID_TYPEHASH = keccak256(
+        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash)"
+    );
+    bytes32 internal constant VOUCHER_TYPEHASH =
+        keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)");
+
+    /// @dev secp256k1 group order, for building the malleable twin of a signature.
+    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+
+    // --- parameters -----------------------------------------------------------------------------
+    bytes32 internal constant H100 = "H100-80GB";
+    bytes32 internal constant A100 = "A100-40GB";
+    uint40 internal constant UNBONDING_DELAY = 7 days;
+    uint64 internal constant CLAIM_WINDOW = 1 days;
+    uint64 internal constant T0 = 1_700_000_000;
+    uint64 internal constant DURATION = 1 hours;
+    uint32 internal constant OFFER_GPUS = 8;
+    uint32 internal constant BID_GPUS = 4;
+
+    // --- actors ---------------------------------------------------------------------------------
+    uint256 internal constant PROVIDER_KEY = 0xB0B;
+    uint256 internal constant PROVIDER2_KEY = 0xCA7;
+    uint256 internal constant LAB_KEY = 0xA11CE;
+    uint256 internal constant LAB2_KEY = 0xD0C;
+    uint256 internal constant STRANGER_KEY = 0xE7E;
+    address internal provider = vm.addr(PROVIDER_KEY);
+    address internal provider2 = vm.addr(PROVIDER2_KEY);
+    address internal lab = vm.addr(LAB_KEY);
+    address internal lab2 = vm.addr(LAB2_KEY);
+    address internal stranger = vm.addr(STRANGER_KEY);
+    address internal treasury = makeAddr("treasury");
+
+    // --- deployment -----------------------------------------------------------------------------
+    ITestToken internal token;
+    Market internal market;
+    IProviderRegistry internal registry;
+    uint256 internal unit; // one whole token in its smallest unit
+    uint256 internal minStake;
+    uint256 internal price; // per GPU-second: 0.001 token
+
+    /// @notice A signed offer and bid, ready for openLease.
+    struct Pair {
+        IMarket.Offer offer;
+        bytes offerSig;
+        IMarket.Bid bid;
+        bytes bidSig;
+    }
+
+    /// @dev Deploys the market on `token_`, funds and approves every actor, registers both providers.
+    function _deploy(address token_, uint8 decimals, uint16 feeBps, address treasury_) internal {
+        vm.warp(T0);
+        token = ITestToken(token_);
+        unit = 10 ** decimals;
+        minStake = 1_000 * unit;
+        price = unit / 1_000;
+        market = new Market(IERC20(token_), minStake, UNBONDING_DELAY, CLAIM_WINDOW, feeBps, treasury_);
+        registry = market.registry();
+
+        address[4] memory actors = [provider, provider2, lab, lab2];
+        for (uint256 i = 0; i < actors.length; ++i) {
+            token.mint(actors[i], 1_000_000 * unit);
+            vm.startPrank(actors[i]);
+            token.approve(address(market), type(uint256).max);
+            token.approve(address(registry), type(uint256).max);
+            vm.stopPrank();
+        }
+        _registerProvider(provider);
+        _registerProvider(provider2);
+    }
+
+    function _registerProvider(address who) internal {
+        vm.prank(who);
+        registry.register(minStake, "https://gpu.example:7000", keccak256(abi.encode(who, "x25519")), bytes32(0));
+    }
+
+    // --- orders ---------------------------------------------------------------------------------
+
+    function _offer(address provider_, uint256 nonce) internal view returns (IMarket.Offer memory) {
+        return IMarket.Offer({
+            provider: provider_,
+            gpuModel: H100,
+            gpuCount: OFFER_GPUS,
+            memoryGiB: 80,
+            pricePerGpuSecond: price,
+            minDuration: 10 minutes,
+            maxDuration: 1 days,
+            expiry: uint64(block.timestamp + 1 hours),
+            nonce: nonce,
+            attributesHash: keccak256("region=eu;interconnect=nvlink")
+        });
+    }
+
+    function _bid(address lab_, uint256 nonce) internal view returns (IMarket.Bid memory) {
+        return IMarket.Bid({
+            lab: lab_,
+            gpuModel: H100,
+            gpuCount: BID_GPUS,
+            maxPricePerGpuSecond: price * 2,
+            duration: DURATION,
+            expiry: uint64(block.timestamp + 1 hours),
+            nonce: nonce,
+            jobSpecHash: keccak256("train llama")
+        });
+    }
+
+    function _keyOf(address who) internal view returns (uint256) {
+        if (who == provider) return PROVIDER_KEY;
+        if (who == provider2) return PROVIDER2_KEY;
+        if (who == lab) return LAB_KEY;
+        if (who == lab2) return LAB2_KEY;
+        if (who == stranger) return STRANGER_KEY;
+        revert("fixture: no key for signer");
+    }
+
+    function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _signOffer(IMarket.Offer memory offer) internal view returns (bytes memory) {
+        return _sign(_keyOf(offer.provider), market.hashOffer(offer));
+    }
+
+    function _signBid(IMarket.Bid memory bid) internal view returns (bytes memory) {
+        return _sign(_keyOf(bid.lab), market.hashBid(bid));
+    }
+
+    function _signVoucher(uint256 key, bytes32 id, uint256 cumulativeAmount, bytes32 receiptHash)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return _sign(key, market.hashVoucher(IMarket.Voucher(id, cumulativeAmount, receiptHash)));
+    }
+
+    /// @dev The lab's voucher for `lease`.
+    function _voucher(IMarket.Lease memory lease, uint256 cumulativeAmount) internal view returns (bytes memory) {
+        return _signVoucher(_keyOf(lease.lab), keccak256(abi.encode(lease)), cumulativeAmount, bytes32(0));
+    }
+
+    function _pair(IMarket.Offer memory offer, IMarket.Bid memory bid) internal view returns (Pair memory p) {
+        p.offer = offer;
+        p.bid = bid;
+        p.offerSig = _signOffer(offer);
+        p.bidSig = _signBid(bid);
+    }
+
+    function _defaultPair() internal view returns (Pair memory) {
+        return _pair(_offer(provider, 0), _bid(lab, 0));
+    }
+
+    /// @dev The lease openLease would create now for this pair and fill size.
+    function _expectedLease(Pair memory p, uint32 gpus) internal view returns (IMarket.Lease memory) {
+        bytes32 offerHash = market.hashOffer(p.offer);
+        bytes32 bidHash = market.hashBid(p.bid);
+        uint128 bidFilledBefore = market.orderState(p.bid.lab, bidHash).filled;
+        return IMarket.Lease({
+            provider: p.offer.provider,
+            lab: p.bid.lab,
+            gpus: gpus,
+            pricePerGpuSecond: p.offer.pricePerGpuSecond,
+            start: uint64(block.timestamp),
+            duration: p.bid.duration,
+            salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore))
+        });
+    }
+
+    /// @dev Opens a lease and checks its id against the terms rebuilt in the test.
+    function _open(Pair memory p, uint32 gpus) internal returns (IMarket.Lease memory lease, bytes32 id) {
+        lease = _expectedLease(p, gpus);
+        id = market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, gpus);
+        assertEq(id, keccak256(abi.encode(lease)), "lease id");
+    }
+
+    function _escrowOf(IMarket.Lease memory lease) internal pure returns (uint256) {
+        return lease.pricePerGpuSecond * lease.gpus * lease.duration;
+    }
+
+    /// @dev The same signature with s replaced by n - s and v flipped: recovers the same signer.
+    function _malleate(bytes memory sig) internal pure returns (bytes memory) {
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+        return abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+    }
+
+    // --- independent EIP-712 digests --------------------------------------------------------------
+
+    function _domainSeparator() internal view returns (bytes32) {
+        return keccak256(
+            abi.encode(DOMAIN_TYPEHASH, keccak256("gpumarket"), keccak256("1"), block.chainid, address(market))
+        );
+    }
+
+    function _typedDigest(bytes32 structHash) internal view returns (bytes32) {
+        return keccak256(abi.encodePacked("\x19\x01", _domainSeparator(), structHash));
+    }
+
+    function _offerDigest(IMarket.Offer memory o) internal view returns (bytes32) {
+        bytes memory head = abi.encode(OFFER_TYPEHASH, o.provider, o.gpuModel, o.gpuCount, o.memoryGiB);
+        bytes memory tail =
+            abi.encode(o.pricePerGpuSecond, o.minDuration, o.maxDuration, o.expiry, o.nonce, o.attributesHash);
+        return _typedDigest(keccak256(bytes.concat(head, tail)));
+    }
+
+    function _bidDigest(IMarket.Bid memory b) internal view returns (bytes32) {
+        bytes memory head = abi.encode(BID_TYPEHASH, b.lab, b.gpuModel, b.gpuCount, b.maxPricePerGpuSecond);
+        bytes memory tail = abi.encode(b.duration, b.expiry, b.nonce, b.jobSpecHash);
+        return _typedDigest(keccak256(bytes.concat(head, tail)));
+    }
+
+    function _voucherDigest(bytes32 id, uint256 cumulativeAmount, bytes32 receiptHash)
+        internal
+        view
+        returns (bytes32)
+    {
+        return _typedDigest(keccak256(abi.encode(VOUCHER_TYPEHASH, id, cumulativeAmount, receiptHash)));
+    }
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Test} from "forge-std/Test.sol";
+import {Market} from "../../src/Market.sol";
+import {IMarket} from "../../src/interfaces/IMarket.sol";
+import {ITestToken} from "./MarketFixture.sol";
+
+/// @notice Drives the market with random but well-formed actions and keeps a model of every lease
+/// and of where every token went. Calls that the model says must succeed and revert (or the other
+/// way round), or that return other amounts than the model, are counted in `mismatches`: the
+/// invariant run ignores reverts (fail_on_revert = false), so the handler never reverts itself.
+contract MarketHandler is Test {
+    /// @notice What the model expects of one lease.
+    struct Model {
+        uint256 escrow;
+        uint256 paid;
+        uint64 end;
+        IMarket.LeaseStatus status;
+    }
+
+    bytes32 internal constant MODEL = "H100-80GB";
+    uint256 internal constant BPS = 10_000;
+
+    Market public immutable market;
+    ITestToken public immutable token;
+    uint256 public immutable feeBps;
+    uint64 public immutable claimWindow;
+    address public immutable stranger;
+
+    uint256[] internal _providerKeys;
+    uint256[] internal _labKeys;
+    address[] public providers;
+    address[] public labs;
+
+    IMarket.Lease[] internal _leases;
+    Model[] internal _models;
+    uint256 internal _nonce;
+
+    uint256 public ghostTime;
+    uint256 public ghostEscrowed; // pulled from labs at opening
+    uint256 public ghostRefunded; // returned to labs at close
+    uint256 public ghostFees; // sent to the treasury
+    uint256 public ghostProviderIncome; // sent to providers, fees excluded
+    uint256 public mismatches;
+    mapping(bytes32 action => uint256) public calls;
+    mapping(bytes32 action => uint256) public successes;
+
+    constructor(Market market_, uint256[] memory providerKeys, uint256[] memory labKeys, address stranger_) {
+        market = market_;
+        token = ITestToken(market_.token());
+        feeBps = market_.feeBps();
+        claimWindow = market_.claimWindow();
+        stranger = stranger_;
+        for (uint256 i = 0; i < providerKeys.length; ++i) {
+            _providerKeys.push(providerKeys[i]);
+            providers.push(vm.addr(providerKeys[i]));
+        }
+        for (uint256 i = 0; i < labKeys.length; ++i) {
+            _labKeys.push(labKeys[i]);
+            labs.push(vm.addr(labKeys[i]));
+        }
+        ghostTime = block.timestamp;
+    }
+
+    // --- views for the invariants ---------------------------------------------------------------
+
+    function leaseCount() external view returns (uint256) {
+        return _leases.length;
+    }
+
+    function leaseAt(uint256 i) external view returns (IMarket.Lease memory, Model memory) {
+        return (_leases[i], _models[i]);
+    }
+
+    // --- actions --------------------------------------------------------------------------------
+
+    /// @notice Opens 1 to 3 leases from one offer (a partial fill each), for bids of random labs.
+    function openLeases(uint256 providerSeed, uint256 labSeed, uint256 gpusSeed, uint256 durationSeed, uint256 priceSeed)
+        external
+    {
+        _sync();
+        uint256 fills = _bound(labSeed >> 128, 1, 3);
+        uint256 pi = providerSeed % providers.length;
+        uint32 gpus = uint32(_bound(gpusSeed, 1, 16));
+        (IMarket.Offer memory offer, bytes memory offerSig) = _offer(pi, gpus * fills, _bound(priceSeed, 1, 1_000));
+        uint64 duration = uint64(_bound(durationSeed, 1 minutes, 3 days));
+        uint256 firstLab = labSeed % labs.length;
+        for (uint256 i = 0; i < fills; ++i) {
+            _openOne(offer, offerSig, (firstLab + i) % labs.length, gpus, duration);
+        }
+    }
+
+    function _offer(uint256 pi, uint256 gpuCount, uint256 price)
+        internal
+        returns (IMarket.Offer memory offer, bytes memory offerSig)
+    {
+        offer = IMarket.Offer({
+            provider: providers[pi],
+            gpuModel: MODEL,
+            gpuCount: uint32(gpuCount),
+            memoryGiB: 80,
+            pricePerGpuSecond: price,
+            minDuration: 1,
+            maxDuration: 30 days,
+            expiry: uint64(block.timestamp), // valid through this very second
+            nonce: ++_nonce,
+            attributesHash: bytes32(0)
+        });
+        offerSig = _sign(_providerKeys[pi], market.hashOffer(offer));
+    }
+
+    function _openOne(IMarket.Offer memory offer, bytes memory offerSig, uint256 li, uint32 gpus, uint64 duration)
+        internal
+    {
+        calls["open"]++;
+        IMarket.Bid memory bid = IMarket.Bid({
+            lab: labs[li],
+            gpuModel: MODEL,
+            gpuCount: gpus,
+            maxPricePerGpuSecond: offer.pricePerGpuSecond,
+            duration: duration,
+            expiry: uint64(block.timestamp),
+            nonce: ++_nonce,
+            jobSpecHash: keccak256(abi.encode(_nonce))
+        });
+        bytes32 bidHash = market.hashBid(bid);
+        bytes memory bidSig = _sign(_labKeys[li], bidHash);
+        IMarket.Lease memory lease = IMarket.Lease({
+            provider: offer.provider,
+            lab: bid.lab,
+            gpus: gpus,
+            pricePerGpuSecond: offer.pricePerGpuSecond,
+            start: uint64(block.timestamp),
+            duration: duration,
+            salt: keccak256(abi.encode(market.hashOffer(offer), bidHash, uint256(0)))
+        });
+        uint256 escrow = offer.pricePerGpuSecond * gpus * duration;
+        try market.openLease(offer, offerSig, bid, bidSig, gpus) returns (bytes32 id) {
+            if (id != keccak256(abi.encode(lease))) mismatches++;
+            _leases.push(lease);
+            _models.push(Model(escrow, 0, lease.start + duration, IMarket.LeaseStatus.Active));
+            ghostEscrowed += escrow;
+            successes["open"]++;
+        } catch {
+            mismatches++; // well-formed, funded and staked: opening must succeed
+        }
+    }
+
+    /// @notice Redeems a random cumulative voucher (up to 125% of the escrow) on a random lease.
+    function claim(uint256 leaseSeed, uint256 amountSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["claim"]++;
+        uint256 i = leaseSeed % _leases.length;
+        IMarket.Lease memory lease = _leases[i];
+        Model storage m = _models[i];
+        uint256 cumulative = _bound(amountSeed, 0, m.escrow + m.escrow / 4);
+        bytes memory sig = _voucher(lease, cumulative);
+        uint256 target = cumulative < m.escrow ? cumulative : m.escrow;
+        bool expectOk = m.status != IMarket.LeaseStatus.Closed && target > m.paid;
+        try market.claim(lease, cumulative, bytes32(0), sig) returns (uint256 amount) {
+            if (!expectOk || amount != target - m.paid) {
+                mismatches++;
+                return;
+            }
+            m.paid = target;
+            _recordPayment(amount);
+            successes["claim"]++;
+        } catch {
+            if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice Redeems three random vouchers in one batch (the same lease may appear twice).
+    function claimBatch(uint256 seedA, uint256 seedB, uint256 seedC) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["batch"]++;
+        uint256[3] memory seeds = [seedA, seedB, seedC];
+        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        uint256[] memory idx = new uint256[](3);
+        for (uint256 k = 0; k < 3; ++k) {
+            idx[k] = seeds[k] % _leases.length;
+            Model storage m = _models[idx[k]];
+            uint256 cumulative = _bound(seeds[k] >> 64, 0, m.escrow + m.escrow / 4);
+            items[k] = IMarket.ClaimItem(_leases[idx[k]], cumulative, bytes32(0), _voucher(_leases[idx[k]], cumulative));
+        }
+        // The model of the batch: items in order, payments to consecutive equal providers summed
+        // into one transfer (and one fee), skipped items leaving the run open.
+        uint256 expectedTotal = 0;
+        address payee = address(0);
+        uint256 owed = 0;
+        for (uint256 k = 0; k < 3; ++k) {
+            Model storage m = _models[idx[k]];
+            uint256 target = items[k].cumulativeAmount < m.escrow ? items[k].cumulativeAmount : m.escrow;
+            if (m.status == IMarket.LeaseStatus.Closed || target <= m.paid) continue;
+            if (items[k].lease.provider != payee) {
+                if (owed > 0) _recordPayment(owed);
+                payee = items[k].lease.provider;
+                owed = 0;
+            }
+            owed += target - m.paid;
+            expectedTotal += target - m.paid;
+            m.paid = target;
+        }
+        if (owed > 0) _recordPayment(owed);
+        try market.claimBatch(items) returns (uint256 total) {
+            if (total != expectedTotal) mismatches++;
+            else successes["batch"]++;
+        } catch {
+            mismatches++; // a batch never reverts on bad items
+        }
+    }
+
+    /// @notice The lab (or, one time in four, someone else) terminates a random lease.
+    function terminate(uint256 leaseSeed, uint256 amountSeed, uint256 callerSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["terminate"]++;
+        uint256 i = leaseSeed % _leases.length;
+        IMarket.Lease memory lease = _leases[i];
+        Model storage m = _models[i];
+        uint256 cumulative = _bound(amountSeed, 0, m.escrow + m.escrow / 4);
+        bool byLab = callerSeed % 4 != 0;
+        bool expectOk = byLab && m.status == IMarket.LeaseStatus.Active && block.timestamp < m.end;
+        vm.prank(byLab ? lease.lab : stranger);
+        try market.terminate(lease, cumulative) {
+            if (!expectOk) {
+                mismatches++;
+                return;
+            }
+            uint256 target = cumulative < m.escrow ? cumulative : m.escrow;
+            if (target > m.paid) {
+                _recordPayment(target - m.paid);
+                m.paid = target;
+            }
+            m.end = uint64(block.timestamp);
+            m.status = IMarket.LeaseStatus.Terminated;
+            successes["terminate"]++;
+        } catch {
+            if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice The provider, the lab or a stranger closes a random lease.
+    function closeLease(uint256 leaseSeed, uint256 callerSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["close"]++;
+        uint256 i = leaseSeed % _leases.length;
+        IMarket.Lease memory lease = _leases[i];
+        Model storage m = _models[i];
+        uint256 who = callerSeed % 3;
+        address caller = who == 0 ? lease.provider : who == 1 ? lease.lab : stranger;
+        bool expectOk = m.status != IMarket.LeaseStatus.Closed
+            && (caller == lease.provider || block.timestamp >= uint256(m.end) + claimWindow);
+        vm.prank(caller);
+        try market.closeLease(lease) returns (uint256 refund) {
+            if (!expectOk || refund != m.escrow - m.paid) {
+                mismatches++;
+                return;
+            }
+            m.status = IMarket.LeaseStatus.Closed;
+            ghostRefunded += refund;
+            successes["close"]++;
+        } catch {
+            if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice Moves time forward by up to two days.
+    function warp(uint256 secondsSeed) external {
+        calls["warp"]++;
+        successes["warp"]++;
+        ghostTime += _bound(secondsSeed, 1, 2 days);
+        vm.warp(ghostTime);
+    }
+
+    // --- internals ------------------------------------------------------------------------------
+
+    /// @dev Re-applies the handler's clock, whatever the runner did with block.timestamp between calls.
+    function _sync() internal {
+        vm.warp(ghostTime);
+    }
+
+    function _recordPayment(uint256 amount) internal {
+        uint256 fee = amount * feeBps / BPS;
+        ghostFees += fee;
+        ghostProviderIncome += amount - fee;
+    }
+
+    function _labKeyOf(address lab) internal view returns (uint256) {
+        for (uint256 i = 0; i < labs.length; ++i) {
+            if (labs[i] == lab) return _labKeys[i];
+        }
+        return 0;
+    }
+
+    function _voucher(IMarket.Lease memory lease, uint256 cumulative) internal view returns (bytes memory) {
+        bytes32 digest = market.hashVoucher(IMarket.Voucher(keccak256(abi.encode(lease)), cumulative, bytes32(0)));
+        return _sign(_labKeyOf(lease.lab), digest);
+    }
+
+    function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        return abi.encodePacked(r, s, v);
+    }
+}
