@@ -11,9 +11,27 @@ The tree::
     ├── ProtocolError             a protocol message is invalid
     │   ├── InvalidField          a field breaks its type's rule (range, length, checksum)
     │   ├── InvalidSignature      a signature is malformed, malleable or from the wrong signer
-    │   └── DecodeError           bytes on the wire are not a valid message
-    │       ├── FrameTooLarge     over the size limit, refused before parsing
-    │       └── UnknownMessageType
+    │   ├── DecodeError           bytes on the wire are not a valid message
+    │   │   ├── FrameTooLarge     over the size limit, refused before parsing
+    │   │   └── UnknownMessageType
+    │   └── ReceiptError          a receipt breaks its lease's chain rules (market.receipts);
+    │       │                     sign no voucher for it
+    │       ├── ReceiptWrongLease         its leaseId is another lease's (replayed)
+    │       ├── ReceiptSignatureInvalid   not signed by the lease's provider
+    │       ├── ReceiptChainBroken        seq does not follow, or prevHash does not link
+    │       ├── ReceiptPeriodInvalid      period empty, not contiguous or outside the lease
+    │       ├── ReceiptUsageDecreased     gpuSecondsCumulative went down
+    │       ├── ReceiptUsageImpossible    more GPU-seconds than gpus x elapsed lease time
+    │       └── ReceiptOutputMismatch     outputs do not match the committed outputRoot
+    ├── AuditError                a spot check of the work itself failed (market.receipts)
+    │   ├── WorkMismatch          re-executed segments differ from the provider's commitments
+    │   └── ChallengeFailed       a hardware challenge was answered wrongly or too late
+    ├── OrderError                an order cannot enter or stay in a book (market.matching)
+    │   ├── OrderExpired          its expiry has passed
+    │   ├── OrderCancelled        cancelled by hash, or its nonce is below the signer's floor
+    │   ├── OrderFilled           nothing of it remains to fill
+    │   ├── DuplicateOrder        the book already holds it
+    │   └── ProviderNotEligible   the offer's provider is unregistered or under-staked
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
     └── ChainError                talking to an EVM node went wrong
@@ -112,6 +130,221 @@ class UnknownMessageType(DecodeError):
     def __init__(self, type_name: object) -> None:
         self.type_name = type_name
         super().__init__(f"unknown message type {type_name!r}")
+
+
+class ReceiptError(ProtocolError):
+    """Receipt ``seq`` breaks a rule of its lease's chain; sign no voucher for it or later ones."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        self.seq = seq
+        super().__init__(f"receipt {seq}: {message}")
+
+
+class ReceiptWrongLease(ReceiptError):
+    def __init__(self, seq: int, expected: bytes, actual: bytes) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            seq,
+            f"is for lease 0x{actual.hex()}, not 0x{expected.hex()}; "
+            "a receipt replayed from another lease pays for nothing here",
+        )
+
+
+class ReceiptSignatureInvalid(ReceiptError):
+    """Not the provider's signature (``recovered`` is who signed, None if unrecoverable)."""
+
+    def __init__(
+        self, seq: int, digest: bytes, expected: str, recovered: str | None, reason: str
+    ) -> None:
+        self.digest = digest
+        self.expected = expected
+        self.recovered = recovered
+        self.reason = reason
+        super().__init__(
+            seq, f"signature over 0x{digest.hex()} is not the provider {expected}'s: {reason}"
+        )
+
+
+class ReceiptChainBroken(ReceiptError):
+    """``seq`` is not the one expected, or ``prev_hash`` is not the previous receipt's hash."""
+
+    def __init__(
+        self, seq: int, expected_seq: int, prev_hash: bytes, expected_prev_hash: bytes
+    ) -> None:
+        self.expected_seq = expected_seq
+        self.prev_hash = prev_hash
+        self.expected_prev_hash = expected_prev_hash
+        why = (
+            f"expected seq {expected_seq}; a receipt is missing, repeated or out of order"
+            if seq != expected_seq
+            else f"prevHash 0x{prev_hash.hex()} does not link to 0x{expected_prev_hash.hex()}"
+        )
+        super().__init__(seq, why)
+
+
+class ReceiptPeriodInvalid(ReceiptError):
+    """The period must start at ``expected_start`` (None: anywhere from the lease start), be
+    non-empty and end by ``lease_end``."""
+
+    def __init__(
+        self,
+        seq: int,
+        period_start: int,
+        period_end: int,
+        expected_start: int | None,
+        lease_end: int,
+        reason: str,
+    ) -> None:
+        self.period_start = period_start
+        self.period_end = period_end
+        self.expected_start = expected_start
+        self.lease_end = lease_end
+        self.reason = reason
+        super().__init__(seq, f"period [{period_start}, {period_end}] {reason}")
+
+
+class ReceiptUsageDecreased(ReceiptError):
+    def __init__(self, seq: int, previous: int, current: int) -> None:
+        self.previous = previous
+        self.current = current
+        super().__init__(
+            seq, f"gpuSecondsCumulative fell from {previous} to {current}; usage only grows"
+        )
+
+
+class ReceiptUsageImpossible(ReceiptError):
+    """More GPU-seconds than ``gpus`` x ``elapsed`` (periodEnd - lease start): slashable."""
+
+    def __init__(self, seq: int, gpu_seconds: int, gpus: int, elapsed: int) -> None:
+        self.gpu_seconds = gpu_seconds
+        self.gpus = gpus
+        self.elapsed = elapsed
+        self.limit = gpus * elapsed
+        super().__init__(
+            seq,
+            f"claims {gpu_seconds} GPU-seconds, more than {gpus} GPUs x {elapsed} s = "
+            f"{self.limit}; keep it as evidence of impossible usage",
+        )
+
+
+class ReceiptOutputMismatch(ReceiptError):
+    """The outputs do not hash to ``output_root``; ``chunk_index`` names a chunk whose proof
+    failed, or is None when the whole set was compared (``computed_root`` is its root)."""
+
+    def __init__(
+        self,
+        seq: int,
+        output_root: bytes,
+        computed_root: bytes | None,
+        chunk_index: int | None = None,
+    ) -> None:
+        self.output_root = output_root
+        self.computed_root = computed_root
+        self.chunk_index = chunk_index
+        what = (
+            f"output chunk {chunk_index} is not under"
+            if chunk_index is not None
+            else f"outputs have root 0x{(computed_root or bytes(32)).hex()}, not"
+        )
+        super().__init__(seq, f"{what} the committed outputRoot 0x{output_root.hex()}")
+
+
+class AuditError(MarketError):
+    """A spot check of the work failed: sign no more vouchers and record it against the provider."""
+
+
+class WorkMismatch(AuditError):
+    """Re-executing the ``sampled`` segments gave other outputs for the ``mismatched`` ones."""
+
+    def __init__(
+        self, receipt_hash: bytes, sampled: tuple[int, ...], mismatched: tuple[int, ...]
+    ) -> None:
+        self.receipt_hash = receipt_hash
+        self.sampled = sampled
+        self.mismatched = mismatched
+        super().__init__(
+            f"receipt 0x{receipt_hash.hex()}: {len(mismatched)} of {len(sampled)} re-executed "
+            f"segments differ (first: {list(mismatched[:8])}); the work was not done as committed"
+        )
+
+
+class ChallengeFailed(AuditError):
+    """A hardware challenge's answer was wrong (``correct`` False) or later than its deadline."""
+
+    def __init__(
+        self, seed: bytes, gpu_class: str, correct: bool, elapsed_s: float, deadline_s: float
+    ) -> None:
+        self.seed = seed
+        self.gpu_class = gpu_class
+        self.correct = correct
+        self.elapsed_s = elapsed_s
+        self.deadline_s = deadline_s
+        why = (
+            "the product is wrong"
+            if not correct
+            else f"took {elapsed_s:.3f} s, over the {deadline_s:.3f} s deadline"
+        )
+        super().__init__(
+            f"challenge 0x{seed.hex()} for {gpu_class}: {why}; the GPUs are not what was offered"
+        )
+
+
+class OrderError(MarketError):
+    """A signed order cannot enter an order book, or cannot stay in one; the book is unchanged."""
+
+    def __init__(self, order_hash: bytes, message: str) -> None:
+        self.order_hash = order_hash
+        super().__init__(f"order 0x{order_hash.hex()}: {message}")
+
+
+class OrderExpired(OrderError):
+    def __init__(self, order_hash: bytes, expiry: int, now: int) -> None:
+        self.expiry = expiry
+        self.now = now
+        super().__init__(order_hash, f"expired at {expiry} (now {now}); sign a fresh order")
+
+
+class OrderCancelled(OrderError):
+    """Cancelled by hash (``min_nonce`` is None) or by its signer raising the nonce floor."""
+
+    def __init__(self, order_hash: bytes, nonce: int, min_nonce: int | None = None) -> None:
+        self.nonce = nonce
+        self.min_nonce = min_nonce
+        why = (
+            "cancelled by its signer"
+            if min_nonce is None
+            else f"nonce {nonce} is below its signer's floor {min_nonce}"
+        )
+        super().__init__(order_hash, why)
+
+
+class OrderFilled(OrderError):
+    def __init__(self, order_hash: bytes, size: int) -> None:
+        self.size = size
+        super().__init__(order_hash, f"all {size} GPUs are already filled")
+
+
+class DuplicateOrder(OrderError):
+    def __init__(self, order_hash: bytes) -> None:
+        super().__init__(order_hash, "already in the book")
+
+
+class ProviderNotEligible(OrderError):
+    """The offer's provider is not registered (``free_stake`` None) or its free stake is low."""
+
+    def __init__(
+        self, order_hash: bytes, provider: str, free_stake: int | None, min_stake: int
+    ) -> None:
+        self.provider = provider
+        self.free_stake = free_stake
+        self.min_stake = min_stake
+        why = (
+            f"provider {provider} is not registered"
+            if free_stake is None
+            else f"provider {provider} has free stake {free_stake}, below the minimum {min_stake}"
+        )
+        super().__init__(order_hash, why)
 
 
 class DevnetError(MarketError):

@@ -1,0 +1,131 @@
+"""A periodic uniform-price call auction per GPU model, beside the continuous mode.
+
+Orders of a period are added to the book without matching (:meth:`OrderBook.add`); at the end
+of the period :func:`run_auction` clears each GPU model at once. The rule, also written out in
+``docs/matching.md``:
+
+1. Demand at price p, D(p), is the GPUs of live bids whose max price is >= p; supply S(p) is the
+   GPUs of live offers from eligible providers whose price is <= p. Candidate prices are the
+   prices of the orders themselves.
+2. The clearing price p* maximises the volume min(D(p), S(p)). Ties go to the smallest
+   imbalance |D(p) - S(p)|, then to the lowest price (buyers keep the surplus).
+3. Bids priced >= p* take GPUs in price-time priority (dearest first, earliest first at a price)
+   from offers priced <= p* in price-time priority (cheapest first), respecting each pair's fit
+   (duration range, memory, attributes) and all-or-none bids. The side that is long at p* is
+   rationed by that priority.
+4. An all-or-none bid that cannot be filled whole at p* drops out, and p* is found again
+   without it (until every remaining all-or-none bid fills), so it never blocks the others.
+
+Every lease still takes its offer's own price, as the contract requires; the offer's price is
+<= p* <= the bid's max price, so each fill is a valid ``openLease`` and no lab pays above the
+clearing price. What the uniform price decides is *who* trades: exactly the orders on the right
+side of p*, which maximises the GPUs traded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from market.matching.book import Fill, OrderBook, Resting, fits
+
+
+@dataclass(frozen=True, slots=True)
+class Clearing:
+    """The outcome of one GPU model's auction. ``price`` is None when nothing crossed."""
+
+    model: str
+    price: int | None
+    volume: int  # min(D(p*), S(p*)): GPUs the price admits
+    demand: int
+    supply: int
+    fills: tuple[Fill, ...]
+
+    @property
+    def filled(self) -> int:
+        return sum(f.gpus for f in self.fills)
+
+
+def clearing_price(
+    offers: list[tuple[int, int]], bids: list[tuple[int, int]]
+) -> tuple[int, int, int, int] | None:
+    """(p*, volume, demand, supply) for offers and bids given as (price, GPUs), or None when no
+    price trades anything."""
+    offers = sorted(offers)
+    bids = sorted(bids)
+    demand_total = sum(q for _, q in bids)
+    best: tuple[int, int, int, int] | None = None
+    best_key: tuple[int, int, int] | None = None
+    supply = below = 0  # GPUs offered at <= p; GPUs bid at < p
+    i = j = 0
+    for p in sorted({price for price, _ in offers} | {price for price, _ in bids}):
+        while i < len(offers) and offers[i][0] <= p:
+            supply += offers[i][1]
+            i += 1
+        while j < len(bids) and bids[j][0] < p:
+            below += bids[j][1]
+            j += 1
+        demand = demand_total - below
+        volume = min(demand, supply)
+        if volume == 0:
+            continue
+        key = (-volume, abs(demand - supply), p)
+        if best_key is None or key < best_key:
+            best_key, best = key, (p, volume, demand, supply)
+    return best
+
+
+def run_auction(book: OrderBook, now: int, models: list[str] | None = None) -> list[Clearing]:
+    """Clear every GPU model (or ``models``) of ``book`` at its uniform price; the fills are
+    reserved in the book like continuous fills (settle or release them)."""
+    return [_clear(book, model, now) for model in (models or book.models())]
+
+
+def _clear(book: OrderBook, model: str, now: int) -> Clearing:
+    offers = [o for o in book.offers(model, now) if book.eligible(o.signer)]
+    bids = list(book.bids(model, now))
+    while True:
+        found = clearing_price(
+            [(o.price, o.remaining) for o in offers], [(b.price, b.remaining) for b in bids]
+        )
+        if found is None:
+            return Clearing(model, None, 0, 0, 0, ())
+        price, volume, demand, supply = found
+        sellers = [o for o in offers if o.price <= price]  # cheapest first, earliest first
+        buyers = [b for b in bids if b.price >= price]  # dearest first, earliest first
+        plan, unfilled = _plan(sellers, buyers)
+        if not unfilled:
+            break
+        bids = [b for b in bids if b not in unfilled]  # whole-or-nothing bids drop out
+    fills = tuple(book.reserve(offer, bid, gpus) for offer, bid, gpus in plan)
+    return Clearing(model, price, volume, demand, supply, fills)
+
+
+def _plan(
+    sellers: list[Resting], buyers: list[Resting]
+) -> tuple[list[tuple[Resting, Resting, int]], list[Resting]]:
+    """Allocate in priority order: (offer, bid, GPUs) triples, and the all-or-none bids that
+    could not be filled whole."""
+    left = {id(o): o.remaining for o in sellers}
+    plan: list[tuple[Resting, Resting, int]] = []
+    unfilled: list[Resting] = []
+    for bid in buyers:
+        want = bid.remaining
+        takes: list[tuple[Resting, Resting, int]] = []
+        for offer in sellers:
+            if left[id(offer)] == 0 or not fits(offer, bid):
+                continue
+            take = min(left[id(offer)], want)
+            takes.append((offer, bid, take))
+            want -= take
+            if want == 0:
+                break
+        if want > 0 and bid.requirements.all_or_none:
+            unfilled.append(bid)
+            continue
+        for offer, _, take in takes:
+            left[id(offer)] -= take
+        plan.extend(takes)
+    return plan, unfilled
+
+
+__all__ = ["Clearing", "clearing_price", "run_auction"]

@@ -1,0 +1,89 @@
+"""The uniform-price call auction: the clearing rule and its properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market.matching import OrderBook, Requirements, clearing_price, run_auction
+from tests.unit.order_factory import NOW, Orders
+
+pytestmark = pytest.mark.unit
+
+
+def test_clearing_price_maximises_volume() -> None:
+    offers = [(5, 4), (8, 4), (12, 4)]
+    bids = [(15, 3), (9, 3), (6, 3)]
+    # p=8: demand 6 (15, 9), supply 8 -> volume 6; p=9 the same volume with imbalance 2.
+    assert clearing_price(offers, bids) == (8, 6, 6, 8)
+
+
+def test_ties_go_to_the_smallest_imbalance_then_the_lowest_price() -> None:
+    # p=10 and p=11 both trade 4 GPUs with balanced sides: the lower one wins.
+    assert clearing_price([(10, 4)], [(11, 4)]) == (10, 4, 4, 4)
+    # p=5: demand 6, supply 2 (imbalance 4); p=7: demand 2, supply 2 (imbalance 0).
+    assert clearing_price([(5, 2), (7, 2)], [(7, 2), (6, 4)]) == (7, 2, 2, 4)
+
+
+def test_nothing_crosses_nothing_clears() -> None:
+    assert clearing_price([(10, 4)], [(9, 4)]) is None
+    assert clearing_price([], [(9, 4)]) is None
+
+
+def test_auction_fills_at_offers_prices_within_the_clearing_price() -> None:
+    orders = Orders()
+    book = OrderBook()
+    for price, provider in ((5, 0), (8, 1), (12, 2)):
+        book.add(orders.offer(price=price, gpus=4, provider=provider), NOW)
+    for price, lab in ((15, 0), (9, 1), (6, 2)):
+        book.add(orders.bid(price=price, gpus=3, lab=lab), NOW)
+    [clearing] = run_auction(book, NOW)
+    assert (clearing.price, clearing.volume) == (8, 6)
+    assert clearing.filled == 6
+    assert sorted(f.price_per_gpu_second for f in clearing.fills) == [5, 5, 8]
+    assert {f.bid.message.max_price_per_gpu_second for f in clearing.fills} == {15, 9}
+    assert run_auction(book, NOW)[0].filled == 0  # reserved GPUs are not sold twice
+
+
+def test_all_or_none_bids_are_filled_whole_or_not_at_all() -> None:
+    orders = Orders()
+    book = OrderBook()
+    book.add(orders.offer(price=5, gpus=4), NOW)
+    big = orders.bid(price=10, gpus=6, requirements=Requirements(all_or_none=True))
+    book.add(big, NOW)
+    book.add(orders.bid(price=9, gpus=2, lab=1), NOW)
+    [clearing] = run_auction(book, NOW)
+    assert [(f.bid_hash == big.hash, f.gpus) for f in clearing.fills] == [(False, 2)]
+
+
+sides = st.lists(st.tuples(st.integers(1, 30), st.integers(1, 6)), max_size=12)
+
+
+@given(offers=sides, bids=sides)
+@settings(max_examples=80, deadline=None)
+def test_auction_properties(offers: list[tuple[int, int]], bids: list[tuple[int, int]]) -> None:
+    orders = Orders()
+    book = OrderBook()
+    for i, (price, gpus) in enumerate(offers):
+        book.add(orders.offer(price=price, gpus=gpus, provider=i % 4), NOW)
+    for i, (price, gpus) in enumerate(bids):
+        book.add(orders.bid(price=price, gpus=gpus, lab=i % 4), NOW)
+    clearings = run_auction(book, NOW)
+    found = clearing_price(offers, bids)
+    if found is None:
+        assert all(c.filled == 0 for c in clearings)
+        return
+    [clearing] = clearings
+    p = clearing.price
+    assert p is not None
+    for fill in clearing.fills:
+        assert fill.bid.message.max_price_per_gpu_second >= p  # no filled bid below p*
+        assert fill.offer.message.price_per_gpu_second <= p  # no filled offer above p*
+    # Every order fits every other here, so the allocation reaches the volume p* admits...
+    assert clearing.filled == clearing.volume
+    # ...and no other price would trade more.
+    for q in range(1, 32):
+        demand = sum(g for price, g in bids if price >= q)
+        supply = sum(g for price, g in offers if price <= q)
+        assert min(demand, supply) <= clearing.volume
