@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import devnet
+from bench import devnet, gas
 
-BENCHMARKS = [devnet.main]
+BENCHMARKS = [devnet.main, gas.main]
 
 for run in BENCHMARKS:
     run()

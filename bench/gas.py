@@ -1,0 +1,174 @@
+"""Gas figures: gasUsed of each market transaction, read from real receipts on anvil.
+
+python -m bench.gas      -> bench/results/gas.json
+
+Every figure is one transaction in a representative state, sent through the ``Provider`` and
+``Lab`` facades (``docs/benchmarks.md`` says which state each one measures). ``NAME_vs_goal`` is
+the figure over the project's goal for it: below 1 meets the goal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.results_file import write
+from market.chain.client import MarketClient
+from market.chain.deploy import Contracts, MarketParams, deploy
+from market.chain.devnet import Devnet
+from market.chain.tx import Transactor
+from market.protocol.signing import SigningKey
+from market.protocol.types import Bid, Lease, Offer, Signed
+from market.roles import Lab, Provider
+
+USD = 10**6  # TestUSD has 6 decimals
+PRICE = 600  # per GPU-second: about 2.16 tUSD per GPU-hour
+DURATION = 3600
+BATCH_SIZES = (10, 100)
+GOALS = {
+    "open_lease": 150_000,
+    "open_lease_permit": 150_000,
+    "claim": 50_000,
+    "claim_batch_per_lease_100": 20_000,
+}
+
+
+class _Bench:
+    """One deployment, its parties funded from the faucet: a provider and three kinds of lab."""
+
+    def __init__(self, dev: Devnet, contracts: Contracts) -> None:
+        w3 = dev.web3()
+        faucet = Transactor(w3, dev.accounts[0])
+        token = contracts.token
+        for acct in dev.accounts[1:6]:
+            mint = token.encode_abi("mint", args=[acct.address, 1_000_000 * USD])
+            faucet.send(token.address, mint, what="mint")
+
+        def client(index: int) -> tuple[MarketClient, SigningKey]:
+            acct = dev.accounts[index]
+            return MarketClient(w3, contracts, acct), SigningKey(acct.key)
+
+        self.provider = Provider(*client(1))
+        self.lab = Lab(*client(2))  # pays escrow from a finite allowance
+        self.permit_lab = Lab(*client(3))  # pays escrow by permit only
+        self.other_provider = Provider(*client(4))
+        self.unlimited_lab = Lab(*client(5))  # approved 2**256 - 1 once
+        self.lab.fund(1_000_000 * USD)
+        self.unlimited_lab.fund(2**256 - 1)
+
+    def offer(self, gpus: int) -> Signed[Offer]:
+        return self.provider.offer(
+            "H100-80GB",
+            gpus=gpus,
+            memory_gib=80,
+            price_per_gpu_second=PRICE,
+            min_duration=60,
+            max_duration=86_400,
+        )
+
+    def bid(self, gpus: int, lab: Lab | None = None) -> Signed[Bid]:
+        lab = lab or self.lab
+        return lab.bid("H100-80GB", gpus=gpus, max_price_per_gpu_second=PRICE, duration=DURATION)
+
+
+def gas_of(client: MarketClient, action: Callable[[], object]) -> int:
+    """gasUsed of the transaction ``action`` sends through ``client`` (the last, if several)."""
+    before = client.last_receipt
+    action()
+    receipt = client.last_receipt
+    if receipt is None or receipt is before:
+        raise RuntimeError("the measured action sent no transaction")
+    return int(receipt["gasUsed"])
+
+
+def _lease_figures(b: _Bench) -> dict[str, int]:
+    provider, lab, permit_lab = b.provider, b.lab, b.permit_lab
+    pc, lc, plc = provider.client, lab.client, permit_lab.client
+    g: dict[str, int] = {}
+    # Warm-up: the first stake in the registry, the first escrow in the market and a lab's first
+    # permit (its nonce 0 -> 1) write fresh slots once; the figures below are the steady state.
+    b.other_provider.register(100 * USD, "https://gpu.example:7001")
+    g["register"] = gas_of(pc, lambda: provider.register(100 * USD, "https://gpu.example:7000"))
+    lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False)
+    g["open_lease_permit_first_of_lab"] = gas_of(
+        plc, lambda: permit_lab.open(b.offer(1), b.bid(1, permit_lab), gpus=1)
+    )
+
+    # A fresh offer and a fresh bid: both order slots go from zero to non-zero.
+    shared = b.offer(8)
+    leases: list[Lease] = []
+    g["open_lease"] = gas_of(
+        lc, lambda: leases.append(lab.open(shared, b.bid(4), gpus=4, use_permit=False))
+    )
+    # The same offer filled again (its slot is non-zero already) for another fresh bid.
+    g["open_lease_second_fill"] = gas_of(
+        lc, lambda: leases.append(lab.open(shared, b.bid(4), gpus=4, use_permit=False))
+    )
+    g["open_lease_permit"] = gas_of(
+        plc, lambda: permit_lab.open(b.offer(4), b.bid(4, permit_lab), gpus=4)
+    )
+    unlimited = b.unlimited_lab
+    g["open_lease_unlimited_allowance"] = gas_of(
+        unlimited.client,
+        lambda: unlimited.open(b.offer(4), b.bid(4, unlimited), gpus=4, use_permit=False),
+    )
+
+    first, second = leases
+    g["claim"] = gas_of(pc, lambda: provider.claim(first, lab.pay(first, 2 * USD)))
+    g["claim_second"] = gas_of(pc, lambda: provider.claim(first, lab.pay(first, 4 * USD)))
+    # Anyone may claim; sent by the lab, whose account the signature check then finds warm.
+    third = lab.open(b.offer(4), b.bid(4), gpus=4, use_permit=False)
+    g["claim_sent_by_lab"] = gas_of(lc, lambda: lc.claim(third, lab.pay(third, 2 * USD)))
+    g["terminate"] = gas_of(lc, lambda: lab.terminate(second, 3 * USD))
+    g["close_lease"] = gas_of(pc, lambda: provider.close(first))
+
+    g["cancel"] = gas_of(pc, lambda: provider.cancel(b.offer(1)))
+    g["cancel_all"] = gas_of(lc, lab.cancel_all)
+    return g
+
+
+def _batch_figures(b: _Bench) -> dict[str, int]:
+    """One claimBatch over N leases of the provider, each with its first voucher."""
+    figures: dict[str, int] = {}
+    for n in BATCH_SIZES:
+        offer, bid = b.offer(n), b.bid(n)
+        leases = [b.lab.open(offer, bid, gpus=1, use_permit=False) for _ in range(n)]
+        items = [(lease, b.lab.pay(lease, USD)) for lease in leases]
+        result = b.provider.claim_all(items)
+        if len(result.paid) != n:
+            raise RuntimeError(f"claimBatch skipped items: {result.skipped}")
+        figures[f"claim_batch_{n}"] = result.gas_used
+        figures[f"claim_batch_per_lease_{n}"] = round(result.gas_used / n)
+    return figures
+
+
+def _fee_figures(dev: Devnet) -> dict[str, int]:
+    """A claim on a market with a 1% protocol fee, the treasury already holding fees."""
+    treasury = dev.accounts[9].address
+    contracts = deploy(
+        dev.web3(), dev.accounts[0], params=MarketParams(fee_bps=100, treasury=treasury)
+    )
+    b = _Bench(dev, contracts)
+    b.provider.register(100 * USD, "https://gpu.example:7000")
+    first, second = (b.lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False) for _ in range(2))
+    b.provider.claim(first, b.lab.pay(first, USD))
+    pc = b.provider.client
+    return {"claim_fee_1pct": gas_of(pc, lambda: b.provider.claim(second, b.lab.pay(second, USD)))}
+
+
+def main() -> None:
+    with Devnet.start() as dev:
+        b = _Bench(dev, deploy(dev.web3(), dev.accounts[0]))
+        figures: dict[str, float | int | str] = {}
+        figures.update(_lease_figures(b))
+        figures.update(_batch_figures(b))
+        figures.update(_fee_figures(dev))
+    for name, goal in GOALS.items():
+        figures[f"{name}_vs_goal"] = round(int(figures[name]) / goal, 3)
+    path = write("gas", figures)
+    for key, value in figures.items():
+        print(f"{key:36} {value}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
