@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench import devnet, gas
+from bench import devnet, gas, matching, verify
 
-BENCHMARKS = [devnet.main, gas.main]
+BENCHMARKS = [devnet.main, gas.main, verify.main, matching.main]
 
 for run in BENCHMARKS:
     run()

@@ -8,7 +8,8 @@
 
 The lab SDK (dry run before signing), the provider agent ("why did I not match") and the relay
 all call this one function on the same :class:`~market.matching.book.OrderBook`, so their answers
-cannot drift. Each counter-order of the same GPU model is checked on every rule; a reason is
+cannot drift. Each counter-order of the same GPU model that the order's price reaches, and the
+nearest ones beyond it in price order (see ``HORIZON``), is checked on every rule; a reason is
 listed when it blocks at least one of them, and a :class:`Change` is offered for every single
 field whose change alone would make the order match (fully, where GPUs exist for that).
 """
@@ -76,6 +77,12 @@ class Explanation:
     def codes(self) -> set[ReasonCode]:
         return {r.code for r in self.reasons}
 
+
+# How far past the order's price explain() looks: every counter-order the price reaches is
+# examined, then the next HORIZON in price order (further while fewer GPUs than wanted fit apart
+# from price, up to MAX_BEYOND). Counts in reasons are over the orders examined.
+HORIZON = 64
+MAX_BEYOND = 4096
 
 # The checks a counter-order can fail, in the order they are reported.
 _ELIGIBLE, _DURATION, _MEMORY, _ATTRS, _PRICE = "eligible", "duration", "memory", "attrs", "price"
@@ -181,14 +188,22 @@ def _failures(
 
 
 def _explain_bid(book: OrderBook, bid: Bid, want: int, reqs: Requirements) -> Explanation:
-    offers = list(book.offers(bid.gpu_model))
-    if not offers:
+    eligible: dict[str, bool] = {}
+    checked: list[tuple[Resting, list[str]]] = []
+    fit_gpus = beyond = 0
+    for o in book.offers(bid.gpu_model):
+        ok = eligible.get(o.signer)
+        if ok is None:
+            ok = eligible[o.signer] = book.eligible(o.signer)
+        failed = _failures(o, bid.duration, reqs, bid.max_price_per_gpu_second, ok)
+        checked.append((o, failed))
+        if o.price > bid.max_price_per_gpu_second:
+            fit_gpus += o.remaining if failed == [_PRICE] else 0
+            beyond += 1
+            if beyond >= MAX_BEYOND or (beyond >= HORIZON and fit_gpus >= want):
+                break
+    if not checked:
         return _no_counterparty(book, bid.gpu_model, "offers")
-    eligible = {o.signer: book.eligible(o.signer) for o in offers}
-    checked = [
-        (o, _failures(o, bid.duration, reqs, bid.max_price_per_gpu_second, eligible[o.signer]))
-        for o in offers
-    ]
     available = sum(o.remaining for o, failed in checked if not failed)
     reasons: list[Reason] = []
     changes: list[Change] = []
@@ -277,13 +292,19 @@ def _explain_bid(book: OrderBook, bid: Bid, want: int, reqs: Requirements) -> Ex
 
 
 def _explain_offer(book: OrderBook, offer: Offer, want: int, attrs: Attributes) -> Explanation:
-    bids = list(book.bids(offer.gpu_model))
-    if not bids:
+    probe = _probe(offer, attrs)
+    checked: list[tuple[Resting, list[str]]] = []
+    beyond = 0
+    for b in book.bids(offer.gpu_model):
+        checked.append((b, _failures(probe, b.duration, b.requirements, b.price, True)))
+        if b.price < offer.price_per_gpu_second:
+            beyond += 1
+            if beyond >= HORIZON:
+                break
+    if not checked:
         return _no_counterparty(book, offer.gpu_model, "bids")
     reasons: list[Reason] = []
     changes: list[Change] = []
-    probe = _probe(offer, attrs)
-    checked = [(b, _failures(probe, b.duration, b.requirements, b.price, True)) for b in bids]
     # An all-or-none bid larger than what this offer has cannot be filled by it alone.
     takers = [b for b, failed in checked if not failed]
     available = sum(min(b.remaining, want) for b in takers)

@@ -46,6 +46,18 @@ class VerifiedOrder:
         if self._token is not _TOKEN:
             raise TypeError("VerifiedOrder is made by verify_orders(), which checks signatures")
 
+    @classmethod
+    def unsafe_from_trusted_store(
+        cls,
+        signed: Signed[Offer] | Signed[Bid],
+        order_hash: OrderHash,
+        attributes: Attributes = EMPTY_ATTRIBUTES,
+        requirements: Requirements = NO_REQUIREMENTS,
+    ) -> VerifiedOrder:
+        """Unsafe: skips the signature check. Only for orders this process verified before and
+        stored itself (a relay reloading its book), and for benchmarks of the book alone."""
+        return cls(signed, order_hash, attributes, requirements, _TOKEN)
+
     @property
     def is_offer(self) -> bool:
         return isinstance(self.signed.message, Offer)
