@@ -7,7 +7,7 @@
 
     lab = Lab.connect(deployment, lab_key)
     bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)
-    lease = lab.open(offer, bid, gpus=4)           # escrow pulled by permit, in the same call
+    lease = lab.open(offer, bid, gpus=4)           # signs a permit if the allowance is short
     voucher = lab.pay(lease, cumulative_amount=1_000)
     provider.claim(lease, voucher)
     lab.terminate(lease, cumulative_amount=1_000)  # or let it run to its end
@@ -28,6 +28,7 @@ from market.chain.deploy import Deployment
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import (
+    UINT256_MAX,
     ZERO_HASH,
     Bid,
     Lease,
@@ -165,11 +166,22 @@ class Lab(_Party):
         *,
         use_permit: bool = True,
     ) -> Lease:
-        """Open a lease; with ``use_permit`` an EIP-2612 permit authorises the escrow too."""
+        """Open a lease; with ``use_permit`` an EIP-2612 permit authorises the escrow if needed.
+
+        A permit sets the allowance to its value rather than adding to it, so one for the escrow
+        alone would wipe what ``fund`` allowed for the lab's other bids. When the allowance already
+        covers the escrow no permit is sent; otherwise the permit is for the allowance plus the
+        escrow, which leaves the allowance as it was once the escrow is pulled. (A lease opened
+        against this lab between the read and this transaction is covered again by the permit.)
+        """
         escrow = offer.message.price_per_gpu_second * gpus * bid.message.duration
         if not use_permit:
             return self.client.open_lease(offer, bid, gpus)
-        permit = self.client.sign_permit(escrow, deadline=self._expiry(DEFAULT_ORDER_TTL_S))
+        allowance = self.client.allowance(self.address)
+        if allowance >= escrow:
+            return self.client.open_lease(offer, bid, gpus)
+        value = min(allowance + escrow, UINT256_MAX)
+        permit = self.client.sign_permit(value, deadline=self._expiry(DEFAULT_ORDER_TTL_S))
         return self.client.open_lease(offer, bid, gpus, permit=permit)
 
     def pay(

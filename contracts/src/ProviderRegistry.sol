@@ -3,12 +3,12 @@ pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
 
 /// @title ProviderRegistry
 /// @notice Stake, profile and unbonding of GPU providers. No owner: only the market can slash.
-contract ProviderRegistry is IProviderRegistry, ReentrancyGuard {
+contract ProviderRegistry is IProviderRegistry, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     IERC20 private immutable _token;

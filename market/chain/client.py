@@ -372,15 +372,18 @@ class MarketClient:
         self._send(self.market, "cancelOrdersUpTo", min_nonce)
 
     def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
-        """Redeem a voucher; returns what it paid (0, without a transaction, if nothing is due)."""
+        """Redeem a voucher; returns what it paid (0, without a transaction, if nothing is due).
+
+        The amount is the one this transaction's ``Claimed`` event reports, so a claim of the same
+        lease by someone else between the check below and this transaction does not skew it.
+        """
         _check_voucher_names(lease, voucher)
         target = min(voucher.message.cumulative_amount, lease.escrow)
         state = self.lease_state(lease.id)
         if state.status != LeaseStatus.CLOSED and state.paid >= target:
             return 0
         m = voucher.message
-        before = state.paid
-        self._send(
+        receipt = self._send(
             self.market,
             "claim",
             lease.as_tuple(),
@@ -388,7 +391,10 @@ class MarketClient:
             m.receipt_hash,
             voucher.signature,
         )
-        return target - before
+        for event in self._events_in(receipt):
+            if event.name == "Claimed":
+                return int(event.args["amount"])
+        return 0
 
     def claim_batch(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
         """Redeem many vouchers in one transaction; bad items are skipped, not fatal."""

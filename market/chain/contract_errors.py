@@ -854,6 +854,36 @@ class MarketProviderStakeTooLow(ContractError):
         )
 
 
+class MarketSignatureCheckOutOfGas(ContractError):
+    """A batch left an ERC-1271 signer's check less than `gasLimit` gas: send more gas."""
+
+    SIGNATURE = "MarketSignatureCheckOutOfGas(address,uint256)"
+    SELECTOR = bytes.fromhex("6c3ee49b")
+    PARAMS = (
+        ("signer", "address"),
+        ("gas_limit", "uint256"),
+    )
+
+    def __init__(
+        self,
+        signer: str,
+        gas_limit: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.signer = signer
+        self.gas_limit = gas_limit
+        super().__init__(
+            what,
+            (
+                signer,
+                gas_limit,
+            ),
+            tx_hash,
+        )
+
+
 class MarketUnknownLease(ContractError):
     """No lease has these terms."""
 
@@ -1167,6 +1197,7 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketPriceNotCrossed.SELECTOR: MarketPriceNotCrossed,
     MarketProviderNotRegistered.SELECTOR: MarketProviderNotRegistered,
     MarketProviderStakeTooLow.SELECTOR: MarketProviderStakeTooLow,
+    MarketSignatureCheckOutOfGas.SELECTOR: MarketSignatureCheckOutOfGas,
     MarketUnknownLease.SELECTOR: MarketUnknownLease,
     MarketZeroFill.SELECTOR: MarketZeroFill,
     MarketZeroTreasury.SELECTOR: MarketZeroTreasury,
@@ -1217,6 +1248,7 @@ __all__ = [
     "MarketPriceNotCrossed",
     "MarketProviderNotRegistered",
     "MarketProviderStakeTooLow",
+    "MarketSignatureCheckOutOfGas",
     "MarketUnknownLease",
     "MarketZeroFill",
     "MarketZeroTreasury",

@@ -68,6 +68,20 @@ def test_third_party_claim_pays_the_provider(env: MarketEnv, pair: tuple[Provide
     assert stranger.balance_of(stranger.address) == s0
 
 
+def test_claim_returns_what_its_own_transaction_paid_when_another_claim_came_first(
+    env: MarketEnv, pair: tuple[Provider, Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider, lab = pair
+    lease = _lease(provider, lab)
+    before_any = provider.client.lease_state(lease.id)
+    # A stranger claims 100 after the provider's client read the lease (the stale read below).
+    env.client(env.devnet.accounts[9]).claim(lease, lab.pay(lease, 100))
+    monkeypatch.setattr(provider.client, "lease_state", lambda _id: before_any)
+    p0 = provider.balance()
+    assert provider.claim(lease, lab.pay(lease, 300)) == 200
+    assert provider.balance() == p0 + 200
+
+
 @pytest.mark.parametrize("field", ["cumulative_amount", "receipt_hash"])
 def test_tampered_voucher_is_refused(
     env: MarketEnv, pair: tuple[Provider, Lab], field: str

@@ -26,7 +26,7 @@ from market.chain.contract_errors import (
 )
 from market.protocol.eip712 import digest, order_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Offer, Signed, gpu_model_to_bytes32
+from market.protocol.types import UINT256_MAX, Bid, Offer, Signed, gpu_model_to_bytes32
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 
 pytestmark = pytest.mark.integration
@@ -281,3 +281,38 @@ def test_permit_opens_in_one_call_and_a_front_run_permit_does_not_block(ready: M
     lease = ready.client(ready.devnet.accounts[5]).open_lease(offer, bid, gpus=2, permit=permit)
     assert lease.lab == lab.address
     assert lab.client.allowance(lab.address) == 0
+
+
+@pytest.mark.parametrize("funded", [50_000, UINT256_MAX], ids=["finite", "unlimited"])
+def test_open_with_permit_keeps_the_allowance_a_funded_lab_set_for_other_bids(
+    ready: MarketEnv, funded: int
+) -> None:
+    lab, escrow = ready.lab(8), 10 * 2 * 600
+    lab.fund(funded)
+    offer = _offer(ready)
+    lab.open(offer, _bid(ready, 8, gpu_count=2), gpus=2)  # use_permit defaults to True
+    # The allowance covered the escrow, so no permit replaced it with the escrow alone.
+    left = funded if funded == UINT256_MAX else funded - escrow
+    assert lab.client.allowance(lab.address) == left
+    assert _permit_nonce(ready, lab.address) == 0
+    # What is left opens a lease against another of the lab's bids, with no permit.
+    lease = lab.open(offer, _bid(ready, 8, gpu_count=1, nonce=2), gpus=1, use_permit=False)
+    assert lease.escrow == 6_000
+    after = left if funded == UINT256_MAX else left - lease.escrow
+    assert lab.client.allowance(lab.address) == after
+
+
+def test_open_with_permit_adds_the_escrow_to_a_short_allowance(ready: MarketEnv) -> None:
+    lab = ready.lab(8)
+    lab.fund(7_000)  # short of the 12_000 escrow: a permit is needed
+    offer = _offer(ready)
+    lab.open(offer, _bid(ready, 8, gpu_count=2), gpus=2)
+    # The permit was for 7_000 + 12_000, so once the escrow is pulled the 7_000 is still there.
+    assert _permit_nonce(ready, lab.address) == 1
+    assert lab.client.allowance(lab.address) == 7_000
+    lab.open(offer, _bid(ready, 8, gpu_count=1, nonce=2), gpus=1, use_permit=False)
+    assert lab.client.allowance(lab.address) == 7_000 - 6_000
+
+
+def _permit_nonce(env: MarketEnv, owner: str) -> int:
+    return int(env.contracts.token.functions.nonces(owner).call())

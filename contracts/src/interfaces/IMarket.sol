@@ -106,6 +106,8 @@ interface IMarket {
     error MarketPriceNotCrossed(uint256 offerPrice, uint256 maxBidPrice);
     /// @notice The signature does not belong to the order's signer (or is malleable or malformed).
     error MarketInvalidSignature(bytes32 digest, address signer);
+    /// @notice A batch left an ERC-1271 signer's check less than `gasLimit` gas: send more gas.
+    error MarketSignatureCheckOutOfGas(address signer, uint256 gasLimit);
     /// @notice The order was cancelled by hash.
     error MarketOrderCancelled(bytes32 orderHash);
     /// @notice The order's nonce is below its signer's nonce floor.
@@ -194,7 +196,9 @@ interface IMarket {
         returns (uint256 amount);
 
     /// @notice Redeem many vouchers in one transaction. An item that cannot be paid is skipped with
-    /// `ClaimSkipped` and does not block the others.
+    /// `ClaimSkipped` and does not block the others. A lab contract's ERC-1271 check gets at most
+    /// a fixed gas allowance per item (`Market.BATCH_ERC1271_GAS`); one that needs more is skipped
+    /// as `MarketInvalidSignature` and can be redeemed by `claim`.
     function claimBatch(ClaimItem[] calldata items) external returns (uint256 total);
 
     /// @notice The lab ends the lease now and pays the provider up to `cumulativeAmount` for work
