@@ -4,9 +4,10 @@ Every message is a msgpack map with exactly three keys::
 
     {"v": 1, "type": "<TypeName>", "body": {<field name>: <value>, ...}}
 
-``type`` is ``Offer``, ``Bid``, ``Voucher`` or ``Lease``, whose body maps each camelCase name in
-the class's ``FIELDS`` to its value, or ``SignedOffer``, ``SignedBid`` or ``SignedVoucher``, whose
-body is ``{"message": <the inner message's body map>, "signature": <65-byte bin>}``.
+``type`` is ``Offer``, ``Bid``, ``Voucher``, ``Receipt`` or ``Lease``, whose body maps each
+camelCase name in the class's ``FIELDS`` to its value, or ``SignedOffer``, ``SignedBid``,
+``SignedVoucher`` or ``SignedReceipt``, whose body is
+``{"message": <the inner message's body map>, "signature": <65-byte bin>}``.
 
 Each kind of value has exactly one msgpack type:
 
@@ -41,7 +42,7 @@ import msgpack
 from eth_utils.address import to_checksum_address
 
 from market.errors import DecodeError, FrameTooLarge, UnknownMessageType
-from market.protocol.types import Bid, Lease, Offer, Signed, Voucher
+from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
 
 WIRE_VERSION: Final = 1
 """The ``v`` of every message this module writes and the only one it reads."""
@@ -49,11 +50,24 @@ MAX_FRAME_SIZE: Final = 64 * 1024
 """The default limit on an encoded message's length, in bytes."""
 SIGNATURE_LENGTH: Final = 65
 
-Decoded: TypeAlias = Offer | Bid | Voucher | Lease | Signed[Offer] | Signed[Bid] | Signed[Voucher]
+Decoded: TypeAlias = (
+    Offer
+    | Bid
+    | Voucher
+    | Lease
+    | Receipt
+    | Signed[Offer]
+    | Signed[Bid]
+    | Signed[Voucher]
+    | Signed[Receipt]
+)
 """Anything :func:`decode` returns."""
 D = TypeVar("D", bound=Decoded)
 
-_MessageClass: TypeAlias = type[Offer] | type[Bid] | type[Voucher] | type[Lease]
+_MessageClass: TypeAlias = type[Offer] | type[Bid] | type[Voucher] | type[Lease] | type[Receipt]
+_SignableClass: TypeAlias = type[Offer] | type[Bid] | type[Voucher] | type[Receipt]
+_Message: TypeAlias = Offer | Bid | Voucher | Lease | Receipt
+_SignedMessage: TypeAlias = Signed[Offer] | Signed[Bid] | Signed[Voucher] | Signed[Receipt]
 _SIGNED_PREFIX = "Signed"
 _ENVELOPE_KEYS = ("v", "type", "body")
 _SIGNED_KEYS = ("message", "signature")
@@ -80,10 +94,10 @@ def _wire_kind(attr: str, solidity_type: str) -> str:
 
 
 _MESSAGE_CLASSES: dict[str, _MessageClass] = {
-    cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher, Lease)
+    cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher, Lease, Receipt)
 }
-_SIGNABLE_CLASSES: dict[str, type[Offer] | type[Bid] | type[Voucher]] = {
-    _SIGNED_PREFIX + cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher)
+_SIGNABLE_CLASSES: dict[str, _SignableClass] = {
+    _SIGNED_PREFIX + cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher, Receipt)
 }
 # (python attribute, wire name, wire kind) for each message class, in the struct's order.
 _WIRE_FIELDS: dict[_MessageClass, tuple[tuple[str, str, str], ...]] = {
@@ -97,12 +111,14 @@ def encode(obj: Decoded) -> bytes:
     body: dict[str, Any]
     if type(obj) is Signed:
         inner = obj.message
-        if type(inner) not in (Offer, Bid, Voucher):
-            raise TypeError(f"only offers, bids and vouchers are signed, not {type(inner)!r}")
+        if type(inner) not in (Offer, Bid, Voucher, Receipt):
+            raise TypeError(
+                f"only offers, bids, vouchers and receipts are signed, not {type(inner)!r}"
+            )
         type_name = _SIGNED_PREFIX + inner.TYPE_NAME
         body = {"message": _encode_body(inner), "signature": obj.signature}
     elif type(obj) in _WIRE_FIELDS:
-        message = cast(Offer | Bid | Voucher | Lease, obj)
+        message = cast(_Message, obj)
         type_name = message.TYPE_NAME
         body = _encode_body(message)
     else:
@@ -113,7 +129,7 @@ def encode(obj: Decoded) -> bytes:
     return packed
 
 
-def _encode_body(message: Offer | Bid | Voucher | Lease) -> dict[str, Any]:
+def _encode_body(message: _Message) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for attr, name, kind in _WIRE_FIELDS[type(message)]:
         value = getattr(message, attr)
@@ -156,8 +172,8 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
 def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D:
     """:func:`decode`, then raise DecodeError unless the message is a ``cls``.
 
-    ``cls`` is a message class or ``Signed[Offer]``, ``Signed[Bid]``, ``Signed[Voucher]``
-    (``Signed`` alone accepts any signed message).
+    ``cls`` is a message class or ``Signed[Offer]``, ``Signed[Bid]``, ``Signed[Voucher]``,
+    ``Signed[Receipt]`` (``Signed`` alone accepts any signed message).
     """
     origin = get_origin(cls) or cls
     inner = get_args(cls)[0] if get_args(cls) else None
@@ -178,7 +194,7 @@ def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D
 def _type_name(obj: Decoded) -> str:
     if type(obj) is Signed:
         return _SIGNED_PREFIX + obj.message.TYPE_NAME
-    return cast(Offer | Bid | Voucher | Lease, obj).TYPE_NAME
+    return cast(_Message, obj).TYPE_NAME
 
 
 def _unpack(data: bytes) -> object:
@@ -222,9 +238,7 @@ def _check_keys(mapping: dict[str, object], expected: tuple[str, ...], where: st
         raise DecodeError(f"{where}: missing keys {missing}, unexpected keys {extra}")
 
 
-def _decode_signed(
-    cls: type[Offer] | type[Bid] | type[Voucher], body: object, type_name: str
-) -> Signed[Offer] | Signed[Bid] | Signed[Voucher]:
+def _decode_signed(cls: _SignableClass, body: object, type_name: str) -> _SignedMessage:
     if not isinstance(body, dict):
         raise DecodeError(f"{type_name}.body must be a map, got {_wire_type(body)}")
     _check_keys(body, _SIGNED_KEYS, f"{type_name}.body")
@@ -235,11 +249,12 @@ def _decode_signed(
             f"got {_wire_type(signature)}"
         )
     message = _decode_message(cls, body["message"], f"{type_name}.message")
-    # The inner class is always one of Offer, Bid, Voucher; mypy cannot pair it with Signed's M.
-    return cast(Signed[Offer] | Signed[Bid] | Signed[Voucher], Signed(message, signature))
+    # The inner class is always one of Offer, Bid, Voucher, Receipt; mypy cannot pair it with
+    # Signed's M.
+    return cast(_SignedMessage, Signed(message, signature))
 
 
-def _decode_message(cls: _MessageClass, body: object, where: str) -> Offer | Bid | Voucher | Lease:
+def _decode_message(cls: _MessageClass, body: object, where: str) -> _Message:
     if not isinstance(body, dict):
         raise DecodeError(f"{where} body must be a map, got {_wire_type(body)}")
     fields = _WIRE_FIELDS[cls]

@@ -1,4 +1,4 @@
-"""EIP-712 hashing of offers, bids and vouchers, byte-for-byte as the Market contract does it.
+"""EIP-712 hashing of offers, bids, vouchers and receipts, byte-for-byte as the contracts do it.
 
 The fast path encodes each struct by hand (every field is a static 32-byte word) with type hashes
 computed once, which is what bulk verification needs. :func:`typed_data` builds the standard
@@ -14,20 +14,28 @@ from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from market.protocol.types import Bid, Offer, OrderHash, Voucher, gpu_model_to_bytes32
+from market.protocol.types import (
+    Bid,
+    Offer,
+    OrderHash,
+    Receipt,
+    ReceiptHash,
+    Voucher,
+    gpu_model_to_bytes32,
+)
 
 DOMAIN_NAME = "gpumarket"
 DOMAIN_VERSION = "1"
 DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 
-def type_string(cls: type[Offer] | type[Bid] | type[Voucher]) -> str:
+def type_string(cls: type[Offer] | type[Bid] | type[Voucher] | type[Receipt]) -> str:
     """The EIP-712 ``encodeType`` of a message class, e.g. ``Voucher(bytes32 leaseId,...)``."""
     return f"{cls.TYPE_NAME}({','.join(f'{t} {n}' for _, n, t in cls.FIELDS)})"
 
 
 TYPEHASH: dict[type, bytes] = {
-    cls: keccak(type_string(cls).encode()) for cls in (Offer, Bid, Voucher)
+    cls: keccak(type_string(cls).encode()) for cls in (Offer, Bid, Voucher, Receipt)
 }
 _DOMAIN_TYPEHASH = keccak(DOMAIN_TYPE.encode())
 
@@ -74,13 +82,13 @@ def _word(value: object, solidity_type: str) -> bytes:
     return value.to_bytes(32, "big")
 
 
-def struct_hash(message: Offer | Bid | Voucher) -> bytes:
+def struct_hash(message: Offer | Bid | Voucher | Receipt) -> bytes:
     """``hashStruct(message)``: keccak256(typeHash || encoded fields)."""
     encoded = b"".join(_word(getattr(message, a), t) for a, _, t in message.FIELDS)
     return keccak(TYPEHASH[type(message)] + encoded)
 
 
-def digest(domain: Domain, message: Offer | Bid | Voucher) -> bytes:
+def digest(domain: Domain, message: Offer | Bid | Voucher | Receipt) -> bytes:
     """The EIP-712 digest that is signed: keccak256(0x1901 || domainSeparator || hashStruct)."""
     return keccak(b"\x19\x01" + domain.separator + struct_hash(message))
 
@@ -90,7 +98,12 @@ def order_hash(domain: Domain, order: Offer | Bid) -> OrderHash:
     return OrderHash(digest(domain, order))
 
 
-def typed_data(domain: Domain, message: Offer | Bid | Voucher) -> dict[str, Any]:
+def receipt_hash(domain: Domain, receipt: Receipt) -> ReceiptHash:
+    """A receipt's EIP-712 digest: the next receipt's prevHash and a voucher's receiptHash."""
+    return ReceiptHash(digest(domain, receipt))
+
+
+def typed_data(domain: Domain, message: Offer | Bid | Voucher | Receipt) -> dict[str, Any]:
     """The full EIP-712 message (``eth_signTypedData_v4`` JSON) for wallets and eth-account."""
     values: dict[str, Any] = {}
     for attr, name, _ in message.FIELDS:
@@ -119,6 +132,7 @@ __all__ = [
     "Domain",
     "digest",
     "order_hash",
+    "receipt_hash",
     "struct_hash",
     "type_string",
     "typed_data",

@@ -23,7 +23,7 @@ from eth_utils.address import to_checksum_address
 
 from market.errors import InvalidSignature
 from market.protocol.eip712 import Domain, digest, typed_data
-from market.protocol.types import Bid, M, Offer, Signed, Voucher
+from market.protocol.types import Bid, M, Offer, Receipt, Signed, Voucher
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
@@ -115,6 +115,17 @@ def verify_voucher(domain: Domain, signed: Signed[Voucher], lab: str) -> None:
         raise InvalidSignature(h, lab, to_checksum_address(got), "signed by another account")
 
 
+def verify_receipt(domain: Domain, signed: Signed[Receipt], provider: str) -> None:
+    """Raise InvalidSignature unless ``provider`` (the lease's provider) signed the receipt."""
+    h = digest(domain, signed.message)
+    try:
+        got = recover_address_bytes(h, signed.signature)
+    except InvalidSignature as exc:
+        raise InvalidSignature(h, provider, None, exc.reason) from None
+    if got != bytes.fromhex(provider[2:]):
+        raise InvalidSignature(h, provider, to_checksum_address(got), "signed by another account")
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """An order that failed bulk verification, with why."""
@@ -140,7 +151,7 @@ def verify_many(
 
 
 def sign_with_eth_account(
-    domain: Domain, message: Offer | Bid | Voucher, key: bytes | str
+    domain: Domain, message: Offer | Bid | Voucher | Receipt, key: bytes | str
 ) -> bytes:
     """Reference signer: eth-account's ``sign_typed_data`` over the standard EIP-712 JSON."""
     signed = Account.sign_typed_data(key, full_message=typed_data(domain, message))
@@ -148,7 +159,7 @@ def sign_with_eth_account(
 
 
 def recover_with_eth_account(
-    domain: Domain, message: Offer | Bid | Voucher, signature: bytes
+    domain: Domain, message: Offer | Bid | Voucher | Receipt, signature: bytes
 ) -> str:
     """Reference recovery: eth-account's ``recover_message(encode_typed_data(...))``."""
     encoded = encode_typed_data(full_message=typed_data(domain, message))
@@ -165,5 +176,6 @@ __all__ = [
     "signer_of",
     "verify",
     "verify_many",
+    "verify_receipt",
     "verify_voucher",
 ]

@@ -28,6 +28,9 @@ LeaseId = NewType("LeaseId", bytes)
 """keccak256 of the ABI-encoded lease terms (32 bytes)."""
 OrderHash = NewType("OrderHash", bytes)
 """The EIP-712 digest of an offer or bid (32 bytes)."""
+ReceiptHash = NewType("ReceiptHash", bytes)
+"""The EIP-712 digest of a receipt (32 bytes): the next receipt's ``prevHash`` and a voucher's
+``receiptHash``."""
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
@@ -172,6 +175,52 @@ class Voucher:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """A provider's signed account of one metering period of a lease, linked to the one before.
+
+    Its EIP-712 type string, which the contract must use verbatim::
+
+        Receipt(bytes32 leaseId,uint64 seq,bytes32 prevHash,uint64 periodStart,uint64 periodEnd,
+        uint64 gpuSecondsCumulative,bytes32 outputRoot,bytes32 metricsHash,bytes32 attestationHash)
+
+    (one line, no spaces after the commas), under the same ``gpumarket`` domain as orders and
+    vouchers. A receipt's hash is its EIP-712 digest: the next receipt's ``prev_hash`` and the
+    ``receipt_hash`` of the voucher that pays for it. ``prev_hash`` is zero for ``seq`` 0;
+    ``output_root`` is the Merkle root of the period's output chunks (market.receipts.merkle), zero
+    when the period produced none; ``attestation_hash`` is zero when there is no attestation.
+
+    Only the field types are checked here; the chain's rules (links, periods, usage bounds) are
+    market.receipts.verify's, so that a provider's malformed receipt can still be held as evidence.
+    """
+
+    lease_id: bytes
+    seq: int
+    prev_hash: bytes
+    period_start: int
+    period_end: int
+    gpu_seconds_cumulative: int
+    output_root: bytes
+    metrics_hash: bytes
+    attestation_hash: bytes = ZERO_HASH
+
+    TYPE_NAME: ClassVar[str] = "Receipt"
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("lease_id", "leaseId", "bytes32"),
+        ("seq", "seq", "uint64"),
+        ("prev_hash", "prevHash", "bytes32"),
+        ("period_start", "periodStart", "uint64"),
+        ("period_end", "periodEnd", "uint64"),
+        ("gpu_seconds_cumulative", "gpuSecondsCumulative", "uint64"),
+        ("output_root", "outputRoot", "bytes32"),
+        ("metrics_hash", "metricsHash", "bytes32"),
+        ("attestation_hash", "attestationHash", "bytes32"),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """The terms of a lease, fixed when it opened. Its id is the keccak256 of their ABI encoding."""
 
@@ -241,7 +290,7 @@ class OrderState:
     cancelled: bool
 
 
-M = TypeVar("M", Offer, Bid, Voucher)
+M = TypeVar("M", Offer, Bid, Voucher, Receipt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +305,7 @@ class Signed(Generic[M]):
             raise InvalidField(type(self.message).__name__, "signature", "must be 65 bytes")
 
 
-Message = Offer | Bid | Voucher | Lease
+Message = Offer | Bid | Voucher | Lease | Receipt
 
 
 def _validate(msg: Message) -> None:
@@ -288,6 +337,8 @@ __all__ = [
     "Offer",
     "OrderHash",
     "OrderState",
+    "Receipt",
+    "ReceiptHash",
     "Signed",
     "TokenAmount",
     "Voucher",
