@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import msgpack
-from eth_hash.auto import keccak
 
 from market.errors import InvalidField
+from market.protocol.keccak import keccak
 
 AttrValue = str | int
 Attributes = Mapping[str, AttrValue]

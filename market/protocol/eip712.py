@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
+from market.protocol.keccak import keccak
 from market.protocol.types import (
     Bid,
     Offer,

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from coincurve import PrivateKey, PublicKey
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from market.errors import InvalidSignature
 from market.protocol.eip712 import Domain, digest, typed_data
+from market.protocol.keccak import keccak
 from market.protocol.types import Bid, M, Offer, Receipt, Signed, Voucher
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

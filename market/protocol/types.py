@@ -16,11 +16,11 @@ from enum import IntEnum
 from typing import ClassVar, Generic, NewType, TypeVar
 
 from eth_abi.abi import encode as abi_encode
-from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from market.errors import InvalidField
+from market.protocol.keccak import keccak
 
 TokenAmount = NewType("TokenAmount", int)
 """An amount in the settlement token's smallest unit."""

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from eth_hash.auto import keccak
-
+from market.protocol.keccak import keccak
 from market.protocol.types import ZERO_HASH
 
 

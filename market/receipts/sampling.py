@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from eth_hash.auto import keccak
+from market.protocol.keccak import keccak
 
 MIN_SECRET_BYTES = 16
 

@@ -338,3 +338,15 @@ def test_a_bid_takes_offers_in_price_time_priority(offers: list[tuple[int, int]]
     taken = [f.offer_hash for f in fills]
     assert taken == [built[i].hash for i in expected][: len(taken)]
     assert sum(f.gpus for f in fills) == want
+
+
+def test_threaded_verification_gives_the_same_result_as_one_thread(orders: Orders) -> None:
+    good = [orders.offer(provider=i % 4).signed for i in range(300)]
+    good += [orders.bid(lab=i % 4).signed for i in range(300)]
+    forged = Signed(dataclasses.replace(good[7].message, nonce=10**12), good[7].signature)
+    batch = [*good[:400], forged, *good[400:]]
+    one = verify_orders(DOMAIN, batch, threads=1)
+    many = verify_orders(DOMAIN, batch, threads=3)
+    assert [v.hash for v in one[0]] == [v.hash for v in many[0]]
+    assert len(many[0]) == 600
+    assert [r.index for r in many[1]] == [r.index for r in one[1]] == [400]
