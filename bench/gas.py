@@ -84,14 +84,22 @@ def _lease_figures(b: _Bench) -> dict[str, int]:
     provider, lab, permit_lab = b.provider, b.lab, b.permit_lab
     pc, lc, plc = provider.client, lab.client, permit_lab.client
     g: dict[str, int] = {}
-    # Warm-up: the first stake in the registry, the first escrow in the market and a lab's first
-    # permit (its nonce 0 -> 1) write fresh slots once; the figures below are the steady state.
+    # Warm-up: the first stake in the registry, the first escrow in the market, a lab's first
+    # permit (its nonce 0 -> 1) and an account's first credit in the market write fresh slots
+    # once; the figures below are the steady state. Withdrawing leaves an account's credit slot
+    # non-zero, so the provider and the lab below have been paid and have withdrawn before.
     b.other_provider.register(100 * USD, "https://gpu.example:7001")
     g["register"] = gas_of(pc, lambda: provider.register(100 * USD, "https://gpu.example:7000"))
-    lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False)
+    warm = lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False)
     g["open_lease_permit_first_of_lab"] = gas_of(
         plc, lambda: permit_lab.open(b.offer(1), b.bid(1, permit_lab), gpus=1)
     )
+    g["claim_first_credit_of_provider"] = gas_of(
+        pc, lambda: provider.claim(warm, lab.pay(warm, USD))
+    )
+    provider.close(warm)  # the lab's first credit: its refund
+    provider.withdraw()
+    lab.withdraw()
 
     # A fresh offer and a fresh bid: both order slots go from zero to non-zero.
     shared = b.offer(8)
@@ -121,6 +129,8 @@ def _lease_figures(b: _Bench) -> dict[str, int]:
     g["claim_sent_by_lab"] = gas_of(lc, lambda: lc.claim(third, lab.pay(third, 2 * USD)))
     g["terminate"] = gas_of(lc, lambda: lab.terminate(second, 3 * USD))
     g["close_lease"] = gas_of(pc, lambda: provider.close(first))
+    # What the claims and the termination above credited, in one transfer.
+    g["withdraw"] = gas_of(pc, provider.withdraw)
 
     g["cancel"] = gas_of(pc, lambda: provider.cancel(b.offer(1)))
     g["cancel_all"] = gas_of(lc, lab.cancel_all)
@@ -143,7 +153,7 @@ def _batch_figures(b: _Bench) -> dict[str, int]:
 
 
 def _fee_figures(dev: Devnet) -> dict[str, int]:
-    """A claim on a market with a 1% protocol fee, the treasury already holding fees."""
+    """A claim on a market with a 1% protocol fee, the treasury already credited with fees."""
     treasury = dev.accounts[9].address
     contracts = deploy(
         dev.web3(), dev.accounts[0], params=MarketParams(fee_bps=100, treasury=treasury)

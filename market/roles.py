@@ -9,9 +9,14 @@
     bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)
     lease = lab.open(offer, bid, gpus=4)           # signs a permit if the allowance is short
     voucher = lab.pay(lease, cumulative_amount=1_000)
-    provider.claim(lease, voucher)
+    provider.claim(lease, voucher)                 # credits the provider inside the market
     lab.terminate(lease, cumulative_amount=1_000)  # or let it run to its end
-    provider.close(lease)                          # refunds the rest to the lab
+    provider.close(lease)                          # credits the rest back to the lab
+    provider.withdraw()                            # each takes its credit out in one transfer
+    lab.withdraw()
+
+Payments are pulled: claims, terminations and closes only credit accounts inside the market, and
+``withdraw`` sends an account everything credited to it so far, many claims in one transfer.
 
 Order nonces default to the signing time in nanoseconds, so ``cancel_all()`` (which raises the
 nonce floor to now) cancels every order signed before it.
@@ -58,7 +63,17 @@ class _Party:
         return self.key.address
 
     def balance(self) -> int:
+        """The account's token balance (credit still in the market not included)."""
         return self.client.balance_of(self.address)
+
+    def withdrawable(self) -> int:
+        """What the market holds for this account: payments, refunds or fees not yet withdrawn."""
+        return self.client.withdrawable(self.address)
+
+    def withdraw(self) -> int:
+        """Take the account's whole credit out of the market in one transfer; returns the amount
+        (0, without a transaction, if there is none)."""
+        return self.client.withdraw()
 
     def _expiry(self, ttl_s: int) -> int:
         return self.client.chain_time() + ttl_s
@@ -75,7 +90,7 @@ class _Party:
 
 
 class Provider(_Party):
-    """A GPU owner: registers with a stake, signs offers, claims payment."""
+    """A GPU owner: registers with a stake, signs offers, claims payment, withdraws it."""
 
     def register(
         self,
@@ -115,20 +130,23 @@ class Provider(_Party):
         return self.key.sign(self.client.domain, offer)
 
     def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
-        """Redeem the lab's voucher; returns what was paid now (0 if already paid)."""
+        """Redeem the lab's voucher; returns what was credited now, fee included (0 if already
+        paid). ``withdraw`` takes the credit out."""
         return self.client.claim(lease, voucher)
 
     def claim_all(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
-        """Redeem many vouchers in one transaction."""
+        """Redeem many vouchers in one transaction, crediting each lease's provider."""
         return self.client.claim_batch(items)
 
     def close(self, lease: Lease) -> int:
-        """Give the lease up (a provider may close at any time); returns the lab's refund."""
+        """Give the lease up (a provider may close at any time); returns the refund credited to
+        the lab."""
         return self.client.close_lease(lease)
 
 
 class Lab(_Party):
-    """A buyer of GPU time: signs bids, funds escrow, pays by vouchers, terminates."""
+    """A buyer of GPU time: signs bids, funds escrow, pays by vouchers, terminates, withdraws
+    refunds."""
 
     def bid(
         self,
@@ -192,11 +210,13 @@ class Lab(_Party):
         return self.key.sign(self.client.domain, voucher)
 
     def terminate(self, lease: Lease, cumulative_amount: int) -> None:
-        """End the lease now, paying up to ``cumulative_amount`` for the work done."""
+        """End the lease now, paying (crediting the provider) up to ``cumulative_amount`` for the
+        work done."""
         self.client.terminate(lease, cumulative_amount)
 
     def close(self, lease: Lease) -> int:
-        """Reclaim the unpaid escrow once the claim window after the end has passed."""
+        """Have the unpaid escrow credited back once the claim window after the end has passed;
+        returns the refund, which ``withdraw`` takes out."""
         return self.client.close_lease(lease)
 
 

@@ -15,9 +15,10 @@ import {ProviderRegistry} from "./ProviderRegistry.sol";
 
 /// @title Market
 /// @notice Leases of GPU capacity from EIP-712 signed offers and bids, with escrow, cumulative
-/// vouchers, termination, refunds and an optional protocol fee. Nobody holds special powers: the
-/// fee and treasury are fixed at deployment, and the registry is created here with this market as
-/// its only slasher.
+/// vouchers, termination, refunds and an optional protocol fee. Payments, fees and refunds are
+/// credited inside the market and withdrawn by their owners (docs/decisions/0005-pull-payments.md).
+/// Nobody holds special powers: the fee and treasury are fixed at deployment, and the registry is
+/// created here with this market as its only slasher.
 contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -52,6 +53,10 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     mapping(bytes32 leaseId => LeaseState) private _leases;
     mapping(address signer => mapping(bytes32 orderHash => OrderState)) private _orders;
     mapping(address signer => uint256) private _minNonce;
+    /// @dev An account's credit plus one, once it was ever credited (zero before). Withdrawing
+    /// leaves the slot at 1, not 0, so the account's next credit rewrites a non-zero slot (2,900
+    /// gas) instead of setting a zero one (20,000): a claim after a withdrawal stays cheap.
+    mapping(address account => uint256 creditPlusOne) private _credits;
 
     /// @param token_ The settlement and staking token (any ERC-20).
     /// @param minStake_ Free stake a provider needs for leases to open against it.
@@ -287,12 +292,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
                 revert(add(err, 0x20), mload(err))
             }
         }
-        _pay(lease.provider, amount);
+        _creditPayment(lease.provider, amount);
     }
 
     /// @inheritdoc IMarket
     function claimBatch(ClaimItem[] calldata items) external nonReentrant returns (uint256 total) {
-        // Payments to the same provider in consecutive items are summed into one transfer.
+        // Payments to the same provider in consecutive items are summed into one credit (and fee).
         address payee = address(0);
         uint256 owed = 0;
         for (uint256 i = 0; i < items.length; ++i) {
@@ -304,14 +309,14 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
                 continue;
             }
             if (item.lease.provider != payee) {
-                if (owed > 0) _pay(payee, owed);
+                if (owed > 0) _creditPayment(payee, owed);
                 payee = item.lease.provider;
                 owed = 0;
             }
             owed += amount;
             total += amount;
         }
-        if (owed > 0) _pay(payee, owed);
+        if (owed > 0) _creditPayment(payee, owed);
     }
 
     /// @dev Validates a voucher and records the payment. Never reverts on bad input: it returns the
@@ -365,14 +370,21 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
             : SignatureChecker.isValidERC1271SignatureNowCalldata(lab, digest, signature);
     }
 
-    /// @dev Sends `amount` to `provider`, less the protocol fee, which goes to the treasury.
-    function _pay(address provider, uint256 amount) private {
+    /// @dev Credits `amount` to `provider`, less the protocol fee, which is credited to the treasury.
+    function _creditPayment(address provider, uint256 amount) private {
         uint256 fee = amount * _feeBps / _BPS;
         if (fee > 0) {
+            _credit(_treasury, fee);
             emit FeePaid(_treasury, fee);
-            _token.safeTransfer(_treasury, fee);
         }
-        _token.safeTransfer(provider, amount - fee);
+        _credit(provider, amount - fee);
+    }
+
+    /// @dev Adds `amount` to `account`'s credit (see _credits for the plus one). Every credit is
+    /// backed by tokens the market holds, so the sum stays far below 2^256 (checked all the same).
+    function _credit(address account, uint256 amount) private {
+        uint256 stored = _credits[account];
+        _credits[account] = (stored == 0 ? 1 : stored) + amount;
     }
 
     // --- end of a lease ------------------------------------------------------------------------
@@ -397,7 +409,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
             emit Claimed(id, amount, target, bytes32(0));
         }
         emit LeaseTerminated(id, end, state.paid);
-        if (amount > 0) _pay(lease.provider, amount);
+        if (amount > 0) _creditPayment(lease.provider, amount);
     }
 
     /// @inheritdoc IMarket
@@ -416,7 +428,23 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         refund = lease.pricePerGpuSecond * lease.gpus * lease.duration - paid;
         state.status = LeaseStatus.Closed;
         emit LeaseClosed(id, paid, refund);
-        if (refund > 0) _token.safeTransfer(lease.lab, refund);
+        if (refund > 0) _credit(lease.lab, refund);
+    }
+
+    // --- withdrawal ----------------------------------------------------------------------------
+
+    /// @inheritdoc IMarket
+    function withdraw() external nonReentrant returns (uint256 amount) {
+        uint256 stored = _credits[msg.sender];
+        if (stored < 2) revert MarketNothingToWithdraw(msg.sender);
+        // stored >= 2 was just checked, so the subtraction cannot underflow.
+        unchecked {
+            amount = stored - 1;
+        }
+        // The credit is cleared before the token call, so a re-entered withdraw finds nothing.
+        _credits[msg.sender] = 1;
+        emit Withdrawn(msg.sender, amount);
+        _token.safeTransfer(msg.sender, amount);
     }
 
     // --- views ---------------------------------------------------------------------------------
@@ -444,6 +472,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IMarket
     function leaseState(bytes32 leaseId_) external view returns (LeaseState memory) {
         return _leases[leaseId_];
+    }
+
+    /// @inheritdoc IMarket
+    function withdrawable(address account) external view returns (uint256) {
+        uint256 stored = _credits[account];
+        return stored == 0 ? 0 : stored - 1;
     }
 
     /// @inheritdoc IMarket

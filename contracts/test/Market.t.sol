@@ -146,7 +146,8 @@ contract MarketTest is MarketFixture {
             assertEq(amount, 2_400_000);
             assertEq(market.leaseState(id).paid, cumulative[i]);
         }
-        assertEq(usd.balanceOf(provider), providerStart + 7_200_000);
+        assertEq(market.withdrawable(provider), 7_200_000, "credited");
+        assertEq(usd.balanceOf(provider), providerStart, "nothing sent before a withdrawal");
 
         // Nobody claims further; the lab closes once the claim window after the end has passed.
         vm.warp(uint256(T0) + DURATION + CLAIM_WINDOW);
@@ -156,6 +157,12 @@ contract MarketTest is MarketFixture {
         uint256 refund = market.closeLease(lease);
 
         assertEq(refund, 7_200_000);
+        assertEq(market.withdrawable(lab), 7_200_000);
+        assertEq(usd.balanceOf(address(market)), escrow, "the market holds both credits");
+
+        // Each party takes its credit out in one transfer.
+        assertEq(_withdraw(provider), 7_200_000);
+        assertEq(_withdraw(lab), 7_200_000);
         assertEq(usd.balanceOf(lab), labStart - 7_200_000);
         assertEq(usd.balanceOf(provider), providerStart + 7_200_000);
         assertEq(usd.balanceOf(address(market)), 0);
@@ -685,7 +692,7 @@ contract MarketTest is MarketFixture {
 
     // --- claim ----------------------------------------------------------------------------------
 
-    function test_claim_paysDifferenceAndEmits() public {
+    function test_claim_creditsDifferenceAndEmitsWithoutMovingTokens() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes32 receipt = keccak256("receipt 1");
         bytes memory sig = _signVoucher(LAB_KEY, id, 1_000_000, receipt);
@@ -693,24 +700,24 @@ contract MarketTest is MarketFixture {
 
         vm.expectEmit(address(market));
         emit IMarket.Claimed(id, 1_000_000, 1_000_000, receipt);
-        vm.expectEmit(address(usd));
-        emit IERC20.Transfer(address(market), provider, 1_000_000);
+        vm.recordLogs();
         uint256 amount = market.claim(lease, 1_000_000, receipt, sig);
 
         assertEq(amount, 1_000_000);
-        assertEq(usd.balanceOf(provider), before + 1_000_000);
+        assertEq(market.withdrawable(provider), 1_000_000);
+        assertEq(usd.balanceOf(provider), before);
+        assertEq(usd.balanceOf(address(market)), _escrowOf(lease));
+        assertEq(_countTransfers(vm.getRecordedLogs()), 0, "a claim moves no token");
         assertEq(market.leaseState(id).paid, 1_000_000);
     }
 
-    function test_claim_byThirdPartyPaysProvider() public {
+    function test_claim_byThirdPartyCreditsProvider() public {
         (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 500_000);
-        uint256 providerBefore = usd.balanceOf(provider);
-        uint256 strangerBefore = usd.balanceOf(stranger);
         vm.prank(stranger);
         market.claim(lease, 500_000, bytes32(0), sig);
-        assertEq(usd.balanceOf(provider), providerBefore + 500_000);
-        assertEq(usd.balanceOf(stranger), strangerBefore);
+        assertEq(market.withdrawable(provider), 500_000);
+        assertEq(market.withdrawable(stranger), 0);
     }
 
     function test_claim_capsAtEscrow() public {
@@ -722,11 +729,13 @@ contract MarketTest is MarketFixture {
         uint256 amount = market.claim(lease, escrow * 10, bytes32(0), sig);
         assertEq(amount, escrow);
         assertEq(market.leaseState(id).paid, escrow);
-        assertEq(usd.balanceOf(address(market)), 0);
+        assertEq(market.withdrawable(provider), escrow);
 
-        // Fully paid: the close refunds nothing.
+        // Fully paid: the close refunds nothing, and the market holds only the provider's credit.
         vm.prank(provider);
         assertEq(market.closeLease(lease), 0);
+        assertEq(market.withdrawable(lab), 0);
+        assertEq(usd.balanceOf(address(market)), escrow);
     }
 
     function test_claim_revertsWithNothingToClaimOnReplay() public {
@@ -833,7 +842,6 @@ contract MarketTest is MarketFixture {
         items[1] = _item(b, 200);
         items[1].cumulativeAmount = 201; // tampered: signature no longer matches
         items[2] = _item(c, 300);
-        uint256 before = usd.balanceOf(provider);
 
         vm.expectEmit(address(market));
         emit IMarket.Claimed(idA, 100, 100, bytes32(0));
@@ -844,7 +852,7 @@ contract MarketTest is MarketFixture {
         uint256 total = market.claimBatch(items);
 
         assertEq(total, 400);
-        assertEq(usd.balanceOf(provider), before + 400);
+        assertEq(market.withdrawable(provider), 400);
         assertEq(market.leaseState(idA).paid, 100);
         assertEq(market.leaseState(idB).paid, 0);
         assertEq(market.leaseState(idC).paid, 300);
@@ -868,7 +876,7 @@ contract MarketTest is MarketFixture {
         uint256 total = market.claimBatch(items);
         assertEq(total, 0);
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(logs.length, 3, "three skips, no transfer");
+        assertEq(logs.length, 3, "three skips, nothing else");
         bytes32 skipped = IMarket.ClaimSkipped.selector;
         assertEq(logs[0].topics[0], skipped);
         assertEq(logs[0].topics[1], keccak256(abi.encode(unknown)));
@@ -879,7 +887,7 @@ contract MarketTest is MarketFixture {
         assertEq(abi.decode(logs[2].data, (bytes4)), IMarket.MarketNothingToClaim.selector);
     }
 
-    function test_claimBatch_aggregatesConsecutivePaymentsToSameProvider() public {
+    function test_claimBatch_creditsEachProviderAndMovesNoToken() public {
         Pair memory p1 = _defaultPair();
         Pair memory p2 = _pair(_offer(provider2, 0), _bid(lab2, 0));
         (IMarket.Lease memory a1,) = _open(p1, 1);
@@ -890,18 +898,16 @@ contract MarketTest is MarketFixture {
         items[0] = _item(a1, 100);
         items[1] = _item(a2, 250);
         items[2] = _item(b1, 70);
-        uint256 before1 = usd.balanceOf(provider);
-        uint256 before2 = usd.balanceOf(provider2);
 
         vm.recordLogs();
         uint256 total = market.claimBatch(items);
         assertEq(total, 420);
-        assertEq(usd.balanceOf(provider), before1 + 350);
-        assertEq(usd.balanceOf(provider2), before2 + 70);
-        assertEq(_countTransfers(vm.getRecordedLogs()), 2, "one transfer per run of the same provider");
+        assertEq(market.withdrawable(provider), 350);
+        assertEq(market.withdrawable(provider2), 70);
+        assertEq(_countTransfers(vm.getRecordedLogs()), 0, "credits only: withdrawals move the tokens");
     }
 
-    function test_claimBatch_interleavedProvidersGetOneTransferPerRun() public {
+    function test_claimBatch_interleavedProvidersAreEachCreditedTheirSum() public {
         Pair memory p1 = _defaultPair();
         Pair memory p2 = _pair(_offer(provider2, 0), _bid(lab2, 0));
         (IMarket.Lease memory a1,) = _open(p1, 1);
@@ -912,12 +918,11 @@ contract MarketTest is MarketFixture {
         items[0] = _item(a1, 100);
         items[1] = _item(b1, 70);
         items[2] = _item(a2, 250);
-        uint256 before1 = usd.balanceOf(provider);
 
-        vm.recordLogs();
         assertEq(market.claimBatch(items), 420);
-        assertEq(usd.balanceOf(provider), before1 + 350);
-        assertEq(_countTransfers(vm.getRecordedLogs()), 3);
+        assertEq(market.withdrawable(provider), 350);
+        assertEq(market.withdrawable(provider2), 70);
+        assertEq(_withdraw(provider), 350, "one transfer for both runs");
     }
 
     function test_claimBatch_sameLeaseTwicePaysOnlyTheIncrease() public {
@@ -926,11 +931,10 @@ contract MarketTest is MarketFixture {
         items[0] = _item(lease, 100);
         items[1] = _item(lease, 400);
         items[2] = _item(lease, 300); // stale by now: skipped
-        uint256 before = usd.balanceOf(provider);
         vm.expectEmit(address(market));
         emit IMarket.ClaimSkipped(id, IMarket.MarketNothingToClaim.selector);
         assertEq(market.claimBatch(items), 400);
-        assertEq(usd.balanceOf(provider), before + 400);
+        assertEq(market.withdrawable(provider), 400);
     }
 
     function test_claimBatch_emptyBatchPaysNothing() public {
@@ -954,7 +958,7 @@ contract MarketTest is MarketFixture {
         market.terminate(lease, 0);
     }
 
-    function test_terminate_paysWorkToDateAndRefundsRestAtClose() public {
+    function test_terminate_creditsWorkToDateAndRefundsRestAtClose() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, 1_000_000, bytes32(0), _voucher(lease, 1_000_000));
@@ -969,7 +973,7 @@ contract MarketTest is MarketFixture {
         vm.prank(lab);
         market.terminate(lease, 3_600_000); // 15 minutes of 4 GPUs
 
-        assertEq(usd.balanceOf(provider), providerBefore + 2_600_000);
+        assertEq(market.withdrawable(provider), 1_000_000 + 2_600_000);
         IMarket.LeaseState memory state = market.leaseState(id);
         assertEq(uint8(state.status), uint8(IMarket.LeaseStatus.Terminated));
         assertEq(state.end, T0 + 15 minutes);
@@ -978,14 +982,17 @@ contract MarketTest is MarketFixture {
         vm.warp(uint256(T0) + 15 minutes + CLAIM_WINDOW);
         vm.prank(lab);
         assertEq(market.closeLease(lease), escrow - 3_600_000);
+        assertEq(market.withdrawable(lab), escrow - 3_600_000);
+        assertEq(_withdraw(lab), escrow - 3_600_000);
+        assertEq(_withdraw(provider), 3_600_000);
         assertEq(usd.balanceOf(lab), labBefore + escrow - 3_600_000);
+        assertEq(usd.balanceOf(provider), providerBefore + 3_600_000);
         assertEq(usd.balanceOf(address(market)), 0);
     }
 
     function test_terminate_belowPaidPaysNothing() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 5_000, bytes32(0), _voucher(lease, 5_000));
-        uint256 before = usd.balanceOf(provider);
 
         vm.recordLogs();
         vm.prank(lab);
@@ -996,7 +1003,7 @@ contract MarketTest is MarketFixture {
         (uint64 end, uint256 paid) = abi.decode(logs[0].data, (uint64, uint256));
         assertEq(end, T0);
         assertEq(paid, 5_000);
-        assertEq(usd.balanceOf(provider), before);
+        assertEq(market.withdrawable(provider), 5_000);
         assertEq(market.leaseState(id).paid, 5_000);
     }
 
@@ -1006,7 +1013,7 @@ contract MarketTest is MarketFixture {
         vm.prank(lab);
         market.terminate(lease, type(uint256).max);
         assertEq(market.leaseState(id).paid, escrow);
-        assertEq(usd.balanceOf(address(market)), 0);
+        assertEq(market.withdrawable(provider), escrow);
     }
 
     function test_terminate_revertsAtEndSecond() public {
@@ -1061,10 +1068,9 @@ contract MarketTest is MarketFixture {
 
         // The provider redeems a later voucher the lab signed for the work up to termination.
         vm.warp(T0 + 2 hours);
-        uint256 before = usd.balanceOf(provider);
         uint256 amount = market.claim(lease, 4_800_000, bytes32(0), _voucher(lease, 4_800_000));
         assertEq(amount, 3_800_000);
-        assertEq(usd.balanceOf(provider), before + 3_800_000);
+        assertEq(market.withdrawable(provider), 1_000_000 + 3_800_000);
         assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Terminated));
 
         vm.warp(uint256(T0) + 20 minutes + CLAIM_WINDOW);
@@ -1078,7 +1084,7 @@ contract MarketTest is MarketFixture {
 
     // --- closeLease -----------------------------------------------------------------------------
 
-    function test_closeLease_byProviderAtAnyTimeRefundsUnpaid() public {
+    function test_closeLease_byProviderAtAnyTimeCreditsUnpaidToLab() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 123_456, bytes32(0), _voucher(lease, 123_456));
         uint256 labBefore = usd.balanceOf(lab);
@@ -1086,14 +1092,20 @@ contract MarketTest is MarketFixture {
 
         vm.expectEmit(address(market));
         emit IMarket.LeaseClosed(id, 123_456, escrow - 123_456);
-        vm.expectEmit(address(usd));
-        emit IERC20.Transfer(address(market), lab, escrow - 123_456);
+        vm.recordLogs();
         vm.prank(provider);
         uint256 refund = market.closeLease(lease); // the lease is still running
 
         assertEq(refund, escrow - 123_456);
-        assertEq(usd.balanceOf(lab), labBefore + refund);
+        assertEq(_countTransfers(vm.getRecordedLogs()), 0, "a close moves no token");
+        assertEq(market.withdrawable(lab), refund);
+        assertEq(usd.balanceOf(lab), labBefore);
         assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Closed));
+
+        vm.expectEmit(address(usd));
+        emit IERC20.Transfer(address(market), lab, refund);
+        assertEq(_withdraw(lab), refund);
+        assertEq(usd.balanceOf(lab), labBefore + refund);
     }
 
     function test_closeLease_byLabRevertsOneSecondBeforeWindowCloses() public {
@@ -1115,12 +1127,12 @@ contract MarketTest is MarketFixture {
 
     function test_closeLease_byAnyoneAtExactWindowClose() public {
         (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
-        uint256 labBefore = usd.balanceOf(lab);
         vm.warp(uint256(T0) + DURATION + CLAIM_WINDOW);
         vm.prank(stranger);
         uint256 refund = market.closeLease(lease);
         assertEq(refund, _escrowOf(lease));
-        assertEq(usd.balanceOf(lab), labBefore + refund, "refund goes to the lab, not the caller");
+        assertEq(market.withdrawable(lab), refund, "refund credited to the lab, not the caller");
+        assertEq(market.withdrawable(stranger), 0);
     }
 
     function test_closeLease_afterTerminationWindowCountsFromTermination() public {
@@ -1155,14 +1167,16 @@ contract MarketTest is MarketFixture {
         market.closeLease(lease);
     }
 
-    function test_closeLease_fullyPaidSendsNoTransfer() public {
+    function test_closeLease_fullyPaidCreditsNothingToLab() public {
         (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, escrow, bytes32(0), _voucher(lease, escrow));
-        vm.recordLogs();
         vm.prank(provider);
         assertEq(market.closeLease(lease), 0);
-        assertEq(_countTransfers(vm.getRecordedLogs()), 0);
+        assertEq(market.withdrawable(lab), 0);
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, lab));
+        vm.prank(lab);
+        market.withdraw();
     }
 }
 
@@ -1174,7 +1188,7 @@ contract MarketFeeTest is MarketFixture {
         _deploy(address(new TestUSD(6)), 6, FEE_BPS, treasury);
     }
 
-    function test_claim_sendsFeeToTreasuryAndRestToProvider() public {
+    function test_claim_creditsFeeToTreasuryAndRestToProvider() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 providerBefore = token.balanceOf(provider);
         bytes memory sig = _voucher(lease, 1_000_000);
@@ -1186,17 +1200,20 @@ contract MarketFeeTest is MarketFixture {
         uint256 amount = market.claim(lease, 1_000_000, bytes32(0), sig);
 
         assertEq(amount, 1_000_000, "the claimed amount includes the fee");
+        assertEq(market.withdrawable(treasury), 25_000);
+        assertEq(market.withdrawable(provider), 975_000);
+        assertEq(market.leaseState(id).paid, 1_000_000);
+        assertEq(_withdraw(treasury), 25_000);
+        assertEq(_withdraw(provider), 975_000);
         assertEq(token.balanceOf(treasury), 25_000);
         assertEq(token.balanceOf(provider), providerBefore + 975_000);
-        assertEq(market.leaseState(id).paid, 1_000_000);
     }
 
     function test_claim_feeRoundsDownToZeroOnDust() public {
         (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
-        uint256 providerBefore = token.balanceOf(provider);
         market.claim(lease, 39, bytes32(0), _voucher(lease, 39)); // 39 * 250 / 10_000 = 0
-        assertEq(token.balanceOf(treasury), 0);
-        assertEq(token.balanceOf(provider), providerBefore + 39);
+        assertEq(market.withdrawable(treasury), 0);
+        assertEq(market.withdrawable(provider), 39);
     }
 
     function test_fullPath_providerPlusTreasuryPlusRefundEqualsEscrow() public {
@@ -1213,6 +1230,8 @@ contract MarketFeeTest is MarketFixture {
         market.terminate(lease, 7_000_001);
         vm.prank(provider);
         uint256 refund = market.closeLease(lease);
+        assertEq(token.balanceOf(address(market)), escrow, "everything is still credited, not sent");
+        assertEq(_withdraw(provider) + _withdraw(treasury) + _withdraw(lab), escrow);
 
         uint256 toProvider = token.balanceOf(provider) - providerBefore;
         uint256 toTreasury = token.balanceOf(treasury);
@@ -1230,16 +1249,16 @@ contract MarketFeeTest is MarketFixture {
         emit IMarket.FeePaid(treasury, 10_000);
         vm.prank(lab);
         market.terminate(lease, 400_000);
-        assertEq(token.balanceOf(treasury), 10_000);
+        assertEq(market.withdrawable(treasury), 10_000);
+        assertEq(market.withdrawable(provider), 390_000);
     }
 
     function test_closeLease_refundCarriesNoFee() public {
         (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
-        uint256 labBefore = token.balanceOf(lab);
         vm.prank(provider);
         market.closeLease(lease);
-        assertEq(token.balanceOf(treasury), 0);
-        assertEq(token.balanceOf(lab), labBefore + _escrowOf(lease));
+        assertEq(market.withdrawable(treasury), 0);
+        assertEq(market.withdrawable(lab), _escrowOf(lease));
     }
 }
 
@@ -1271,6 +1290,9 @@ contract MarketNoBoolTokenTest is MarketFixture {
         vm.warp(uint256(T0) + 10 minutes + CLAIM_WINDOW);
         vm.prank(lab);
         uint256 refund = market.closeLease(lease);
+        assertEq(_withdraw(treasury), 24_000); // withdrawals go through the no-bool transfer
+        assertEq(_withdraw(provider), 2_400_000 - 24_000);
+        assertEq(_withdraw(lab), refund);
 
         assertEq(refund, escrow - 2_400_000);
         assertEq(nb.balanceOf(treasury), 10_000 + 10_000 + 4_000);
@@ -1323,6 +1345,9 @@ contract MarketEighteenDecimalsTest is MarketFixture {
         vm.warp(uint256(T0) + 1 days + CLAIM_WINDOW);
         vm.prank(lab);
         uint256 refund = market.closeLease(lease);
+        _withdraw(treasury);
+        _withdraw(provider);
+        _withdraw(lab);
 
         uint256 fee = owed * 250 / 10_000;
         assertEq(token.balanceOf(treasury), fee);

@@ -72,14 +72,13 @@ contract MarketERC1271Test is MarketFixture {
 
     // --- claim ----------------------------------------------------------------------------------
 
-    function test_claim_paysProviderOnErc1271LabVoucher() public {
+    function test_claim_creditsProviderOnErc1271LabVoucher() public {
         (IMarket.Lease memory lease, bytes32 id) = _openWalletLease(0);
         IMarket.ClaimItem memory item = _walletItem(lease, 1_000);
-        uint256 before = usd.balanceOf(provider);
         vm.expectEmit(address(market));
         emit IMarket.Claimed(id, 1_000, 1_000, bytes32(0));
         assertEq(market.claim(lease, 1_000, bytes32(0), item.signature), 1_000);
-        assertEq(usd.balanceOf(provider), before + 1_000);
+        assertEq(market.withdrawable(provider), 1_000);
     }
 
     function test_claim_givesErc1271CheckMoreGasThanTheBatchAllowance() public {
@@ -92,23 +91,22 @@ contract MarketERC1271Test is MarketFixture {
 
     // --- claimBatch -----------------------------------------------------------------------------
 
-    function test_claimBatch_paysErc1271LabVoucherAlongsideEoaVoucher() public {
+    function test_claimBatch_creditsErc1271LabVoucherAlongsideEoaVoucher() public {
         (IMarket.Lease memory walletLease, bytes32 walletId) = _openWalletLease(0);
         (IMarket.Lease memory eoaLease, bytes32 eoaId) = _open(_defaultPair(), 1);
         IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](2);
         items[0] = _walletItem(walletLease, 700);
         items[1] = _eoaItem(eoaLease, 300);
-        uint256 before = usd.balanceOf(provider);
 
         vm.expectEmit(address(market));
         emit IMarket.Claimed(walletId, 700, 700, bytes32(0));
         vm.expectEmit(address(market));
         emit IMarket.Claimed(eoaId, 300, 300, bytes32(0));
         assertEq(market.claimBatch{gas: BATCH_GAS}(items), 1_000);
-        assertEq(usd.balanceOf(provider), before + 1_000);
+        assertEq(market.withdrawable(provider), 1_000);
     }
 
-    function test_claimBatch_skipsGasBurningErc1271LabAndPaysOthers() public {
+    function test_claimBatch_skipsGasBurningErc1271LabAndCreditsOthers() public {
         Pair memory p = _defaultPair();
         (IMarket.Lease memory a, bytes32 idA) = _open(p, 1);
         (IMarket.Lease memory burner, bytes32 idBurner) = _openWalletLease(0);
@@ -119,7 +117,6 @@ contract MarketERC1271Test is MarketFixture {
         items[2] = _eoaItem(c, 300);
         // The wallet's vouchers were valid; its check now burns whatever gas it is given.
         wallet.setGasToBurn(wallet.BURN_ALL());
-        uint256 before = usd.balanceOf(provider);
 
         vm.expectEmit(address(market));
         emit IMarket.Claimed(idA, 100, 100, bytes32(0));
@@ -132,7 +129,7 @@ contract MarketERC1271Test is MarketFixture {
         uint256 gasUsed = gasBefore - gasleft();
 
         assertEq(total, 400);
-        assertEq(usd.balanceOf(provider), before + 400);
+        assertEq(market.withdrawable(provider), 400);
         assertEq(market.leaseState(idBurner).paid, 0);
         // The burner cost the batch its allowance, not the 63/64 of everything it would otherwise take.
         assertLt(gasUsed, market.BATCH_ERC1271_GAS() + 150_000, "burner bounded");

@@ -251,7 +251,7 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
 }
 
 /// @notice Escrow and fee arithmetic: whatever the price, size, duration, fee and vouchers, the
-/// provider, the treasury and the refund together receive exactly the escrow.
+/// provider, the treasury and the refund together are credited, and then withdraw, exactly the escrow.
 contract MarketArithmeticFuzzTest is MarketFixture {
     struct Amounts {
         uint256 labBefore;
@@ -323,6 +323,14 @@ contract MarketArithmeticFuzzTest is MarketFixture {
 
         vm.prank(provider);
         uint256 refund = market.closeLease(lease);
+        assertEq(market.withdrawable(lab), refund, "refund credited");
+        assertEq(
+            market.withdrawable(provider) + market.withdrawable(treasury) + refund,
+            token.balanceOf(address(market)),
+            "the market holds exactly the credits"
+        );
+        uint256 withdrawn = _withdrawIfCredited(provider) + _withdrawIfCredited(treasury) + _withdrawIfCredited(lab);
+        assertEq(withdrawn, a.escrow, "withdrawals send the whole escrow");
 
         uint256 toProvider = token.balanceOf(provider) - a.providerBefore;
         uint256 toTreasury = token.balanceOf(treasury) - a.treasuryBefore;
@@ -353,6 +361,7 @@ contract MarketArithmeticFuzzTest is MarketFixture {
             assertEq(market.claim(lease, second, bytes32(0), sig), target - paid);
         }
         assertLe(market.leaseState(id).paid, escrow);
-        assertEq(token.balanceOf(address(market)), escrow - market.leaseState(id).paid);
+        assertEq(market.withdrawable(provider), market.leaseState(id).paid, "credited what was paid");
+        assertEq(token.balanceOf(address(market)), escrow, "unpaid escrow plus credit");
     }
 }

@@ -8,8 +8,8 @@ import {MarketFixture} from "./helpers/MarketFixture.sol";
 import {MarketHandler} from "./helpers/MarketHandler.sol";
 
 /// @notice Stateful fuzzing of the market through MarketHandler: random leases (partial fills
-/// included), vouchers, batches, terminations, closes and time, with a 1% protocol fee. Runs and
-/// depth come from foundry.toml ([invariant]).
+/// included), vouchers, batches, terminations, closes, withdrawals and time, with a 1% protocol
+/// fee. Runs and depth come from foundry.toml ([invariant]).
 contract MarketInvariantTest is MarketFixture {
     MarketHandler internal handler;
     uint256 internal initialSupply;
@@ -33,20 +33,21 @@ contract MarketInvariantTest is MarketFixture {
         labsInitial = token.balanceOf(lab) + token.balanceOf(lab2);
         providersInitial = token.balanceOf(provider) + token.balanceOf(provider2);
 
-        bytes4[] memory selectors = new bytes4[](6);
+        bytes4[] memory selectors = new bytes4[](7);
         selectors[0] = MarketHandler.openLeases.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.claimBatch.selector;
         selectors[3] = MarketHandler.terminate.selector;
         selectors[4] = MarketHandler.closeLease.selector;
-        selectors[5] = MarketHandler.warp.selector;
+        selectors[5] = MarketHandler.withdraw.selector;
+        selectors[6] = MarketHandler.warp.selector;
         targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
 
-    /// @notice The market holds exactly the unpaid escrow of the leases not yet closed, and the
-    /// contract's record of every lease agrees with the model.
-    function invariant_marketBalanceEqualsUnpaidEscrowOfOpenLeases() public view {
+    /// @notice The market holds exactly the unpaid escrow of the leases not yet closed plus every
+    /// account's credit, and the contract's record of every lease and credit agrees with the model.
+    function invariant_marketBalanceEqualsUnpaidEscrowOfOpenLeasesPlusCredits() public view {
         uint256 owedByModel = 0;
         uint256 owedByMarket = 0;
         uint256 n = handler.leaseCount();
@@ -62,7 +63,15 @@ contract MarketInvariantTest is MarketFixture {
                 owedByModel += m.escrow - m.paid;
             }
         }
-        assertEq(token.balanceOf(address(market)), owedByMarket, "market balance vs its own records");
+        uint256 credits = 0;
+        address[] memory accounts = handler.accounts();
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            uint256 credit = market.withdrawable(accounts[i]);
+            assertEq(credit, handler.expectedCredit(accounts[i]), "credit vs model");
+            credits += credit;
+        }
+        assertEq(market.withdrawable(stranger), 0, "the stranger is never credited");
+        assertEq(token.balanceOf(address(market)), owedByMarket + credits, "market balance vs its own records");
         assertEq(owedByMarket, owedByModel, "market records vs model");
     }
 
@@ -75,26 +84,37 @@ contract MarketInvariantTest is MarketFixture {
         assertEq(held, initialSupply, "held by actors");
     }
 
-    /// @notice Each group of actors holds what the model says it was paid.
+    /// @notice Each group of actors holds, in tokens and credit together, what the model says it
+    /// was paid; withdrawals only move value from credit to tokens.
     function invariant_flowsMatchModel() public view {
         assertEq(handler.mismatches(), 0, "a call disagreed with the model");
         assertEq(
-            token.balanceOf(lab) + token.balanceOf(lab2),
+            _heldOrCredited(lab) + _heldOrCredited(lab2),
             labsInitial - handler.ghostEscrowed() + handler.ghostRefunded(),
             "labs"
         );
         assertEq(
-            token.balanceOf(provider) + token.balanceOf(provider2),
+            _heldOrCredited(provider) + _heldOrCredited(provider2),
             providersInitial + handler.ghostProviderIncome(),
             "providers"
         );
-        assertEq(token.balanceOf(treasury), handler.ghostFees(), "treasury");
+        assertEq(_heldOrCredited(treasury), handler.ghostFees(), "treasury");
+        assertEq(
+            token.balanceOf(lab) + token.balanceOf(lab2) + token.balanceOf(provider) + token.balanceOf(provider2)
+                + token.balanceOf(treasury),
+            labsInitial + providersInitial - handler.ghostEscrowed() + handler.ghostWithdrawn(),
+            "tokens out of the market are exactly the withdrawals"
+        );
         assertEq(token.balanceOf(address(registry)), 2 * minStake, "stakes untouched");
+    }
+
+    function _heldOrCredited(address account) internal view returns (uint256) {
+        return token.balanceOf(account) + market.withdrawable(account);
     }
 
     /// @notice Reports how many actions ran and succeeded in the run (visible with -vv).
     function afterInvariant() public {
-        string[6] memory actions = ["open", "claim", "batch", "terminate", "close", "warp"];
+        string[7] memory actions = ["open", "claim", "batch", "terminate", "close", "withdraw", "warp"];
         for (uint256 i = 0; i < actions.length; ++i) {
             bytes32 key = bytes32(bytes(actions[i]));
             emit log_named_string(

@@ -4,7 +4,12 @@
 sends its transactions through a :class:`~market.chain.tx.Transactor`. Reverts surface as the
 typed errors of ``market.chain.contract_errors`` (``MarketOrderExpired``, ...) with their
 arguments. Writes that can be known to be no-ops from chain state (a claim already paid, a lease
-already closed, an order already cancelled) return without sending, so retrying them is safe.
+already closed, an order already cancelled, a withdrawal of nothing) return without sending, so
+retrying them is safe.
+
+The market pays by credit (``docs/decisions/0005-pull-payments.md``): claims, terminations and
+closes credit the provider, the treasury and the lab inside the market, and each account takes its
+credit out with :meth:`MarketClient.withdraw`. ``withdrawable`` reads what is waiting.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class Permit:
 
 @dataclass(frozen=True, slots=True)
 class BatchClaimResult:
-    """What a ``claimBatch`` paid per lease, and which items it skipped with the error's name."""
+    """What a ``claimBatch`` credited per lease, and the items it skipped with the error's name."""
 
     paid: dict[LeaseId, int]
     skipped: dict[LeaseId, str]
@@ -239,6 +244,10 @@ class MarketClient:
     def claim_window(self) -> int:
         return int(self._call(self.market.functions.claimWindow().call))
 
+    def withdrawable(self, address: str) -> int:
+        """The credit ``address`` may withdraw from the market now (payments, fees or refunds)."""
+        return int(self._call(self.market.functions.withdrawable(address).call))
+
     def events(
         self, from_block: int | None = None, to_block: int | None = None
     ) -> list[ChainEvent]:
@@ -372,7 +381,8 @@ class MarketClient:
         self._send(self.market, "cancelOrdersUpTo", min_nonce)
 
     def claim(self, lease: Lease, voucher: Signed[Voucher]) -> int:
-        """Redeem a voucher; returns what it paid (0, without a transaction, if nothing is due).
+        """Redeem a voucher; returns what it credited, fee included (0, without a transaction, if
+        nothing is due). The provider takes the credit out with ``withdraw``.
 
         The amount is the one this transaction's ``Claimed`` event reports, so a claim of the same
         lease by someone else between the check below and this transaction does not skew it.
@@ -397,7 +407,8 @@ class MarketClient:
         return 0
 
     def claim_batch(self, items: Sequence[tuple[Lease, Signed[Voucher]]]) -> BatchClaimResult:
-        """Redeem many vouchers in one transaction; bad items are skipped, not fatal."""
+        """Redeem many vouchers in one transaction, crediting their providers; bad items are
+        skipped, not fatal."""
         for lease, voucher in items:
             _check_voucher_names(lease, voucher)
         encoded = [
@@ -416,11 +427,12 @@ class MarketClient:
         return BatchClaimResult(paid=paid, skipped=skipped, gas_used=receipt["gasUsed"])
 
     def terminate(self, lease: Lease, cumulative_amount: int) -> None:
-        """End the lease now (lab only), paying up to ``cumulative_amount`` for work to date."""
+        """End the lease now (lab only), crediting the provider up to ``cumulative_amount`` for
+        work to date."""
         self._send(self.market, "terminate", lease.as_tuple(), cumulative_amount)
 
     def close_lease(self, lease: Lease) -> int:
-        """Refund the unpaid escrow to the lab; returns the refund (0 if already closed)."""
+        """Credit the unpaid escrow back to the lab; returns the refund (0 if already closed)."""
         if self.lease_state(lease.id).status == LeaseStatus.CLOSED:
             return 0
         receipt = self._send(self.market, "closeLease", lease.as_tuple())
@@ -428,6 +440,17 @@ class MarketClient:
             if event.name == "LeaseClosed":
                 return int(event.args["refund"])
         raise MarketError("closeLease succeeded without a LeaseClosed event")
+
+    def withdraw(self) -> int:
+        """Send this account its whole credit; returns the amount, from this transaction's
+        ``Withdrawn`` event (0, without a transaction, if there is nothing to withdraw)."""
+        if self.withdrawable(self.address) == 0:
+            return 0
+        receipt = self._send(self.market, "withdraw")
+        for event in self._events_in(receipt):
+            if event.name == "Withdrawn":
+                return int(event.args["amount"])
+        raise MarketError("withdraw succeeded without a Withdrawn event")
 
     def wait_for_time(self, timestamp: int, *, timeout_s: float = 60.0) -> None:
         """Block until the chain's clock reaches ``timestamp`` (a live chain mines on its own)."""

@@ -690,6 +690,24 @@ class MarketNothingToClaim(ContractError):
         )
 
 
+class MarketNothingToWithdraw(ContractError):
+    """The account has no credit to withdraw."""
+
+    SIGNATURE = "MarketNothingToWithdraw(address)"
+    SELECTOR = bytes.fromhex("7f11ae96")
+    PARAMS = (("account", "address"),)
+
+    def __init__(
+        self,
+        account: str,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.account = account
+        super().__init__(what, (account,), tx_hash)
+
+
 class MarketOrderCancelled(ContractError):
     """The order was cancelled by hash."""
 
@@ -1191,6 +1209,7 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketNonceFloorNotRaised.SELECTOR: MarketNonceFloorNotRaised,
     MarketNotLab.SELECTOR: MarketNotLab,
     MarketNothingToClaim.SELECTOR: MarketNothingToClaim,
+    MarketNothingToWithdraw.SELECTOR: MarketNothingToWithdraw,
     MarketOrderCancelled.SELECTOR: MarketOrderCancelled,
     MarketOrderExpired.SELECTOR: MarketOrderExpired,
     MarketOrderNonceCancelled.SELECTOR: MarketOrderNonceCancelled,
@@ -1242,6 +1261,7 @@ __all__ = [
     "MarketNonceFloorNotRaised",
     "MarketNotLab",
     "MarketNothingToClaim",
+    "MarketNothingToWithdraw",
     "MarketOrderCancelled",
     "MarketOrderExpired",
     "MarketOrderNonceCancelled",

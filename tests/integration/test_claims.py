@@ -54,18 +54,20 @@ def test_voucher_above_escrow_pays_only_the_escrow(
     lease = _lease(provider, lab)
     p0 = provider.balance()
     assert provider.claim(lease, lab.pay(lease, lease.escrow * 5)) == lease.escrow
-    assert provider.balance() == p0 + lease.escrow
+    assert provider.withdrawable() == lease.escrow
     assert provider.client.lease_state(lease.id).paid == lease.escrow
+    assert provider.withdraw() == lease.escrow
+    assert provider.balance() == p0 + lease.escrow
 
 
-def test_third_party_claim_pays_the_provider(env: MarketEnv, pair: tuple[Provider, Lab]) -> None:
+def test_third_party_claim_credits_the_provider(env: MarketEnv, pair: tuple[Provider, Lab]) -> None:
     provider, lab = pair
     lease = _lease(provider, lab)
     stranger = env.client(env.devnet.accounts[9])
-    p0, s0 = provider.balance(), stranger.balance_of(stranger.address)
     assert stranger.claim(lease, lab.pay(lease, 77)) == 77
-    assert provider.balance() == p0 + 77
-    assert stranger.balance_of(stranger.address) == s0
+    assert provider.withdrawable() == 77
+    assert stranger.withdrawable(stranger.address) == 0
+    assert stranger.withdraw() == 0  # nothing credited to the stranger: no transaction
 
 
 def test_claim_returns_what_its_own_transaction_paid_when_another_claim_came_first(
@@ -77,9 +79,8 @@ def test_claim_returns_what_its_own_transaction_paid_when_another_claim_came_fir
     # A stranger claims 100 after the provider's client read the lease (the stale read below).
     env.client(env.devnet.accounts[9]).claim(lease, lab.pay(lease, 100))
     monkeypatch.setattr(provider.client, "lease_state", lambda _id: before_any)
-    p0 = provider.balance()
     assert provider.claim(lease, lab.pay(lease, 300)) == 200
-    assert provider.balance() == p0 + 200
+    assert provider.withdrawable() == 100 + 200
 
 
 @pytest.mark.parametrize("field", ["cumulative_amount", "receipt_hash"])
@@ -129,7 +130,7 @@ def test_claim_on_unknown_lease_names_its_id(env: MarketEnv, pair: tuple[Provide
     assert info.value.lease_id == lease.id
 
 
-def test_batch_skips_bad_items_and_pays_the_rest(
+def test_batch_skips_bad_items_and_credits_the_rest(
     env: MarketEnv, pair: tuple[Provider, Lab]
 ) -> None:
     provider, lab = pair
@@ -149,6 +150,8 @@ def test_batch_skips_bad_items_and_pays_the_rest(
         leases[1].id: "MarketInvalidSignature",
         unknown.id: "MarketUnknownLease",
     }
+    assert provider.withdrawable() == 40
+    assert provider.withdraw() == 40
     assert provider.balance() == p0 + 40
     again = provider.claim_all(items[:1])
     assert again.skipped == {leases[0].id: "MarketNothingToClaim"}
@@ -177,9 +180,11 @@ def test_claims_stay_possible_after_termination_until_close(
     voucher = lab.pay(lease, 500)
     lab.terminate(lease, 100)
     assert provider.claim(lease, voucher) == 400
+    assert provider.withdrawable() == 500
     env.devnet.increase_time(CLAIM_WINDOW + 1)
     env.devnet.mine()
     assert lab.close(lease) == lease.escrow - 500
+    assert lab.withdrawable() == lease.escrow - 500
     with pytest.raises(MarketLeaseNotOpen) as info:
         provider.claim(lease, lab.pay(lease, 600))
     assert info.value.status == LeaseStatus.CLOSED

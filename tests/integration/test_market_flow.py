@@ -1,10 +1,14 @@
-"""The whole money path on anvil, checked to the unit."""
+"""The whole money path on anvil, checked to the unit: credits in the market, then withdrawals."""
 
 from __future__ import annotations
 
 import pytest
 
-from market.chain.contract_errors import MarketClaimWindowOpen, MarketNothingToClaim
+from market.chain.contract_errors import (
+    MarketClaimWindowOpen,
+    MarketNothingToClaim,
+    MarketNothingToWithdraw,
+)
 from market.protocol.types import LeaseStatus
 from tests.integration.conftest import CLAIM_WINDOW, MIN_STAKE, MarketEnv
 
@@ -38,14 +42,33 @@ def test_full_round_pays_provider_and_refunds_lab_exactly(env: MarketEnv) -> Non
     assert provider.claim(lease, lab.pay(lease, 10_000)) == 10_000
     assert provider.claim(lease, lab.pay(lease, 25_000)) == 15_000
     assert provider.claim(lease, lab.pay(lease, 25_000)) == 0  # idempotent: nothing sent
-    assert provider.balance() == p0 - MIN_STAKE + 25_000
+    assert provider.withdrawable() == 25_000  # credited in the market...
+    assert provider.balance() == p0 - MIN_STAKE  # ...not sent
 
     env.devnet.increase_time(3600 + CLAIM_WINDOW + 1)
     env.devnet.mine()
     assert lab.close(lease) == escrow - 25_000
-    assert lab.balance() == l0 - 25_000
+    assert lab.withdrawable() == escrow - 25_000
+    assert lab.balance() == l0 - escrow
     assert lab.client.lease_state(lease.id).status == LeaseStatus.CLOSED
-    assert lab.client.balance_of(env.contracts.market.address) == 0
+    market = env.contracts.market.address
+    assert lab.client.balance_of(market) == escrow  # both credits
+
+    assert provider.withdraw() == 25_000  # both claims in one transfer
+    assert lab.withdraw() == escrow - 25_000
+    assert provider.balance() == p0 - MIN_STAKE + 25_000
+    assert lab.balance() == l0 - 25_000
+    assert (provider.withdrawable(), lab.withdrawable()) == (0, 0)
+    assert lab.client.balance_of(market) == 0
+    assert provider.withdraw() == 0  # nothing left: no transaction
+
+
+def test_withdraw_of_nothing_on_chain_raises_nothing_to_withdraw(env: MarketEnv) -> None:
+    lab = env.lab(2)
+    # Bypass the client's pre-check to see the contract's own answer.
+    with pytest.raises(MarketNothingToWithdraw) as info:
+        lab.client._send(env.contracts.market, "withdraw")
+    assert info.value.account == lab.address
 
 
 def test_claim_of_same_voucher_twice_on_chain_raises_nothing_to_claim(env: MarketEnv) -> None:
@@ -101,11 +124,15 @@ def test_terminate_pays_work_to_date_and_close_refunds_rest(env: MarketEnv) -> N
     )
     p0, l0 = provider.balance(), lab.balance()
     lab.terminate(lease, 1_234)
-    assert provider.balance() == p0 + 1_234
+    assert provider.withdrawable() == 1_234
     state = lab.client.lease_state(lease.id)
     assert state.status == LeaseStatus.TERMINATED
     assert state.paid == 1_234
     env.devnet.increase_time(CLAIM_WINDOW + 1)
     env.devnet.mine()
     assert lab.close(lease) == lease.escrow - 1_234
+    assert lab.withdrawable() == lease.escrow - 1_234
+    assert lab.withdraw() == lease.escrow - 1_234
+    assert provider.withdraw() == 1_234
     assert lab.balance() == l0 + lease.escrow - 1_234
+    assert provider.balance() == p0 + 1_234

@@ -1,6 +1,7 @@
 """A Hypothesis state machine drives the registry and the market on anvil with random actors and
-actions, and checks every balance against a Python model of the ledger after every step: tokens
-are conserved, nobody is paid twice, refunds are exact, escrow held equals what leases still owe."""
+actions, and checks every balance and every credit against a Python model of the ledger after
+every step: tokens are conserved, nobody is paid twice, refunds are exact, a withdrawal sends
+exactly the account's credit, and the market holds what leases still owe plus every credit."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from market.chain.contract_errors import (
     MarketFillExceedsOrder,
     MarketLeaseEnded,
     MarketLeaseNotOpen,
+    MarketNothingToWithdraw,
     MarketOrderCancelled,
     MarketPriceNotCrossed,
     MarketProviderNotRegistered,
@@ -56,7 +58,8 @@ class LeaseModel:
 
 @dataclass
 class Ledger:
-    balances: dict[str, int] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)  # token balances
+    credits: dict[str, int] = field(default_factory=dict)  # withdrawable from the market
     stakes: dict[str, int] = field(default_factory=dict)
     unbonding: dict[str, int] = field(default_factory=dict)
     unbond_ready: dict[str, int] = field(default_factory=dict)
@@ -94,6 +97,8 @@ def make_machine(
             ]
             for addr in [*actors, self.market, self.registry]:
                 self.ledger.balances[addr] = self.reader.balance_of(addr)
+            for addr in actors:
+                self.ledger.credits[addr] = 0
             self.supply = sum(self.ledger.balances.values())
 
         def teardown(self) -> None:
@@ -136,7 +141,7 @@ def make_machine(
             self.ledger.unbond_ready[a] = self.reader.chain_time() + UNBONDING_DELAY
 
         @rule(p=st.sampled_from(PROVIDERS))
-        def withdraw(self, p: int) -> None:
+        def withdraw_stake(self, p: int) -> None:
             self._step()
             provider = self.providers[p]
             a = provider.address
@@ -276,7 +281,7 @@ def make_machine(
             assert provider.claim(lease, voucher) == max(due, 0)
             if due > 0:
                 model.paid += due
-                self._move(self.market, lease.provider, due)
+                self.ledger.credits[lease.provider] += due
 
         @rule(lease=leases)
         def claim_same_voucher_twice_in_a_batch(self, lease: Lease | None) -> None:
@@ -292,7 +297,7 @@ def make_machine(
                 assert result.paid == {lease.id: 1}
                 assert result.skipped == {lease.id: "MarketNothingToClaim"}
                 model.paid += 1
-                self._move(self.market, lease.provider, 1)
+                self.ledger.credits[lease.provider] += 1
             else:
                 assert result.paid == {}
 
@@ -319,7 +324,7 @@ def make_machine(
             model.status, model.end = "terminated", state.end
             if due > 0:
                 model.paid += due
-                self._move(self.market, lease.provider, due)
+                self.ledger.credits[lease.provider] += due
 
         @rule(lease=leases, by_provider=st.booleans())
         def close(self, lease: Lease | None, by_provider: bool) -> None:
@@ -346,7 +351,23 @@ def make_machine(
             refund = lease.escrow - model.paid
             assert party.close(lease) == refund
             model.status = "closed"
-            self._move(self.market, lease.lab, refund)
+            self.ledger.credits[lease.lab] += refund
+
+        @rule(who=st.sampled_from(PROVIDERS + LABS))
+        def withdraw(self, who: int) -> None:
+            self._step()
+            party = self.providers[who] if who in self.providers else self.labs[who]
+            credit = self.ledger.credits[party.address]
+            if credit == 0:
+                # The client sends nothing; the contract itself refuses with the account named.
+                assert party.withdraw() == 0
+                with pytest.raises(MarketNothingToWithdraw) as info:
+                    party.client._send(party.client.market, "withdraw")
+                assert info.value.account == party.address
+                return
+            assert party.withdraw() == credit
+            self.ledger.credits[party.address] = 0
+            self._move(self.market, party.address, credit)
 
         @rule(seconds=st.sampled_from([1, 60, 600, 3600, CLAIM_WINDOW + 2500, UNBONDING_DELAY]))
         def advance_time(self, seconds: int) -> None:
@@ -361,17 +382,19 @@ def make_machine(
             self.ledger.balances[to] += amount
 
         @invariant()
-        def balances_match_the_model(self) -> None:
+        def balances_and_credits_match_the_model(self) -> None:
             for addr, expected in self.ledger.balances.items():
                 assert self.reader.balance_of(addr) == expected, addr
+            for addr, expected in self.ledger.credits.items():
+                assert self.reader.withdrawable(addr) == expected, addr
             assert sum(self.ledger.balances.values()) == self.supply  # tokens are conserved
 
         @invariant()
-        def escrow_held_equals_what_open_leases_still_owe(self) -> None:
+        def market_holds_what_open_leases_still_owe_plus_every_credit(self) -> None:
             owed = sum(
                 m.lease.escrow - m.paid for m in self.ledger.leases.values() if m.status != "closed"
             )
-            assert self.ledger.balances[self.market] == owed
+            assert self.ledger.balances[self.market] == owed + sum(self.ledger.credits.values())
             assert self.ledger.balances[self.registry] == sum(self.ledger.stakes.values())
 
         @invariant()

@@ -29,13 +29,15 @@ def no_bool_market(devnet: Devnet) -> Contracts:
 
 
 def _round(env: MarketEnv, price: int, claims: list[int]) -> tuple[int, int, int]:
-    """Register, open with an approval, claim cumulative amounts, close after the window.
+    """Register, open with an approval, claim cumulative amounts, close after the window, then
+    let each party withdraw its credit.
 
-    Returns the provider's, the lab's and the treasury's balance changes."""
+    Returns the provider's, the lab's and the treasury's balance changes, having checked that each
+    is what the party withdrew and that the credits add up to the escrow."""
     provider, lab = env.provider(1), env.lab(2)
-    treasury = env.devnet.accounts[9].address
+    treasury = env.client(env.devnet.accounts[9])
     provider.register(stake=MIN_STAKE, endpoint="p")
-    p0, l0, t0 = provider.balance(), lab.balance(), lab.client.balance_of(treasury)
+    p0, l0, t0 = provider.balance(), lab.balance(), treasury.balance_of(treasury.address)
     offer = provider.offer(
         "B200",
         gpus=4,
@@ -52,7 +54,18 @@ def _round(env: MarketEnv, price: int, claims: list[int]) -> tuple[int, int, int
     env.devnet.increase_time(10_000 + CLAIM_WINDOW)
     env.devnet.mine()
     assert lab.close(lease) == lease.escrow - claims[-1]
-    return provider.balance() - p0, lab.balance() - l0, lab.client.balance_of(treasury) - t0
+    credits = (provider.withdrawable(), lab.withdrawable(), treasury.withdrawable(treasury.address))
+    assert sum(credits) == lease.escrow
+    assert credits[1] == lease.escrow - claims[-1]
+    assert (provider.withdraw(), lab.withdraw(), treasury.withdraw()) == credits
+    assert treasury.balance_of(env.contracts.market.address) == 0
+    changes = (
+        provider.balance() - p0,
+        lab.balance() - l0,
+        treasury.balance_of(treasury.address) - t0,
+    )
+    assert changes == (credits[0], credits[1] - lease.escrow, credits[2])
+    return changes
 
 
 def test_fee_goes_to_treasury_and_rounds_in_the_providers_disfavour(

@@ -9,6 +9,11 @@ import {IProviderRegistry} from "./IProviderRegistry.sol";
 /// a crossing pair. The lab's payment is held in escrow and released to the provider by the lab's
 /// signed cumulative vouchers; what is not paid goes back to the lab when the lease closes.
 ///
+/// Payments are pulled, never pushed: a claim, a termination or a close only credits the provider,
+/// the treasury and the lab inside the market, and each account takes its credit out with
+/// `withdraw`, the one call that sends tokens out. An account the token refuses to pay (a
+/// blacklisted or reverting recipient) cannot stop anyone else's claim or close.
+///
 /// A lease is stored as one slot of mutable state keyed by `leaseId = keccak256(abi.encode(lease))`;
 /// its terms travel in calldata and are re-hashed, so every call that touches a lease passes them.
 interface IMarket {
@@ -66,7 +71,7 @@ interface IMarket {
 
     /// @notice The mutable part of a lease: one storage slot.
     struct LeaseState {
-        uint128 paid; // paid to the provider so far (fees included)
+        uint128 paid; // credited to the provider so far (fees included)
         uint64 end; // start + duration, or the time the lab terminated
         LeaseStatus status;
     }
@@ -140,6 +145,8 @@ interface IMarket {
     error MarketFeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
     /// @notice A fee was set without a treasury to receive it.
     error MarketZeroTreasury();
+    /// @notice The account has no credit to withdraw.
+    error MarketNothingToWithdraw(address account);
 
     /// @notice A lease opened and its escrow was pulled from the lab.
     event LeaseOpened(
@@ -151,16 +158,20 @@ interface IMarket {
         Lease lease,
         uint256 escrow
     );
-    /// @notice A voucher was redeemed: `amount` (fee included) paid, `cumulativePaid` in total.
+    /// @notice A voucher was redeemed: `amount` was credited (the fee to the treasury, the rest to the
+    /// provider), `cumulativePaid` in total.
     event Claimed(bytes32 indexed leaseId, uint256 amount, uint256 cumulativePaid, bytes32 receiptHash);
     /// @notice A batch item was skipped; `reason` is the selector of the error it would have raised.
     event ClaimSkipped(bytes32 indexed leaseId, bytes4 reason);
-    /// @notice A protocol fee went to the treasury.
+    /// @notice A protocol fee was credited to the treasury.
     event FeePaid(address indexed treasury, uint256 amount);
     /// @notice The lab ended the lease early at `end`, having paid `paid` in total.
     event LeaseTerminated(bytes32 indexed leaseId, uint64 end, uint256 paid);
-    /// @notice The lease closed: `refund` went back to the lab, `paid` went to the provider.
+    /// @notice The lease closed: `refund` was credited back to the lab; `paid` is what the provider
+    /// was paid in total.
     event LeaseClosed(bytes32 indexed leaseId, uint256 paid, uint256 refund);
+    /// @notice `account` withdrew its whole credit, `amount`, to itself.
+    event Withdrawn(address indexed account, uint256 amount);
     /// @notice `signer` cancelled one order.
     event OrderCancelled(address indexed signer, bytes32 indexed orderHash);
     /// @notice `signer` cancelled every order with a nonce below `minNonce`.
@@ -189,25 +200,32 @@ interface IMarket {
     /// @notice Cancel every order of the caller with a nonce below `minNonce`.
     function cancelOrdersUpTo(uint256 minNonce) external;
 
-    /// @notice Pay the provider what the lab's voucher adds to what was paid; callable by anyone.
-    /// Payment never exceeds the escrow.
+    /// @notice Credit the provider with what the lab's voucher adds to what was paid (the fee, if
+    /// any, to the treasury); callable by anyone. Payment never exceeds the escrow.
     function claim(Lease calldata lease, uint256 cumulativeAmount, bytes32 receiptHash, bytes calldata labSig)
         external
         returns (uint256 amount);
 
-    /// @notice Redeem many vouchers in one transaction. An item that cannot be paid is skipped with
-    /// `ClaimSkipped` and does not block the others. A lab contract's ERC-1271 check gets at most
-    /// a fixed gas allowance per item (`Market.BATCH_ERC1271_GAS`); one that needs more is skipped
-    /// as `MarketInvalidSignature` and can be redeemed by `claim`.
+    /// @notice Redeem many vouchers in one transaction, crediting each lease's provider. An item that
+    /// cannot be paid is skipped with `ClaimSkipped` and does not block the others. A lab
+    /// contract's ERC-1271 check gets at most a fixed gas allowance per item
+    /// (`Market.BATCH_ERC1271_GAS`); one that needs more is skipped as `MarketInvalidSignature` and
+    /// can be redeemed by `claim`.
     function claimBatch(ClaimItem[] calldata items) external returns (uint256 total);
 
-    /// @notice The lab ends the lease now and pays the provider up to `cumulativeAmount` for work
+    /// @notice The lab ends the lease now and credits the provider up to `cumulativeAmount` for work
     /// to date. The rest is refunded at close.
     function terminate(Lease calldata lease, uint256 cumulativeAmount) external;
 
-    /// @notice Close a lease: refund the unpaid escrow to the lab. The provider may close at any
-    /// time; anyone else once the claim window after the end has passed.
+    /// @notice Close a lease: credit the unpaid escrow back to the lab. The provider may close at
+    /// any time; anyone else once the claim window after the end has passed.
     function closeLease(Lease calldata lease) external returns (uint256 refund);
+
+    /// @notice Send the caller its whole credit (payments, refunds or fees credited to it).
+    function withdraw() external returns (uint256 amount);
+
+    /// @notice What `account` may withdraw now.
+    function withdrawable(address account) external view returns (uint256);
 
     /// @notice The EIP-712 digest of an offer (its order hash).
     function hashOffer(Offer calldata offer) external view returns (bytes32);

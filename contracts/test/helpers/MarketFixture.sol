@@ -203,6 +203,17 @@ abstract contract MarketFixture is Test {
         return lease.pricePerGpuSecond * lease.gpus * lease.duration;
     }
 
+    /// @dev `who` withdraws its whole credit; returns what was sent.
+    function _withdraw(address who) internal returns (uint256) {
+        vm.prank(who);
+        return market.withdraw();
+    }
+
+    /// @dev `who` withdraws its credit if it has any (a withdrawal of nothing reverts); returns it.
+    function _withdrawIfCredited(address who) internal returns (uint256) {
+        return market.withdrawable(who) == 0 ? 0 : _withdraw(who);
+    }
+
     /// @dev The same signature with s replaced by n - s and v flipped: recovers the same signer.
     function _malleate(bytes memory sig) internal pure returns (bytes memory) {
         bytes32 r;

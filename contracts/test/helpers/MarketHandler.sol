@@ -6,8 +6,8 @@ import {Market} from "../../src/Market.sol";
 import {IMarket} from "../../src/interfaces/IMarket.sol";
 import {ITestToken} from "./MarketFixture.sol";
 
-/// @notice Drives the market with random but well-formed actions and keeps a model of every lease
-/// and of where every token went. Calls that the model says must succeed and revert (or the other
+/// @notice Drives the market with random but well-formed actions and keeps a model of every lease,
+/// of every account's credit in the market and of where every token went. Calls that the model says must succeed and revert (or the other
 /// way round), or that return other amounts than the model, are counted in `mismatches`: the
 /// invariant run ignores reverts (fail_on_revert = false), so the handler never reverts itself.
 contract MarketHandler is Test {
@@ -27,6 +27,7 @@ contract MarketHandler is Test {
     uint256 public immutable feeBps;
     uint64 public immutable claimWindow;
     address public immutable stranger;
+    address public immutable treasury;
 
     uint256[] internal _providerKeys;
     uint256[] internal _labKeys;
@@ -39,9 +40,11 @@ contract MarketHandler is Test {
 
     uint256 public ghostTime;
     uint256 public ghostEscrowed; // pulled from labs at opening
-    uint256 public ghostRefunded; // returned to labs at close
-    uint256 public ghostFees; // sent to the treasury
-    uint256 public ghostProviderIncome; // sent to providers, fees excluded
+    uint256 public ghostRefunded; // credited back to labs at close
+    uint256 public ghostFees; // credited to the treasury
+    uint256 public ghostProviderIncome; // credited to providers, fees excluded
+    uint256 public ghostWithdrawn; // sent out of the market by withdrawals
+    mapping(address account => uint256) public expectedCredit;
     uint256 public mismatches;
     mapping(bytes32 action => uint256) public calls;
     mapping(bytes32 action => uint256) public successes;
@@ -52,6 +55,7 @@ contract MarketHandler is Test {
         feeBps = market_.feeBps();
         claimWindow = market_.claimWindow();
         stranger = stranger_;
+        treasury = market_.treasury();
         for (uint256 i = 0; i < providerKeys.length; ++i) {
             _providerKeys.push(providerKeys[i]);
             providers.push(vm.addr(providerKeys[i]));
@@ -71,6 +75,20 @@ contract MarketHandler is Test {
 
     function leaseAt(uint256 i) external view returns (IMarket.Lease memory, Model memory) {
         return (_leases[i], _models[i]);
+    }
+
+    /// @notice Every account the market may credit or be asked to pay: providers, labs, the
+    /// treasury and the stranger (who is never credited).
+    function accounts() public view returns (address[] memory all) {
+        all = new address[](providers.length + labs.length + 2);
+        for (uint256 i = 0; i < providers.length; ++i) {
+            all[i] = providers[i];
+        }
+        for (uint256 i = 0; i < labs.length; ++i) {
+            all[providers.length + i] = labs[i];
+        }
+        all[all.length - 2] = treasury;
+        all[all.length - 1] = stranger;
     }
 
     // --- actions --------------------------------------------------------------------------------
@@ -165,7 +183,7 @@ contract MarketHandler is Test {
                 return;
             }
             m.paid = target;
-            _recordPayment(amount);
+            _recordPayment(lease.provider, amount);
             successes["claim"]++;
         } catch {
             if (expectOk) mismatches++;
@@ -187,7 +205,7 @@ contract MarketHandler is Test {
             items[k] = IMarket.ClaimItem(_leases[idx[k]], cumulative, bytes32(0), _voucher(_leases[idx[k]], cumulative));
         }
         // The model of the batch: items in order, payments to consecutive equal providers summed
-        // into one transfer (and one fee), skipped items leaving the run open.
+        // into one credit (and one fee), skipped items leaving the run open.
         uint256 expectedTotal = 0;
         address payee = address(0);
         uint256 owed = 0;
@@ -196,7 +214,7 @@ contract MarketHandler is Test {
             uint256 target = items[k].cumulativeAmount < m.escrow ? items[k].cumulativeAmount : m.escrow;
             if (m.status == IMarket.LeaseStatus.Closed || target <= m.paid) continue;
             if (items[k].lease.provider != payee) {
-                if (owed > 0) _recordPayment(owed);
+                if (owed > 0) _recordPayment(payee, owed);
                 payee = items[k].lease.provider;
                 owed = 0;
             }
@@ -204,7 +222,7 @@ contract MarketHandler is Test {
             expectedTotal += target - m.paid;
             m.paid = target;
         }
-        if (owed > 0) _recordPayment(owed);
+        if (owed > 0) _recordPayment(payee, owed);
         try market.claimBatch(items) returns (uint256 total) {
             if (total != expectedTotal) mismatches++;
             else successes["batch"]++;
@@ -232,7 +250,7 @@ contract MarketHandler is Test {
             }
             uint256 target = cumulative < m.escrow ? cumulative : m.escrow;
             if (target > m.paid) {
-                _recordPayment(target - m.paid);
+                _recordPayment(lease.provider, target - m.paid);
                 m.paid = target;
             }
             m.end = uint64(block.timestamp);
@@ -263,9 +281,34 @@ contract MarketHandler is Test {
             }
             m.status = IMarket.LeaseStatus.Closed;
             ghostRefunded += refund;
+            expectedCredit[lease.lab] += refund;
             successes["close"]++;
         } catch {
             if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice A random account (credited or not) withdraws: it must get exactly its credit, and an
+    /// account without one must be refused with MarketNothingToWithdraw.
+    function withdraw(uint256 accountSeed) external {
+        _sync();
+        calls["withdraw"]++;
+        address[] memory all = accounts();
+        address account = all[accountSeed % all.length];
+        uint256 expected = expectedCredit[account];
+        uint256 balanceBefore = token.balanceOf(account);
+        vm.prank(account);
+        try market.withdraw() returns (uint256 amount) {
+            if (expected == 0 || amount != expected || token.balanceOf(account) != balanceBefore + amount) {
+                mismatches++;
+                return;
+            }
+            expectedCredit[account] = 0;
+            ghostWithdrawn += amount;
+            successes["withdraw"]++;
+        } catch (bytes memory err) {
+            bytes memory nothing = abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, account);
+            if (expected > 0 || keccak256(err) != keccak256(nothing)) mismatches++;
         }
     }
 
@@ -284,10 +327,12 @@ contract MarketHandler is Test {
         vm.warp(ghostTime);
     }
 
-    function _recordPayment(uint256 amount) internal {
+    function _recordPayment(address provider, uint256 amount) internal {
         uint256 fee = amount * feeBps / BPS;
         ghostFees += fee;
         ghostProviderIncome += amount - fee;
+        expectedCredit[treasury] += fee;
+        expectedCredit[provider] += amount - fee;
     }
 
     function _labKeyOf(address lab) internal view returns (uint256) {
