@@ -2,7 +2,7 @@
 
 gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write the deployment file
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
-gpumarket demo                                       the main job: a market round on a devnet
+gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return demo.run(out=sys.stdout)
+    return demo.run(out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     dep.set_defaults(func=cmd_deploy)
 
     dm = sub.add_parser("demo", help="the main job: a full market round on an embedded devnet")
+    dm.add_argument("--providers", type=int, default=3, help="providers (1-6)")
+    dm.add_argument("--labs", type=int, default=2, help="labs (1-3)")
+    dm.add_argument("--jobs", type=int, default=2, help="bids, each a leased job, per lab")
     dm.set_defaults(func=cmd_demo)
     return parser
 

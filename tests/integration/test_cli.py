@@ -55,9 +55,23 @@ def test_devnet_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
 
 
-def test_demo_deploys_and_exits_zero() -> None:
+def test_demo_runs_a_market_round_and_accounts_for_every_token() -> None:
     proc = _gpumarket("demo")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "deployed  TestUSD" in out
-    assert "1,000.00 tUSD" in out
+    assert "matched   8 orders verified, 0 refused, 4 fills" in out
+    assert "no match  lab 0's lowball bid: price_not_crossed" in out
+    assert "4 leases, 11 receipts verified" in out
+    assert out.rstrip().endswith("done      every token accounted for")
+
+
+def test_demo_scales_and_refuses_impossible_sizes() -> None:
+    proc = _gpumarket("demo", "--providers", "2", "--labs", "1", "--jobs", "1")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "1 leases, 3 receipts verified" in out
+    bad = _gpumarket("demo", "--providers", "0")
+    out, _ = bad.communicate(timeout=60)
+    assert bad.returncode == 2
+    assert "error: 1-6 providers" in out
