@@ -131,14 +131,37 @@ class Fill:
 class _Side:
     """One side of one model's book: price levels, each a FIFO of orders in arrival order."""
 
-    __slots__ = ("ascending", "levels", "prices")
+    __slots__ = ("ascending", "durations", "levels", "prices", "sorted_durations")
 
     def __init__(self, ascending: bool) -> None:
         self.ascending = ascending  # offers: cheapest first; bids: dearest first
         self.levels: dict[int, list[Resting]] = {}
         self.prices: list[int] = []  # sorted by priority (negated for bids)
+        # Bids only: how many resting bids ask each duration, so an offer whose range holds
+        # none of them skips the walk (offers take a range, so they are not indexed).
+        self.durations: dict[int, int] = {}
+        self.sorted_durations: list[int] = []
+
+    def _count(self, entry: Resting, delta: int) -> None:
+        if self.ascending:
+            return
+        d = entry.duration
+        n = self.durations.get(d, 0) + delta
+        if n > 0:
+            if d not in self.durations:
+                insort(self.sorted_durations, d)
+            self.durations[d] = n
+        else:
+            del self.durations[d]
+            del self.sorted_durations[bisect_left(self.sorted_durations, d)]
+
+    def has_duration_in(self, low: int, high: int) -> bool:
+        """Whether a resting bid asks a duration in ``[low, high]`` (bids' side only)."""
+        i = bisect_left(self.sorted_durations, low)
+        return i < len(self.sorted_durations) and self.sorted_durations[i] <= high
 
     def add(self, entry: Resting) -> None:
+        self._count(entry, 1)
         level = self.levels.get(entry.price)
         if level is None:
             self.levels[entry.price] = [entry]
@@ -153,6 +176,7 @@ class _Side:
         if level is None or entry not in level:
             return
         level.remove(entry)
+        self._count(entry, -1)
         if not level:
             self._drop_level(entry.price)
 
@@ -176,6 +200,7 @@ class _Side:
         for entry in dead:
             if entry in level:
                 level.remove(entry)
+                self._count(entry, -1)
         if dead and not level and self.levels.get(dead[0].price) is level:
             self._drop_level(dead[0].price)
 
@@ -345,6 +370,8 @@ class OrderBook:
         """Serve the dearest fitting bids with a new offer, earliest first at each price."""
         side = self._bids.get(offer.model)
         if side is None or not self._live(offer, now) or not self.eligible(offer.signer):
+            return []
+        if not side.has_duration_in(offer.min_duration, offer.max_duration):
             return []
         fills: list[Fill] = []
         for level in side.walk(limit=offer.price):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -315,6 +316,12 @@ def test_book_invariants_hold_for_any_order_flow(
     # Priority: resting offers are in (price, arrival) order.
     keys = [(o.price, o.seq) for o in offers]
     assert keys == sorted(keys)
+    # The bid side's duration index counts exactly the bids resting in its levels.
+    side = book._bids.get("H100-80GB")
+    if side is not None:
+        resting = Counter(e.duration for level in side.levels.values() for e in level)
+        assert side.durations == dict(resting)
+        assert side.sorted_durations == sorted(resting)
 
 
 @given(order_specs)
