@@ -223,6 +223,7 @@ class OrderBook:
         self._bids: dict[str, _Side] = {}
         self._orders: dict[bytes, Resting] = {}
         self._cancelled: set[bytes] = set()
+        self._done: set[bytes] = set()
         self._min_nonce: dict[str, int] = {}
         self._seq = 0
 
@@ -283,6 +284,8 @@ class OrderBook:
         m = order.signed.message
         if order.hash in self._orders:
             raise DuplicateOrder(order.hash)
+        if order.hash in self._done:
+            raise OrderFilled(order.hash, m.gpu_count)
         if now > m.expiry:
             raise OrderExpired(order.hash, m.expiry, now)
         if order.hash in self._cancelled:
@@ -502,6 +505,8 @@ class OrderBook:
     def _forget(self, entry: Resting) -> None:
         if entry.pending == 0:
             self._orders.pop(entry.hash, None)
+            if entry.filled >= entry.size:
+                self._done.add(entry.hash)  # a replay of a filled order must not re-enter
 
 
 __all__ = ["Fill", "OrderBook", "Resting", "StakeView", "fits"]

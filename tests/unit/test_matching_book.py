@@ -229,6 +229,8 @@ def test_sync_filled_applies_fills_made_by_other_matchers(orders: Orders) -> Non
     assert offer.hash in book  # still pending
     book.settle(fill)
     assert offer.hash not in book
+    with pytest.raises(OrderFilled):  # replaying a filled order does not bring it back
+        book.submit(offer, NOW)
 
 
 def test_verification_rejects_bad_signatures_and_mismatched_attributes(orders: Orders) -> None:
