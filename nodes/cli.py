@@ -3,6 +3,7 @@
 gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write the deployment file
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
+gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from types import FrameType
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-from market.chain.deploy import Contracts, default_deployment_path, deploy
+from market.chain.deploy import Contracts, Deployment, default_deployment_path, deploy
 from market.chain.devnet import Devnet
 from market.errors import MarketError
-from nodes import demo
+from nodes import demo, logs
+from nodes.relay import Relay, RelayConfig
+from nodes.relay import run as run_relay
 
 
 class _Stop(Exception):
@@ -91,6 +94,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs)
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    deployment = Deployment.load(args.deployment)
+    key = None
+    if args.matcher_key_env is not None:
+        key = os.environ.get(args.matcher_key_env)
+        if not key:
+            print(
+                f"error: set {args.matcher_key_env} to the matcher's private key", file=sys.stderr
+            )
+            return 2
+    config = RelayConfig(
+        db_path=args.db,
+        host=args.host,
+        port=args.port,
+        peers=tuple(args.peer),
+        matcher_key=key,
+        relay_id=args.relay_id,
+    )
+    logs.configure()
+
+    def ready(relay: Relay) -> None:
+        print(f"relay ready url={relay.url} relay={relay.relay_id}", flush=True)
+
+    try:
+        run_relay(config, deployment, on_ready=ready)
+    except OSError as exc:  # the port is taken, the database directory is not writable, ...
+        print(f"error: the relay could not start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpumarket", description="A permissionless GPU compute market."
@@ -116,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--labs", type=int, default=2, help="labs (1-3)")
     dm.add_argument("--jobs", type=int, default=2, help="bids, each a leased job, per lab")
     dm.set_defaults(func=cmd_demo)
+
+    rl = sub.add_parser("relay", help="run a relay: order book, gossip and matcher over HTTP")
+    rl.add_argument("--deployment", type=Path, default=None, help="deployment file to use")
+    rl.add_argument("--host", default="127.0.0.1")
+    rl.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    rl.add_argument("--db", type=Path, required=True, help="SQLite file for the relay's state")
+    rl.add_argument("--peer", action="append", default=[], help="a peer relay's URL (repeatable)")
+    rl.add_argument(
+        "--matcher-key-env", default=None, help="variable holding the key that sends openLease"
+    )
+    rl.add_argument("--relay-id", default=None, help="default: a random id kept in the database")
+    rl.set_defaults(func=cmd_relay)
     return parser
 
 

@@ -1,0 +1,32 @@
+"""The relay daemon: an order book over the network, gossip between relays, and a matcher.
+
+    relay.py       Relay: starts the parts in order, stops them gracefully
+    server.py      the HTTP API and the event stream (aiohttp); answers.py maps refusals to codes
+    admission.py   checking a batch of orders before anything changes
+    book.py        the order book kept durable, in step with the chain, observable
+    store.py       SQLite (WAL): orders, what the chain said, fill intents
+    chainwatch.py  following the market's events
+    matcher.py     sending fills as openLease, idempotently
+    gossip.py      sending accepted orders on to peer relays, without loops
+    stream.py      fan-out of events to stream subscribers
+    client.py      RelayClient: the API from Python
+    stakes.py, ratelimit.py, metrics.py, config.py, run.py
+
+Anyone can run one; orders are self-authenticating, so a relay can hide orders but never forge them.
+"""
+
+from nodes.relay.client import RELAY_HEADER, RelayClient, RelayStream
+from nodes.relay.config import Limits, RelayConfig
+from nodes.relay.relay import Relay
+from nodes.relay.run import run, serve
+
+__all__ = [
+    "RELAY_HEADER",
+    "Limits",
+    "Relay",
+    "RelayClient",
+    "RelayConfig",
+    "RelayStream",
+    "run",
+    "serve",
+]

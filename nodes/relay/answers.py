@@ -1,0 +1,81 @@
+"""Every refusal of a whole request as an ErrorResponse with a code, and its HTTP status."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from market.errors import (
+    DecodeError,
+    FrameTooLarge,
+    InvalidField,
+    MarketError,
+    RateLimited,
+    RpcUnavailable,
+    TooManyOrders,
+    UnknownMessageType,
+)
+from nodes.wire import ErrorCode, ErrorResponse
+
+
+class WrongMessageType(DecodeError):
+    """A valid frame of a type this endpoint does not take."""
+
+    def __init__(self, got: str, expected: str) -> None:
+        self.got = got
+        self.expected = expected
+        super().__init__(f"this endpoint takes {expected}, got {got}")
+
+
+class ShuttingDown(MarketError):
+    def __init__(self) -> None:
+        super().__init__("the relay is shutting down; send this to another relay")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: ErrorResponse
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def answer_for(exc: MarketError) -> Answer | None:
+    """The answer to a request refused with ``exc``, or None if ``exc`` is not a refusal."""
+    if isinstance(exc, FrameTooLarge):
+        details: dict[str, int | str] = {"size": exc.size, "limit": exc.limit}
+        return Answer(413, ErrorResponse(ErrorCode.FRAME_TOO_LARGE, str(exc), details))
+    if isinstance(exc, TooManyOrders):
+        details = {"count": exc.count, "limit": exc.limit}
+        return Answer(413, ErrorResponse(ErrorCode.TOO_MANY_ORDERS, str(exc), details))
+    if isinstance(exc, RateLimited):
+        finite = math.isfinite(exc.retry_after_s)
+        ms = math.ceil(exc.retry_after_s * 1000) if finite else -1
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if finite else {}
+        body = ErrorResponse(
+            ErrorCode.RATE_LIMITED, str(exc), {"key": exc.key, "retry_after_ms": ms}
+        )
+        return Answer(429, body, headers)
+    if isinstance(exc, UnknownMessageType):
+        details = {"type": str(exc.type_name)}
+        return Answer(400, ErrorResponse(ErrorCode.UNKNOWN_TYPE, str(exc), details))
+    if isinstance(exc, WrongMessageType):
+        details = {"got": exc.got, "expected": exc.expected}
+        return Answer(400, ErrorResponse(ErrorCode.WRONG_TYPE, str(exc), details))
+    if isinstance(exc, DecodeError):
+        return Answer(400, ErrorResponse(ErrorCode.MALFORMED_FRAME, str(exc)))
+    if isinstance(exc, InvalidField):
+        details = {"message_type": exc.message_type, "field": exc.field, "reason": exc.reason}
+        return Answer(400, ErrorResponse(ErrorCode.INVALID_FIELD, str(exc), details))
+    if isinstance(exc, RpcUnavailable):
+        details = {"url": exc.url}
+        return Answer(503, ErrorResponse(ErrorCode.CHAIN_UNAVAILABLE, str(exc), details))
+    if isinstance(exc, ShuttingDown):
+        return Answer(503, ErrorResponse(ErrorCode.SHUTTING_DOWN, str(exc)))
+    return None
+
+
+def plain(status: int, code: ErrorCode, message: str) -> Answer:
+    return Answer(status, ErrorResponse(code, message))
+
+
+__all__ = ["Answer", "ShuttingDown", "WrongMessageType", "answer_for", "plain"]

@@ -1,0 +1,259 @@
+"""The relay's order book: market.matching's OrderBook kept durable, in step with the chain, and
+observable. Every change of it goes through here, on the event loop thread.
+
+GPUs the chain has filled (from LeaseOpened events) are the truth: the store keeps only those, so
+a rebuilt book never counts a fill whose transaction did not land. Fills the relay's own matcher
+took are *in flight* until the chain or the transaction's outcome settles or releases them,
+whichever comes first; a LeaseOpened for the same pair and size settles the fill even when another
+matcher opened it, which is exactly what the chain then holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
+
+from market.errors import DuplicateOrder, OrderError, OrderFilled, TransactionReverted
+from market.matching import (
+    Explanation,
+    Fill,
+    OrderBook,
+    Requirements,
+    Resting,
+    Submission,
+    VerifiedOrder,
+    explain,
+)
+from market.protocol.eip712 import Domain, order_hash
+from market.protocol.types import Bid, Offer, OrderHash
+from nodes.relay.reverts import learn_from_revert
+from nodes.relay.stakes import StakeCache
+from nodes.relay.store import ChainLease, Store
+from nodes.relay.stream import Hub
+from nodes.wire import BookChange, BookEntry, BookSnapshot, FillStatus, Side
+from nodes.wire import Fill as FillEvent
+
+_Key = tuple[bytes, bytes, int]
+
+
+class RelayBook:
+    def __init__(
+        self, domain: Domain, store: Store, stakes: StakeCache, hub: Hub, *, matching: bool
+    ) -> None:
+        self.domain = domain
+        self.store = store
+        self.stakes = stakes
+        self.hub = hub
+        self.matching = matching
+        self.book = OrderBook(min_stake=stakes.min_stake, stake_of=stakes.stake_of)
+        self.chain_time = 0
+        self.filled: dict[bytes, int] = {}  # GPUs filled on-chain, per order hash
+        self.on_fills: Callable[[list[Fill]], None] = lambda fills: None
+        self._in_flight: dict[_Key, list[Fill]] = {}
+        self._index: dict[bytes, tuple[str, Side, str]] = {}  # hash -> model, side, signer
+
+    # --- entry -------------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Rebuild the book from the store (stakes of its offers' providers read already).
+        Orders that expired, were filled or cancelled meanwhile are dropped; eligibility is
+        checked when matching, as it was before the restart. Returns how many orders rest."""
+        self.filled = self.store.filled_by_order()
+        for h in self.store.cancelled():
+            self.book.cancel(h)
+        for signer, floor in self.store.nonce_floors().items():
+            self.book.raise_nonce_floor(signer, floor)
+        stake_of, self.book.stake_of = self.book.stake_of, None
+        gone = []
+        try:
+            for h, sub in self.store.resting_orders():
+                order = VerifiedOrder.unsafe_from_trusted_store(
+                    sub.signed, OrderHash(h), sub.attributes, sub.requirements
+                )
+                try:
+                    self.book.add(order, self.chain_time, filled=self.filled.get(h, 0))
+                except OrderError:
+                    gone.append(h)
+                    continue
+                self._index[h] = _describe(order)
+        finally:
+            self.book.stake_of = stake_of
+        self.store.mark_gone(gone)
+        return len(self.book)
+
+    def entry_error(self, order: VerifiedOrder, batch: set[bytes]) -> OrderError | None:
+        """Why ``order`` may not enter the book now (``batch``: hashes accepted before it in the
+        same request), or None."""
+        if order.hash in batch:
+            return DuplicateOrder(order.hash)
+        try:
+            self.book.check(order, self.chain_time)
+        except OrderError as exc:
+            return exc
+        size = order.signed.message.gpu_count
+        if self.filled.get(order.hash, 0) >= size:
+            return OrderFilled(order.hash, size)
+        return None
+
+    def accept(self, orders: list[VerifiedOrder]) -> None:
+        """Keep, then rest (and with matching on, match) orders that passed :meth:`entry_error`."""
+        if not orders:
+            return
+        self.store.add_orders((o.hash, _submission(o)) for o in orders)
+        for order in orders:
+            filled = self.filled.get(order.hash, 0)
+            self._index[order.hash] = _describe(order)
+            if self.matching:
+                fills = self.book.submit(order, self.chain_time, filled=filled)
+            else:
+                self.book.add(order, self.chain_time, filled=filled)
+                fills = []
+            self._changed([order.hash])
+            self._take(fills)
+
+    # --- fills ---------------------------------------------------------------------------------
+
+    def _take(self, fills: list[Fill]) -> None:
+        for fill in fills:
+            self._in_flight.setdefault(_key(fill), []).append(fill)
+            self.hub.publish(
+                FillEvent(fill.offer_hash, fill.bid_hash, fill.gpus, FillStatus.PENDING)
+            )
+            self._changed([fill.offer_hash, fill.bid_hash])
+        if fills:
+            self.on_fills(fills)
+
+    def _pop(self, fill: Fill) -> bool:
+        waiting = self._in_flight.get(_key(fill), [])
+        if fill not in waiting:
+            return False
+        waiting.remove(fill)
+        if not waiting:
+            del self._in_flight[_key(fill)]
+        return True
+
+    def fill_opened(self, fill: Fill, lease_id: bytes) -> None:
+        if self._pop(fill):
+            self.book.settle(fill)
+            self._changed([fill.offer_hash, fill.bid_hash])
+        self.hub.publish(
+            FillEvent(fill.offer_hash, fill.bid_hash, fill.gpus, FillStatus.OPENED, lease_id)
+        )
+
+    def fill_failed(self, fill: Fill, error: Exception) -> None:
+        """The transaction did not open the lease: give the GPUs back, and take the chain's word
+        so the same pair is not tried again in vain."""
+        if self._pop(fill):
+            self.book.release(fill)
+            if isinstance(error, TransactionReverted):
+                learn_from_revert(self.book, self.stakes, fill, error)
+            self._changed([fill.offer_hash, fill.bid_hash])
+        self.hub.publish(
+            FillEvent(
+                fill.offer_hash, fill.bid_hash, fill.gpus, FillStatus.FAILED, error=str(error)
+            )
+        )
+
+    # --- what the chain says -------------------------------------------------------------------
+
+    def apply_chain(
+        self,
+        leases: Iterable[ChainLease],
+        cancelled: Iterable[bytes],
+        floors: Iterable[tuple[str, int]],
+    ) -> None:
+        touched: list[bytes] = []
+        for lease in leases:
+            for h in (lease.offer_hash, lease.bid_hash):
+                self.filled[h] = self.filled.get(h, 0) + lease.gpus
+                touched.append(h)
+            mine = next(
+                (
+                    f
+                    for f in self._in_flight.get((lease.offer_hash, lease.bid_hash, lease.gpus), [])
+                ),
+                None,
+            )
+            if mine is not None and self._pop(mine):
+                self.book.settle(mine)
+            for h in (lease.offer_hash, lease.bid_hash):
+                self.book.sync_filled(h, self.filled[h])
+        for h in cancelled:
+            self.book.cancel(h)
+            touched.append(h)
+        for signer, floor in floors:
+            self.book.raise_nonce_floor(signer, floor)
+            touched += [h for h, (_, _, s) in self._index.items() if s == signer]
+        self._changed(touched)
+
+    def expire(self) -> None:
+        self._changed(self.book.expire(self.chain_time))
+
+    def rematch(self) -> None:
+        """Match what rests again (after stakes changed or fills were released)."""
+        if self.matching:
+            self._take(self.book.match_all(self.chain_time))
+
+    # --- observing -----------------------------------------------------------------------------
+
+    def _changed(self, hashes: Iterable[bytes]) -> None:
+        gone = []
+        for h in dict.fromkeys(hashes):
+            described = self._index.get(h)
+            if described is None:
+                continue
+            entry = self.book.get(h)
+            remaining = max(entry.remaining, 0) if entry is not None else 0
+            self.hub.publish(BookChange(h, described[0], described[1], remaining))
+            if entry is None:
+                gone.append(h)
+                del self._index[h]
+        if gone:
+            self.store.mark_gone(gone)
+
+    def snapshot(self, model: str, depth: int) -> BookSnapshot:
+        """Up to ``depth`` live orders of each side of ``model`` with GPUs left, best first."""
+        now = self.chain_time
+
+        def entries(resting: Iterator[Resting]) -> tuple[BookEntry, ...]:
+            return tuple(
+                BookEntry(_submission(e.order), e.remaining) for e in islice(resting, depth)
+            )
+
+        return BookSnapshot(
+            model, now, entries(self.book.offers(model, now)), entries(self.book.bids(model, now))
+        )
+
+    def explain(
+        self, order: Offer | Bid, attributes: Mapping[str, str | int], requirements: Requirements
+    ) -> Explanation:
+        """market.matching.explain against this book, now (a resting order explains itself)."""
+        return explain(
+            self.book,
+            order,
+            self.chain_time,
+            requirements=requirements,
+            attributes=attributes,
+            order_hash=order_hash(self.domain, order),
+        )
+
+    def sizes(self) -> dict[Side, int]:
+        sides = [side for _, side, _ in self._index.values()]
+        return {side: sides.count(side) for side in Side}
+
+
+def _key(fill: Fill) -> _Key:
+    return fill.offer_hash, fill.bid_hash, fill.gpus
+
+
+def _describe(order: VerifiedOrder) -> tuple[str, Side, str]:
+    m = order.signed.message
+    side = Side.OFFER if isinstance(m, Offer) else Side.BID
+    return m.gpu_model, side, order.signer
+
+
+def _submission(order: VerifiedOrder) -> Submission:
+    return Submission(order.signed, order.attributes, order.requirements)
+
+
+__all__ = ["RelayBook"]

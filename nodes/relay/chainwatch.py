@@ -1,0 +1,148 @@
+"""Following the market's events: the relay's book stays in step with what the chain did.
+
+Each poll reads the head block (its timestamp is the relay's clock, the one ``openLease`` checks
+expiry against), then every Market and ProviderRegistry event from the block after the last one
+read. ``LeaseOpened`` fills orders (by any matcher), ``OrderCancelled`` and ``NonceFloorRaised``
+cancel them, registry events refresh a provider's stake. The events and the new cursor are stored
+in one transaction before the book changes, so a crash at any point replays at most a range the
+store already ignores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from market.chain.client import MarketClient
+from market.chain.events import ChainEvent
+from market.chain.retry import with_retries
+from market.chain.tx import endpoint_of
+from market.errors import RpcUnavailable
+from market.protocol.types import Lease
+from nodes.logs import EventLogger
+from nodes.relay.book import RelayBook
+from nodes.relay.stakes import StakeCache
+from nodes.relay.store import ChainLease, Store
+from nodes.relay.stream import Hub
+from nodes.wire import LeaseOpened
+
+_REGISTRY_EVENTS = frozenset(
+    {
+        "ProviderRegistered",
+        "ProviderUpdated",
+        "StakeAdded",
+        "UnstakeRequested",
+        "StakeWithdrawn",
+        "ProviderSlashed",
+    }
+)
+
+
+@dataclass
+class Batch:
+    """What a range of blocks means for the book."""
+
+    leases: list[tuple[ChainLease, Lease]] = field(default_factory=list)
+    cancelled: list[bytes] = field(default_factory=list)
+    floors: list[tuple[str, int]] = field(default_factory=list)
+    providers: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, events: list[ChainEvent]) -> Batch:
+        batch = cls()
+        for e in events:
+            if e.name == "LeaseOpened":
+                a = e.args
+                lease = ChainLease(
+                    a["lease_id"], a["offer_hash"], a["bid_hash"], a["lease"].gpus, e.block_number
+                )
+                batch.leases.append((lease, a["lease"]))
+            elif e.name == "OrderCancelled":
+                batch.cancelled.append(e.args["order_hash"])
+            elif e.name == "NonceFloorRaised":
+                batch.floors.append((e.args["signer"], e.args["min_nonce"]))
+            elif e.name in _REGISTRY_EVENTS:
+                batch.providers.add(e.args["provider"])
+        return batch
+
+
+class ChainWatch:
+    def __init__(
+        self,
+        client: MarketClient,
+        store: Store,
+        book: RelayBook,
+        stakes: StakeCache,
+        hub: Hub,
+        log: EventLogger,
+        *,
+        poll_s: float,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.book = book
+        self.stakes = stakes
+        self.hub = hub
+        self.log = log
+        self.poll_s = poll_s
+        self._stale: set[str] = set()  # providers whose registry record changed, to read again
+        stored = store.next_block()
+        self.next_block = stored if stored is not None else client.contracts.deployment.deploy_block
+
+    def _head(self) -> tuple[int, int]:
+        w3 = self.client.w3
+        block = with_retries(lambda: w3.eth.get_block("latest"), endpoint=endpoint_of(w3))
+        return int(block["number"]), int(block["timestamp"])
+
+    async def read_clock(self) -> int:
+        """Read the head block's timestamp into the book's clock; returns the head's number."""
+        number, timestamp = await asyncio.to_thread(self._head)
+        self.book.chain_time = max(self.book.chain_time, timestamp)
+        return number
+
+    async def poll(self) -> int:
+        """Apply every event up to the head; returns how many there were."""
+        head = await self.read_clock()
+        count = 0
+        if head >= self.next_block:
+            start = self.next_block
+            events = await asyncio.to_thread(self.client.events, start, head)
+            batch = Batch.of(events)
+            fresh = self.store.apply_chain(
+                (lease for lease, _ in batch.leases), batch.cancelled, batch.floors, head + 1
+            )
+            self.next_block = head + 1
+            self.book.apply_chain(fresh, batch.cancelled, batch.floors)
+            fresh_ids = {lease.lease_id for lease in fresh}
+            for lease, terms in batch.leases:
+                if lease.lease_id in fresh_ids:
+                    self.hub.publish(
+                        LeaseOpened(
+                            lease.lease_id, lease.offer_hash, lease.bid_hash, terms, lease.block
+                        )
+                    )
+            self._stale |= batch.providers
+            count = len(events)
+            if count:
+                self.log.info("chain_events", first_block=start, last_block=head, events=count)
+        if self._stale:  # read again until it succeeds: matching depends on it
+            await self.stakes.refresh(self._stale)
+            self._stale.clear()
+            self.book.rematch()
+        self.book.expire()
+        return count
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; an unavailable RPC endpoint is logged and retried."""
+        while not stop.is_set():
+            try:
+                await self.poll()
+            except RpcUnavailable as exc:
+                self.log.warning("chain_unavailable", url=exc.url, reason=exc.reason)
+            try:
+                await asyncio.wait_for(stop.wait(), self.poll_s)
+            except TimeoutError:
+                continue
+
+
+__all__ = ["Batch", "ChainWatch"]

@@ -1,0 +1,211 @@
+"""Talking to a relay over HTTP and its event stream (aiohttp), with a timeout on every call.
+
+    async with RelayClient("http://127.0.0.1:7400") as relay:
+        results = await relay.submit([Submission(signed_bid, requirements=reqs)])
+        snapshot = await relay.book("H100-80GB")
+        why = await relay.explain(bid.message, requirements=reqs)
+        async with relay.stream() as events:
+            change = await events.receive()
+
+An ErrorResponse from the relay raises :class:`~market.errors.RequestRefused` with its code and
+details; no answer in time, or a broken connection, raises
+:class:`~market.errors.PeerUnavailable`. Answers are decoded by the one validating decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from market.errors import FrameTooLarge, PeerUnavailable, RequestRefused
+from market.matching import NO_REQUIREMENTS, Explanation, Requirements, Submission
+from market.protocol.types import Bid, Offer
+from nodes.wire import (
+    CONTENT_TYPE,
+    MAX_FRAME_SIZE,
+    BookSnapshot,
+    ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
+    Gossip,
+    Message,
+    OrderResult,
+    OrdersAccepted,
+    SubmitOrders,
+    decode,
+    encode,
+)
+
+RELAY_HEADER = "X-Gpumarket-Relay"
+"""Every relay answer names the relay's id here (peers learn each other's ids from it)."""
+DEFAULT_TIMEOUT_S = 10.0
+M = TypeVar("M", bound=Message)
+
+
+class RelayClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_frame_size: int = MAX_FRAME_SIZE,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_frame_size = max_frame_size
+        self.relay_id: str | None = None
+        self._session = session
+        self._owns_session = session is None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- the API -------------------------------------------------------------------------------
+
+    async def submit(self, orders: Sequence[Submission]) -> tuple[OrderResult, ...]:
+        """Submit signed orders; one result per order, in order."""
+        answer = await self._expect(
+            "POST", "/v1/orders", SubmitOrders(tuple(orders)), OrdersAccepted
+        )
+        return answer.results
+
+    async def gossip(self, message: Gossip) -> tuple[OrderResult, ...]:
+        return (await self._expect("POST", "/v1/gossip", message, OrdersAccepted)).results
+
+    async def book(self, model: str, depth: int = 100) -> BookSnapshot:
+        path = f"/v1/book/{quote(model, safe='')}?depth={depth}"
+        return await self._expect("GET", path, None, BookSnapshot)
+
+    async def explain(
+        self,
+        order: Offer | Bid,
+        *,
+        attributes: Mapping[str, str | int] | None = None,
+        requirements: Requirements = NO_REQUIREMENTS,
+    ) -> Explanation:
+        request = ExplainRequest(order, dict(attributes or {}), requirements)
+        return (await self._expect("POST", "/v1/explain", request, ExplainResponse)).explanation
+
+    async def text(self, path: str) -> str:
+        """A plain-text endpoint (``/metrics``, ``/healthz``)."""
+        status, data = await self.raw("GET", path)
+        if status != 200:
+            _raise_refused(status, data, self.max_frame_size)
+        return data.decode()
+
+    def stream(self) -> RelayStream:
+        """The relay's event stream, to use with ``async with``."""
+        return RelayStream(self)
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def _expect(self, method: str, path: str, message: Message | None, cls: type[M]) -> M:
+        status, data = await self.raw(method, path, None if message is None else encode(message))
+        if status != 200:
+            _raise_refused(status, data, self.max_frame_size)
+        answer = decode(data, max_size=self.max_frame_size)
+        if not isinstance(answer, cls):
+            raise RequestRefused("wrong_type", f"expected {cls.TYPE_NAME}", {}, status)
+        return answer
+
+    async def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """Send ``body`` as is and return (HTTP status, answer bytes); for tests of bad input."""
+        headers = {"Content-Type": CONTENT_TYPE} if body is not None else {}
+        try:
+            async with self.session.request(
+                method, self.url + path, data=body, headers=headers, timeout=self.timeout
+            ) as response:
+                self.relay_id = response.headers.get(RELAY_HEADER, self.relay_id)
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > self.max_frame_size:
+                        raise FrameTooLarge(len(data), self.max_frame_size)
+                return response.status, bytes(data)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+
+
+class RelayStream:
+    """Book and lease events as the relay publishes them; a BookQuery sent on the stream is
+    answered with a BookSnapshot in line with the events."""
+
+    def __init__(self, client: RelayClient) -> None:
+        self.client = client
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    @property
+    def ws(self) -> aiohttp.ClientWebSocketResponse:
+        if self._ws is None:
+            raise RuntimeError("use the stream inside `async with`")
+        return self._ws
+
+    async def __aenter__(self) -> Self:
+        c = self.client
+        try:
+            self._ws = await c.session.ws_connect(
+                c.url + "/v1/stream",
+                max_msg_size=4 * c.max_frame_size,
+                timeout=aiohttp.ClientWSTimeout(ws_close=c.timeout.total),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise RequestRefused("handshake_refused", exc.message, {}, exc.status) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(c.url, f"{type(exc).__name__}: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.ws.close()
+
+    async def send(self, message: Message) -> None:
+        await self.send_raw(encode(message))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def receive(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Message:
+        """The next frame's message; raises PeerUnavailable once the stream is closed."""
+        try:
+            msg = await self.ws.receive(timeout=timeout_s)
+        except TimeoutError as exc:
+            raise PeerUnavailable(self.client.url, f"no stream event in {timeout_s}s") from exc
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return decode(msg.data, max_size=self.client.max_frame_size)
+        raise PeerUnavailable(
+            self.client.url, f"stream ended ({msg.type.name}, close code {self.ws.close_code})"
+        )
+
+
+def _raise_refused(status: int, data: bytes, max_size: int) -> None:
+    answer = decode(data, max_size=max_size)
+    if isinstance(answer, ErrorResponse):
+        raise RequestRefused(answer.code.value, answer.message, answer.details, status)
+    raise RequestRefused(
+        "unexpected_answer", f"HTTP {status} with a {answer.TYPE_NAME}", {}, status
+    )
+
+
+__all__ = ["DEFAULT_TIMEOUT_S", "RELAY_HEADER", "RelayClient", "RelayStream"]

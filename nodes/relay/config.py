@@ -1,0 +1,50 @@
+"""What a relay is told at start: where it keeps state, whom it gossips with, and its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodes.wire import MAX_FRAME_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client or signer may ask of the relay. Over a limit, a request changes nothing
+    and is answered with an ErrorResponse (413 for size, 429 for rate)."""
+
+    max_frame_size: int = MAX_FRAME_SIZE
+    max_orders_per_request: int = 1000
+    client_rate_per_s: float = 500.0
+    """Requests (and stream messages) per second from one client address, sustained."""
+    client_burst: int = 1000
+    signer_rate_per_s: float = 200.0
+    """Orders per second from one signer, sustained; gossip from peers is not counted."""
+    signer_burst: int = 2000
+    max_book_depth: int = 1000
+    stream_queue: int = 1024
+    """Events buffered per stream subscriber; a subscriber that falls further behind is closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    db_path: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port; the relay's ``url`` says which."""
+    peers: tuple[str, ...] = ()
+    """Base URLs of peer relays to gossip accepted orders to."""
+    matcher_key: str | None = None
+    """The key that sends ``openLease``; without one the relay keeps a book but does not match."""
+    relay_id: str | None = None
+    """Defaults to a random id kept in the database, stable across restarts."""
+    limits: Limits = field(default_factory=Limits)
+    chain_poll_s: float = 0.1
+    peer_timeout_s: float = 5.0
+    gossip_attempts: int = 4
+    max_gossip_hops: int = 8
+    shutdown_grace_s: float = 10.0
+    """How long shutdown waits for in-flight requests, fills and gossip before cancelling."""
+
+
+__all__ = ["Limits", "RelayConfig"]

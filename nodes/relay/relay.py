@@ -1,0 +1,206 @@
+"""A relay: the parts put together, started in order and stopped gracefully.
+
+Start: open the store, connect to the chain, read the clock and the stakes of resting offers'
+providers, rebuild the book, catch up with the chain's events, then listen; :meth:`Relay.start`
+returns once the relay accepts connections (its readiness). Stop: refuse new requests, finish the
+ones in flight and close streams, send the fills and gossip already queued (up to the grace
+period), then cancel what is left and close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Iterable
+
+import aiohttp
+from aiohttp import web
+
+from market.chain.client import MarketClient
+from market.chain.deploy import Deployment
+from market.protocol.types import Offer
+from nodes.logs import EventLogger, get_logger
+from nodes.relay.book import RelayBook
+from nodes.relay.chainwatch import ChainWatch
+from nodes.relay.config import RelayConfig
+from nodes.relay.gossip import Gossiper
+from nodes.relay.matcher import Matcher
+from nodes.relay.metrics import RelayMetrics
+from nodes.relay.server import RelayServer
+from nodes.relay.stakes import StakeCache
+from nodes.relay.store import Store
+from nodes.relay.stream import Hub
+
+
+class Relay:
+    def __init__(
+        self, config: RelayConfig, deployment: Deployment, *, log: EventLogger | None = None
+    ) -> None:
+        self.config = config
+        self.deployment = deployment
+        self.log = log or get_logger("gpumarket.relay")
+        self.metrics = RelayMetrics()
+        self.port = 0
+        self.matcher: Matcher | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start every part; returns once the relay accepts connections. On failure what was
+        opened is closed again and the error propagates."""
+        self.store = Store.open(self.config.db_path)
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        self.relay_id = cfg.relay_id or self._stored_id()
+        self.log = self.log.bind(relay=self.relay_id)
+        readers = await asyncio.gather(*(self._connect(None) for _ in range(2)))
+        self.chain = readers[0]
+        min_stake = await asyncio.to_thread(self.chain.min_stake)
+        self.stakes = StakeCache(readers[1], min_stake)
+        self.hub = Hub(cfg.limits.stream_queue)
+        matching = cfg.matcher_key is not None
+        self.book = RelayBook(
+            self.chain.domain, self.store, self.stakes, self.hub, matching=matching
+        )
+        self.watch = ChainWatch(
+            self.chain,
+            self.store,
+            self.book,
+            self.stakes,
+            self.hub,
+            self.log,
+            poll_s=cfg.chain_poll_s,
+        )
+        await self.watch.read_clock()
+        await self.stakes.ensure(
+            _providers(sub.signed.message for _, sub in self.store.resting_orders())
+        )
+        resting = self.book.load()
+        await self.watch.poll()  # catch up with what the chain did while the relay was away
+        if cfg.matcher_key is not None:
+            self.matcher = Matcher(
+                await self._connect(cfg.matcher_key), self.book, self.store, self.metrics, self.log
+            )
+            self.matcher.reconcile()
+        self.session = aiohttp.ClientSession()
+        self.gossiper = Gossiper(
+            self.relay_id,
+            cfg.peers,
+            self.session,
+            self.metrics,
+            self.log,
+            timeout_s=cfg.peer_timeout_s,
+            attempts=cfg.gossip_attempts,
+            max_hops=cfg.max_gossip_hops,
+        )
+        self.server = RelayServer(
+            self.relay_id,
+            self.chain.domain,
+            self.book,
+            self.hub,
+            self.gossiper,
+            self.metrics,
+            cfg.limits,
+            self.log,
+        )
+        self._register_gauges()
+        self.runner = web.AppRunner(
+            self.server.app(), access_log=None, shutdown_timeout=cfg.shutdown_grace_s
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.host, cfg.port)
+        await site.start()
+        self.port = int(self.runner.addresses[0][1])
+        self._tasks.append(asyncio.create_task(self.watch.run(self._stop), name="chainwatch"))
+        if self.matcher is not None:
+            self._tasks.append(asyncio.create_task(self.matcher.run(), name="matcher"))
+        self.gossiper.start()
+        self.log.info(
+            "relay_ready",
+            url=self.url,
+            orders=resting,
+            block=self.watch.next_block - 1,
+            peers=len(cfg.peers),
+            matching=matching,
+        )
+
+    async def stop(self) -> None:
+        """Drain, then cancel: refuse new requests and finish in-flight ones, stop following the
+        chain (no new fills), send queued fills and gossip within the grace period, then cancel
+        what is left and close the store."""
+        grace = self.config.shutdown_grace_s
+        self.server.stopping = True
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        self._stop.set()
+        await _cancel(self._tasks[:1])  # the chain watch: nothing new to match from here on
+        fills_sent = await self.matcher.drain(grace) if self.matcher is not None else True
+        gossip_sent = await self.gossiper.drain(grace)
+        await self.gossiper.stop()
+        await self._close()
+        self.log.info("relay_stopped", fills_drained=fills_sent, gossip_drained=gossip_sent)
+
+    async def _close(self) -> None:
+        await _cancel(self._tasks)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+        self.store.close()
+
+    async def _connect(self, key: str | None) -> MarketClient:
+        return await asyncio.to_thread(MarketClient.connect, self.deployment, key)
+
+    def _stored_id(self) -> str:
+        stored = self.store.get_meta("relay_id")
+        if stored is None:
+            stored = secrets.token_hex(8)
+            self.store.set_meta("relay_id", stored)
+        return stored
+
+    def _register_gauges(self) -> None:
+        m = self.metrics
+        m.gauge(
+            "gpumarket_relay_book_orders",
+            "Orders resting in the book, by side.",
+            lambda: [((("side", s.value),), n) for s, n in self.book.sizes().items()],
+        )
+        m.gauge(
+            "gpumarket_relay_chain_block",
+            "The last block whose events the relay applied.",
+            lambda: [((), self.watch.next_block - 1)],
+        )
+        m.gauge(
+            "gpumarket_relay_stream_subscribers",
+            "Open event streams.",
+            lambda: [((), len(self.hub.subscribers))],
+        )
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _providers(messages: Iterable[object]) -> set[str]:
+    return {m.provider for m in messages if isinstance(m, Offer)}
+
+
+__all__ = ["Relay"]

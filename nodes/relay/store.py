@@ -1,0 +1,234 @@
+"""The relay's durable state in SQLite (WAL): orders it accepted, what the chain said, fill intents.
+
+An order is written before it enters the book, so an accepted order survives a crash; on start the
+book is rebuilt from the rows still resting, in arrival order. What the chain said (leases opened,
+cancellations, nonce floors) is written together with the block the relay has read up to, in one
+transaction, so applying a range of blocks twice changes nothing. A fill is recorded as an intent
+before its transaction is sent, and its outcome after.
+
+Every call runs on the relay's event loop thread; each is one short transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from market.errors import ProtocolError, StoreError
+from market.matching import Submission
+from nodes.wire import SubmitOrders, decode_as, encode
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash BLOB NOT NULL UNIQUE,
+    frame BLOB NOT NULL,
+    resting INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS orders_resting ON orders (resting, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id BLOB PRIMARY KEY,
+    offer_hash BLOB NOT NULL,
+    bid_hash BLOB NOT NULL,
+    gpus INTEGER NOT NULL,
+    block INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cancelled (hash BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS nonce_floors (signer TEXT PRIMARY KEY, min_nonce BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    offer_hash BLOB NOT NULL,
+    bid_hash BLOB NOT NULL,
+    gpus INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    lease_id BLOB,
+    error TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLease:
+    lease_id: bytes
+    offer_hash: bytes
+    bid_hash: bytes
+    gpus: int
+    block: int
+
+
+class Store:
+    """One relay's SQLite database. Open with :meth:`open`; :meth:`close` when done."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = conn
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an accepted order survives power loss
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            store = cls(path, conn)
+            version = store.get_meta("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(str(path), f"cannot open: {exc}") from exc
+        if version is None:
+            store.set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                str(path), f"schema version {version}, this relay uses {SCHEMA_VERSION}"
+            )
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
+        with self._db:  # one transaction: all or nothing
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql, args in statements:
+                self._db.execute(sql, args)
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))])
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def add_orders(self, orders: Iterable[tuple[bytes, Submission]]) -> None:
+        """Keep accepted orders, in the order given (their arrival order)."""
+        self._write(
+            ("INSERT INTO orders (hash, frame) VALUES (?, ?)", (h, encode(SubmitOrders((sub,)))))
+            for h, sub in orders
+        )
+
+    def mark_gone(self, hashes: Iterable[bytes]) -> None:
+        """These orders left the book for good (filled, cancelled, expired)."""
+        self._write(("UPDATE orders SET resting = 0 WHERE hash = ?", (h,)) for h in hashes)
+
+    def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
+        """Orders still resting, in arrival order."""
+        rows = self._db.execute("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq")
+        for h, frame in rows.fetchall():
+            try:
+                yield bytes(h), decode_as(bytes(frame), SubmitOrders).orders[0]
+            except ProtocolError as exc:
+                raise StoreError(str(self.path), f"order 0x{bytes(h).hex()}: {exc}") from exc
+
+    def count_orders(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
+
+    # --- what the chain said ---------------------------------------------------------------
+
+    def apply_chain(
+        self,
+        leases: Iterable[ChainLease],
+        cancelled: Iterable[bytes],
+        floors: Iterable[tuple[str, int]],
+        next_block: int,
+    ) -> list[ChainLease]:
+        """Record a range of blocks' events and that the relay has read up to ``next_block``.
+        Returns the leases not seen before."""
+        leases = list(leases)
+        known = {
+            bytes(r[0])
+            for lease in leases
+            for r in self._db.execute(
+                "SELECT lease_id FROM leases WHERE lease_id = ?", (lease.lease_id,)
+            ).fetchall()
+        }
+        fresh = [lease for lease in leases if lease.lease_id not in known]
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (
+                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?, ?, ?)",
+                (x.lease_id, x.offer_hash, x.bid_hash, x.gpus, x.block),
+            )
+            for x in fresh
+        ]
+        statements += [("INSERT OR IGNORE INTO cancelled VALUES (?)", (h,)) for h in cancelled]
+        statements += [
+            (
+                "INSERT INTO nonce_floors VALUES (?, ?) ON CONFLICT (signer) DO UPDATE "
+                "SET min_nonce = excluded.min_nonce WHERE excluded.min_nonce > min_nonce",
+                (signer, n.to_bytes(32, "big")),
+            )
+            for signer, n in floors
+        ]
+        statements.append(
+            ("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(next_block),))
+        )
+        self._write(statements)
+        return fresh
+
+    def next_block(self) -> int | None:
+        value = self.get_meta("next_block")
+        return None if value is None else int(value)
+
+    def filled_by_order(self) -> dict[bytes, int]:
+        """GPUs filled on-chain per order hash, over every lease seen."""
+        filled: dict[bytes, int] = {}
+        for column in ("offer_hash", "bid_hash"):
+            sql = f"SELECT {column}, SUM(gpus) FROM leases GROUP BY {column}"
+            for h, gpus in self._db.execute(sql).fetchall():
+                filled[bytes(h)] = filled.get(bytes(h), 0) + int(gpus)
+        return filled
+
+    def cancelled(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute("SELECT hash FROM cancelled").fetchall()]
+
+    def nonce_floors(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT signer, min_nonce FROM nonce_floors").fetchall()
+        return {str(s): int.from_bytes(n, "big") for s, n in rows}
+
+    # --- fills -----------------------------------------------------------------------------
+
+    def record_intent(self, offer_hash: bytes, bid_hash: bytes, gpus: int) -> int:
+        """Write that a fill is about to be sent; returns its id."""
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated) "
+                "VALUES (?, ?, ?, 'intent', ?)",
+                (offer_hash, bid_hash, gpus, time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_fill(
+        self, fill_id: int, state: str, lease_id: bytes | None = None, error: str = ""
+    ) -> None:
+        self._write(
+            [
+                (
+                    "UPDATE fills SET state = ?, lease_id = ?, error = ?, updated = ? WHERE id = ?",
+                    (state, lease_id, error, time.time(), fill_id),
+                )
+            ]
+        )
+
+    def fills(self, state: str | None = None) -> list[tuple[int, bytes, bytes, int, str]]:
+        """(id, offer hash, bid hash, gpus, state) of recorded fills, oldest first."""
+        sql = "SELECT id, offer_hash, bid_hash, gpus, state FROM fills"
+        rows = (
+            self._db.execute(sql + " WHERE state = ? ORDER BY id", (state,))
+            if state is not None
+            else self._db.execute(sql + " ORDER BY id")
+        )
+        return [(int(i), bytes(o), bytes(b), int(g), str(s)) for i, o, b, g, s in rows.fetchall()]
+
+
+__all__ = ["SCHEMA_VERSION", "ChainLease", "Store"]

@@ -1,0 +1,211 @@
+"""How each daemon message travels: its body's keys, in order, and the kind of each value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from market.matching import (
+    Change,
+    Constraint,
+    Explanation,
+    Reason,
+    ReasonCode,
+    Requirements,
+    Submission,
+)
+from market.protocol import codec
+from market.protocol.types import Bid, Lease, Offer, Signed
+from nodes.wire.fields import (
+    Bin,
+    Bool,
+    Choice,
+    Frame,
+    GpuModel,
+    Kind,
+    ListOf,
+    MapOf,
+    Nullable,
+    Number,
+    OneOf,
+    Scalar,
+    Struct,
+    Text,
+    UInt,
+)
+from nodes.wire.messages import (
+    MAX_ORDERS,
+    BookChange,
+    BookEntry,
+    BookQuery,
+    BookSnapshot,
+    ErrorCode,
+    ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
+    Fill,
+    FillStatus,
+    Gossip,
+    LeaseOpened,
+    Message,
+    OrderResult,
+    OrdersAccepted,
+    OrderStatus,
+    Side,
+    SubmitOrders,
+)
+
+
+def _is_signed_order(obj: object) -> bool:
+    return type(obj) is Signed and type(obj.message) in (Offer, Bid)
+
+
+_HASH = Bin(32)
+_COUNT = UInt(32)
+_TEXT = Text(4096)
+_ATTRIBUTES = MapOf(Scalar(), max_len=64)
+_VALUES = MapOf(Number(), max_len=64)
+_CONSTRAINT_VALUE = Nullable(
+    OneOf((str, Text(256)), (int, Scalar()), (tuple, ListOf(Scalar(), 64)))
+)
+_CONSTRAINT = Struct(
+    Constraint,
+    (("key", "key", Text(64)), ("op", "op", Text(8)), ("value", "value", _CONSTRAINT_VALUE)),
+)
+_REQUIREMENTS = Struct(
+    Requirements,
+    (
+        ("min_memory_gib", "minMemoryGiB", _COUNT),
+        ("constraints", "constraints", ListOf(_CONSTRAINT, 64)),
+        ("all_or_none", "allOrNone", Bool()),
+    ),
+)
+_SUBMISSION = Struct(
+    Submission,
+    (
+        (
+            "signed",
+            "order",
+            Frame("SignedOffer or SignedBid", _is_signed_order, codec.MAX_FRAME_SIZE),
+        ),
+        ("attributes", "attributes", _ATTRIBUTES),
+        ("requirements", "requirements", _REQUIREMENTS),
+    ),
+)
+_BOOK_ENTRY = Struct(
+    BookEntry, (("order", "order", _SUBMISSION), ("remaining", "remaining", _COUNT))
+)
+_EXPLANATION = Struct(
+    Explanation,
+    (
+        ("matchable", "matchable", Bool()),
+        ("available_gpus", "availableGpus", UInt(64)),
+        (
+            "reasons",
+            "reasons",
+            ListOf(
+                Struct(
+                    Reason,
+                    (
+                        ("code", "code", Choice(ReasonCode)),
+                        ("message", "message", _TEXT),
+                        ("values", "values", _VALUES),
+                    ),
+                ),
+                64,
+            ),
+        ),
+        (
+            "changes",
+            "changes",
+            ListOf(
+                Struct(
+                    Change,
+                    (
+                        ("field", "field", Text(64)),
+                        ("current", "current", Number()),
+                        ("suggested", "suggested", Number()),
+                    ),
+                ),
+                64,
+            ),
+        ),
+    ),
+)
+
+FieldSpec = tuple[tuple[str, str, Kind[Any]], ...]
+_FIELDS: dict[type[Message], FieldSpec] = {
+    SubmitOrders: (("orders", "orders", ListOf(_SUBMISSION, MAX_ORDERS)),),
+    OrdersAccepted: (
+        (
+            "results",
+            "results",
+            ListOf(
+                Struct(
+                    OrderResult,
+                    (
+                        ("order_hash", "orderHash", _HASH),
+                        ("status", "status", Choice(OrderStatus)),
+                        ("message", "message", _TEXT),
+                        ("details", "details", _VALUES),
+                    ),
+                ),
+                MAX_ORDERS,
+            ),
+        ),
+    ),
+    BookQuery: (("model", "model", GpuModel()), ("depth", "depth", _COUNT)),
+    BookSnapshot: (
+        ("model", "model", GpuModel()),
+        ("chain_time", "chainTime", UInt(64)),
+        ("offers", "offers", ListOf(_BOOK_ENTRY, MAX_ORDERS)),
+        ("bids", "bids", ListOf(_BOOK_ENTRY, MAX_ORDERS)),
+    ),
+    ExplainRequest: (
+        (
+            "order",
+            "order",
+            Frame("Offer or Bid", lambda o: type(o) in (Offer, Bid), codec.MAX_FRAME_SIZE),
+        ),
+        ("attributes", "attributes", _ATTRIBUTES),
+        ("requirements", "requirements", _REQUIREMENTS),
+    ),
+    ExplainResponse: (("explanation", "explanation", _EXPLANATION),),
+    Fill: (
+        ("offer_hash", "offerHash", _HASH),
+        ("bid_hash", "bidHash", _HASH),
+        ("gpus", "gpus", _COUNT),
+        ("status", "status", Choice(FillStatus)),
+        ("lease_id", "leaseId", _HASH),
+        ("error", "error", _TEXT),
+    ),
+    LeaseOpened: (
+        ("lease_id", "leaseId", _HASH),
+        ("offer_hash", "offerHash", _HASH),
+        ("bid_hash", "bidHash", _HASH),
+        ("lease", "lease", Frame("Lease", lambda o: type(o) is Lease, codec.MAX_FRAME_SIZE)),
+        ("block_number", "blockNumber", UInt(64)),
+    ),
+    BookChange: (
+        ("order_hash", "orderHash", _HASH),
+        ("model", "model", GpuModel()),
+        ("side", "side", Choice(Side)),
+        ("remaining", "remaining", _COUNT),
+    ),
+    Gossip: (
+        ("origin", "origin", Text(64)),
+        ("sender", "sender", Text(64)),
+        ("hops", "hops", UInt(8)),
+        ("orders", "orders", ListOf(_SUBMISSION, MAX_ORDERS)),
+    ),
+    ErrorResponse: (
+        ("code", "code", Choice(ErrorCode)),
+        ("message", "message", _TEXT),
+        ("details", "details", _VALUES),
+    ),
+}
+SCHEMAS: dict[str, Struct[Any]] = {
+    cls.TYPE_NAME: Struct(cls, spec) for cls, spec in _FIELDS.items()
+}
+"""The body schema of each message type, by its wire ``type``: the closed set."""
+
+__all__ = ["SCHEMAS"]

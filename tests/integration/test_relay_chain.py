@@ -1,0 +1,110 @@
+"""The relay follows the chain: fills and cancellations by anyone change its book, and a restart
+on the same database brings back the same book (plus what the chain did meanwhile)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from market.protocol.types import Bid, Offer, Signed
+from nodes.wire import BookChange, LeaseOpened, OrderStatus, Side
+from tests.integration.conftest import MarketEnv
+from tests.integration.relay_harness import (
+    LAB,
+    MODEL,
+    OTHER_LAB,
+    OUTSIDER,
+    RelayHandle,
+    Relays,
+    bid,
+    fund_market,
+    offer,
+    open_relays,
+    statuses,
+)
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def relays(env: MarketEnv, tmp_path: Path) -> Iterator[Relays]:
+    with open_relays(env, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def market(env: MarketEnv) -> MarketEnv:
+    return fund_market(env)
+
+
+def _remaining(relay: RelayHandle) -> dict[bytes, int]:
+    snapshot = relay.book()
+    return {e.order.signed.signature: e.remaining for e in (*snapshot.offers, *snapshot.bids)}
+
+
+def test_a_lease_opened_by_another_matcher_reduces_and_removes_orders(
+    market: MarketEnv, relays: Relays
+) -> None:
+    relay = relays.start()  # no matcher: crossing orders rest
+    events = relay.record()
+    o, b = offer(market, gpus=8), bid(market, gpus=3)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    lease = market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, b, 3)
+
+    wait_until(lambda: _remaining(relay) == {o.signature: 5}, 20, "the outside lease")
+    seen = events.wait_for(
+        lambda es: any(isinstance(e, LeaseOpened) for e in es), "the LeaseOpened event"
+    )
+    opened = next(e for e in seen if isinstance(e, LeaseOpened))
+    assert opened.lease_id == lease.id
+    assert opened.lease == lease
+    bid_hash = opened.bid_hash
+    assert BookChange(bid_hash, MODEL, Side.BID, 0) in seen
+
+
+def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:
+    relay = relays.start()
+    o1, o2 = offer(market), offer(market, price_per_gpu_second=4)
+    b1, b2 = (
+        bid(market, max_price_per_gpu_second=1),
+        bid(market, lab=OTHER_LAB, max_price_per_gpu_second=1),
+    )
+    relay.submit(o1, o2, b1, b2)
+    assert len(_remaining(relay)) == 4
+
+    market.provider(1).cancel(o1)
+    wait_until(lambda: o1.signature not in _remaining(relay), 20, "the cancelled offer to go")
+    market.lab(LAB).cancel_all()
+    wait_until(lambda: b1.signature not in _remaining(relay), 20, "the nonce floor to apply")
+    assert set(_remaining(relay)) == {o2.signature, b2.signature}
+    # The chain's word stays: the same orders are refused if sent again.
+    results = relay.submit(o1, b1)
+    assert statuses(results) == [OrderStatus.ORDER_CANCELLED, OrderStatus.NONCE_CANCELLED]
+
+
+def test_restart_on_the_same_database_brings_back_the_same_book(
+    market: MarketEnv, relays: Relays
+) -> None:
+    config = relays.config("restart")
+    first = relays.start(config)
+    offers = [offer(market, price_per_gpu_second=p, gpus=g) for p, g in ((3, 8), (3, 2), (4, 6))]
+    bids = [bid(market, max_price_per_gpu_second=p) for p in (1, 2, 2)]
+    orders: list[Signed[Offer] | Signed[Bid]] = [*offers, *bids]
+    assert statuses(first.submit(*orders)) == [OrderStatus.ACCEPTED] * 6
+    partly = bid(market, gpus=2, max_price_per_gpu_second=3)
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(offers[0], partly, 2)
+    wait_until(lambda: _remaining(first)[orders[0].signature] == 6, 20, "the outside fill")
+    before = first.book()
+    relay_id = first.relay.relay_id
+    first.stop()
+
+    market.lab(LAB).cancel(orders[4])  # while the relay is away
+    second = relays.start(config)
+    after = second.book()
+    assert second.relay.relay_id == relay_id
+    assert after.offers == before.offers  # same orders, same GPUs left, same priority
+    assert after.bids == tuple(e for e in before.bids if e.order.signed != orders[4])
+    assert statuses(second.submit(orders[1])) == [OrderStatus.DUPLICATE_ORDER]

@@ -1,0 +1,87 @@
+"""`gpumarket relay` as a real process: readiness line, orders over a real socket, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from market.matching import Submission
+from market.protocol.eip712 import order_hash
+from nodes.relay import RelayClient
+from nodes.wire import BookSnapshot, OrderResult, OrderStatus
+from tests.integration.conftest import MarketEnv
+from tests.integration.relay_harness import MODEL, bid, fund_market, offer
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+READY_DEADLINE_S = 30.0
+
+
+def _ready_line(proc: subprocess.Popen[str], deadline_s: float) -> str:
+    """The readiness line, read with a deadline (never a sleep)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + deadline_s
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=deadline - time.monotonic()):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"relay exited with {proc.wait()} before it was ready")
+            if line.startswith("relay ready "):
+                return line.strip()
+    raise AssertionError(f"no readiness line within {deadline_s}s")
+
+
+async def _talk(
+    url: str, orders: list[Submission]
+) -> tuple[tuple[OrderResult, ...], BookSnapshot, str]:
+    async with RelayClient(url) as client:
+        results = await client.submit(orders)
+        return results, await client.book(MODEL), await client.text("/healthz")
+
+
+def test_relay_process_matches_orders_and_exits_zero_on_sigterm(
+    env: MarketEnv, tmp_path: Path
+) -> None:
+    fund_market(env)
+    deployment = tmp_path / "deployment.json"
+    env.contracts.deployment.save(deployment)
+    db = tmp_path / "relay.sqlite"
+    key = "0x" + bytes(env.devnet.accounts[7].key).hex()
+    command = ["relay", "--deployment", str(deployment), "--db", str(db), "--port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodes.cli", *command, "--matcher-key-env", "RELAY_TEST_KEY"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RELAY_TEST_KEY": key},
+    )
+    try:
+        line = _ready_line(proc, READY_DEADLINE_S)
+        fields = dict(part.split("=", 1) for part in line.split()[2:])
+        o, b = offer(env), bid(env)
+        results, _, health = asyncio.run(_talk(fields["url"], [Submission(o), Submission(b)]))
+        assert [r.status for r in results] == [OrderStatus.ACCEPTED] * 2
+        assert health == f"ok relay={fields['relay']}\n"
+        reader = env.client()
+        oh = order_hash(reader.domain, o.message)
+        wait_until(lambda: reader.order_state(o.message.provider, oh).filled == 4, 20, "the lease")
+        _, snapshot, _ = asyncio.run(_talk(fields["url"], []))
+        assert [(e.order.signed, e.remaining) for e in snapshot.offers] == [(o, 4)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "relay_ready" in err
+    assert "lease_opened" in err
+    assert "relay_stopped" in err

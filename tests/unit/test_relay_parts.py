@@ -1,0 +1,164 @@
+"""The relay's pure parts: rate limits, metrics text, structured logs, the store, exports."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import nodes.relay
+import nodes.wire
+from market.errors import MarketError, NodeError, RateLimited, StoreError
+from market.matching import Submission
+from nodes.logs import EventLogger, KeyValueFormatter
+from nodes.relay.metrics import RelayMetrics
+from nodes.relay.ratelimit import RateLimiter
+from nodes.relay.store import ChainLease, Store
+from tests.unit.order_factory import Orders
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_the_burst_then_refuses_with_the_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2.0, 3, clock=clock)
+    limiter.take({"a": 3})
+    with pytest.raises(RateLimited) as info:
+        limiter.take({"a": 1})
+    assert (info.value.key, info.value.retry_after_s) == ("a", 0.5)
+    clock.now += 0.5
+    limiter.take({"a": 1})
+
+
+def test_bucket_takes_all_or_nothing_across_keys() -> None:
+    limiter = RateLimiter(1.0, 2, clock=Clock())
+    limiter.take({"a": 2})
+    with pytest.raises(RateLimited, match="a is over"):
+        limiter.take({"b": 1, "a": 1})
+    limiter.take({"b": 2})  # b lost nothing to the refused request
+
+
+def test_a_cost_above_the_burst_can_never_pass() -> None:
+    limiter = RateLimiter(1.0, 2, clock=Clock())
+    with pytest.raises(RateLimited) as info:
+        limiter.take({"a": 3})
+    assert math.isinf(info.value.retry_after_s)
+
+
+def test_bucket_refills_up_to_the_burst_only() -> None:
+    clock = Clock()
+    limiter = RateLimiter(10.0, 2, clock=clock)
+    limiter.take({"a": 2})
+    clock.now += 1000
+    limiter.take({"a": 2})
+    with pytest.raises(RateLimited):
+        limiter.take({"a": 1})
+
+
+def test_metrics_render_in_prometheus_text_format() -> None:
+    m = RelayMetrics()
+    m.orders.inc(status="accepted")
+    m.orders.inc(2, status="order_expired")
+    m.gauge("gpumarket_relay_book_orders", "Orders.", lambda: [((("side", "bid"),), 3)])
+    text = m.render()
+    assert "# TYPE gpumarket_relay_orders_total counter\n" in text
+    assert 'gpumarket_relay_orders_total{status="accepted"} 1\n' in text
+    assert 'gpumarket_relay_orders_total{status="order_expired"} 2\n' in text
+    assert "# TYPE gpumarket_relay_book_orders gauge\n" in text
+    assert 'gpumarket_relay_book_orders{side="bid"} 3\n' in text
+    m.requests.inc(endpoint='/v1/"x"\n', status="200")
+    assert 'endpoint="/v1/\\"x\\"\\n"' in m.render()
+
+
+def test_events_carry_their_name_and_fields(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLogger(logging.getLogger("gpumarket.test")).bind(relay="r1")
+    with caplog.at_level(logging.INFO, logger="gpumarket.test"):
+        log.info("order_accepted", hash=b"\x01\x02", note="two words")
+    record = caplog.records[-1]
+    assert record.event == "order_accepted"  # type: ignore[attr-defined]
+    assert record.fields == {"relay": "r1", "hash": b"\x01\x02", "note": "two words"}  # type: ignore[attr-defined]
+    line = KeyValueFormatter().format(record)
+    assert line.endswith("info gpumarket.test order_accepted relay=r1 hash=0x0102 note='two words'")
+
+
+def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> None:
+    orders = Orders()
+    a, b = orders.offer(), orders.bid()
+    store = Store.open(tmp_path / "relay.sqlite")
+    store.add_orders([(a.hash, Submission(a.signed, a.attributes)), (b.hash, Submission(b.signed))])
+    lease = ChainLease(b"\x07" * 32, a.hash, b.hash, 3, 10)
+    assert store.apply_chain([lease], [b"\x09" * 32], [("0xabc", 5)], next_block=11) == [lease]
+    assert store.apply_chain([lease], [], [("0xabc", 4)], next_block=12) == []  # replay: no change
+    store.close()
+
+    again = Store.open(tmp_path / "relay.sqlite")
+    assert [h for h, _ in again.resting_orders()] == [a.hash, b.hash]
+    assert [s.signed for _, s in again.resting_orders()] == [a.signed, b.signed]
+    assert again.filled_by_order() == {a.hash: 3, b.hash: 3}
+    assert again.cancelled() == [b"\x09" * 32]
+    assert again.nonce_floors() == {"0xabc": 5}
+    assert again.next_block() == 12
+    again.mark_gone([a.hash])
+    assert [h for h, _ in again.resting_orders()] == [b.hash]
+    fill = again.record_intent(a.hash, b.hash, 3)
+    assert again.fills("intent") == [(fill, a.hash, b.hash, 3, "intent")]
+    again.finish_fill(fill, "opened", lease_id=b"\x07" * 32)
+    assert again.fills("intent") == []
+    again.close()
+
+
+def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "relay.sqlite")
+    store.set_meta("schema_version", "99")
+    store.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store.open(tmp_path / "relay.sqlite")
+
+
+def test_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "relay.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store.open(path)
+
+
+def test_node_errors_are_market_errors() -> None:
+    assert issubclass(NodeError, MarketError)
+    assert issubclass(StoreError, NodeError)
+
+
+@pytest.mark.parametrize("package", [nodes.relay, nodes.wire])
+def test_package_faces_export_what_they_declare(package: object) -> None:
+    exported = package.__all__  # type: ignore[attr-defined]
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    assert all(hasattr(package, name) for name in exported)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "nodes.logs",
+        "market.sealing",
+        *(
+            f"{pkg.__name__}.{m.name}"
+            for pkg in (nodes.relay, nodes.wire)
+            for m in pkgutil.iter_modules(pkg.__path__)
+        ),
+    ],
+)
+def test_every_module_declares_what_it_exports(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert mod.__all__
+    assert all(hasattr(mod, name) for name in mod.__all__)

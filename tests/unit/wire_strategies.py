@@ -1,0 +1,161 @@
+"""Hypothesis strategies for every daemon message, and one fixed sample of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from hypothesis import strategies as st
+
+from market.matching import (
+    Change,
+    Constraint,
+    Explanation,
+    Reason,
+    ReasonCode,
+    Requirements,
+    Submission,
+    attributes_hash,
+)
+from market.protocol.types import (
+    UINT32_MAX,
+    UINT64_MAX,
+    UINT256_MAX,
+    Bid,
+    Lease,
+    Offer,
+    Signed,
+)
+from nodes.wire import (
+    BookChange,
+    BookEntry,
+    BookQuery,
+    BookSnapshot,
+    ErrorCode,
+    ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
+    Fill,
+    FillStatus,
+    Gossip,
+    LeaseOpened,
+    Message,
+    OrderResult,
+    OrdersAccepted,
+    OrderStatus,
+    Side,
+    SubmitOrders,
+)
+from nodes.wire.fields import INT_MAX, INT_MIN
+
+ADDRESS = st.binary(min_size=20, max_size=20).map(to_checksum_address)
+HASH = st.binary(min_size=32, max_size=32)
+U32 = st.integers(0, UINT32_MAX)
+U64 = st.integers(0, UINT64_MAX)
+U256 = st.integers(0, UINT256_MAX)
+MODEL = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=32)
+TEXT = st.text(max_size=80)
+KEY = st.text(max_size=20)
+SCALAR = st.one_of(st.text(max_size=20), st.integers(INT_MIN, INT_MAX))
+NUMBER = st.one_of(st.text(max_size=20), st.integers(INT_MIN, UINT256_MAX))
+ATTRIBUTES = st.dictionaries(KEY, SCALAR, max_size=4)
+VALUES = st.dictionaries(KEY, NUMBER, max_size=4)
+
+CONSTRAINT = st.one_of(
+    st.builds(Constraint, KEY, st.sampled_from(["eq", "ne"]), SCALAR),
+    st.builds(Constraint, KEY, st.just("in"), st.lists(SCALAR, max_size=4).map(tuple)),
+    st.builds(Constraint, KEY, st.sampled_from(["ge", "le"]), st.integers(INT_MIN, INT_MAX)),
+    st.builds(Constraint, KEY, st.just("has"), st.none()),
+)
+REQUIREMENTS = st.builds(
+    Requirements, U32, st.lists(CONSTRAINT, max_size=3).map(tuple), st.booleans()
+)
+
+
+@st.composite
+def offers(draw: st.DrawFn) -> Offer:
+    low, high = sorted((draw(U64), draw(U64)))
+    return Offer(
+        draw(ADDRESS), draw(MODEL), draw(U32), draw(U32), draw(U256), low, high,
+        draw(U64), draw(U256), draw(HASH),
+    )  # fmt: skip
+
+
+BIDS = st.builds(Bid, ADDRESS, MODEL, U32, U256, U64, U64, U256, HASH)
+SIGNATURE = st.binary(min_size=65, max_size=65)
+SIGNED = st.one_of(st.builds(Signed, offers(), SIGNATURE), st.builds(Signed, BIDS, SIGNATURE))
+SUBMISSION = st.builds(Submission, SIGNED, ATTRIBUTES, REQUIREMENTS)
+LEASE = st.builds(Lease, ADDRESS, ADDRESS, U32, U256, U64, U64, HASH)
+EXPLANATION = st.builds(
+    Explanation,
+    st.booleans(),
+    U64,
+    st.lists(st.builds(Reason, st.sampled_from(ReasonCode), TEXT, VALUES), max_size=3).map(tuple),
+    st.lists(st.builds(Change, KEY, NUMBER, NUMBER), max_size=3).map(tuple),
+)
+
+MESSAGES: st.SearchStrategy[Message] = st.one_of(
+    st.builds(SubmitOrders, st.lists(SUBMISSION, max_size=3).map(tuple)),
+    st.builds(
+        OrdersAccepted,
+        st.lists(
+            st.builds(OrderResult, HASH, st.sampled_from(OrderStatus), TEXT, VALUES), max_size=3
+        ).map(tuple),
+    ),
+    st.builds(BookQuery, MODEL, U32),
+    st.builds(
+        BookSnapshot,
+        MODEL,
+        U64,
+        st.lists(st.builds(BookEntry, SUBMISSION, U32), max_size=2).map(tuple),
+        st.lists(st.builds(BookEntry, SUBMISSION, U32), max_size=2).map(tuple),
+    ),
+    st.builds(ExplainRequest, st.one_of(offers(), BIDS), ATTRIBUTES, REQUIREMENTS),
+    st.builds(ExplainResponse, EXPLANATION),
+    st.builds(Fill, HASH, HASH, U32, st.sampled_from(FillStatus), HASH, TEXT),
+    st.builds(LeaseOpened, HASH, HASH, HASH, LEASE, U64),
+    st.builds(BookChange, HASH, MODEL, st.sampled_from(Side), U32),
+    st.builds(
+        Gossip,
+        st.text(max_size=64),
+        st.text(max_size=64),
+        st.integers(0, 255),
+        st.lists(SUBMISSION, max_size=3).map(tuple),
+    ),
+    st.builds(ErrorResponse, st.sampled_from(ErrorCode), TEXT, VALUES),
+)
+
+# --- one fixed sample of each message type -----------------------------------------------------
+
+_A = to_checksum_address("0x" + "11" * 20)
+_B = to_checksum_address("0x" + "22" * 20)
+_ATTRS: dict[str, str | int] = {"region": "eu-west", "bandwidth_gbps": 400}
+OFFER = Offer(_A, "H100-80GB", 8, 80, 3, 60, 86_400, 2_000_000, 7, attributes_hash(_ATTRS))
+BID = Bid(_B, "H100-80GB", 4, 5, 3600, 2_000_000, 9)
+REQS = Requirements(80, (Constraint("region", "in", ("eu-west", "eu-central")),), True)
+SUB_OFFER = Submission(Signed(OFFER, b"\x01" * 65), _ATTRS)
+SUB_BID = Submission(Signed(BID, b"\x02" * 65), {}, REQS)
+SAMPLES: dict[str, Any] = {
+    "SubmitOrders": SubmitOrders((SUB_OFFER, SUB_BID)),
+    "OrdersAccepted": OrdersAccepted(
+        (OrderResult(b"\x03" * 32, OrderStatus.ORDER_EXPIRED, "expired", {"expiry": 5}),)
+    ),
+    "BookQuery": BookQuery("H100-80GB", 10),
+    "BookSnapshot": BookSnapshot("H100-80GB", 1_000, (BookEntry(SUB_OFFER, 8),), ()),
+    "ExplainRequest": ExplainRequest(BID, {}, REQS),
+    "ExplainResponse": ExplainResponse(
+        Explanation(
+            False,
+            0,
+            (Reason(ReasonCode.PRICE_NOT_CROSSED, "best ask 6", {"best_ask": 2**70}),),
+            (Change("max_price_per_gpu_second", 5, 6),),
+        )
+    ),
+    "Fill": Fill(b"\x04" * 32, b"\x05" * 32, 4, FillStatus.OPENED, b"\x06" * 32, ""),
+    "LeaseOpened": LeaseOpened(
+        b"\x07" * 32, b"\x04" * 32, b"\x05" * 32, Lease(_A, _B, 4, 3, 100, 3600, b"\x08" * 32), 12
+    ),
+    "BookChange": BookChange(b"\x04" * 32, "H100-80GB", Side.OFFER, 4),
+    "Gossip": Gossip("relay-a", "relay-b", 1, (SUB_OFFER,)),
+    "ErrorResponse": ErrorResponse(ErrorCode.RATE_LIMITED, "slow down", {"retry_after_ms": 250}),
+}
