@@ -39,10 +39,9 @@ from __future__ import annotations
 from typing import Any, Final, TypeAlias, TypeVar, cast, get_args, get_origin
 
 import msgpack
-from eth_utils.address import to_checksum_address
 
 from market.errors import DecodeError, FrameTooLarge, UnknownMessageType
-from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
+from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher, checksum_address
 
 WIRE_VERSION: Final = 1
 """The ``v`` of every message this module writes and the only one it reads."""
@@ -279,7 +278,7 @@ def _field_value(value: object, kind: str, where: str) -> Any:
         hint = " (uint256 is never a msgpack int)" if type(value) is int else ""
         raise DecodeError(f"{where} must be a {length}-byte bin, got {_wire_type(value)}{hint}")
     if kind == "address":
-        return to_checksum_address(value)
+        return checksum_address("0x" + value.hex())
     if kind == "uint256":
         return int.from_bytes(value, "big")
     return value

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import ClassVar, Generic, NewType, TypeVar
 
 from eth_abi.abi import encode as abi_encode
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 
 from market.errors import InvalidField
 from market.protocol.keccak import keccak
@@ -69,12 +69,24 @@ def _check_bytes32(msg: str, name: str, value: object) -> None:
         raise InvalidField(msg, name, "must be 32 bytes")
 
 
+@lru_cache(maxsize=1 << 16)
+def checksum_address(value: str) -> ChecksumAddress:
+    """The EIP-55 form of a 0x-prefixed 20-byte hex address (cached: the same signers recur in
+    every batch of orders). Raises ValueError when ``value`` is not one."""
+    if len(value) != 42 or not value.startswith(("0x", "0X")):
+        raise ValueError(f"not a 0x-prefixed 20-byte hex address: {value!r}")
+    lower = bytes.fromhex(value[2:]).hex()  # raises ValueError on a non-hex digit
+    nibbles = keccak(lower.encode()).hex()[:40]
+    cased = (c.upper() if int(d, 16) >= 8 else c for c, d in zip(lower, nibbles, strict=True))
+    return ChecksumAddress(HexAddress(HexStr("0x" + "".join(cased))))
+
+
 def _check_address(obj: object, msg: str, name: str) -> None:
     value = getattr(obj, name)
     if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
         raise InvalidField(msg, name, f"must be a 0x-prefixed 20-byte hex address, got {value!r}")
     try:
-        checksummed = to_checksum_address(value)
+        checksummed = checksum_address(value)
     except ValueError as exc:
         raise InvalidField(msg, name, f"is not a hex address: {value!r}") from exc
     if value != checksummed:
@@ -342,6 +354,7 @@ __all__ = [
     "Signed",
     "TokenAmount",
     "Voucher",
+    "checksum_address",
     "gpu_model_from_bytes32",
     "gpu_model_to_bytes32",
 ]

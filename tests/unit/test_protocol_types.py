@@ -29,6 +29,7 @@ from market.protocol.types import (
     Offer,
     Signed,
     Voucher,
+    checksum_address,
     gpu_model_from_bytes32,
     gpu_model_to_bytes32,
 )
@@ -392,3 +393,10 @@ def test_generated_messages_hold_fields_in_their_declared_order(
     names = [f.name for f in dataclasses.fields(message)]
     assert names == [attr for attr, _, _ in message.FIELDS]
     assert dataclasses.replace(message) == message
+
+
+@given(st.binary(min_size=20, max_size=20))
+def test_checksum_address_equals_eth_utils(raw: bytes) -> None:
+    hex_address = "0x" + raw.hex()
+    assert checksum_address(hex_address) == to_checksum_address(hex_address)
+    assert checksum_address("0x" + raw.hex().upper()) == to_checksum_address(hex_address)
