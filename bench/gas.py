@@ -9,6 +9,7 @@ the figure over the project's goal for it: below 1 meets the goal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from bench.results_file import write
@@ -16,8 +17,10 @@ from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
+from market.protocol.eip712 import receipt_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Lease, Offer, Signed
+from market.protocol.types import Bid, Lease, Offer, Receipt, Signed
+from market.receipts import ReceiptChain, voucher_amount
 from market.roles import Lab, Provider
 
 USD = 10**6  # TestUSD has 6 decimals
@@ -29,6 +32,7 @@ GOALS = {
     "open_lease_permit": 150_000,
     "claim": 50_000,
     "claim_batch_per_lease_100": 20_000,
+    "slash_equivocation": 60_000,
 }
 
 
@@ -152,6 +156,90 @@ def _batch_figures(b: _Bench) -> dict[str, int]:
     return figures
 
 
+def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
+    """Proofs of cheating and optimistic claims, against ``other_provider`` (staked the penalty).
+
+    Each slash hits an Active lease that a voucher has partly paid, whose lab has a credit slot in
+    the market already (it has been refunded before): the steady state of a lab.
+    """
+    cheat, lab = b.other_provider, b.lab
+    domain = lab.client.domain
+    g: dict[str, int] = {}
+
+    def lease_with_receipt(seconds: int) -> tuple[Lease, ReceiptChain, Receipt]:
+        """A lease ``seconds`` old, its first receipt signed and paid by a voucher."""
+        offer = cheat.offer(
+            "H100-80GB",
+            gpus=4,
+            memory_gib=80,
+            price_per_gpu_second=PRICE,
+            min_duration=60,
+            max_duration=86_400,
+        )
+        lease = lab.open(offer, b.bid(4), gpus=4, use_permit=False)
+        dev.increase_time(seconds)
+        dev.mine()
+        chain = ReceiptChain(cheat.key, domain, lease)
+        now = dev.timestamp()
+        first = chain.append(now, lease.gpus * (now - lease.start))
+        voucher = lab.pay(
+            lease, voucher_amount(lease, first.message), receipt_hash(domain, first.message)
+        )
+        cheat.claim(lease, voucher)
+        return lease, chain, first.message
+
+    lease, chain, _ = lease_with_receipt(300)
+    fork = ReceiptChain(cheat.key, domain, lease, head=chain.head)
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    a = chain.append(now, lease.gpus * (now - lease.start))
+    other = fork.append(now, lease.gpus * (now - lease.start) - 1)
+    g["slash_equivocation"] = gas_of(lab.client, lambda: lab.prove_equivocation(lease, a, other))
+
+    cheat.client.add_stake(cheat.client.slash_penalty())  # staked again for the next proof
+    lease, chain, head = lease_with_receipt(300)
+    future = cheat.key.sign(
+        domain,
+        dataclasses.replace(
+            head,
+            seq=1,
+            prev_hash=receipt_hash(domain, head),
+            period_start=head.period_end,
+            period_end=head.period_end + 3600,
+        ),
+    )
+    g["slash_impossible_usage"] = gas_of(
+        lab.client, lambda: lab.prove_impossible_usage(lease, future)
+    )
+
+    # The lab goes silent after the first voucher: the provider posts its next receipts.
+    cheat.client.add_stake(cheat.client.slash_penalty())
+    lease, chain, _ = lease_with_receipt(300)
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    posted = chain.append(now, lease.gpus * (now - lease.start))
+    pc = cheat.client
+    g["post_receipt"] = gas_of(pc, lambda: cheat.post_receipt(lease, posted))
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    later = chain.append(now, lease.gpus * (now - lease.start))
+    g["post_receipt_replacing"] = gas_of(pc, lambda: cheat.post_receipt(lease, later))
+    dev.increase_time(pc.challenge_window())
+    dev.mine()
+    g["finalize_claim"] = gas_of(pc, lambda: cheat.finalize_claim(lease))
+
+    lease, chain, _ = lease_with_receipt(300)
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    cheat.post_receipt(lease, chain.append(now, lease.gpus * (now - lease.start)))
+    g["dispute_claim"] = gas_of(lab.client, lambda: lab.dispute(lease))
+    return g
+
+
 def _fee_figures(dev: Devnet) -> dict[str, int]:
     """A claim on a market with a 1% protocol fee, the treasury already credited with fees."""
     treasury = dev.accounts[9].address
@@ -172,6 +260,7 @@ def main() -> None:
         figures: dict[str, float | int | str] = {}
         figures.update(_lease_figures(b))
         figures.update(_batch_figures(b))
+        figures.update(_receipt_figures(b, dev))
         figures.update(_fee_figures(dev))
     for name, goal in GOALS.items():
         figures[f"{name}_vs_goal"] = round(int(figures[name]) / goal, 3)

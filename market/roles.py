@@ -18,6 +18,14 @@
 Payments are pulled: claims, terminations and closes only credit accounts inside the market, and
 ``withdraw`` sends an account everything credited to it so far, many claims in one transfer.
 
+Receipts back the payment when a party misbehaves (docs/decisions/0006-slashing.md)::
+
+    pending = provider.post_receipt(lease, receipt)  # the lab went silent: claim from a receipt
+    provider.finalize_claim(lease)                   # paid once the challenge window has passed
+    lab.dispute(lease)                               # ... unless the lab disputes it within it
+    lab.prove_equivocation(lease, a, b)              # two receipts for one seq: stake to the lab
+    lab.prove_impossible_usage(lease, receipt)       # more GPU-seconds than possible: likewise
+
 Order nonces default to the signing time in nanoseconds, so ``cancel_all()`` (which raises the
 nonce floor to now) cancels every order signed before it.
 """
@@ -28,7 +36,7 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
-from market.chain.client import BatchClaimResult, MarketClient, ProviderInfo
+from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
@@ -39,6 +47,7 @@ from market.protocol.types import (
     Lease,
     Offer,
     OrderHash,
+    Receipt,
     Signed,
     Voucher,
 )
@@ -143,6 +152,16 @@ class Provider(_Party):
         the lab."""
         return self.client.close_lease(lease)
 
+    def post_receipt(self, lease: Lease, receipt: Signed[Receipt]) -> PendingClaim:
+        """Claim payment for the work ``receipt`` reports when the lab signs no voucher; the
+        claim is payable after the challenge window unless the lab disputes it."""
+        return self.client.post_receipt(lease, receipt)
+
+    def finalize_claim(self, lease: Lease) -> int:
+        """Take the pending claim once its challenge window has passed; returns what was credited
+        (0 when nothing was pending or vouchers had paid as much)."""
+        return self.client.finalize_claim(lease)
+
 
 class Lab(_Party):
     """A buyer of GPU time: signs bids, funds escrow, pays by vouchers, terminates, withdraws
@@ -218,6 +237,24 @@ class Lab(_Party):
         """Have the unpaid escrow credited back once the claim window after the end has passed;
         returns the refund, which ``withdraw`` takes out."""
         return self.client.close_lease(lease)
+
+    def pending_claim(self, lease: Lease) -> PendingClaim | None:
+        """The provider's claim from a posted receipt that waits for this lab's dispute, if any."""
+        return self.client.pending_claim(lease.id)
+
+    def dispute(self, lease: Lease) -> None:
+        """Refuse the provider's pending claim within its challenge window (public on-chain)."""
+        self.client.dispute_claim(lease)
+
+    def prove_equivocation(self, lease: Lease, a: Signed[Receipt], b: Signed[Receipt]) -> int:
+        """Slash the provider with two different receipts it signed for one seq; returns the stake
+        credited to this lab (its unpaid escrow is credited too, and the lease is settled)."""
+        return self.client.slash_equivocation(lease, a, b)
+
+    def prove_impossible_usage(self, lease: Lease, receipt: Signed[Receipt]) -> int:
+        """Slash the provider with a receipt reporting usage no lease could produce; returns the
+        stake credited to this lab."""
+        return self.client.slash_impossible_usage(lease, receipt)
 
 
 __all__ = ["DEFAULT_ORDER_TTL_S", "Lab", "Provider"]

@@ -17,8 +17,9 @@ import {ProviderRegistry} from "./ProviderRegistry.sol";
 /// @notice Leases of GPU capacity from EIP-712 signed offers and bids, with escrow, cumulative
 /// vouchers, termination, refunds and an optional protocol fee. Payments, fees and refunds are
 /// credited inside the market and withdrawn by their owners (docs/decisions/0005-pull-payments.md).
-/// Nobody holds special powers: the fee and treasury are fixed at deployment, and the registry is
-/// created here with this market as its only slasher.
+/// Provider receipts back slashing proofs and optimistic claims (docs/decisions/0006-slashing.md).
+/// Nobody holds special powers: the fee, treasury, challenge window and slash penalty are fixed at
+/// deployment, and the registry is created here with this market as its only slasher.
 contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -33,6 +34,11 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @dev keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)")
     bytes32 private constant _VOUCHER_TYPEHASH =
         keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)");
+    /// @dev keccak256("Receipt(bytes32 leaseId,uint64 seq,bytes32 prevHash,uint64 periodStart,uint64 periodEnd,uint64 gpuSecondsCumulative,bytes32 outputRoot,bytes32 metricsHash,bytes32 attestationHash)"),
+    /// verbatim market.protocol.types.Receipt's type string.
+    bytes32 private constant _RECEIPT_TYPEHASH = keccak256(
+        "Receipt(bytes32 leaseId,uint64 seq,bytes32 prevHash,uint64 periodStart,uint64 periodEnd,uint64 gpuSecondsCumulative,bytes32 outputRoot,bytes32 metricsHash,bytes32 attestationHash)"
+    );
 
     /// @notice The highest protocol fee a deployment may set: 10%.
     uint256 public constant MAX_FEE_BPS = 1_000;
@@ -47,21 +53,30 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     IProviderRegistry private immutable _registry;
     uint256 private immutable _minStake;
     uint64 private immutable _claimWindow;
+    uint40 private immutable _challengeWindow;
+    uint256 private immutable _slashPenalty;
     uint16 private immutable _feeBps;
     address private immutable _treasury;
 
     mapping(bytes32 leaseId => LeaseState) private _leases;
     mapping(address signer => mapping(bytes32 orderHash => OrderState)) private _orders;
     mapping(address signer => uint256) private _minNonce;
-    /// @dev An account's credit plus one, once it was ever credited (zero before). Withdrawing
-    /// leaves the slot at 1, not 0, so the account's next credit rewrites a non-zero slot (2,900
-    /// gas) instead of setting a zero one (20,000): a claim after a withdrawal stays cheap.
-    mapping(address account => uint256 creditPlusOne) private _credits;
+    /// @dev Low 128 bits: an account's credit plus one, once it was ever credited (zero before).
+    /// Withdrawing leaves them at 1, not 0, so the account's next credit rewrites a non-zero slot
+    /// (2,900 gas) instead of setting a zero one (20,000): a claim after a withdrawal stays cheap.
+    /// High 128 bits: stake slashed to the account, which the registry holds until the account
+    /// withdraws (docs/decisions/0006-slashing.md); zero for every account never slashed for.
+    mapping(address account => uint256 creditPlusOneAndSlashed) private _credits;
+    /// @dev Claims from posted receipts, apart from `_leases` so that opening and claiming a lease
+    /// never touch them.
+    mapping(bytes32 leaseId => PendingClaim) private _claims;
 
     /// @param token_ The settlement and staking token (any ERC-20).
     /// @param minStake_ Free stake a provider needs for leases to open against it.
     /// @param unbondingDelay_ Seconds a provider waits between unstake request and withdrawal.
     /// @param claimWindow_ Seconds after a lease's end during which only its provider may close it.
+    /// @param challengeWindow_ Seconds a posted receipt's claim waits for the lab's dispute.
+    /// @param slashPenalty_ Stake a proof of cheating slashes to the lab (at most the whole stake).
     /// @param feeBps_ Protocol fee on payments in basis points (0 for none, at most MAX_FEE_BPS).
     /// @param treasury_ Receiver of protocol fees (may be zero when the fee is zero).
     constructor(
@@ -69,6 +84,8 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         uint256 minStake_,
         uint40 unbondingDelay_,
         uint64 claimWindow_,
+        uint40 challengeWindow_,
+        uint256 slashPenalty_,
         uint16 feeBps_,
         address treasury_
     ) EIP712("gpumarket", "1") {
@@ -77,6 +94,8 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         _token = token_;
         _minStake = minStake_;
         _claimWindow = claimWindow_;
+        _challengeWindow = challengeWindow_;
+        _slashPenalty = slashPenalty_;
         _feeBps = feeBps_;
         _treasury = treasury_;
         _registry = new ProviderRegistry(token_, address(this), minStake_, unbondingDelay_);
@@ -150,8 +169,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
             salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore))
         });
         id = keccak256(abi.encode(lease));
-        // A fresh salt per fill means the id is new; the slot is written before the token call.
-        _leases[id] = LeaseState({paid: 0, end: lease.start + lease.duration, status: LeaseStatus.Active});
+        // A fresh salt per fill means the id is new, so `paid` and `slashed` are zero already: only
+        // the end and the status are set (one write, cheaper than the whole struct). The slot is
+        // written before the token call.
+        LeaseState storage state = _leases[id];
+        state.end = lease.start + lease.duration;
+        state.status = LeaseStatus.Active;
         emit LeaseOpened(id, lease.provider, lease.lab, offerHash, bidHash, lease, escrow);
         // The lab authorised this pull by signing the bid, checked in _checkOrders.
         // slither-disable-next-line arbitrary-send-erc20
@@ -381,10 +404,23 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Adds `amount` to `account`'s credit (see _credits for the plus one). Every credit is
-    /// backed by tokens the market holds, so the sum stays far below 2^256 (checked all the same).
+    /// backed by tokens the market holds, so it stays below 2^128 for any token whose supply does;
+    /// with a larger one it could carry into the slashed half, which is refused.
     function _credit(address account, uint256 amount) private {
         uint256 stored = _credits[account];
-        _credits[account] = (stored == 0 ? 1 : stored) + amount;
+        uint256 updated = (stored == 0 ? 1 : stored) + amount;
+        if (updated >> 128 != stored >> 128) revert MarketCreditOverflow(account, amount);
+        _credits[account] = updated;
+    }
+
+    /// @dev Like _credit, and adds `slashed` to the stake slashed to `account` (the high half), in
+    /// the same write. Each slash is at most a uint96 stake, so the high half cannot overflow before
+    /// 2^32 slashes of the largest stake to one account (and would revert then).
+    function _creditWithSlashed(address account, uint256 amount, uint256 slashed) private {
+        uint256 stored = _credits[account];
+        uint256 updated = (stored == 0 ? 1 : stored) + amount;
+        if (updated >> 128 != stored >> 128) revert MarketCreditOverflow(account, amount);
+        _credits[account] = updated + (slashed << 128);
     }
 
     // --- end of a lease ------------------------------------------------------------------------
@@ -422,6 +458,9 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         if (msg.sender != lease.provider) {
             uint256 closesAt = uint256(state.end) + _claimWindow;
             if (block.timestamp < closesAt) revert MarketClaimWindowOpen(id, closesAt);
+            // A lab must not close away a claim it neither paid nor disputed.
+            uint64 readyAt = _claims[id].readyAt;
+            if (readyAt != 0) revert MarketClaimPending(id, readyAt);
         }
         uint256 paid = state.paid;
         // paid <= escrow always holds, so the refund cannot underflow.
@@ -436,15 +475,180 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IMarket
     function withdraw() external nonReentrant returns (uint256 amount) {
         uint256 stored = _credits[msg.sender];
+        // Below 2, the credit is zero and nothing was slashed to the account (see _credits).
         if (stored < 2) revert MarketNothingToWithdraw(msg.sender);
-        // stored >= 2 was just checked, so the subtraction cannot underflow.
+        uint256 slashed = stored >> 128;
+        uint256 credit;
+        // The low half is at least 1 once the account was credited, which every slash to it is;
+        // the halves are below 2^128 each, so neither line overflows or underflows.
         unchecked {
-            amount = stored - 1;
+            credit = uint128(stored) - 1;
+            amount = credit + slashed;
         }
-        // The credit is cleared before the token call, so a re-entered withdraw finds nothing.
+        // The credit is cleared before the token calls, so a re-entered withdraw finds nothing.
         _credits[msg.sender] = 1;
         emit Withdrawn(msg.sender, amount);
-        _token.safeTransfer(msg.sender, amount);
+        if (credit > 0) _token.safeTransfer(msg.sender, credit);
+        if (slashed > 0) _registry.release(msg.sender, slashed);
+    }
+
+    // --- proofs of cheating --------------------------------------------------------------------
+
+    /// @inheritdoc IMarket
+    function slashEquivocation(
+        Lease calldata lease,
+        Receipt calldata a,
+        bytes calldata sigA,
+        Receipt calldata b,
+        bytes calldata sigB
+    ) external returns (uint256) {
+        (bytes32 id, LeaseState storage state) = _slashable(lease);
+        if (a.leaseId != id) revert MarketReceiptWrongLease(id, a.leaseId);
+        if (b.leaseId != id) revert MarketReceiptWrongLease(id, b.leaseId);
+        bytes32 digestA = _hashReceipt(a);
+        bytes32 digestB = _hashReceipt(b);
+        if (a.seq != b.seq || digestA == digestB) revert MarketReceiptsNotConflicting(a.seq, b.seq, digestA, digestB);
+        _checkSignature(lease.provider, digestA, sigA);
+        _checkSignature(lease.provider, digestB, sigB);
+        return _slash(lease, id, state);
+    }
+
+    /// @inheritdoc IMarket
+    function slashImpossibleUsage(Lease calldata lease, Receipt calldata r, bytes calldata sig)
+        external
+        returns (uint256)
+    {
+        (bytes32 id, LeaseState storage state) = _slashable(lease);
+        if (r.leaseId != id) revert MarketReceiptWrongLease(id, r.leaseId);
+        uint256 maxGpuSeconds = _maxGpuSeconds(lease, r.periodEnd, uint256(lease.start) + lease.duration);
+        if (r.periodEnd <= block.timestamp && r.periodStart >= lease.start && r.gpuSecondsCumulative <= maxGpuSeconds)
+        {
+            revert MarketUsagePossible(id, r.gpuSecondsCumulative, maxGpuSeconds);
+        }
+        _checkSignature(lease.provider, _hashReceipt(r), sig);
+        return _slash(lease, id, state);
+    }
+
+    /// @dev The lease's state if a proof may slash it: known, and not slashed before.
+    function _slashable(Lease calldata lease) private view returns (bytes32 id, LeaseState storage state) {
+        id = keccak256(abi.encode(lease));
+        state = _leases[id];
+        if (state.status == LeaseStatus.None) revert MarketUnknownLease(id);
+        if (state.slashed) revert MarketLeaseAlreadySlashed(id);
+    }
+
+    /// @dev Takes the penalty from the provider's stake for the lab, marks the lease slashed and
+    /// closed, and credits the lab the penalty and (unless the lease had closed) the unpaid escrow.
+    /// Moves no token: the registry keeps the slashed stake until the lab withdraws. No call leaves
+    /// this market's own two contracts, so there is nothing to re-enter.
+    function _slash(Lease calldata lease, bytes32 id, LeaseState storage state) private returns (uint256 penalty) {
+        LeaseState memory s = state;
+        uint256 refund = 0;
+        // paid <= escrow always holds, so the refund cannot underflow.
+        if (s.status != LeaseStatus.Closed) refund = lease.pricePerGpuSecond * lease.gpus * lease.duration - s.paid;
+        // One write: closed and slashed, paid and end kept; before the registry call.
+        _leases[id] = LeaseState({paid: s.paid, end: s.end, status: LeaseStatus.Closed, slashed: true});
+        penalty = _registry.slash(lease.provider, _slashPenalty, lease.lab);
+        emit LeaseSlashed(id, penalty, refund);
+        _creditWithSlashed(lease.lab, refund, penalty);
+    }
+
+    /// @dev GPU-seconds the lease's GPUs can have run from its start until `periodEnd`, or until
+    /// `end` if earlier; zero for a period ending before the lease started. At most
+    /// 2^32 * 2^64: no overflow.
+    function _maxGpuSeconds(Lease calldata lease, uint256 periodEnd, uint256 end) private pure returns (uint256) {
+        uint256 until = periodEnd < end ? periodEnd : end;
+        return until > lease.start ? lease.gpus * (until - lease.start) : 0;
+    }
+
+    function _hashReceipt(Receipt calldata r) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(_RECEIPT_TYPEHASH, r)));
+    }
+
+    // --- optimistic claims ---------------------------------------------------------------------
+
+    /// @inheritdoc IMarket
+    function postReceipt(Lease calldata lease, Receipt calldata r, bytes calldata sig) external {
+        (bytes32 id, LeaseState storage state) = _openLeaseState(lease);
+        if (msg.sender != lease.provider) revert MarketNotProvider(id, msg.sender);
+        if (r.leaseId != id) revert MarketReceiptWrongLease(id, r.leaseId);
+        {
+            PendingClaim storage last = _claims[id];
+            // A receipt hash is never zero, so a zero one means nothing was posted yet.
+            if (last.receiptHash != bytes32(0) && r.seq <= last.seq) revert MarketReceiptNotNewer(id, r.seq, last.seq);
+        }
+        uint256 amount = _claimable(lease, id, state, r);
+        bytes32 digest = _hashReceipt(r);
+        _checkSignature(lease.provider, digest, sig);
+        // block.timestamp < 2^40 for millennia and the window is a uint40: no uint64 overflow.
+        uint64 readyAt = uint64(block.timestamp) + _challengeWindow;
+        // amount <= escrow < 2^128 (checked at opening).
+        _claims[id] = PendingClaim({amount: uint128(amount), seq: r.seq, readyAt: readyAt, receiptHash: digest});
+        emit ReceiptPosted(id, digest, amount, readyAt, r, sig);
+    }
+
+    /// @dev What receipt `r` is worth in total, price * usage, once its period and usage are checked
+    /// against the lease's current end and now; reverts unless above what was paid.
+    function _claimable(Lease calldata lease, bytes32 id, LeaseState storage state, Receipt calldata r)
+        private
+        view
+        returns (uint256 amount)
+    {
+        if (r.periodStart < lease.start || r.periodEnd > block.timestamp) {
+            revert MarketReceiptPeriodInvalid(id, r.periodStart, r.periodEnd, block.timestamp);
+        }
+        uint256 maxGpuSeconds = _maxGpuSeconds(lease, r.periodEnd, state.end);
+        if (r.gpuSecondsCumulative > maxGpuSeconds) {
+            revert MarketUsageImpossible(id, r.gpuSecondsCumulative, maxGpuSeconds);
+        }
+        // usage <= gpus * (end - start) <= gpus * duration, so amount <= escrow < 2^128: the escrow
+        // caps it without a check.
+        amount = lease.pricePerGpuSecond * r.gpuSecondsCumulative;
+        uint128 paid = state.paid;
+        if (amount <= paid) revert MarketNothingToClaim(id, amount, paid);
+    }
+
+    /// @inheritdoc IMarket
+    function finalizeClaim(Lease calldata lease) external returns (uint256 amount) {
+        (bytes32 id, LeaseState storage state) = _openLeaseState(lease);
+        PendingClaim storage pending = _claims[id];
+        uint64 readyAt = pending.readyAt;
+        if (readyAt == 0) revert MarketNoPendingClaim(id);
+        if (block.timestamp < readyAt) revert MarketChallengeWindowOpen(id, readyAt);
+        uint128 target = pending.amount;
+        pending.amount = 0;
+        pending.readyAt = 0;
+        uint128 paid = state.paid;
+        if (target > paid) {
+            state.paid = target;
+            amount = target - paid;
+            emit Claimed(id, amount, target, pending.receiptHash);
+        }
+        emit ClaimFinalized(id, pending.seq, pending.receiptHash, amount);
+        if (amount > 0) _creditPayment(lease.provider, amount);
+    }
+
+    /// @inheritdoc IMarket
+    function disputeClaim(Lease calldata lease) external {
+        (bytes32 id,) = _openLeaseState(lease);
+        if (msg.sender != lease.lab) revert MarketNotLab(id, msg.sender);
+        PendingClaim storage pending = _claims[id];
+        uint64 readyAt = pending.readyAt;
+        if (readyAt == 0) revert MarketNoPendingClaim(id);
+        if (block.timestamp >= readyAt) revert MarketChallengeWindowClosed(id, readyAt);
+        // The seq and hash stay: a receipt up to this seq cannot be posted again.
+        pending.amount = 0;
+        pending.readyAt = 0;
+        emit ClaimDisputed(id, pending.seq, pending.receiptHash);
+    }
+
+    /// @dev The state of a lease that is Active or Terminated.
+    function _openLeaseState(Lease calldata lease) private view returns (bytes32 id, LeaseState storage state) {
+        id = keccak256(abi.encode(lease));
+        state = _leases[id];
+        LeaseStatus status = state.status;
+        if (status == LeaseStatus.None) revert MarketUnknownLease(id);
+        if (status == LeaseStatus.Closed) revert MarketLeaseNotOpen(id, status);
     }
 
     // --- views ---------------------------------------------------------------------------------
@@ -465,6 +669,11 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IMarket
+    function hashReceipt(Receipt calldata receipt) external view returns (bytes32) {
+        return _hashReceipt(receipt);
+    }
+
+    /// @inheritdoc IMarket
     function leaseId(Lease calldata lease) external pure returns (bytes32) {
         return keccak256(abi.encode(lease));
     }
@@ -477,7 +686,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IMarket
     function withdrawable(address account) external view returns (uint256) {
         uint256 stored = _credits[account];
-        return stored == 0 ? 0 : stored - 1;
+        return stored == 0 ? 0 : uint128(stored) - 1 + (stored >> 128);
+    }
+
+    /// @inheritdoc IMarket
+    function pendingClaim(bytes32 leaseId_) external view returns (PendingClaim memory) {
+        return _claims[leaseId_];
     }
 
     /// @inheritdoc IMarket
@@ -503,6 +717,16 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IMarket
     function claimWindow() external view returns (uint64) {
         return _claimWindow;
+    }
+
+    /// @inheritdoc IMarket
+    function challengeWindow() external view returns (uint40) {
+        return _challengeWindow;
+    }
+
+    /// @inheritdoc IMarket
+    function slashPenalty() external view returns (uint256) {
+        return _slashPenalty;
     }
 
     /// @inheritdoc IMarket

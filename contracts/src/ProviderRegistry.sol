@@ -94,11 +94,7 @@ contract ProviderRegistry is IProviderRegistry, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IProviderRegistry
-    function slash(address provider, uint256 amount, address recipient)
-        external
-        nonReentrant
-        returns (uint256 slashed)
-    {
+    function slash(address provider, uint256 amount, address beneficiary) external returns (uint256 slashed) {
         if (msg.sender != _market) revert RegistryOnlyMarket(msg.sender);
         Provider storage p = _providers[provider];
         uint96 stake = p.stake;
@@ -107,8 +103,14 @@ contract ProviderRegistry is IProviderRegistry, ReentrancyGuardTransient {
         stake -= uint96(slashed);
         p.stake = stake;
         if (p.unbonding > stake) p.unbonding = stake;
-        emit ProviderSlashed(provider, recipient, slashed, stake);
-        if (slashed > 0) _token.safeTransfer(recipient, slashed);
+        // No transfer: the market credits the beneficiary and calls `release` when it withdraws.
+        emit ProviderSlashed(provider, beneficiary, slashed, stake);
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function release(address to, uint256 amount) external nonReentrant {
+        if (msg.sender != _market) revert RegistryOnlyMarket(msg.sender);
+        _token.safeTransfer(to, amount);
     }
 
     /// @inheritdoc IProviderRegistry

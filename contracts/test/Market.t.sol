@@ -36,16 +36,22 @@ contract MarketTest is MarketFixture {
 
     function test_constructor_revertsWhenFeeAboveMax() public {
         vm.expectRevert(abi.encodeWithSelector(IMarket.MarketFeeTooHigh.selector, 1_001, 1_000));
-        new Market(IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, 1_001, treasury);
+        new Market(
+            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1_001, treasury
+        );
     }
 
     function test_constructor_revertsWhenFeeWithoutTreasury() public {
         vm.expectRevert(IMarket.MarketZeroTreasury.selector);
-        new Market(IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, 1, address(0));
+        new Market(
+            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1, address(0)
+        );
     }
 
     function test_constructor_acceptsMaxFee() public {
-        Market m = new Market(IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, 1_000, treasury);
+        Market m = new Market(
+            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1_000, treasury
+        );
         assertEq(m.feeBps(), 1_000);
         assertEq(m.treasury(), treasury);
     }
@@ -115,7 +121,9 @@ contract MarketTest is MarketFixture {
     }
 
     function test_hashes_dependOnMarketAddress() public {
-        Market other = new Market(IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, 0, address(0));
+        Market other = new Market(
+            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 0, address(0)
+        );
         IMarket.Offer memory offer = _offer(provider, 0);
         assertTrue(other.hashOffer(offer) != market.hashOffer(offer));
     }

@@ -8,8 +8,10 @@ import {MarketFixture} from "./helpers/MarketFixture.sol";
 import {MarketHandler} from "./helpers/MarketHandler.sol";
 
 /// @notice Stateful fuzzing of the market through MarketHandler: random leases (partial fills
-/// included), vouchers, batches, terminations, closes, withdrawals and time, with a 1% protocol
-/// fee. Runs and depth come from foundry.toml ([invariant]).
+/// included), vouchers, batches, terminations, closes, withdrawals, equivocation slashes, posted
+/// receipts with their finalizations and disputes, and time, with a 1% protocol fee. Each provider
+/// stakes ten penalties, so it stays eligible through several slashes. Runs and depth come from
+/// foundry.toml ([invariant]).
 contract MarketInvariantTest is MarketFixture {
     MarketHandler internal handler;
     uint256 internal initialSupply;
@@ -20,6 +22,10 @@ contract MarketInvariantTest is MarketFixture {
         _deploy(address(new TestUSD(6)), 6, 100, treasury);
         token.mint(lab, 1e15);
         token.mint(lab2, 1e15);
+        vm.prank(provider);
+        registry.addStake(9 * slashPenalty);
+        vm.prank(provider2);
+        registry.addStake(9 * slashPenalty);
 
         uint256[] memory providerKeys = new uint256[](2);
         providerKeys[0] = PROVIDER_KEY;
@@ -33,7 +39,7 @@ contract MarketInvariantTest is MarketFixture {
         labsInitial = token.balanceOf(lab) + token.balanceOf(lab2);
         providersInitial = token.balanceOf(provider) + token.balanceOf(provider2);
 
-        bytes4[] memory selectors = new bytes4[](7);
+        bytes4[] memory selectors = new bytes4[](11);
         selectors[0] = MarketHandler.openLeases.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.claimBatch.selector;
@@ -41,12 +47,17 @@ contract MarketInvariantTest is MarketFixture {
         selectors[4] = MarketHandler.closeLease.selector;
         selectors[5] = MarketHandler.withdraw.selector;
         selectors[6] = MarketHandler.warp.selector;
+        selectors[7] = MarketHandler.slashEquivocation.selector;
+        selectors[8] = MarketHandler.postReceipt.selector;
+        selectors[9] = MarketHandler.finalizeClaim.selector;
+        selectors[10] = MarketHandler.disputeClaim.selector;
         targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
 
     /// @notice The market holds exactly the unpaid escrow of the leases not yet closed plus every
-    /// account's credit, and the contract's record of every lease and credit agrees with the model.
+    /// account's credit (less the slashed stake the registry holds for it), and the contract's
+    /// record of every lease, pending claim and credit agrees with the model.
     function invariant_marketBalanceEqualsUnpaidEscrowOfOpenLeasesPlusCredits() public view {
         uint256 owedByModel = 0;
         uint256 owedByMarket = 0;
@@ -57,7 +68,11 @@ contract MarketInvariantTest is MarketFixture {
             assertEq(uint8(s.status), uint8(m.status), "status");
             assertEq(s.paid, m.paid, "paid");
             assertEq(s.end, m.end, "end");
+            assertEq(s.slashed, m.slashed, "slashed");
             assertLe(s.paid, _escrowOf(lease), "paid within escrow");
+            IMarket.PendingClaim memory c = market.pendingClaim(keccak256(abi.encode(lease)));
+            assertEq(c.readyAt, m.readyAt, "pending claim");
+            assertEq(c.amount, m.pendingAmount, "pending amount");
             if (s.status != IMarket.LeaseStatus.Closed) {
                 owedByMarket += _escrowOf(lease) - s.paid;
                 owedByModel += m.escrow - m.paid;
@@ -68,11 +83,22 @@ contract MarketInvariantTest is MarketFixture {
         for (uint256 i = 0; i < accounts.length; ++i) {
             uint256 credit = market.withdrawable(accounts[i]);
             assertEq(credit, handler.expectedCredit(accounts[i]), "credit vs model");
-            credits += credit;
+            credits += credit - handler.expectedSlashCredit(accounts[i]);
         }
         assertEq(market.withdrawable(stranger), 0, "the stranger is never credited");
         assertEq(token.balanceOf(address(market)), owedByMarket + credits, "market balance vs its own records");
         assertEq(owedByMarket, owedByModel, "market records vs model");
+    }
+
+    /// @notice The registry holds every provider's stake, as the model has it, plus the stake
+    /// slashed to labs and not yet withdrawn by them.
+    function invariant_registryBalanceEqualsStakesPlusUnreleasedSlashes() public view {
+        uint256 stakes = registry.getProvider(provider).stake + registry.getProvider(provider2).stake;
+        assertEq(registry.getProvider(provider).stake, handler.expectedStake(provider), "stake vs model");
+        assertEq(registry.getProvider(provider2).stake, handler.expectedStake(provider2), "stake vs model");
+        uint256 unreleased = handler.expectedSlashCredit(lab) + handler.expectedSlashCredit(lab2);
+        assertEq(token.balanceOf(address(registry)), stakes + unreleased, "registry balance");
+        assertEq(stakes + handler.ghostSlashed(), 2 * 10 * slashPenalty, "stake only leaves by slashing");
     }
 
     /// @notice No token is created or lost: the supply is unchanged and lies entirely with the actors.
@@ -90,7 +116,7 @@ contract MarketInvariantTest is MarketFixture {
         assertEq(handler.mismatches(), 0, "a call disagreed with the model");
         assertEq(
             _heldOrCredited(lab) + _heldOrCredited(lab2),
-            labsInitial - handler.ghostEscrowed() + handler.ghostRefunded(),
+            labsInitial - handler.ghostEscrowed() + handler.ghostRefunded() + handler.ghostSlashed(),
             "labs"
         );
         assertEq(
@@ -103,9 +129,8 @@ contract MarketInvariantTest is MarketFixture {
             token.balanceOf(lab) + token.balanceOf(lab2) + token.balanceOf(provider) + token.balanceOf(provider2)
                 + token.balanceOf(treasury),
             labsInitial + providersInitial - handler.ghostEscrowed() + handler.ghostWithdrawn(),
-            "tokens out of the market are exactly the withdrawals"
+            "tokens out of the market and the registry are exactly the withdrawals"
         );
-        assertEq(token.balanceOf(address(registry)), 2 * minStake, "stakes untouched");
     }
 
     function _heldOrCredited(address account) internal view returns (uint256) {
@@ -114,7 +139,9 @@ contract MarketInvariantTest is MarketFixture {
 
     /// @notice Reports how many actions ran and succeeded in the run (visible with -vv).
     function afterInvariant() public {
-        string[7] memory actions = ["open", "claim", "batch", "terminate", "close", "withdraw", "warp"];
+        string[11] memory actions = [
+            "open", "claim", "batch", "terminate", "close", "withdraw", "warp", "slash", "post", "finalize", "dispute"
+        ];
         for (uint256 i = 0; i < actions.length; ++i) {
             bytes32 key = bytes32(bytes(actions[i]));
             emit log_named_string(

@@ -329,15 +329,17 @@ contract ProviderRegistryTest is Test {
         registry.slash(provider, 1, other);
     }
 
-    function test_slash_paysRecipientAndReducesStake() public {
+    function test_slash_reducesStakeAndKeepsTheTokensForRelease() public {
         _register(provider, MIN_STAKE);
         vm.expectEmit(address(registry));
         emit IProviderRegistry.ProviderSlashed(provider, victim, 300e6, MIN_STAKE - 300e6);
+        vm.recordLogs();
         uint256 slashed = registry.slash(provider, 300e6, victim);
+        assertEq(vm.getRecordedLogs().length, 1, "only ProviderSlashed: no token moved");
         assertEq(slashed, 300e6);
-        assertEq(usd.balanceOf(victim), 300e6);
+        assertEq(usd.balanceOf(victim), 0);
         assertEq(registry.getProvider(provider).stake, MIN_STAKE - 300e6);
-        assertEq(usd.balanceOf(address(registry)), MIN_STAKE - 300e6);
+        assertEq(usd.balanceOf(address(registry)), MIN_STAKE, "slashed stake held until released");
         assertFalse(registry.isEligible(provider));
     }
 
@@ -347,9 +349,25 @@ contract ProviderRegistryTest is Test {
         emit IProviderRegistry.ProviderSlashed(provider, victim, MIN_STAKE, 0);
         uint256 slashed = registry.slash(provider, type(uint256).max, victim);
         assertEq(slashed, MIN_STAKE);
-        assertEq(usd.balanceOf(victim), MIN_STAKE);
         assertEq(registry.getProvider(provider).stake, 0);
-        assertEq(usd.balanceOf(address(registry)), 0);
+        assertEq(usd.balanceOf(address(registry)), MIN_STAKE);
+    }
+
+    function test_release_sendsSlashedStakeToTheBeneficiary() public {
+        _register(provider, MIN_STAKE);
+        registry.slash(provider, 300e6, victim);
+        registry.release(victim, 300e6);
+        assertEq(usd.balanceOf(victim), 300e6);
+        assertEq(usd.balanceOf(address(registry)), MIN_STAKE - 300e6);
+        assertEq(registry.getProvider(provider).stake, MIN_STAKE - 300e6);
+    }
+
+    function test_release_revertsWhenCallerIsNotMarket() public {
+        _register(provider, MIN_STAKE);
+        registry.slash(provider, 300e6, victim);
+        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.RegistryOnlyMarket.selector, victim));
+        vm.prank(victim);
+        registry.release(victim, 300e6);
     }
 
     function test_slash_reducesUnbondingToRemainingStake() public {
@@ -383,8 +401,7 @@ contract ProviderRegistryTest is Test {
         vm.recordLogs();
         uint256 slashed = registry.slash(other, 1e6, victim);
         assertEq(slashed, 0);
-        assertEq(usd.balanceOf(victim), 0);
-        assertEq(vm.getRecordedLogs().length, 1, "only ProviderSlashed, no Transfer");
+        assertEq(vm.getRecordedLogs().length, 1, "only ProviderSlashed");
     }
 
     // --- fuzz -----------------------------------------------------------------------------------
@@ -405,6 +422,8 @@ contract ProviderRegistryTest is Test {
         assertLe(p.unbonding, p.stake);
         assertEq(registry.freeStake(provider), p.stake - p.unbonding);
         assertEq(registry.isEligible(provider), p.stake - p.unbonding >= MIN_STAKE);
+        assertEq(usd.balanceOf(address(registry)), stake, "slashed stake stays until released");
+        registry.release(victim, slashed);
         assertEq(usd.balanceOf(address(registry)) + usd.balanceOf(victim), stake);
     }
 }

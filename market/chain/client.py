@@ -10,6 +10,12 @@ retrying them is safe.
 The market pays by credit (``docs/decisions/0005-pull-payments.md``): claims, terminations and
 closes credit the provider, the treasury and the lab inside the market, and each account takes its
 credit out with :meth:`MarketClient.withdraw`. ``withdrawable`` reads what is waiting.
+
+Receipts (``docs/decisions/0006-slashing.md``): anyone may prove a provider's equivocation or
+impossible usage (``slash_equivocation``, ``slash_impossible_usage``), which slashes its stake to
+the lab's credit and settles the lease; a provider whose lab stopped paying posts its latest
+receipt (``post_receipt``) and is paid after the challenge window (``finalize_claim``) unless the
+lab disputes it first (``dispute_claim``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.errors import InvalidField, MarketError
-from market.protocol.eip712 import Domain
+from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.types import (
     ZERO_HASH,
     Bid,
@@ -42,6 +48,8 @@ from market.protocol.types import (
     LeaseStatus,
     Offer,
     OrderState,
+    Receipt,
+    ReceiptHash,
     Signed,
     Voucher,
     gpu_model_to_bytes32,
@@ -96,6 +104,23 @@ class BatchClaimResult:
     @property
     def total(self) -> int:
         return sum(self.paid.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PendingClaim:
+    """A provider's claim from a posted receipt, waiting out the challenge window: ``amount`` in
+    total for the lease (what vouchers paid is deducted when it is finalized), payable from
+    ``ready_at`` unless the lab disputes it before."""
+
+    amount: int
+    seq: int
+    ready_at: int
+    receipt_hash: ReceiptHash
+
+
+def receipt_tuple(receipt: Receipt) -> tuple[Any, ...]:
+    """A receipt as the contract's ``Receipt`` struct."""
+    return tuple(getattr(receipt, attr) for attr, _, _ in Receipt.FIELDS)
 
 
 def offer_tuple(offer: Offer) -> tuple[Any, ...]:
@@ -231,8 +256,26 @@ class MarketClient:
         return int(self._call(self.registry.functions.minStake().call))
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
-        paid, end, status = self._call(self.market.functions.leaseState(lease_id).call)
+        paid, end, status, _slashed = self._call(self.market.functions.leaseState(lease_id).call)
         return LeaseState(paid=paid, end=end, status=LeaseStatus(status))
+
+    def is_slashed(self, lease_id: bytes) -> bool:
+        """Whether a proof of cheating slashed the lease's provider (the lease is then closed)."""
+        return bool(self._call(self.market.functions.leaseState(lease_id).call)[3])
+
+    def pending_claim(self, lease_id: bytes) -> PendingClaim | None:
+        """The lease's claim from a posted receipt, or None when none is pending."""
+        call = self.market.functions.pendingClaim(lease_id).call
+        amount, seq, ready_at, digest = self._call(call)
+        if ready_at == 0:
+            return None
+        return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)))
+
+    def challenge_window(self) -> int:
+        return int(self._call(self.market.functions.challengeWindow().call))
+
+    def slash_penalty(self) -> int:
+        return int(self._call(self.market.functions.slashPenalty().call))
 
     def order_state(self, signer: str, order_hash: bytes) -> OrderState:
         filled, cancelled = self._call(self.market.functions.orderState(signer, order_hash).call)
@@ -452,6 +495,77 @@ class MarketClient:
                 return int(event.args["amount"])
         raise MarketError("withdraw succeeded without a Withdrawn event")
 
+    # --- receipts: proofs of cheating and optimistic claims --------------------------------------
+
+    def slash_equivocation(self, lease: Lease, a: Signed[Receipt], b: Signed[Receipt]) -> int:
+        """Prove that the lease's provider signed two different receipts for one seq; returns the
+        stake slashed to the lab (0, without a transaction, if the lease was slashed already).
+
+        Anyone may send it; the lab is credited the penalty and, unless the lease had closed, its
+        unpaid escrow, and takes them out with ``withdraw``.
+        """
+        _check_receipt_names(lease, a, b)
+        if self.is_slashed(lease.id):
+            return 0
+        args = (receipt_tuple(a.message), a.signature, receipt_tuple(b.message), b.signature)
+        return self._slashed(self._send(self.market, "slashEquivocation", lease.as_tuple(), *args))
+
+    def slash_impossible_usage(self, lease: Lease, receipt: Signed[Receipt]) -> int:
+        """Prove that the lease's provider signed a receipt no lease could produce (usage above
+        GPUs x elapsed time, a period before the lease or not yet ended); returns the stake
+        slashed to the lab (0, without a transaction, if the lease was slashed already)."""
+        _check_receipt_names(lease, receipt)
+        if self.is_slashed(lease.id):
+            return 0
+        args = (lease.as_tuple(), receipt_tuple(receipt.message), receipt.signature)
+        return self._slashed(self._send(self.market, "slashImpossibleUsage", *args))
+
+    def _slashed(self, receipt: TxReceipt) -> int:
+        for event in self._events_in(receipt):
+            if event.name == "LeaseSlashed":
+                return int(event.args["penalty"])
+        raise MarketError("a slash succeeded without a LeaseSlashed event")
+
+    def post_receipt(self, lease: Lease, receipt: Signed[Receipt]) -> PendingClaim:
+        """Claim payment for ``receipt`` when the lab signs no voucher (provider only); the claim
+        can be finalized after the challenge window. Posting the receipt already pending sends
+        nothing and returns its claim."""
+        _check_receipt_names(lease, receipt)
+        pending = self.pending_claim(lease.id)
+        digest = receipt_hash(self.domain, receipt.message)
+        if pending is not None and pending.receipt_hash == digest:
+            return pending
+        args = (receipt_tuple(receipt.message), receipt.signature)
+        tx = self._send(self.market, "postReceipt", lease.as_tuple(), *args)
+        for event in self._events_in(tx):
+            if event.name == "ReceiptPosted":
+                return PendingClaim(
+                    amount=int(event.args["amount"]),
+                    seq=receipt.message.seq,
+                    ready_at=int(event.args["ready_at"]),
+                    receipt_hash=ReceiptHash(event.args["receipt_hash"]),
+                )
+        raise MarketError("postReceipt succeeded without a ReceiptPosted event")
+
+    def finalize_claim(self, lease: Lease) -> int:
+        """Finalize the lease's pending claim once its challenge window has passed (anyone may);
+        returns what it credited the provider, fee included (0, without a transaction, when no
+        claim is pending)."""
+        if self.pending_claim(lease.id) is None:
+            return 0
+        tx = self._send(self.market, "finalizeClaim", lease.as_tuple())
+        for event in self._events_in(tx):
+            if event.name == "ClaimFinalized":
+                return int(event.args["amount"])
+        raise MarketError("finalizeClaim succeeded without a ClaimFinalized event")
+
+    def dispute_claim(self, lease: Lease) -> None:
+        """Refuse the lease's pending claim within its challenge window (lab only); a no-op when
+        no claim is pending."""
+        if self.pending_claim(lease.id) is None:
+            return
+        self._send(self.market, "disputeClaim", lease.as_tuple())
+
     def wait_for_time(self, timestamp: int, *, timeout_s: float = 60.0) -> None:
         """Block until the chain's clock reaches ``timestamp`` (a live chain mines on its own)."""
         deadline = time.monotonic() + timeout_s
@@ -472,11 +586,24 @@ def _check_voucher_names(lease: Lease, voucher: Signed[Voucher]) -> None:
         )
 
 
+def _check_receipt_names(lease: Lease, *receipts: Signed[Receipt]) -> None:
+    # As for vouchers: a receipt of another lease could only fail on-chain; say so before gas.
+    for signed in receipts:
+        if signed.message.lease_id != lease.id:
+            raise InvalidField(
+                "Receipt",
+                "lease_id",
+                f"names 0x{signed.message.lease_id.hex()}, not 0x{lease.id.hex()}",
+            )
+
+
 __all__ = [
     "BatchClaimResult",
     "MarketClient",
+    "PendingClaim",
     "Permit",
     "ProviderInfo",
     "bid_tuple",
     "offer_tuple",
+    "receipt_tuple",
 ]

@@ -296,6 +296,96 @@ class InvalidShortString(ContractError):
         super().__init__(what, (), tx_hash)
 
 
+class MarketChallengeWindowClosed(ContractError):
+    """The pending claim could only be disputed before `readyAt`."""
+
+    SIGNATURE = "MarketChallengeWindowClosed(bytes32,uint64)"
+    SELECTOR = bytes.fromhex("b4233436")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("ready_at", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        ready_at: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ready_at = ready_at
+        super().__init__(
+            what,
+            (
+                lease_id,
+                ready_at,
+            ),
+            tx_hash,
+        )
+
+
+class MarketChallengeWindowOpen(ContractError):
+    """The pending claim cannot be finalized before `readyAt`."""
+
+    SIGNATURE = "MarketChallengeWindowOpen(bytes32,uint64)"
+    SELECTOR = bytes.fromhex("a82dd44f")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("ready_at", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        ready_at: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ready_at = ready_at
+        super().__init__(
+            what,
+            (
+                lease_id,
+                ready_at,
+            ),
+            tx_hash,
+        )
+
+
+class MarketClaimPending(ContractError):
+    """A claim is pending: only the provider may close until it is finalized or disputed."""
+
+    SIGNATURE = "MarketClaimPending(bytes32,uint64)"
+    SELECTOR = bytes.fromhex("ddc4a016")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("ready_at", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        ready_at: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ready_at = ready_at
+        super().__init__(
+            what,
+            (
+                lease_id,
+                ready_at,
+            ),
+            tx_hash,
+        )
+
+
 class MarketClaimWindowOpen(ContractError):
     """Only the provider may close before the claim window after the end has passed."""
 
@@ -321,6 +411,36 @@ class MarketClaimWindowOpen(ContractError):
             (
                 lease_id,
                 closes_at,
+            ),
+            tx_hash,
+        )
+
+
+class MarketCreditOverflow(ContractError):
+    """`account`'s credit would reach 2^128 (only a token with such a supply gets there)."""
+
+    SIGNATURE = "MarketCreditOverflow(address,uint256)"
+    SELECTOR = bytes.fromhex("da193605")
+    PARAMS = (
+        ("account", "address"),
+        ("amount", "uint256"),
+    )
+
+    def __init__(
+        self,
+        account: str,
+        amount: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.account = account
+        self.amount = amount
+        super().__init__(
+            what,
+            (
+                account,
+                amount,
             ),
             tx_hash,
         )
@@ -518,6 +638,24 @@ class MarketInvalidSignature(ContractError):
         )
 
 
+class MarketLeaseAlreadySlashed(ContractError):
+    """The provider was already slashed for this lease."""
+
+    SIGNATURE = "MarketLeaseAlreadySlashed(bytes32)"
+    SELECTOR = bytes.fromhex("52b274de")
+    PARAMS = (("lease_id", "bytes32"),)
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        super().__init__(what, (lease_id,), tx_hash)
+
+
 class MarketLeaseEnded(ContractError):
     """The lease has already ended."""
 
@@ -596,6 +734,24 @@ class MarketLeaseTooLong(ContractError):
         super().__init__(what, (duration,), tx_hash)
 
 
+class MarketNoPendingClaim(ContractError):
+    """The lease has no pending claim."""
+
+    SIGNATURE = "MarketNoPendingClaim(bytes32)"
+    SELECTOR = bytes.fromhex("1663c653")
+    PARAMS = (("lease_id", "bytes32"),)
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        super().__init__(what, (lease_id,), tx_hash)
+
+
 class MarketNonceFloorNotRaised(ContractError):
     """A new nonce floor must be above the current one."""
 
@@ -631,6 +787,36 @@ class MarketNotLab(ContractError):
 
     SIGNATURE = "MarketNotLab(bytes32,address)"
     SELECTOR = bytes.fromhex("76e6bcb8")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("caller", "address"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        caller: str,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.caller = caller
+        super().__init__(
+            what,
+            (
+                lease_id,
+                caller,
+            ),
+            tx_hash,
+        )
+
+
+class MarketNotProvider(ContractError):
+    """Only the lease's provider may call this."""
+
+    SIGNATURE = "MarketNotProvider(bytes32,address)"
+    SELECTOR = bytes.fromhex("49ebf039")
     PARAMS = (
         ("lease_id", "bytes32"),
         ("caller", "address"),
@@ -872,6 +1058,146 @@ class MarketProviderStakeTooLow(ContractError):
         )
 
 
+class MarketReceiptNotNewer(ContractError):
+    """A posted receipt's seq must be above `lastSeq`, the last one posted for the lease."""
+
+    SIGNATURE = "MarketReceiptNotNewer(bytes32,uint64,uint64)"
+    SELECTOR = bytes.fromhex("fa01e878")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("seq", "uint64"),
+        ("last_seq", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        seq: int,
+        last_seq: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.seq = seq
+        self.last_seq = last_seq
+        super().__init__(
+            what,
+            (
+                lease_id,
+                seq,
+                last_seq,
+            ),
+            tx_hash,
+        )
+
+
+class MarketReceiptPeriodInvalid(ContractError):
+    """The receipt's period starts before the lease or ends after `timestamp` (now)."""
+
+    SIGNATURE = "MarketReceiptPeriodInvalid(bytes32,uint64,uint64,uint256)"
+    SELECTOR = bytes.fromhex("04f876d1")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("period_start", "uint64"),
+        ("period_end", "uint64"),
+        ("timestamp", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        period_start: int,
+        period_end: int,
+        timestamp: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.period_start = period_start
+        self.period_end = period_end
+        self.timestamp = timestamp
+        super().__init__(
+            what,
+            (
+                lease_id,
+                period_start,
+                period_end,
+                timestamp,
+            ),
+            tx_hash,
+        )
+
+
+class MarketReceiptWrongLease(ContractError):
+    """The receipt names another lease (`receiptLeaseId`) than the one given."""
+
+    SIGNATURE = "MarketReceiptWrongLease(bytes32,bytes32)"
+    SELECTOR = bytes.fromhex("2234f86c")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("receipt_lease_id", "bytes32"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        receipt_lease_id: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.receipt_lease_id = receipt_lease_id
+        super().__init__(
+            what,
+            (
+                lease_id,
+                receipt_lease_id,
+            ),
+            tx_hash,
+        )
+
+
+class MarketReceiptsNotConflicting(ContractError):
+    """The two receipts do not equivocate: their seqs differ or they are the same receipt."""
+
+    SIGNATURE = "MarketReceiptsNotConflicting(uint64,uint64,bytes32,bytes32)"
+    SELECTOR = bytes.fromhex("3f0f40b5")
+    PARAMS = (
+        ("seq_a", "uint64"),
+        ("seq_b", "uint64"),
+        ("digest_a", "bytes32"),
+        ("digest_b", "bytes32"),
+    )
+
+    def __init__(
+        self,
+        seq_a: int,
+        seq_b: int,
+        digest_a: bytes,
+        digest_b: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.seq_a = seq_a
+        self.seq_b = seq_b
+        self.digest_a = digest_a
+        self.digest_b = digest_b
+        super().__init__(
+            what,
+            (
+                seq_a,
+                seq_b,
+                digest_a,
+                digest_b,
+            ),
+            tx_hash,
+        )
+
+
 class MarketSignatureCheckOutOfGas(ContractError):
     """A batch left an ERC-1271 signer's check less than `gasLimit` gas: send more gas."""
 
@@ -918,6 +1244,74 @@ class MarketUnknownLease(ContractError):
     ) -> None:
         self.lease_id = lease_id
         super().__init__(what, (lease_id,), tx_hash)
+
+
+class MarketUsageImpossible(ContractError):
+    """The receipt claims more GPU-seconds than the lease allowed by its period's end."""
+
+    SIGNATURE = "MarketUsageImpossible(bytes32,uint64,uint256)"
+    SELECTOR = bytes.fromhex("f5840dd4")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("gpu_seconds_cumulative", "uint64"),
+        ("max_gpu_seconds", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        gpu_seconds_cumulative: int,
+        max_gpu_seconds: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.gpu_seconds_cumulative = gpu_seconds_cumulative
+        self.max_gpu_seconds = max_gpu_seconds
+        super().__init__(
+            what,
+            (
+                lease_id,
+                gpu_seconds_cumulative,
+                max_gpu_seconds,
+            ),
+            tx_hash,
+        )
+
+
+class MarketUsagePossible(ContractError):
+    """No proof: the receipt's period is past and in the lease, its usage <= `maxGpuSeconds`."""
+
+    SIGNATURE = "MarketUsagePossible(bytes32,uint64,uint256)"
+    SELECTOR = bytes.fromhex("2e85589b")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("gpu_seconds_cumulative", "uint64"),
+        ("max_gpu_seconds", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        gpu_seconds_cumulative: int,
+        max_gpu_seconds: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.gpu_seconds_cumulative = gpu_seconds_cumulative
+        self.max_gpu_seconds = max_gpu_seconds
+        super().__init__(
+            what,
+            (
+                lease_id,
+                gpu_seconds_cumulative,
+                max_gpu_seconds,
+            ),
+            tx_hash,
+        )
 
 
 class MarketZeroFill(ContractError):
@@ -1196,18 +1590,25 @@ ERRORS: dict[bytes, type[ContractError]] = {
     ERC2612InvalidSigner.SELECTOR: ERC2612InvalidSigner,
     InvalidAccountNonce.SELECTOR: InvalidAccountNonce,
     InvalidShortString.SELECTOR: InvalidShortString,
+    MarketChallengeWindowClosed.SELECTOR: MarketChallengeWindowClosed,
+    MarketChallengeWindowOpen.SELECTOR: MarketChallengeWindowOpen,
+    MarketClaimPending.SELECTOR: MarketClaimPending,
     MarketClaimWindowOpen.SELECTOR: MarketClaimWindowOpen,
+    MarketCreditOverflow.SELECTOR: MarketCreditOverflow,
     MarketDurationOutOfRange.SELECTOR: MarketDurationOutOfRange,
     MarketEscrowOverflow.SELECTOR: MarketEscrowOverflow,
     MarketFeeTooHigh.SELECTOR: MarketFeeTooHigh,
     MarketFillExceedsOrder.SELECTOR: MarketFillExceedsOrder,
     MarketGpuModelMismatch.SELECTOR: MarketGpuModelMismatch,
     MarketInvalidSignature.SELECTOR: MarketInvalidSignature,
+    MarketLeaseAlreadySlashed.SELECTOR: MarketLeaseAlreadySlashed,
     MarketLeaseEnded.SELECTOR: MarketLeaseEnded,
     MarketLeaseNotOpen.SELECTOR: MarketLeaseNotOpen,
     MarketLeaseTooLong.SELECTOR: MarketLeaseTooLong,
+    MarketNoPendingClaim.SELECTOR: MarketNoPendingClaim,
     MarketNonceFloorNotRaised.SELECTOR: MarketNonceFloorNotRaised,
     MarketNotLab.SELECTOR: MarketNotLab,
+    MarketNotProvider.SELECTOR: MarketNotProvider,
     MarketNothingToClaim.SELECTOR: MarketNothingToClaim,
     MarketNothingToWithdraw.SELECTOR: MarketNothingToWithdraw,
     MarketOrderCancelled.SELECTOR: MarketOrderCancelled,
@@ -1216,8 +1617,14 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketPriceNotCrossed.SELECTOR: MarketPriceNotCrossed,
     MarketProviderNotRegistered.SELECTOR: MarketProviderNotRegistered,
     MarketProviderStakeTooLow.SELECTOR: MarketProviderStakeTooLow,
+    MarketReceiptNotNewer.SELECTOR: MarketReceiptNotNewer,
+    MarketReceiptPeriodInvalid.SELECTOR: MarketReceiptPeriodInvalid,
+    MarketReceiptWrongLease.SELECTOR: MarketReceiptWrongLease,
+    MarketReceiptsNotConflicting.SELECTOR: MarketReceiptsNotConflicting,
     MarketSignatureCheckOutOfGas.SELECTOR: MarketSignatureCheckOutOfGas,
     MarketUnknownLease.SELECTOR: MarketUnknownLease,
+    MarketUsageImpossible.SELECTOR: MarketUsageImpossible,
+    MarketUsagePossible.SELECTOR: MarketUsagePossible,
     MarketZeroFill.SELECTOR: MarketZeroFill,
     MarketZeroTreasury.SELECTOR: MarketZeroTreasury,
     NoBoolTokenInsufficient.SELECTOR: NoBoolTokenInsufficient,
@@ -1248,18 +1655,25 @@ __all__ = [
     "ERC2612InvalidSigner",
     "InvalidAccountNonce",
     "InvalidShortString",
+    "MarketChallengeWindowClosed",
+    "MarketChallengeWindowOpen",
+    "MarketClaimPending",
     "MarketClaimWindowOpen",
+    "MarketCreditOverflow",
     "MarketDurationOutOfRange",
     "MarketEscrowOverflow",
     "MarketFeeTooHigh",
     "MarketFillExceedsOrder",
     "MarketGpuModelMismatch",
     "MarketInvalidSignature",
+    "MarketLeaseAlreadySlashed",
     "MarketLeaseEnded",
     "MarketLeaseNotOpen",
     "MarketLeaseTooLong",
+    "MarketNoPendingClaim",
     "MarketNonceFloorNotRaised",
     "MarketNotLab",
+    "MarketNotProvider",
     "MarketNothingToClaim",
     "MarketNothingToWithdraw",
     "MarketOrderCancelled",
@@ -1268,8 +1682,14 @@ __all__ = [
     "MarketPriceNotCrossed",
     "MarketProviderNotRegistered",
     "MarketProviderStakeTooLow",
+    "MarketReceiptNotNewer",
+    "MarketReceiptPeriodInvalid",
+    "MarketReceiptWrongLease",
+    "MarketReceiptsNotConflicting",
     "MarketSignatureCheckOutOfGas",
     "MarketUnknownLease",
+    "MarketUsageImpossible",
+    "MarketUsagePossible",
     "MarketZeroFill",
     "MarketZeroTreasury",
     "NoBoolTokenInsufficient",

@@ -95,13 +95,25 @@ class Deployment:
 
 @dataclass(frozen=True)
 class MarketParams:
-    """Deployment-time parameters of the Market; none can be changed afterwards."""
+    """Deployment-time parameters of the Market; none can be changed afterwards.
+
+    ``challenge_window`` is how long a provider's posted receipt waits for the lab's dispute
+    before it is paid; ``slash_penalty`` the stake a proof of cheating slashes to the lab (the
+    minimum stake when None; docs/decisions/0006-slashing.md).
+    """
 
     min_stake: int = 100 * 10**6
     unbonding_delay: int = 7 * 24 * 3600
     claim_window: int = 24 * 3600
     fee_bps: int = 0
     treasury: ChecksumAddress = ZERO_ADDRESS
+    challenge_window: int = 24 * 3600
+    slash_penalty: int | None = None
+
+    @property
+    def penalty(self) -> int:
+        """The slash penalty the Market is deployed with."""
+        return self.min_stake if self.slash_penalty is None else self.slash_penalty
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,8 @@ def deploy(
             params.min_stake,
             params.unbonding_delay,
             params.claim_window,
+            params.challenge_window,
+            params.penalty,
             params.fee_bps,
             params.treasury,
         )

@@ -1,7 +1,8 @@
 """Reading the market's events: one ``eth_getLogs`` over both contracts, decoded by topic.
 
 Every event of the Market and the ProviderRegistry is decoded into a :class:`ChainEvent` with
-snake_case argument names; ``LeaseOpened`` carries its terms as a ``market.protocol.types.Lease``.
+snake_case argument names; ``LeaseOpened`` carries its terms as a ``market.protocol.types.Lease``
+and ``ReceiptPosted`` its receipt as a ``market.protocol.types.Receipt``.
 :func:`follow` polls for new blocks and yields events in chain order, resuming from a block.
 """
 
@@ -21,7 +22,7 @@ from web3.types import FilterParams, LogReceipt
 
 from market.chain.retry import with_retries
 from market.chain.tx import endpoint_of
-from market.protocol.types import Lease
+from market.protocol.types import Lease, Receipt
 
 FOLLOW_POLL_S = 0.2
 
@@ -60,6 +61,12 @@ def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
                 duration=value["duration"],
                 salt=bytes(value["salt"]),
             )
+        elif name == "ReceiptPosted" and key == "receipt":
+            fields: dict[str, Any] = {
+                attr: bytes(value[abi]) if solidity == "bytes32" else value[abi]
+                for attr, abi, solidity in Receipt.FIELDS
+            }
+            out["receipt"] = Receipt(**fields)
         else:
             out[_snake(key)] = bytes(value) if isinstance(value, bytes | HexBytes) else value
     return out

@@ -20,6 +20,7 @@ from market.roles import Lab, Provider
 USD = 10**6  # TestUSD has 6 decimals
 MIN_STAKE = 100 * USD
 CLAIM_WINDOW = 3600
+CHALLENGE_WINDOW = 1800
 UNBONDING_DELAY = 7200
 START_BALANCE = 1_000_000 * USD
 
@@ -56,7 +57,10 @@ def _deploy(devnet: Devnet, params: MarketParams) -> Contracts:
 @pytest.fixture(scope="session")
 def deployed(devnet: Devnet) -> Contracts:
     params = MarketParams(
-        min_stake=MIN_STAKE, unbonding_delay=UNBONDING_DELAY, claim_window=CLAIM_WINDOW
+        min_stake=MIN_STAKE,
+        unbonding_delay=UNBONDING_DELAY,
+        claim_window=CLAIM_WINDOW,
+        challenge_window=CHALLENGE_WINDOW,
     )
     return _deploy(devnet, params)
 
@@ -79,7 +83,11 @@ def deploy_variant(devnet: Devnet, **kwargs: Any) -> Contracts:
         token_address = receipt["contractAddress"]
     decimals = kwargs.pop("token_decimals", 6)
     params = MarketParams(
-        min_stake=MIN_STAKE, unbonding_delay=UNBONDING_DELAY, claim_window=CLAIM_WINDOW, **kwargs
+        min_stake=MIN_STAKE,
+        unbonding_delay=UNBONDING_DELAY,
+        claim_window=CLAIM_WINDOW,
+        challenge_window=CHALLENGE_WINDOW,
+        **kwargs,
     )
     contracts = deploy(
         w3,

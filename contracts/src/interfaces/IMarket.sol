@@ -16,6 +16,14 @@ import {IProviderRegistry} from "./IProviderRegistry.sol";
 ///
 /// A lease is stored as one slot of mutable state keyed by `leaseId = keccak256(abi.encode(lease))`;
 /// its terms travel in calldata and are re-hashed, so every call that touches a lease passes them.
+///
+/// The provider signs a hash-chained `Receipt` per metering period (market.receipts). Receipts
+/// prove two kinds of cheating on their own, and anyone may submit the proof: two different
+/// receipts for the same period (`slashEquivocation`) and usage no lease could have produced
+/// (`slashImpossibleUsage`). A proof slashes the provider's stake to the lab and settles the lease.
+/// When a lab stops signing vouchers, its provider posts its latest receipt (`postReceipt`) and is
+/// paid for it after a challenge window (`finalizeClaim`) unless the lab disputes it first
+/// (`disputeClaim`). See docs/decisions/0006-slashing.md.
 interface IMarket {
     /// @notice A provider's signed offer of up to `gpuCount` GPUs; may be filled in parts.
     struct Offer {
@@ -62,6 +70,22 @@ interface IMarket {
         bytes32 receiptHash;
     }
 
+    /// @notice A provider's signed account of one metering period of a lease, linked to the one
+    /// before by `prevHash` (the previous receipt's EIP-712 digest, zero for `seq` 0).
+    /// `gpuSecondsCumulative` is the usage since the lease started; `outputRoot` a Merkle root of
+    /// the period's output chunks (OpenZeppelin MerkleProof leaves).
+    struct Receipt {
+        bytes32 leaseId;
+        uint64 seq;
+        bytes32 prevHash;
+        uint64 periodStart; // unix seconds
+        uint64 periodEnd; // unix seconds
+        uint64 gpuSecondsCumulative;
+        bytes32 outputRoot;
+        bytes32 metricsHash;
+        bytes32 attestationHash; // zero when there is no attestation
+    }
+
     enum LeaseStatus {
         None,
         Active,
@@ -74,6 +98,17 @@ interface IMarket {
         uint128 paid; // credited to the provider so far (fees included)
         uint64 end; // start + duration, or the time the lab terminated
         LeaseStatus status;
+        bool slashed; // a proof of cheating slashed the provider for this lease (it is Closed too)
+    }
+
+    /// @notice The provider's claim from its last posted receipt. Finalizing or disputing it
+    /// clears `amount` and `readyAt`; `seq` and `receiptHash` stay, so no receipt up to that seq can
+    /// be posted again.
+    struct PendingClaim {
+        uint128 amount; // cumulative: min(price * gpuSecondsCumulative, escrow)
+        uint64 seq; // the last posted receipt's seq
+        uint64 readyAt; // when it may be finalized; zero when no claim is pending
+        bytes32 receiptHash; // the last posted receipt's EIP-712 digest; zero before the first
     }
 
     /// @notice Fill and cancellation of one signed order.
@@ -147,6 +182,32 @@ interface IMarket {
     error MarketZeroTreasury();
     /// @notice The account has no credit to withdraw.
     error MarketNothingToWithdraw(address account);
+    /// @notice Only the lease's provider may call this.
+    error MarketNotProvider(bytes32 leaseId, address caller);
+    /// @notice The receipt names another lease (`receiptLeaseId`) than the one given.
+    error MarketReceiptWrongLease(bytes32 leaseId, bytes32 receiptLeaseId);
+    /// @notice The two receipts do not equivocate: their seqs differ or they are the same receipt.
+    error MarketReceiptsNotConflicting(uint64 seqA, uint64 seqB, bytes32 digestA, bytes32 digestB);
+    /// @notice No proof: the receipt's period is past and in the lease, its usage <= `maxGpuSeconds`.
+    error MarketUsagePossible(bytes32 leaseId, uint64 gpuSecondsCumulative, uint256 maxGpuSeconds);
+    /// @notice The receipt claims more GPU-seconds than the lease allowed by its period's end.
+    error MarketUsageImpossible(bytes32 leaseId, uint64 gpuSecondsCumulative, uint256 maxGpuSeconds);
+    /// @notice The receipt's period starts before the lease or ends after `timestamp` (now).
+    error MarketReceiptPeriodInvalid(bytes32 leaseId, uint64 periodStart, uint64 periodEnd, uint256 timestamp);
+    /// @notice A posted receipt's seq must be above `lastSeq`, the last one posted for the lease.
+    error MarketReceiptNotNewer(bytes32 leaseId, uint64 seq, uint64 lastSeq);
+    /// @notice The lease has no pending claim.
+    error MarketNoPendingClaim(bytes32 leaseId);
+    /// @notice The pending claim cannot be finalized before `readyAt`.
+    error MarketChallengeWindowOpen(bytes32 leaseId, uint64 readyAt);
+    /// @notice The pending claim could only be disputed before `readyAt`.
+    error MarketChallengeWindowClosed(bytes32 leaseId, uint64 readyAt);
+    /// @notice A claim is pending: only the provider may close until it is finalized or disputed.
+    error MarketClaimPending(bytes32 leaseId, uint64 readyAt);
+    /// @notice The provider was already slashed for this lease.
+    error MarketLeaseAlreadySlashed(bytes32 leaseId);
+    /// @notice `account`'s credit would reach 2^128 (only a token with such a supply gets there).
+    error MarketCreditOverflow(address account, uint256 amount);
 
     /// @notice A lease opened and its escrow was pulled from the lab.
     event LeaseOpened(
@@ -172,6 +233,20 @@ interface IMarket {
     event LeaseClosed(bytes32 indexed leaseId, uint256 paid, uint256 refund);
     /// @notice `account` withdrew its whole credit, `amount`, to itself.
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice A proof of cheating slashed `penalty` of the provider's stake to the lab, and the
+    /// lease closed, crediting the lab `refund` (zero when it had closed before). The registry's
+    /// `ProviderSlashed`, in the same transaction, names the provider and the lab.
+    event LeaseSlashed(bytes32 indexed leaseId, uint256 penalty, uint256 refund);
+    /// @notice The provider posted a receipt (and its signature) as a claim of `amount` in total,
+    /// which may be finalized from `readyAt` unless the lab disputes it.
+    event ReceiptPosted(
+        bytes32 indexed leaseId, bytes32 receiptHash, uint256 amount, uint64 readyAt, Receipt receipt, bytes signature
+    );
+    /// @notice The lab disputed the pending claim from receipt `seq`; it will not be paid.
+    event ClaimDisputed(bytes32 indexed leaseId, uint64 seq, bytes32 receiptHash);
+    /// @notice The pending claim from receipt `seq` was finalized, crediting `amount` (zero when
+    /// vouchers had already paid as much).
+    event ClaimFinalized(bytes32 indexed leaseId, uint64 seq, bytes32 receiptHash, uint256 amount);
     /// @notice `signer` cancelled one order.
     event OrderCancelled(address indexed signer, bytes32 indexed orderHash);
     /// @notice `signer` cancelled every order with a nonce below `minNonce`.
@@ -224,6 +299,60 @@ interface IMarket {
     /// @notice Send the caller its whole credit (payments, refunds or fees credited to it).
     function withdraw() external returns (uint256 amount);
 
+    /// @notice Prove that `lease.provider` equivocated, and slash it; callable by anyone, the lab
+    /// gets the stake whoever calls. `a` and `b` must both name this lease (`leaseId ==
+    /// leaseId(lease)`), have the same `seq` and different EIP-712 digests (any field differs),
+    /// and both be signed by the lease's provider (ECDSA, or ERC-1271 for a contract provider).
+    /// The lease may be Active, Terminated or Closed (a provider closing first does not escape),
+    /// but not already slashed. Slashes `min(stake, slashPenalty())` of the provider's stake to the
+    /// lab's credit and, unless the lease had closed, closes it with the unpaid escrow credited
+    /// back to the lab; nothing more can be claimed, posted or closed on it.
+    /// @return penalty The stake slashed to the lab.
+    function slashEquivocation(
+        Lease calldata lease,
+        Receipt calldata a,
+        bytes calldata sigA,
+        Receipt calldata b,
+        bytes calldata sigB
+    ) external returns (uint256 penalty);
+
+    /// @notice Prove that `lease.provider` signed usage no lease could produce, and slash it like
+    /// `slashEquivocation` does. The receipt `r` must name this lease and be signed by its provider,
+    /// and one of these must hold:
+    /// - `r.periodEnd > block.timestamp`: the period has not ended yet;
+    /// - `r.periodStart < lease.start`: the period starts before the lease;
+    /// - `r.gpuSecondsCumulative > lease.gpus * (min(r.periodEnd, lease.start + lease.duration) - lease.start)`
+    ///   (the elapsed time taken as zero when `r.periodEnd < lease.start`): more GPU-seconds than
+    ///   the lease's GPUs could have run by the period's end. This is market.receipts.verify's
+    ///   `ReceiptUsageImpossible` bound; the end is the scheduled one, so a termination racing a
+    ///   receipt cannot make an honest receipt slashable.
+    /// Providers therefore take `periodEnd` from a block already mined, never from a clock ahead of
+    /// the chain's.
+    /// @return penalty The stake slashed to the lab.
+    function slashImpossibleUsage(Lease calldata lease, Receipt calldata r, bytes calldata sig)
+        external
+        returns (uint256 penalty);
+
+    /// @notice The provider claims payment from its receipt `r` when the lab signs no voucher.
+    /// The lease must be Active or Terminated, `r` must name it, be signed by the provider, have a
+    /// seq above any receipt posted before for this lease, a period within the lease and the past
+    /// (`r.periodStart >= lease.start`, `r.periodEnd <= block.timestamp`) and usage of at most
+    /// `lease.gpus * (min(r.periodEnd, end) - lease.start)`, `end` being the lease's current end
+    /// (earlier when terminated). Records a pending claim of `min(price * usage, escrow)` in total,
+    /// ready `challengeWindow()` seconds from now; it replaces (and restarts) a pending one.
+    /// Reverts with `MarketNothingToClaim` when that total is not above what was paid.
+    function postReceipt(Lease calldata lease, Receipt calldata r, bytes calldata sig) external;
+
+    /// @notice Finalize the lease's pending claim once its challenge window has passed; callable by
+    /// anyone. Credits the provider (the fee, if any, to the treasury) what the claim adds to what
+    /// vouchers have paid, like a voucher for the same amount would, and clears the claim.
+    /// @return amount What was credited (zero when vouchers had already paid as much).
+    function finalizeClaim(Lease calldata lease) external returns (uint256 amount);
+
+    /// @notice The lab refuses the lease's pending claim within its challenge window; the claim is
+    /// dropped and its receipt cannot be posted again. The dispute is public (`ClaimDisputed`).
+    function disputeClaim(Lease calldata lease) external;
+
     /// @notice What `account` may withdraw now.
     function withdrawable(address account) external view returns (uint256);
 
@@ -236,11 +365,18 @@ interface IMarket {
     /// @notice The EIP-712 digest of a voucher.
     function hashVoucher(Voucher calldata voucher) external view returns (bytes32);
 
+    /// @notice The EIP-712 digest of a receipt (its receipt hash): the next receipt's `prevHash` and
+    /// the `receiptHash` of the voucher that pays for it.
+    function hashReceipt(Receipt calldata receipt) external view returns (bytes32);
+
     /// @notice The id of a lease with these terms.
     function leaseId(Lease calldata lease) external pure returns (bytes32);
 
     /// @notice The mutable state of a lease.
     function leaseState(bytes32 leaseId_) external view returns (LeaseState memory);
+
+    /// @notice The lease's claim from a posted receipt (`readyAt` zero when none is pending).
+    function pendingClaim(bytes32 leaseId_) external view returns (PendingClaim memory);
 
     /// @notice Fill and cancellation of `signer`'s order `orderHash`.
     function orderState(address signer, bytes32 orderHash) external view returns (OrderState memory);
@@ -256,6 +392,12 @@ interface IMarket {
 
     /// @notice Seconds after a lease's end during which only the provider may close it.
     function claimWindow() external view returns (uint64);
+
+    /// @notice Seconds a posted receipt's claim waits for the lab's dispute before it can be paid.
+    function challengeWindow() external view returns (uint40);
+
+    /// @notice The stake a proof of cheating slashes from the provider to the lab (at most its stake).
+    function slashPenalty() external view returns (uint256);
 
     /// @notice Protocol fee on payments, in basis points.
     function feeBps() external view returns (uint16);

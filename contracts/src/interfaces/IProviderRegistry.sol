@@ -4,6 +4,11 @@ pragma solidity 0.8.37;
 /// @title IProviderRegistry
 /// @notice Providers register with a stake in the market's ERC-20, publish where to reach them, and
 /// can leave after an unbonding delay. Only the market may slash, and only on proof.
+///
+/// Slashing is accounting only: it takes the amount out of the provider's stake, and the tokens
+/// stay here until the market releases them to the one they were slashed for, when that account
+/// withdraws its credit from the market. The registry's balance is therefore the sum of all stakes
+/// plus what was slashed and not yet released (docs/decisions/0006-slashing.md).
 interface IProviderRegistry {
     /// @notice A provider's on-chain record. Amounts are in the settlement token's smallest unit.
     struct Provider {
@@ -43,8 +48,8 @@ interface IProviderRegistry {
     event UnstakeRequested(address indexed provider, uint256 amount, uint256 unbonding, uint40 readyAt);
     /// @notice Unbonded stake was withdrawn.
     event StakeWithdrawn(address indexed provider, uint256 amount, uint256 stake);
-    /// @notice The market slashed a provider and paid `recipient`.
-    event ProviderSlashed(address indexed provider, address indexed recipient, uint256 amount, uint256 stake);
+    /// @notice The market slashed `amount` of a provider's stake for `beneficiary`, leaving `stake`.
+    event ProviderSlashed(address indexed provider, address indexed beneficiary, uint256 amount, uint256 stake);
 
     /// @notice Register the caller, pulling `stake` tokens (approve the registry first).
     function register(uint256 stake, string calldata endpoint, bytes32 encryptionKey, bytes32 attributesHash)
@@ -62,9 +67,14 @@ interface IProviderRegistry {
     /// @notice Withdraw everything that finished unbonding.
     function withdraw() external returns (uint256 amount);
 
-    /// @notice Take up to `amount` of `provider`'s stake and send it to `recipient`. Market only.
+    /// @notice Take up to `amount` of `provider`'s stake for `beneficiary`, whom the market credits
+    /// with it; the tokens stay here until `release`. Market only.
     /// @return slashed What was actually taken (at most the stake).
-    function slash(address provider, uint256 amount, address recipient) external returns (uint256 slashed);
+    function slash(address provider, uint256 amount, address beneficiary) external returns (uint256 slashed);
+
+    /// @notice Send `amount` of slashed stake to `to`. Market only: the market releases to each
+    /// beneficiary exactly what it slashed for it, when the beneficiary withdraws.
+    function release(address to, uint256 amount) external;
 
     /// @notice Stake not unbonding: what counts towards the minimum.
     function freeStake(address provider) external view returns (uint256);

@@ -30,6 +30,9 @@ abstract contract MarketFixture is Test {
     );
     bytes32 internal constant VOUCHER_TYPEHASH =
         keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)");
+    bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
+        "Receipt(bytes32 leaseId,uint64 seq,bytes32 prevHash,uint64 periodStart,uint64 periodEnd,uint64 gpuSecondsCumulative,bytes32 outputRoot,bytes32 metricsHash,bytes32 attestationHash)"
+    );
 
     /// @dev secp256k1 group order, for building the malleable twin of a signature.
     uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
@@ -39,6 +42,7 @@ abstract contract MarketFixture is Test {
     bytes32 internal constant A100 = "A100-40GB";
     uint40 internal constant UNBONDING_DELAY = 7 days;
     uint64 internal constant CLAIM_WINDOW = 1 days;
+    uint40 internal constant CHALLENGE_WINDOW = 1 days;
     uint64 internal constant T0 = 1_700_000_000;
     uint64 internal constant DURATION = 1 hours;
     uint32 internal constant OFFER_GPUS = 8;
@@ -63,6 +67,7 @@ abstract contract MarketFixture is Test {
     IProviderRegistry internal registry;
     uint256 internal unit; // one whole token in its smallest unit
     uint256 internal minStake;
+    uint256 internal slashPenalty; // the minimum stake, as the Python deployment defaults to
     uint256 internal price; // per GPU-second: 0.001 token
 
     /// @notice A signed offer and bid, ready for openLease.
@@ -79,8 +84,11 @@ abstract contract MarketFixture is Test {
         token = ITestToken(token_);
         unit = 10 ** decimals;
         minStake = 1_000 * unit;
+        slashPenalty = minStake;
         price = unit / 1_000;
-        market = new Market(IERC20(token_), minStake, UNBONDING_DELAY, CLAIM_WINDOW, feeBps, treasury_);
+        market = new Market(
+            IERC20(token_), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, feeBps, treasury_
+        );
         registry = market.registry();
 
         address[4] memory actors = [provider, provider2, lab, lab2];
@@ -163,6 +171,33 @@ abstract contract MarketFixture is Test {
     /// @dev The lab's voucher for `lease`.
     function _voucher(IMarket.Lease memory lease, uint256 cumulativeAmount) internal view returns (bytes memory) {
         return _signVoucher(_keyOf(lease.lab), keccak256(abi.encode(lease)), cumulativeAmount, bytes32(0));
+    }
+
+    /// @dev A receipt for `lease` (its seq-th) for the period [periodStart, periodEnd) with
+    /// `gpuSeconds` cumulative usage; the other fields are filled in deterministically.
+    function _receipt(
+        IMarket.Lease memory lease,
+        uint64 seq,
+        uint64 periodStart,
+        uint64 periodEnd,
+        uint64 gpuSeconds
+    ) internal pure returns (IMarket.Receipt memory) {
+        return IMarket.Receipt({
+            leaseId: keccak256(abi.encode(lease)),
+            seq: seq,
+            prevHash: seq == 0 ? bytes32(0) : keccak256(abi.encode("prev", seq)),
+            periodStart: periodStart,
+            periodEnd: periodEnd,
+            gpuSecondsCumulative: gpuSeconds,
+            outputRoot: keccak256(abi.encode("outputs", seq)),
+            metricsHash: keccak256(abi.encode("metrics", seq)),
+            attestationHash: bytes32(0)
+        });
+    }
+
+    /// @dev The provider's signature of a receipt, by the market's hash.
+    function _signReceipt(uint256 key, IMarket.Receipt memory r) internal view returns (bytes memory) {
+        return _sign(key, market.hashReceipt(r));
     }
 
     function _pair(IMarket.Offer memory offer, IMarket.Bid memory bid) internal view returns (Pair memory p) {
@@ -258,5 +293,12 @@ abstract contract MarketFixture is Test {
         returns (bytes32)
     {
         return _typedDigest(keccak256(abi.encode(VOUCHER_TYPEHASH, id, cumulativeAmount, receiptHash)));
+    }
+
+    function _receiptDigest(IMarket.Receipt memory r) internal view returns (bytes32) {
+        bytes memory head = abi.encode(RECEIPT_TYPEHASH, r.leaseId, r.seq, r.prevHash, r.periodStart);
+        bytes memory tail =
+            abi.encode(r.periodEnd, r.gpuSecondsCumulative, r.outputRoot, r.metricsHash, r.attestationHash);
+        return _typedDigest(keccak256(bytes.concat(head, tail)));
     }
 }

@@ -4,10 +4,12 @@ pragma solidity 0.8.37;
 import {Test} from "forge-std/Test.sol";
 import {Market} from "../../src/Market.sol";
 import {IMarket} from "../../src/interfaces/IMarket.sol";
+import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
 import {ITestToken} from "./MarketFixture.sol";
 
 /// @notice Drives the market with random but well-formed actions and keeps a model of every lease,
-/// of every account's credit in the market and of where every token went. Calls that the model says must succeed and revert (or the other
+/// of every account's credit in the market, of every provider's stake and of where every token
+/// went. Actions include slashing proofs and optimistic claims from posted receipts. Calls that the model says must succeed and revert (or the other
 /// way round), or that return other amounts than the model, are counted in `mismatches`: the
 /// invariant run ignores reverts (fail_on_revert = false), so the handler never reverts itself.
 contract MarketHandler is Test {
@@ -17,6 +19,11 @@ contract MarketHandler is Test {
         uint256 paid;
         uint64 end;
         IMarket.LeaseStatus status;
+        bool slashed;
+        bool posted; // a receipt was posted (lastSeq is meaningful)
+        uint64 lastSeq;
+        uint256 pendingAmount;
+        uint64 readyAt; // zero when no claim is pending
     }
 
     bytes32 internal constant MODEL = "H100-80GB";
@@ -26,6 +33,9 @@ contract MarketHandler is Test {
     ITestToken public immutable token;
     uint256 public immutable feeBps;
     uint64 public immutable claimWindow;
+    uint40 public immutable challengeWindow;
+    uint256 public immutable slashPenalty;
+    IProviderRegistry public immutable registry;
     address public immutable stranger;
     address public immutable treasury;
 
@@ -43,8 +53,11 @@ contract MarketHandler is Test {
     uint256 public ghostRefunded; // credited back to labs at close
     uint256 public ghostFees; // credited to the treasury
     uint256 public ghostProviderIncome; // credited to providers, fees excluded
-    uint256 public ghostWithdrawn; // sent out of the market by withdrawals
-    mapping(address account => uint256) public expectedCredit;
+    uint256 public ghostWithdrawn; // sent out of the market (or the registry) by withdrawals
+    uint256 public ghostSlashed; // stake slashed to labs
+    mapping(address account => uint256) public expectedCredit; // everything withdraw would pay
+    mapping(address account => uint256) public expectedSlashCredit; // the part the registry pays
+    mapping(address provider => uint256) public expectedStake;
     uint256 public mismatches;
     mapping(bytes32 action => uint256) public calls;
     mapping(bytes32 action => uint256) public successes;
@@ -54,11 +67,15 @@ contract MarketHandler is Test {
         token = ITestToken(market_.token());
         feeBps = market_.feeBps();
         claimWindow = market_.claimWindow();
+        challengeWindow = market_.challengeWindow();
+        slashPenalty = market_.slashPenalty();
+        registry = market_.registry();
         stranger = stranger_;
         treasury = market_.treasury();
         for (uint256 i = 0; i < providerKeys.length; ++i) {
             _providerKeys.push(providerKeys[i]);
             providers.push(vm.addr(providerKeys[i]));
+            expectedStake[providers[i]] = registry.getProvider(providers[i]).stake;
         }
         for (uint256 i = 0; i < labKeys.length; ++i) {
             _labKeys.push(labKeys[i]);
@@ -154,14 +171,17 @@ contract MarketHandler is Test {
             salt: keccak256(abi.encode(market.hashOffer(offer), bidHash, uint256(0)))
         });
         uint256 escrow = offer.pricePerGpuSecond * gpus * duration;
+        bool staked = expectedStake[offer.provider] >= market.registry().minStake();
         try market.openLease(offer, offerSig, bid, bidSig, gpus) returns (bytes32 id) {
-            if (id != keccak256(abi.encode(lease))) mismatches++;
+            if (!staked || id != keccak256(abi.encode(lease))) mismatches++;
             _leases.push(lease);
-            _models.push(Model(escrow, 0, lease.start + duration, IMarket.LeaseStatus.Active));
+            _models.push(
+                Model(escrow, 0, lease.start + duration, IMarket.LeaseStatus.Active, false, false, 0, 0, 0)
+            );
             ghostEscrowed += escrow;
             successes["open"]++;
         } catch {
-            mismatches++; // well-formed, funded and staked: opening must succeed
+            if (staked) mismatches++; // well-formed, funded and staked: opening must succeed
         }
     }
 
@@ -272,7 +292,7 @@ contract MarketHandler is Test {
         uint256 who = callerSeed % 3;
         address caller = who == 0 ? lease.provider : who == 1 ? lease.lab : stranger;
         bool expectOk = m.status != IMarket.LeaseStatus.Closed
-            && (caller == lease.provider || block.timestamp >= uint256(m.end) + claimWindow);
+            && (caller == lease.provider || (block.timestamp >= uint256(m.end) + claimWindow && m.readyAt == 0));
         vm.prank(caller);
         try market.closeLease(lease) returns (uint256 refund) {
             if (!expectOk || refund != m.escrow - m.paid) {
@@ -304,11 +324,124 @@ contract MarketHandler is Test {
                 return;
             }
             expectedCredit[account] = 0;
+            expectedSlashCredit[account] = 0;
             ghostWithdrawn += amount;
             successes["withdraw"]++;
         } catch (bytes memory err) {
             bytes memory nothing = abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, account);
             if (expected > 0 || keccak256(err) != keccak256(nothing)) mismatches++;
+        }
+    }
+
+    /// @notice Someone proves that a random lease's provider signed two receipts for one seq.
+    function slashEquivocation(uint256 leaseSeed, uint64 seq, uint64 usage) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["slash"]++;
+        uint256 i = leaseSeed % _leases.length;
+        IMarket.Lease memory lease = _leases[i];
+        Model storage m = _models[i];
+        IMarket.Receipt memory a = _receiptFor(lease, seq, lease.start, lease.start + 1, usage);
+        IMarket.Receipt memory b = _receiptFor(lease, seq, lease.start, lease.start + 1, usage ^ 1);
+        uint256 key = _providerKeyOf(lease.provider);
+        bytes memory sigA = _sign(key, market.hashReceipt(a));
+        bytes memory sigB = _sign(key, market.hashReceipt(b));
+        vm.prank(stranger);
+        try market.slashEquivocation(lease, a, sigA, b, sigB) returns (uint256 penalty) {
+            uint256 stake = expectedStake[lease.provider];
+            uint256 expectedPenalty = stake < slashPenalty ? stake : slashPenalty;
+            if (m.slashed || penalty != expectedPenalty) {
+                mismatches++;
+                return;
+            }
+            uint256 refund = m.status == IMarket.LeaseStatus.Closed ? 0 : m.escrow - m.paid;
+            expectedStake[lease.provider] = stake - penalty;
+            m.status = IMarket.LeaseStatus.Closed;
+            m.slashed = true;
+            ghostRefunded += refund;
+            ghostSlashed += penalty;
+            expectedCredit[lease.lab] += refund + penalty;
+            expectedSlashCredit[lease.lab] += penalty;
+            successes["slash"]++;
+        } catch {
+            if (!m.slashed) mismatches++;
+        }
+    }
+
+    /// @notice The provider posts a receipt for a random lease: usage up to what its GPUs could
+    /// have run by now, the next seq.
+    function postReceipt(uint256 leaseSeed, uint256 usageSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["post"]++;
+        uint256 i = _preferring(leaseSeed, false);
+        IMarket.Lease memory lease = _leases[i];
+        Model storage m = _models[i];
+        uint64 until = uint64(block.timestamp < m.end ? block.timestamp : m.end);
+        uint64 usage = uint64(_bound(usageSeed, 0, lease.gpus * uint256(until - lease.start)));
+        uint64 seq = m.posted ? m.lastSeq + 1 : 0;
+        IMarket.Receipt memory r = _receiptFor(lease, seq, lease.start, until, usage);
+        bytes memory sig = _sign(_providerKeyOf(lease.provider), market.hashReceipt(r));
+        uint256 amount = lease.pricePerGpuSecond * usage;
+        bool expectOk = m.status != IMarket.LeaseStatus.Closed && amount > m.paid;
+        vm.prank(lease.provider);
+        try market.postReceipt(lease, r, sig) {
+            if (!expectOk) {
+                mismatches++;
+                return;
+            }
+            (m.posted, m.lastSeq, m.pendingAmount) = (true, seq, amount);
+            m.readyAt = uint64(block.timestamp) + challengeWindow;
+            successes["post"]++;
+        } catch {
+            if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice Someone finalizes a random lease's pending claim.
+    function finalizeClaim(uint256 leaseSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["finalize"]++;
+        uint256 i = _preferring(leaseSeed, true);
+        Model storage m = _models[i];
+        bool expectOk = m.status != IMarket.LeaseStatus.Closed && m.readyAt != 0 && block.timestamp >= m.readyAt;
+        vm.prank(stranger);
+        try market.finalizeClaim(_leases[i]) returns (uint256 amount) {
+            uint256 expected = m.pendingAmount > m.paid ? m.pendingAmount - m.paid : 0;
+            if (!expectOk || amount != expected) {
+                mismatches++;
+                return;
+            }
+            if (expected > 0) {
+                m.paid = m.pendingAmount;
+                _recordPayment(_leases[i].provider, expected);
+            }
+            (m.pendingAmount, m.readyAt) = (0, 0);
+            successes["finalize"]++;
+        } catch {
+            if (expectOk) mismatches++;
+        }
+    }
+
+    /// @notice The lab disputes a random lease's pending claim.
+    function disputeClaim(uint256 leaseSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["dispute"]++;
+        uint256 i = _preferring(leaseSeed, true);
+        Model storage m = _models[i];
+        bool expectOk = m.status != IMarket.LeaseStatus.Closed && m.readyAt != 0 && block.timestamp < m.readyAt;
+        vm.prank(_leases[i].lab);
+        try market.disputeClaim(_leases[i]) {
+            if (!expectOk) {
+                mismatches++;
+                return;
+            }
+            (m.pendingAmount, m.readyAt) = (0, 0);
+            successes["dispute"]++;
+        } catch {
+            if (expectOk) mismatches++;
         }
     }
 
@@ -333,6 +466,35 @@ contract MarketHandler is Test {
         ghostProviderIncome += amount - fee;
         expectedCredit[treasury] += fee;
         expectedCredit[provider] += amount - fee;
+    }
+
+    /// @dev From a random lease on, the first one not closed (with a pending claim if `pending`),
+    /// so that claim actions mostly meet leases they can act on; the random one if none.
+    function _preferring(uint256 seed, bool pending) internal view returns (uint256) {
+        uint256 n = _leases.length;
+        for (uint256 k = 0; k < n; ++k) {
+            uint256 i = (seed + k) % n;
+            Model storage m = _models[i];
+            if (m.status != IMarket.LeaseStatus.Closed && (!pending || m.readyAt != 0)) return i;
+        }
+        return seed % n;
+    }
+
+    function _receiptFor(IMarket.Lease memory lease, uint64 seq, uint64 start, uint64 end, uint64 usage)
+        internal
+        pure
+        returns (IMarket.Receipt memory)
+    {
+        return IMarket.Receipt(
+            keccak256(abi.encode(lease)), seq, bytes32(0), start, end, usage, keccak256(abi.encode(seq)), 0, 0
+        );
+    }
+
+    function _providerKeyOf(address provider) internal view returns (uint256) {
+        for (uint256 i = 0; i < providers.length; ++i) {
+            if (providers[i] == provider) return _providerKeys[i];
+        }
+        return 0;
     }
 
     function _labKeyOf(address lab) internal view returns (uint256) {

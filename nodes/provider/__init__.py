@@ -1,0 +1,79 @@
+"""The provider agent's core: what a provider has, asks, runs and bills, without the network.
+
+* :mod:`~nodes.provider.config`: the TOML config and the keystore;
+* :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
+* :mod:`~nodes.provider.pricing`: pricing policies, built-in and plugged in;
+* :mod:`~nodes.provider.runtime`: jobs as subprocesses with time, memory and GPU limits;
+* :mod:`~nodes.provider.metering`: busy time into GPU-seconds into signed, stored receipts;
+* :mod:`~nodes.provider.decisions`: why it did not offer or match, as log events.
+
+Durable state and chain actions are :mod:`nodes.state`'s.
+"""
+
+from nodes.provider.config import (
+    ChainConfig,
+    GpuDeclaration,
+    InventoryConfig,
+    JobLimits,
+    KeyConfig,
+    MeteringConfig,
+    PricingConfig,
+    ProviderConfig,
+    decrypt_key,
+    load_config,
+    load_deployment,
+)
+from nodes.provider.decisions import (
+    POLICY_DECLINED,
+    OfferPlan,
+    Skip,
+    explanation_fields,
+    log_no_match,
+    plan_offers,
+)
+from nodes.provider.inventory import GpuGroup, Inventory, detect, normalise_model
+from nodes.provider.metering import Meter, OutputTail, Period
+from nodes.provider.pricing import (
+    FixedPrice,
+    PricingPolicy,
+    UtilisationPrice,
+    checked_price,
+    load_policy,
+)
+from nodes.provider.runtime import Job, JobResult, JobSpec, run_job
+
+__all__ = [
+    "POLICY_DECLINED",
+    "ChainConfig",
+    "FixedPrice",
+    "GpuDeclaration",
+    "GpuGroup",
+    "Inventory",
+    "InventoryConfig",
+    "Job",
+    "JobLimits",
+    "JobResult",
+    "JobSpec",
+    "KeyConfig",
+    "Meter",
+    "MeteringConfig",
+    "OfferPlan",
+    "OutputTail",
+    "Period",
+    "PricingConfig",
+    "PricingPolicy",
+    "ProviderConfig",
+    "Skip",
+    "UtilisationPrice",
+    "checked_price",
+    "decrypt_key",
+    "detect",
+    "explanation_fields",
+    "load_config",
+    "load_deployment",
+    "load_policy",
+    "log_no_match",
+    "normalise_model",
+    "plan_offers",
+    "run_job",
+]

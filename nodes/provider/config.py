@@ -1,0 +1,254 @@
+"""The provider agent's TOML config, validated into frozen dataclasses.
+
+    config = load_config(Path("provider.toml"))
+    key = decrypt_key(config.key)                    # bytes; the password comes from the env
+    deployment = load_deployment(config.chain)
+
+A complete file (relative paths are relative to the file's folder)::
+
+    state = "provider.sqlite"              # default: state.sqlite
+
+    [key]
+    keystore = "provider-key.json"         # an eth-account keystore (Account.encrypt)
+    password_env = "GPUMARKET_KEY_PASSWORD"
+
+    [chain]                                # at least one of the two
+    deployment = "deployment.json"         # default: $GPUMARKET_DEPLOYMENT or .gpumarket/...
+    rpc_url = "http://127.0.0.1:8545"      # overrides the deployment file's
+
+    [relays]
+    urls = ["http://127.0.0.1:7000"]
+
+    [inventory]
+    detect = true                          # NVML when present, else the GPUs declared here
+    [[inventory.gpus]]
+    model = "H100-80GB"
+    count = 2
+    memory_gib = 80
+    devices = [0, 1]                       # CUDA device indices, one per GPU
+
+    [pricing]
+    policy = "utilisation"                 # "fixed", "utilisation" or "package.module:Class"
+    params = { floor = 2, ceiling = 6 }
+
+    [metering]
+    interval_s = 60
+
+    [jobs]
+    max_wall_time_s = 86400
+    max_memory_gib = 64                    # omit for no address-space limit
+
+Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
+``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from eth_account import Account
+
+from market.chain.deploy import Deployment, default_deployment_path
+from market.errors import ConfigError, KeystoreError
+from nodes.provider.config_fields import Table
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    keystore: Path
+    password_env: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainConfig:
+    deployment: Path | None
+    rpc_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuDeclaration:
+    model: str
+    count: int
+    memory_gib: int
+    devices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryConfig:
+    detect: bool
+    gpus: tuple[GpuDeclaration, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    policy: str
+    params: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringConfig:
+    interval_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    wall_time_s: int
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    path: Path
+    state: Path
+    key: KeyConfig
+    chain: ChainConfig
+    relays: tuple[str, ...]
+    inventory: InventoryConfig
+    pricing: PricingConfig
+    metering: MeteringConfig
+    jobs: JobLimits
+
+
+_SECTIONS = ("state", "key", "chain", "relays", "inventory", "pricing", "metering", "jobs")
+
+
+def load_config(path: Path) -> ProviderConfig:
+    """Read and validate the config at ``path``; raises ConfigError naming the bad field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "(syntax)", str(exc)) from exc
+    root = Table(str(path), "", raw, base=path.parent)
+    root.expect(_SECTIONS)
+    return ProviderConfig(
+        path=path,
+        state=root.path("state", default="state.sqlite"),
+        key=_key(root.table("key")),
+        chain=_chain(root.table("chain", required=False)),
+        relays=_relays(root.table("relays", required=False)),
+        inventory=_inventory(root.table("inventory")),
+        pricing=_pricing(root.table("pricing")),
+        metering=_metering(root.table("metering", required=False)),
+        jobs=_jobs(root.table("jobs", required=False)),
+    )
+
+
+def _key(t: Table) -> KeyConfig:
+    t.expect(("keystore", "password_env"))
+    return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
+
+
+def _chain(t: Table) -> ChainConfig:
+    t.expect(("deployment", "rpc_url"))
+    deployment = t.path("deployment", default=None)
+    rpc_url = t.url("rpc_url", default=None)
+    if deployment is None and rpc_url is None and not t.present:
+        return ChainConfig(None, None)
+    if deployment is None and rpc_url is None:
+        raise t.error("", "give deployment, rpc_url or both")
+    return ChainConfig(deployment, rpc_url)
+
+
+def _relays(t: Table) -> tuple[str, ...]:
+    t.expect(("urls",))
+    return t.url_list("urls")
+
+
+def _inventory(t: Table) -> InventoryConfig:
+    t.expect(("detect", "gpus"))
+    detect = t.flag("detect", False)
+    gpus = tuple(_gpu(g) for g in t.tables("gpus"))
+    if not gpus and not detect:
+        raise t.error("gpus", "declare at least one GPU group, or set detect = true")
+    seen: set[int] = set()
+    for i, g in enumerate(gpus):
+        if seen & set(g.devices):
+            raise t.error(f"gpus[{i}].devices", f"{sorted(seen & set(g.devices))} also declared")
+        seen |= set(g.devices)
+    return InventoryConfig(detect, gpus)
+
+
+def _gpu(t: Table) -> GpuDeclaration:
+    t.expect(("model", "count", "memory_gib", "devices"))
+    model = t.gpu_model("model")
+    count = t.integer("count", minimum=1)
+    memory = t.integer("memory_gib", minimum=1)
+    devices = t.int_list("devices", default=tuple(range(count)))
+    if len(devices) != count:
+        raise t.error("devices", f"{len(devices)} device indices for count = {count}")
+    if len(set(devices)) != len(devices):
+        raise t.error("devices", "a device index repeats")
+    return GpuDeclaration(model, count, memory, devices)
+
+
+def _pricing(t: Table) -> PricingConfig:
+    t.expect(("policy", "params"))
+    policy = t.text("policy")
+    params = t.mapping("params")
+    return PricingConfig(policy, MappingProxyType(dict(params)))
+
+
+def _metering(t: Table) -> MeteringConfig:
+    t.expect(("interval_s",))
+    return MeteringConfig(t.integer("interval_s", 60))
+
+
+def _jobs(t: Table) -> JobLimits:
+    t.expect(("max_wall_time_s", "max_memory_gib"))
+    wall = t.integer("max_wall_time_s", 86_400, minimum=1)
+    gib = t.number("max_memory_gib", default=None)
+    return JobLimits(wall, None if gib is None else int(gib * 2**30))
+
+
+def decrypt_key(key: KeyConfig, environ: Mapping[str, str] = os.environ) -> bytes:
+    """The private key in ``key.keystore``, decrypted with the password in ``key.password_env``."""
+    password = environ.get(key.password_env)
+    if password is None:
+        raise KeystoreError(
+            str(key.keystore), f"set the password in the environment variable {key.password_env}"
+        )
+    try:
+        keyfile = json.loads(key.keystore.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeystoreError(str(key.keystore), f"cannot read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise KeystoreError(str(key.keystore), f"not JSON: {exc}") from exc
+    try:
+        return bytes(Account.decrypt(keyfile, password))
+    except ValueError as exc:
+        raise KeystoreError(str(key.keystore), f"cannot decrypt ({exc}); wrong password?") from exc
+    except (KeyError, TypeError) as exc:
+        raise KeystoreError(str(key.keystore), f"not an eth-account keystore: {exc!r}") from exc
+
+
+def load_deployment(chain: ChainConfig) -> Deployment:
+    """The deployment file named by the config (or the default one), with ``rpc_url`` applied."""
+    deployment = Deployment.load(chain.deployment or default_deployment_path())
+    if chain.rpc_url is not None:
+        deployment = dataclasses.replace(deployment, rpc_url=chain.rpc_url)
+    return deployment
+
+
+__all__ = [
+    "ChainConfig",
+    "GpuDeclaration",
+    "InventoryConfig",
+    "JobLimits",
+    "KeyConfig",
+    "MeteringConfig",
+    "PricingConfig",
+    "ProviderConfig",
+    "decrypt_key",
+    "load_config",
+    "load_deployment",
+]

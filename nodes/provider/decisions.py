@@ -1,0 +1,118 @@
+"""Why the provider did not offer, or an offer did not match: log events with reason codes.
+
+    plans = plan_offers(inventory, leased={"H100-80GB": 2}, policy=policy, now=now,
+                        free_stake=info.free_stake, min_stake=min_stake, log=log)
+    # offer_skipped model=A100-80GB reason=not_enough_gpus gpus_free=0 gpus_total=4
+    log_no_match(log, offer_hash, explain(book, offer, now, order_hash=offer_hash))
+    # no_match order=0x.. reasons=price_not_crossed price_not_crossed.best_bid=4 ...
+
+The reasons are the matcher's :class:`~market.matching.explain.ReasonCode` values, so the
+provider's log, a lab's dry run and a relay's ``explain`` answer name the same things the same
+way. One reason is the provider's own: :data:`POLICY_DECLINED`, when its pricing policy returns
+no price. Each event carries the numbers behind its reason as fields, for tests and dashboards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from market.matching.explain import Explanation, ReasonCode
+from nodes.logs import EventLogger
+from nodes.provider.inventory import Inventory
+from nodes.provider.pricing import PricingPolicy
+
+POLICY_DECLINED: Final = "policy_declined"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPlan:
+    """An offer worth signing now: ``gpus`` free GPUs of ``model`` at ``price`` per GPU-second."""
+
+    model: str
+    gpus: int
+    memory_gib: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    model: str
+    reason: ReasonCode | str
+    values: Mapping[str, int | str]
+
+
+def explanation_fields(explanation: Explanation) -> dict[str, object]:
+    """Log fields for an Explanation: the reason codes, each reason's numbers prefixed by its
+    code, and the single-field changes that would make the order match."""
+    fields: dict[str, object] = {
+        "matchable": explanation.matchable,
+        "available_gpus": explanation.available_gpus,
+        "reasons": ",".join(str(r.code) for r in explanation.reasons),
+    }
+    for reason in explanation.reasons:
+        for key, value in reason.values.items():
+            fields[f"{reason.code}.{key}"] = value
+    if explanation.changes:
+        fields["changes"] = ",".join(
+            f"{c.field}:{c.current}->{c.suggested}" for c in explanation.changes
+        )
+    return fields
+
+
+def log_no_match(log: EventLogger, order_hash: bytes, explanation: Explanation) -> None:
+    """``no_match`` with the explanation's fields (nothing is logged for a matchable order)."""
+    if not explanation.matchable:
+        log.info("no_match", order=order_hash, **explanation_fields(explanation))
+
+
+def log_skip(log: EventLogger, skip: Skip) -> None:
+    log.info("offer_skipped", model=skip.model, reason=str(skip.reason), **skip.values)
+
+
+def plan_offers(
+    inventory: Inventory,
+    leased: Mapping[str, int],
+    policy: PricingPolicy,
+    now: int,
+    *,
+    free_stake: int | None,
+    min_stake: int,
+    log: EventLogger | None = None,
+) -> tuple[list[OfferPlan], list[Skip]]:
+    """What to offer per GPU group now, and why each group left out is left out.
+
+    ``leased`` counts the GPUs of each model held by open leases; ``free_stake`` is None for a
+    provider not registered. Each skip is logged as ``offer_skipped`` when ``log`` is given.
+    """
+    plans: list[OfferPlan] = []
+    skips: list[Skip] = []
+    for group in inventory.groups:
+        free = max(0, group.count - leased.get(group.model, 0))
+        counts: dict[str, int | str] = {"gpus_free": free, "gpus_total": group.count}
+        if free_stake is None or free_stake < min_stake:
+            stake = -1 if free_stake is None else free_stake
+            values: dict[str, int | str] = {"free_stake": stake, "min_stake": min_stake}
+            skips.append(Skip(group.model, ReasonCode.PROVIDER_NOT_ELIGIBLE, values))
+        elif free == 0:
+            skips.append(Skip(group.model, ReasonCode.NOT_ENOUGH_GPUS, counts))
+        elif (price := policy.price(group.model, free, group.count, now)) is None:
+            skips.append(Skip(group.model, POLICY_DECLINED, counts))
+        else:
+            plans.append(OfferPlan(group.model, free, group.memory_gib, price))
+    if log is not None:
+        for skip in skips:
+            log_skip(log, skip)
+    return plans, skips
+
+
+__all__ = [
+    "POLICY_DECLINED",
+    "OfferPlan",
+    "Skip",
+    "explanation_fields",
+    "log_no_match",
+    "log_skip",
+    "plan_offers",
+]

@@ -1,0 +1,129 @@
+"""Metering: a job's running time becomes GPU-seconds per period, each period a signed receipt.
+
+    meter = Meter.resume(records, key, domain, lease)       # continues after a restart
+    tail = OutputTail(job.workdir / "stdout")
+    period = meter.close_period(period_end=chain_now, busy_s=job_seconds_this_period,
+                                output=tail.read_new())
+    send(period.receipt, period.chunks)                     # already stored: write-before-act
+
+A period bills ``gpus x busy seconds``, the fractions carried to the next period so nothing is
+lost to rounding, and is capped at what the lease's GPUs could have done by ``period_end`` (the
+chain's clock, not the host's: a receipt above that bound would be slashable). The period's
+output is cut into chunks and committed in the receipt's ``outputRoot``
+(:func:`market.receipts.output_root`); its metrics (busy seconds, GPUs, bytes of output) are
+msgpack, committed by ``metricsHash``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import msgpack
+
+from market.protocol.eip712 import Domain
+from market.protocol.keccak import keccak
+from market.protocol.signing import SigningKey
+from market.protocol.types import Lease, Receipt, Signed
+from market.receipts import ReceiptChain, output_root
+from market.receipts.merkle import chunk
+from nodes.logs import get_logger
+from nodes.state.records import Records
+
+CHUNK_SIZE = 4096
+_log = get_logger("gpumarket.provider.metering")
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One closed period: its signed receipt, the output chunks under its ``outputRoot``, and
+    the metrics under its ``metricsHash``."""
+
+    receipt: Signed[Receipt]
+    chunks: tuple[bytes, ...]
+    metrics: bytes
+
+
+class Meter:
+    """Turns busy seconds into a lease's receipts; stores each before returning it."""
+
+    def __init__(
+        self,
+        chain: ReceiptChain,
+        records: Records,
+        *,
+        gpus: int | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.chain = chain
+        self.records = records
+        self.gpus = chain.lease.gpus if gpus is None else gpus
+        self.chunk_size = chunk_size
+        head = chain.head
+        self._billed = Fraction(0 if head is None else head.message.gpu_seconds_cumulative)
+
+    @classmethod
+    def resume(cls, records: Records, key: SigningKey, domain: Domain, lease: Lease) -> Meter:
+        """A meter continuing from the last receipt stored for ``lease`` (or from its start)."""
+        records.save_lease(lease)
+        head = records.latest_receipt(lease.id)
+        return cls(ReceiptChain(key, domain, lease, head=head), records)
+
+    @property
+    def lease(self) -> Lease:
+        return self.chain.lease
+
+    @property
+    def gpu_seconds(self) -> int:
+        """GPU-seconds billed so far (the next receipt's cumulative starts from here)."""
+        head = self.chain.head
+        return 0 if head is None else head.message.gpu_seconds_cumulative
+
+    def close_period(self, period_end: int, busy_s: float, output: bytes = b"") -> Period:
+        """Sign, store and return the receipt for the period ending at ``period_end``."""
+        if busy_s < 0:
+            raise ValueError(f"busy seconds cannot be negative: {busy_s}")
+        self._billed += Fraction(busy_s) * self.gpus
+        bound = self.gpus * max(0, period_end - self.lease.start)
+        cumulative = max(self.gpu_seconds, min(int(self._billed), bound))
+        if int(self._billed) > bound:
+            _log.warning("usage_capped", lease=self.lease.id, billed=int(self._billed), bound=bound)
+            self._billed = Fraction(bound)
+        chunks = tuple(chunk(output, self.chunk_size))
+        metrics: bytes = msgpack.packb(
+            {"busyMs": int(busy_s * 1000), "gpus": self.gpus, "outputBytes": len(output)}
+        )
+        signed = self.chain.append(
+            period_end,
+            cumulative,
+            output_root=output_root(chunks),
+            metrics_hash=keccak(metrics),
+        )
+        self.records.save_receipt(signed)  # before anyone can see it
+        _log.info(
+            "receipt_signed", lease=self.lease.id, seq=signed.message.seq,
+            gpu_seconds=cumulative, chunks=len(chunks),
+        )  # fmt: skip
+        return Period(signed, chunks, metrics)
+
+
+class OutputTail:
+    """Reads what a job has appended to an output file since the last read."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+
+    def read_new(self, limit: int | None = None) -> bytes:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read() if limit is None else f.read(limit)
+        except FileNotFoundError:
+            return b""
+        self.offset += len(data)
+        return data
+
+
+__all__ = ["CHUNK_SIZE", "Meter", "OutputTail", "Period"]

@@ -1,0 +1,262 @@
+"""Chain actions that survive a crash at any point: intent first, then the transaction.
+
+    chain = DurableChain(db, client)
+    chain.reconcile()                        # on start: finish what the last run left open
+    outcome = chain.run(ClaimBatch(items))   # intent, sign, record, broadcast, receipt, done
+    outcome.result["total"]
+
+Where a crash leaves an intent, and what :meth:`DurableChain.reconcile` does with it:
+
+==========================================  ==================================================
+left as                                     on restart
+==========================================  ==================================================
+``pending`` (nothing signed)                decide afresh from contract state: ``obsolete`` if
+                                            the effect is there, else sign and send
+``sent``, its receipt on chain              ``done`` (or ``failed``) from that receipt
+``sent``, no receipt, nonce still unused    broadcast the *same* signed bytes again (same hash:
+                                            it can only be mined once), wait for the receipt
+``sent``, no receipt, nonce used by another the transaction can never be mined: decide afresh
+                                            from contract state, as for ``pending``
+==========================================  ==================================================
+
+Deciding afresh reads the chain (lease paid up to the voucher, lease closed, credit withdrawn,
+claim posted), never the daemon's memory, so an action whose effect some other transaction
+produced (a third party submitting the voucher, a lab closing the lease) is not repeated.
+
+``checkpoint`` is called after each durable step with its name (``intent_written``,
+``tx_recorded``, ``broadcast``): tests raise there, or stop the process, to simulate a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import TxParams, TxReceipt
+
+from market.chain.client import MarketClient
+from market.chain.retry import with_retries
+from market.chain.revert import decode_revert
+from market.chain.tx import GAS_HEADROOM, endpoint_of, revert_data
+from market.errors import (
+    ActionUnsupported,
+    ChainError,
+    MarketError,
+    StoreError,
+    TransactionReverted,
+)
+from market.protocol.keccak import keccak
+from nodes.logs import get_logger
+from nodes.state.actions import Action, Obsolete
+from nodes.state.db import StateDB
+from nodes.state.intents import Intent, IntentLog
+from nodes.state.kinds import decode_action
+from nodes.state.view import MarketView
+
+Step = Literal["intent_written", "tx_recorded", "broadcast"]
+Checkpoint = Callable[[Step, Intent], None]
+T = TypeVar("T")
+_MAX_ROUNDS = 4  # a nonce taken under us more often than this in one call is not a race
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an intent ended; ``error`` says why when ``status`` is ``failed`` (a typed revert, or
+    ActionUnsupported)."""
+
+    intent_id: int
+    kind: str
+    status: Literal["done", "failed", "obsolete"]
+    tx_hash: bytes | None
+    result: dict[str, int]
+    reason: str = ""
+    error: MarketError | None = field(default=None, compare=False)
+
+
+class DurableChain:
+    """Sends the actions of one account through the intent log of ``db``."""
+
+    def __init__(
+        self, db: StateDB, client: MarketClient, *, checkpoint: Checkpoint | None = None
+    ) -> None:
+        self.log = IntentLog(db)
+        self.client = client
+        self.view = MarketView(client)
+        self.checkpoint = checkpoint
+        self._endpoint = endpoint_of(client.w3)
+        self._events = get_logger("gpumarket.state", account=client.address)
+
+    @property
+    def account(self) -> LocalAccount:
+        return self.client.account
+
+    def run(self, action: Action) -> Outcome:
+        """Log ``action`` as an intent and carry it out; raises the typed revert if it fails."""
+        intent = self.log.create(action.kind, action.encode())
+        self._events.info("intent_written", intent=intent.id, kind=intent.kind)
+        self._checkpoint("intent_written", intent)
+        outcome = self._advance(intent)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
+
+    def reconcile(self) -> list[Outcome]:
+        """Finish every intent a previous run left open, oldest first, deciding from the chain."""
+        outcomes = []
+        for intent in self.log.open_intents():
+            outcome = self._advance(intent)
+            self._events.info(
+                "intent_reconciled", intent=intent.id, kind=intent.kind, was=intent.status,
+                now=outcome.status, reason=outcome.reason,
+            )  # fmt: skip
+            outcomes.append(outcome)
+        return outcomes
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def _advance(self, intent: Intent) -> Outcome:
+        for _ in range(_MAX_ROUNDS):
+            if intent.status == "sent":
+                tx_hash, nonce, raw = _signed(intent)
+                receipt = self._receipt(tx_hash)
+                if receipt is not None:
+                    return self._mined(intent, receipt)
+                if not self._nonce_used(nonce):
+                    if self._broadcast(raw):
+                        return self._await(intent)
+                    continue  # the nonce was used meanwhile: look for our receipt again
+            try:
+                fresh = self._send_fresh(intent)
+            except ActionUnsupported as exc:
+                # This deployment can never carry the action out: close the intent, say why.
+                return self._outcome(self.log.finish(intent.id, "failed", reason=str(exc)), exc)
+            if isinstance(fresh, Outcome):
+                return fresh
+            intent = fresh
+            self._checkpoint("tx_recorded", intent)
+            if self._broadcast(_signed(intent)[2]):
+                self._checkpoint("broadcast", intent)
+                return self._await(intent)
+        raise ChainError(
+            f"intent {intent.id} ({intent.kind}): its nonce was taken by other transactions "
+            f"{_MAX_ROUNDS} times; is another process sending from {self.account.address}?"
+        )
+
+    def _send_fresh(self, intent: Intent) -> Intent | Outcome:
+        """Decide from contract state; then finish as obsolete, or sign and record (``sent``)."""
+        needed = decode_action(intent.kind, intent.args).still_needed(self.view)
+        if isinstance(needed, Obsolete):
+            self._events.info("intent_obsolete", intent=intent.id, reason=needed.reason)
+            return self._outcome(self.log.finish(intent.id, "obsolete", reason=needed.reason))
+        call = needed.call()
+        if call.function not in self.view.functions:
+            raise ActionUnsupported(intent.kind, call.function)
+        data = self.client.market.encode_abi(call.function, args=list(call.args))
+        try:
+            raw, nonce = self._sign(HexBytes(data), intent.kind)
+        except TransactionReverted as exc:
+            # Nothing was sent: the chain refuses the action as it stands now.
+            return self._outcome(self.log.finish(intent.id, "failed", reason=str(exc)), exc)
+        tx_hash = keccak(raw)
+        intent = self.log.mark_sent(intent.id, needed.encode(), tx_hash, nonce, raw)
+        self._events.info("tx_recorded", intent=intent.id, tx=tx_hash, nonce=nonce)
+        return intent
+
+    def _sign(self, data: HexBytes, what: str) -> tuple[bytes, int]:
+        w3, address = self.client.w3, self.account.address
+        nonce = self._rpc(lambda: w3.eth.get_transaction_count(address, "pending"))
+        tx: dict[str, Any] = {
+            "chainId": self.client.contracts.deployment.chain_id,
+            "from": address,
+            "to": self.client.market.address,
+            "nonce": nonce,
+            "value": 0,
+            "data": data,
+        }
+
+        def estimate() -> int:
+            try:
+                return int(w3.eth.estimate_gas(cast(TxParams, tx)))
+            except ContractLogicError as exc:
+                raise decode_revert(revert_data(exc), what) from exc
+
+        gas = int(self._rpc(estimate) * GAS_HEADROOM)
+        base = self._rpc(lambda: w3.eth.get_block("latest")).get("baseFeePerGas", 0)
+        tip = self._rpc(lambda: w3.eth.max_priority_fee)
+        tx.update({"gas": gas, "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip})
+        return bytes(self.account.sign_transaction(tx).raw_transaction), nonce
+
+    def _broadcast(self, raw: bytes) -> bool:
+        """Send signed bytes; False when the node says their nonce is already used."""
+        try:
+            self._rpc(lambda: self.client.w3.eth.send_raw_transaction(raw))
+        except Web3RPCError as exc:
+            text = str(exc).lower()
+            if "nonce too low" in text:
+                return False
+            if "already known" not in text:
+                raise
+        self.client.transactor.resync_nonce()  # the client's own sends take the next nonce
+        return True
+
+    def _await(self, intent: Intent) -> Outcome:
+        try:
+            receipt = self.client.transactor.wait(HexBytes(_signed(intent)[0]), what=intent.kind)
+        except TransactionReverted as exc:
+            done = self.log.finish(intent.id, "failed", reason=str(exc))
+            return self._outcome(done, exc)
+        return self._mined(intent, receipt)
+
+    def _mined(self, intent: Intent, receipt: TxReceipt) -> Outcome:
+        if receipt["status"] != 1:
+            reason = f"reverted in block {receipt['blockNumber']}"
+            exc = TransactionReverted(intent.kind, b"", "0x" + (intent.tx_hash or b"").hex())
+            return self._outcome(self.log.finish(intent.id, "failed", reason=reason), exc)
+        decoded = (self.client.event_reader.decode(log) for log in receipt["logs"])
+        action = decode_action(intent.kind, intent.args)
+        result = action.result([e for e in decoded if e is not None])
+        self._events.info("intent_done", intent=intent.id, kind=intent.kind, **result)
+        return self._outcome(self.log.finish(intent.id, "done", result=result))
+
+    # --- chain reads -------------------------------------------------------------------------
+
+    def _receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        def read() -> TxReceipt | None:
+            try:
+                return self.client.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None
+
+        return self._rpc(read)
+
+    def _nonce_used(self, nonce: int) -> bool:
+        address = self.account.address
+        mined = self._rpc(lambda: self.client.w3.eth.get_transaction_count(address, "latest"))
+        return int(mined) > nonce
+
+    def _rpc(self, fn: Callable[[], T]) -> T:
+        return with_retries(fn, endpoint=self._endpoint, deadline_s=self.client.rpc_deadline_s)
+
+    def _checkpoint(self, step: Step, intent: Intent) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint(step, intent)
+
+    @staticmethod
+    def _outcome(intent: Intent, error: MarketError | None = None) -> Outcome:
+        status = cast(Literal["done", "failed", "obsolete"], intent.status)
+        result = dict(intent.result)
+        return Outcome(intent.id, intent.kind, status, intent.tx_hash, result, intent.reason, error)
+
+
+def _signed(intent: Intent) -> tuple[bytes, int, bytes]:
+    """The hash, nonce and raw bytes a ``sent`` intent recorded."""
+    if intent.tx_hash is None or intent.tx_nonce is None or intent.raw_tx is None:
+        raise StoreError("intents", f"intent {intent.id} is sent but holds no transaction")
+    return intent.tx_hash, intent.tx_nonce, intent.raw_tx
+
+
+__all__ = ["Checkpoint", "DurableChain", "Outcome", "Step"]
