@@ -256,12 +256,12 @@ class MarketClient:
         return int(self._call(self.registry.functions.minStake().call))
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
-        paid, end, status, _slashed = self._call(self.market.functions.leaseState(lease_id).call)
-        return LeaseState(paid=paid, end=end, status=LeaseStatus(status))
+        paid, end, status, slashed = self._call(self.market.functions.leaseState(lease_id).call)
+        return LeaseState(paid=paid, end=end, status=LeaseStatus(status), slashed=bool(slashed))
 
     def is_slashed(self, lease_id: bytes) -> bool:
         """Whether a proof of cheating slashed the lease's provider (the lease is then closed)."""
-        return bool(self._call(self.market.functions.leaseState(lease_id).call)[3])
+        return self.lease_state(lease_id).slashed
 
     def pending_claim(self, lease_id: bytes) -> PendingClaim | None:
         """The lease's claim from a posted receipt, or None when none is pending."""

@@ -292,6 +292,7 @@ class LeaseState:
     paid: int
     end: int
     status: LeaseStatus
+    slashed: bool = False  # a proof of cheating slashed the provider (the lease is closed too)
 
 
 @dataclass(frozen=True, slots=True)

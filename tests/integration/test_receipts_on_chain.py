@@ -122,6 +122,7 @@ def test_equivocation_from_a_forked_chain_is_slashed_to_the_lab(
 
     refund = lease.escrow - paid
     assert lab.client.is_slashed(lease.id)
+    assert lab.client.lease_state(lease.id).slashed
     assert lab.client.lease_state(lease.id).status == LeaseStatus.CLOSED
     assert _stake(provider) == 0
     assert lab.withdrawable() == refund + PENALTY
