@@ -94,7 +94,24 @@ def verify(
     domain: Domain, signed: Signed[Offer] | Signed[Bid], *, signer: str | None = None
 ) -> None:
     """Raise InvalidSignature unless the order's own signer (or ``signer``) signed it."""
-    expected = signer if signer is not None else signer_of(signed.message)
+    _verify_signer(domain, signed, signer if signer is not None else signer_of(signed.message))
+
+
+def verify_voucher(domain: Domain, signed: Signed[Voucher], lab: str) -> None:
+    """Raise InvalidSignature unless ``lab`` signed the voucher."""
+    _verify_signer(domain, signed, lab)
+
+
+def verify_receipt(domain: Domain, signed: Signed[Receipt], provider: str) -> None:
+    """Raise InvalidSignature unless ``provider`` (the lease's provider) signed the receipt."""
+    _verify_signer(domain, signed, provider)
+
+
+def _verify_signer(
+    domain: Domain,
+    signed: Signed[Offer] | Signed[Bid] | Signed[Voucher] | Signed[Receipt],
+    expected: str,
+) -> None:
     h = digest(domain, signed.message)
     try:
         got = recover_address_bytes(h, signed.signature)
@@ -102,28 +119,6 @@ def verify(
         raise InvalidSignature(h, expected, None, exc.reason) from None
     if got != bytes.fromhex(expected[2:]):
         raise InvalidSignature(h, expected, to_checksum_address(got), "signed by another account")
-
-
-def verify_voucher(domain: Domain, signed: Signed[Voucher], lab: str) -> None:
-    """Raise InvalidSignature unless ``lab`` signed the voucher."""
-    h = digest(domain, signed.message)
-    try:
-        got = recover_address_bytes(h, signed.signature)
-    except InvalidSignature as exc:
-        raise InvalidSignature(h, lab, None, exc.reason) from None
-    if got != bytes.fromhex(lab[2:]):
-        raise InvalidSignature(h, lab, to_checksum_address(got), "signed by another account")
-
-
-def verify_receipt(domain: Domain, signed: Signed[Receipt], provider: str) -> None:
-    """Raise InvalidSignature unless ``provider`` (the lease's provider) signed the receipt."""
-    h = digest(domain, signed.message)
-    try:
-        got = recover_address_bytes(h, signed.signature)
-    except InvalidSignature as exc:
-        raise InvalidSignature(h, provider, None, exc.reason) from None
-    if got != bytes.fromhex(provider[2:]):
-        raise InvalidSignature(h, provider, to_checksum_address(got), "signed by another account")
 
 
 @dataclass(frozen=True, slots=True)
