@@ -56,6 +56,7 @@ The tree::
     └── ChainError                talking to an EVM node went wrong
         ├── RpcUnavailable        the JSON-RPC endpoint does not answer
         ├── WrongChain            the endpoint serves another chain id than expected
+        ├── NonceUsed             signed bytes whose nonce is already mined: sign anew
         ├── TransactionTimeout    no receipt before the deadline
         └── TransactionReverted   the transaction (or its gas estimate) reverted
             ├── ContractError     a contract custom error, decoded with its arguments; one
@@ -539,6 +540,19 @@ class WrongChain(ChainError):
         self.expected = expected
         self.actual = actual
         super().__init__(f"expected chain id {expected}, the endpoint serves {actual}")
+
+
+class NonceUsed(ChainError):
+    """The node refused signed bytes because their nonce is already used (mined): they can never be
+    mined. Read the nonce again (:meth:`Transactor.resync_nonce`) and sign anew."""
+
+    def __init__(self, address: str, nonce: int) -> None:
+        self.address = address
+        self.nonce = nonce
+        super().__init__(
+            f"nonce {nonce} of {address} is already used, so this transaction can never be mined; "
+            "resync the nonce and sign again"
+        )
 
 
 class TransactionTimeout(ChainError):

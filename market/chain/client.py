@@ -61,6 +61,14 @@ _ERROR_NAMES = {cls.SELECTOR: cls.__name__ for cls in ERRORS.values()}
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """The latest block: its number, and its timestamp (the clock the contracts see)."""
+
+    number: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderInfo:
     """A provider's registry record."""
 
@@ -228,9 +236,14 @@ class MarketClient:
 
     # --- reads ---------------------------------------------------------------------------------
 
+    def head(self) -> Head:
+        """The latest block's number and timestamp, from one request."""
+        block = self._call(lambda: self.w3.eth.get_block("latest"))
+        return Head(int(block["number"]), int(block["timestamp"]))
+
     def chain_time(self) -> int:
         """Timestamp of the latest block: the clock the contracts see."""
-        return int(self._call(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+        return self.head().timestamp
 
     def balance_of(self, address: str) -> int:
         return int(self._call(self.token.functions.balanceOf(address).call))
@@ -265,10 +278,15 @@ class MarketClient:
 
     def pending_claim(self, lease_id: bytes) -> PendingClaim | None:
         """The lease's claim from a posted receipt, or None when none is pending."""
+        slot = self.claim_slot(lease_id)
+        return slot if slot.ready_at != 0 else None
+
+    def claim_slot(self, lease_id: bytes) -> PendingClaim:
+        """The lease's ``pendingClaim`` slot as stored, pending or not: ``ready_at`` is 0 when no
+        claim is pending, while ``seq`` and ``receipt_hash`` still name the last receipt posted
+        (all zero if none ever was)."""
         call = self.market.functions.pendingClaim(lease_id).call
         amount, seq, ready_at, digest = self._call(call)
-        if ready_at == 0:
-            return None
         return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)))
 
     def challenge_window(self) -> int:
@@ -599,6 +617,7 @@ def _check_receipt_names(lease: Lease, *receipts: Signed[Receipt]) -> None:
 
 __all__ = [
     "BatchClaimResult",
+    "Head",
     "MarketClient",
     "PendingClaim",
     "Permit",

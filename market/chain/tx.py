@@ -5,15 +5,25 @@ keeps the account's nonce locally, estimates gas so that a transaction that woul
 before it is sent (decoded into a typed contract error), and waits for receipts against a deadline.
 A send that fails on the connection is retried with the *same signed bytes*, so it can never be
 sent twice; reads are retried on connection failures only.
+
+Sending is two steps, for callers that must store a transaction before it leaves
+(``nodes.state.durable``); :meth:`Transactor.send` does both and waits::
+
+    signed = tx.sign(to, data, what="claim")   # estimate, fees, sign; the nonce is not taken yet
+    ...                                        # store signed.raw, signed.hash, signed.nonce
+    tx.broadcast(signed)                       # send the bytes (again after a crash: same hash)
+    tx.wait(signed.hash, what="claim")
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
 from web3 import Web3
@@ -22,12 +32,14 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from market.chain.retry import TRANSIENT_ERRORS, with_retries
 from market.chain.revert import decode_revert
-from market.errors import TransactionTimeout
+from market.errors import NonceUsed, TransactionTimeout
 
 RECEIPT_TIMEOUT_S = 60.0
 RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnavailable
 GAS_HEADROOM = 1.25
 _POLL_S = 0.01
+# How nodes refuse bytes already in their pool: geth, reth, erigon; anvil.
+_ALREADY_KNOWN = ("already known", "already imported")
 T = TypeVar("T")
 
 
@@ -41,6 +53,41 @@ def revert_data(exc: ContractLogicError) -> bytes:
 
 def endpoint_of(w3: Web3) -> str:
     return str(getattr(w3.provider, "endpoint_uri", w3.provider))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """An EIP-1559 transaction signed and not necessarily sent. ``raw`` broadcast any number of
+    times is one transaction, ``hash``, mined at most once (it holds ``nonce``)."""
+
+    raw: bytes
+    hash: HexBytes
+    nonce: int
+    chain_id: int
+    to: ChecksumAddress | None
+    value: int
+    data: bytes
+    gas: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> SignedTx:
+        """Decode stored bytes (as :meth:`Transactor.sign` made them) to broadcast them again."""
+        fields: dict[str, Any] = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        to = bytes(fields["to"])
+        return cls(
+            raw=bytes(raw),
+            hash=HexBytes(Web3.keccak(raw)),
+            nonce=int(fields["nonce"]),
+            chain_id=int(fields["chainId"]),
+            to=Web3.to_checksum_address(to) if to else None,
+            value=int(fields["value"]),
+            data=bytes(fields["data"]),
+            gas=int(fields["gas"]),
+            max_fee_per_gas=int(fields["maxFeePerGas"]),
+            max_priority_fee_per_gas=int(fields["maxPriorityFeePerGas"]),
+        )
 
 
 class Transactor:
@@ -108,6 +155,23 @@ class Transactor:
         what: str = "transaction",
     ) -> HexBytes:
         """Sign and send a transaction without waiting; returns its hash."""
+        return self.broadcast(self.sign(to, data, value=value, gas=gas, what=what))
+
+    def sign(
+        self,
+        to: ChecksumAddress | None,
+        data: bytes | HexStr,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        what: str = "transaction",
+    ) -> SignedTx:
+        """Fill and sign a transaction with the account's next nonce, without sending it.
+
+        Gas is estimated (unless given) before signing, so a transaction that would revert raises
+        its typed error here and nothing is signed. The nonce is taken by :meth:`broadcast`, not
+        here: two signatures before a broadcast hold the same nonce, and only one can be mined.
+        """
         tx: dict[str, Any] = {
             "chainId": self.chain_id,
             "from": self.account.address,
@@ -121,9 +185,29 @@ class Transactor:
             gas = int(self._estimate(tx, what) * GAS_HEADROOM)
         max_fee, tip = self._fees()
         tx.update({"gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
-        raw = bytes(self.account.sign_transaction(tx).raw_transaction)
-        tx_hash = self._send_raw(raw)
-        self._nonce += 1
+        signed = self.account.sign_transaction(tx)
+        return SignedTx(
+            raw=bytes(signed.raw_transaction),
+            hash=HexBytes(signed.hash),
+            nonce=tx["nonce"],
+            chain_id=self.chain_id,
+            to=to,
+            value=value,
+            data=bytes(tx["data"]),
+            gas=gas,
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=tip,
+        )
+
+    def broadcast(self, signed: SignedTx) -> HexBytes:
+        """Send signed bytes and take their nonce; returns their hash.
+
+        Idempotent: bytes the node already holds are not an error (the same hash), so stored bytes
+        can be broadcast again after a crash. Raises :class:`NonceUsed` when the node says their
+        nonce is already used: they can never be mined.
+        """
+        tx_hash = self._send_raw(signed)
+        self._nonce = max(self._nonce, signed.nonce + 1)
         return tx_hash
 
     def _estimate(self, tx: dict[str, Any], what: str) -> int:
@@ -136,34 +220,47 @@ class Transactor:
         result: int = self._read(estimate)
         return result
 
-    def _send_raw(self, raw: bytes) -> HexBytes:
-        attempts = 0
-
+    def _send_raw(self, signed: SignedTx) -> HexBytes:
         def send() -> HexBytes:
-            nonlocal attempts
-            attempts += 1
             try:
-                return self.w3.eth.send_raw_transaction(raw)
+                return HexBytes(self.w3.eth.send_raw_transaction(signed.raw))
             except Web3RPCError as exc:
-                # A retry of bytes the node already accepted: the first attempt went through.
-                if attempts > 1 and "already known" in str(exc).lower():
-                    return HexBytes(Web3.keccak(raw))
+                text = str(exc).lower()
+                # These bytes reached the node before (an earlier attempt, or a run before a
+                # crash): they are one transaction, with this hash.
+                if any(phrase in text for phrase in _ALREADY_KNOWN):
+                    return signed.hash
+                if "nonce too low" in text:
+                    raise NonceUsed(self.account.address, signed.nonce) from exc
                 raise
 
         result: HexBytes = self._read(send)
         return result
 
-    def wait(self, tx_hash: HexBytes, *, what: str = "transaction") -> TxReceipt:
-        """Wait for a receipt until the deadline; raises a typed error if the transaction failed."""
-        deadline = time.monotonic() + self.receipt_timeout_s
-        while True:
+    def receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        """The transaction's receipt, or None while it is not mined (or not known to the node)."""
+
+        def read() -> TxReceipt | None:
             try:
-                receipt = self._read(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-                break
+                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
             except TransactionNotFound:
-                if time.monotonic() > deadline:
-                    raise TransactionTimeout(tx_hash.to_0x_hex(), self.receipt_timeout_s) from None
-                time.sleep(_POLL_S)  # waiting for the next block, bounded by the deadline
+                return None
+
+        return self._read(read)
+
+    def mined_nonce(self) -> int:
+        """The account's transaction count in the latest block: every nonce below it is used."""
+        address = self.account.address
+        return int(self._read(lambda: self.w3.eth.get_transaction_count(address, "latest")))
+
+    def wait(self, tx_hash: bytes, *, what: str = "transaction") -> TxReceipt:
+        """Wait for a receipt until the deadline; raises a typed error if the transaction failed."""
+        tx_hash = HexBytes(tx_hash)
+        deadline = time.monotonic() + self.receipt_timeout_s
+        while (receipt := self.receipt(tx_hash)) is None:
+            if time.monotonic() > deadline:
+                raise TransactionTimeout(tx_hash.to_0x_hex(), self.receipt_timeout_s)
+            time.sleep(_POLL_S)  # waiting for the next block, bounded by the deadline
         if receipt["status"] != 1:
             raise decode_revert(self._replay(tx_hash, receipt), what, tx_hash.to_0x_hex())
         return receipt
@@ -203,4 +300,5 @@ class Transactor:
         return self.send(None, HexStr(data), what="deployment")
 
 
-__all__ = ["Transactor", "endpoint_of", "revert_data"]
+# TxReceipt is re-exported: it is what Transactor.send and wait return.
+__all__ = ["SignedTx", "Transactor", "TxReceipt", "endpoint_of", "revert_data"]

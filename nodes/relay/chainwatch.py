@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
-from market.chain.retry import with_retries
-from market.chain.tx import endpoint_of
 from market.errors import RpcUnavailable
 from market.protocol.types import Lease
 from nodes.logs import EventLogger
@@ -89,16 +87,11 @@ class ChainWatch:
         stored = store.next_block()
         self.next_block = stored if stored is not None else client.contracts.deployment.deploy_block
 
-    def _head(self) -> tuple[int, int]:
-        w3 = self.client.w3
-        block = with_retries(lambda: w3.eth.get_block("latest"), endpoint=endpoint_of(w3))
-        return int(block["number"]), int(block["timestamp"])
-
     async def read_clock(self) -> int:
         """Read the head block's timestamp into the book's clock; returns the head's number."""
-        number, timestamp = await asyncio.to_thread(self._head)
-        self.book.chain_time = max(self.book.chain_time, timestamp)
-        return number
+        head = await asyncio.to_thread(self.client.head)
+        self.book.chain_time = max(self.book.chain_time, head.timestamp)
+        return head.number
 
     async def poll(self) -> int:
         """Apply every event up to the head; returns how many there were."""

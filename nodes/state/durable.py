@@ -31,25 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
-
-from eth_account.signers.local import LocalAccount
-from hexbytes import HexBytes
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from typing import Literal, cast
 
 from market.chain.client import MarketClient
-from market.chain.retry import with_retries
-from market.chain.revert import decode_revert
-from market.chain.tx import GAS_HEADROOM, endpoint_of, revert_data
+from market.chain.tx import SignedTx, TxReceipt
 from market.errors import (
     ActionUnsupported,
     ChainError,
     MarketError,
+    NonceUsed,
     StoreError,
     TransactionReverted,
 )
-from market.protocol.keccak import keccak
 from nodes.logs import get_logger
 from nodes.state.actions import Action, Obsolete
 from nodes.state.db import StateDB
@@ -59,7 +52,6 @@ from nodes.state.view import MarketView
 
 Step = Literal["intent_written", "tx_recorded", "broadcast"]
 Checkpoint = Callable[[Step, Intent], None]
-T = TypeVar("T")
 _MAX_ROUNDS = 4  # a nonce taken under us more often than this in one call is not a race
 
 
@@ -87,12 +79,8 @@ class DurableChain:
         self.client = client
         self.view = MarketView(client)
         self.checkpoint = checkpoint
-        self._endpoint = endpoint_of(client.w3)
+        self._tx = client.transactor
         self._events = get_logger("gpumarket.state", account=client.address)
-
-    @property
-    def account(self) -> LocalAccount:
-        return self.client.account
 
     def run(self, action: Action) -> Outcome:
         """Log ``action`` as an intent and carry it out; raises the typed revert if it fails."""
@@ -121,14 +109,18 @@ class DurableChain:
     def _advance(self, intent: Intent) -> Outcome:
         for _ in range(_MAX_ROUNDS):
             if intent.status == "sent":
-                tx_hash, nonce, raw = _signed(intent)
-                receipt = self._receipt(tx_hash)
+                signed = _signed(intent)
+                receipt = self._tx.receipt(signed.hash)
                 if receipt is not None:
                     return self._mined(intent, receipt)
-                if not self._nonce_used(nonce):
-                    if self._broadcast(raw):
+                if self._tx.mined_nonce() <= signed.nonce:
+                    if self._broadcast(signed):
                         return self._await(intent)
                     continue  # the nonce was used meanwhile: look for our receipt again
+                # The nonce is used: by our transaction if it was mined between the two reads.
+                receipt = self._tx.receipt(signed.hash)
+                if receipt is not None:
+                    return self._mined(intent, receipt)
             try:
                 fresh = self._send_fresh(intent)
             except ActionUnsupported as exc:
@@ -138,12 +130,12 @@ class DurableChain:
                 return fresh
             intent = fresh
             self._checkpoint("tx_recorded", intent)
-            if self._broadcast(_signed(intent)[2]):
+            if self._broadcast(_signed(intent)):
                 self._checkpoint("broadcast", intent)
                 return self._await(intent)
         raise ChainError(
             f"intent {intent.id} ({intent.kind}): its nonce was taken by other transactions "
-            f"{_MAX_ROUNDS} times; is another process sending from {self.account.address}?"
+            f"{_MAX_ROUNDS} times; is another process sending from {self.client.address}?"
         )
 
     def _send_fresh(self, intent: Intent) -> Intent | Outcome:
@@ -156,56 +148,31 @@ class DurableChain:
         if call.function not in self.view.functions:
             raise ActionUnsupported(intent.kind, call.function)
         data = self.client.market.encode_abi(call.function, args=list(call.args))
+        # The pending nonce is read again for every new transaction: something else may have
+        # sent from this account (decision 0008).
+        self._tx.resync_nonce()
         try:
-            raw, nonce = self._sign(HexBytes(data), intent.kind)
+            signed = self._tx.sign(self.client.market.address, data, what=intent.kind)
         except TransactionReverted as exc:
             # Nothing was sent: the chain refuses the action as it stands now.
             return self._outcome(self.log.finish(intent.id, "failed", reason=str(exc)), exc)
-        tx_hash = keccak(raw)
-        intent = self.log.mark_sent(intent.id, needed.encode(), tx_hash, nonce, raw)
-        self._events.info("tx_recorded", intent=intent.id, tx=tx_hash, nonce=nonce)
+        tx_hash = bytes(signed.hash)
+        intent = self.log.mark_sent(intent.id, needed.encode(), tx_hash, signed.nonce, signed.raw)
+        self._events.info("tx_recorded", intent=intent.id, tx=tx_hash, nonce=signed.nonce)
         return intent
 
-    def _sign(self, data: HexBytes, what: str) -> tuple[bytes, int]:
-        w3, address = self.client.w3, self.account.address
-        nonce = self._rpc(lambda: w3.eth.get_transaction_count(address, "pending"))
-        tx: dict[str, Any] = {
-            "chainId": self.client.contracts.deployment.chain_id,
-            "from": address,
-            "to": self.client.market.address,
-            "nonce": nonce,
-            "value": 0,
-            "data": data,
-        }
-
-        def estimate() -> int:
-            try:
-                return int(w3.eth.estimate_gas(cast(TxParams, tx)))
-            except ContractLogicError as exc:
-                raise decode_revert(revert_data(exc), what) from exc
-
-        gas = int(self._rpc(estimate) * GAS_HEADROOM)
-        base = self._rpc(lambda: w3.eth.get_block("latest")).get("baseFeePerGas", 0)
-        tip = self._rpc(lambda: w3.eth.max_priority_fee)
-        tx.update({"gas": gas, "maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip})
-        return bytes(self.account.sign_transaction(tx).raw_transaction), nonce
-
-    def _broadcast(self, raw: bytes) -> bool:
-        """Send signed bytes; False when the node says their nonce is already used."""
+    def _broadcast(self, signed: SignedTx) -> bool:
+        """Send signed bytes (the client's own sends then take the next nonce); False when the
+        node says their nonce is already used."""
         try:
-            self._rpc(lambda: self.client.w3.eth.send_raw_transaction(raw))
-        except Web3RPCError as exc:
-            text = str(exc).lower()
-            if "nonce too low" in text:
-                return False
-            if "already known" not in text:
-                raise
-        self.client.transactor.resync_nonce()  # the client's own sends take the next nonce
+            self._tx.broadcast(signed)
+        except NonceUsed:
+            return False
         return True
 
     def _await(self, intent: Intent) -> Outcome:
         try:
-            receipt = self.client.transactor.wait(HexBytes(_signed(intent)[0]), what=intent.kind)
+            receipt = self._tx.wait(_signed(intent).hash, what=intent.kind)
         except TransactionReverted as exc:
             done = self.log.finish(intent.id, "failed", reason=str(exc))
             return self._outcome(done, exc)
@@ -222,25 +189,6 @@ class DurableChain:
         self._events.info("intent_done", intent=intent.id, kind=intent.kind, **result)
         return self._outcome(self.log.finish(intent.id, "done", result=result))
 
-    # --- chain reads -------------------------------------------------------------------------
-
-    def _receipt(self, tx_hash: bytes) -> TxReceipt | None:
-        def read() -> TxReceipt | None:
-            try:
-                return self.client.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-            except TransactionNotFound:
-                return None
-
-        return self._rpc(read)
-
-    def _nonce_used(self, nonce: int) -> bool:
-        address = self.account.address
-        mined = self._rpc(lambda: self.client.w3.eth.get_transaction_count(address, "latest"))
-        return int(mined) > nonce
-
-    def _rpc(self, fn: Callable[[], T]) -> T:
-        return with_retries(fn, endpoint=self._endpoint, deadline_s=self.client.rpc_deadline_s)
-
     def _checkpoint(self, step: Step, intent: Intent) -> None:
         if self.checkpoint is not None:
             self.checkpoint(step, intent)
@@ -252,11 +200,14 @@ class DurableChain:
         return Outcome(intent.id, intent.kind, status, intent.tx_hash, result, intent.reason, error)
 
 
-def _signed(intent: Intent) -> tuple[bytes, int, bytes]:
-    """The hash, nonce and raw bytes a ``sent`` intent recorded."""
+def _signed(intent: Intent) -> SignedTx:
+    """The signed transaction a ``sent`` intent recorded."""
     if intent.tx_hash is None or intent.tx_nonce is None or intent.raw_tx is None:
         raise StoreError("intents", f"intent {intent.id} is sent but holds no transaction")
-    return intent.tx_hash, intent.tx_nonce, intent.raw_tx
+    signed = SignedTx.from_raw(intent.raw_tx)
+    if (signed.hash, signed.nonce) != (intent.tx_hash, intent.tx_nonce):
+        raise StoreError("intents", f"intent {intent.id}: its raw bytes are not its hash and nonce")
+    return signed
 
 
 __all__ = ["Checkpoint", "DurableChain", "Outcome", "Step"]

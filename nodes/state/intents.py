@@ -9,7 +9,7 @@ An intent moves through these states, each change committed before the step it e
 ``pending``: the action is decided (kind and arguments stored) and nothing is signed yet.
 ``sent``: the signed transaction (raw bytes, hash, nonce) is stored *before* it is broadcast, so a
 crash in between leaves bytes that can be broadcast again unchanged: the same hash, never a second
-payment. Which state a crash leaves and what restarting does is in :mod:`nodes.state.chain`.
+payment. Which state a crash leaves and what restarting does is in :mod:`nodes.state.durable`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from market.chain.client import MarketClient
-from market.chain.retry import with_retries
-from market.chain.tx import endpoint_of
 from market.errors import ActionUnsupported
 from market.protocol.types import LeaseState
 from nodes.state.actions import PostedClaim
@@ -30,11 +28,8 @@ class MarketView:
     def posted_claim(self, lease_id: bytes) -> PostedClaim:
         if "pendingClaim" not in self.functions:
             raise ActionUnsupported("optimistic claim", "pendingClaim")
-        fn = self.client.market.functions.pendingClaim(lease_id)
-        amount, seq, ready_at, receipt_hash = with_retries(
-            fn.call, endpoint=endpoint_of(self.client.w3)
-        )
-        return PostedClaim(amount, seq, ready_at, bytes(receipt_hash))
+        slot = self.client.claim_slot(lease_id)
+        return PostedClaim(slot.amount, slot.seq, slot.ready_at, bytes(slot.receipt_hash))
 
 
 __all__ = ["MarketView"]

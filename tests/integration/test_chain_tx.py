@@ -1,0 +1,109 @@
+"""Transactor's two steps (sign, then broadcast) and MarketClient's head and claim-slot reads."""
+
+from __future__ import annotations
+
+import pytest
+from web3 import Web3
+
+from market.chain.contract_errors import ERC20InsufficientBalance
+from market.chain.devnet import Devnet
+from market.chain.tx import SignedTx, Transactor
+from market.errors import NonceUsed
+from tests.integration.conftest import START_BALANCE, MarketEnv
+
+pytestmark = pytest.mark.integration
+
+
+def test_sign_takes_no_nonce_until_broadcast(chain: Devnet) -> None:
+    w3 = chain.web3()
+    tx = Transactor(w3, chain.accounts[2])
+    to = chain.accounts[3].address
+    before = w3.eth.get_balance(to)
+    first = tx.sign(to, b"", value=7)
+    again = tx.sign(to, b"", value=7)
+    assert first.nonce == again.nonce == w3.eth.get_transaction_count(tx.address, "pending")
+    assert tx.mined_nonce() == first.nonce
+
+    assert tx.broadcast(first) == first.hash == Web3.keccak(first.raw)
+    receipt = tx.wait(first.hash)
+    assert (receipt["status"], receipt["transactionHash"]) == (1, first.hash)
+    assert tx.receipt(first.hash) == receipt
+    assert tx.mined_nonce() == first.nonce + 1
+    assert tx.sign(to, b"", value=7).nonce == first.nonce + 1
+    assert w3.eth.get_balance(to) == before + 7
+
+
+def test_signed_bytes_decode_to_the_same_transaction(chain: Devnet) -> None:
+    tx = Transactor(chain.web3(), chain.accounts[2])
+    signed = tx.sign(chain.accounts[3].address, b"\x01\x02", value=5, gas=60_000)
+    assert SignedTx.from_raw(signed.raw) == signed
+    assert (signed.to, signed.value, signed.data, signed.gas) == (
+        chain.accounts[3].address,
+        5,
+        b"\x01\x02",
+        60_000,
+    )
+    assert signed.chain_id == chain.chain_id
+
+
+def test_broadcasting_the_same_bytes_twice_is_one_transaction(chain: Devnet) -> None:
+    w3 = chain.web3()
+    tx = Transactor(w3, chain.accounts[2])
+    signed = tx.sign(chain.accounts[3].address, b"", value=1)
+    chain.set_automine(False)
+    try:
+        head = chain.block_number()
+        assert tx.broadcast(signed) == signed.hash
+        assert tx.broadcast(signed) == signed.hash  # the node already holds them
+        chain.mine()
+        block = w3.eth.get_block(head + 1)
+        assert list(block["transactions"]) == [signed.hash]
+    finally:
+        chain.set_automine(True)
+
+
+def test_broadcast_of_bytes_whose_nonce_was_used_raises_nonce_used(chain: Devnet) -> None:
+    tx = Transactor(chain.web3(), chain.accounts[2])
+    to = chain.accounts[3].address
+    taken, late = tx.sign(to, b"", value=1), tx.sign(to, b"", value=2)
+    tx.wait(tx.broadcast(taken))
+    with pytest.raises(NonceUsed) as err:
+        tx.broadcast(late)
+    assert (err.value.address, err.value.nonce) == (tx.address, late.nonce)
+    assert tx.mined_nonce() == late.nonce + 1
+
+
+def test_sign_of_a_reverting_call_raises_the_typed_error_and_sends_nothing(
+    env: MarketEnv,
+) -> None:
+    acct = env.devnet.accounts[2]
+    tx = Transactor(env.devnet.web3(), acct)
+    token = env.contracts.token
+    data = token.encode_abi("transfer", args=[env.devnet.accounts[3].address, START_BALANCE + 1])
+    nonce = tx.mined_nonce()
+    with pytest.raises(ERC20InsufficientBalance) as err:
+        tx.sign(token.address, data, what="transfer")
+    assert (err.value.sender, err.value.balance, err.value.needed) == (
+        acct.address,
+        START_BALANCE,
+        START_BALANCE + 1,
+    )
+    assert tx.mined_nonce() == nonce
+    refund = token.encode_abi("transfer", args=[acct.address, 1])
+    assert tx.sign(token.address, refund).nonce == nonce
+
+
+def test_head_is_the_latest_block_number_and_timestamp(env: MarketEnv) -> None:
+    client = env.client()
+    env.devnet.mine()
+    block = env.devnet.web3().eth.get_block("latest")
+    head = client.head()
+    assert (head.number, head.timestamp) == (block["number"], block["timestamp"])
+    assert client.chain_time() == block["timestamp"]
+
+
+def test_claim_slot_of_a_lease_never_claimed_is_all_zero(env: MarketEnv) -> None:
+    client = env.client()
+    slot = client.claim_slot(b"\x07" * 32)
+    assert (slot.amount, slot.seq, slot.ready_at, slot.receipt_hash) == (0, 0, 0, bytes(32))
+    assert client.pending_claim(b"\x07" * 32) is None
