@@ -7,6 +7,7 @@
     store.py       SQLite (WAL): orders, what the chain said, fill intents
     chainwatch.py  following the market's events
     matcher.py     sending fills as openLease, idempotently
+    reputations.py provider reputations from the chain's history, served on request
     gossip.py      sending accepted orders on to peer relays, without loops
     stream.py      fan-out of events to stream subscribers
     client.py      RelayClient: the API from Python

@@ -4,6 +4,7 @@
         results = await relay.submit([Submission(signed_bid, requirements=reqs)])
         snapshot = await relay.book("H100-80GB")
         why = await relay.explain(bid.message, requirements=reqs)
+        report = await relay.reputation(provider)      # or every provider: relay.reputation()
         async with relay.stream() as events:
             change = await events.receive()
 
@@ -14,7 +15,7 @@ details; no answer in time, or a broken connection, raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 from urllib.parse import quote
@@ -27,6 +28,7 @@ from market.protocol.types import Bid, Offer
 from nodes.wire import (
     CONTENT_TYPE,
     MAX_FRAME_SIZE,
+    ZERO_ADDRESS,
     BookSnapshot,
     ErrorResponse,
     ExplainRequest,
@@ -35,6 +37,8 @@ from nodes.wire import (
     Message,
     OrderResult,
     OrdersAccepted,
+    ReputationQuery,
+    ReputationReport,
     SubmitOrders,
     decode,
     encode,
@@ -106,6 +110,42 @@ class RelayClient:
     ) -> Explanation:
         request = ExplainRequest(order, dict(attributes or {}), requirements)
         return (await self._expect("POST", "/v1/explain", request, ExplainResponse)).explanation
+
+    async def reputation(self, provider: str | None = None) -> ReputationReport:
+        """``provider``'s figures (zero for one without history), or every provider's, in address
+        order, page by page. Each page is as of the relay's head when it was asked; the report
+        names the first page's ``from_block`` and the last page's ``to_block``."""
+        if provider is not None:
+            path = f"/v1/reputation/{quote(provider, safe='')}"
+            return await self._expect("GET", path, None, ReputationReport)
+        return await self._pages(
+            lambda after: self._expect(
+                "GET", f"/v1/reputation?after={after}", None, ReputationReport
+            )
+        )
+
+    async def reputations(self, providers: Sequence[str]) -> ReputationReport:
+        """The figures of the named providers, in address order (page by page, like
+        :meth:`reputation`)."""
+        return await self._pages(
+            lambda after: self._expect(
+                "POST",
+                "/v1/reputation",
+                ReputationQuery(tuple(providers), after),
+                ReputationReport,
+            )
+        )
+
+    async def _pages(self, fetch: Callable[[str], Awaitable[ReputationReport]]) -> ReputationReport:
+        pages = [await fetch(ZERO_ADDRESS)]
+        after = ZERO_ADDRESS
+        while (cursor := pages[-1].next_after) != ZERO_ADDRESS:
+            if cursor.lower() <= after.lower():  # a relay must not page backwards (or forever)
+                raise RequestRefused("bad_page", f"page cursor {cursor} is not after {after}", {})
+            after = cursor
+            pages.append(await fetch(after))
+        everyone = tuple(r for page in pages for r in page.reputations)
+        return ReputationReport(pages[0].from_block, pages[-1].to_block, everyone)
 
     async def text(self, path: str) -> str:
         """A plain-text endpoint (``/metrics``, ``/healthz``)."""

@@ -22,6 +22,8 @@ class Limits:
     """Orders per second from one signer, sustained; gossip from peers is not counted."""
     signer_burst: int = 2000
     max_book_depth: int = 1000
+    max_reputations: int = 1000
+    """Providers per ReputationReport page (about 400 bytes each)."""
     stream_queue: int = 1024
     """Events buffered per stream subscriber; a subscriber that falls further behind is closed."""
 
@@ -40,6 +42,8 @@ class RelayConfig:
     """Defaults to a random id kept in the database, stable across restarts."""
     limits: Limits = field(default_factory=Limits)
     chain_poll_s: float = 0.1
+    reputation_confirmations: int = 0
+    """Blocks a block must be under before its events count in served reputations."""
     peer_timeout_s: float = 5.0
     gossip_attempts: int = 4
     max_gossip_hops: int = 8

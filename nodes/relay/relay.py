@@ -27,6 +27,7 @@ from nodes.relay.config import RelayConfig
 from nodes.relay.gossip import Gossiper
 from nodes.relay.matcher import Matcher
 from nodes.relay.metrics import RelayMetrics
+from nodes.relay.reputations import ReputationService
 from nodes.relay.server import RelayServer
 from nodes.relay.stakes import StakeCache
 from nodes.relay.store import Store
@@ -66,7 +67,7 @@ class Relay:
         cfg = self.config
         self.relay_id = cfg.relay_id or self._stored_id()
         self.log = self.log.bind(relay=self.relay_id)
-        readers = await asyncio.gather(*(self._connect(None) for _ in range(2)))
+        readers = await asyncio.gather(*(self._connect(None) for _ in range(3)))
         self.chain = readers[0]
         min_stake = await asyncio.to_thread(self.chain.min_stake)
         self.stakes = StakeCache(readers[1], min_stake)
@@ -115,6 +116,11 @@ class Relay:
             self.metrics,
             cfg.limits,
             self.log,
+            ReputationService(
+                readers[2],
+                max_page=cfg.limits.max_reputations,
+                confirmations=cfg.reputation_confirmations,
+            ),
         )
         self._register_gauges()
         self.runner = web.AppRunner(

@@ -4,6 +4,9 @@
     POST /v1/gossip       Gossip        -> OrdersAccepted (from peer relays)
     GET  /v1/book/{model} ?depth=N      -> BookSnapshot
     POST /v1/explain      ExplainRequest -> ExplainResponse
+    GET  /v1/reputation   ?after=ADDRESS&limit=N -> ReputationReport (every provider, paged)
+    GET  /v1/reputation/{provider}               -> ReputationReport (that provider)
+    POST /v1/reputation   ReputationQuery -> ReputationReport (the providers it names)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
     GET  /healthz         "ok"
@@ -26,8 +29,9 @@ from typing import TypeVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from market.errors import DecodeError, FrameTooLarge, MarketError, TooManyOrders
+from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError, TooManyOrders
 from market.protocol.eip712 import Domain
+from market.protocol.types import checksum_address
 from nodes.logs import EventLogger
 from nodes.relay.admission import admit
 from nodes.relay.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
@@ -37,9 +41,11 @@ from nodes.relay.config import Limits
 from nodes.relay.gossip import Gossiper
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
+from nodes.relay.reputations import ReputationService
 from nodes.relay.stream import Hub
 from nodes.wire import (
     CONTENT_TYPE,
+    ZERO_ADDRESS,
     BookQuery,
     BookSnapshot,
     ErrorCode,
@@ -49,6 +55,7 @@ from nodes.wire import (
     Message,
     OrderResult,
     OrdersAccepted,
+    ReputationQuery,
     SubmitOrders,
     decode,
     encode,
@@ -75,6 +82,7 @@ class RelayServer:
     metrics: RelayMetrics
     limits: Limits
     log: EventLogger
+    reputations: ReputationService
     stopping: bool = False
 
     def __post_init__(self) -> None:
@@ -92,6 +100,9 @@ class RelayServer:
                 web.post("/v1/gossip", self.gossip),
                 web.get("/v1/book/{model}", self.book_snapshot),
                 web.post("/v1/explain", self.explain),
+                web.get("/v1/reputation", self.reputation_list),
+                web.get("/v1/reputation/{provider}", self.reputation_of),
+                web.post("/v1/reputation", self.reputation_query),
                 web.get("/v1/stream", self.stream),
                 web.get("/metrics", self.prometheus),
                 web.get("/healthz", self.health),
@@ -175,7 +186,7 @@ class RelayServer:
 
     async def book_snapshot(self, request: web.Request) -> web.Response:
         model = GpuModel().decode(request.match_info["model"], "model")
-        depth = _depth(request.query.get("depth", "100"))
+        depth = _whole(request.query.get("depth", "100"), "depth")
         return _message(self.snapshot(BookQuery(model, depth)))
 
     def snapshot(self, query: BookQuery) -> BookSnapshot:
@@ -185,6 +196,20 @@ class RelayServer:
         req = _expect(await self._frame(request), ExplainRequest)
         explanation = self.book.explain(req.order, req.attributes, req.requirements)
         return _message(ExplainResponse(explanation))
+
+    async def reputation_list(self, request: web.Request) -> web.Response:
+        after = _address(request.query.get("after", ZERO_ADDRESS), "after")
+        limit = _whole(request.query.get("limit", str(self.limits.max_reputations)), "limit")
+        query = ReputationQuery((), after, limit)
+        return _message(await self.reputations.answer(query))
+
+    async def reputation_of(self, request: web.Request) -> web.Response:
+        provider = _address(request.match_info["provider"], "providers")
+        return _message(await self.reputations.answer(ReputationQuery((provider,))))
+
+    async def reputation_query(self, request: web.Request) -> web.Response:
+        query = _expect(await self._frame(request), ReputationQuery)
+        return _message(await self.reputations.answer(query))
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=4 * self.limits.max_frame_size, heartbeat=30)
@@ -256,10 +281,17 @@ def _summary(results: Sequence[OrderResult]) -> str:
     return ",".join(f"{status}:{n}" for status, n in sorted(refused.items())) or "none"
 
 
-def _depth(raw: str) -> int:
+def _whole(raw: str, name: str) -> int:
     if not raw.isdigit() or int(raw) > 2**32 - 1:
-        raise DecodeError(f"depth must be a whole number below 2^32, got {raw!r}")
+        raise DecodeError(f"{name} must be a whole number below 2^32, got {raw!r}")
     return int(raw)
+
+
+def _address(raw: str, field: str) -> str:
+    try:
+        return checksum_address(raw)
+    except ValueError as exc:
+        raise InvalidField("ReputationQuery", field, str(exc)) from exc
 
 
 def _message(message: Message) -> web.Response:

@@ -3,7 +3,7 @@
     frames.py    encode(message) -> bytes; decode(bytes) -> message, the one validating decoder
     messages.py  the message types (SubmitOrders, OrdersAccepted, BookQuery, BookSnapshot,
                  ExplainRequest, ExplainResponse, Fill, LeaseOpened, BookChange, Gossip,
-                 ErrorResponse) and the closed enums they use
+                 ReputationQuery, ReputationReport, ErrorResponse) and the closed enums they use
     schemas.py   how each message travels: its keys, in order, and the kind of each value
     fields.py    the kinds of value, each with one msgpack form and a validating decoder
 
@@ -14,6 +14,8 @@ decoded and verified exactly as the protocol defines them.
 from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, WIRE_VERSION, decode, decode_as, encode
 from nodes.wire.messages import (
     MAX_ORDERS,
+    MAX_REPUTATIONS,
+    ZERO_ADDRESS,
     BookChange,
     BookEntry,
     BookQuery,
@@ -30,6 +32,8 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    ReputationQuery,
+    ReputationReport,
     Side,
     SubmitOrders,
     Value,
@@ -39,7 +43,9 @@ __all__ = [
     "CONTENT_TYPE",
     "MAX_FRAME_SIZE",
     "MAX_ORDERS",
+    "MAX_REPUTATIONS",
     "WIRE_VERSION",
+    "ZERO_ADDRESS",
     "BookChange",
     "BookEntry",
     "BookQuery",
@@ -56,6 +62,8 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "ReputationQuery",
+    "ReputationReport",
     "Side",
     "SubmitOrders",
     "Value",

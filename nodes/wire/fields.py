@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from market.errors import DecodeError, InvalidField, ProtocolError
 from market.protocol import codec
+from market.protocol.types import checksum_address
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
@@ -95,6 +96,36 @@ class Bin(Kind[bytes]):
         if type(raw) is not bytes or len(raw) != self.length:
             raise self.wrong(raw, where)
         return raw
+
+
+class Address(Kind[str]):
+    """An account address: a 20-byte bin on the wire (as in ``market.protocol.codec``), its EIP-55
+    form in Python."""
+
+    what = "a 20-byte bin (an address)"
+
+    def encode(self, value: str) -> object:
+        return bytes.fromhex(value[2:])
+
+    def decode(self, raw: object, where: str) -> str:
+        if type(raw) is not bytes or len(raw) != 20:
+            raise self.wrong(raw, where)
+        return checksum_address("0x" + raw.hex())
+
+
+class UInt256(Kind[int]):
+    """A uint256 (token amounts and their sums): a 32-byte big-endian bin, as in
+    ``market.protocol.codec``."""
+
+    what = "a 32-byte bin (a uint256)"
+
+    def encode(self, value: int) -> object:
+        return value.to_bytes(32, "big")
+
+    def decode(self, raw: object, where: str) -> int:
+        if type(raw) is not bytes or len(raw) != 32:
+            raise self.wrong(raw, where)
+        return int.from_bytes(raw, "big")
 
 
 class Choice(Kind[E]):
@@ -293,6 +324,7 @@ def wire_type(value: object) -> str:
 
 
 __all__ = [
+    "Address",
     "Bin",
     "Bool",
     "Choice",
@@ -308,6 +340,7 @@ __all__ = [
     "Struct",
     "Text",
     "UInt",
+    "UInt256",
     "check_keys",
     "located",
     "wire_type",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Final, TypeAlias
 
+from market.errors import InvalidField
 from market.matching import (
     NO_REQUIREMENTS,
     Explanation,
@@ -20,11 +21,16 @@ from market.matching import (
     Submission,
 )
 from market.protocol.types import Bid, Lease, Offer
+from market.reputation import Reputation
 
 MAX_ORDERS: Final = 10_000
 """The most orders (or results, or book entries) one message can carry; daemons set lower limits."""
+MAX_REPUTATIONS: Final = 10_000
+"""The most providers one reputation query or report can name; daemons set lower limits."""
 Value = int | str
 ZERO32: Final = bytes(32)
+ZERO_ADDRESS: Final = "0x" + "00" * 20
+"""The reputation cursor before every provider (no provider has this address)."""
 
 
 class OrderStatus(StrEnum):
@@ -184,6 +190,35 @@ class Gossip:
 
 
 @dataclass(frozen=True, slots=True)
+class ReputationQuery:
+    """The reputations of ``providers`` (of every provider the relay knows when empty) whose
+    address is above ``after``, in address order, at most ``limit`` of them (a relay may cap the
+    limit lower)."""
+
+    providers: tuple[str, ...] = ()
+    after: str = ZERO_ADDRESS
+    limit: int = MAX_REPUTATIONS
+    TYPE_NAME: ClassVar[str] = "ReputationQuery"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise InvalidField("ReputationQuery", "limit", f"must be at least 1, got {self.limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationReport:
+    """Reputations computed from the market's events in blocks ``[from_block, to_block]``, in
+    address order. ``next_after`` is the ``after`` of the next page, or ZERO_ADDRESS when this
+    page ends the list."""
+
+    from_block: int
+    to_block: int
+    reputations: tuple[Reputation, ...]
+    next_after: str = ZERO_ADDRESS
+    TYPE_NAME: ClassVar[str] = "ReputationReport"
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorResponse:
     code: ErrorCode
     message: str
@@ -202,12 +237,16 @@ Message: TypeAlias = (
     | LeaseOpened
     | BookChange
     | Gossip
+    | ReputationQuery
+    | ReputationReport
     | ErrorResponse
 )
 
 
 __all__ = [
     "MAX_ORDERS",
+    "MAX_REPUTATIONS",
+    "ZERO_ADDRESS",
     "BookChange",
     "BookEntry",
     "BookQuery",
@@ -224,6 +263,8 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "ReputationQuery",
+    "ReputationReport",
     "Side",
     "SubmitOrders",
     "Value",

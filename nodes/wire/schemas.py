@@ -15,7 +15,9 @@ from market.matching import (
 )
 from market.protocol import codec
 from market.protocol.types import Bid, Lease, Offer, Signed
+from market.reputation import Reputation
 from nodes.wire.fields import (
+    Address,
     Bin,
     Bool,
     Choice,
@@ -31,9 +33,11 @@ from nodes.wire.fields import (
     Struct,
     Text,
     UInt,
+    UInt256,
 )
 from nodes.wire.messages import (
     MAX_ORDERS,
+    MAX_REPUTATIONS,
     BookChange,
     BookEntry,
     BookQuery,
@@ -50,6 +54,8 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    ReputationQuery,
+    ReputationReport,
     Side,
     SubmitOrders,
 )
@@ -131,6 +137,27 @@ _EXPLANATION = Struct(
         ),
     ),
 )
+_ADDRESS = Address()
+_TALLY = UInt(64)
+_REPUTATION = Struct(
+    Reputation,
+    (
+        ("provider", "provider", _ADDRESS),
+        ("leases_opened", "leasesOpened", _TALLY),
+        ("leases_completed", "leasesCompleted", _TALLY),
+        ("leases_terminated", "leasesTerminated", _TALLY),
+        ("leases_slashed", "leasesSlashed", _TALLY),
+        ("leases_unpaid", "leasesUnpaid", _TALLY),
+        ("gpu_seconds_delivered", "gpuSecondsDelivered", UInt256()),
+        ("tokens_earned", "tokensEarned", UInt256()),
+        ("claims_posted", "claimsPosted", _TALLY),
+        ("claims_finalized", "claimsFinalized", _TALLY),
+        ("claims_disputed", "claimsDisputed", _TALLY),
+        ("slashes", "slashes", _TALLY),
+        ("stake_slashed", "stakeSlashed", UInt256()),
+        ("median_first_claim_s", "medianFirstClaimS", Nullable(UInt(64))),
+    ),
+)
 
 FieldSpec = tuple[tuple[str, str, Kind[Any]], ...]
 _FIELDS: dict[type[Message], FieldSpec] = {
@@ -196,6 +223,17 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("sender", "sender", Text(64)),
         ("hops", "hops", UInt(8)),
         ("orders", "orders", ListOf(_SUBMISSION, MAX_ORDERS)),
+    ),
+    ReputationQuery: (
+        ("providers", "providers", ListOf(_ADDRESS, MAX_REPUTATIONS)),
+        ("after", "after", _ADDRESS),
+        ("limit", "limit", _COUNT),
+    ),
+    ReputationReport: (
+        ("from_block", "fromBlock", UInt(64)),
+        ("to_block", "toBlock", UInt(64)),
+        ("reputations", "reputations", ListOf(_REPUTATION, MAX_REPUTATIONS)),
+        ("next_after", "nextAfter", _ADDRESS),
     ),
     ErrorResponse: (
         ("code", "code", Choice(ErrorCode)),

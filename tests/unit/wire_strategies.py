@@ -26,6 +26,7 @@ from market.protocol.types import (
     Offer,
     Signed,
 )
+from market.reputation import Reputation
 from nodes.wire import (
     BookChange,
     BookEntry,
@@ -43,6 +44,8 @@ from nodes.wire import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    ReputationQuery,
+    ReputationReport,
     Side,
     SubmitOrders,
 )
@@ -94,6 +97,29 @@ EXPLANATION = st.builds(
     st.lists(st.builds(Change, KEY, NUMBER, NUMBER), max_size=3).map(tuple),
 )
 
+
+@st.composite
+def reputations(draw: st.DrawFn, provider: st.SearchStrategy[str] = ADDRESS) -> Reputation:
+    """Any figures a Reputation accepts: counts in range, outcomes no more than leases opened."""
+    outcomes = [draw(st.integers(0, 2**20)) for _ in range(4)]
+    opened = sum(outcomes) + draw(st.integers(0, UINT64_MAX - sum(outcomes)))
+    completed, terminated, slashed, unpaid = outcomes
+    return Reputation(
+        draw(provider), opened, completed, terminated, slashed, unpaid, draw(U256), draw(U256),
+        draw(U64), draw(U64), draw(U64), draw(U64), draw(U256), draw(st.none() | U64),
+    )  # fmt: skip
+
+
+REPUTATION_QUERIES = st.builds(
+    ReputationQuery,
+    st.lists(ADDRESS, max_size=4).map(tuple),
+    ADDRESS,
+    st.integers(1, UINT32_MAX),
+)
+REPUTATION_REPORTS = st.builds(
+    ReputationReport, U64, U64, st.lists(reputations(), max_size=3).map(tuple), ADDRESS
+)
+
 MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(SubmitOrders, st.lists(SUBMISSION, max_size=3).map(tuple)),
     st.builds(
@@ -122,6 +148,8 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
         st.integers(0, 255),
         st.lists(SUBMISSION, max_size=3).map(tuple),
     ),
+    REPUTATION_QUERIES,
+    REPUTATION_REPORTS,
     st.builds(ErrorResponse, st.sampled_from(ErrorCode), TEXT, VALUES),
 )
 
@@ -157,5 +185,15 @@ SAMPLES: dict[str, Any] = {
     ),
     "BookChange": BookChange(b"\x04" * 32, "H100-80GB", Side.OFFER, 4),
     "Gossip": Gossip("relay-a", "relay-b", 1, (SUB_OFFER,)),
+    "ReputationQuery": ReputationQuery((_A,), _B, 50),
+    "ReputationReport": ReputationReport(
+        7,
+        1_000,
+        (
+            Reputation(_A, 3, 1, 1, 0, 0, 7_200, 21_600, 1, 1, 0, 0, 0, 12),
+            Reputation(_B, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2**70, None),
+        ),
+        _B,
+    ),
     "ErrorResponse": ErrorResponse(ErrorCode.RATE_LIMITED, "slow down", {"retry_after_ms": 250}),
 }
