@@ -4,6 +4,8 @@ gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write th
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
+gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
+                 [--deployment FILE] [--json]        (read-only; bad input exits 2)
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from types import FrameType
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
+from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, Deployment, default_deployment_path, deploy
 from market.chain.devnet import Devnet
-from market.errors import MarketError
-from nodes import demo, logs
+from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
+from nodes import demo, logs, status
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
 
@@ -125,6 +128,32 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        address = _status_address(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        client = MarketClient.connect(Deployment.load(args.deployment))
+        result = status.collect_status(client, address)
+    except (DeploymentError, RpcUnavailable, WrongChain) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(status.render_json(result) if args.json else status.render_table(result))
+    return 0
+
+
+def _status_address(args: argparse.Namespace) -> str:
+    """The account ``status`` shows: ``--address``, or the address of the key in ``--key-env``."""
+    if args.address is not None:
+        return status.parse_address(args.address)
+    key = os.environ.get(args.key_env)
+    if not key:
+        raise ValueError(f"set {args.key_env} to the account's private key")
+    return status.address_of_key(key, args.key_env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpumarket", description="A permissionless GPU compute market."
@@ -162,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rl.add_argument("--relay-id", default=None, help="default: a random id kept in the database")
     rl.set_defaults(func=cmd_relay)
+
+    st = sub.add_parser("status", help="an account's balances, stake, leases and pending claims")
+    st.add_argument(
+        "--deployment", type=Path, default=None, metavar="FILE", help="deployment file to use"
+    )
+    who = st.add_mutually_exclusive_group(required=True)
+    who.add_argument("--address", metavar="ADDR", help="the account to show (provider or lab)")
+    who.add_argument("--key-env", metavar="VAR", help="variable holding the account's key")
+    st.add_argument("--json", action="store_true", help="print the JSON document (nodes/status.py)")
+    st.set_defaults(func=cmd_status)
     return parser
 
 

@@ -30,6 +30,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
+from web3.exceptions import BadFunctionCallOutput
 from web3.types import TxReceipt
 
 from market.chain.contract_errors import ERRORS
@@ -37,7 +38,7 @@ from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
-from market.errors import InvalidField, MarketError
+from market.errors import DeploymentError, InvalidField, MarketError
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.types import (
     ZERO_HASH,
@@ -222,7 +223,15 @@ class MarketClient:
         return self._tx
 
     def _call(self, fn: Callable[[], T]) -> T:
-        return with_retries(fn, endpoint=self._endpoint, deadline_s=self.rpc_deadline_s)
+        try:
+            return with_retries(fn, endpoint=self._endpoint, deadline_s=self.rpc_deadline_s)
+        except BadFunctionCallOutput as exc:  # empty answer: no contract at that address
+            d = self.contracts.deployment
+            raise DeploymentError(
+                f"no market contract answers at {self.market.address} on {d.rpc_url} (chain "
+                f"{d.chain_id}): the deployment file is stale; redeploy or point --deployment at "
+                "the right file"
+            ) from exc
 
     def _send(self, contract: Contract, fn: str, *args: Any) -> TxReceipt:
         data = contract.encode_abi(fn, args=list(args))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from market.chain.client import MarketClient
 from market.chain.contract_errors import (
     MarketClaimWindowOpen,
     MarketNothingToClaim,
     MarketNothingToWithdraw,
 )
+from market.chain.deploy import Contracts
+from market.errors import DeploymentError
 from market.protocol.types import LeaseStatus
 from tests.integration.conftest import CLAIM_WINDOW, MIN_STAKE, MarketEnv
 
@@ -136,3 +141,13 @@ def test_terminate_pays_work_to_date_and_close_refunds_rest(env: MarketEnv) -> N
     assert provider.withdraw() == 1_234
     assert lab.balance() == l0 + lease.escrow - 1_234
     assert provider.balance() == p0 + 1_234
+
+
+def test_reads_against_a_stale_deployment_raise_deployment_error(env: MarketEnv) -> None:
+    d = env.contracts.deployment
+    nobody = env.devnet.accounts[9].address  # an account with no code where the market should be
+    stale = dataclasses.replace(d, contracts={**d.contracts, "Market": nobody})
+    w3 = env.devnet.web3()
+    client = MarketClient(w3, Contracts.at(w3, stale))
+    with pytest.raises(DeploymentError, match="deployment file is stale"):
+        client.lease_state(bytes(32))

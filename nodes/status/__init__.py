@@ -1,0 +1,74 @@
+"""``gpumarket status``: one account's standing in the market, read from the chain (no transaction).
+
+    status = collect_status(client, address)   # a Status: frozen, built from chain reads only
+    print(render_table(status))                # aligned text for people
+    print(render_json(status))                 # the stable document below, for scripts
+
+It reads the account's token balance and market credit, its registry record when it is a
+provider, and every lease it is party to (as provider or as lab) from the ``LeaseOpened`` events
+since the deployment block, each with its on-chain state and its optimistic claim. A lease's
+status is ``slashed`` when a proof of cheating slashed its provider (such a lease is closed too),
+else its on-chain ``active``, ``terminated`` or ``closed``; an active lease past its end stays
+active until someone closes it. A claim is shown while the lease is open (active or terminated):
+``pending`` in its challenge window, ``ready`` once anyone may finalize it, ``disputed`` when the
+lab refused the last receipt posted; a closed lease's claim can no longer be paid and is not shown.
+
+The JSON document (version 1). Amounts are integers of any size in the token's base units; times
+are chain timestamps in seconds; ``*_in_s`` count from ``chain.time`` (``end_in_s`` is negative
+once the lease has ended, ``ready_in_s`` is 0 once the claim is ready)::
+
+    version             1
+    address             the account, EIP-55
+    chain               {chain_id, block, time}: the head block when the read began (events
+                        are read up to it, balances and lease states just after)
+    balance             the account's token balance
+    withdrawable        its credit in the market (payments, refunds, fees, slashed stake)
+    provider            null when not a registered provider, else {stake, unbonding,
+                        unbond_ready_at, free_stake (stake - unbonding), min_stake, eligible
+                        (free_stake >= min_stake: may offer)}
+    leases              in the order they opened, each {id (0x + 64 hex digits), role
+                        ("provider" | "lab": the account's side), counterparty, gpus,
+                        price_per_gpu_second, escrow, paid, status ("active" | "terminated" |
+                        "closed" | "slashed"), start, end (moved forward by a termination),
+                        end_in_s, claim}
+    leases[].claim      null, or {state ("pending" | "ready" | "disputed"), seq, amount (the
+                        lease's total claimed), due (what finalizing would pay now: amount - paid,
+                        0 when disputed), ready_at, ready_in_s}
+    totals              {provider: {...}, lab: {...}}, each over the leases in that role:
+                        {leases, open (not closed), escrow_held (escrow - paid of open leases),
+                        claims_pending (due of pending claims), claims_ready (due of ready ones)}
+"""
+
+from nodes.status.collect import collect_status
+from nodes.status.model import (
+    FORMAT_VERSION,
+    ClaimState,
+    ClaimView,
+    LeaseStatusName,
+    LeaseView,
+    Role,
+    RoleTotals,
+    StakeView,
+    Status,
+    address_of_key,
+    parse_address,
+)
+from nodes.status.render import render_json, render_table, status_document
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ClaimState",
+    "ClaimView",
+    "LeaseStatusName",
+    "LeaseView",
+    "Role",
+    "RoleTotals",
+    "StakeView",
+    "Status",
+    "address_of_key",
+    "collect_status",
+    "parse_address",
+    "render_json",
+    "render_table",
+    "status_document",
+]
