@@ -88,12 +88,19 @@ class GpuModel(Text):
 
 
 class Bin(Kind[bytes]):
-    def __init__(self, length: int) -> None:
+    """A bin of exactly ``length`` bytes, or of at most ``max_len`` bytes."""
+
+    def __init__(self, length: int | None = None, *, max_len: int | None = None) -> None:
+        if (length is None) == (max_len is None):
+            raise ValueError("give length or max_len")
         self.length = length
-        self.what = f"a {length}-byte bin"
+        self.max_len = max_len
+        self.what = f"a {length}-byte bin" if length is not None else f"a bin of <= {max_len} bytes"
 
     def decode(self, raw: object, where: str) -> bytes:
-        if type(raw) is not bytes or len(raw) != self.length:
+        if type(raw) is not bytes:
+            raise self.wrong(raw, where)
+        if len(raw) != self.length if self.length is not None else len(raw) > (self.max_len or 0):
             raise self.wrong(raw, where)
         return raw
 

@@ -20,12 +20,17 @@ from market.matching import (
     Requirements,
     Submission,
 )
-from market.protocol.types import Bid, Lease, Offer
+from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
 from market.reputation import Reputation
 
 MAX_ORDERS: Final = 10_000
 """The most orders (or results, or book entries) one message can carry; daemons set lower limits."""
 MAX_REPUTATIONS: Final = 10_000
+"""The most providers one reputation query or report can name; daemons set lower limits."""
+MAX_SEALED: Final = 512 * 1024
+"""The largest sealed payload (a job spec, one period's output) a message can carry."""
+MAX_PERIODS: Final = 64
+"""The most metering periods one ReceiptBatch carries; the lab asks again for the rest."""
 """The most providers one reputation query or report can name; daemons set lower limits."""
 Value = int | str
 ZERO32: Final = bytes(32)
@@ -62,6 +67,10 @@ class ErrorCode(StrEnum):
     CHAIN_UNAVAILABLE = "chain_unavailable"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
+    UNKNOWN_LEASE = "unknown_lease"
+    INVALID_SIGNATURE = "invalid_signature"
+    JOB_REFUSED = "job_refused"
+    JOB_EXISTS = "job_exists"
 
 
 class FillStatus(StrEnum):
@@ -218,6 +227,86 @@ class ReputationReport:
     TYPE_NAME: ClassVar[str] = "ReputationReport"
 
 
+class JobState(StrEnum):
+    """Where a leased job stands on its provider."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # exited 0
+    FAILED = "failed"  # exited non-zero, timed out or ran out of memory
+    STOPPED = "stopped"  # the provider stopped it: the lease ended or payment stopped
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJob:
+    """A lab hands its provider the job of a lease (``POST /v1/jobs``).
+
+    ``bid`` is the lab's signed bid that the lease filled: its hash is the lease's ``bidHash`` and
+    its ``jobSpecHash`` the keccak256 of the spec's plaintext, so the lab's signature on the bid
+    authenticates the job, and a replay of this message can only resubmit the same job.
+    ``sealed_spec`` is the spec sealed to the provider's registered X25519 key for this lease.
+    """
+
+    lease_id: bytes
+    bid: Signed[Bid]
+    sealed_spec: bytes
+    TYPE_NAME: ClassVar[str] = "SubmitJob"
+
+
+@dataclass(frozen=True, slots=True)
+class JobAccepted:
+    lease_id: bytes
+    state: JobState
+    TYPE_NAME: ClassVar[str] = "JobAccepted"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptsQuery:
+    """The periods of a lease after ``after_seq`` (0: from the first), at most ``limit``
+    (``POST /v1/receipts``)."""
+
+    lease_id: bytes
+    after_seq: int = 0
+    limit: int = MAX_PERIODS
+    TYPE_NAME: ClassVar[str] = "ReceiptsQuery"
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReport:
+    """One metering period: the provider's signed receipt, its output chunks (a msgpack array of
+    bins) sealed to the lab's key for this lease, and the metrics under its ``metricsHash``."""
+
+    receipt: Signed[Receipt]
+    sealed_output: bytes
+    metrics: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptBatch:
+    lease_id: bytes
+    periods: tuple[PeriodReport, ...]
+    job_state: JobState
+    job_error: str = ""
+    TYPE_NAME: ClassVar[str] = "ReceiptBatch"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitVoucher:
+    """A lab's signed cumulative payment for a lease (``POST /v1/vouchers``)."""
+
+    voucher: Signed[Voucher]
+    TYPE_NAME: ClassVar[str] = "SubmitVoucher"
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherAccepted:
+    """``new`` is False for a voucher the provider already held (a replay changes nothing)."""
+
+    lease_id: bytes
+    cumulative_amount: int
+    new: bool
+    TYPE_NAME: ClassVar[str] = "VoucherAccepted"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorResponse:
     code: ErrorCode
@@ -239,13 +328,21 @@ Message: TypeAlias = (
     | Gossip
     | ReputationQuery
     | ReputationReport
+    | SubmitJob
+    | JobAccepted
+    | ReceiptsQuery
+    | ReceiptBatch
+    | SubmitVoucher
+    | VoucherAccepted
     | ErrorResponse
 )
 
 
 __all__ = [
     "MAX_ORDERS",
+    "MAX_PERIODS",
     "MAX_REPUTATIONS",
+    "MAX_SEALED",
     "ZERO_ADDRESS",
     "BookChange",
     "BookEntry",
@@ -258,14 +355,22 @@ __all__ = [
     "Fill",
     "FillStatus",
     "Gossip",
+    "JobAccepted",
+    "JobState",
     "LeaseOpened",
     "Message",
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "PeriodReport",
+    "ReceiptBatch",
+    "ReceiptsQuery",
     "ReputationQuery",
     "ReputationReport",
     "Side",
+    "SubmitJob",
     "SubmitOrders",
+    "SubmitVoucher",
     "Value",
+    "VoucherAccepted",
 ]

@@ -14,7 +14,7 @@ from market.matching import (
     Submission,
 )
 from market.protocol import codec
-from market.protocol.types import Bid, Lease, Offer, Signed
+from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
 from market.reputation import Reputation
 from nodes.wire.fields import (
     Address,
@@ -37,7 +37,9 @@ from nodes.wire.fields import (
 )
 from nodes.wire.messages import (
     MAX_ORDERS,
+    MAX_PERIODS,
     MAX_REPUTATIONS,
+    MAX_SEALED,
     BookChange,
     BookEntry,
     BookQuery,
@@ -49,15 +51,23 @@ from nodes.wire.messages import (
     Fill,
     FillStatus,
     Gossip,
+    JobAccepted,
+    JobState,
     LeaseOpened,
     Message,
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    PeriodReport,
+    ReceiptBatch,
+    ReceiptsQuery,
     ReputationQuery,
     ReputationReport,
     Side,
+    SubmitJob,
     SubmitOrders,
+    SubmitVoucher,
+    VoucherAccepted,
 )
 
 
@@ -159,6 +169,29 @@ _REPUTATION = Struct(
     ),
 )
 
+_SIGNED_BID: Frame[Signed[Bid]] = Frame(
+    "SignedBid", lambda o: type(o) is Signed and type(o.message) is Bid, codec.MAX_FRAME_SIZE
+)
+_SIGNED_RECEIPT: Frame[Signed[Receipt]] = Frame(
+    "SignedReceipt",
+    lambda o: type(o) is Signed and type(o.message) is Receipt,
+    codec.MAX_FRAME_SIZE,
+)
+_SIGNED_VOUCHER: Frame[Signed[Voucher]] = Frame(
+    "SignedVoucher",
+    lambda o: type(o) is Signed and type(o.message) is Voucher,
+    codec.MAX_FRAME_SIZE,
+)
+_SEALED = Bin(max_len=MAX_SEALED)
+_PERIOD = Struct(
+    PeriodReport,
+    (
+        ("receipt", "receipt", _SIGNED_RECEIPT),
+        ("sealed_output", "sealedOutput", _SEALED),
+        ("metrics", "metrics", Bin(max_len=1024)),
+    ),
+)
+
 FieldSpec = tuple[tuple[str, str, Kind[Any]], ...]
 _FIELDS: dict[type[Message], FieldSpec] = {
     SubmitOrders: (("orders", "orders", ListOf(_SUBMISSION, MAX_ORDERS)),),
@@ -234,6 +267,29 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("to_block", "toBlock", UInt(64)),
         ("reputations", "reputations", ListOf(_REPUTATION, MAX_REPUTATIONS)),
         ("next_after", "nextAfter", _ADDRESS),
+    ),
+    SubmitJob: (
+        ("lease_id", "leaseId", _HASH),
+        ("bid", "bid", _SIGNED_BID),
+        ("sealed_spec", "sealedSpec", _SEALED),
+    ),
+    JobAccepted: (("lease_id", "leaseId", _HASH), ("state", "state", Choice(JobState))),
+    ReceiptsQuery: (
+        ("lease_id", "leaseId", _HASH),
+        ("after_seq", "afterSeq", UInt(64)),
+        ("limit", "limit", UInt(8)),
+    ),
+    ReceiptBatch: (
+        ("lease_id", "leaseId", _HASH),
+        ("periods", "periods", ListOf(_PERIOD, MAX_PERIODS)),
+        ("job_state", "jobState", Choice(JobState)),
+        ("job_error", "jobError", _TEXT),
+    ),
+    SubmitVoucher: (("voucher", "voucher", _SIGNED_VOUCHER),),
+    VoucherAccepted: (
+        ("lease_id", "leaseId", _HASH),
+        ("cumulative_amount", "cumulativeAmount", UInt256()),
+        ("new", "new", Bool()),
     ),
     ErrorResponse: (
         ("code", "code", Choice(ErrorCode)),

@@ -24,7 +24,9 @@ from market.protocol.types import (
     Bid,
     Lease,
     Offer,
+    Receipt,
     Signed,
+    Voucher,
 )
 from market.reputation import Reputation
 from nodes.wire import (
@@ -39,15 +41,23 @@ from nodes.wire import (
     Fill,
     FillStatus,
     Gossip,
+    JobAccepted,
+    JobState,
     LeaseOpened,
     Message,
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    PeriodReport,
+    ReceiptBatch,
+    ReceiptsQuery,
     ReputationQuery,
     ReputationReport,
     Side,
+    SubmitJob,
     SubmitOrders,
+    SubmitVoucher,
+    VoucherAccepted,
 )
 from nodes.wire.fields import INT_MAX, INT_MIN
 
@@ -120,6 +130,18 @@ REPUTATION_REPORTS = st.builds(
     ReputationReport, U64, U64, st.lists(reputations(), max_size=3).map(tuple), ADDRESS
 )
 
+SEALED = st.binary(max_size=200)
+METRICS = st.binary(max_size=40)
+
+
+def _signed(message: Any) -> Signed[Any]:
+    return Signed(message, b"\x03" * 65)
+
+
+SIGNED_RECEIPTS = st.builds(
+    Receipt, HASH, U64, HASH, U64, U64, U64, HASH, HASH, HASH
+).map(_signed)
+
 MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(SubmitOrders, st.lists(SUBMISSION, max_size=3).map(tuple)),
     st.builds(
@@ -150,6 +172,18 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
     ),
     REPUTATION_QUERIES,
     REPUTATION_REPORTS,
+    st.builds(SubmitJob, HASH, BIDS.map(lambda b: Signed(b, b"\x02" * 65)), SEALED),
+    st.builds(JobAccepted, HASH, st.sampled_from(JobState)),
+    st.builds(ReceiptsQuery, HASH, U64, st.integers(0, 255)),
+    st.builds(
+        ReceiptBatch,
+        HASH,
+        st.lists(st.builds(PeriodReport, SIGNED_RECEIPTS, SEALED, METRICS), max_size=2).map(tuple),
+        st.sampled_from(JobState),
+        TEXT,
+    ),
+    st.builds(SubmitVoucher, st.builds(Voucher, HASH, U256, HASH).map(_signed)),
+    st.builds(VoucherAccepted, HASH, U256, st.booleans()),
     st.builds(ErrorResponse, st.sampled_from(ErrorCode), TEXT, VALUES),
 )
 
@@ -195,5 +229,35 @@ SAMPLES: dict[str, Any] = {
         ),
         _B,
     ),
+    "SubmitJob": SubmitJob(b"\x07" * 32, Signed(BID, b"\x02" * 65), b"sealed spec"),
+    "JobAccepted": JobAccepted(b"\x07" * 32, JobState.RUNNING),
+    "ReceiptsQuery": ReceiptsQuery(b"\x07" * 32, 3, 16),
+    "ReceiptBatch": ReceiptBatch(
+        b"\x07" * 32,
+        (
+            PeriodReport(
+                Signed(
+                    Receipt(
+                        b"\x07" * 32,
+                        1,
+                        bytes(32),
+                        100,
+                        160,
+                        240,
+                        b"\x09" * 32,
+                        b"\x0a" * 32,
+                        bytes(32),
+                    ),
+                    b"\x03" * 65,
+                ),
+                b"sealed output",
+                b"\x83metrics",
+            ),
+        ),
+        JobState.FINISHED,
+        "",
+    ),
+    "SubmitVoucher": SubmitVoucher(Signed(Voucher(b"\x07" * 32, 720, b"\x0b" * 32), b"\x04" * 65)),
+    "VoucherAccepted": VoucherAccepted(b"\x07" * 32, 720, True),
     "ErrorResponse": ErrorResponse(ErrorCode.RATE_LIMITED, "slow down", {"retry_after_ms": 250}),
 }
