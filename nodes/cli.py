@@ -4,6 +4,8 @@ gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write th
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
+gpumarket provider --config FILE                     the provider agent (docs/guides.md)
+gpumarket lab --config FILE [--exit-when-done]       the lab client
 gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
                  [--deployment FILE] [--json]        (read-only; bad input exits 2)
 """
@@ -128,6 +130,26 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provider(args: argparse.Namespace) -> int:
+    from nodes.provider import decrypt_key, load_config, load_deployment
+    from nodes.provider.agent import ProviderAgent, run_agent
+
+    config = load_config(args.config)
+    key = decrypt_key(config.key)
+    deployment = load_deployment(config.chain)
+    logs.configure()
+
+    def ready(agent: ProviderAgent) -> None:
+        print(f"provider ready url={agent.url} address={agent.address}", flush=True)
+
+    try:
+        run_agent(config, key, deployment, on_ready=ready)
+    except OSError as exc:  # the port is taken, the state directory is not writable, ...
+        print(f"error: the provider agent could not start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     try:
         address = _status_address(args)
@@ -191,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rl.add_argument("--relay-id", default=None, help="default: a random id kept in the database")
     rl.set_defaults(func=cmd_relay)
+
+    pv = sub.add_parser("provider", help="run the provider agent: offers, jobs, receipts, claims")
+    pv.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    pv.set_defaults(func=cmd_provider)
 
     st = sub.add_parser("status", help="an account's balances, stake, leases and pending claims")
     st.add_argument(

@@ -1,246 +1,312 @@
-"""The main job: a full market round on an embedded devnet, in one process.
+"""The main job: a full market round of separate processes on an embedded devnet.
 
     gpumarket demo [--providers 3] [--labs 2] [--jobs 2]
 
-It starts anvil, deploys, funds providers and labs from the TestUSD faucet, registers the
-providers with stake, and then runs the market: providers sign offers, labs sign bids, the
-matcher (``market.matching``) verifies them in bulk and fills them, a third party opens the leases
-on-chain, each provider runs its jobs for real (integer matrix products and a command job in a
-subprocess), commits their outputs in Merkle roots and signs hash-chained receipts each metering
-period; each lab verifies every receipt and output (signatures, chain, usage bounds, Merkle
-proofs, Freivalds for products, re-execution for the command) and pays by signed cumulative
-vouchers; providers claim in batches, one lab terminates a lease early, leases close, refunds go
-back, and everyone withdraws. It ends with a ledger and checks that no token was created or lost.
-
-Chain time moves by ``increase_time`` between metering periods, so an hour of leases takes
-seconds. The daemons of issue 6 (relay, provider agent, lab client as processes) replace the
-in-process calls; the money path and the checks are the same.
+It starts anvil (one block a second), deploys the contracts, funds each account from the TestUSD
+faucet, writes each daemon an encrypted keystore and a TOML config in a fresh folder, and starts,
+as processes talking over loopback sockets: a relay (order book and matcher), the provider
+agents (``gpumarket provider``) and the labs (``gpumarket lab --exit-when-done``). Providers
+register with stake and offer their GPUs; labs bid, each bid committing to its job; the relay's
+matcher opens the leases on-chain with the labs' escrow; labs send their sealed jobs (integer
+matrix products, checked by Freivalds, and a command job, checked by running it again);
+providers run them, sign a receipt each metering period and deliver the sealed outputs; labs
+verify every receipt and output and pay by signed vouchers; providers claim in batches and close
+each lease when its work is paid, which credits the unused escrow back to the lab; everyone
+withdraws. Progress is printed as it happens; the round ends with a ledger (balances before and
+after, leases, receipts, vouchers, gas) and fails unless every token is accounted for and every
+lease closed. The daemons' logs stay in the round's folder.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-import numpy.typing as npt
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
-from market.chain.deploy import Contracts, deploy
+from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
-from market.matching import OrderBook, explain, verify_orders
-from market.protocol.eip712 import order_hash, receipt_hash
-from market.protocol.types import Bid, Lease, Offer, Signed, Voucher
-from market.receipts import ReceiptChain, ReceiptVerifier, freivalds_exact, output_root
-from market.receipts.merkle import chunk
-from market.roles import Lab, Provider
 
 USD = 10**6
-PERIOD_S = 600
-PERIODS = 3
-DURATION_S = PERIOD_S * PERIODS
 MODELS = ("H100-80GB", "A100-80GB")
-COMMAND = [sys.executable, "-c", "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()"
-           ").hexdigest() * 64)"]  # fmt: skip
+PASSWORD_ENV = "GPUMARKET_KEY_PASSWORD"
+MATCHER_ENV = "GPUMARKET_MATCHER_KEY"
+PASSWORD = "demo-only"
+LEASE_S = 16
+READY_TIMEOUT_S = 60.0
+ROUND_TIMEOUT_S = 300.0
+# The round's own windows, short so that a silent lab or a late close is settled in seconds.
+PARAMS = MarketParams(min_stake=100 * USD, unbonding_delay=60, claim_window=20, challenge_window=10)
+# The command job: a deterministic hash chain; the lab runs it again to check it.
+HASH_CHAIN = (
+    "import hashlib,sys\n"
+    "h=hashlib.sha256(sys.argv[1].encode()).digest()\n"
+    "for i in range(40):\n"
+    "    for _ in range(20000): h=hashlib.sha256(h).digest()\n"
+    "    print(i, h.hex(), flush=True)\n"
+)
+SHOWN = {
+    "registered", "offered", "lease_opened", "job_received", "job_started", "job_exited",
+    "receipt", "claimed", "lease_closed_by_provider", "withdrawn", "claim_finalized",
+    "receipt_posted", "payment_stopped",
+}  # fmt: skip
 
 
 @dataclass
-class Job:
-    """One lease's work: what the lab asked and how the provider answers it."""
-
-    lease: Lease
-    kind: str  # "matmul" | "command"
-    seed: int
-    chain: ReceiptChain
-    verifier: ReceiptVerifier
-    vouchers: list[Signed[Voucher]] = field(default_factory=list)
-    receipts: int = 0
+class Daemon:
+    name: str
+    proc: subprocess.Popen[str]
+    log: Path
+    ready: str = ""
+    _ready_event: threading.Event = field(default_factory=threading.Event)
 
 
-def _matrices(seed: int, n: int = 96) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(-50, 50, (n, n)), rng.integers(-50, 50, (n, n))
+class Round:
+    def __init__(self, dev: Devnet, out: TextIO, providers: int, labs: int, jobs: int) -> None:
+        self.dev, self.out = dev, out
+        self.n_providers, self.n_labs, self.n_jobs = providers, labs, jobs
+        self.folder = Path(tempfile.mkdtemp(prefix="gpumarket-round-"))
+        self.daemons: list[Daemon] = []
+        self.lock = threading.Lock()
+        w3 = dev.web3()
+        self.contracts: Contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url, params=PARAMS)
+        self.deployment_file = self.folder / "deployment.json"
+        self.contracts.deployment.save(self.deployment_file)
+        accounts = dev.accounts[1:]
+        self.matcher = accounts[0]
+        self.providers = accounts[1 : 1 + providers]
+        self.labs = accounts[1 + providers : 1 + providers + labs]
+        self.log("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); round folder "
+                 f"{self.folder}")  # fmt: skip
+        token = self.contracts.token
+        faucet = Transactor(w3, dev.accounts[0])
+        for acct in [*self.providers, *self.labs]:
+            faucet.send(token.address, token.encode_abi("mint", [acct.address, 10_000 * USD]))
+        self.watch = [a.address for a in [*self.providers, *self.labs]]
+        self.watch += [self.contracts.market.address, self.contracts.registry.address]
+        self.before = {a: self.balance(a) for a in self.watch}
+
+    def log(self, event: str, text: str) -> None:
+        with self.lock:
+            print(f"{event:10}{text}", file=self.out, flush=True)
+
+    def balance(self, address: str) -> int:
+        token = self.contracts.token
+        return int(token.functions.balanceOf(address).call())
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env[PASSWORD_ENV] = PASSWORD
+        env.update(extra)
+        return env
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Daemon:
+        log = self.folder / f"{name}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nodes.cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=self.folder,
+        )
+        daemon = Daemon(name, proc, log)
+        threading.Thread(target=self._stdout, args=(daemon,), daemon=True).start()
+        threading.Thread(target=self._stderr, args=(daemon,), daemon=True).start()
+        self.daemons.append(daemon)
+        return daemon
+
+    def _stdout(self, d: Daemon) -> None:
+        assert d.proc.stdout is not None
+        for line in d.proc.stdout:
+            if " ready " in f" {line}" and not d._ready_event.is_set():
+                d.ready = line.strip()
+                d._ready_event.set()
+        d._ready_event.set()
+
+    def _stderr(self, d: Daemon) -> None:
+        assert d.proc.stderr is not None
+        with d.log.open("w", encoding="utf-8") as f:
+            for line in d.proc.stderr:
+                f.write(line)
+                f.flush()
+                parts = line.split(" ", 4)
+                if len(parts) < 4:
+                    continue
+                level, event = parts[1], parts[3].strip()
+                if d.name.startswith("lab") or event in SHOWN or level in ("warning", "error"):
+                    self.log(d.name, f"{event} {parts[4].strip() if len(parts) > 4 else ''}")
+
+    def wait_ready(self, d: Daemon) -> str:
+        if not d._ready_event.wait(READY_TIMEOUT_S) or not d.ready:
+            raise SystemExit(f"error: {d.name} did not start; see {d.log}")
+        field_ = next((p for p in d.ready.split() if p.startswith("url=")), "url=")
+        return field_.removeprefix("url=")
+
+    def keystore(self, name: str, acct: LocalAccount) -> Path:
+        path = self.folder / f"{name}-key.json"
+        path.write_text(json.dumps(Account.encrypt(acct.key, PASSWORD, iterations=2**12)))
+        return path
+
+    # --- the round ---------------------------------------------------------------------------
+
+    def play(self) -> int:
+        relay = self.start(
+            "relay",
+            ["relay", "--deployment", str(self.deployment_file), "--db", "relay.sqlite",
+             "--matcher-key-env", MATCHER_ENV],
+            self.env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}),
+        )  # fmt: skip
+        relay_url = self.wait_ready(relay)
+        self.log("relay", f"{relay_url}")
+        providers = []
+        for i, acct in enumerate(self.providers):
+            config = self.provider_config(i, acct, relay_url)
+            providers.append(self.start(f"provider{i}", ["provider", "--config", str(config)],
+                                        self.env()))  # fmt: skip
+        for d in providers:
+            self.log(d.name, f"serving at {self.wait_ready(d)}")
+        labs = []
+        for i, acct in enumerate(self.labs):
+            config = self.lab_config(i, acct, relay_url)
+            labs.append(self.start(f"lab{i}", ["lab", "--config", str(config), "--exit-when-done"],
+                                   self.env()))  # fmt: skip
+        deadline = time.monotonic() + ROUND_TIMEOUT_S
+        failed = []
+        for d in labs:
+            try:
+                code = d.proc.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                code = -1
+            if code != 0:
+                failed.append(f"{d.name} (exit {code}; see {d.log})")
+        self.stop_all()
+        if failed:
+            print(f"error: {', '.join(failed)}", file=self.out)
+            return 1
+        return self.ledger()
+
+    def stop_all(self) -> None:
+        for d in reversed(self.daemons):
+            if d.proc.poll() is None:
+                d.proc.terminate()
+        for d in self.daemons:
+            try:
+                d.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+
+    def provider_config(self, i: int, acct: LocalAccount, relay_url: str) -> Path:
+        name = f"provider{i}"
+        path = self.folder / f"{name}.toml"
+        path.write_text(
+            f'state = "{name}/state.sqlite"\n'
+            f'[key]\nkeystore = "{self.keystore(name, acct).name}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f'[relays]\nurls = ["{relay_url}"]\n'
+            f'[inventory]\n[[inventory.gpus]]\nmodel = "{MODELS[i % 2]}"\ncount = 8\n'
+            f"memory_gib = 80\n"
+            f'[pricing]\npolicy = "fixed"\nparams = {{ price_per_gpu_second = {500 + 100 * i} }}\n'
+            f"[metering]\ninterval_s = 2\n"
+            f"[agent]\nstake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
+            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n",
+            encoding="utf-8",
+        )
+        (self.folder / name).mkdir(exist_ok=True)
+        return path
+
+    def lab_config(self, i: int, acct: LocalAccount, relay_url: str) -> Path:
+        name = f"lab{i}"
+        path = self.folder / f"{name}.toml"
+        jobs = []
+        for j in range(self.n_jobs):
+            head = (f'[[jobs]]\nmodel = "{MODELS[j % 2]}"\ngpus = 2\n'
+                    f"max_price_per_gpu_second = 800\nduration = {LEASE_S}\n")  # fmt: skip
+            if j % 2 == 0:
+                jobs.append(head + f'kind = "matmul"\nn = 128\nseed = {100 * i + j}\nrounds = 24\n')
+            else:
+                argv = ["python", "-c", HASH_CHAIN, f"lab{i}-job{j}"]
+                quoted = ", ".join(_toml_string(a) for a in argv)
+                jobs.append(head + f'kind = "command"\nargv = [{quoted}]\n')
+        path.write_text(
+            f'state = "{name}/state.sqlite"\n'
+            f'[key]\nkeystore = "{self.keystore(name, acct).name}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f'[relays]\nurls = ["{relay_url}"]\n'
+            f"[lab]\npoll_interval_s = 0.5\n" + "".join(jobs),
+            encoding="utf-8",
+        )
+        (self.folder / name).mkdir(exist_ok=True)
+        return path
+
+    # --- the ledger --------------------------------------------------------------------------
+
+    def ledger(self) -> int:
+        w3 = self.dev.web3()
+        first = self.contracts.deployment.deploy_block
+        gas = sum(
+            int(w3.eth.get_block(n)["gasUsed"]) for n in range(first, w3.eth.block_number + 1)
+        )
+        events = self.contracts.market.events
+        opened = len(events.LeaseOpened().get_logs(from_block=first))
+        closed = len(events.LeaseClosed().get_logs(from_block=first))
+        receipts = vouchers = 0
+        for i in range(self.n_providers):
+            with sqlite3.connect(self.folder / f"provider{i}" / "state.sqlite") as db:
+                receipts += db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
+                vouchers += db.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
+        after = {a: self.balance(a) for a in self.watch}
+        names = {a.address: f"provider {i}" for i, a in enumerate(self.providers)}
+        names |= {a.address: f"lab {i}" for i, a in enumerate(self.labs)}
+        names[self.contracts.market.address] = "market"
+        names[self.contracts.registry.address] = "registry"
+        print("\nledger (tUSD)", file=self.out)
+        for a in self.watch:
+            print(f"  {names[a]:11} {self.before[a] / USD:12.2f} -> {after[a] / USD:12.2f}"
+                  f"  ({(after[a] - self.before[a]) / USD:+.2f})", file=self.out)  # fmt: skip
+        print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed and "
+              f"delivered, {vouchers} vouchers; {gas:,} gas used", file=self.out)  # fmt: skip
+        if sum(after.values()) != sum(self.before.values()):
+            print("error: tokens were created or lost", file=self.out)
+            return 1
+        if opened == 0 or closed != opened:
+            print(f"error: {opened - closed} of {opened} leases are still open", file=self.out)
+            return 1
+        print("done      every token accounted for, every lease closed", file=self.out)
+        return 0
 
 
-def _run_job(kind: str, seed: int, period: int) -> bytes:
-    """The provider's work for one period; returns its output bytes."""
-    if kind == "matmul":
-        a, b = _matrices(seed + period)
-        return (a @ b).astype("<i8").tobytes()
-    proc = subprocess.run(
-        [*COMMAND, f"{seed}:{period}"], capture_output=True, timeout=30, check=True
-    )
-    return proc.stdout
-
-
-def _check_output(kind: str, seed: int, period: int, output: bytes) -> bool:
-    """The lab's check of one period's output: Freivalds for a product, re-execution else."""
-    if kind == "matmul":
-        a, b = _matrices(seed + period)
-        c = np.frombuffer(output, dtype="<i8").reshape(a.shape[0], b.shape[1])
-        return freivalds_exact(a, b, c)
-    return hashlib.sha256(_run_job(kind, seed, period)).digest() == hashlib.sha256(output).digest()
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def run(out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2) -> int:
     if not 1 <= providers <= 6 or not 1 <= labs <= 3 or jobs < 1:
         print("error: 1-6 providers, 1-3 labs and at least one job per lab", file=out)
         return 2
-    with Devnet.start(accounts=max(10, providers + labs + 2)) as dev:
-        return _Round(dev, out, providers, labs, jobs).play()
+    with Devnet.start(accounts=max(10, providers + labs + 2), block_time=1) as dev:
+        round_ = Round(dev, out, providers, labs, jobs)
+        try:
+            return round_.play()
+        finally:
+            round_.stop_all()
 
 
-class _Round:
-    def __init__(self, dev: Devnet, out: TextIO, providers: int, labs: int, jobs: int) -> None:
-        self.dev, self.out, self.jobs_per_lab = dev, out, jobs
-        w3 = dev.web3()
-        self.contracts: Contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url)
-        self.log("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}, pid {dev.pid})")
-        for name, address in sorted(self.contracts.deployment.contracts.items()):
-            if name != "Token":  # the settlement token; here it is TestUSD
-                self.log("deployed", f"{name:16} {address}")
-        faucet = Transactor(w3, dev.accounts[0])
-        token = self.contracts.token
-        accts = dev.accounts[1 : 1 + providers + labs]
-        for acct in accts:
-            faucet.send(token.address, token.encode_abi("mint", [acct.address, 10_000 * USD]))
-        d = self.contracts.deployment
-        self.providers = [Provider.connect(d, "0x" + a.key.hex()) for a in accts[:providers]]
-        self.labs = [Lab.connect(d, "0x" + a.key.hex()) for a in accts[providers:]]
-        self.matcher = Lab.connect(d, "0x" + dev.accounts[1 + providers + labs].key.hex())
-        self.watch = [p.address for p in self.providers] + [lab.address for lab in self.labs]
-        self.watch += [self.contracts.market.address, self.contracts.registry.address]
-        self.before = {a: self.balance(a) for a in self.watch}
-
-    def log(self, event: str, text: str) -> None:
-        print(f"{event:10}{text}", file=self.out, flush=True)
-
-    def balance(self, address: str) -> int:
-        return self.matcher.client.balance_of(address)
-
-    def play(self) -> int:
-        jobs = self.open_leases()
-        early = jobs[-1] if len(jobs) > 1 else None  # its lab stops it after two periods
-        for period in range(PERIODS):
-            self.dev.increase_time(PERIOD_S)
-            self.dev.mine()
-            self.meter([j for j in jobs if not (j is early and period >= 2)], period)
-            if period == 1 and early is not None:
-                lab = next(lab for lab in self.labs if lab.address == early.lease.lab)
-                lab.terminate(early.lease, early.vouchers[-1].message.cumulative_amount)
-                self.log("terminate", f"lab ended 0x{early.lease.id.hex()[:12]} after 2 periods,"
-                         " paying for them")  # fmt: skip
-        self.settle([j for j in jobs if j is not early], jobs)
-        return self.ledger(jobs)
-
-    def open_leases(self) -> list[Job]:
-        min_stake = self.matcher.client.min_stake()
-        for i, p in enumerate(self.providers):
-            p.register(stake=2 * min_stake, endpoint=f"http://127.0.0.1:{7100 + i}")
-            self.log("register", f"provider {p.address} staked {2 * min_stake / USD:.2f} tUSD")
-        orders: list[Signed[Offer] | Signed[Bid]] = []
-        for i, p in enumerate(self.providers):
-            # 500-700 units per GPU-second: 1.80-2.52 tUSD per GPU-hour
-            orders.append(p.offer(MODELS[i % 2], gpus=8, memory_gib=80,
-                                  price_per_gpu_second=500 + 100 * i, min_duration=60,
-                                  max_duration=86_400))  # fmt: skip
-        for lab in self.labs:
-            lab.fund(10**12)
-            for j in range(self.jobs_per_lab):
-                orders.append(lab.bid(MODELS[j % 2], gpus=2, max_price_per_gpu_second=800,
-                                      duration=DURATION_S))  # fmt: skip
-        # A bid that cannot match, to show why and what would fix it.
-        lowball = self.labs[0].bid(MODELS[0], gpus=4, max_price_per_gpu_second=300,
-                                   duration=DURATION_S)  # fmt: skip
-        orders.append(lowball)
-        reader = self.matcher.client
-        domain = reader.domain
-
-        def stake_of(address: str) -> int | None:
-            info = reader.provider_info(address)
-            return info.free_stake if info.registered else None
-
-        book = OrderBook(min_stake=min_stake, stake_of=stake_of)
-        valid, rejected = verify_orders(domain, orders)
-        now = reader.chain_time()
-        fills = [f for order in valid for f in book.submit(order, now)]
-        self.log("matched", f"{len(valid)} orders verified, {len(rejected)} refused, "
-                 f"{len(fills)} fills")  # fmt: skip
-        why = explain(book, lowball.message, now, order_hash=order_hash(domain, lowball.message))
-        for reason in why.reasons:
-            self.log("no match", f"lab 0's lowball bid: {reason}")
-        for change in why.changes:
-            self.log("would fix", str(change))
-        jobs: list[Job] = []
-        for n, fill in enumerate(fills):
-            lease = reader.open_lease(fill.offer, fill.bid, fill.gpus)
-            book.settle(fill)
-            provider = next(p for p in self.providers if p.address == lease.provider)
-            kind = "matmul" if n % 2 == 0 else "command"
-            chain = ReceiptChain(provider.key, domain, lease)
-            jobs.append(Job(lease, kind, seed=n, chain=chain,
-                            verifier=ReceiptVerifier(domain, lease)))  # fmt: skip
-            self.log("lease", f"0x{lease.id.hex()[:12]} {fill.gpus} GPUs of "
-                     f"{fill.offer.message.gpu_model} at {lease.price_per_gpu_second}/GPU-s, "
-                     f"escrow {lease.escrow / USD:.2f} tUSD, {kind} job")  # fmt: skip
-        return jobs
-
-    def meter(self, jobs: list[Job], period: int) -> None:
-        domain = self.matcher.client.domain
-        for job in jobs:
-            output = _run_job(job.kind, job.seed, period)  # the provider works...
-            chunks = chunk(output, 4096)
-            end = job.lease.start + PERIOD_S * (period + 1)
-            signed = job.chain.append(end, job.lease.gpus * PERIOD_S * (period + 1),
-                                      output_root=output_root(chunks))  # fmt: skip
-            job.verifier.accept(signed, chunks)  # ...the lab checks receipt and outputs...
-            if not _check_output(job.kind, job.seed, period, output):
-                raise SystemExit(f"lease 0x{job.lease.id.hex()}: the output is wrong")
-            lab = next(lab for lab in self.labs if lab.address == job.lease.lab)
-            amount = job.lease.price_per_gpu_second * signed.message.gpu_seconds_cumulative
-            job.vouchers.append(lab.pay(job.lease, amount, receipt_hash(domain, signed.message)))
-            job.receipts += 1
-        self.log("period", f"{period + 1}/{PERIODS}: {len(jobs)} receipts verified, "
-                 "outputs checked, vouchers signed")  # fmt: skip
-
-    def settle(self, running: list[Job], jobs: list[Job]) -> None:
-        for p in self.providers:
-            mine = [(j.lease, j.vouchers[-1]) for j in running if j.lease.provider == p.address]
-            if mine:
-                result = p.claim_all(mine)
-                self.log("claim", f"provider {p.address[:10]} claimed {result.total / USD:.2f} "
-                         f"tUSD for {len(result.paid)} leases in one batch")  # fmt: skip
-        for job in jobs:
-            provider = next(p for p in self.providers if p.address == job.lease.provider)
-            refund = provider.close(job.lease)
-            self.log("close", f"0x{job.lease.id.hex()[:12]} refunded {refund / USD:.2f} tUSD")
-        for party in [*self.providers, *self.labs]:
-            party.withdraw()
-
-    def ledger(self, jobs: list[Job]) -> int:
-        w3 = self.dev.web3()
-        first = self.contracts.deployment.deploy_block
-        gas = sum(
-            int(w3.eth.get_block(n)["gasUsed"]) for n in range(first, w3.eth.block_number + 1)
-        )
-        after = {a: self.balance(a) for a in self.watch}
-        print("\nledger (tUSD)", file=self.out)
-        names = {p.address: f"provider {i}" for i, p in enumerate(self.providers)}
-        names |= {lab.address: f"lab {i}" for i, lab in enumerate(self.labs)}
-        names[self.contracts.market.address] = "market"
-        names[self.contracts.registry.address] = "registry"
-        for a in self.watch:
-            print(f"  {names[a]:11} {self.before[a] / USD:12.2f} -> {after[a] / USD:12.2f}"
-                  f"  ({(after[a] - self.before[a]) / USD:+.2f})", file=self.out)  # fmt: skip
-        receipts = sum(j.receipts for j in jobs)
-        print(
-            f"  {len(jobs)} leases, {receipts} receipts verified, {gas:,} gas used", file=self.out
-        )
-        if sum(after.values()) != sum(self.before.values()):
-            print("error: tokens were created or lost", file=self.out)
-            return 1
-        print("done      every token accounted for", file=self.out)
-        return 0
+__all__ = ["run"]

@@ -38,6 +38,18 @@ A complete file (relative paths are relative to the file's folder)::
     max_wall_time_s = 86400
     max_memory_gib = 64                    # omit for no address-space limit
 
+    [agent]                                # the daemon (gpumarket provider); all optional
+    host = "127.0.0.1"                     # where labs reach it: jobs, receipts, vouchers
+    port = 7100                            # 0: a free port
+    public_url = "https://gpu.example:7100"  # registered on-chain; default http://host:port
+    stake = 200                            # tokens to stake at registration (whole units x 1e6)
+    offer_ttl_s = 60                       # offers live this long; re-signed as GPUs free up
+    min_duration_s = 10
+    max_duration_s = 86400
+    claim_interval_s = 5                   # batch claims of the best vouchers this often
+    max_unpaid_periods = 3                 # stop work when this many receipts are unpaid
+    final_voucher_wait_s = 30              # after the end, then the optimistic claim
+
 Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
 silently ignored.
@@ -105,6 +117,20 @@ class JobLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    stake_units: int = 0  # whole tokens x 10**6 (0: the market's minimum stake)
+    offer_ttl_s: int = 60
+    min_duration_s: int = 10
+    max_duration_s: int = 86_400
+    claim_interval_s: int = 5
+    max_unpaid_periods: int = 3
+    final_voucher_wait_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     path: Path
     state: Path
@@ -115,9 +141,12 @@ class ProviderConfig:
     pricing: PricingConfig
     metering: MeteringConfig
     jobs: JobLimits
+    agent: AgentConfig = AgentConfig()
 
 
-_SECTIONS = ("state", "key", "chain", "relays", "inventory", "pricing", "metering", "jobs")
+_SECTIONS = (
+    "state", "key", "chain", "relays", "inventory", "pricing", "metering", "jobs", "agent",
+)  # fmt: skip
 
 
 def load_config(path: Path) -> ProviderConfig:
@@ -140,6 +169,7 @@ def load_config(path: Path) -> ProviderConfig:
         pricing=_pricing(root.table("pricing")),
         metering=_metering(root.table("metering", required=False)),
         jobs=_jobs(root.table("jobs", required=False)),
+        agent=_agent(root.table("agent", required=False)),
     )
 
 
@@ -210,6 +240,34 @@ def _jobs(t: Table) -> JobLimits:
     return JobLimits(wall, None if gib is None else int(gib * 2**30))
 
 
+def _agent(t: Table) -> AgentConfig:
+    d = AgentConfig()
+    t.expect(
+        ("host", "port", "public_url", "stake", "offer_ttl_s", "min_duration_s",
+         "max_duration_s", "claim_interval_s", "max_unpaid_periods", "final_voucher_wait_s")
+    )  # fmt: skip
+    port = t.integer("port", d.port, minimum=0)
+    if port > 65535:
+        raise t.error("port", f"{port} is not a TCP port")
+    min_duration = t.integer("min_duration_s", d.min_duration_s)
+    max_duration = t.integer("max_duration_s", d.max_duration_s)
+    if max_duration < min_duration:
+        raise t.error("max_duration_s", f"below min_duration_s ({min_duration})")
+    stake = t.number("stake", default=None)
+    return AgentConfig(
+        host=t.text("host", d.host),
+        port=port,
+        public_url=t.url("public_url", default=None),
+        stake_units=0 if stake is None else int(stake * 10**6),
+        offer_ttl_s=t.integer("offer_ttl_s", d.offer_ttl_s),
+        min_duration_s=min_duration,
+        max_duration_s=max_duration,
+        claim_interval_s=t.integer("claim_interval_s", d.claim_interval_s),
+        max_unpaid_periods=t.integer("max_unpaid_periods", d.max_unpaid_periods),
+        final_voucher_wait_s=t.integer("final_voucher_wait_s", d.final_voucher_wait_s, minimum=0),
+    )
+
+
 def decrypt_key(key: KeyConfig, environ: Mapping[str, str] = os.environ) -> bytes:
     """The private key in ``key.keystore``, decrypted with the password in ``key.password_env``."""
     password = environ.get(key.password_env)
@@ -240,6 +298,7 @@ def load_deployment(chain: ChainConfig) -> Deployment:
 
 
 __all__ = [
+    "AgentConfig",
     "ChainConfig",
     "GpuDeclaration",
     "InventoryConfig",

@@ -16,6 +16,8 @@ msgpack, committed by ``metricsHash``.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -80,8 +82,16 @@ class Meter:
         head = self.chain.head
         return 0 if head is None else head.message.gpu_seconds_cumulative
 
-    def close_period(self, period_end: int, busy_s: float, output: bytes = b"") -> Period:
-        """Sign, store and return the receipt for the period ending at ``period_end``."""
+    def close_period(
+        self,
+        period_end: int,
+        busy_s: float,
+        output: bytes = b"",
+        *,
+        also: Callable[[sqlite3.Connection, Period], None] | None = None,
+    ) -> Period:
+        """Sign, store and return the receipt for the period ending at ``period_end``; ``also``
+        stores what belongs with it in the receipt's own transaction."""
         if busy_s < 0:
             raise ValueError(f"busy seconds cannot be negative: {busy_s}")
         self._billed += Fraction(busy_s) * self.gpus
@@ -100,12 +110,14 @@ class Meter:
             output_root=output_root(chunks),
             metrics_hash=keccak(metrics),
         )
-        self.records.save_receipt(signed)  # before anyone can see it
+        period = Period(signed, chunks, metrics)
+        extra = None if also is None else (lambda conn: also(conn, period))
+        self.records.save_receipt(signed, extra)  # before anyone can see it
         _log.info(
             "receipt_signed", lease=self.lease.id, seq=signed.message.seq,
             gpu_seconds=cumulative, chunks=len(chunks),
         )  # fmt: skip
-        return Period(signed, chunks, metrics)
+        return period
 
 
 class OutputTail:

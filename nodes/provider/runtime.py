@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -31,6 +32,7 @@ from pathlib import Path
 from market.errors import JobFailed, JobOutOfMemory, JobTimedOut
 
 STOP_GRACE_S = 5.0
+_PR_SET_PDEATHSIG = 1
 STDERR_TAIL = 2000
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # What a process says when an allocation fails under RLIMIT_AS (Python, glibc, C++, CUDA).
@@ -71,10 +73,14 @@ def job_environment(spec: JobSpec, workdir: Path) -> dict[str, str]:
 
 
 def _limits(memory_bytes: int | None) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child between fork and exec: setrlimit calls only
+    def apply() -> None:  # runs in the child between fork and exec: setrlimit and prctl only
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        # Killed with the thread that started it: a job never outlives a killed agent, whose
+        # restart could not account for it.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return apply
 

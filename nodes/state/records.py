@@ -13,7 +13,9 @@ more than what the chain was last seen to have paid.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Callable
 
 from market.errors import StoreError
 from market.protocol import codec
@@ -69,9 +71,15 @@ class Records:
 
     # --- receipts ----------------------------------------------------------------------------
 
-    def save_receipt(self, signed: Signed[Receipt]) -> bytes:
+    def save_receipt(
+        self,
+        signed: Signed[Receipt],
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> bytes:
         """Store a receipt this provider signed; returns its hash. Storing the same receipt again
-        is a no-op; a *different* receipt for a stored ``seq`` is refused (it would equivocate)."""
+        is a no-op; a *different* receipt for a stored ``seq`` is refused (it would equivocate).
+        ``also`` runs inside the same transaction when the receipt is new (what must be stored
+        with it, or not at all: the period's output)."""
         r = signed.message
         h = receipt_hash(self.domain, r)
         with self.db.transaction() as conn:
@@ -91,6 +99,8 @@ class Records:
                 "VALUES (?, ?, ?, ?, ?)",
                 (r.lease_id, r.seq, h, codec.encode(signed), time.time()),
             )
+            if also is not None:
+                also(conn)
         return h
 
     def receipts(self, lease_id: bytes) -> list[Signed[Receipt]]:

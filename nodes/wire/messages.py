@@ -27,7 +27,7 @@ MAX_ORDERS: Final = 10_000
 """The most orders (or results, or book entries) one message can carry; daemons set lower limits."""
 MAX_REPUTATIONS: Final = 10_000
 """The most providers one reputation query or report can name; daemons set lower limits."""
-MAX_SEALED: Final = 512 * 1024
+MAX_SEALED: Final = 4 * 1024 * 1024
 """The largest sealed payload (a job spec, one period's output) a message can carry."""
 MAX_PERIODS: Final = 64
 """The most metering periods one ReceiptBatch carries; the lab asks again for the rest."""
@@ -261,11 +261,11 @@ class JobAccepted:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptsQuery:
-    """The periods of a lease after ``after_seq`` (0: from the first), at most ``limit``
+    """The periods of a lease from ``from_seq`` on (receipts count from 0), at most ``limit``
     (``POST /v1/receipts``)."""
 
     lease_id: bytes
-    after_seq: int = 0
+    from_seq: int = 0
     limit: int = MAX_PERIODS
     TYPE_NAME: ClassVar[str] = "ReceiptsQuery"
 

@@ -276,7 +276,7 @@ _FIELDS: dict[type[Message], FieldSpec] = {
     JobAccepted: (("lease_id", "leaseId", _HASH), ("state", "state", Choice(JobState))),
     ReceiptsQuery: (
         ("lease_id", "leaseId", _HASH),
-        ("after_seq", "afterSeq", UInt(64)),
+        ("from_seq", "fromSeq", UInt(64)),
         ("limit", "limit", UInt(8)),
     ),
     ReceiptBatch: (

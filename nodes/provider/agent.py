@@ -1,0 +1,265 @@
+"""The provider agent (``gpumarket provider --config provider.toml``).
+
+    agent = ProviderAgent(config, key, deployment)
+    await agent.start()        # registers (stake + sealing key + endpoint) if needed, serves labs
+    ...                        # offers, leases, jobs, receipts, claims run in the background
+    await agent.stop()         # SIGTERM: stop taking jobs, stop the jobs, last receipts, close
+
+Two worker threads, each with its own connection to the agent's SQLite file (a StateDB belongs
+to one thread): the **chain** thread runs :class:`~nodes.provider.work.LeaseWork` (events, jobs,
+metering, claims: everything that touches the chain or a job process) every ``TICK_S``; the
+**service** thread answers the labs' HTTP requests (``ProviderService``).
+The event loop itself only moves frames: the HTTP server, and offers to the relays.
+
+Offers: for each GPU group, a new offer is signed once the previous one for that model expired
+(chain time), for the GPUs not held by leases whose work is running, at the pricing policy's
+price, valid ``offer_ttl_s``; so GPUs are never offered twice at once. Each is stored before it
+is sent (the agent must know an offer's model when its lease opens) and submitted to every relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from aiohttp import web
+
+from market.chain.client import MarketClient
+from market.chain.deploy import Deployment
+from market.errors import ChainError, MarketError
+from market.matching import Submission
+from market.protocol.eip712 import order_hash
+from market.protocol.signing import SigningKey
+from market.protocol.types import Offer, Signed
+from market.sealing import public_key_of
+from nodes.logs import get_logger
+from nodes.metrics import Gauge, render
+from nodes.provider.config import ProviderConfig
+from nodes.provider.decisions import plan_offers
+from nodes.provider.inventory import Inventory, detect
+from nodes.provider.pricing import load_policy
+from nodes.provider.service import ProviderService
+from nodes.provider.store import AgentStore
+from nodes.provider.work import Counters, LeaseWork
+from nodes.relay.client import RelayClient
+from nodes.state import DurableChain
+from nodes.state.records import Records
+
+TICK_S = 0.25
+T = TypeVar("T")
+_log = get_logger("gpumarket.provider")
+
+
+class ProviderAgent:
+    def __init__(self, config: ProviderConfig, key: bytes, deployment: Deployment) -> None:
+        self.config = config
+        self.key = SigningKey(key)
+        self.hex_key = "0x" + key.hex()
+        self.deployment = deployment
+        self.inventory: Inventory = detect(config.inventory)
+        self.policy = load_policy(config.pricing)
+        self.chain_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-chain")
+        self.service_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-service")
+        self.counters = Counters()
+        self.url = ""
+        self._work: LeaseWork | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._relays = [RelayClient(u) for u in config.relays]
+        self._leases_open = 0
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    async def _on(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    # --- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._work = await self._on(self.chain_pool, self._open_chain_side)
+        await self._on(self.chain_pool, self._work.recover)
+        service = await self._on(self.service_pool, self._open_service)
+        self._runner = web.AppRunner(service.app(), access_log=None)
+        await self._runner.setup()
+        agent = self.config.agent
+        site = web.TCPSite(self._runner, agent.host, agent.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{agent.host}:{port}"
+        await self._on(self.chain_pool, self._register)
+        self._tasks = [asyncio.create_task(self._loop())]
+        _log.info("provider_ready", address=self.address, url=self.url,
+                  gpus=self.inventory.total, source=self.inventory.source)  # fmt: skip
+
+    def _open_chain_side(self) -> LeaseWork:
+        client = MarketClient.connect(self.deployment, self.hex_key)
+        store = AgentStore.open(self.config.state)
+        records = Records(store.db, client.domain)
+        workdir = self.config.state.parent / "jobs"
+        return LeaseWork(
+            self.config, self.key, client, store, records, DurableChain(store.db, client),
+            client.domain, workdir, _log, self.counters,
+        )  # fmt: skip
+
+    def _open_service(self) -> ProviderService:
+        store = AgentStore.open(self.config.state)
+        assert self._work is not None
+        return ProviderService(
+            domain=self._work.domain,
+            store=store,
+            records=Records(store.db, self._work.domain),
+            sealing_key=store.sealing_private_key(),
+            pool=self.service_pool,
+            log=_log,
+            render_metrics=self.render_metrics,
+            job_submitted=lambda lease_id: None,  # the chain thread's next tick starts it
+        )
+
+    def _register(self) -> None:
+        """Register with stake, endpoint and sealing key unless registered already."""
+        assert self._work is not None
+        client = self._work.client
+        info = client.provider_info(self.address)
+        sealing = public_key_of(self._work.store.sealing_private_key())
+        endpoint = self.config.agent.public_url or self.url
+        if info.registered:
+            if info.endpoint != endpoint or info.encryption_key != sealing:
+                _log.warning("registration_differs", registered_endpoint=info.endpoint,
+                             endpoint=endpoint)  # fmt: skip
+            return
+        stake = self.config.agent.stake_units or client.min_stake()
+        client.register(stake, endpoint, sealing)
+        _log.info("registered", stake=stake, endpoint=endpoint)
+
+    async def stop(self) -> None:
+        """Stop serving, stop the jobs (a last receipt each), then the threads."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._work is not None:
+            await self._on(self.chain_pool, self._work.stop_all)
+        for relay in self._relays:
+            await relay.close()
+        self.chain_pool.shutdown(wait=True)
+        self.service_pool.shutdown(wait=True)
+        _log.info("provider_stopped", address=self.address)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        assert self._work is not None
+        work = self._work
+        while True:
+            offers: list[Signed[Offer]] = []
+            try:
+                await self._on(self.chain_pool, work.tick)
+                offers = await self._on(self.chain_pool, self._plan_offers)
+            except ChainError as exc:
+                _log.warning("chain_unavailable", error=str(exc))
+            except MarketError as exc:  # a bug or a broken store: say so, keep serving
+                _log.error("tick_failed", error=repr(exc))
+            if offers:
+                await self._submit(offers)
+            await asyncio.sleep(TICK_S)
+
+    def _plan_offers(self) -> list[Signed[Offer]]:
+        """Sign (and store) an offer per GPU group whose previous offer expired."""
+        assert self._work is not None
+        client, store = self._work.client, self._work.store
+        now = client.chain_time()
+        if all(now < store.latest_offer_expiry(g.model) for g in self.inventory.groups):
+            return []
+        info = client.provider_info(self.address)
+        plans, _ = plan_offers(
+            self.inventory,
+            store.leased_gpus(),
+            self.policy,
+            now,
+            free_stake=info.free_stake if info.registered else None,
+            min_stake=client.min_stake(),
+        )
+        agent = self.config.agent
+        signed: list[Signed[Offer]] = []
+        for plan in plans:
+            if now < store.latest_offer_expiry(plan.model):
+                continue
+            offer = Offer(
+                provider=self.key.address,
+                gpu_model=plan.model,
+                gpu_count=plan.gpus,
+                memory_gib=plan.memory_gib,
+                price_per_gpu_second=plan.price,
+                min_duration=agent.min_duration_s,
+                max_duration=agent.max_duration_s,
+                expiry=now + agent.offer_ttl_s,
+                nonce=now * 10**9 + len(signed),
+            )
+            one = self.key.sign(self._work.domain, offer)
+            store.add_offer(order_hash(self._work.domain, offer), plan.model, plan.gpus,
+                            offer.expiry)  # fmt: skip
+            signed.append(one)
+        return signed
+
+    async def _submit(self, offers: list[Signed[Offer]]) -> None:
+        subs = [Submission(o) for o in offers]
+        for relay in self._relays:
+            try:
+                results = await relay.submit(subs)
+            except (MarketError, OSError) as exc:
+                _log.warning("relay_unreachable", relay=relay.url, error=str(exc))
+                continue
+            for offer, result in zip(offers, results, strict=True):
+                m = offer.message
+                if result.accepted:
+                    _log.info("offered", relay=relay.url, model=m.gpu_model, gpus=m.gpu_count,
+                              price=m.price_per_gpu_second, expiry=m.expiry)  # fmt: skip
+                else:
+                    _log.warning("offer_refused", relay=relay.url, status=result.status.value,
+                                 message=result.message)  # fmt: skip
+
+    # --- metrics -----------------------------------------------------------------------------
+
+    def render_metrics(self) -> str:
+        gauge = Gauge(
+            "gpumarket_provider_jobs_running", "Jobs running now.",
+            lambda: [((), float(len(self._work.running) if self._work else 0))],
+        )  # fmt: skip
+        return render([*self.counters.all(), gauge])
+
+
+def run_agent(
+    config: ProviderConfig,
+    key: bytes,
+    deployment: Deployment,
+    *,
+    on_ready: Callable[[ProviderAgent], None],
+) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        agent = ProviderAgent(config, key, deployment)
+        await agent.start()
+        try:
+            on_ready(agent)
+            await stop.wait()
+        finally:
+            await agent.stop()
+
+    asyncio.run(main())
+
+
+__all__ = ["ProviderAgent", "run_agent"]

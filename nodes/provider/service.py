@@ -1,0 +1,263 @@
+"""The provider agent's HTTP API, for the labs of its leases (aiohttp).
+
+    POST /v1/jobs       SubmitJob      -> JobAccepted     the lab's sealed job for a lease
+    POST /v1/receipts   ReceiptsQuery  -> ReceiptBatch    receipts, sealed outputs, metrics
+    POST /v1/vouchers   SubmitVoucher  -> VoucherAccepted the lab's cumulative payment
+    GET  /metrics       Prometheus text
+    GET  /healthz       "ok"
+
+A job is authenticated by the lab's signed bid: its hash must be the lease's ``bidHash`` (from
+``LeaseOpened``), its signer the lease's lab, and its ``jobSpecHash`` the keccak256 of the spec
+that opens from ``sealedSpec`` (sealed to this provider's registered key, bound to the lease).
+Resending the same job answers its state; a different one is refused (``job_exists``). A voucher
+is stored only once its signature by the lease's lab checks; a replay answers ``new: false``.
+Every refusal is an ErrorResponse with a code, and changes nothing. The store is used from one
+worker thread (a StateDB belongs to its thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from aiohttp import web
+
+from market.errors import (
+    DecodeError,
+    InvalidSignature,
+    MarketError,
+    SealError,
+    StoreError,
+)
+from market.protocol.eip712 import Domain, order_hash
+from market.protocol.keccak import keccak
+from market.protocol.signing import verify
+from market.sealing import Purpose, associated_data, open_sealed
+from nodes.jobs import JobSpec
+from nodes.logs import EventLogger
+from nodes.metrics import Counter
+from nodes.provider.store import WAITING, AgentStore
+from nodes.relay.answers import Answer, WrongMessageType, answer_for
+from nodes.state.records import Records
+from nodes.wire import (
+    CONTENT_TYPE,
+    ErrorCode,
+    ErrorResponse,
+    JobAccepted,
+    JobState,
+    Message,
+    PeriodReport,
+    ReceiptBatch,
+    ReceiptsQuery,
+    SubmitJob,
+    SubmitVoucher,
+    VoucherAccepted,
+    decode,
+    encode,
+)
+
+MAX_REQUEST: Final = 1024 * 1024
+MAX_ANSWER: Final = 6 * 1024 * 1024
+"""A ReceiptBatch stops adding periods past this many bytes (at least one period goes)."""
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+
+class Refused(MarketError):
+    """A request refused for a reason of this API (not of the frame)."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class ProviderService:
+    """Answers labs from the agent's store; jobs start when the agent's loop sees their spec."""
+
+    domain: Domain
+    store: AgentStore
+    records: Records
+    sealing_key: bytes
+    pool: ThreadPoolExecutor
+    log: EventLogger
+    render_metrics: Callable[[], str]
+    job_submitted: Callable[[bytes], None]
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "gpumarket_provider_requests_total", "Lab requests answered, by endpoint and status."
+        )
+        self.vouchers = Counter(
+            "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay)."
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._answers], client_max_size=MAX_REQUEST)
+        app.add_routes(
+            [
+                web.post("/v1/jobs", self.jobs),
+                web.post("/v1/receipts", self.receipts),
+                web.post("/v1/vouchers", self.vouchers_post),
+                web.get("/metrics", self.metrics),
+                web.get("/healthz", self.health),
+            ]
+        )
+        return app
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    @web.middleware
+    async def _answers(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        endpoint = route.canonical if route is not None else "unmatched"
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+                exc.status, ErrorCode.FRAME_TOO_LARGE if exc.status == 413 else ErrorCode.INTERNAL
+            )
+            response = _error(Answer(exc.status, ErrorResponse(code, exc.reason)))
+        except Refused as exc:
+            response = _error(Answer(exc.status, ErrorResponse(exc.code, str(exc))))
+        except MarketError as exc:
+            answer = answer_for(exc)
+            if answer is None:
+                self.log.error("request_failed", endpoint=endpoint, error=repr(exc))
+                answer = Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
+            response = _error(answer)
+        self.requests.inc(endpoint=endpoint, status=str(response.status))
+        return response
+
+    async def _body(self, request: web.Request, cls: type[M]) -> M:
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise Refused(413, ErrorCode.FRAME_TOO_LARGE, str(exc.reason)) from exc
+        message = decode(data, max_size=MAX_REQUEST)
+        if not isinstance(message, cls):
+            raise WrongMessageType(message.TYPE_NAME, cls.TYPE_NAME)
+        return message
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        message = await self._body(request, SubmitJob)
+        state = await self._run(lambda: self._accept_job(message))
+        return _frame(JobAccepted(message.lease_id, state))
+
+    def _accept_job(self, m: SubmitJob) -> JobState:
+        row = self.store.job(m.lease_id)
+        lease = self.records.lease(m.lease_id)
+        if row is None or lease is None:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{m.lease_id.hex()} here")
+        if order_hash(self.domain, m.bid.message) != row.bid_hash:
+            raise Refused(400, ErrorCode.JOB_REFUSED, "the bid is not the one this lease filled")
+        try:
+            verify(self.domain, m.bid, signer=lease.lab)
+        except InvalidSignature as exc:
+            raise Refused(400, ErrorCode.INVALID_SIGNATURE, f"the bid: {exc}") from exc
+        try:
+            plain = open_sealed(
+                self.sealing_key, m.sealed_spec, associated_data(m.lease_id, Purpose.JOB_SPEC)
+            )
+        except SealError as exc:
+            raise Refused(400, ErrorCode.JOB_REFUSED, f"the sealed spec: {exc}") from exc
+        if keccak(plain) != m.bid.message.job_spec_hash:
+            raise Refused(400, ErrorCode.JOB_REFUSED, "the spec is not the one the bid commits to")
+        try:
+            JobSpec.decode(plain)
+        except DecodeError as exc:
+            raise Refused(400, ErrorCode.JOB_REFUSED, str(exc)) from exc
+        if row.spec is not None:
+            if row.spec != plain:  # unreachable while the bid binds the spec; kept as a guard
+                raise Refused(409, ErrorCode.JOB_EXISTS, "this lease runs another job")
+            return JobState(row.state)
+        if row.ended_at is not None:
+            raise Refused(400, ErrorCode.JOB_REFUSED, "the lease has ended")
+        if not self.store.set_spec(m.lease_id, plain):  # raced with a resend: answer its state
+            current = self.store.job(m.lease_id)
+            return (
+                JobState(current.state)
+                if current and current.state != WAITING
+                else (JobState.RUNNING)
+            )
+        self.log.info("job_received", lease=m.lease_id, kind=JobSpec.decode(plain).kind)
+        self.job_submitted(m.lease_id)
+        return JobState.RUNNING
+
+    # --- receipts ----------------------------------------------------------------------------
+
+    async def receipts(self, request: web.Request) -> web.Response:
+        message = await self._body(request, ReceiptsQuery)
+        batch = await self._run(lambda: self._batch(message))
+        return _frame(batch)
+
+    def _batch(self, q: ReceiptsQuery) -> ReceiptBatch:
+        row = self.store.job(q.lease_id)
+        if row is None:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{q.lease_id.hex()} here")
+        receipts = {r.message.seq: r for r in self.records.receipts(q.lease_id)}
+        periods: list[PeriodReport] = []
+        size = 0
+        for seq, sealed, metrics in self.store.periods(q.lease_id, q.from_seq, max(1, q.limit)):
+            if periods and size + len(sealed) > MAX_ANSWER:
+                break
+            periods.append(PeriodReport(receipts[seq], sealed, metrics))
+            size += len(sealed) + 512
+        state = JobState.RUNNING if row.state == WAITING else JobState(row.state)
+        return ReceiptBatch(q.lease_id, tuple(periods), state, row.error)
+
+    # --- vouchers ----------------------------------------------------------------------------
+
+    async def vouchers_post(self, request: web.Request) -> web.Response:
+        message = await self._body(request, SubmitVoucher)
+        v = message.voucher.message
+        new = await self._run(lambda: self._save_voucher(message))
+        self.vouchers.inc(result="new" if new else "replay")
+        if new:
+            self.log.info("voucher_received", lease=v.lease_id, amount=v.cumulative_amount)
+        return _frame(VoucherAccepted(v.lease_id, v.cumulative_amount, new))
+
+    def _save_voucher(self, m: SubmitVoucher) -> bool:
+        lease_id = m.voucher.message.lease_id
+        if self.records.lease(lease_id) is None:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{lease_id.hex()} here")
+        try:
+            return self.records.save_voucher(m.voucher)
+        except InvalidSignature as exc:
+            raise Refused(400, ErrorCode.INVALID_SIGNATURE, f"the voucher: {exc}") from exc
+        except StoreError as exc:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, str(exc)) from exc
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.render_metrics(), content_type="text/plain")
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+
+def _frame(message: Message, status: int = 200) -> web.Response:
+    return web.Response(body=encode(message), status=status, content_type=CONTENT_TYPE)
+
+
+def _error(answer: Answer) -> web.Response:
+    return web.Response(
+        body=encode(answer.body),
+        status=answer.status,
+        content_type=CONTENT_TYPE,
+        headers=answer.headers,
+    )
+
+
+__all__ = ["MAX_ANSWER", "MAX_REQUEST", "ProviderService", "Refused"]

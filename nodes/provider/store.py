@@ -1,0 +1,232 @@
+"""The provider agent's own tables, beside :mod:`nodes.state.records`' (same SQLite file).
+
+* ``agent_meta``: the X25519 sealing key (generated once: it is registered on-chain) and the
+  block the event follower resumes from;
+* ``jobs``: one row per lease seen opening: the bid hash the lab's job must match, the job spec
+  once the lab sends it (stored before the job starts), its state, and how much of its stdout
+  the receipts already commit;
+* ``periods``: each receipt's output sealed to the lab and its metrics, written in the receipt's
+  own transaction (:meth:`Meter.close_period`'s ``also``), so a receipt is never stored without
+  what it commits to.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from market.sealing import generate_keypair
+from nodes.state.db import MIGRATIONS, StateDB
+from nodes.wire import JobState
+
+PROVIDER_MIGRATIONS: Final = (
+    *MIGRATIONS,
+    """
+    CREATE TABLE agent_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE jobs (
+        lease_id BLOB PRIMARY KEY,
+        bid_hash BLOB NOT NULL,
+        model TEXT NOT NULL,
+        gpus INTEGER NOT NULL,
+        spec BLOB,
+        state TEXT NOT NULL DEFAULT 'waiting',
+        error TEXT NOT NULL DEFAULT '',
+        out_offset INTEGER NOT NULL DEFAULT 0,
+        end_time INTEGER NOT NULL,
+        ended_at REAL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE offers (
+        hash BLOB PRIMARY KEY,
+        model TEXT NOT NULL,
+        gpus INTEGER NOT NULL,
+        expiry INTEGER NOT NULL
+    );
+    CREATE TABLE periods (
+        lease_id BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        sealed_output BLOB NOT NULL,
+        metrics BLOB NOT NULL,
+        PRIMARY KEY (lease_id, seq)
+    );
+    """,
+)
+WAITING: Final = "waiting"
+"""A job row's state before the lab's spec arrives; then a :class:`~nodes.wire.JobState`."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    lease_id: bytes
+    bid_hash: bytes
+    model: str
+    gpus: int
+    spec: bytes | None
+    state: str
+    error: str
+    out_offset: int
+    end_time: int
+    ended_at: float | None
+
+
+class AgentStore:
+    """The agent's tables in ``db`` (opened with :data:`PROVIDER_MIGRATIONS`)."""
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path) -> AgentStore:
+        return cls(StateDB.open(path, migrations=PROVIDER_MIGRATIONS))
+
+    # --- meta --------------------------------------------------------------------------------
+
+    def sealing_private_key(self) -> bytes:
+        """The X25519 private key, generated and stored on first use."""
+        rows = self.db.query("SELECT value FROM agent_meta WHERE key = 'sealing_key'")
+        if rows:
+            return bytes(rows[0]["value"])
+        pair = generate_keypair()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO agent_meta (key, value) VALUES ('sealing_key', ?)",
+                (pair.private,),
+            )
+        return self.sealing_private_key()
+
+    def cursor(self, default: int) -> int:
+        rows = self.db.query("SELECT value FROM agent_meta WHERE key = 'cursor'")
+        return int.from_bytes(rows[0]["value"], "big") if rows else default
+
+    def set_cursor(self, block: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO agent_meta (key, value) VALUES ('cursor', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (block.to_bytes(8, "big"),),
+            )
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def add_lease(
+        self, lease_id: bytes, bid_hash: bytes, model: str, gpus: int, end_time: int
+    ) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (lease_id, bid_hash, model, gpus, end_time, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (lease_id, bid_hash, model, gpus, end_time, time.time()),
+            )
+
+    def leased_gpus(self) -> dict[str, int]:
+        """GPUs per model held by leases whose work has not ended."""
+        rows = self.db.query(
+            "SELECT model, SUM(gpus) AS n FROM jobs WHERE ended_at IS NULL GROUP BY model"
+        )
+        return {str(r["model"]): int(r["n"]) for r in rows}
+
+    def job(self, lease_id: bytes) -> JobRow | None:
+        rows = self.db.query("SELECT * FROM jobs WHERE lease_id = ?", (lease_id,))
+        return _row(rows[0]) if rows else None
+
+    def jobs(self, *, ended: bool | None = None) -> list[JobRow]:
+        sql = "SELECT * FROM jobs"
+        if ended is not None:
+            sql += " WHERE ended_at IS NOT NULL" if ended else " WHERE ended_at IS NULL"
+        return [_row(r) for r in self.db.query(sql + " ORDER BY created")]
+
+    def set_spec(self, lease_id: bytes, spec: bytes) -> bool:
+        """Store the lab's spec (before the job starts); False if the lease has one already."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET spec = ?, state = ? WHERE lease_id = ? AND spec IS NULL",
+                (spec, JobState.RUNNING.value, lease_id),
+            )
+        return cur.rowcount == 1
+
+    def set_state(self, lease_id: bytes, state: JobState, error: str = "") -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, error = ? WHERE lease_id = ?",
+                (state.value, error[:4000], lease_id),
+            )
+
+    def set_end(self, lease_id: bytes, end_time: int) -> None:
+        """A termination brought the lease's end forward."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET end_time = MIN(end_time, ?) WHERE lease_id = ?",
+                (end_time, lease_id),
+            )
+
+    def mark_ended(self, lease_id: bytes) -> None:
+        """The lease's last period is receipted: from now on only payment is left."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET ended_at = ? WHERE lease_id = ? AND ended_at IS NULL",
+                (time.time(), lease_id),
+            )
+
+    # --- offers ------------------------------------------------------------------------------
+
+    def add_offer(self, offer_hash: bytes, model: str, gpus: int, expiry: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO offers (hash, model, gpus, expiry) VALUES (?, ?, ?, ?)",
+                (offer_hash, model, gpus, expiry),
+            )
+
+    def offer_model(self, offer_hash: bytes) -> str | None:
+        rows = self.db.query("SELECT model FROM offers WHERE hash = ?", (offer_hash,))
+        return str(rows[0]["model"]) if rows else None
+
+    def latest_offer_expiry(self, model: str) -> int:
+        rows = self.db.query("SELECT MAX(expiry) AS e FROM offers WHERE model = ?", (model,))
+        return int(rows[0]["e"] or 0)
+
+    # --- periods -----------------------------------------------------------------------------
+
+    @staticmethod
+    def save_period(
+        conn: sqlite3.Connection,
+        lease_id: bytes,
+        seq: int,
+        sealed_output: bytes,
+        metrics: bytes,
+        out_offset: int,
+    ) -> None:
+        """Inside the receipt's transaction: the period's delivery and the stdout committed."""
+        conn.execute(
+            "INSERT INTO periods (lease_id, seq, sealed_output, metrics) VALUES (?, ?, ?, ?)",
+            (lease_id, seq, sealed_output, metrics),
+        )
+        conn.execute("UPDATE jobs SET out_offset = ? WHERE lease_id = ?", (out_offset, lease_id))
+
+    def periods(self, lease_id: bytes, from_seq: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+        rows = self.db.query(
+            "SELECT seq, sealed_output, metrics FROM periods WHERE lease_id = ? AND seq >= ? "
+            "ORDER BY seq LIMIT ?",
+            (lease_id, from_seq, limit),
+        )
+        return [(int(r["seq"]), bytes(r["sealed_output"]), bytes(r["metrics"])) for r in rows]
+
+
+def _row(r: sqlite3.Row) -> JobRow:
+    return JobRow(
+        lease_id=bytes(r["lease_id"]),
+        bid_hash=bytes(r["bid_hash"]),
+        model=str(r["model"]),
+        gpus=int(r["gpus"]),
+        spec=None if r["spec"] is None else bytes(r["spec"]),
+        state=str(r["state"]),
+        error=str(r["error"]),
+        out_offset=int(r["out_offset"]),
+        end_time=int(r["end_time"]),
+        ended_at=None if r["ended_at"] is None else float(r["ended_at"]),
+    )
+
+
+__all__ = ["PROVIDER_MIGRATIONS", "WAITING", "AgentStore", "JobRow"]

@@ -1,0 +1,359 @@
+"""The provider agent's chain-side loop, one ``tick`` at a time, on one worker thread.
+
+Each tick, in order:
+
+1. **follow** the market's events from the stored cursor: a ``LeaseOpened`` naming this provider
+   records the lease (terms, bid hash, model) before anything else acts on it; terminations
+   bring a lease's end forward; closes and slashes end it in the records;
+2. **start** the jobs whose spec a lab has sent since (the HTTP side stored it);
+3. **meter** every lease each metering interval: the job's busy seconds and new output become a
+   signed receipt, stored with its sealed output in one transaction before any lab can read it;
+   at the lease's end (chain time) the job is stopped and a last receipt closes it;
+4. **stop work when payment stops**: ``max_unpaid_periods`` receipts without a voucher;
+5. **settle**, every ``claim_interval_s``: claim the best vouchers in one batch; close each ended
+   lease once it is paid for its last receipt; when the lab stays silent past
+   ``final_voucher_wait_s``, post the last receipt (optimistic claim) and finalize it after the
+   challenge window; withdraw what the market credits.
+
+Chain actions go through :class:`~nodes.state.DurableChain` (intent first; reconciled on start),
+so a SIGKILL anywhere repeats nothing and loses nothing. Chain time, never the host's clock,
+bounds each receipt (a receipt ending after the latest block would be slashable).
+A job running when the agent died died with it (``PR_SET_PDEATHSIG``); on restart it is
+reported ``stopped`` ("interrupted"), and its receipts and payment go on as for any stopped job.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+from market.chain.client import MarketClient
+from market.errors import ChainError
+from market.protocol.eip712 import Domain, receipt_hash
+from market.protocol.signing import SigningKey
+from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
+from market.sealing import Purpose, associated_data, seal
+from nodes.jobs import JobSpec, MatmulParams
+from nodes.logs import EventLogger
+from nodes.metrics import Counter
+from nodes.provider.config import ProviderConfig
+from nodes.provider.metering import Meter, OutputTail, Period
+from nodes.provider.runtime import Job
+from nodes.provider.runtime import JobSpec as RunSpec
+from nodes.provider.store import AgentStore, JobRow
+from nodes.state import DurableChain
+from nodes.state.actions import ClaimBatch, CloseLease, Withdraw
+from nodes.state.optimistic import FinalizeClaim, PostReceipt
+from nodes.state.records import Records
+from nodes.wire import JobState
+
+MAX_PERIOD_OUTPUT = 3 * 1024 * 1024
+"""The most stdout one receipt commits; the rest goes to the next periods."""
+INTERRUPTED = "interrupted: the provider restarted"
+
+
+@dataclass
+class _Running:
+    job: Job
+    tail: OutputTail
+    billed_s: float = 0.0  # busy seconds already in receipts
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.receipts = Counter("gpumarket_provider_receipts_total", "Receipts signed.")
+        self.jobs = Counter("gpumarket_provider_jobs_total", "Jobs, by outcome.")
+        self.claims = Counter("gpumarket_provider_claimed_total", "Tokens claimed, by path.")
+        self.chain_errors = Counter(
+            "gpumarket_provider_chain_errors_total", "Ticks cut short by the chain's RPC."
+        )
+
+    def all(self) -> list[Counter]:
+        return [self.receipts, self.jobs, self.claims, self.chain_errors]
+
+
+@dataclass
+class LeaseWork:
+    """Everything the agent does with the chain and its jobs; owned by one thread."""
+
+    config: ProviderConfig
+    key: SigningKey
+    client: MarketClient
+    store: AgentStore
+    records: Records
+    chain: DurableChain
+    domain: Domain
+    workdir: Path
+    log: EventLogger
+    counters: Counters = field(default_factory=Counters)
+    running: dict[bytes, _Running] = field(default_factory=dict)
+    meters: dict[bytes, Meter] = field(default_factory=dict)
+    last_period: dict[bytes, float] = field(default_factory=dict)
+    last_settle: float = 0.0
+
+    def recover(self) -> None:
+        """On start: finish the chain actions a crash left open; jobs that were running died
+        with the previous process."""
+        for outcome in self.chain.reconcile():
+            self.log.info("intent_reconciled", kind=outcome.kind, status=outcome.status)
+        for row in self.store.jobs(ended=False):
+            if row.state == JobState.RUNNING.value:
+                self.store.set_state(row.lease_id, JobState.STOPPED, INTERRUPTED)
+                self.log.warning("job_interrupted", lease=row.lease_id)
+
+    # --- the tick ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One round of everything; a chain outage ends the round early (retried next tick)."""
+        try:
+            self.follow()
+            head_time = self.client.head().timestamp
+            self.start_jobs()
+            self.meter(head_time)
+            if time.monotonic() - self.last_settle >= self.config.agent.claim_interval_s:
+                self.last_settle = time.monotonic()
+                self.settle(head_time)
+        except ChainError as exc:
+            self.counters.chain_errors.inc()
+            self.log.warning("chain_unavailable", error=str(exc))
+
+    def follow(self) -> None:
+        start = self.store.cursor(self.client.contracts.deployment.deploy_block)
+        head = self.client.head().number
+        if head < start:
+            return
+        me = self.key.address
+        for event in self.client.events(start, head):
+            a = event.args
+            if event.name == "LeaseOpened" and a["provider"] == me:
+                lease: Lease = a["lease"]
+                model = self.store.offer_model(a["offer_hash"]) or "unknown"
+                self.records.save_lease(lease)
+                self.store.add_lease(lease.id, a["bid_hash"], model, lease.gpus, lease.end)
+                self.log.info(
+                    "lease_opened", lease=lease.id, lab=lease.lab, gpus=lease.gpus,
+                    price=lease.price_per_gpu_second, duration=lease.duration,
+                )  # fmt: skip
+            elif event.name == "LeaseTerminated" and self.store.job(a["lease_id"]) is not None:
+                self.store.set_end(a["lease_id"], int(a["end"]))
+                self.log.info("lease_terminated", lease=a["lease_id"], end=a["end"])
+            elif event.name in ("LeaseClosed", "LeaseSlashed") and self.records.lease(
+                a["lease_id"]
+            ):
+                self.records.mark_closed(a["lease_id"])
+                self._stop(a["lease_id"], "the lease closed")
+                self.store.mark_ended(a["lease_id"])
+                self.log.info("lease_closed", lease=a["lease_id"], by=event.name)
+        self.store.set_cursor(head + 1)
+
+    def start_jobs(self) -> None:
+        for row in self.store.jobs(ended=False):
+            if row.spec is None or row.state != JobState.RUNNING.value:
+                continue
+            if row.lease_id in self.running:
+                continue
+            spec = JobSpec.decode(row.spec)
+            self.running[row.lease_id] = self._launch(row, spec)
+            self.counters.jobs.inc(outcome="started")
+            self.log.info("job_started", lease=row.lease_id, kind=spec.kind)
+
+    def _launch(self, row: JobRow, spec: JobSpec) -> _Running:
+        if isinstance(spec.params, MatmulParams):
+            p = spec.params
+            argv: tuple[str, ...] = (
+                *_python(), "-m", "nodes.jobs.matmul", str(p.n), str(p.seed), str(p.rounds)
+            )  # fmt: skip
+        else:
+            first, *rest = spec.params.argv
+            argv = (*_python(), *rest) if first == "python" else (first, *rest)
+        limits = self.config.jobs
+        folder = self.workdir / row.lease_id.hex()
+        job = Job.start(
+            RunSpec(f"lease-{row.lease_id.hex()[:12]}", argv, wall_time_s=limits.wall_time_s,
+                    memory_bytes=limits.memory_bytes),
+            folder,
+        )  # fmt: skip
+        return _Running(job, OutputTail(folder / "stdout", offset=row.out_offset))
+
+    # --- metering ----------------------------------------------------------------------------
+
+    def meter(self, head_time: int) -> None:
+        interval = self.config.metering.interval_s
+        for row in self.store.jobs(ended=False):
+            lease = self.records.lease(row.lease_id)
+            if lease is None:
+                continue
+            ended = head_time >= row.end_time
+            due = time.monotonic() - self.last_period.get(row.lease_id, 0.0) >= interval
+            if ended:
+                self._stop(row.lease_id, "the lease ended")
+            if row.spec is not None and (due or ended):
+                self._close_period(row, lease, min(head_time, row.end_time))
+            self._check_payment(row, lease)
+            if ended:
+                self.store.mark_ended(row.lease_id)
+                self.log.info("lease_work_ended", lease=row.lease_id)
+
+    def _meter(self, lease: Lease) -> Meter:
+        meter = self.meters.get(lease.id)
+        if meter is None:
+            meter = Meter.resume(self.records, self.key, self.domain, lease)
+            self.meters[lease.id] = meter
+        return meter
+
+    def _close_period(self, row: JobRow, lease: Lease, period_end: int) -> None:
+        meter = self._meter(lease)
+        head = meter.chain.head
+        start = lease.start if head is None else head.message.period_end
+        run = self.running.get(row.lease_id)
+        if period_end <= start:
+            return
+        busy = 0.0
+        output = b""
+        offset = row.out_offset
+        if run is not None:
+            elapsed = run.job.elapsed_s()
+            busy, run.billed_s = max(0.0, elapsed - run.billed_s), elapsed
+            output = run.tail.read_new(MAX_PERIOD_OUTPUT)
+            offset = run.tail.offset
+            self._reap(row.lease_id, run)
+        spec = JobSpec.decode(row.spec or b"")
+
+        def also(conn: object, period: Period) -> None:
+            sealed = seal(
+                spec.lab_key,
+                msgpack.packb(list(period.chunks), use_bin_type=True),
+                associated_data(lease.id, Purpose.JOB_OUTPUT),
+            )
+            seq = period.receipt.message.seq
+            AgentStore.save_period(conn, lease.id, seq, sealed, period.metrics, offset)  # type: ignore[arg-type]
+
+        period = meter.close_period(period_end, busy, output, also=also)
+        self.last_period[row.lease_id] = time.monotonic()
+        self.counters.receipts.inc()
+        self.log.info("receipt", lease=lease.id, seq=period.receipt.message.seq,
+                      gpu_seconds=period.receipt.message.gpu_seconds_cumulative,
+                      output_bytes=len(output))  # fmt: skip
+
+    def _reap(self, lease_id: bytes, run: _Running) -> None:
+        """Record a job that exited; its remaining output goes into later periods."""
+        code = run.job.poll()
+        if code is None:
+            return
+        row = self.store.job(lease_id)
+        if row is not None and row.state == JobState.RUNNING.value:
+            state = JobState.FINISHED if code == 0 else JobState.FAILED
+            error = "" if code == 0 else f"exit code {code}: {run.job.stderr_tail()[-500:]}"
+            self.store.set_state(lease_id, state, error)
+            self.counters.jobs.inc(outcome=state.value)
+            self.log.info("job_exited", lease=lease_id, state=state.value, code=code)
+
+    def _stop(self, lease_id: bytes, why: str) -> None:
+        run = self.running.get(lease_id)
+        if run is not None and run.job.poll() is None:
+            run.job.stop()
+            self.store.set_state(lease_id, JobState.STOPPED, why)
+            self.counters.jobs.inc(outcome="stopped")
+            self.log.info("job_stopped", lease=lease_id, why=why)
+
+    def _check_payment(self, row: JobRow, lease: Lease) -> None:
+        run = self.running.get(row.lease_id)
+        if run is None or run.job.poll() is not None:
+            return
+        head = self._meter(lease).chain.head
+        if head is None:
+            return
+        paid_seq = self._paid_seq(lease)
+        unpaid = head.message.seq - paid_seq
+        if unpaid >= self.config.agent.max_unpaid_periods:
+            self.log.warning("payment_stopped", lease=lease.id, unpaid_receipts=unpaid)
+            self._stop(lease.id, f"payment stopped: {unpaid} receipts unpaid")
+
+    def _paid_seq(self, lease: Lease) -> int:
+        """The seq of the receipt the best voucher pays for (-1 without one)."""
+        best = self.records.best_voucher(lease.id)
+        if best is None:
+            return -1
+        by_hash: dict[bytes, int] = {
+            receipt_hash(self.domain, r.message): r.message.seq
+            for r in self.records.receipts(lease.id)
+        }
+        return by_hash.get(best.message.receipt_hash, -1)
+
+    # --- settlement --------------------------------------------------------------------------
+
+    def settle(self, head_time: int) -> None:
+        claimable = self.records.claimable()
+        if claimable:
+            outcome = self.chain.run(ClaimBatch(tuple(claimable)))
+            total = outcome.result.get("total", 0)
+            self.counters.claims.inc(total, path="voucher")
+            self.log.info("claimed", leases=len(claimable), total=total, status=outcome.status)
+            for lease, _ in claimable:
+                self.records.record_paid(lease.id, self.client.lease_state(lease.id).paid)
+        open_ids = {lease.id for lease in self.records.open_leases()}
+        for row in self.store.jobs(ended=True):
+            ended = self.records.lease(row.lease_id)
+            if ended is not None and ended.id in open_ids:
+                self._finish(row, ended, head_time)
+        if self.client.withdrawable(self.key.address) > 0:
+            outcome = self.chain.run(Withdraw())
+            self.log.info("withdrawn", amount=outcome.result.get("amount", 0))
+
+    def _finish(self, row: JobRow, lease: Lease, head_time: int) -> None:
+        """Close an ended lease once it is paid for its last receipt, or claim optimistically."""
+        state = self.client.lease_state(lease.id)
+        if state.status is LeaseStatus.CLOSED:
+            self.records.mark_closed(lease.id)
+            return
+        last = self.records.latest_receipt(lease.id)
+        owed = (
+            0
+            if last is None
+            else min(lease.escrow, lease.price_per_gpu_second * last.message.gpu_seconds_cumulative)
+        )
+        if state.paid >= owed:
+            outcome = self.chain.run(CloseLease(lease))
+            self.records.mark_closed(lease.id)
+            self.log.info("lease_closed_by_provider", lease=lease.id, paid=state.paid,
+                          refund=outcome.result.get("refund", 0))  # fmt: skip
+            return
+        best = self.records.best_voucher(lease.id)
+        if best is not None and best.message.cumulative_amount >= owed:
+            return  # the next claim batch takes it
+        waited = time.time() - (row.ended_at or time.time())
+        if waited < self.config.agent.final_voucher_wait_s or last is None:
+            return
+        self._optimistic(lease, last, head_time)
+
+    def _optimistic(self, lease: Lease, last: Signed[Receipt], head_time: int) -> None:
+        claim = self.client.claim_slot(lease.id)
+        if claim.seq < last.message.seq or claim.receipt_hash == bytes(32):
+            outcome = self.chain.run(PostReceipt(lease, last))
+            self.log.info("receipt_posted", lease=lease.id, seq=last.message.seq,
+                          status=outcome.status)  # fmt: skip
+        elif claim.ready_at and head_time >= claim.ready_at:
+            outcome = self.chain.run(FinalizeClaim(lease))
+            amount = outcome.result.get("amount", 0)
+            self.counters.claims.inc(amount, path="optimistic")
+            self.log.info("claim_finalized", lease=lease.id, amount=amount, status=outcome.status)
+        elif not claim.ready_at:  # disputed: nothing more can be claimed; give the rest back
+            self.log.warning("claim_disputed", lease=lease.id, seq=claim.seq)
+            self.chain.run(CloseLease(lease))
+            self.records.mark_closed(lease.id)
+
+    def stop_all(self) -> None:
+        for lease_id in list(self.running):
+            self._stop(lease_id, "the provider is shutting down")
+
+
+def _python() -> tuple[str, ...]:
+    """How a job runs Python: this agent's interpreter (jobs import ``nodes.jobs`` from it)."""
+    return (sys.executable,)
+
+
+__all__ = ["INTERRUPTED", "Counters", "LeaseWork"]
