@@ -28,6 +28,7 @@ from market.chain.deploy import Contracts, Deployment, default_deployment_path, 
 from market.chain.devnet import Devnet
 from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
 from nodes import demo, logs, status
+from nodes.lab import cli as lab_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
 
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv = sub.add_parser("provider", help="run the provider agent: offers, jobs, receipts, claims")
     pv.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
     pv.set_defaults(func=cmd_provider)
+
+    lab_cli.add_parser(sub)
 
     st = sub.add_parser("status", help="an account's balances, stake, leases and pending claims")
     st.add_argument(

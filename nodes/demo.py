@@ -19,294 +19,147 @@ lease closed. The daemons' logs stay in the round's folder.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
-from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
-from market.chain.tx import Transactor
+from nodes.localnet import MODELS, USD, Daemon, LocalMarket, command_job, matmul_job
 
-USD = 10**6
-MODELS = ("H100-80GB", "A100-80GB")
-PASSWORD_ENV = "GPUMARKET_KEY_PASSWORD"
-MATCHER_ENV = "GPUMARKET_MATCHER_KEY"
-PASSWORD = "demo-only"
 LEASE_S = 16
-READY_TIMEOUT_S = 60.0
 ROUND_TIMEOUT_S = 300.0
-# The round's own windows, short so that a silent lab or a late close is settled in seconds.
-PARAMS = MarketParams(min_stake=100 * USD, unbonding_delay=60, claim_window=20, challenge_window=10)
 # The command job: a deterministic hash chain; the lab runs it again to check it.
 HASH_CHAIN = (
     "import hashlib,sys\n"
     "h=hashlib.sha256(sys.argv[1].encode()).digest()\n"
     "for i in range(40):\n"
-    "    for _ in range(20000): h=hashlib.sha256(h).digest()\n"
+    "    for _ in range(50000): h=hashlib.sha256(h).digest()\n"
     "    print(i, h.hex(), flush=True)\n"
 )
+# What the round prints of the daemons' logs (warnings and errors always).
 SHOWN = {
     "registered", "offered", "lease_opened", "job_received", "job_started", "job_exited",
     "receipt", "claimed", "lease_closed_by_provider", "withdrawn", "claim_finalized",
-    "receipt_posted", "payment_stopped",
+    "receipt_posted", "payment_stopped", "lab_ready", "bid_posted", "job_sent",
+    "receipt_verified", "voucher_sent", "lease_closed", "refund_withdrawn", "fraud_proven",
+    "lease_terminated", "lab_done",
 }  # fmt: skip
 
 
-@dataclass
-class Daemon:
-    name: str
-    proc: subprocess.Popen[str]
-    log: Path
-    ready: str = ""
-    _ready_event: threading.Event = field(default_factory=threading.Event)
-
-
-class Round:
-    def __init__(self, dev: Devnet, out: TextIO, providers: int, labs: int, jobs: int) -> None:
-        self.dev, self.out = dev, out
-        self.n_providers, self.n_labs, self.n_jobs = providers, labs, jobs
-        self.folder = Path(tempfile.mkdtemp(prefix="gpumarket-round-"))
-        self.daemons: list[Daemon] = []
+class _Printer:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
         self.lock = threading.Lock()
-        w3 = dev.web3()
-        self.contracts: Contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url, params=PARAMS)
-        self.deployment_file = self.folder / "deployment.json"
-        self.contracts.deployment.save(self.deployment_file)
-        accounts = dev.accounts[1:]
-        self.matcher = accounts[0]
-        self.providers = accounts[1 : 1 + providers]
-        self.labs = accounts[1 + providers : 1 + providers + labs]
-        self.log("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); round folder "
-                 f"{self.folder}")  # fmt: skip
-        token = self.contracts.token
-        faucet = Transactor(w3, dev.accounts[0])
-        for acct in [*self.providers, *self.labs]:
-            faucet.send(token.address, token.encode_abi("mint", [acct.address, 10_000 * USD]))
-        self.watch = [a.address for a in [*self.providers, *self.labs]]
-        self.watch += [self.contracts.market.address, self.contracts.registry.address]
-        self.before = {a: self.balance(a) for a in self.watch}
 
-    def log(self, event: str, text: str) -> None:
+    def __call__(self, name: str, text: str) -> None:
         with self.lock:
-            print(f"{event:10}{text}", file=self.out, flush=True)
+            print(f"{name:10}{text}", file=self.out, flush=True)
 
-    def balance(self, address: str) -> int:
-        token = self.contracts.token
-        return int(token.functions.balanceOf(address).call())
-
-    # --- processes ---------------------------------------------------------------------------
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env[PASSWORD_ENV] = PASSWORD
-        env.update(extra)
-        return env
-
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Daemon:
-        log = self.folder / f"{name}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nodes.cli", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=self.folder,
-        )
-        daemon = Daemon(name, proc, log)
-        threading.Thread(target=self._stdout, args=(daemon,), daemon=True).start()
-        threading.Thread(target=self._stderr, args=(daemon,), daemon=True).start()
-        self.daemons.append(daemon)
-        return daemon
-
-    def _stdout(self, d: Daemon) -> None:
-        assert d.proc.stdout is not None
-        for line in d.proc.stdout:
-            if " ready " in f" {line}" and not d._ready_event.is_set():
-                d.ready = line.strip()
-                d._ready_event.set()
-        d._ready_event.set()
-
-    def _stderr(self, d: Daemon) -> None:
-        assert d.proc.stderr is not None
-        with d.log.open("w", encoding="utf-8") as f:
-            for line in d.proc.stderr:
-                f.write(line)
-                f.flush()
-                parts = line.split(" ", 4)
-                if len(parts) < 4:
-                    continue
-                level, event = parts[1], parts[3].strip()
-                if d.name.startswith("lab") or event in SHOWN or level in ("warning", "error"):
-                    self.log(d.name, f"{event} {parts[4].strip() if len(parts) > 4 else ''}")
-
-    def wait_ready(self, d: Daemon) -> str:
-        if not d._ready_event.wait(READY_TIMEOUT_S) or not d.ready:
-            raise SystemExit(f"error: {d.name} did not start; see {d.log}")
-        field_ = next((p for p in d.ready.split() if p.startswith("url=")), "url=")
-        return field_.removeprefix("url=")
-
-    def keystore(self, name: str, acct: LocalAccount) -> Path:
-        path = self.folder / f"{name}-key.json"
-        path.write_text(json.dumps(Account.encrypt(acct.key, PASSWORD, iterations=2**12)))
-        return path
-
-    # --- the round ---------------------------------------------------------------------------
-
-    def play(self) -> int:
-        relay = self.start(
-            "relay",
-            ["relay", "--deployment", str(self.deployment_file), "--db", "relay.sqlite",
-             "--matcher-key-env", MATCHER_ENV],
-            self.env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}),
-        )  # fmt: skip
-        relay_url = self.wait_ready(relay)
-        self.log("relay", f"{relay_url}")
-        providers = []
-        for i, acct in enumerate(self.providers):
-            config = self.provider_config(i, acct, relay_url)
-            providers.append(self.start(f"provider{i}", ["provider", "--config", str(config)],
-                                        self.env()))  # fmt: skip
-        for d in providers:
-            self.log(d.name, f"serving at {self.wait_ready(d)}")
-        labs = []
-        for i, acct in enumerate(self.labs):
-            config = self.lab_config(i, acct, relay_url)
-            labs.append(self.start(f"lab{i}", ["lab", "--config", str(config), "--exit-when-done"],
-                                   self.env()))  # fmt: skip
-        deadline = time.monotonic() + ROUND_TIMEOUT_S
-        failed = []
-        for d in labs:
-            try:
-                code = d.proc.wait(max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                code = -1
-            if code != 0:
-                failed.append(f"{d.name} (exit {code}; see {d.log})")
-        self.stop_all()
-        if failed:
-            print(f"error: {', '.join(failed)}", file=self.out)
-            return 1
-        return self.ledger()
-
-    def stop_all(self) -> None:
-        for d in reversed(self.daemons):
-            if d.proc.poll() is None:
-                d.proc.terminate()
-        for d in self.daemons:
-            try:
-                d.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-                d.proc.wait()
-
-    def provider_config(self, i: int, acct: LocalAccount, relay_url: str) -> Path:
-        name = f"provider{i}"
-        path = self.folder / f"{name}.toml"
-        path.write_text(
-            f'state = "{name}/state.sqlite"\n'
-            f'[key]\nkeystore = "{self.keystore(name, acct).name}"\n'
-            f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
-            f'[relays]\nurls = ["{relay_url}"]\n'
-            f'[inventory]\n[[inventory.gpus]]\nmodel = "{MODELS[i % 2]}"\ncount = 8\n'
-            f"memory_gib = 80\n"
-            f'[pricing]\npolicy = "fixed"\nparams = {{ price_per_gpu_second = {500 + 100 * i} }}\n'
-            f"[metering]\ninterval_s = 2\n"
-            f"[agent]\nstake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
-            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n",
-            encoding="utf-8",
-        )
-        (self.folder / name).mkdir(exist_ok=True)
-        return path
-
-    def lab_config(self, i: int, acct: LocalAccount, relay_url: str) -> Path:
-        name = f"lab{i}"
-        path = self.folder / f"{name}.toml"
-        jobs = []
-        for j in range(self.n_jobs):
-            head = (f'[[jobs]]\nmodel = "{MODELS[j % 2]}"\ngpus = 2\n'
-                    f"max_price_per_gpu_second = 800\nduration = {LEASE_S}\n")  # fmt: skip
-            if j % 2 == 0:
-                jobs.append(head + f'kind = "matmul"\nn = 128\nseed = {100 * i + j}\nrounds = 24\n')
-            else:
-                argv = ["python", "-c", HASH_CHAIN, f"lab{i}-job{j}"]
-                quoted = ", ".join(_toml_string(a) for a in argv)
-                jobs.append(head + f'kind = "command"\nargv = [{quoted}]\n')
-        path.write_text(
-            f'state = "{name}/state.sqlite"\n'
-            f'[key]\nkeystore = "{self.keystore(name, acct).name}"\n'
-            f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
-            f'[relays]\nurls = ["{relay_url}"]\n'
-            f"[lab]\npoll_interval_s = 0.5\n" + "".join(jobs),
-            encoding="utf-8",
-        )
-        (self.folder / name).mkdir(exist_ok=True)
-        return path
-
-    # --- the ledger --------------------------------------------------------------------------
-
-    def ledger(self) -> int:
-        w3 = self.dev.web3()
-        first = self.contracts.deployment.deploy_block
-        gas = sum(
-            int(w3.eth.get_block(n)["gasUsed"]) for n in range(first, w3.eth.block_number + 1)
-        )
-        events = self.contracts.market.events
-        opened = len(events.LeaseOpened().get_logs(from_block=first))
-        closed = len(events.LeaseClosed().get_logs(from_block=first))
-        receipts = vouchers = 0
-        for i in range(self.n_providers):
-            with sqlite3.connect(self.folder / f"provider{i}" / "state.sqlite") as db:
-                receipts += db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
-                vouchers += db.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
-        after = {a: self.balance(a) for a in self.watch}
-        names = {a.address: f"provider {i}" for i, a in enumerate(self.providers)}
-        names |= {a.address: f"lab {i}" for i, a in enumerate(self.labs)}
-        names[self.contracts.market.address] = "market"
-        names[self.contracts.registry.address] = "registry"
-        print("\nledger (tUSD)", file=self.out)
-        for a in self.watch:
-            print(f"  {names[a]:11} {self.before[a] / USD:12.2f} -> {after[a] / USD:12.2f}"
-                  f"  ({(after[a] - self.before[a]) / USD:+.2f})", file=self.out)  # fmt: skip
-        print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed and "
-              f"delivered, {vouchers} vouchers; {gas:,} gas used", file=self.out)  # fmt: skip
-        if sum(after.values()) != sum(self.before.values()):
-            print("error: tokens were created or lost", file=self.out)
-            return 1
-        if opened == 0 or closed != opened:
-            print(f"error: {opened - closed} of {opened} leases are still open", file=self.out)
-            return 1
-        print("done      every token accounted for, every lease closed", file=self.out)
-        return 0
-
-
-def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    def log_line(self, name: str, line: str) -> None:
+        """A daemon's log line ``<time> <level> <logger> <event> k=v ...``, if worth showing."""
+        parts = line.split(" ", 4)
+        if len(parts) >= 4 and (parts[3] in SHOWN or parts[1] in ("warning", "error")):
+            self(name, " ".join(parts[3:]))
 
 
 def run(out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2) -> int:
     if not 1 <= providers <= 6 or not 1 <= labs <= 3 or jobs < 1:
         print("error: 1-6 providers, 1-3 labs and at least one job per lab", file=out)
         return 2
-    with Devnet.start(accounts=max(10, providers + labs + 2), block_time=1) as dev:
-        round_ = Round(dev, out, providers, labs, jobs)
+    show = _Printer(out)
+    folder = Path(tempfile.mkdtemp(prefix="gpumarket-round-"))
+    with Devnet.start(accounts=12, block_time=1) as dev:
+        net = LocalMarket(dev, folder, on_log=show.log_line)
+        show("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); logs in {folder}")
         try:
-            return round_.play()
+            return _play(net, show, providers, labs, jobs)
         finally:
-            round_.stop_all()
+            net.stop_all()
+
+
+def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int) -> int:
+    relay = net.start_relay()
+    show("relay", f"serving at {relay.url}")
+    for i in range(providers):
+        p = net.start_provider(i, [relay.url])
+        show(p.name, f"serving at {p.url}")
+    watch: list[str] = [net.provider_account(i).address for i in range(providers)]
+    watch += [net.lab_account(i).address for i in range(labs)]
+    watch += [net.contracts.market.address, net.contracts.registry.address]
+    for i in range(labs):
+        net.fund(net.lab_account(i))
+    before: dict[str, int] = {a: net.balance(a) for a in watch}
+    lab_daemons: list[Daemon] = []
+    for i in range(labs):
+        specs = []
+        for j in range(jobs):
+            model = MODELS[j % 2]
+            if j % 2 == 0:
+                specs.append(matmul_job(model, duration=LEASE_S, seed=100 * i + j, n=192,
+                                        rounds=16))  # fmt: skip
+            else:
+                argv = ["python", "-c", HASH_CHAIN, f"lab{i}-job{j}"]
+                specs.append(command_job(model, argv, duration=LEASE_S))
+        lab_daemons.append(net.start_lab(i, [relay.url], specs))
+    deadline = time.monotonic() + ROUND_TIMEOUT_S
+    failed = []
+    for d in lab_daemons:
+        try:
+            code = d.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = -1
+        if code != 0:
+            failed.append(f"{d.name} (exit {code}; see {d.log})")
+    net.stop_all()
+    if failed:
+        show("error", ", ".join(failed))
+        return 1
+    return _ledger(net, show, watch, before, providers)
+
+
+def _ledger(
+    net: LocalMarket, show: _Printer, watch: list[str], before: dict[str, int], providers: int
+) -> int:
+    out = show.out
+    w3 = net.dev.web3()
+    first = net.contracts.deployment.deploy_block
+    # The round's own transactions: registrations, leases, claims, closes, withdrawals.
+    gas = sum(
+        int(w3.eth.get_block(n)["gasUsed"]) for n in range(first + 1, w3.eth.block_number + 1)
+    )
+    events = net.contracts.market.events
+    opened = len(events.LeaseOpened().get_logs(from_block=first))
+    closed = len(events.LeaseClosed().get_logs(from_block=first))
+    receipts = vouchers = 0
+    for i in range(providers):
+        with sqlite3.connect(net.folder / f"provider{i}" / "state.sqlite") as db:
+            receipts += db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
+            vouchers += db.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
+    after = {a: net.balance(a) for a in watch}
+    names: dict[str, str] = {
+        net.provider_account(i).address: f"provider {i}" for i in range(providers)
+    }
+    names |= {a: f"lab {i}" for i, a in enumerate(watch[providers:-2])}
+    names[net.contracts.market.address] = "market"
+    names[net.contracts.registry.address] = "registry"
+    print("\nledger (tUSD)", file=out)
+    for a in watch:
+        print(f"  {names[a]:11} {before[a] / USD:14.6f} -> {after[a] / USD:14.6f}"
+              f"  ({(after[a] - before[a]) / USD:+.6f})", file=out)  # fmt: skip
+    print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed, delivered "
+          f"and verified; {vouchers} vouchers; {gas:,} gas used", file=out)  # fmt: skip
+    if sum(after.values()) != sum(before.values()):
+        print("error: tokens were created or lost", file=out)
+        return 1
+    if opened == 0 or closed != opened:
+        print(f"error: {opened - closed} of {opened} leases are still open", file=out)
+        return 1
+    print("done      every token accounted for, every lease closed", file=out)
+    return 0
 
 
 __all__ = ["run"]

@@ -67,6 +67,7 @@ class ProviderAgent:
         self.counters = Counters()
         self.url = ""
         self._work: LeaseWork | None = None
+        self._service: ProviderService | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._relays = [RelayClient(u) for u in config.relays]
@@ -85,6 +86,7 @@ class ProviderAgent:
         self._work = await self._on(self.chain_pool, self._open_chain_side)
         await self._on(self.chain_pool, self._work.recover)
         service = await self._on(self.service_pool, self._open_service)
+        self._service = service
         self._runner = web.AppRunner(service.app(), access_log=None)
         await self._runner.setup()
         agent = self.config.agent
@@ -234,7 +236,8 @@ class ProviderAgent:
             "gpumarket_provider_jobs_running", "Jobs running now.",
             lambda: [((), float(len(self._work.running) if self._work else 0))],
         )  # fmt: skip
-        return render([*self.counters.all(), gauge])
+        served = [self._service.requests, self._service.vouchers] if self._service else []
+        return render([*self.counters.all(), *served, gauge])
 
 
 def run_agent(

@@ -31,7 +31,7 @@ _REGISTRY_EVENTS = frozenset(
         "StakeAdded",
         "UnstakeRequested",
         "StakeWithdrawn",
-        "ProviderSlashed",
+        "LeaseSlashed",  # the market's: a slash takes stake, and the registry emits nothing then
     }
 )
 

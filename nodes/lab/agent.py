@@ -1,0 +1,459 @@
+"""The lab client daemon: bids, follows its leases, verifies and pays, proves fraud, settles.
+
+    agent = LabAgent(config, deployment, key, out=sys.stdout)
+    await agent.start()                      # prints "lab ready metrics=http://..."
+    code = await agent.run(exit_when_done=True)
+    await agent.stop()
+
+Every ``poll_interval_s`` a tick runs, in order: the chain's events (leases of the lab's bids
+opening, terminating, closing, claims posted), each live lease's step, the pending chain actions
+(terminations, proofs, disputes), then settlement (close, withdraw). A lease's step:
+
+1. ``opened``: seal the job spec to the provider's registered X25519 key and submit it with the
+   signed bid (an unknown lease is asked again next tick);
+2. ``running``: send the best voucher again if unacknowledged, ask for the periods after the last
+   accepted receipt, and for each: open its sealed output, verify the receipt
+   (:class:`~market.receipts.ReceiptVerifier`: signature, chain, period, usage bounds, output
+   root), its metrics hash, and the output itself (:mod:`nodes.lab.checks`); then store receipt
+   and output, sign and store the voucher, send it. Any failure stops payment: the lease is
+   terminated paying what was vouched, and a provable failure is proved on-chain.
+
+State is the lab's SQLite (:mod:`nodes.lab.store`), written before each act, so a SIGKILL at any
+point loses nothing and pays nothing twice. All database and chain work runs on one worker thread
+(:class:`~nodes.lab.ledger.Ledger`); HTTP and checks stay off it. SIGTERM ends the tick in
+progress, then stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TextIO, TypeVar
+
+import aiohttp
+import msgpack
+from aiohttp import web
+
+from market.chain.deploy import Deployment
+from market.errors import (
+    ChainError,
+    DecodeError,
+    FrameTooLarge,
+    PeerUnavailable,
+    ReceiptError,
+    ReceiptUsageImpossible,
+    RequestRefused,
+    SealError,
+)
+from market.matching import Submission
+from market.protocol.eip712 import receipt_hash
+from market.protocol.keccak import keccak
+from market.protocol.types import Receipt, Signed, Voucher
+from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
+from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
+from nodes.jobs.spec import CommandParams, JobSpec
+from nodes.lab.checks import OutputCheck, OutputCheckFailed, expected_command_output, make_check
+from nodes.lab.config import LabConfig
+from nodes.lab.ledger import Ledger
+from nodes.lab.metrics import LabMetrics
+from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, UnknownLease
+from nodes.lab.store import JobRecord, LeaseRecord
+from nodes.logs import get_logger, render_fields
+from nodes.relay.client import RelayClient
+from nodes.wire import MAX_PERIODS, JobState, PeriodReport, SubmitJob
+from nodes.wire.messages import OrderStatus
+
+T = TypeVar("T")
+_ACCEPTED_BIDS = (OrderStatus.ACCEPTED, OrderStatus.DUPLICATE_ORDER)
+
+
+class _Rejected(Exception):
+    """A period failed verification: why, and the evidence a proof needs."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        equivocation: tuple[Signed[Receipt], Signed[Receipt]] | None = None,
+        impossible: Signed[Receipt] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.equivocation = equivocation
+        self.impossible = impossible
+
+
+class LabAgent:
+    """One lab account's daemon over ``config``'s jobs."""
+
+    def __init__(
+        self,
+        config: LabConfig,
+        deployment: Deployment,
+        key: bytes,
+        *,
+        out: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.deployment = deployment
+        self.key = key
+        self.out = out
+        self.log = get_logger("gpumarket.lab")
+        self.metrics = LabMetrics()
+        self.port = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-ledger")
+        self._ledger: Ledger | None = None
+        self._keys: SealingKeyPair | None = None
+        self._jobs: dict[int, JobRecord] = {}
+        self._checks: dict[bytes, OutputCheck] = {}
+        self._expected: dict[int, bytes] = {}
+        self._bids_placed: set[int] = set()
+        self._phases: dict[str, int] = {}
+        self._block = 0
+        self._stop = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.config.lab.host}:{self.port}/metrics"
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise RuntimeError("start the agent first")
+        return self._ledger
+
+    async def _w(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the ledger's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def start(self) -> None:
+        """Open the state, catch up with the chain, sign and fund the bids, serve /metrics;
+        prints the ready line once it is all up."""
+        cfg = self.config
+        self._ledger = await self._w(Ledger.open, cfg.state, self.deployment, self.key, self.emit)
+        try:
+            self._keys = await self._w(self.ledger.store.sealing_key)
+            jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)
+            self._jobs = {j.idx: j for j in jobs}
+            self._block = await self._w(self.ledger.poll_events)
+            funded = await self._w(self.ledger.fund, cfg.lab.fund)
+            self.log.info("lab_funded", allowance=funded)
+            self._session = aiohttp.ClientSession()
+            await self._serve()
+        except BaseException:
+            await self._close()
+            raise
+        self._line(f"lab ready metrics={self.metrics_url}")
+        self.log.info("lab_ready", metrics=self.metrics_url, jobs=len(jobs))
+
+    async def run(self, *, exit_when_done: bool = False) -> int:
+        """Tick until :meth:`request_stop` (or, with ``exit_when_done``, until every job is
+        settled); returns the exit status (0)."""
+        while not self._stop.is_set():
+            await self.tick()
+            if exit_when_done and await self._w(self.ledger.done):
+                self.emit("lab_done")
+                return 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.lab.poll_interval_s)
+        return 0
+
+    def request_stop(self) -> None:
+        """Stop after the tick in progress (the SIGTERM handler)."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        await self._close()
+        self.log.info("lab_stopped")
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._ledger is not None:
+            await self._w(self._ledger.close)
+            self._ledger = None
+        self._pool.shutdown(wait=True)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        self.metrics.gauge(
+            "gpumarket_lab_leases", "The lab's leases, by phase.",
+            lambda: [((("phase", p),), n) for p, n in sorted(self._phases.items())],
+        )  # fmt: skip
+        self.metrics.gauge(
+            "gpumarket_lab_chain_block", "The last block whose events the lab applied.",
+            lambda: [((), self._block)],
+        )  # fmt: skip
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.lab.host, self.config.lab.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n", content_type="text/plain")
+
+    # --- progress ------------------------------------------------------------------------------
+
+    def emit(self, event: str, **fields: object) -> None:
+        """A progress event: logged, counted and printed as one ``event k=v ...`` line."""
+        self.log.info(event, **fields)
+        self.metrics.events.inc(event=event)
+        self._line(f"{event} {render_fields(fields)}".rstrip())
+
+    def _line(self, text: str) -> None:
+        if self.out is not None:
+            print(text, file=self.out, flush=True)
+
+    # --- the tick ------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One round: events, bids, lease steps, actions, settlement. Chain and peer outages
+        are logged and retried next tick."""
+        try:
+            self._block = await self._w(self.ledger.poll_events)
+            await self._place_bids()
+            live = await self._w(self.ledger.store.leases, "opened", "running")
+            await asyncio.gather(*(self._step(record) for record in live))
+            await self._w(self.ledger.run_actions)
+            await self._w(self.ledger.settle)
+            leases = await self._w(self.ledger.store.leases)
+            self._phases = {}
+            for r in leases:
+                self._phases[r.phase] = self._phases.get(r.phase, 0) + 1
+        except ChainError as exc:
+            self.log.warning("chain_unavailable", error=str(exc))
+
+    async def _place_bids(self) -> None:
+        """Send each open bid to the relays until one accepts it (a duplicate counts)."""
+        todo = [j for j in await self._w(self.ledger.open_bids) if j.idx not in self._bids_placed]
+        if not todo:
+            return
+        session = self._session
+        for url in self.config.relays:
+            async with RelayClient(url, session=session) as relay:
+                try:
+                    results = await relay.submit([Submission(j.bid) for j in todo])
+                except (PeerUnavailable, RequestRefused, DecodeError) as exc:
+                    self.log.warning("relay_unavailable", relay=url, error=str(exc))
+                    continue
+            for job, result in zip(todo, results, strict=True):
+                if result.status in _ACCEPTED_BIDS:
+                    if job.idx not in self._bids_placed:
+                        self.emit("bid_submitted", job=job.idx, relay=url, bid=job.bid_hash)
+                    self._bids_placed.add(job.idx)
+                else:
+                    self.log.warning(
+                        "bid_refused", job=job.idx, relay=url, status=result.status.value,
+                        message=result.message,
+                    )  # fmt: skip
+
+    async def _step(self, record: LeaseRecord) -> None:
+        lease = record.lease
+        try:
+            info = await self._w(self.ledger.provider_info, lease.provider)
+            provider = ProviderClient(info.endpoint, session=self._session)
+            if record.phase == "opened":
+                await self._submit(record, provider, info.encryption_key)
+            else:
+                await self._follow(record, provider)
+        except (PeerUnavailable, FrameTooLarge, DecodeError) as exc:
+            self.log.warning("provider_unavailable", lease=lease.id, error=str(exc))
+        except RequestRefused as exc:
+            self.log.warning("provider_refused", lease=lease.id, code=exc.code, error=exc.message)
+        except (OSError, subprocess.SubprocessError) as exc:  # the lab's own rerun of a command
+            self.log.error("check_unavailable", lease=lease.id, error=str(exc))
+
+    async def _submit(self, record: LeaseRecord, provider: ProviderClient, key: bytes) -> None:
+        lease = record.lease
+        job = self._jobs[record.job_idx]
+        try:
+            sealed = seal(key, job.spec.encode(), associated_data(lease.id, Purpose.JOB_SPEC))
+        except ValueError as exc:  # no usable encryption key registered
+            await self._fail(record, f"cannot seal the job to the provider: {exc}")
+            return
+        try:
+            accepted = await provider.submit_job(SubmitJob(lease.id, job.bid, sealed))
+        except UnknownLease:
+            return  # the provider has not seen the lease yet: next tick
+        except JobExists as exc:
+            self.log.warning("job_exists", lease=lease.id, message=exc.message)
+            state = JobState.RUNNING.value
+        except JobRefused as exc:
+            await self._fail(record, f"the provider refused the job: {exc.message}")
+            return
+        else:
+            state = accepted.state.value
+        await self._w(
+            lambda: self.ledger.store.update_lease(lease.id, phase="running", job_state=state)
+        )
+        self.emit("job_accepted", lease=lease.id, state=state)
+
+    async def _follow(self, record: LeaseRecord, provider: ProviderClient) -> None:
+        lease = record.lease
+        store = self.ledger.store
+        best = await self._w(store.best_voucher, lease.id)
+        if best is not None and not best[1]:
+            await self._send_voucher(provider, best[0])
+        head = await self._w(store.head, lease.id)
+        check = await self._check(record)
+        batch = await provider.receipts(lease.id, 0 if head is None else head.message.seq + 1)
+        for period in batch.periods:
+            try:
+                head = await self._period(record, head, check, period)
+            except _Rejected as exc:
+                self.metrics.rejected.inc(reason=exc.reason.split(":")[0])
+                await self._fail(
+                    record, exc.reason, equivocation=exc.equivocation, impossible=exc.impossible
+                )
+                return
+        state = batch.job_state
+        await self._w(lambda: store.update_lease(lease.id, job_state=state.value))
+        if len(batch.periods) >= MAX_PERIODS or state is JobState.RUNNING:
+            return
+        seq = -1 if head is None else head.message.seq
+        # Receipts go on (at the usage reached) until the lease's end: keep verifying them, so
+        # a later receipt that inflates usage or contradicts an earlier one is caught; stop
+        # following once the provider has metered to the end, or the end has passed.
+        metered_to_end = head is not None and head.message.period_end >= record.end_at
+        if not metered_to_end and await self._w(self.ledger.client.chain_time) < record.end_at:
+            return
+        if state is JobState.FINISHED:
+            if check.complete:
+                await self._w(lambda: store.update_lease(lease.id, phase="ended"))
+                self.emit("job_verified", lease=lease.id, bytes=check.received)
+                return
+            try:
+                check.finish(seq)
+            except OutputCheckFailed as exc:
+                await self._fail(record, str(exc))
+            return
+        await self._w(lambda: store.update_lease(lease.id, phase="ended"))
+        self.emit("job_ended", lease=lease.id, state=state.value, error=batch.job_error)
+
+    async def _period(
+        self,
+        record: LeaseRecord,
+        head: Signed[Receipt] | None,
+        check: OutputCheck,
+        period: PeriodReport,
+    ) -> Signed[Receipt] | None:
+        """Verify one period and pay for it; returns the new head (unchanged for a repeat)."""
+        lease = record.lease
+        ledger = self.ledger
+        signed = period.receipt
+        r = signed.message
+        if head is not None and r.lease_id == lease.id and r.seq <= head.message.seq:
+            stored = await self._w(ledger.store.receipt, lease.id, r.seq)
+            if stored is not None and stored.message != r:
+                if detect_equivocation(ledger.domain, stored, signed, provider=lease.provider):
+                    raise _Rejected(f"equivocation: two receipts for seq {r.seq}",
+                                    equivocation=(stored, signed))  # fmt: skip
+                raise _Rejected(f"receipt {r.seq} differs from the one accepted")
+            return head
+        verifier = ReceiptVerifier(
+            ledger.domain,
+            lease,
+            lease_end=record.end_at,
+            head=None if head is None else ChainHead.of(ledger.domain, head.message),
+        )
+        try:
+            chunks = self._open_output(lease.id, period.sealed_output)
+            verifier.accept(signed, chunks)
+            if keccak(period.metrics) != r.metrics_hash:
+                raise _Rejected(f"metrics: receipt {r.seq}'s metrics do not hash to metricsHash")
+            data = b"".join(chunks)
+            digest = receipt_hash(ledger.domain, r)
+            await asyncio.to_thread(check.feed, r.seq, digest, data)
+        except ReceiptUsageImpossible as exc:
+            raise _Rejected(f"usage: {exc}", impossible=signed) from exc
+        except (ReceiptError, SealError, DecodeError, OutputCheckFailed) as exc:
+            raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
+        voucher = await self._w(ledger.accept, signed, data)
+        self.emit(
+            "receipt_verified", lease=lease.id, seq=r.seq, gpu_seconds=r.gpu_seconds_cumulative
+        )
+        before = (
+            0 if head is None else lease.price_per_gpu_second * head.message.gpu_seconds_cumulative
+        )
+        self.metrics.vouched.inc(max(0, voucher.message.cumulative_amount - before))
+        provider = ProviderClient(
+            (await self._w(ledger.provider_info, lease.provider)).endpoint, session=self._session
+        )
+        with contextlib.suppress(PeerUnavailable, RequestRefused, DecodeError):
+            await self._send_voucher(provider, voucher)  # stored: sent again next tick if lost
+        return signed
+
+    def _open_output(self, lease_id: bytes, sealed: bytes) -> list[bytes]:
+        if self._keys is None:
+            raise RuntimeError("start the agent first")
+        plain = open_sealed(
+            self._keys.private, sealed, associated_data(lease_id, Purpose.JOB_OUTPUT)
+        )
+        try:
+            chunks = msgpack.unpackb(plain, raw=False, use_list=True, max_bin_len=len(plain))
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise DecodeError(f"period output: malformed msgpack ({exc})") from exc
+        if not isinstance(chunks, list) or not all(type(c) is bytes for c in chunks):
+            raise DecodeError("period output: not an array of bins")
+        return chunks
+
+    async def _send_voucher(self, provider: ProviderClient, voucher: Signed[Voucher]) -> None:
+        ack = await provider.send_voucher(voucher)
+        v = voucher.message
+        await self._w(self.ledger.store.mark_sent, v.lease_id, v.cumulative_amount)
+        self.emit("voucher_sent", lease=v.lease_id, amount=v.cumulative_amount, new=ack.new)
+
+    async def _check(self, record: LeaseRecord) -> OutputCheck:
+        """The lease's output check, rebuilt from the stored output after a restart."""
+        check = self._checks.get(record.lease.id)
+        if check is not None:
+            return check
+        spec: JobSpec = self._jobs[record.job_idx].spec
+        expected = None
+        if isinstance(spec.params, CommandParams):
+            expected = self._expected.get(record.job_idx)
+            if expected is None:
+                expected = await asyncio.to_thread(
+                    expected_command_output, spec.params, float(record.lease.duration)
+                )
+                self._expected[record.job_idx] = expected
+        check = make_check(spec, record.audit_secret, self.config.lab.audit_samples, expected)
+        output = await self._w(self.ledger.store.output, record.lease.id)
+        await asyncio.to_thread(check.resume, output)
+        self._checks[record.lease.id] = check
+        return check
+
+    async def _fail(
+        self,
+        record: LeaseRecord,
+        reason: str,
+        *,
+        equivocation: tuple[Signed[Receipt], Signed[Receipt]] | None = None,
+        impossible: Signed[Receipt] | None = None,
+    ) -> None:
+        self._checks.pop(record.lease.id, None)
+        await self._w(
+            lambda: self.ledger.fail(
+                record.lease, reason, equivocation=equivocation, impossible=impossible
+            )
+        )
+
+
+__all__ = ["LabAgent"]

@@ -1,0 +1,64 @@
+"""``gpumarket lab --config FILE [--exit-when-done]``: the lab client in the foreground.
+
+Prints ``lab ready metrics=http://...`` once started, then one line per progress event
+(``lease_opened``, ``receipt_verified``, ``voucher_sent``, ``lease_closed``, ``refund_withdrawn``,
+...). SIGTERM or SIGINT stops it after the tick in progress. With ``--exit-when-done`` it exits 0
+once every job is settled: its bid can no longer fill, its leases are closed, and the lab's credit
+is withdrawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from nodes import logs
+from nodes.lab.agent import LabAgent
+from nodes.lab.config import decrypt_key, load_config, load_deployment
+
+
+async def serve(agent: LabAgent, *, exit_when_done: bool) -> int:
+    """Start ``agent``, run it until done or signalled, and stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.request_stop)
+    try:
+        await agent.start()
+        try:
+            return await agent.run(exit_when_done=exit_when_done)
+        finally:
+            await agent.stop()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    key = decrypt_key(config.key)
+    deployment = load_deployment(config.chain)
+    logs.configure()
+    agent = LabAgent(config, deployment, key, out=sys.stdout)
+    return asyncio.run(serve(agent, exit_when_done=args.exit_when_done))
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``gpumarket lab`` on the CLI's subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "lab", help="run the lab client: bid, verify receipts, pay, settle"
+    )
+    parser.add_argument("--config", type=Path, required=True, help="the lab's TOML config")
+    parser.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="exit 0 once every job's leases are closed and the credit withdrawn",
+    )
+    parser.set_defaults(func=cmd_lab)
+    return parser
+
+
+__all__ = ["add_parser", "cmd_lab", "serve"]

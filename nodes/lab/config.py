@@ -1,0 +1,223 @@
+"""The lab client's TOML config, validated into frozen dataclasses.
+
+    config = load_config(Path("lab.toml"))
+    key = decrypt_key(config.key)                    # bytes; the password comes from the env
+    deployment = load_deployment(config.chain)
+
+A complete file (relative paths are relative to the file's folder)::
+
+    state = "lab.sqlite"                   # default: state.sqlite
+
+    [key]
+    keystore = "lab-key.json"              # an eth-account keystore (Account.encrypt)
+    password_env = "GPUMARKET_KEY_PASSWORD"
+
+    [chain]                                # at least one of the two
+    deployment = "deployment.json"
+    rpc_url = "http://127.0.0.1:8545"
+
+    [relays]
+    urls = ["http://127.0.0.1:7000"]       # at least one: bids go there
+
+    [lab]
+    poll_interval_s = 1.0                  # how often it asks providers and the chain
+    host = "127.0.0.1"                     # the /metrics endpoint
+    port = 0                               # 0: a free port
+    fund = 5000000                         # allowance to approve; default: the bids' escrow
+    bid_ttl_s = 3600                       # a bid's validity in chain seconds
+    audit_samples = 44                     # matmul products checked per period (Freivalds)
+
+    [[jobs]]
+    model = "H100-80GB"
+    gpus = 1
+    max_price_per_gpu_second = 3
+    duration = 600
+    kind = "matmul"                        # n, seed, rounds
+    n = 128
+    seed = 7
+    rounds = 16
+
+    [[jobs]]
+    model = "H100-80GB"
+    gpus = 1
+    max_price_per_gpu_second = 3
+    duration = 60
+    kind = "command"
+    argv = ["python", "-c", "print('hello')"]
+
+Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs[1].argv``);
+unknown keys are errors too. The key and chain tables are the provider's (:mod:`nodes.provider
+.config`), read the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from market.errors import ConfigError
+from market.receipts import DEFAULT_SAMPLES
+from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandParams, MatmulParams
+from nodes.provider.config import (
+    ChainConfig,
+    KeyConfig,
+    decrypt_key,
+    load_deployment,
+)
+from nodes.provider.config_fields import Table
+
+JobParams = MatmulParams | CommandParams
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """One job to lease: what to bid for and what to run."""
+
+    model: str
+    gpus: int
+    max_price_per_gpu_second: int
+    duration: int
+    params: JobParams
+
+    @property
+    def max_escrow(self) -> int:
+        """The most a lease filling the whole bid can pull into escrow."""
+        return self.max_price_per_gpu_second * self.gpus * self.duration
+
+
+@dataclass(frozen=True, slots=True)
+class LabSettings:
+    poll_interval_s: float
+    host: str
+    port: int
+    fund: int | None
+    bid_ttl_s: int
+    audit_samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabConfig:
+    path: Path
+    state: Path
+    key: KeyConfig
+    chain: ChainConfig
+    relays: tuple[str, ...]
+    lab: LabSettings
+    jobs: tuple[JobConfig, ...]
+
+
+_SECTIONS = ("state", "key", "chain", "relays", "lab", "jobs")
+_JOB_COMMON = ("model", "gpus", "max_price_per_gpu_second", "duration", "kind")
+
+
+def load_config(path: Path) -> LabConfig:
+    """Read and validate the config at ``path``; raises ConfigError naming the bad field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "(syntax)", str(exc)) from exc
+    root = Table(str(path), "", raw, base=path.parent)
+    root.expect(_SECTIONS)
+    jobs = tuple(_job(t) for t in root.tables("jobs"))
+    if not jobs:
+        raise root.error("jobs", "declare at least one job ([[jobs]])")
+    return LabConfig(
+        path=path,
+        state=root.path("state", default="state.sqlite"),
+        key=_key(root.table("key")),
+        chain=_chain(root.table("chain", required=False)),
+        relays=_relays(root.table("relays")),
+        lab=_lab(root.table("lab", required=False)),
+        jobs=jobs,
+    )
+
+
+def _key(t: Table) -> KeyConfig:
+    t.expect(("keystore", "password_env"))
+    return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
+
+
+def _chain(t: Table) -> ChainConfig:
+    t.expect(("deployment", "rpc_url"))
+    deployment = t.path("deployment", default=None)
+    rpc_url = t.url("rpc_url", default=None)
+    if deployment is None and rpc_url is None and t.present:
+        raise t.error("", "give deployment, rpc_url or both")
+    return ChainConfig(deployment, rpc_url)
+
+
+def _relays(t: Table) -> tuple[str, ...]:
+    t.expect(("urls",))
+    urls = t.url_list("urls")
+    if not urls:
+        raise t.error("urls", "name at least one relay: the lab's bids go there")
+    return urls
+
+
+def _lab(t: Table) -> LabSettings:
+    t.expect(("poll_interval_s", "host", "port", "fund", "bid_ttl_s", "audit_samples"))
+    port = t.integer("port", 0, minimum=0)
+    if port > 65535:
+        raise t.error("port", f"must be at most 65535, got {port}")
+    fund = t.integer("fund", minimum=0) if "fund" in t.raw else None
+    return LabSettings(
+        poll_interval_s=t.number("poll_interval_s", 1.0),
+        host=t.text("host", "127.0.0.1"),
+        port=port,
+        fund=fund,
+        bid_ttl_s=t.integer("bid_ttl_s", 3600, minimum=1),
+        audit_samples=t.integer("audit_samples", DEFAULT_SAMPLES, minimum=1),
+    )
+
+
+def _job(t: Table) -> JobConfig:
+    kind = t.text("kind")
+    if kind == "matmul":
+        t.expect((*_JOB_COMMON, "n", "seed", "rounds"))
+        params: JobParams = MatmulParams(
+            _bounded(t, "n", 1, MAX_N), _bounded(t, "seed", 0, 2**63 - 1),
+            _bounded(t, "rounds", 1, MAX_ROUNDS),
+        )  # fmt: skip
+    elif kind == "command":
+        t.expect((*_JOB_COMMON, "argv"))
+        params = CommandParams(_argv(t))
+    else:
+        raise t.error("kind", f'must be "matmul" or "command", got {kind!r}')
+    return JobConfig(
+        model=t.gpu_model("model"),
+        gpus=t.integer("gpus", minimum=1),
+        max_price_per_gpu_second=t.integer("max_price_per_gpu_second", minimum=1),
+        duration=t.integer("duration", minimum=1),
+        params=params,
+    )
+
+
+def _bounded(t: Table, field: str, low: int, high: int) -> int:
+    value = t.integer(field, minimum=low)
+    if value > high:
+        raise t.error(field, f"must be at most {high}, got {value}")
+    return value
+
+
+def _argv(t: Table) -> tuple[str, ...]:
+    value = t.raw.get("argv")
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ARGS:
+        raise t.error("argv", f"must be a list of 1 to {MAX_ARGS} strings")
+    for i, arg in enumerate(value):
+        if not isinstance(arg, str) or not 0 < len(arg) <= MAX_ARG_LEN or "\0" in arg:
+            raise t.error(f"argv[{i}]", f"must be a non-empty string of at most {MAX_ARG_LEN}")
+    return tuple(value)
+
+
+__all__ = [
+    "JobConfig",
+    "JobParams",
+    "LabConfig",
+    "LabSettings",
+    "decrypt_key",
+    "load_config",
+    "load_deployment",
+]

@@ -1,0 +1,344 @@
+"""The lab's blocking side: its state database, the chain's events, and every chain action.
+
+One :class:`Ledger` lives in one worker thread (a StateDB belongs to the thread that opened it,
+and web3 calls block); the agent's event loop hands it work with ``run_in_executor``.
+
+Per tick the agent calls :meth:`Ledger.poll_events` (the lab's leases opening, terminating,
+closing, slashed, and receipts the provider posted on-chain), then :meth:`Ledger.run_actions`
+(terminations and proofs stored as pending), then :meth:`Ledger.settle`:
+
+* a claim posted from a receipt the lab verified is finalized once its window passed (so the
+  lease can close); one from a receipt the lab never verified is disputed within its window;
+* a lease still open ``claim_window`` after its end is closed (CloseLease through the intent log);
+* the lab's credit (refunds, slashed stake) is withdrawn (Withdraw through the intent log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from market.chain.client import ProviderInfo
+from market.chain.deploy import Deployment
+from market.chain.events import ChainEvent
+from market.errors import (
+    InvalidField,
+    RpcUnavailable,
+    TransactionReverted,
+    TransactionTimeout,
+)
+from market.protocol import codec
+from market.protocol.eip712 import order_hash
+from market.protocol.types import Lease, LeaseStatus, Receipt, Signed, Voucher
+from market.receipts.equivocation import detect_equivocation
+from market.roles import Lab
+from nodes.jobs.spec import JobSpec
+from nodes.lab.config import JobConfig
+from nodes.lab.store import LAB_MIGRATIONS, JobRecord, LabStore, LeaseRecord
+from nodes.state.actions import CloseLease, Withdraw
+from nodes.state.db import StateDB
+from nodes.state.durable import DurableChain
+from nodes.state.optimistic import FinalizeClaim
+
+Emit = Callable[..., None]
+"""``emit(event, **fields)``: a progress event (logged, printed, counted)."""
+EVENT_CHUNK = 2000
+"""Blocks per ``eth_getLogs`` when catching up."""
+_TRANSIENT = (RpcUnavailable, TransactionTimeout)
+
+
+class Ledger:
+    """The lab's records and chain actions, for one account. Use from one thread only."""
+
+    def __init__(self, db: StateDB, lab: Lab, deployment: Deployment, emit: Emit) -> None:
+        self.db = db
+        self.lab = lab
+        self.client = lab.client
+        self.domain = lab.client.domain
+        self.deployment = deployment
+        self.store = LabStore(db, self.domain)
+        self.durable = DurableChain(db, lab.client)
+        self.emit = emit
+        self.claim_window = self.client.claim_window()
+        self._providers: dict[str, ProviderInfo] = {}
+        self._unmatched: set[int] = set()
+
+    @classmethod
+    def open(cls, state: Path, deployment: Deployment, key: bytes, emit: Emit) -> Ledger:
+        """Open the database, connect, and finish the chain actions a previous run left open."""
+        db = StateDB.open(state, migrations=LAB_MIGRATIONS)
+        try:
+            lab = Lab.connect(deployment, "0x" + key.hex())
+            ledger = cls(db, lab, deployment, emit)
+            for outcome in ledger.durable.reconcile():
+                emit("intent_reconciled", kind=outcome.kind, status=outcome.status)
+        except BaseException:
+            db.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- jobs and bids -----------------------------------------------------------------------
+
+    def prepare_jobs(self, jobs: Sequence[JobConfig], ttl_s: int) -> list[JobRecord]:
+        """Sign and store a bid for each configured job that has none yet (before any relay
+        sees it); a restart reuses the stored ones."""
+        keys = self.store.sealing_key()
+        stored = {j.idx for j in self.store.jobs()}
+        for idx, job in enumerate(jobs):
+            if idx in stored:
+                continue
+            spec = JobSpec(keys.public, job.params)
+            bid = self.lab.bid(
+                job.model,
+                gpus=job.gpus,
+                max_price_per_gpu_second=job.max_price_per_gpu_second,
+                duration=job.duration,
+                job_spec_hash=spec.hash,
+                ttl_s=ttl_s,
+            )
+            self.store.save_job(idx, spec, bid, order_hash(self.domain, bid.message))
+            self.emit("bid_signed", job=idx, model=job.model, gpus=job.gpus)
+        return self.store.jobs()
+
+    def open_bids(self) -> list[JobRecord]:
+        """Jobs whose bid may still be filled: unexpired, GPUs left."""
+        now = self.client.chain_time()
+        leases = self.store.leases()
+        out = []
+        for job in self.store.jobs():
+            filled = sum(r.lease.gpus for r in leases if r.job_idx == job.idx)
+            if filled < job.bid.message.gpu_count and now <= job.bid.message.expiry:
+                out.append(job)
+        return out
+
+    def fund(self, amount: int | None) -> int:
+        """Approve ``amount`` (default: the escrow the open bids can still pull)."""
+        if amount is None:
+            amount = sum(
+                b.message.max_price_per_gpu_second * b.message.gpu_count * b.message.duration
+                for b in (j.bid for j in self.open_bids())
+            )
+        if amount:
+            self.lab.fund(amount)
+        return amount
+
+    def provider_info(self, address: str) -> ProviderInfo:
+        info = self._providers.get(address)
+        if info is None:
+            info = self.client.provider_info(address)
+            self._providers[address] = info
+        return info
+
+    # --- chain events ------------------------------------------------------------------------
+
+    def poll_events(self) -> int:
+        """Apply the events since the stored cursor; returns the last block applied."""
+        head = self.client.head().number
+        start = self.store.cursor()
+        if start is None:
+            start = self.deployment.deploy_block
+        while start <= head:
+            end = min(start + EVENT_CHUNK - 1, head)
+            for event in self.client.events(start, end):
+                self._apply(event)
+            self.store.set_cursor(end + 1)  # events are applied idempotently: a crash replays
+            start = end + 1
+        return head
+
+    def _apply(self, event: ChainEvent) -> None:
+        args = event.args
+        if event.name == "LeaseOpened":
+            if args["lab"] != self.lab.address:
+                return
+            job = self.store.job_for_bid(bytes(args["bid_hash"]))
+            lease: Lease = args["lease"]
+            if job is not None and self.store.save_lease(lease, job, bytes(args["offer_hash"])):
+                self.emit(
+                    "lease_opened", lease=lease.id, job=job, provider=lease.provider,
+                    gpus=lease.gpus, price=lease.price_per_gpu_second, end=lease.end,
+                )  # fmt: skip
+            return
+        lease_id = bytes(args.get("lease_id", b""))
+        record = self.store.lease(lease_id) if lease_id else None
+        if record is None:
+            return
+        if event.name == "LeaseTerminated":
+            self.store.update_lease(lease_id, end_at=int(args["end"]))
+        elif event.name == "LeaseClosed":
+            self.store.update_lease(lease_id, phase="closed")
+            self.emit("lease_closed", lease=lease_id, paid=args["paid"], refund=args["refund"])
+        elif event.name == "LeaseSlashed":
+            self.store.update_lease(lease_id, phase="closed")
+            self.emit("lease_slashed", lease=lease_id, penalty=args["penalty"])
+        elif event.name == "ReceiptPosted":
+            self._posted(record, args["receipt"], bytes(args["signature"]))
+
+    def _posted(self, record: LeaseRecord, receipt: Receipt, signature: bytes) -> None:
+        """The provider's optimistic claim: compare it with what the lab verified."""
+        try:
+            posted = Signed(receipt, signature)
+        except InvalidField:
+            return  # the contract checked the signature; a malformed one cannot be posted
+        lease = record.lease
+        stored = self.store.receipt(lease.id, receipt.seq)
+        self.emit("receipt_posted", lease=lease.id, seq=receipt.seq)
+        if stored is not None and stored.message != receipt:
+            if detect_equivocation(self.domain, stored, posted, provider=lease.provider):
+                self.fail(lease, f"receipt {receipt.seq} posted differs from the one verified",
+                          equivocation=(stored, posted))  # fmt: skip
+            return
+        if stored is None and _impossible(lease, receipt):
+            self.fail(lease, f"posted receipt {receipt.seq} claims impossible usage",
+                      impossible=posted)  # fmt: skip
+        self.store.update_lease(lease.id, posted=True)
+
+    # --- receipts, vouchers, failures --------------------------------------------------------
+
+    def accept(self, signed: Signed[Receipt], output: bytes) -> Signed[Voucher]:
+        """Store a verified receipt and its output, then sign and store the voucher paying for
+        it (both before anything is sent)."""
+        r = signed.message
+        record = self._record(r.lease_id)
+        digest = self.store.accept_receipt(signed, output)
+        lease = record.lease
+        amount = min(lease.price_per_gpu_second * r.gpu_seconds_cumulative, lease.escrow)
+        amount = max(amount, self.store.vouched(lease.id))  # cumulative: never less than before
+        voucher = self.lab.pay(lease, amount, digest)
+        self.store.save_voucher(voucher)
+        return voucher
+
+    def fail(
+        self,
+        lease: Lease,
+        reason: str,
+        *,
+        equivocation: tuple[Signed[Receipt], Signed[Receipt]] | None = None,
+        impossible: Signed[Receipt] | None = None,
+    ) -> None:
+        """Stop paying: record why, then decide (store) a termination paying what was vouched
+        and, when the evidence proves it on-chain, the proof."""
+        self.store.update_lease(lease.id, phase="ended", failure=reason)
+        self.store.add_action(lease.id, "terminate", amount=self.store.vouched(lease.id))
+        if equivocation is not None:
+            a, b = equivocation
+            self.store.add_action(lease.id, "equivocation", codec.encode(a), codec.encode(b))
+        if impossible is not None:
+            self.store.add_action(lease.id, "impossible_usage", codec.encode(impossible))
+        self.emit("lease_failed", lease=lease.id, reason=reason)
+
+    def _record(self, lease_id: bytes) -> LeaseRecord:
+        record = self.store.lease(lease_id)
+        if record is None:
+            raise KeyError(f"unknown lease 0x{lease_id.hex()}")
+        return record
+
+    # --- chain actions -----------------------------------------------------------------------
+
+    def run_actions(self) -> None:
+        """Carry out the pending terminations, proofs and disputes, each skipped when the chain
+        shows it is no longer needed; transient failures stay pending for the next tick."""
+        for action in self.store.actions("pending"):
+            lease = self._record(action.lease_id).lease
+            try:
+                reason = self._act(action.kind, lease, action.a, action.b, action.amount)
+            except _TRANSIENT as exc:
+                self.emit("action_retry", lease=lease.id, kind=action.kind, error=str(exc))
+                continue
+            except (TransactionReverted, InvalidField) as exc:
+                self.store.finish_action(action.id, "failed", str(exc))
+                self.emit("action_failed", lease=lease.id, kind=action.kind, error=str(exc))
+                continue
+            self.store.finish_action(action.id, "done", reason)
+
+    def _act(self, kind: str, lease: Lease, a: bytes, b: bytes, amount: int) -> str:
+        if kind == "terminate":
+            state = self.client.lease_state(lease.id)
+            if state.status != LeaseStatus.ACTIVE or self.client.chain_time() >= state.end:
+                return f"not needed: lease is {state.status.name.lower()} or ended"
+            self.lab.terminate(lease, amount)
+            self.emit("lease_terminated", lease=lease.id, paid=amount)
+            return "terminated"
+        if kind == "equivocation":
+            first = codec.decode_as(a, Signed[Receipt])
+            second = codec.decode_as(b, Signed[Receipt])
+            penalty = self.lab.prove_equivocation(lease, first, second)
+            self.emit("fraud_proved", lease=lease.id, kind=kind, penalty=penalty)
+            return f"penalty {penalty}"
+        if kind == "impossible_usage":
+            penalty = self.lab.prove_impossible_usage(lease, codec.decode_as(a, Signed[Receipt]))
+            self.emit("fraud_proved", lease=lease.id, kind=kind, penalty=penalty)
+            return f"penalty {penalty}"
+        self.lab.dispute(lease)
+        self.emit("claim_disputed", lease=lease.id, receipt=a)
+        return "disputed"
+
+    def settle(self) -> None:
+        """Finalize or dispute posted claims, close leases whose claim window has passed, and
+        withdraw the lab's credit."""
+        now = self.client.chain_time()
+        for record in self.store.leases("opened", "running", "ended"):
+            lease = record.lease
+            pending = self.client.pending_claim(lease.id) if record.posted else None
+            if record.posted and pending is None:
+                self.store.update_lease(lease.id, posted=False)
+            if pending is not None:
+                if not self.store.has_receipt_hash(lease.id, pending.receipt_hash):
+                    if now < pending.ready_at:
+                        self.store.add_action(lease.id, "dispute", pending.receipt_hash)
+                    continue
+                if now >= pending.ready_at:
+                    try:
+                        self.durable.run(FinalizeClaim(lease))
+                    except TransactionReverted as exc:
+                        self.emit("action_failed", lease=lease.id, kind="finalize_claim",
+                                  error=str(exc))  # fmt: skip
+                continue
+            if now < record.end_at + self.claim_window:
+                continue
+            state = self.client.lease_state(lease.id)
+            if state.status == LeaseStatus.CLOSED:
+                self.store.update_lease(lease.id, phase="closed")
+                continue
+            if now < state.end + self.claim_window:
+                continue
+            try:
+                outcome = self.durable.run(CloseLease(lease))
+            except TransactionReverted as exc:  # e.g. a claim was posted meanwhile
+                self.emit("action_failed", lease=lease.id, kind="close_lease", error=str(exc))
+                continue
+            self.store.update_lease(lease.id, phase="closed")
+            self.emit("lease_closed", lease=lease.id, refund=outcome.result.get("refund", 0))
+        if self.store.leases("closed") and self.client.withdrawable(self.lab.address) > 0:
+            outcome = self.durable.run(Withdraw())
+            self.emit("refund_withdrawn", amount=outcome.result.get("amount", 0))
+
+    def done(self) -> bool:
+        """Every job settled: its bid can no longer fill, its leases are closed, nothing is
+        pending, and the lab's credit is withdrawn."""
+        if self.open_bids():
+            return False
+        leases = self.store.leases()
+        for job in self.store.jobs():
+            if not any(r.job_idx == job.idx for r in leases) and job.idx not in self._unmatched:
+                self._unmatched.add(job.idx)
+                self.emit("job_unmatched", job=job.idx)
+        if any(r.phase != "closed" for r in leases):
+            return False
+        if self.store.actions("pending") or self.durable.log.open_intents():
+            return False
+        return self.client.withdrawable(self.lab.address) == 0
+
+
+def _impossible(lease: Lease, receipt: Receipt) -> bool:
+    """Whether a receipt reports usage no lease could produce (as ``slashImpossibleUsage``
+    judges, chain time aside)."""
+    end = min(receipt.period_end, lease.end)
+    return receipt.period_start < lease.start or receipt.gpu_seconds_cumulative > lease.gpus * max(
+        0, end - lease.start
+    )
+
+
+__all__ = ["EVENT_CHUNK", "Emit", "Ledger"]

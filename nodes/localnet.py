@@ -1,0 +1,310 @@
+"""A whole market on one machine: anvil, the contracts, and daemons as separate processes.
+
+    with Devnet.start(block_time=1) as dev:
+        net = LocalMarket(dev, folder)                 # deploys, funds accounts from the faucet
+        relay = net.start_relay()
+        provider = net.start_provider(0)               # config + keystore written, ready awaited
+        lab = net.start_lab(0, jobs=[matmul_job(...)]) # exits 0 once its leases are settled
+        lab.wait(timeout_s=120)
+        provider.kill(); net.restart(provider)        # SIGKILL and start again, same state
+        net.stop_all()                                # SIGTERM, then SIGKILL past a grace
+
+The main job (:mod:`nodes.demo`), the end-to-end tests and ``bench.e2e`` all run the market this
+way. Each daemon is ``python -m nodes.cli <command>`` with its own TOML config and encrypted
+keystore in ``folder``; its stdout's ``... ready url=...`` line says it serves, its stderr (the
+structured log) goes to ``folder/<name>.log`` and, line by line, to ``on_log``. Accounts: 0
+deploys and mints, 1 is the relay's matcher, providers are 2.. and labs follow them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from market.chain.deploy import Contracts, MarketParams, deploy
+from market.chain.devnet import Devnet
+from market.chain.tx import Transactor
+
+USD = 10**6
+MODELS = ("H100-80GB", "A100-80GB")
+PASSWORD_ENV = "GPUMARKET_KEY_PASSWORD"
+MATCHER_ENV = "GPUMARKET_MATCHER_KEY"
+PASSWORD = "local-only"
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 30.0
+MAX_PROVIDERS = 6
+PARAMS = MarketParams(min_stake=100 * USD, unbonding_delay=60, claim_window=20, challenge_window=10)
+"""Short windows, so a silent lab or a late close settles in seconds."""
+LogSink = Callable[[str, str], None]
+"""Called with (daemon name, log line) for every line a daemon logs."""
+
+
+@dataclass
+class Daemon:
+    """One daemon process; :meth:`LocalMarket.restart` starts it again with the same config."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[str] | None = None
+    ready_line: str = ""
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return self._field("url")
+
+    @property
+    def address(self) -> str:
+        return self._field("address")
+
+    def _field(self, name: str) -> str:
+        return next(
+            (p.split("=", 1)[1] for p in self.ready_line.split() if p.startswith(f"{name}=")), ""
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout_s: float) -> int:
+        """The exit code (raises subprocess.TimeoutExpired)."""
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self, grace_s: float = STOP_GRACE_S) -> int:
+        """SIGTERM (graceful stop), then SIGKILL past ``grace_s``; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+class LocalMarket:
+    def __init__(
+        self,
+        dev: Devnet,
+        folder: Path,
+        *,
+        params: MarketParams = PARAMS,
+        on_log: LogSink | None = None,
+        fund_usd: int = 10_000,
+    ) -> None:
+        self.dev = dev
+        self.folder = folder
+        self.on_log = on_log
+        self.daemons: list[Daemon] = []
+        w3 = dev.web3()
+        self.contracts: Contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url, params=params)
+        self.deployment_file = folder / "deployment.json"
+        self.contracts.deployment.save(self.deployment_file)
+        self.faucet = Transactor(w3, dev.accounts[0])
+        self.fund_usd = fund_usd
+        self._funded: set[str] = set()
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    @property
+    def matcher(self) -> LocalAccount:
+        return self.dev.accounts[1]
+
+    def provider_account(self, i: int) -> LocalAccount:
+        return self.dev.accounts[2 + i]
+
+    def lab_account(self, i: int) -> LocalAccount:
+        return self.dev.accounts[2 + MAX_PROVIDERS + i]
+
+    def fund(self, acct: LocalAccount) -> None:
+        if acct.address not in self._funded:
+            token = self.contracts.token
+            amount = self.fund_usd * USD
+            self.faucet.send(token.address, token.encode_abi("mint", [acct.address, amount]))
+            self._funded.add(acct.address)
+
+    def balance(self, address: str) -> int:
+        return int(self.contracts.token.functions.balanceOf(address).call())
+
+    def _keystore(self, name: str, acct: LocalAccount) -> Path:
+        path = self.folder / f"{name}-key.json"
+        if not path.exists():
+            keyfile = Account.encrypt(acct.key, PASSWORD, iterations=2**12)  # local use only
+            path.write_text(json.dumps(keyfile), encoding="utf-8")
+        return path
+
+    # --- daemons -----------------------------------------------------------------------------
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, PASSWORD_ENV: PASSWORD, **extra}
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Daemon:
+        daemon = Daemon(name, tuple(argv), env, self.folder / f"{name}.log")
+        self.daemons.append(daemon)
+        self._launch(daemon)
+        return daemon
+
+    def restart(self, daemon: Daemon) -> Daemon:
+        """Start a stopped (or killed) daemon again, with the same config and state."""
+        if daemon.running:
+            raise RuntimeError(f"{daemon.name} is still running")
+        self._launch(daemon)
+        return daemon
+
+    def _launch(self, d: Daemon) -> None:
+        d.ready_line = ""
+        d._ready = threading.Event()
+        d.proc = subprocess.Popen(
+            [sys.executable, "-m", "nodes.cli", *d.argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=d.env,
+            cwd=self.folder,
+        )
+        threading.Thread(target=self._read_stdout, args=(d, d.proc), daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(d, d.proc), daemon=True).start()
+        if not d._ready.wait(READY_TIMEOUT_S) or not d.ready_line:
+            d.kill()
+            tail = d.log.read_text(encoding="utf-8")[-2000:] if d.log.exists() else ""
+            raise RuntimeError(f"{d.name} did not start; its log ends:\n{tail}")
+
+    def _read_stdout(self, d: Daemon, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " ready " in f" {line} " and not d._ready.is_set():
+                d.ready_line = line.strip()
+                d._ready.set()
+        d._ready.set()
+
+    def _read_stderr(self, d: Daemon, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        with d.log.open("a", encoding="utf-8") as f:
+            for line in proc.stderr:
+                f.write(line)
+                f.flush()
+                if self.on_log is not None:
+                    self.on_log(d.name, line.rstrip("\n"))
+
+    def stop_all(self) -> None:
+        """SIGTERM every daemon still running, newest first; SIGKILL past the grace."""
+        for d in reversed(self.daemons):
+            if d.running:
+                assert d.proc is not None
+                d.proc.terminate()
+        for d in self.daemons:
+            if d.proc is not None:
+                d.terminate()
+
+    # --- the three kinds ---------------------------------------------------------------------
+
+    def start_relay(self, name: str = "relay") -> Daemon:
+        argv = ["relay", "--deployment", self.deployment_file.name, "--db", f"{name}.sqlite",
+                "--matcher-key-env", MATCHER_ENV]  # fmt: skip
+        return self.start(name, argv, self._env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}))
+
+    def start_provider(
+        self,
+        i: int,
+        relays: Sequence[str],
+        *,
+        price: int | None = None,
+        gpus: int = 8,
+        agent: str = "",
+    ) -> Daemon:
+        """Provider ``i``: ``gpus`` GPUs of ``MODELS[i % 2]`` at ``price`` per GPU-second;
+        ``agent`` is extra TOML for its ``[agent]`` table."""
+        name = f"provider{i}"
+        acct = self.provider_account(i)
+        self.fund(acct)
+        (self.folder / name).mkdir(exist_ok=True)
+        config = self.folder / f"{name}.toml"
+        urls = ", ".join(_toml_string(u) for u in relays)
+        config.write_text(
+            f'state = "{name}/state.sqlite"\n'
+            f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f"[relays]\nurls = [{urls}]\n"
+            f'[inventory]\n[[inventory.gpus]]\nmodel = "{MODELS[i % 2]}"\ncount = {gpus}\n'
+            f"memory_gib = 80\n"
+            f'[pricing]\npolicy = "fixed"\n'
+            f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
+            f"[metering]\ninterval_s = 2\n"
+            f"[agent]\nstake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
+            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n{agent}",
+            encoding="utf-8",
+        )
+        return self.start(name, ["provider", "--config", config.name], self._env())
+
+    def start_lab(
+        self, i: int, relays: Sequence[str], jobs: Sequence[str], *, exit_when_done: bool = True
+    ) -> Daemon:
+        """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
+        :func:`command_job`)."""
+        name = f"lab{i}"
+        acct = self.lab_account(i)
+        self.fund(acct)
+        (self.folder / name).mkdir(exist_ok=True)
+        config = self.folder / f"{name}.toml"
+        urls = ", ".join(_toml_string(u) for u in relays)
+        config.write_text(
+            f'state = "{name}/state.sqlite"\n'
+            f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f"[relays]\nurls = [{urls}]\n"
+            f"[lab]\npoll_interval_s = 0.5\n" + "".join(jobs),
+            encoding="utf-8",
+        )
+        argv = ["lab", "--config", config.name] + (["--exit-when-done"] if exit_when_done else [])
+        return self.start(name, argv, self._env())
+
+
+def matmul_job(model: str, *, gpus: int = 2, duration: int, seed: int, n: int = 128,
+               rounds: int = 24, max_price: int = 800) -> str:  # fmt: skip
+    """A ``[[jobs]]`` table: ``rounds`` int64 products of ``n x n`` matrices, Freivalds-checked."""
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+            f'duration = {duration}\nkind = "matmul"\nn = {n}\nseed = {seed}\n'
+            f"rounds = {rounds}\n")  # fmt: skip
+
+
+def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int,
+                max_price: int = 800) -> str:  # fmt: skip
+    """A ``[[jobs]]`` table: a command, checked by running it again."""
+    quoted = ", ".join(_toml_string(a) for a in argv)
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+            f'duration = {duration}\nkind = "command"\nargv = [{quoted}]\n')  # fmt: skip
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+__all__ = [
+    "MODELS",
+    "PARAMS",
+    "USD",
+    "Daemon",
+    "LocalMarket",
+    "command_job",
+    "matmul_job",
+]

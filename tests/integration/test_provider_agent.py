@@ -1,0 +1,315 @@
+"""`gpumarket provider` as a real process, with a relay process and anvil mining a block a second;
+the test plays the lab by hand over real sockets: it bids through the relay, sends the sealed job,
+verifies receipts and outputs, pays by vouchers, and checks the chain's ledger after. Bad input at
+each endpoint is refused with a typed error and changes nothing; SIGKILL mid-lease and a restart
+lose no receipt and pay nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import msgpack
+import pytest
+
+from market.chain.deploy import Contracts
+from market.chain.devnet import Devnet
+from market.errors import RequestRefused
+from market.matching import Submission
+from market.protocol.eip712 import order_hash
+from market.protocol.keccak import keccak
+from market.protocol.types import Bid, Lease, LeaseStatus, Signed
+from market.receipts import ReceiptVerifier
+from market.roles import Lab
+from market.sealing import (
+    Purpose,
+    SealingKeyPair,
+    associated_data,
+    generate_keypair,
+    open_sealed,
+    seal,
+)
+from nodes.jobs import CommandParams, JobSpec, MatmulParams
+from nodes.jobs.matmul import check_product
+from nodes.lab.provider_client import JobRefused, ProviderClient, UnknownLease
+from nodes.localnet import MODELS, Daemon, LocalMarket
+from nodes.relay import RelayClient
+from nodes.wire import (
+    ErrorCode,
+    JobState,
+    ReceiptBatch,
+    ReceiptsQuery,
+    SubmitJob,
+    decode,
+    encode,
+)
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+MODEL = MODELS[0]
+PRICE = 500
+
+
+@dataclass
+class Net:
+    market: LocalMarket
+    relay: Daemon
+    provider: Daemon
+
+    @property
+    def contracts(self) -> Contracts:
+        return self.market.contracts
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    folder = tmp_path_factory.mktemp("provider-agent")
+    with Devnet.start(accounts=12, block_time=1) as dev:
+        market = LocalMarket(dev, folder)
+        try:
+            relay = market.start_relay()
+            provider = market.start_provider(0, [relay.url], price=PRICE)
+            yield Net(market, relay, provider)
+        finally:
+            market.stop_all()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _lab(net: Net, i: int) -> Lab:
+    acct = net.market.lab_account(i)
+    net.market.fund(acct)
+    lab = Lab.connect(net.contracts.deployment, "0x" + acct.key.hex())
+    lab.fund(10**15)
+    return lab
+
+
+def _lease(net: Net, lab: Lab, spec: JobSpec, duration: int) -> tuple[Lease, Signed[Bid]]:
+    """Bid through the relay for ``spec``; the lease its matcher opens against the provider."""
+    bid = lab.bid(MODEL, gpus=2, max_price_per_gpu_second=800, duration=duration,
+                  job_spec_hash=spec.hash)  # fmt: skip
+    h = order_hash(lab.client.domain, bid.message)
+
+    async def submit() -> None:
+        async with RelayClient(net.relay.url) as relay:
+            (result,) = await relay.submit([Submission(bid)])
+            assert result.accepted, result
+
+    _run(submit())
+    found: list[Lease] = []
+
+    def opened() -> bool:
+        for e in lab.client.events():
+            if e.name == "LeaseOpened" and e.args["bid_hash"] == h:
+                found.append(e.args["lease"])
+                return True
+        return False
+
+    wait_until(opened, 60, "the relay's matcher to open the lease")
+    return found[0], bid
+
+
+def _submit_job(net: Net, lease: Lease, bid: Signed[Bid], spec: JobSpec, lab: Lab) -> SubmitJob:
+    info = lab.client.provider_info(lease.provider)
+    sealed = seal(info.encryption_key, spec.encode(), associated_data(lease.id, Purpose.JOB_SPEC))
+    return SubmitJob(lease.id, bid, sealed)
+
+
+async def _call(url: str, fn: Any) -> Any:
+    async with ProviderClient(url) as client:
+        return await fn(client)
+
+
+def _send_job(net: Net, job: SubmitJob) -> JobState:
+    async def go(c: ProviderClient) -> JobState:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the provider learns of the lease from the chain a moment after it opens
+            try:
+                return (await c.submit_job(job)).state
+            except UnknownLease:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    result: JobState = _run(_call(net.provider.url, go))
+    return result
+
+
+def _batch(net: Net, lease_id: bytes, from_seq: int = 0) -> ReceiptBatch:
+    batch: ReceiptBatch = _run(_call(net.provider.url, lambda c: c.receipts(lease_id, from_seq)))
+    return batch
+
+
+@dataclass
+class LabSide:
+    """What the test's lab has verified of one lease."""
+
+    lease: Lease
+    keys: SealingKeyPair
+    verifier: ReceiptVerifier
+    output: bytearray
+    seq: int = 0
+
+    def take(self, batch: ReceiptBatch) -> None:
+        for period in batch.periods:
+            plain = open_sealed(self.keys.private, period.sealed_output,
+                                associated_data(self.lease.id, Purpose.JOB_OUTPUT))  # fmt: skip
+            chunks = msgpack.unpackb(plain)
+            self.verifier.accept(period.receipt, chunks)  # raises on any broken rule
+            assert keccak(period.metrics) == period.receipt.message.metrics_hash
+            self.output += b"".join(chunks)
+            self.seq = period.receipt.message.seq + 1
+
+
+def _follow(net: Net, lab: Lab, side: LabSide, until: Any, timeout_s: float = 60) -> ReceiptBatch:
+    last: list[ReceiptBatch] = []
+
+    def step() -> bool:
+        batch = _batch(net, side.lease.id, side.seq)
+        side.take(batch)
+        last.append(batch)
+        return bool(until(batch))
+
+    wait_until(step, timeout_s, "the provider's receipts")
+    return last[-1]
+
+
+def _pay(net: Net, lab: Lab, side: LabSide) -> int:
+    head = side.verifier.head
+    assert head is not None
+    amount = side.lease.price_per_gpu_second * head.gpu_seconds
+    voucher = lab.pay(side.lease, amount, head.hash)
+    ack = _run(_call(net.provider.url, lambda c: c.send_voucher(voucher)))
+    assert ack.new
+    assert ack.cumulative_amount == amount
+    again = _run(_call(net.provider.url, lambda c: c.send_voucher(voucher)))
+    assert not again.new  # a replay changes nothing
+    return amount
+
+
+def _closed(lab: Lab, lease: Lease) -> bool:
+    return lab.client.lease_state(lease.id).status is LeaseStatus.CLOSED
+
+
+def test_provider_runs_a_job_delivers_verified_outputs_and_closes_when_paid(net: Net) -> None:
+    lab = _lab(net, 0)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, MatmulParams(n=32, seed=5, rounds=6))
+    lease, bid = _lease(net, lab, spec, duration=8)
+    assert lease.provider == net.provider.address
+    assert lease.price_per_gpu_second == PRICE
+    job = _submit_job(net, lease, bid, spec, lab)
+    assert _send_job(net, job) is JobState.RUNNING
+    assert _send_job(net, job) in (JobState.RUNNING, JobState.FINISHED)  # resent: same job
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    _follow(net, lab, side, lambda b: b.job_state is not JobState.RUNNING
+            and side.verifier.head is not None
+            and side.verifier.head.period_end >= lease.end)  # fmt: skip
+    size = 8 * 32 * 32
+    assert len(side.output) == 6 * size
+    for k in range(6):
+        assert check_product(5, k, 32, bytes(side.output[k * size : (k + 1) * size]))
+    paid = _pay(net, lab, side)
+    wait_until(lambda: _closed(lab, lease), 60, "the provider to claim and close the lease")
+    state = lab.client.lease_state(lease.id)
+    assert state.paid == paid
+    assert lab.withdrawable() == lease.escrow - paid  # the unused escrow is the lab's again
+    wait_until(lambda: lab.client.withdrawable(lease.provider) == 0, 30, "the provider to withdraw")
+
+
+def test_bad_requests_are_refused_with_typed_errors_and_change_nothing(net: Net) -> None:
+    lab = _lab(net, 1)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", "print('x')")))
+    lease, bid = _lease(net, lab, spec, duration=30)
+    url = net.provider.url
+
+    async def raw(path: str, body: bytes) -> tuple[int, Any]:
+        # A stream, not bytes: aiohttp warns of a big bytes body.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + path, data=io.BytesIO(body)) as response,
+        ):
+            return response.status, decode(await response.read())
+
+    for path in ("/v1/jobs", "/v1/receipts", "/v1/vouchers"):
+        status, answer = _run(raw(path, b"\xc1 not msgpack"))
+        assert (status, answer.code) == (400, ErrorCode.MALFORMED_FRAME), path
+        status, answer = _run(raw(path, b"\x00" * (2 * 1024 * 1024)))
+        assert (status, answer.code) == (413, ErrorCode.FRAME_TOO_LARGE), path
+        other = ReceiptsQuery(b"\x01" * 32) if path != "/v1/receipts" else None
+        wrong = encode(other) if other else encode(SubmitJob(b"\x01" * 32, bid, b"x"))
+        status, answer = _run(raw(path, wrong))
+        assert (status, answer.code) == (400, ErrorCode.WRONG_TYPE), path
+    with pytest.raises(UnknownLease):
+        _run(_call(url, lambda c: c.receipts(b"\x01" * 32)))
+    good = _submit_job(net, lease, bid, spec, lab)
+    assert _send_job(net, good) is JobState.RUNNING  # after all that, the job is still welcome
+
+
+def test_tampered_or_foreign_jobs_and_vouchers_are_refused(net: Net) -> None:
+    lab = _lab(net, 2)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", "print('y')")))
+    other = JobSpec(keys.public, CommandParams(("python", "-c", "print('z')")))
+    lease, bid = _lease(net, lab, spec, duration=30)
+    url = net.provider.url
+    good = _submit_job(net, lease, bid, spec, lab)
+    wrong_spec = _submit_job(net, lease, bid, other, lab)  # not the spec the bid commits to
+    tampered = SubmitJob(lease.id, bid, good.sealed_spec[:-1] + bytes([good.sealed_spec[-1] ^ 1]))
+    stranger = Lab.connect(net.contracts.deployment, "0x" + net.market.lab_account(0).key.hex())
+    forged_bid = stranger.key.sign(lab.client.domain, bid.message)  # the same bid, wrong signer
+    wait_until(lambda: _known(url, lease.id), 30, "the provider to see the lease open")
+    for bad in (wrong_spec, tampered):
+        with pytest.raises(JobRefused):
+            _run(_call(url, lambda c, b=bad: c.submit_job(b)))
+    with pytest.raises(RequestRefused) as info:
+        _run(_call(url, lambda c: c.submit_job(SubmitJob(lease.id, forged_bid, good.sealed_spec))))
+    assert info.value.code == ErrorCode.INVALID_SIGNATURE.value
+    assert _batch(net, lease.id).periods == ()  # nothing ran
+    assert _send_job(net, good) is JobState.RUNNING  # the real job is still welcome
+    foreign = stranger.pay(lease, 10**6)  # signed by another lab than the lease's
+    with pytest.raises(RequestRefused) as info:
+        _run(_call(url, lambda c: c.send_voucher(foreign)))
+    assert info.value.code == ErrorCode.INVALID_SIGNATURE.value
+    metrics = _run(_call(url, lambda c: c.text("/metrics")))
+    assert 'gpumarket_provider_requests_total{endpoint="/v1/jobs",status="400"}' in metrics
+
+
+def _known(url: str, lease_id: bytes) -> bool:
+    """Whether the provider has seen the lease open (its receipts query is answered)."""
+    try:
+        _run(_call(url, lambda c: c.receipts(lease_id)))
+    except UnknownLease:
+        return False
+    return True
+
+
+def test_sigkill_mid_lease_loses_no_receipt_and_pays_nothing_twice(net: Net) -> None:
+    lab = _lab(net, 1)
+    keys = generate_keypair()
+    busy = "import time\nt=time.time()\nwhile time.time()-t<60: pass\n"  # runs past the lease
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", busy)))
+    lease, bid = _lease(net, lab, spec, duration=14)
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    _follow(net, lab, side, lambda b: side.seq >= 2)
+    _pay(net, lab, side)
+    net.provider.kill()
+    net.market.restart(net.provider)
+    batch = _follow(net, lab, side, lambda b: side.verifier.head is not None
+                    and side.verifier.head.period_end >= lease.end)  # fmt: skip
+    assert batch.job_state is JobState.STOPPED
+    assert "interrupted" in batch.job_error
+    paid = _pay(net, lab, side)  # every receipt, before and after the crash, chained and verified
+    wait_until(lambda: _closed(lab, lease), 60, "the provider to claim and close the lease")
+    assert lab.client.lease_state(lease.id).paid == paid  # paid once, exactly the vouchers
+    claimed = [e for e in lab.client.events() if e.name == "Claimed"]
+    assert sum(e.args["amount"] for e in claimed if e.args["lease_id"] == lease.id) == paid

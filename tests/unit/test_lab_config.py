@@ -1,0 +1,145 @@
+"""The lab's TOML config: a full file, defaults, and mistakes named by field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from market.errors import ConfigError
+from market.receipts import DEFAULT_SAMPLES
+from nodes.jobs.spec import CommandParams, MatmulParams
+from nodes.lab.config import JobConfig, LabSettings, load_config
+
+pytestmark = pytest.mark.unit
+
+FULL = """
+state = "var/lab.sqlite"
+
+[key]
+keystore = "lab-key.json"
+password_env = "LAB_PASSWORD"
+
+[chain]
+deployment = "deployment.json"
+rpc_url = "http://10.0.0.5:8545"
+
+[relays]
+urls = ["http://127.0.0.1:7000", "https://relay.example"]
+
+[lab]
+poll_interval_s = 0.25
+host = "0.0.0.0"
+port = 9100
+fund = 5000000
+bid_ttl_s = 600
+audit_samples = 8
+
+[[jobs]]
+model = "H100-80GB"
+gpus = 2
+max_price_per_gpu_second = 3
+duration = 600
+kind = "matmul"
+n = 128
+seed = 7
+rounds = 16
+
+[[jobs]]
+model = "L4-24GB"
+gpus = 1
+max_price_per_gpu_second = 1
+duration = 60
+kind = "command"
+argv = ["python", "-c", "print('hello')"]
+"""
+
+MINIMAL = """
+[key]
+keystore = "/keys/k.json"
+[relays]
+urls = ["http://127.0.0.1:7000"]
+[[jobs]]
+model = "H100-80GB"
+gpus = 1
+max_price_per_gpu_second = 3
+duration = 60
+kind = "command"
+argv = ["true"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, FULL))
+    assert config.state == tmp_path / "var/lab.sqlite"
+    assert config.key.keystore == tmp_path / "lab-key.json"
+    assert config.key.password_env == "LAB_PASSWORD"
+    assert config.chain.deployment == tmp_path / "deployment.json"
+    assert config.chain.rpc_url == "http://10.0.0.5:8545"
+    assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
+    assert config.lab == LabSettings(0.25, "0.0.0.0", 9100, 5_000_000, 600, 8)
+    assert config.jobs == (
+        JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16)),
+        JobConfig("L4-24GB", 1, 1, 60, CommandParams(("python", "-c", "print('hello')"))),
+    )
+    assert config.jobs[0].max_escrow == 3 * 2 * 600
+
+
+def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    assert config.state == tmp_path / "state.sqlite"
+    assert config.key.password_env == "GPUMARKET_KEY_PASSWORD"
+    assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
+    assert config.lab == LabSettings(1.0, "127.0.0.1", 0, None, 3600, DEFAULT_SAMPLES)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        (MINIMAL + "[lab]\nport = 70000\n", "lab.port", "at most 65535"),
+        (MINIMAL + "[lab]\npoll_interval_s = 0\n", "lab.poll_interval_s", "positive"),
+        (MINIMAL + "[lab]\nfund = -1\n", "lab.fund", "at least 0"),
+        (MINIMAL + "[lab]\npoll = 1\n", "lab.poll", "unknown key"),
+        (MINIMAL.replace('kind = "command"', 'kind = "shell"'), "jobs[0].kind", "matmul"),
+        (MINIMAL.replace('argv = ["true"]', "argv = []"), "jobs[0].argv", "list of 1 to"),
+        (MINIMAL.replace('argv = ["true"]', 'argv = ["a", ""]'), "jobs[0].argv[1]", "non-empty"),
+        (MINIMAL.replace('argv = ["true"]', 'argv = ["a"]\nn = 4'), "jobs[0].n", "unknown key"),
+        (MINIMAL.replace("gpus = 1", "gpus = 0"), "jobs[0].gpus", "at least 1"),
+        (MINIMAL.replace('urls = ["http://127.0.0.1:7000"]', "urls = []"), "relays.urls", "relay"),
+        (
+            MINIMAL.replace('"http://127.0.0.1:7000"', '"ftp://x"'),
+            "relays.urls[0]",
+            "must be an http",
+        ),
+        (MINIMAL.split("[[jobs]]")[0], "jobs", "at least one job"),
+        (MINIMAL + "[chain]\n", "chain", "deployment, rpc_url or both"),
+    ],
+)
+def test_mistakes_are_config_errors_naming_the_field(
+    tmp_path: Path, text: str, field: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError, match=reason) as info:
+        load_config(_write(tmp_path, text))
+    assert info.value.field == field
+
+
+def test_matmul_sizes_are_bounded_like_the_spec(tmp_path: Path) -> None:
+    text = MINIMAL.replace('kind = "command"\nargv = ["true"]', 'kind = "matmul"\nn = 2048\n'
+                           "seed = 1\nrounds = 1")  # fmt: skip
+    with pytest.raises(ConfigError, match="at most 1024") as info:
+        load_config(_write(tmp_path, text))
+    assert info.value.field == "jobs[0].n"
+
+
+def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "state = ["))
+    assert info.value.field == "(syntax)"
