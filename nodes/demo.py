@@ -19,6 +19,7 @@ lease closed. The daemons' logs stay in the round's folder.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import tempfile
@@ -26,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TextIO
+
+from web3.contract import Contract
 
 from market.chain.devnet import Devnet
 from nodes.localnet import MODELS, USD, Daemon, LocalMarket, command_job, matmul_job
@@ -121,16 +124,35 @@ def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int
     return _ledger(net, show, watch, before, providers)
 
 
+def _gas_by_call(net: LocalMarket) -> tuple[int, dict[str, tuple[int, int]]]:
+    """Gas of the round's transactions (after the deployment), by the function each called."""
+    w3 = net.dev.web3()
+    c = net.contracts
+    by_address: dict[str, Contract] = {x.address: x for x in (c.market, c.registry, c.token)}
+    calls: dict[str, tuple[int, int]] = {}
+    first = net.contracts.deployment.deploy_block + 1
+    for number in range(first, w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            assert not isinstance(tx, bytes)
+            if tx.get("to") is None:
+                continue  # the deployment's contract creations are not the round's
+            used = int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"])
+            contract = by_address.get(tx.get("to") or "")
+            name = "other"
+            if contract is not None:
+                with contextlib.suppress(ValueError):  # not one of the contract's functions
+                    name = contract.get_function_by_selector(bytes(tx["input"])[:4]).abi["name"]
+            count, total = calls.get(name, (0, 0))
+            calls[name] = (count + 1, total + used)
+    return sum(total for _, total in calls.values()), calls
+
+
 def _ledger(
     net: LocalMarket, show: _Printer, watch: list[str], before: dict[str, int], providers: int
 ) -> int:
     out = show.out
-    w3 = net.dev.web3()
     first = net.contracts.deployment.deploy_block
-    # The round's own transactions: registrations, leases, claims, closes, withdrawals.
-    gas = sum(
-        int(w3.eth.get_block(n)["gasUsed"]) for n in range(first + 1, w3.eth.block_number + 1)
-    )
+    gas, calls = _gas_by_call(net)
     events = net.contracts.market.events
     opened = len(events.LeaseOpened().get_logs(from_block=first))
     closed = len(events.LeaseClosed().get_logs(from_block=first))
@@ -151,7 +173,9 @@ def _ledger(
         print(f"  {names[a]:11} {before[a] / USD:14.6f} -> {after[a] / USD:14.6f}"
               f"  ({(after[a] - before[a]) / USD:+.6f})", file=out)  # fmt: skip
     print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed, delivered "
-          f"and verified; {vouchers} vouchers; {gas:,} gas used", file=out)  # fmt: skip
+          f"and verified; {vouchers} vouchers; {gas:,} gas used:", file=out)  # fmt: skip
+    for name, (count, used) in sorted(calls.items(), key=lambda kv: -kv[1][1]):
+        print(f"    {name:18} {count:4} x {used // count:9,} = {used:11,}", file=out)
     if sum(after.values()) != sum(before.values()):
         print("error: tokens were created or lost", file=out)
         return 1
