@@ -229,9 +229,11 @@ class LocalMarket:
         price: int | None = None,
         gpus: int = 8,
         agent: str = "",
+        rpc_url: str | None = None,
+        model: str | None = None,
     ) -> Daemon:
-        """Provider ``i``: ``gpus`` GPUs of ``MODELS[i % 2]`` at ``price`` per GPU-second;
-        ``agent`` is extra TOML for its ``[agent]`` table."""
+        """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``;
+        ``agent`` is extra TOML for its ``[agent]`` table; ``rpc_url`` replaces the devnet's."""
         name = f"provider{i}"
         acct = self.provider_account(i)
         self.fund(acct)
@@ -242,9 +244,9 @@ class LocalMarket:
             f'state = "{name}/state.sqlite"\n'
             f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
             f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n{_rpc(rpc_url)}'
             f"[relays]\nurls = [{urls}]\n"
-            f'[inventory]\n[[inventory.gpus]]\nmodel = "{MODELS[i % 2]}"\ncount = {gpus}\n'
+            f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\ncount = {gpus}\n'
             f"memory_gib = 80\n"
             f'[pricing]\npolicy = "fixed"\n'
             f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
@@ -256,7 +258,13 @@ class LocalMarket:
         return self.start(name, ["provider", "--config", config.name], self._env())
 
     def start_lab(
-        self, i: int, relays: Sequence[str], jobs: Sequence[str], *, exit_when_done: bool = True
+        self,
+        i: int,
+        relays: Sequence[str],
+        jobs: Sequence[str],
+        *,
+        exit_when_done: bool = True,
+        rpc_url: str | None = None,
     ) -> Daemon:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
         :func:`command_job`)."""
@@ -270,7 +278,7 @@ class LocalMarket:
             f'state = "{name}/state.sqlite"\n'
             f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
             f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n{_rpc(rpc_url)}'
             f"[relays]\nurls = [{urls}]\n"
             f"[lab]\npoll_interval_s = 0.5\n" + "".join(jobs),
             encoding="utf-8",
@@ -293,6 +301,10 @@ def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int
     quoted = ", ".join(_toml_string(a) for a in argv)
     return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
             f'duration = {duration}\nkind = "command"\nargv = [{quoted}]\n')  # fmt: skip
+
+
+def _rpc(url: str | None) -> str:
+    return "" if url is None else f"rpc_url = {_toml_string(url)}\n"
 
 
 def _toml_string(text: str) -> str:

@@ -5,7 +5,6 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -43,11 +42,19 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @notice The highest protocol fee a deployment may set: 10%.
     uint256 public constant MAX_FEE_BPS = 1_000;
     uint256 private constant _BPS = 10_000;
+    /// @dev Bit offsets of LeaseState's `status` and `slashed` in its storage word.
+    uint256 private constant _STATUS_SHIFT = 192;
+    uint256 private constant _SLASHED_SHIFT = 200;
     /// @notice Gas an ERC-1271 lab contract may spend checking one voucher in `claimBatch`, so that
     /// one contract burning gas costs the batch this much and is skipped instead of failing it.
     /// Enough for a Safe or an ECDSA-based smart wallet; a lab whose check needs more is paid by
     /// `claim`, which gives the check all the transaction's gas.
     uint256 public constant BATCH_ERC1271_GAS = 50_000;
+
+    /// @dev See `_credits`.
+    struct Credit {
+        uint256 plusOneAndSlashed;
+    }
 
     IERC20 private immutable _token;
     IProviderRegistry private immutable _registry;
@@ -58,15 +65,21 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     uint16 private immutable _feeBps;
     address private immutable _treasury;
 
+    // Written through storage references and, in a slash, by one assembly store, which slither
+    // does not follow (a false "never initialized").
+    // slither-disable-next-line uninitialized-state
     mapping(bytes32 leaseId => LeaseState) private _leases;
     mapping(address signer => mapping(bytes32 orderHash => OrderState)) private _orders;
     mapping(address signer => uint256) private _minNonce;
-    /// @dev Low 128 bits: an account's credit plus one, once it was ever credited (zero before).
+    /// @dev One account's credit word (a struct so that a read and a write hash the key once).
+    /// Low 128 bits: an account's credit plus one, once it was ever credited (zero before).
     /// Withdrawing leaves them at 1, not 0, so the account's next credit rewrites a non-zero slot
     /// (2,900 gas) instead of setting a zero one (20,000): a claim after a withdrawal stays cheap.
     /// High 128 bits: stake slashed to the account, which the registry holds until the account
     /// withdraws (docs/decisions/0006-slashing.md); zero for every account never slashed for.
-    mapping(address account => uint256 creditPlusOneAndSlashed) private _credits;
+    // Written through storage references, which slither does not follow (see _leases).
+    // slither-disable-next-line uninitialized-state
+    mapping(address account => Credit) private _credits;
     /// @dev Claims from posted receipts, apart from `_leases` so that opening and claiming a lease
     /// never touch them.
     mapping(bytes32 leaseId => PendingClaim) private _claims;
@@ -227,18 +240,45 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         revert MarketInvalidSignature(digest, signer);
     }
 
-    /// @dev Whether `signature` is `signer`'s ECDSA signature of `digest` (OpenZeppelin rejects
-    /// malleable and malformed ones). Tried before ERC-1271 for gas: SignatureChecker reads the
-    /// signer's code size first, an EXTCODESIZE that costs 2,600 gas for an account the transaction
-    /// has not touched yet, while most signers are EOAs. A contract signer falls through, having
-    /// spent one failed ecrecover (its address has no known key). An EIP-7702 account has code
-    /// but also its key, whose signature it could always act on anyway, so accepting it grants
-    /// nothing more.
-    function _recovers(address signer, bytes32 digest, bytes calldata signature) private pure returns (bool) {
-        // The third value only details an error, which makes the signature invalid either way.
-        // slither-disable-next-line unused-return
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
-        return err == ECDSA.RecoverError.NoError && recovered == signer;
+    /// @dev Whether `signature` is `signer`'s ECDSA signature of `digest`, 65 bytes (r, s, v) or
+    /// EIP-2098's compact 64 (r, vs), which proofs of cheating use for their smaller calldata.
+    /// Malleable signatures (s in the upper half order) and any v but 27 or 28 are refused, as
+    /// OpenZeppelin's ECDSA refuses them; the `ecrecover` precompile is called directly, without
+    /// the library's error reporting, which the market does not use. Tried before ERC-1271 for gas:
+    /// SignatureChecker reads the signer's code size first, an EXTCODESIZE that costs 2,600 gas
+    /// for an account the transaction has not touched yet, while most signers are EOAs. A contract
+    /// signer falls through, having spent one failed ecrecover (its address has no known key). An
+    /// EIP-7702 account has code but also its key, whose signature it could always act on anyway,
+    /// so accepting it grants nothing more.
+    function _recovers(address signer, bytes32 digest, bytes calldata signature) private view returns (bool valid) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            let length := signature.length
+            if or(eq(length, 64), eq(length, 65)) {
+                let r := calldataload(signature.offset)
+                let s := calldataload(add(signature.offset, 0x20))
+                let v := 0
+                switch length
+                case 64 {
+                    // vs: the parity of v in the top bit, s below it.
+                    v := add(shr(255, s), 27)
+                    s := and(s, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
+                }
+                default { v := byte(0, calldataload(add(signature.offset, 0x40))) }
+                if iszero(gt(s, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)) {
+                    // ecrecover(digest, v, r, s) in free memory (not allocated: only the call reads
+                    // it); the precompile returns the signer, or nothing when it cannot recover one
+                    // (v not 27 or 28 included), so a zero `signer` never matches.
+                    let ptr := mload(0x40)
+                    mstore(ptr, digest)
+                    mstore(add(ptr, 0x20), v)
+                    mstore(add(ptr, 0x40), r)
+                    mstore(add(ptr, 0x60), s)
+                    let success := staticcall(gas(), 0x01, ptr, 0x80, 0x00, 0x20)
+                    valid := and(success, and(eq(returndatasize(), 0x20), eq(mload(0x00), signer)))
+                }
+            }
+        }
     }
 
     /// @dev SignatureChecker.isValidERC1271SignatureNowCalldata with the call limited to
@@ -352,7 +392,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         bytes calldata labSig,
         bool batched
     ) private returns (uint256 amount, bytes32 id, bytes memory err) {
-        id = keccak256(abi.encode(lease));
+        id = _leaseId(lease);
         LeaseState storage state = _leases[id];
         {
             LeaseStatus status = state.status;
@@ -407,27 +447,29 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// backed by tokens the market holds, so it stays below 2^128 for any token whose supply does;
     /// with a larger one it could carry into the slashed half, which is refused.
     function _credit(address account, uint256 amount) private {
-        uint256 stored = _credits[account];
+        Credit storage credit = _credits[account];
+        uint256 stored = credit.plusOneAndSlashed;
         uint256 updated = (stored == 0 ? 1 : stored) + amount;
         if (updated >> 128 != stored >> 128) revert MarketCreditOverflow(account, amount);
-        _credits[account] = updated;
+        credit.plusOneAndSlashed = updated;
     }
 
     /// @dev Like _credit, and adds `slashed` to the stake slashed to `account` (the high half), in
     /// the same write. Each slash is at most a uint96 stake, so the high half cannot overflow before
     /// 2^32 slashes of the largest stake to one account (and would revert then).
     function _creditWithSlashed(address account, uint256 amount, uint256 slashed) private {
-        uint256 stored = _credits[account];
+        Credit storage credit = _credits[account];
+        uint256 stored = credit.plusOneAndSlashed;
         uint256 updated = (stored == 0 ? 1 : stored) + amount;
         if (updated >> 128 != stored >> 128) revert MarketCreditOverflow(account, amount);
-        _credits[account] = updated + (slashed << 128);
+        credit.plusOneAndSlashed = updated + (slashed << 128);
     }
 
     // --- end of a lease ------------------------------------------------------------------------
 
     /// @inheritdoc IMarket
     function terminate(Lease calldata lease, uint256 cumulativeAmount) external nonReentrant {
-        bytes32 id = keccak256(abi.encode(lease));
+        bytes32 id = _leaseId(lease);
         LeaseState storage state = _leases[id];
         if (state.status == LeaseStatus.None) revert MarketUnknownLease(id);
         if (msg.sender != lease.lab) revert MarketNotLab(id, msg.sender);
@@ -450,7 +492,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function closeLease(Lease calldata lease) external nonReentrant returns (uint256 refund) {
-        bytes32 id = keccak256(abi.encode(lease));
+        bytes32 id = _leaseId(lease);
         LeaseState storage state = _leases[id];
         LeaseStatus status = state.status;
         if (status == LeaseStatus.None) revert MarketUnknownLease(id);
@@ -474,7 +516,8 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function withdraw() external nonReentrant returns (uint256 amount) {
-        uint256 stored = _credits[msg.sender];
+        Credit storage account = _credits[msg.sender];
+        uint256 stored = account.plusOneAndSlashed;
         // Below 2, the credit is zero and nothing was slashed to the account (see _credits).
         if (stored < 2) revert MarketNothingToWithdraw(msg.sender);
         uint256 slashed = stored >> 128;
@@ -486,7 +529,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
             amount = credit + slashed;
         }
         // The credit is cleared before the token calls, so a re-entered withdraw finds nothing.
-        _credits[msg.sender] = 1;
+        account.plusOneAndSlashed = 1;
         emit Withdrawn(msg.sender, amount);
         if (credit > 0) _token.safeTransfer(msg.sender, credit);
         if (slashed > 0) _registry.release(msg.sender, slashed);
@@ -497,60 +540,116 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @inheritdoc IMarket
     function slashEquivocation(
         Lease calldata lease,
-        Receipt calldata a,
+        uint64 seq,
+        ReceiptBody calldata a,
         bytes calldata sigA,
-        Receipt calldata b,
+        ReceiptBody calldata b,
         bytes calldata sigB
     ) external returns (uint256) {
-        (bytes32 id, LeaseState storage state) = _slashable(lease);
-        if (a.leaseId != id) revert MarketReceiptWrongLease(id, a.leaseId);
-        if (b.leaseId != id) revert MarketReceiptWrongLease(id, b.leaseId);
-        bytes32 digestA = _hashReceipt(a);
-        bytes32 digestB = _hashReceipt(b);
-        if (a.seq != b.seq || digestA == digestB) revert MarketReceiptsNotConflicting(a.seq, b.seq, digestA, digestB);
-        _checkSignature(lease.provider, digestA, sigA);
-        _checkSignature(lease.provider, digestB, sigB);
-        return _slash(lease, id, state);
+        (bytes32 id, LeaseState storage state, uint256 word) = _slashable(lease);
+        (bytes32 digestA, bytes32 digestB) = _receiptDigests(id, seq, a, b);
+        if (digestA == digestB) revert MarketReceiptsNotConflicting(digestA);
+        address provider = lease.provider;
+        _checkSignature(provider, digestA, sigA);
+        _checkSignature(provider, digestB, sigB);
+        return _slash(lease, id, state, word);
     }
 
     /// @inheritdoc IMarket
-    function slashImpossibleUsage(Lease calldata lease, Receipt calldata r, bytes calldata sig)
+    function slashImpossibleUsage(Lease calldata lease, uint64 seq, ReceiptBody calldata r, bytes calldata sig)
         external
         returns (uint256)
     {
-        (bytes32 id, LeaseState storage state) = _slashable(lease);
-        if (r.leaseId != id) revert MarketReceiptWrongLease(id, r.leaseId);
+        (bytes32 id, LeaseState storage state, uint256 word) = _slashable(lease);
         uint256 maxGpuSeconds = _maxGpuSeconds(lease, r.periodEnd, uint256(lease.start) + lease.duration);
         if (r.periodEnd <= block.timestamp && r.periodStart >= lease.start && r.gpuSecondsCumulative <= maxGpuSeconds)
         {
             revert MarketUsagePossible(id, r.gpuSecondsCumulative, maxGpuSeconds);
         }
-        _checkSignature(lease.provider, _hashReceipt(r), sig);
-        return _slash(lease, id, state);
+        _checkSignature(lease.provider, _receiptDigest(_domainSeparatorV4(), id, seq, r), sig);
+        return _slash(lease, id, state, word);
     }
 
-    /// @dev The lease's state if a proof may slash it: known, and not slashed before.
-    function _slashable(Lease calldata lease) private view returns (bytes32 id, LeaseState storage state) {
-        id = keccak256(abi.encode(lease));
+    /// @dev The lease's id, state and the state's one storage word, read once, if a proof may slash
+    /// it: known, and not slashed before.
+    function _slashable(Lease calldata lease)
+        private
+        view
+        returns (bytes32 id, LeaseState storage state, uint256 word)
+    {
+        id = _leaseId(lease);
         state = _leases[id];
-        if (state.status == LeaseStatus.None) revert MarketUnknownLease(id);
-        if (state.slashed) revert MarketLeaseAlreadySlashed(id);
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            word := sload(state.slot)
+        }
+        // LeaseState's layout: paid in bits 0-127, end 128-191, status 192-199, slashed 200-207.
+        if (uint8(word >> _STATUS_SHIFT) == uint8(LeaseStatus.None)) revert MarketUnknownLease(id);
+        if (uint8(word >> _SLASHED_SHIFT) != 0) revert MarketLeaseAlreadySlashed(id);
     }
 
     /// @dev Takes the penalty from the provider's stake for the lab, marks the lease slashed and
     /// closed, and credits the lab the penalty and (unless the lease had closed) the unpaid escrow.
-    /// Moves no token: the registry keeps the slashed stake until the lab withdraws. No call leaves
-    /// this market's own two contracts, so there is nothing to re-enter.
-    function _slash(Lease calldata lease, bytes32 id, LeaseState storage state) private returns (uint256 penalty) {
-        LeaseState memory s = state;
+    /// `word` is the lease's state as `_slashable` read it. Moves no token: the registry keeps the
+    /// slashed stake until the lab withdraws. No call leaves this market's own two contracts, so
+    /// there is nothing to re-enter.
+    function _slash(Lease calldata lease, bytes32 id, LeaseState storage state, uint256 word)
+        private
+        returns (uint256 penalty)
+    {
+        // The terms hash to an opened lease's id (`_slashable`), and that id was hashed from the
+        // terms' clean ABI words: every word is clean, and is read as it is. The escrow fits in
+        // uint128 (checked at opening) and paid <= escrow: neither the product nor the difference
+        // overflows.
+        address provider;
+        address lab;
+        uint256 escrow;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            provider := calldataload(lease)
+            lab := calldataload(add(lease, 0x20))
+            // gpus * pricePerGpuSecond * duration: words 2, 3 and 5.
+            escrow := mul(mul(calldataload(add(lease, 0x40)), calldataload(add(lease, 0x60))), calldataload(add(lease, 0xa0)))
+        }
         uint256 refund = 0;
-        // paid <= escrow always holds, so the refund cannot underflow.
-        if (s.status != LeaseStatus.Closed) refund = lease.pricePerGpuSecond * lease.gpus * lease.duration - s.paid;
+        if (uint8(word >> _STATUS_SHIFT) != uint8(LeaseStatus.Closed)) {
+            unchecked {
+                refund = escrow - uint128(word);
+            }
+        }
         // One write: closed and slashed, paid and end kept; before the registry call.
-        _leases[id] = LeaseState({paid: s.paid, end: s.end, status: LeaseStatus.Closed, slashed: true});
-        penalty = _registry.slash(lease.provider, _slashPenalty, lease.lab);
-        emit LeaseSlashed(id, penalty, refund);
-        _creditWithSlashed(lease.lab, refund, penalty);
+        word = (word & ~(uint256(0xffff) << _STATUS_SHIFT)) | (uint256(uint8(LeaseStatus.Closed)) << _STATUS_SHIFT)
+            | (uint256(1) << _SLASHED_SHIFT);
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(state.slot, word)
+        }
+        penalty = _slashStake(provider);
+        emit LeaseSlashed(id, provider, penalty, refund);
+        _creditWithSlashed(lab, refund, penalty);
+    }
+
+    /// @dev `_registry.slash(provider, _slashPenalty)`, encoded and decoded by hand (the registry
+    /// is this market's own, created in the constructor, and answers one word): a few hundred gas
+    /// less than the compiler's call, on the path the slash gas goal measures. A revert is passed on.
+    function _slashStake(address provider) private returns (uint256 penalty) {
+        address registry_ = address(_registry);
+        uint256 amount = _slashPenalty;
+        bytes4 selector = IProviderRegistry.slash.selector;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            // slash(provider, amount) in free memory (not allocated: only the call reads it).
+            let ptr := mload(0x40)
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), provider)
+            mstore(add(ptr, 0x24), amount)
+            if iszero(call(gas(), registry_, 0, ptr, 0x44, 0x00, 0x20)) {
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+            if lt(returndatasize(), 0x20) { revert(0, 0) }
+            penalty := mload(0x00)
+        }
     }
 
     /// @dev GPU-seconds the lease's GPUs can have run from its start until `periodEnd`, or until
@@ -561,8 +660,79 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         return until > lease.start ? lease.gpus * (until - lease.start) : 0;
     }
 
+    /// @dev The receipt's EIP-712 digest. Its struct hash is keccak256(abi.encode(_RECEIPT_TYPEHASH,
+    /// r)) computed over a copy of the calldata words, which the ABI encoder would also check and
+    /// copy one field at a time. A uint64 field with high bits set is refused as that encoder would
+    /// (an empty revert), so the digest is that of the receipt as the signer's EIP-712 encoding sees it.
     function _hashReceipt(Receipt calldata r) private view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(_RECEIPT_TYPEHASH, r)));
+        bytes32 typehash = _RECEIPT_TYPEHASH;
+        bytes32 structHash;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            // seq, periodStart, periodEnd, gpuSecondsCumulative: words 1, 3, 4, 5.
+            let high := or(or(calldataload(add(r, 0x20)), calldataload(add(r, 0x60))), calldataload(add(r, 0x80)))
+            if shr(64, or(high, calldataload(add(r, 0xa0)))) { revert(0, 0) }
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            calldatacopy(add(ptr, 0x20), r, 0x120)
+            structHash := keccak256(ptr, 0x140)
+        }
+        return _hashTypedDataV4(structHash);
+    }
+
+    /// @dev The EIP-712 digest of the receipt of lease `id` with this `seq` and body, under
+    /// `domainSeparator` (`_domainSeparatorV4()`, read once per proof): what `_hashReceipt` computes
+    /// for the whole receipt, from the same words.
+    function _receiptDigest(bytes32 domainSeparator, bytes32 id, uint64 seq, ReceiptBody calldata body)
+        private
+        pure
+        returns (bytes32 digest)
+    {
+        bytes32 typehash = _RECEIPT_TYPEHASH;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            // periodStart, periodEnd, gpuSecondsCumulative (body words 1 to 3) must be uint64s, as
+            // the ABI decoder would require.
+            let high := or(or(calldataload(add(body, 0x20)), calldataload(add(body, 0x40))), calldataload(add(body, 0x60)))
+            if shr(64, high) { revert(0, 0) }
+            // keccak256(abi.encode(_RECEIPT_TYPEHASH, id, seq, body...)), in free memory (not
+            // allocated: only the hashing reads it).
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            mstore(add(ptr, 0x20), id)
+            mstore(add(ptr, 0x40), seq)
+            calldatacopy(add(ptr, 0x60), body, 0xe0)
+            let structHash := keccak256(ptr, 0x140)
+            // MessageHashUtils.toTypedDataHash(domainSeparator, structHash).
+            mstore(ptr, hex"1901")
+            mstore(add(ptr, 0x02), domainSeparator)
+            mstore(add(ptr, 0x22), structHash)
+            digest := keccak256(ptr, 0x42)
+        }
+    }
+
+    /// @dev The EIP-712 digests of two receipts of lease `id` with this `seq`.
+    function _receiptDigests(bytes32 id, uint64 seq, ReceiptBody calldata a, ReceiptBody calldata b)
+        private
+        view
+        returns (bytes32 digestA, bytes32 digestB)
+    {
+        bytes32 domainSeparator = _domainSeparatorV4();
+        digestA = _receiptDigest(domainSeparator, id, seq, a);
+        digestB = _receiptDigest(domainSeparator, id, seq, b);
+    }
+
+    /// @dev keccak256(abi.encode(lease)), hashed from a copy of the calldata words. A field with
+    /// dirty high bits gives an id no lease has (ids are hashed from clean words at opening), and
+    /// every use of the lease checks its state first; the fields read later are checked by the
+    /// ABI decoder as usual.
+    function _leaseId(Lease calldata lease) private pure returns (bytes32 id) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, lease, 0xe0)
+            id := keccak256(ptr, 0xe0)
+        }
     }
 
     // --- optimistic claims ---------------------------------------------------------------------
@@ -644,7 +814,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @dev The state of a lease that is Active or Terminated.
     function _openLeaseState(Lease calldata lease) private view returns (bytes32 id, LeaseState storage state) {
-        id = keccak256(abi.encode(lease));
+        id = _leaseId(lease);
         state = _leases[id];
         LeaseStatus status = state.status;
         if (status == LeaseStatus.None) revert MarketUnknownLease(id);
@@ -675,7 +845,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function leaseId(Lease calldata lease) external pure returns (bytes32) {
-        return keccak256(abi.encode(lease));
+        return _leaseId(lease);
     }
 
     /// @inheritdoc IMarket
@@ -685,7 +855,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function withdrawable(address account) external view returns (uint256) {
-        uint256 stored = _credits[account];
+        uint256 stored = _credits[account].plusOneAndSlashed;
         return stored == 0 ? 0 : uint128(stored) - 1 + (stored >> 128);
     }
 

@@ -94,17 +94,29 @@ contract ProviderRegistry is IProviderRegistry, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IProviderRegistry
-    function slash(address provider, uint256 amount, address beneficiary) external returns (uint256 slashed) {
+    function slash(address provider, uint256 amount) external returns (uint256 slashed) {
         if (msg.sender != _market) revert RegistryOnlyMarket(msg.sender);
         Provider storage p = _providers[provider];
-        uint96 stake = p.stake;
+        uint256 word;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            word := sload(p.slot)
+        }
+        // Provider's first word: stake in bits 0-95, unbonding 96-191, then unbondReadyAt and
+        // registered, kept as they are. Read and written once.
+        uint256 stake = uint96(word);
+        uint256 unbonding = uint96(word >> 96);
         slashed = amount < stake ? amount : stake;
-        // Cannot underflow: slashed <= stake.
-        stake -= uint96(slashed);
-        p.stake = stake;
-        if (p.unbonding > stake) p.unbonding = stake;
-        // No transfer: the market credits the beneficiary and calls `release` when it withdraws.
-        emit ProviderSlashed(provider, beneficiary, slashed, stake);
+        // Cannot underflow: slashed <= stake; the unbonding part is capped at what is left.
+        stake -= slashed;
+        if (unbonding > stake) unbonding = stake;
+        word = (word >> 192 << 192) | (unbonding << 96) | stake;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(p.slot, word)
+        }
+        // No transfer and no event: the market's LeaseSlashed names the provider and the amount,
+        // and the market credits the beneficiary and calls `release` when it withdraws.
     }
 
     /// @inheritdoc IProviderRegistry

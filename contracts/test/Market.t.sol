@@ -815,6 +815,26 @@ contract MarketTest is MarketFixture {
         market.claim(lease, 1_000, bytes32(0), sig);
     }
 
+    function test_claim_acceptsAnEip2098CompactVoucherSignature() public {
+        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        bytes memory sig = _compact(_voucher(lease, 1_000));
+        assertEq(sig.length, 64);
+        assertEq(market.claim(lease, 1_000, bytes32(0), sig), 1_000);
+        assertEq(market.leaseState(id).paid, 1_000);
+    }
+
+    function test_claim_revertsOnAVOtherThan27Or28() public {
+        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        bytes memory sig = _voucher(lease, 1_000);
+        bytes32 digest = market.hashVoucher(IMarket.Voucher(id, 1_000, bytes32(0)));
+        for (uint8 v = 0; v < 30; ++v) {
+            if (v == 27 || v == 28) continue;
+            sig[64] = bytes1(v);
+            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+            market.claim(lease, 1_000, bytes32(0), sig);
+        }
+    }
+
     function test_claim_revertsAfterClose() public {
         (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 1_000);

@@ -326,16 +326,15 @@ contract ProviderRegistryTest is Test {
         _register(provider, MIN_STAKE);
         vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.RegistryOnlyMarket.selector, other));
         vm.prank(other);
-        registry.slash(provider, 1, other);
+        registry.slash(provider, 1);
     }
 
     function test_slash_reducesStakeAndKeepsTheTokensForRelease() public {
         _register(provider, MIN_STAKE);
-        vm.expectEmit(address(registry));
-        emit IProviderRegistry.ProviderSlashed(provider, victim, 300e6, MIN_STAKE - 300e6);
         vm.recordLogs();
-        uint256 slashed = registry.slash(provider, 300e6, victim);
-        assertEq(vm.getRecordedLogs().length, 1, "only ProviderSlashed: no token moved");
+        uint256 slashed = registry.slash(provider, 300e6);
+        // The market's LeaseSlashed is the record of a slash; no token moves.
+        assertEq(vm.getRecordedLogs().length, 0, "no event, no transfer");
         assertEq(slashed, 300e6);
         assertEq(usd.balanceOf(victim), 0);
         assertEq(registry.getProvider(provider).stake, MIN_STAKE - 300e6);
@@ -345,9 +344,7 @@ contract ProviderRegistryTest is Test {
 
     function test_slash_capsAtStake() public {
         _register(provider, MIN_STAKE);
-        vm.expectEmit(address(registry));
-        emit IProviderRegistry.ProviderSlashed(provider, victim, MIN_STAKE, 0);
-        uint256 slashed = registry.slash(provider, type(uint256).max, victim);
+        uint256 slashed = registry.slash(provider, type(uint256).max);
         assertEq(slashed, MIN_STAKE);
         assertEq(registry.getProvider(provider).stake, 0);
         assertEq(usd.balanceOf(address(registry)), MIN_STAKE);
@@ -355,7 +352,7 @@ contract ProviderRegistryTest is Test {
 
     function test_release_sendsSlashedStakeToTheBeneficiary() public {
         _register(provider, MIN_STAKE);
-        registry.slash(provider, 300e6, victim);
+        registry.slash(provider, 300e6);
         registry.release(victim, 300e6);
         assertEq(usd.balanceOf(victim), 300e6);
         assertEq(usd.balanceOf(address(registry)), MIN_STAKE - 300e6);
@@ -364,7 +361,7 @@ contract ProviderRegistryTest is Test {
 
     function test_release_revertsWhenCallerIsNotMarket() public {
         _register(provider, MIN_STAKE);
-        registry.slash(provider, 300e6, victim);
+        registry.slash(provider, 300e6);
         vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.RegistryOnlyMarket.selector, victim));
         vm.prank(victim);
         registry.release(victim, 300e6);
@@ -374,10 +371,12 @@ contract ProviderRegistryTest is Test {
         _register(provider, MIN_STAKE);
         vm.prank(provider);
         registry.requestUnstake(800e6);
-        registry.slash(provider, 500e6, victim);
+        registry.slash(provider, 500e6);
         IProviderRegistry.Provider memory p = registry.getProvider(provider);
         assertEq(p.stake, 500e6);
         assertEq(p.unbonding, 500e6, "unbonding capped at the remaining stake");
+        assertEq(p.unbondReadyAt, uint40(T0) + DELAY, "the rest of the word is kept");
+        assertTrue(p.registered);
         assertEq(registry.freeStake(provider), 0);
 
         vm.warp(uint256(T0) + DELAY);
@@ -390,7 +389,7 @@ contract ProviderRegistryTest is Test {
         _register(provider, MIN_STAKE);
         vm.prank(provider);
         registry.requestUnstake(200e6);
-        registry.slash(provider, 300e6, victim);
+        registry.slash(provider, 300e6);
         IProviderRegistry.Provider memory p = registry.getProvider(provider);
         assertEq(p.stake, 700e6);
         assertEq(p.unbonding, 200e6);
@@ -399,9 +398,9 @@ contract ProviderRegistryTest is Test {
 
     function test_slash_ofUnknownProviderTakesNothing() public {
         vm.recordLogs();
-        uint256 slashed = registry.slash(other, 1e6, victim);
+        uint256 slashed = registry.slash(other, 1e6);
         assertEq(slashed, 0);
-        assertEq(vm.getRecordedLogs().length, 1, "only ProviderSlashed");
+        assertEq(vm.getRecordedLogs().length, 0);
     }
 
     // --- fuzz -----------------------------------------------------------------------------------
@@ -414,7 +413,7 @@ contract ProviderRegistryTest is Test {
         _register(provider, stake);
         vm.prank(provider);
         registry.requestUnstake(unstake);
-        uint256 slashed = registry.slash(provider, slashAmount, victim);
+        uint256 slashed = registry.slash(provider, slashAmount);
 
         IProviderRegistry.Provider memory p = registry.getProvider(provider);
         assertEq(slashed, slashAmount < stake ? slashAmount : stake);

@@ -38,8 +38,9 @@ from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
-from market.errors import DeploymentError, InvalidField, MarketError
+from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
 from market.protocol.eip712 import Domain, receipt_hash
+from market.protocol.signing import recover_address_bytes
 from market.protocol.types import (
     ZERO_HASH,
     Bid,
@@ -130,6 +131,18 @@ class PendingClaim:
 def receipt_tuple(receipt: Receipt) -> tuple[Any, ...]:
     """A receipt as the contract's ``Receipt`` struct."""
     return tuple(getattr(receipt, attr) for attr, _, _ in Receipt.FIELDS)
+
+
+def receipt_body(receipt: Receipt) -> tuple[Any, ...]:
+    """A receipt as the proofs' ``ReceiptBody``: every field after ``lease_id`` and ``seq``."""
+    return tuple(getattr(receipt, attr) for attr, _, _ in Receipt.FIELDS[2:])
+
+
+def compact_signature(signature: bytes) -> bytes:
+    """A 65-byte ECDSA signature (r || s || v, v in {27, 28}) in EIP-2098 compact form: r || vs,
+    the parity of v in the top bit of s (a non-malleable s leaves that bit free)."""
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    return r + ((v - 27) << 255 | s).to_bytes(32, "big")
 
 
 def offer_tuple(offer: Offer) -> tuple[Any, ...]:
@@ -529,13 +542,24 @@ class MarketClient:
         stake slashed to the lab (0, without a transaction, if the lease was slashed already).
 
         Anyone may send it; the lab is credited the penalty and, unless the lease had closed, its
-        unpaid escrow, and takes them out with ``withdraw``.
+        unpaid escrow, and takes them out with ``withdraw``. The proof carries each receipt's body
+        once (the lease id and seq are implied) and the provider's signatures in EIP-2098 compact
+        form when they are ECDSA (docs/decisions/0006-slashing.md).
         """
         _check_receipt_names(lease, a, b)
+        if a.message.seq != b.message.seq:  # the proof carries one seq for both
+            raise InvalidField("Receipt", "seq", f"{a.message.seq} and {b.message.seq} differ")
         if self.is_slashed(lease.id):
             return 0
-        args = (receipt_tuple(a.message), a.signature, receipt_tuple(b.message), b.signature)
-        return self._slashed(self._send(self.market, "slashEquivocation", lease.as_tuple(), *args))
+        args = (
+            lease.as_tuple(),
+            a.message.seq,
+            receipt_body(a.message),
+            self._proof_signature(lease, a),
+            receipt_body(b.message),
+            self._proof_signature(lease, b),
+        )
+        return self._slashed(self._send(self.market, "slashEquivocation", *args))
 
     def slash_impossible_usage(self, lease: Lease, receipt: Signed[Receipt]) -> int:
         """Prove that the lease's provider signed a receipt no lease could produce (usage above
@@ -544,8 +568,22 @@ class MarketClient:
         _check_receipt_names(lease, receipt)
         if self.is_slashed(lease.id):
             return 0
-        args = (lease.as_tuple(), receipt_tuple(receipt.message), receipt.signature)
+        r = receipt.message
+        args = (lease.as_tuple(), r.seq, receipt_body(r), self._proof_signature(lease, receipt))
         return self._slashed(self._send(self.market, "slashImpossibleUsage", *args))
+
+    def _proof_signature(self, lease: Lease, receipt: Signed[Receipt]) -> bytes:
+        """The receipt's signature as a proof sends it: the EIP-2098 compact 64 bytes when it is
+        the provider's ECDSA signature (32 bytes less calldata), else unchanged (a contract
+        provider's ERC-1271 signature, which the market passes on as it is)."""
+        sig = receipt.signature
+        try:
+            signer = recover_address_bytes(receipt_hash(self.domain, receipt.message), sig)
+        except InvalidSignature:
+            return sig
+        if "0x" + signer.hex() != lease.provider.lower():
+            return sig
+        return compact_signature(sig)
 
     def _slashed(self, receipt: TxReceipt) -> int:
         for event in self._events_in(receipt):

@@ -1161,41 +1161,21 @@ class MarketReceiptWrongLease(ContractError):
 
 
 class MarketReceiptsNotConflicting(ContractError):
-    """The two receipts do not equivocate: their seqs differ or they are the same receipt."""
+    """The two receipts do not equivocate: they are the same receipt (EIP-712 digest `digest`)."""
 
-    SIGNATURE = "MarketReceiptsNotConflicting(uint64,uint64,bytes32,bytes32)"
-    SELECTOR = bytes.fromhex("3f0f40b5")
-    PARAMS = (
-        ("seq_a", "uint64"),
-        ("seq_b", "uint64"),
-        ("digest_a", "bytes32"),
-        ("digest_b", "bytes32"),
-    )
+    SIGNATURE = "MarketReceiptsNotConflicting(bytes32)"
+    SELECTOR = bytes.fromhex("6d42291c")
+    PARAMS = (("digest", "bytes32"),)
 
     def __init__(
         self,
-        seq_a: int,
-        seq_b: int,
-        digest_a: bytes,
-        digest_b: bytes,
+        digest: bytes,
         *,
         what: str = "call",
         tx_hash: str | None = None,
     ) -> None:
-        self.seq_a = seq_a
-        self.seq_b = seq_b
-        self.digest_a = digest_a
-        self.digest_b = digest_b
-        super().__init__(
-            what,
-            (
-                seq_a,
-                seq_b,
-                digest_a,
-                digest_b,
-            ),
-            tx_hash,
-        )
+        self.digest = digest
+        super().__init__(what, (digest,), tx_hash)
 
 
 class MarketSignatureCheckOutOfGas(ContractError):

@@ -11,11 +11,12 @@ How each event counts (arguments as ``market.chain.events`` decodes them):
     Claimed             paid so far (``cumulative_paid``); the lease's first payment time
     LeaseTerminated     the lease ended early; paid so far
     LeaseClosed         the lease closed; paid in total
-    LeaseSlashed        the lease's provider was proved to cheat
+    LeaseSlashed        the lease's provider was proved to cheat; a slash and the stake it took,
+                        by provider (the event names the provider, so it counts even when the
+                        lease's opening is not in the history read)
     ReceiptPosted       an optimistic claim; the lease's first receipt time
     ClaimFinalized      an optimistic claim paid after its window
     ClaimDisputed       an optimistic claim the lab refused
-    ProviderSlashed     a slash and the stake it took, by provider
     ProviderRegistered  the provider is listed (with zero figures until it leases)
 
 Every other event is ignored. A lease event whose ``LeaseOpened`` the book has not seen is kept
@@ -52,7 +53,7 @@ LEASE_EVENTS: Final = frozenset(
         "ClaimDisputed",
     }
 )
-PROVIDER_EVENTS: Final = frozenset({"ProviderSlashed", "ProviderRegistered"})
+PROVIDER_EVENTS: Final = frozenset({"ProviderRegistered"})
 READ_EVENTS: Final = LEASE_EVENTS | PROVIDER_EVENTS
 """Every event the book reads."""
 
@@ -169,6 +170,10 @@ class ReputationBook:
             lease.paid = max(lease.paid, int(args["paid"]))
         elif name == "LeaseSlashed":
             lease.slashed = True
+            provider = checksum_address(args["provider"])
+            self._providers.add(provider)
+            count, amount = self._slashes.get(provider, (0, 0))
+            self._slashes[provider] = (count + 1, amount + int(args["penalty"]))
         elif name == "ReceiptPosted":
             lease.posted += 1
             lease.claimed_at(at)
@@ -179,11 +184,7 @@ class ReputationBook:
         return True
 
     def _apply_provider(self, name: str, args: Mapping[str, Any]) -> None:
-        provider = checksum_address(args["provider"])
-        self._providers.add(provider)
-        if name == "ProviderSlashed":
-            count, amount = self._slashes.get(provider, (0, 0))
-            self._slashes[provider] = (count + 1, amount + int(args["amount"]))
+        self._providers.add(checksum_address(args["provider"]))
 
     def apply_all(self, events: Iterable[ChainLog], timestamps: Mapping[int, int]) -> int:
         """Fold events in, with their blocks' timestamps; returns how many counted."""

@@ -58,7 +58,7 @@ class Reputation:
       receipts (``ReceiptPosted``), those paid after the challenge window (``ClaimFinalized``) and
       those the lab refused within it (``ClaimDisputed``).
     * ``slashes`` / ``stake_slashed``: proofs of cheating against it and the stake they took
-      (``ProviderSlashed``, which names the provider even when its lease's opening is not in the
+      (``LeaseSlashed``, which names the provider even when its lease's opening is not in the
       history read).
     * ``median_first_claim_s``: over its leases with any, the lower median of the seconds from the
       lease's start to the block of its first payment (``Claimed``) or posted receipt

@@ -11,10 +11,11 @@
 from nodes.lab.agent import LabAgent
 from nodes.lab.checks import (
     CommandCheck,
+    CommandRerun,
     MatmulCheck,
+    NotYetCheckable,
     OutputCheck,
     OutputCheckFailed,
-    expected_command_output,
     local_argv,
     make_check,
 )
@@ -44,7 +45,8 @@ __all__ = [
     "OutputCheckFailed",
     "ProviderClient",
     "UnknownLease",
-    "expected_command_output",
+    "CommandRerun",
+    "NotYetCheckable",
     "load_config",
     "local_argv",
     "make_check",

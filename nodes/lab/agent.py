@@ -55,7 +55,14 @@ from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
 from nodes.jobs.spec import CommandParams, JobSpec
-from nodes.lab.checks import OutputCheck, OutputCheckFailed, expected_command_output, make_check
+from nodes.lab.checks import (
+    CommandCheck,
+    CommandRerun,
+    NotYetCheckable,
+    OutputCheck,
+    OutputCheckFailed,
+    make_check,
+)
 from nodes.lab.config import LabConfig
 from nodes.lab.ledger import Ledger
 from nodes.lab.metrics import LabMetrics
@@ -67,6 +74,8 @@ from nodes.wire import MAX_PERIODS, JobState, PeriodReport, SubmitJob
 from nodes.wire.messages import OrderStatus
 
 T = TypeVar("T")
+RERUN_GRACE_S = 10.0
+"""A command's rerun may run this much past the lease's end (the provider stops at the end)."""
 _ACCEPTED_BIDS = (OrderStatus.ACCEPTED, OrderStatus.DUPLICATE_ORDER)
 
 
@@ -109,7 +118,6 @@ class LabAgent:
         self._keys: SealingKeyPair | None = None
         self._jobs: dict[int, JobRecord] = {}
         self._checks: dict[bytes, OutputCheck] = {}
-        self._expected: dict[int, bytes] = {}
         self._bids_placed: set[int] = set()
         self._phases: dict[str, int] = {}
         self._block = 0
@@ -174,6 +182,9 @@ class LabAgent:
         self.log.info("lab_stopped")
 
     async def _close(self) -> None:
+        for check in self._checks.values():
+            if isinstance(check, CommandCheck):
+                check.rerun.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -317,6 +328,8 @@ class LabAgent:
         for period in batch.periods:
             try:
                 head = await self._period(record, head, check, period)
+            except NotYetCheckable:
+                return  # the lab's rerun is behind: this period is checked (and paid) later
             except _Rejected as exc:
                 self.metrics.rejected.inc(reason=exc.reason.split(":")[0])
                 await self._fail(
@@ -341,6 +354,8 @@ class LabAgent:
                 return
             try:
                 check.finish(seq)
+            except NotYetCheckable:
+                return
             except OutputCheckFailed as exc:
                 await self._fail(record, str(exc))
             return
@@ -426,15 +441,12 @@ class LabAgent:
         if check is not None:
             return check
         spec: JobSpec = self._jobs[record.job_idx].spec
-        expected = None
+        rerun = None
         if isinstance(spec.params, CommandParams):
-            expected = self._expected.get(record.job_idx)
-            if expected is None:
-                expected = await asyncio.to_thread(
-                    expected_command_output, spec.params, float(record.lease.duration)
-                )
-                self._expected[record.job_idx] = expected
-        check = make_check(spec, record.audit_secret, self.config.lab.audit_samples, expected)
+            path = self.config.state.parent / "reruns" / record.lease.id.hex()
+            limit = float(record.end_at - await self._w(self.ledger.client.chain_time))
+            rerun = CommandRerun(spec.params.argv, path, max(1.0, limit) + RERUN_GRACE_S)
+        check = make_check(spec, record.audit_secret, self.config.lab.audit_samples, rerun)
         output = await self._w(self.ledger.store.output, record.lease.id)
         await asyncio.to_thread(check.resume, output)
         self._checks[record.lease.id] = check

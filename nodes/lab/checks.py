@@ -9,9 +9,11 @@ once its receipt verified, *before* the lab pays for it, and told when the job h
   fixed only once the provider signed), is checked with Freivalds' algorithm
   (:func:`nodes.jobs.matmul.check_product`). More bytes than ``rounds`` products is a failure;
   at the finish, exactly ``rounds`` products must have arrived.
-* ``command``: the lab runs the argv itself (:func:`expected_command_output`, ``python`` as
-  ``argv[0]`` meaning this interpreter) and compares: each period's output must extend a prefix
-  of the expected output, and at the finish the whole of it must have arrived.
+* ``command``: the lab runs the argv itself alongside the provider (:class:`CommandRerun`,
+  ``python`` as ``argv[0]`` meaning this interpreter, stopped at the lease's end like the
+  provider's run) and compares as both go: each period's output must be the rerun's next bytes;
+  a period the rerun has not reached yet waits (:class:`NotYetCheckable`, nothing paid for it
+  meanwhile); at the finish the whole of a completed rerun's output must have arrived.
 
 A failed check raises :class:`OutputCheckFailed` naming the receipt ``seq``, the byte offset in
 the stream and why: stop paying, terminate.
@@ -19,15 +21,20 @@ the stream and why: stop paying, terminate.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from market.errors import AuditError
 from market.receipts.sampling import audit_seed, sample_indices
 from nodes.jobs.matmul import check_product
-from nodes.jobs.spec import CommandParams, JobSpec, MatmulParams
+from nodes.jobs.spec import JobSpec, MatmulParams
 
 
 class OutputCheckFailed(AuditError):
@@ -118,36 +125,88 @@ class MatmulCheck:
             )  # fmt: skip
 
 
-class CommandCheck:
-    """The output must be what running the command here gives, byte for byte."""
+class NotYetCheckable(Exception):
+    """The lab's own rerun has not produced this far yet: check the period again later (not a
+    failure, and nothing is paid for it until then)."""
 
-    def __init__(self, expected: bytes) -> None:
-        self.expected = expected
+
+class CommandRerun:
+    """The lab's own run of a command job, started when the lease is followed and read as it
+    writes, so periods are checked as soon as the rerun gets as far as the provider did. It is
+    stopped after ``limit_s`` (the lease's duration and a grace): the provider's run stops at the
+    lease's end too, so what both wrote by then is what must agree."""
+
+    def __init__(self, argv: Sequence[str], path: Path, limit_s: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.deadline = time.monotonic() + limit_s
+        with path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                local_argv(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.cut = False  # stopped at the deadline, before it exited by itself
+
+    def output(self) -> bytes:
+        return self.path.read_bytes()
+
+    @property
+    def done(self) -> bool:
+        if self.proc.poll() is not None:
+            return True
+        if time.monotonic() >= self.deadline:
+            self.stop()
+            self.cut = True
+            return True
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class CommandCheck:
+    """The output must be what running the command here gives, byte for byte, as far as both
+    runs got (a run cut at the lease's end is a prefix of the whole)."""
+
+    def __init__(self, rerun: CommandRerun) -> None:
+        self.rerun = rerun
         self.received = 0
 
     @property
     def complete(self) -> bool:
-        return self.received == len(self.expected)
+        return self.rerun.done and self.received >= len(self.rerun.output())
 
     def resume(self, output: bytes) -> None:
-        self.received = 0
-        self.feed(-1, b"", output)
+        self.received = len(output)  # stored output was checked before it was stored
 
     def feed(self, seq: int, receipt_hash: bytes, data: bytes) -> None:
         start = self.received
-        want = self.expected[start : start + len(data)]
-        if want != data:
-            at = next(
-                (i for i, (x, y) in enumerate(zip(want, data, strict=False)) if x != y), len(want)
-            )
-            why = "runs past the expected output" if at == len(want) else "differs from the rerun"
-            raise OutputCheckFailed(seq, start + at, why)
+        done = self.rerun.done  # read before the output: a finished rerun's output is final
+        expected = self.rerun.output()
+        want = expected[start : start + len(data)]
+        at = next((i for i, (x, y) in enumerate(zip(want, data, strict=False)) if x != y), None)
+        if at is not None:
+            raise OutputCheckFailed(seq, start + at, "differs from the rerun")
+        if len(want) < len(data):
+            if not done:
+                raise NotYetCheckable(f"receipt {seq}: the rerun is at byte {len(expected)}")
+            if not self.rerun.cut:
+                raise OutputCheckFailed(seq, start + len(want), "runs past the expected output")
         self.received += len(data)
 
     def finish(self, seq: int) -> None:
-        if not self.complete:
+        if not self.rerun.done:
+            raise NotYetCheckable(f"receipt {seq}: the rerun is still running")
+        expected = len(self.rerun.output())
+        if not self.rerun.cut and self.received < expected:
             raise OutputCheckFailed(
-                seq, self.received, f"ends early: the rerun wrote {len(self.expected)} bytes"
+                seq, self.received, f"ends early: the rerun wrote {expected} bytes"
             )
 
 
@@ -159,27 +218,15 @@ def local_argv(argv: Sequence[str]) -> list[str]:
     return args
 
 
-def expected_command_output(params: CommandParams, timeout_s: float) -> bytes:
-    """Run the command here and return its stdout (blocking; call it off the event loop)."""
-    done = subprocess.run(
-        local_argv(params.argv),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    return done.stdout
-
-
 def make_check(
-    spec: JobSpec, audit_secret: bytes, samples: int, expected: bytes | None = None
+    spec: JobSpec, audit_secret: bytes, samples: int, rerun: CommandRerun | None = None
 ) -> OutputCheck:
-    """The check for ``spec``'s kind; a command check needs the rerun's ``expected`` output."""
+    """The check for ``spec``'s kind; a command check compares with the lab's ``rerun``."""
     if isinstance(spec.params, MatmulParams):
         return MatmulCheck(spec.params, audit_secret, samples)
-    if expected is None:
-        raise ValueError("a command check needs the expected output (expected_command_output)")
-    return CommandCheck(expected)
+    if rerun is None:
+        raise ValueError("a command check needs the lab's rerun of the command")
+    return CommandCheck(rerun)
 
 
 __all__ = [
@@ -187,7 +234,8 @@ __all__ = [
     "MatmulCheck",
     "OutputCheck",
     "OutputCheckFailed",
-    "expected_command_output",
+    "CommandRerun",
+    "NotYetCheckable",
     "local_argv",
     "make_check",
 ]

@@ -42,7 +42,7 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint
 
-from market.chain.client import PendingClaim, receipt_tuple
+from market.chain.client import PendingClaim, receipt_body
 from market.chain.contract_errors import (
     MarketChallengeWindowClosed,
     MarketChallengeWindowOpen,
@@ -875,9 +875,11 @@ def make_machine(
             lease = model.lease
             if model.slashed:
                 assert prover.client.slash_equivocation(lease, a, b) == 0  # nothing sent
+                # The client sends nothing; the contract refuses a proof sent anyway.
                 pair = (
-                    *(receipt_tuple(a.message), a.signature),
-                    *(receipt_tuple(b.message), b.signature),
+                    a.message.seq,
+                    *(receipt_body(a.message), a.signature),
+                    *(receipt_body(b.message), b.signature),
                 )
                 self._refused(
                     lambda: self._send(prover, "slashEquivocation", lease.as_tuple(), *pair),
@@ -889,10 +891,7 @@ def make_machine(
                 self._refused(
                     lambda: prover.client.slash_equivocation(lease, a, b),
                     MarketReceiptsNotConflicting,
-                    seq_a=a.message.seq,
-                    seq_b=a.message.seq,
-                    digest_a=digest,
-                    digest_b=digest,
+                    digest=digest,
                 )
             else:
                 penalty = prover.client.slash_equivocation(lease, a, b)
@@ -904,7 +903,7 @@ def make_machine(
             lease, r = model.lease, signed.message
             if model.slashed:
                 assert prover.client.slash_impossible_usage(lease, signed) == 0  # nothing sent
-                args = (lease.as_tuple(), receipt_tuple(r), signed.signature)
+                args = (lease.as_tuple(), r.seq, receipt_body(r), signed.signature)
                 self._refused(
                     lambda: self._send(prover, "slashImpossibleUsage", *args),
                     MarketLeaseAlreadySlashed,

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from market.chain.client import receipt_tuple
+from market.chain.client import receipt_body, receipt_tuple
 from market.chain.contract_errors import (
     MarketChallengeWindowOpen,
     MarketInvalidSignature,
@@ -133,10 +133,11 @@ def test_equivocation_from_a_forked_chain_is_slashed_to_the_lab(
     assert provider.withdraw() == paid  # what the lab accepted stays paid
     # Once is enough: the client sends nothing, the contract refuses a second proof.
     assert lab.prove_equivocation(lease, told_lab, told_others) == 0
-    a = (receipt_tuple(told_lab.message), told_lab.signature)
-    b = (receipt_tuple(told_others.message), told_others.signature)
+    a = (receipt_body(told_lab.message), told_lab.signature)
+    b = (receipt_body(told_others.message), told_others.signature)
+    seq = told_lab.message.seq
     with pytest.raises(MarketLeaseAlreadySlashed) as info:
-        stranger._send(env.contracts.market, "slashEquivocation", lease.as_tuple(), *a, *b)
+        stranger._send(env.contracts.market, "slashEquivocation", lease.as_tuple(), seq, *a, *b)
     assert info.value.lease_id == lease.id
 
 

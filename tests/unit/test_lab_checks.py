@@ -4,6 +4,7 @@ comparing with the lab's own run, both across period boundaries and restarts."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,14 @@ from nodes.jobs.matmul import product
 from nodes.jobs.spec import CommandParams, JobSpec, MatmulParams
 from nodes.lab.checks import (
     CommandCheck,
+    CommandRerun,
     MatmulCheck,
+    NotYetCheckable,
     OutputCheckFailed,
     local_argv,
     make_check,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +41,7 @@ def test_products_straddling_periods_are_all_checked_and_complete() -> None:
     cut = SIZE + SIZE // 2  # period 0 ends inside product 1
     check.feed(0, b"\x01" * 32, STREAM[:cut])
     assert check.checked == [0]
-    assert not check.complete
+    assert check.received == cut  # not complete yet
     check.feed(1, b"\x02" * 32, STREAM[cut:])
     assert check.checked == [0, 1, 2]
     assert check.complete
@@ -84,8 +88,27 @@ def test_matmul_check_resumes_mid_product_after_a_restart() -> None:
     assert check.complete
 
 
-def test_command_output_must_extend_a_prefix_of_the_rerun() -> None:
-    check = CommandCheck(b"hello\nworld\n")
+def _rerun(tmp_path: Path, script: str, limit_s: float = 30.0) -> CommandRerun:
+    return CommandRerun(["python", "-c", script], tmp_path / "rerun", limit_s)
+
+
+def _finished(rerun: CommandRerun) -> CommandRerun:
+    wait_until(lambda: rerun.done, 30, "the rerun to exit")
+    return rerun
+
+
+PRINT = "import sys; sys.stdout.write({!r})"
+# Writes "ab", then waits for the file named by argv... (here: a fixed path) before writing "c".
+GATED = (
+    "import os, sys, time\n"
+    "sys.stdout.write('ab'); sys.stdout.flush()\n"
+    "while not os.path.exists({gate!r}): time.sleep(0.01)\n"
+    "sys.stdout.write('c')\n"
+)
+
+
+def test_command_output_must_be_the_reruns_bytes(tmp_path: Path) -> None:
+    check = CommandCheck(_finished(_rerun(tmp_path, PRINT.format("hello\nworld\n"))))
     check.feed(0, b"", b"hel")
     check.feed(1, b"", b"lo\n")
     with pytest.raises(OutputCheckFailed, match="differs from the rerun") as info:
@@ -93,15 +116,44 @@ def test_command_output_must_extend_a_prefix_of_the_rerun() -> None:
     assert (info.value.seq, info.value.offset) == (2, 7)
 
 
-def test_command_output_longer_than_the_rerun_fails() -> None:
-    check = CommandCheck(b"ok\n")
+def test_command_output_longer_than_a_completed_rerun_fails(tmp_path: Path) -> None:
+    check = CommandCheck(_finished(_rerun(tmp_path, PRINT.format("ok\n"))))
     with pytest.raises(OutputCheckFailed, match="runs past") as info:
         check.feed(0, b"", b"ok\nmore")
     assert info.value.offset == 3
 
 
-def test_command_check_completes_only_with_the_whole_output() -> None:
-    check = CommandCheck(b"abc")
+def test_a_period_ahead_of_the_rerun_waits_and_passes_once_it_catches_up(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    rerun = _rerun(tmp_path, GATED.format(gate=str(gate)))
+    check = CommandCheck(rerun)
+    wait_until(lambda: rerun.output() == b"ab", 30, "the rerun's first bytes")
+    check.feed(0, b"", b"ab")
+    with pytest.raises(NotYetCheckable):
+        check.feed(1, b"", b"c")
+    assert check.received == 2  # nothing taken for the period that waits
+    with pytest.raises(NotYetCheckable):
+        check.finish(1)
+    gate.touch()
+    wait_until(lambda: rerun.done, 30, "the rerun to finish")
+    check.feed(1, b"", b"c")
+    assert check.complete
+    check.finish(1)
+
+
+def test_a_rerun_cut_at_its_limit_checks_what_it_wrote_and_no_further(tmp_path: Path) -> None:
+    rerun = _rerun(tmp_path, GATED.format(gate=str(tmp_path / "never")), limit_s=0.5)
+    check = CommandCheck(rerun)
+    wait_until(lambda: rerun.done, 30, "the rerun to be cut at its limit")
+    assert rerun.cut
+    with pytest.raises(OutputCheckFailed, match="differs"):
+        CommandCheck(rerun).feed(0, b"", b"aX")
+    check.feed(0, b"", b"abcdef")  # past what the rerun wrote by its limit: not checkable
+    check.finish(0)
+
+
+def test_command_check_completes_only_with_the_whole_output(tmp_path: Path) -> None:
+    check = CommandCheck(_finished(_rerun(tmp_path, PRINT.format("abc"))))
     check.feed(0, b"", b"ab")
     with pytest.raises(OutputCheckFailed, match="ends early"):
         check.finish(0)
@@ -110,12 +162,12 @@ def test_command_check_completes_only_with_the_whole_output() -> None:
     check.finish(1)
 
 
-def test_command_check_resume_rechecks_the_stored_output() -> None:
-    check = CommandCheck(b"abc")
-    check.resume(b"ab")
+def test_command_check_resumes_from_the_stored_output(tmp_path: Path) -> None:
+    check = CommandCheck(_finished(_rerun(tmp_path, PRINT.format("abc"))))
+    check.resume(b"ab")  # checked before it was stored
     assert check.received == 2
-    with pytest.raises(OutputCheckFailed):
-        CommandCheck(b"abc").resume(b"xb")
+    check.feed(1, b"", b"c")
+    assert check.complete
 
 
 def test_python_as_argv0_is_this_interpreter() -> None:
@@ -123,9 +175,11 @@ def test_python_as_argv0_is_this_interpreter() -> None:
     assert local_argv(["/bin/echo", "python"]) == ["/bin/echo", "python"]
 
 
-def test_make_check_picks_the_kind_and_needs_the_rerun_for_commands() -> None:
+def test_make_check_picks_the_kind_and_needs_the_rerun_for_commands(tmp_path: Path) -> None:
     assert isinstance(make_check(JobSpec(bytes(32), PARAMS), SECRET, 4), MatmulCheck)
     command = JobSpec(bytes(32), CommandParams(("true",)))
-    assert isinstance(make_check(command, SECRET, 4, b""), CommandCheck)
-    with pytest.raises(ValueError, match="expected output"):
+    rerun = _rerun(tmp_path, PRINT.format(""))
+    assert isinstance(make_check(command, SECRET, 4, rerun), CommandCheck)
+    with pytest.raises(ValueError, match="rerun"):
         make_check(command, SECRET, 4)
+    rerun.stop()

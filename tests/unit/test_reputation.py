@@ -82,8 +82,9 @@ class History:
         self.add("Claimed", lease_id=lease.id, amount=amount, cumulative_paid=cumulative)
 
     def slash(self, lease: Lease, penalty: int = 100) -> None:
-        self.add("LeaseSlashed", lease_id=lease.id, penalty=penalty, refund=0)
-        self.add("ProviderSlashed", provider=lease.provider, beneficiary=LAB, amount=penalty)
+        self.add(
+            "LeaseSlashed", lease_id=lease.id, provider=lease.provider, penalty=penalty, refund=0
+        )
 
 
 def _fold(events: Sequence[ChainEvent], timestamps: dict[int, int]) -> list[Reputation]:
@@ -302,7 +303,7 @@ def _renamed(h: History, provider: str, shift: int) -> History:
             args |= {"lease": lease, "lease_id": lease.id, "provider": provider}
         elif "lease_id" in args:
             args["lease_id"] = ids[args["lease_id"]].id
-        elif "provider" in args:
+        if "provider" in args:  # LeaseSlashed names the provider too
             args["provider"] = provider
         out.events.append(dataclasses.replace(e, args=args, block_number=e.block_number + shift))
     return out
@@ -320,7 +321,7 @@ def test_a_slash_never_lets_a_provider_outrank_an_otherwise_identical_one(
     if opened:
         b.slash(opened[which % len(opened)])
     else:
-        b.add("ProviderSlashed", provider=cheat, beneficiary=LAB, amount=1)
+        b.add("LeaseSlashed", lease_id=b"\x01" * 32, provider=cheat, penalty=1, refund=0)
     book = ReputationBook()
     book.apply_all([*a.events, *b.events], {**a.timestamps, **b.timestamps})
     assert book.reputation(cheat).score() < book.reputation(honest).score()

@@ -138,9 +138,7 @@ def _signed(message: Any) -> Signed[Any]:
     return Signed(message, b"\x03" * 65)
 
 
-SIGNED_RECEIPTS = st.builds(
-    Receipt, HASH, U64, HASH, U64, U64, U64, HASH, HASH, HASH
-).map(_signed)
+SIGNED_RECEIPTS = st.builds(Receipt, HASH, U64, HASH, U64, U64, U64, HASH, HASH, HASH).map(_signed)
 
 MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(SubmitOrders, st.lists(SUBMISSION, max_size=3).map(tuple)),

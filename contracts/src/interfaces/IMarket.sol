@@ -86,6 +86,18 @@ interface IMarket {
         bytes32 attestationHash; // zero when there is no attestation
     }
 
+    /// @notice A receipt as the proofs of cheating take it: every field after `leaseId` and `seq`,
+    /// in `Receipt`'s order. The lease's id is implied by the lease, and `seq` is passed once.
+    struct ReceiptBody {
+        bytes32 prevHash;
+        uint64 periodStart;
+        uint64 periodEnd;
+        uint64 gpuSecondsCumulative;
+        bytes32 outputRoot;
+        bytes32 metricsHash;
+        bytes32 attestationHash;
+    }
+
     enum LeaseStatus {
         None,
         Active,
@@ -186,8 +198,8 @@ interface IMarket {
     error MarketNotProvider(bytes32 leaseId, address caller);
     /// @notice The receipt names another lease (`receiptLeaseId`) than the one given.
     error MarketReceiptWrongLease(bytes32 leaseId, bytes32 receiptLeaseId);
-    /// @notice The two receipts do not equivocate: their seqs differ or they are the same receipt.
-    error MarketReceiptsNotConflicting(uint64 seqA, uint64 seqB, bytes32 digestA, bytes32 digestB);
+    /// @notice The two receipts do not equivocate: they are the same receipt (EIP-712 digest `digest`).
+    error MarketReceiptsNotConflicting(bytes32 digest);
     /// @notice No proof: the receipt's period is past and in the lease, its usage <= `maxGpuSeconds`.
     error MarketUsagePossible(bytes32 leaseId, uint64 gpuSecondsCumulative, uint256 maxGpuSeconds);
     /// @notice The receipt claims more GPU-seconds than the lease allowed by its period's end.
@@ -233,10 +245,10 @@ interface IMarket {
     event LeaseClosed(bytes32 indexed leaseId, uint256 paid, uint256 refund);
     /// @notice `account` withdrew its whole credit, `amount`, to itself.
     event Withdrawn(address indexed account, uint256 amount);
-    /// @notice A proof of cheating slashed `penalty` of the provider's stake to the lab, and the
-    /// lease closed, crediting the lab `refund` (zero when it had closed before). The registry's
-    /// `ProviderSlashed`, in the same transaction, names the provider and the lab.
-    event LeaseSlashed(bytes32 indexed leaseId, uint256 penalty, uint256 refund);
+    /// @notice A proof of cheating slashed `penalty` of `provider`'s stake to the lease's lab, and
+    /// the lease closed, crediting the lab `refund` (zero when it had closed before). The one record
+    /// of a slash: the registry emits no event of its own.
+    event LeaseSlashed(bytes32 indexed leaseId, address indexed provider, uint256 penalty, uint256 refund);
     /// @notice The provider posted a receipt (and its signature) as a claim of `amount` in total,
     /// which may be finalized from `readyAt` unless the lab disputes it.
     event ReceiptPosted(
@@ -300,9 +312,10 @@ interface IMarket {
     function withdraw() external returns (uint256 amount);
 
     /// @notice Prove that `lease.provider` equivocated, and slash it; callable by anyone, the lab
-    /// gets the stake whoever calls. `a` and `b` must both name this lease (`leaseId ==
-    /// leaseId(lease)`), have the same `seq` and different EIP-712 digests (any field differs),
-    /// and both be signed by the lease's provider (ECDSA, or ERC-1271 for a contract provider).
+    /// gets the stake whoever calls. `a` and `b` are the bodies of two receipts of this lease with
+    /// the same `seq` (their `leaseId` is `leaseId(lease)`, implied), which must differ (different
+    /// EIP-712 digests) and both be signed by the lease's provider: ECDSA (65 bytes, or 64 in
+    /// EIP-2098 compact form), or ERC-1271 for a contract provider.
     /// The lease may be Active, Terminated or Closed (a provider closing first does not escape),
     /// but not already slashed. Slashes `min(stake, slashPenalty())` of the provider's stake to the
     /// lab's credit and, unless the lease had closed, closes it with the unpaid escrow credited
@@ -310,15 +323,16 @@ interface IMarket {
     /// @return penalty The stake slashed to the lab.
     function slashEquivocation(
         Lease calldata lease,
-        Receipt calldata a,
+        uint64 seq,
+        ReceiptBody calldata a,
         bytes calldata sigA,
-        Receipt calldata b,
+        ReceiptBody calldata b,
         bytes calldata sigB
     ) external returns (uint256 penalty);
 
     /// @notice Prove that `lease.provider` signed usage no lease could produce, and slash it like
-    /// `slashEquivocation` does. The receipt `r` must name this lease and be signed by its provider,
-    /// and one of these must hold:
+    /// `slashEquivocation` does. The receipt of this lease with this `seq` and body `r` must be
+    /// signed by the lease's provider, and one of these must hold:
     /// - `r.periodEnd > block.timestamp`: the period has not ended yet;
     /// - `r.periodStart < lease.start`: the period starts before the lease;
     /// - `r.gpuSecondsCumulative > lease.gpus * (min(r.periodEnd, lease.start + lease.duration) - lease.start)`
@@ -329,7 +343,7 @@ interface IMarket {
     /// Providers therefore take `periodEnd` from a block already mined, never from a clock ahead of
     /// the chain's.
     /// @return penalty The stake slashed to the lab.
-    function slashImpossibleUsage(Lease calldata lease, Receipt calldata r, bytes calldata sig)
+    function slashImpossibleUsage(Lease calldata lease, uint64 seq, ReceiptBody calldata r, bytes calldata sig)
         external
         returns (uint256 penalty);
 

@@ -48,8 +48,6 @@ interface IProviderRegistry {
     event UnstakeRequested(address indexed provider, uint256 amount, uint256 unbonding, uint40 readyAt);
     /// @notice Unbonded stake was withdrawn.
     event StakeWithdrawn(address indexed provider, uint256 amount, uint256 stake);
-    /// @notice The market slashed `amount` of a provider's stake for `beneficiary`, leaving `stake`.
-    event ProviderSlashed(address indexed provider, address indexed beneficiary, uint256 amount, uint256 stake);
 
     /// @notice Register the caller, pulling `stake` tokens (approve the registry first).
     function register(uint256 stake, string calldata endpoint, bytes32 encryptionKey, bytes32 attributesHash)
@@ -67,10 +65,11 @@ interface IProviderRegistry {
     /// @notice Withdraw everything that finished unbonding.
     function withdraw() external returns (uint256 amount);
 
-    /// @notice Take up to `amount` of `provider`'s stake for `beneficiary`, whom the market credits
-    /// with it; the tokens stay here until `release`. Market only.
+    /// @notice Take up to `amount` of `provider`'s stake, for the market to credit to the lab it
+    /// slashes for; the tokens stay here until `release`. Market only. Emits nothing: the market's
+    /// `LeaseSlashed` names the provider, the lab and the amount (docs/decisions/0006-slashing.md).
     /// @return slashed What was actually taken (at most the stake).
-    function slash(address provider, uint256 amount, address beneficiary) external returns (uint256 slashed);
+    function slash(address provider, uint256 amount) external returns (uint256 slashed);
 
     /// @notice Send `amount` of slashed stake to `to`. Market only: the market releases to each
     /// beneficiary exactly what it slashed for it, when the beneficiary withdraws.

@@ -200,6 +200,52 @@ abstract contract MarketFixture is Test {
         return _sign(key, market.hashReceipt(r));
     }
 
+    /// @dev The receipt as the proofs take it: every field after leaseId and seq.
+    function _body(IMarket.Receipt memory r) internal pure returns (IMarket.ReceiptBody memory) {
+        return IMarket.ReceiptBody({
+            prevHash: r.prevHash,
+            periodStart: r.periodStart,
+            periodEnd: r.periodEnd,
+            gpuSecondsCumulative: r.gpuSecondsCumulative,
+            outputRoot: r.outputRoot,
+            metricsHash: r.metricsHash,
+            attestationHash: r.attestationHash
+        });
+    }
+
+    /// @dev slashEquivocation with whole receipts: `a`'s seq, each one's body (their lease ids are
+    /// implied by `lease`, which makes a receipt of another lease a receipt nobody signed).
+    function _proveEquivocation(
+        IMarket.Lease memory lease,
+        IMarket.Receipt memory a,
+        bytes memory sigA,
+        IMarket.Receipt memory b,
+        bytes memory sigB
+    ) internal returns (uint256) {
+        return market.slashEquivocation(lease, a.seq, _body(a), sigA, _body(b), sigB);
+    }
+
+    /// @dev slashImpossibleUsage with a whole receipt.
+    function _proveImpossibleUsage(IMarket.Lease memory lease, IMarket.Receipt memory r, bytes memory sig)
+        internal
+        returns (uint256)
+    {
+        return market.slashImpossibleUsage(lease, r.seq, _body(r), sig);
+    }
+
+    /// @dev A 65-byte signature in EIP-2098 compact form (r, vs).
+    function _compact(bytes memory sig) internal pure returns (bytes memory) {
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+        return abi.encodePacked(r, bytes32(uint256(s) | (uint256(v - 27) << 255)));
+    }
+
     function _pair(IMarket.Offer memory offer, IMarket.Bid memory bid) internal view returns (Pair memory p) {
         p.offer = offer;
         p.bid = bid;

@@ -347,7 +347,7 @@ contract MarketHandler is Test {
         bytes memory sigA = _sign(key, market.hashReceipt(a));
         bytes memory sigB = _sign(key, market.hashReceipt(b));
         vm.prank(stranger);
-        try market.slashEquivocation(lease, a, sigA, b, sigB) returns (uint256 penalty) {
+        try market.slashEquivocation(lease, seq, _body(a), sigA, _body(b), sigB) returns (uint256 penalty) {
             uint256 stake = expectedStake[lease.provider];
             uint256 expectedPenalty = stake < slashPenalty ? stake : slashPenalty;
             if (m.slashed || penalty != expectedPenalty) {
@@ -507,6 +507,18 @@ contract MarketHandler is Test {
     function _voucher(IMarket.Lease memory lease, uint256 cumulative) internal view returns (bytes memory) {
         bytes32 digest = market.hashVoucher(IMarket.Voucher(keccak256(abi.encode(lease)), cumulative, bytes32(0)));
         return _sign(_labKeyOf(lease.lab), digest);
+    }
+
+    function _body(IMarket.Receipt memory r) internal pure returns (IMarket.ReceiptBody memory) {
+        return IMarket.ReceiptBody({
+            prevHash: r.prevHash,
+            periodStart: r.periodStart,
+            periodEnd: r.periodEnd,
+            gpuSecondsCumulative: r.gpuSecondsCumulative,
+            outputRoot: r.outputRoot,
+            metricsHash: r.metricsHash,
+            attestationHash: r.attestationHash
+        });
     }
 
     function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
