@@ -180,24 +180,27 @@ class LocalMarket:
             env=d.env,
             cwd=self.folder,
         )
-        threading.Thread(target=self._read_stdout, args=(d, d.proc), daemon=True).start()
+        # Each reader holds its own process and event: a reader of a killed process may finish
+        # after the restart began, and must not wake the wait for the new one.
+        threading.Thread(target=self._read_stdout, args=(d, d.proc, d._ready), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(d, d.proc), daemon=True).start()
         if not d._ready.wait(READY_TIMEOUT_S) or not d.ready_line:
             d.kill()
             tail = d.log.read_text(encoding="utf-8")[-2000:] if d.log.exists() else ""
             raise RuntimeError(f"{d.name} did not start; its log ends:\n{tail}")
 
-    def _read_stdout(self, d: Daemon, proc: subprocess.Popen[str]) -> None:
+    def _read_stdout(self, d: Daemon, proc: subprocess.Popen[str], ready: threading.Event) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if " ready " in f" {line} " and not d._ready.is_set():
-                d.ready_line = line.strip()
-                d._ready.set()
-        d._ready.set()
+        with proc.stdout:
+            for line in proc.stdout:
+                if " ready " in f" {line} " and not ready.is_set():
+                    d.ready_line = line.strip()
+                    ready.set()
+        ready.set()  # it exited: no need to wait any longer
 
     def _read_stderr(self, d: Daemon, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
-        with d.log.open("a", encoding="utf-8") as f:
+        with proc.stderr, d.log.open("a", encoding="utf-8") as f:
             for line in proc.stderr:
                 f.write(line)
                 f.flush()

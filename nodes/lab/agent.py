@@ -166,12 +166,19 @@ class LabAgent:
         settled); returns the exit status (0)."""
         while not self._stop.is_set():
             await self.tick()
-            if exit_when_done and await self._w(self.ledger.done):
+            if exit_when_done and await self._settled():
                 self.emit("lab_done")
                 return 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.lab.poll_interval_s)
         return 0
+
+    async def _settled(self) -> bool:
+        try:
+            return await self._w(self.ledger.done)
+        except ChainError as exc:  # it reads the chain: an outage means "not yet known"
+            self.log.warning("chain_unavailable", error=str(exc))
+            return False
 
     def request_stop(self) -> None:
         """Stop after the tick in progress (the SIGTERM handler)."""

@@ -62,6 +62,10 @@ class RpcProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self._up.is_set():  # cut while this one was connecting
+                    client.close()
+                    upstream.close()
+                    continue
                 self._open |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -75,6 +79,8 @@ class RpcProxy:
                 s.shutdown(socket.SHUT_RDWR)
         with self._lock:
             self._open -= {src, dst}
+            src.close()
+            dst.close()
 
 
 @contextlib.contextmanager
