@@ -39,7 +39,7 @@ from market.sealing import public_key_of
 from nodes.logs import get_logger
 from nodes.metrics import Gauge, render
 from nodes.provider.config import ProviderConfig
-from nodes.provider.decisions import plan_offers
+from nodes.provider.decisions import log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
 from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
@@ -71,7 +71,7 @@ class ProviderAgent:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._relays = [RelayClient(u) for u in config.relays]
-        self._leases_open = 0
+        self._skipped: dict[str, str] = {}
 
     @property
     def address(self) -> str:
@@ -106,7 +106,7 @@ class ProviderAgent:
         workdir = self.config.state.parent / "jobs"
         return LeaseWork(
             self.config, self.key, client, store, records, DurableChain(store.db, client),
-            client.domain, workdir, _log, self.counters,
+            client.domain, workdir, _log, self.inventory, self.counters,
         )  # fmt: skip
 
     def _open_service(self) -> ProviderService:
@@ -182,7 +182,7 @@ class ProviderAgent:
         if all(now < store.latest_offer_expiry(g.model) for g in self.inventory.groups):
             return []
         info = client.provider_info(self.address)
-        plans, _ = plan_offers(
+        plans, skips = plan_offers(
             self.inventory,
             store.leased_gpus(),
             self.policy,
@@ -190,6 +190,10 @@ class ProviderAgent:
             free_stake=info.free_stake if info.registered else None,
             min_stake=client.min_stake(),
         )
+        for skip in skips:  # offer_skipped with the matcher's reason code, once per change
+            if self._skipped.get(skip.model) != str(skip.reason):
+                log_skip(_log, skip)
+        self._skipped = {skip.model: str(skip.reason) for skip in skips}
         agent = self.config.agent
         signed: list[Signed[Offer]] = []
         for plan in plans:

@@ -41,6 +41,7 @@ from nodes.jobs import JobSpec, MatmulParams
 from nodes.logs import EventLogger
 from nodes.metrics import Counter
 from nodes.provider.config import ProviderConfig
+from nodes.provider.inventory import Inventory
 from nodes.provider.metering import Meter, OutputTail, Period
 from nodes.provider.runtime import Job
 from nodes.provider.runtime import JobSpec as RunSpec
@@ -60,6 +61,7 @@ INTERRUPTED = "interrupted: the provider restarted"
 class _Running:
     job: Job
     tail: OutputTail
+    devices: tuple[int, ...]
     billed_s: float = 0.0  # busy seconds already in receipts
 
 
@@ -89,6 +91,7 @@ class LeaseWork:
     domain: Domain
     workdir: Path
     log: EventLogger
+    inventory: Inventory
     counters: Counters = field(default_factory=Counters)
     running: dict[bytes, _Running] = field(default_factory=dict)
     meters: dict[bytes, Meter] = field(default_factory=dict)
@@ -172,12 +175,23 @@ class LeaseWork:
             argv = (*_python(), *rest) if first == "python" else (first, *rest)
         limits = self.config.jobs
         folder = self.workdir / row.lease_id.hex()
+        devices = self._devices(row.model, row.gpus)
         job = Job.start(
-            RunSpec(f"lease-{row.lease_id.hex()[:12]}", argv, wall_time_s=limits.wall_time_s,
-                    memory_bytes=limits.memory_bytes),
+            RunSpec(f"lease-{row.lease_id.hex()[:12]}", argv, devices=devices,
+                    wall_time_s=limits.wall_time_s, memory_bytes=limits.memory_bytes),
             folder,
         )  # fmt: skip
-        return _Running(job, OutputTail(folder / "stdout", offset=row.out_offset))
+        return _Running(job, OutputTail(folder / "stdout", offset=row.out_offset), devices)
+
+    def _devices(self, model: str, gpus: int) -> tuple[int, ...]:
+        """``gpus`` device indices of ``model`` that no running job holds (the job is pinned to
+        them: ``CUDA_VISIBLE_DEVICES``)."""
+        busy = {d for r in self.running.values() if r.job.poll() is None for d in r.devices}
+        group = next((g for g in self.inventory.groups if g.model == model), None)
+        free = [] if group is None else [d for d in group.devices if d not in busy]
+        if len(free) < gpus:
+            self.log.warning("devices_short", model=model, wanted=gpus, free=len(free))
+        return tuple(free[:gpus])
 
     # --- metering ----------------------------------------------------------------------------
 
