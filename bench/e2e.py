@@ -5,8 +5,12 @@ python -m bench.e2e [--leases 100] [--providers 2] [--labs 2]   -> bench/results
 A devnet mining each transaction at once (and a block a second besides, so chain time moves when
 nothing is sent), a relay with a matcher key, ``--providers`` provider agents with plenty of
 GPUs and ``--labs`` lab clients (``gpumarket lab --exit-when-done``) sharing ``--leases`` jobs,
-all separate processes on loopback (:class:`nodes.localnet.LocalMarket`). Every job is a tiny
-matmul (one 8x8 product, Freivalds-checked by its lab) on a 1-GPU lease of ``LEASE_S`` seconds.
+all separate processes on loopback (:class:`nodes.localnet.LocalMarket`), on a deployment whose
+claim window (600 s) no slow round can outlast. Every job is a command (``/bin/echo`` of its own
+name: a process per job on the provider, checked by the lab's rerun, so that the figure is the
+market's cost per lease rather than a workload's) on a 1-GPU lease of ``LEASE_S`` seconds;
+``--kind matmul`` runs one 8x8 Freivalds-checked product instead (a Python process with numpy
+per job on each side: far more CPU per lease on this machine).
 The clock starts when the labs start (bids signed and sent) and stops when the last lab exits 0,
 which it does only once every one of its leases is closed on-chain and its refund withdrawn; the
 ledger is then checked (every lease closed, every lease paid exactly its last receipt's usage).
@@ -30,15 +34,19 @@ from pathlib import Path
 
 from bench.results_file import write
 from market.chain.client import MarketClient
+from market.chain.deploy import MarketParams
 from market.chain.devnet import Devnet
 from market.protocol import codec
 from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
 from market.roles import Lab, Provider
-from nodes.localnet import LocalMarket, matmul_job
+from nodes.localnet import USD, LocalMarket, command_job, matmul_job
 
 MODEL = "H100-80GB"
 LEASE_S = 5
 BASELINE_OPENS = 50
+PARAMS = MarketParams(
+    min_stake=100 * USD, unbonding_delay=60, claim_window=600, challenge_window=10
+)
 
 
 def _miner(dev: Devnet, stop: threading.Event) -> None:
@@ -66,13 +74,19 @@ def _baseline(net: LocalMarket) -> float:
     return BASELINE_OPENS / (time.perf_counter() - t0)
 
 
-def run(leases: int, providers: int, labs: int) -> dict[str, float | int | str]:
+def _job(kind: str, lab: int, j: int) -> str:
+    if kind == "matmul":
+        return matmul_job(MODEL, gpus=1, duration=LEASE_S, seed=1000 * lab + j, n=8, rounds=1)
+    return command_job(MODEL, ["/bin/echo", f"lab{lab}-job{j}"], gpus=1, duration=LEASE_S)
+
+
+def run(leases: int, providers: int, labs: int, kind: str) -> dict[str, float | int | str]:
     folder = Path(tempfile.mkdtemp(prefix="gpumarket-e2e-"))
     with Devnet.start(accounts=12) as dev:
         stop = threading.Event()
         miner = threading.Thread(target=_miner, args=(dev, stop), daemon=True)
         miner.start()
-        net = LocalMarket(dev, folder, fund_usd=1_000_000)
+        net = LocalMarket(dev, folder, params=PARAMS, fund_usd=1_000_000)
         try:
             baseline = _baseline(net)
             relay = net.start_relay()
@@ -85,8 +99,7 @@ def run(leases: int, providers: int, labs: int) -> dict[str, float | int | str]:
             t0 = time.perf_counter()
             daemons = []
             for i, count in enumerate(per_lab):
-                jobs = [matmul_job(MODEL, gpus=1, duration=LEASE_S, seed=1000 * i + j, n=8,
-                                   rounds=1) for j in range(count)]  # fmt: skip
+                jobs = [_job(kind, i, j) for j in range(count)]
                 daemons.append(net.start_lab(i, [relay.url], jobs))
             codes = [d.wait(3600) for d in daemons]
             elapsed = time.perf_counter() - t0
@@ -100,6 +113,7 @@ def run(leases: int, providers: int, labs: int) -> dict[str, float | int | str]:
         "leases": leases,
         "providers": providers,
         "labs": labs,
+        "job_kind": kind,
         "lease_seconds": LEASE_S,
         f"seconds_for_{leases}_leases": round(elapsed, 2),
         "leases_settled_per_s": round(closed / elapsed, 2),
@@ -137,8 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--leases", type=int, default=100)
     parser.add_argument("--providers", type=int, default=2)
     parser.add_argument("--labs", type=int, default=2)
+    parser.add_argument("--kind", choices=("command", "matmul"), default="command")
     args = parser.parse_args(argv)
-    figures = run(args.leases, args.providers, args.labs)
+    figures = run(args.leases, args.providers, args.labs, args.kind)
     path = write("e2e", figures)
     for key, value in sorted(figures.items()):
         print(f"{key:28} {value}")
