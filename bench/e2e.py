@@ -20,7 +20,8 @@ itself, for the N run (the issue's goal is 1,000 leases in under 60 s: run ``--l
 measure it; the figure is never extrapolated). ``lease_seconds`` is the leases' own duration, a
 floor under the wall time. The baseline in the same run, ``open_lease_tx_per_s``, is how fast
 this devnet mines ``openLease`` transactions sent one after the other from one key (the relay's
-matcher sends them that way): the chain's share of the ceiling.
+matcher sends them that way): the chain's share of the ceiling. ``relay_orders_per_s`` (and its
+ratio to in-process verification) is :mod:`bench.relay`'s figure, measured in the same run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.relay import Settings, measure
 from bench.results_file import write
 from market.chain.client import MarketClient
 from market.chain.deploy import MarketParams
@@ -154,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=("command", "matmul"), default="command")
     args = parser.parse_args(argv)
     figures = run(args.leases, args.providers, args.labs, args.kind)
+    relay = measure(Settings())  # bench.relay: verified orders accepted per second, loopback
+    figures["relay_orders_per_s"] = relay["relay_orders_per_s"]
+    figures["relay_vs_in_process_verify"] = relay["relay_vs_in_process_verify"]
     path = write("e2e", figures)
     for key, value in sorted(figures.items()):
         print(f"{key:28} {value}")
