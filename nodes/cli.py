@@ -117,6 +117,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
         peers=tuple(args.peer),
         matcher_key=key,
         relay_id=args.relay_id,
+        confirmations=args.confirmations,
     )
     logs.configure()
 
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--matcher-key-env", default=None, help="variable holding the key that sends openLease"
     )
     rl.add_argument("--relay-id", default=None, help="default: a random id kept in the database")
+    rl.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        help="act on chain events this many blocks deep (0: devnet; more where chains reorg)",
+    )
     rl.set_defaults(func=cmd_relay)
 
     pv = sub.add_parser("provider", help="run the provider agent: offers, jobs, receipts, claims")

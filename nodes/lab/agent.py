@@ -145,7 +145,9 @@ class LabAgent:
         """Open the state, catch up with the chain, sign and fund the bids, serve /metrics;
         prints the ready line once it is all up."""
         cfg = self.config
-        self._ledger = await self._w(Ledger.open, cfg.state, self.deployment, self.key, self.emit)
+        self._ledger = await self._w(
+            Ledger.open, cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations
+        )
         try:
             self._keys = await self._w(self.ledger.store.sealing_key)
             jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)

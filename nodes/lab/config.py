@@ -62,6 +62,7 @@ from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandPar
 from nodes.provider.config import (
     ChainConfig,
     KeyConfig,
+    chain_config,
     decrypt_key,
     load_deployment,
 )
@@ -128,7 +129,7 @@ def load_config(path: Path) -> LabConfig:
         path=path,
         state=root.path("state", default="state.sqlite"),
         key=_key(root.table("key")),
-        chain=_chain(root.table("chain", required=False)),
+        chain=chain_config(root.table("chain", required=False)),
         relays=_relays(root.table("relays")),
         lab=_lab(root.table("lab", required=False)),
         jobs=jobs,
@@ -138,15 +139,6 @@ def load_config(path: Path) -> LabConfig:
 def _key(t: Table) -> KeyConfig:
     t.expect(("keystore", "password_env"))
     return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
-
-
-def _chain(t: Table) -> ChainConfig:
-    t.expect(("deployment", "rpc_url"))
-    deployment = t.path("deployment", default=None)
-    rpc_url = t.url("rpc_url", default=None)
-    if deployment is None and rpc_url is None and t.present:
-        raise t.error("", "give deployment, rpc_url or both")
-    return ChainConfig(deployment, rpc_url)
 
 
 def _relays(t: Table) -> tuple[str, ...]:

@@ -50,8 +50,11 @@ _TRANSIENT = (RpcUnavailable, TransactionTimeout)
 class Ledger:
     """The lab's records and chain actions, for one account. Use from one thread only."""
 
-    def __init__(self, db: StateDB, lab: Lab, deployment: Deployment, emit: Emit) -> None:
+    def __init__(
+        self, db: StateDB, lab: Lab, deployment: Deployment, emit: Emit, confirmations: int = 0
+    ) -> None:
         self.db = db
+        self.confirmations = confirmations
         self.lab = lab
         self.client = lab.client
         self.domain = lab.client.domain
@@ -64,12 +67,14 @@ class Ledger:
         self._unmatched: set[int] = set()
 
     @classmethod
-    def open(cls, state: Path, deployment: Deployment, key: bytes, emit: Emit) -> Ledger:
+    def open(
+        cls, state: Path, deployment: Deployment, key: bytes, emit: Emit, confirmations: int = 0
+    ) -> Ledger:
         """Open the database, connect, and finish the chain actions a previous run left open."""
         db = StateDB.open(state, migrations=LAB_MIGRATIONS)
         try:
             lab = Lab.connect(deployment, "0x" + key.hex())
-            ledger = cls(db, lab, deployment, emit)
+            ledger = cls(db, lab, deployment, emit, confirmations)
             for outcome in ledger.durable.reconcile():
                 emit("intent_reconciled", kind=outcome.kind, status=outcome.status)
         except BaseException:
@@ -135,8 +140,9 @@ class Ledger:
     # --- chain events ------------------------------------------------------------------------
 
     def poll_events(self) -> int:
-        """Apply the events since the stored cursor; returns the last block applied."""
-        head = self.client.head().number
+        """Apply the events since the stored cursor, up to ``confirmations`` blocks below the
+        head; returns the last block applied."""
+        head = self.client.head().number - self.confirmations
         start = self.store.cursor()
         if start is None:
             start = self.deployment.deploy_block

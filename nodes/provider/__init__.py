@@ -1,4 +1,9 @@
-"""The provider agent's core: what a provider has, asks, runs and bills, without the network.
+"""The provider agent (``gpumarket provider``): what a provider has, asks, runs and bills.
+
+* :mod:`~nodes.provider.agent`: the daemon: registration, offers, two worker threads, SIGTERM;
+* :mod:`~nodes.provider.work`: its chain side, a tick at a time: leases, jobs, receipts, claims;
+* :mod:`~nodes.provider.service`: its HTTP API for labs: jobs, receipts, vouchers, metrics;
+* :mod:`~nodes.provider.store`: its own tables (sealing key, cursor, jobs, offers, periods);
 
 * :mod:`~nodes.provider.config`: the TOML config and the keystore;
 * :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
@@ -11,6 +16,7 @@ Durable state and chain actions are :mod:`nodes.state`'s.
 """
 
 from nodes.provider.config import (
+    AgentConfig,
     ChainConfig,
     GpuDeclaration,
     InventoryConfig,
@@ -44,6 +50,7 @@ from nodes.provider.runtime import Job, JobResult, JobSpec, run_job
 
 __all__ = [
     "POLICY_DECLINED",
+    "AgentConfig",
     "ChainConfig",
     "FixedPrice",
     "GpuDeclaration",

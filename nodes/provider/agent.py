@@ -39,7 +39,7 @@ from market.sealing import public_key_of
 from nodes.logs import get_logger
 from nodes.metrics import Gauge, render
 from nodes.provider.config import ProviderConfig
-from nodes.provider.decisions import log_skip, plan_offers
+from nodes.provider.decisions import log_no_match, log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
 from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
@@ -229,9 +229,21 @@ class ProviderAgent:
                 if result.accepted:
                     _log.info("offered", relay=relay.url, model=m.gpu_model, gpus=m.gpu_count,
                               price=m.price_per_gpu_second, expiry=m.expiry)  # fmt: skip
+                    await self._explain(relay, offer)
                 else:
                     _log.warning("offer_refused", relay=relay.url, status=result.status.value,
                                  message=result.message)  # fmt: skip
+
+    async def _explain(self, relay: RelayClient, offer: Signed[Offer]) -> None:
+        """Log ``no_match`` with the matcher's reason codes (and what would change them) for an
+        offer the relay's book cannot fill now: why this provider's GPUs sit idle."""
+        try:
+            explanation = await relay.explain(offer.message)
+        except (MarketError, OSError) as exc:
+            _log.warning("explain_unavailable", relay=relay.url, error=str(exc))
+            return
+        assert self._work is not None
+        log_no_match(_log, order_hash(self._work.domain, offer.message), explanation)
 
     # --- metrics -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ A complete file (relative paths are relative to the file's folder)::
     [chain]                                # at least one of the two
     deployment = "deployment.json"         # default: $GPUMARKET_DEPLOYMENT or .gpumarket/...
     rpc_url = "http://127.0.0.1:8545"      # overrides the deployment file's
+    confirmations = 0                      # act on events this deep: more where chains reorg
 
     [relays]
     urls = ["http://127.0.0.1:7000"]
@@ -83,6 +84,8 @@ class KeyConfig:
 class ChainConfig:
     deployment: Path | None
     rpc_url: str | None
+    confirmations: int = 0
+    """Blocks an event's block must be under before the daemon acts on it (see [chain])."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ def load_config(path: Path) -> ProviderConfig:
         path=path,
         state=root.path("state", default="state.sqlite"),
         key=_key(root.table("key")),
-        chain=_chain(root.table("chain", required=False)),
+        chain=chain_config(root.table("chain", required=False)),
         relays=_relays(root.table("relays", required=False)),
         inventory=_inventory(root.table("inventory")),
         pricing=_pricing(root.table("pricing")),
@@ -178,15 +181,17 @@ def _key(t: Table) -> KeyConfig:
     return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
 
 
-def _chain(t: Table) -> ChainConfig:
-    t.expect(("deployment", "rpc_url"))
+def chain_config(t: Table) -> ChainConfig:
+    """The ``[chain]`` table, as the provider and the lab read it."""
+    t.expect(("deployment", "rpc_url", "confirmations"))
     deployment = t.path("deployment", default=None)
     rpc_url = t.url("rpc_url", default=None)
+    confirmations = t.integer("confirmations", 0, minimum=0)
     if deployment is None and rpc_url is None and not t.present:
         return ChainConfig(None, None)
-    if deployment is None and rpc_url is None:
+    if deployment is None and rpc_url is None and t.present and confirmations == 0:
         raise t.error("", "give deployment, rpc_url or both")
-    return ChainConfig(deployment, rpc_url)
+    return ChainConfig(deployment, rpc_url, confirmations)
 
 
 def _relays(t: Table) -> tuple[str, ...]:
@@ -307,6 +312,7 @@ __all__ = [
     "MeteringConfig",
     "PricingConfig",
     "ProviderConfig",
+    "chain_config",
     "decrypt_key",
     "load_config",
     "load_deployment",

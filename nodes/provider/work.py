@@ -127,7 +127,7 @@ class LeaseWork:
 
     def follow(self) -> None:
         start = self.store.cursor(self.client.contracts.deployment.deploy_block)
-        head = self.client.head().number
+        head = self.client.head().number - self.config.chain.confirmations  # final enough
         if head < start:
             return
         me = self.key.address

@@ -75,6 +75,7 @@ class ChainWatch:
         log: EventLogger,
         *,
         poll_s: float,
+        confirmations: int = 0,
     ) -> None:
         self.client = client
         self.store = store
@@ -83,6 +84,7 @@ class ChainWatch:
         self.hub = hub
         self.log = log
         self.poll_s = poll_s
+        self.confirmations = confirmations
         self._stale: set[str] = set()  # providers whose registry record changed, to read again
         stored = store.next_block()
         self.next_block = stored if stored is not None else client.contracts.deployment.deploy_block
@@ -94,8 +96,9 @@ class ChainWatch:
         return head.number
 
     async def poll(self) -> int:
-        """Apply every event up to the head; returns how many there were."""
-        head = await self.read_clock()
+        """Apply every event up to the head (less ``confirmations`` blocks); returns how many
+        there were."""
+        head = await self.read_clock() - self.confirmations
         count = 0
         if head >= self.next_block:
             start = self.next_block

@@ -42,6 +42,9 @@ class RelayConfig:
     """Defaults to a random id kept in the database, stable across restarts."""
     limits: Limits = field(default_factory=Limits)
     chain_poll_s: float = 0.1
+    confirmations: int = 0
+    """Blocks an event's block must be under before the book acts on it: 0 on a devnet, the
+    deepest reorganisation expected on a chain that has them (the clock still reads the head)."""
     reputation_confirmations: int = 0
     """Blocks a block must be under before its events count in served reputations."""
     peer_timeout_s: float = 5.0

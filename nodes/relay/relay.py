@@ -84,6 +84,7 @@ class Relay:
             self.hub,
             self.log,
             poll_s=cfg.chain_poll_s,
+            confirmations=cfg.confirmations,
         )
         await self.watch.read_clock()
         await self.stakes.ensure(

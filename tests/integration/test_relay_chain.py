@@ -65,6 +65,25 @@ def test_a_lease_opened_by_another_matcher_reduces_and_removes_orders(
     assert BookChange(bid_hash, MODEL, Side.BID, 0) in seen
 
 
+def test_events_count_only_once_their_block_is_confirmations_deep(
+    market: MarketEnv, relays: Relays
+) -> None:
+    relay = relays.start(confirmations=3)  # as on a chain that may reorganise 3 blocks
+    o, b = offer(market, gpus=8), bid(market, gpus=3)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, b, 3)
+    opened_in = market.client().head().number  # automine: the lease's own block
+    wait_until(
+        lambda: relay.state(lambda r: r.watch.next_block) == opened_in - 2,
+        20,
+        "the relay to apply every event 3 blocks deep",
+    )
+    assert _remaining(relay) == {o.signature: 8, b.signature: 3}  # not deep enough yet
+    market.devnet.mine(3)
+    wait_until(lambda: _remaining(relay) == {o.signature: 5}, 20, "the lease, once 3 deep")
+    assert relay.state(lambda r: r.watch.next_block) == opened_in + 1
+
+
 def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:
     relay = relays.start()
     o1, o2 = offer(market), offer(market, price_per_gpu_second=4)

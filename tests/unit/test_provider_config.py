@@ -11,6 +11,7 @@ from eth_account import Account
 from market.chain.deploy import Deployment
 from market.errors import ConfigError, KeystoreError
 from nodes.provider import (
+    AgentConfig,
     GpuDeclaration,
     KeyConfig,
     decrypt_key,
@@ -30,6 +31,7 @@ password_env = "MY_PASSWORD"
 [chain]
 deployment = "deployment.json"
 rpc_url = "http://10.0.0.5:8545"
+confirmations = 12
 
 [relays]
 urls = ["http://127.0.0.1:7000", "https://relay.example"]
@@ -56,6 +58,18 @@ interval_s = 30
 [jobs]
 max_wall_time_s = 600
 max_memory_gib = 1.5
+
+[agent]
+host = "0.0.0.0"
+port = 7100
+public_url = "https://gpu.example:7100"
+stake = 250.5
+offer_ttl_s = 120
+min_duration_s = 60
+max_duration_s = 7200
+claim_interval_s = 30
+max_unpaid_periods = 2
+final_voucher_wait_s = 600
 """
 
 MINIMAL = """
@@ -83,6 +97,12 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.key == KeyConfig(tmp_path / "provider-key.json", "MY_PASSWORD")
     assert config.chain.deployment == tmp_path / "deployment.json"
     assert config.chain.rpc_url == "http://10.0.0.5:8545"
+    assert config.chain.confirmations == 12
+    assert config.agent == AgentConfig(
+        host="0.0.0.0", port=7100, public_url="https://gpu.example:7100",
+        stake_units=250_500_000, offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
+        claim_interval_s=30, max_unpaid_periods=2, final_voucher_wait_s=600,
+    )  # fmt: skip
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.inventory.detect
     assert config.inventory.gpus == (
@@ -102,6 +122,8 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.state == tmp_path / "state.sqlite"
     assert config.key == KeyConfig(Path("/keys/k.json"), "GPUMARKET_KEY_PASSWORD")
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
+    assert config.chain.confirmations == 0
+    assert config.agent == AgentConfig()  # a free port on loopback, the market's minimum stake
     assert config.relays == ()
     assert not config.inventory.detect
     assert config.metering.interval_s == 60
@@ -134,6 +156,10 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("[pricing]", "[jobs]\nmax_memory_gib = -2\n[pricing]", "jobs.max_memory_gib", "positive"),
         ("[pricing]", "[jobs]\nmax_memory_gib = true\n[pricing]", "jobs.max_memory_gib", "number"),
         ("[key]", 'statee = "x"\n[key]', "statee", "unknown key"),
+        ("[pricing]", "[chain]\nconfirmations = -1\n[pricing]", "chain.confirmations", "least 0"),
+        ("[pricing]", "[agent]\nport = 70000\n[pricing]", "agent.port", "not a TCP port"),
+        ("[pricing]", "[agent]\nmax_duration_s = 5\n[pricing]", "agent.max_duration_s", "below"),
+        ("[pricing]", "[agent]\nclaim_every = 5\n[pricing]", "agent.claim_every", "unknown key"),
         ('[key]\nkeystore = "/keys/k.json"', "key = 3", "key", "must be a table"),
     ],
 )
