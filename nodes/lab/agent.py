@@ -69,6 +69,7 @@ from nodes.lab.metrics import LabMetrics
 from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, UnknownLease
 from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.logs import get_logger, render_fields
+from nodes.provider.decisions import log_no_match
 from nodes.relay.client import RelayClient
 from nodes.wire import MAX_PERIODS, JobState, PeriodReport, SubmitJob
 from nodes.wire.messages import OrderStatus
@@ -273,16 +274,27 @@ class LabAgent:
                 except (PeerUnavailable, RequestRefused, DecodeError) as exc:
                     self.log.warning("relay_unavailable", relay=url, error=str(exc))
                     continue
-            for job, result in zip(todo, results, strict=True):
-                if result.status in _ACCEPTED_BIDS:
-                    if job.idx not in self._bids_placed:
-                        self.emit("bid_submitted", job=job.idx, relay=url, bid=job.bid_hash)
-                    self._bids_placed.add(job.idx)
-                else:
-                    self.log.warning(
-                        "bid_refused", job=job.idx, relay=url, status=result.status.value,
-                        message=result.message,
-                    )  # fmt: skip
+                for job, result in zip(todo, results, strict=True):
+                    if result.status in _ACCEPTED_BIDS:
+                        if job.idx not in self._bids_placed:
+                            self.emit("bid_submitted", job=job.idx, relay=url, bid=job.bid_hash)
+                            await self._explain(relay, job)
+                        self._bids_placed.add(job.idx)
+                    else:
+                        self.log.warning(
+                            "bid_refused", job=job.idx, relay=url, status=result.status.value,
+                            message=result.message,
+                        )  # fmt: skip
+
+    async def _explain(self, relay: RelayClient, job: JobRecord) -> None:
+        """Log ``no_match`` with the matcher's reason codes and the single-field changes that
+        would make it match, for a bid the relay's book cannot fill now."""
+        try:
+            explanation = await relay.explain(job.bid.message)
+        except (PeerUnavailable, RequestRefused, DecodeError) as exc:
+            self.log.warning("explain_unavailable", relay=relay.url, error=str(exc))
+            return
+        log_no_match(self.log.bind(job=job.idx), job.bid_hash, explanation)
 
     async def _step(self, record: LeaseRecord) -> None:
         lease = record.lease

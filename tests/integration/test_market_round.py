@@ -147,3 +147,30 @@ def test_rpc_endpoint_going_away_and_coming_back_mid_lease(net: LocalMarket) -> 
         wait_until(lambda: r.logged(r.provider, "chain_unavailable"), 30, "the provider to notice")
         proxy.restore()
         _finish(r)
+
+
+def test_orders_that_cannot_match_are_explained_in_the_logs(net: LocalMarket) -> None:
+    """Why GPUs sit idle and why a bid waits: the matcher's reason codes with their numbers,
+    and the single-field change that would make the order match."""
+    model = "T3-80GB"
+    relay = net.start_relay("relay3")
+    provider = net.start_provider(3, [relay.url], model=model, price=400)
+    wait_until(lambda: " no_match " in provider.log.read_text(encoding="utf-8"), 30, "no_match")
+    offer_line = _line(provider, "no_match")
+    assert "reasons=no_counterparty" in offer_line  # no bid for its model yet
+    lowball = command_job(model, ["/bin/true"], duration=LEASE_S, max_price=100)
+    lab = net.start_lab(3, [relay.url], [lowball], exit_when_done=False)
+    wait_until(
+        lambda: " no_match " in lab.log.read_text(encoding="utf-8"), 30, "the lab's no_match"
+    )
+    bid_line = _line(lab, "no_match")
+    assert "reasons=price_not_crossed" in bid_line
+    assert "changes=max_price_per_gpu_second:100->400" in bid_line
+    for d in (lab, provider, relay):
+        assert d.terminate() == 0
+
+
+def _line(daemon: Daemon, event: str) -> str:
+    return next(
+        line for line in daemon.log.read_text(encoding="utf-8").splitlines() if f" {event} " in line
+    )
