@@ -100,7 +100,7 @@ def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int
     for i in range(labs):
         specs = []
         for j in range(jobs):
-            model = MODELS[j % 2]
+            model = MODELS[j % min(2, providers)]  # a model some provider offers
             if j % 2 == 0:
                 specs.append(matmul_job(model, duration=LEASE_S, seed=100 * i + j, n=192,
                                         rounds=16))  # fmt: skip

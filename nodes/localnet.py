@@ -224,6 +224,31 @@ class LocalMarket:
                 "--matcher-key-env", MATCHER_ENV]  # fmt: skip
         return self.start(name, argv, self._env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}))
 
+    def _config(
+        self,
+        name: str,
+        acct: LocalAccount,
+        relays: Sequence[str],
+        rpc_url: str | None,
+        body: str,
+    ) -> Path:
+        """``name``.toml: what every daemon's config starts with (its state file, its key, the
+        chain, the relays), then ``body``; the account funded, its state folder made."""
+        self.fund(acct)
+        (self.folder / name).mkdir(exist_ok=True)
+        urls = ", ".join(_toml_string(u) for u in relays)
+        rpc = "" if rpc_url is None else f"rpc_url = {_toml_string(rpc_url)}\n"
+        config = self.folder / f"{name}.toml"
+        config.write_text(
+            f'state = "{name}/state.sqlite"\n'
+            f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n'
+            f'[chain]\ndeployment = "{self.deployment_file.name}"\n{rpc}'
+            f"[relays]\nurls = [{urls}]\n{body}",
+            encoding="utf-8",
+        )
+        return config
+
     def start_provider(
         self,
         i: int,
@@ -238,26 +263,16 @@ class LocalMarket:
         """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``;
         ``agent`` is extra TOML for its ``[agent]`` table; ``rpc_url`` replaces the devnet's."""
         name = f"provider{i}"
-        acct = self.provider_account(i)
-        self.fund(acct)
-        (self.folder / name).mkdir(exist_ok=True)
-        config = self.folder / f"{name}.toml"
-        urls = ", ".join(_toml_string(u) for u in relays)
-        config.write_text(
-            f'state = "{name}/state.sqlite"\n'
-            f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
-            f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n{_rpc(rpc_url)}'
-            f"[relays]\nurls = [{urls}]\n"
-            f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\ncount = {gpus}\n'
-            f"memory_gib = 80\n"
+        body = (
+            f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\n'
+            f"count = {gpus}\nmemory_gib = 80\n"
             f'[pricing]\npolicy = "fixed"\n'
             f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
             f"[metering]\ninterval_s = 2\n"
             f"[agent]\nstake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
-            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n{agent}",
-            encoding="utf-8",
+            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n{agent}"
         )
+        config = self._config(name, self.provider_account(i), relays, rpc_url, body)
         return self.start(name, ["provider", "--config", config.name], self._env())
 
     def start_lab(
@@ -272,20 +287,8 @@ class LocalMarket:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
         :func:`command_job`)."""
         name = f"lab{i}"
-        acct = self.lab_account(i)
-        self.fund(acct)
-        (self.folder / name).mkdir(exist_ok=True)
-        config = self.folder / f"{name}.toml"
-        urls = ", ".join(_toml_string(u) for u in relays)
-        config.write_text(
-            f'state = "{name}/state.sqlite"\n'
-            f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
-            f'password_env = "{PASSWORD_ENV}"\n'
-            f'[chain]\ndeployment = "{self.deployment_file.name}"\n{_rpc(rpc_url)}'
-            f"[relays]\nurls = [{urls}]\n"
-            f"[lab]\npoll_interval_s = 0.5\n" + "".join(jobs),
-            encoding="utf-8",
-        )
+        body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + "".join(jobs)
+        config = self._config(name, self.lab_account(i), relays, rpc_url, body)
         argv = ["lab", "--config", config.name] + (["--exit-when-done"] if exit_when_done else [])
         return self.start(name, argv, self._env())
 
@@ -304,10 +307,6 @@ def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int
     quoted = ", ".join(_toml_string(a) for a in argv)
     return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
             f'duration = {duration}\nkind = "command"\nargv = [{quoted}]\n')  # fmt: skip
-
-
-def _rpc(url: str | None) -> str:
-    return "" if url is None else f"rpc_url = {_toml_string(url)}\n"
 
 
 def _toml_string(text: str) -> str:

@@ -44,6 +44,27 @@ class Gauge:
         return self.read()
 
 
+class Metrics:
+    """A daemon's metrics, rendered in the order they were made: counters it increments, and
+    gauges registered with a function that reads them when scraped."""
+
+    def __init__(self) -> None:
+        self._metrics: list[Counter | Gauge] = []
+
+    def counter(self, name: str, help_text: str) -> Counter:
+        counter = Counter(name, help_text)
+        self._metrics.append(counter)
+        return counter
+
+    def gauge(
+        self, name: str, help_text: str, read: Callable[[], Iterable[tuple[Labels, float]]]
+    ) -> None:
+        self._metrics.append(Gauge(name, help_text, read))
+
+    def render(self) -> str:
+        return render(self._metrics)
+
+
 def render(metrics: Sequence[Counter | Gauge]) -> str:
     lines: list[str] = []
     for metric in metrics:
@@ -69,4 +90,4 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-__all__ = ["Counter", "Gauge", "Labels", "render"]
+__all__ = ["Counter", "Gauge", "Labels", "Metrics", "render"]

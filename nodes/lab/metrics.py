@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-from nodes.metrics import Counter, Gauge, Labels, render
+from nodes.metrics import Metrics
 
 
-class LabMetrics:
+class LabMetrics(Metrics):
     """Counters the lab increments; gauges read when scraped."""
 
     def __init__(self) -> None:
-        self.events = Counter(
+        super().__init__()
+        self.events = self.counter(
             "gpumarket_lab_events_total",
             "Lab progress events: leases opened, receipts verified, vouchers sent, ...",
         )
-        self.vouched = Counter(
+        self.vouched = self.counter(
             "gpumarket_lab_vouched_total", "Tokens newly promised by vouchers signed since start."
         )
-        self.rejected = Counter(
+        self.rejected = self.counter(
             "gpumarket_lab_receipts_rejected_total", "Receipts or outputs refused, by reason."
         )
-        self.gauges: list[Gauge] = []
-
-    def gauge(
-        self, name: str, help_text: str, read: Callable[[], Iterable[tuple[Labels, float]]]
-    ) -> None:
-        self.gauges.append(Gauge(name, help_text, read))
-
-    def render(self) -> str:
-        return render([self.events, self.vouched, self.rejected, *self.gauges])
 
 
 __all__ = ["LabMetrics"]

@@ -15,19 +15,14 @@ or a broken connection is :class:`~market.errors.PeerUnavailable`; an answer ove
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Final, TypeVar
 
-import aiohttp
-
-from market.errors import FrameTooLarge, PeerUnavailable, RequestRefused
+from market.errors import RequestRefused
 from market.protocol.types import Signed, Voucher
 from nodes.wire import (
-    CONTENT_TYPE,
     MAX_FRAME_SIZE,
     MAX_PERIODS,
     ErrorCode,
-    ErrorResponse,
     JobAccepted,
     Message,
     ReceiptBatch,
@@ -35,12 +30,11 @@ from nodes.wire import (
     SubmitJob,
     SubmitVoucher,
     VoucherAccepted,
-    decode,
     decode_as,
     encode,
 )
+from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
-DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_BATCH_SIZE: Final = 8 * 2**20
 """A ReceiptBatch answer stays under this; other answers under the wire's default limit."""
 M = TypeVar("M", bound=Message)
@@ -65,39 +59,8 @@ _BY_CODE: dict[str, type[RequestRefused]] = {
 }
 
 
-class ProviderClient:
+class ProviderClient(HttpPeer):
     """A provider's ``/v1`` job API at ``url`` (the endpoint it registered on-chain)."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session = session
-        self._owns_session = session is None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -142,33 +105,11 @@ class ProviderClient:
     ) -> tuple[int, bytes]:
         """Send ``body`` as is and return (HTTP status, answer bytes), reading at most
         ``max_size`` bytes of the answer (FrameTooLarge past it)."""
-        headers = {"Content-Type": CONTENT_TYPE} if body is not None else {}
-        try:
-            async with self.session.request(
-                method, self.url + path, data=body, headers=headers, timeout=self.timeout
-            ) as response:
-                declared = response.content_length
-                if declared is not None and declared > max_size:
-                    raise FrameTooLarge(declared, max_size)
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > max_size:
-                        raise FrameTooLarge(len(data), max_size)
-                return response.status, bytes(data)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+        return await self.request(method, path, body, max_size=max_size)
 
 
 def _raise_refused(status: int, data: bytes) -> None:
-    """Raise the typed refusal an error answer carries (DecodeError for a malformed one)."""
-    answer = decode(data, max_size=MAX_FRAME_SIZE)
-    if isinstance(answer, ErrorResponse):
-        cls = _BY_CODE.get(answer.code.value, RequestRefused)
-        raise cls(answer.code.value, answer.message, answer.details, status)
-    raise RequestRefused(
-        "unexpected_answer", f"HTTP {status} with a {answer.TYPE_NAME}", {}, status
-    )
+    raise_refused(status, data, MAX_FRAME_SIZE, _BY_CODE)
 
 
 __all__ = [

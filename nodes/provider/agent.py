@@ -37,14 +37,13 @@ from market.protocol.signing import SigningKey
 from market.protocol.types import Offer, Signed
 from market.sealing import public_key_of
 from nodes.logs import get_logger
-from nodes.metrics import Gauge, render
 from nodes.provider.config import ProviderConfig
 from nodes.provider.decisions import log_no_match, log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
 from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
-from nodes.provider.work import Counters, LeaseWork
+from nodes.provider.work import LeaseWork, ProviderMetrics
 from nodes.relay.client import RelayClient
 from nodes.state import DurableChain
 from nodes.state.records import Records
@@ -64,10 +63,13 @@ class ProviderAgent:
         self.policy = load_policy(config.pricing)
         self.chain_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-chain")
         self.service_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-service")
-        self.counters = Counters()
+        self.metrics = ProviderMetrics()
+        self.metrics.gauge(
+            "gpumarket_provider_jobs_running", "Jobs running now.",
+            lambda: [((), float(len(self._work.running) if self._work else 0))],
+        )  # fmt: skip
         self.url = ""
         self._work: LeaseWork | None = None
-        self._service: ProviderService | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._relays = [RelayClient(u) for u in config.relays]
@@ -86,7 +88,6 @@ class ProviderAgent:
         self._work = await self._on(self.chain_pool, self._open_chain_side)
         await self._on(self.chain_pool, self._work.recover)
         service = await self._on(self.service_pool, self._open_service)
-        self._service = service
         self._runner = web.AppRunner(service.app(), access_log=None)
         await self._runner.setup()
         agent = self.config.agent
@@ -106,7 +107,7 @@ class ProviderAgent:
         workdir = self.config.state.parent / "jobs"
         return LeaseWork(
             self.config, self.key, client, store, records, DurableChain(store.db, client),
-            client.domain, workdir, _log, self.inventory, self.counters,
+            client.domain, workdir, _log, self.inventory, self.metrics,
         )  # fmt: skip
 
     def _open_service(self) -> ProviderService:
@@ -119,8 +120,7 @@ class ProviderAgent:
             sealing_key=store.sealing_private_key(),
             pool=self.service_pool,
             log=_log,
-            render_metrics=self.render_metrics,
-            job_submitted=lambda lease_id: None,  # the chain thread's next tick starts it
+            metrics=self.metrics,
         )
 
     def _register(self) -> None:
@@ -244,16 +244,6 @@ class ProviderAgent:
             return
         assert self._work is not None
         log_no_match(_log, order_hash(self._work.domain, offer.message), explanation)
-
-    # --- metrics -----------------------------------------------------------------------------
-
-    def render_metrics(self) -> str:
-        gauge = Gauge(
-            "gpumarket_provider_jobs_running", "Jobs running now.",
-            lambda: [((), float(len(self._work.running) if self._work else 0))],
-        )  # fmt: skip
-        served = [self._service.requests, self._service.vouchers] if self._service else []
-        return render([*self.counters.all(), *served, gauge])
 
 
 def run_agent(

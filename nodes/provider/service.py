@@ -40,6 +40,7 @@ from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
 from nodes.metrics import Counter
 from nodes.provider.store import WAITING, AgentStore
+from nodes.provider.work import ProviderMetrics
 from nodes.relay.answers import Answer, WrongMessageType, answer_for
 from nodes.state.records import Records
 from nodes.wire import (
@@ -85,16 +86,15 @@ class ProviderService:
     sealing_key: bytes
     pool: ThreadPoolExecutor
     log: EventLogger
-    render_metrics: Callable[[], str]
-    job_submitted: Callable[[bytes], None]
+    metrics: ProviderMetrics
 
-    def __post_init__(self) -> None:
-        self.requests = Counter(
-            "gpumarket_provider_requests_total", "Lab requests answered, by endpoint and status."
-        )
-        self.vouchers = Counter(
-            "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay)."
-        )
+    @property
+    def requests(self) -> Counter:
+        return self.metrics.requests
+
+    @property
+    def vouchers(self) -> Counter:
+        return self.metrics.vouchers
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._answers], client_max_size=MAX_REQUEST)
@@ -103,7 +103,7 @@ class ProviderService:
                 web.post("/v1/jobs", self.jobs),
                 web.post("/v1/receipts", self.receipts),
                 web.post("/v1/vouchers", self.vouchers_post),
-                web.get("/metrics", self.metrics),
+                web.get("/metrics", self.prometheus),
                 web.get("/healthz", self.health),
             ]
         )
@@ -191,8 +191,7 @@ class ProviderService:
                 else (JobState.RUNNING)
             )
         self.log.info("job_received", lease=m.lease_id, kind=JobSpec.decode(plain).kind)
-        self.job_submitted(m.lease_id)
-        return JobState.RUNNING
+        return JobState.RUNNING  # the chain side's next tick starts it
 
     # --- receipts ----------------------------------------------------------------------------
 
@@ -240,8 +239,8 @@ class ProviderService:
 
     # --- operations --------------------------------------------------------------------------
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.render_metrics(), content_type="text/plain")
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

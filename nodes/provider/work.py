@@ -39,7 +39,7 @@ from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
 from market.sealing import Purpose, associated_data, seal
 from nodes.jobs import JobSpec, MatmulParams
 from nodes.logs import EventLogger
-from nodes.metrics import Counter
+from nodes.metrics import Metrics
 from nodes.provider.config import ProviderConfig
 from nodes.provider.inventory import Inventory
 from nodes.provider.metering import Meter, OutputTail, Period
@@ -66,17 +66,23 @@ class _Running:
     billed_s: float = 0.0  # busy seconds already in receipts
 
 
-class Counters:
+class ProviderMetrics(Metrics):
+    """The agent's counters (its HTTP side adds its own, and a gauge of running jobs)."""
+
     def __init__(self) -> None:
-        self.receipts = Counter("gpumarket_provider_receipts_total", "Receipts signed.")
-        self.jobs = Counter("gpumarket_provider_jobs_total", "Jobs, by outcome.")
-        self.claims = Counter("gpumarket_provider_claimed_total", "Tokens claimed, by path.")
-        self.chain_errors = Counter(
+        super().__init__()
+        self.receipts = self.counter("gpumarket_provider_receipts_total", "Receipts signed.")
+        self.jobs = self.counter("gpumarket_provider_jobs_total", "Jobs, by outcome.")
+        self.claims = self.counter("gpumarket_provider_claimed_total", "Tokens claimed, by path.")
+        self.chain_errors = self.counter(
             "gpumarket_provider_chain_errors_total", "Ticks cut short by the chain's RPC."
         )
-
-    def all(self) -> list[Counter]:
-        return [self.receipts, self.jobs, self.claims, self.chain_errors]
+        self.requests = self.counter(
+            "gpumarket_provider_requests_total", "Lab requests answered, by endpoint and status."
+        )
+        self.vouchers = self.counter(
+            "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay)."
+        )
 
 
 @dataclass
@@ -93,7 +99,7 @@ class LeaseWork:
     workdir: Path
     log: EventLogger
     inventory: Inventory
-    counters: Counters = field(default_factory=Counters)
+    counters: ProviderMetrics = field(default_factory=ProviderMetrics)
     running: dict[bytes, _Running] = field(default_factory=dict)
     meters: dict[bytes, Meter] = field(default_factory=dict)
     last_period: dict[bytes, float] = field(default_factory=dict)
@@ -377,4 +383,4 @@ def _python() -> tuple[str, ...]:
     return (sys.executable,)
 
 
-__all__ = ["INTERRUPTED", "Counters", "LeaseWork"]
+__all__ = ["INTERRUPTED", "LeaseWork", "ProviderMetrics"]

@@ -22,15 +22,13 @@ from urllib.parse import quote
 
 import aiohttp
 
-from market.errors import FrameTooLarge, PeerUnavailable, RequestRefused
+from market.errors import PeerUnavailable, RequestRefused
 from market.matching import NO_REQUIREMENTS, Explanation, Requirements, Submission
 from market.protocol.types import Bid, Offer
 from nodes.wire import (
-    CONTENT_TYPE,
     MAX_FRAME_SIZE,
     ZERO_ADDRESS,
     BookSnapshot,
-    ErrorResponse,
     ExplainRequest,
     ExplainResponse,
     Gossip,
@@ -43,14 +41,14 @@ from nodes.wire import (
     decode,
     encode,
 )
+from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
 RELAY_HEADER = "X-Gpumarket-Relay"
 """Every relay answer names the relay's id here (peers learn each other's ids from it)."""
-DEFAULT_TIMEOUT_S = 10.0
 M = TypeVar("M", bound=Message)
 
 
-class RelayClient:
+class RelayClient(HttpPeer):
     def __init__(
         self,
         url: str,
@@ -59,31 +57,9 @@ class RelayClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_frame_size: int = MAX_FRAME_SIZE,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        super().__init__(url, session=session, timeout_s=timeout_s)
         self.max_frame_size = max_frame_size
         self.relay_id: str | None = None
-        self._session = session
-        self._owns_session = session is None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -151,7 +127,7 @@ class RelayClient:
         """A plain-text endpoint (``/metrics``, ``/healthz``)."""
         status, data = await self.raw("GET", path)
         if status != 200:
-            _raise_refused(status, data, self.max_frame_size)
+            raise_refused(status, data, self.max_frame_size)
         return data.decode()
 
     def stream(self) -> RelayStream:
@@ -163,7 +139,7 @@ class RelayClient:
     async def _expect(self, method: str, path: str, message: Message | None, cls: type[M]) -> M:
         status, data = await self.raw(method, path, None if message is None else encode(message))
         if status != 200:
-            _raise_refused(status, data, self.max_frame_size)
+            raise_refused(status, data, self.max_frame_size)
         answer = decode(data, max_size=self.max_frame_size)
         if not isinstance(answer, cls):
             raise RequestRefused("wrong_type", f"expected {cls.TYPE_NAME}", {}, status)
@@ -171,20 +147,13 @@ class RelayClient:
 
     async def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         """Send ``body`` as is and return (HTTP status, answer bytes); for tests of bad input."""
-        headers = {"Content-Type": CONTENT_TYPE} if body is not None else {}
-        try:
-            async with self.session.request(
-                method, self.url + path, data=body, headers=headers, timeout=self.timeout
-            ) as response:
-                self.relay_id = response.headers.get(RELAY_HEADER, self.relay_id)
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > self.max_frame_size:
-                        raise FrameTooLarge(len(data), self.max_frame_size)
-                return response.status, bytes(data)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerUnavailable(self.url, f"{type(exc).__name__}: {exc}") from exc
+
+        def seen(headers: Mapping[str, str]) -> None:
+            self.relay_id = headers.get(RELAY_HEADER, self.relay_id)
+
+        return await self.request(
+            method, path, body, max_size=self.max_frame_size, headers_seen=seen
+        )
 
 
 class RelayStream:
@@ -237,15 +206,6 @@ class RelayStream:
         raise PeerUnavailable(
             self.client.url, f"stream ended ({msg.type.name}, close code {self.ws.close_code})"
         )
-
-
-def _raise_refused(status: int, data: bytes, max_size: int) -> None:
-    answer = decode(data, max_size=max_size)
-    if isinstance(answer, ErrorResponse):
-        raise RequestRefused(answer.code.value, answer.message, answer.details, status)
-    raise RequestRefused(
-        "unexpected_answer", f"HTTP {status} with a {answer.TYPE_NAME}", {}, status
-    )
 
 
 __all__ = ["DEFAULT_TIMEOUT_S", "RELAY_HEADER", "RelayClient", "RelayStream"]

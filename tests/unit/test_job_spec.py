@@ -21,7 +21,9 @@ MATMUL = st.builds(
 COMMAND = st.builds(
     CommandParams,
     st.lists(
-        st.text(st.characters(blacklist_characters="\0"), min_size=1, max_size=40),
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=40
+        ).filter(bool),
         min_size=1,
         max_size=MAX_ARGS,
     ).map(tuple),
