@@ -134,6 +134,9 @@ class ProviderService:
                 self.log.error("request_failed", endpoint=endpoint, error=repr(exc))
                 answer = Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
             response = _error(answer)
+        except Exception as exc:  # a bug: say so in the log, answer in the protocol
+            self.log.error("request_failed", endpoint=endpoint, error=repr(exc), exc_info=True)
+            response = _error(Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__)))
         self.requests.inc(endpoint=endpoint, status=str(response.status))
         return response
 
@@ -204,10 +207,13 @@ class ProviderService:
         row = self.store.job(q.lease_id)
         if row is None:
             raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{q.lease_id.hex()} here")
+        rows = self.store.periods(q.lease_id, q.from_seq, max(1, q.limit))
+        # Read after the periods: each period's receipt was committed with it, so every one read
+        # has its receipt here even while the chain side stores more.
         receipts = {r.message.seq: r for r in self.records.receipts(q.lease_id)}
         periods: list[PeriodReport] = []
         size = 0
-        for seq, sealed, metrics in self.store.periods(q.lease_id, q.from_seq, max(1, q.limit)):
+        for seq, sealed, metrics in rows:
             if periods and size + len(sealed) > MAX_ANSWER:
                 break
             periods.append(PeriodReport(receipts[seq], sealed, metrics))
