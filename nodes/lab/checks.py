@@ -35,6 +35,7 @@ from market.errors import AuditError
 from market.receipts.sampling import audit_seed, sample_indices
 from nodes.jobs.matmul import check_product
 from nodes.jobs.spec import JobSpec, MatmulParams
+from nodes.provider.runtime import die_with_parent
 
 
 class OutputCheckFailed(AuditError):
@@ -147,6 +148,7 @@ class CommandRerun:
                 stdout=out,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # never outlives a killed lab
             )
         self.cut = False  # stopped at the deadline, before it exited by itself
 

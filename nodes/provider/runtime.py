@@ -72,15 +72,19 @@ def job_environment(spec: JobSpec, workdir: Path) -> dict[str, str]:
     return env
 
 
+def die_with_parent() -> None:  # pragma: no cover - runs in a child between fork and exec
+    """SIGKILL this child when the thread that started it dies (``PR_SET_PDEATHSIG``): a job,
+    or a lab's rerun of one, never outlives a killed daemon that could not account for it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _limits(memory_bytes: int | None) -> Callable[[], None]:
     def apply() -> None:  # runs in the child between fork and exec: setrlimit and prctl only
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_bytes is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        # Killed with the thread that started it: a job never outlives a killed agent, whose
-        # restart could not account for it.
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent()
 
     return apply
 
@@ -185,4 +189,4 @@ def run_job(spec: JobSpec, workdir: Path, *, grace_s: float = STOP_GRACE_S) -> J
     return Job.start(spec, workdir, grace_s=grace_s).wait()
 
 
-__all__ = ["Job", "JobResult", "JobSpec", "job_environment", "run_job"]
+__all__ = ["Job", "JobResult", "JobSpec", "die_with_parent", "job_environment", "run_job"]
