@@ -168,8 +168,8 @@ class ProviderAgent:
                 offers = await self._on(self.chain_pool, self._plan_offers)
             except ChainError as exc:
                 _log.warning("chain_unavailable", error=str(exc))
-            except MarketError as exc:  # a bug or a broken store: say so, keep serving
-                _log.error("tick_failed", error=repr(exc))
+            except Exception as exc:  # a bug or a broken store: say so, keep serving
+                _log.error("tick_failed", error=repr(exc), exc_info=True)
             if offers:
                 await self._submit(offers)
             await asyncio.sleep(TICK_S)

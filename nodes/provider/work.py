@@ -173,7 +173,13 @@ class LeaseWork:
                 return
             started += 1
             spec = JobSpec.decode(row.spec)
-            self.running[row.lease_id] = self._launch(row, spec)
+            try:
+                self.running[row.lease_id] = self._launch(row, spec)
+            except OSError as exc:  # no such program, not executable, no space for its folder
+                self.store.set_state(row.lease_id, JobState.FAILED, f"cannot start: {exc}")
+                self.counters.jobs.inc(outcome="failed")
+                self.log.warning("job_not_started", lease=row.lease_id, error=str(exc))
+                continue
             self.counters.jobs.inc(outcome="started")
             self.log.info("job_started", lease=row.lease_id, kind=spec.kind)
 

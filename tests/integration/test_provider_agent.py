@@ -314,3 +314,21 @@ def test_sigkill_mid_lease_loses_no_receipt_and_pays_nothing_twice(net: Net) -> 
     assert lab.client.lease_state(lease.id).paid == paid  # paid once, exactly the vouchers
     claimed = [e for e in lab.client.events() if e.name == "Claimed"]
     assert sum(e.args["amount"] for e in claimed if e.args["lease_id"] == lease.id) == paid
+
+
+def test_a_job_that_cannot_start_fails_and_costs_the_lab_nothing(net: Net) -> None:
+    lab = _lab(net, 2)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, CommandParams(("/nonexistent/program",)))
+    lease, bid = _lease(net, lab, spec, duration=6)
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    batch = _follow(net, lab, side, lambda b: side.verifier.head is not None
+                    and side.verifier.head.period_end >= lease.end)  # fmt: skip
+    assert batch.job_state is JobState.FAILED
+    assert "cannot start" in batch.job_error
+    assert side.verifier.head is not None
+    assert side.verifier.head.gpu_seconds == 0  # nothing ran, nothing billed
+    wait_until(lambda: _closed(lab, lease), 60, "the provider to close the unpaid lease")
+    assert lab.client.lease_state(lease.id).paid == 0
+    assert lab.withdrawable() >= lease.escrow  # all of it back to the lab
