@@ -84,6 +84,31 @@ def test_events_count_only_once_their_block_is_confirmations_deep(
     assert relay.state(lambda r: r.watch.next_block) == opened_in + 1
 
 
+def test_a_lease_a_reorg_removes_never_reaches_a_book_that_waits_for_confirmations(
+    market: MarketEnv, relays: Relays
+) -> None:
+    relay = relays.start(confirmations=3)
+    o, b = offer(market, gpus=8), bid(market, gpus=3)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    reader = market.client()
+    lease = market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, b, 3)
+    opened_in = reader.head().number
+    wait_until(
+        lambda: relay.state(lambda r: r.watch.next_block) == opened_in - 2,
+        20,
+        "the relay to apply every event 3 blocks deep",
+    )
+    market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before, replaced
+    assert reader.lease_state(lease.id).status.name == "NONE"  # the lease never happened
+    market.devnet.mine(5)
+    wait_until(
+        lambda: relay.state(lambda r: r.watch.next_block) > opened_in,
+        20,
+        "the relay to follow the new chain past the old lease's block",
+    )
+    assert _remaining(relay) == {o.signature: 8, b.signature: 3}  # nothing counted, nothing lost
+
+
 def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:
     relay = relays.start()
     o1, o2 = offer(market), offer(market, price_per_gpu_second=4)
