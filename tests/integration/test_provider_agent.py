@@ -332,3 +332,33 @@ def test_a_job_that_cannot_start_fails_and_costs_the_lab_nothing(net: Net) -> No
     wait_until(lambda: _closed(lab, lease), 60, "the provider to close the unpaid lease")
     assert lab.client.lease_state(lease.id).paid == 0
     assert lab.withdrawable() >= lease.escrow  # all of it back to the lab
+
+
+def test_a_silent_lab_stops_the_work_and_the_receipt_is_paid_by_the_chain(net: Net) -> None:
+    """The lab sends its job and never pays: the provider stops the job after
+    ``max_unpaid_periods`` unpaid receipts, and once the lease is over posts its last receipt
+    (optimistic claim), finalizes it after the challenge window and closes the lease."""
+    lab = _lab(net, 0)
+    keys = generate_keypair()
+    busy = "import time\nt=time.time()\nwhile time.time()-t<60: pass\n"
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", busy)))
+    lease, bid = _lease(net, lab, spec, duration=16)
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    batch = _follow(net, lab, side, lambda b: b.job_state is JobState.STOPPED)
+    assert batch.job_error.startswith("payment stopped: 3 receipts unpaid")
+    assert lab.client.chain_time() < lease.end  # stopped before the lease's end: no more work
+    wait_until(lambda: _closed(lab, lease), 90, "the optimistic claim to be paid and the close")
+    last = max(
+        (
+            e.args
+            for e in lab.client.events()
+            if e.name == "ClaimFinalized" and e.args["lease_id"] == lease.id
+        ),
+        key=lambda a: a["seq"],
+    )
+    state = lab.client.lease_state(lease.id)
+    posted = [r for r in _batch(net, lease.id).periods if r.receipt.message.seq == last["seq"]]
+    usage = posted[0].receipt.message.gpu_seconds_cumulative
+    assert state.paid == last["amount"] == lease.price_per_gpu_second * usage
+    assert state.paid > 0  # the work done before payment stopped is paid for, by the chain
