@@ -62,13 +62,14 @@ class Daemon:
 
     @property
     def url(self) -> str:
-        return self._field("url")
+        return self.ready_field("url")
 
     @property
     def address(self) -> str:
-        return self._field("address")
+        return self.ready_field("address")
 
-    def _field(self, name: str) -> str:
+    def ready_field(self, name: str) -> str:
+        """A ``name=value`` field of its ready line (``url``, ``address``, ``metrics``)."""
         return next(
             (p.split("=", 1)[1] for p in self.ready_line.split() if p.startswith(f"{name}=")), ""
         )

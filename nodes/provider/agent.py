@@ -3,7 +3,7 @@
     agent = ProviderAgent(config, key, deployment)
     await agent.start()        # registers (stake + sealing key + endpoint) if needed, serves labs
     ...                        # offers, leases, jobs, receipts, claims run in the background
-    await agent.stop()         # SIGTERM: stop taking jobs, stop the jobs, last receipts, close
+    await agent.stop()         # SIGTERM: stop serving, stop the jobs (reported "stopped")
 
 Two worker threads, each with its own connection to the agent's SQLite file (a StateDB belongs
 to one thread): the **chain** thread runs :class:`~nodes.provider.work.LeaseWork` (events, jobs,
@@ -140,7 +140,8 @@ class ProviderAgent:
         _log.info("registered", stake=stake, endpoint=endpoint)
 
     async def stop(self) -> None:
-        """Stop serving, stop the jobs (a last receipt each), then the threads."""
+        """Stop serving, stop the jobs (their leases are metered on after a restart), then the
+        threads."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -7,6 +7,7 @@ the rest, receipts one unbroken chain, and no token created or lost."""
 from __future__ import annotations
 
 import sqlite3
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -166,6 +167,9 @@ def test_orders_that_cannot_match_are_explained_in_the_logs(net: LocalMarket) ->
     bid_line = _line(lab, "no_match")
     assert "reasons=price_not_crossed" in bid_line
     assert "changes=max_price_per_gpu_second:100->400" in bid_line
+    with urllib.request.urlopen(lab.ready_field("metrics"), timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'gpumarket_lab_events_total{event="bid_submitted"} 1' in metrics
     for d in (lab, provider, relay):
         assert d.terminate() == 0
 
