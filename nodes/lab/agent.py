@@ -15,8 +15,10 @@ opening, terminating, closing, claims posted), each live lease's step, the pendi
    accepted receipt, and for each: open its sealed output, verify the receipt
    (:class:`~market.receipts.ReceiptVerifier`: signature, chain, period, usage bounds, output
    root), its metrics hash, and the output itself (:mod:`nodes.lab.checks`); then store receipt
-   and output, sign and store the voucher, send it. Any failure stops payment: the lease is
-   terminated paying what was vouched, and a provable failure is proved on-chain.
+   and output, sign and store the voucher, send it. A command's period that the lab's own rerun
+   has not reached yet waits for it (nothing is paid for it meanwhile); receipts are followed
+   to the lease's end. Any failure stops payment: the lease is terminated paying what was
+   vouched, and a provable failure is proved on-chain.
 
 State is the lab's SQLite (:mod:`nodes.lab.store`), written before each act, so a SIGKILL at any
 point loses nothing and pays nothing twice. All database and chain work runs on one worker thread
@@ -260,6 +262,8 @@ class LabAgent:
                 self._phases[r.phase] = self._phases.get(r.phase, 0) + 1
         except ChainError as exc:
             self.log.warning("chain_unavailable", error=str(exc))
+        except Exception as exc:  # a bug or a broken store: say so, keep the lab running
+            self.log.error("tick_failed", error=repr(exc), exc_info=True)
 
     async def _place_bids(self) -> None:
         """Send each open bid to the relays until one accepts it (a duplicate counts)."""
