@@ -20,6 +20,9 @@ opening, terminating, closing, claims posted), each live lease's step, the pendi
    to the lease's end. Any failure stops payment: the lease is terminated paying what was
    vouched, and a provable failure is proved on-chain.
 
+Outages (chain, provider, relay) are logged and retried next tick; any other error ends the
+process (crash-only: its state is durable and a restart reconciles it).
+
 State is the lab's SQLite (:mod:`nodes.lab.store`), written before each act, so a SIGKILL at any
 point loses nothing and pays nothing twice. All database and chain work runs on one worker thread
 (:class:`~nodes.lab.ledger.Ledger`); HTTP and checks stay off it. SIGTERM ends the tick in
@@ -262,8 +265,6 @@ class LabAgent:
                 self._phases[r.phase] = self._phases.get(r.phase, 0) + 1
         except ChainError as exc:
             self.log.warning("chain_unavailable", error=str(exc))
-        except Exception as exc:  # a bug or a broken store: say so, keep the lab running
-            self.log.error("tick_failed", error=repr(exc), exc_info=True)
 
     async def _place_bids(self) -> None:
         """Send each open bid to the relays until one accepts it (a duplicate counts)."""

@@ -79,6 +79,11 @@ class ProviderAgent:
     def address(self) -> str:
         return self.key.address
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The agent's background loop (empty before :meth:`start`)."""
+        return list(self._tasks)
+
     async def _on(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn)
 
@@ -169,8 +174,6 @@ class ProviderAgent:
                 offers = await self._on(self.chain_pool, self._plan_offers)
             except ChainError as exc:
                 _log.warning("chain_unavailable", error=str(exc))
-            except Exception as exc:  # a bug or a broken store: say so, keep serving
-                _log.error("tick_failed", error=repr(exc), exc_info=True)
             if offers:
                 await self._submit(offers)
             await asyncio.sleep(TICK_S)
@@ -254,7 +257,9 @@ def run_agent(
     *,
     on_ready: Callable[[ProviderAgent], None],
 ) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully. Chain outages are retried; any other
+    error in the agent's loop ends the run with that error (crash-only: the state is durable, a
+    restart reconciles it)."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -263,10 +268,16 @@ def run_agent(
             loop.add_signal_handler(signum, stop.set)
         agent = ProviderAgent(config, key, deployment)
         await agent.start()
+        stopping = asyncio.create_task(stop.wait())
         try:
             on_ready(agent)
-            await stop.wait()
+            done, _ = await asyncio.wait(
+                [stopping, *agent.tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done - {stopping}:
+                task.result()  # the loop failed: raise it, so the process ends and says why
         finally:
+            stopping.cancel()
             await agent.stop()
 
     asyncio.run(main())

@@ -134,9 +134,6 @@ class ProviderService:
                 self.log.error("request_failed", endpoint=endpoint, error=repr(exc))
                 answer = Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
             response = _error(answer)
-        except Exception as exc:  # a bug: say so in the log, answer in the protocol
-            self.log.error("request_failed", endpoint=endpoint, error=repr(exc), exc_info=True)
-            response = _error(Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__)))
         self.requests.inc(endpoint=endpoint, status=str(response.status))
         return response
 
