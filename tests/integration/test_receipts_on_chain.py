@@ -296,6 +296,26 @@ def test_optimistic_claim_is_paid_only_after_the_challenge_window(
     assert provider.finalize_claim(lease) == 0  # nothing pending: nothing sent
 
 
+def test_a_claim_vouchers_already_paid_is_finalized_for_nothing(
+    env: MarketEnv, pair: tuple[Provider, Lab]
+) -> None:
+    provider, lab = pair
+    lease = _lease(provider, lab)
+    latest = _full_use(env, _chain(provider, lease), 100)
+    pending = provider.post_receipt(lease, latest)
+    # The lab was only late: it pays the posted receipt's amount by voucher, which is claimed.
+    voucher = lab.pay(lease, pending.amount, receipt_hash(lab.client.domain, latest.message))
+    assert provider.claim(lease, voucher) == pending.amount
+    _advance(env, CHALLENGE_WINDOW)
+    events = provider.client._events_in(
+        provider.client._send(env.contracts.market, "finalizeClaim", lease.as_tuple())
+    )
+    finalized = [e.args for e in events if e.name == "ClaimFinalized"]
+    assert [(a["seq"], a["amount"]) for a in finalized] == [(pending.seq, 0)]  # nothing more
+    assert provider.client.pending_claim(lease.id) is None
+    assert provider.client.lease_state(lease.id).paid == pending.amount  # paid once
+
+
 def test_a_dispute_cancels_the_claim_for_good(env: MarketEnv, pair: tuple[Provider, Lab]) -> None:
     provider, lab = pair
     lease = _lease(provider, lab)
