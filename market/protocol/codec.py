@@ -7,7 +7,9 @@ Every message is a msgpack map with exactly three keys::
 ``type`` is ``Offer``, ``Bid``, ``Voucher``, ``Receipt`` or ``Lease``, whose body maps each
 camelCase name in the class's ``FIELDS`` to its value, or ``SignedOffer``, ``SignedBid``,
 ``SignedVoucher`` or ``SignedReceipt``, whose body is
-``{"message": <the inner message's body map>, "signature": <65-byte bin>}``.
+``{"message": <the inner message's body map>, "signature": <bin>}``: 65 bytes or 64 (EIP-2098) for
+an ECDSA signature, anything from 1 to ``MAX_SIGNATURE_LENGTH`` bytes for a contract signer's
+(ERC-1271); whether it is valid is for ``market.protocol.signing`` to say.
 
 Each kind of value has exactly one msgpack type:
 
@@ -47,7 +49,8 @@ WIRE_VERSION: Final = 1
 """The ``v`` of every message this module writes and the only one it reads."""
 MAX_FRAME_SIZE: Final = 64 * 1024
 """The default limit on an encoded message's length, in bytes."""
-SIGNATURE_LENGTH: Final = 65
+MAX_SIGNATURE_LENGTH: Final = Signed.MAX_SIGNATURE_LENGTH
+"""The longest signature a frame may carry, in bytes (a longer bin is refused while parsing)."""
 
 Decoded: TypeAlias = (
     Offer
@@ -75,7 +78,7 @@ _SIGNED_KEYS = ("message", "signature")
 # str is a GPU model of 32 characters; the longest bin is a signature.
 _UNPACK_LIMITS: Final = {
     "max_str_len": 128,
-    "max_bin_len": SIGNATURE_LENGTH,
+    "max_bin_len": MAX_SIGNATURE_LENGTH,
     "max_array_len": 0,
     "max_map_len": 16,
     "max_ext_len": 0,
@@ -242,9 +245,9 @@ def _decode_signed(cls: _SignableClass, body: object, type_name: str) -> _Signed
         raise DecodeError(f"{type_name}.body must be a map, got {_wire_type(body)}")
     _check_keys(body, _SIGNED_KEYS, f"{type_name}.body")
     signature = body["signature"]
-    if type(signature) is not bytes or len(signature) != SIGNATURE_LENGTH:
+    if type(signature) is not bytes or not 0 < len(signature) <= MAX_SIGNATURE_LENGTH:
         raise DecodeError(
-            f"{type_name}.signature must be a {SIGNATURE_LENGTH}-byte bin, "
+            f"{type_name}.signature must be a bin of 1 to {MAX_SIGNATURE_LENGTH} bytes, "
             f"got {_wire_type(signature)}"
         )
     message = _decode_message(cls, body["message"], f"{type_name}.message")
@@ -296,7 +299,7 @@ def _wire_type(value: object) -> str:
 
 __all__ = [
     "MAX_FRAME_SIZE",
-    "SIGNATURE_LENGTH",
+    "MAX_SIGNATURE_LENGTH",
     "WIRE_VERSION",
     "Decoded",
     "decode",

@@ -308,14 +308,29 @@ M = TypeVar("M", Offer, Bid, Voucher, Receipt)
 
 @dataclass(frozen=True, slots=True)
 class Signed(Generic[M]):
-    """A message with its 65-byte signature (r || s || v, v in {27, 28})."""
+    """A message with its signature, in any form the Market contract accepts: the signer's ECDSA
+    signature, 65 bytes ``r || s || v`` (v in {27, 28}) or EIP-2098's compact 64 ``r || vs``, or,
+    for a contract signer, whatever bytes its ERC-1271 ``isValidSignature`` accepts (from 1 to
+    ``MAX_SIGNATURE_LENGTH`` bytes). Which one it is, and whether it is valid, is for
+    ``market.protocol.signing`` to say; this only bounds the length."""
 
     message: M
     signature: bytes = field(repr=False)
 
+    MAX_SIGNATURE_LENGTH: ClassVar[int] = 4096
+    """The longest signature accepted: room for a multisig's signatures or a smart wallet's
+    WebAuthn assertion, while bounding what one order costs to store, relay and check."""
+
     def __post_init__(self) -> None:
-        if type(self.signature) is not bytes or len(self.signature) != 65:
-            raise InvalidField(type(self.message).__name__, "signature", "must be 65 bytes")
+        if type(self.signature) is not bytes:
+            raise InvalidField(type(self.message).__name__, "signature", "must be bytes")
+        if not 0 < len(self.signature) <= self.MAX_SIGNATURE_LENGTH:
+            raise InvalidField(
+                type(self.message).__name__,
+                "signature",
+                f"is {len(self.signature)} bytes; it must be 1 to "
+                f"{self.MAX_SIGNATURE_LENGTH} (ECDSA: 65, or 64 in EIP-2098 form)",
+            )
 
 
 Message = Offer | Bid | Voucher | Lease | Receipt

@@ -77,7 +77,15 @@ def test_message_round_trips_to_an_equal_object(
     assert decode_as(wire, type(message)) == message
 
 
-@given(message=signables(), signature=st.binary(min_size=65, max_size=65))
+# ECDSA (65, or 64 in EIP-2098 form) and a contract signer's signature of any length up to the cap.
+SIGNATURES = st.one_of(
+    st.binary(min_size=64, max_size=65),
+    st.binary(min_size=1, max_size=Signed.MAX_SIGNATURE_LENGTH),
+    st.just(b"\x05" * Signed.MAX_SIGNATURE_LENGTH),
+)
+
+
+@given(message=signables(), signature=SIGNATURES)
 @settings(max_examples=200)
 def test_signed_message_round_trips_to_an_equal_object(
     message: Offer | Bid | Voucher, signature: bytes
@@ -324,15 +332,24 @@ def test_signed_body_with_an_extra_key_is_a_decode_error() -> None:
     assert "'signer'" in str(_refused(data, DecodeError))
 
 
-@pytest.mark.parametrize("signature", [b"", b"\x01" * 64, b"\x01" * 32, "00" * 32, 1, None])
-def test_signature_that_is_not_a_65_byte_bin_is_a_decode_error(signature: object) -> None:
+@pytest.mark.parametrize("signature", [b"", "00" * 32, 1, None])
+def test_signature_that_is_not_a_non_empty_bin_is_a_decode_error(signature: object) -> None:
     data = _mutated(_signed(BASE[Voucher]), lambda t: _body(t).update(signature=signature))
     assert "signature" in str(_refused(data, DecodeError))
 
 
-def test_signature_over_65_bytes_is_a_decode_error() -> None:
-    data = _mutated(_signed(BASE[Voucher]), lambda t: _body(t).update(signature=b"\x01" * 66))
+def test_signature_over_the_maximum_length_is_a_decode_error() -> None:
+    too_long = b"\x01" * (codec.MAX_SIGNATURE_LENGTH + 1)
+    data = _mutated(_signed(BASE[Voucher]), lambda t: _body(t).update(signature=too_long))
     _refused(data, DecodeError)
+
+
+@pytest.mark.parametrize("length", [1, 32, 64, 66, 1000, codec.MAX_SIGNATURE_LENGTH])
+def test_signature_of_any_length_up_to_the_maximum_decodes(length: int) -> None:
+    signature = bytes(range(256)) * 16
+    data = encode(_signed(BASE[Bid], signature[:length]))
+    decoded = decode_as(data, Signed[Bid])
+    assert decoded == Signed(BASE[Bid], signature[:length])
 
 
 def test_signed_message_that_is_not_a_map_is_a_decode_error() -> None:
@@ -595,7 +612,7 @@ def test_field_values_keep_their_dataclass_types() -> None:
 def test_all_names_are_exported() -> None:
     assert set(codec.__all__) == {
         "MAX_FRAME_SIZE",
-        "SIGNATURE_LENGTH",
+        "MAX_SIGNATURE_LENGTH",
         "WIRE_VERSION",
         "Decoded",
         "decode",

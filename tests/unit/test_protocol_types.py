@@ -359,11 +359,21 @@ def test_lease_id_changes_with_every_term() -> None:
     assert len(ids) == 1 + len(changed)
 
 
-@pytest.mark.parametrize("signature", [b"", b"\x01" * 64, b"\x01" * 66, bytearray(65), "00" * 65])
-def test_signed_refuses_a_signature_that_is_not_65_bytes(signature: object) -> None:
+@pytest.mark.parametrize(
+    "signature",
+    [b"", b"\x01" * (Signed.MAX_SIGNATURE_LENGTH + 1), bytearray(65), "00" * 65, None],
+    ids=["empty", "over-the-cap", "bytearray", "str", "None"],
+)
+def test_signed_refuses_a_signature_that_is_not_1_to_max_bytes(signature: object) -> None:
     with pytest.raises(InvalidField) as info:
         Signed(BASE[Voucher], signature)  # type: ignore[arg-type]
     assert (info.value.message_type, info.value.field) == ("Voucher", "signature")
+
+
+@pytest.mark.parametrize("length", [1, 64, 65, 66, Signed.MAX_SIGNATURE_LENGTH])
+def test_signed_accepts_ecdsa_lengths_and_contract_signatures_up_to_the_cap(length: int) -> None:
+    assert Signed.MAX_SIGNATURE_LENGTH == 4096
+    assert len(Signed(BASE[Bid], b"\x07" * length).signature) == length
 
 
 def test_signed_accepts_65_bytes_and_hides_them_from_repr() -> None:

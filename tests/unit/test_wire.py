@@ -232,6 +232,29 @@ def test_order_breaking_a_protocol_rule_is_an_invalid_field_with_its_path() -> N
     assert (info.value.message_type, info.value.field) == ("Offer", "min_duration")
 
 
+@pytest.mark.parametrize("length", [64, 65, 66, 1000, codec.MAX_SIGNATURE_LENGTH])
+def test_order_with_an_ecdsa_or_contract_signature_travels(length: int) -> None:
+    tree = _orders_tree()
+    inner = msgpack.unpackb(tree["body"]["orders"][0]["order"], raw=False)
+    inner["body"]["signature"] = b"\x09" * length
+    tree["body"]["orders"][0]["order"] = _pack(inner)
+    decoded = decode_as(_pack(tree), SubmitOrders)
+    assert decoded.orders[0].signed.signature == b"\x09" * length
+    assert decode(encode(decoded)) == decoded
+
+
+@pytest.mark.parametrize("signature", [b"", b"\x09" * (codec.MAX_SIGNATURE_LENGTH + 1)])
+def test_order_with_an_empty_or_oversize_signature_is_refused_with_its_path(
+    signature: bytes,
+) -> None:
+    tree = _orders_tree()
+    inner = msgpack.unpackb(tree["body"]["orders"][0]["order"], raw=False)
+    inner["body"]["signature"] = signature
+    tree["body"]["orders"][0]["order"] = _pack(inner)
+    with pytest.raises(DecodeError, match=r"SubmitOrders\.orders\[0\]\.order"):
+        decode(_pack(tree))
+
+
 def test_constraint_with_an_unknown_operator_is_an_invalid_field() -> None:
     tree = _orders_tree()
     tree["body"]["orders"][1]["requirements"]["constraints"][0]["op"] = "regex"

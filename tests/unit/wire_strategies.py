@@ -95,7 +95,13 @@ def offers(draw: st.DrawFn) -> Offer:
 
 
 BIDS = st.builds(Bid, ADDRESS, MODEL, U32, U256, U64, U64, U256, HASH)
-SIGNATURE = st.binary(min_size=65, max_size=65)
+# ECDSA signatures (65 bytes, or 64 in EIP-2098 form) and contract signers' (ERC-1271) of any
+# length up to the cap.
+SIGNATURE = st.one_of(
+    st.binary(min_size=64, max_size=65),
+    st.binary(min_size=1, max_size=300),
+    st.just(b"\x0c" * Signed.MAX_SIGNATURE_LENGTH),
+)
 SIGNED = st.one_of(st.builds(Signed, offers(), SIGNATURE), st.builds(Signed, BIDS, SIGNATURE))
 SUBMISSION = st.builds(Submission, SIGNED, ATTRIBUTES, REQUIREMENTS)
 LEASE = st.builds(Lease, ADDRESS, ADDRESS, U32, U256, U64, U64, HASH)
