@@ -1,9 +1,16 @@
 """Signing and verifying protocol messages: secp256k1 via coincurve, checked against eth-account.
 
-Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28}, exactly what eth-account produces
-and OpenZeppelin's ECDSA accepts. Like OpenZeppelin, recovery refuses malleable signatures (``s``
-in the upper half of the curve order), so a signature verifies here if and only if it verifies
-on-chain.
+:class:`SigningKey` signs 65 bytes ``r || s || v`` with ``v`` in {27, 28}, exactly what eth-account
+produces. Recovery also reads EIP-2098's compact 64 bytes ``r || vs`` (the parity of ``v`` in the
+top bit of ``s``), as the Market contract and OpenZeppelin's ECDSA do. Like them, it refuses
+malleable signatures (``s`` in the upper half of the curve order) and any ``v`` but 27 or 28, so an
+ECDSA signature verifies here if and only if it verifies on-chain.
+
+An order's signer may also be a contract (a multisig, a smart wallet): the Market accepts what its
+ERC-1271 ``isValidSignature`` accepts when the ECDSA check fails. :func:`verify_signature` makes
+the contract's decision in that order; the ERC-1271 question goes to a
+:class:`ContractSignatureChecker`, which ``market.chain.erc1271`` implements over an RPC endpoint
+(this layer never talks to a chain).
 
 The fast path (:func:`recover`, :func:`verify`, :func:`verify_many`) uses coincurve directly with
 precomputed type hashes; :func:`recover_with_eth_account` is the reference implementation.
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from coincurve import PrivateKey, PublicKey
 from eth_account import Account
@@ -27,6 +35,22 @@ from market.protocol.types import Bid, M, Offer, Receipt, Signed, Voucher
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
+_S_MASK = (1 << 255) - 1  # EIP-2098: vs without its top (parity) bit
+
+
+class ContractSignatureChecker(Protocol):
+    """Asks a contract signer whether it accepts a signature, as ERC-1271 defines it.
+
+    ``market.chain.erc1271.Erc1271Checker`` answers through an RPC endpoint; tests may answer from
+    a table.
+    """
+
+    def is_valid_signature(self, signer: str, digest: bytes, signature: bytes) -> bool:
+        """Whether ``signer`` is a contract whose ``isValidSignature(digest, signature)`` accepts
+        the signature (False for an account without code). Raises
+        :class:`~market.errors.RpcUnavailable` when it cannot get an answer: an outage is never
+        an invalid signature."""
+        ...
 
 
 class SigningKey:
@@ -56,28 +80,80 @@ class SigningKey:
 
 
 def recover_address_bytes(message_hash: bytes, signature: bytes) -> bytes:
-    """The 20-byte address that produced ``signature`` over ``message_hash``.
+    """The 20-byte address that produced the ECDSA ``signature`` over ``message_hash``: 65 bytes
+    ``r || s || v`` or EIP-2098's 64 bytes ``r || vs``.
 
     Raises InvalidSignature for a malformed or malleable signature, as OpenZeppelin's ECDSA does.
     """
-    if len(signature) != 65:
-        raise InvalidSignature(message_hash, "?", None, f"length {len(signature)}, expected 65")
-    v = signature[64]
-    if v not in (27, 28):
-        raise InvalidSignature(message_hash, "?", None, f"v is {v}, expected 27 or 28")
+    if len(signature) == 65:
+        v = signature[64]
+        if v not in (27, 28):
+            raise InvalidSignature(message_hash, "?", None, f"v is {v}, expected 27 or 28")
+        s = int.from_bytes(signature[32:64], "big")
+    elif len(signature) == 64:
+        vs = int.from_bytes(signature[32:64], "big")
+        v, s = 27 + (vs >> 255), vs & _S_MASK
+    else:
+        raise InvalidSignature(
+            message_hash,
+            "?",
+            None,
+            f"length {len(signature)}: an ECDSA signature is 65 bytes, or 64 in EIP-2098 form",
+        )
     r = int.from_bytes(signature[:32], "big")
-    s = int.from_bytes(signature[32:64], "big")
     if s > _HALF_N:
         raise InvalidSignature(message_hash, "?", None, "malleable: s is in the upper half order")
     if not 0 < r < SECP256K1_N or s == 0:
         raise InvalidSignature(message_hash, "?", None, "r or s out of range")
     try:
         public = PublicKey.from_signature_and_message(
-            signature[:64] + bytes([v - 27]), message_hash, hasher=None
+            signature[:32] + s.to_bytes(32, "big") + bytes([v - 27]), message_hash, hasher=None
         )
     except ValueError as exc:
         raise InvalidSignature(message_hash, "?", None, f"unrecoverable: {exc}") from exc
     return keccak(public.format(compressed=False)[1:])[-20:]
+
+
+def to_compact(signature: bytes) -> bytes:
+    """A 65-byte ECDSA signature in EIP-2098's compact form, ``r || vs``. Raises ValueError for
+    one that has no compact form (not 65 bytes, ``v`` not 27 or 28, or a malleable ``s``)."""
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        raise ValueError("not a 65-byte ECDSA signature with v in {27, 28}")
+    s = int.from_bytes(signature[32:64], "big")
+    if s > _HALF_N:
+        raise ValueError("a malleable signature (s in the upper half order) has no compact form")
+    return signature[:32] + ((signature[64] - 27) << 255 | s).to_bytes(32, "big")
+
+
+def verify_signature(
+    digest: bytes,
+    signer: str,
+    signature: bytes,
+    checker: ContractSignatureChecker | None = None,
+) -> None:
+    """Raise InvalidSignature unless ``signature`` over ``digest`` is ``signer``'s, decided as the
+    Market contract decides (``_checkSignature``): the signer's ECDSA signature (65 bytes or 64 in
+    EIP-2098 form, malleable ones refused), else, when a ``checker`` is given, the signer's ERC-1271
+    approval. Without a checker only ECDSA is checked, and a contract signer's order is refused.
+
+    Raises RpcUnavailable (from the checker) when the ERC-1271 question cannot be answered.
+    """
+    try:
+        got = recover_address_bytes(digest, signature)
+    except InvalidSignature as exc:
+        recovered, reason = None, exc.reason
+    else:
+        if got == bytes.fromhex(signer[2:]):
+            return
+        recovered, reason = to_checksum_address(got), "signed by another account"
+    if checker is None:
+        if len(signature) not in (64, 65):
+            reason += " (a contract signer's signature needs an ERC-1271 check, not made here)"
+    elif checker.is_valid_signature(signer, digest, signature):
+        return
+    else:
+        reason += "; nor does the signer accept it through ERC-1271"
+    raise InvalidSignature(digest, signer, recovered, reason)
 
 
 def recover(message_hash: bytes, signature: bytes) -> ChecksumAddress:
@@ -91,10 +167,16 @@ def signer_of(message: Offer | Bid) -> ChecksumAddress:
 
 
 def verify(
-    domain: Domain, signed: Signed[Offer] | Signed[Bid], *, signer: str | None = None
+    domain: Domain,
+    signed: Signed[Offer] | Signed[Bid],
+    *,
+    signer: str | None = None,
+    checker: ContractSignatureChecker | None = None,
 ) -> None:
-    """Raise InvalidSignature unless the order's own signer (or ``signer``) signed it."""
-    _verify_signer(domain, signed, signer if signer is not None else signer_of(signed.message))
+    """Raise InvalidSignature unless the order's own signer (or ``signer``) signed it: by ECDSA,
+    or, with a ``checker``, by ERC-1271 (see :func:`verify_signature`)."""
+    expected = signer if signer is not None else signer_of(signed.message)
+    verify_signature(digest(domain, signed.message), expected, signed.signature, checker)
 
 
 def verify_voucher(domain: Domain, signed: Signed[Voucher], lab: str) -> None:
@@ -112,13 +194,7 @@ def _verify_signer(
     signed: Signed[Offer] | Signed[Bid] | Signed[Voucher] | Signed[Receipt],
     expected: str,
 ) -> None:
-    h = digest(domain, signed.message)
-    try:
-        got = recover_address_bytes(h, signed.signature)
-    except InvalidSignature as exc:
-        raise InvalidSignature(h, expected, None, exc.reason) from None
-    if got != bytes.fromhex(expected[2:]):
-        raise InvalidSignature(h, expected, to_checksum_address(got), "signed by another account")
+    verify_signature(digest(domain, signed.message), expected, signed.signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +238,7 @@ def recover_with_eth_account(
 
 
 __all__ = [
+    "ContractSignatureChecker",
     "Rejected",
     "SigningKey",
     "recover",
@@ -169,8 +246,10 @@ __all__ = [
     "recover_with_eth_account",
     "sign_with_eth_account",
     "signer_of",
+    "to_compact",
     "verify",
     "verify_many",
     "verify_receipt",
+    "verify_signature",
     "verify_voucher",
 ]

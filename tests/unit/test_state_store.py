@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from market.errors import InvalidSignature, StoreError
-from market.protocol.types import Lease, Voucher
+from market.protocol.signing import to_compact
+from market.protocol.types import Lease, Signed, Voucher
 from market.receipts import ReceiptChain
 from nodes.state import SCHEMA_VERSION, IntentLog, Records, StateDB
 from nodes.state.db import MIGRATIONS
@@ -153,6 +154,20 @@ def test_vouchers_are_checked_kept_and_the_largest_is_claimable(records: Records
     records.record_paid(lease.id, 5)  # a stale read never lowers what was seen paid
     assert records.paid(lease.id) == lease.escrow
     assert records.claimable() == []
+
+
+def test_voucher_signed_in_eip2098_compact_form_is_checked_and_kept(records: Records) -> None:
+    lease = _lease()
+    records.save_lease(lease)
+    full = LAB.sign(DOMAIN, Voucher(lease.id, 300))
+    compact = Signed(full.message, to_compact(full.signature))
+    assert len(compact.signature) == 64
+    assert records.save_voucher(compact)
+    assert records.best_voucher(lease.id) == compact
+    forged = Signed(full.message, to_compact(LAB_KEYS[1].sign(DOMAIN, full.message).signature))
+    with pytest.raises(InvalidSignature) as info:
+        records.save_voucher(forged)
+    assert (info.value.expected, info.value.recovered) == (LAB.address, LAB_KEYS[1].address)
 
 
 def test_voucher_from_someone_other_than_the_lab_is_not_stored(records: Records) -> None:
