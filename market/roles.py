@@ -28,6 +28,21 @@ Receipts back the payment when a party misbehaves (docs/decisions/0006-slashing.
 
 Order nonces default to the signing time in nanoseconds, so ``cancel_all()`` (which raises the
 nonce floor to now) cancels every order signed before it.
+
+A party may be a contract wallet (a multisig, a smart wallet) whose ERC-1271 ``isValidSignature``
+accepts its owner key's ECDSA signatures (``contracts/test/helpers/ERC1271Lab.sol`` is such a
+wallet)::
+
+    lab = Lab.connect(deployment, owner_key, wallet=wallet_address)
+    bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)  # lab=wallet
+    lease = lab.open(offer, bid, gpus=4)  # escrow pulled from the wallet; no permit
+
+Orders and vouchers then name the wallet and are signed by the owner key; the market and relays
+check them through the wallet (ERC-1271). Transactions still come from the owner key's account, so
+what the contract decides by its sender the wallet must send itself, through its own interface:
+approving the market to pull escrow (before ``open``), cancelling, terminating, disputing,
+withdrawing, and for a provider registering, posting receipts and closing. Those methods raise
+:class:`~market.errors.WalletMustSend`.
 """
 
 from __future__ import annotations
@@ -36,8 +51,11 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
+from eth_typing import ChecksumAddress
+
 from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
+from market.errors import WalletMustSend
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import (
@@ -50,26 +68,46 @@ from market.protocol.types import (
     Receipt,
     Signed,
     Voucher,
+    checksum_address,
 )
 
 DEFAULT_ORDER_TTL_S = 3600
 
 
 class _Party:
-    def __init__(self, client: MarketClient, key: SigningKey) -> None:
+    def __init__(self, client: MarketClient, key: SigningKey, *, wallet: str | None = None) -> None:
         if client.address != key.address:
             raise ValueError("the client's account and the signing key differ")
         self.client = client
         self.key = key
+        self.wallet = None if wallet is None else checksum_address(wallet)
+        """The contract wallet this party acts for through ``key``, its owner; None for the key's
+        own account."""
 
     @classmethod
-    def connect(cls, deployment: Deployment, key: str, *, rpc_url: str | None = None) -> Self:
-        """Connect to a deployment and act for the account of ``key`` (a 0x hex private key)."""
-        return cls(MarketClient.connect(deployment, key, rpc_url=rpc_url), SigningKey(key))
+    def connect(
+        cls,
+        deployment: Deployment,
+        key: str,
+        *,
+        rpc_url: str | None = None,
+        wallet: str | None = None,
+    ) -> Self:
+        """Connect to a deployment and act for the account of ``key`` (a 0x hex private key), or,
+        with ``wallet``, for that contract wallet, whose ERC-1271 check accepts ``key``'s
+        signatures (see the module)."""
+        client = MarketClient.connect(deployment, key, rpc_url=rpc_url)
+        return cls(client, SigningKey(key), wallet=wallet)
 
     @property
-    def address(self) -> str:
-        return self.key.address
+    def address(self) -> ChecksumAddress:
+        """The account orders are for and credits go to: the wallet, or the key's account."""
+        return self.wallet if self.wallet is not None else self.key.address
+
+    def _sent_by_self(self, action: str) -> None:
+        """Refuse ``action`` for a wallet: the key's account would send it, not the wallet."""
+        if self.wallet is not None:
+            raise WalletMustSend(self.wallet, action)
 
     def balance(self) -> int:
         """The account's token balance (credit still in the market not included)."""
@@ -82,6 +120,7 @@ class _Party:
     def withdraw(self) -> int:
         """Take the account's whole credit out of the market in one transfer; returns the amount
         (0, without a transaction, if there is none)."""
+        self._sent_by_self("withdraw")
         return self.client.withdraw()
 
     def _expiry(self, ttl_s: int) -> int:
@@ -89,12 +128,14 @@ class _Party:
 
     def cancel(self, order: Signed[Offer] | Signed[Bid]) -> OrderHash:
         """Cancel one order on-chain by its hash."""
+        self._sent_by_self("cancelOrder")
         h = order_hash(self.client.domain, order.message)
         self.client.cancel_order(h)
         return h
 
     def cancel_all(self) -> None:
         """Cancel every order signed so far (raises the nonce floor to now)."""
+        self._sent_by_self("cancelOrdersUpTo")
         self.client.cancel_orders_up_to(time.time_ns())
 
 
@@ -108,6 +149,7 @@ class Provider(_Party):
         encryption_key: bytes = ZERO_HASH,
         attributes_hash: bytes = ZERO_HASH,
     ) -> ProviderInfo:
+        self._sent_by_self("register")
         return self.client.register(stake, endpoint, encryption_key, attributes_hash)
 
     def offer(
@@ -125,7 +167,7 @@ class Provider(_Party):
     ) -> Signed[Offer]:
         """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time."""
         offer = Offer(
-            provider=self.key.address,
+            provider=self.address,
             gpu_model=gpu_model,
             gpu_count=gpus,
             memory_gib=memory_gib,
@@ -150,11 +192,13 @@ class Provider(_Party):
     def close(self, lease: Lease) -> int:
         """Give the lease up (a provider may close at any time); returns the refund credited to
         the lab."""
+        self._sent_by_self("closeLease")
         return self.client.close_lease(lease)
 
     def post_receipt(self, lease: Lease, receipt: Signed[Receipt]) -> PendingClaim:
         """Claim payment for the work ``receipt`` reports when the lab signs no voucher; the
         claim is payable after the challenge window unless the lab disputes it."""
+        self._sent_by_self("postReceipt")
         return self.client.post_receipt(lease, receipt)
 
     def finalize_claim(self, lease: Lease) -> int:
@@ -180,7 +224,7 @@ class Lab(_Party):
     ) -> Signed[Bid]:
         """Sign a bid for ``gpus`` GPUs for ``duration`` seconds."""
         bid = Bid(
-            lab=self.key.address,
+            lab=self.address,
             gpu_model=gpu_model,
             gpu_count=gpus,
             max_price_per_gpu_second=max_price_per_gpu_second,
@@ -193,6 +237,7 @@ class Lab(_Party):
 
     def fund(self, amount: int) -> None:
         """Allow the market to pull up to ``amount`` into escrow (an ERC-20 approval)."""
+        self._sent_by_self("approve")
         self.client.approve(amount)
 
     def open(
@@ -210,9 +255,12 @@ class Lab(_Party):
         covers the escrow no permit is sent; otherwise the permit is for the allowance plus the
         escrow, which leaves the allowance as it was once the escrow is pulled. (A lease opened
         against this lab between the read and this transaction is covered again by the permit.)
+
+        For a wallet no permit is signed (the owner key's permit would spend its own tokens): the
+        escrow is pulled from the wallet, which must have approved the market.
         """
         escrow = offer.message.price_per_gpu_second * gpus * bid.message.duration
-        if not use_permit:
+        if not use_permit or self.wallet is not None:
             return self.client.open_lease(offer, bid, gpus)
         allowance = self.client.allowance(self.address)
         if allowance >= escrow:
@@ -231,6 +279,7 @@ class Lab(_Party):
     def terminate(self, lease: Lease, cumulative_amount: int) -> None:
         """End the lease now, paying (crediting the provider) up to ``cumulative_amount`` for the
         work done."""
+        self._sent_by_self("terminate")
         self.client.terminate(lease, cumulative_amount)
 
     def close(self, lease: Lease) -> int:
@@ -244,6 +293,7 @@ class Lab(_Party):
 
     def dispute(self, lease: Lease) -> None:
         """Refuse the provider's pending claim within its challenge window (public on-chain)."""
+        self._sent_by_self("disputeClaim")
         self.client.dispute_claim(lease)
 
     def prove_equivocation(self, lease: Lease, a: Signed[Receipt], b: Signed[Receipt]) -> int:
