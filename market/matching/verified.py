@@ -4,6 +4,11 @@ A :class:`VerifiedOrder` can only be made by :func:`verify_orders`, which checks
 batch through the fast path (coincurve, precomputed type hashes) and computes each order's hash
 once. :class:`~market.matching.book.OrderBook` accepts nothing else, so an unverified order can
 never rest in a book.
+
+Signatures are checked as the Market contract checks them: ECDSA first, then, for an order whose
+ECDSA check failed and when a :class:`~market.protocol.signing.ContractSignatureChecker` is given,
+ERC-1271 through the chain, so that a multisig or smart-wallet signer's orders verify here exactly
+when they verify on-chain.
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-from eth_utils.address import to_checksum_address
 
 from market.errors import InvalidField, InvalidSignature, ProtocolError
 from market.matching.constraints import (
@@ -24,7 +27,7 @@ from market.matching.constraints import (
     attributes_hash,
 )
 from market.protocol.eip712 import Domain, order_hash
-from market.protocol.signing import recover_address_bytes
+from market.protocol.signing import ContractSignatureChecker, verify_signature
 from market.protocol.types import Bid, Offer, OrderHash, Signed
 
 _TOKEN = object()
@@ -96,6 +99,7 @@ def verify_orders(
     orders: Iterable[Submission | Signed[Offer] | Signed[Bid]],
     *,
     threads: int | None = None,
+    checker: ContractSignatureChecker | None = None,
 ) -> tuple[list[VerifiedOrder], list[Rejected]]:
     """Verify a batch: (orders that passed, in input order; rejections with typed errors).
 
@@ -106,6 +110,11 @@ def verify_orders(
     Signature recovery runs in libsecp256k1, which releases the GIL, so a batch of at least
     ``PARALLEL_MIN_BATCH`` orders is split over ``threads`` threads (default: one per CPU, at
     most 8). The result does not depend on the thread count.
+
+    With a ``checker``, an order whose ECDSA check fails is then asked of its signer's ERC-1271
+    ``isValidSignature``, one order after another (the checker caches its answers); without one
+    (the default) only ECDSA signatures are accepted. Raises RpcUnavailable, for the whole batch,
+    when the checker cannot reach the chain.
     """
     subs = [item if isinstance(item, Submission) else Submission(item) for item in orders]
     n = min(threads or os.cpu_count() or 1, 8)
@@ -119,6 +128,13 @@ def verify_orders(
                 range(0, len(subs), step),
             )
             results = [r for part in parts for r in part]
+    if checker is not None:
+        results = [
+            _contract_signed(subs[r.index], r.index, r.error, checker)
+            if isinstance(r, Rejected) and isinstance(r.error, InvalidSignature)
+            else r
+            for r in results
+        ]
     valid = [r for r in results if isinstance(r, VerifiedOrder)]
     rejected = [r for r in results if isinstance(r, Rejected)]
     return valid, rejected
@@ -134,20 +150,27 @@ def _verify_range(
         h = order_hash(domain, message)
         signer = message.provider if isinstance(message, Offer) else message.lab
         try:
-            got = recover_address_bytes(h, sub.signed.signature)
-            if got != bytes.fromhex(signer[2:]):
-                raise InvalidSignature(
-                    h, signer, to_checksum_address(got), "signed by another account"
-                )
+            verify_signature(h, signer, sub.signed.signature)
             _check_metadata(sub)
-        except InvalidSignature as exc:
-            out.append(Rejected(i, InvalidSignature(h, signer, exc.recovered, exc.reason)))
-            continue
         except ProtocolError as exc:
             out.append(Rejected(i, exc))
             continue
         out.append(VerifiedOrder(sub.signed, h, sub.attributes, sub.requirements, _TOKEN))
     return out
+
+
+def _contract_signed(
+    sub: Submission, index: int, ecdsa: InvalidSignature, checker: ContractSignatureChecker
+) -> VerifiedOrder | Rejected:
+    """An order whose ECDSA check failed (``ecdsa``), checked again as the contract would: with
+    its signer's ERC-1271 check."""
+    try:
+        verify_signature(ecdsa.digest, ecdsa.expected, sub.signed.signature, checker)
+        _check_metadata(sub)
+    except ProtocolError as exc:
+        return Rejected(index, exc)
+    h = OrderHash(ecdsa.digest)
+    return VerifiedOrder(sub.signed, h, sub.attributes, sub.requirements, _TOKEN)
 
 
 def verify_order(
@@ -156,9 +179,11 @@ def verify_order(
     *,
     attributes: Attributes = EMPTY_ATTRIBUTES,
     requirements: Requirements = NO_REQUIREMENTS,
+    checker: ContractSignatureChecker | None = None,
 ) -> VerifiedOrder:
-    """Verify one order, raising its typed error."""
-    valid, rejected = verify_orders(domain, [Submission(signed, attributes, requirements)])
+    """Verify one order, raising its typed error (see :func:`verify_orders`)."""
+    sub = Submission(signed, attributes, requirements)
+    valid, rejected = verify_orders(domain, [sub], checker=checker)
     if rejected:
         raise rejected[0].error
     return valid[0]
