@@ -1,6 +1,7 @@
 """Admitting a batch of orders: every check before anything changes, one typed result per order.
 
-    1. signatures, in bulk (market.matching.verify_orders), off the event loop;
+    1. signatures, in bulk (market.matching.verify_orders), off the event loop: ECDSA, then
+       ERC-1271 through the chain for contract signers, as the Market contract checks them;
     2. the per-signer rate limit, over the orders whose signature is their signer's (so nobody
        can spend another account's budget with forged orders); over it, the whole request is
        refused and nothing changes;
@@ -31,6 +32,7 @@ from market.errors import (
 )
 from market.matching import Submission, VerifiedOrder, verify_orders
 from market.protocol.eip712 import Domain, order_hash
+from market.protocol.signing import ContractSignatureChecker
 from market.protocol.types import Offer
 from nodes.relay.book import RelayBook
 from nodes.relay.ratelimit import RateLimiter
@@ -49,10 +51,14 @@ async def admit(
     submissions: Sequence[Submission],
     *,
     signer_limit: RateLimiter | None,
+    checker: ContractSignatureChecker | None = None,
 ) -> Admitted:
     """Check ``submissions`` and let in those that pass; raises RateLimited (nothing changed) or
-    RpcUnavailable (nothing changed) for the whole batch."""
-    valid, rejected = await asyncio.to_thread(verify_orders, domain, submissions)
+    RpcUnavailable (nothing changed) for the whole batch. Without a ``checker`` only ECDSA
+    signatures are accepted."""
+    valid, rejected = await asyncio.to_thread(
+        lambda: verify_orders(domain, submissions, checker=checker)
+    )
     if signer_limit is not None and valid:
         signer_limit.take(Counter(o.signer for o in valid))
     providers = {o.signed.message.provider for o in valid if isinstance(o.signed.message, Offer)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from market.chain.erc1271 import DEFAULT_GAS
 from nodes.wire import MAX_FRAME_SIZE
 
 
@@ -26,6 +27,9 @@ class Limits:
     """Providers per ReputationReport page (about 400 bytes each)."""
     stream_queue: int = 1024
     """Events buffered per stream subscriber; a subscriber that falls further behind is closed."""
+    contract_signature_gas: int = DEFAULT_GAS
+    """Gas a contract signer's ERC-1271 check may spend (``market.chain.erc1271``); an order whose
+    wallet needs more is refused. 0 accepts ECDSA signatures only."""
 
 
 @dataclass(frozen=True, slots=True)

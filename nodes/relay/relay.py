@@ -19,6 +19,7 @@ from aiohttp import web
 
 from market.chain.client import MarketClient
 from market.chain.deploy import Deployment
+from market.chain.erc1271 import Erc1271Checker
 from market.protocol.types import Offer
 from nodes.logs import EventLogger, get_logger
 from nodes.relay.book import RelayBook
@@ -122,6 +123,7 @@ class Relay:
                 max_page=cfg.limits.max_reputations,
                 confirmations=cfg.reputation_confirmations,
             ),
+            checker=self._signature_checker(),
         )
         self._register_gauges()
         self.runner = web.AppRunner(
@@ -171,6 +173,12 @@ class Relay:
 
     async def _connect(self, key: str | None) -> MarketClient:
         return await asyncio.to_thread(MarketClient.connect, self.deployment, key)
+
+    def _signature_checker(self) -> Erc1271Checker | None:
+        """The ERC-1271 checker for contract signers' orders, over its own connection to the
+        chain (its requests time out sooner than the chain client's); None if disabled."""
+        gas = self.config.limits.contract_signature_gas
+        return Erc1271Checker.connect(self.deployment.rpc_url, gas=gas) if gas > 0 else None
 
     def _stored_id(self) -> str:
         stored = self.store.get_meta("relay_id")

@@ -31,6 +31,7 @@ from aiohttp import WSMessage, WSMsgType, web
 
 from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError, TooManyOrders
 from market.protocol.eip712 import Domain
+from market.protocol.signing import ContractSignatureChecker
 from market.protocol.types import checksum_address
 from nodes.logs import EventLogger
 from nodes.relay.admission import admit
@@ -83,6 +84,8 @@ class RelayServer:
     limits: Limits
     log: EventLogger
     reputations: ReputationService
+    checker: ContractSignatureChecker | None = None
+    """Asks contract signers about their orders (ERC-1271); None accepts ECDSA only."""
     stopping: bool = False
 
     def __post_init__(self) -> None:
@@ -151,7 +154,11 @@ class RelayServer:
         message = _expect(await self._frame(request), SubmitOrders)
         self._check_count(len(message.orders))
         admitted = await admit(
-            self.book, self.domain, message.orders, signer_limit=self.signer_limit
+            self.book,
+            self.domain,
+            message.orders,
+            signer_limit=self.signer_limit,
+            checker=self.checker,
         )
         for result in admitted.results:
             self.metrics.orders.inc(status=result.status.value)
@@ -167,7 +174,9 @@ class RelayServer:
     async def gossip(self, request: web.Request) -> web.Response:
         message = _expect(await self._frame(request), Gossip)
         self._check_count(len(message.orders))
-        admitted = await admit(self.book, self.domain, message.orders, signer_limit=None)
+        admitted = await admit(
+            self.book, self.domain, message.orders, signer_limit=None, checker=self.checker
+        )
         for result in admitted.results:
             self.metrics.gossip_orders.inc(status=result.status.value)
         if admitted.accepted:
