@@ -36,20 +36,32 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
+from eth_typing import ChecksumAddress
+
 from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
+from market.matching.constraints import (
+    EMPTY_ATTRIBUTES,
+    NO_REQUIREMENTS,
+    Attributes,
+    Requirements,
+    encode_attributes,
+)
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import (
     UINT256_MAX,
+    ZERO_ADDRESS,
     ZERO_HASH,
     Bid,
+    Billing,
     Lease,
     Offer,
     OrderHash,
     Receipt,
     Signed,
     Voucher,
+    billing_modes,
 )
 
 DEFAULT_ORDER_TTL_S = 3600
@@ -120,10 +132,18 @@ class Provider(_Party):
         min_duration: int,
         max_duration: int,
         ttl_s: int = DEFAULT_ORDER_TTL_S,
-        attributes_hash: bytes = ZERO_HASH,
+        attributes: Attributes = EMPTY_ATTRIBUTES,
+        bandwidth_gbps: int = 0,
+        billing: Sequence[Billing] = (Billing.RENTAL,),
+        receipt_signer: ChecksumAddress = ZERO_ADDRESS,
         nonce: int | None = None,
     ) -> Signed[Offer]:
-        """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time."""
+        """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time.
+
+        ``attributes`` name what else it signs (``{"interconnect": "nvlink", "region":
+        "eu-west"}``; :data:`market.matching.constraints.VOCABULARY` lists the names), ``billing``
+        the modes it accepts (a rental by default), ``receipt_signer`` the key that will sign its
+        receipts (this key when left zero)."""
         offer = Offer(
             provider=self.key.address,
             gpu_model=gpu_model,
@@ -134,7 +154,10 @@ class Provider(_Party):
             max_duration=max_duration,
             expiry=self._expiry(ttl_s),
             nonce=time.time_ns() if nonce is None else nonce,
-            attributes_hash=attributes_hash,
+            bandwidth_gbps=bandwidth_gbps,
+            features=encode_attributes(attributes),
+            billing_modes=billing_modes(*billing),
+            receipt_signer=receipt_signer,
         )
         return self.key.sign(self.client.domain, offer)
 
@@ -175,10 +198,16 @@ class Lab(_Party):
         max_price_per_gpu_second: int,
         duration: int,
         job_spec_hash: bytes = ZERO_HASH,
+        requirements: Requirements = NO_REQUIREMENTS,
+        voucher_signer: ChecksumAddress = ZERO_ADDRESS,
         ttl_s: int = DEFAULT_ORDER_TTL_S,
         nonce: int | None = None,
     ) -> Signed[Bid]:
-        """Sign a bid for ``gpus`` GPUs for ``duration`` seconds."""
+        """Sign a bid for ``gpus`` GPUs for ``duration`` seconds.
+
+        ``requirements`` (memory, bandwidth, attributes, billing mode, all-or-none) become signed
+        bid fields the contract checks against every offer that fills it; ``voucher_signer`` is
+        the key that will sign its vouchers (this key when left zero)."""
         bid = Bid(
             lab=self.key.address,
             gpu_model=gpu_model,
@@ -188,6 +217,8 @@ class Lab(_Party):
             expiry=self._expiry(ttl_s),
             nonce=time.time_ns() if nonce is None else nonce,
             job_spec_hash=job_spec_hash,
+            voucher_signer=voucher_signer,
+            **requirements.bid_fields(),
         )
         return self.key.sign(self.client.domain, bid)
 

@@ -15,7 +15,6 @@ from market.matching.constraints import (
     Attributes,
     Constraint,
     Requirements,
-    attributes_hash,
 )
 from market.matching.explain import Change, Explanation, Reason, ReasonCode, explain
 from market.matching.verified import (
@@ -43,7 +42,6 @@ __all__ = [
     "StakeView",
     "Submission",
     "VerifiedOrder",
-    "attributes_hash",
     "clearing_price",
     "explain",
     "fits",

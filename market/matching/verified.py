@@ -21,7 +21,6 @@ from market.matching.constraints import (
     NO_REQUIREMENTS,
     Attributes,
     Requirements,
-    attributes_hash,
 )
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import recover_address_bytes
@@ -169,10 +168,6 @@ def _check_metadata(sub: Submission) -> None:
     if isinstance(message, Offer):
         if sub.requirements is not NO_REQUIREMENTS and sub.requirements != NO_REQUIREMENTS:
             raise InvalidField("Offer", "requirements", "only bids carry requirements")
-        if attributes_hash(sub.attributes) != message.attributes_hash:
-            raise InvalidField(
-                "Offer", "attributes_hash", "does not match the attributes document sent with it"
-            )
     elif sub.attributes:
         raise InvalidField("Bid", "attributes", "only offers carry an attributes document")
 
