@@ -693,7 +693,9 @@ class MarketEscrowOverflow(ContractError):
 
 
 class MarketFeatureNotAccepted(ContractError):
-    """In attribute lane `lane` the offer has none of the values the bid accepts (`offered` and `accepted` are that lane's 16 bits)."""
+    """In attribute lane `lane` the offer has none of the values the bid accepts (`offered` and
+    `accepted` are that lane's 16 bits).
+    """
 
     SIGNATURE = "MarketFeatureNotAccepted(uint256,uint256,uint256)"
     SELECTOR = bytes.fromhex("fdb9c962")
@@ -1457,7 +1459,9 @@ class MarketReceiptsNotConflicting(ContractError):
 
 
 class MarketSignerKeyRequired(ContractError):
-    """A contract signer (ERC-1271) must name the ECDSA key that signs its receipts or vouchers (`receiptSigner` or `voucherSigner`), which its own signature cannot be."""
+    """A contract signer (ERC-1271) must name the ECDSA key that signs its receipts or vouchers
+    (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
+    """
 
     SIGNATURE = "MarketSignerKeyRequired(address)"
     SELECTOR = bytes.fromhex("64073b3e")
