@@ -34,7 +34,7 @@ ERRORS_MODULE = REPO_ROOT / "market" / "chain" / "contract_errors.py"
 
 SETTINGS: dict[str, Any] = {
     "evmVersion": EVM_VERSION,
-    "optimizer": {"enabled": True, "runs": 10_000},
+    "optimizer": {"enabled": True, "runs": 2_000},
     "viaIR": False,
     "metadata": {"bytecodeHash": "none"},
     "remappings": [],

@@ -40,7 +40,7 @@ from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
-from market.protocol.eip712 import Domain, receipt_hash
+from market.protocol.eip712 import Domain, digest, receipt_hash
 from market.protocol.signing import recover_address_bytes
 from market.protocol.types import (
     ZERO_HASH,
@@ -188,9 +188,11 @@ class BatchMatch:
 
 def batch_arguments(
     matches: Sequence[BatchMatch],
+    signature: Callable[[Signed[Offer] | Signed[Bid]], bytes] = lambda order: order.signature,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[int, int, int]]]:
     """``openLeaseBatch``'s arrays: each distinct offer and bid once (first-seen order, so a
-    lab's bids stay consecutive when its matches are), and matches by index."""
+    lab's bids stay consecutive when its matches are), and matches by index; ``signature``
+    gives each order's signature as sent."""
     offers: dict[Signed[Offer], int] = {}
     bids: dict[Signed[Bid], int] = {}
     offer_args: list[tuple[Any, ...]] = []
@@ -199,10 +201,10 @@ def batch_arguments(
     for m in matches:
         if m.offer not in offers:
             offers[m.offer] = len(offer_args)
-            offer_args.append((offer_tuple(m.offer.message), m.offer.signature))
+            offer_args.append((offer_tuple(m.offer.message), signature(m.offer)))
         if m.bid not in bids:
             bids[m.bid] = len(bid_args)
-            bid_args.append((bid_tuple(m.bid.message), m.bid.signature))
+            bid_args.append((bid_tuple(m.bid.message), signature(m.bid)))
         indices.append((offers[m.offer], bids[m.bid], m.gpus))
     return offer_args, bid_args, indices
 
@@ -488,7 +490,12 @@ class MarketClient:
         permit: Permit | None = None,
     ) -> Lease:
         """Open a lease of ``gpus`` GPUs from a crossing pair; returns its terms (``lease.id``)."""
-        args = [offer_tuple(offer.message), offer.signature, bid_tuple(bid.message), bid.signature]
+        args = [
+            offer_tuple(offer.message),
+            self._order_signature(offer),
+            bid_tuple(bid.message),
+            self._order_signature(bid),
+        ]
         if permit is None:
             receipt = self._send(self.market, "openLease", *args, gpus)
         else:
@@ -502,16 +509,31 @@ class MarketClient:
     def open_lease_batch(self, matches: Sequence[BatchMatch]) -> list[Lease]:
         """Open many leases in one transaction, each at its offer's price; all or none (a failing
         match reverts the batch with its typed error). Returns the leases in match order."""
-        offers, bids, indices = batch_arguments(matches)
+        offers, bids, indices = batch_arguments(matches, self._order_signature)
         receipt = self._send(self.market, "openLeaseBatch", offers, bids, indices)
         return self._opened(receipt)
 
     def open_lease_auction(self, matches: Sequence[BatchMatch], clearing_price: int) -> list[Lease]:
         """A uniform-price batch: every lease opens at ``clearing_price``, which the contract
         checks against every matched ask and bid maximum; all or none."""
-        offers, bids, indices = batch_arguments(matches)
+        offers, bids, indices = batch_arguments(matches, self._order_signature)
         receipt = self._send(self.market, "openLeaseAuction", offers, bids, indices, clearing_price)
         return self._opened(receipt)
+
+    def _order_signature(self, order: Signed[Offer] | Signed[Bid]) -> bytes:
+        """The order's signature as a transaction sends it: EIP-2098's compact 64 bytes when it
+        is the signer's 65-byte ECDSA signature (140 gas less calldata), else unchanged (a
+        contract signer's ERC-1271 signature is passed on as it is)."""
+        sig = order.signature
+        if len(sig) != 65:
+            return sig
+        m = order.message
+        signer = m.provider if isinstance(m, Offer) else m.lab
+        try:
+            recovered = recover_address_bytes(digest(self.domain, m), sig)
+        except InvalidSignature:
+            return sig
+        return compact_signature(sig) if "0x" + recovered.hex() == signer.lower() else sig
 
     def _opened(self, receipt: TxReceipt) -> list[Lease]:
         return [e.args["lease"] for e in self._events_in(receipt) if e.name == "LeaseOpened"]

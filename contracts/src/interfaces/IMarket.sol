@@ -296,15 +296,10 @@ interface IMarket {
     /// vouchers (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
     error MarketSignerKeyRequired(address signer);
 
-    /// @notice A lease opened and its escrow was pulled from the lab.
+    /// @notice A lease opened and its escrow, `lease.pricePerGpuSecond * lease.gpus *
+    /// lease.duration`, was pulled from the lab (in a batch, with the batch's other escrows).
     event LeaseOpened(
-        bytes32 indexed leaseId,
-        address indexed provider,
-        address indexed lab,
-        bytes32 offerHash,
-        bytes32 bidHash,
-        Lease lease,
-        uint256 escrow
+        bytes32 indexed leaseId, address indexed provider, address indexed lab, bytes32 offerHash, bytes32 bidHash, Lease lease
     );
     /// @notice A voucher was redeemed: `amount` was credited (the fee to the treasury, the rest to the
     /// provider), `cumulativePaid` in total.
