@@ -164,9 +164,9 @@ class Constraint:
             if type(self.value) is not int or not 0 <= self.value < 2**32:
                 raise InvalidField("Constraint", "value", "'ge' takes a uint32")
             return
-        values = self.value if self.op == "in" else (self.value,)
         if self.op == "in" and (not isinstance(self.value, tuple) or not self.value):
             raise InvalidField("Constraint", "value", "'in' takes a non-empty tuple of values")
+        values = self.value if self.op == "in" and isinstance(self.value, tuple) else (self.value,)
         for v in values:
             if not isinstance(v, str):
                 raise InvalidField("Constraint", "value", f"attribute values are str: {v!r}")
@@ -240,6 +240,8 @@ class Unfit(Enum):
 
 def _nonzero_lanes(x: int) -> int:
     """Bit ``lane`` set for each lane of ``x`` that is not zero."""
+    if not x:
+        return 0  # most bids accept any value: the book calls this for every pair it compares
     return sum(1 << lane for lane in range(LANES) if x >> (lane * LANE_BITS) & _LANE_MASK)
 
 

@@ -15,13 +15,7 @@ from dataclasses import dataclass, field
 
 from eth_utils.address import to_checksum_address
 
-from market.errors import InvalidField, InvalidSignature, ProtocolError
-from market.matching.constraints import (
-    EMPTY_ATTRIBUTES,
-    NO_REQUIREMENTS,
-    Attributes,
-    Requirements,
-)
+from market.errors import InvalidSignature, ProtocolError
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import recover_address_bytes
 from market.protocol.types import Bid, Offer, OrderHash, Signed
@@ -31,16 +25,14 @@ _TOKEN = object()
 
 @dataclass(frozen=True, slots=True)
 class VerifiedOrder:
-    """A signed order whose signature is its signer's, with its hash and off-chain metadata.
+    """A signed order whose signature is its signer's, with its hash.
 
-    ``attributes`` is the document an offer's ``attributesHash`` commits to; ``requirements`` is
-    what a bid asks of offers beyond its signed fields.
+    Everything the book matches on is a signed field of the order (hardware terms, billing,
+    all-or-none: :mod:`market.matching.constraints`); nothing travels beside it.
     """
 
     signed: Signed[Offer] | Signed[Bid]
     hash: OrderHash
-    attributes: Attributes = field(default_factory=lambda: EMPTY_ATTRIBUTES)
-    requirements: Requirements = NO_REQUIREMENTS
     _token: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,12 +44,10 @@ class VerifiedOrder:
         cls,
         signed: Signed[Offer] | Signed[Bid],
         order_hash: OrderHash,
-        attributes: Attributes = EMPTY_ATTRIBUTES,
-        requirements: Requirements = NO_REQUIREMENTS,
     ) -> VerifiedOrder:
         """Unsafe: skips the signature check. Only for orders this process verified before and
         stored itself (a relay reloading its book), and for benchmarks of the book alone."""
-        return cls(signed, order_hash, attributes, requirements, _TOKEN)
+        return cls(signed, order_hash, _TOKEN)
 
     @property
     def is_offer(self) -> bool:
@@ -79,11 +69,9 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """An order as it arrives: the signed order plus its off-chain metadata."""
+    """An order as it arrives: the signed order alone (its terms are all signed fields)."""
 
     signed: Signed[Offer] | Signed[Bid]
-    attributes: Attributes = field(default_factory=lambda: EMPTY_ATTRIBUTES)
-    requirements: Requirements = NO_REQUIREMENTS
 
 
 PARALLEL_MIN_BATCH = 512
@@ -99,8 +87,8 @@ def verify_orders(
     """Verify a batch: (orders that passed, in input order; rejections with typed errors).
 
     Checks each signature against the order's own signer (malleable signatures refused, as
-    on-chain), that an offer's attributes document hashes to its ``attributesHash``, and that
-    requirements are only attached to bids.
+    on-chain). The terms need no other check here: they are signed fields, and the book compares
+    them as the contract does (:func:`market.matching.constraints.unfit`).
 
     Signature recovery runs in libsecp256k1, which releases the GIL, so a batch of at least
     ``PARALLEL_MIN_BATCH`` orders is split over ``threads`` threads (default: one per CPU, at
@@ -138,38 +126,22 @@ def _verify_range(
                 raise InvalidSignature(
                     h, signer, to_checksum_address(got), "signed by another account"
                 )
-            _check_metadata(sub)
         except InvalidSignature as exc:
             out.append(Rejected(i, InvalidSignature(h, signer, exc.recovered, exc.reason)))
             continue
         except ProtocolError as exc:
             out.append(Rejected(i, exc))
             continue
-        out.append(VerifiedOrder(sub.signed, h, sub.attributes, sub.requirements, _TOKEN))
+        out.append(VerifiedOrder(sub.signed, h, _TOKEN))
     return out
 
 
-def verify_order(
-    domain: Domain,
-    signed: Signed[Offer] | Signed[Bid],
-    *,
-    attributes: Attributes = EMPTY_ATTRIBUTES,
-    requirements: Requirements = NO_REQUIREMENTS,
-) -> VerifiedOrder:
+def verify_order(domain: Domain, signed: Signed[Offer] | Signed[Bid]) -> VerifiedOrder:
     """Verify one order, raising its typed error."""
-    valid, rejected = verify_orders(domain, [Submission(signed, attributes, requirements)])
+    valid, rejected = verify_orders(domain, [Submission(signed)])
     if rejected:
         raise rejected[0].error
     return valid[0]
-
-
-def _check_metadata(sub: Submission) -> None:
-    message = sub.signed.message
-    if isinstance(message, Offer):
-        if sub.requirements is not NO_REQUIREMENTS and sub.requirements != NO_REQUIREMENTS:
-            raise InvalidField("Offer", "requirements", "only bids carry requirements")
-    elif sub.attributes:
-        raise InvalidField("Bid", "attributes", "only offers carry an attributes document")
 
 
 __all__ = ["Rejected", "Submission", "VerifiedOrder", "verify_order", "verify_orders"]
