@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 from bench.results_file import write
-from market.chain.client import MarketClient
+from market.chain.client import BatchMatch, MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
@@ -27,9 +27,11 @@ USD = 10**6  # TestUSD has 6 decimals
 PRICE = 600  # per GPU-second: about 2.16 tUSD per GPU-hour
 DURATION = 3600
 BATCH_SIZES = (10, 100)
+AUCTION_LEASES = 50
 GOALS = {
     "open_lease": 150_000,
     "open_lease_permit": 150_000,
+    "open_lease_batch_per_lease_50": 90_000,
     "claim": 50_000,
     "claim_batch_per_lease_100": 20_000,
     "slash_equivocation": 60_000,
@@ -156,6 +158,70 @@ def _batch_figures(b: _Bench) -> dict[str, int]:
     return figures
 
 
+def _auction_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
+    """One batch auction of 50 one-GPU leases at one clearing price: 10 offers of 5 GPUs from two
+    providers, 50 fresh bids from two labs (25 each, consecutive, so each lab's escrow is pulled
+    once); then the provider closes those leases in one batch, and finalizes 50 posted claims in
+    one batch."""
+    labs = (b.lab, b.unlimited_lab)
+    offers = [b.offer(5) for _ in range(10)]
+    bids = [
+        labs[j * 2 // AUCTION_LEASES].bid(
+            "H100-80GB", gpus=1, max_price_per_gpu_second=PRICE + 100, duration=DURATION
+        )
+        for j in range(AUCTION_LEASES)
+    ]
+    matches = [BatchMatch(offers[j // 5], bids[j], 1) for j in range(AUCTION_LEASES)]
+    client = b.lab.client
+    leases: list[Lease] = []
+    gas = gas_of(client, lambda: leases.extend(client.open_lease_auction(matches, PRICE + 50)))
+    if len(leases) != AUCTION_LEASES or {x.price_per_gpu_second for x in leases} != {PRICE + 50}:
+        raise RuntimeError("the auction did not open every lease at the clearing price")
+    g = {
+        "open_lease_batch_50": gas,
+        "open_lease_batch_per_lease_50": round(gas / AUCTION_LEASES),
+    }
+    mine = leases
+    closed = b.provider.client.close_lease_batch(mine)
+    if len(closed.done) != len(mine):
+        raise RuntimeError(f"closeLeaseBatch skipped items: {closed.skipped}")
+    g[f"close_batch_{len(mine)}"] = closed.gas_used
+    g[f"close_batch_per_lease_{len(mine)}"] = round(closed.gas_used / len(mine))
+
+    # 50 leases whose lab went silent: the provider posts one receipt each, then finalizes all.
+    cheat = b.other_provider
+    offer = _offer_of(cheat, AUCTION_LEASES)
+    bid = b.lab.bid(
+        "H100-80GB", gpus=AUCTION_LEASES, max_price_per_gpu_second=PRICE, duration=DURATION
+    )
+    silent = client.open_lease_batch([BatchMatch(offer, bid, 1)] * AUCTION_LEASES)
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    for lease in silent:
+        chain = ReceiptChain(cheat.key, client.domain, lease)
+        cheat.post_receipt(lease, chain.append(now, lease.gpus * (now - lease.start)))
+    dev.increase_time(cheat.client.challenge_window())
+    dev.mine()
+    done = cheat.client.finalize_claim_batch(silent)
+    if len(done.done) != AUCTION_LEASES:
+        raise RuntimeError(f"finalizeClaimBatch skipped items: {done.skipped}")
+    g[f"finalize_batch_{AUCTION_LEASES}"] = done.gas_used
+    g[f"finalize_batch_per_lease_{AUCTION_LEASES}"] = round(done.gas_used / AUCTION_LEASES)
+    return g
+
+
+def _offer_of(provider: Provider, gpus: int) -> Signed[Offer]:
+    return provider.offer(
+        "H100-80GB",
+        gpus=gpus,
+        memory_gib=80,
+        price_per_gpu_second=PRICE,
+        min_duration=60,
+        max_duration=86_400,
+    )
+
+
 def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
     """Proofs of cheating and optimistic claims, against ``other_provider`` (staked the penalty).
 
@@ -260,6 +326,7 @@ def main() -> None:
         figures: dict[str, float | int | str] = {}
         figures.update(_lease_figures(b))
         figures.update(_batch_figures(b))
+        figures.update(_auction_figures(b, dev))
         figures.update(_receipt_figures(b, dev))
         figures.update(_fee_figures(dev))
     for name, goal in GOALS.items():

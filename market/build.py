@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ ERRORS_MODULE = REPO_ROOT / "market" / "chain" / "contract_errors.py"
 
 SETTINGS: dict[str, Any] = {
     "evmVersion": EVM_VERSION,
-    "optimizer": {"enabled": True, "runs": 10_000},
+    "optimizer": {"enabled": True, "runs": 2_000},
     "viaIR": False,
     "metadata": {"bytecodeHash": "none"},
     "remappings": [],
@@ -228,6 +229,8 @@ def render_errors_module(artifacts: dict[str, dict[str, Any]]) -> str:
     for signature, (item, notice) in ordered:
         params = [(_snake(i["name"]) or f"arg{n}", i["type"]) for n, i in enumerate(item["inputs"])]
         doc = " ".join(notice.split()).replace('"', "'") or f"``{signature}``"
+        if len(doc) > 88:  # wrapped to the line length the linter allows
+            doc = "\n    ".join(textwrap.wrap(doc, 92)) + "\n    "
         selector = keccak(signature.encode())[:4].hex()
         out += [
             "",

@@ -37,8 +37,10 @@ wallet)::
     bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)  # lab=wallet
     lease = lab.open(offer, bid, gpus=4)  # escrow pulled from the wallet; no permit
 
-Orders and vouchers then name the wallet and are signed by the owner key; the market and relays
-check them through the wallet (ERC-1271). Transactions still come from the owner key's account, so
+Orders then name the wallet and are signed by the owner key; the market and relays check them
+through the wallet (ERC-1271). Vouchers and receipts, checked later, are not left to the wallet's
+answer: the orders name the owner key as the lease's voucher (or receipt) key, and it signs them
+(``docs/decisions/0011-signed-terms.md``). Transactions still come from the owner key's account, so
 what the contract decides by its sender the wallet must send itself, through its own interface:
 approving the market to pull escrow (before ``open``), cancelling, terminating, disputing,
 withdrawing, and for a provider registering, posting receipts and closing. Those methods raise
@@ -56,18 +58,28 @@ from eth_typing import ChecksumAddress
 from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
 from market.errors import WalletMustSend
+from market.matching.constraints import (
+    EMPTY_ATTRIBUTES,
+    NO_REQUIREMENTS,
+    Attributes,
+    Requirements,
+    encode_attributes,
+)
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import (
     UINT256_MAX,
+    ZERO_ADDRESS,
     ZERO_HASH,
     Bid,
+    Billing,
     Lease,
     Offer,
     OrderHash,
     Receipt,
     Signed,
     Voucher,
+    billing_modes,
     checksum_address,
 )
 
@@ -103,6 +115,13 @@ class _Party:
     def address(self) -> ChecksumAddress:
         """The account orders are for and credits go to: the wallet, or the key's account."""
         return self.wallet if self.wallet is not None else self.key.address
+
+    def _evidence_key(self, key: ChecksumAddress | None) -> ChecksumAddress:
+        """The receipt or voucher key an order names: ``key``, else this party's own (zero) or,
+        for a wallet, the owner key's address, which signs them."""
+        if key is not None:
+            return key
+        return ZERO_ADDRESS if self.wallet is None else self.key.address
 
     def _sent_by_self(self, action: str) -> None:
         """Refuse ``action`` for a wallet: the key's account would send it, not the wallet."""
@@ -162,10 +181,18 @@ class Provider(_Party):
         min_duration: int,
         max_duration: int,
         ttl_s: int = DEFAULT_ORDER_TTL_S,
-        attributes_hash: bytes = ZERO_HASH,
+        attributes: Attributes = EMPTY_ATTRIBUTES,
+        bandwidth_gbps: int = 0,
+        billing: Sequence[Billing] = (Billing.RENTAL,),
+        receipt_signer: ChecksumAddress | None = None,
         nonce: int | None = None,
     ) -> Signed[Offer]:
-        """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time."""
+        """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time.
+
+        ``attributes`` name what else it signs (``{"interconnect": "nvlink", "region":
+        "eu-west"}``; :data:`market.matching.constraints.VOCABULARY` lists the names), ``billing``
+        the modes it accepts (a rental by default), ``receipt_signer`` the key that will sign its
+        receipts (by default this key: zero, or this key's address for a wallet)."""
         offer = Offer(
             provider=self.address,
             gpu_model=gpu_model,
@@ -176,7 +203,10 @@ class Provider(_Party):
             max_duration=max_duration,
             expiry=self._expiry(ttl_s),
             nonce=time.time_ns() if nonce is None else nonce,
-            attributes_hash=attributes_hash,
+            bandwidth_gbps=bandwidth_gbps,
+            features=encode_attributes(attributes),
+            billing_modes=billing_modes(*billing),
+            receipt_signer=self._evidence_key(receipt_signer),
         )
         return self.key.sign(self.client.domain, offer)
 
@@ -219,10 +249,17 @@ class Lab(_Party):
         max_price_per_gpu_second: int,
         duration: int,
         job_spec_hash: bytes = ZERO_HASH,
+        requirements: Requirements = NO_REQUIREMENTS,
+        voucher_signer: ChecksumAddress | None = None,
         ttl_s: int = DEFAULT_ORDER_TTL_S,
         nonce: int | None = None,
     ) -> Signed[Bid]:
-        """Sign a bid for ``gpus`` GPUs for ``duration`` seconds."""
+        """Sign a bid for ``gpus`` GPUs for ``duration`` seconds.
+
+        ``requirements`` (memory, bandwidth, attributes, billing mode, all-or-none) become signed
+        bid fields the contract checks against every offer that fills it; ``voucher_signer`` is
+        the key that will sign its vouchers (by default this key: zero, or this key's address for
+        a wallet)."""
         bid = Bid(
             lab=self.address,
             gpu_model=gpu_model,
@@ -232,6 +269,8 @@ class Lab(_Party):
             expiry=self._expiry(ttl_s),
             nonce=time.time_ns() if nonce is None else nonce,
             job_spec_hash=job_spec_hash,
+            voucher_signer=self._evidence_key(voucher_signer),
+            **requirements.bid_fields(),
         )
         return self.key.sign(self.client.domain, bid)
 

@@ -22,13 +22,14 @@ import {ProviderRegistry} from "./ProviderRegistry.sol";
 contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @dev keccak256("Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,bytes32 attributesHash)")
+    /// @dev keccak256("Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)")
     bytes32 private constant _OFFER_TYPEHASH = keccak256(
-        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,bytes32 attributesHash)"
+        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)"
     );
-    /// @dev keccak256("Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash)")
+    /// @dev keccak256("Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash,address voucherSigner)");
+    /// the enum `billing` is a uint8 to EIP-712.
     bytes32 private constant _BID_TYPEHASH = keccak256(
-        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash)"
+        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash,address voucherSigner)"
     );
     /// @dev keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)")
     bytes32 private constant _VOUCHER_TYPEHASH =
@@ -45,11 +46,9 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     /// @dev Bit offsets of LeaseState's `status` and `slashed` in its storage word.
     uint256 private constant _STATUS_SHIFT = 192;
     uint256 private constant _SLASHED_SHIFT = 200;
-    /// @notice Gas an ERC-1271 lab contract may spend checking one voucher in `claimBatch`, so that
-    /// one contract burning gas costs the batch this much and is skipped instead of failing it.
-    /// Enough for a Safe or an ECDSA-based smart wallet; a lab whose check needs more is paid by
-    /// `claim`, which gives the check all the transaction's gas.
-    uint256 public constant BATCH_ERC1271_GAS = 50_000;
+    /// @dev The low 15 bits and the top bit of each 16-bit lane of a features word.
+    uint256 private constant _LANE_LOW_BITS = 0x7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff7fff;
+    uint256 private constant _LANE_TOP_BITS = 0x8000800080008000800080008000800080008000800080008000800080008000;
 
     /// @dev See `_credits`.
     struct Credit {
@@ -152,67 +151,274 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         uint32 gpus
     ) private returns (bytes32 id) {
         if (gpus == 0) revert MarketZeroFill();
-        (bytes32 offerHash, bytes32 bidHash) = _checkOrders(offer, offerSig, bid, bidSig);
-        return _record(offer, bid, gpus, offerHash, bidHash);
-    }
-
-    /// @dev Records the fills, checks the provider's stake, stores the lease and pulls the escrow.
-    function _record(Offer calldata offer, Bid calldata bid, uint32 gpus, bytes32 offerHash, bytes32 bidHash)
-        private
-        returns (bytes32 id)
-    {
-        _fill(offer.provider, offerHash, offer.nonce, offer.gpuCount, gpus);
-        uint128 bidFilledBefore = _fill(bid.lab, bidHash, bid.nonce, bid.gpuCount, gpus);
-
-        {
-            (bool registered, uint256 free) = _registry.stakeStatus(offer.provider);
-            if (!registered) revert MarketProviderNotRegistered(offer.provider);
-            if (free < _minStake) revert MarketProviderStakeTooLow(offer.provider, free, _minStake);
-        }
-
-        if (bid.duration > type(uint64).max - block.timestamp) revert MarketLeaseTooLong(bid.duration);
-        uint256 escrow = _escrow(offer.pricePerGpuSecond, gpus, bid.duration);
-        Lease memory lease = Lease({
-            provider: offer.provider,
-            lab: bid.lab,
-            gpus: gpus,
-            pricePerGpuSecond: offer.pricePerGpuSecond,
-            start: uint64(block.timestamp),
-            duration: bid.duration,
-            salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore))
-        });
-        id = keccak256(abi.encode(lease));
-        // A fresh salt per fill means the id is new, so `paid` and `slashed` are zero already: only
-        // the end and the status are set (one write, cheaper than the whole struct). The slot is
-        // written before the token call.
-        LeaseState storage state = _leases[id];
-        state.end = lease.start + lease.duration;
-        state.status = LeaseStatus.Active;
-        emit LeaseOpened(id, lease.provider, lease.lab, offerHash, bidHash, lease, escrow);
-        // The lab authorised this pull by signing the bid, checked in _checkOrders.
+        bytes32 offerHash = _checkOffer(offer, offerSig);
+        bytes32 bidHash = _checkBid(bid, bidSig);
+        _checkPair(offer, bid);
+        uint256 price = offer.pricePerGpuSecond;
+        if (price > bid.maxPricePerGpuSecond) revert MarketPriceNotCrossed(price, bid.maxPricePerGpuSecond);
+        _checkStake(offer.provider);
+        uint256 escrow;
+        (id, escrow) = _record(offer, bid, gpus, price, offerHash, bidHash);
+        if (bid.allOrNone) _checkCluster(bid, bidHash);
+        // The lab authorised this pull by signing the bid, checked in _checkBid.
         // slither-disable-next-line arbitrary-send-erc20
         _token.safeTransferFrom(bid.lab, address(this), escrow);
     }
 
-    /// @dev Checks everything about the pair that does not depend on storage; returns the hashes.
-    function _checkOrders(Offer calldata offer, bytes calldata offerSig, Bid calldata bid, bytes calldata bidSig)
-        private
-        view
-        returns (bytes32 offerHash, bytes32 bidHash)
+    /// @inheritdoc IMarket
+    function openLeaseBatch(SignedOffer[] calldata offers, SignedBid[] calldata bids, Match[] calldata matches)
+        external
+        nonReentrant
+        returns (bytes32[] memory leaseIds)
     {
-        offerHash = _hashTypedDataV4(keccak256(abi.encode(_OFFER_TYPEHASH, offer)));
-        bidHash = _hashTypedDataV4(keccak256(abi.encode(_BID_TYPEHASH, bid)));
+        (leaseIds,) = _openBatch(offers, bids, matches, 0, false);
+    }
+
+    /// @inheritdoc IMarket
+    function openLeaseAuction(
+        SignedOffer[] calldata offers,
+        SignedBid[] calldata bids,
+        Match[] calldata matches,
+        uint256 clearingPrice
+    ) external nonReentrant returns (bytes32[] memory leaseIds) {
+        uint256 gpus;
+        (leaseIds, gpus) = _openBatch(offers, bids, matches, clearingPrice, true);
+        emit AuctionCleared(clearingPrice, leaseIds.length, gpus);
+    }
+
+    /// @dev Opens every match of a batch, each at its offer's price or, when `uniform`, at
+    /// `clearingPrice`. Orders are checked once each, then the matches recorded, then all-or-none
+    /// bids checked whole, and the escrow pulled last (one transfer per run of one lab's bids).
+    function _openBatch(
+        SignedOffer[] calldata offers,
+        SignedBid[] calldata bids,
+        Match[] calldata matches,
+        uint256 clearingPrice,
+        bool uniform
+    ) private returns (bytes32[] memory ids, uint256 totalGpus) {
+        if (matches.length == 0) revert MarketEmptyBatch();
+        bytes32[] memory offerHashes = new bytes32[](offers.length);
+        for (uint256 i = 0; i < offers.length; ++i) {
+            Offer calldata offer = offers[i].offer;
+            offerHashes[i] = _checkOffer(offer, offers[i].signature);
+            if (uniform && offer.pricePerGpuSecond > clearingPrice) {
+                revert MarketClearingPriceBelowAsk(offerHashes[i], offer.pricePerGpuSecond, clearingPrice);
+            }
+            _checkStake(offer.provider);
+        }
+        bytes32[] memory bidHashes = new bytes32[](bids.length);
+        for (uint256 j = 0; j < bids.length; ++j) {
+            Bid calldata bid = bids[j].bid;
+            bidHashes[j] = _checkBid(bid, bids[j].signature);
+            if (uniform && clearingPrice > bid.maxPricePerGpuSecond) {
+                revert MarketClearingPriceAboveBid(bidHashes[j], bid.maxPricePerGpuSecond, clearingPrice);
+            }
+        }
+        uint256[] memory escrows = new uint256[](bids.length);
+        ids = new bytes32[](matches.length);
+        for (uint256 k = 0; k < matches.length; ++k) {
+            Match calldata m = matches[k];
+            if (m.offer >= offers.length || m.bid >= bids.length) revert MarketMatchOutOfRange(k);
+            if (m.gpus == 0) revert MarketZeroFill();
+            Offer calldata offer = offers[m.offer].offer;
+            Bid calldata bid = bids[m.bid].bid;
+            _checkPair(offer, bid);
+            uint256 price = clearingPrice;
+            if (!uniform) {
+                price = offer.pricePerGpuSecond;
+                if (price > bid.maxPricePerGpuSecond) revert MarketPriceNotCrossed(price, bid.maxPricePerGpuSecond);
+            }
+            uint256 escrow;
+            (ids[k], escrow) = _record(offer, bid, m.gpus, price, offerHashes[m.offer], bidHashes[m.bid]);
+            // Each escrow is below 2^128 and a batch holds far fewer than 2^128 matches.
+            escrows[m.bid] += escrow;
+            totalGpus += m.gpus;
+        }
+        address payer = address(0);
+        uint256 owed = 0;
+        for (uint256 j = 0; j < bids.length; ++j) {
+            Bid calldata bid = bids[j].bid;
+            if (bid.allOrNone) _checkCluster(bid, bidHashes[j]);
+            if (bid.lab != payer) {
+                // Every lab paying here signed a bid of this batch, checked above.
+                // slither-disable-next-line arbitrary-send-erc20,calls-loop
+                if (owed > 0) _token.safeTransferFrom(payer, address(this), owed);
+                payer = bid.lab;
+                owed = 0;
+            }
+            owed += escrows[j];
+        }
+        // slither-disable-next-line arbitrary-send-erc20
+        if (owed > 0) _token.safeTransferFrom(payer, address(this), owed);
+    }
+
+    /// @dev Records the fills, stores the lease and returns its id and escrow. Moves no token.
+    function _record(
+        Offer calldata offer,
+        Bid calldata bid,
+        uint32 gpus,
+        uint256 price,
+        bytes32 offerHash,
+        bytes32 bidHash
+    ) private returns (bytes32 id, uint256 escrow) {
+        _fill(offer.provider, offerHash, offer.nonce, offer.gpuCount, gpus);
+        uint128 bidFilledBefore = _fill(bid.lab, bidHash, bid.nonce, bid.gpuCount, gpus);
+        if (bid.duration > type(uint64).max - block.timestamp) revert MarketLeaseTooLong(bid.duration);
+        escrow = _escrow(price, gpus, bid.duration);
+        Lease memory lease = Lease({
+            provider: offer.provider,
+            lab: bid.lab,
+            gpus: gpus,
+            pricePerGpuSecond: price,
+            start: uint64(block.timestamp),
+            duration: bid.duration,
+            salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)),
+            billing: bid.billing,
+            receiptSigner: offer.receiptSigner,
+            voucherSigner: bid.voucherSigner
+        });
+        // keccak256(abi.encode(lease)), hashed in place: a memory struct of static fields is its
+        // ABI encoding, ten clean words.
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            id := keccak256(lease, 0x140)
+        }
+        // A fresh salt per fill means the id is new, so `paid` and `slashed` are zero already: only
+        // the end and the status are set (one write, cheaper than the whole struct). The slot is
+        // written before any token call.
+        LeaseState storage state = _leases[id];
+        state.end = lease.start + lease.duration;
+        state.status = LeaseStatus.Active;
+        emit LeaseOpened(id, lease.provider, lease.lab, offerHash, bidHash, lease);
+    }
+
+    /// @dev An offer's hash, once its expiry and signature are checked. A contract provider must
+    /// name the ECDSA key that signs its receipts.
+    function _checkOffer(Offer calldata offer, bytes calldata signature) private view returns (bytes32 offerHash) {
+        offerHash = _hashOffer(offer);
         if (block.timestamp > offer.expiry) revert MarketOrderExpired(offerHash, offer.expiry);
+        if (_checkSignature(offer.provider, offerHash, signature) && offer.receiptSigner == address(0)) {
+            revert MarketSignerKeyRequired(offer.provider);
+        }
+    }
+
+    /// @dev A bid's hash, once its expiry and signature are checked. A contract lab must name the
+    /// ECDSA key that signs its vouchers.
+    function _checkBid(Bid calldata bid, bytes calldata signature) private view returns (bytes32 bidHash) {
+        bidHash = _hashBid(bid);
         if (block.timestamp > bid.expiry) revert MarketOrderExpired(bidHash, bid.expiry);
+        if (_checkSignature(bid.lab, bidHash, signature) && bid.voucherSigner == address(0)) {
+            revert MarketSignerKeyRequired(bid.lab);
+        }
+    }
+
+    /// @dev The offer's EIP-712 digest: its struct hash is keccak256(abi.encode(_OFFER_TYPEHASH,
+    /// offer)), hashed from a copy of the calldata words (every field is a static word) without
+    /// the ABI encoder's per-field checks. A field with dirty high bits gives a digest no signer
+    /// signed, so the signature check that always follows refuses it; the fields read later are
+    /// checked by the ABI decoder as usual.
+    function _hashOffer(Offer calldata offer) private view returns (bytes32) {
+        return _hashTypedDataV4(_structHash(_OFFER_TYPEHASH, _offerWords(offer), 13 * 0x20));
+    }
+
+    /// @dev The bid's EIP-712 digest, hashed as `_hashOffer` hashes an offer.
+    function _hashBid(Bid calldata bid) private view returns (bytes32) {
+        return _hashTypedDataV4(_structHash(_BID_TYPEHASH, _bidWords(bid), 15 * 0x20));
+    }
+
+    function _offerWords(Offer calldata offer) private pure returns (uint256 offset) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            offset := offer
+        }
+    }
+
+    function _bidWords(Bid calldata bid) private pure returns (uint256 offset) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            offset := bid
+        }
+    }
+
+    /// @dev keccak256(typehash || the `size` bytes of calldata at `offset`).
+    function _structHash(bytes32 typehash, uint256 offset, uint256 size) private pure returns (bytes32 hash) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            calldatacopy(add(ptr, 0x20), offset, size)
+            hash := keccak256(ptr, add(size, 0x20))
+        }
+    }
+
+    /// @dev Every signed term of the pair but the price: model, duration, the bid's requirements
+    /// against what the offer signed, and the billing mode. market.matching's `fits` is this rule.
+    function _checkPair(Offer calldata offer, Bid calldata bid) private pure {
         if (offer.gpuModel != bid.gpuModel) revert MarketGpuModelMismatch(offer.gpuModel, bid.gpuModel);
         if (bid.duration < offer.minDuration || bid.duration > offer.maxDuration) {
             revert MarketDurationOutOfRange(bid.duration, offer.minDuration, offer.maxDuration);
         }
-        if (offer.pricePerGpuSecond > bid.maxPricePerGpuSecond) {
-            revert MarketPriceNotCrossed(offer.pricePerGpuSecond, bid.maxPricePerGpuSecond);
+        if (offer.memoryGiB < bid.minMemoryGiB) revert MarketMemoryTooLow(offer.memoryGiB, bid.minMemoryGiB);
+        if (offer.bandwidthGbps < bid.minBandwidthGbps) {
+            revert MarketBandwidthTooLow(offer.bandwidthGbps, bid.minBandwidthGbps);
         }
-        _checkSignature(offer.provider, offerHash, offerSig);
-        _checkSignature(bid.lab, bidHash, bidSig);
+        uint256 features = offer.features;
+        uint256 missing = bid.requiredFeatures & ~features;
+        if (missing != 0) revert MarketFeaturesMissing(missing);
+        uint256 accepted = bid.acceptedFeatures;
+        if (accepted != 0) {
+            uint256 unmet = _nonZeroLanes(accepted) & ~_nonZeroLanes(accepted & features);
+            if (unmet != 0) {
+                uint256 lane = 0;
+                while ((unmet >> (16 * lane + 15)) & 1 == 0) ++lane;
+                revert MarketFeatureNotAccepted(lane, (features >> (16 * lane)) & 0xffff, (accepted >> (16 * lane)) & 0xffff);
+            }
+        }
+        Billing billing = bid.billing;
+        if ((uint256(offer.billingModes) >> uint8(billing)) & 1 == 0) {
+            revert MarketBillingNotOffered(billing, offer.billingModes);
+        }
+    }
+
+    /// @dev The top bit of each 16-bit lane of `x` that is not zero: adding 0x7fff to a lane's low
+    /// 15 bits reaches its top bit iff they are not all zero, and never carries into the next lane.
+    function _nonZeroLanes(uint256 x) private pure returns (uint256) {
+        unchecked {
+            return (((x & _LANE_LOW_BITS) + _LANE_LOW_BITS) | x) & _LANE_TOP_BITS;
+        }
+    }
+
+    /// @dev Reverts unless the provider is registered with at least the minimum free stake.
+    /// `_registry.stakeStatus(provider)`, encoded and decoded by hand in scratch space (the
+    /// registry is this market's own and answers two words): a few hundred gas less than the
+    /// compiler's call on every lease opened. A revert is passed on.
+    function _checkStake(address provider) private view {
+        address registry_ = address(_registry);
+        bytes4 selector = IProviderRegistry.stakeStatus.selector;
+        bool registered;
+        uint256 free;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            mstore(0x00, selector)
+            mstore(0x04, provider)
+            if iszero(staticcall(gas(), registry_, 0x00, 0x24, 0x00, 0x40)) {
+                let ptr := mload(0x40)
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+            if lt(returndatasize(), 0x40) { revert(0, 0) }
+            registered := iszero(iszero(mload(0x00)))
+            free := mload(0x20)
+        }
+        if (!registered) revert MarketProviderNotRegistered(provider);
+        if (free < _minStake) revert MarketProviderStakeTooLow(provider, free, _minStake);
+    }
+
+    /// @dev An all-or-none bid must be filled whole by the end of the transaction that first fills
+    /// it; since nothing fills it later, it is then filled whole or never.
+    function _checkCluster(Bid calldata bid, bytes32 bidHash) private view {
+        uint256 filled = _orders[bid.lab][bidHash].filled;
+        if (filled != bid.gpuCount) revert MarketClusterIncomplete(bidHash, filled, bid.gpuCount);
     }
 
     /// @dev Checks nonce floor, cancellation and remaining size, then records the fill.
@@ -223,21 +429,60 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         uint256 floor = _minNonce[signer];
         if (nonce < floor) revert MarketOrderNonceCancelled(orderHash, nonce, floor);
         OrderState storage state = _orders[signer][orderHash];
-        if (state.cancelled) revert MarketOrderCancelled(orderHash);
-        filledBefore = state.filled;
+        // OrderState's one word: filled in bits 0-127, cancelled in 128-135; read and written once.
+        uint256 word;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            word := sload(state.slot)
+        }
+        if (word >> 128 != 0) revert MarketOrderCancelled(orderHash);
+        filledBefore = uint128(word);
         // filledBefore <= size always holds, so the subtraction cannot underflow.
         uint256 remaining = size - filledBefore;
         if (gpus > remaining) revert MarketFillExceedsOrder(orderHash, gpus, remaining);
-        state.filled = filledBefore + gpus;
+        // filledBefore + gpus <= size < 2^32, and the order is not cancelled: the new word.
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(state.slot, add(filledBefore, gpus))
+        }
     }
 
-    function _checkSignature(address signer, bytes32 digest, bytes calldata signature) private view {
-        // ECDSA first (see _recovers), then ERC-1271 for contract signers.
-        if (_recovers(signer, digest, signature)) return;
+    /// @dev Reverts unless `signature` is `signer`'s: ECDSA first (see _recovers), then ERC-1271
+    /// for a contract signer. Returns whether it took ERC-1271.
+    function _checkSignature(address signer, bytes32 digest, bytes calldata signature)
+        private
+        view
+        returns (bool byContract)
+    {
+        if (_recovers(signer, digest, signature)) return false;
         if (signer.code.length > 0 && SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, signature)) {
-            return;
+            return true;
         }
         revert MarketInvalidSignature(digest, signer);
+    }
+
+    /// @dev Reverts unless `signature` is the ECDSA signature of `key` (receipts and vouchers: keys
+    /// fixed when the lease opened, never a contract's revocable answer).
+    function _checkKey(address key, bytes32 digest, bytes calldata signature) private view {
+        if (!_recovers(key, digest, signature)) revert MarketInvalidSignature(digest, key);
+    }
+
+    /// @dev The key that signs the lease's receipts: its receipt signer, or the provider. Read
+    /// from the calldata words as they are: every caller has matched the terms to an opened
+    /// lease's id, hashed from clean words (see `_leaseId`).
+    function _receiptKey(Lease calldata lease) private pure returns (address key) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            // receiptSigner is word 8, provider word 0.
+            key := calldataload(add(lease, 0x100))
+            if iszero(key) { key := calldataload(lease) }
+        }
+    }
+
+    /// @dev The key that signs the lease's vouchers: its voucher signer, or the lab.
+    function _voucherKey(Lease calldata lease) private pure returns (address key) {
+        key = lease.voucherSigner;
+        if (key == address(0)) key = lease.lab;
     }
 
     /// @dev Whether `signature` is `signer`'s ECDSA signature of `digest`, 65 bytes (r, s, v) or
@@ -281,39 +526,6 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev SignatureChecker.isValidERC1271SignatureNowCalldata with the call limited to
-    /// BATCH_ERC1271_GAS, which OpenZeppelin does not offer. Only 32 bytes of the answer are
-    /// copied, so a long return cannot cost memory either.
-    function _isValidERC1271SignatureBounded(address signer, bytes32 digest, bytes calldata signature)
-        private
-        view
-        returns (bool valid)
-    {
-        bytes4 selector = IERC1271.isValidSignature.selector;
-        uint256 gasLimit = BATCH_ERC1271_GAS;
-        // solhint-disable-next-line no-inline-assembly
-        assembly ("memory-safe") {
-            // isValidSignature(digest, signature), ABI-encoded in free memory (not allocated: only
-            // the call reads it): selector, digest, offset 0x40, length, data, zero padding.
-            let ptr := mload(0x40)
-            let length := signature.length
-            mstore(ptr, selector)
-            mstore(add(ptr, 0x04), digest)
-            mstore(add(ptr, 0x24), 0x40)
-            mstore(add(ptr, 0x44), length)
-            calldatacopy(add(ptr, 0x64), signature.offset, length)
-            mstore(add(add(ptr, 0x64), length), 0)
-            let padded := shl(5, shr(5, add(length, 0x1f)))
-            let success := staticcall(gasLimit, signer, ptr, add(padded, 0x64), 0x00, 0x20)
-            valid := and(success, and(gt(returndatasize(), 0x1f), eq(mload(0x00), selector)))
-        }
-        // The sender must not be able to fail a valid contract signature by sending too little gas
-        // for the call to get its limit (63/64 rule). If the call ran out of gas having been given
-        // less than gasLimit, what is left now is below gasLimit / 63 (OpenZeppelin's
-        // ERC2771Forwarder makes the same check); then the whole batch reverts.
-        if (!valid && gasleft() < gasLimit / 63) revert MarketSignatureCheckOutOfGas(signer, gasLimit);
-    }
-
     function _escrow(uint256 price, uint256 gpus, uint256 duration) private pure returns (uint256 escrow) {
         // price < 2^128, gpus < 2^32, duration < 2^64: the product fits in 2^224 and cannot overflow.
         if (price > type(uint128).max) revert MarketEscrowOverflow(price, gpus, duration);
@@ -347,14 +559,8 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         returns (uint256 amount)
     {
         bytes memory err;
-        (amount,, err) = _redeem(lease, cumulativeAmount, receiptHash, labSig, false);
-        if (err.length > 0) {
-            // Re-raise the custom error _redeem encoded, with its arguments.
-            // solhint-disable-next-line no-inline-assembly
-            assembly ("memory-safe") {
-                revert(add(err, 0x20), mload(err))
-            }
-        }
+        (amount,, err) = _redeem(lease, cumulativeAmount, receiptHash, labSig);
+        if (err.length > 0) _revertWith(err);
         _creditPayment(lease.provider, amount);
     }
 
@@ -366,7 +572,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         for (uint256 i = 0; i < items.length; ++i) {
             ClaimItem calldata item = items[i];
             (uint256 amount, bytes32 id, bytes memory err) =
-                _redeem(item.lease, item.cumulativeAmount, item.receiptHash, item.signature, true);
+                _redeem(item.lease, item.cumulativeAmount, item.receiptHash, item.signature);
             if (err.length > 0) {
                 emit ClaimSkipped(id, bytes4(err));
                 continue;
@@ -383,15 +589,11 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Validates a voucher and records the payment. Never reverts on bad input: it returns the
-    /// encoded custom error instead, so a batch can skip the item. In a batch (`batched`) an
-    /// ERC-1271 lab contract's check gets at most BATCH_ERC1271_GAS.
-    function _redeem(
-        Lease calldata lease,
-        uint256 cumulativeAmount,
-        bytes32 receiptHash,
-        bytes calldata labSig,
-        bool batched
-    ) private returns (uint256 amount, bytes32 id, bytes memory err) {
+    /// encoded custom error instead, so a batch can skip the item.
+    function _redeem(Lease calldata lease, uint256 cumulativeAmount, bytes32 receiptHash, bytes calldata labSig)
+        private
+        returns (uint256 amount, bytes32 id, bytes memory err)
+    {
         id = _leaseId(lease);
         LeaseState storage state = _leases[id];
         {
@@ -404,8 +606,9 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         {
             bytes32 digest =
                 _hashTypedDataV4(keccak256(abi.encode(_VOUCHER_TYPEHASH, id, cumulativeAmount, receiptHash)));
-            if (!_isVoucherSigned(lease.lab, digest, labSig, batched)) {
-                return (0, id, abi.encodeWithSelector(MarketInvalidSignature.selector, digest, lease.lab));
+            address key = _voucherKey(lease);
+            if (!_recovers(key, digest, labSig)) {
+                return (0, id, abi.encodeWithSelector(MarketInvalidSignature.selector, digest, key));
             }
         }
         // The target is the voucher capped at the escrow, which fits in uint128 (checked at opening).
@@ -420,17 +623,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         emit Claimed(id, amount, target, receiptHash);
     }
 
-    /// @dev ECDSA first (see _recovers), then ERC-1271 for a contract lab, bounded in a batch.
-    function _isVoucherSigned(address lab, bytes32 digest, bytes calldata signature, bool batched)
-        private
-        view
-        returns (bool)
-    {
-        if (_recovers(lab, digest, signature)) return true;
-        if (lab.code.length == 0) return false;
-        return batched
-            ? _isValidERC1271SignatureBounded(lab, digest, signature)
-            : SignatureChecker.isValidERC1271SignatureNowCalldata(lab, digest, signature);
+    /// @dev Reverts with an error `_redeem`, `_close` or `_finalize` encoded, with its arguments.
+    function _revertWith(bytes memory err) private pure {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            revert(add(err, 0x20), mload(err))
+        }
     }
 
     /// @dev Credits `amount` to `provider`, less the protocol fee, which is credited to the treasury.
@@ -492,17 +690,41 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function closeLease(Lease calldata lease) external nonReentrant returns (uint256 refund) {
-        bytes32 id = _leaseId(lease);
+        bytes memory err;
+        (refund,, err) = _close(lease);
+        if (err.length > 0) _revertWith(err);
+    }
+
+    /// @inheritdoc IMarket
+    function closeLeaseBatch(Lease[] calldata leases) external nonReentrant returns (uint256 refunded) {
+        for (uint256 i = 0; i < leases.length; ++i) {
+            (uint256 refund, bytes32 id, bytes memory err) = _close(leases[i]);
+            if (err.length > 0) {
+                emit CloseSkipped(id, bytes4(err));
+                continue;
+            }
+            refunded += refund;
+        }
+    }
+
+    /// @dev Closes a lease and credits its lab the unpaid escrow. Never reverts on bad input: it
+    /// returns the encoded custom error instead, so a batch can skip the item.
+    function _close(Lease calldata lease) private returns (uint256 refund, bytes32 id, bytes memory err) {
+        id = _leaseId(lease);
         LeaseState storage state = _leases[id];
         LeaseStatus status = state.status;
-        if (status == LeaseStatus.None) revert MarketUnknownLease(id);
-        if (status == LeaseStatus.Closed) revert MarketLeaseNotOpen(id, status);
+        if (status == LeaseStatus.None) return (0, id, abi.encodeWithSelector(MarketUnknownLease.selector, id));
+        if (status == LeaseStatus.Closed) {
+            return (0, id, abi.encodeWithSelector(MarketLeaseNotOpen.selector, id, status));
+        }
         if (msg.sender != lease.provider) {
             uint256 closesAt = uint256(state.end) + _claimWindow;
-            if (block.timestamp < closesAt) revert MarketClaimWindowOpen(id, closesAt);
+            if (block.timestamp < closesAt) {
+                return (0, id, abi.encodeWithSelector(MarketClaimWindowOpen.selector, id, closesAt));
+            }
             // A lab must not close away a claim it neither paid nor disputed.
             uint64 readyAt = _claims[id].readyAt;
-            if (readyAt != 0) revert MarketClaimPending(id, readyAt);
+            if (readyAt != 0) return (0, id, abi.encodeWithSelector(MarketClaimPending.selector, id, readyAt));
         }
         uint256 paid = state.paid;
         // paid <= escrow always holds, so the refund cannot underflow.
@@ -549,9 +771,9 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         (bytes32 id, LeaseState storage state, uint256 word) = _slashable(lease);
         (bytes32 digestA, bytes32 digestB) = _receiptDigests(id, seq, a, b);
         if (digestA == digestB) revert MarketReceiptsNotConflicting(digestA);
-        address provider = lease.provider;
-        _checkSignature(provider, digestA, sigA);
-        _checkSignature(provider, digestB, sigB);
+        address key = _receiptKey(lease);
+        _checkKey(key, digestA, sigA);
+        _checkKey(key, digestB, sigB);
         return _slash(lease, id, state, word);
     }
 
@@ -566,7 +788,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         {
             revert MarketUsagePossible(id, r.gpuSecondsCumulative, maxGpuSeconds);
         }
-        _checkSignature(lease.provider, _receiptDigest(_domainSeparatorV4(), id, seq, r), sig);
+        _checkKey(_receiptKey(lease), _receiptDigest(_domainSeparatorV4(), id, seq, r), sig);
         return _slash(lease, id, state, word);
     }
 
@@ -730,8 +952,8 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             let ptr := mload(0x40)
-            calldatacopy(ptr, lease, 0xe0)
-            id := keccak256(ptr, 0xe0)
+            calldatacopy(ptr, lease, 0x140)
+            id := keccak256(ptr, 0x140)
         }
     }
 
@@ -749,7 +971,7 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
         }
         uint256 amount = _claimable(lease, id, state, r);
         bytes32 digest = _hashReceipt(r);
-        _checkSignature(lease.provider, digest, sig);
+        _checkKey(_receiptKey(lease), digest, sig);
         // block.timestamp < 2^40 for millennia and the window is a uint40: no uint64 overflow.
         uint64 readyAt = uint64(block.timestamp) + _challengeWindow;
         // amount <= escrow < 2^128 (checked at opening).
@@ -779,12 +1001,54 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IMarket
-    function finalizeClaim(Lease calldata lease) external returns (uint256 amount) {
-        (bytes32 id, LeaseState storage state) = _openLeaseState(lease);
+    function finalizeClaim(Lease calldata lease) external nonReentrant returns (uint256 amount) {
+        bytes memory err;
+        (amount,, err) = _finalize(lease);
+        if (err.length > 0) _revertWith(err);
+        if (amount > 0) _creditPayment(lease.provider, amount);
+    }
+
+    /// @inheritdoc IMarket
+    function finalizeClaimBatch(Lease[] calldata leases) external nonReentrant returns (uint256 total) {
+        // Payments to the same provider in consecutive items are summed into one credit (and fee).
+        address payee = address(0);
+        uint256 owed = 0;
+        for (uint256 i = 0; i < leases.length; ++i) {
+            Lease calldata lease = leases[i];
+            (uint256 amount, bytes32 id, bytes memory err) = _finalize(lease);
+            if (err.length > 0) {
+                emit FinalizeSkipped(id, bytes4(err));
+                continue;
+            }
+            if (lease.provider != payee) {
+                if (owed > 0) _creditPayment(payee, owed);
+                payee = lease.provider;
+                owed = 0;
+            }
+            owed += amount;
+            total += amount;
+        }
+        if (owed > 0) _creditPayment(payee, owed);
+    }
+
+    /// @dev Finalizes the lease's pending claim and records the payment, returning what it adds
+    /// (the caller credits it). Never reverts on bad input: it returns the encoded custom error.
+    function _finalize(Lease calldata lease) private returns (uint256 amount, bytes32 id, bytes memory err) {
+        id = _leaseId(lease);
+        LeaseState storage state = _leases[id];
+        {
+            LeaseStatus status = state.status;
+            if (status == LeaseStatus.None) return (0, id, abi.encodeWithSelector(MarketUnknownLease.selector, id));
+            if (status == LeaseStatus.Closed) {
+                return (0, id, abi.encodeWithSelector(MarketLeaseNotOpen.selector, id, status));
+            }
+        }
         PendingClaim storage pending = _claims[id];
         uint64 readyAt = pending.readyAt;
-        if (readyAt == 0) revert MarketNoPendingClaim(id);
-        if (block.timestamp < readyAt) revert MarketChallengeWindowOpen(id, readyAt);
+        if (readyAt == 0) return (0, id, abi.encodeWithSelector(MarketNoPendingClaim.selector, id));
+        if (block.timestamp < readyAt) {
+            return (0, id, abi.encodeWithSelector(MarketChallengeWindowOpen.selector, id, readyAt));
+        }
         uint128 target = pending.amount;
         pending.amount = 0;
         pending.readyAt = 0;
@@ -795,7 +1059,6 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
             emit Claimed(id, amount, target, pending.receiptHash);
         }
         emit ClaimFinalized(id, pending.seq, pending.receiptHash, amount);
-        if (amount > 0) _creditPayment(lease.provider, amount);
     }
 
     /// @inheritdoc IMarket
@@ -825,12 +1088,12 @@ contract Market is IMarket, EIP712, ReentrancyGuardTransient {
 
     /// @inheritdoc IMarket
     function hashOffer(Offer calldata offer) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(_OFFER_TYPEHASH, offer)));
+        return _hashOffer(offer);
     }
 
     /// @inheritdoc IMarket
     function hashBid(Bid calldata bid) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(_BID_TYPEHASH, bid)));
+        return _hashBid(bid);
     }
 
     /// @inheritdoc IMarket

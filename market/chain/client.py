@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, TypeVar
 
 from eth_account import Account
@@ -39,7 +40,7 @@ from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
-from market.protocol.eip712 import Domain, receipt_hash
+from market.protocol.eip712 import Domain, digest, receipt_hash
 from market.protocol.signing import recover_address_bytes
 from market.protocol.types import (
     ZERO_HASH,
@@ -104,6 +105,16 @@ class Permit:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch of closes or finalizations did per lease (refund or amount credited), and the
+    items it skipped with the error's name."""
+
+    done: dict[LeaseId, int]
+    skipped: dict[LeaseId, str]
+    gas_used: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchClaimResult:
     """What a ``claimBatch`` credited per lease, and the items it skipped with the error's name."""
 
@@ -145,18 +156,57 @@ def compact_signature(signature: bytes) -> bytes:
     return r + ((v - 27) << 255 | s).to_bytes(32, "big")
 
 
-def offer_tuple(offer: Offer) -> tuple[Any, ...]:
+def _order_tuple(order: Offer | Bid) -> tuple[Any, ...]:
     return tuple(
-        gpu_model_to_bytes32(offer.gpu_model) if attr == "gpu_model" else getattr(offer, attr)
-        for attr, _, _ in Offer.FIELDS
+        gpu_model_to_bytes32(order.gpu_model)
+        if attr == "gpu_model"
+        else int(value)
+        if isinstance(value := getattr(order, attr), IntEnum)
+        else value
+        for attr, _, _ in order.FIELDS
     )
+
+
+def offer_tuple(offer: Offer) -> tuple[Any, ...]:
+    """An offer as the contract's ``Offer`` struct."""
+    return _order_tuple(offer)
 
 
 def bid_tuple(bid: Bid) -> tuple[Any, ...]:
-    return tuple(
-        gpu_model_to_bytes32(bid.gpu_model) if attr == "gpu_model" else getattr(bid, attr)
-        for attr, _, _ in Bid.FIELDS
-    )
+    """A bid as the contract's ``Bid`` struct."""
+    return _order_tuple(bid)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMatch:
+    """One lease of a batch open: ``gpus`` GPUs from an offer to a bid."""
+
+    offer: Signed[Offer]
+    bid: Signed[Bid]
+    gpus: int
+
+
+def batch_arguments(
+    matches: Sequence[BatchMatch],
+    signature: Callable[[Signed[Offer] | Signed[Bid]], bytes] = lambda order: order.signature,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[int, int, int]]]:
+    """``openLeaseBatch``'s arrays: each distinct offer and bid once (first-seen order, so a
+    lab's bids stay consecutive when its matches are), and matches by index; ``signature``
+    gives each order's signature as sent."""
+    offers: dict[Signed[Offer], int] = {}
+    bids: dict[Signed[Bid], int] = {}
+    offer_args: list[tuple[Any, ...]] = []
+    bid_args: list[tuple[Any, ...]] = []
+    indices: list[tuple[int, int, int]] = []
+    for m in matches:
+        if m.offer not in offers:
+            offers[m.offer] = len(offer_args)
+            offer_args.append((offer_tuple(m.offer.message), signature(m.offer)))
+        if m.bid not in bids:
+            bids[m.bid] = len(bid_args)
+            bid_args.append((bid_tuple(m.bid.message), signature(m.bid)))
+        indices.append((offers[m.offer], bids[m.bid], m.gpus))
+    return offer_args, bid_args, indices
 
 
 class MarketClient:
@@ -440,7 +490,12 @@ class MarketClient:
         permit: Permit | None = None,
     ) -> Lease:
         """Open a lease of ``gpus`` GPUs from a crossing pair; returns its terms (``lease.id``)."""
-        args = [offer_tuple(offer.message), offer.signature, bid_tuple(bid.message), bid.signature]
+        args = [
+            offer_tuple(offer.message),
+            self._order_signature(offer),
+            bid_tuple(bid.message),
+            self._order_signature(bid),
+        ]
         if permit is None:
             receipt = self._send(self.market, "openLease", *args, gpus)
         else:
@@ -450,6 +505,38 @@ class MarketClient:
                 lease: Lease = event.args["lease"]
                 return lease
         raise MarketError("openLease succeeded without a LeaseOpened event")
+
+    def open_lease_batch(self, matches: Sequence[BatchMatch]) -> list[Lease]:
+        """Open many leases in one transaction, each at its offer's price; all or none (a failing
+        match reverts the batch with its typed error). Returns the leases in match order."""
+        offers, bids, indices = batch_arguments(matches, self._order_signature)
+        receipt = self._send(self.market, "openLeaseBatch", offers, bids, indices)
+        return self._opened(receipt)
+
+    def open_lease_auction(self, matches: Sequence[BatchMatch], clearing_price: int) -> list[Lease]:
+        """A uniform-price batch: every lease opens at ``clearing_price``, which the contract
+        checks against every matched ask and bid maximum; all or none."""
+        offers, bids, indices = batch_arguments(matches, self._order_signature)
+        receipt = self._send(self.market, "openLeaseAuction", offers, bids, indices, clearing_price)
+        return self._opened(receipt)
+
+    def _order_signature(self, order: Signed[Offer] | Signed[Bid]) -> bytes:
+        """The order's signature as a transaction sends it: EIP-2098's compact 64 bytes when it
+        is the signer's 65-byte ECDSA signature (140 gas less calldata), else unchanged (a
+        contract signer's ERC-1271 signature is passed on as it is)."""
+        sig = order.signature
+        if len(sig) != 65:
+            return sig
+        m = order.message
+        signer = m.provider if isinstance(m, Offer) else m.lab
+        try:
+            recovered = recover_address_bytes(digest(self.domain, m), sig)
+        except InvalidSignature:
+            return sig
+        return compact_signature(sig) if "0x" + recovered.hex() == signer.lower() else sig
+
+    def _opened(self, receipt: TxReceipt) -> list[Lease]:
+        return [e.args["lease"] for e in self._events_in(receipt) if e.name == "LeaseOpened"]
 
     def cancel_order(self, order_hash: bytes) -> None:
         """Cancel one of this account's orders; a no-op if it is already cancelled."""
@@ -524,6 +611,29 @@ class MarketClient:
                 return int(event.args["refund"])
         raise MarketError("closeLease succeeded without a LeaseClosed event")
 
+    def close_lease_batch(self, leases: Sequence[Lease]) -> BatchResult:
+        """Close many leases in one transaction; a lease that cannot close is skipped, not fatal.
+        ``done`` maps each closed lease to its refund."""
+        receipt = self._send(self.market, "closeLeaseBatch", [x.as_tuple() for x in leases])
+        return self._batch_result(receipt, "LeaseClosed", "refund", "CloseSkipped")
+
+    def finalize_claim_batch(self, leases: Sequence[Lease]) -> BatchResult:
+        """Finalize many pending claims in one transaction; a lease whose claim cannot be
+        finalized is skipped, not fatal. ``done`` maps each finalized lease to what it credited."""
+        receipt = self._send(self.market, "finalizeClaimBatch", [x.as_tuple() for x in leases])
+        return self._batch_result(receipt, "ClaimFinalized", "amount", "FinalizeSkipped")
+
+    def _batch_result(self, receipt: TxReceipt, done: str, field: str, skip: str) -> BatchResult:
+        result = BatchResult(done={}, skipped={}, gas_used=receipt["gasUsed"])
+        for event in self._events_in(receipt):
+            if event.name == done:
+                result.done[LeaseId(event.args["lease_id"])] = int(event.args[field])
+            elif event.name == skip:
+                reason = bytes(event.args["reason"])
+                name = _ERROR_NAMES.get(reason, reason.hex())
+                result.skipped[LeaseId(event.args["lease_id"])] = name
+        return result
+
     def withdraw(self) -> int:
         """Send this account its whole credit; returns the amount, from this transaction's
         ``Withdrawn`` event (0, without a transaction, if there is nothing to withdraw)."""
@@ -574,14 +684,15 @@ class MarketClient:
 
     def _proof_signature(self, lease: Lease, receipt: Signed[Receipt]) -> bytes:
         """The receipt's signature as a proof sends it: the EIP-2098 compact 64 bytes when it is
-        the provider's ECDSA signature (32 bytes less calldata), else unchanged (a contract
-        provider's ERC-1271 signature, which the market passes on as it is)."""
+        the lease's receipt key's 65-byte signature (32 bytes less calldata), else unchanged."""
         sig = receipt.signature
+        if len(sig) != 65:
+            return sig
         try:
             signer = recover_address_bytes(receipt_hash(self.domain, receipt.message), sig)
         except InvalidSignature:
             return sig
-        if "0x" + signer.hex() != lease.provider.lower():
+        if "0x" + signer.hex() != lease.receipt_key.lower():
             return sig
         return compact_signature(sig)
 
@@ -664,11 +775,14 @@ def _check_receipt_names(lease: Lease, *receipts: Signed[Receipt]) -> None:
 
 __all__ = [
     "BatchClaimResult",
+    "BatchMatch",
+    "BatchResult",
     "Head",
     "MarketClient",
     "PendingClaim",
     "Permit",
     "ProviderInfo",
+    "batch_arguments",
     "bid_tuple",
     "offer_tuple",
     "receipt_tuple",

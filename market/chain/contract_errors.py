@@ -296,6 +296,66 @@ class InvalidShortString(ContractError):
         super().__init__(what, (), tx_hash)
 
 
+class MarketBandwidthTooLow(ContractError):
+    """The offer's interconnect bandwidth per GPU is below the bid's minimum."""
+
+    SIGNATURE = "MarketBandwidthTooLow(uint32,uint32)"
+    SELECTOR = bytes.fromhex("322bc0dd")
+    PARAMS = (
+        ("bandwidth_gbps", "uint32"),
+        ("min_bandwidth_gbps", "uint32"),
+    )
+
+    def __init__(
+        self,
+        bandwidth_gbps: int,
+        min_bandwidth_gbps: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.bandwidth_gbps = bandwidth_gbps
+        self.min_bandwidth_gbps = min_bandwidth_gbps
+        super().__init__(
+            what,
+            (
+                bandwidth_gbps,
+                min_bandwidth_gbps,
+            ),
+            tx_hash,
+        )
+
+
+class MarketBillingNotOffered(ContractError):
+    """The bid's billing mode is not one the offer accepts (`billingModes`: its bit set)."""
+
+    SIGNATURE = "MarketBillingNotOffered(uint8,uint8)"
+    SELECTOR = bytes.fromhex("7fc332d9")
+    PARAMS = (
+        ("billing", "uint8"),
+        ("billing_modes", "uint8"),
+    )
+
+    def __init__(
+        self,
+        billing: int,
+        billing_modes: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.billing = billing
+        self.billing_modes = billing_modes
+        super().__init__(
+            what,
+            (
+                billing,
+                billing_modes,
+            ),
+            tx_hash,
+        )
+
+
 class MarketChallengeWindowClosed(ContractError):
     """The pending claim could only be disputed before `readyAt`."""
 
@@ -416,6 +476,108 @@ class MarketClaimWindowOpen(ContractError):
         )
 
 
+class MarketClearingPriceAboveBid(ContractError):
+    """A batch's clearing price is above a bid's maximum."""
+
+    SIGNATURE = "MarketClearingPriceAboveBid(bytes32,uint256,uint256)"
+    SELECTOR = bytes.fromhex("c28724fe")
+    PARAMS = (
+        ("bid_hash", "bytes32"),
+        ("max_price_per_gpu_second", "uint256"),
+        ("clearing_price", "uint256"),
+    )
+
+    def __init__(
+        self,
+        bid_hash: bytes,
+        max_price_per_gpu_second: int,
+        clearing_price: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.bid_hash = bid_hash
+        self.max_price_per_gpu_second = max_price_per_gpu_second
+        self.clearing_price = clearing_price
+        super().__init__(
+            what,
+            (
+                bid_hash,
+                max_price_per_gpu_second,
+                clearing_price,
+            ),
+            tx_hash,
+        )
+
+
+class MarketClearingPriceBelowAsk(ContractError):
+    """A batch's clearing price is below an offer's ask."""
+
+    SIGNATURE = "MarketClearingPriceBelowAsk(bytes32,uint256,uint256)"
+    SELECTOR = bytes.fromhex("86f64615")
+    PARAMS = (
+        ("offer_hash", "bytes32"),
+        ("price_per_gpu_second", "uint256"),
+        ("clearing_price", "uint256"),
+    )
+
+    def __init__(
+        self,
+        offer_hash: bytes,
+        price_per_gpu_second: int,
+        clearing_price: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.offer_hash = offer_hash
+        self.price_per_gpu_second = price_per_gpu_second
+        self.clearing_price = clearing_price
+        super().__init__(
+            what,
+            (
+                offer_hash,
+                price_per_gpu_second,
+                clearing_price,
+            ),
+            tx_hash,
+        )
+
+
+class MarketClusterIncomplete(ContractError):
+    """An all-or-none bid would end the transaction with `filled` of its `gpuCount` GPUs."""
+
+    SIGNATURE = "MarketClusterIncomplete(bytes32,uint256,uint256)"
+    SELECTOR = bytes.fromhex("91c3ef0e")
+    PARAMS = (
+        ("bid_hash", "bytes32"),
+        ("filled", "uint256"),
+        ("gpu_count", "uint256"),
+    )
+
+    def __init__(
+        self,
+        bid_hash: bytes,
+        filled: int,
+        gpu_count: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.bid_hash = bid_hash
+        self.filled = filled
+        self.gpu_count = gpu_count
+        super().__init__(
+            what,
+            (
+                bid_hash,
+                filled,
+                gpu_count,
+            ),
+            tx_hash,
+        )
+
+
 class MarketCreditOverflow(ContractError):
     """`account`'s credit would reach 2^128 (only a token with such a supply gets there)."""
 
@@ -480,6 +642,22 @@ class MarketDurationOutOfRange(ContractError):
         )
 
 
+class MarketEmptyBatch(ContractError):
+    """A batch with no match."""
+
+    SIGNATURE = "MarketEmptyBatch()"
+    SELECTOR = bytes.fromhex("da80e6ab")
+    PARAMS = ()
+
+    def __init__(
+        self,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        super().__init__(what, (), tx_hash)
+
+
 class MarketEscrowOverflow(ContractError):
     """Price x GPUs x duration does not fit the escrow accounting (uint128)."""
 
@@ -512,6 +690,60 @@ class MarketEscrowOverflow(ContractError):
             ),
             tx_hash,
         )
+
+
+class MarketFeatureNotAccepted(ContractError):
+    """In attribute lane `lane` the offer has none of the values the bid accepts (`offered` and
+    `accepted` are that lane's 16 bits).
+    """
+
+    SIGNATURE = "MarketFeatureNotAccepted(uint256,uint256,uint256)"
+    SELECTOR = bytes.fromhex("fdb9c962")
+    PARAMS = (
+        ("lane", "uint256"),
+        ("offered", "uint256"),
+        ("accepted", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lane: int,
+        offered: int,
+        accepted: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lane = lane
+        self.offered = offered
+        self.accepted = accepted
+        super().__init__(
+            what,
+            (
+                lane,
+                offered,
+                accepted,
+            ),
+            tx_hash,
+        )
+
+
+class MarketFeaturesMissing(ContractError):
+    """The offer lacks feature bits the bid requires (`missing`: those bits)."""
+
+    SIGNATURE = "MarketFeaturesMissing(uint256)"
+    SELECTOR = bytes.fromhex("c3def11b")
+    PARAMS = (("missing", "uint256"),)
+
+    def __init__(
+        self,
+        missing: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.missing = missing
+        super().__init__(what, (missing,), tx_hash)
 
 
 class MarketFeeTooHigh(ContractError):
@@ -732,6 +964,54 @@ class MarketLeaseTooLong(ContractError):
     ) -> None:
         self.duration = duration
         super().__init__(what, (duration,), tx_hash)
+
+
+class MarketMatchOutOfRange(ContractError):
+    """Match `index` of a batch names an offer or bid the batch does not carry."""
+
+    SIGNATURE = "MarketMatchOutOfRange(uint256)"
+    SELECTOR = bytes.fromhex("cf965f89")
+    PARAMS = (("index", "uint256"),)
+
+    def __init__(
+        self,
+        index: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.index = index
+        super().__init__(what, (index,), tx_hash)
+
+
+class MarketMemoryTooLow(ContractError):
+    """The offer's memory per GPU is below the bid's minimum."""
+
+    SIGNATURE = "MarketMemoryTooLow(uint32,uint32)"
+    SELECTOR = bytes.fromhex("88890380")
+    PARAMS = (
+        ("memory_gi_b", "uint32"),
+        ("min_memory_gi_b", "uint32"),
+    )
+
+    def __init__(
+        self,
+        memory_gi_b: int,
+        min_memory_gi_b: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.memory_gi_b = memory_gi_b
+        self.min_memory_gi_b = min_memory_gi_b
+        super().__init__(
+            what,
+            (
+                memory_gi_b,
+                min_memory_gi_b,
+            ),
+            tx_hash,
+        )
 
 
 class MarketNoPendingClaim(ContractError):
@@ -1178,34 +1458,24 @@ class MarketReceiptsNotConflicting(ContractError):
         super().__init__(what, (digest,), tx_hash)
 
 
-class MarketSignatureCheckOutOfGas(ContractError):
-    """A batch left an ERC-1271 signer's check less than `gasLimit` gas: send more gas."""
+class MarketSignerKeyRequired(ContractError):
+    """A contract signer (ERC-1271) must name the ECDSA key that signs its receipts or vouchers
+    (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
+    """
 
-    SIGNATURE = "MarketSignatureCheckOutOfGas(address,uint256)"
-    SELECTOR = bytes.fromhex("6c3ee49b")
-    PARAMS = (
-        ("signer", "address"),
-        ("gas_limit", "uint256"),
-    )
+    SIGNATURE = "MarketSignerKeyRequired(address)"
+    SELECTOR = bytes.fromhex("64073b3e")
+    PARAMS = (("signer", "address"),)
 
     def __init__(
         self,
         signer: str,
-        gas_limit: int,
         *,
         what: str = "call",
         tx_hash: str | None = None,
     ) -> None:
         self.signer = signer
-        self.gas_limit = gas_limit
-        super().__init__(
-            what,
-            (
-                signer,
-                gas_limit,
-            ),
-            tx_hash,
-        )
+        super().__init__(what, (signer,), tx_hash)
 
 
 class MarketUnknownLease(ContractError):
@@ -1570,13 +1840,21 @@ ERRORS: dict[bytes, type[ContractError]] = {
     ERC2612InvalidSigner.SELECTOR: ERC2612InvalidSigner,
     InvalidAccountNonce.SELECTOR: InvalidAccountNonce,
     InvalidShortString.SELECTOR: InvalidShortString,
+    MarketBandwidthTooLow.SELECTOR: MarketBandwidthTooLow,
+    MarketBillingNotOffered.SELECTOR: MarketBillingNotOffered,
     MarketChallengeWindowClosed.SELECTOR: MarketChallengeWindowClosed,
     MarketChallengeWindowOpen.SELECTOR: MarketChallengeWindowOpen,
     MarketClaimPending.SELECTOR: MarketClaimPending,
     MarketClaimWindowOpen.SELECTOR: MarketClaimWindowOpen,
+    MarketClearingPriceAboveBid.SELECTOR: MarketClearingPriceAboveBid,
+    MarketClearingPriceBelowAsk.SELECTOR: MarketClearingPriceBelowAsk,
+    MarketClusterIncomplete.SELECTOR: MarketClusterIncomplete,
     MarketCreditOverflow.SELECTOR: MarketCreditOverflow,
     MarketDurationOutOfRange.SELECTOR: MarketDurationOutOfRange,
+    MarketEmptyBatch.SELECTOR: MarketEmptyBatch,
     MarketEscrowOverflow.SELECTOR: MarketEscrowOverflow,
+    MarketFeatureNotAccepted.SELECTOR: MarketFeatureNotAccepted,
+    MarketFeaturesMissing.SELECTOR: MarketFeaturesMissing,
     MarketFeeTooHigh.SELECTOR: MarketFeeTooHigh,
     MarketFillExceedsOrder.SELECTOR: MarketFillExceedsOrder,
     MarketGpuModelMismatch.SELECTOR: MarketGpuModelMismatch,
@@ -1585,6 +1863,8 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketLeaseEnded.SELECTOR: MarketLeaseEnded,
     MarketLeaseNotOpen.SELECTOR: MarketLeaseNotOpen,
     MarketLeaseTooLong.SELECTOR: MarketLeaseTooLong,
+    MarketMatchOutOfRange.SELECTOR: MarketMatchOutOfRange,
+    MarketMemoryTooLow.SELECTOR: MarketMemoryTooLow,
     MarketNoPendingClaim.SELECTOR: MarketNoPendingClaim,
     MarketNonceFloorNotRaised.SELECTOR: MarketNonceFloorNotRaised,
     MarketNotLab.SELECTOR: MarketNotLab,
@@ -1601,7 +1881,7 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketReceiptPeriodInvalid.SELECTOR: MarketReceiptPeriodInvalid,
     MarketReceiptWrongLease.SELECTOR: MarketReceiptWrongLease,
     MarketReceiptsNotConflicting.SELECTOR: MarketReceiptsNotConflicting,
-    MarketSignatureCheckOutOfGas.SELECTOR: MarketSignatureCheckOutOfGas,
+    MarketSignerKeyRequired.SELECTOR: MarketSignerKeyRequired,
     MarketUnknownLease.SELECTOR: MarketUnknownLease,
     MarketUsageImpossible.SELECTOR: MarketUsageImpossible,
     MarketUsagePossible.SELECTOR: MarketUsagePossible,
@@ -1635,13 +1915,21 @@ __all__ = [
     "ERC2612InvalidSigner",
     "InvalidAccountNonce",
     "InvalidShortString",
+    "MarketBandwidthTooLow",
+    "MarketBillingNotOffered",
     "MarketChallengeWindowClosed",
     "MarketChallengeWindowOpen",
     "MarketClaimPending",
     "MarketClaimWindowOpen",
+    "MarketClearingPriceAboveBid",
+    "MarketClearingPriceBelowAsk",
+    "MarketClusterIncomplete",
     "MarketCreditOverflow",
     "MarketDurationOutOfRange",
+    "MarketEmptyBatch",
     "MarketEscrowOverflow",
+    "MarketFeatureNotAccepted",
+    "MarketFeaturesMissing",
     "MarketFeeTooHigh",
     "MarketFillExceedsOrder",
     "MarketGpuModelMismatch",
@@ -1650,6 +1938,8 @@ __all__ = [
     "MarketLeaseEnded",
     "MarketLeaseNotOpen",
     "MarketLeaseTooLong",
+    "MarketMatchOutOfRange",
+    "MarketMemoryTooLow",
     "MarketNoPendingClaim",
     "MarketNonceFloorNotRaised",
     "MarketNotLab",
@@ -1666,7 +1956,7 @@ __all__ = [
     "MarketReceiptPeriodInvalid",
     "MarketReceiptWrongLease",
     "MarketReceiptsNotConflicting",
-    "MarketSignatureCheckOutOfGas",
+    "MarketSignerKeyRequired",
     "MarketUnknownLease",
     "MarketUsageImpossible",
     "MarketUsagePossible",

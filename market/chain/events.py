@@ -22,7 +22,7 @@ from web3.types import FilterParams, LogReceipt
 
 from market.chain.retry import with_retries
 from market.chain.tx import endpoint_of
-from market.protocol.types import Lease, Receipt
+from market.protocol.types import Billing, Lease, Receipt
 
 FOLLOW_POLL_S = 0.2
 
@@ -60,6 +60,9 @@ def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
                 start=value["start"],
                 duration=value["duration"],
                 salt=bytes(value["salt"]),
+                billing=Billing(value["billing"]),
+                receipt_signer=value["receiptSigner"],
+                voucher_signer=value["voucherSigner"],
             )
         elif name == "ReceiptPosted" and key == "receipt":
             fields: dict[str, Any] = {

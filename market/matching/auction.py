@@ -11,15 +11,17 @@ of the period :func:`run_auction` clears each GPU model at once. The rule, also 
    imbalance |D(p) - S(p)|, then to the lowest price (buyers keep the surplus).
 3. Bids priced >= p* take GPUs in price-time priority (dearest first, earliest first at a price)
    from offers priced <= p* in price-time priority (cheapest first), respecting each pair's fit
-   (duration range, memory, attributes) and all-or-none bids. The side that is long at p* is
-   rationed by that priority.
+   (every signed term, as ``Market`` checks it: :func:`~market.matching.constraints.unfit`) and
+   all-or-none bids (the bid's signed ``allOrNone``). The side that is long at p* is rationed by
+   that priority.
 4. An all-or-none bid that cannot be filled whole at p* drops out, and p* is found again
    without it (until every remaining all-or-none bid fills), so it never blocks the others.
 
-Every lease still takes its offer's own price, as the contract requires; the offer's price is
-<= p* <= the bid's max price, so each fill is a valid ``openLease`` and no lab pays above the
-clearing price. What the uniform price decides is *who* trades: exactly the orders on the right
-side of p*, which maximises the GPUs traded.
+Each fill's offer price is <= p* <= its bid's max price, so each fill is a valid ``openLease`` at
+the offer's own price and no lab pays above the clearing price; ``MarketClient.open_lease_auction``
+opens a clearing's fills in one transaction at p* itself (the contract checks p* against every
+matched ask and bid maximum, and all-or-none bids whole). What the uniform price decides is *who*
+trades: exactly the orders on the right side of p*, which maximises the GPUs traded.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _plan(
             want -= take
             if want == 0:
                 break
-        if want > 0 and bid.requirements.all_or_none:
+        if want > 0 and bid.all_or_none:
             unfilled.append(bid)
             continue
         for offer, _, take in takes:

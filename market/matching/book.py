@@ -6,10 +6,11 @@ gives the same fills). A fill is ``(offer, bid, gpus)`` at the offer's price, ex
 ``Market.openLease`` accepts. One bid may be filled by several offers (a cluster of leases) and
 one offer may serve several bids.
 
-Besides model and price, an offer fits a bid when the bid's duration is inside the offer's range,
-the offer's memory per GPU meets the bid's minimum, its attributes meet the bid's constraints and
-its provider is eligible (registered, free stake at least the minimum). At rest the book holds no
-crossing pair that fits, except all-or-none bids that cannot yet be filled whole.
+Besides price, an offer fits a bid when every signed term fits as ``Market.openLease`` checks it
+(:func:`market.matching.constraints.unfit`: model, duration range, memory, bandwidth, feature
+bits, billing mode) and its provider is eligible (registered, free stake at least the minimum).
+At rest the book holds no crossing pair that fits, except all-or-none bids that cannot yet be
+filled whole.
 
 GPUs a fill takes are *pending* until the lease opens on-chain: :meth:`OrderBook.settle` makes
 them filled, :meth:`OrderBook.release` gives them back. :meth:`OrderBook.sync_filled` applies what
@@ -30,7 +31,7 @@ from market.errors import (
     OrderFilled,
     ProviderNotEligible,
 )
-from market.matching.constraints import Attributes, Requirements
+from market.matching.constraints import unfit
 from market.matching.verified import VerifiedOrder
 from market.protocol.types import Bid, Offer, OrderHash, Signed
 
@@ -39,24 +40,24 @@ StakeView = Callable[[str], int | None]
 
 
 class Resting:
-    """One order in the book. ``remaining`` excludes GPUs pending in unsettled fills."""
+    """One order in the book. ``remaining`` excludes GPUs pending in unsettled fills;
+    ``message`` is the signed order, whose terms :func:`fits` compares."""
 
     __slots__ = (
-        "attributes",
+        "all_or_none",
         "duration",
         "expiry",
         "filled",
         "hash",
         "is_offer",
         "max_duration",
-        "memory_gib",
+        "message",
         "min_duration",
         "model",
         "nonce",
         "order",
         "pending",
         "price",
-        "requirements",
         "seq",
         "signer",
         "size",
@@ -65,6 +66,7 @@ class Resting:
     def __init__(self, order: VerifiedOrder, seq: int) -> None:
         m = order.signed.message
         self.order = order
+        self.message: Offer | Bid = m
         self.hash: OrderHash = order.hash
         self.seq = seq
         self.model = m.gpu_model
@@ -73,22 +75,20 @@ class Resting:
         self.nonce = m.nonce
         self.filled = 0
         self.pending = 0
-        self.attributes: Attributes = order.attributes
-        self.requirements: Requirements = order.requirements
         if isinstance(m, Offer):
             self.is_offer = True
             self.signer: str = m.provider
             self.price = m.price_per_gpu_second
-            self.memory_gib = m.memory_gib
             self.min_duration = m.min_duration
             self.max_duration = m.max_duration
             self.duration = 0
+            self.all_or_none = False
         else:
             self.is_offer = False
             self.signer = m.lab
             self.price = m.max_price_per_gpu_second
-            self.memory_gib = 0
             self.min_duration = self.max_duration = self.duration = m.duration
+            self.all_or_none = m.all_or_none
 
     @property
     def remaining(self) -> int:
@@ -100,13 +100,9 @@ class Resting:
 
 
 def fits(offer: Resting, bid: Resting) -> bool:
-    """Whether ``offer`` can serve ``bid`` apart from price, size and eligibility."""
-    if not offer.min_duration <= bid.duration <= offer.max_duration:
-        return False
-    reqs = bid.requirements
-    if offer.memory_gib < reqs.min_memory_gib:
-        return False
-    return all(c.holds(offer.attributes) for c in reqs.constraints)
+    """Whether ``offer`` can serve ``bid`` apart from price, size and eligibility: exactly
+    ``unfit(offer, bid) is None`` on the signed orders, the contract's pair check."""
+    return unfit(cast(Offer, offer.message), cast(Bid, bid.message)) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +361,7 @@ class OrderBook:
                     self._forget(entry)
             if want == 0:
                 break
-        if want > 0 and bid.requirements.all_or_none:
+        if want > 0 and bid.all_or_none:
             return []
         return [self._take(offer, bid, gpus) for offer, gpus in plan]
 
@@ -388,7 +384,7 @@ class OrderBook:
                     continue
                 if not fits(offer, bid):
                     continue
-                if bid.requirements.all_or_none:
+                if bid.all_or_none:
                     # The new offer may complete a cluster with older offers: match it whole.
                     fills.extend(self._match_bid(bid, now))
                 else:

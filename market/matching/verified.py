@@ -8,7 +8,9 @@ never rest in a book.
 Signatures are checked as the Market contract checks them: ECDSA first, then, for an order whose
 ECDSA check failed and when a :class:`~market.protocol.signing.ContractSignatureChecker` is given,
 ERC-1271 through the chain, so that a multisig or smart-wallet signer's orders verify here exactly
-when they verify on-chain.
+when they verify on-chain. Like the contract, an order a contract signed must name the ECDSA key
+that will sign its leases' receipts (an offer's ``receipt_signer``) or vouchers (a bid's
+``voucher_signer``): evidence checked later must not be revocable.
 """
 
 from __future__ import annotations
@@ -19,32 +21,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from market.errors import InvalidField, InvalidSignature, ProtocolError
-from market.matching.constraints import (
-    EMPTY_ATTRIBUTES,
-    NO_REQUIREMENTS,
-    Attributes,
-    Requirements,
-    attributes_hash,
-)
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import ContractSignatureChecker, verify_signature
-from market.protocol.types import Bid, Offer, OrderHash, Signed
+from market.protocol.types import ZERO_ADDRESS, Bid, Offer, OrderHash, Signed
 
 _TOKEN = object()
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedOrder:
-    """A signed order whose signature is its signer's, with its hash and off-chain metadata.
+    """A signed order whose signature is its signer's, with its hash.
 
-    ``attributes`` is the document an offer's ``attributesHash`` commits to; ``requirements`` is
-    what a bid asks of offers beyond its signed fields.
+    Everything the book matches on is a signed field of the order (hardware terms, billing,
+    all-or-none: :mod:`market.matching.constraints`); nothing travels beside it.
     """
 
     signed: Signed[Offer] | Signed[Bid]
     hash: OrderHash
-    attributes: Attributes = field(default_factory=lambda: EMPTY_ATTRIBUTES)
-    requirements: Requirements = NO_REQUIREMENTS
     _token: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,12 +49,10 @@ class VerifiedOrder:
         cls,
         signed: Signed[Offer] | Signed[Bid],
         order_hash: OrderHash,
-        attributes: Attributes = EMPTY_ATTRIBUTES,
-        requirements: Requirements = NO_REQUIREMENTS,
     ) -> VerifiedOrder:
         """Unsafe: skips the signature check. Only for orders this process verified before and
         stored itself (a relay reloading its book), and for benchmarks of the book alone."""
-        return cls(signed, order_hash, attributes, requirements, _TOKEN)
+        return cls(signed, order_hash, _TOKEN)
 
     @property
     def is_offer(self) -> bool:
@@ -83,11 +74,9 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """An order as it arrives: the signed order plus its off-chain metadata."""
+    """An order as it arrives: the signed order alone (its terms are all signed fields)."""
 
     signed: Signed[Offer] | Signed[Bid]
-    attributes: Attributes = field(default_factory=lambda: EMPTY_ATTRIBUTES)
-    requirements: Requirements = NO_REQUIREMENTS
 
 
 PARALLEL_MIN_BATCH = 512
@@ -104,8 +93,8 @@ def verify_orders(
     """Verify a batch: (orders that passed, in input order; rejections with typed errors).
 
     Checks each signature against the order's own signer (malleable signatures refused, as
-    on-chain), that an offer's attributes document hashes to its ``attributesHash``, and that
-    requirements are only attached to bids.
+    on-chain). The terms need no other check here: they are signed fields, and the book compares
+    them as the contract does (:func:`market.matching.constraints.unfit`).
 
     Signature recovery runs in libsecp256k1, which releases the GIL, so a batch of at least
     ``PARALLEL_MIN_BATCH`` orders is split over ``threads`` threads (default: one per CPU, at
@@ -151,11 +140,10 @@ def _verify_range(
         signer = message.provider if isinstance(message, Offer) else message.lab
         try:
             verify_signature(h, signer, sub.signed.signature)
-            _check_metadata(sub)
         except ProtocolError as exc:
             out.append(Rejected(i, exc))
             continue
-        out.append(VerifiedOrder(sub.signed, h, sub.attributes, sub.requirements, _TOKEN))
+        out.append(VerifiedOrder(sub.signed, h, _TOKEN))
     return out
 
 
@@ -163,43 +151,34 @@ def _contract_signed(
     sub: Submission, index: int, ecdsa: InvalidSignature, checker: ContractSignatureChecker
 ) -> VerifiedOrder | Rejected:
     """An order whose ECDSA check failed (``ecdsa``), checked again as the contract would: with
-    its signer's ERC-1271 check."""
+    its signer's ERC-1271 check, then its named evidence key (``MarketSignerKeyRequired``)."""
     try:
         verify_signature(ecdsa.digest, ecdsa.expected, sub.signed.signature, checker)
-        _check_metadata(sub)
+        m = sub.signed.message
+        if isinstance(m, Offer) and m.receipt_signer == ZERO_ADDRESS:
+            raise InvalidField(
+                "Offer", "receipt_signer", "a contract signer must name the key of its receipts"
+            )
+        if isinstance(m, Bid) and m.voucher_signer == ZERO_ADDRESS:
+            raise InvalidField(
+                "Bid", "voucher_signer", "a contract signer must name the key of its vouchers"
+            )
     except ProtocolError as exc:
         return Rejected(index, exc)
-    h = OrderHash(ecdsa.digest)
-    return VerifiedOrder(sub.signed, h, sub.attributes, sub.requirements, _TOKEN)
+    return VerifiedOrder(sub.signed, OrderHash(ecdsa.digest), _TOKEN)
 
 
 def verify_order(
     domain: Domain,
     signed: Signed[Offer] | Signed[Bid],
     *,
-    attributes: Attributes = EMPTY_ATTRIBUTES,
-    requirements: Requirements = NO_REQUIREMENTS,
     checker: ContractSignatureChecker | None = None,
 ) -> VerifiedOrder:
     """Verify one order, raising its typed error (see :func:`verify_orders`)."""
-    sub = Submission(signed, attributes, requirements)
-    valid, rejected = verify_orders(domain, [sub], checker=checker)
+    valid, rejected = verify_orders(domain, [Submission(signed)], checker=checker)
     if rejected:
         raise rejected[0].error
     return valid[0]
-
-
-def _check_metadata(sub: Submission) -> None:
-    message = sub.signed.message
-    if isinstance(message, Offer):
-        if sub.requirements is not NO_REQUIREMENTS and sub.requirements != NO_REQUIREMENTS:
-            raise InvalidField("Offer", "requirements", "only bids carry requirements")
-        if attributes_hash(sub.attributes) != message.attributes_hash:
-            raise InvalidField(
-                "Offer", "attributes_hash", "does not match the attributes document sent with it"
-            )
-    elif sub.attributes:
-        raise InvalidField("Bid", "attributes", "only offers carry an attributes document")
 
 
 __all__ = ["Rejected", "Submission", "VerifiedOrder", "verify_order", "verify_orders"]

@@ -87,10 +87,11 @@ _BIN_LENGTH = {"address": 20, "bytes32": 32, "uint256": 32}
 
 
 def _wire_kind(attr: str, solidity_type: str) -> str:
-    """How a field travels: ``address``, ``bytes32``, ``uint256``, ``uint`` or ``model``."""
+    """How a field travels: ``address``, ``bytes32``, ``uint256``, ``uint``, ``bool`` or
+    ``model``."""
     if attr == "gpu_model":
         return "model"
-    if solidity_type in ("address", "bytes32", "uint256"):
+    if solidity_type in ("address", "bytes32", "uint256", "bool"):
         return solidity_type
     return "uint"
 
@@ -139,6 +140,8 @@ def _encode_body(message: _Message) -> dict[str, Any]:
             body[name] = bytes.fromhex(value[2:])
         elif kind == "uint256":
             body[name] = value.to_bytes(32, "big")
+        elif kind == "uint":
+            body[name] = int(value)  # an IntEnum (Billing) travels as its number
         else:
             body[name] = value
     return body
@@ -272,6 +275,10 @@ def _field_value(value: object, kind: str, where: str) -> Any:
         if type(value) is not int:
             raise DecodeError(f"{where} must be a msgpack int, got {_wire_type(value)}")
         return value  # the dataclass checks the range
+    if kind == "bool":
+        if type(value) is not bool:
+            raise DecodeError(f"{where} must be a msgpack bool, got {_wire_type(value)}")
+        return value
     if kind == "model":
         if type(value) is not str:
             raise DecodeError(f"{where} must be a str, got {_wire_type(value)}")

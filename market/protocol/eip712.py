@@ -8,6 +8,7 @@ EIP-712 JSON message for wallets and for eth-account, the reference the tests co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -108,7 +109,11 @@ def typed_data(domain: Domain, message: Offer | Bid | Voucher | Receipt) -> dict
     values: dict[str, Any] = {}
     for attr, name, _ in message.FIELDS:
         value = getattr(message, attr)
-        values[name] = _word(value, "bytes32") if attr == "gpu_model" else value
+        if attr == "gpu_model":
+            value = _word(value, "bytes32")
+        elif isinstance(value, IntEnum):
+            value = int(value)
+        values[name] = value
     return {
         "types": {
             "EIP712Domain": [

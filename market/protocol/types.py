@@ -32,12 +32,16 @@ ReceiptHash = NewType("ReceiptHash", bytes)
 """The EIP-712 digest of a receipt (32 bytes): the next receipt's ``prevHash`` and a voucher's
 ``receiptHash``."""
 
+UINT8_MAX = 2**8 - 1
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 UINT128_MAX = 2**128 - 1
 UINT256_MAX = 2**256 - 1
 ZERO_HASH = bytes(32)
+ZERO_ADDRESS = ChecksumAddress(HexAddress(HexStr("0x" + "00" * 20)))
+"""In an order's or a lease's ``receipt_signer``/``voucher_signer``: the signer's own key."""
 _UINT_MAX = {
+    "uint8": UINT8_MAX,
     "uint32": UINT32_MAX,
     "uint64": UINT64_MAX,
     "uint128": UINT128_MAX,
@@ -55,13 +59,51 @@ def gpu_model_from_bytes32(raw: bytes) -> str:
     return raw.rstrip(b"\0").decode("ascii")
 
 
+class Billing(IntEnum):
+    """How a lease bills, a term both orders sign (the contract's ``Billing``).
+
+    ``RENTAL`` (the default) pays for the GPU time reserved to the lab until the lease ends or the
+    lab terminates; its receipts attest that the GPUs were held and reachable. ``METERED`` pays
+    for busy GPU time only. An offer lists the modes it accepts as a bit set
+    (:func:`billing_modes`); a bid names one.
+    """
+
+    RENTAL = 0
+    METERED = 1
+
+
+def billing_modes(*modes: Billing) -> int:
+    """An offer's ``billing_modes`` bit set: bit ``m`` for each accepted mode ``m``."""
+    return sum(1 << int(m) for m in set(modes))
+
+
+RENTAL_ONLY = billing_modes(Billing.RENTAL)
+ALL_BILLING_MODES = billing_modes(*Billing)
+
+
 def _check_uint(msg: str, name: str, value: object, solidity_type: str) -> None:
-    if type(value) is not int:  # bool is an int subclass and is refused too
+    if type(value) is not int and not isinstance(value, IntEnum):  # bool is refused
         raise InvalidField(
             msg, name, f"must be an int ({solidity_type}), got {type(value).__name__}"
         )
     if not 0 <= value <= _UINT_MAX[solidity_type]:
         raise InvalidField(msg, name, f"{value} is out of range for {solidity_type}")
+
+
+def _check_bool(msg: str, name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise InvalidField(msg, name, f"must be a bool, got {type(value).__name__}")
+
+
+def _check_billing(msg: object, name: str) -> None:
+    value = getattr(msg, name)
+    if type(value) is not Billing:
+        try:
+            object.__setattr__(msg, name, Billing(value))
+        except ValueError as exc:
+            raise InvalidField(
+                type(msg).__name__, name, f"{value} is not a billing mode ({list(Billing)})"
+            ) from exc
 
 
 def _check_bytes32(msg: str, name: str, value: object) -> None:
@@ -104,7 +146,13 @@ def _check_gpu_model(msg: str, name: str, value: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """A provider's offer of up to ``gpu_count`` GPUs of one model; may be filled in parts."""
+    """A provider's offer of up to ``gpu_count`` GPUs of one model; may be filled in parts.
+
+    Everything a bid may require of it is signed here: ``memory_gib`` and ``bandwidth_gbps`` per
+    GPU, the other attributes as ``features`` bits (:mod:`market.matching.features`), the billing
+    modes it accepts, and ``receipt_signer``, the ECDSA key that signs its leases' receipts (zero:
+    the provider's own key; a contract provider must name one).
+    """
 
     provider: ChecksumAddress
     gpu_model: str
@@ -115,7 +163,10 @@ class Offer:
     max_duration: int
     expiry: int
     nonce: int
-    attributes_hash: bytes = ZERO_HASH
+    bandwidth_gbps: int = 0
+    features: int = 0
+    billing_modes: int = RENTAL_ONLY
+    receipt_signer: ChecksumAddress = ZERO_ADDRESS
 
     TYPE_NAME: ClassVar[str] = "Offer"
     # (python attribute, EIP-712/msgpack name, Solidity type), in the struct's order.
@@ -124,12 +175,15 @@ class Offer:
         ("gpu_model", "gpuModel", "bytes32"),
         ("gpu_count", "gpuCount", "uint32"),
         ("memory_gib", "memoryGiB", "uint32"),
+        ("bandwidth_gbps", "bandwidthGbps", "uint32"),
+        ("features", "features", "uint256"),
+        ("billing_modes", "billingModes", "uint8"),
         ("price_per_gpu_second", "pricePerGpuSecond", "uint256"),
         ("min_duration", "minDuration", "uint64"),
         ("max_duration", "maxDuration", "uint64"),
         ("expiry", "expiry", "uint64"),
         ("nonce", "nonce", "uint256"),
-        ("attributes_hash", "attributesHash", "bytes32"),
+        ("receipt_signer", "receiptSigner", "address"),
     )
 
     def __post_init__(self) -> None:
@@ -137,10 +191,27 @@ class Offer:
         if self.min_duration > self.max_duration:
             raise InvalidField("Offer", "min_duration", "must not exceed max_duration")
 
+    @property
+    def receipt_key(self) -> ChecksumAddress:
+        """The address whose ECDSA signatures its leases' receipts carry."""
+        return self.provider if self.receipt_signer == ZERO_ADDRESS else self.receipt_signer
+
+    def accepts(self, billing: Billing) -> bool:
+        """Whether the offer accepts leases billed ``billing``."""
+        return bool(self.billing_modes >> int(billing) & 1)
+
 
 @dataclass(frozen=True, slots=True)
 class Bid:
-    """A lab's bid for ``gpu_count`` GPUs for ``duration`` seconds; several offers may fill it."""
+    """A lab's bid for ``gpu_count`` GPUs for ``duration`` seconds; several offers may fill it.
+
+    Its requirements are signed terms the contract checks against each offer that fills it:
+    ``min_memory_gib``, ``min_bandwidth_gbps``, ``required_features`` (every bit in the offer's
+    features) and ``accepted_features`` (per non-zero 16-bit lane, one of its bits in the offer's);
+    build them with :class:`market.matching.Requirements`. ``all_or_none``: all ``gpu_count``
+    GPUs open in one transaction, across providers, or none. ``voucher_signer`` is the ECDSA key
+    that signs its leases' vouchers (zero: the lab's own; a contract lab must name one).
+    """
 
     lab: ChecksumAddress
     gpu_model: str
@@ -150,21 +221,41 @@ class Bid:
     expiry: int
     nonce: int
     job_spec_hash: bytes = ZERO_HASH
+    min_memory_gib: int = 0
+    min_bandwidth_gbps: int = 0
+    required_features: int = 0
+    accepted_features: int = 0
+    billing: Billing = Billing.RENTAL
+    all_or_none: bool = False
+    voucher_signer: ChecksumAddress = ZERO_ADDRESS
 
     TYPE_NAME: ClassVar[str] = "Bid"
     FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("lab", "lab", "address"),
         ("gpu_model", "gpuModel", "bytes32"),
         ("gpu_count", "gpuCount", "uint32"),
+        ("min_memory_gib", "minMemoryGiB", "uint32"),
+        ("min_bandwidth_gbps", "minBandwidthGbps", "uint32"),
+        ("required_features", "requiredFeatures", "uint256"),
+        ("accepted_features", "acceptedFeatures", "uint256"),
+        ("billing", "billing", "uint8"),
+        ("all_or_none", "allOrNone", "bool"),
         ("max_price_per_gpu_second", "maxPricePerGpuSecond", "uint256"),
         ("duration", "duration", "uint64"),
         ("expiry", "expiry", "uint64"),
         ("nonce", "nonce", "uint256"),
         ("job_spec_hash", "jobSpecHash", "bytes32"),
+        ("voucher_signer", "voucherSigner", "address"),
     )
 
     def __post_init__(self) -> None:
         _validate(self)
+        _check_billing(self, "billing")
+
+    @property
+    def voucher_key(self) -> ChecksumAddress:
+        """The address whose ECDSA signatures its leases' vouchers carry."""
+        return self.lab if self.voucher_signer == ZERO_ADDRESS else self.voucher_signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +325,11 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """The terms of a lease, fixed when it opened. Its id is the keccak256 of their ABI encoding."""
+    """The terms of a lease, fixed when it opened. Its id is the keccak256 of their ABI encoding.
+
+    Receipts are signed by :attr:`receipt_key` and vouchers by :attr:`voucher_key`, keys the
+    orders named (zero: the provider's and the lab's own).
+    """
 
     provider: ChecksumAddress
     lab: ChecksumAddress
@@ -243,6 +338,9 @@ class Lease:
     start: int
     duration: int
     salt: bytes
+    billing: Billing = Billing.RENTAL
+    receipt_signer: ChecksumAddress = ZERO_ADDRESS
+    voucher_signer: ChecksumAddress = ZERO_ADDRESS
 
     TYPE_NAME: ClassVar[str] = "Lease"
     FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
@@ -253,11 +351,27 @@ class Lease:
         ("start", "start", "uint64"),
         ("duration", "duration", "uint64"),
         ("salt", "salt", "bytes32"),
+        ("billing", "billing", "uint8"),
+        ("receipt_signer", "receiptSigner", "address"),
+        ("voucher_signer", "voucherSigner", "address"),
     )
-    ABI_TYPE: ClassVar[str] = "(address,address,uint32,uint256,uint64,uint64,bytes32)"
+    ABI_TYPE: ClassVar[str] = (
+        "(address,address,uint32,uint256,uint64,uint64,bytes32,uint8,address,address)"
+    )
 
     def __post_init__(self) -> None:
         _validate(self)
+        _check_billing(self, "billing")
+
+    @property
+    def receipt_key(self) -> ChecksumAddress:
+        """The address whose ECDSA signatures the lease's receipts must carry."""
+        return self.provider if self.receipt_signer == ZERO_ADDRESS else self.receipt_signer
+
+    @property
+    def voucher_key(self) -> ChecksumAddress:
+        """The address whose ECDSA signatures the lease's vouchers must carry."""
+        return self.lab if self.voucher_signer == ZERO_ADDRESS else self.voucher_signer
 
     @property
     def escrow(self) -> TokenAmount:
@@ -271,7 +385,10 @@ class Lease:
 
     def as_tuple(self) -> tuple[object, ...]:
         """The terms in ABI order, as the contract's ``Lease`` struct."""
-        return tuple(getattr(self, attr) for attr, _, _ in self.FIELDS)
+        return tuple(
+            int(v) if isinstance(v, IntEnum) else v
+            for v in (getattr(self, attr) for attr, _, _ in self.FIELDS)
+        )
 
     @property
     def id(self) -> LeaseId:
@@ -346,17 +463,24 @@ def _validate(msg: Message) -> None:
             _check_gpu_model(name, attr, value)
         elif solidity_type == "bytes32":
             _check_bytes32(name, attr, value)
+        elif solidity_type == "bool":
+            _check_bool(name, attr, value)
         else:
             _check_uint(name, attr, value, solidity_type)
 
 
 __all__ = [
+    "ALL_BILLING_MODES",
+    "RENTAL_ONLY",
+    "UINT8_MAX",
     "UINT32_MAX",
     "UINT64_MAX",
     "UINT128_MAX",
     "UINT256_MAX",
+    "ZERO_ADDRESS",
     "ZERO_HASH",
     "Bid",
+    "Billing",
     "Lease",
     "LeaseId",
     "LeaseState",
@@ -370,6 +494,7 @@ __all__ = [
     "Signed",
     "TokenAmount",
     "Voucher",
+    "billing_modes",
     "checksum_address",
     "gpu_model_from_bytes32",
     "gpu_model_to_bytes32",

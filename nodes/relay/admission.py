@@ -82,7 +82,7 @@ async def admit(
     book.accept(accepted)
     return Admitted(
         [r for r in results if r is not None],
-        [Submission(o.signed, o.attributes, o.requirements) for o in accepted],
+        [Submission(o.signed) for o in accepted],
     )
 
 

@@ -10,7 +10,7 @@ matcher opened it, which is exactly what the chain then holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 from market.errors import DuplicateOrder, OrderError, OrderFilled, TransactionReverted
@@ -18,7 +18,6 @@ from market.matching import (
     Explanation,
     Fill,
     OrderBook,
-    Requirements,
     Resting,
     Submission,
     VerifiedOrder,
@@ -67,9 +66,7 @@ class RelayBook:
         gone = []
         try:
             for h, sub in self.store.resting_orders():
-                order = VerifiedOrder.unsafe_from_trusted_store(
-                    sub.signed, OrderHash(h), sub.attributes, sub.requirements
-                )
+                order = VerifiedOrder.unsafe_from_trusted_store(sub.signed, OrderHash(h))
                 try:
                     self.book.add(order, self.chain_time, filled=self.filled.get(h, 0))
                 except OrderError:
@@ -224,18 +221,9 @@ class RelayBook:
             model, now, entries(self.book.offers(model, now)), entries(self.book.bids(model, now))
         )
 
-    def explain(
-        self, order: Offer | Bid, attributes: Mapping[str, str | int], requirements: Requirements
-    ) -> Explanation:
+    def explain(self, order: Offer | Bid) -> Explanation:
         """market.matching.explain against this book, now (a resting order explains itself)."""
-        return explain(
-            self.book,
-            order,
-            self.chain_time,
-            requirements=requirements,
-            attributes=attributes,
-            order_hash=order_hash(self.domain, order),
-        )
+        return explain(self.book, order, self.chain_time, order_hash=order_hash(self.domain, order))
 
     def sizes(self) -> dict[Side, int]:
         sides = [side for _, side, _ in self._index.values()]
@@ -253,7 +241,7 @@ def _describe(order: VerifiedOrder) -> tuple[str, Side, str]:
 
 
 def _submission(order: VerifiedOrder) -> Submission:
-    return Submission(order.signed, order.attributes, order.requirements)
+    return Submission(order.signed)
 
 
 __all__ = ["RelayBook"]

@@ -1,9 +1,9 @@
 """Talking to a relay over HTTP and its event stream (aiohttp), with a timeout on every call.
 
     async with RelayClient("http://127.0.0.1:7400") as relay:
-        results = await relay.submit([Submission(signed_bid, requirements=reqs)])
+        results = await relay.submit([Submission(signed_bid)])
         snapshot = await relay.book("H100-80GB")
-        why = await relay.explain(bid.message, requirements=reqs)
+        why = await relay.explain(signed_bid.message)   # or an unsigned order, as a dry run
         report = await relay.reputation(provider)      # or every provider: relay.reputation()
         async with relay.stream() as events:
             change = await events.receive()
@@ -23,7 +23,7 @@ from urllib.parse import quote
 import aiohttp
 
 from market.errors import PeerUnavailable, RequestRefused
-from market.matching import NO_REQUIREMENTS, Explanation, Requirements, Submission
+from market.matching import Explanation, Submission
 from market.protocol.types import Bid, Offer
 from nodes.wire import (
     MAX_FRAME_SIZE,
@@ -77,14 +77,10 @@ class RelayClient(HttpPeer):
         path = f"/v1/book/{quote(model, safe='')}?depth={depth}"
         return await self._expect("GET", path, None, BookSnapshot)
 
-    async def explain(
-        self,
-        order: Offer | Bid,
-        *,
-        attributes: Mapping[str, str | int] | None = None,
-        requirements: Requirements = NO_REQUIREMENTS,
-    ) -> Explanation:
-        request = ExplainRequest(order, dict(attributes or {}), requirements)
+    async def explain(self, order: Offer | Bid) -> Explanation:
+        """Why ``order`` (resting, or a dry run not in the book) does not match, on its own
+        signed terms, with the nearest changes that would."""
+        request = ExplainRequest(order)
         return (await self._expect("POST", "/v1/explain", request, ExplainResponse)).explanation
 
     async def reputation(self, provider: str | None = None) -> ReputationReport:

@@ -203,7 +203,7 @@ class RelayServer:
 
     async def explain(self, request: web.Request) -> web.Response:
         req = _expect(await self._frame(request), ExplainRequest)
-        explanation = self.book.explain(req.order, req.attributes, req.requirements)
+        explanation = self.book.explain(req.order)
         return _message(ExplainResponse(explanation))
 
     async def reputation_list(self, request: web.Request) -> web.Response:

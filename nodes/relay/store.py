@@ -21,7 +21,7 @@ from market.errors import ProtocolError, StoreError
 from market.matching import Submission
 from nodes.wire import SubmitOrders, decode_as, encode
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: orders are their signed frame alone (no terms beside it)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (

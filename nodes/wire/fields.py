@@ -210,17 +210,6 @@ class MapOf(Kind[dict[str, T]]):
         return {k: self.value.decode(v, f"{where}.{k}") for k, v in raw.items()}
 
 
-class Scalar(Kind[str | int]):
-    """An attribute value: a str or a msgpack int."""
-
-    what = "a str or an int"
-
-    def decode(self, raw: object, where: str) -> str | int:
-        if type(raw) is str or type(raw) is int:
-            return raw
-        raise self.wrong(raw, where)
-
-
 class Number(Kind[int | str]):
     """A value with the numbers behind a reason: a str, a msgpack int, or an int beyond msgpack's
     range as a 32-byte big-endian bin (refused when the int would fit a msgpack int)."""
@@ -257,26 +246,6 @@ class Nullable(Kind[T | None]):
 
     def decode(self, raw: object, where: str) -> T | None:
         return None if raw is None else self.inner.decode(raw, where)
-
-
-class OneOf(Kind[Any]):
-    """The first of ``kinds`` whose msgpack type matches (they must not overlap)."""
-
-    def __init__(self, *kinds: tuple[type, Kind[Any]]) -> None:
-        self.kinds = kinds
-        self.what = " or ".join(k.what for _, k in kinds)
-
-    def encode(self, value: Any) -> object:
-        for python_type, kind in self.kinds:
-            if isinstance(value, python_type):
-                return kind.encode(value)
-        raise TypeError(f"cannot encode {value!r} as {self.what}")
-
-    def decode(self, raw: object, where: str) -> Any:
-        for python_type, kind in self.kinds:
-            if type(raw) is python_type:
-                return kind.decode(raw, where)
-        raise self.wrong(raw, where)
 
 
 class Struct(Kind[T]):
@@ -341,9 +310,7 @@ __all__ = [
     "ListOf",
     "MapOf",
     "Number",
-    "OneOf",
     "Nullable",
-    "Scalar",
     "Struct",
     "Text",
     "UInt",

@@ -1,8 +1,10 @@
 """The closed set of daemon messages.
 
-Orders travel as :class:`~market.matching.Submission` (a signed order with the attributes document
-or requirements beside it), explanations as :class:`~market.matching.Explanation`: the wire reuses
-the library's types rather than mirroring them. How each travels is in ``schemas.py``.
+Orders travel as :class:`~market.matching.Submission`, the signed order alone: every term a lab
+may require of an offer is a signed field the contract checks, so nothing travels beside an order
+and a relay stores no term it cannot check. Explanations travel as
+:class:`~market.matching.Explanation`: the wire reuses the library's types rather than mirroring
+them. How each travels is in ``schemas.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,7 @@ from enum import StrEnum
 from typing import ClassVar, Final, TypeAlias
 
 from market.errors import InvalidField
-from market.matching import (
-    NO_REQUIREMENTS,
-    Explanation,
-    ReasonCode,
-    Requirements,
-    Submission,
-)
+from market.matching import Explanation, ReasonCode, Submission
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
 from market.reputation import Reputation
 
@@ -136,11 +132,10 @@ class BookSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ExplainRequest:
-    """Explain ``order`` (signed or not; a dry run need not be in the book)."""
+    """Explain ``order`` (signed or not; a dry run need not be in the book): its own fields are
+    all the terms it is matched on."""
 
     order: Offer | Bid
-    attributes: Mapping[str, str | int] = field(default_factory=dict)
-    requirements: Requirements = NO_REQUIREMENTS
     TYPE_NAME: ClassVar[str] = "ExplainRequest"
 
 

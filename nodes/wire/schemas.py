@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from market.matching import (
-    Change,
-    Constraint,
-    Explanation,
-    Reason,
-    ReasonCode,
-    Requirements,
-    Submission,
-)
+from market.matching import Change, Explanation, Reason, ReasonCode, Submission
 from market.protocol import codec
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
 from market.reputation import Reputation
@@ -28,8 +20,6 @@ from nodes.wire.fields import (
     MapOf,
     Nullable,
     Number,
-    OneOf,
-    Scalar,
     Struct,
     Text,
     UInt,
@@ -78,23 +68,9 @@ def _is_signed_order(obj: object) -> bool:
 _HASH = Bin(32)
 _COUNT = UInt(32)
 _TEXT = Text(4096)
-_ATTRIBUTES = MapOf(Scalar(), max_len=64)
 _VALUES = MapOf(Number(), max_len=64)
-_CONSTRAINT_VALUE = Nullable(
-    OneOf((str, Text(256)), (int, Scalar()), (tuple, ListOf(Scalar(), 64)))
-)
-_CONSTRAINT = Struct(
-    Constraint,
-    (("key", "key", Text(64)), ("op", "op", Text(8)), ("value", "value", _CONSTRAINT_VALUE)),
-)
-_REQUIREMENTS = Struct(
-    Requirements,
-    (
-        ("min_memory_gib", "minMemoryGiB", _COUNT),
-        ("constraints", "constraints", ListOf(_CONSTRAINT, 64)),
-        ("all_or_none", "allOrNone", Bool()),
-    ),
-)
+# An order is its signed frame alone: its terms (hardware, features, billing, all-or-none) are
+# signed fields, so a key beside it is refused like any unknown key.
 _SUBMISSION = Struct(
     Submission,
     (
@@ -103,8 +79,6 @@ _SUBMISSION = Struct(
             "order",
             Frame("SignedOffer or SignedBid", _is_signed_order, codec.MAX_FRAME_SIZE),
         ),
-        ("attributes", "attributes", _ATTRIBUTES),
-        ("requirements", "requirements", _REQUIREMENTS),
     ),
 )
 _BOOK_ENTRY = Struct(
@@ -226,8 +200,6 @@ _FIELDS: dict[type[Message], FieldSpec] = {
             "order",
             Frame("Offer or Bid", lambda o: type(o) in (Offer, Bid), codec.MAX_FRAME_SIZE),
         ),
-        ("attributes", "attributes", _ATTRIBUTES),
-        ("requirements", "requirements", _REQUIREMENTS),
     ),
     ExplainResponse: (("explanation", "explanation", _EXPLANATION),),
     Fill: (

@@ -42,17 +42,26 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint
 
-from market.chain.client import PendingClaim, receipt_body
+from market.chain.client import BatchMatch, PendingClaim, receipt_body
 from market.chain.contract_errors import (
+    MarketBandwidthTooLow,
+    MarketBillingNotOffered,
     MarketChallengeWindowClosed,
     MarketChallengeWindowOpen,
     MarketClaimPending,
     MarketClaimWindowOpen,
+    MarketClearingPriceAboveBid,
+    MarketClearingPriceBelowAsk,
+    MarketClusterIncomplete,
     MarketDurationOutOfRange,
+    MarketFeatureNotAccepted,
+    MarketFeaturesMissing,
     MarketFillExceedsOrder,
+    MarketGpuModelMismatch,
     MarketLeaseAlreadySlashed,
     MarketLeaseEnded,
     MarketLeaseNotOpen,
+    MarketMemoryTooLow,
     MarketNoPendingClaim,
     MarketNothingToClaim,
     MarketNothingToWithdraw,
@@ -73,10 +82,12 @@ from market.chain.contract_errors import (
 from market.chain.deploy import Contracts
 from market.chain.devnet import Devnet
 from market.errors import ContractError
+from market.matching.constraints import Requirements, Unfit, unfit
 from market.protocol.eip712 import order_hash, receipt_hash
 from market.protocol.types import (
     ZERO_HASH,
     Bid,
+    Billing,
     Lease,
     LeaseStatus,
     Offer,
@@ -114,6 +125,17 @@ NO_CLAIM = PendingClaim(amount=0, seq=0, ready_at=0, receipt_hash=ReceiptHash(ZE
 EQUIVOCATION = ("equivocation", "same receipt twice")
 IMPOSSIBLE = ("inflated", "unfinished", "before the lease", "honest receipt")
 PROOFS = EQUIVOCATION + IMPOSSIBLE
+# The billing modes offers accept, in turn: rental only (the default), metered only, both.
+BILLING_SETS = ((Billing.RENTAL,), (Billing.METERED,), (Billing.RENTAL, Billing.METERED))
+_ERROR_OF_UNFIT: dict[Unfit, type[ContractError]] = {
+    Unfit.MODEL: MarketGpuModelMismatch,
+    Unfit.DURATION: MarketDurationOutOfRange,
+    Unfit.MEMORY: MarketMemoryTooLow,
+    Unfit.BANDWIDTH: MarketBandwidthTooLow,
+    Unfit.FEATURES_MISSING: MarketFeaturesMissing,
+    Unfit.FEATURE_NOT_ACCEPTED: MarketFeatureNotAccepted,
+    Unfit.BILLING: MarketBillingNotOffered,
+}
 
 
 @dataclass(frozen=True)
@@ -380,6 +402,7 @@ def make_machine(
             return self.providers[p].offer(
                 MODEL, gpus=gpus, memory_gib=80, price_per_gpu_second=price,
                 min_duration=lo, max_duration=lo + span, ttl_s=10**9,
+                billing=BILLING_SETS[(gpus + lo) % len(BILLING_SETS)],
             )  # fmt: skip
 
         @rule(
@@ -391,9 +414,15 @@ def make_machine(
         )
         def bid(self, lab: int, gpus: int, price: int, duration: int) -> Signed[Bid]:
             self._step()
-            return self.labs[lab].bid(
-                MODEL, gpus=gpus, max_price_per_gpu_second=price, duration=duration, ttl_s=10**9
+            reqs = Requirements(
+                min_memory_gib=(0, 80, 81)[duration % 3],
+                billing=Billing(price % 2),
+                all_or_none=gpus % 3 == 0,
             )
+            return self.labs[lab].bid(
+                MODEL, gpus=gpus, max_price_per_gpu_second=price, duration=duration,
+                ttl_s=10**9, requirements=reqs,
+            )  # fmt: skip
 
         @rule(order=st.one_of(offers, bids))
         def cancel(self, order: Signed[Offer] | Signed[Bid]) -> None:
@@ -413,13 +442,16 @@ def make_machine(
             self._trade(p, *terms)
 
         def _trade(self, p: int, lab: int, gpus: int, price: int, duration: int) -> None:
+            # A rental at an even price, a metered lease at an odd one.
+            billing = Billing(price % 2)
             offer = self.providers[p].offer(
                 MODEL, gpus=gpus + 1, memory_gib=80, price_per_gpu_second=price,
-                min_duration=1, max_duration=duration, ttl_s=10**9,
+                min_duration=1, max_duration=duration, ttl_s=10**9, billing=(billing,),
             )  # fmt: skip
             bid = self.labs[lab].bid(
-                MODEL, gpus=gpus, max_price_per_gpu_second=price + 1, duration=duration, ttl_s=10**9
-            )
+                MODEL, gpus=gpus, max_price_per_gpu_second=price + 1, duration=duration,
+                ttl_s=10**9, requirements=Requirements(billing=billing),
+            )  # fmt: skip
             self._open(offer, bid, gpus)
 
         @rule(offer=offers, bid=bids, gpus=st.integers(1, 8))
@@ -432,11 +464,21 @@ def make_machine(
             oh, bh = order_hash(self.domain, o), order_hash(self.domain, b)
             lab = self.labs[_index(self.labs, b.lab)]
             expected: type[ContractError] | None = None
-            if not o.min_duration <= b.duration <= o.max_duration:
-                expected = MarketDurationOutOfRange
+            # The contract's order: the pair's signed terms (the one rule market.matching
+            # shares), the price, the provider's stake, then each order's fill (cancelled, then
+            # too small: the offer's before the bid's), then an all-or-none bid filled whole.
+            unmet = unfit(o, b)
+            if unmet is not None:
+                expected = _ERROR_OF_UNFIT[unmet]
             elif o.price_per_gpu_second > b.max_price_per_gpu_second:
                 expected = MarketPriceNotCrossed
-            # The offer's fill is checked whole (cancelled, then too small) before the bid's.
+            elif o.provider not in self.ledger.registered:
+                expected = MarketProviderNotRegistered
+            elif (
+                self.ledger.stakes[o.provider] - self.ledger.unbonding.get(o.provider, 0)
+                < MIN_STAKE
+            ):
+                expected = MarketProviderStakeTooLow
             elif oh in self.ledger.cancelled:
                 expected = MarketOrderCancelled
             elif gpus > o.gpu_count - self.ledger.fills.get(oh, 0):
@@ -445,20 +487,21 @@ def make_machine(
                 expected = MarketOrderCancelled
             elif gpus > b.gpu_count - self.ledger.fills.get(bh, 0):
                 expected = MarketFillExceedsOrder
-            elif o.provider not in self.ledger.registered:
-                expected = MarketProviderNotRegistered
-            elif (
-                self.ledger.stakes[o.provider] - self.ledger.unbonding.get(o.provider, 0)
-                < MIN_STAKE
-            ):
-                expected = MarketProviderStakeTooLow
+            elif b.all_or_none and self.ledger.fills.get(bh, 0) + gpus != b.gpu_count:
+                expected = MarketClusterIncomplete
             if expected is not None:
                 self._refused(lambda: lab.open(offer, bid, gpus, use_permit=False), expected)
                 return
             lease = lab.open(offer, bid, gpus, use_permit=False)
             self._saw("lease opened")
+            self._saw(f"lease opened ({b.billing.name.lower()})")
             assert lease.gpus == gpus
             assert lease.price_per_gpu_second == o.price_per_gpu_second
+            assert lease.billing == b.billing
+            self._opened(lease, oh, bh)
+
+        def _opened(self, lease: Lease, oh: bytes, bh: bytes) -> None:
+            gpus = lease.gpus
             self.ledger.fills[oh] = self.ledger.fills.get(oh, 0) + gpus
             self.ledger.fills[bh] = self.ledger.fills.get(bh, 0) + gpus
             self.ledger.leases[lease.id] = LeaseModel(lease, end=lease.end)
@@ -467,6 +510,123 @@ def make_machine(
                 _view(contracts.market, "pendingClaim", lease.id),
             ]
             self._move(lease.lab, self.market, lease.escrow)
+
+        @rule(
+            p=st.sampled_from(PROVIDERS),
+            q=st.sampled_from(PROVIDERS),
+            asks=st.tuples(st.integers(1, 50), st.integers(1, 50)),
+            demand=st.lists(
+                st.tuples(st.sampled_from(LABS), st.integers(1, 5)), min_size=1, max_size=4
+            ),
+            pricing=st.sampled_from(("own asks", "clearing", "below an ask", "above a bid")),
+            cluster=st.booleans(),
+            short=st.booleans(),
+        )
+        def batch(
+            self,
+            p: int,
+            q: int,
+            asks: tuple[int, int],
+            demand: list[tuple[int, int]],
+            pricing: str,
+            cluster: bool,
+            short: bool,
+        ) -> None:
+            """Fresh bids matched to two providers' offers and opened in one transaction: at the
+            offers' own prices (openLeaseBatch) or at one clearing price (openLeaseAuction, or a
+            price below an ask or above a bid, refused). A bid is split across both offers when
+            the first runs out: with ``cluster`` the first bid is all-or-none, and ``short``
+            leaves one GPU of it out of the batch, which must then revert whole."""
+            self._step()
+            total = sum(g for _, g in demand)
+            first = total // 2 or 1  # the first offer takes this many GPUs, the second the rest
+            duration = 600
+            offers = [
+                self.providers[who].offer(
+                    MODEL,
+                    gpus=size,
+                    memory_gib=80,
+                    price_per_gpu_second=ask,
+                    min_duration=1,
+                    max_duration=duration,
+                    ttl_s=10**9,
+                )
+                for who, size, ask in ((p, first, asks[0]), (q, max(total - first, 1), asks[1]))
+            ]
+            top = max(asks)
+            bids = [
+                self.labs[lab].bid(
+                    MODEL,
+                    gpus=gpus,
+                    max_price_per_gpu_second=top + 1 + i,
+                    duration=duration,
+                    ttl_s=10**9,
+                    requirements=Requirements(all_or_none=cluster and i == 0),
+                )
+                for i, (lab, gpus) in enumerate(demand)
+            ]
+            matches: list[BatchMatch] = []
+            left = [first, max(total - first, 1)]
+            for bid in bids:
+                want = bid.message.gpu_count
+                for k in (0, 1):
+                    take = min(want, left[k])
+                    if take:
+                        matches.append(BatchMatch(offers[k], bid, take))
+                        left[k] -= take
+                        want -= take
+            if cluster and short:
+                m = matches[0]
+                if m.gpus > 1:
+                    matches[0] = BatchMatch(m.offer, m.bid, m.gpus - 1)
+                else:
+                    del matches[0]
+            if not matches:
+                return
+            price = {"clearing": top, "below an ask": top - 1, "above a bid": top + 2}.get(pricing)
+            lab = self.labs[_index(self.labs, bids[0].message.lab)]
+            hashes = {s: order_hash(self.domain, s.message) for s in offers + bids}
+            used_offers = list(dict.fromkeys(m.offer for m in matches))
+            used_bids = list(dict.fromkeys(m.bid for m in matches))
+
+            def send() -> list[Lease]:
+                if price is None:
+                    return lab.client.open_lease_batch(matches)
+                return lab.client.open_lease_auction(matches, price)
+
+            expected: type[ContractError] | None = None
+            args: dict[str, object] = {}
+            for o in used_offers:  # each offer: its ask against the price, then its stake
+                a = o.message.provider
+                if price is not None and o.message.price_per_gpu_second > price:
+                    expected, args = MarketClearingPriceBelowAsk, {"offer_hash": hashes[o]}
+                elif a not in self.ledger.registered:
+                    expected, args = MarketProviderNotRegistered, {"provider": a}
+                elif self.ledger.stakes[a] - self.ledger.unbonding.get(a, 0) < MIN_STAKE:
+                    expected, args = MarketProviderStakeTooLow, {"provider": a}
+                else:
+                    continue
+                break
+            if expected is None and price is not None:
+                for b in used_bids:
+                    if price > b.message.max_price_per_gpu_second:
+                        expected, args = MarketClearingPriceAboveBid, {"bid_hash": hashes[b]}
+                        break
+            if expected is None and cluster and short and bids[0] in used_bids:
+                expected, args = MarketClusterIncomplete, {"bid_hash": hashes[bids[0]]}
+            if expected is not None:
+                self._refused(send, expected, **args)
+                return
+            leases = send()
+            self._saw("batch opened" if price is None else "auction cleared")
+            if cluster and len({m.offer for m in matches if m.bid == bids[0]}) == 2:
+                self._saw("cluster opened across two providers")
+            assert [x.gpus for x in leases] == [m.gpus for m in matches]
+            for m, lease in zip(matches, leases, strict=True):
+                want = m.offer.message.price_per_gpu_second if price is None else price
+                assert lease.price_per_gpu_second == want
+                assert (lease.provider, lease.lab) == (m.offer.message.provider, m.bid.message.lab)
+                self._opened(lease, hashes[m.offer], hashes[m.bid])
 
         # --- payment and end of leases ---------------------------------------------------
 
@@ -1091,7 +1251,8 @@ def _run(
 # outcomes are left to the long run. Finalizing a claim that vouchers already paid in full is
 # too rare even there: test_receipts_on_chain covers it directly.)
 REACHED = (
-    "lease opened", "voucher claimed", "terminated", "closed by the provider", "closed by the lab",
+    "lease opened", "lease opened (rental)", "lease opened (metered)", "batch opened",
+    "auction cleared", "voucher claimed", "terminated", "closed by the provider", "closed by the lab",
     "withdrawn", "stake withdrawn", "claim posted", "receipt already pending: nothing sent",
     "claim finalized", "claim disputed", "slashed",
     "MarketProviderNotRegistered", "MarketProviderStakeTooLow", "MarketLeaseEnded",
@@ -1109,6 +1270,9 @@ REACHED_IN_A_LONG_RUN = (
     "slashed with less stake than the penalty",
     "MarketChallengeWindowOpen", "MarketClaimWindowOpen", "MarketClaimPending",
     "MarketReceiptsNotConflicting", "MarketUsageImpossible", "MarketUsagePossible",
+    "cluster opened across two providers", "MarketClusterIncomplete",
+    "MarketBillingNotOffered", "MarketMemoryTooLow",
+    "MarketClearingPriceBelowAsk", "MarketClearingPriceAboveBid",
 )  # fmt: skip
 
 

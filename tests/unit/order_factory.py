@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from eth_utils.address import to_checksum_address
 
 from market.matching import (
@@ -9,12 +11,12 @@ from market.matching import (
     Attributes,
     Requirements,
     VerifiedOrder,
-    attributes_hash,
+    encode_attributes,
     verify_order,
 )
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Offer
+from market.protocol.types import Bid, Billing, Offer, billing_modes
 
 DOMAIN = Domain(31337, to_checksum_address("0x" + "5f" * 20))
 PROVIDER_KEYS = [SigningKey(bytes([0x10 + i]) * 32) for i in range(4)]
@@ -24,7 +26,8 @@ MODEL = "H100-80GB"
 
 
 class Orders:
-    """Builds verified orders with unique nonces."""
+    """Builds verified orders with unique nonces; their terms are signed fields, named as
+    ``Provider.offer`` and ``Lab.bid`` name them."""
 
     def __init__(self) -> None:
         self.nonce = 0
@@ -46,9 +49,10 @@ class Orders:
         expiry: int = NOW + 3600,
         nonce: int | None = None,
         attributes: Attributes | None = None,
+        bandwidth_gbps: int = 0,
+        billing: Sequence[Billing] = (Billing.RENTAL,),
     ) -> VerifiedOrder:
         key = PROVIDER_KEYS[provider]
-        attrs = attributes or {}
         offer = Offer(
             provider=key.address,
             gpu_model=model,
@@ -59,9 +63,11 @@ class Orders:
             max_duration=max_duration,
             expiry=expiry,
             nonce=self._next() if nonce is None else nonce,
-            attributes_hash=attributes_hash(attrs),
+            bandwidth_gbps=bandwidth_gbps,
+            features=encode_attributes(attributes or {}),
+            billing_modes=billing_modes(*billing),
         )
-        return verify_order(DOMAIN, key.sign(DOMAIN, offer), attributes=attrs)
+        return verify_order(DOMAIN, key.sign(DOMAIN, offer))
 
     def bid(
         self,
@@ -84,5 +90,6 @@ class Orders:
             duration=duration,
             expiry=expiry,
             nonce=self._next() if nonce is None else nonce,
+            **requirements.bid_fields(),
         )
-        return verify_order(DOMAIN, key.sign(DOMAIN, bid), requirements=requirements)
+        return verify_order(DOMAIN, key.sign(DOMAIN, bid))

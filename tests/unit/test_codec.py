@@ -111,7 +111,10 @@ EDGE_MESSAGES = [
         max_duration=UINT64_MAX,
         expiry=UINT64_MAX,
         nonce=UINT256_MAX,
-        attributes_hash=b"\xff" * 32,
+        bandwidth_gbps=UINT32_MAX,
+        features=UINT256_MAX,
+        billing_modes=255,
+        receipt_signer=to_checksum_address(b"\xff" * 20),
     ),
     Offer(
         provider=to_checksum_address(bytes(20)),
@@ -171,7 +174,9 @@ def test_wire_layout_is_the_documented_one() -> None:
     assert body["pricePerGpuSecond"] == (1000).to_bytes(32, "big")  # small uint256: still 32 bytes
     assert body["nonce"] == (1).to_bytes(32, "big")
     assert body["maxDuration"] == UINT64_MAX
-    assert body["attributesHash"] == bytes(32)
+    assert body["features"] == bytes(32)  # uint256: a 32-byte bin even when zero
+    assert body["billingModes"] == 1  # rental only, the default
+    assert body["receiptSigner"] == bytes(20)
 
 
 def test_voucher_encoding_is_pinned_byte_for_byte() -> None:

@@ -48,7 +48,7 @@ class DownChecker:
 def _wallet_bid(nonce: int = 0, signature: bytes | None = None) -> Signed[Bid]:
     """A bid for WALLET, signed by its owner key (what the wallet's ERC-1271 check accepts) or
     carrying ``signature``."""
-    bid = dataclasses.replace(BASE[Bid], lab=WALLET, nonce=nonce)
+    bid = dataclasses.replace(BASE[Bid], lab=WALLET, nonce=nonce, voucher_signer=OWNER.address)
     return Signed(bid, signature or OWNER.unsafe_sign_hash(digest(DOMAIN, bid)))
 
 
@@ -131,16 +131,31 @@ def test_malleable_ecdsa_signature_is_still_offered_to_a_contract_signer() -> No
     verify(DOMAIN, signed, checker=_accepting(signed))
 
 
-def test_contract_signed_offer_is_still_checked_for_its_attributes() -> None:
-    offer = dataclasses.replace(BASE[Offer], provider=WALLET)
-    signed = Signed(offer, b"\x5a" * 100)
-    checker = TableChecker({(WALLET, digest(DOMAIN, offer), signed.signature)})
-    submission = Submission(signed, {"region": "eu"})
-    valid, rejected = verify_orders(DOMAIN, [submission], checker=checker)
+@pytest.mark.parametrize("side", ["offer", "bid"])
+def test_contract_signed_order_must_name_its_evidence_key(side: str) -> None:
+    """As the Market's MarketSignerKeyRequired: a wallet's receipts and vouchers are signed by a
+    fixed ECDSA key its order names, never by the wallet's revocable ERC-1271 answer."""
+    order: Offer | Bid = (
+        dataclasses.replace(BASE[Offer], provider=WALLET)
+        if side == "offer"
+        else dataclasses.replace(BASE[Bid], lab=WALLET)
+    )
+    signed = Signed(order, b"\x5a" * 100)
+    checker = TableChecker({(WALLET, digest(DOMAIN, order), signed.signature)})
+    valid, rejected = verify_orders(DOMAIN, [Submission(signed)], checker=checker)
     assert valid == []
     [r] = rejected
     assert isinstance(r.error, InvalidField)
-    assert (r.error.message_type, r.error.field) == ("Offer", "attributes_hash")
+    expected = ("Offer", "receipt_signer") if side == "offer" else ("Bid", "voucher_signer")
+    assert (r.error.message_type, r.error.field) == expected
+    named = dataclasses.replace(
+        order,
+        **{expected[1]: OWNER.address},  # type: ignore[arg-type]
+    )
+    signed = Signed(named, b"\x5a" * 100)
+    checker = TableChecker({(WALLET, digest(DOMAIN, named), signed.signature)})
+    valid, rejected = verify_orders(DOMAIN, [signed], checker=checker)
+    assert [v.signed for v in valid] == [signed]
 
 
 def test_checker_outage_fails_the_whole_batch_with_rpc_unavailable() -> None:

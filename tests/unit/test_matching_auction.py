@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.matching import OrderBook, Requirements, clearing_price, run_auction
+from market.matching import Constraint, OrderBook, Requirements, clearing_price, run_auction, unfit
 from tests.unit.order_factory import NOW, Orders
 
 pytestmark = pytest.mark.unit
@@ -55,6 +55,19 @@ def test_all_or_none_bids_are_filled_whole_or_not_at_all() -> None:
     book.add(orders.bid(price=9, gpus=2, lab=1), NOW)
     [clearing] = run_auction(book, NOW)
     assert [(f.bid_hash == big.hash, f.gpus) for f in clearing.fills] == [(False, 2)]
+
+
+def test_auction_pairs_only_offers_whose_signed_terms_fit() -> None:
+    orders = Orders()
+    book = OrderBook()
+    book.add(orders.offer(price=5, gpus=4, attributes={"region": "us-east"}), NOW)  # first
+    eu = orders.offer(price=5, gpus=4, provider=1, attributes={"region": "eu-west"})
+    book.add(eu, NOW)
+    reqs = Requirements(constraints=(Constraint("region", "eq", "eu-west"),))
+    book.add(orders.bid(price=10, gpus=4, requirements=reqs), NOW)
+    [clearing] = run_auction(book, NOW)
+    assert [(f.offer_hash, f.gpus) for f in clearing.fills] == [(eu.hash, 4)]
+    assert all(unfit(f.offer.message, f.bid.message) is None for f in clearing.fills)
 
 
 sides = st.lists(st.tuples(st.integers(1, 30), st.integers(1, 6)), max_size=12)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from market.errors import (
     DuplicateOrder,
-    InvalidField,
     InvalidSignature,
     OrderCancelled,
     OrderExpired,
@@ -22,13 +21,13 @@ from market.matching import (
     Constraint,
     OrderBook,
     Requirements,
-    Submission,
     VerifiedOrder,
     fits,
+    unfit,
     verify_orders,
 )
 from market.protocol.signing import SigningKey
-from market.protocol.types import Signed
+from market.protocol.types import Billing, Signed
 from tests.unit.order_factory import DOMAIN, LAB_KEYS, NOW, PROVIDER_KEYS, Orders
 
 pytestmark = pytest.mark.unit
@@ -112,9 +111,14 @@ def test_gpu_models_never_match_across(orders: Orders) -> None:
             },
         ),
         (
-            {"attributes": {"region": "us-east", "bandwidth_gbps": 100}},
+            {"attributes": {"region": "us-east"}, "bandwidth_gbps": 100},
             {"requirements": Requirements(constraints=(Constraint("bandwidth_gbps", "ge", 400),))},
         ),
+        (
+            {"attributes": {"capabilities": ("mig",)}},
+            {"requirements": Requirements(constraints=(Constraint("capabilities", "has", "ecc"),))},
+        ),
+        ({}, {"requirements": Requirements(billing=Billing.METERED)}),
     ],
 )
 def test_offers_that_do_not_fit_the_bid_are_skipped(
@@ -124,7 +128,11 @@ def test_offers_that_do_not_fit_the_bid_are_skipped(
     misfit = orders.offer(price=5, provider=0, **offer_kw)  # type: ignore[arg-type]
     book.submit(misfit, NOW)
     good = orders.offer(
-        price=8, provider=1, attributes={"interconnect": "nvlink", "bandwidth_gbps": 800}
+        price=8,
+        provider=1,
+        attributes={"interconnect": "nvlink", "capabilities": ("ecc",)},
+        bandwidth_gbps=800,
+        billing=(Billing.RENTAL, Billing.METERED),
     )
     book.submit(good, NOW)
     [fill] = book.submit(orders.bid(price=10, **bid_kw), NOW)  # type: ignore[arg-type]
@@ -233,17 +241,17 @@ def test_sync_filled_applies_fills_made_by_other_matchers(orders: Orders) -> Non
         book.submit(offer, NOW)
 
 
-def test_verification_rejects_bad_signatures_and_mismatched_attributes(orders: Orders) -> None:
+def test_verification_rejects_bad_signatures_and_tampered_terms(orders: Orders) -> None:
     good = orders.offer().signed
     forged = Signed(dataclasses.replace(good.message, price_per_gpu_second=1), good.signature)
     other = SigningKey(b"\x77" * 32).sign(DOMAIN, good.message)
-    wrong_attrs = Submission(good, attributes={"region": "eu"})
-    valid, rejected = verify_orders(DOMAIN, [good, forged, other, wrong_attrs])
+    more_memory = Signed(dataclasses.replace(good.message, memory_gib=141), good.signature)
+    nvlink = Signed(dataclasses.replace(good.message, features=1 << 1), good.signature)
+    valid, rejected = verify_orders(DOMAIN, [good, forged, other, more_memory, nvlink])
     assert [v.signed for v in valid] == [good]
-    assert [r.index for r in rejected] == [1, 2, 3]
-    assert isinstance(rejected[0].error, InvalidSignature)
+    assert [r.index for r in rejected] == [1, 2, 3, 4]
+    assert all(isinstance(r.error, InvalidSignature) for r in rejected)
     assert rejected[1].error.recovered == SigningKey(b"\x77" * 32).address  # type: ignore[union-attr]
-    assert isinstance(rejected[2].error, InvalidField)
 
 
 def test_verified_orders_cannot_be_made_without_verification(orders: Orders) -> None:
@@ -262,19 +270,45 @@ order_specs = st.lists(
         st.sampled_from([600, 3600, 7200]),  # duration (bid) / max duration (offer)
         st.integers(0, 3),  # who
         st.booleans(),  # all-or-none (bids)
+        st.integers(0, 3),  # hardware and billing terms, from the tables below
     ),
     max_size=40,
 )
+Spec = tuple[bool, int, int, int, int, bool, int]
+_OFFER_TERMS: list[dict[str, object]] = [
+    {},
+    {"memory_gib": 40, "attributes": {"interconnect": "pcie", "region": "us-east"}},
+    {
+        "bandwidth_gbps": 400,
+        "attributes": {"interconnect": "nvlink", "capabilities": ("ecc",)},
+        "billing": (Billing.RENTAL, Billing.METERED),
+    },
+    {"memory_gib": 141, "billing": (Billing.METERED,), "attributes": {"region": "eu-west"}},
+]
+_BID_TERMS = [
+    Requirements(),
+    Requirements(min_memory_gib=80, constraints=(Constraint("capabilities", "has", "ecc"),)),
+    Requirements(constraints=(Constraint("region", "in", ("eu-west", "uk")),)),
+    Requirements(billing=Billing.METERED, constraints=(Constraint("bandwidth_gbps", "ge", 100),)),
+]
 
 
-def _build(specs: list[tuple[bool, int, int, int, int, bool]]) -> list[VerifiedOrder]:
+def _build(specs: list[Spec]) -> list[VerifiedOrder]:
     orders = Orders()
     built = []
-    for is_offer, price, gpus, duration, who, aon in specs:
+    for is_offer, price, gpus, duration, who, aon, terms in specs:
         if is_offer:
-            built.append(orders.offer(price=price, gpus=gpus, provider=who, max_duration=duration))
+            built.append(
+                orders.offer(
+                    price=price,
+                    gpus=gpus,
+                    provider=who,
+                    max_duration=duration,
+                    **_OFFER_TERMS[terms],  # type: ignore[arg-type]
+                )
+            )
         else:
-            reqs = Requirements(all_or_none=aon)
+            reqs = dataclasses.replace(_BID_TERMS[terms], all_or_none=aon)
             built.append(
                 orders.bid(price=price, gpus=gpus, lab=who, duration=duration, requirements=reqs)
             )
@@ -291,9 +325,7 @@ def _run(built: list[VerifiedOrder]) -> list[tuple[bytes, bytes, int]]:
 
 @given(order_specs)
 @settings(max_examples=60, deadline=None)
-def test_book_invariants_hold_for_any_order_flow(
-    specs: list[tuple[bool, int, int, int, int, bool]],
-) -> None:
+def test_book_invariants_hold_for_any_order_flow(specs: list[Spec]) -> None:
     built = _build(specs)
     book = OrderBook()
     taken: dict[bytes, int] = {}
@@ -302,7 +334,7 @@ def test_book_invariants_hold_for_any_order_flow(
         for fill in book.submit(order, NOW):
             o, b = fill.offer.message, fill.bid.message
             assert o.price_per_gpu_second <= b.max_price_per_gpu_second  # crosses
-            assert o.min_duration <= b.duration <= o.max_duration  # fits
+            assert unfit(o, b) is None  # every signed term fits, as openLease checks them
             assert fill.gpus > 0
             taken[fill.offer_hash] = taken.get(fill.offer_hash, 0) + fill.gpus
             taken[fill.bid_hash] = taken.get(fill.bid_hash, 0) + fill.gpus
@@ -311,7 +343,7 @@ def test_book_invariants_hold_for_any_order_flow(
     offers = list(book.offers("H100-80GB"))
     for bid in book.bids("H100-80GB"):
         crossing = [o for o in offers if o.price <= bid.price and fits(o, bid)]
-        if bid.requirements.all_or_none:
+        if bid.all_or_none:
             assert sum(o.remaining for o in crossing) < bid.remaining
         else:
             assert crossing == []
@@ -328,7 +360,7 @@ def test_book_invariants_hold_for_any_order_flow(
 
 @given(order_specs)
 @settings(max_examples=30, deadline=None)
-def test_matching_is_deterministic(specs: list[tuple[bool, int, int, int, int, bool]]) -> None:
+def test_matching_is_deterministic(specs: list[Spec]) -> None:
     built = _build(specs)
     assert _run(built) == _run(built)
 

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 
 from market.errors import InvalidField
 from market.protocol.types import (
+    UINT8_MAX,
     UINT32_MAX,
     UINT64_MAX,
     UINT256_MAX,
     ZERO_HASH,
     Bid,
+    Billing,
     Lease,
     Offer,
     Signed,
@@ -43,7 +45,7 @@ MESSAGE_CLASSES: tuple[MessageClass, ...] = (
     Voucher,
     Lease,
 )
-_MAX = {"uint32": UINT32_MAX, "uint64": UINT64_MAX, "uint256": UINT256_MAX}
+_MAX = {"uint8": UINT8_MAX, "uint32": UINT32_MAX, "uint64": UINT64_MAX, "uint256": UINT256_MAX}
 
 
 # --- strategies, shared with the codec and signing tests ------------------------------------
@@ -85,7 +87,10 @@ def offers(draw: st.DrawFn) -> Offer:
         max_duration=high,
         expiry=draw(uints("uint64")),
         nonce=draw(uints("uint256")),
-        attributes_hash=draw(bytes32s()),
+        bandwidth_gbps=draw(uints("uint32")),
+        features=draw(uints("uint256")),
+        billing_modes=draw(uints("uint8")),
+        receipt_signer=draw(addresses()),
     )
 
 
@@ -100,6 +105,13 @@ def bids(draw: st.DrawFn) -> Bid:
         expiry=draw(uints("uint64")),
         nonce=draw(uints("uint256")),
         job_spec_hash=draw(bytes32s()),
+        min_memory_gib=draw(uints("uint32")),
+        min_bandwidth_gbps=draw(uints("uint32")),
+        required_features=draw(uints("uint256")),
+        accepted_features=draw(uints("uint256")),
+        billing=draw(st.sampled_from(Billing)),
+        all_or_none=draw(st.booleans()),
+        voucher_signer=draw(addresses()),
     )
 
 
@@ -122,6 +134,9 @@ def leases(draw: st.DrawFn) -> Lease:
         start=draw(uints("uint64")),
         duration=draw(uints("uint64")),
         salt=draw(bytes32s()),
+        billing=draw(st.sampled_from(Billing)),
+        receipt_signer=draw(addresses()),
+        voucher_signer=draw(addresses()),
     )
 
 
@@ -325,7 +340,8 @@ def test_gpu_model_bytes32_is_left_aligned_and_zero_padded() -> None:
 @given(lease=leases())
 @settings(max_examples=200)
 def test_lease_id_is_keccak_of_the_abi_encoded_terms(lease: Lease) -> None:
-    types = ["address", "address", "uint32", "uint256", "uint64", "uint64", "bytes32"]
+    types = ["address", "address", "uint32", "uint256", "uint64", "uint64", "bytes32", "uint8"]
+    types += ["address", "address"]
     values = [
         lease.provider,
         lease.lab,
@@ -334,10 +350,13 @@ def test_lease_id_is_keccak_of_the_abi_encoded_terms(lease: Lease) -> None:
         lease.start,
         lease.duration,
         lease.salt,
+        int(lease.billing),
+        lease.receipt_signer,
+        lease.voucher_signer,
     ]
     # A static tuple is encoded in place, so abi.encode(lease) is the fields' words in order.
     encoded = abi_encode(types, values)
-    assert len(encoded) == 7 * 32
+    assert len(encoded) == 10 * 32
     assert lease.id == keccak(encoded)
     assert lease.end == lease.start + lease.duration
     assert lease.escrow == lease.price_per_gpu_second * lease.gpus * lease.duration
@@ -353,6 +372,9 @@ def test_lease_id_changes_with_every_term() -> None:
         "start": 1_700_000_001,
         "duration": 3601,
         "salt": b"\x03" * 32,
+        "billing": Billing.METERED,
+        "receipt_signer": to_checksum_address(ALICE),
+        "voucher_signer": to_checksum_address(BOB),
     }
     assert set(changed) == {attr for attr, _, _ in Lease.FIELDS}
     ids = {lease.id} | {dataclasses.replace(lease, **{k: v}).id for k, v in changed.items()}
@@ -390,18 +412,18 @@ def test_messages_are_frozen(cls: MessageClass) -> None:
 
 
 def test_default_hashes_are_zero() -> None:
-    assert BASE[Offer].attributes_hash == ZERO_HASH == bytes(32)
-    assert BASE[Bid].job_spec_hash == ZERO_HASH
+    assert BASE[Bid].job_spec_hash == ZERO_HASH == bytes(32)
     assert BASE[Voucher].receipt_hash == ZERO_HASH
 
 
 @given(message=messages())
 @settings(max_examples=100)
-def test_generated_messages_hold_fields_in_their_declared_order(
+def test_generated_messages_hold_every_declared_field(
     message: Offer | Bid | Voucher | Lease,
 ) -> None:
-    names = [f.name for f in dataclasses.fields(message)]
-    assert names == [attr for attr, _, _ in message.FIELDS]
+    # FIELDS is the ABI order; terms with defaults come last among the attributes.
+    names = {f.name for f in dataclasses.fields(message)}
+    assert names == {attr for attr, _, _ in message.FIELDS}
     assert dataclasses.replace(message) == message
 
 

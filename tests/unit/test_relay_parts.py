@@ -97,7 +97,7 @@ def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> 
     orders = Orders()
     a, b = orders.offer(), orders.bid()
     store = Store.open(tmp_path / "relay.sqlite")
-    store.add_orders([(a.hash, Submission(a.signed, a.attributes)), (b.hash, Submission(b.signed))])
+    store.add_orders([(a.hash, Submission(a.signed)), (b.hash, Submission(b.signed))])
     lease = ChainLease(b"\x07" * 32, a.hash, b.hash, 3, 10)
     assert store.apply_chain([lease], [b"\x09" * 32], [("0xabc", 5)], next_block=11) == [lease]
     assert store.apply_chain([lease], [], [("0xabc", 4)], next_block=12) == []  # replay: no change

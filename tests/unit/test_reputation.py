@@ -344,7 +344,7 @@ DOMAIN = Domain(31337, MARKET)
 
 
 def _offer(provider: str, price: int) -> Offer:
-    return Offer(checksum_address(provider), "H100", 4, 80, price, 1, 10_000, 2**40, 1, bytes(32))
+    return Offer(checksum_address(provider), "H100", 4, 80, price, 1, 10_000, 2**40, 1)
 
 
 def _signed_offer(key: SigningKey, price: int) -> Signed[Offer]:

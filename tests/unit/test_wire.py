@@ -16,12 +16,14 @@ from market.errors import (
     ProtocolError,
     UnknownMessageType,
 )
+from market.matching import Change, Explanation, Reason, ReasonCode
 from market.protocol import codec
 from market.protocol.types import Offer
 from nodes.wire import (
     MAX_FRAME_SIZE,
     BookQuery,
     ErrorResponse,
+    ExplainResponse,
     Message,
     SubmitOrders,
     decode,
@@ -255,17 +257,39 @@ def test_order_with_an_empty_or_oversize_signature_is_refused_with_its_path(
         decode(_pack(tree))
 
 
-def test_constraint_with_an_unknown_operator_is_an_invalid_field() -> None:
+@pytest.mark.parametrize("key", ["attributes", "requirements"])
+def test_terms_beside_an_order_are_refused_as_unknown_keys(key: str) -> None:
+    """An order's terms are its signed fields; a relay never takes an unsigned one beside it."""
     tree = _orders_tree()
-    tree["body"]["orders"][1]["requirements"]["constraints"][0]["op"] = "regex"
-    with pytest.raises(InvalidField, match="'regex' is not one of"):
+    tree["body"]["orders"][0][key] = {"region": "eu-west"}
+    with pytest.raises(
+        DecodeError, match=rf"orders\[0\]: missing keys \[\], unexpected keys \['{key}'\]"
+    ):
         decode(_pack(tree))
+    request = _tree(SAMPLES["ExplainRequest"])
+    request["body"][key] = {}
+    with pytest.raises(DecodeError, match=f"unexpected keys \\['{key}'\\]"):
+        decode(_pack(request))
 
 
-def test_attribute_values_are_str_or_int_only() -> None:
+def test_a_bid_with_an_unknown_billing_mode_is_an_invalid_field() -> None:
     tree = _orders_tree()
-    tree["body"]["orders"][0]["attributes"]["region"] = 1.5
-    with pytest.raises(DecodeError, match=r"attributes\.region must be a str or an int"):
+    inner = msgpack.unpackb(tree["body"]["orders"][1]["order"], raw=False)
+    inner["body"]["message"]["billing"] = 7
+    tree["body"]["orders"][1]["order"] = _pack(inner)
+    with pytest.raises(InvalidField, match=r"not a billing mode") as info:
+        decode(_pack(tree))
+    assert (info.value.message_type, info.value.field) == ("Bid", "billing")
+
+
+def test_explanations_carry_every_term_reason_code() -> None:
+    reasons = tuple(Reason(code, str(code), {"lane": 2}) for code in ReasonCode)
+    changes = (Change("accepted_features", 1 << 200, (1 << 200) | (1 << 33)),)
+    message = ExplainResponse(Explanation(False, 0, reasons, changes))
+    assert decode(encode(message)) == message
+    tree = _tree(message)
+    tree["body"]["explanation"]["reasons"][0]["code"] = "attributes_unmet"  # gone
+    with pytest.raises(DecodeError, match="code must be one of"):
         decode(_pack(tree))
 
 

@@ -15,13 +15,16 @@ from market.matching import (
     ReasonCode,
     Requirements,
     Submission,
-    attributes_hash,
+    encode_attributes,
 )
 from market.protocol.types import (
+    ALL_BILLING_MODES,
     UINT32_MAX,
     UINT64_MAX,
     UINT256_MAX,
+    ZERO_ADDRESS,
     Bid,
+    Billing,
     Lease,
     Offer,
     Receipt,
@@ -59,7 +62,7 @@ from nodes.wire import (
     SubmitVoucher,
     VoucherAccepted,
 )
-from nodes.wire.fields import INT_MAX, INT_MIN
+from nodes.wire.fields import INT_MIN
 
 ADDRESS = st.binary(min_size=20, max_size=20).map(to_checksum_address)
 HASH = st.binary(min_size=32, max_size=32)
@@ -69,20 +72,10 @@ U256 = st.integers(0, UINT256_MAX)
 MODEL = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=32)
 TEXT = st.text(max_size=80)
 KEY = st.text(max_size=20)
-SCALAR = st.one_of(st.text(max_size=20), st.integers(INT_MIN, INT_MAX))
 NUMBER = st.one_of(st.text(max_size=20), st.integers(INT_MIN, UINT256_MAX))
-ATTRIBUTES = st.dictionaries(KEY, SCALAR, max_size=4)
 VALUES = st.dictionaries(KEY, NUMBER, max_size=4)
-
-CONSTRAINT = st.one_of(
-    st.builds(Constraint, KEY, st.sampled_from(["eq", "ne"]), SCALAR),
-    st.builds(Constraint, KEY, st.just("in"), st.lists(SCALAR, max_size=4).map(tuple)),
-    st.builds(Constraint, KEY, st.sampled_from(["ge", "le"]), st.integers(INT_MIN, INT_MAX)),
-    st.builds(Constraint, KEY, st.just("has"), st.none()),
-)
-REQUIREMENTS = st.builds(
-    Requirements, U32, st.lists(CONSTRAINT, max_size=3).map(tuple), st.booleans()
-)
+BILLING = st.sampled_from(Billing)
+SIGNER = st.one_of(st.just(ZERO_ADDRESS), ADDRESS)  # zero: the order's own key
 
 
 @st.composite
@@ -90,11 +83,29 @@ def offers(draw: st.DrawFn) -> Offer:
     low, high = sorted((draw(U64), draw(U64)))
     return Offer(
         draw(ADDRESS), draw(MODEL), draw(U32), draw(U32), draw(U256), low, high,
-        draw(U64), draw(U256), draw(HASH),
+        draw(U64), draw(U256), bandwidth_gbps=draw(U32), features=draw(U256),
+        billing_modes=draw(st.integers(0, ALL_BILLING_MODES)), receipt_signer=draw(SIGNER),
     )  # fmt: skip
 
 
-BIDS = st.builds(Bid, ADDRESS, MODEL, U32, U256, U64, U64, U256, HASH)
+BIDS = st.builds(
+    Bid,
+    ADDRESS,
+    MODEL,
+    U32,
+    U256,
+    U64,
+    U64,
+    U256,
+    HASH,
+    min_memory_gib=U32,
+    min_bandwidth_gbps=U32,
+    required_features=U256,
+    accepted_features=U256,
+    billing=BILLING,
+    all_or_none=st.booleans(),
+    voucher_signer=SIGNER,
+)
 # ECDSA signatures (65 bytes, or 64 in EIP-2098 form) and contract signers' (ERC-1271) of any
 # length up to the cap.
 SIGNATURE = st.one_of(
@@ -103,8 +114,8 @@ SIGNATURE = st.one_of(
     st.just(b"\x0c" * Signed.MAX_SIGNATURE_LENGTH),
 )
 SIGNED = st.one_of(st.builds(Signed, offers(), SIGNATURE), st.builds(Signed, BIDS, SIGNATURE))
-SUBMISSION = st.builds(Submission, SIGNED, ATTRIBUTES, REQUIREMENTS)
-LEASE = st.builds(Lease, ADDRESS, ADDRESS, U32, U256, U64, U64, HASH)
+SUBMISSION = st.builds(Submission, SIGNED)
+LEASE = st.builds(Lease, ADDRESS, ADDRESS, U32, U256, U64, U64, HASH, BILLING, SIGNER, SIGNER)
 EXPLANATION = st.builds(
     Explanation,
     st.booleans(),
@@ -162,7 +173,7 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
         st.lists(st.builds(BookEntry, SUBMISSION, U32), max_size=2).map(tuple),
         st.lists(st.builds(BookEntry, SUBMISSION, U32), max_size=2).map(tuple),
     ),
-    st.builds(ExplainRequest, st.one_of(offers(), BIDS), ATTRIBUTES, REQUIREMENTS),
+    st.builds(ExplainRequest, st.one_of(offers(), BIDS)),
     st.builds(ExplainResponse, EXPLANATION),
     st.builds(Fill, HASH, HASH, U32, st.sampled_from(FillStatus), HASH, TEXT),
     st.builds(LeaseOpened, HASH, HASH, HASH, LEASE, U64),
@@ -195,12 +206,14 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
 
 _A = to_checksum_address("0x" + "11" * 20)
 _B = to_checksum_address("0x" + "22" * 20)
-_ATTRS: dict[str, str | int] = {"region": "eu-west", "bandwidth_gbps": 400}
-OFFER = Offer(_A, "H100-80GB", 8, 80, 3, 60, 86_400, 2_000_000, 7, attributes_hash(_ATTRS))
-BID = Bid(_B, "H100-80GB", 4, 5, 3600, 2_000_000, 9)
+OFFER = Offer(
+    _A, "H100-80GB", 8, 80, 3, 60, 86_400, 2_000_000, 7,
+    bandwidth_gbps=400, features=encode_attributes({"region": "eu-west"}),
+)  # fmt: skip
 REQS = Requirements(80, (Constraint("region", "in", ("eu-west", "eu-central")),), True)
-SUB_OFFER = Submission(Signed(OFFER, b"\x01" * 65), _ATTRS)
-SUB_BID = Submission(Signed(BID, b"\x02" * 65), {}, REQS)
+BID = Bid(_B, "H100-80GB", 4, 5, 3600, 2_000_000, 9, **REQS.bid_fields())
+SUB_OFFER = Submission(Signed(OFFER, b"\x01" * 65))
+SUB_BID = Submission(Signed(BID, b"\x02" * 65))
 SAMPLES: dict[str, Any] = {
     "SubmitOrders": SubmitOrders((SUB_OFFER, SUB_BID)),
     "OrdersAccepted": OrdersAccepted(
@@ -208,7 +221,7 @@ SAMPLES: dict[str, Any] = {
     ),
     "BookQuery": BookQuery("H100-80GB", 10),
     "BookSnapshot": BookSnapshot("H100-80GB", 1_000, (BookEntry(SUB_OFFER, 8),), ()),
-    "ExplainRequest": ExplainRequest(BID, {}, REQS),
+    "ExplainRequest": ExplainRequest(BID),
     "ExplainResponse": ExplainResponse(
         Explanation(
             False,

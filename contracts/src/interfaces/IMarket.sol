@@ -25,41 +25,93 @@ import {IProviderRegistry} from "./IProviderRegistry.sol";
 /// paid for it after a challenge window (`finalizeClaim`) unless the lab disputes it first
 /// (`disputeClaim`). See docs/decisions/0006-slashing.md.
 interface IMarket {
+    /// @notice How a lease bills. A rental (the default) pays for the GPU time reserved to the lab
+    /// until the lease ends or the lab terminates; its receipts attest that the GPUs were held and
+    /// reachable. Metered pays for busy GPU time only. Either way a receipt's usage is at most
+    /// gpus x elapsed time, which `slashImpossibleUsage` enforces (docs/decisions/0011-signed-terms.md).
+    enum Billing {
+        Rental,
+        Metered
+    }
+
     /// @notice A provider's signed offer of up to `gpuCount` GPUs; may be filled in parts.
+    /// Everything a bid may require of it is here, signed: memory and interconnect bandwidth per
+    /// GPU as numbers, the other attributes as bits of `features` (the vocabulary is
+    /// market.matching.features: 16 lanes of 16 bits, one lane per attribute such as interconnect
+    /// or region, one bit per value).
     struct Offer {
         address provider;
         bytes32 gpuModel; // ASCII model name, left-aligned and zero-padded (e.g. "H100-80GB")
         uint32 gpuCount;
         uint32 memoryGiB; // memory per GPU
+        uint32 bandwidthGbps; // interconnect bandwidth per GPU
+        uint256 features; // attribute bits
+        uint8 billingModes; // bit set of the Billing modes it accepts (bit i = Billing(i))
         uint256 pricePerGpuSecond; // in the settlement token's smallest unit
         uint64 minDuration; // seconds
         uint64 maxDuration; // seconds
         uint64 expiry; // unix seconds; valid while block.timestamp <= expiry
         uint256 nonce; // cancelled once below the provider's nonce floor
-        bytes32 attributesHash;
+        address receiptSigner; // the ECDSA key that signs its leases' receipts; zero: the provider's own
     }
 
-    /// @notice A lab's signed bid for `gpuCount` GPUs for `duration` seconds; may be filled by several offers.
+    /// @notice A lab's signed bid for `gpuCount` GPUs for `duration` seconds; may be filled by
+    /// several offers (all in one transaction when `allOrNone`). Its requirements hold against
+    /// every offer that fills it: `offer.memoryGiB >= minMemoryGiB`, `offer.bandwidthGbps >=
+    /// minBandwidthGbps`, every bit of `requiredFeatures` in `offer.features`, and for each 16-bit
+    /// lane of `acceptedFeatures` that is not zero, at least one of its bits in `offer.features`.
     struct Bid {
         address lab;
         bytes32 gpuModel;
         uint32 gpuCount;
+        uint32 minMemoryGiB;
+        uint32 minBandwidthGbps;
+        uint256 requiredFeatures; // bits the offer must all have (flags such as ECC)
+        uint256 acceptedFeatures; // per lane: the values the lab accepts (a zero lane: any)
+        Billing billing;
+        bool allOrNone; // every GPU in one transaction (a cluster across providers) or none
         uint256 maxPricePerGpuSecond;
         uint64 duration;
         uint64 expiry;
         uint256 nonce;
         bytes32 jobSpecHash;
+        address voucherSigner; // the ECDSA key that signs its leases' vouchers; zero: the lab's own
     }
 
     /// @notice The terms of a lease, fixed when it opens. Escrow = pricePerGpuSecond * gpus * duration.
+    /// Receipts are signed by `receiptSigner` (the provider when zero) and vouchers by
+    /// `voucherSigner` (the lab when zero): plain ECDSA keys fixed here, so that evidence checked
+    /// later cannot be revoked by a contract wallet.
     struct Lease {
         address provider;
         address lab;
         uint32 gpus;
-        uint256 pricePerGpuSecond; // the offer's price
+        uint256 pricePerGpuSecond; // the offer's price, or a batch auction's clearing price
         uint64 start;
         uint64 duration;
         bytes32 salt; // keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)): unique per fill
+        Billing billing;
+        address receiptSigner;
+        address voucherSigner;
+    }
+
+    /// @notice An offer with its signature, as batches take them.
+    struct SignedOffer {
+        Offer offer;
+        bytes signature;
+    }
+
+    /// @notice A bid with its signature, as batches take them.
+    struct SignedBid {
+        Bid bid;
+        bytes signature;
+    }
+
+    /// @notice One lease of a batch: `gpus` GPUs from `offers[offer]` to `bids[bid]`.
+    struct Match {
+        uint32 offer;
+        uint32 bid;
+        uint32 gpus;
     }
 
     /// @notice The lab's signed acceptance of `cumulativeAmount` owed for a lease so far, naming the
@@ -158,8 +210,6 @@ interface IMarket {
     error MarketPriceNotCrossed(uint256 offerPrice, uint256 maxBidPrice);
     /// @notice The signature does not belong to the order's signer (or is malleable or malformed).
     error MarketInvalidSignature(bytes32 digest, address signer);
-    /// @notice A batch left an ERC-1271 signer's check less than `gasLimit` gas: send more gas.
-    error MarketSignatureCheckOutOfGas(address signer, uint256 gasLimit);
     /// @notice The order was cancelled by hash.
     error MarketOrderCancelled(bytes32 orderHash);
     /// @notice The order's nonce is below its signer's nonce floor.
@@ -221,21 +271,47 @@ interface IMarket {
     /// @notice `account`'s credit would reach 2^128 (only a token with such a supply gets there).
     error MarketCreditOverflow(address account, uint256 amount);
 
-    /// @notice A lease opened and its escrow was pulled from the lab.
+    /// @notice The offer's memory per GPU is below the bid's minimum.
+    error MarketMemoryTooLow(uint32 memoryGiB, uint32 minMemoryGiB);
+    /// @notice The offer's interconnect bandwidth per GPU is below the bid's minimum.
+    error MarketBandwidthTooLow(uint32 bandwidthGbps, uint32 minBandwidthGbps);
+    /// @notice The offer lacks feature bits the bid requires (`missing`: those bits).
+    error MarketFeaturesMissing(uint256 missing);
+    /// @notice In attribute lane `lane` the offer has none of the values the bid accepts (`offered`
+    /// and `accepted` are that lane's 16 bits).
+    error MarketFeatureNotAccepted(uint256 lane, uint256 offered, uint256 accepted);
+    /// @notice The bid's billing mode is not one the offer accepts (`billingModes`: its bit set).
+    error MarketBillingNotOffered(Billing billing, uint8 billingModes);
+    /// @notice An all-or-none bid would end the transaction with `filled` of its `gpuCount` GPUs.
+    error MarketClusterIncomplete(bytes32 bidHash, uint256 filled, uint256 gpuCount);
+    /// @notice A batch's clearing price is below an offer's ask.
+    error MarketClearingPriceBelowAsk(bytes32 offerHash, uint256 pricePerGpuSecond, uint256 clearingPrice);
+    /// @notice A batch's clearing price is above a bid's maximum.
+    error MarketClearingPriceAboveBid(bytes32 bidHash, uint256 maxPricePerGpuSecond, uint256 clearingPrice);
+    /// @notice Match `index` of a batch names an offer or bid the batch does not carry.
+    error MarketMatchOutOfRange(uint256 index);
+    /// @notice A batch with no match.
+    error MarketEmptyBatch();
+    /// @notice A contract signer (ERC-1271) must name the ECDSA key that signs its receipts or
+    /// vouchers (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
+    error MarketSignerKeyRequired(address signer);
+
+    /// @notice A lease opened and its escrow, `lease.pricePerGpuSecond * lease.gpus *
+    /// lease.duration`, was pulled from the lab (in a batch, with the batch's other escrows).
     event LeaseOpened(
-        bytes32 indexed leaseId,
-        address indexed provider,
-        address indexed lab,
-        bytes32 offerHash,
-        bytes32 bidHash,
-        Lease lease,
-        uint256 escrow
+        bytes32 indexed leaseId, address indexed provider, address indexed lab, bytes32 offerHash, bytes32 bidHash, Lease lease
     );
     /// @notice A voucher was redeemed: `amount` was credited (the fee to the treasury, the rest to the
     /// provider), `cumulativePaid` in total.
     event Claimed(bytes32 indexed leaseId, uint256 amount, uint256 cumulativePaid, bytes32 receiptHash);
     /// @notice A batch item was skipped; `reason` is the selector of the error it would have raised.
     event ClaimSkipped(bytes32 indexed leaseId, bytes4 reason);
+    /// @notice A `closeLeaseBatch` item was skipped; `reason` is the selector of its error.
+    event CloseSkipped(bytes32 indexed leaseId, bytes4 reason);
+    /// @notice A `finalizeClaimBatch` item was skipped; `reason` is the selector of its error.
+    event FinalizeSkipped(bytes32 indexed leaseId, bytes4 reason);
+    /// @notice A batch auction opened `leases` leases of `gpus` GPUs in all, each at `clearingPrice`.
+    event AuctionCleared(uint256 clearingPrice, uint256 leases, uint256 gpus);
     /// @notice A protocol fee was credited to the treasury.
     event FeePaid(address indexed treasury, uint256 amount);
     /// @notice The lab ended the lease early at `end`, having paid `paid` in total.
@@ -281,6 +357,26 @@ interface IMarket {
         Permit calldata permit
     ) external returns (bytes32 leaseId);
 
+    /// @notice Open many leases in one transaction, each at its offer's price; callable by anyone.
+    /// Each order is verified once however many matches use it; every match is checked as
+    /// `openLease` checks a pair. The escrow is pulled once per run of consecutive bids from one
+    /// lab. All or nothing: any failing match reverts the batch (with its error), and an
+    /// all-or-none bid must end the batch filled whole (`MarketClusterIncomplete`).
+    function openLeaseBatch(SignedOffer[] calldata offers, SignedBid[] calldata bids, Match[] calldata matches)
+        external
+        returns (bytes32[] memory leaseIds);
+
+    /// @notice A uniform-price batch auction: like `openLeaseBatch`, but every lease pays
+    /// `clearingPrice`, which must be at least every matched offer's ask
+    /// (`MarketClearingPriceBelowAsk`) and at most every matched bid's maximum
+    /// (`MarketClearingPriceAboveBid`). Emits `AuctionCleared`.
+    function openLeaseAuction(
+        SignedOffer[] calldata offers,
+        SignedBid[] calldata bids,
+        Match[] calldata matches,
+        uint256 clearingPrice
+    ) external returns (bytes32[] memory leaseIds);
+
     /// @notice Cancel one of the caller's orders by its EIP-712 hash.
     function cancelOrder(bytes32 orderHash) external;
 
@@ -294,10 +390,8 @@ interface IMarket {
         returns (uint256 amount);
 
     /// @notice Redeem many vouchers in one transaction, crediting each lease's provider. An item that
-    /// cannot be paid is skipped with `ClaimSkipped` and does not block the others. A lab
-    /// contract's ERC-1271 check gets at most a fixed gas allowance per item
-    /// (`Market.BATCH_ERC1271_GAS`); one that needs more is skipped as `MarketInvalidSignature` and
-    /// can be redeemed by `claim`.
+    /// cannot be paid is skipped with `ClaimSkipped` and does not block the others. Vouchers are
+    /// ECDSA signatures (65 or 64 bytes) of the lease's voucher signer, a key fixed when it opened.
     function claimBatch(ClaimItem[] calldata items) external returns (uint256 total);
 
     /// @notice The lab ends the lease now and credits the provider up to `cumulativeAmount` for work
@@ -308,14 +402,24 @@ interface IMarket {
     /// any time; anyone else once the claim window after the end has passed.
     function closeLease(Lease calldata lease) external returns (uint256 refund);
 
+    /// @notice `closeLease` for many leases in one transaction, with the same rules per lease. An
+    /// item that cannot close is skipped with `CloseSkipped` and does not block the others.
+    /// @return refunded The refunds credited in all.
+    function closeLeaseBatch(Lease[] calldata leases) external returns (uint256 refunded);
+
+    /// @notice `finalizeClaim` for many leases in one transaction. An item that cannot be
+    /// finalized is skipped with `FinalizeSkipped` and does not block the others.
+    /// @return total What was credited in all.
+    function finalizeClaimBatch(Lease[] calldata leases) external returns (uint256 total);
+
     /// @notice Send the caller its whole credit (payments, refunds or fees credited to it).
     function withdraw() external returns (uint256 amount);
 
     /// @notice Prove that `lease.provider` equivocated, and slash it; callable by anyone, the lab
     /// gets the stake whoever calls. `a` and `b` are the bodies of two receipts of this lease with
     /// the same `seq` (their `leaseId` is `leaseId(lease)`, implied), which must differ (different
-    /// EIP-712 digests) and both be signed by the lease's provider: ECDSA (65 bytes, or 64 in
-    /// EIP-2098 compact form), or ERC-1271 for a contract provider.
+    /// EIP-712 digests) and both be signed by the lease's receipt signer (the provider when
+    /// `lease.receiptSigner` is zero): ECDSA, 65 bytes or 64 in EIP-2098 compact form.
     /// The lease may be Active, Terminated or Closed (a provider closing first does not escape),
     /// but not already slashed. Slashes `min(stake, slashPenalty())` of the provider's stake to the
     /// lab's credit and, unless the lease had closed, closes it with the unpaid escrow credited
@@ -332,7 +436,7 @@ interface IMarket {
 
     /// @notice Prove that `lease.provider` signed usage no lease could produce, and slash it like
     /// `slashEquivocation` does. The receipt of this lease with this `seq` and body `r` must be
-    /// signed by the lease's provider, and one of these must hold:
+    /// signed by the lease's receipt signer, and one of these must hold:
     /// - `r.periodEnd > block.timestamp`: the period has not ended yet;
     /// - `r.periodStart < lease.start`: the period starts before the lease;
     /// - `r.gpuSecondsCumulative > lease.gpus * (min(r.periodEnd, lease.start + lease.duration) - lease.start)`
@@ -348,7 +452,7 @@ interface IMarket {
         returns (uint256 penalty);
 
     /// @notice The provider claims payment from its receipt `r` when the lab signs no voucher.
-    /// The lease must be Active or Terminated, `r` must name it, be signed by the provider, have a
+    /// The lease must be Active or Terminated, `r` must name it, be signed by the lease's receipt signer, have a
     /// seq above any receipt posted before for this lease, a period within the lease and the past
     /// (`r.periodStart >= lease.start`, `r.periodEnd <= block.timestamp`) and usage of at most
     /// `lease.gpus * (min(r.periodEnd, end) - lease.start)`, `end` being the lease's current end
