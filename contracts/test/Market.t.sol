@@ -71,53 +71,133 @@ contract MarketTest is MarketFixture {
         assertEq(market.hashVoucher(IMarket.Voucher(id, 123, keccak256("r"))), _voucherDigest(id, 123, keccak256("r")));
     }
 
-    /// @dev A third implementation: forge's own EIP-712 encoder, fed the typed data as JSON.
-    function test_hashes_equalForgeEip712HashTypedData() public view {
-        IMarket.Offer memory o = _offer(provider, 7);
-        string memory domain = string.concat(
+    /// @dev The domain and its type, as forge's EIP-712 JSON takes them.
+    function _jsonDomain() internal view returns (string memory domain, string memory domainType) {
+        domain = string.concat(
             '"domain":{"name":"gpumarket","version":"1","chainId":',
             vm.toString(block.chainid),
             ',"verifyingContract":"',
             vm.toString(address(market)),
             '"}'
         );
+        domainType = string.concat(
+            '"EIP712Domain":[{"name":"name","type":"string"},{"name":"version","type":"string"},',
+            '{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}]'
+        );
+    }
+
+    /// @dev `"name":"value"`, a JSON member with a string value (numbers as decimal strings too).
+    function _member(string memory name, string memory value) internal pure returns (string memory) {
+        return string.concat('"', name, '":"', value, '"');
+    }
+
+    /// @dev A third implementation: forge's own EIP-712 encoder, fed the typed data as JSON.
+    function test_hashes_equalForgeEip712HashTypedData_offer() public view {
+        IMarket.Offer memory o = _offer(provider, 7);
+        o.receiptSigner = stranger;
+        (string memory domain, string memory domainType) = _jsonDomain();
         string memory types = string.concat(
-            '"types":{"EIP712Domain":[{"name":"name","type":"string"},{"name":"version","type":"string"},',
-            '{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],',
-            '"Offer":[{"name":"provider","type":"address"},{"name":"gpuModel","type":"bytes32"},',
+            '"types":{',
+            domainType,
+            ',"Offer":[{"name":"provider","type":"address"},{"name":"gpuModel","type":"bytes32"},',
             '{"name":"gpuCount","type":"uint32"},{"name":"memoryGiB","type":"uint32"},',
-            '{"name":"pricePerGpuSecond","type":"uint256"},{"name":"minDuration","type":"uint64"},',
-            '{"name":"maxDuration","type":"uint64"},{"name":"expiry","type":"uint64"},',
-            '{"name":"nonce","type":"uint256"},{"name":"attributesHash","type":"bytes32"}]}'
+            '{"name":"bandwidthGbps","type":"uint32"},{"name":"features","type":"uint256"},',
+            '{"name":"billingModes","type":"uint8"},{"name":"pricePerGpuSecond","type":"uint256"},',
+            '{"name":"minDuration","type":"uint64"},{"name":"maxDuration","type":"uint64"},',
+            '{"name":"expiry","type":"uint64"},{"name":"nonce","type":"uint256"},',
+            '{"name":"receiptSigner","type":"address"}]}'
         );
         string memory message = string.concat(
-            '"message":{"provider":"',
-            vm.toString(o.provider),
-            '","gpuModel":"',
-            vm.toString(o.gpuModel),
-            '","gpuCount":',
-            vm.toString(uint256(o.gpuCount)),
-            ',"memoryGiB":',
-            vm.toString(uint256(o.memoryGiB)),
-            ',"pricePerGpuSecond":',
-            vm.toString(o.pricePerGpuSecond)
+            '"message":{',
+            _member("provider", vm.toString(o.provider)),
+            ",",
+            _member("gpuModel", vm.toString(o.gpuModel)),
+            ",",
+            _member("gpuCount", vm.toString(uint256(o.gpuCount))),
+            ",",
+            _member("memoryGiB", vm.toString(uint256(o.memoryGiB))),
+            ",",
+            _member("bandwidthGbps", vm.toString(uint256(o.bandwidthGbps))),
+            ",",
+            _member("features", vm.toString(o.features))
         );
         message = string.concat(
             message,
-            ',"minDuration":',
-            vm.toString(uint256(o.minDuration)),
-            ',"maxDuration":',
-            vm.toString(uint256(o.maxDuration)),
-            ',"expiry":',
-            vm.toString(uint256(o.expiry)),
-            ',"nonce":',
-            vm.toString(o.nonce),
-            ',"attributesHash":"',
-            vm.toString(o.attributesHash),
-            '"}'
+            ",",
+            _member("billingModes", vm.toString(uint256(o.billingModes))),
+            ",",
+            _member("pricePerGpuSecond", vm.toString(o.pricePerGpuSecond)),
+            ",",
+            _member("minDuration", vm.toString(uint256(o.minDuration))),
+            ",",
+            _member("maxDuration", vm.toString(uint256(o.maxDuration))),
+            ",",
+            _member("expiry", vm.toString(uint256(o.expiry))),
+            ",",
+            _member("nonce", vm.toString(o.nonce)),
+            ",",
+            _member("receiptSigner", vm.toString(o.receiptSigner)),
+            "}"
         );
         string memory json = string.concat("{", types, ',"primaryType":"Offer",', domain, ",", message, "}");
         assertEq(vm.eip712HashTypedData(json), market.hashOffer(o));
+    }
+
+    /// @dev The same for a bid: its enum is a uint8 and its flag a bool to EIP-712.
+    function test_hashes_equalForgeEip712HashTypedData_bid() public view {
+        IMarket.Bid memory b = _bid(lab, 9);
+        b.billing = IMarket.Billing.Metered;
+        b.allOrNone = true;
+        b.voucherSigner = stranger;
+        (string memory domain, string memory domainType) = _jsonDomain();
+        string memory types = string.concat(
+            '"types":{',
+            domainType,
+            ',"Bid":[{"name":"lab","type":"address"},{"name":"gpuModel","type":"bytes32"},',
+            '{"name":"gpuCount","type":"uint32"},{"name":"minMemoryGiB","type":"uint32"},',
+            '{"name":"minBandwidthGbps","type":"uint32"},{"name":"requiredFeatures","type":"uint256"},',
+            '{"name":"acceptedFeatures","type":"uint256"},{"name":"billing","type":"uint8"},',
+            '{"name":"allOrNone","type":"bool"},{"name":"maxPricePerGpuSecond","type":"uint256"},',
+            '{"name":"duration","type":"uint64"},{"name":"expiry","type":"uint64"},',
+            '{"name":"nonce","type":"uint256"},{"name":"jobSpecHash","type":"bytes32"},',
+            '{"name":"voucherSigner","type":"address"}]}'
+        );
+        string memory message = string.concat(
+            '"message":{',
+            _member("lab", vm.toString(b.lab)),
+            ",",
+            _member("gpuModel", vm.toString(b.gpuModel)),
+            ",",
+            _member("gpuCount", vm.toString(uint256(b.gpuCount))),
+            ",",
+            _member("minMemoryGiB", vm.toString(uint256(b.minMemoryGiB))),
+            ",",
+            _member("minBandwidthGbps", vm.toString(uint256(b.minBandwidthGbps))),
+            ",",
+            _member("requiredFeatures", vm.toString(b.requiredFeatures)),
+            ",",
+            _member("acceptedFeatures", vm.toString(b.acceptedFeatures))
+        );
+        message = string.concat(
+            message,
+            ",",
+            _member("billing", vm.toString(uint256(uint8(b.billing)))),
+            ',"allOrNone":true,',
+            _member("maxPricePerGpuSecond", vm.toString(b.maxPricePerGpuSecond)),
+            ",",
+            _member("duration", vm.toString(uint256(b.duration))),
+            ",",
+            _member("expiry", vm.toString(uint256(b.expiry))),
+            ",",
+            _member("nonce", vm.toString(b.nonce)),
+            ",",
+            _member("jobSpecHash", vm.toString(b.jobSpecHash)),
+            ",",
+            _member("voucherSigner", vm.toString(b.voucherSigner)),
+            "}"
+        );
+        string memory json = string.concat("{", types, ',"primaryType":"Bid",', domain, ",", message, "}");
+        assertEq(vm.eip712HashTypedData(json), market.hashBid(b));
     }
 
     function test_hashes_dependOnMarketAddress() public {
@@ -129,7 +209,9 @@ contract MarketTest is MarketFixture {
     }
 
     function test_leaseId_isKeccakOfAbiEncodedTerms() public view {
-        IMarket.Lease memory lease = IMarket.Lease(provider, lab, 2, 5, T0, 60, keccak256("salt"));
+        IMarket.Lease memory lease = IMarket.Lease(
+            provider, lab, 2, 5, T0, 60, keccak256("salt"), IMarket.Billing.Metered, stranger, lab2
+        );
         assertEq(market.leaseId(lease), keccak256(abi.encode(lease)));
     }
 
@@ -191,7 +273,7 @@ contract MarketTest is MarketFixture {
         uint256 escrow = price * 3 * DURATION;
 
         vm.expectEmit(address(market));
-        emit IMarket.LeaseOpened(id, provider, lab, offerHash, bidHash, lease, escrow);
+        emit IMarket.LeaseOpened(id, provider, lab, offerHash, bidHash, lease);
         vm.expectEmit(address(usd));
         emit IERC20.Transfer(lab, address(market), escrow);
         vm.prank(stranger); // anyone may open a crossing pair
@@ -893,7 +975,8 @@ contract MarketTest is MarketFixture {
         vm.prank(provider);
         market.closeLease(closed);
         market.claim(a, 50, bytes32(0), _voucher(a, 50));
-        IMarket.Lease memory unknown = IMarket.Lease(a.provider, a.lab, a.gpus, a.pricePerGpuSecond, a.start, a.duration, keccak256("nope"));
+        IMarket.Lease memory unknown = _copy(a);
+        unknown.salt = keccak256("nope");
 
         IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
         items[0] = _item(unknown, 10);

@@ -100,10 +100,31 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
         _expectOfferRejected(p);
     }
 
-    function testFuzz_offerAttributesHash_tamperedIsRejected(bytes32 value) public {
+    function testFuzz_offerBandwidthGbps_tamperedIsRejected(uint32 value) public {
         Pair memory p = _defaultPair();
-        vm.assume(value != p.offer.attributesHash);
-        p.offer.attributesHash = value;
+        vm.assume(value != p.offer.bandwidthGbps);
+        p.offer.bandwidthGbps = value;
+        _expectOfferRejected(p);
+    }
+
+    function testFuzz_offerFeatures_tamperedIsRejected(uint256 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.offer.features);
+        p.offer.features = value;
+        _expectOfferRejected(p);
+    }
+
+    function testFuzz_offerBillingModes_tamperedIsRejected(uint8 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.offer.billingModes);
+        p.offer.billingModes = value;
+        _expectOfferRejected(p);
+    }
+
+    function testFuzz_offerReceiptSigner_tamperedIsRejected(address value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.offer.receiptSigner);
+        p.offer.receiptSigner = value;
         _expectOfferRejected(p);
     }
 
@@ -129,6 +150,53 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
         vm.assume(value != BID_GPUS);
         Pair memory p = _defaultPair();
         p.bid.gpuCount = value;
+        _expectBidRejected(p);
+    }
+
+    function testFuzz_bidMinMemoryGiB_tamperedIsRejected(uint32 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.bid.minMemoryGiB);
+        p.bid.minMemoryGiB = value;
+        _expectBidRejected(p);
+    }
+
+    function testFuzz_bidMinBandwidthGbps_tamperedIsRejected(uint32 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.bid.minBandwidthGbps);
+        p.bid.minBandwidthGbps = value;
+        _expectBidRejected(p);
+    }
+
+    function testFuzz_bidRequiredFeatures_tamperedIsRejected(uint256 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.bid.requiredFeatures);
+        p.bid.requiredFeatures = value;
+        _expectBidRejected(p);
+    }
+
+    function testFuzz_bidAcceptedFeatures_tamperedIsRejected(uint256 value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.bid.acceptedFeatures);
+        p.bid.acceptedFeatures = value;
+        _expectBidRejected(p);
+    }
+
+    function test_bidBilling_tamperedIsRejected() public {
+        Pair memory p = _defaultPair();
+        p.bid.billing = IMarket.Billing.Metered; // the offer accepts both
+        _expectBidRejected(p);
+    }
+
+    function test_bidAllOrNone_tamperedIsRejected() public {
+        Pair memory p = _defaultPair();
+        p.bid.allOrNone = true;
+        _expectBidRejected(p);
+    }
+
+    function testFuzz_bidVoucherSigner_tamperedIsRejected(address value) public {
+        Pair memory p = _defaultPair();
+        vm.assume(value != p.bid.voucherSigner);
+        p.bid.voucherSigner = value;
         _expectBidRejected(p);
     }
 
@@ -219,7 +287,43 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
         assertEq(market.hashOffer(offer), _offerDigest(offer));
     }
 
-    function testFuzz_hashBid_equalsIndependentDigest(IMarket.Bid memory bid) public view {
+    /// @dev A bid as the fuzzer generates it: the enum as a bool (an out-of-range enum would not decode).
+    struct FuzzBid {
+        address lab;
+        bytes32 gpuModel;
+        uint32 gpuCount;
+        uint32 minMemoryGiB;
+        uint32 minBandwidthGbps;
+        uint256 requiredFeatures;
+        uint256 acceptedFeatures;
+        bool metered;
+        bool allOrNone;
+        uint256 maxPricePerGpuSecond;
+        uint64 duration;
+        uint64 expiry;
+        uint256 nonce;
+        bytes32 jobSpecHash;
+        address voucherSigner;
+    }
+
+    function testFuzz_hashBid_equalsIndependentDigest(FuzzBid memory f) public view {
+        IMarket.Bid memory bid = IMarket.Bid({
+            lab: f.lab,
+            gpuModel: f.gpuModel,
+            gpuCount: f.gpuCount,
+            minMemoryGiB: f.minMemoryGiB,
+            minBandwidthGbps: f.minBandwidthGbps,
+            requiredFeatures: f.requiredFeatures,
+            acceptedFeatures: f.acceptedFeatures,
+            billing: f.metered ? IMarket.Billing.Metered : IMarket.Billing.Rental,
+            allOrNone: f.allOrNone,
+            maxPricePerGpuSecond: f.maxPricePerGpuSecond,
+            duration: f.duration,
+            expiry: f.expiry,
+            nonce: f.nonce,
+            jobSpecHash: f.jobSpecHash,
+            voucherSigner: f.voucherSigner
+        });
         assertEq(market.hashBid(bid), _bidDigest(bid));
     }
 

@@ -8,8 +8,11 @@ import {MarketFixture} from "./helpers/MarketFixture.sol";
 import {MarketHandler} from "./helpers/MarketHandler.sol";
 
 /// @notice Stateful fuzzing of the market through MarketHandler: random leases (partial fills
-/// included), vouchers, batches, terminations, closes, withdrawals, equivocation slashes, posted
-/// receipts with their finalizations and disputes, and time, with a 1% protocol fee. Each provider
+/// included) opened one by one, in batches at the offers' prices and in uniform-price auctions
+/// (all-or-none bids among them, sometimes filled short, which must open nothing), vouchers and
+/// voucher batches, terminations, closes one by one and in batches, withdrawals, equivocation
+/// slashes, posted receipts with their finalizations (one by one and in batches) and disputes,
+/// and time, with a 1% protocol fee. Each provider
 /// stakes ten penalties, so it stays eligible through several slashes. Runs and depth come from
 /// foundry.toml ([invariant]).
 contract MarketInvariantTest is MarketFixture {
@@ -39,7 +42,7 @@ contract MarketInvariantTest is MarketFixture {
         labsInitial = token.balanceOf(lab) + token.balanceOf(lab2);
         providersInitial = token.balanceOf(provider) + token.balanceOf(provider2);
 
-        bytes4[] memory selectors = new bytes4[](11);
+        bytes4[] memory selectors = new bytes4[](14);
         selectors[0] = MarketHandler.openLeases.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.claimBatch.selector;
@@ -51,6 +54,9 @@ contract MarketInvariantTest is MarketFixture {
         selectors[8] = MarketHandler.postReceipt.selector;
         selectors[9] = MarketHandler.finalizeClaim.selector;
         selectors[10] = MarketHandler.disputeClaim.selector;
+        selectors[11] = MarketHandler.openBatch.selector;
+        selectors[12] = MarketHandler.closeLeaseBatch.selector;
+        selectors[13] = MarketHandler.finalizeClaimBatch.selector;
         targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -139,8 +145,22 @@ contract MarketInvariantTest is MarketFixture {
 
     /// @notice Reports how many actions ran and succeeded in the run (visible with -vv).
     function afterInvariant() public {
-        string[11] memory actions = [
-            "open", "claim", "batch", "terminate", "close", "withdraw", "warp", "slash", "post", "finalize", "dispute"
+        string[15] memory actions = [
+            "open",
+            "openBatch",
+            "auction",
+            "claim",
+            "batch",
+            "terminate",
+            "close",
+            "closeBatch",
+            "withdraw",
+            "warp",
+            "slash",
+            "post",
+            "finalize",
+            "finalizeBatch",
+            "dispute"
         ];
         for (uint256 i = 0; i < actions.length; ++i) {
             bytes32 key = bytes32(bytes(actions[i]));

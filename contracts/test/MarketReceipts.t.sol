@@ -324,25 +324,78 @@ contract MarketReceiptsTest is MarketFixture {
         _proveEquivocation(lease, a, sigA, b, _malleate(sigB));
     }
 
-    function test_slashEquivocation_ofAContractProviderChecksErc1271() public {
-        uint256 ownerKey = 0x5AFE;
-        ERC1271Lab wallet = new ERC1271Lab(vm.addr(ownerKey));
+    /// @dev A lease from a contract provider (a wallet whose owner key signs its offers through
+    /// ERC-1271) whose receipts `RECEIPT_KEY` signs.
+    function _openContractProviderLease(uint256 ownerKey, uint256 receiptKey)
+        internal
+        returns (ERC1271Lab wallet, IMarket.Lease memory walletLease)
+    {
+        wallet = new ERC1271Lab(vm.addr(ownerKey));
         usd.mint(address(wallet), minStake);
         vm.startPrank(address(wallet));
         usd.approve(address(registry), minStake);
         registry.register(minStake, "https://wallet.example", bytes32(0), bytes32(0));
         vm.stopPrank();
         IMarket.Offer memory offer = _offer(address(wallet), 0);
+        offer.receiptSigner = vm.addr(receiptKey);
         IMarket.Bid memory bid = _bid(lab, 7);
         Pair memory p = Pair(offer, _sign(ownerKey, market.hashOffer(offer)), bid, _signBid(bid));
-        (IMarket.Lease memory walletLease,) = _open(p, 1);
+        (walletLease,) = _open(p, 1);
+    }
 
+    function test_slashEquivocation_ofAContractProviderChecksItsReceiptSignerNotErc1271() public {
+        uint256 ownerKey = 0x5AFE;
+        uint256 receiptKey = 0xBEEF;
+        (ERC1271Lab wallet, IMarket.Lease memory walletLease) = _openContractProviderLease(ownerKey, receiptKey);
         IMarket.Receipt memory a = _receipt(walletLease, 0, T0 + 600, T0 + 601, 1);
         IMarket.Receipt memory b = _receipt(walletLease, 0, T0 + 600, T0 + 601, 0);
-        bytes memory sigA = _sign(ownerKey, market.hashReceipt(a));
-        bytes memory sigB = _sign(ownerKey, market.hashReceipt(b));
+
+        // The wallet owner's signatures pass ERC-1271 but are not the lease's receipt key.
+        bytes memory ownerB = _sign(ownerKey, market.hashReceipt(b));
+        assertEq(wallet.isValidSignature(market.hashReceipt(b), ownerB), bytes4(0x1626ba7e));
+        bytes memory sigA = _sign(receiptKey, market.hashReceipt(a));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, market.hashReceipt(b), vm.addr(receiptKey))
+        );
+        _proveEquivocation(walletLease, a, sigA, b, ownerB);
+
+        // Receipts of the receipt key prove it, whatever the wallet answers now.
+        wallet.setRevoked(true);
+        wallet.setGasToBurn(wallet.BURN_ALL());
+        bytes memory sigB = _sign(receiptKey, market.hashReceipt(b));
         assertEq(_proveEquivocation(walletLease, a, sigA, b, sigB), minStake);
         assertEq(_stakeOf(address(wallet)), 0);
+    }
+
+    function test_receiptSigner_ofAnEoaProviderIsTheOnlyKeyForItsReceipts() public {
+        uint256 receiptKey = 0xBEEF;
+        address signer = vm.addr(receiptKey);
+        IMarket.Offer memory offer = _offer(provider, 9);
+        offer.receiptSigner = signer;
+        (IMarket.Lease memory l, bytes32 lid) = _open(_pair(offer, _bid(lab, 9)), 2);
+        assertEq(l.receiptSigner, signer);
+        vm.warp(l.start + 5 minutes);
+        IMarket.Receipt memory r = _receipt(l, 0, l.start, l.start + 5 minutes, 2 * 5 minutes);
+
+        // The provider's own key no longer signs this lease's receipts.
+        bytes memory providerSig = _sig(r);
+        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, market.hashReceipt(r), signer));
+        vm.prank(provider);
+        market.postReceipt(l, r, providerSig);
+
+        bytes memory sig = _signReceipt(receiptKey, r);
+        vm.prank(provider);
+        market.postReceipt(l, r, sig);
+        assertEq(market.pendingClaim(lid).amount, price * 2 * 5 minutes);
+
+        // And it proves impossible usage.
+        IMarket.Receipt memory bad = _receipt(l, 1, l.start, l.start + 5 minutes, 2 * 5 minutes + 1);
+        bytes memory badByProvider = _sig(bad);
+        vm.expectRevert(
+            abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, market.hashReceipt(bad), signer)
+        );
+        _proveImpossibleUsage(l, bad, badByProvider);
+        assertEq(_proveImpossibleUsage(l, bad, _signReceipt(receiptKey, bad)), minStake);
     }
 
     // --- slashImpossibleUsage -------------------------------------------------------------------

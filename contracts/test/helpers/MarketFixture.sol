@@ -23,10 +23,11 @@ abstract contract MarketFixture is Test {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 internal constant OFFER_TYPEHASH = keccak256(
-        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,bytes32 attributesHash)"
+        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)"
     );
+    /// @dev The enum `billing` is a uint8 to EIP-712.
     bytes32 internal constant BID_TYPEHASH = keccak256(
-        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash)"
+        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash,address voucherSigner)"
     );
     bytes32 internal constant VOUCHER_TYPEHASH =
         keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)");
@@ -47,6 +48,22 @@ abstract contract MarketFixture is Test {
     uint64 internal constant DURATION = 1 hours;
     uint32 internal constant OFFER_GPUS = 8;
     uint32 internal constant BID_GPUS = 4;
+
+    // --- attribute bits (market.matching.constraints.VOCABULARY: lane * 16 + value index) -------
+    uint256 internal constant PCIE = 1 << 0; // lane 0, interconnect
+    uint256 internal constant NVLINK = 1 << 1;
+    uint256 internal constant NVSWITCH = 1 << 2;
+    uint256 internal constant INFINIBAND = 1 << 17; // lane 1, network
+    uint256 internal constant EU_WEST = 1 << 36; // lane 2, region
+    uint256 internal constant EU_CENTRAL = 1 << 37;
+    uint256 internal constant US_EAST = 1 << 32;
+    uint256 internal constant ECC = 1 << 80; // lane 5, capabilities
+    uint256 internal constant MIG = 1 << 81;
+    /// @dev What the default offer signs: NVLink, InfiniBand, eu-west, ECC.
+    uint256 internal constant OFFER_FEATURES = NVLINK | INFINIBAND | EU_WEST | ECC;
+    /// @dev Billing mode bits of `Offer.billingModes`.
+    uint8 internal constant RENTAL_BIT = uint8(1) << uint8(IMarket.Billing.Rental);
+    uint8 internal constant METERED_BIT = uint8(1) << uint8(IMarket.Billing.Metered);
 
     // --- actors ---------------------------------------------------------------------------------
     uint256 internal constant PROVIDER_KEY = 0xB0B;
@@ -116,25 +133,37 @@ abstract contract MarketFixture is Test {
             gpuModel: H100,
             gpuCount: OFFER_GPUS,
             memoryGiB: 80,
+            bandwidthGbps: 400,
+            features: OFFER_FEATURES,
+            billingModes: RENTAL_BIT | METERED_BIT,
             pricePerGpuSecond: price,
             minDuration: 10 minutes,
             maxDuration: 1 days,
             expiry: uint64(block.timestamp + 1 hours),
             nonce: nonce,
-            attributesHash: keccak256("region=eu;interconnect=nvlink")
+            receiptSigner: address(0)
         });
     }
 
+    /// @dev A bid the default offer meets: at least 80 GiB and 200 Gbps, ECC required, NVLink or
+    /// NVSwitch, eu-west or eu-central; a rental.
     function _bid(address lab_, uint256 nonce) internal view returns (IMarket.Bid memory) {
         return IMarket.Bid({
             lab: lab_,
             gpuModel: H100,
             gpuCount: BID_GPUS,
+            minMemoryGiB: 80,
+            minBandwidthGbps: 200,
+            requiredFeatures: ECC,
+            acceptedFeatures: NVLINK | NVSWITCH | EU_WEST | EU_CENTRAL,
+            billing: IMarket.Billing.Rental,
+            allOrNone: false,
             maxPricePerGpuSecond: price * 2,
             duration: DURATION,
             expiry: uint64(block.timestamp + 1 hours),
             nonce: nonce,
-            jobSpecHash: keccak256("train llama")
+            jobSpecHash: keccak256("train llama"),
+            voucherSigner: address(0)
         });
     }
 
@@ -259,18 +288,45 @@ abstract contract MarketFixture is Test {
 
     /// @dev The lease openLease would create now for this pair and fill size.
     function _expectedLease(Pair memory p, uint32 gpus) internal view returns (IMarket.Lease memory) {
-        bytes32 offerHash = market.hashOffer(p.offer);
-        bytes32 bidHash = market.hashBid(p.bid);
-        uint128 bidFilledBefore = market.orderState(p.bid.lab, bidHash).filled;
+        uint128 bidFilledBefore = market.orderState(p.bid.lab, market.hashBid(p.bid)).filled;
+        return _leaseOf(p.offer, p.bid, gpus, p.offer.pricePerGpuSecond, bidFilledBefore);
+    }
+
+    /// @dev The lease a fill of `gpus` from `offer` to `bid` at `price` opens now, the bid having
+    /// `bidFilledBefore` GPUs filled before it.
+    function _leaseOf(
+        IMarket.Offer memory offer,
+        IMarket.Bid memory bid,
+        uint32 gpus,
+        uint256 price_,
+        uint256 bidFilledBefore
+    ) internal view returns (IMarket.Lease memory) {
+        bytes32 salt = keccak256(abi.encode(market.hashOffer(offer), market.hashBid(bid), bidFilledBefore));
         return IMarket.Lease({
-            provider: p.offer.provider,
-            lab: p.bid.lab,
+            provider: offer.provider,
+            lab: bid.lab,
             gpus: gpus,
-            pricePerGpuSecond: p.offer.pricePerGpuSecond,
+            pricePerGpuSecond: price_,
             start: uint64(block.timestamp),
-            duration: p.bid.duration,
-            salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore))
+            duration: bid.duration,
+            salt: salt,
+            billing: bid.billing,
+            receiptSigner: offer.receiptSigner,
+            voucherSigner: bid.voucherSigner
         });
+    }
+
+    /// @dev A copy of `lease` (memory structs are references).
+    function _copy(IMarket.Lease memory lease) internal pure returns (IMarket.Lease memory) {
+        return abi.decode(abi.encode(lease), (IMarket.Lease));
+    }
+
+    function _signedOffer(IMarket.Offer memory offer) internal view returns (IMarket.SignedOffer memory) {
+        return IMarket.SignedOffer(offer, _signOffer(offer));
+    }
+
+    function _signedBid(IMarket.Bid memory bid) internal view returns (IMarket.SignedBid memory) {
+        return IMarket.SignedBid(bid, _signBid(bid));
     }
 
     /// @dev Opens a lease and checks its id against the terms rebuilt in the test.
@@ -320,17 +376,24 @@ abstract contract MarketFixture is Test {
         return keccak256(abi.encodePacked("\x19\x01", _domainSeparator(), structHash));
     }
 
+    /// @dev EIP-712 encodes each field as one word: uint8 and bool widened, the enum as its uint8.
     function _offerDigest(IMarket.Offer memory o) internal view returns (bytes32) {
         bytes memory head = abi.encode(OFFER_TYPEHASH, o.provider, o.gpuModel, o.gpuCount, o.memoryGiB);
-        bytes memory tail =
-            abi.encode(o.pricePerGpuSecond, o.minDuration, o.maxDuration, o.expiry, o.nonce, o.attributesHash);
-        return _typedDigest(keccak256(bytes.concat(head, tail)));
+        bytes memory middle = abi.encode(uint256(o.bandwidthGbps), o.features, uint256(o.billingModes));
+        bytes memory tail = abi.encode(
+            o.pricePerGpuSecond, o.minDuration, o.maxDuration, o.expiry, o.nonce, uint256(uint160(o.receiptSigner))
+        );
+        return _typedDigest(keccak256(bytes.concat(head, middle, tail)));
     }
 
     function _bidDigest(IMarket.Bid memory b) internal view returns (bytes32) {
-        bytes memory head = abi.encode(BID_TYPEHASH, b.lab, b.gpuModel, b.gpuCount, b.maxPricePerGpuSecond);
-        bytes memory tail = abi.encode(b.duration, b.expiry, b.nonce, b.jobSpecHash);
-        return _typedDigest(keccak256(bytes.concat(head, tail)));
+        bytes memory head = abi.encode(BID_TYPEHASH, b.lab, b.gpuModel, b.gpuCount);
+        bytes memory requirements =
+            abi.encode(b.minMemoryGiB, b.minBandwidthGbps, b.requiredFeatures, b.acceptedFeatures);
+        bytes memory terms = abi.encode(uint256(uint8(b.billing)), b.allOrNone ? uint256(1) : 0, b.maxPricePerGpuSecond);
+        bytes memory tail =
+            abi.encode(b.duration, b.expiry, b.nonce, b.jobSpecHash, uint256(uint160(b.voucherSigner)));
+        return _typedDigest(keccak256(bytes.concat(head, requirements, terms, tail)));
     }
 
     function _voucherDigest(bytes32 id, uint256 cumulativeAmount, bytes32 receiptHash)

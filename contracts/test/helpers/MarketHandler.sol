@@ -28,6 +28,8 @@ contract MarketHandler is Test {
 
     bytes32 internal constant MODEL = "H100-80GB";
     uint256 internal constant BPS = 10_000;
+    /// @dev NVLink (lane 0), InfiniBand (lane 1), eu-west (lane 2), ECC (lane 5).
+    uint256 internal constant FEATURES = (1 << 1) | (1 << 17) | (1 << 36) | (1 << 80);
 
     Market public immutable market;
     ITestToken public immutable token;
@@ -135,30 +137,48 @@ contract MarketHandler is Test {
             gpuModel: MODEL,
             gpuCount: uint32(gpuCount),
             memoryGiB: 80,
+            bandwidthGbps: 400,
+            features: FEATURES,
+            billingModes: 3, // rental and metered
             pricePerGpuSecond: price,
             minDuration: 1,
             maxDuration: 30 days,
             expiry: uint64(block.timestamp), // valid through this very second
             nonce: ++_nonce,
-            attributesHash: bytes32(0)
+            receiptSigner: address(0)
         });
         offerSig = _sign(_providerKeys[pi], market.hashOffer(offer));
+    }
+
+    /// @dev A fresh bid of lab `li` that the handler's offers meet (billing by duration parity).
+    function _bidFor(uint256 li, uint32 gpus, uint64 duration, uint256 maxPrice, bool allOrNone)
+        internal
+        returns (IMarket.Bid memory)
+    {
+        return IMarket.Bid({
+            lab: labs[li],
+            gpuModel: MODEL,
+            gpuCount: gpus,
+            minMemoryGiB: 80,
+            minBandwidthGbps: 100,
+            requiredFeatures: FEATURES & ~uint256(0xffff),
+            acceptedFeatures: 0xffff, // any interconnect
+            billing: duration % 2 == 0 ? IMarket.Billing.Rental : IMarket.Billing.Metered,
+            allOrNone: allOrNone,
+            maxPricePerGpuSecond: maxPrice,
+            duration: duration,
+            expiry: uint64(block.timestamp),
+            nonce: ++_nonce,
+            jobSpecHash: keccak256(abi.encode(_nonce)),
+            voucherSigner: address(0)
+        });
     }
 
     function _openOne(IMarket.Offer memory offer, bytes memory offerSig, uint256 li, uint32 gpus, uint64 duration)
         internal
     {
         calls["open"]++;
-        IMarket.Bid memory bid = IMarket.Bid({
-            lab: labs[li],
-            gpuModel: MODEL,
-            gpuCount: gpus,
-            maxPricePerGpuSecond: offer.pricePerGpuSecond,
-            duration: duration,
-            expiry: uint64(block.timestamp),
-            nonce: ++_nonce,
-            jobSpecHash: keccak256(abi.encode(_nonce))
-        });
+        IMarket.Bid memory bid = _bidFor(li, gpus, duration, offer.pricePerGpuSecond, false);
         bytes32 bidHash = market.hashBid(bid);
         bytes memory bidSig = _sign(_labKeys[li], bidHash);
         IMarket.Lease memory lease = IMarket.Lease({
@@ -168,7 +188,10 @@ contract MarketHandler is Test {
             pricePerGpuSecond: offer.pricePerGpuSecond,
             start: uint64(block.timestamp),
             duration: duration,
-            salt: keccak256(abi.encode(market.hashOffer(offer), bidHash, uint256(0)))
+            salt: keccak256(abi.encode(market.hashOffer(offer), bidHash, uint256(0))),
+            billing: bid.billing,
+            receiptSigner: address(0),
+            voucherSigner: address(0)
         });
         uint256 escrow = offer.pricePerGpuSecond * gpus * duration;
         bool staked = expectedStake[offer.provider] >= market.registry().minStake();
@@ -445,6 +468,244 @@ contract MarketHandler is Test {
         }
     }
 
+    /// @notice What one batch open is made of, and what the model expects of it.
+    struct Batch {
+        IMarket.SignedOffer[] offers;
+        IMarket.SignedBid[] bids;
+        IMarket.Match[] matches;
+        IMarket.Lease[] leases; // one per match, as the market must open it
+        bool auction;
+        uint256 clearingPrice;
+        bool unstaked; // an offer's provider was slashed below the minimum stake
+        bool shortCluster; // an all-or-none bid is filled in part
+        uint256 escrow; // pulled in all
+    }
+
+    /// @notice Opens, in one `openLeaseBatch` (or, when `auction`, one `openLeaseAuction` at a
+    /// clearing price between the highest ask and the lowest bid maximum), 1 to 3 bids of random
+    /// labs from 1 or 2 offers, each bid split across the offers. Bids are all-or-none at random;
+    /// when `short`, the first bid is filled one GPU short, which an all-or-none bid must refuse
+    /// with nothing opened at all.
+    function openBatch(uint256 offerSeed, uint256 bidSeed, uint256 gpusSeed, uint256 priceSeed, bool auction, bool short)
+        external
+    {
+        _sync();
+        bytes32 action = auction ? bytes32("auction") : bytes32("openBatch");
+        calls[action]++;
+        Batch memory b = _buildBatch(offerSeed, bidSeed, gpusSeed, priceSeed, auction, short);
+        if (b.auction) {
+            try market.openLeaseAuction(b.offers, b.bids, b.matches, b.clearingPrice) returns (bytes32[] memory ids) {
+                _recordBatch(b, ids, action);
+            } catch (bytes memory err) {
+                _batchRefused(b, err);
+            }
+        } else {
+            try market.openLeaseBatch(b.offers, b.bids, b.matches) returns (bytes32[] memory ids) {
+                _recordBatch(b, ids, action);
+            } catch (bytes memory err) {
+                _batchRefused(b, err);
+            }
+        }
+    }
+
+    function _buildBatch(uint256 offerSeed, uint256 bidSeed, uint256 gpusSeed, uint256 priceSeed, bool auction, bool short)
+        internal
+        returns (Batch memory b)
+    {
+        b.auction = auction;
+        uint256 nOffers = 1 + offerSeed % 2;
+        uint256 nBids = 1 + bidSeed % 3;
+        b.offers = new IMarket.SignedOffer[](nOffers);
+        b.bids = new IMarket.SignedBid[](nBids);
+        b.matches = new IMarket.Match[](nOffers * nBids);
+        b.leases = new IMarket.Lease[](nOffers * nBids);
+        uint256 maxAsk = 0;
+        for (uint256 i = 0; i < nOffers; ++i) {
+            uint256 ask = _batchOffer(b, i, offerSeed, priceSeed);
+            if (ask > maxAsk) maxAsk = ask;
+        }
+        // Bid maxima at or above every ask; the clearing price at or below every maximum.
+        uint256 minMax = type(uint256).max;
+        for (uint256 j = 0; j < nBids; ++j) {
+            uint256 maxPrice = maxAsk + _bound(priceSeed >> (64 + 16 * j), 0, 100);
+            if (maxPrice < minMax) minMax = maxPrice;
+            _batchBid(b, j, bidSeed, gpusSeed, maxPrice);
+        }
+        b.clearingPrice = auction ? maxAsk + _bound(priceSeed >> 192, 0, minMax - maxAsk) : 0;
+        _buildMatches(b, gpusSeed >> 160, short);
+    }
+
+    /// @dev Offer `i` of the batch, from one of the providers in turn; returns its ask.
+    function _batchOffer(Batch memory b, uint256 i, uint256 offerSeed, uint256 priceSeed) internal returns (uint256) {
+        uint256 pi = ((offerSeed >> 8) + i) % providers.length;
+        (IMarket.Offer memory offer, bytes memory sig) = _offer(pi, 48, _bound(priceSeed >> (32 * i), 1, 1_000));
+        b.offers[i] = IMarket.SignedOffer(offer, sig);
+        if (expectedStake[offer.provider] < registry.minStake()) b.unstaked = true;
+        return offer.pricePerGpuSecond;
+    }
+
+    /// @dev Bid `j` of the batch, from one of the labs in turn, all-or-none at random.
+    function _batchBid(Batch memory b, uint256 j, uint256 bidSeed, uint256 gpusSeed, uint256 maxPrice) internal {
+        uint32 gpus = uint32(_bound(gpusSeed >> (16 * j), 1, 16));
+        uint64 duration = uint64(_bound(gpusSeed >> (64 + 32 * j), 1 minutes, 3 days));
+        uint256 li = ((bidSeed >> 8) + j) % labs.length;
+        IMarket.Bid memory bid = _bidFor(li, gpus, duration, maxPrice, (bidSeed >> (16 + j)) & 1 == 1);
+        b.bids[j] = IMarket.SignedBid(bid, _sign(_labKeys[li], market.hashBid(bid)));
+    }
+
+    /// @dev Splits each bid across the offers (the last offer takes the rest), the first bid one
+    /// GPU short when `short`; rebuilds the leases the market must open.
+    function _buildMatches(Batch memory b, uint256 splitSeed, bool short) internal view {
+        uint256 k = 0;
+        for (uint256 j = 0; j < b.bids.length; ++j) {
+            IMarket.Bid memory bid = b.bids[j].bid;
+            uint32 want = bid.gpuCount;
+            if (j == 0 && short && want > 1) {
+                want -= 1;
+                if (bid.allOrNone) b.shortCluster = true;
+            }
+            uint32 filled = 0;
+            for (uint256 i = 0; i < b.offers.length && filled < want; ++i) {
+                uint32 gpus = i + 1 == b.offers.length ? want - filled : uint32(_bound(splitSeed >> (8 * k), 1, want - filled));
+                b.matches[k] = IMarket.Match(uint32(i), uint32(j), gpus);
+                IMarket.Offer memory offer = b.offers[i].offer;
+                uint256 leasePrice = b.auction ? b.clearingPrice : offer.pricePerGpuSecond;
+                bytes32 salt = keccak256(abi.encode(market.hashOffer(offer), market.hashBid(bid), uint256(filled)));
+                b.leases[k] = IMarket.Lease({
+                    provider: offer.provider,
+                    lab: bid.lab,
+                    gpus: gpus,
+                    pricePerGpuSecond: leasePrice,
+                    start: uint64(block.timestamp),
+                    duration: bid.duration,
+                    salt: salt,
+                    billing: bid.billing,
+                    receiptSigner: address(0),
+                    voucherSigner: address(0)
+                });
+                b.escrow += leasePrice * gpus * bid.duration;
+                filled += gpus;
+                ++k;
+            }
+        }
+        // Drop the unused tail of the match and lease lists.
+        IMarket.Match[] memory matches = b.matches;
+        IMarket.Lease[] memory leases = b.leases;
+        assembly ("memory-safe") {
+            mstore(matches, k)
+            mstore(leases, k)
+        }
+    }
+
+    function _recordBatch(Batch memory b, bytes32[] memory ids, bytes32 action) internal {
+        if (b.unstaked || b.shortCluster || ids.length != b.leases.length) {
+            mismatches++;
+            return;
+        }
+        for (uint256 k = 0; k < ids.length; ++k) {
+            IMarket.Lease memory lease = b.leases[k];
+            if (ids[k] != keccak256(abi.encode(lease))) mismatches++;
+            _leases.push(lease);
+            _models.push(
+                Model(
+                    lease.pricePerGpuSecond * lease.gpus * lease.duration,
+                    0,
+                    lease.start + lease.duration,
+                    IMarket.LeaseStatus.Active,
+                    false,
+                    false,
+                    0,
+                    0,
+                    0
+                )
+            );
+        }
+        ghostEscrowed += b.escrow;
+        successes[action]++;
+    }
+
+    /// @dev A refused batch must have been expected to fail, with the error of the first check
+    /// that fails: an offer's provider below the minimum stake (orders are checked before any
+    /// match), else an all-or-none bid filled in part (checked once every match is recorded).
+    function _batchRefused(Batch memory b, bytes memory err) internal {
+        bytes4 expected = b.unstaked
+            ? IMarket.MarketProviderStakeTooLow.selector
+            : b.shortCluster ? IMarket.MarketClusterIncomplete.selector : bytes4(0);
+        if (expected == bytes4(0) || err.length < 4 || bytes4(err) != expected) mismatches++;
+    }
+
+    /// @notice Closes three random leases in one `closeLeaseBatch` (the same lease may appear
+    /// twice), as their first lease's provider, its lab or a stranger.
+    function closeLeaseBatch(uint256 seedA, uint256 seedB, uint256 seedC, uint256 callerSeed) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["closeBatch"]++;
+        uint256[3] memory idx = [seedA % _leases.length, seedB % _leases.length, seedC % _leases.length];
+        IMarket.Lease[] memory items = new IMarket.Lease[](3);
+        for (uint256 k = 0; k < 3; ++k) {
+            items[k] = _leases[idx[k]];
+        }
+        uint256 who = callerSeed % 3;
+        address caller = who == 0 ? items[0].provider : who == 1 ? items[0].lab : stranger;
+        uint256 expectedTotal = 0;
+        for (uint256 k = 0; k < 3; ++k) {
+            Model storage m = _models[idx[k]];
+            bool ok = m.status != IMarket.LeaseStatus.Closed
+                && (caller == items[k].provider || (block.timestamp >= uint256(m.end) + claimWindow && m.readyAt == 0));
+            if (!ok) continue;
+            uint256 refund = m.escrow - m.paid;
+            m.status = IMarket.LeaseStatus.Closed;
+            ghostRefunded += refund;
+            expectedCredit[items[k].lab] += refund;
+            expectedTotal += refund;
+        }
+        vm.prank(caller);
+        try market.closeLeaseBatch(items) returns (uint256 refunded) {
+            if (refunded != expectedTotal) mismatches++;
+            else successes["closeBatch"]++;
+        } catch {
+            mismatches++; // a batch never reverts on bad items
+        }
+    }
+
+    /// @notice Finalizes three leases' pending claims in one `finalizeClaimBatch` (mostly leases
+    /// with a claim pending, ready or not).
+    function finalizeClaimBatch(uint256 seedA, uint256 seedB, uint256 seedC) external {
+        if (_leases.length == 0) return;
+        _sync();
+        calls["finalizeBatch"]++;
+        uint256[3] memory idx = [_preferring(seedA, true), _preferring(seedB, true), seedC % _leases.length];
+        IMarket.Lease[] memory items = new IMarket.Lease[](3);
+        // The model of the batch: items in order, payments to consecutive equal providers summed
+        // into one credit (and one fee), skipped items leaving the run open.
+        uint256 expectedTotal = 0;
+        address payee = address(0);
+        uint256 owed = 0;
+        for (uint256 k = 0; k < 3; ++k) {
+            items[k] = _leases[idx[k]];
+            Model storage m = _models[idx[k]];
+            if (m.status == IMarket.LeaseStatus.Closed || m.readyAt == 0 || block.timestamp < m.readyAt) continue;
+            uint256 amount = m.pendingAmount > m.paid ? m.pendingAmount - m.paid : 0;
+            if (amount > 0) m.paid = m.pendingAmount;
+            (m.pendingAmount, m.readyAt) = (0, 0);
+            if (items[k].provider != payee) {
+                if (owed > 0) _recordPayment(payee, owed);
+                payee = items[k].provider;
+                owed = 0;
+            }
+            owed += amount;
+            expectedTotal += amount;
+        }
+        if (owed > 0) _recordPayment(payee, owed);
+        vm.prank(stranger);
+        try market.finalizeClaimBatch(items) returns (uint256 total) {
+            if (total != expectedTotal) mismatches++;
+            else successes["finalizeBatch"]++;
+        } catch {
+            mismatches++;
+        }
+    }
+
     /// @notice Moves time forward by up to two days.
     function warp(uint256 secondsSeed) external {
         calls["warp"]++;
@@ -473,7 +734,7 @@ contract MarketHandler is Test {
     function _preferring(uint256 seed, bool pending) internal view returns (uint256) {
         uint256 n = _leases.length;
         for (uint256 k = 0; k < n; ++k) {
-            uint256 i = (seed + k) % n;
+            uint256 i = (seed % n + k) % n; // seed % n first: seed + k could overflow
             Model storage m = _models[i];
             if (m.status != IMarket.LeaseStatus.Closed && (!pending || m.readyAt != 0)) return i;
         }
