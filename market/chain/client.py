@@ -34,6 +34,7 @@ from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput
 from web3.types import TxReceipt
 
+from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
 from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
@@ -242,6 +243,9 @@ class MarketClient:
             else None
         )
         self._events = EventReader(w3, [self.market, self.registry])
+        self._calldata = {
+            c.address: Calldata(c.abi) for c in (self.market, self.registry, self.token)
+        }
         self.last_receipt: TxReceipt | None = None
 
     @classmethod
@@ -296,8 +300,12 @@ class MarketClient:
                 "the right file"
             ) from exc
 
+    def calldata(self, fn: str, *args: Any) -> bytes:
+        """The calldata of the Market's ``fn(*args)`` (arguments as the client builds them)."""
+        return self._calldata[self.market.address].encode(fn, args)
+
     def _send(self, contract: Contract, fn: str, *args: Any) -> TxReceipt:
-        data = contract.encode_abi(fn, args=list(args))
+        data = self._calldata[contract.address].encode(fn, args)
         receipt = self.transactor.send(contract.address, data, what=fn)
         self.last_receipt = receipt
         return receipt
@@ -519,6 +527,20 @@ class MarketClient:
         offers, bids, indices = batch_arguments(matches, self._order_signature)
         receipt = self._send(self.market, "openLeaseAuction", offers, bids, indices, clearing_price)
         return self._opened(receipt)
+
+    def estimate_open_batch(
+        self, matches: Sequence[BatchMatch], clearing_price: int | None = None
+    ) -> int:
+        """Gas ``open_lease_batch(matches)`` (with ``clearing_price``: ``open_lease_auction``)
+        would use now; raises the typed contract error it would revert with. Sends nothing: a
+        matcher checks the matches of a reverted batch one by one this way to find the culprit."""
+        offers, bids, indices = batch_arguments(matches, self._order_signature)
+        if clearing_price is None:
+            fn, data = "openLeaseBatch", self.calldata("openLeaseBatch", offers, bids, indices)
+        else:
+            fn = "openLeaseAuction"
+            data = self.calldata(fn, offers, bids, indices, clearing_price)
+        return self.transactor.estimate(self.market.address, data, what=fn)
 
     def _order_signature(self, order: Signed[Offer] | Signed[Bid]) -> bytes:
         """The order's signature as a transaction sends it: EIP-2098's compact 64 bytes when it

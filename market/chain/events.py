@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
 from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
@@ -75,30 +76,71 @@ def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class EventLayout:
+    """One event's ABI: decodes a log's topics and data with eth_abi directly, into what web3's
+    ``process_log`` gives (addresses checksummed, structs as maps by component name) at a
+    fraction of the cost: web3 walks every value through its normalizers, milliseconds a log, and
+    each daemon decodes every event of the market."""
+
+    def __init__(self, item: Mapping[str, Any]) -> None:
+        self.name = str(item["name"])
+        inputs = list(item["inputs"])
+        self.indexed = [i for i in inputs if i["indexed"]]
+        self.unindexed = [i for i in inputs if not i["indexed"]]
+        self.types = [_abi_type(i) for i in self.unindexed]
+        self.topic = bytes(Web3.keccak(text=f"{self.name}({','.join(map(_abi_type, inputs))})"))
+
+    def decode(self, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        for item, topic in zip(self.indexed, topics[1:], strict=True):
+            if _is_value_type(item):
+                args[item["name"]] = _normalize(item, abi_decode([item["type"]], bytes(topic))[0])
+            else:  # an indexed string, bytes, array or struct is logged as its hash
+                args[item["name"]] = bytes(topic)
+        for item, value in zip(self.unindexed, abi_decode(self.types, data), strict=True):
+            args[item["name"]] = _normalize(item, value)
+        return args
+
+
+def _is_value_type(item: Mapping[str, Any]) -> bool:
+    kind = str(item["type"])
+    return not (kind in ("string", "bytes") or kind.startswith("tuple") or kind.endswith("]"))
+
+
+def _normalize(item: Mapping[str, Any], value: Any) -> Any:
+    kind = str(item["type"])
+    if kind.endswith("]"):
+        inner = {**item, "type": kind[: kind.rindex("[")]}
+        return [_normalize(inner, v) for v in value]
+    if kind == "tuple":
+        return {c["name"]: _normalize(c, v) for c, v in zip(item["components"], value, strict=True)}
+    if kind == "address":
+        return Web3.to_checksum_address(value)
+    return value
+
+
 class EventReader:
     """Decodes the logs of a set of contracts."""
 
     def __init__(self, w3: Web3, contracts: list[Contract]) -> None:
         self.w3 = w3
         self.addresses = [c.address for c in contracts]
-        self._by_topic: dict[bytes, Any] = {}
+        self._by_topic: dict[bytes, EventLayout] = {}
         for contract in contracts:
             for item in contract.abi:
-                if item["type"] != "event":
-                    continue
-                signature = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
-                self._by_topic[bytes(Web3.keccak(text=signature))] = contract.events[item["name"]]()
+                if item["type"] == "event" and not item.get("anonymous", False):
+                    layout = EventLayout(item)
+                    self._by_topic[layout.topic] = layout
 
     def decode(self, log: LogReceipt) -> ChainEvent | None:
         """The event a log carries, or None for a log of an unknown event."""
         topics = log["topics"]
-        event = self._by_topic.get(bytes(topics[0])) if topics else None
-        if event is None:
+        layout = self._by_topic.get(bytes(topics[0])) if topics else None
+        if layout is None:
             return None
-        data = event.process_log(log)
         return ChainEvent(
-            name=data["event"],
-            args=_convert(data["event"], data["args"]),
+            name=layout.name,
+            args=_convert(layout.name, layout.decode(topics, bytes(log["data"]))),
             address=Web3.to_checksum_address(log["address"]),
             block_number=int(log["blockNumber"]),
             tx_hash=bytes(log["transactionHash"]),
@@ -141,4 +183,4 @@ def _abi_type(item: Mapping[str, Any]) -> str:
     return str(item["type"])
 
 
-__all__ = ["ChainEvent", "EventReader"]
+__all__ = ["ChainEvent", "EventLayout", "EventReader"]

@@ -210,6 +210,19 @@ class Transactor:
         self._nonce = max(self._nonce, signed.nonce + 1)
         return tx_hash
 
+    def estimate(
+        self, to: ChecksumAddress, data: bytes | HexStr, *, value: int = 0, what: str = "call"
+    ) -> int:
+        """Gas the transaction would use now, from this account; raises the typed contract error
+        it would revert with. Nothing is signed or sent."""
+        tx: dict[str, Any] = {
+            "from": self.account.address,
+            "to": to,
+            "value": value,
+            "data": HexBytes(data),
+        }
+        return self._estimate(tx, what)
+
     def _estimate(self, tx: dict[str, Any], what: str) -> int:
         def estimate() -> int:
             try:

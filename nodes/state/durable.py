@@ -147,7 +147,7 @@ class DurableChain:
         call = needed.call()
         if call.function not in self.view.functions:
             raise ActionUnsupported(intent.kind, call.function)
-        data = self.client.market.encode_abi(call.function, args=list(call.args))
+        data = self.client.calldata(call.function, *call.args)
         # The pending nonce is read again for every new transaction: something else may have
         # sent from this account (decision 0008).
         self._tx.resync_nonce()
