@@ -4,6 +4,8 @@ gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write th
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
+                [--matching continuous|auction]      (auction: a uniform-price round every
+                [--auction-interval SECONDS]          --auction-interval seconds)
 gpumarket provider --config FILE                     the provider agent (docs/guides.md)
 gpumarket lab --config FILE [--exit-when-done]       the lab client
 gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
@@ -31,6 +33,7 @@ from nodes import demo, logs, status
 from nodes.lab import cli as lab_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
+from nodes.relay.config import MATCHING_MODES
 
 
 class _Stop(Exception):
@@ -118,6 +121,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
         matcher_key=key,
         relay_id=args.relay_id,
         confirmations=args.confirmations,
+        matching=args.matching,
+        auction_interval_s=args.auction_interval,
     )
     logs.configure()
 
@@ -211,7 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--db", type=Path, required=True, help="SQLite file for the relay's state")
     rl.add_argument("--peer", action="append", default=[], help="a peer relay's URL (repeatable)")
     rl.add_argument(
-        "--matcher-key-env", default=None, help="variable holding the key that sends openLease"
+        "--matcher-key-env", default=None, help="variable holding the key that opens leases"
+    )
+    rl.add_argument(
+        "--matching",
+        choices=MATCHING_MODES,
+        default="continuous",
+        help="continuous: match orders as they arrive; auction: clear at one uniform price "
+        "every --auction-interval seconds",
+    )
+    rl.add_argument(
+        "--auction-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between call auctions (with --matching auction)",
     )
     rl.add_argument("--relay-id", default=None, help="default: a random id kept in the database")
     rl.add_argument(

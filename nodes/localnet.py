@@ -220,9 +220,11 @@ class LocalMarket:
 
     # --- the three kinds ---------------------------------------------------------------------
 
-    def start_relay(self, name: str = "relay") -> Daemon:
+    def start_relay(self, name: str = "relay", options: Sequence[str] = ()) -> Daemon:
+        """The relay, matching with the market's matcher key; ``options`` are more of
+        ``gpumarket relay``'s (``--matching auction``)."""
         argv = ["relay", "--deployment", self.deployment_file.name, "--db", f"{name}.sqlite",
-                "--matcher-key-env", MATCHER_ENV]  # fmt: skip
+                "--matcher-key-env", MATCHER_ENV, *options]  # fmt: skip
         return self.start(name, argv, self._env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}))
 
     def _config(

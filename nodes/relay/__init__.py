@@ -6,7 +6,10 @@
     book.py        the order book kept durable, in step with the chain, observable
     store.py       SQLite (WAL): orders, what the chain said, fill intents
     chainwatch.py  following the market's events
-    matcher.py     sending fills as openLease, idempotently
+    matcher.py     sending fills in batches (openLeaseBatch, openLeaseAuction), idempotently;
+                   batches.py groups them (an all-or-none cluster is never split), reverts.py
+                   says what a revert teaches the book
+    auctioneer.py  in auction mode, a uniform-price round every interval
     reputations.py provider reputations from the chain's history, served on request
     gossip.py      sending accepted orders on to peer relays, without loops
     stream.py      fan-out of events to stream subscribers

@@ -15,6 +15,7 @@ from itertools import islice
 
 from market.errors import DuplicateOrder, OrderError, OrderFilled, TransactionReverted
 from market.matching import (
+    Clearing,
     Explanation,
     Fill,
     OrderBook,
@@ -22,10 +23,11 @@ from market.matching import (
     Submission,
     VerifiedOrder,
     explain,
+    run_auction,
 )
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.types import Bid, Offer, OrderHash
-from nodes.relay.reverts import learn_from_revert
+from nodes.relay.reverts import chain_time_after, learn_from_revert
 from nodes.relay.stakes import StakeCache
 from nodes.relay.store import ChainLease, Store
 from nodes.relay.stream import Hub
@@ -47,7 +49,8 @@ class RelayBook:
         self.book = OrderBook(min_stake=stakes.min_stake, stake_of=stakes.stake_of)
         self.chain_time = 0
         self.filled: dict[bytes, int] = {}  # GPUs filled on-chain, per order hash
-        self.on_fills: Callable[[list[Fill]], None] = lambda fills: None
+        self.on_fills: Callable[[list[Fill], int | None], None] = lambda fills, price: None
+        """Where fills go to be sent, with the clearing price they pay (None: their offers')."""
         self._in_flight: dict[_Key, list[Fill]] = {}
         self._index: dict[bytes, tuple[str, Side, str]] = {}  # hash -> model, side, signer
 
@@ -110,7 +113,7 @@ class RelayBook:
 
     # --- fills ---------------------------------------------------------------------------------
 
-    def _take(self, fills: list[Fill]) -> None:
+    def _take(self, fills: list[Fill], clearing_price: int | None = None) -> None:
         for fill in fills:
             self._in_flight.setdefault(_key(fill), []).append(fill)
             self.hub.publish(
@@ -118,7 +121,7 @@ class RelayBook:
             )
             self._changed([fill.offer_hash, fill.bid_hash])
         if fills:
-            self.on_fills(fills)
+            self.on_fills(fills, clearing_price)
 
     def _pop(self, fill: Fill) -> bool:
         waiting = self._in_flight.get(_key(fill), [])
@@ -144,6 +147,9 @@ class RelayBook:
             self.book.release(fill)
             if isinstance(error, TransactionReverted):
                 learn_from_revert(self.book, self.stakes, fill, error)
+                # An expired order proves the chain's clock: take it, so that no order expired
+                # by then is matched again before the next block is read.
+                self.chain_time = max(self.chain_time, chain_time_after(error) or 0)
             self._changed([fill.offer_hash, fill.bid_hash])
         self.hub.publish(
             FillEvent(
@@ -190,6 +196,14 @@ class RelayBook:
         """Match what rests again (after stakes changed or fills were released)."""
         if self.matching:
             self._take(self.book.match_all(self.chain_time))
+
+    def auction(self) -> list[Clearing]:
+        """Clear every GPU model at its uniform price now (``market.matching.run_auction``); each
+        clearing's fills go to be sent at its price."""
+        clearings = run_auction(self.book, self.chain_time)
+        for clearing in clearings:
+            self._take(list(clearing.fills), clearing.price)
+        return clearings
 
     # --- observing -----------------------------------------------------------------------------
 

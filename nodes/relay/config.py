@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from market.chain.erc1271 import DEFAULT_GAS
+from market.errors import ConfigError
+from nodes.relay.batches import MAX_BATCH_MATCHES
 from nodes.wire import MAX_FRAME_SIZE
+
+Matching = Literal["continuous", "auction"]
+MATCHING_MODES: tuple[Matching, ...] = ("continuous", "auction")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,15 @@ class RelayConfig:
     peers: tuple[str, ...] = ()
     """Base URLs of peer relays to gossip accepted orders to."""
     matcher_key: str | None = None
-    """The key that sends ``openLease``; without one the relay keeps a book but does not match."""
+    """The key that sends ``openLeaseBatch``/``openLeaseAuction``; without one the relay keeps a
+    book but does not match."""
+    matching: Matching = "continuous"
+    """``continuous``: each order is matched as it arrives, each lease at its offer's price.
+    ``auction``: orders rest, and every ``auction_interval_s`` each GPU model clears at one
+    uniform price that every lease of the round pays (``docs/matching.md``)."""
+    auction_interval_s: float = 10.0
+    max_batch: int = MAX_BATCH_MATCHES
+    """Matches per lease-opening transaction at most (an all-or-none cluster is never split)."""
     relay_id: str | None = None
     """Defaults to a random id kept in the database, stable across restarts."""
     limits: Limits = field(default_factory=Limits)
@@ -57,5 +71,17 @@ class RelayConfig:
     shutdown_grace_s: float = 10.0
     """How long shutdown waits for in-flight requests, fills and gossip before cancelling."""
 
+    def __post_init__(self) -> None:
+        if self.matching not in MATCHING_MODES:
+            raise ConfigError(
+                "RelayConfig", "matching", f"{self.matching!r} is not one of {MATCHING_MODES}"
+            )
+        if not self.auction_interval_s > 0:
+            raise ConfigError(
+                "RelayConfig", "auction_interval_s", f"{self.auction_interval_s} is not positive"
+            )
+        if self.max_batch < 1:
+            raise ConfigError("RelayConfig", "max_batch", f"{self.max_batch} is not positive")
 
-__all__ = ["Limits", "RelayConfig"]
+
+__all__ = ["MATCHING_MODES", "Limits", "Matching", "RelayConfig"]

@@ -3,8 +3,8 @@
 Start: open the store, connect to the chain, read the clock and the stakes of resting offers'
 providers, rebuild the book, catch up with the chain's events, then listen; :meth:`Relay.start`
 returns once the relay accepts connections (its readiness). Stop: refuse new requests, finish the
-ones in flight and close streams, send the fills and gossip already queued (up to the grace
-period), then cancel what is left and close the store.
+ones in flight and close streams, stop following the chain and clearing auctions, send the fills
+and gossip already queued (up to the grace period), then cancel what is left and close the store.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from market.chain.deploy import Deployment
 from market.chain.erc1271 import Erc1271Checker
 from market.protocol.types import Offer
 from nodes.logs import EventLogger, get_logger
+from nodes.relay.auctioneer import Auctioneer
 from nodes.relay.book import RelayBook
 from nodes.relay.chainwatch import ChainWatch
 from nodes.relay.config import RelayConfig
@@ -45,6 +46,7 @@ class Relay:
         self.metrics = RelayMetrics()
         self.port = 0
         self.matcher: Matcher | None = None
+        self.auctioneer: Auctioneer | None = None
         self.session: aiohttp.ClientSession | None = None
         self.runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -73,9 +75,13 @@ class Relay:
         min_stake = await asyncio.to_thread(self.chain.min_stake)
         self.stakes = StakeCache(readers[1], min_stake)
         self.hub = Hub(cfg.limits.stream_queue)
-        matching = cfg.matcher_key is not None
+        matching = cfg.matching if cfg.matcher_key is not None else "off"
         self.book = RelayBook(
-            self.chain.domain, self.store, self.stakes, self.hub, matching=matching
+            self.chain.domain,
+            self.store,
+            self.stakes,
+            self.hub,
+            matching=matching == "continuous",
         )
         self.watch = ChainWatch(
             self.chain,
@@ -95,7 +101,12 @@ class Relay:
         await self.watch.poll()  # catch up with what the chain did while the relay was away
         if cfg.matcher_key is not None:
             self.matcher = Matcher(
-                await self._connect(cfg.matcher_key), self.book, self.store, self.metrics, self.log
+                await self._connect(cfg.matcher_key),
+                self.book,
+                self.store,
+                self.metrics,
+                self.log,
+                max_batch=cfg.max_batch,
             )
             self.matcher.reconcile()
         self.session = aiohttp.ClientSession()
@@ -134,6 +145,9 @@ class Relay:
         await site.start()
         self.port = int(self.runner.addresses[0][1])
         self._tasks.append(asyncio.create_task(self.watch.run(self._stop), name="chainwatch"))
+        if matching == "auction":
+            self.auctioneer = Auctioneer(self.book, cfg.auction_interval_s, self.log)
+            self._tasks.append(asyncio.create_task(self.auctioneer.run(self._stop), name="auction"))
         if self.matcher is not None:
             self._tasks.append(asyncio.create_task(self.matcher.run(), name="matcher"))
         self.gossiper.start()
@@ -156,7 +170,8 @@ class Relay:
             await self.runner.cleanup()
             self.runner = None
         self._stop.set()
-        await _cancel(self._tasks[:1])  # the chain watch: nothing new to match from here on
+        # The chain watch and the auction: nothing new to match from here on.
+        await _cancel([t for t in self._tasks if t.get_name() != "matcher"])
         fills_sent = await self.matcher.drain(grace) if self.matcher is not None else True
         gossip_sent = await self.gossiper.drain(grace)
         await self.gossiper.stop()

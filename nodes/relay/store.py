@@ -4,7 +4,7 @@ An order is written before it enters the book, so an accepted order survives a c
 book is rebuilt from the rows still resting, in arrival order. What the chain said (leases opened,
 cancellations, nonce floors) is written together with the block the relay has read up to, in one
 transaction, so applying a range of blocks twice changes nothing. A fill is recorded as an intent
-before its transaction is sent, and its outcome after.
+before its transaction is sent (a batch's intents in one transaction), and its outcome after.
 
 Every call runs on the relay's event loop thread; each is one short transaction.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,18 @@ CREATE TABLE IF NOT EXISTS fills (
     updated REAL NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class FillOutcome:
+    """What became of a fill intent: ``opened`` (with its lease id), ``failed`` (the contract
+    error's name), ``unknown`` (no receipt: the chain decides) or ``abandoned`` (left by a
+    crash)."""
+
+    fill_id: int
+    state: str
+    lease_id: bytes | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,26 +210,31 @@ class Store:
 
     # --- fills -----------------------------------------------------------------------------
 
-    def record_intent(self, offer_hash: bytes, bid_hash: bytes, gpus: int) -> int:
-        """Write that a fill is about to be sent; returns its id."""
+    def record_intents(self, fills: Sequence[tuple[bytes, bytes, int]]) -> list[int]:
+        """Write that fills (offer hash, bid hash, GPUs) are about to be sent, in one
+        transaction; returns their ids, in order."""
+        now = time.time()
+        ids: list[int] = []
         with self._db:
-            cursor = self._db.execute(
-                "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated) "
-                "VALUES (?, ?, ?, 'intent', ?)",
-                (offer_hash, bid_hash, gpus, time.time()),
-            )
-        return int(cursor.lastrowid or 0)
-
-    def finish_fill(
-        self, fill_id: int, state: str, lease_id: bytes | None = None, error: str = ""
-    ) -> None:
-        self._write(
-            [
-                (
-                    "UPDATE fills SET state = ?, lease_id = ?, error = ?, updated = ? WHERE id = ?",
-                    (state, lease_id, error, time.time(), fill_id),
+            self._db.execute("BEGIN IMMEDIATE")
+            for offer_hash, bid_hash, gpus in fills:
+                cursor = self._db.execute(
+                    "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated) "
+                    "VALUES (?, ?, ?, 'intent', ?)",
+                    (offer_hash, bid_hash, gpus, now),
                 )
-            ]
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def finish_fills(self, outcomes: Iterable[FillOutcome]) -> None:
+        """Record what became of sent fills, in one transaction."""
+        now = time.time()
+        self._write(
+            (
+                "UPDATE fills SET state = ?, lease_id = ?, error = ?, updated = ? WHERE id = ?",
+                (o.state, o.lease_id, o.error, now, o.fill_id),
+            )
+            for o in outcomes
         )
 
     def fills(self, state: str | None = None) -> list[tuple[int, bytes, bytes, int, str]]:
@@ -231,4 +248,4 @@ class Store:
         return [(int(i), bytes(o), bytes(b), int(g), str(s)) for i, o, b, g, s in rows.fetchall()]
 
 
-__all__ = ["SCHEMA_VERSION", "ChainLease", "Store"]
+__all__ = ["SCHEMA_VERSION", "ChainLease", "FillOutcome", "Store"]

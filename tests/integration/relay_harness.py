@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import selectors
+import subprocess
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +51,23 @@ def offer(env: MarketEnv, provider: int = PROVIDER, **kw: Any) -> Signed[Offer]:
 def bid(env: MarketEnv, lab: int = LAB, **kw: Any) -> Signed[Bid]:
     args: dict[str, Any] = {"gpus": 4, "max_price_per_gpu_second": 5, "duration": 3600} | kw
     return env.lab(lab).bid(MODEL, **args)
+
+
+def ready_line(proc: subprocess.Popen[str], deadline_s: float) -> str:
+    """A ``gpumarket relay`` process's readiness line, read with a deadline (never a sleep)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + deadline_s
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=deadline - time.monotonic()):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"relay exited with {proc.wait()} before it was ready")
+            if line.startswith("relay ready "):
+                return line.strip()
+    raise AssertionError(f"no readiness line within {deadline_s}s")
 
 
 class LoopThread:
@@ -215,6 +235,7 @@ __all__ = [
     "fund_market",
     "offer",
     "open_relays",
+    "ready_line",
     "small_limits",
     "statuses",
 ]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,28 +16,11 @@ from market.protocol.eip712 import order_hash
 from nodes.relay import RelayClient
 from nodes.wire import BookSnapshot, OrderResult, OrderStatus
 from tests.integration.conftest import MarketEnv
-from tests.integration.relay_harness import MODEL, bid, fund_market, offer
+from tests.integration.relay_harness import MODEL, bid, fund_market, offer, ready_line
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 READY_DEADLINE_S = 30.0
-
-
-def _ready_line(proc: subprocess.Popen[str], deadline_s: float) -> str:
-    """The readiness line, read with a deadline (never a sleep)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + deadline_s
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=deadline - time.monotonic()):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"relay exited with {proc.wait()} before it was ready")
-            if line.startswith("relay ready "):
-                return line.strip()
-    raise AssertionError(f"no readiness line within {deadline_s}s")
 
 
 async def _talk(
@@ -67,7 +48,7 @@ def test_relay_process_matches_orders_and_exits_zero_on_sigterm(
         env={**os.environ, "RELAY_TEST_KEY": key},
     )
     try:
-        line = _ready_line(proc, READY_DEADLINE_S)
+        line = ready_line(proc, READY_DEADLINE_S)
         fields = dict(part.split("=", 1) for part in line.split()[2:])
         o, b = offer(env), bid(env)
         results, _, health = asyncio.run(_talk(fields["url"], [Submission(o), Submission(b)]))

@@ -15,7 +15,7 @@ from market.artifacts import load_artifact
 from market.chain.events import EventLayout, EventReader
 
 pytestmark = pytest.mark.unit
-ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ADDRESS = Web3.to_checksum_address("0x5fbdb2315678afecb367f032d93f642f64180aa3")
 
 
 def _sample(item: Mapping[str, Any], n: int) -> Any:

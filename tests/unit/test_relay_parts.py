@@ -17,7 +17,7 @@ from market.matching import Submission
 from nodes.logs import EventLogger, KeyValueFormatter
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
-from nodes.relay.store import ChainLease, Store
+from nodes.relay.store import ChainLease, FillOutcome, Store
 from tests.unit.order_factory import Orders
 
 pytestmark = pytest.mark.unit
@@ -112,10 +112,15 @@ def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> 
     assert again.next_block() == 12
     again.mark_gone([a.hash])
     assert [h for h, _ in again.resting_orders()] == [b.hash]
-    fill = again.record_intent(a.hash, b.hash, 3)
-    assert again.fills("intent") == [(fill, a.hash, b.hash, 3, "intent")]
-    again.finish_fill(fill, "opened", lease_id=b"\x07" * 32)
+    first, second = again.record_intents([(a.hash, b.hash, 3), (a.hash, b.hash, 1)])
+    assert again.fills("intent") == [
+        (first, a.hash, b.hash, 3, "intent"),
+        (second, a.hash, b.hash, 1, "intent"),
+    ]
+    again.finish_fills([FillOutcome(first, "opened", lease_id=b"\x07" * 32)])
+    again.finish_fills([FillOutcome(second, "failed", error="MarketOrderExpired")])
     assert again.fills("intent") == []
+    assert [row[4] for row in again.fills()] == ["opened", "failed"]
     again.close()
 
 
