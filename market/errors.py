@@ -193,7 +193,8 @@ class ReceiptWrongLease(ReceiptError):
 
 
 class ReceiptSignatureInvalid(ReceiptError):
-    """Not the provider's signature (``recovered`` is who signed, None if unrecoverable)."""
+    """Not the signature of the lease's receipt key (the provider's own unless its offer named
+    another; ``recovered`` is who signed, None if unrecoverable)."""
 
     def __init__(
         self, seq: int, digest: bytes, expected: str, recovered: str | None, reason: str
@@ -203,7 +204,9 @@ class ReceiptSignatureInvalid(ReceiptError):
         self.recovered = recovered
         self.reason = reason
         super().__init__(
-            seq, f"signature over 0x{digest.hex()} is not the provider {expected}'s: {reason}"
+            seq,
+            f"signature over 0x{digest.hex()} is not the lease's receipt key {expected}'s: "
+            f"{reason}",
         )
 
 

@@ -20,7 +20,13 @@ from market.receipts.freivalds import freivalds_exact, freivalds_float
 from market.receipts.issue import ReceiptChain, voucher_amount
 from market.receipts.merkle import MerkleTree, output_root
 from market.receipts.sampling import audit_seed, sample_indices, samples_needed
-from market.receipts.verify import ChainHead, ReceiptVerifier, check_chunk, verify_chain
+from market.receipts.verify import (
+    ChainHead,
+    ReceiptVerifier,
+    check_chunk,
+    reserved_gpu_seconds,
+    verify_chain,
+)
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -39,6 +45,7 @@ __all__ = [
     "freivalds_float",
     "min_stake",
     "output_root",
+    "reserved_gpu_seconds",
     "sample_indices",
     "samples_needed",
     "solve",

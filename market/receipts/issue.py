@@ -16,6 +16,7 @@ from market.receipts.verify import ChainHead, ReceiptVerifier
 class ReceiptChain:
     """Signs a lease's receipts in order, each with the right ``seq`` and ``prevHash``.
 
+    ``key`` is the lease's receipt key (the provider's own unless its offer named another);
     ``head`` resumes the chain after the provider's last signed receipt (from its store);
     ``lease_end`` is the effective end when the lease was terminated early.
     """
@@ -31,8 +32,8 @@ class ReceiptChain:
         head: Signed[Receipt] | None = None,
         lease_end: int | None = None,
     ) -> None:
-        if key.address != lease.provider:
-            raise ValueError(f"{key.address} is not the lease's provider {lease.provider}")
+        if key.address != lease.receipt_key:
+            raise ValueError(f"{key.address} is not the lease's receipt key {lease.receipt_key}")
         previous = None if head is None else ChainHead.of(domain, head.message)
         self._key = key
         self._verifier = ReceiptVerifier(domain, lease, lease_end=lease_end, head=previous)

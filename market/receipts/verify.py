@@ -3,19 +3,27 @@
 Receipt ``seq`` is accepted when, in this order:
 
 1. its ``leaseId`` is the lease's id (else :class:`~market.errors.ReceiptWrongLease`);
-2. the lease's provider signed it (:class:`~market.errors.ReceiptSignatureInvalid`);
+2. the lease's ``receipt_key`` signed it: the key the offer named, else the provider's own, the
+   only signature the contract accepts on a receipt
+   (:class:`~market.errors.ReceiptSignatureInvalid`);
 3. ``seq`` is 0 or follows the last accepted receipt, and ``prevHash`` is that receipt's hash, zero
    for ``seq`` 0 (:class:`~market.errors.ReceiptChainBroken`);
 4. its period is non-empty, starts where the previous one ended (the first one anywhere from the
    lease start, since a job may begin after the lease opens) and ends by the lease's end
    (:class:`~market.errors.ReceiptPeriodInvalid`);
 5. ``gpuSecondsCumulative`` has not decreased (:class:`~market.errors.ReceiptUsageDecreased`) and is
-   at most ``gpus x (periodEnd - lease.start)`` (:class:`~market.errors.ReceiptUsageImpossible`);
+   at most the GPU time reserved so far, ``gpus x (periodEnd - lease.start)``
+   (:func:`reserved_gpu_seconds`; :class:`~market.errors.ReceiptUsageImpossible`);
 6. when the period's output chunks are given, their Merkle root is ``outputRoot``
    (:class:`~market.errors.ReceiptOutputMismatch`).
 
 Every error is a :class:`~market.errors.ReceiptError` carrying the receipt's ``seq`` and the values
 behind the broken rule. A lab signs a voucher for a receipt only once it is accepted.
+
+The same rules serve both billing modes (:class:`~market.protocol.types.Billing`): a ``RENTAL``
+lease's receipts bill the reserved time, so their usage sits on rule 5's bound; a ``METERED``
+lease's bill busy GPU time, at or below it. Usage under the bound is the provider's loss, never
+the lab's, so neither mode needs a rule of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +45,17 @@ from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import verify_receipt
 from market.protocol.types import ZERO_HASH, Lease, Receipt, ReceiptHash, Signed
 from market.receipts.merkle import output_root, verify_chunk
+
+
+def reserved_gpu_seconds(lease: Lease, until: int, end: int | None = None) -> int:
+    """The GPU time reserved to the lab from the lease's start until ``until`` (chain time), never
+    past ``end`` (the lease's current end, earlier than the scheduled ``lease.end`` when the lab
+    terminated it; the scheduled one by default): ``gpus x (min(until, end) - start)``, and 0
+    before the start.
+
+    What a ``RENTAL`` lease bills by ``until``, and the most any receipt ending then may claim."""
+    stop = min(until, lease.end if end is None else end)
+    return lease.gpus * max(0, stop - lease.start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +108,7 @@ class ReceiptVerifier:
         receipt = signed.message
         self._check_lease(receipt)
         try:
-            verify_receipt(self.domain, signed, self.lease.provider)
+            verify_receipt(self.domain, signed, self.lease.receipt_key)
         except InvalidSignature as exc:
             raise ReceiptSignatureInvalid(
                 receipt.seq, exc.digest, exc.expected, exc.recovered, exc.reason
@@ -110,8 +129,8 @@ class ReceiptVerifier:
         used = receipt.gpu_seconds_cumulative
         if head is not None and used < head.gpu_seconds:
             raise ReceiptUsageDecreased(seq, head.gpu_seconds, used)
-        elapsed = receipt.period_end - self.lease.start
-        if used > self.lease.gpus * elapsed:
+        if used > reserved_gpu_seconds(self.lease, receipt.period_end):
+            elapsed = receipt.period_end - self.lease.start
             raise ReceiptUsageImpossible(seq, used, self.lease.gpus, elapsed)
         if chunks is not None:
             computed = output_root(chunks)
@@ -167,4 +186,4 @@ def check_chunk(receipt: Receipt, index: int, data: bytes, proof: Sequence[bytes
         raise ReceiptOutputMismatch(receipt.seq, receipt.output_root, None, index)
 
 
-__all__ = ["ChainHead", "ReceiptVerifier", "check_chunk", "verify_chain"]
+__all__ = ["ChainHead", "ReceiptVerifier", "check_chunk", "reserved_gpu_seconds", "verify_chain"]

@@ -41,6 +41,7 @@ def test_package_exports_are_the_documented_ones() -> None:
         "freivalds_float",
         "min_stake",
         "output_root",
+        "reserved_gpu_seconds",
         "sample_indices",
         "samples_needed",
         "solve",

@@ -30,7 +30,13 @@ from market.protocol.types import ZERO_HASH, Lease, Receipt, Signed
 from market.receipts.equivocation import detect_equivocation
 from market.receipts.issue import ReceiptChain, voucher_amount
 from market.receipts.merkle import MerkleTree, output_root
-from market.receipts.verify import ChainHead, ReceiptVerifier, check_chunk, verify_chain
+from market.receipts.verify import (
+    ChainHead,
+    ReceiptVerifier,
+    check_chunk,
+    reserved_gpu_seconds,
+    verify_chain,
+)
 from tests.unit.test_eip712_signing import DOMAIN, KEY, OTHER_KEY
 
 pytestmark = pytest.mark.unit
@@ -358,9 +364,29 @@ def test_issuer_resumes_from_its_last_receipt() -> None:
     assert verify_chain(DOMAIN, LEASE, [*before, nxt]) == ChainHead.of(DOMAIN, nxt.message)
 
 
-def test_issuer_must_hold_the_providers_key() -> None:
-    with pytest.raises(ValueError, match="not the lease's provider"):
+def test_issuer_must_hold_the_leases_receipt_key() -> None:
+    with pytest.raises(ValueError, match="not the lease's receipt key"):
         ReceiptChain(OTHER_KEY, DOMAIN, LEASE)
+    named = dataclasses.replace(LEASE, receipt_signer=OTHER_KEY.address)
+    with pytest.raises(ValueError, match="not the lease's receipt key"):
+        ReceiptChain(KEY, DOMAIN, named)  # the provider's own key, once the offer named another
+
+
+def test_receipts_verify_by_the_named_receipt_key_only() -> None:
+    named = dataclasses.replace(LEASE, receipt_signer=OTHER_KEY.address)
+    signed = ReceiptChain(OTHER_KEY, DOMAIN, named).append(START + 60, 4 * 60)
+    assert verify_chain(DOMAIN, named, [signed]) == ChainHead.of(DOMAIN, signed.message)
+    by_provider = KEY.sign(DOMAIN, signed.message)  # the provider's own key: not the lease's
+    with pytest.raises(ReceiptSignatureInvalid) as info:
+        verify_chain(DOMAIN, named, [by_provider])
+    assert (info.value.expected, info.value.recovered) == (OTHER_KEY.address, KEY.address)
+
+
+def test_reserved_gpu_seconds_run_from_the_start_to_the_end_or_termination() -> None:
+    assert reserved_gpu_seconds(LEASE, START - 5) == 0
+    assert reserved_gpu_seconds(LEASE, START + 60) == 4 * 60
+    assert reserved_gpu_seconds(LEASE, START + 10_000) == 4 * 4000  # never past the end
+    assert reserved_gpu_seconds(LEASE, START + 60, end=START + 30) == 4 * 30  # terminated
 
 
 def test_voucher_amount_is_price_times_usage_capped_at_the_escrow() -> None:
