@@ -4,8 +4,8 @@
 * every receipt it signs, *before* the receipt leaves the process: after a restart the chain
   resumes from the last stored receipt, so it can never sign two different receipts for one
   ``seq`` (equivocation, which is slashable); the store refuses such a second receipt outright;
-* every voucher a lab sends, once its signature checks, *before* it is acknowledged or claimed:
-  a voucher acknowledged and then lost would be money lost.
+* every voucher a lab sends, once its signature by the lease's voucher key checks, *before* it is
+  acknowledged or claimed: a voucher acknowledged and then lost would be money lost.
 
 ``claimable()`` is then what the chain owes: for each open lease, the best voucher, if it is worth
 more than what the chain was last seen to have paid.
@@ -119,13 +119,17 @@ class Records:
     # --- vouchers ----------------------------------------------------------------------------
 
     def save_voucher(self, signed: Signed[Voucher]) -> bool:
-        """Check a lab's voucher (known lease, the lab's signature) and store it; True when it is
-        new. Raises InvalidSignature for a voucher the lease's lab did not sign."""
+        """Check a lab's voucher (known lease, signed by the lease's voucher key) and store it;
+        True when it is new. Raises InvalidSignature for a voucher that key did not sign.
+
+        The voucher key is the one the lab's bid named (``lease.voucher_key``; the lab's own
+        when it named none): the only ECDSA signature ``claim`` accepts, so a voucher signed by
+        any other key, the lab's own included, could never be claimed."""
         v = signed.message
         lease = self.lease(v.lease_id)
         if lease is None:
             raise StoreError(str(self.db.path), f"voucher for unknown lease 0x{v.lease_id.hex()}")
-        verify_voucher(self.domain, signed, lease.lab)
+        verify_voucher(self.domain, signed, lease.voucher_key)
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO vouchers (lease_id, amount, receipt_hash, signed, created) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,30 @@ def test_voucher_from_someone_other_than_the_lab_is_not_stored(records: Records)
     with pytest.raises(InvalidSignature):
         records.save_voucher(forged)
     assert records.best_voucher(lease.id) is None
+
+
+def test_voucher_signed_by_the_voucher_key_the_bid_named_is_stored(records: Records) -> None:
+    voucher_key = LAB_KEYS[2]
+    lease = dataclasses.replace(_lease(), voucher_signer=voucher_key.address)
+    assert lease.voucher_key == voucher_key.address
+    records.save_lease(lease)
+    signed = voucher_key.sign(DOMAIN, Voucher(lease.id, 300))
+    assert records.save_voucher(signed)
+    assert records.claimable() == [(lease, signed)]
+
+
+def test_voucher_by_the_labs_own_key_is_refused_when_the_bid_named_another(
+    records: Records,
+) -> None:
+    voucher_key = LAB_KEYS[2]
+    lease = dataclasses.replace(_lease(), voucher_signer=voucher_key.address)
+    records.save_lease(lease)
+    own = LAB.sign(DOMAIN, Voucher(lease.id, 300))  # the lab's key: claim would refuse it
+    with pytest.raises(InvalidSignature) as info:
+        records.save_voucher(own)
+    assert (info.value.expected, info.value.recovered) == (voucher_key.address, LAB.address)
+    assert records.best_voucher(lease.id) is None
+    assert records.claimable() == []
 
 
 def test_voucher_for_an_unknown_lease_is_refused(records: Records) -> None:
