@@ -13,7 +13,8 @@ The event loop itself only moves frames: the HTTP server, and offers to the rela
 
 Offers: for each GPU group, a new offer is signed once the previous one for that model expired
 (chain time), for the GPUs not held by leases whose work is running, at the pricing policy's
-price, valid ``offer_ttl_s``; so GPUs are never offered twice at once. Each is stored before it
+price, valid ``offer_ttl_s``, accepting the billing modes the config names (``[agent] billing``,
+a rental by default); so GPUs are never offered twice at once. Each is stored before it
 is sent (the agent must know an offer's model when its lease opens) and submitted to every relay.
 """
 
@@ -34,7 +35,7 @@ from market.errors import ChainError, MarketError
 from market.matching import Submission
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Offer, Signed
+from market.protocol.types import Offer, Signed, billing_modes
 from market.sealing import public_key_of
 from nodes.logs import get_logger
 from nodes.provider.config import ProviderConfig
@@ -213,6 +214,7 @@ class ProviderAgent:
                 max_duration=agent.max_duration_s,
                 expiry=now + agent.offer_ttl_s,
                 nonce=now * 10**9 + len(signed),
+                billing_modes=billing_modes(*agent.billing),
             )
             one = self.key.sign(self._work.domain, offer)
             store.add_offer(order_hash(self._work.domain, offer), plan.model, plan.gpus,

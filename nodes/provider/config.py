@@ -50,6 +50,8 @@ A complete file (relative paths are relative to the file's folder)::
     claim_interval_s = 5                   # batch claims of the best vouchers this often
     max_unpaid_periods = 3                 # stop work when this many receipts are unpaid
     final_voucher_wait_s = 30              # after the end, then the optimistic claim
+    billing = ["rental"]                   # modes offered: "rental" (reserved time, default)
+                                           # and/or "metered" (busy GPU time)
 
 Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
@@ -71,6 +73,7 @@ from eth_account import Account
 
 from market.chain.deploy import Deployment, default_deployment_path
 from market.errors import ConfigError, KeystoreError
+from market.protocol.types import Billing
 from nodes.provider.config_fields import Table
 
 
@@ -131,6 +134,9 @@ class AgentConfig:
     claim_interval_s: int = 5
     max_unpaid_periods: int = 3
     final_voucher_wait_s: int = 30
+    billing: tuple[Billing, ...] = (Billing.RENTAL,)
+    """The billing modes its offers accept (``Offer.billing_modes``): a rental bills the GPU time
+    reserved until the lease ends or the lab terminates it, metered the busy GPU time only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +255,8 @@ def _agent(t: Table) -> AgentConfig:
     d = AgentConfig()
     t.expect(
         ("host", "port", "public_url", "stake", "offer_ttl_s", "min_duration_s",
-         "max_duration_s", "claim_interval_s", "max_unpaid_periods", "final_voucher_wait_s")
+         "max_duration_s", "claim_interval_s", "max_unpaid_periods", "final_voucher_wait_s",
+         "billing")
     )  # fmt: skip
     port = t.integer("port", d.port, minimum=0)
     if port > 65535:
@@ -270,7 +277,19 @@ def _agent(t: Table) -> AgentConfig:
         claim_interval_s=t.integer("claim_interval_s", d.claim_interval_s),
         max_unpaid_periods=t.integer("max_unpaid_periods", d.max_unpaid_periods),
         final_voucher_wait_s=t.integer("final_voucher_wait_s", d.final_voucher_wait_s, minimum=0),
+        billing=billing_config(t, "billing", d.billing),
     )
+
+
+def billing_names() -> tuple[str, ...]:
+    """The billing modes as configs spell them: ``rental``, ``metered``."""
+    return tuple(b.name.lower() for b in Billing)
+
+
+def billing_config(t: Table, field: str, default: tuple[Billing, ...]) -> tuple[Billing, ...]:
+    """A list of billing modes by name (``["rental", "metered"]``), in the order given."""
+    names = t.choices(field, billing_names(), tuple(b.name.lower() for b in default))
+    return tuple(Billing[n.upper()] for n in names)
 
 
 def decrypt_key(key: KeyConfig, environ: Mapping[str, str] = os.environ) -> bytes:
@@ -312,6 +331,8 @@ __all__ = [
     "MeteringConfig",
     "PricingConfig",
     "ProviderConfig",
+    "billing_config",
+    "billing_names",
     "chain_config",
     "decrypt_key",
     "load_config",

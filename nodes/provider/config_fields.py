@@ -138,6 +138,30 @@ class Table:
             raise self.error(field, f"must be an http(s) URL, got {value!r}")
         return str(value)
 
+    def choice(self, field: str, allowed: Iterable[str], default: str) -> str:
+        """One of ``allowed`` (``billing = "metered"``)."""
+        options = tuple(allowed)
+        value = self._get(field, default)
+        if value not in options:
+            raise self.error(field, f"must be one of {list(options)}, got {value!r}")
+        return str(value)
+
+    def choices(
+        self, field: str, allowed: Iterable[str], default: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """A non-empty list of distinct names from ``allowed`` (``billing = ["rental",
+        "metered"]``)."""
+        options = tuple(allowed)
+        value = self._get(field, list(default))
+        if not isinstance(value, list) or not value:
+            raise self.error(field, f"must be a non-empty list of {list(options)}")
+        for i, item in enumerate(value):
+            if item not in options:
+                raise self.error(f"{field}[{i}]", f"must be one of {list(options)}, got {item!r}")
+        if len(set(value)) != len(value):
+            raise self.error(field, "a name repeats")
+        return tuple(str(v) for v in value)
+
     def gpu_model(self, field: str) -> str:
         value = self.text(field)
         if not value.isascii() or not value.isprintable() or len(value) > 32:

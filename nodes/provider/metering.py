@@ -1,15 +1,24 @@
-"""Metering: a job's running time becomes GPU-seconds per period, each period a signed receipt.
+"""Metering: a lease's time becomes GPU-seconds per period, each period a signed receipt.
 
     meter = Meter.resume(records, key, domain, lease)       # continues after a restart
     tail = OutputTail(job.workdir / "stdout")
     period = meter.close_period(period_end=chain_now, busy_s=job_seconds_this_period,
-                                output=tail.read_new())
+                                output=tail.read_new(), end=lease_end_now)
     send(period.receipt, period.chunks)                     # already stored: write-before-act
 
-A period bills ``gpus x busy seconds``, the fractions carried to the next period so nothing is
-lost to rounding, and is capped at what the lease's GPUs could have done by ``period_end`` (the
-chain's clock, not the host's: a receipt above that bound would be slashable). The period's
-output is cut into chunks and committed in the receipt's ``outputRoot``
+What a period bills is the lease's billing mode, a term both orders signed
+(:class:`~market.protocol.types.Billing`):
+
+* ``RENTAL``: the GPU time reserved to the lab, ``gpus x (period_end - lease start)`` in total
+  (:func:`~market.receipts.reserved_gpu_seconds`), whether or not the job still runs: the
+  receipt attests that the GPUs were held for the lab and reachable;
+* ``METERED``: ``gpus x busy seconds``, the fractions carried to the next period so nothing is
+  lost to rounding, and capped at what the lease's GPUs could have done by ``period_end``.
+
+Either way a period never ends past ``end``, the lease's current end (earlier than scheduled when
+the lab terminated it), nor past the chain's clock, which the caller passes as ``period_end``
+(not the host's: a receipt above the reserved time would be slashable). The period's output is
+cut into chunks and committed in the receipt's ``outputRoot``
 (:func:`market.receipts.output_root`); its metrics (busy seconds, GPUs, bytes of output) are
 msgpack, committed by ``metricsHash``.
 """
@@ -27,8 +36,8 @@ import msgpack
 from market.protocol.eip712 import Domain
 from market.protocol.keccak import keccak
 from market.protocol.signing import SigningKey
-from market.protocol.types import Lease, Receipt, Signed
-from market.receipts import ReceiptChain, output_root
+from market.protocol.types import Billing, Lease, Receipt, Signed
+from market.receipts import ReceiptChain, output_root, reserved_gpu_seconds
 from market.receipts.merkle import chunk
 from nodes.logs import get_logger
 from nodes.state.records import Records
@@ -48,7 +57,8 @@ class Period:
 
 
 class Meter:
-    """Turns busy seconds into a lease's receipts; stores each before returning it."""
+    """Turns a lease's reserved or busy time into its receipts; stores each before returning
+    it."""
 
     def __init__(
         self,
@@ -82,24 +92,39 @@ class Meter:
         head = self.chain.head
         return 0 if head is None else head.message.gpu_seconds_cumulative
 
+    def period_end(self, chain_time: int, end: int | None = None) -> int:
+        """Where a period closed at ``chain_time`` ends: never past ``end``, the lease's current
+        end (the scheduled one by default)."""
+        return min(chain_time, self.lease.end if end is None else end)
+
+    def usage(self, period_end: int, busy_s: float) -> tuple[int, Fraction]:
+        """The cumulative GPU-seconds a period ending at ``period_end`` bills, with ``busy_s``
+        seconds of work in it, and the exact metered total to carry on (see the module)."""
+        bound = reserved_gpu_seconds(self.lease, period_end)
+        if self.lease.billing is Billing.RENTAL:
+            return max(self.gpu_seconds, bound), Fraction(bound)
+        billed = self._billed + Fraction(busy_s) * self.gpus
+        if int(billed) > bound:
+            _log.warning("usage_capped", lease=self.lease.id, billed=int(billed), bound=bound)
+            billed = Fraction(bound)
+        return max(self.gpu_seconds, int(billed)), billed
+
     def close_period(
         self,
         period_end: int,
         busy_s: float,
         output: bytes = b"",
         *,
+        end: int | None = None,
         also: Callable[[sqlite3.Connection, Period], None] | None = None,
     ) -> Period:
-        """Sign, store and return the receipt for the period ending at ``period_end``; ``also``
-        stores what belongs with it in the receipt's own transaction."""
+        """Sign, store and return the receipt for the period ending at ``period_end`` (chain
+        time), cut at ``end``, the lease's current end; ``also`` stores what belongs with it in
+        the receipt's own transaction."""
         if busy_s < 0:
             raise ValueError(f"busy seconds cannot be negative: {busy_s}")
-        self._billed += Fraction(busy_s) * self.gpus
-        bound = self.gpus * max(0, period_end - self.lease.start)
-        cumulative = max(self.gpu_seconds, min(int(self._billed), bound))
-        if int(self._billed) > bound:
-            _log.warning("usage_capped", lease=self.lease.id, billed=int(self._billed), bound=bound)
-            self._billed = Fraction(bound)
+        period_end = self.period_end(period_end, end)
+        cumulative, self._billed = self.usage(period_end, busy_s)
         chunks = tuple(chunk(output, self.chunk_size))
         metrics: bytes = msgpack.packb(
             {"busyMs": int(busy_s * 1000), "gpus": self.gpus, "outputBytes": len(output)}

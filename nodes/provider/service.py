@@ -9,8 +9,12 @@
 A job is authenticated by the lab's signed bid: its hash must be the lease's ``bidHash`` (from
 ``LeaseOpened``), its signer the lease's lab, and its ``jobSpecHash`` the keccak256 of the spec
 that opens from ``sealedSpec`` (sealed to this provider's registered key, bound to the lease).
+(A lab that named a voucher key may be a contract, whose bid signature only the chain can check,
+by ERC-1271: it did when it opened the lease, so the bid hash alone stands for it.)
 Resending the same job answers its state; a different one is refused (``job_exists``). A voucher
-is stored only once its signature by the lease's lab checks; a replay answers ``new: false``.
+is stored only once its signature by the lease's voucher key checks (``lease.voucher_key``: the
+key the bid named, else the lab's own; the only one ``claim`` accepts); a replay answers
+``new: false``.
 Every refusal is an ErrorResponse with a code, and changes nothing. The store is used from one
 worker thread (a StateDB belongs to its thread).
 """
@@ -35,6 +39,7 @@ from market.errors import (
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.keccak import keccak
 from market.protocol.signing import verify
+from market.protocol.types import ZERO_ADDRESS
 from market.sealing import Purpose, associated_data, open_sealed
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
@@ -162,7 +167,8 @@ class ProviderService:
         if order_hash(self.domain, m.bid.message) != row.bid_hash:
             raise Refused(400, ErrorCode.JOB_REFUSED, "the bid is not the one this lease filled")
         try:
-            verify(self.domain, m.bid, signer=lease.lab)
+            if lease.voucher_signer == ZERO_ADDRESS:  # the lab signs for itself: an account
+                verify(self.domain, m.bid, signer=lease.lab)
         except InvalidSignature as exc:
             raise Refused(400, ErrorCode.INVALID_SIGNATURE, f"the bid: {exc}") from exc
         try:

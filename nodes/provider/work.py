@@ -6,14 +6,21 @@ Each tick, in order:
    records the lease (terms, bid hash, model) before anything else acts on it; terminations
    bring a lease's end forward; closes and slashes end it in the records;
 2. **start** the jobs whose spec a lab has sent since (the HTTP side stored it);
-3. **meter** every lease each metering interval: the job's busy seconds and new output become a
-   signed receipt, stored with its sealed output in one transaction before any lab can read it;
-   at the lease's end (chain time) the job is stopped and a last receipt closes it;
-4. **stop work when payment stops**: ``max_unpaid_periods`` receipts without a voucher;
+3. **meter** every lease each metering interval: the time it bills (reserved time for a rental
+   lease, busy seconds for a metered one: :mod:`~nodes.provider.metering`) and the job's new
+   output become a signed receipt, stored with its sealed output in one transaction before any
+   lab can read it; at the lease's end (chain time, or the termination the chain shows, read
+   before each receipt so none runs past it) the job is stopped and a last receipt closes it;
+4. **stop work when payment stops**: ``max_unpaid_periods`` receipts without a voucher (for a
+   rental lease whether or not its job still runs: the GPUs are held either way); the last
+   receipt then closes the lease's work as its end would;
 5. **settle**, every ``claim_interval_s``: claim the best vouchers in one batch; close each ended
    lease once it is paid for its last receipt; when the lab stays silent past
    ``final_voucher_wait_s``, post the last receipt (optimistic claim) and finalize it after the
    challenge window; withdraw what the market credits.
+
+Once a lease's work has ended (its end, its termination, its close, or payment stopped), no
+receipt is signed for it again: only settlement is left.
 
 Chain actions go through :class:`~nodes.state.DurableChain` (intent first; reconciled on start),
 so a SIGKILL anywhere repeats nothing and loses nothing. Chain time, never the host's clock,
@@ -35,7 +42,7 @@ from market.chain.client import MarketClient
 from market.errors import ChainError
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
+from market.protocol.types import Billing, Lease, LeaseStatus, Receipt, Signed
 from market.sealing import Purpose, associated_data, seal
 from nodes.jobs import JobSpec, MatmulParams
 from nodes.logs import EventLogger
@@ -148,9 +155,8 @@ class LeaseWork:
                     "lease_opened", lease=lease.id, lab=lease.lab, gpus=lease.gpus,
                     price=lease.price_per_gpu_second, duration=lease.duration,
                 )  # fmt: skip
-            elif event.name == "LeaseTerminated" and self.store.job(a["lease_id"]) is not None:
-                self.store.set_end(a["lease_id"], int(a["end"]))
-                self.log.info("lease_terminated", lease=a["lease_id"], end=a["end"])
+            elif event.name == "LeaseTerminated":
+                self._terminated(a["lease_id"], int(a["end"]))
             elif event.name in ("LeaseClosed", "LeaseSlashed") and self.records.lease(
                 a["lease_id"]
             ):
@@ -214,22 +220,53 @@ class LeaseWork:
 
     # --- metering ----------------------------------------------------------------------------
 
+    def _terminated(self, lease_id: bytes, end: int) -> None:
+        """The lab terminated the lease: its end comes forward to ``end`` (once)."""
+        row = self.store.job(lease_id)
+        if row is not None and end < row.end_time:
+            self.store.set_end(lease_id, end)
+            self.log.info("lease_terminated", lease=lease_id, end=end)
+
+    def _current_end(self, row: JobRow) -> int | None:
+        """The lease's end as the chain has it now (a termination moves it forward, and is
+        read here before a receipt even when its event is not yet deep enough to follow: a
+        receipt past it would be refused); None once the lease is closed."""
+        state = self.client.lease_state(row.lease_id)
+        if state.status is LeaseStatus.CLOSED:
+            return None
+        if state.status is LeaseStatus.TERMINATED:
+            self._terminated(row.lease_id, state.end)
+            return min(row.end_time, state.end)
+        return row.end_time
+
     def meter(self, head_time: int) -> None:
         interval = self.config.metering.interval_s
         for row in self.store.jobs(ended=False):
             lease = self.records.lease(row.lease_id)
             if lease is None:
                 continue
-            ended = head_time >= row.end_time
             due = time.monotonic() - self.last_period.get(row.lease_id, 0.0) >= interval
+            end: int | None = row.end_time
+            if row.spec is not None and (due or head_time >= row.end_time):
+                end = self._current_end(row)
+            if end is None:  # closed (its event is not deep enough yet): nothing more to bill
+                self._stop(row.lease_id, "the lease closed")
+                self._end_work(row.lease_id, "closed")
+                continue
+            ended = head_time >= end
             if ended:
                 self._stop(row.lease_id, "the lease ended")
             if row.spec is not None and (due or ended):
-                self._close_period(row, lease, min(head_time, row.end_time))
-            self._check_payment(row, lease)
+                self._close_period(row, lease, head_time, end)
             if ended:
-                self.store.mark_ended(row.lease_id)
-                self.log.info("lease_work_ended", lease=row.lease_id)
+                self._end_work(row.lease_id, "ended")
+            elif self._check_payment(row, lease):
+                self._end_work(row.lease_id, "payment stopped")
+
+    def _end_work(self, lease_id: bytes, why: str) -> None:
+        """No receipt is signed for the lease from now on: only its settlement is left."""
+        self.store.mark_ended(lease_id)
+        self.log.info("lease_work_ended", lease=lease_id, why=why)
 
     def _meter(self, lease: Lease) -> Meter:
         meter = self.meters.get(lease.id)
@@ -238,12 +275,13 @@ class LeaseWork:
             self.meters[lease.id] = meter
         return meter
 
-    def _close_period(self, row: JobRow, lease: Lease, period_end: int) -> None:
+    def _close_period(self, row: JobRow, lease: Lease, head_time: int, end: int) -> None:
         meter = self._meter(lease)
         head = meter.chain.head
         start = lease.start if head is None else head.message.period_end
         run = self.running.get(row.lease_id)
-        if period_end <= start:
+        period_end = meter.period_end(head_time, end)
+        if period_end <= start:  # e.g. already receipted up to a termination
             return
         busy = 0.0
         output = b""
@@ -265,7 +303,7 @@ class LeaseWork:
             seq = period.receipt.message.seq
             AgentStore.save_period(conn, lease.id, seq, sealed, period.metrics, offset)  # type: ignore[arg-type]
 
-        period = meter.close_period(period_end, busy, output, also=also)
+        period = meter.close_period(period_end, busy, output, end=end, also=also)
         self.last_period[row.lease_id] = time.monotonic()
         self.counters.receipts.inc()
         self.log.info("receipt", lease=lease.id, seq=period.receipt.message.seq,
@@ -293,18 +331,24 @@ class LeaseWork:
             self.counters.jobs.inc(outcome="stopped")
             self.log.info("job_stopped", lease=lease_id, why=why)
 
-    def _check_payment(self, row: JobRow, lease: Lease) -> None:
+    def _check_payment(self, row: JobRow, lease: Lease) -> bool:
+        """Stop the work when ``max_unpaid_periods`` receipts are unpaid; True when it did. A
+        metered lease is judged while its job runs (after that its usage no longer grows); a
+        rental lease always, as its receipts bill the GPUs held whether the job runs or not."""
         run = self.running.get(row.lease_id)
-        if run is None or run.job.poll() is not None:
-            return
+        running = run is not None and run.job.poll() is None
+        if not running and lease.billing is not Billing.RENTAL:
+            return False
         head = self._meter(lease).chain.head
         if head is None:
-            return
+            return False
         paid_seq = self._paid_seq(lease)
         unpaid = head.message.seq - paid_seq
-        if unpaid >= self.config.agent.max_unpaid_periods:
-            self.log.warning("payment_stopped", lease=lease.id, unpaid_receipts=unpaid)
-            self._stop(lease.id, f"payment stopped: {unpaid} receipts unpaid")
+        if unpaid < self.config.agent.max_unpaid_periods:
+            return False
+        self.log.warning("payment_stopped", lease=lease.id, unpaid_receipts=unpaid)
+        self._stop(lease.id, f"payment stopped: {unpaid} receipts unpaid")
+        return True
 
     def _paid_seq(self, lease: Lease) -> int:
         """The seq of the receipt the best voucher pays for (-1 without one)."""

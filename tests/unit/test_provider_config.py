@@ -10,6 +10,7 @@ from eth_account import Account
 
 from market.chain.deploy import Deployment
 from market.errors import ConfigError, KeystoreError
+from market.protocol.types import Billing
 from nodes.provider import (
     AgentConfig,
     GpuDeclaration,
@@ -70,6 +71,7 @@ max_duration_s = 7200
 claim_interval_s = 30
 max_unpaid_periods = 2
 final_voucher_wait_s = 600
+billing = ["metered", "rental"]
 """
 
 MINIMAL = """
@@ -102,6 +104,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
         host="0.0.0.0", port=7100, public_url="https://gpu.example:7100",
         stake_units=250_500_000, offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
         claim_interval_s=30, max_unpaid_periods=2, final_voucher_wait_s=600,
+        billing=(Billing.METERED, Billing.RENTAL),
     )  # fmt: skip
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.inventory.detect
@@ -124,6 +127,7 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
     assert config.chain.confirmations == 0
     assert config.agent == AgentConfig()  # a free port on loopback, the market's minimum stake
+    assert config.agent.billing == (Billing.RENTAL,)  # offers accept rentals only
     assert config.relays == ()
     assert not config.inventory.detect
     assert config.metering.interval_s == 60
@@ -160,6 +164,15 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("[pricing]", "[agent]\nport = 70000\n[pricing]", "agent.port", "not a TCP port"),
         ("[pricing]", "[agent]\nmax_duration_s = 5\n[pricing]", "agent.max_duration_s", "below"),
         ("[pricing]", "[agent]\nclaim_every = 5\n[pricing]", "agent.claim_every", "unknown key"),
+        ("[pricing]", "[agent]\nbilling = []\n[pricing]", "agent.billing", "non-empty list"),
+        ("[pricing]", '[agent]\nbilling = "rental"\n[pricing]', "agent.billing", "list"),
+        ("[pricing]", '[agent]\nbilling = ["hourly"]\n[pricing]', "agent.billing[0]", "one of"),
+        (
+            "[pricing]",
+            '[agent]\nbilling = ["rental", "rental"]\n[pricing]',
+            "agent.billing",
+            "repeats",
+        ),
         ('[key]\nkeystore = "/keys/k.json"', "key = 3", "key", "must be a table"),
     ],
 )
