@@ -15,10 +15,14 @@ opening, terminating, closing, claims posted), each live lease's step, the pendi
    accepted receipt, and for each: open its sealed output, verify the receipt
    (:class:`~market.receipts.ReceiptVerifier`: signature, chain, period, usage bounds, output
    root), its metrics hash, and the output itself (:mod:`nodes.lab.checks`); then store receipt
-   and output, sign and store the voucher, send it. A command's period that the lab's own rerun
-   has not reached yet waits for it (nothing is paid for it meanwhile); receipts are followed
-   to the lease's end. Any failure stops payment: the lease is terminated paying what was
-   vouched, and a provable failure is proved on-chain.
+   and output, sign and store the voucher (by the key the bid named), send it. The voucher pays
+   what the receipt bills: the reserved GPU time for a rental lease, busy GPU time for a metered
+   one. A command's period that the lab's own rerun has not reached yet waits for it (nothing is
+   paid for it meanwhile). Once the job is over (its whole output verified, or it failed or was
+   stopped) the lease is terminated, paying what was vouched, so a rental stops costing; the
+   receipts up to the termination (or the lease's end) are still followed, verified and paid.
+   Any failure stops payment: the lease is terminated paying what was vouched, and a provable
+   failure is proved on-chain.
 
 Outages (chain, provider, relay) are logged and retried next tick; any other error ends the
 process (crash-only: its state is durable and a restart reconciles it).
@@ -110,11 +114,13 @@ class LabAgent:
         deployment: Deployment,
         key: bytes,
         *,
+        voucher_key: bytes | None = None,
         out: TextIO | None = None,
     ) -> None:
         self.config = config
         self.deployment = deployment
         self.key = key
+        self.voucher_key = voucher_key
         self.out = out
         self.log = get_logger("gpumarket.lab")
         self.metrics = LabMetrics()
@@ -152,8 +158,11 @@ class LabAgent:
         prints the ready line once it is all up."""
         cfg = self.config
         self._ledger = await self._w(
-            Ledger.open, cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations
-        )
+            lambda: Ledger.open(
+                cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations,
+                voucher_key=self.voucher_key,
+            )
+        )  # fmt: skip
         try:
             self._keys = await self._w(self.ledger.store.sealing_key)
             jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)
@@ -367,26 +376,32 @@ class LabAgent:
         if len(batch.periods) >= MAX_PERIODS or state is JobState.RUNNING:
             return
         seq = -1 if head is None else head.message.seq
-        # Receipts go on (at the usage reached) until the lease's end: keep verifying them, so
-        # a later receipt that inflates usage or contradicts an earlier one is caught; stop
-        # following once the provider has metered to the end, or the end has passed.
-        metered_to_end = head is not None and head.message.period_end >= record.end_at
-        if not metered_to_end and await self._w(self.ledger.client.chain_time) < record.end_at:
-            return
-        if state is JobState.FINISHED:
-            if check.complete:
-                await self._w(lambda: store.update_lease(lease.id, phase="ended"))
+        # The job is over once its whole output is verified (or it failed or was stopped): the
+        # lease is terminated then, paying what was vouched, so a rental stops costing.
+        if (state is not JobState.FINISHED or check.complete) and await self._w(
+            self.ledger.job_over, lease.id
+        ):
+            if state is JobState.FINISHED:
                 self.emit("job_verified", lease=lease.id, bytes=check.received)
-                return
+            else:
+                self.emit("job_ended", lease=lease.id, state=state.value, error=batch.job_error)
+        # Receipts go on until the lease's end (its termination's, once the chain has it): keep
+        # verifying and paying them, so a later receipt that inflates usage or contradicts an
+        # earlier one is caught, and the last one, up to the end, is paid by voucher rather than
+        # left to an optimistic claim. Stop following once the provider has metered to the end
+        # (or the lease closes: a provider that stopped early is settled on-chain).
+        if head is None or head.message.period_end < record.end_at:
+            return
+        if state is JobState.FINISHED and not check.complete:
             try:
                 check.finish(seq)
             except NotYetCheckable:
                 return
             except OutputCheckFailed as exc:
                 await self._fail(record, str(exc))
-            return
+                return
         await self._w(lambda: store.update_lease(lease.id, phase="ended"))
-        self.emit("job_ended", lease=lease.id, state=state.value, error=batch.job_error)
+        self.emit("lease_ended", lease=lease.id, end=record.end_at, state=state.value)
 
     async def _period(
         self,
@@ -403,7 +418,7 @@ class LabAgent:
         if head is not None and r.lease_id == lease.id and r.seq <= head.message.seq:
             stored = await self._w(ledger.store.receipt, lease.id, r.seq)
             if stored is not None and stored.message != r:
-                if detect_equivocation(ledger.domain, stored, signed, provider=lease.provider):
+                if detect_equivocation(ledger.domain, stored, signed, provider=lease.receipt_key):
                     raise _Rejected(f"equivocation: two receipts for seq {r.seq}",
                                     equivocation=(stored, signed))  # fmt: skip
                 raise _Rejected(f"receipt {r.seq} differs from the one accepted")

@@ -40,9 +40,10 @@ async def serve(agent: LabAgent, *, exit_when_done: bool) -> int:
 def cmd_lab(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     key = decrypt_key(config.key)
+    voucher_key = None if config.voucher_key is None else decrypt_key(config.voucher_key)
     deployment = load_deployment(config.chain)
     logs.configure()
-    agent = LabAgent(config, deployment, key, out=sys.stdout)
+    agent = LabAgent(config, deployment, key, voucher_key=voucher_key, out=sys.stdout)
     return asyncio.run(serve(agent, exit_when_done=args.exit_when_done))
 
 

@@ -11,6 +11,8 @@ A complete file (relative paths are relative to the file's folder)::
     [key]
     keystore = "lab-key.json"              # an eth-account keystore (Account.encrypt)
     password_env = "GPUMARKET_KEY_PASSWORD"
+    voucher_keystore = "voucher-key.json"  # optional: a separate key signs the vouchers (the
+                                           # bids name it); same password. Default: the lab's
 
     [chain]                                # at least one of the two
     deployment = "deployment.json"
@@ -32,6 +34,9 @@ A complete file (relative paths are relative to the file's folder)::
     gpus = 1
     max_price_per_gpu_second = 3
     duration = 600
+    billing = "rental"                     # "rental" (default): pay for the GPU time reserved
+                                           # until the end or the lab's termination; "metered":
+                                           # pay for busy GPU time only
     kind = "matmul"                        # n, seed, rounds
     n = 128
     seed = 7
@@ -45,6 +50,9 @@ A complete file (relative paths are relative to the file's folder)::
     kind = "command"
     argv = ["python", "-c", "print('hello')"]
 
+Every lease ends when its job is done: the lab terminates it once the output is verified (or the
+job failed or was stopped), so a rental stops costing at once.
+
 Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs[1].argv``);
 unknown keys are errors too. The key and chain tables are the provider's (:mod:`nodes.provider
 .config`), read the same way.
@@ -57,11 +65,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from market.errors import ConfigError
+from market.protocol.types import Billing
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandParams, MatmulParams
 from nodes.provider.config import (
     ChainConfig,
     KeyConfig,
+    billing_names,
     chain_config,
     decrypt_key,
     load_deployment,
@@ -80,6 +90,8 @@ class JobConfig:
     max_price_per_gpu_second: int
     duration: int
     params: JobParams
+    billing: Billing = Billing.RENTAL
+    """The billing its bid asks for (a signed term the offer must accept)."""
 
     @property
     def max_escrow(self) -> int:
@@ -106,10 +118,13 @@ class LabConfig:
     relays: tuple[str, ...]
     lab: LabSettings
     jobs: tuple[JobConfig, ...]
+    voucher_key: KeyConfig | None = None
+    """A keystore whose key signs the vouchers instead of the lab's (its bids name it as their
+    ``voucher_signer``); its password is read from ``key.password_env`` too."""
 
 
 _SECTIONS = ("state", "key", "chain", "relays", "lab", "jobs")
-_JOB_COMMON = ("model", "gpus", "max_price_per_gpu_second", "duration", "kind")
+_JOB_COMMON = ("model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind")
 
 
 def load_config(path: Path) -> LabConfig:
@@ -125,20 +140,27 @@ def load_config(path: Path) -> LabConfig:
     jobs = tuple(_job(t) for t in root.tables("jobs"))
     if not jobs:
         raise root.error("jobs", "declare at least one job ([[jobs]])")
+    key, voucher_key = _key(root.table("key"))
     return LabConfig(
         path=path,
         state=root.path("state", default="state.sqlite"),
-        key=_key(root.table("key")),
+        key=key,
         chain=chain_config(root.table("chain", required=False)),
         relays=_relays(root.table("relays")),
         lab=_lab(root.table("lab", required=False)),
         jobs=jobs,
+        voucher_key=voucher_key,
     )
 
 
-def _key(t: Table) -> KeyConfig:
-    t.expect(("keystore", "password_env"))
-    return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
+def _key(t: Table) -> tuple[KeyConfig, KeyConfig | None]:
+    t.expect(("keystore", "password_env", "voucher_keystore"))
+    password_env = t.text("password_env", "GPUMARKET_KEY_PASSWORD")
+    voucher = t.path("voucher_keystore", default=None)
+    return (
+        KeyConfig(t.path("keystore"), password_env),
+        None if voucher is None else KeyConfig(voucher, password_env),
+    )
 
 
 def _relays(t: Table) -> tuple[str, ...]:
@@ -184,6 +206,7 @@ def _job(t: Table) -> JobConfig:
         max_price_per_gpu_second=t.integer("max_price_per_gpu_second", minimum=1),
         duration=t.integer("duration", minimum=1),
         params=params,
+        billing=Billing[t.choice("billing", billing_names(), "rental").upper()],
     )
 
 

@@ -5,7 +5,8 @@ and web3 calls block); the agent's event loop hands it work with ``run_in_execut
 
 Per tick the agent calls :meth:`Ledger.poll_events` (the lab's leases opening, terminating,
 closing, slashed, and receipts the provider posted on-chain), then :meth:`Ledger.run_actions`
-(terminations and proofs stored as pending), then :meth:`Ledger.settle`:
+(terminations and proofs stored as pending: a lease is terminated once its job is over,
+:meth:`Ledger.job_over`, or when it fails), then :meth:`Ledger.settle`:
 
 * a claim posted from a receipt the lab verified is finalized once its window passed (so the
   lease can close); one from a receipt the lab never verified is disputed within its window;
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from eth_typing import ChecksumAddress
+
 from market.chain.client import ProviderInfo
 from market.chain.deploy import Deployment
 from market.chain.events import ChainEvent
@@ -27,10 +30,13 @@ from market.errors import (
     TransactionReverted,
     TransactionTimeout,
 )
+from market.matching import Requirements
 from market.protocol import codec
 from market.protocol.eip712 import order_hash
-from market.protocol.types import Lease, LeaseStatus, Receipt, Signed, Voucher
+from market.protocol.signing import SigningKey
+from market.protocol.types import ZERO_ADDRESS, Lease, LeaseStatus, Receipt, Signed, Voucher
 from market.receipts.equivocation import detect_equivocation
+from market.receipts.issue import voucher_amount
 from market.roles import Lab
 from nodes.jobs.spec import JobSpec
 from nodes.lab.config import JobConfig
@@ -51,9 +57,18 @@ class Ledger:
     """The lab's records and chain actions, for one account. Use from one thread only."""
 
     def __init__(
-        self, db: StateDB, lab: Lab, deployment: Deployment, emit: Emit, confirmations: int = 0
+        self,
+        db: StateDB,
+        lab: Lab,
+        deployment: Deployment,
+        emit: Emit,
+        confirmations: int = 0,
+        *,
+        voucher_key: SigningKey | None = None,
     ) -> None:
         self.db = db
+        self.voucher_key = lab.key if voucher_key is None else voucher_key
+        """The key that signs this lab's vouchers: its own, or the one its bids name."""
         self.confirmations = confirmations
         self.lab = lab
         self.client = lab.client
@@ -68,13 +83,22 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, state: Path, deployment: Deployment, key: bytes, emit: Emit, confirmations: int = 0
+        cls,
+        state: Path,
+        deployment: Deployment,
+        key: bytes,
+        emit: Emit,
+        confirmations: int = 0,
+        *,
+        voucher_key: bytes | None = None,
     ) -> Ledger:
-        """Open the database, connect, and finish the chain actions a previous run left open."""
+        """Open the database, connect, and finish the chain actions a previous run left open.
+        ``voucher_key`` signs the vouchers when given (the bids name it), else ``key``."""
         db = StateDB.open(state, migrations=LAB_MIGRATIONS)
         try:
             lab = Lab.connect(deployment, "0x" + key.hex())
-            ledger = cls(db, lab, deployment, emit, confirmations)
+            signer = None if voucher_key is None else SigningKey(voucher_key)
+            ledger = cls(db, lab, deployment, emit, confirmations, voucher_key=signer)
             for outcome in ledger.durable.reconcile():
                 emit("intent_reconciled", kind=outcome.kind, status=outcome.status)
         except BaseException:
@@ -102,11 +126,20 @@ class Ledger:
                 max_price_per_gpu_second=job.max_price_per_gpu_second,
                 duration=job.duration,
                 job_spec_hash=spec.hash,
+                requirements=Requirements(billing=job.billing),
+                voucher_signer=self._voucher_signer,
                 ttl_s=ttl_s,
             )
             self.store.save_job(idx, spec, bid, order_hash(self.domain, bid.message))
-            self.emit("bid_signed", job=idx, model=job.model, gpus=job.gpus)
+            self.emit("bid_signed", job=idx, model=job.model, gpus=job.gpus,
+                      billing=job.billing.name.lower())  # fmt: skip
         return self.store.jobs()
+
+    @property
+    def _voucher_signer(self) -> ChecksumAddress:
+        """What the bids name as their voucher signer: zero for the lab's own key."""
+        own = self.voucher_key.address == self.lab.address
+        return ZERO_ADDRESS if own else self.voucher_key.address
 
     def open_bids(self) -> list[JobRecord]:
         """Jobs whose bid may still be filled: unexpired, GPUs left."""
@@ -165,7 +198,12 @@ class Ledger:
                 self.emit(
                     "lease_opened", lease=lease.id, job=job, provider=lease.provider,
                     gpus=lease.gpus, price=lease.price_per_gpu_second, end=lease.end,
+                    billing=lease.billing.name.lower(),
                 )  # fmt: skip
+                if lease.voucher_key != self.voucher_key.address:  # its bid named another key
+                    self.fail(lease, f"cannot pay: vouchers must be signed by "
+                              f"{lease.voucher_key}, and this lab signs with "
+                              f"{self.voucher_key.address}")  # fmt: skip
             return
         lease_id = bytes(args.get("lease_id", b""))
         record = self.store.lease(lease_id) if lease_id else None
@@ -192,7 +230,7 @@ class Ledger:
         stored = self.store.receipt(lease.id, receipt.seq)
         self.emit("receipt_posted", lease=lease.id, seq=receipt.seq)
         if stored is not None and stored.message != receipt:
-            if detect_equivocation(self.domain, stored, posted, provider=lease.provider):
+            if detect_equivocation(self.domain, stored, posted, provider=lease.receipt_key):
                 self.fail(lease, f"receipt {receipt.seq} posted differs from the one verified",
                           equivocation=(stored, posted))  # fmt: skip
             return
@@ -204,17 +242,24 @@ class Ledger:
     # --- receipts, vouchers, failures --------------------------------------------------------
 
     def accept(self, signed: Signed[Receipt], output: bytes) -> Signed[Voucher]:
-        """Store a verified receipt and its output, then sign and store the voucher paying for
-        it (both before anything is sent)."""
+        """Store a verified receipt and its output, then sign (by the lease's voucher key) and
+        store the voucher paying for it (both before anything is sent). It pays what the receipt
+        bills, whichever the billing: price x cumulative GPU-seconds, capped at the escrow."""
         r = signed.message
         record = self._record(r.lease_id)
         digest = self.store.accept_receipt(signed, output)
         lease = record.lease
-        amount = min(lease.price_per_gpu_second * r.gpu_seconds_cumulative, lease.escrow)
-        amount = max(amount, self.store.vouched(lease.id))  # cumulative: never less than before
-        voucher = self.lab.pay(lease, amount, digest)
+        # Cumulative: never less than before.
+        amount = max(voucher_amount(lease, r), self.store.vouched(lease.id))
+        voucher = self.voucher_key.sign(self.domain, Voucher(lease.id, amount, digest))
         self.store.save_voucher(voucher)
         return voucher
+
+    def job_over(self, lease_id: bytes) -> bool:
+        """The lease's job is over (its output verified, or it failed or was stopped): decide
+        (store) the termination paying what was vouched, so a rental stops costing now; the
+        receipts up to the termination are still verified and paid. True the first time."""
+        return self.store.add_action(lease_id, "terminate", amount=self.store.vouched(lease_id))
 
     def fail(
         self,

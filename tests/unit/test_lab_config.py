@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from market.errors import ConfigError
+from market.protocol.types import Billing
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import CommandParams, MatmulParams
 from nodes.lab.config import JobConfig, LabSettings, load_config
+from nodes.provider.config import KeyConfig
 
 pytestmark = pytest.mark.unit
 
@@ -19,6 +21,7 @@ state = "var/lab.sqlite"
 [key]
 keystore = "lab-key.json"
 password_env = "LAB_PASSWORD"
+voucher_keystore = "voucher-key.json"
 
 [chain]
 deployment = "deployment.json"
@@ -40,6 +43,7 @@ model = "H100-80GB"
 gpus = 2
 max_price_per_gpu_second = 3
 duration = 600
+billing = "metered"
 kind = "matmul"
 n = 128
 seed = 7
@@ -84,10 +88,12 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.chain.rpc_url == "http://10.0.0.5:8545"
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.lab == LabSettings(0.25, "0.0.0.0", 9100, 5_000_000, 600, 8)
+    assert config.voucher_key == KeyConfig(tmp_path / "voucher-key.json", "LAB_PASSWORD")
     assert config.jobs == (
-        JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16)),
+        JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16), Billing.METERED),
         JobConfig("L4-24GB", 1, 1, 60, CommandParams(("python", "-c", "print('hello')"))),
     )
+    assert config.jobs[1].billing is Billing.RENTAL  # the default
     assert config.jobs[0].max_escrow == 3 * 2 * 600
 
 
@@ -97,6 +103,8 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.key.password_env == "GPUMARKET_KEY_PASSWORD"
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
     assert config.lab == LabSettings(1.0, "127.0.0.1", 0, None, 3600, DEFAULT_SAMPLES)
+    assert config.voucher_key is None  # the lab's own key signs its vouchers
+    assert config.jobs[0].billing is Billing.RENTAL
 
 
 @pytest.mark.parametrize(
@@ -118,6 +126,16 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
             "must be an http",
         ),
         (MINIMAL.split("[[jobs]]")[0], "jobs", "at least one job"),
+        (
+            MINIMAL.replace("duration = 60", 'duration = 60\nbilling = "hourly"'),
+            "jobs[0].billing",
+            "one of",
+        ),
+        (
+            MINIMAL.replace('keystore = "/keys/k.json"', 'keystore = "k"\nvoucher_keystore = 3'),
+            "key.voucher_keystore",
+            "path",
+        ),
         (MINIMAL + "[chain]\n", "chain", "deployment, rpc_url or both"),
     ],
 )
