@@ -31,7 +31,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from market.chain.deploy import Contracts, MarketParams, deploy
-from market.chain.devnet import Devnet
+from market.chain.devnet import Devnet, free_port
 from market.chain.tx import Transactor
 
 USD = 10**6
@@ -262,18 +262,23 @@ class LocalMarket:
         agent: str = "",
         rpc_url: str | None = None,
         model: str | None = None,
+        billing: Sequence[str] = ("rental",),
     ) -> Daemon:
-        """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``;
-        ``agent`` is extra TOML for its ``[agent]`` table; ``rpc_url`` replaces the devnet's."""
+        """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``,
+        offered for the ``billing`` modes (``rental``, ``metered``); ``agent`` is extra TOML for
+        its ``[agent]`` table; ``rpc_url`` replaces the devnet's. It serves on a port of its own,
+        kept across restarts, as the endpoint it registers on-chain is."""
         name = f"provider{i}"
+        port = "" if "port" in agent else f"port = {free_port()}\n"
         body = (
             f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\n'
             f"count = {gpus}\nmemory_gib = 80\n"
             f'[pricing]\npolicy = "fixed"\n'
             f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
             f"[metering]\ninterval_s = 2\n"
-            f"[agent]\nstake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
-            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n{agent}"
+            f"[agent]\n{port}stake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
+            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n"
+            f"billing = [{', '.join(_toml_string(b) for b in billing)}]\n{agent}"
         )
         config = self._config(name, self.provider_account(i), relays, rpc_url, body)
         return self.start(name, ["provider", "--config", config.name], self._env())
@@ -297,19 +302,22 @@ class LocalMarket:
 
 
 def matmul_job(model: str, *, gpus: int = 2, duration: int, seed: int, n: int = 128,
-               rounds: int = 24, max_price: int = 800) -> str:  # fmt: skip
-    """A ``[[jobs]]`` table: ``rounds`` int64 products of ``n x n`` matrices, Freivalds-checked."""
+               rounds: int = 24, max_price: int = 800, billing: str = "rental") -> str:  # fmt: skip
+    """A ``[[jobs]]`` table: ``rounds`` int64 products of ``n x n`` matrices, Freivalds-checked;
+    ``billing`` is ``rental`` or ``metered``."""
     return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
-            f'duration = {duration}\nkind = "matmul"\nn = {n}\nseed = {seed}\n'
-            f"rounds = {rounds}\n")  # fmt: skip
+            f'duration = {duration}\nbilling = "{billing}"\nkind = "matmul"\nn = {n}\n'
+            f"seed = {seed}\nrounds = {rounds}\n")  # fmt: skip
 
 
 def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int,
-                max_price: int = 800) -> str:  # fmt: skip
-    """A ``[[jobs]]`` table: a command, checked by running it again."""
+                max_price: int = 800, billing: str = "rental") -> str:  # fmt: skip
+    """A ``[[jobs]]`` table: a command, checked by running it again; ``billing`` is ``rental``
+    or ``metered``."""
     quoted = ", ".join(_toml_string(a) for a in argv)
     return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
-            f'duration = {duration}\nkind = "command"\nargv = [{quoted}]\n')  # fmt: skip
+            f'duration = {duration}\nbilling = "{billing}"\nkind = "command"\n'
+            f"argv = [{quoted}]\n")  # fmt: skip
 
 
 def _toml_string(text: str) -> str:

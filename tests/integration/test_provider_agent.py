@@ -15,14 +15,16 @@ from typing import Any, TypeVar
 import aiohttp
 import msgpack
 import pytest
+from eth_typing import ChecksumAddress
 
 from market.chain.deploy import Contracts
 from market.chain.devnet import Devnet
 from market.errors import RequestRefused
-from market.matching import Submission
+from market.matching import Requirements, Submission
 from market.protocol.eip712 import order_hash
 from market.protocol.keccak import keccak
-from market.protocol.types import Bid, Lease, LeaseStatus, Signed
+from market.protocol.signing import SigningKey
+from market.protocol.types import ZERO_ADDRESS, Bid, Billing, Lease, LeaseStatus, Signed, Voucher
 from market.receipts import ReceiptVerifier
 from market.roles import Lab
 from market.sealing import (
@@ -73,7 +75,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         market = LocalMarket(dev, folder)
         try:
             relay = market.start_relay()
-            provider = market.start_provider(0, [relay.url], price=PRICE)
+            provider = market.start_provider(
+                0, [relay.url], price=PRICE, billing=("rental", "metered")
+            )
             yield Net(market, relay, provider)
         finally:
             market.stop_all()
@@ -91,10 +95,19 @@ def _lab(net: Net, i: int) -> Lab:
     return lab
 
 
-def _lease(net: Net, lab: Lab, spec: JobSpec, duration: int) -> tuple[Lease, Signed[Bid]]:
+def _lease(
+    net: Net,
+    lab: Lab,
+    spec: JobSpec,
+    duration: int,
+    *,
+    billing: Billing = Billing.RENTAL,
+    voucher_signer: ChecksumAddress = ZERO_ADDRESS,
+) -> tuple[Lease, Signed[Bid]]:
     """Bid through the relay for ``spec``; the lease its matcher opens against the provider."""
     bid = lab.bid(MODEL, gpus=2, max_price_per_gpu_second=800, duration=duration,
-                  job_spec_hash=spec.hash)  # fmt: skip
+                  job_spec_hash=spec.hash, requirements=Requirements(billing=billing),
+                  voucher_signer=voucher_signer)  # fmt: skip
     h = order_hash(lab.client.domain, bid.message)
 
     async def submit() -> None:
@@ -156,6 +169,7 @@ class LabSide:
     verifier: ReceiptVerifier
     output: bytearray
     seq: int = 0
+    paid: int = 0  # the best voucher sent
 
     def take(self, batch: ReceiptBatch) -> None:
         for period in batch.periods:
@@ -168,12 +182,18 @@ class LabSide:
             self.seq = period.receipt.message.seq + 1
 
 
-def _follow(net: Net, lab: Lab, side: LabSide, until: Any, timeout_s: float = 60) -> ReceiptBatch:
+def _follow(
+    net: Net, lab: Lab, side: LabSide, until: Any, timeout_s: float = 60, *, pay: bool = True
+) -> ReceiptBatch:
+    """Verify the receipts until ``until(batch)``; with ``pay``, pay for each new head as a lab
+    does (a rental's provider stops the work when receipts stay unpaid)."""
     last: list[ReceiptBatch] = []
 
     def step() -> bool:
         batch = _batch(net, side.lease.id, side.seq)
         side.take(batch)
+        if pay:
+            _pay(net, lab, side)
         last.append(batch)
         return bool(until(batch))
 
@@ -181,17 +201,20 @@ def _follow(net: Net, lab: Lab, side: LabSide, until: Any, timeout_s: float = 60
     return last[-1]
 
 
-def _pay(net: Net, lab: Lab, side: LabSide, before: int = 0) -> int:
-    """Pay for the verified head; ``before`` is the amount an earlier voucher paid already."""
+def _pay(net: Net, lab: Lab, side: LabSide) -> int:
+    """Pay for the verified head, if it bills more than the best voucher sent; returns what
+    was paid in total."""
     head = side.verifier.head
-    assert head is not None
+    if head is None or side.lease.price_per_gpu_second * head.gpu_seconds <= side.paid:
+        return side.paid
     amount = side.lease.price_per_gpu_second * head.gpu_seconds
     voucher = lab.pay(side.lease, amount, head.hash)
     ack = _run(_call(net.provider.url, lambda c: c.send_voucher(voucher)))
-    assert ack.new == (amount > before)  # a voucher for no more than the best one adds nothing
+    assert ack.new
     assert ack.cumulative_amount == amount
     again = _run(_call(net.provider.url, lambda c: c.send_voucher(voucher)))
     assert not again.new  # a replay changes nothing
+    side.paid = amount
     return amount
 
 
@@ -217,7 +240,8 @@ def test_provider_runs_a_job_delivers_verified_outputs_and_closes_when_paid(net:
     assert len(side.output) == 6 * size
     for k in range(6):
         assert check_product(5, k, 32, bytes(side.output[k * size : (k + 1) * size]))
-    paid = _pay(net, lab, side)
+    paid = side.paid
+    assert paid == PRICE * lease.gpus * lease.duration  # a rental: every second reserved
     wait_until(lambda: _closed(lab, lease), 60, "the provider to claim and close the lease")
     state = lab.client.lease_state(lease.id)
     assert state.paid == paid
@@ -284,6 +308,26 @@ def test_tampered_or_foreign_jobs_and_vouchers_are_refused(net: Net) -> None:
     assert 'gpumarket_provider_requests_total{endpoint="/v1/jobs",status="400"}' in metrics
 
 
+def test_vouchers_are_checked_against_the_voucher_key_the_bid_named(net: Net) -> None:
+    """A lab whose bid names a separate voucher key (as a contract lab must): the provider takes
+    the job on the bid hash alone, accepts vouchers that key signs, and refuses the lab's own."""
+    lab = _lab(net, 1)
+    voucher_key = SigningKey(b"\x5a" * 32)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", "print('v')")))
+    lease, bid = _lease(net, lab, spec, duration=30, voucher_signer=voucher_key.address)
+    assert lease.voucher_key == voucher_key.address
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    url = net.provider.url
+    own = lab.pay(lease, 10**6)  # the lab's own key: claim would refuse it
+    with pytest.raises(RequestRefused) as info:
+        _run(_call(url, lambda c: c.send_voucher(own)))
+    assert info.value.code == ErrorCode.INVALID_SIGNATURE.value
+    named = voucher_key.sign(lab.client.domain, Voucher(lease.id, 10**6))
+    ack = _run(_call(url, lambda c: c.send_voucher(named)))
+    assert (ack.new, ack.cumulative_amount) == (True, 10**6)
+
+
 def _known(url: str, lease_id: bytes) -> bool:
     """Whether the provider has seen the lease open (its receipts query is answered)."""
     try:
@@ -302,25 +346,27 @@ def test_sigkill_mid_lease_loses_no_receipt_and_pays_nothing_twice(net: Net) -> 
     assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
     side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
     _follow(net, lab, side, lambda b: side.seq >= 2)
-    first = _pay(net, lab, side)
+    first = side.paid
     net.provider.kill()
     net.market.restart(net.provider)
     batch = _follow(net, lab, side, lambda b: side.verifier.head is not None
                     and side.verifier.head.period_end >= lease.end)  # fmt: skip
     assert batch.job_state is JobState.STOPPED
     assert "interrupted" in batch.job_error
-    paid = _pay(net, lab, side, first)  # every receipt, before and after the crash, verified
+    paid = side.paid  # every receipt, before and after the crash, verified and paid
+    assert paid > first
     wait_until(lambda: _closed(lab, lease), 60, "the provider to claim and close the lease")
     assert lab.client.lease_state(lease.id).paid == paid  # paid once, exactly the vouchers
     claimed = [e for e in lab.client.events() if e.name == "Claimed"]
     assert sum(e.args["amount"] for e in claimed if e.args["lease_id"] == lease.id) == paid
 
 
-def test_a_job_that_cannot_start_fails_and_costs_the_lab_nothing(net: Net) -> None:
+def test_a_metered_job_that_cannot_start_fails_and_costs_the_lab_nothing(net: Net) -> None:
     lab = _lab(net, 2)
     keys = generate_keypair()
     spec = JobSpec(keys.public, CommandParams(("/nonexistent/program",)))
-    lease, bid = _lease(net, lab, spec, duration=6)
+    lease, bid = _lease(net, lab, spec, duration=6, billing=Billing.METERED)
+    assert lease.billing is Billing.METERED  # busy time only: a rental would bill the GPUs held
     assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
     side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
     batch = _follow(net, lab, side, lambda b: side.verifier.head is not None
@@ -345,7 +391,7 @@ def test_a_silent_lab_stops_the_work_and_the_receipt_is_paid_by_the_chain(net: N
     lease, bid = _lease(net, lab, spec, duration=16)
     assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
     side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
-    batch = _follow(net, lab, side, lambda b: b.job_state is JobState.STOPPED)
+    batch = _follow(net, lab, side, lambda b: b.job_state is JobState.STOPPED, pay=False)
     assert batch.job_error.startswith("payment stopped: 3 receipts unpaid")
     assert lab.client.chain_time() < lease.end  # stopped before the lease's end: no more work
     wait_until(lambda: _closed(lab, lease), 90, "the optimistic claim to be paid and the close")
@@ -358,7 +404,10 @@ def test_a_silent_lab_stops_the_work_and_the_receipt_is_paid_by_the_chain(net: N
         key=lambda a: a["seq"],
     )
     state = lab.client.lease_state(lease.id)
-    posted = [r for r in _batch(net, lease.id).periods if r.receipt.message.seq == last["seq"]]
+    periods = _batch(net, lease.id).periods
+    assert periods[-1].receipt.message.seq == last["seq"]  # nothing signed after the work stopped
+    assert periods[-1].receipt.message.period_end < lease.end
+    posted = [r for r in periods if r.receipt.message.seq == last["seq"]]
     usage = posted[0].receipt.message.gpu_seconds_cumulative
     assert state.paid == last["amount"] == lease.price_per_gpu_second * usage
     assert state.paid > 0  # the work done before payment stopped is paid for, by the chain
