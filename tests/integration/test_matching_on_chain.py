@@ -1,4 +1,6 @@
-"""Fills from the matcher are valid openLease calls: a few hundred random orders, no revert."""
+"""Fills from the matcher are valid openLease calls: a few hundred random orders with random
+signed terms (attributes, bandwidth, billing, all-or-none), no revert. An all-or-none bid's fills
+open together in one ``openLeaseBatch``, as the contract requires."""
 
 from __future__ import annotations
 
@@ -6,16 +8,20 @@ import random
 
 import pytest
 
+from market.chain.client import BatchMatch
 from market.errors import OrderExpired, ProviderNotEligible
 from market.matching import (
+    Constraint,
+    Fill,
     OrderBook,
     Requirements,
     Submission,
     explain,
     run_auction,
+    unfit,
     verify_orders,
 )
-from market.protocol.types import Bid, Offer, Signed
+from market.protocol.types import Bid, Billing, Lease, Offer, Signed
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 
 pytestmark = pytest.mark.integration
@@ -24,6 +30,17 @@ PROVIDERS = (1, 2, 3)
 LABS = (4, 5, 6)
 MATCHER = 7  # anyone may open a lease from a crossing pair
 MODELS = ("H100-80GB", "A100-80GB")
+ATTRIBUTES = (
+    {"interconnect": "nvlink", "region": "eu-west", "capabilities": ("ecc",)},
+    {"interconnect": "pcie", "region": "us-east"},
+    {"interconnect": "nvswitch", "region": "eu-central", "capabilities": ("ecc", "mig")},
+)
+REQUIREMENTS = (
+    (),
+    (Constraint("region", "in", ("eu-west", "eu-central")),),
+    (Constraint("capabilities", "has", "ecc"), Constraint("bandwidth_gbps", "ge", 200)),
+    (Constraint("interconnect", "eq", "pcie"),),
+)
 
 
 def _random_orders(env: MarketEnv, rng: random.Random, count: int) -> list[Submission]:
@@ -41,6 +58,9 @@ def _random_orders(env: MarketEnv, rng: random.Random, count: int) -> list[Submi
                 min_duration=low,
                 max_duration=low * rng.choice((1, 2, 10)),
                 ttl_s=rng.choice((-100, 10**6, 10**6, 10**6)),  # some already expired
+                attributes=rng.choice(ATTRIBUTES),
+                bandwidth_gbps=rng.choice((100, 400)),
+                billing=rng.choice(((Billing.RENTAL,), (Billing.METERED,), tuple(Billing))),
             )
             out.append(Submission(signed))
         else:
@@ -51,11 +71,24 @@ def _random_orders(env: MarketEnv, rng: random.Random, count: int) -> list[Submi
                 max_price_per_gpu_second=rng.randint(1, 20),
                 duration=rng.choice((60, 600, 3600, 7200)),
                 ttl_s=10**6,
+                requirements=Requirements(
+                    min_memory_gib=rng.choice((0, 80)),
+                    constraints=rng.choice(REQUIREMENTS),
+                    all_or_none=rng.random() < 0.2,
+                    billing=rng.choice((Billing.RENTAL, Billing.RENTAL, Billing.METERED)),
+                ),
             )
-            out.append(
-                Submission(signed, requirements=Requirements(all_or_none=rng.random() < 0.2))
-            )
+            out.append(Submission(signed))
     return out
+
+
+def _lots(fills: list[Fill]) -> list[list[Fill]]:
+    """Fills in the transactions that open them: an all-or-none bid's together, others alone."""
+    lots: dict[bytes, list[Fill]] = {}
+    for i, fill in enumerate(fills):
+        key = fill.bid_hash if fill.bid.message.all_or_none else i.to_bytes(8, "big")
+        lots.setdefault(key, []).append(fill)
+    return list(lots.values())
 
 
 def _market(env: MarketEnv) -> tuple[OrderBook, int]:
@@ -97,9 +130,19 @@ def test_matcher_fills_open_leases_on_anvil_without_a_revert(env: MarketEnv, mod
     matcher = env.client(env.devnet.accounts[MATCHER])
     escrow_by_lab: dict[str, int] = {}
     lab_start = {env.lab(i).address: env.lab(i).balance() for i in LABS}
-    for fill in fills:
-        lease = matcher.open_lease(fill.offer, fill.bid, fill.gpus)  # raises on any revert
+    assert any(len(lot) > 1 for lot in _lots(fills)), "an all-or-none cluster should trade"
+    opened: list[tuple[Fill, Lease]] = []
+    for lot in _lots(fills):
+        assert all(unfit(f.offer.message, f.bid.message) is None for f in lot)
+        if len(lot) == 1 and not lot[0].bid.message.all_or_none:
+            [fill] = lot
+            leases = [matcher.open_lease(fill.offer, fill.bid, fill.gpus)]  # raises on a revert
+        else:
+            leases = matcher.open_lease_batch([BatchMatch(f.offer, f.bid, f.gpus) for f in lot])
+        opened += zip(lot, leases, strict=True)
+    for fill, lease in opened:
         book.settle(fill)
+        assert lease.billing == fill.bid.message.billing
         assert lease.gpus == fill.gpus
         assert lease.price_per_gpu_second == fill.price_per_gpu_second
         assert lease.escrow == fill.escrow
@@ -119,7 +162,7 @@ def test_matcher_fills_open_leases_on_anvil_without_a_revert(env: MarketEnv, mod
     for model in MODELS:
         for bid in book.bids(model, now):
             result = explain(book, bid.order.signed.message, now, order_hash=bid.hash)
-            if mode == "continuous" and not bid.requirements.all_or_none:
+            if mode == "continuous" and not bid.all_or_none:
                 assert not result.matchable
             if not result.matchable:
                 assert result.reasons

@@ -7,23 +7,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from market.matching import Constraint, Explanation, Requirements, Submission, explain
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Offer, Signed
+from market.protocol.types import Bid, Billing, Offer, Signed
 from nodes.relay import Relay, RelayClient
 from nodes.wire import (
     BookChange,
     BookQuery,
     BookSnapshot,
+    ErrorCode,
+    ErrorResponse,
     Fill,
     FillStatus,
     LeaseOpened,
     Message,
     OrderStatus,
     Side,
+    SubmitOrders,
+    decode,
+    encode,
 )
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 from tests.integration.relay_harness import (
@@ -178,25 +184,71 @@ def test_an_order_twice_in_one_batch_is_accepted_once(market: MarketEnv, relays:
     assert len(relay.book().offers) == 1
 
 
-def test_offer_attributes_must_hash_to_the_signed_attributes_hash(
+def test_terms_beside_a_signed_order_are_refused_and_nothing_is_stored(
     market: MarketEnv, relays: Relays
 ) -> None:
+    """An order's terms are its signed fields; a relay stores no term it cannot check."""
     relay = relays.start()
-    o = offer(market)  # signed over the zero attributes hash
-    results = relay.submit(Submission(o, {"region": "eu-west"}))
-    assert statuses(results) == [OrderStatus.INVALID_FIELD]
-    assert results[0].details["field"] == "attributes_hash"
+    tree = msgpack.unpackb(encode(SubmitOrders((Submission(offer(market)),))), raw=False)
+    tree["body"]["orders"][0]["attributes"] = {"region": "eu-west"}
+    status, answer = relay.raw("POST", "/v1/orders", msgpack.packb(tree, use_bin_type=True))
+    refused = decode(answer)
+    assert status == 400
+    assert isinstance(refused, ErrorResponse)
+    assert refused.code is ErrorCode.MALFORMED_FRAME
+    assert "unexpected keys ['attributes']" in refused.message
     assert relay.book().offers == ()
+    assert relay.state(lambda r: r.store.count_orders()) == 0
 
 
-async def _explain(c: RelayClient, order: Offer | Bid, requirements: Requirements) -> Explanation:
-    return await c.explain(order, requirements=requirements)
+def test_the_relay_matches_only_offers_whose_signed_terms_fit_and_explains_the_rest(
+    market: MarketEnv, relays: Relays
+) -> None:
+    relay = relays.start(matcher_key=relays.matcher_key())
+    us = offer(market, price_per_gpu_second=2, attributes={"region": "us-east"})
+    eu = offer(
+        market,
+        price_per_gpu_second=3,
+        attributes={"region": "eu-west", "capabilities": ("ecc",)},
+        bandwidth_gbps=400,
+        billing=(Billing.RENTAL, Billing.METERED),
+    )
+    relay.submit(us, eu)
+    wants = Requirements(
+        constraints=(
+            Constraint("region", "in", ("eu-west", "uk")),
+            Constraint("capabilities", "has", "ecc"),
+            Constraint("bandwidth_gbps", "ge", 400),
+        ),
+        billing=Billing.METERED,
+    )
+    b = bid(market, gpus=2, requirements=wants)
+    assert statuses(relay.submit(b)) == [OrderStatus.ACCEPTED]
+    reader = market.client()
+    bh = _hash(market, b)
+    wait_until(lambda: reader.order_state(b.message.lab, bh).filled == 2, 20, "the lease")
+    assert reader.order_state(us.message.provider, _hash(market, us)).filled == 0
+    assert reader.order_state(eu.message.provider, _hash(market, eu)).filled == 2
+    # A bid asking what no offer has rests, and explain names the lane and its values.
+    japan = Requirements(constraints=(Constraint("region", "eq", "japan"),))
+    waiting = bid(market, lab=OTHER_LAB, gpus=1, requirements=japan)
+    assert statuses(relay.submit(waiting)) == [OrderStatus.ACCEPTED]
+    why = relay.do(lambda c: c.explain(waiting.message))
+    assert not why.matchable
+    [reason] = [r for r in why.reasons if str(r.code) == "feature_not_accepted"]
+    assert (reason.values["attribute"], reason.values["accepted_values"]) == ("region", "japan")
+    assert reason.values["offers"] == 2
+    assert why == _in_process(relay, waiting.message)
 
 
-def _in_process(relay: RelayHandle, order: Offer | Bid, reqs: Requirements) -> Any:
+async def _explain(c: RelayClient, order: Offer | Bid) -> Explanation:
+    return await c.explain(order)
+
+
+def _in_process(relay: RelayHandle, order: Offer | Bid) -> Any:
     def run(r: Relay) -> Any:
         h = order_hash(r.book.domain, order)
-        return explain(r.book.book, order, r.book.chain_time, requirements=reqs, order_hash=h)
+        return explain(r.book.book, order, r.book.chain_time, order_hash=h)
 
     return relay.state(run)
 
@@ -207,24 +259,23 @@ def test_explain_over_http_gives_the_same_reasons_as_in_process(
     relay = relays.start()
     relay.submit(offer(market, price_per_gpu_second=10, gpus=3, max_duration=7200))
     relay.submit(offer(market, price_per_gpu_second=12, gpus=8, memory_gib=40))
-    reqs = Requirements(min_memory_gib=80, constraints=(Constraint("region", "has"),))
-    dry_run = bid(market, gpus=6, max_price_per_gpu_second=5).message
+    reqs = Requirements(min_memory_gib=80, constraints=(Constraint("capabilities", "has", "ecc"),))
+    dry_run = bid(market, gpus=6, max_price_per_gpu_second=5, requirements=reqs).message
     resting = bid(market, lab=OTHER_LAB, max_price_per_gpu_second=2, duration=10_000)
     relay.submit(resting)
     lonely = offer(market, price_per_gpu_second=50).message
 
-    cases: list[tuple[Offer | Bid, Requirements]] = [
-        (dry_run, reqs),
-        (resting.message, Requirements()),
-        (lonely, Requirements()),
-    ]
-    for order, requirements in cases:
-        over_http = relay.do(partial(_explain, order=order, requirements=requirements))
-        assert over_http == _in_process(relay, order, requirements)
+    for order in (dry_run, resting.message, lonely):
+        over_http = relay.do(partial(_explain, order=order))
+        assert over_http == _in_process(relay, order)
         assert not over_http.matchable
         assert over_http.reasons
-    first = relay.do(lambda c: c.explain(dry_run, requirements=reqs))
-    assert {str(r.code) for r in first.reasons} >= {"price_not_crossed", "memory_too_small"}
+    first = relay.do(lambda c: c.explain(dry_run))
+    assert {str(r.code) for r in first.reasons} >= {
+        "price_not_crossed",
+        "memory_too_small",
+        "features_missing",
+    }
 
 
 def test_stream_answers_a_book_query_with_the_same_snapshot_as_http(
