@@ -234,9 +234,12 @@ class LocalMarket:
         relays: Sequence[str],
         rpc_url: str | None,
         body: str,
+        *,
+        key: str = "",
     ) -> Path:
-        """``name``.toml: what every daemon's config starts with (its state file, its key, the
-        chain, the relays), then ``body``; the account funded, its state folder made."""
+        """``name``.toml: what every daemon's config starts with (its state file, its key and
+        ``key``'s further lines, the chain, the relays), then ``body``; the account funded, its
+        state folder made."""
         self.fund(acct)
         (self.folder / name).mkdir(exist_ok=True)
         urls = ", ".join(_toml_string(u) for u in relays)
@@ -245,7 +248,7 @@ class LocalMarket:
         config.write_text(
             f'state = "{name}/state.sqlite"\n'
             f'[key]\nkeystore = "{self._keystore(name, acct).name}"\n'
-            f'password_env = "{PASSWORD_ENV}"\n'
+            f'password_env = "{PASSWORD_ENV}"\n{key}'
             f'[chain]\ndeployment = "{self.deployment_file.name}"\n{rpc}'
             f"[relays]\nurls = [{urls}]\n{body}",
             encoding="utf-8",
@@ -291,12 +294,19 @@ class LocalMarket:
         *,
         exit_when_done: bool = True,
         rpc_url: str | None = None,
+        voucher_key: LocalAccount | None = None,
     ) -> Daemon:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
-        :func:`command_job`)."""
+        :func:`command_job`); ``voucher_key`` signs its vouchers (its bids name it) instead of
+        the lab's own key."""
         name = f"lab{i}"
         body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + "".join(jobs)
-        config = self._config(name, self.lab_account(i), relays, rpc_url, body)
+        key = (
+            ""
+            if voucher_key is None
+            else f'voucher_keystore = "{self._keystore(f"{name}-voucher", voucher_key).name}"\n'
+        )
+        config = self._config(name, self.lab_account(i), relays, rpc_url, body, key=key)
         argv = ["lab", "--config", config.name] + (["--exit-when-done"] if exit_when_done else [])
         return self.start(name, argv, self._env())
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from market.chain.devnet import Devnet
 from market.protocol import codec
@@ -64,8 +66,9 @@ class Settled:
     provider_earned: int
 
 
-def _round(net: Net, i: int, billing: str) -> Settled:
-    """Lab ``i`` leases ``GPUS`` GPUs for the job, billed ``billing``; waits until it exits."""
+def _round(net: Net, i: int, billing: str, *, voucher_key: LocalAccount | None = None) -> Settled:
+    """Lab ``i`` leases ``GPUS`` GPUs for the job, billed ``billing`` (its vouchers signed by
+    ``voucher_key`` when given); waits until it exits."""
     market = net.market
     acct = market.lab_account(i)
     market.fund(acct)
@@ -74,7 +77,7 @@ def _round(net: Net, i: int, billing: str) -> Settled:
     wait_until(lambda: reader.client.withdrawable(provider) == 0, 30, "the provider to withdraw")
     lab_before, provider_before = market.balance(acct.address), market.balance(provider)
     job = command_job(MODEL, JOB, gpus=GPUS, duration=LEASE_S, max_price=PRICE, billing=billing)
-    lab = market.start_lab(i, [net.relay.url], [job])
+    lab = market.start_lab(i, [net.relay.url], [job], voucher_key=voucher_key)
     assert lab.wait(120) == 0, lab.log.read_text(encoding="utf-8")[-3000:]
     log = lab.log.read_text(encoding="utf-8")
     assert " job_verified " in log
@@ -104,6 +107,16 @@ def _round(net: Net, i: int, billing: str) -> Settled:
         lab_spent=lab_before - market.balance(acct.address),
         provider_earned=market.balance(provider) - provider_before,
     )
+
+
+def test_a_lab_paying_with_a_separate_voucher_key_is_paid_for_as_with_its_own(net: Net) -> None:
+    """The lab's bids name a voucher key of its own (as a contract lab's must): the provider
+    accepts the vouchers it signs and claims them on-chain, where only that key's count."""
+    voucher_key = Account.from_key(b"\x5a" * 32)
+    s = _round(net, 2, "rental", voucher_key=voucher_key)
+    assert s.lease.voucher_key == voucher_key.address != s.lease.lab
+    assert s.paid == PRICE * GPUS * (s.end - s.lease.start)
+    assert s.lab_spent == s.paid == s.provider_earned
 
 
 def _receipts(net: Net, lease: Lease) -> list[Signed[Receipt]]:
