@@ -9,7 +9,8 @@
 * :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
 * :mod:`~nodes.provider.pricing`: pricing policies, built-in and plugged in;
 * :mod:`~nodes.provider.runtime`: jobs as subprocesses with time, memory and GPU limits;
-* :mod:`~nodes.provider.metering`: busy time into GPU-seconds into signed, stored receipts;
+* :mod:`~nodes.provider.metering`: reserved (rental) or busy (metered) time into GPU-seconds
+  into signed, stored receipts;
 * :mod:`~nodes.provider.decisions`: why it did not offer or match, as log events.
 
 Durable state and chain actions are :mod:`nodes.state`'s.
