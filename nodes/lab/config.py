@@ -37,6 +37,11 @@ A complete file (relative paths are relative to the file's folder)::
     billing = "rental"                     # "rental" (default): pay for the GPU time reserved
                                            # until the end or the lab's termination; "metered":
                                            # pay for busy GPU time only
+    min_memory_gib = 80                    # what an offer must have: signed in the bid,
+    min_bandwidth_gbps = 400               # checked by the contract against every offer
+    accept = { region = ["eu-west", "uk"], interconnect = "nvlink" }  # one of these each
+    require = { capabilities = ["ecc"] }   # every one of these
+    all_or_none = true                     # all GPUs at once (one transaction), or none
     kind = "matmul"                        # n, seed, rounds
     n = 128
     seed = 7
@@ -50,6 +55,10 @@ A complete file (relative paths are relative to the file's folder)::
     kind = "command"
     argv = ["python", "-c", "print('hello')"]
 
+A job's requirements (all optional) become signed fields of its bid (``Lab.bid(...,
+requirements=...)``); attribute names and values are those of :data:`market.matching.VOCABULARY`
+(an unknown one is refused), as the providers' offers sign them.
+
 Every lease ends when its job is done: the lab terminates it once the output is verified (or the
 job failed or was stopped), so a rental stops costing at once.
 
@@ -61,11 +70,12 @@ unknown keys are errors too. The key and chain tables are the provider's (:mod:`
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from market.errors import ConfigError
-from market.protocol.types import Billing
+from market.matching import NO_REQUIREMENTS, Constraint, Requirements
+from market.protocol.types import UINT32_MAX, Billing
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandParams, MatmulParams
 from nodes.provider.config import (
@@ -76,7 +86,7 @@ from nodes.provider.config import (
     decrypt_key,
     load_deployment,
 )
-from nodes.provider.config_fields import Table
+from nodes.provider.config_fields import REQUIRED, Table
 
 JobParams = MatmulParams | CommandParams
 
@@ -92,6 +102,13 @@ class JobConfig:
     params: JobParams
     billing: Billing = Billing.RENTAL
     """The billing its bid asks for (a signed term the offer must accept)."""
+    requirements: Requirements = NO_REQUIREMENTS
+    """What an offer must have (memory, bandwidth, attributes) and all-or-none."""
+
+    @property
+    def bid_requirements(self) -> Requirements:
+        """The requirements its bid signs: :attr:`requirements` with :attr:`billing`."""
+        return replace(self.requirements, billing=self.billing)
 
     @property
     def max_escrow(self) -> int:
@@ -124,7 +141,10 @@ class LabConfig:
 
 
 _SECTIONS = ("state", "key", "chain", "relays", "lab", "jobs")
-_JOB_COMMON = ("model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind")
+_JOB_COMMON = (
+    "model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind",
+    "min_memory_gib", "min_bandwidth_gbps", "accept", "require", "all_or_none",
+)  # fmt: skip
 
 
 def load_config(path: Path) -> LabConfig:
@@ -207,11 +227,27 @@ def _job(t: Table) -> JobConfig:
         duration=t.integer("duration", minimum=1),
         params=params,
         billing=Billing[t.choice("billing", billing_names(), "rental").upper()],
+        requirements=_requirements(t),
     )
 
 
-def _bounded(t: Table, field: str, low: int, high: int) -> int:
-    value = t.integer(field, minimum=low)
+def _requirements(t: Table) -> Requirements:
+    """A job's requirements of the offers that fill it, as its bid will sign them: ``accept``
+    gives each attribute's acceptable values, ``require`` values an offer must all have."""
+    memory, bandwidth = (
+        _bounded(t, f, 0, UINT32_MAX, 0) for f in ("min_memory_gib", "min_bandwidth_gbps")
+    )
+    constraints = [Constraint(a, "in", v) for a, v in t.attributes("accept").items()]
+    constraints += [
+        Constraint(a, "has", v) for a, vs in t.attributes("require").items() for v in vs
+    ]
+    if bandwidth:
+        constraints.append(Constraint("bandwidth_gbps", "ge", bandwidth))
+    return Requirements(memory, tuple(constraints), t.flag("all_or_none", False))
+
+
+def _bounded(t: Table, field: str, low: int, high: int, default: int | None = None) -> int:
+    value = t.integer(field, REQUIRED if default is None else default, minimum=low)
     if value > high:
         raise t.error(field, f"must be at most {high}, got {value}")
     return value

@@ -30,7 +30,6 @@ from market.errors import (
     TransactionReverted,
     TransactionTimeout,
 )
-from market.matching import Requirements
 from market.protocol import codec
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
@@ -126,7 +125,7 @@ class Ledger:
                 max_price_per_gpu_second=job.max_price_per_gpu_second,
                 duration=job.duration,
                 job_spec_hash=spec.hash,
-                requirements=Requirements(billing=job.billing),
+                requirements=job.bid_requirements,
                 voucher_signer=self._voucher_signer,
                 ttl_s=ttl_s,
             )

@@ -13,8 +13,9 @@ The event loop itself only moves frames: the HTTP server, and offers to the rela
 
 Offers: for each GPU group, a new offer is signed once the previous one for that model expired
 (chain time), for the GPUs not held by leases whose work is running, at the pricing policy's
-price, valid ``offer_ttl_s``, accepting the billing modes the config names (``[agent] billing``,
-a rental by default); so GPUs are never offered twice at once. Each is stored before it
+price, valid ``offer_ttl_s``, signing the group's memory, bandwidth and attributes
+(``[inventory]``) and accepting the billing modes the config names (``[agent] billing``, a
+rental by default); so GPUs are never offered twice at once. Each is stored before it
 is sent (the agent must know an offer's model when its lease opens) and submitted to every relay.
 """
 
@@ -215,6 +216,8 @@ class ProviderAgent:
                 expiry=now + agent.offer_ttl_s,
                 nonce=now * 10**9 + len(signed),
                 billing_modes=billing_modes(*agent.billing),
+                bandwidth_gbps=plan.bandwidth_gbps,
+                features=plan.features,
             )
             one = self.key.sign(self._work.domain, offer)
             store.add_offer(order_hash(self._work.domain, offer), plan.model, plan.gpus,

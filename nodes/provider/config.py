@@ -22,11 +22,15 @@ A complete file (relative paths are relative to the file's folder)::
 
     [inventory]
     detect = true                          # NVML when present, else the GPUs declared here
+    bandwidth_gbps = 100                   # signed in every offer: interconnect per GPU
+    attributes = { region = "eu-west", capabilities = ["ecc"] }   # names: VOCABULARY below
     [[inventory.gpus]]
     model = "H100-80GB"
     count = 2
     memory_gib = 80
     devices = [0, 1]                       # CUDA device indices, one per GPU
+    bandwidth_gbps = 400                   # this group's, over the inventory's
+    attributes = { interconnect = "nvlink", form_factor = "sxm" }  # added to the inventory's
 
     [pricing]
     policy = "utilisation"                 # "fixed", "utilisation" or "package.module:Class"
@@ -53,6 +57,12 @@ A complete file (relative paths are relative to the file's folder)::
     billing = ["rental"]                   # modes offered: "rental" (reserved time, default)
                                            # and/or "metered" (busy GPU time)
 
+Attributes are signed in the offers' ``features`` and checked by the contract against the bids'
+requirements, so only names of :data:`market.matching.VOCABULARY` are accepted (interconnect,
+network, region, tier, form_factor, capabilities, each with its listed values); a GPU group's
+attributes replace the inventory's of the same name. Detected (NVML) groups take the inventory's
+terms and those of a declared group of the same model.
+
 Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
 silently ignored.
@@ -65,7 +75,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -73,7 +83,7 @@ from eth_account import Account
 
 from market.chain.deploy import Deployment, default_deployment_path
 from market.errors import ConfigError, KeystoreError
-from market.protocol.types import Billing
+from market.protocol.types import UINT32_MAX, Billing
 from nodes.provider.config_fields import Table
 
 
@@ -91,18 +101,31 @@ class ChainConfig:
     """Blocks an event's block must be under before the daemon acts on it (see [chain])."""
 
 
+Attributes = Mapping[str, tuple[str, ...]]
+"""Signed attributes by name, each with its values (``market.matching.encode_attributes``)."""
+_NONE: Attributes = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class GpuDeclaration:
     model: str
     count: int
     memory_gib: int
     devices: tuple[int, ...]
+    bandwidth_gbps: int | None = None
+    """This group's bandwidth per GPU; None: the inventory's."""
+    attributes: Attributes = field(default_factory=lambda: _NONE)
+    """This group's attributes, over the inventory's."""
 
 
 @dataclass(frozen=True, slots=True)
 class InventoryConfig:
     detect: bool
     gpus: tuple[GpuDeclaration, ...]
+    bandwidth_gbps: int = 0
+    """Every group's bandwidth per GPU (Gbps) unless the group names its own."""
+    attributes: Attributes = field(default_factory=lambda: _NONE)
+    """Attributes every group's offers sign."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +229,7 @@ def _relays(t: Table) -> tuple[str, ...]:
 
 
 def _inventory(t: Table) -> InventoryConfig:
-    t.expect(("detect", "gpus"))
+    t.expect(("detect", "gpus", "bandwidth_gbps", "attributes"))
     detect = t.flag("detect", False)
     gpus = tuple(_gpu(g) for g in t.tables("gpus"))
     if not gpus and not detect:
@@ -216,11 +239,12 @@ def _inventory(t: Table) -> InventoryConfig:
         if seen & set(g.devices):
             raise t.error(f"gpus[{i}].devices", f"{sorted(seen & set(g.devices))} also declared")
         seen |= set(g.devices)
-    return InventoryConfig(detect, gpus)
+    bandwidth = _bandwidth(t, 0)
+    return InventoryConfig(detect, gpus, bandwidth, MappingProxyType(t.attributes("attributes")))
 
 
 def _gpu(t: Table) -> GpuDeclaration:
-    t.expect(("model", "count", "memory_gib", "devices"))
+    t.expect(("model", "count", "memory_gib", "devices", "bandwidth_gbps", "attributes"))
     model = t.gpu_model("model")
     count = t.integer("count", minimum=1)
     memory = t.integer("memory_gib", minimum=1)
@@ -229,7 +253,17 @@ def _gpu(t: Table) -> GpuDeclaration:
         raise t.error("devices", f"{len(devices)} device indices for count = {count}")
     if len(set(devices)) != len(devices):
         raise t.error("devices", "a device index repeats")
-    return GpuDeclaration(model, count, memory, devices)
+    bandwidth = _bandwidth(t, 0) if "bandwidth_gbps" in t.raw else None
+    attributes = MappingProxyType(t.attributes("attributes"))
+    return GpuDeclaration(model, count, memory, devices, bandwidth, attributes)
+
+
+def _bandwidth(t: Table, default: int) -> int:
+    """``bandwidth_gbps``: a uint32, as offers sign it."""
+    value = t.integer("bandwidth_gbps", default, minimum=0)
+    if value > UINT32_MAX:
+        raise t.error("bandwidth_gbps", f"must be at most {UINT32_MAX}, got {value}")
+    return value
 
 
 def _pricing(t: Table) -> PricingConfig:

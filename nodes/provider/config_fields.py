@@ -8,6 +8,7 @@ from typing import Any, Final, overload
 from urllib.parse import urlsplit
 
 from market.errors import ConfigError
+from market.matching.constraints import VOCABULARY
 
 
 class _Required:
@@ -167,6 +168,32 @@ class Table:
         if not value.isascii() or not value.isprintable() or len(value) > 32:
             raise self.error(field, f"must be at most 32 printable ASCII characters: {value!r}")
         return value
+
+    def attributes(self, field: str) -> dict[str, tuple[str, ...]]:
+        """Signed attributes by name (``{ region = "eu-west", capabilities = ["ecc", "mig"] }``):
+        each attribute and value one of ``market.matching.VOCABULARY``'s (a free-form one could
+        not be signed, so the contract could not enforce it), a list for several values."""
+        value = self._get(field, {})
+        if not isinstance(value, dict):
+            raise self.error(field, "must be a table of attribute = value or [values]")
+        out: dict[str, tuple[str, ...]] = {}
+        for name, given in value.items():
+            where = f"{field}.{name}"
+            if name not in VOCABULARY:
+                raise self.error(
+                    where, f"is not an attribute orders can sign; known: {sorted(VOCABULARY)}"
+                )
+            allowed = VOCABULARY[name][1]
+            values = given if isinstance(given, list) else [given]
+            if not values:
+                raise self.error(where, f"name at least one of {list(allowed)}")
+            for v in values:
+                if v not in allowed:
+                    raise self.error(where, f"{v!r} is not one of {list(allowed)}")
+            if len(set(values)) != len(values):
+                raise self.error(where, "a value repeats")
+            out[name] = tuple(values)
+        return out
 
     def mapping(self, field: str) -> dict[str, object]:
         value = self._get(field, {})

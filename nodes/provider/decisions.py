@@ -28,12 +28,15 @@ POLICY_DECLINED: Final = "policy_declined"
 
 @dataclass(frozen=True, slots=True)
 class OfferPlan:
-    """An offer worth signing now: ``gpus`` free GPUs of ``model`` at ``price`` per GPU-second."""
+    """An offer worth signing now: ``gpus`` free GPUs of ``model`` at ``price`` per GPU-second,
+    with the group's hardware terms (memory, bandwidth, attribute bits) to sign."""
 
     model: str
     gpus: int
     memory_gib: int
     price: int
+    bandwidth_gbps: int = 0
+    features: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,11 @@ def plan_offers(
         elif (price := policy.price(group.model, free, group.count, now)) is None:
             skips.append(Skip(group.model, POLICY_DECLINED, counts))
         else:
-            plans.append(OfferPlan(group.model, free, group.memory_gib, price))
+            plans.append(
+                OfferPlan(
+                    group.model, free, group.memory_gib, price, group.bandwidth_gbps, group.features
+                )
+            )
     if log is not None:
         for skip in skips:
             log_skip(log, skip)

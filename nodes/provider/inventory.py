@@ -17,11 +17,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Literal
 
 from market.errors import InventoryError
+from market.matching.constraints import encode_attributes
 from nodes.logs import get_logger
 from nodes.provider.config import InventoryConfig
 
@@ -54,12 +55,15 @@ _log = get_logger("gpumarket.provider.inventory")
 
 @dataclass(frozen=True, slots=True)
 class GpuGroup:
-    """``count`` GPUs of one model, each with ``memory_gib``, at these device indices."""
+    """``count`` GPUs of one model, each with ``memory_gib``, at these device indices; their
+    offers also sign ``bandwidth_gbps`` and ``features`` (the configured attributes' bits)."""
 
     model: str
     count: int
     memory_gib: int
     devices: tuple[int, ...]
+    bandwidth_gbps: int = 0
+    features: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,10 @@ def normalise_model(name: str, memory_bytes: int) -> tuple[str, int]:
 
 
 def declared(config: InventoryConfig) -> Inventory:
-    groups = tuple(GpuGroup(g.model, g.count, g.memory_gib, g.devices) for g in config.gpus)
+    groups = tuple(
+        _with_terms(GpuGroup(g.model, g.count, g.memory_gib, g.devices), config)
+        for g in config.gpus
+    )
     if not groups:
         raise InventoryError("no GPUs detected and none declared: add [[inventory.gpus]]")
     return Inventory(groups, "declared")
@@ -118,7 +125,19 @@ def detect(config: InventoryConfig, *, nvml: ModuleType | None = None) -> Invent
     if not devices:
         _log.info("inventory_declared", reason="no_devices")
         return declared(config)
-    return Inventory(_group(devices), "nvml")
+    return Inventory(tuple(_with_terms(g, config) for g in _group(devices)), "nvml")
+
+
+def _with_terms(group: GpuGroup, config: InventoryConfig) -> GpuGroup:
+    """``group`` with the signed terms the config gives its model: the inventory's, under those
+    of a declared group of the same model."""
+    mine = next((g for g in config.gpus if g.model == group.model), None)
+    bandwidth = config.bandwidth_gbps
+    attributes = dict(config.attributes)
+    if mine is not None:
+        bandwidth = bandwidth if mine.bandwidth_gbps is None else mine.bandwidth_gbps
+        attributes |= mine.attributes
+    return replace(group, bandwidth_gbps=bandwidth, features=encode_attributes(attributes))
 
 
 def _is_nvml_error(nvml: ModuleType, exc: Exception) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from market.errors import ConfigError
+from market.matching import Constraint, Requirements, encode_attributes
 from market.protocol.types import Billing
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import CommandParams, MatmulParams
@@ -44,6 +45,11 @@ gpus = 2
 max_price_per_gpu_second = 3
 duration = 600
 billing = "metered"
+min_memory_gib = 80
+min_bandwidth_gbps = 400
+accept = { region = ["eu-west", "uk"], interconnect = "nvlink" }
+require = { capabilities = ["ecc", "mig"] }
+all_or_none = true
 kind = "matmul"
 n = 128
 seed = 7
@@ -89,10 +95,32 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.lab == LabSettings(0.25, "0.0.0.0", 9100, 5_000_000, 600, 8)
     assert config.voucher_key == KeyConfig(tmp_path / "voucher-key.json", "LAB_PASSWORD")
+    wants = Requirements(
+        80,
+        (
+            Constraint("region", "in", ("eu-west", "uk")),
+            Constraint("interconnect", "in", ("nvlink",)),
+            Constraint("capabilities", "has", "ecc"),
+            Constraint("capabilities", "has", "mig"),
+            Constraint("bandwidth_gbps", "ge", 400),
+        ),
+        all_or_none=True,
+    )
     assert config.jobs == (
-        JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16), Billing.METERED),
+        JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16), Billing.METERED, wants),
         JobConfig("L4-24GB", 1, 1, 60, CommandParams(("python", "-c", "print('hello')"))),
     )
+    assert config.jobs[0].bid_requirements.bid_fields() == {
+        "min_memory_gib": 80,
+        "min_bandwidth_gbps": 400,
+        "required_features": encode_attributes({"capabilities": ("ecc", "mig")}),
+        "accepted_features": encode_attributes(
+            {"region": ("eu-west", "uk"), "interconnect": "nvlink"}
+        ),
+        "all_or_none": True,
+        "billing": Billing.METERED,  # the job's billing, signed with its requirements
+    }
+    assert config.jobs[1].bid_requirements == Requirements()  # any offer of the model
     assert config.jobs[1].billing is Billing.RENTAL  # the default
     assert config.jobs[0].max_escrow == 3 * 2 * 600
 
@@ -137,6 +165,26 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
             "path",
         ),
         (MINIMAL + "[chain]\n", "chain", "deployment, rpc_url or both"),
+        (
+            MINIMAL.replace("duration = 60", 'duration = 60\naccept = { colour = "red" }'),
+            "jobs[0].accept.colour",
+            r"not an attribute orders can sign; known: \['capabilities'",
+        ),
+        (
+            MINIMAL.replace("duration = 60", 'duration = 60\nrequire = { capabilities = "gpu" }'),
+            "jobs[0].require.capabilities",
+            r"'gpu' is not one of \['ecc', 'mig'",
+        ),
+        (
+            MINIMAL.replace("duration = 60", "duration = 60\nmin_memory_gib = 4294967296"),
+            "jobs[0].min_memory_gib",
+            "at most 4294967295",
+        ),
+        (
+            MINIMAL.replace("duration = 60", "duration = 60\nall_or_none = 1"),
+            "jobs[0].all_or_none",
+            "true or false",
+        ),
     ],
 )
 def test_mistakes_are_config_errors_naming_the_field(

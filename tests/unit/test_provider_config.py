@@ -174,6 +174,48 @@ def test_config_is_frozen(tmp_path: Path) -> None:
             "repeats",
         ),
         ('[key]\nkeystore = "/keys/k.json"', "key = 3", "key", "must be a table"),
+        (
+            "memory_gib = 24",
+            'memory_gib = 24\nattributes = { colour = "red" }',
+            "inventory.gpus[0].attributes.colour",
+            "is not an attribute orders can sign; known: ['capabilities', 'form_factor',",
+        ),
+        (
+            "memory_gib = 24",
+            'memory_gib = 24\nattributes = { region = "mars" }',
+            "inventory.gpus[0].attributes.region",
+            "'mars' is not one of ['us-east', 'us-west',",
+        ),
+        (
+            "memory_gib = 24",
+            'memory_gib = 24\nattributes = { capabilities = ["ecc", "ecc"] }',
+            "inventory.gpus[0].attributes.capabilities",
+            "repeats",
+        ),
+        (
+            "memory_gib = 24",
+            "memory_gib = 24\nattributes = { region = [] }",
+            "inventory.gpus[0].attributes.region",
+            "name at least one of",
+        ),
+        (
+            "memory_gib = 24",
+            "memory_gib = 24\nattributes = 3",
+            "inventory.gpus[0].attributes",
+            "table",
+        ),
+        (
+            "memory_gib = 24",
+            "memory_gib = 24\nbandwidth_gbps = 4294967296",
+            "inventory.gpus[0].bandwidth_gbps",
+            "at most 4294967295",
+        ),
+        (
+            "[pricing]",
+            "[inventory]\ndetect = true\nbandwidth_gbps = -1\n[pricing]",
+            "inventory.bandwidth_gbps",
+            "at least 0",
+        ),
     ],
 )
 def test_bad_field_is_a_config_error_naming_it(
@@ -185,6 +227,25 @@ def test_bad_field_is_a_config_error_naming_it(
     assert info.value.field == field
     assert reason in info.value.reason
     assert str(info.value).startswith(f"{tmp_path / 'provider.toml'}: {field}: ")
+
+
+def test_signed_terms_of_the_inventory_and_its_groups_are_read(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "memory_gib = 24",
+        'memory_gib = 24\nbandwidth_gbps = 400\nattributes = { interconnect = "nvlink",'
+        ' capabilities = ["ecc", "mig"] }',
+    ).replace(
+        "[pricing]",
+        '[inventory]\nbandwidth_gbps = 100\nattributes = { region = "eu-west" }\n[pricing]',
+    )
+    inventory = load_config(_write(tmp_path, text)).inventory
+    assert (inventory.bandwidth_gbps, dict(inventory.attributes)) == (100, {"region": ("eu-west",)})
+    [gpu] = inventory.gpus
+    assert (gpu.bandwidth_gbps, dict(gpu.attributes)) == (
+        400,
+        {"interconnect": ("nvlink",), "capabilities": ("ecc", "mig")},
+    )
+    assert load_config(_write(tmp_path, MINIMAL)).inventory.gpus[0].bandwidth_gbps is None
 
 
 def test_no_gpus_declared_without_detection_is_refused(tmp_path: Path) -> None:

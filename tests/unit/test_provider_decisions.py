@@ -111,6 +111,14 @@ def test_groups_left_out_are_logged_with_the_reason_and_the_rest_planned(
     ]
 
 
+def test_plans_carry_the_groups_signed_terms() -> None:
+    nvlink = GpuGroup("H100-80GB", 2, 80, (0, 1), bandwidth_gbps=400, features=0b10)
+    plans, _ = plan_offers(
+        Inventory((nvlink,), "declared"), {}, FixedPrice(3), NOW, free_stake=500, min_stake=100
+    )
+    assert plans == [OfferPlan("H100-80GB", 2, 80, 3, bandwidth_gbps=400, features=0b10)]
+
+
 def test_fully_leased_group_is_skipped_as_not_enough_gpus(
     events: list[tuple[str, dict[str, object]]],
 ) -> None:

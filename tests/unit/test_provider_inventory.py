@@ -10,6 +10,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from market.errors import InventoryError
+from market.matching import encode_attributes
 from nodes.provider import GpuDeclaration, GpuGroup, InventoryConfig, detect, normalise_model
 
 pytestmark = pytest.mark.unit
@@ -84,6 +85,30 @@ def test_declared_inventory_is_used_without_detection() -> None:
         (GpuGroup("H100-80GB", 2, 80, (0, 1)),),
     )
     assert nvml.calls == []  # type: ignore[attr-defined]
+
+
+def test_groups_carry_the_signed_terms_of_the_inventory_and_of_their_declaration() -> None:
+    config = InventoryConfig(
+        True,
+        (
+            GpuDeclaration(
+                "H100-80GB", 2, 80, (0, 1), 400, {"interconnect": ("nvlink",), "region": ("uk",)}
+            ),
+        ),
+        bandwidth_gbps=100,
+        attributes={"region": ("eu-west",), "capabilities": ("ecc",)},
+    )
+    nvml = fake_nvml([("NVIDIA H100 80GB HBM3", 81559 * MIB), ("NVIDIA L4", 23034 * MIB)])
+    h100, l4 = detect(config, nvml=nvml).groups
+    assert (h100.model, h100.bandwidth_gbps) == ("H100-80GB", 400)
+    assert h100.features == encode_attributes(
+        {"interconnect": "nvlink", "region": "uk", "capabilities": ("ecc",)}  # the group's region
+    )
+    assert (l4.model, l4.bandwidth_gbps) == ("L4-24GB", 100)  # detected, not declared
+    assert l4.features == encode_attributes({"region": "eu-west", "capabilities": ("ecc",)})
+    [declared] = detect(InventoryConfig(False, config.gpus)).groups  # no inventory-wide terms
+    nvlink_uk = encode_attributes({"interconnect": "nvlink", "region": "uk"})
+    assert (declared.bandwidth_gbps, declared.features) == (400, nvlink_uk)
 
 
 def test_nvml_that_fails_falls_back_to_the_declared_gpus_and_says_why(
