@@ -2,8 +2,9 @@
 client, as real processes, with anvil mining a block a second. The lab's command job ends in
 about a second; the lab verifies its output and terminates the lease. A rental lease then pays
 exactly price x GPUs x (termination - start), the reserved time, and the provider signs nothing
-past the termination; a metered one pays the busy GPU-seconds only. Either way the lab gets the
-rest of its escrow back and the ledger is exact."""
+past the termination; a metered one pays the busy GPU-seconds only; a lab whose bids name a
+separate voucher key is paid for alike. Each time the lab gets the rest of its escrow back and the
+ledger is exact."""
 
 from __future__ import annotations
 
@@ -109,16 +110,6 @@ def _round(net: Net, i: int, billing: str, *, voucher_key: LocalAccount | None =
     )
 
 
-def test_a_lab_paying_with_a_separate_voucher_key_is_paid_for_as_with_its_own(net: Net) -> None:
-    """The lab's bids name a voucher key of its own (as a contract lab's must): the provider
-    accepts the vouchers it signs and claims them on-chain, where only that key's count."""
-    voucher_key = Account.from_key(b"\x5a" * 32)
-    s = _round(net, 2, "rental", voucher_key=voucher_key)
-    assert s.lease.voucher_key == voucher_key.address != s.lease.lab
-    assert s.paid == PRICE * GPUS * (s.end - s.lease.start)
-    assert s.lab_spent == s.paid == s.provider_earned
-
-
 def _receipts(net: Net, lease: Lease) -> list[Signed[Receipt]]:
     path = net.market.folder / net.provider.name / "state.sqlite"
     with sqlite3.connect(path) as db:
@@ -168,6 +159,16 @@ def test_metered_pays_the_busy_gpu_seconds_only(net: Net) -> None:
     assert s.refund == lease.escrow - s.paid
     assert s.lab_spent == s.paid == s.provider_earned
     assert s.receipts[-1].message.period_end == s.end  # metered to the termination, no further
+
+
+def test_a_lab_paying_with_a_separate_voucher_key_is_paid_for_as_with_its_own(net: Net) -> None:
+    """The lab's bids name a voucher key of its own (as a contract lab's must): the provider
+    accepts the vouchers it signs and claims them on-chain, where only that key's count."""
+    voucher_key = Account.from_key(b"\x5a" * 32)
+    s = _round(net, 2, "rental", voucher_key=voucher_key)
+    assert s.lease.voucher_key == voucher_key.address != s.lease.lab
+    assert s.paid == PRICE * GPUS * (s.end - s.lease.start)
+    assert s.lab_spent == s.paid == s.provider_earned
 
 
 def _cursor(net: Net) -> int:
