@@ -53,7 +53,6 @@ The tree::
     │           └── JobFailed         exited non-zero or by a signal
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
-    ├── WalletMustSend            a contract wallet must send this transaction itself (market.roles)
     └── ChainError                talking to an EVM node went wrong
         ├── RpcUnavailable        the JSON-RPC endpoint does not answer
         ├── WrongChain            the endpoint serves another chain id than expected
@@ -526,19 +525,6 @@ class DevnetError(MarketError):
 
 class DeploymentError(MarketError):
     """A deployment file is missing or malformed, or names another chain."""
-
-
-class WalletMustSend(MarketError):
-    """A party acting for contract wallet ``wallet`` through its owner's key was asked for
-    ``action``, a transaction the contract decides by its sender: the wallet must send it."""
-
-    def __init__(self, wallet: str, action: str) -> None:
-        self.wallet = wallet
-        self.action = action
-        super().__init__(
-            f"{action} must be sent by the wallet {wallet} itself (through its own transaction "
-            "interface); an owner key only signs orders and vouchers for it"
-        )
 
 
 class ChainError(MarketError):

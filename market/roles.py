@@ -29,22 +29,24 @@ Receipts back the payment when a party misbehaves (docs/decisions/0006-slashing.
 Order nonces default to the signing time in nanoseconds, so ``cancel_all()`` (which raises the
 nonce floor to now) cancels every order signed before it.
 
-A party may be a contract wallet (a multisig, a smart wallet) whose ERC-1271 ``isValidSignature``
-accepts its owner key's ECDSA signatures (``contracts/test/helpers/ERC1271Lab.sol`` is such a
-wallet)::
+A party may be a contract wallet (a multisig, a smart account) whose ERC-1271
+``isValidSignature`` accepts its owner key's ECDSA signatures and whose ``execute(address,
+uint256, bytes)`` (ERC-4337's reference ``SimpleAccount``) makes calls for its owner
+(``contracts/test/helpers/ERC1271Lab.sol`` is such a wallet)::
 
     lab = Lab.connect(deployment, owner_key, wallet=wallet_address)
     bid = lab.bid("H100-80GB", gpus=4, max_price_per_gpu_second=4, duration=3600)  # lab=wallet
     lease = lab.open(offer, bid, gpus=4)  # escrow pulled from the wallet; no permit
+    lab.terminate(lease, cumulative_amount=1_000)  # the owner's call to wallet.execute(...)
 
 Orders then name the wallet and are signed by the owner key; the market and relays check them
 through the wallet (ERC-1271). Vouchers and receipts, checked later, are not left to the wallet's
 answer: the orders name the owner key as the lease's voucher (or receipt) key, and it signs them
-(``docs/decisions/0011-signed-terms.md``). Transactions still come from the owner key's account, so
-what the contract decides by its sender the wallet must send itself, through its own interface:
-approving the market to pull escrow (before ``open``), cancelling, terminating, disputing,
-withdrawing, and for a provider registering, posting receipts and closing. Those methods raise
-:class:`~market.errors.WalletMustSend`.
+(``docs/decisions/0011-signed-terms.md``). Every transaction is the owner key's call to the
+wallet's ``execute`` (:mod:`market.chain.wallet`), so the market sees the wallet as the sender of
+what it decides by sender (approving, cancelling, terminating, disputing, withdrawing, and for a
+provider registering, posting receipts and closing). A wallet cannot sign an EIP-2612 permit, so
+it approves the market (``fund``) before ``open``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ from eth_typing import ChecksumAddress
 
 from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
-from market.errors import WalletMustSend
 from market.matching.constraints import (
     EMPTY_ATTRIBUTES,
     NO_REQUIREMENTS,
@@ -80,21 +81,20 @@ from market.protocol.types import (
     Signed,
     Voucher,
     billing_modes,
-    checksum_address,
 )
 
 DEFAULT_ORDER_TTL_S = 3600
 
 
 class _Party:
-    def __init__(self, client: MarketClient, key: SigningKey, *, wallet: str | None = None) -> None:
-        if client.address != key.address:
+    def __init__(self, client: MarketClient, key: SigningKey) -> None:
+        if client.account.address != key.address:
             raise ValueError("the client's account and the signing key differ")
         self.client = client
         self.key = key
-        self.wallet = None if wallet is None else checksum_address(wallet)
-        """The contract wallet this party acts for through ``key``, its owner; None for the key's
-        own account."""
+        self.wallet = client.address if client.address != key.address else None
+        """The contract wallet this party acts for through ``key``, its owner (the client sends
+        through it); None for the key's own account."""
 
     @classmethod
     def connect(
@@ -107,9 +107,9 @@ class _Party:
     ) -> Self:
         """Connect to a deployment and act for the account of ``key`` (a 0x hex private key), or,
         with ``wallet``, for that contract wallet, whose ERC-1271 check accepts ``key``'s
-        signatures (see the module)."""
-        client = MarketClient.connect(deployment, key, rpc_url=rpc_url)
-        return cls(client, SigningKey(key), wallet=wallet)
+        signatures and whose ``execute`` sends for it (see the module)."""
+        client = MarketClient.connect(deployment, key, rpc_url=rpc_url, wallet=wallet)
+        return cls(client, SigningKey(key))
 
     @property
     def address(self) -> ChecksumAddress:
@@ -123,11 +123,6 @@ class _Party:
             return key
         return ZERO_ADDRESS if self.wallet is None else self.key.address
 
-    def _sent_by_self(self, action: str) -> None:
-        """Refuse ``action`` for a wallet: the key's account would send it, not the wallet."""
-        if self.wallet is not None:
-            raise WalletMustSend(self.wallet, action)
-
     def balance(self) -> int:
         """The account's token balance (credit still in the market not included)."""
         return self.client.balance_of(self.address)
@@ -139,7 +134,6 @@ class _Party:
     def withdraw(self) -> int:
         """Take the account's whole credit out of the market in one transfer; returns the amount
         (0, without a transaction, if there is none)."""
-        self._sent_by_self("withdraw")
         return self.client.withdraw()
 
     def _expiry(self, ttl_s: int) -> int:
@@ -147,14 +141,12 @@ class _Party:
 
     def cancel(self, order: Signed[Offer] | Signed[Bid]) -> OrderHash:
         """Cancel one order on-chain by its hash."""
-        self._sent_by_self("cancelOrder")
         h = order_hash(self.client.domain, order.message)
         self.client.cancel_order(h)
         return h
 
     def cancel_all(self) -> None:
         """Cancel every order signed so far (raises the nonce floor to now)."""
-        self._sent_by_self("cancelOrdersUpTo")
         self.client.cancel_orders_up_to(time.time_ns())
 
 
@@ -168,7 +160,6 @@ class Provider(_Party):
         encryption_key: bytes = ZERO_HASH,
         attributes_hash: bytes = ZERO_HASH,
     ) -> ProviderInfo:
-        self._sent_by_self("register")
         return self.client.register(stake, endpoint, encryption_key, attributes_hash)
 
     def offer(
@@ -222,13 +213,11 @@ class Provider(_Party):
     def close(self, lease: Lease) -> int:
         """Give the lease up (a provider may close at any time); returns the refund credited to
         the lab."""
-        self._sent_by_self("closeLease")
         return self.client.close_lease(lease)
 
     def post_receipt(self, lease: Lease, receipt: Signed[Receipt]) -> PendingClaim:
         """Claim payment for the work ``receipt`` reports when the lab signs no voucher; the
         claim is payable after the challenge window unless the lab disputes it."""
-        self._sent_by_self("postReceipt")
         return self.client.post_receipt(lease, receipt)
 
     def finalize_claim(self, lease: Lease) -> int:
@@ -276,7 +265,6 @@ class Lab(_Party):
 
     def fund(self, amount: int) -> None:
         """Allow the market to pull up to ``amount`` into escrow (an ERC-20 approval)."""
-        self._sent_by_self("approve")
         self.client.approve(amount)
 
     def open(
@@ -318,7 +306,6 @@ class Lab(_Party):
     def terminate(self, lease: Lease, cumulative_amount: int) -> None:
         """End the lease now, paying (crediting the provider) up to ``cumulative_amount`` for the
         work done."""
-        self._sent_by_self("terminate")
         self.client.terminate(lease, cumulative_amount)
 
     def close(self, lease: Lease) -> int:
@@ -332,7 +319,6 @@ class Lab(_Party):
 
     def dispute(self, lease: Lease) -> None:
         """Refuse the provider's pending claim within its challenge window (public on-chain)."""
-        self._sent_by_self("disputeClaim")
         self.client.dispute_claim(lease)
 
     def prove_equivocation(self, lease: Lease, a: Signed[Receipt], b: Signed[Receipt]) -> int:

@@ -40,6 +40,7 @@ from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import with_retries
 from market.chain.tx import Transactor, endpoint_of
+from market.chain.wallet import WalletTransactor
 from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
 from market.protocol.eip712 import Domain, digest, receipt_hash
 from market.protocol.signing import recover_address_bytes
@@ -221,6 +222,7 @@ class MarketClient:
         *,
         receipt_timeout_s: float = 60.0,
         rpc_deadline_s: float = 10.0,
+        wallet: str | None = None,
     ) -> None:
         self.w3 = w3
         self.contracts = contracts
@@ -231,17 +233,20 @@ class MarketClient:
         self.rpc_deadline_s = rpc_deadline_s
         self._endpoint = endpoint_of(w3)
         self._account = account
-        self._tx = (
-            Transactor(
-                w3,
-                account,
-                chain_id=contracts.deployment.chain_id,
-                receipt_timeout_s=receipt_timeout_s,
-                rpc_deadline_s=rpc_deadline_s,
+        tx_options: dict[str, Any] = {
+            "chain_id": contracts.deployment.chain_id,
+            "receipt_timeout_s": receipt_timeout_s,
+            "rpc_deadline_s": rpc_deadline_s,
+        }
+        self._tx: Transactor | None = None
+        if account is not None:
+            self._tx = (
+                Transactor(w3, account, **tx_options)
+                if wallet is None
+                else WalletTransactor(w3, account, wallet, **tx_options)
             )
-            if account is not None
-            else None
-        )
+        elif wallet is not None:
+            raise ValueError("a wallet is acted for through its owner's key: give the account")
         self._events = EventReader(w3, [self.market, self.registry])
         self._calldata = {
             c.address: Calldata(c.abi) for c in (self.market, self.registry, self.token)
@@ -256,8 +261,11 @@ class MarketClient:
         *,
         rpc_url: str | None = None,
         timeout_s: float = HTTP_TIMEOUT_S,
+        wallet: str | None = None,
     ) -> MarketClient:
-        """Connect to a deployment over HTTP (checks the chain id), acting for ``key`` if given."""
+        """Connect to a deployment over HTTP (checks the chain id), acting for ``key`` if given,
+        or with ``wallet`` for that contract wallet, ``key`` being its owner: every transaction
+        is then the owner's call to the wallet's ``execute`` (:mod:`market.chain.wallet`)."""
         w3 = Web3(
             HTTPProvider(
                 rpc_url or deployment.rpc_url,
@@ -269,7 +277,7 @@ class MarketClient:
             lambda: Contracts.at(w3, deployment), endpoint=rpc_url or deployment.rpc_url
         )
         account = Account.from_key(key) if key is not None else None
-        return cls(w3, contracts, account)
+        return cls(w3, contracts, account, wallet=wallet)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -281,7 +289,8 @@ class MarketClient:
 
     @property
     def address(self) -> ChecksumAddress:
-        return self.account.address
+        """The account the contracts see this client act as: the wallet, or the key's account."""
+        return self.transactor.address
 
     @property
     def transactor(self) -> Transactor:

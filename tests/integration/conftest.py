@@ -32,8 +32,10 @@ class MarketEnv:
     devnet: Devnet
     contracts: Contracts
 
-    def client(self, account: LocalAccount | None = None) -> MarketClient:
-        return MarketClient(self.devnet.web3(), self.contracts, account)
+    def client(
+        self, account: LocalAccount | None = None, *, wallet: str | None = None
+    ) -> MarketClient:
+        return MarketClient(self.devnet.web3(), self.contracts, account, wallet=wallet)
 
     def provider(self, index: int) -> Provider:
         acct = self.devnet.accounts[index]

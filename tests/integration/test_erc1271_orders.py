@@ -91,7 +91,7 @@ def _bid(lab: Lab) -> Signed[Bid]:
 def _wallet_lab(env: MarketEnv, wallet: str) -> Lab:
     """The Lab facade acting for ``wallet`` through its owner's key."""
     owner = env.devnet.accounts[OWNER]
-    return Lab(env.client(owner), SigningKey(owner.key), wallet=wallet)
+    return Lab(env.client(owner, wallet=wallet), SigningKey(owner.key))
 
 
 def _twin(signature: bytes) -> bytes:

@@ -50,7 +50,7 @@ def wallet_lab(market: MarketEnv) -> Lab:
     """A Lab acting for an ERC1271Lab wallet (funded, market approved) through OWNER's key."""
     owner = market.devnet.accounts[OWNER]
     wallet = deploy_wallet(market, owner.address)
-    return Lab(market.client(owner), SigningKey(owner.key), wallet=wallet.address)
+    return Lab(market.client(owner, wallet=wallet.address), SigningKey(owner.key))
 
 
 def _bid(lab: Lab) -> Signed[Bid]:

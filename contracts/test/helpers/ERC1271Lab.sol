@@ -20,6 +20,22 @@ contract ERC1271Lab is IERC1271 {
         owner = owner_;
     }
 
+    /// @notice Only the owner may make the wallet call out.
+    error ERC1271LabNotOwner(address caller);
+
+    /// @notice Call `dest` with `value` and `func` as this wallet, for its owner only, passing a
+    /// revert on with its data: the interface of ERC-4337's reference SimpleAccount, through which
+    /// an owner key acts for the wallet (market.chain.wallet).
+    function execute(address dest, uint256 value, bytes calldata func) external {
+        if (msg.sender != owner) revert ERC1271LabNotOwner(msg.sender);
+        (bool ok, bytes memory result) = dest.call{value: value}(func);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(result, 0x20), mload(result))
+            }
+        }
+    }
+
     function setGasToBurn(uint256 gasToBurn_) external {
         gasToBurn = gasToBurn_;
     }
