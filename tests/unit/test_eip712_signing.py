@@ -56,10 +56,12 @@ pytestmark = pytest.mark.unit
 # The type strings written next to the type hashes in contracts/src/Market.sol.
 CONTRACT_TYPE_STRINGS = {
     Offer: "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,"
-    "uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,"
-    "uint256 nonce,bytes32 attributesHash)",
-    Bid: "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint256 maxPricePerGpuSecond,"
-    "uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash)",
+    "uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,"
+    "uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)",
+    Bid: "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,"
+    "uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,"
+    "bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,"
+    "bytes32 jobSpecHash,address voucherSigner)",
     Voucher: "Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)",
 }
 DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -199,6 +201,8 @@ def _other_value(value: object, attr: str) -> object:
     """A different value of the same field that the dataclass still accepts (one bit or char)."""
     if isinstance(value, bytes):
         return value[:-1] + bytes([value[-1] ^ 1])
+    if isinstance(value, bool):
+        return not value
     if isinstance(value, int):
         return value ^ 1  # stays within uint32/uint64/uint256: each maximum is odd
     assert isinstance(value, str)
