@@ -7,21 +7,23 @@ of the period :func:`run_auction` clears each GPU model at once. The rule, also 
 1. Demand at price p, D(p), is the GPUs of live bids whose max price is >= p; supply S(p) is the
    GPUs of live offers from eligible providers whose price is <= p. Candidate prices are the
    prices of the orders themselves.
-2. The clearing price p* maximises the volume min(D(p), S(p)). Ties go to the smallest
-   imbalance |D(p) - S(p)|, then to the lowest price (buyers keep the surplus).
-3. Bids priced >= p* take GPUs in price-time priority (dearest first, earliest first at a price)
-   from offers priced <= p* in price-time priority (cheapest first), respecting each pair's fit
-   (every signed term, as ``Market`` checks it: :func:`~market.matching.constraints.unfit`) and
-   all-or-none bids (the bid's signed ``allOrNone``). The side that is long at p* is rationed by
-   that priority.
-4. An all-or-none bid that cannot be filled whole at p* drops out, and p* is found again
-   without it (until every remaining all-or-none bid fills), so it never blocks the others.
+2. At each candidate price, bids priced >= p take GPUs in price-time priority (dearest first,
+   earliest first at a price) from offers priced <= p in price-time priority (cheapest first),
+   respecting each pair's fit (every signed term, as ``Market`` checks it:
+   :func:`~market.matching.constraints.unfit`) and all-or-none bids (the bid's signed
+   ``allOrNone``): an all-or-none bid that cannot be filled whole at p drops out, and the
+   allocation is made again without it, so it never blocks the others. The side that is long
+   is rationed by that priority.
+3. The clearing price p* is the candidate whose allocation trades the most GPUs. Ties go to the
+   larger volume min(D(p), S(p)), then the smallest imbalance |D(p) - S(p)|, then the lowest
+   price (buyers keep the surplus). Since min(D(p), S(p)) bounds what p can trade, prices are
+   tried in that order and the search stops once no later one can do better.
 
-Each fill's offer price is <= p* <= its bid's max price, so each fill is a valid ``openLease`` at
-the offer's own price and no lab pays above the clearing price; ``MarketClient.open_lease_auction``
-opens a clearing's fills in one transaction at p* itself (the contract checks p* against every
-matched ask and bid maximum, and all-or-none bids whole). What the uniform price decides is *who*
-trades: exactly the orders on the right side of p*, which maximises the GPUs traded.
+Each fill's offer price is <= p* <= its bid's max price, and ``MarketClient.open_lease_auction``
+opens a clearing's fills in one transaction at p* itself: the contract checks p* against every
+matched ask and bid maximum, and all-or-none bids whole, so no lab pays above its maximum and no
+provider below its ask. What the uniform price decides is *who* trades: the orders on the right
+side of p* that fit, as many GPUs as any single price can trade.
 """
 
 from __future__ import annotations
@@ -51,12 +53,20 @@ def clearing_price(
     offers: list[tuple[int, int]], bids: list[tuple[int, int]]
 ) -> tuple[int, int, int, int] | None:
     """(p*, volume, demand, supply) for offers and bids given as (price, GPUs), or None when no
-    price trades anything."""
+    price trades anything: rules 1 and 2 on prices and quantities alone."""
+    candidates = candidate_prices(offers, bids)
+    return candidates[0] if candidates else None
+
+
+def candidate_prices(
+    offers: list[tuple[int, int]], bids: list[tuple[int, int]]
+) -> list[tuple[int, int, int, int]]:
+    """Every price that admits some volume, as (p, volume, demand, supply), best first by rule 2:
+    the largest volume, then the smallest imbalance, then the lowest price."""
     offers = sorted(offers)
     bids = sorted(bids)
     demand_total = sum(q for _, q in bids)
-    best: tuple[int, int, int, int] | None = None
-    best_key: tuple[int, int, int] | None = None
+    found: list[tuple[tuple[int, int, int], tuple[int, int, int, int]]] = []
     supply = below = 0  # GPUs offered at <= p; GPUs bid at < p
     i = j = 0
     for p in sorted({price for price, _ in offers} | {price for price, _ in bids}):
@@ -70,10 +80,8 @@ def clearing_price(
         volume = min(demand, supply)
         if volume == 0:
             continue
-        key = (-volume, abs(demand - supply), p)
-        if best_key is None or key < best_key:
-            best_key, best = key, (p, volume, demand, supply)
-    return best
+        found.append(((-volume, abs(demand - supply), p), (p, volume, demand, supply)))
+    return [candidate for _, candidate in sorted(found)]
 
 
 def run_auction(book: OrderBook, now: int, models: list[str] | None = None) -> list[Clearing]:
@@ -85,21 +93,36 @@ def run_auction(book: OrderBook, now: int, models: list[str] | None = None) -> l
 def _clear(book: OrderBook, model: str, now: int) -> Clearing:
     offers = [o for o in book.offers(model, now) if book.eligible(o.signer)]
     bids = list(book.bids(model, now))
-    while True:
-        found = clearing_price(
-            [(o.price, o.remaining) for o in offers], [(b.price, b.remaining) for b in bids]
-        )
-        if found is None:
-            return Clearing(model, None, 0, 0, 0, ())
-        price, volume, demand, supply = found
+    candidates = candidate_prices(
+        [(o.price, o.remaining) for o in offers], [(b.price, b.remaining) for b in bids]
+    )
+    best: tuple[int, tuple[int, int, int, int], list[tuple[Resting, Resting, int]]] | None = None
+    for candidate in candidates:
+        price, volume = candidate[0], candidate[1]
+        if best is not None and volume <= best[0]:
+            break  # volume bounds what any later price can trade: none can beat the best
         sellers = [o for o in offers if o.price <= price]  # cheapest first, earliest first
-        buyers = [b for b in bids if b.price >= price]  # dearest first, earliest first
-        plan, unfilled = _plan(sellers, buyers)
-        if not unfilled:
-            break
-        bids = [b for b in bids if b not in unfilled]  # whole-or-nothing bids drop out
+        plan = _plan_whole(sellers, [b for b in bids if b.price >= price])
+        traded = sum(gpus for _, _, gpus in plan)
+        if traded > 0 and (best is None or traded > best[0]):
+            best = (traded, candidate, plan)
+    if best is None:
+        return Clearing(model, None, 0, 0, 0, ())
+    _, (price, volume, demand, supply), plan = best
     fills = tuple(book.reserve(offer, bid, gpus) for offer, bid, gpus in plan)
     return Clearing(model, price, volume, demand, supply, fills)
+
+
+def _plan_whole(
+    sellers: list[Resting], buyers: list[Resting]
+) -> list[tuple[Resting, Resting, int]]:
+    """The allocation at one price (rule 3), all-or-none bids that cannot fill whole dropped
+    (rule 4) until every remaining one does."""
+    while True:
+        plan, unfilled = _plan(sellers, buyers)
+        if not unfilled:
+            return plan
+        buyers = [b for b in buyers if b not in unfilled]
 
 
 def _plan(
@@ -130,4 +153,4 @@ def _plan(
     return plan, unfilled
 
 
-__all__ = ["Clearing", "clearing_price", "run_auction"]
+__all__ = ["Clearing", "candidate_prices", "clearing_price", "run_auction"]

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.matching import Constraint, OrderBook, Requirements, clearing_price, run_auction, unfit
+from tests.unit.order_factory import MODEL as MODEL_NAME
 from tests.unit.order_factory import NOW, Orders
 
 pytestmark = pytest.mark.unit
@@ -100,3 +101,65 @@ def test_auction_properties(offers: list[tuple[int, int]], bids: list[tuple[int,
         demand = sum(g for price, g in bids if price >= q)
         supply = sum(g for price, g in offers if price <= q)
         assert min(demand, supply) <= clearing.volume
+
+
+def test_the_clearing_price_is_one_at_which_fitting_orders_trade() -> None:
+    """By price and quantity alone p=3 is best (4 GPUs asked, 4 offered at 3), but the only bid
+    needs 80 GiB, which only the offer at 9 has: the auction clears at 9 and trades 4, where a
+    price chosen ignoring fit would trade nothing."""
+    orders = Orders()
+    book = OrderBook()
+    book.add(orders.offer(price=3, gpus=4, memory_gib=40), NOW)
+    big = orders.offer(price=9, gpus=4, memory_gib=80, provider=1)
+    book.add(big, NOW)
+    book.add(orders.bid(price=10, gpus=4, requirements=Requirements(min_memory_gib=80)), NOW)
+    assert clearing_price([(3, 4), (9, 4)], [(10, 4)]) == (3, 4, 4, 4)
+    [clearing] = run_auction(book, NOW)
+    assert (clearing.price, clearing.filled) == (9, 4)
+    assert [f.offer_hash for f in clearing.fills] == [big.hash]
+
+
+@given(
+    asks=st.lists(
+        st.tuples(st.integers(1, 20), st.integers(1, 4), st.booleans()), min_size=1, max_size=5
+    ),
+    wants=st.lists(
+        st.tuples(st.integers(1, 20), st.integers(1, 4), st.booleans()), min_size=1, max_size=5
+    ),
+)
+@settings(max_examples=150, deadline=None)
+def test_no_single_price_trades_more_fitting_gpus_than_the_clearing_price(
+    asks: list[tuple[int, int, bool]], wants: list[tuple[int, int, bool]]
+) -> None:
+    """Exhaustive check of rule 3: the clearing trades at least what any candidate price would,
+    each fill fits, and every fill's ask <= p* <= its bid's maximum."""
+
+    def build() -> OrderBook:
+        orders = Orders()
+        book = OrderBook()
+        for i, (price, gpus, big) in enumerate(asks):
+            book.add(orders.offer(price=price, gpus=gpus, memory_gib=80 if big else 40,
+                                  provider=i % 4), NOW)  # fmt: skip
+        for i, (price, gpus, needs_big) in enumerate(wants):
+            reqs = Requirements(min_memory_gib=80 if needs_big else 0)
+            book.add(orders.bid(price=price, gpus=gpus, lab=i % 4, requirements=reqs), NOW)
+        return book
+
+    [clearing] = run_auction(build(), NOW)
+    prices = {p for p, _, _ in asks} | {p for p, _, _ in wants}
+    for p in prices:
+        assert clearing.filled >= _traded_at(build(), p)
+    for f in clearing.fills:
+        assert clearing.price is not None
+        assert f.offer.message.price_per_gpu_second <= clearing.price
+        assert clearing.price <= f.bid.message.max_price_per_gpu_second
+        assert unfit(f.offer.message, f.bid.message) is None
+
+
+def _traded_at(book: OrderBook, price: int) -> int:
+    """GPUs a greedy allocation would trade at ``price`` (rule 2 at that one price)."""
+    from market.matching.auction import _plan_whole
+
+    sellers = [o for o in book.offers(MODEL_NAME, NOW) if o.price <= price]
+    buyers = [b for b in book.bids(MODEL_NAME, NOW) if b.price >= price]
+    return sum(g for _, _, g in _plan_whole(sellers, buyers))
