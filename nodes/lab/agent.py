@@ -1,7 +1,7 @@
 """The lab client daemon: bids, follows its leases, verifies and pays, proves fraud, settles.
 
     agent = LabAgent(config, deployment, key, out=sys.stdout)
-    await agent.start()                      # prints "lab ready metrics=http://..."
+    await agent.start()                      # prints "lab ready address=0x... metrics=http://..."
     code = await agent.run(exit_when_done=True)
     await agent.stop()
 
@@ -160,7 +160,7 @@ class LabAgent:
         self._ledger = await self._w(
             lambda: Ledger.open(
                 cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations,
-                voucher_key=self.voucher_key,
+                voucher_key=self.voucher_key, wallet=cfg.wallet,
             )
         )  # fmt: skip
         try:
@@ -169,14 +169,18 @@ class LabAgent:
             self._jobs = {j.idx: j for j in jobs}
             self._block = await self._w(self.ledger.poll_events)
             funded = await self._w(self.ledger.fund, cfg.lab.fund)
-            self.log.info("lab_funded", allowance=funded)
+            self.log.info("lab_funded", address=self.ledger.lab.address, allowance=funded)
             self._session = aiohttp.ClientSession()
             await self._serve()
         except BaseException:
             await self._close()
             raise
-        self._line(f"lab ready metrics={self.metrics_url}")
-        self.log.info("lab_ready", metrics=self.metrics_url, jobs=len(jobs))
+        lab = self.ledger.lab
+        self._line(f"lab ready address={lab.address} metrics={self.metrics_url}")
+        self.log.info(
+            "lab_ready", address=lab.address, owner=lab.key.address, wallet=lab.wallet is not None,
+            voucher_key=self.ledger.voucher_key.address, metrics=self.metrics_url, jobs=len(jobs),
+        )  # fmt: skip
 
     async def run(self, *, exit_when_done: bool = False) -> int:
         """Tick until :meth:`request_stop` (or, with ``exit_when_done``, until every job is
@@ -228,6 +232,15 @@ class LabAgent:
             "gpumarket_lab_leases", "The lab's leases, by phase.",
             lambda: [((("phase", p),), n) for p, n in sorted(self._phases.items())],
         )  # fmt: skip
+        lab = self.ledger.lab
+        account = (("address", lab.address), ("owner", lab.key.address),
+                   ("voucher_key", self.ledger.voucher_key.address))  # fmt: skip
+        self.metrics.gauge(
+            "gpumarket_lab_account",
+            "The account the lab is (address: a contract wallet or the key's own), the key that "
+            "signs its orders (owner) and the one that signs its vouchers; always 1.",
+            lambda: [(account, 1)],
+        )
         self.metrics.gauge(
             "gpumarket_lab_chain_block", "The last block whose events the lab applied.",
             lambda: [((), self._block)],

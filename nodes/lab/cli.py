@@ -1,6 +1,7 @@
 """``gpumarket lab --config FILE [--exit-when-done]``: the lab client in the foreground.
 
-Prints ``lab ready metrics=http://...`` once started, then one line per progress event
+Prints ``lab ready address=0x... metrics=http://...`` once started (the lab's account: its
+key's, or the contract wallet of its ``[key] wallet``), then one line per progress event
 (``lease_opened``, ``receipt_verified``, ``voucher_sent``, ``lease_closed``, ``refund_withdrawn``,
 ...). SIGTERM or SIGINT stops it after the tick in progress. With ``--exit-when-done`` it exits 0
 once every job is settled: its bid can no longer fill, its leases are closed, and the lab's credit

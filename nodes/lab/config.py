@@ -13,6 +13,8 @@ A complete file (relative paths are relative to the file's folder)::
     password_env = "GPUMARKET_KEY_PASSWORD"
     voucher_keystore = "voucher-key.json"  # optional: a separate key signs the vouchers (the
                                            # bids name it); same password. Default: the lab's
+    wallet = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # optional: act for this contract
+                                           # wallet, the keystore's key being its owner
 
     [chain]                                # at least one of the two
     deployment = "deployment.json"
@@ -59,6 +61,15 @@ A job's requirements (all optional) become signed fields of its bid (``Lab.bid(.
 requirements=...)``); attribute names and values are those of :data:`market.matching.VOCABULARY`
 (an unknown one is refused), as the providers' offers sign them.
 
+With ``[key] wallet`` the lab is that contract wallet (a multisig, a smart account: ERC-1271
+``isValidSignature`` accepting the owner key's signatures, ERC-4337 ``SimpleAccount``'s
+``execute(address,uint256,bytes)`` making calls for it): bids name ``lab = wallet`` and are signed
+by the keystore's key, every transaction (the allowance, terminations, proofs, disputes, closes,
+withdrawals) is that key's call to the wallet's ``execute``, so escrow comes from the wallet and
+refunds go back to it (:mod:`market.chain.wallet`). Vouchers are plain ECDSA by the voucher
+keystore's key, else the owner key, which the bids name as their ``voucher_signer``. The wallet
+approves the market rather than signing a permit (a contract cannot sign EIP-2612 permits).
+
 Every lease ends when its job is done: the lab terminates it once the output is verified (or the
 job failed or was stopped), so a rental stops costing at once.
 
@@ -73,9 +84,11 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from eth_typing import ChecksumAddress
+
 from market.errors import ConfigError
 from market.matching import NO_REQUIREMENTS, Constraint, Requirements
-from market.protocol.types import UINT32_MAX, Billing
+from market.protocol.types import UINT32_MAX, Billing, checksum_address
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandParams, MatmulParams
 from nodes.provider.config import (
@@ -138,6 +151,9 @@ class LabConfig:
     voucher_key: KeyConfig | None = None
     """A keystore whose key signs the vouchers instead of the lab's (its bids name it as their
     ``voucher_signer``); its password is read from ``key.password_env`` too."""
+    wallet: ChecksumAddress | None = None
+    """The contract wallet the lab acts for, ``key`` being its owner (``[key] wallet``); None:
+    the lab is ``key``'s own account."""
 
 
 _SECTIONS = ("state", "key", "chain", "relays", "lab", "jobs")
@@ -160,7 +176,7 @@ def load_config(path: Path) -> LabConfig:
     jobs = tuple(_job(t) for t in root.tables("jobs"))
     if not jobs:
         raise root.error("jobs", "declare at least one job ([[jobs]])")
-    key, voucher_key = _key(root.table("key"))
+    key, voucher_key, wallet = _key(root.table("key"))
     return LabConfig(
         path=path,
         state=root.path("state", default="state.sqlite"),
@@ -170,17 +186,36 @@ def load_config(path: Path) -> LabConfig:
         lab=_lab(root.table("lab", required=False)),
         jobs=jobs,
         voucher_key=voucher_key,
+        wallet=wallet,
     )
 
 
-def _key(t: Table) -> tuple[KeyConfig, KeyConfig | None]:
-    t.expect(("keystore", "password_env", "voucher_keystore"))
+def _key(t: Table) -> tuple[KeyConfig, KeyConfig | None, ChecksumAddress | None]:
+    t.expect(("keystore", "password_env", "voucher_keystore", "wallet"))
     password_env = t.text("password_env", "GPUMARKET_KEY_PASSWORD")
     voucher = t.path("voucher_keystore", default=None)
     return (
         KeyConfig(t.path("keystore"), password_env),
         None if voucher is None else KeyConfig(voucher, password_env),
+        _address(t, "wallet") if "wallet" in t.raw else None,
     )
+
+
+def _address(t: Table, field: str) -> ChecksumAddress:
+    """A 0x-prefixed 20-byte hex address: all lower or upper case, or with a right EIP-55
+    checksum (a mixed case that is not one is a typo)."""
+    value = t.raw[field]
+    if not isinstance(value, str):
+        raise t.error(field, f"must be a 0x-prefixed hex address string, got {value!r}")
+    try:
+        address = checksum_address(value)
+    except ValueError as exc:
+        raise t.error(field, f"must be a 0x-prefixed 20-byte hex address, got {value!r}") from exc
+    if value[2:] not in (address[2:], value[2:].lower(), value[2:].upper()):
+        raise t.error(field, f"has a wrong EIP-55 checksum: {value!r}; the checksum is {address}")
+    if int(address, 16) == 0:
+        raise t.error(field, "must not be the zero address")
+    return address
 
 
 def _relays(t: Table) -> tuple[str, ...]:

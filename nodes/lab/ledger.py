@@ -53,7 +53,8 @@ _TRANSIENT = (RpcUnavailable, TransactionTimeout)
 
 
 class Ledger:
-    """The lab's records and chain actions, for one account. Use from one thread only."""
+    """The lab's records and chain actions, for one account (``lab.address``: the key's, or the
+    contract wallet it acts for). Use from one thread only."""
 
     def __init__(
         self,
@@ -90,12 +91,15 @@ class Ledger:
         confirmations: int = 0,
         *,
         voucher_key: bytes | None = None,
+        wallet: str | None = None,
     ) -> Ledger:
         """Open the database, connect, and finish the chain actions a previous run left open.
-        ``voucher_key`` signs the vouchers when given (the bids name it), else ``key``."""
+        ``voucher_key`` signs the vouchers when given (the bids name it), else ``key``. With
+        ``wallet`` the lab is that contract wallet and ``key`` its owner: bids are for the
+        wallet, and every transaction is ``key``'s call to the wallet's ``execute``."""
         db = StateDB.open(state, migrations=LAB_MIGRATIONS)
         try:
-            lab = Lab.connect(deployment, "0x" + key.hex())
+            lab = Lab.connect(deployment, "0x" + key.hex(), wallet=wallet)
             signer = None if voucher_key is None else SigningKey(voucher_key)
             ledger = cls(db, lab, deployment, emit, confirmations, voucher_key=signer)
             for outcome in ledger.durable.reconcile():
@@ -136,7 +140,8 @@ class Ledger:
 
     @property
     def _voucher_signer(self) -> ChecksumAddress:
-        """What the bids name as their voucher signer: zero for the lab's own key."""
+        """What the bids name as their voucher signer: zero for the lab's own key (never for a
+        wallet, whose address is no key's: the owner key, or the voucher key, is named)."""
         own = self.voucher_key.address == self.lab.address
         return ZERO_ADDRESS if own else self.voucher_key.address
 
@@ -152,7 +157,8 @@ class Ledger:
         return out
 
     def fund(self, amount: int | None) -> int:
-        """Approve ``amount`` (default: the escrow the open bids can still pull)."""
+        """Approve ``amount`` (default: the escrow the open bids can still pull); a wallet
+        approves by its own transaction, since a contract signs no EIP-2612 permit."""
         if amount is None:
             amount = sum(
                 b.message.max_price_per_gpu_second * b.message.gpu_count * b.message.duration

@@ -15,6 +15,7 @@ from nodes.lab.config import JobConfig, LabSettings, load_config
 from nodes.provider.config import KeyConfig
 
 pytestmark = pytest.mark.unit
+WALLET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 FULL = """
 state = "var/lab.sqlite"
@@ -23,6 +24,7 @@ state = "var/lab.sqlite"
 keystore = "lab-key.json"
 password_env = "LAB_PASSWORD"
 voucher_keystore = "voucher-key.json"
+wallet = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 
 [chain]
 deployment = "deployment.json"
@@ -79,6 +81,18 @@ argv = ["true"]
 """
 
 
+def _wallet(value: str) -> str:
+    """MINIMAL with ``[key] wallet = <value>`` (TOML)."""
+    return MINIMAL.replace(
+        'keystore = "/keys/k.json"', f'keystore = "/keys/k.json"\nwallet = {value}'
+    )
+
+
+def test_a_wallet_is_read_in_any_case_that_is_not_a_wrong_checksum(tmp_path: Path) -> None:
+    for written in (WALLET, WALLET.lower(), "0x" + WALLET[2:].upper()):
+        assert load_config(_write(tmp_path, _wallet(f'"{written}"'))).wallet == WALLET
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "lab.toml"
     path.write_text(text, encoding="utf-8")
@@ -95,6 +109,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.lab == LabSettings(0.25, "0.0.0.0", 9100, 5_000_000, 600, 8)
     assert config.voucher_key == KeyConfig(tmp_path / "voucher-key.json", "LAB_PASSWORD")
+    assert config.wallet == WALLET  # read in lower case, kept checksummed
     wants = Requirements(
         80,
         (
@@ -132,6 +147,7 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
     assert config.lab == LabSettings(1.0, "127.0.0.1", 0, None, 3600, DEFAULT_SAMPLES)
     assert config.voucher_key is None  # the lab's own key signs its vouchers
+    assert config.wallet is None  # the lab is its key's own account
     assert config.jobs[0].billing is Billing.RENTAL
 
 
@@ -165,6 +181,12 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
             "path",
         ),
         (MINIMAL + "[chain]\n", "chain", "deployment, rpc_url or both"),
+        (_wallet('"0x5FBdb2315678afecb367f032d93F642f64180aa3"'), "key.wallet", "wrong EIP-55"),
+        (_wallet('"0x5fbdb2315678afecb367f032d93f642f64180aa"'), "key.wallet", "20-byte hex"),
+        (_wallet('"5fbdb2315678afecb367f032d93f642f64180aa3"'), "key.wallet", "20-byte hex"),
+        (_wallet('"0x5fbdb2315678afecb367f032d93f642f64180azz"'), "key.wallet", "20-byte hex"),
+        (_wallet(f'"0x{"0" * 40}"'), "key.wallet", "not be the zero address"),
+        (_wallet("1234"), "key.wallet", "hex address string"),
         (
             MINIMAL.replace("duration = 60", 'duration = 60\naccept = { colour = "red" }'),
             "jobs[0].accept.colour",
