@@ -135,12 +135,14 @@ class LocalMarket:
     def lab_account(self, i: int) -> LocalAccount:
         return self.dev.accounts[2 + MAX_PROVIDERS + i]
 
-    def fund(self, acct: LocalAccount) -> None:
-        if acct.address not in self._funded:
+    def fund(self, account: LocalAccount | str) -> None:
+        """Mint ``fund_usd`` to an account (a key's, or an address such as a wallet's), once."""
+        address = account if isinstance(account, str) else account.address
+        if address not in self._funded:
             token = self.contracts.token
             amount = self.fund_usd * USD
-            self.faucet.send(token.address, token.encode_abi("mint", [acct.address, amount]))
-            self._funded.add(acct.address)
+            self.faucet.send(token.address, token.encode_abi("mint", [address, amount]))
+            self._funded.add(address)
 
     def balance(self, address: str) -> int:
         return int(self.contracts.token.functions.balanceOf(address).call())
@@ -236,11 +238,12 @@ class LocalMarket:
         body: str,
         *,
         key: str = "",
+        holder: str | None = None,
     ) -> Path:
         """``name``.toml: what every daemon's config starts with (its state file, its key and
-        ``key``'s further lines, the chain, the relays), then ``body``; the account funded, its
-        state folder made."""
-        self.fund(acct)
+        ``key``'s further lines, the chain, the relays), then ``body``; the account whose tokens
+        it spends funded (``holder``, else the key's), its state folder made."""
+        self.fund(acct if holder is None else holder)
         (self.folder / name).mkdir(exist_ok=True)
         urls = ", ".join(_toml_string(u) for u in relays)
         rpc = "" if rpc_url is None else f"rpc_url = {_toml_string(rpc_url)}\n"
@@ -295,18 +298,23 @@ class LocalMarket:
         exit_when_done: bool = True,
         rpc_url: str | None = None,
         voucher_key: LocalAccount | None = None,
+        wallet: str | None = None,
     ) -> Daemon:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
         :func:`command_job`); ``voucher_key`` signs its vouchers (its bids name it) instead of
-        the lab's own key."""
+        the lab's own key. With ``wallet`` (a contract wallet deployed beforehand, owned by
+        :meth:`lab_account` ``i``) the lab acts for the wallet (``[key] wallet``), which is
+        funded instead of the owner's account (the owner pays only gas)."""
         name = f"lab{i}"
         body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + "".join(jobs)
         key = (
             ""
             if voucher_key is None
             else f'voucher_keystore = "{self._keystore(f"{name}-voucher", voucher_key).name}"\n'
+        ) + ("" if wallet is None else f"wallet = {_toml_string(wallet)}\n")
+        config = self._config(
+            name, self.lab_account(i), relays, rpc_url, body, key=key, holder=wallet
         )
-        config = self._config(name, self.lab_account(i), relays, rpc_url, body, key=key)
         argv = ["lab", "--config", config.name] + (["--exit-when-done"] if exit_when_done else [])
         return self.start(name, argv, self._env())
 

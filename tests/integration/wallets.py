@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
 from market.build import REPO_ROOT, SETTINGS, run_solc
+from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
 from tests.integration.conftest import START_BALANCE, MarketEnv
 
@@ -43,12 +45,19 @@ def wallet_artifact() -> tuple[list[dict[str, Any]], str]:
 def deploy_wallet(env: MarketEnv, owner: str) -> Contract:
     """An ERC1271Lab owned by ``owner``, holding START_BALANCE tokens, that has approved the
     market for all of them (sent as the wallet itself, impersonated on anvil)."""
-    w3 = env.devnet.web3()
-    abi, bytecode = wallet_artifact()
-    receipt = Transactor(w3, env.devnet.accounts[0]).deploy(abi, bytecode, owner)
-    wallet = w3.eth.contract(address=receipt["contractAddress"], abi=abi)
+    wallet = new_wallet(env.devnet, owner)
     fund_and_approve(env, wallet.address)
     return wallet
+
+
+def new_wallet(devnet: Devnet, owner: str, deployer: LocalAccount | None = None) -> Contract:
+    """An ERC1271Lab owned by ``owner``, deployed by ``deployer`` (default: account 0): no
+    tokens, no approval."""
+    w3 = devnet.web3()
+    abi, bytecode = wallet_artifact()
+    sender = devnet.accounts[0] if deployer is None else deployer
+    receipt = Transactor(w3, sender).deploy(abi, bytecode, owner)
+    return w3.eth.contract(address=receipt["contractAddress"], abi=abi)
 
 
 def raw_wallet(env: MarketEnv, address: ChecksumAddress, runtime_code: str) -> ChecksumAddress:
@@ -97,6 +106,7 @@ __all__ = [
     "as_wallet",
     "deploy_wallet",
     "fund_and_approve",
+    "new_wallet",
     "raw_wallet",
     "set_gas_to_burn",
     "wallet_artifact",
