@@ -302,12 +302,36 @@ class VoucherAccepted:
     TYPE_NAME: ClassVar[str] = "VoucherAccepted"
 
 
+MAX_ERROR_MESSAGE = 4096
+"""Characters of an ErrorResponse's message at most (its schema's limit)."""
+MAX_ERROR_DETAIL = 512
+"""Characters of one str detail of an ErrorResponse at most."""
+MAX_ERROR_DETAILS = 64
+"""Details of an ErrorResponse at most (its schema's limit)."""
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorResponse:
+    """A refusal. Whatever a request carried, the refusal fits its own schema: a message longer
+    than ``MAX_ERROR_MESSAGE`` characters or a str detail longer than ``MAX_ERROR_DETAIL`` (a
+    quoted type name or version, say) is cut, ending in "…", so every refusal decodes."""
+
     code: ErrorCode
     message: str
     details: Mapping[str, Value] = field(default_factory=dict)
     TYPE_NAME: ClassVar[str] = "ErrorResponse"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", _clip(self.message, MAX_ERROR_MESSAGE))
+        details = {
+            _clip(key, 64): _clip(value, MAX_ERROR_DETAIL) if isinstance(value, str) else value
+            for key, value in list(self.details.items())[:MAX_ERROR_DETAILS]
+        }
+        object.__setattr__(self, "details", details)
 
 
 Message: TypeAlias = (

@@ -206,3 +206,27 @@ def first_orders(frame: bytes) -> tuple[Submission, ...]:
     message = decode(frame)
     assert isinstance(message, SubmitOrders)
     return message.orders
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"v": 1, "type": "T" * 12_000, "body": {}},  # a long unknown type, quoted in the refusal
+        {"v": "9" * 12_000, "type": "SubmitOrders", "body": {}},  # a long version, likewise
+        {"v": 1, "type": "SubmitOrders" + "x" * 5_000, "body": {}},
+    ],
+    ids=["long-type", "long-version", "type-past-the-message-limit"],
+)
+def test_a_refusal_decodes_whatever_the_frame_quoted(
+    env: MarketEnv, relays: Relays, frame: dict[str, object]
+) -> None:
+    """Issue 14, bug A: a refusal that quoted a long type or version whole broke the error
+    schema's limits, so the project's own client got a decode error instead of the refusal."""
+    relay = relays.start()
+    body: bytes = msgpack.packb(frame)
+    # _error decodes the answer as RelayClient does: a DecodeError here was the bug.
+    status, error = _error(*relay.raw("POST", "/v1/orders", body))
+    assert status == 400
+    assert error.code in (ErrorCode.UNKNOWN_TYPE, ErrorCode.MALFORMED_FRAME)
+    assert len(error.message) <= 4096
+    assert all(len(v) <= 512 for v in error.details.values() if isinstance(v, str))

@@ -370,3 +370,16 @@ def test_corrupted_frames_decode_or_raise_a_protocol_error(
     for _ in range(data.draw(st.integers(1, 4))):
         frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
     assert _valid(_outcome(bytes(frame)))
+
+
+def test_an_error_response_fits_its_schema_whatever_it_quotes() -> None:
+    """Issue 14, bug A: a message or detail quoting hostile input is cut to the schema's limits
+    (ending in an ellipsis), so the refusal always encodes and decodes."""
+    error = ErrorResponse(
+        ErrorCode.UNKNOWN_TYPE, "unknown type " + "T" * 20_000, {"type": "T" * 20_000, "n": 7}
+    )
+    assert len(error.message) == 4096 and error.message.endswith("…")
+    assert error.details == {"type": "T" * 511 + "…", "n": 7}
+    assert decode(encode(error)) == error
+    short = ErrorResponse(ErrorCode.UNKNOWN_TYPE, "fine", {"type": "ok"})
+    assert (short.message, dict(short.details)) == ("fine", {"type": "ok"})
