@@ -22,6 +22,7 @@ from market.protocol.types import Offer
 from nodes.wire import (
     MAX_FRAME_SIZE,
     BookQuery,
+    ErrorCode,
     ErrorResponse,
     ExplainResponse,
     Message,
@@ -378,7 +379,8 @@ def test_an_error_response_fits_its_schema_whatever_it_quotes() -> None:
     error = ErrorResponse(
         ErrorCode.UNKNOWN_TYPE, "unknown type " + "T" * 20_000, {"type": "T" * 20_000, "n": 7}
     )
-    assert len(error.message) == 4096 and error.message.endswith("…")
+    assert len(error.message) == 4096
+    assert error.message.endswith("…")
     assert error.details == {"type": "T" * 511 + "…", "n": 7}
     assert decode(encode(error)) == error
     short = ErrorResponse(ErrorCode.UNKNOWN_TYPE, "fine", {"type": "ok"})
