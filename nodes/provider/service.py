@@ -139,6 +139,9 @@ class ProviderService:
                 self.log.error("request_failed", endpoint=endpoint, error=repr(exc))
                 answer = Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
             response = _error(answer)
+        except Exception as exc:  # a bug: answered as a typed refusal and logged, never bare
+            self.log.error("request_failed", endpoint=endpoint, error=repr(exc), exc_info=True)
+            response = _error(Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__)))
         self.requests.inc(endpoint=endpoint, status=str(response.status))
         return response
 

@@ -206,12 +206,21 @@ class AgentStore:
         conn.execute("UPDATE jobs SET out_offset = ? WHERE lease_id = ?", (out_offset, lease_id))
 
     def periods(self, lease_id: bytes, from_seq: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+        """Up to ``limit`` periods from ``from_seq`` on. The wire allows any uint64 seq and
+        limit; SQLite's integers are signed 64-bit, and no stored seq reaches 2^63 (seqs count
+        from 0), so a larger ``from_seq`` finds nothing and a larger limit is no limit."""
+        if from_seq > _SQLITE_MAX:
+            return []
+        limit = min(limit, _SQLITE_MAX)
         rows = self.db.query(
             "SELECT seq, sealed_output, metrics FROM periods WHERE lease_id = ? AND seq >= ? "
             "ORDER BY seq LIMIT ?",
             (lease_id, from_seq, limit),
         )
         return [(int(r["seq"]), bytes(r["sealed_output"]), bytes(r["metrics"])) for r in rows]
+
+
+_SQLITE_MAX = 2**63 - 1
 
 
 def _row(r: sqlite3.Row) -> JobRow:

@@ -277,6 +277,13 @@ def test_bad_requests_are_refused_with_typed_errors_and_change_nothing(net: Net)
         _run(_call(url, lambda c: c.receipts(b"\x01" * 32)))
     good = _submit_job(net, lease, bid, spec, lab)
     assert _send_job(net, good) is JobState.RUNNING  # after all that, the job is still welcome
+    # Issue 14, bug C: the wire allows any uint64 seq, SQLite only signed 64-bit integers. A
+    # query past 2^63 is an empty answer, not an OverflowError and a bare 500.
+    for from_seq, limit in ((2**63, 5), (2**64 - 1, 255), (2**63 - 1, 0)):
+        batch = _run(_call(url, lambda c, s=from_seq, n=limit: c.receipts(lease.id, s, n)))
+        assert batch.lease_id == lease.id
+        if from_seq:
+            assert batch.periods == ()
 
 
 def test_tampered_or_foreign_jobs_and_vouchers_are_refused(net: Net) -> None:
