@@ -272,19 +272,28 @@ class LocalMarket:
     ) -> Daemon:
         """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``,
         offered for the ``billing`` modes (``rental``, ``metered``); ``agent`` is extra TOML for
-        its ``[agent]`` table; ``rpc_url`` replaces the devnet's. It serves on a port of its own,
+        its ``[agent]`` table (a key it sets replaces the default); ``rpc_url`` replaces the
+        devnet's. It serves on a port of its own,
         kept across restarts, as the endpoint it registers on-chain is."""
         name = f"provider{i}"
-        port = "" if "port" in agent else f"port = {free_port()}\n"
+        defaults = {
+            "port": str(free_port()),
+            "stake": "200",
+            "offer_ttl_s": "30",
+            "min_duration_s": "5",
+            "claim_interval_s": "2",
+            "final_voucher_wait_s": "8",
+            "billing": f"[{', '.join(_toml_string(b) for b in billing)}]",
+        }
+        given = {line.split("=", 1)[0].strip() for line in agent.splitlines() if "=" in line}
+        agent_keys = "".join(f"{k} = {v}\n" for k, v in defaults.items() if k not in given)
         body = (
             f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\n'
             f"count = {gpus}\nmemory_gib = 80\n"
             f'[pricing]\npolicy = "fixed"\n'
             f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
             f"[metering]\ninterval_s = 2\n"
-            f"[agent]\n{port}stake = 200\noffer_ttl_s = 30\nmin_duration_s = 5\n"
-            f"claim_interval_s = 2\nfinal_voucher_wait_s = 8\n"
-            f"billing = [{', '.join(_toml_string(b) for b in billing)}]\n{agent}"
+            f"[agent]\n{agent_keys}{agent}"
         )
         config = self._config(name, self.provider_account(i), relays, rpc_url, body)
         return self.start(name, ["provider", "--config", config.name], self._env())

@@ -334,6 +334,8 @@ class LabAgent:
                 await self._follow(record, provider)
         except (PeerUnavailable, FrameTooLarge, DecodeError) as exc:
             self.log.warning("provider_unavailable", lease=lease.id, error=str(exc))
+            # A restarted provider may answer elsewhere now: its endpoint is read again.
+            await self._w(self.ledger.forget_provider, lease.provider)
         except RequestRefused as exc:
             self.log.warning("provider_refused", lease=lease.id, code=exc.code, error=exc.message)
         except (OSError, subprocess.SubprocessError) as exc:  # the lab's own rerun of a command

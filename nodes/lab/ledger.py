@@ -10,7 +10,8 @@ closing, slashed, and receipts the provider posted on-chain), then :meth:`Ledger
 
 * a claim posted from a receipt the lab verified is finalized once its window passed (so the
   lease can close); one from a receipt the lab never verified is disputed within its window;
-* a lease still open ``claim_window`` after its end is closed (CloseLease through the intent log);
+* a lease still open ``claim_window`` after its end is closed (CloseLease through the intent log),
+  after redeeming the lab's own best voucher if the provider has not (never close below it);
 * the lab's credit (refunds, slashed stake) is withdrawn (Withdraw through the intent log).
 """
 
@@ -40,7 +41,7 @@ from market.roles import Lab
 from nodes.jobs.spec import JobSpec
 from nodes.lab.config import JobConfig
 from nodes.lab.store import LAB_MIGRATIONS, JobRecord, LabStore, LeaseRecord
-from nodes.state.actions import CloseLease, Withdraw
+from nodes.state.actions import ClaimBatch, CloseLease, Withdraw
 from nodes.state.db import StateDB
 from nodes.state.durable import DurableChain
 from nodes.state.optimistic import FinalizeClaim
@@ -169,11 +170,18 @@ class Ledger:
         return amount
 
     def provider_info(self, address: str) -> ProviderInfo:
+        """The provider's registry record (its endpoint and sealing key), read once and kept
+        until :meth:`forget_provider`."""
         info = self._providers.get(address)
         if info is None:
             info = self.client.provider_info(address)
             self._providers[address] = info
         return info
+
+    def forget_provider(self, address: str) -> None:
+        """Read the provider's record again next time: it did not answer at its endpoint, which
+        a restarted provider may have changed on-chain (``updateProfile``)."""
+        self._providers.pop(address, None)
 
     # --- chain events ------------------------------------------------------------------------
 
@@ -360,6 +368,20 @@ class Ledger:
                 continue
             if now < state.end + self.claim_window:
                 continue
+            best = self.store.best_voucher(lease.id)
+            if best is not None and min(best[0].message.cumulative_amount, lease.escrow) > (
+                state.paid
+            ):
+                # An honest lab never closes below what it vouched for: a provider cut off by an
+                # outage past the claim window is paid its unclaimed voucher first (anyone may
+                # redeem it; the lab does), and only the rest is refunded (issue 14, bug E).
+                try:
+                    self.durable.run(ClaimBatch(((lease, best[0]),)))
+                    self.emit("voucher_redeemed_for_provider", lease=lease.id,
+                              amount=best[0].message.cumulative_amount)  # fmt: skip
+                except TransactionReverted as exc:
+                    self.emit("action_failed", lease=lease.id, kind="claim", error=str(exc))
+                    continue
             try:
                 outcome = self.durable.run(CloseLease(lease))
             except TransactionReverted as exc:  # e.g. a claim was posted meanwhile
