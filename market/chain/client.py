@@ -29,10 +29,11 @@ from typing import Any, TypeVar
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
@@ -62,6 +63,8 @@ from market.protocol.types import (
 
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 10.0
+READ_BATCH = 500
+"""Calls per JSON-RPC batch request of :meth:`MarketClient.lease_states`."""
 _ERROR_NAMES = {cls.SELECTOR: cls.__name__ for cls in ERRORS.values()}
 
 
@@ -360,6 +363,45 @@ class MarketClient:
     def lease_state(self, lease_id: bytes) -> LeaseState:
         paid, end, status, slashed = self._call(self.market.functions.leaseState(lease_id).call)
         return LeaseState(paid=paid, end=end, status=LeaseStatus(status), slashed=bool(slashed))
+
+    def lease_states(self, lease_ids: Sequence[bytes]) -> dict[bytes, LeaseState]:
+        """Many leases' states, read in JSON-RPC batches of ``eth_call`` (one HTTP request per
+        :data:`READ_BATCH` leases rather than one each)."""
+        states: dict[bytes, LeaseState] = {}
+        ids = list(dict.fromkeys(bytes(i) for i in lease_ids))
+        for start in range(0, len(ids), READ_BATCH):
+            chunk = ids[start : start + READ_BATCH]
+            for lease_id, (paid, end, status, slashed) in zip(
+                chunk, self._batch_call("leaseState", [(i,) for i in chunk]), strict=True
+            ):
+                states[lease_id] = LeaseState(paid, end, LeaseStatus(status), bool(slashed))
+        return states
+
+    def _batch_call(self, fn: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The Market's ``fn`` called once per argument tuple, in one JSON-RPC batch request."""
+        calldata = self._calldata[self.market.address]
+        requests = [
+            (
+                RPCEndpoint("eth_call"),
+                [
+                    {"to": self.market.address, "data": "0x" + calldata.encode(fn, a).hex()},
+                    "latest",
+                ],
+            )
+            for a in calls
+        ]
+        provider = self.w3.provider
+        if not isinstance(provider, HTTPProvider):  # no batches: one request each
+            return [self._call(getattr(self.market.functions, fn)(*a).call) for a in calls]
+        responses = self._call(lambda: provider.make_batch_request(requests))
+        if not isinstance(responses, list):  # the node refused the whole batch
+            raise MarketError(f"{fn} batch read refused by {self._endpoint}: {responses}")
+        results = []
+        for response in responses:
+            if "error" in response or "result" not in response:
+                raise MarketError(f"{fn} read failed on {self._endpoint}: {response.get('error')}")
+            results.append(calldata.decode_result(fn, bytes(HexBytes(response["result"]))))
+        return results
 
     def is_slashed(self, lease_id: bytes) -> bool:
         """Whether a proof of cheating slashed the lease's provider (the lease is then closed)."""

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -115,8 +116,14 @@ def _normalize(item: Mapping[str, Any], value: Any) -> Any:
     if kind == "tuple":
         return {c["name"]: _normalize(c, v) for c, v in zip(item["components"], value, strict=True)}
     if kind == "address":
-        return Web3.to_checksum_address(value)
+        return _checksummed(value)
     return value
+
+
+@lru_cache(maxsize=1 << 14)
+def _checksummed(address: str) -> ChecksumAddress:
+    """EIP-55 form, remembered: the same few accounts are in almost every log."""
+    return Web3.to_checksum_address(address)
 
 
 class EventReader:

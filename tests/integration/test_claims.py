@@ -229,3 +229,24 @@ def test_orders_and_vouchers_do_not_replay_on_a_second_deployment(
         l2.open(offer, bid, 1)
     with pytest.raises(MarketUnknownLease):
         p2.claim(lease, voucher)
+
+
+def test_lease_states_read_in_one_batch_equal_each_read_alone(
+    env: MarketEnv, pair: tuple[Provider, Lab]
+) -> None:
+    provider, lab = pair
+    paid, closed, untouched = (_lease(provider, lab) for _ in range(3))
+    provider.claim(paid, lab.pay(paid, 7))
+    provider.client.close_lease(closed)
+    unknown = b"\x77" * 32
+    ids = [paid.id, closed.id, untouched.id, unknown, paid.id]
+    states = provider.client.lease_states(ids)
+    assert list(states) == [paid.id, closed.id, untouched.id, unknown]
+    assert states == {i: provider.client.lease_state(i) for i in ids}
+    assert [states[i].status for i in ids[:4]] == [
+        LeaseStatus.ACTIVE,
+        LeaseStatus.CLOSED,
+        LeaseStatus.ACTIVE,
+        LeaseStatus.NONE,
+    ]
+    assert states[paid.id].paid == 7
