@@ -3,9 +3,10 @@ records. Layered bottom-up:
 
 * :mod:`~nodes.state.db`: the database, its migrations by schema version;
 * :mod:`~nodes.state.intents`: the intent log's rows and states;
-* :mod:`~nodes.state.actions`: the chain actions (claim batch, close, withdraw) and how each
-  reads its effect off the chain; :mod:`~nodes.state.optimistic` adds posting and finalizing an
-  optimistic claim; :mod:`~nodes.state.kinds` maps an intent's kind back to its action;
+* :mod:`~nodes.state.actions`: the chain actions (claim batch, close, close batch, withdraw) and
+  how each reads its effect off the chain; :mod:`~nodes.state.optimistic` adds posting and
+  finalizing an optimistic claim; :mod:`~nodes.state.kinds` maps an intent's kind back to its
+  action;
 * :mod:`~nodes.state.durable`: :class:`DurableChain`, which runs actions through the log and
   reconciles what a crash left open;
 * :mod:`~nodes.state.records`: leases, receipts issued and vouchers received.
@@ -19,6 +20,7 @@ from nodes.state.actions import (
     ChainView,
     ClaimBatch,
     CloseLease,
+    CloseLeaseBatch,
     Obsolete,
     PostedClaim,
     Withdraw,
@@ -40,6 +42,7 @@ __all__ = [
     "Checkpoint",
     "ClaimBatch",
     "CloseLease",
+    "CloseLeaseBatch",
     "DurableChain",
     "FinalizeClaim",
     "Intent",

@@ -61,6 +61,10 @@ class ChainView(Protocol):
 
     def lease_state(self, lease_id: bytes) -> LeaseState: ...
 
+    def lease_states(self, lease_ids: Sequence[bytes]) -> Mapping[bytes, LeaseState]:
+        """Many leases' states at once (a batch action's)."""
+        ...
+
     def withdrawable(self, address: str) -> int: ...
 
     def posted_claim(self, lease_id: bytes) -> PostedClaim: ...
@@ -140,8 +144,9 @@ class ClaimBatch:
 
     def still_needed(self, view: ChainView) -> ClaimBatch | Obsolete:
         due = []
+        states = view.lease_states([lease.id for lease, _ in self.items])
         for lease, voucher in self.items:
-            state = view.lease_state(lease.id)
+            state = states[lease.id]
             if is_live(state) and state.paid < min(voucher.message.cumulative_amount, lease.escrow):
                 due.append((lease, voucher))
         if not due:
@@ -199,6 +204,39 @@ class CloseLease:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseLeaseBatch:
+    """Close many leases in one ``closeLeaseBatch``, crediting each one's unpaid escrow back to
+    its lab; the contract skips a lease that cannot close (``CloseSkipped``), not fatal."""
+
+    leases: tuple[Lease, ...]
+    kind: ClassVar[str] = "close_lease_batch"
+
+    def encode(self) -> bytes:
+        return encode_args({"leases": [codec.encode(lease) for lease in self.leases]})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CloseLeaseBatch:
+        leases = decode_args(cls.kind, raw)["leases"]
+        return cls(tuple(codec.decode_as(lease, Lease) for lease in leases))
+
+    def still_needed(self, view: ChainView) -> CloseLeaseBatch | Obsolete:
+        states = view.lease_states([lease.id for lease in self.leases])
+        live = tuple(lease for lease in self.leases if is_live(states[lease.id]))
+        if not live:
+            return Obsolete("every lease in the batch is closed")
+        return CloseLeaseBatch(live)
+
+    def call(self) -> Call:
+        return Call("closeLeaseBatch", ([lease.as_tuple() for lease in self.leases],))
+
+    def result(self, events: Sequence[ChainEvent]) -> dict[str, int]:
+        refunds = {"0x" + bytes(e.args["lease_id"]).hex(): int(e.args["refund"])
+                   for e in events if e.name == "LeaseClosed"}  # fmt: skip
+        skipped = sum(1 for e in events if e.name == "CloseSkipped")
+        return {"refund": sum(refunds.values()), "skipped": skipped, **refunds}
+
+
+@dataclass(frozen=True, slots=True)
 class Withdraw:
     """Take the account's whole credit out of the market."""
 
@@ -230,6 +268,7 @@ __all__ = [
     "ChainView",
     "ClaimBatch",
     "CloseLease",
+    "CloseLeaseBatch",
     "Obsolete",
     "decode_args",
     "sum_of",

@@ -131,7 +131,14 @@ class StateDB:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the body in one write transaction: committed on exit, rolled back on an error."""
+        """Run the body in one write transaction: committed on exit, rolled back on an error.
+
+        A transaction opened inside another joins it: its writes commit with the outer one, or
+        roll back with it. A daemon groups many records this way (one commit for a range of
+        events rather than one per event); whatever acts on them waits for the outer commit."""
+        if self._conn.in_transaction:
+            yield self._conn
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn

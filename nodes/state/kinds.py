@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from market.errors import StoreError
-from nodes.state.actions import Action, ClaimBatch, CloseLease, Withdraw
+from nodes.state.actions import Action, ClaimBatch, CloseLease, CloseLeaseBatch, Withdraw
 from nodes.state.optimistic import FinalizeClaim, PostReceipt
 
-_KINDS = {cls.kind: cls for cls in (ClaimBatch, CloseLease, Withdraw, PostReceipt, FinalizeClaim)}
+_KINDS = {
+    cls.kind: cls
+    for cls in (ClaimBatch, CloseLease, CloseLeaseBatch, Withdraw, PostReceipt, FinalizeClaim)
+}
 KINDS: tuple[str, ...] = tuple(_KINDS)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from market.chain.client import MarketClient
 from market.errors import ActionUnsupported
 from market.protocol.types import LeaseState
@@ -21,6 +23,9 @@ class MarketView:
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
         return self.client.lease_state(lease_id)
+
+    def lease_states(self, lease_ids: Sequence[bytes]) -> Mapping[bytes, LeaseState]:
+        return self.client.lease_states(lease_ids)
 
     def withdrawable(self, address: str) -> int:
         return self.client.withdrawable(address)

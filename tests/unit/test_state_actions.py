@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,6 +18,7 @@ from nodes.state import (
     Action,
     ClaimBatch,
     CloseLease,
+    CloseLeaseBatch,
     FinalizeClaim,
     Obsolete,
     PostedClaim,
@@ -46,6 +48,9 @@ class FakeChain:
     def lease_state(self, lease_id: bytes) -> LeaseState:
         return self.leases.get(lease_id, LeaseState(0, 0, LeaseStatus.NONE))
 
+    def lease_states(self, lease_ids: Sequence[bytes]) -> dict[bytes, LeaseState]:
+        return {i: self.lease_state(i) for i in lease_ids}
+
     def withdrawable(self, address: str) -> int:
         assert address == self.account
         return self.credit
@@ -64,6 +69,7 @@ def _every_kind() -> list[Action]:
     return [
         ClaimBatch(((lease, LAB.sign(DOMAIN, Voucher(lease.id, 2**80))),)),
         CloseLease(lease),
+        CloseLeaseBatch((lease, _lease(2))),
         Withdraw(),
         PostReceipt(lease, receipt),
         FinalizeClaim(lease),
@@ -75,7 +81,7 @@ def test_every_action_round_trips_through_its_intent_bytes(action: Action) -> No
     assert decode_action(action.kind, action.encode()) == action
 
 
-def test_kinds_are_the_five_actions() -> None:
+def test_kinds_are_the_six_actions() -> None:
     assert set(KINDS) == {a.kind for a in _every_kind()}
 
 
@@ -129,6 +135,24 @@ def test_close_of_a_lease_not_live_is_obsolete(status: LeaseStatus) -> None:
     needed = CloseLease(lease).still_needed(chain)
     assert needed == Obsolete(f"lease is {status.name.lower()}")
     assert CloseLease(lease).still_needed(FakeChain({lease.id: ACTIVE})) == CloseLease(lease)
+
+
+def test_a_close_batch_keeps_the_live_leases_and_reads_each_refund() -> None:
+    live, closed = _lease(1), _lease(2)
+    chain = FakeChain({live.id: ACTIVE, closed.id: LeaseState(0, 0, LeaseStatus.CLOSED)})
+    assert CloseLeaseBatch((live, closed)).still_needed(chain) == CloseLeaseBatch((live,))
+    assert CloseLeaseBatch((closed,)).still_needed(chain) == Obsolete(
+        "every lease in the batch is closed"
+    )
+    events = [
+        _event("LeaseClosed", lease_id=live.id, paid=3, refund=40),
+        _event("CloseSkipped", lease_id=closed.id, reason=b"\x01\x02\x03\x04"),
+    ]
+    assert CloseLeaseBatch((live, closed)).result(events) == {
+        "refund": 40,
+        "skipped": 1,
+        "0x" + live.id.hex(): 40,
+    }
 
 
 def test_withdraw_is_needed_only_while_there_is_credit() -> None:

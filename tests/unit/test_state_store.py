@@ -120,6 +120,28 @@ def test_transaction_rolls_back_on_error(db: StateDB) -> None:
     assert IntentLog(db).all() == []
 
 
+def test_a_transaction_inside_another_commits_or_rolls_back_with_it(db: StateDB) -> None:
+    insert = (
+        "INSERT INTO intents (kind, args, status, created, updated) "
+        "VALUES ('withdraw', x'80', 'pending', 0, 0)"
+    )
+
+    def inner_then_fail() -> None:
+        with db.transaction():
+            with db.transaction() as conn:
+                conn.execute(insert)
+            raise RuntimeError("crash after the inner transaction")
+
+    with pytest.raises(RuntimeError):
+        inner_then_fail()
+    assert IntentLog(db).all() == []
+    with db.transaction():
+        for _ in range(2):
+            with db.transaction() as conn:
+                conn.execute(insert)
+    assert len(IntentLog(db).all()) == 2
+
+
 def test_receipts_resume_from_the_latest_and_a_second_receipt_for_a_seq_is_refused(
     records: Records,
 ) -> None:
