@@ -33,16 +33,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
 
 from market.chain.client import MarketClient
+from market.chain.events import ChainEvent
 from market.errors import ChainError
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Billing, Lease, LeaseStatus, Receipt, Signed
+from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
 from market.sealing import Purpose, associated_data, seal
 from nodes.jobs import JobSpec, MatmulParams
 from nodes.logs import EventLogger
@@ -54,7 +56,7 @@ from nodes.provider.runtime import Job
 from nodes.provider.runtime import JobSpec as RunSpec
 from nodes.provider.store import AgentStore, JobRow
 from nodes.state import DurableChain
-from nodes.state.actions import ClaimBatch, CloseLease, Withdraw
+from nodes.state.actions import ClaimBatch, CloseLease, CloseLeaseBatch, Withdraw
 from nodes.state.optimistic import FinalizeClaim, PostReceipt
 from nodes.state.records import Records
 from nodes.wire import JobState
@@ -63,6 +65,8 @@ MAX_PERIOD_OUTPUT = 3 * 1024 * 1024
 """The most stdout one receipt commits; the rest goes to the next periods."""
 INTERRUPTED = "interrupted: the provider restarted"
 STARTS_PER_TICK = 8
+CLOSES_PER_BATCH = 200
+"""Paid-up leases closed per ``closeLeaseBatch`` (about 12,000 gas each: 2.5M)."""
 
 
 @dataclass
@@ -144,7 +148,13 @@ class LeaseWork:
         if head < start:
             return
         me = self.key.address
-        for event in self.client.events(start, head):
+        events = self.client.events(start, head)
+        with self.store.db.transaction():  # one commit for the range, its cursor included
+            self._apply(events, me)
+            self.store.set_cursor(head + 1)
+
+    def _apply(self, events: list[ChainEvent], me: str) -> None:
+        for event in events:
             a = event.args
             if event.name == "LeaseOpened" and a["provider"] == me:
                 lease: Lease = a["lease"]
@@ -164,7 +174,6 @@ class LeaseWork:
                 self._stop(a["lease_id"], "the lease closed")
                 self.store.mark_ended(a["lease_id"])
                 self.log.info("lease_closed", lease=a["lease_id"], by=event.name)
-        self.store.set_cursor(head + 1)
 
     def start_jobs(self) -> None:
         """Start the jobs whose spec arrived, at most ``STARTS_PER_TICK`` a tick: a burst of
@@ -227,11 +236,10 @@ class LeaseWork:
             self.store.set_end(lease_id, end)
             self.log.info("lease_terminated", lease=lease_id, end=end)
 
-    def _current_end(self, row: JobRow) -> int | None:
+    def _current_end(self, row: JobRow, state: LeaseState) -> int | None:
         """The lease's end as the chain has it now (a termination moves it forward, and is
         read here before a receipt even when its event is not yet deep enough to follow: a
         receipt past it would be refused); None once the lease is closed."""
-        state = self.client.lease_state(row.lease_id)
         if state.status is LeaseStatus.CLOSED:
             return None
         if state.status is LeaseStatus.TERMINATED:
@@ -241,14 +249,30 @@ class LeaseWork:
 
     def meter(self, head_time: int) -> None:
         interval = self.config.metering.interval_s
+        rows: list[tuple[JobRow, Lease, bool, bool]] = []
         for row in self.store.jobs(ended=False):
             lease = self.records.lease(row.lease_id)
-            if lease is None:
-                continue
-            due = time.monotonic() - self.last_period.get(row.lease_id, 0.0) >= interval
+            if lease is not None:
+                due = time.monotonic() - self.last_period.get(row.lease_id, 0.0) >= interval
+                receipt = row.spec is not None and (due or head_time >= row.end_time)
+                rows.append((row, lease, due, receipt))
+        # The states of the leases about to be receipted, in one batch of reads.
+        states = self.client.lease_states([row.lease_id for row, *_, receipt in rows if receipt])
+        # One commit for the tick's receipts: none is served before it, and nothing in the loop
+        # reads the chain; an error ends the process, which resumes from what was committed.
+        with self.store.db.transaction():
+            self._meter_rows(rows, states, head_time)
+
+    def _meter_rows(
+        self,
+        rows: list[tuple[JobRow, Lease, bool, bool]],
+        states: Mapping[bytes, LeaseState],
+        head_time: int,
+    ) -> None:
+        for row, lease, due, receipt in rows:
             end: int | None = row.end_time
-            if row.spec is not None and (due or head_time >= row.end_time):
-                end = self._current_end(row)
+            if receipt:
+                end = self._current_end(row, states[row.lease_id])
             if end is None:  # closed (its event is not deep enough yet): nothing more to bill
                 self._stop(row.lease_id, "the lease closed")
                 self._end_work(row.lease_id, "closed")
@@ -370,23 +394,34 @@ class LeaseWork:
             total = outcome.result.get("total", 0)
             self.counters.claims.inc(total, path="voucher")
             self.log.info("claimed", leases=len(claimable), total=total, status=outcome.status)
-            for lease, _ in claimable:
-                self.records.record_paid(lease.id, self.client.lease_state(lease.id).paid)
+            after = self.client.lease_states([lease.id for lease, _ in claimable])
+            with self.store.db.transaction():
+                for lease, _ in claimable:
+                    self.records.record_paid(lease.id, after[lease.id].paid)
         open_ids = {lease.id for lease in self.records.open_leases()}
-        for row in self.store.jobs(ended=True):
-            ended = self.records.lease(row.lease_id)
-            if ended is not None and ended.id in open_ids:
-                self._finish(row, ended, head_time)
+        ended = [
+            (row, terms)
+            for row in self.store.jobs(ended=True)
+            if (terms := self.records.lease(row.lease_id)) is not None and terms.id in open_ids
+        ]
+        states = self.client.lease_states([lease.id for _, lease in ended])
+        paid_up: list[tuple[Lease, int]] = []
+        for row, lease in ended:
+            paid = self._finish(row, lease, states[lease.id], head_time)
+            if paid is not None:
+                paid_up.append((lease, paid))
+        for start in range(0, len(paid_up), CLOSES_PER_BATCH):
+            self._close(paid_up[start : start + CLOSES_PER_BATCH])
         if self.client.withdrawable(self.key.address) > 0:
             outcome = self.chain.run(Withdraw())
             self.log.info("withdrawn", amount=outcome.result.get("amount", 0))
 
-    def _finish(self, row: JobRow, lease: Lease, head_time: int) -> None:
-        """Close an ended lease once it is paid for its last receipt, or claim optimistically."""
-        state = self.client.lease_state(lease.id)
+    def _finish(self, row: JobRow, lease: Lease, state: LeaseState, head_time: int) -> int | None:
+        """What an ended lease was paid, once that is all its last receipt is owed (close it);
+        None while payment may still come, or after claiming optimistically."""
         if state.status is LeaseStatus.CLOSED:
             self.records.mark_closed(lease.id)
-            return
+            return None
         last = self.records.latest_receipt(lease.id)
         owed = (
             0
@@ -394,18 +429,25 @@ class LeaseWork:
             else min(lease.escrow, lease.price_per_gpu_second * last.message.gpu_seconds_cumulative)
         )
         if state.paid >= owed:
-            outcome = self.chain.run(CloseLease(lease))
-            self.records.mark_closed(lease.id)
-            self.log.info("lease_closed_by_provider", lease=lease.id, paid=state.paid,
-                          refund=outcome.result.get("refund", 0))  # fmt: skip
-            return
+            return state.paid
         best = self.records.best_voucher(lease.id)
         if best is not None and best.message.cumulative_amount >= owed:
-            return  # the next claim batch takes it
+            return None  # the next claim batch takes it
         waited = time.time() - (row.ended_at or time.time())
         if waited < self.config.agent.final_voucher_wait_s or last is None:
-            return
+            return None
         self._optimistic(lease, last, head_time)
+        return None
+
+    def _close(self, paid_up: list[tuple[Lease, int]]) -> None:
+        """Close paid-up leases in one ``closeLeaseBatch`` (a lease closed meanwhile is skipped)."""
+        outcome = self.chain.run(CloseLeaseBatch(tuple(lease for lease, _ in paid_up)))
+        with self.store.db.transaction():
+            for lease, _ in paid_up:
+                self.records.mark_closed(lease.id)
+        for lease, paid in paid_up:
+            self.log.info("lease_closed_by_provider", lease=lease.id, paid=paid,
+                          refund=outcome.result.get("0x" + lease.id.hex(), 0))  # fmt: skip
 
     def _optimistic(self, lease: Lease, last: Signed[Receipt], head_time: int) -> None:
         claim = self.client.claim_slot(lease.id)
