@@ -132,13 +132,19 @@ class RelayBook:
             del self._in_flight[_key(fill)]
         return True
 
-    def fill_opened(self, fill: Fill, lease_id: bytes) -> None:
-        if self._pop(fill):
-            self.book.settle(fill)
-            self._changed([fill.offer_hash, fill.bid_hash])
-        self.hub.publish(
-            FillEvent(fill.offer_hash, fill.bid_hash, fill.gpus, FillStatus.OPENED, lease_id)
-        )
+    def fills_opened(self, opened: Iterable[tuple[Fill, bytes]]) -> None:
+        """Leases opened for these fills (with their ids): settle them in the book."""
+        opened = list(opened)
+        touched: list[bytes] = []
+        for fill, _ in opened:
+            if self._pop(fill):
+                self.book.settle(fill)
+                touched += [fill.offer_hash, fill.bid_hash]
+        self._changed(touched)
+        for fill, lease_id in opened:
+            self.hub.publish(
+                FillEvent(fill.offer_hash, fill.bid_hash, fill.gpus, FillStatus.OPENED, lease_id)
+            )
 
     def fill_failed(self, fill: Fill, error: Exception) -> None:
         """The transaction did not open the lease: give the GPUs back, and take the chain's word

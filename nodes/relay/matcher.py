@@ -209,7 +209,7 @@ class Matcher:
             self.log.info(
                 "lease_opened", lease=lease.id, gpus=fill.gpus, price=lease.price_per_gpu_second
             )
-            self.book.fill_opened(fill, lease.id)
+        self.book.fills_opened((fill, lease.id) for fill, lease in zip(fills, leases, strict=True))
 
     def _failed(self, item: _Sent, exc: TransactionReverted) -> None:
         lot, intent = item
