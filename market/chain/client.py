@@ -526,6 +526,27 @@ class MarketClient:
         self._send(self.registry, "register", stake, endpoint, encryption_key, attributes_hash)
         return self.provider_info(self.address)
 
+    def update_profile(
+        self, endpoint: str, encryption_key: bytes = ZERO_HASH, attributes_hash: bytes = ZERO_HASH
+    ) -> ProviderInfo:
+        """Change this provider's registered endpoint, sealing key and profile hash; sends
+        nothing when they are already these."""
+        info = self.provider_info(self.address)
+        if (info.endpoint, info.encryption_key, info.attributes_hash) == (
+            endpoint,
+            encryption_key,
+            attributes_hash,
+        ):
+            return info
+        self._send(self.registry, "updateProfile", endpoint, encryption_key, attributes_hash)
+        return self.provider_info(self.address)
+
+    def block_hash(self, number: int) -> bytes:
+        """The hash of block ``number``: a chain's identity, with its id (a fresh devnet reuses
+        the id and the contract addresses, never its blocks' hashes)."""
+        block = self._call(lambda: self.w3.eth.get_block(number))
+        return bytes(block["hash"])
+
     def add_stake(self, amount: int) -> None:
         self.approve(amount, self.registry.address)
         self._send(self.registry, "addStake", amount)

@@ -139,7 +139,10 @@ class ProviderAgent:
         endpoint = self.config.agent.public_url or self.url
         if info.registered:
             if info.endpoint != endpoint or info.encryption_key != sealing:
-                _log.warning("registration_differs", registered_endpoint=info.endpoint,
+                # A restart on another port (or a new public URL) must not leave labs calling
+                # the old address: the registered endpoint is kept true (issue 14, bug D).
+                client.update_profile(endpoint, sealing, info.attributes_hash)
+                _log.warning("registration_updated", registered_endpoint=info.endpoint,
                              endpoint=endpoint)  # fmt: skip
             return
         stake = self.config.agent.stake_units or client.min_stake()

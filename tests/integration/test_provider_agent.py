@@ -418,3 +418,21 @@ def test_a_silent_lab_stops_the_work_and_the_receipt_is_paid_by_the_chain(net: N
     usage = posted[0].receipt.message.gpu_seconds_cumulative
     assert state.paid == last["amount"] == lease.price_per_gpu_second * usage
     assert state.paid > 0  # the work done before payment stopped is paid for, by the chain
+
+
+def test_a_provider_restarted_on_another_port_updates_its_registered_endpoint(net: Net) -> None:
+    """Issue 14, bug D: with ``port = 0`` a restarted agent serves on a new port; it updates its
+    registered endpoint (updateProfile) so labs, which read it from the chain, find it again."""
+    other = net.market.start_provider(1, [net.relay.url], agent="port = 0\n")
+    reader = Lab.connect(net.contracts.deployment, "0x" + net.market.lab_account(3).key.hex())
+    try:
+        assert reader.client.provider_info(other.address).endpoint == other.url
+        first = other.url
+        other.kill()
+        net.market.restart(other)
+        assert other.url != first  # the OS chose another port
+        info = reader.client.provider_info(other.address)
+        assert info.endpoint == other.url
+        assert " registration_updated " in other.log.read_text(encoding="utf-8")
+    finally:
+        other.kill()
