@@ -72,6 +72,9 @@ class Relay:
         self.log = self.log.bind(relay=self.relay_id)
         readers = await asyncio.gather(*(self._connect(None) for _ in range(3)))
         self.chain = readers[0]
+        d = self.deployment
+        deployed = await asyncio.to_thread(self.chain.block_hash, d.deploy_block)
+        self.store.bind_chain(f"{d.chain_id}:{self.chain.market.address}:0x{deployed.hex()}")
         min_stake = await asyncio.to_thread(self.chain.min_stake)
         self.stakes = StakeCache(readers[1], min_stake)
         self.hub = Hub(cfg.limits.stream_queue)

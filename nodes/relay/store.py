@@ -114,6 +114,21 @@ class Store:
 
     # --- meta ------------------------------------------------------------------------------
 
+    def bind_chain(self, identity: str) -> None:
+        """Tie the database to one chain and deployment, or refuse another: a relay restarted
+        against a fresh devnet (same chain id and contract addresses, new blocks) must not serve
+        orders and a cursor from the old one. ``identity`` names the chain id, the market's
+        address and the deployment block's hash."""
+        stored = self.get_meta("chain")
+        if stored is None:
+            self.set_meta("chain", identity)
+        elif stored != identity:
+            raise StoreError(
+                str(self.path),
+                f"it follows another chain or deployment ({stored}), not this one ({identity}): "
+                "give this relay a new --db, or remove the old file",
+            )
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from market.chain.deploy import deploy
+from market.errors import StoreError
 from market.protocol.types import Bid, Offer, Signed
+from nodes.relay import Relay
 from nodes.wire import BookChange, LeaseOpened, OrderStatus, Side
 from tests.integration.conftest import MarketEnv
 from tests.integration.relay_harness import (
@@ -152,3 +155,21 @@ def test_restart_on_the_same_database_brings_back_the_same_book(
     assert after.offers == before.offers  # same orders, same GPUs left, same priority
     assert after.bids == tuple(e for e in before.bids if e.order.signed != orders[4])
     assert statuses(second.submit(orders[1])) == [OrderStatus.DUPLICATE_ORDER]
+
+
+def test_a_database_from_another_chain_or_deployment_is_refused(
+    market: MarketEnv, relays: Relays
+) -> None:
+    """Issue 14: a relay restarted against a fresh devnet reused its old database (orders and a
+    cursor from the other chain). The database is bound to the chain id, the market's address and
+    the deployment block's hash, and another is refused with a clear error."""
+    config = relays.config("bound")
+    first = relays.start(config)
+    assert statuses(first.submit(offer(market))) == [OrderStatus.ACCEPTED]
+    first.stop()
+    other = deploy(market.devnet.web3(), market.devnet.accounts[0])  # a second deployment
+    relay = Relay(config, other.deployment)
+    with pytest.raises(StoreError, match="follows another chain or deployment"):
+        relays.lt.run(relay.start())
+    again = relays.start(config)  # the chain it was bound to: accepted, its book intact
+    assert len(again.book().offers) == 1
