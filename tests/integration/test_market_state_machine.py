@@ -9,7 +9,11 @@ lease (ReceiptChain, usage within the bound) and post them as optimistic claims,
 finalizes after the challenge window unless the lab disputes them within it; and providers
 cheat: a second receipt for a seq already signed (equivocation) or an inflated one (impossible
 usage), which anyone proves, slashing the provider's stake to the lab and settling the lease.
-Every refused action is asserted with its typed custom error and arguments.
+Every refused action is asserted with its typed custom error and arguments. Orders carry signed
+terms (billing, memory), some open in batches at their own prices or at one clearing price, with
+all-or-none bids split across two providers; one lab is a contract wallet: its bids verify through
+ERC-1271, its vouchers are signed by the owner key its bids name, and its transactions go through
+the wallet's ``execute``.
 
 Chain time is deterministic: every block is one second after the previous one, so a transaction
 sent now is mined at exactly ``chain_time() + 1`` and each rule predicts the contract's time checks
@@ -84,6 +88,7 @@ from market.chain.devnet import Devnet
 from market.errors import ContractError
 from market.matching.constraints import Requirements, Unfit, unfit
 from market.protocol.eip712 import order_hash, receipt_hash
+from market.protocol.signing import SigningKey
 from market.protocol.types import (
     ZERO_HASH,
     Bid,
@@ -104,11 +109,13 @@ from tests.integration.conftest import (
     UNBONDING_DELAY,
     MarketEnv,
 )
+from tests.integration.wallets import deploy_wallet
 
 pytestmark = pytest.mark.integration
 
 PROVIDERS = (1, 2, 3)
-LABS = (4, 5, 6)
+LABS = (4, 5, 6, 7)
+WALLET_LAB = 7  # a contract wallet (ERC-1271 orders, owner-key vouchers, execute) owned by key 7
 ACTORS = PROVIDERS + LABS
 MODEL = "H100"
 # Every window is reachable in a step or two: the challenge window, and the claim window and the
@@ -194,7 +201,10 @@ def make_machine(
             devnet.set_block_timestamp_interval(1)
             env = MarketEnv(devnet, contracts)
             self.providers = {i: env.provider(i) for i in PROVIDERS}
-            self.labs = {i: env.lab(i) for i in LABS}
+            self.labs = {i: env.lab(i) for i in LABS if i != WALLET_LAB}
+            owner = devnet.accounts[WALLET_LAB]
+            wallet = deploy_wallet(env, owner.address).address  # funded, approving the market
+            self.labs[WALLET_LAB] = Lab(env.client(owner, wallet=wallet), SigningKey(owner.key))
             self.reader = env.client()
             self.domain = self.reader.domain
             self.market = contracts.market.address
@@ -501,6 +511,9 @@ def make_machine(
             self._opened(lease, oh, bh)
 
         def _opened(self, lease: Lease, oh: bytes, bh: bytes) -> None:
+            if lease.lab == self.labs[WALLET_LAB].address:
+                self._saw("a wallet lab leased")
+                assert lease.voucher_key == self.labs[WALLET_LAB].key.address
             gpus = lease.gpus
             self.ledger.fills[oh] = self.ledger.fills.get(oh, 0) + gpus
             self.ledger.fills[bh] = self.ledger.fills.get(bh, 0) + gpus
@@ -650,6 +663,8 @@ def make_machine(
                 return
             assert provider.claim(lease, voucher) == max(due, 0)
             self._saw("voucher claimed")
+            if lease.lab == self.labs[WALLET_LAB].address:
+                self._saw("a wallet lab's voucher claimed")
             self._pay(model, due)
 
         @rule(ref=LEASES)
@@ -1252,7 +1267,8 @@ def _run(
 # too rare even there: test_receipts_on_chain covers it directly.)
 REACHED = (
     "lease opened", "lease opened (rental)", "lease opened (metered)", "batch opened",
-    "auction cleared", "voucher claimed", "terminated", "closed by the provider", "closed by the lab",
+    "auction cleared", "a wallet lab leased", "a wallet lab's voucher claimed",
+    "voucher claimed", "terminated", "closed by the provider", "closed by the lab",
     "withdrawn", "stake withdrawn", "claim posted", "receipt already pending: nothing sent",
     "claim finalized", "claim disputed", "slashed",
     "MarketProviderNotRegistered", "MarketProviderStakeTooLow", "MarketLeaseEnded",
