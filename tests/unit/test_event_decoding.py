@@ -84,3 +84,13 @@ def test_an_event_decodes_as_web3_decodes_it(contract: str, item: Mapping[str, A
     assert event is not None
     assert (event.name, event.block_number, event.log_index) == (item["name"], 7, 2)
     assert event.tx_hash == b"\x09" * 32
+    # The node's own JSON (eth_getLogs read without web3's formatters) decodes the same.
+    raw = {
+        "address": ADDRESS.lower(),
+        "topics": [HexBytes(t).to_0x_hex() for t in log["topics"]],
+        "data": HexBytes(log["data"]).to_0x_hex(),
+        "blockNumber": "0x7",
+        "transactionHash": "0x" + "09" * 32,
+        "logIndex": "0x2",
+    }
+    assert reader.decode(raw) == event
