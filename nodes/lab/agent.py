@@ -133,6 +133,7 @@ class LabAgent:
         self._bids_placed: set[int] = set()
         self._phases: dict[str, int] = {}
         self._block = 0
+        self._chain_time = 0  # the head's timestamp, read once a tick
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -276,6 +277,7 @@ class LabAgent:
         are logged and retried next tick."""
         try:
             self._block = await self._w(self.ledger.poll_events)
+            self._chain_time = await self._w(self.ledger.client.chain_time)
             await self._place_bids()
             live = await self._w(self.ledger.store.leases, "opened", "running")
             await asyncio.gather(*(self._step(record) for record in live))
@@ -500,7 +502,7 @@ class LabAgent:
         rerun = None
         if isinstance(spec.params, CommandParams):
             path = self.config.state.parent / "reruns" / record.lease.id.hex()
-            limit = float(record.end_at - await self._w(self.ledger.client.chain_time))
+            limit = float(record.end_at - self._chain_time)
             rerun = CommandRerun(spec.params.argv, path, max(1.0, limit) + RERUN_GRACE_S)
         check = make_check(spec, record.audit_secret, self.config.lab.audit_samples, rerun)
         output = await self._w(self.ledger.store.output, record.lease.id)

@@ -34,7 +34,15 @@ from market.errors import (
 from market.protocol import codec
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import ZERO_ADDRESS, Lease, LeaseStatus, Receipt, Signed, Voucher
+from market.protocol.types import (
+    ZERO_ADDRESS,
+    Lease,
+    LeaseState,
+    LeaseStatus,
+    Receipt,
+    Signed,
+    Voucher,
+)
 from market.receipts.equivocation import detect_equivocation
 from market.receipts.issue import voucher_amount
 from market.roles import Lab
@@ -194,9 +202,11 @@ class Ledger:
             start = self.deployment.deploy_block
         while start <= head:
             end = min(start + EVENT_CHUNK - 1, head)
-            for event in self.client.events(start, end):
-                self._apply(event)
-            self.store.set_cursor(end + 1)  # events are applied idempotently: a crash replays
+            events = self.client.events(start, end)
+            with self.store.db.transaction():  # one commit per chunk, its cursor included
+                for event in events:
+                    self._apply(event)
+                self.store.set_cursor(end + 1)  # events apply idempotently: a crash replays
             start = end + 1
         return head
 
@@ -304,10 +314,17 @@ class Ledger:
     def run_actions(self) -> None:
         """Carry out the pending terminations, proofs and disputes, each skipped when the chain
         shows it is no longer needed; transient failures stay pending for the next tick."""
-        for action in self.store.actions("pending"):
+        actions = self.store.actions("pending")
+        # What the terminations decide from, read once for all of them.
+        states = self.client.lease_states([a.lease_id for a in actions if a.kind == "terminate"])
+        now = self.client.chain_time() if states else 0
+        for action in actions:
             lease = self._record(action.lease_id).lease
             try:
-                reason = self._act(action.kind, lease, action.a, action.b, action.amount)
+                if action.kind == "terminate":
+                    reason = self._terminate(lease, states[lease.id], now, action.amount)
+                else:
+                    reason = self._act(action.kind, lease, action.a, action.b)
             except _TRANSIENT as exc:
                 self.emit("action_retry", lease=lease.id, kind=action.kind, error=str(exc))
                 continue
@@ -317,14 +334,14 @@ class Ledger:
                 continue
             self.store.finish_action(action.id, "done", reason)
 
-    def _act(self, kind: str, lease: Lease, a: bytes, b: bytes, amount: int) -> str:
-        if kind == "terminate":
-            state = self.client.lease_state(lease.id)
-            if state.status != LeaseStatus.ACTIVE or self.client.chain_time() >= state.end:
-                return f"not needed: lease is {state.status.name.lower()} or ended"
-            self.lab.terminate(lease, amount)
-            self.emit("lease_terminated", lease=lease.id, paid=amount)
-            return "terminated"
+    def _terminate(self, lease: Lease, state: LeaseState, now: int, amount: int) -> str:
+        if state.status != LeaseStatus.ACTIVE or now >= state.end:
+            return f"not needed: lease is {state.status.name.lower()} or ended"
+        self.lab.terminate(lease, amount)
+        self.emit("lease_terminated", lease=lease.id, paid=amount)
+        return "terminated"
+
+    def _act(self, kind: str, lease: Lease, a: bytes, b: bytes) -> str:
         if kind == "equivocation":
             first = codec.decode_as(a, Signed[Receipt])
             second = codec.decode_as(b, Signed[Receipt])
