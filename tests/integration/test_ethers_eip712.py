@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from market.protocol.eip712 import Domain, digest, typed_data
@@ -24,6 +25,7 @@ from market.protocol.types import (
     UINT64_MAX,
     UINT256_MAX,
     Bid,
+    Billing,
     Offer,
     Signed,
     Voucher,
@@ -54,6 +56,10 @@ def _bytes32(rng: random.Random) -> bytes:
     return rng.choice((bytes(32), b"\xff" * 32, rng.randbytes(32)))
 
 
+def _address(rng: random.Random) -> ChecksumAddress:
+    return to_checksum_address(rng.choice((bytes(20), rng.randbytes(20))))
+
+
 def _model(rng: random.Random) -> str:
     printable = [chr(c) for c in range(0x20, 0x7F)]
     length = rng.choice((1, 4, 32, rng.randint(1, 32)))
@@ -74,7 +80,10 @@ def _message(rng: random.Random, signer: SigningKey) -> Signable:
             max_duration=high,
             expiry=_uint(rng, UINT64_MAX),
             nonce=_uint(rng, UINT256_MAX),
-            attributes_hash=_bytes32(rng),
+            bandwidth_gbps=_uint(rng, UINT32_MAX),
+            features=_uint(rng, UINT256_MAX),
+            billing_modes=_uint(rng, 255),
+            receipt_signer=_address(rng),
         )
     if kind == "bid":
         return Bid(
@@ -86,6 +95,13 @@ def _message(rng: random.Random, signer: SigningKey) -> Signable:
             expiry=_uint(rng, UINT64_MAX),
             nonce=_uint(rng, UINT256_MAX),
             job_spec_hash=_bytes32(rng),
+            min_memory_gib=_uint(rng, UINT32_MAX),
+            min_bandwidth_gbps=_uint(rng, UINT32_MAX),
+            required_features=_uint(rng, UINT256_MAX),
+            accepted_features=_uint(rng, UINT256_MAX),
+            billing=Billing(rng.randint(0, 1)),
+            all_or_none=rng.random() < 0.5,
+            voucher_signer=_address(rng),
         )
     return Voucher(
         lease_id=_bytes32(rng),
@@ -98,6 +114,8 @@ def _json_value(value: object) -> object:
     """ethers' input: integers as decimal strings (uint256 exceeds JSON numbers), bytes as hex."""
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, bool):
+        return value
     if isinstance(value, int):
         return str(value)
     return value

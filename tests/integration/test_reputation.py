@@ -245,9 +245,7 @@ def test_a_bad_reputation_request_is_refused_with_a_code(
 
 
 def _offer(provider: str, price: int) -> Offer:
-    return Offer(
-        checksum_address(provider), "H100", GPUS, 80, price, 1, DURATION, 2**40, 1, bytes(32)
-    )
+    return Offer(checksum_address(provider), "H100", GPUS, 80, price, 1, DURATION, 2**40, 1)
 
 
 def _report(relay: RelayHandle) -> ReputationReport:
