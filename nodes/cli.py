@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     who = st.add_mutually_exclusive_group(required=True)
     who.add_argument("--address", metavar="ADDR", help="the account to show (provider or lab)")
     who.add_argument("--key-env", metavar="VAR", help="variable holding the account's key")
-    st.add_argument("--json", action="store_true", help="print the JSON document (nodes/status/__init__.py)")
+    st.add_argument(
+        "--json", action="store_true", help="print the JSON document (nodes/status/__init__.py)"
+    )
     st.set_defaults(func=cmd_status)
     return parser
 
