@@ -62,14 +62,7 @@ class _Bench:
         self.unlimited_lab.fund(2**256 - 1)
 
     def offer(self, gpus: int) -> Signed[Offer]:
-        return self.provider.offer(
-            "H100-80GB",
-            gpus=gpus,
-            memory_gib=80,
-            price_per_gpu_second=PRICE,
-            min_duration=60,
-            max_duration=86_400,
-        )
+        return _offer_of(self.provider, gpus)
 
     def bid(self, gpus: int, lab: Lab | None = None) -> Signed[Bid]:
         lab = lab or self.lab
