@@ -94,32 +94,27 @@ def bid_term_reasons(
 ) -> None:
     """The hardware and billing reasons of a bid, and the change of its own field that lets the
     nearest offers blocked by that term alone serve it."""
-    if _MEMORY in blocked:
-        most = max(offer_of(o).memory_gib for o in blocked[_MEMORY])
+    # The two minimums a bid signs: (reason, the bid's field, the offer's field, unit, detail).
+    minimums = (
+        (_MEMORY, "min_memory_gib", "memory_gib", "GiB", "max_offered_gib"),
+        (_BANDWIDTH, "min_bandwidth_gbps", "bandwidth_gbps", "Gbps", "max_offered_gbps"),
+    )
+    for code, need_field, have_field, unit, detail in minimums:
+        if code not in blocked:
+            continue
+        need = getattr(bid, need_field)
+        most = max(getattr(offer_of(o), have_field) for o in blocked[code])
         reasons.append(
             Reason(
-                _MEMORY,
-                f"you need {bid.min_memory_gib} GiB per GPU; {len(blocked[_MEMORY])} offers "
-                f"have less, at most {most} GiB",
-                {"min_memory_gib": bid.min_memory_gib, "max_offered_gib": most},
+                code,
+                f"you need {need} {unit} per GPU; {len(blocked[code])} offers have less, "
+                f"at most {most} {unit}",
+                {need_field: need, detail: most},
             )
         )
-        if only := blocked_only_by(checked, _MEMORY):
-            best = max(offer_of(o).memory_gib for o in only)
-            changes.append(Change("min_memory_gib", bid.min_memory_gib, best))
-    if _BANDWIDTH in blocked:
-        most = max(offer_of(o).bandwidth_gbps for o in blocked[_BANDWIDTH])
-        reasons.append(
-            Reason(
-                _BANDWIDTH,
-                f"you need {bid.min_bandwidth_gbps} Gbps per GPU; {len(blocked[_BANDWIDTH])} "
-                f"offers have less, at most {most} Gbps",
-                {"min_bandwidth_gbps": bid.min_bandwidth_gbps, "max_offered_gbps": most},
-            )
-        )
-        if only := blocked_only_by(checked, _BANDWIDTH):
-            best = max(offer_of(o).bandwidth_gbps for o in only)
-            changes.append(Change("min_bandwidth_gbps", bid.min_bandwidth_gbps, best))
+        if only := blocked_only_by(checked, code):
+            best = max(getattr(offer_of(o), have_field) for o in only)
+            changes.append(Change(need_field, need, best))
     if _MISSING in blocked:
         missing = 0
         for o in blocked[_MISSING]:
