@@ -51,6 +51,10 @@ SETTINGS: dict[str, Any] = {
     },
 }
 SOLC_TIMEOUT_S = 300
+# A contract that delegates the calls it does not run itself to another (Market's fallback runs
+# MarketExtension by delegatecall): its artifact's ABI is both contracts' functions, events and
+# errors, which is the ABI callers of its address need (IMarket).
+DELEGATES = {"Market": "MarketExtension"}
 
 
 def source_files(root: Path = CONTRACTS_DIR) -> list[Path]:
@@ -152,7 +156,22 @@ def artifacts_from_output(output: dict[str, Any], version: str) -> dict[str, dic
                     s: meta["keccak256"] for s, meta in sorted(metadata["sources"].items())
                 },
             }
+    for name, delegate in DELEGATES.items():
+        if name in artifacts and delegate in artifacts:
+            artifacts[name]["abi"] = _merged_abi(artifacts[name]["abi"], artifacts[delegate]["abi"])
     return artifacts
+
+
+def _merged_abi(own: list[dict[str, Any]], delegated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``own`` plus every entry of ``delegated`` it lacks (the delegate's constructor aside)."""
+
+    def key(item: dict[str, Any]) -> tuple[str, str, str]:
+        types = ",".join(i["type"] for i in item.get("inputs", []))
+        return item["type"], item.get("name", ""), types
+
+    seen = {key(item) for item in own}
+    extra = [i for i in delegated if i["type"] != "constructor" and key(i) not in seen]
+    return own + extra
 
 
 def build(out_dir: Path = ARTIFACTS_DIR, errors_module: Path | None = None) -> dict[str, Path]:

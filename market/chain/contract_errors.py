@@ -296,6 +296,52 @@ class InvalidShortString(ContractError):
         super().__init__(what, (), tx_hash)
 
 
+class MarketArbiterMismatch(ContractError):
+    """The offer and bid name different arbiters."""
+
+    SIGNATURE = "MarketArbiterMismatch(address,address)"
+    SELECTOR = bytes.fromhex("96493827")
+    PARAMS = (
+        ("offer_arbiter", "address"),
+        ("bid_arbiter", "address"),
+    )
+
+    def __init__(
+        self,
+        offer_arbiter: str,
+        bid_arbiter: str,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.offer_arbiter = offer_arbiter
+        self.bid_arbiter = bid_arbiter
+        super().__init__(
+            what,
+            (
+                offer_arbiter,
+                bid_arbiter,
+            ),
+            tx_hash,
+        )
+
+
+class MarketBadParams(ContractError):
+    """A deployment parameter is out of range."""
+
+    SIGNATURE = "MarketBadParams()"
+    SELECTOR = bytes.fromhex("1519be4a")
+    PARAMS = ()
+
+    def __init__(
+        self,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        super().__init__(what, (), tx_hash)
+
+
 class MarketBandwidthTooLow(ContractError):
     """The offer's interconnect bandwidth per GPU is below the bid's minimum."""
 
@@ -411,6 +457,70 @@ class MarketChallengeWindowOpen(ContractError):
             (
                 lease_id,
                 ready_at,
+            ),
+            tx_hash,
+        )
+
+
+class MarketClaimDisputed(ContractError):
+    """The pending claim is disputed: it awaits a ruling or its deadline."""
+
+    SIGNATURE = "MarketClaimDisputed(bytes32,uint64)"
+    SELECTOR = bytes.fromhex("c40da1c3")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("ruling_deadline", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        ruling_deadline: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ruling_deadline = ruling_deadline
+        super().__init__(
+            what,
+            (
+                lease_id,
+                ruling_deadline,
+            ),
+            tx_hash,
+        )
+
+
+class MarketClaimNotRaised(ContractError):
+    """A posted receipt must claim more than the highest amount posted (or paid) before."""
+
+    SIGNATURE = "MarketClaimNotRaised(bytes32,uint256,uint256)"
+    SELECTOR = bytes.fromhex("79d2c867")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("amount", "uint256"),
+        ("highest", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        amount: int,
+        highest: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.amount = amount
+        self.highest = highest
+        super().__init__(
+            what,
+            (
+                lease_id,
+                amount,
+                highest,
             ),
             tx_hash,
         )
@@ -918,6 +1028,36 @@ class MarketLeaseEnded(ContractError):
         )
 
 
+class MarketLeaseNotClosed(ContractError):
+    """Only a closed lease's stake lock can be released on its own."""
+
+    SIGNATURE = "MarketLeaseNotClosed(bytes32,uint8)"
+    SELECTOR = bytes.fromhex("bca0fd22")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("status", "uint8"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        status: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.status = status
+        super().__init__(
+            what,
+            (
+                lease_id,
+                status,
+            ),
+            tx_hash,
+        )
+
+
 class MarketLeaseNotOpen(ContractError):
     """The lease is not in a status that allows this call."""
 
@@ -1014,6 +1154,36 @@ class MarketMemoryTooLow(ContractError):
         )
 
 
+class MarketMinChargeTooHigh(ContractError):
+    """The offer's minimum charge is above what the bid accepts."""
+
+    SIGNATURE = "MarketMinChargeTooHigh(uint16,uint16)"
+    SELECTOR = bytes.fromhex("78c0cdeb")
+    PARAMS = (
+        ("min_charge_bps", "uint16"),
+        ("max_min_charge_bps", "uint16"),
+    )
+
+    def __init__(
+        self,
+        min_charge_bps: int,
+        max_min_charge_bps: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.min_charge_bps = min_charge_bps
+        self.max_min_charge_bps = max_min_charge_bps
+        super().__init__(
+            what,
+            (
+                min_charge_bps,
+                max_min_charge_bps,
+            ),
+            tx_hash,
+        )
+
+
 class MarketNoPendingClaim(ContractError):
     """The lease has no pending claim."""
 
@@ -1060,6 +1230,70 @@ class MarketNonceFloorNotRaised(ContractError):
             ),
             tx_hash,
         )
+
+
+class MarketNotArbiter(ContractError):
+    """Only the lease's arbiter may rule (a lease without one has no rulings)."""
+
+    SIGNATURE = "MarketNotArbiter(bytes32,address)"
+    SELECTOR = bytes.fromhex("9bd0485c")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("caller", "address"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        caller: str,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.caller = caller
+        super().__init__(
+            what,
+            (
+                lease_id,
+                caller,
+            ),
+            tx_hash,
+        )
+
+
+class MarketNotDelegated(ContractError):
+    """Called on the extension's own address, not through the market."""
+
+    SIGNATURE = "MarketNotDelegated()"
+    SELECTOR = bytes.fromhex("b47c85bd")
+    PARAMS = ()
+
+    def __init__(
+        self,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        super().__init__(what, (), tx_hash)
+
+
+class MarketNotDisputed(ContractError):
+    """The lease's pending claim is not disputed."""
+
+    SIGNATURE = "MarketNotDisputed(bytes32)"
+    SELECTOR = bytes.fromhex("d2397c62")
+    PARAMS = (("lease_id", "bytes32"),)
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        super().__init__(what, (lease_id,), tx_hash)
 
 
 class MarketNotLab(ContractError):
@@ -1305,33 +1539,33 @@ class MarketProviderNotRegistered(ContractError):
 
 
 class MarketProviderStakeTooLow(ContractError):
-    """The provider's free stake is below the minimum."""
+    """The provider's bonded stake is below the minimum."""
 
     SIGNATURE = "MarketProviderStakeTooLow(address,uint256,uint256)"
     SELECTOR = bytes.fromhex("64b3353d")
     PARAMS = (
         ("provider", "address"),
-        ("free_stake", "uint256"),
+        ("stake", "uint256"),
         ("min_stake", "uint256"),
     )
 
     def __init__(
         self,
         provider: str,
-        free_stake: int,
+        stake: int,
         min_stake: int,
         *,
         what: str = "call",
         tx_hash: str | None = None,
     ) -> None:
         self.provider = provider
-        self.free_stake = free_stake
+        self.stake = stake
         self.min_stake = min_stake
         super().__init__(
             what,
             (
                 provider,
-                free_stake,
+                stake,
                 min_stake,
             ),
             tx_hash,
@@ -1458,6 +1692,54 @@ class MarketReceiptsNotConflicting(ContractError):
         super().__init__(what, (digest,), tx_hash)
 
 
+class MarketRulingTooLate(ContractError):
+    """The ruling deadline has passed; the claim pays the provider."""
+
+    SIGNATURE = "MarketRulingTooLate(bytes32,uint64)"
+    SELECTOR = bytes.fromhex("82305419")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("ruling_deadline", "uint64"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        ruling_deadline: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.ruling_deadline = ruling_deadline
+        super().__init__(
+            what,
+            (
+                lease_id,
+                ruling_deadline,
+            ),
+            tx_hash,
+        )
+
+
+class MarketSelfDealing(ContractError):
+    """A lease's lab may not be its provider."""
+
+    SIGNATURE = "MarketSelfDealing(address)"
+    SELECTOR = bytes.fromhex("d1a26808")
+    PARAMS = (("account", "address"),)
+
+    def __init__(
+        self,
+        account: str,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.account = account
+        super().__init__(what, (account,), tx_hash)
+
+
 class MarketSignerKeyRequired(ContractError):
     """A contract signer (ERC-1271) must name the ECDSA key that signs its receipts or vouchers
     (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
@@ -1476,6 +1758,90 @@ class MarketSignerKeyRequired(ContractError):
     ) -> None:
         self.signer = signer
         super().__init__(what, (signer,), tx_hash)
+
+
+class MarketStakeHeld(ContractError):
+    """The lease's stake lock stays until `releasableAt` (its end plus the claim window)."""
+
+    SIGNATURE = "MarketStakeHeld(bytes32,uint256)"
+    SELECTOR = bytes.fromhex("0013f3ac")
+    PARAMS = (
+        ("lease_id", "bytes32"),
+        ("releasable_at", "uint256"),
+    )
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        releasable_at: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        self.releasable_at = releasable_at
+        super().__init__(
+            what,
+            (
+                lease_id,
+                releasable_at,
+            ),
+            tx_hash,
+        )
+
+
+class MarketStakeLockUncovered(ContractError):
+    """The provider's free stake (bonded, not locked by open leases) cannot cover the lock the new
+    lease needs.
+    """
+
+    SIGNATURE = "MarketStakeLockUncovered(address,uint256,uint256)"
+    SELECTOR = bytes.fromhex("132568bf")
+    PARAMS = (
+        ("provider", "address"),
+        ("free_stake", "uint256"),
+        ("lock", "uint256"),
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        free_stake: int,
+        lock: int,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.free_stake = free_stake
+        self.lock = lock
+        super().__init__(
+            what,
+            (
+                provider,
+                free_stake,
+                lock,
+            ),
+            tx_hash,
+        )
+
+
+class MarketStakeReleased(ContractError):
+    """The lease's stake lock was released: its proof window is over."""
+
+    SIGNATURE = "MarketStakeReleased(bytes32)"
+    SELECTOR = bytes.fromhex("fec6371a")
+    PARAMS = (("lease_id", "bytes32"),)
+
+    def __init__(
+        self,
+        lease_id: bytes,
+        *,
+        what: str = "call",
+        tx_hash: str | None = None,
+    ) -> None:
+        self.lease_id = lease_id
+        super().__init__(what, (lease_id,), tx_hash)
 
 
 class MarketUnknownLease(ContractError):
@@ -1708,24 +2074,6 @@ class RegistryNotWithdrawable(ContractError):
         )
 
 
-class RegistryOnlyMarket(ContractError):
-    """Only the market may call this."""
-
-    SIGNATURE = "RegistryOnlyMarket(address)"
-    SELECTOR = bytes.fromhex("046d9726")
-    PARAMS = (("caller", "address"),)
-
-    def __init__(
-        self,
-        caller: str,
-        *,
-        what: str = "call",
-        tx_hash: str | None = None,
-    ) -> None:
-        self.caller = caller
-        super().__init__(what, (caller,), tx_hash)
-
-
 class RegistryStakeOverflow(ContractError):
     """The amount exceeds what the uint96 stake accounting can hold."""
 
@@ -1745,7 +2093,7 @@ class RegistryStakeOverflow(ContractError):
 
 
 class RegistryUnstakeExceedsFree(ContractError):
-    """Requested to unstake more than the free (not yet unbonding) stake."""
+    """Requested to unstake more than the free (bonded, not locked) stake."""
 
     SIGNATURE = "RegistryUnstakeExceedsFree(uint256,uint256)"
     SELECTOR = bytes.fromhex("d5f20c8b")
@@ -1840,10 +2188,14 @@ ERRORS: dict[bytes, type[ContractError]] = {
     ERC2612InvalidSigner.SELECTOR: ERC2612InvalidSigner,
     InvalidAccountNonce.SELECTOR: InvalidAccountNonce,
     InvalidShortString.SELECTOR: InvalidShortString,
+    MarketArbiterMismatch.SELECTOR: MarketArbiterMismatch,
+    MarketBadParams.SELECTOR: MarketBadParams,
     MarketBandwidthTooLow.SELECTOR: MarketBandwidthTooLow,
     MarketBillingNotOffered.SELECTOR: MarketBillingNotOffered,
     MarketChallengeWindowClosed.SELECTOR: MarketChallengeWindowClosed,
     MarketChallengeWindowOpen.SELECTOR: MarketChallengeWindowOpen,
+    MarketClaimDisputed.SELECTOR: MarketClaimDisputed,
+    MarketClaimNotRaised.SELECTOR: MarketClaimNotRaised,
     MarketClaimPending.SELECTOR: MarketClaimPending,
     MarketClaimWindowOpen.SELECTOR: MarketClaimWindowOpen,
     MarketClearingPriceAboveBid.SELECTOR: MarketClearingPriceAboveBid,
@@ -1861,12 +2213,17 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketInvalidSignature.SELECTOR: MarketInvalidSignature,
     MarketLeaseAlreadySlashed.SELECTOR: MarketLeaseAlreadySlashed,
     MarketLeaseEnded.SELECTOR: MarketLeaseEnded,
+    MarketLeaseNotClosed.SELECTOR: MarketLeaseNotClosed,
     MarketLeaseNotOpen.SELECTOR: MarketLeaseNotOpen,
     MarketLeaseTooLong.SELECTOR: MarketLeaseTooLong,
     MarketMatchOutOfRange.SELECTOR: MarketMatchOutOfRange,
     MarketMemoryTooLow.SELECTOR: MarketMemoryTooLow,
+    MarketMinChargeTooHigh.SELECTOR: MarketMinChargeTooHigh,
     MarketNoPendingClaim.SELECTOR: MarketNoPendingClaim,
     MarketNonceFloorNotRaised.SELECTOR: MarketNonceFloorNotRaised,
+    MarketNotArbiter.SELECTOR: MarketNotArbiter,
+    MarketNotDelegated.SELECTOR: MarketNotDelegated,
+    MarketNotDisputed.SELECTOR: MarketNotDisputed,
     MarketNotLab.SELECTOR: MarketNotLab,
     MarketNotProvider.SELECTOR: MarketNotProvider,
     MarketNothingToClaim.SELECTOR: MarketNothingToClaim,
@@ -1881,7 +2238,12 @@ ERRORS: dict[bytes, type[ContractError]] = {
     MarketReceiptPeriodInvalid.SELECTOR: MarketReceiptPeriodInvalid,
     MarketReceiptWrongLease.SELECTOR: MarketReceiptWrongLease,
     MarketReceiptsNotConflicting.SELECTOR: MarketReceiptsNotConflicting,
+    MarketRulingTooLate.SELECTOR: MarketRulingTooLate,
+    MarketSelfDealing.SELECTOR: MarketSelfDealing,
     MarketSignerKeyRequired.SELECTOR: MarketSignerKeyRequired,
+    MarketStakeHeld.SELECTOR: MarketStakeHeld,
+    MarketStakeLockUncovered.SELECTOR: MarketStakeLockUncovered,
+    MarketStakeReleased.SELECTOR: MarketStakeReleased,
     MarketUnknownLease.SELECTOR: MarketUnknownLease,
     MarketUsageImpossible.SELECTOR: MarketUsageImpossible,
     MarketUsagePossible.SELECTOR: MarketUsagePossible,
@@ -1892,7 +2254,6 @@ ERRORS: dict[bytes, type[ContractError]] = {
     RegistryAlreadyRegistered.SELECTOR: RegistryAlreadyRegistered,
     RegistryNotRegistered.SELECTOR: RegistryNotRegistered,
     RegistryNotWithdrawable.SELECTOR: RegistryNotWithdrawable,
-    RegistryOnlyMarket.SELECTOR: RegistryOnlyMarket,
     RegistryStakeOverflow.SELECTOR: RegistryStakeOverflow,
     RegistryUnstakeExceedsFree.SELECTOR: RegistryUnstakeExceedsFree,
     RegistryZeroAmount.SELECTOR: RegistryZeroAmount,
@@ -1915,10 +2276,14 @@ __all__ = [
     "ERC2612InvalidSigner",
     "InvalidAccountNonce",
     "InvalidShortString",
+    "MarketArbiterMismatch",
+    "MarketBadParams",
     "MarketBandwidthTooLow",
     "MarketBillingNotOffered",
     "MarketChallengeWindowClosed",
     "MarketChallengeWindowOpen",
+    "MarketClaimDisputed",
+    "MarketClaimNotRaised",
     "MarketClaimPending",
     "MarketClaimWindowOpen",
     "MarketClearingPriceAboveBid",
@@ -1936,12 +2301,17 @@ __all__ = [
     "MarketInvalidSignature",
     "MarketLeaseAlreadySlashed",
     "MarketLeaseEnded",
+    "MarketLeaseNotClosed",
     "MarketLeaseNotOpen",
     "MarketLeaseTooLong",
     "MarketMatchOutOfRange",
     "MarketMemoryTooLow",
+    "MarketMinChargeTooHigh",
     "MarketNoPendingClaim",
     "MarketNonceFloorNotRaised",
+    "MarketNotArbiter",
+    "MarketNotDelegated",
+    "MarketNotDisputed",
     "MarketNotLab",
     "MarketNotProvider",
     "MarketNothingToClaim",
@@ -1956,7 +2326,12 @@ __all__ = [
     "MarketReceiptPeriodInvalid",
     "MarketReceiptWrongLease",
     "MarketReceiptsNotConflicting",
+    "MarketRulingTooLate",
+    "MarketSelfDealing",
     "MarketSignerKeyRequired",
+    "MarketStakeHeld",
+    "MarketStakeLockUncovered",
+    "MarketStakeReleased",
     "MarketUnknownLease",
     "MarketUsageImpossible",
     "MarketUsagePossible",
@@ -1967,7 +2342,6 @@ __all__ = [
     "RegistryAlreadyRegistered",
     "RegistryNotRegistered",
     "RegistryNotWithdrawable",
-    "RegistryOnlyMarket",
     "RegistryStakeOverflow",
     "RegistryUnstakeExceedsFree",
     "RegistryZeroAmount",
