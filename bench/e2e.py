@@ -67,7 +67,7 @@ def _baseline(net: LocalMarket) -> float:
         net.fund(acct)
     provider = Provider.connect(d, "0x" + p_acct.key.hex())
     lab = Lab.connect(d, "0x" + l_acct.key.hex())
-    provider.register(stake=net.contracts.registry.functions.minStake().call(), endpoint="x")
+    provider.register(stake=provider.client.min_stake(), endpoint="x")
     lab.fund(10**15)
     offer = provider.offer("B-80GB", gpus=10_000, memory_gib=80, price_per_gpu_second=1,
                            min_duration=1, max_duration=3600)  # fmt: skip

@@ -26,6 +26,7 @@ from market.roles import Lab, Provider
 USD = 10**6  # TestUSD has 6 decimals
 PRICE = 600  # per GPU-second: about 2.16 tUSD per GPU-hour
 DURATION = 3600
+STAKE = 100_000 * USD  # covers the lock of every lease the figures open (one escrow each)
 BATCH_SIZES = (10, 100)
 AUCTION_LEASES = 50
 GOALS = {
@@ -87,8 +88,8 @@ def _lease_figures(b: _Bench) -> dict[str, int]:
     # permit (its nonce 0 -> 1) and an account's first credit in the market write fresh slots
     # once; the figures below are the steady state. Withdrawing leaves an account's credit slot
     # non-zero, so the provider and the lab below have been paid and have withdrawn before.
-    b.other_provider.register(100 * USD, "https://gpu.example:7001")
-    g["register"] = gas_of(pc, lambda: provider.register(100 * USD, "https://gpu.example:7000"))
+    b.other_provider.register(STAKE, "https://gpu.example:7001")
+    g["register"] = gas_of(pc, lambda: provider.register(STAKE, "https://gpu.example:7000"))
     warm = lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False)
     g["open_lease_permit_first_of_lab"] = gas_of(
         plc, lambda: permit_lab.open(b.offer(1), b.bid(1, permit_lab), gpus=1)
@@ -256,7 +257,6 @@ def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
     other = fork.append(now, lease.gpus * (now - lease.start) - 1)
     g["slash_equivocation"] = gas_of(lab.client, lambda: lab.prove_equivocation(lease, a, other))
 
-    cheat.client.add_stake(cheat.client.slash_penalty())  # staked again for the next proof
     lease, chain, head = lease_with_receipt(300)
     future = cheat.key.sign(
         domain,
@@ -273,7 +273,6 @@ def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
     )
 
     # The lab goes silent after the first voucher: the provider posts its next receipts.
-    cheat.client.add_stake(cheat.client.slash_penalty())
     lease, chain, _ = lease_with_receipt(300)
     dev.increase_time(300)
     dev.mine()
@@ -306,7 +305,7 @@ def _fee_figures(dev: Devnet) -> dict[str, int]:
         dev.web3(), dev.accounts[0], params=MarketParams(fee_bps=100, treasury=treasury)
     )
     b = _Bench(dev, contracts)
-    b.provider.register(100 * USD, "https://gpu.example:7000")
+    b.provider.register(STAKE, "https://gpu.example:7000")
     first, second = (b.lab.open(b.offer(1), b.bid(1), gpus=1, use_permit=False) for _ in range(2))
     b.provider.claim(first, b.lab.pay(first, USD))
     pc = b.provider.client

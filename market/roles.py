@@ -176,6 +176,8 @@ class Provider(_Party):
         bandwidth_gbps: int = 0,
         billing: Sequence[Billing] = (Billing.RENTAL,),
         receipt_signer: ChecksumAddress | None = None,
+        arbiter: ChecksumAddress = ZERO_ADDRESS,
+        min_charge_bps: int = 0,
         nonce: int | None = None,
     ) -> Signed[Offer]:
         """Sign an offer of ``gpus`` GPUs, valid for ``ttl_s`` seconds of chain time.
@@ -183,7 +185,9 @@ class Provider(_Party):
         ``attributes`` name what else it signs (``{"interconnect": "nvlink", "region":
         "eu-west"}``; :data:`market.matching.constraints.VOCABULARY` lists the names), ``billing``
         the modes it accepts (a rental by default), ``receipt_signer`` the key that will sign its
-        receipts (by default this key: zero, or this key's address for a wallet)."""
+        receipts (by default this key: zero, or this key's address for a wallet), ``arbiter`` who
+        may rule on its leases' disputes (bids must name the same; none by default) and
+        ``min_charge_bps`` the part of each fill's escrow paid whatever the lab uses."""
         offer = Offer(
             provider=self.address,
             gpu_model=gpu_model,
@@ -198,6 +202,8 @@ class Provider(_Party):
             features=encode_attributes(attributes),
             billing_modes=billing_modes(*billing),
             receipt_signer=self._evidence_key(receipt_signer),
+            arbiter=arbiter,
+            min_charge_bps=min_charge_bps,
         )
         return self.key.sign(self.client.domain, offer)
 
@@ -240,6 +246,8 @@ class Lab(_Party):
         job_spec_hash: bytes = ZERO_HASH,
         requirements: Requirements = NO_REQUIREMENTS,
         voucher_signer: ChecksumAddress | None = None,
+        arbiter: ChecksumAddress = ZERO_ADDRESS,
+        max_min_charge_bps: int = 0,
         ttl_s: int = DEFAULT_ORDER_TTL_S,
         nonce: int | None = None,
     ) -> Signed[Bid]:
@@ -248,7 +256,8 @@ class Lab(_Party):
         ``requirements`` (memory, bandwidth, attributes, billing mode, all-or-none) become signed
         bid fields the contract checks against every offer that fills it; ``voucher_signer`` is
         the key that will sign its vouchers (by default this key: zero, or this key's address for
-        a wallet)."""
+        a wallet); ``arbiter`` must be the offers' and ``max_min_charge_bps`` is the highest
+        minimum charge it accepts."""
         bid = Bid(
             lab=self.address,
             gpu_model=gpu_model,
@@ -259,6 +268,8 @@ class Lab(_Party):
             nonce=time.time_ns() if nonce is None else nonce,
             job_spec_hash=job_spec_hash,
             voucher_signer=self._evidence_key(voucher_signer),
+            arbiter=arbiter,
+            max_min_charge_bps=max_min_charge_bps,
             **requirements.bid_fields(),
         )
         return self.key.sign(self.client.domain, bid)

@@ -92,7 +92,7 @@ def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int
         show(p.name, f"serving at {p.url}")
     watch: list[str] = [net.provider_account(i).address for i in range(providers)]
     watch += [net.lab_account(i).address for i in range(labs)]
-    watch += [net.contracts.market.address, net.contracts.registry.address]
+    watch += [net.contracts.market.address]
     for i in range(labs):
         net.fund(net.lab_account(i))
     before: dict[str, int] = {a: net.balance(a) for a in watch}
@@ -128,7 +128,7 @@ def _gas_by_call(net: LocalMarket) -> tuple[int, dict[str, tuple[int, int]]]:
     """Gas of the round's transactions (after the deployment), by the function each called."""
     w3 = net.dev.web3()
     c = net.contracts
-    by_address: dict[str, Contract] = {x.address: x for x in (c.market, c.registry, c.token)}
+    by_address: dict[str, Contract] = {x.address: x for x in (c.market, c.token)}
     calls: dict[str, tuple[int, int]] = {}
     first = net.contracts.deployment.deploy_block + 1
     for number in range(first, w3.eth.block_number + 1):
@@ -165,9 +165,8 @@ def _ledger(
     names: dict[str, str] = {
         net.provider_account(i).address: f"provider {i}" for i in range(providers)
     }
-    names |= {a: f"lab {i}" for i, a in enumerate(watch[providers:-2])}
+    names |= {a: f"lab {i}" for i, a in enumerate(watch[providers:-1])}
     names[net.contracts.market.address] = "market"
-    names[net.contracts.registry.address] = "registry"
     print("\nledger (tUSD)", file=out)
     for a in watch:
         print(f"  {names[a]:11} {before[a] / USD:14.6f} -> {after[a] / USD:14.6f}"

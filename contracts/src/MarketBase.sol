@@ -324,6 +324,8 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
     /// closed, and credits the lab the unpaid escrow (or what a close held back for an open
     /// dispute) and an open dispute's bond. The penalty vests for the unbonding delay. `word` is
     /// the lease's state as `_slashable` read it. Moves no token.
+    // The settlement, the stake and the credit read best in the one place they happen, in order.
+    // solhint-disable-next-line function-max-lines
     function _slash(Lease calldata lease, bytes32 id, LeaseState storage state, uint256 word)
         internal
         returns (uint256 penalty)

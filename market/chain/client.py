@@ -1,6 +1,6 @@
 """The market's chain client: the one place that reads and writes the contracts.
 
-``MarketClient`` wraps a deployment (token, Market, ProviderRegistry) and, when given an account,
+``MarketClient`` wraps a deployment (token, Market) and, when given an account,
 sends its transactions through a :class:`~market.chain.tx.Transactor`. Reverts surface as the
 typed errors of ``market.chain.contract_errors`` (``MarketOrderExpired``, ...) with their
 arguments. Writes that can be known to be no-ops from chain state (a claim already paid, a lease
@@ -78,7 +78,8 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class ProviderInfo:
-    """A provider's registry record."""
+    """A provider's registry record: ``stake`` is bonded (``locked`` of it by open leases),
+    ``unbonding`` has left it and can be withdrawn from ``unbond_ready_at``."""
 
     address: ChecksumAddress
     registered: bool
@@ -88,10 +89,12 @@ class ProviderInfo:
     encryption_key: bytes
     attributes_hash: bytes
     endpoint: str
+    locked: int = 0
 
     @property
     def free_stake(self) -> int:
-        return self.stake - self.unbonding
+        """Bonded stake no lease locks: what new leases can lock and unbonding can take."""
+        return self.stake - self.locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,18 @@ class PendingClaim:
     seq: int
     ready_at: int
     receipt_hash: ReceiptHash
+    bond: int = 0
+    ruling_deadline: int = 0
+
+    @property
+    def disputed(self) -> bool:
+        """Whether the lab disputed it: it then waits for a ruling until ``ruling_deadline``."""
+        return self.ruling_deadline != 0
+
+
+def _lease_state(raw: Sequence[Any]) -> LeaseState:
+    paid, end, status, slashed, disputed, released = raw
+    return LeaseState(paid, end, LeaseStatus(status), bool(slashed), bool(disputed), bool(released))
 
 
 def receipt_tuple(receipt: Receipt) -> tuple[Any, ...]:
@@ -231,7 +246,6 @@ class MarketClient:
         self.contracts = contracts
         self.token: Contract = contracts.token
         self.market: Contract = contracts.market
-        self.registry: Contract = contracts.registry
         self.domain = Domain(contracts.deployment.chain_id, self.market.address)
         self.rpc_deadline_s = rpc_deadline_s
         self._endpoint = endpoint_of(w3)
@@ -250,10 +264,8 @@ class MarketClient:
             )
         elif wallet is not None:
             raise ValueError("a wallet is acted for through its owner's key: give the account")
-        self._events = EventReader(w3, [self.market, self.registry])
-        self._calldata = {
-            c.address: Calldata(c.abi) for c in (self.market, self.registry, self.token)
-        }
+        self._events = EventReader(w3, [self.market])
+        self._calldata = {c.address: Calldata(c.abi) for c in (self.market, self.token)}
         self.last_receipt: TxReceipt | None = None
 
     @classmethod
@@ -345,24 +357,32 @@ class MarketClient:
         return int(self._call(self.token.functions.allowance(owner, spender).call))
 
     def provider_info(self, address: str) -> ProviderInfo:
-        raw = self._call(self.registry.functions.getProvider(address).call)
+        raw = self._call(self.market.functions.getProvider(address).call)
         return ProviderInfo(
             address=Web3.to_checksum_address(address),
             stake=raw[0],
-            unbonding=raw[1],
+            locked=raw[1],
             unbond_ready_at=raw[2],
             registered=raw[3],
-            encryption_key=bytes(raw[4]),
-            attributes_hash=bytes(raw[5]),
-            endpoint=raw[6],
+            unbonding=raw[4],
+            encryption_key=bytes(raw[5]),
+            attributes_hash=bytes(raw[6]),
+            endpoint=raw[7],
         )
 
     def min_stake(self) -> int:
-        return int(self._call(self.registry.functions.minStake().call))
+        return int(self._call(self.market.functions.minStake().call))
+
+    def stake_ratio_bps(self) -> int:
+        """Stake each lease locks, in basis points of its escrow (the penalty of a proof)."""
+        return int(self._call(self.market.functions.stakeRatioBps().call))
+
+    def stake_lock(self, escrow: int) -> int:
+        """The stake a lease with this escrow locks while it can be proven to cheat."""
+        return escrow * self.stake_ratio_bps() // 10_000
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
-        paid, end, status, slashed = self._call(self.market.functions.leaseState(lease_id).call)
-        return LeaseState(paid=paid, end=end, status=LeaseStatus(status), slashed=bool(slashed))
+        return _lease_state(self._call(self.market.functions.leaseState(lease_id).call))
 
     def lease_states(self, lease_ids: Sequence[bytes]) -> dict[bytes, LeaseState]:
         """Many leases' states, read in JSON-RPC batches of ``eth_call`` (one HTTP request per
@@ -371,10 +391,10 @@ class MarketClient:
         ids = list(dict.fromkeys(bytes(i) for i in lease_ids))
         for start in range(0, len(ids), READ_BATCH):
             chunk = ids[start : start + READ_BATCH]
-            for lease_id, (paid, end, status, slashed) in zip(
+            for lease_id, raw in zip(
                 chunk, self._batch_call("leaseState", [(i,) for i in chunk]), strict=True
             ):
-                states[lease_id] = LeaseState(paid, end, LeaseStatus(status), bool(slashed))
+                states[lease_id] = _lease_state(raw)
         return states
 
     def _batch_call(self, fn: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -417,14 +437,22 @@ class MarketClient:
         claim is pending, while ``seq`` and ``receipt_hash`` still name the last receipt posted
         (all zero if none ever was)."""
         call = self.market.functions.pendingClaim(lease_id).call
-        amount, seq, ready_at, digest = self._call(call)
-        return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)))
+        amount, seq, ready_at, digest, bond, deadline = self._call(call)
+        return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)), bond, deadline)
 
     def challenge_window(self) -> int:
         return int(self._call(self.market.functions.challengeWindow().call))
 
-    def slash_penalty(self) -> int:
-        return int(self._call(self.market.functions.slashPenalty().call))
+    def ruling_window(self) -> int:
+        return int(self._call(self.market.functions.rulingWindow().call))
+
+    def dispute_bond_bps(self) -> int:
+        return int(self._call(self.market.functions.disputeBondBps().call))
+
+    def slashed_credit(self, address: str) -> tuple[int, int]:
+        """Stake slashed to ``address`` and not withdrawn, and when it vests."""
+        amount, vests_at = self._call(self.market.functions.slashedCredit(address).call)
+        return int(amount), int(vests_at)
 
     def order_state(self, signer: str, order_hash: bytes) -> OrderState:
         filled, cancelled = self._call(self.market.functions.orderState(signer, order_hash).call)
@@ -437,7 +465,8 @@ class MarketClient:
         return int(self._call(self.market.functions.claimWindow().call))
 
     def withdrawable(self, address: str) -> int:
-        """The credit ``address`` may withdraw from the market now (payments, fees or refunds)."""
+        """What ``address`` may withdraw from the market now: payments, fees or refunds, and
+        stake slashed to it once vested."""
         return int(self._call(self.market.functions.withdrawable(address).call))
 
     def events(
@@ -522,8 +551,8 @@ class MarketClient:
         if info.registered:
             return info
         if stake:
-            self.approve(stake, self.registry.address)
-        self._send(self.registry, "register", stake, endpoint, encryption_key, attributes_hash)
+            self.approve(stake, self.market.address)
+        self._send(self.market, "register", stake, endpoint, encryption_key, attributes_hash)
         return self.provider_info(self.address)
 
     def update_profile(
@@ -538,7 +567,7 @@ class MarketClient:
             attributes_hash,
         ):
             return info
-        self._send(self.registry, "updateProfile", endpoint, encryption_key, attributes_hash)
+        self._send(self.market, "updateProfile", endpoint, encryption_key, attributes_hash)
         return self.provider_info(self.address)
 
     def block_hash(self, number: int) -> bytes:
@@ -548,16 +577,25 @@ class MarketClient:
         return bytes(block["hash"])
 
     def add_stake(self, amount: int) -> None:
-        self.approve(amount, self.registry.address)
-        self._send(self.registry, "addStake", amount)
+        self.approve(amount, self.market.address)
+        self._send(self.market, "addStake", amount)
 
     def request_unstake(self, amount: int) -> None:
-        self._send(self.registry, "requestUnstake", amount)
+        self._send(self.market, "requestUnstake", amount)
 
     def withdraw_stake(self) -> int:
         before = self.balance_of(self.address)
-        self._send(self.registry, "withdraw")
+        self._send(self.market, "withdrawStake")
         return self.balance_of(self.address) - before
+
+    def release_stake(self, lease: Lease) -> int:
+        """Return a closed lease's stake lock to its provider once its proof window is over
+        (anyone may); returns the lock released."""
+        tx = self._send(self.market, "releaseStake", lease.as_tuple())
+        for event in self._events_in(tx):
+            if event.name == "StakeReleased":
+                return int(event.args["amount"])
+        raise MarketError("releaseStake succeeded without a StakeReleased event")
 
     # --- orders and leases ---------------------------------------------------------------------
 
@@ -830,11 +868,22 @@ class MarketClient:
         raise MarketError("finalizeClaim succeeded without a ClaimFinalized event")
 
     def dispute_claim(self, lease: Lease) -> None:
-        """Refuse the lease's pending claim within its challenge window (lab only); a no-op when
-        no claim is pending."""
-        if self.pending_claim(lease.id) is None:
+        """Dispute the lease's pending claim within its challenge window (lab only), posting the
+        bond (``dispute_bond_bps`` of the disputed amount, approved here); a no-op when no claim
+        is pending or it is disputed already. Unless a proof or the lease's arbiter settles it for
+        the lab by the ruling deadline, the claim and the bond then pay the provider."""
+        pending = self.pending_claim(lease.id)
+        if pending is None or pending.disputed:
             return
+        paid = self.lease_state(lease.id).paid
+        bond = max(pending.amount - paid, 0) * self.dispute_bond_bps() // 10_000
+        if bond:
+            self.approve(bond, self.market.address)
         self._send(self.market, "disputeClaim", lease.as_tuple())
+
+    def rule_dispute(self, lease: Lease, *, for_provider: bool) -> None:
+        """Settle the lease's open dispute (its arbiter only), before the ruling deadline."""
+        self._send(self.market, "ruleDispute", lease.as_tuple(), for_provider)
 
     def wait_for_time(self, timestamp: int, *, timeout_s: float = 60.0) -> None:
         """Block until the chain's clock reaches ``timestamp`` (a live chain mines on its own)."""

@@ -98,8 +98,12 @@ class MarketParams:
     """Deployment-time parameters of the Market; none can be changed afterwards.
 
     ``challenge_window`` is how long a provider's posted receipt waits for the lab's dispute
-    before it is paid; ``slash_penalty`` the stake a proof of cheating slashes to the lab (the
-    minimum stake when None; docs/decisions/0006-slashing.md).
+    before it is paid, ``ruling_window`` how long a dispute waits for its arbiter's ruling.
+    ``stake_ratio_bps`` is the stake each lease locks, in basis points of its escrow, and so the
+    penalty of a proof of cheating: with audits that catch a cheat with probability ``p`` it
+    deters when ``ratio >= (1 - p) / p`` (the default, one escrow, needs ``p >= 50%``;
+    docs/decisions/0013-stake-and-disputes.md). ``dispute_bond_bps`` is a dispute's bond, in
+    basis points of the disputed amount.
     """
 
     min_stake: int = 100 * 10**6
@@ -108,12 +112,24 @@ class MarketParams:
     fee_bps: int = 0
     treasury: ChecksumAddress = ZERO_ADDRESS
     challenge_window: int = 24 * 3600
-    slash_penalty: int | None = None
+    ruling_window: int = 3 * 24 * 3600
+    stake_ratio_bps: int = 10_000
+    dispute_bond_bps: int = 1_000
 
-    @property
-    def penalty(self) -> int:
-        """The slash penalty the Market is deployed with."""
-        return self.min_stake if self.slash_penalty is None else self.slash_penalty
+    def as_tuple(self, token: ChecksumAddress) -> tuple[object, ...]:
+        """The constructor's ``Params`` struct, in its field order."""
+        return (
+            token,
+            self.min_stake,
+            self.unbonding_delay,
+            self.claim_window,
+            self.challenge_window,
+            self.ruling_window,
+            self.stake_ratio_bps,
+            self.dispute_bond_bps,
+            self.fee_bps,
+            self.treasury,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,6 @@ class Contracts:
     deployment: Deployment
     token: Contract
     market: Contract
-    registry: Contract
 
     @classmethod
     def at(cls, w3: Web3, deployment: Deployment) -> Contracts:
@@ -139,7 +154,6 @@ class Contracts:
             deployment=deployment,
             token=handle("Token", "TestUSD"),
             market=handle("Market", "Market"),
-            registry=handle("ProviderRegistry", "ProviderRegistry"),
         )
 
 
@@ -156,7 +170,8 @@ def deploy(
 
     Works against any EVM JSON-RPC endpoint given a funded key. Without ``token`` a ``TestUSD``
     (devnet only: anyone may mint) is deployed as the settlement token; pass a real ERC-20's address
-    elsewhere. The Market creates its ProviderRegistry in its constructor.
+    elsewhere. The Market creates its MarketExtension in its constructor; providers register and
+    stake in the Market itself.
     """
     params = params or MarketParams(min_stake=100 * 10**token_decimals)
     tx = Transactor(w3, deployer)
@@ -172,19 +187,10 @@ def deploy(
         tx.deploy(
             market.abi,
             market.bytecode,
-            token,
-            params.min_stake,
-            params.unbonding_delay,
-            params.claim_window,
-            params.challenge_window,
-            params.penalty,
-            params.fee_bps,
-            params.treasury,
+            params.as_tuple(token),
         )
     )
     addresses["Market"] = market_address
-    registry = w3.eth.contract(address=market_address, abi=market.abi).functions.registry().call()
-    addresses["ProviderRegistry"] = Web3.to_checksum_address(registry)
     deployment = Deployment(
         chain_id=tx.chain_id,
         rpc_url=rpc_url or str(getattr(w3.provider, "endpoint_uri", "")),

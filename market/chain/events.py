@@ -1,8 +1,9 @@
-"""Reading the market's events: one ``eth_getLogs`` over both contracts, decoded by topic.
+"""Reading the market's events: one ``eth_getLogs`` over the market, decoded by topic.
 
-Every event of the Market and the ProviderRegistry is decoded into a :class:`ChainEvent` with
-snake_case argument names; ``LeaseOpened`` carries its terms as a ``market.protocol.types.Lease``
-and ``ReceiptPosted`` its receipt as a ``market.protocol.types.Receipt``.
+Every event of the Market (its provider registry's included) is decoded into a
+:class:`ChainEvent` with snake_case argument names; ``LeaseOpened`` carries its terms as a
+``market.protocol.types.Lease`` and ``ReceiptPosted`` its receipt as a
+``market.protocol.types.Receipt``.
 :func:`follow` polls for new blocks and yields events in chain order, resuming from a block.
 """
 
@@ -66,6 +67,8 @@ def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
                 billing=Billing(value["billing"]),
                 receipt_signer=value["receiptSigner"],
                 voucher_signer=value["voucherSigner"],
+                arbiter=value["arbiter"],
+                min_charge=value["minCharge"],
             )
         elif name == "ReceiptPosted" and key == "receipt":
             fields: dict[str, Any] = {

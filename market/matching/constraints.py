@@ -11,7 +11,9 @@ rule (``docs/decisions/0011-signed-terms.md``):
   signs ``required_features`` (bits the offer must all have: flags such as ``ecc``) and
   ``accepted_features`` (per lane, the values it accepts; a lane left at zero accepts anything,
   an offer that declares none included);
-- billing: the bid's mode is one the offer's ``billing_modes`` accepts.
+- billing: the bid's mode is one the offer's ``billing_modes`` accepts;
+- disputes and griefing: both name the same ``arbiter``, and the offer's ``min_charge_bps`` is at
+  most the bid's ``max_min_charge_bps``.
 
 Build the bits from names, never by hand::
 
@@ -236,6 +238,8 @@ class Unfit(Enum):
     FEATURES_MISSING = "MarketFeaturesMissing"
     FEATURE_NOT_ACCEPTED = "MarketFeatureNotAccepted"
     BILLING = "MarketBillingNotOffered"
+    ARBITER = "MarketArbiterMismatch"
+    MIN_CHARGE = "MarketMinChargeTooHigh"
 
 
 def _nonzero_lanes(x: int) -> int:
@@ -264,6 +268,10 @@ def unfit(offer: Offer, bid: Bid) -> Unfit | None:
         return Unfit.FEATURE_NOT_ACCEPTED
     if not offer.accepts(bid.billing):
         return Unfit.BILLING
+    if offer.arbiter != bid.arbiter:
+        return Unfit.ARBITER
+    if offer.min_charge_bps > bid.max_min_charge_bps:
+        return Unfit.MIN_CHARGE
     return None
 
 

@@ -27,6 +27,8 @@ class ReasonCode(StrEnum):
     FEATURES_MISSING = "features_missing"
     FEATURE_NOT_ACCEPTED = "feature_not_accepted"
     BILLING_NOT_OFFERED = "billing_not_offered"
+    ARBITER_MISMATCH = "arbiter_mismatch"
+    MIN_CHARGE_TOO_HIGH = "min_charge_too_high"
     PRICE_NOT_CROSSED = "price_not_crossed"
     NOT_ENOUGH_GPUS = "not_enough_gpus"
 
@@ -39,6 +41,8 @@ REASON_OF: Mapping[Unfit, ReasonCode] = {
     Unfit.FEATURES_MISSING: ReasonCode.FEATURES_MISSING,
     Unfit.FEATURE_NOT_ACCEPTED: ReasonCode.FEATURE_NOT_ACCEPTED,
     Unfit.BILLING: ReasonCode.BILLING_NOT_OFFERED,
+    Unfit.ARBITER: ReasonCode.ARBITER_MISMATCH,
+    Unfit.MIN_CHARGE: ReasonCode.MIN_CHARGE_TOO_HIGH,
 }
 """The reason code explain() gives for each term the contract refuses (its custom error)."""
 

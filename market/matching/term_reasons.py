@@ -23,6 +23,8 @@ _BANDWIDTH = ReasonCode.BANDWIDTH_TOO_LOW
 _MISSING = ReasonCode.FEATURES_MISSING
 _LANE = ReasonCode.FEATURE_NOT_ACCEPTED
 _BILLING = ReasonCode.BILLING_NOT_OFFERED
+_ARBITER = ReasonCode.ARBITER_MISMATCH
+_MIN_CHARGE = ReasonCode.MIN_CHARGE_TOO_HIGH
 _PRICE = ReasonCode.PRICE_NOT_CROSSED
 _LANE_MASK = (1 << LANE_BITS) - 1
 
@@ -63,6 +65,10 @@ def failures(offer: Offer, bid: Bid, eligible: bool) -> list[ReasonCode]:
         failed.append(_LANE)
     if not offer.accepts(bid.billing):
         failed.append(_BILLING)
+    if offer.arbiter != bid.arbiter:
+        failed.append(_ARBITER)
+    if offer.min_charge_bps > bid.max_min_charge_bps:
+        failed.append(_MIN_CHARGE)
     if offer.price_per_gpu_second > bid.max_price_per_gpu_second:
         failed.append(_PRICE)
     return failed
@@ -94,6 +100,7 @@ def bid_term_reasons(
 ) -> None:
     """The hardware and billing reasons of a bid, and the change of its own field that lets the
     nearest offers blocked by that term alone serve it."""
+    _dispute_reasons(bid, blocked, reasons)
     # The two minimums a bid signs: (reason, the bid's field, the offer's field, unit, detail).
     minimums = (
         (_MEMORY, "min_memory_gib", "memory_gib", "GiB", "max_offered_gib"),
@@ -181,6 +188,7 @@ def offer_term_reasons(
 ) -> None:
     """The hardware and billing reasons of an offer. Its hardware is what it is, so the only
     change offered is to accept the billing modes that bids blocked by billing alone ask."""
+    _dispute_reasons(offer, blocked, reasons)
     if _MEMORY in blocked:
         need = min(bid_of(b).min_memory_gib for b in blocked[_MEMORY])
         reasons.append(
@@ -239,6 +247,36 @@ def offer_term_reasons(
         if only := blocked_only_by(checked, _BILLING):
             add = sum({1 << bid_of(b).billing for b in only})
             changes.append(Change("billing_modes", offer.billing_modes, offer.billing_modes | add))
+
+
+def _dispute_reasons(
+    order: Offer | Bid, blocked: dict[ReasonCode, list[Resting]], reasons: list[Reason]
+) -> None:
+    """arbiter_mismatch and min_charge_too_high, from either side: how many counter-orders name
+    another arbiter, or ask (offer) or accept (bid) another minimum charge."""
+    others = "offers" if isinstance(order, Bid) else "bids"
+    if _ARBITER in blocked:
+        n = len(blocked[_ARBITER])
+        reasons.append(
+            Reason(
+                _ARBITER,
+                f"{n} {others} name another arbiter than yours ({order.arbiter})",
+                {others: n, "arbiter": order.arbiter},
+            )
+        )
+    if _MIN_CHARGE in blocked:
+        n = len(blocked[_MIN_CHARGE])
+        if isinstance(order, Bid):
+            least = min(offer_of(o).min_charge_bps for o in blocked[_MIN_CHARGE])
+            text = f"{n} offers charge a minimum above your {order.max_min_charge_bps} bps, "
+            text += f"the least {least} bps"
+            values: dict[str, int | str] = {"max_min_charge_bps": order.max_min_charge_bps}
+        else:
+            least = max(bid_of(b).max_min_charge_bps for b in blocked[_MIN_CHARGE])
+            text = f"{n} bids accept less than your minimum charge of {order.min_charge_bps} "
+            text += f"bps, the most {least} bps"
+            values = {"min_charge_bps": order.min_charge_bps}
+        reasons.append(Reason(_MIN_CHARGE, text, {**values, others: n, "nearest_bps": least}))
 
 
 def _lane_reason(order: Offer | Bid, blocked: list[Resting], others: str) -> Reason:

@@ -80,7 +80,7 @@ _UNPACK_LIMITS: Final = {
     "max_str_len": 128,
     "max_bin_len": MAX_SIGNATURE_LENGTH,
     "max_array_len": 0,
-    "max_map_len": 16,
+    "max_map_len": 32,
     "max_ext_len": 0,
 }
 _BIN_LENGTH = {"address": 20, "bytes32": 32, "uint256": 32}

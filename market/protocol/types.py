@@ -33,15 +33,19 @@ ReceiptHash = NewType("ReceiptHash", bytes)
 ``receiptHash``."""
 
 UINT8_MAX = 2**8 - 1
+UINT16_MAX = 2**16 - 1
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
 UINT128_MAX = 2**128 - 1
 UINT256_MAX = 2**256 - 1
+BPS = 10_000
+"""Basis points in a whole: ``min_charge_bps`` and the market's ratios are out of it."""
 ZERO_HASH = bytes(32)
 ZERO_ADDRESS = ChecksumAddress(HexAddress(HexStr("0x" + "00" * 20)))
 """In an order's or a lease's ``receipt_signer``/``voucher_signer``: the signer's own key."""
 _UINT_MAX = {
     "uint8": UINT8_MAX,
+    "uint16": UINT16_MAX,
     "uint32": UINT32_MAX,
     "uint64": UINT64_MAX,
     "uint128": UINT128_MAX,
@@ -151,7 +155,10 @@ class Offer:
     Everything a bid may require of it is signed here: ``memory_gib`` and ``bandwidth_gbps`` per
     GPU, the other attributes as ``features`` bits (:mod:`market.matching.features`), the billing
     modes it accepts, and ``receipt_signer``, the ECDSA key that signs its leases' receipts (zero:
-    the provider's own key; a contract provider must name one).
+    the provider's own key; a contract provider must name one). ``arbiter`` may rule on its
+    leases' disputed claims (a bid must name the same; zero: none, and an unresolved dispute pays
+    the provider); ``min_charge_bps`` of each fill's escrow is paid to the provider whatever the
+    lab uses (what filling an offer and walking away costs).
     """
 
     provider: ChecksumAddress
@@ -167,6 +174,8 @@ class Offer:
     features: int = 0
     billing_modes: int = RENTAL_ONLY
     receipt_signer: ChecksumAddress = ZERO_ADDRESS
+    arbiter: ChecksumAddress = ZERO_ADDRESS
+    min_charge_bps: int = 0
 
     TYPE_NAME: ClassVar[str] = "Offer"
     # (python attribute, EIP-712/msgpack name, Solidity type), in the struct's order.
@@ -184,12 +193,18 @@ class Offer:
         ("expiry", "expiry", "uint64"),
         ("nonce", "nonce", "uint256"),
         ("receipt_signer", "receiptSigner", "address"),
+        ("arbiter", "arbiter", "address"),
+        ("min_charge_bps", "minChargeBps", "uint16"),
     )
 
     def __post_init__(self) -> None:
         _validate(self)
         if self.min_duration > self.max_duration:
             raise InvalidField("Offer", "min_duration", "must not exceed max_duration")
+        if self.min_charge_bps > BPS:
+            raise InvalidField(
+                "Offer", "min_charge_bps", f"must be at most {BPS} (the whole escrow)"
+            )
 
     @property
     def receipt_key(self) -> ChecksumAddress:
@@ -211,6 +226,8 @@ class Bid:
     build them with :class:`market.matching.Requirements`. ``all_or_none``: all ``gpu_count``
     GPUs open in one transaction, across providers, or none. ``voucher_signer`` is the ECDSA key
     that signs its leases' vouchers (zero: the lab's own; a contract lab must name one).
+    ``arbiter`` must be the offer's; ``max_min_charge_bps`` is the highest minimum charge (in basis
+    points of the escrow) it accepts from an offer.
     """
 
     lab: ChecksumAddress
@@ -228,6 +245,8 @@ class Bid:
     billing: Billing = Billing.RENTAL
     all_or_none: bool = False
     voucher_signer: ChecksumAddress = ZERO_ADDRESS
+    arbiter: ChecksumAddress = ZERO_ADDRESS
+    max_min_charge_bps: int = 0
 
     TYPE_NAME: ClassVar[str] = "Bid"
     FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
@@ -246,6 +265,8 @@ class Bid:
         ("nonce", "nonce", "uint256"),
         ("job_spec_hash", "jobSpecHash", "bytes32"),
         ("voucher_signer", "voucherSigner", "address"),
+        ("arbiter", "arbiter", "address"),
+        ("max_min_charge_bps", "maxMinChargeBps", "uint16"),
     )
 
     def __post_init__(self) -> None:
@@ -341,6 +362,8 @@ class Lease:
     billing: Billing = Billing.RENTAL
     receipt_signer: ChecksumAddress = ZERO_ADDRESS
     voucher_signer: ChecksumAddress = ZERO_ADDRESS
+    arbiter: ChecksumAddress = ZERO_ADDRESS
+    min_charge: int = 0
 
     TYPE_NAME: ClassVar[str] = "Lease"
     FIELDS: ClassVar[tuple[tuple[str, str, str], ...]] = (
@@ -354,9 +377,11 @@ class Lease:
         ("billing", "billing", "uint8"),
         ("receipt_signer", "receiptSigner", "address"),
         ("voucher_signer", "voucherSigner", "address"),
+        ("arbiter", "arbiter", "address"),
+        ("min_charge", "minCharge", "uint256"),
     )
     ABI_TYPE: ClassVar[str] = (
-        "(address,address,uint32,uint256,uint64,uint64,bytes32,uint8,address,address)"
+        "(address,address,uint32,uint256,uint64,uint64,bytes32,uint8,address,address,address,uint256)"
     )
 
     def __post_init__(self) -> None:
@@ -417,6 +442,8 @@ class LeaseState:
     end: int
     status: LeaseStatus
     slashed: bool = False  # a proof of cheating slashed the provider (the lease is closed too)
+    disputed: bool = False  # the lab disputed the pending claim; it awaits a ruling or deadline
+    stake_released: bool = False  # the provider's stake lock for the lease went back to it
 
 
 @dataclass(frozen=True, slots=True)

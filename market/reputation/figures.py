@@ -1,6 +1,6 @@
 """A provider's reputation: figures anyone can recompute from the chain, and one reference score.
 
-Every figure is a count or a sum over the Market's and the ProviderRegistry's events (see
+Every figure is a count or a sum over the Market's events (see
 :mod:`market.reputation.book` for how each event counts). A lease's *outcome* is one of:
 
     slashed      a proof of cheating slashed its provider (``LeaseSlashed``), whatever else happened

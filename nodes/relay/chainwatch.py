@@ -1,7 +1,7 @@
 """Following the market's events: the relay's book stays in step with what the chain did.
 
 Each poll reads the head block (its timestamp is the relay's clock, the one ``openLease`` checks
-expiry against), then every Market and ProviderRegistry event from the block after the last one
+expiry against), then every Market event (the registry's included) from the block after the last one
 read. ``LeaseOpened`` fills orders (by any matcher), ``OrderCancelled`` and ``NonceFloorRaised``
 cancel them, registry events refresh a provider's stake. The events and the new cursor are stored
 in one transaction before the book changes, so a crash at any point replays at most a range the
@@ -31,7 +31,8 @@ _REGISTRY_EVENTS = frozenset(
         "StakeAdded",
         "UnstakeRequested",
         "StakeWithdrawn",
-        "LeaseSlashed",  # the market's: a slash takes stake, and the registry emits nothing then
+        "LeaseSlashed",  # a slash takes the lease's lock out of the stake
+        "StakeReleased",  # and its lock comes back after its proof window
     }
 )
 
@@ -55,6 +56,7 @@ class Batch:
                     a["lease_id"], a["offer_hash"], a["bid_hash"], a["lease"].gpus, e.block_number
                 )
                 batch.leases.append((lease, a["lease"]))
+                batch.providers.add(a["provider"])  # the lease locked part of its stake
             elif e.name == "OrderCancelled":
                 batch.cancelled.append(e.args["order_hash"])
             elif e.name == "NonceFloorRaised":

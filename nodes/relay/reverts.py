@@ -28,6 +28,7 @@ from market.chain.contract_errors import (
     MarketOrderNonceCancelled,
     MarketProviderNotRegistered,
     MarketProviderStakeTooLow,
+    MarketStakeLockUncovered,
 )
 from market.errors import TransactionReverted
 from market.matching import Fill, OrderBook
@@ -56,7 +57,9 @@ def named_order(error: TransactionReverted) -> bytes | None:
 def names(fill: Fill, error: TransactionReverted) -> bool | None:
     """Whether ``error`` names one of this fill's orders or its provider: True, False (it names
     another's), or None when it names no order or provider (the lab cannot pay, say)."""
-    if isinstance(error, MarketProviderNotRegistered | MarketProviderStakeTooLow):
+    if isinstance(
+        error, MarketProviderNotRegistered | MarketProviderStakeTooLow | MarketStakeLockUncovered
+    ):
         return str(error.provider).lower() == fill.offer.message.provider.lower()
     named = named_order(error)
     return None if named is None else named in (fill.offer_hash, fill.bid_hash)
@@ -95,6 +98,8 @@ def learn_from_revert(
     elif isinstance(error, MarketProviderNotRegistered):
         stakes.set(fill.offer.message.provider, None)  # until the registry says otherwise
     elif isinstance(error, MarketProviderStakeTooLow):
+        stakes.set(fill.offer.message.provider, error.stake)
+    elif isinstance(error, MarketStakeLockUncovered):
         stakes.set(fill.offer.message.provider, error.free_stake)
     elif isinstance(error, MarketInvalidSignature):
         book.cancel(error.digest)

@@ -179,7 +179,7 @@ def test_malleable_signature_is_refused(ready: MarketEnv) -> None:
 def test_tampering_with_any_offer_field_breaks_the_signature(ready: MarketEnv, field: str) -> None:
     offer = _offer(ready)
     value = getattr(offer.message, field)
-    if field in ("provider", "receipt_signer"):
+    if field in ("provider", "receipt_signer", "arbiter"):
         new: Any = ready.devnet.accounts[6].address
     elif field == "gpu_model":
         new = "H100-80GX"
@@ -198,7 +198,7 @@ def test_tampering_with_any_offer_field_breaks_the_signature(ready: MarketEnv, f
 def test_tampering_with_any_bid_field_breaks_the_signature(ready: MarketEnv, field: str) -> None:
     bid = _bid(ready)
     value = getattr(bid.message, field)
-    if field in ("lab", "voucher_signer"):
+    if field in ("lab", "voucher_signer", "arbiter"):
         new: Any = ready.devnet.accounts[3].address
     elif isinstance(value, bool):
         new = not value

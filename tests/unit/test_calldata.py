@@ -50,7 +50,7 @@ def _calls() -> list[tuple[str, str, tuple[Any, ...]]]:
         ("Market", "closeLease", (leases[0].as_tuple(),)),
         ("Market", "cancelOrder", (b"\x42" * 32,)),
         ("Market", "withdraw", ()),
-        ("ProviderRegistry", "register", (10**8, "http://p1", b"\x01" * 32, b"\x02" * 32)),
+        ("Market", "register", (10**8, "http://p1", b"\x01" * 32, b"\x02" * 32)),
         ("TestUSD", "approve", (Web3.to_checksum_address("0x" + "33" * 20), 2**200)),
     ]
 

@@ -631,7 +631,8 @@ def test_other_key_order_and_wide_int_headers_decode_to_the_canonical_message() 
     body = list(_body(_tree(BASE[Bid])).items())[::-1]  # fields in reverse order
     envelope = [("body", None), ("type", "Bid"), ("v", 1)]
     wide_gpu_count = b"\xce" + (4).to_bytes(4, "big")  # uint32 header for a fixint value
-    packed_body = bytes([0x80 | len(body)]) + b"".join(
+    header = bytes([0x80 | len(body)]) if len(body) < 16 else b"\xde" + len(body).to_bytes(2, "big")
+    packed_body = header + b"".join(
         _pack(k) + (wide_gpu_count if k == "gpuCount" else _pack(v)) for k, v in body
     )
     data = bytes([0x83]) + b"".join(

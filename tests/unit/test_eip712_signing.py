@@ -57,11 +57,12 @@ pytestmark = pytest.mark.unit
 CONTRACT_TYPE_STRINGS = {
     Offer: "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,"
     "uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,"
-    "uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)",
+    "uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner,"
+    "address arbiter,uint16 minChargeBps)",
     Bid: "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,"
     "uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,"
     "bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,"
-    "bytes32 jobSpecHash,address voucherSigner)",
+    "bytes32 jobSpecHash,address voucherSigner,address arbiter,uint16 maxMinChargeBps)",
     Voucher: "Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)",
 }
 DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"

@@ -1,5 +1,5 @@
 """Events decoded by eth_abi directly (``EventLayout``) are exactly web3's ``process_log``, for
-every event of the Market and the ProviderRegistry."""
+every event of the Market (its provider registry's included)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _log(layout: EventLayout, item: Mapping[str, Any]) -> dict[str, Any]:
 def _events() -> list[tuple[str, Mapping[str, Any]]]:
     return [
         (name, item)
-        for name in ("Market", "ProviderRegistry")
+        for name in ("Market",)
         for item in load_artifact(name).abi
         if item["type"] == "event"
     ]

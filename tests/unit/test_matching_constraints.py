@@ -3,7 +3,10 @@ bid fields, and names outside the vocabulary refused."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,6 +189,11 @@ def test_the_fit_rule_reads_requirements_as_the_contract_does() -> None:
     fast = Requirements(constraints=(Constraint("bandwidth_gbps", "ge", 1),))
     assert unfit(*_pair({}, fast)) is Unfit.BANDWIDTH
     assert unfit(*_pair({}, Requirements(), min_duration=601)) is Unfit.DURATION
+    offer, bid = _pair({}, Requirements())
+    judge = to_checksum_address("0x" + "aa" * 20)
+    assert unfit(dataclasses.replace(offer, arbiter=judge), bid) is Unfit.ARBITER
+    assert unfit(dataclasses.replace(offer, min_charge_bps=1), bid) is Unfit.MIN_CHARGE
+    assert unfit(offer, dataclasses.replace(bid, max_min_charge_bps=1)) is None
     assert [u.value for u in Unfit] == [
         "MarketGpuModelMismatch",
         "MarketDurationOutOfRange",
@@ -194,4 +202,6 @@ def test_the_fit_rule_reads_requirements_as_the_contract_does() -> None:
         "MarketFeaturesMissing",
         "MarketFeatureNotAccepted",
         "MarketBillingNotOffered",
+        "MarketArbiterMismatch",
+        "MarketMinChargeTooHigh",
     ]

@@ -341,7 +341,7 @@ def test_gpu_model_bytes32_is_left_aligned_and_zero_padded() -> None:
 @settings(max_examples=200)
 def test_lease_id_is_keccak_of_the_abi_encoded_terms(lease: Lease) -> None:
     types = ["address", "address", "uint32", "uint256", "uint64", "uint64", "bytes32", "uint8"]
-    types += ["address", "address"]
+    types += ["address", "address", "address", "uint256"]
     values = [
         lease.provider,
         lease.lab,
@@ -353,10 +353,12 @@ def test_lease_id_is_keccak_of_the_abi_encoded_terms(lease: Lease) -> None:
         int(lease.billing),
         lease.receipt_signer,
         lease.voucher_signer,
+        lease.arbiter,
+        lease.min_charge,
     ]
     # A static tuple is encoded in place, so abi.encode(lease) is the fields' words in order.
     encoded = abi_encode(types, values)
-    assert len(encoded) == 10 * 32
+    assert len(encoded) == 12 * 32
     assert lease.id == keccak(encoded)
     assert lease.end == lease.start + lease.duration
     assert lease.escrow == lease.price_per_gpu_second * lease.gpus * lease.duration
@@ -375,6 +377,8 @@ def test_lease_id_changes_with_every_term() -> None:
         "billing": Billing.METERED,
         "receipt_signer": to_checksum_address(ALICE),
         "voucher_signer": to_checksum_address(BOB),
+        "arbiter": to_checksum_address(BOB),
+        "min_charge": 7,
     }
     assert set(changed) == {attr for attr, _, _ in Lease.FIELDS}
     ids = {lease.id} | {dataclasses.replace(lease, **{k: v}).id for k, v in changed.items()}

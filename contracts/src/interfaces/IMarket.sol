@@ -34,4 +34,6 @@ import {IMarketExtension} from "./IMarketExtension.sol";
 ///
 /// The market is two contracts with one storage: `Market` runs `IMarketCore` and delegates every
 /// other call to `MarketExtension` (docs/decisions/0013-stake-and-disputes.md).
+// The two halves make the whole: nothing to add.
+// solhint-disable-next-line no-empty-blocks
 interface IMarket is IMarketCore, IMarketExtension {}
