@@ -11,7 +11,9 @@ status is ``slashed`` when a proof of cheating slashed its provider (such a leas
 else its on-chain ``active``, ``terminated`` or ``closed``; an active lease past its end stays
 active until someone closes it. A claim is shown while the lease is open (active or terminated):
 ``pending`` in its challenge window, ``ready`` once anyone may finalize it, ``disputed`` when the
-lab refused the last receipt posted; a closed lease's claim can no longer be paid and is not shown.
+lab disputed it (then ``ready_at`` is its ruling deadline, from which it pays unless the lease's
+arbiter rules for the lab, and it is shown even once the lease closed: a close keeps the disputed
+amount in escrow); a closed lease's other claims can no longer be paid and are not shown.
 
 The JSON document (version 1). Amounts are integers of any size in the token's base units; times
 are chain timestamps in seconds; ``*_in_s`` count from ``chain.time`` (``end_in_s`` is negative
@@ -23,17 +25,18 @@ once the lease has ended, ``ready_in_s`` is 0 once the claim is ready)::
                         are read up to it, balances and lease states just after)
     balance             the account's token balance
     withdrawable        its credit in the market (payments, refunds, fees, slashed stake)
-    provider            null when not a registered provider, else {stake, unbonding,
-                        unbond_ready_at, free_stake (stake - unbonding), min_stake, eligible
-                        (free_stake >= min_stake: may offer)}
+    provider            null when not a registered provider, else {stake (bonded), locked (by
+                        leases in their proof window), unbonding, unbond_ready_at, free_stake
+                        (stake - locked), min_stake, eligible (free_stake >= min_stake: may
+                        offer)}
     leases              in the order they opened, each {id (0x + 64 hex digits), role
                         ("provider" | "lab": the account's side), counterparty, gpus,
                         price_per_gpu_second, escrow, paid, status ("active" | "terminated" |
                         "closed" | "slashed"), start, end (moved forward by a termination),
                         end_in_s, claim}
     leases[].claim      null, or {state ("pending" | "ready" | "disputed"), seq, amount (the
-                        lease's total claimed), due (what finalizing would pay now: amount - paid,
-                        0 when disputed), ready_at, ready_in_s}
+                        lease's total claimed), due (amount - paid: what finalizing
+                        pays), ready_at, ready_in_s}
     totals              {provider: {...}, lab: {...}}, each over the leases in that role:
                         {leases, open (not closed), escrow_held (escrow - paid of open leases),
                         claims_pending (due of pending claims), claims_ready (due of ready ones)}

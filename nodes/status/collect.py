@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from eth_typing import ChecksumAddress
 
 from market.chain.client import MarketClient
-from market.chain.events import ChainEvent
 from market.chain.history import DEFAULT_CHUNK_BLOCKS
 from market.protocol.types import (
     Lease,
@@ -17,8 +14,8 @@ from market.protocol.types import (
     checksum_address,
 )
 from nodes.status.model import (
-    _CLAIM_EVENTS,
     _STATUS_NAMES,
+    ClaimState,
     ClaimView,
     LeaseStatusName,
     LeaseView,
@@ -37,11 +34,12 @@ def collect_status(client: MarketClient, address: str) -> Status:
 
 def _collect(client: MarketClient, account: ChecksumAddress) -> Status:
     head = client.head()
-    opened, trails = _read_leases(client, account, head.number)
+    opened = _read_leases(client, account, head.number)
     info = client.provider_info(account)
     stake = (
         StakeView(
             stake=TokenAmount(info.stake),
+            locked=TokenAmount(info.locked),
             unbonding=TokenAmount(info.unbonding),
             unbond_ready_at=info.unbond_ready_at,
             min_stake=TokenAmount(client.min_stake()),
@@ -49,10 +47,7 @@ def _collect(client: MarketClient, account: ChecksumAddress) -> Status:
         if info.registered
         else None
     )
-    leases = tuple(
-        _lease_view(client, account, terms, trails.get(terms.id), head.timestamp)
-        for terms in opened
-    )
+    leases = tuple(_lease_view(client, account, terms, head.timestamp) for terms in opened)
     return Status(
         address=account,
         chain_id=client.contracts.deployment.chain_id,
@@ -65,23 +60,10 @@ def _collect(client: MarketClient, account: ChecksumAddress) -> Status:
     )
 
 
-@dataclass(slots=True)
-class _ClaimTrail:
-    """The last receipt posted for a lease, from its events, and whether the lab disputed it."""
-
-    seq: int
-    amount: int
-    ready_at: int
-    disputed: bool = False
-
-
-def _read_leases(
-    client: MarketClient, account: ChecksumAddress, to_block: int
-) -> tuple[list[Lease], dict[bytes, _ClaimTrail]]:
-    """The terms of every lease ``account`` is party to, in opening order, and the claim trail of
-    every lease, from the events in ``[deploy block, to_block]`` (read in chunks)."""
+def _read_leases(client: MarketClient, account: ChecksumAddress, to_block: int) -> list[Lease]:
+    """The terms of every lease ``account`` is party to, in opening order, from the events in
+    ``[deploy block, to_block]`` (read in chunks)."""
     opened: list[Lease] = []
-    trails: dict[bytes, _ClaimTrail] = {}
     start = client.contracts.deployment.deploy_block
     for low in range(start, to_block + 1, DEFAULT_CHUNK_BLOCKS):
         for event in client.events(low, min(low + DEFAULT_CHUNK_BLOCKS - 1, to_block)):
@@ -89,36 +71,21 @@ def _read_leases(
                 terms: Lease = event.args["lease"]
                 if account in (terms.provider, terms.lab):
                     opened.append(terms)
-            elif event.name in _CLAIM_EVENTS:
-                _follow_claim(trails, event)
-    return opened, trails
-
-
-def _follow_claim(trails: dict[bytes, _ClaimTrail], event: ChainEvent) -> None:
-    lease_id = bytes(event.args["lease_id"])
-    if event.name == "ReceiptPosted":
-        trails[lease_id] = _ClaimTrail(
-            seq=event.args["receipt"].seq,
-            amount=int(event.args["amount"]),
-            ready_at=int(event.args["ready_at"]),
-        )
-    elif (trail := trails.get(lease_id)) is not None:  # ClaimDisputed or ClaimFinalized
-        trail.disputed = event.name == "ClaimDisputed"
+    return opened
 
 
 def _lease_view(
     client: MarketClient,
     account: ChecksumAddress,
     terms: Lease,
-    trail: _ClaimTrail | None,
     now: int,
 ) -> LeaseView:
     state = client.lease_state(terms.id)
     status: LeaseStatusName = "slashed" if state.slashed else _STATUS_NAMES[state.status]
     role: Role = "provider" if terms.provider == account else "lab"
     claim = None
-    if status in ("active", "terminated"):
-        claim = _claim_view(client, terms.id, state, trail, now)
+    if status in ("active", "terminated") or state.disputed:
+        claim = _claim_view(client, terms.id, state, now)
     return LeaseView(
         id=terms.id,
         role=role,
@@ -136,28 +103,22 @@ def _lease_view(
 
 
 def _claim_view(
-    client: MarketClient, lease_id: LeaseId, state: LeaseState, trail: _ClaimTrail | None, now: int
+    client: MarketClient, lease_id: LeaseId, state: LeaseState, now: int
 ) -> ClaimView | None:
     slot = client.claim_slot(lease_id)
-    if slot.ready_at != 0:
-        return ClaimView(
-            state="ready" if now >= slot.ready_at else "pending",
-            seq=slot.seq,
-            amount=TokenAmount(slot.amount),
-            due=TokenAmount(max(0, slot.amount - state.paid)),
-            ready_at=slot.ready_at,
-            ready_in_s=max(0, slot.ready_at - now),
-        )
-    if trail is not None and trail.disputed:
-        return ClaimView(
-            state="disputed",
-            seq=trail.seq,
-            amount=TokenAmount(trail.amount),
-            due=TokenAmount(0),
-            ready_at=trail.ready_at,
-            ready_in_s=max(0, trail.ready_at - now),
-        )
-    return None
+    if slot.ready_at == 0:
+        return None
+    # A disputed claim is payable from its ruling deadline unless the arbiter rules for the lab.
+    ready_at = slot.ruling_deadline if slot.disputed else slot.ready_at
+    ready: ClaimState = "ready" if now >= ready_at else "pending"
+    return ClaimView(
+        state="disputed" if slot.disputed else ready,
+        seq=slot.seq,
+        amount=TokenAmount(slot.amount),
+        due=TokenAmount(max(0, slot.amount - state.paid)),
+        ready_at=ready_at,
+        ready_in_s=max(0, ready_at - now),
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------------

@@ -26,21 +26,23 @@ _STATUS_NAMES: Final[Mapping[LeaseStatus, LeaseStatusName]] = {
     LeaseStatus.TERMINATED: "terminated",
     LeaseStatus.CLOSED: "closed",
 }
-_CLAIM_EVENTS: Final = frozenset({"ReceiptPosted", "ClaimDisputed", "ClaimFinalized"})
 
 
 @dataclass(frozen=True, slots=True)
 class StakeView:
-    """A registered provider's stake against the registry's minimum."""
+    """A registered provider's stake against the market's minimum: ``stake`` is bonded,
+    ``locked`` of it by leases in their proof window; ``unbonding`` has left it."""
 
     stake: TokenAmount
+    locked: TokenAmount
     unbonding: TokenAmount
     unbond_ready_at: int
     min_stake: TokenAmount
 
     @property
     def free_stake(self) -> TokenAmount:
-        return TokenAmount(self.stake - self.unbonding)
+        """Bonded stake no lease locks: what new leases can lock."""
+        return TokenAmount(self.stake - self.locked)
 
     @property
     def eligible(self) -> bool:

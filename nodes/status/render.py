@@ -24,6 +24,7 @@ def status_document(status: Status) -> dict[str, Any]:
         p = status.provider
         provider = {
             "stake": p.stake,
+            "locked": p.locked,
             "unbonding": p.unbonding,
             "unbond_ready_at": p.unbond_ready_at,
             "free_stake": p.free_stake,
@@ -134,7 +135,8 @@ def _stake_text(stake: StakeView | None, now: int) -> str:
         return "not registered"
     verdict = "eligible" if stake.eligible else "below the minimum: cannot offer"
     text = (
-        f"stake {stake.stake:,}, unbonding {stake.unbonding:,}, free {stake.free_stake:,} "
+        f"stake {stake.stake:,}, locked {stake.locked:,}, unbonding {stake.unbonding:,}, "
+        f"free {stake.free_stake:,} "
         f"(minimum {stake.min_stake:,}: {verdict})"
     )
     if stake.unbonding:

@@ -136,8 +136,8 @@ def test_lab_proves_impossible_usage_and_is_paid_the_providers_stake(net: LocalM
     provider = Provider.connect(net.contracts.deployment, "0x" + acct.key.hex())
     cheat = CheatingProvider(provider, provider.client.domain)
     try:
-        penalty = provider.client.slash_penalty()
-        provider.register(stake=2 * penalty, endpoint=cheat.url, encryption_key=cheat.keys.public)
+        stake = 2 * provider.client.min_stake()
+        provider.register(stake=stake, endpoint=cheat.url, encryption_key=cheat.keys.public)
         offer = provider.offer(MODEL, gpus=8, memory_gib=80, price_per_gpu_second=400,
                                min_duration=5, max_duration=3600)  # fmt: skip
 
@@ -158,10 +158,15 @@ def test_lab_proves_impossible_usage_and_is_paid_the_providers_stake(net: LocalM
     text = lab.log.read_text(encoding="utf-8")
     assert "claims 2000 GPU-seconds, more than 2 GPUs x 1 s = 2" in _line(text, "lease_failed")
     assert "kind=impossible_usage" in _line(text, "fraud_proved")
-    (slashed,) = [e.args for e in provider.client.events() if e.name == "LeaseSlashed"]
-    assert slashed["penalty"] == penalty
-    assert provider.client.provider_info(provider.address).stake == penalty  # half of it gone
-    assert net.balance(lab_address) == before + penalty  # nothing paid, escrow back, stake won
+    events = provider.client.events()
+    (opened,) = [e.args for e in events if e.name == "LeaseOpened"]
+    (slashed,) = [e.args for e in events if e.name == "LeaseSlashed"]
+    penalty = provider.client.stake_lock(opened["lease"].escrow)  # the lease's lock
+    assert slashed["penalty"] == penalty > 0
+    info = provider.client.provider_info(provider.address)
+    assert (info.stake, info.locked) == (stake - penalty, 0)
+    assert net.balance(lab_address) == before  # nothing paid, escrow back
+    assert provider.client.slashed_credit(lab_address)[0] == penalty  # the stake won, vesting
 
 
 def _line(log: str, event: str) -> str:

@@ -57,14 +57,14 @@ def test_full_round_pays_provider_and_refunds_lab_exactly(env: MarketEnv) -> Non
     assert lab.balance() == l0 - escrow
     assert lab.client.lease_state(lease.id).status == LeaseStatus.CLOSED
     market = env.contracts.market.address
-    assert lab.client.balance_of(market) == escrow  # both credits
+    assert lab.client.balance_of(market) == escrow + MIN_STAKE  # both credits, and the stake
 
     assert provider.withdraw() == 25_000  # both claims in one transfer
     assert lab.withdraw() == escrow - 25_000
     assert provider.balance() == p0 - MIN_STAKE + 25_000
     assert lab.balance() == l0 - 25_000
     assert (provider.withdrawable(), lab.withdrawable()) == (0, 0)
-    assert lab.client.balance_of(market) == 0
+    assert lab.client.balance_of(market) == MIN_STAKE  # the stake alone
     assert provider.withdraw() == 0  # nothing left: no transaction
 
 

@@ -45,12 +45,12 @@ class Round:
     provider: Daemon
     lab: Daemon
     i: int
-    total: int = 0  # the tokens of this round's accounts, the market and the registry
+    total: int = 0  # the tokens of this round's accounts and the market
 
     def accounts(self) -> list[str]:
         n, c = self.net, self.net.contracts
         return [n.provider_account(self.i).address, n.lab_account(self.i).address,
-                c.market.address, c.registry.address]  # fmt: skip
+                c.market.address]  # fmt: skip
 
     def tokens(self) -> int:
         return sum(self.net.balance(a) for a in self.accounts())

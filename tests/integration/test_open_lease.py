@@ -22,6 +22,8 @@ from market.chain.contract_errors import (
     MarketPriceNotCrossed,
     MarketProviderNotRegistered,
     MarketProviderStakeTooLow,
+    MarketSelfDealing,
+    MarketStakeLockUncovered,
     MarketZeroFill,
 )
 from market.protocol.eip712 import digest, order_hash
@@ -247,11 +249,31 @@ def test_unregistered_provider_and_low_stake_are_refused(ready: MarketEnv) -> No
     provider = ready.provider(1)
     provider.client.request_unstake(1)
     err = _expect(ready, _offer(ready), _bid(ready), 1, MarketProviderStakeTooLow)
-    assert (err.provider, err.free_stake, err.min_stake) == (
+    assert (err.provider, err.stake, err.min_stake) == (
         provider.address,
         MIN_STAKE - 1,
         MIN_STAKE,
     )
+
+
+def test_a_lease_whose_lock_the_free_stake_cannot_cover_is_refused(ready: MarketEnv) -> None:
+    provider = ready.provider(1)
+    info = provider.client.provider_info(provider.address)
+    price = info.free_stake // 600 + 1  # one GPU for 600 s: an escrow (and lock) above it
+    offer = _offer(ready, price_per_gpu_second=price)
+    bid = _bid(ready, max_price_per_gpu_second=price)
+    ready.lab(2).fund(price * 600)
+    err = _expect(ready, offer, bid, 1, MarketStakeLockUncovered)
+    assert (err.provider, err.free_stake, err.lock) == (
+        provider.address,
+        info.free_stake,
+        price * 600 * provider.client.stake_ratio_bps() // 10_000,
+    )
+
+
+def test_a_provider_cannot_lease_to_itself(ready: MarketEnv) -> None:
+    err = _expect(ready, _offer(ready), _bid(ready, 1), 1, MarketSelfDealing)  # its own bid
+    assert err.account == ready.devnet.accounts[1].address
 
 
 def test_escrow_overflow_is_a_typed_error(ready: MarketEnv) -> None:

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from market.chain.client import receipt_body, receipt_tuple
 from market.chain.contract_errors import (
     MarketChallengeWindowOpen,
+    MarketClaimDisputed,
     MarketInvalidSignature,
     MarketLeaseAlreadySlashed,
-    MarketNoPendingClaim,
     MarketReceiptPeriodInvalid,
     MarketReceiptWrongLease,
     MarketUsageImpossible,
@@ -29,7 +29,13 @@ from market.protocol.eip712 import receipt_hash
 from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
 from market.receipts import ReceiptChain, ReceiptVerifier, detect_equivocation, voucher_amount
 from market.roles import Lab, Provider
-from tests.integration.conftest import CHALLENGE_WINDOW, MIN_STAKE, MarketEnv
+from tests.integration.conftest import (
+    CHALLENGE_WINDOW,
+    CLAIM_WINDOW,
+    MIN_STAKE,
+    UNBONDING_DELAY,
+    MarketEnv,
+)
 from tests.unit.test_receipts_message import receipts
 
 pytestmark = pytest.mark.integration
@@ -37,7 +43,7 @@ pytestmark = pytest.mark.integration
 PRICE = 3
 GPUS = 2
 DURATION = 2000
-PENALTY = MIN_STAKE  # the deployment's default: the minimum stake
+PENALTY = PRICE * GPUS * DURATION  # the lease's stake lock: one escrow, the default ratio
 
 
 @pytest.fixture
@@ -115,8 +121,8 @@ def test_equivocation_from_a_forked_chain_is_slashed_to_the_lab(
     assert told_lab.message.seq == told_others.message.seq == 1
     assert detect_equivocation(domain, told_lab, told_others, provider=provider.address)
 
-    lab_before, registry = lab.balance(), env.contracts.registry.address
-    registry_before = lab.client.balance_of(registry)
+    lab_before, market = lab.balance(), env.contracts.market.address
+    market_before = lab.client.balance_of(market)
     stranger = env.client(env.devnet.accounts[9])  # anyone may prove it; the lab benefits
     assert stranger.slash_equivocation(lease, told_lab, told_others) == PENALTY
 
@@ -124,12 +130,22 @@ def test_equivocation_from_a_forked_chain_is_slashed_to_the_lab(
     assert lab.client.is_slashed(lease.id)
     assert lab.client.lease_state(lease.id).slashed
     assert lab.client.lease_state(lease.id).status == LeaseStatus.CLOSED
-    assert _stake(provider) == 0
-    assert lab.withdrawable() == refund + PENALTY
+    info = provider.client.provider_info(provider.address)
+    assert (info.stake, info.locked) == (MIN_STAKE - PENALTY, 0)  # the lease's lock, no more
+    # The refund is the lab's at once; the penalty vests for the unbonding delay, so that a
+    # provider slashing itself through a second address gets its stake no sooner than unbonding.
+    amount, vests_at = lab.client.slashed_credit(lab.address)
+    assert amount == PENALTY
+    assert vests_at >= env.devnet.timestamp() + UNBONDING_DELAY - 1
+    assert lab.withdrawable() == refund
     assert stranger.withdrawable(stranger.address) == 0
-    assert lab.withdraw() == refund + PENALTY
+    assert lab.withdraw() == refund
+    _advance(env, UNBONDING_DELAY)
+    assert lab.withdrawable() == PENALTY
+    assert lab.withdraw() == PENALTY
+    assert lab.client.slashed_credit(lab.address) == (0, 0)
     assert lab.balance() == lab_before + refund + PENALTY
-    assert lab.client.balance_of(registry) == registry_before - PENALTY
+    assert lab.client.balance_of(market) == market_before - refund - PENALTY
     assert provider.withdraw() == paid  # what the lab accepted stays paid
     # Once is enough: the client sends nothing, the contract refuses a second proof.
     assert lab.prove_equivocation(lease, told_lab, told_others) == 0
@@ -173,9 +189,11 @@ def test_inflated_usage_is_caught_offline_refused_for_payment_and_slashed(
 
     lab_before = lab.balance()
     assert lab.prove_impossible_usage(lease, signed) == PENALTY
-    assert lab.withdraw() == lease.escrow + PENALTY
+    assert lab.withdraw() == lease.escrow
+    _advance(env, UNBONDING_DELAY)
+    assert lab.withdraw() == PENALTY
     assert lab.balance() == lab_before + lease.escrow + PENALTY
-    assert _stake(provider) == 0
+    assert _stake(provider) == MIN_STAKE - PENALTY
 
 
 def test_a_period_that_has_not_ended_is_refused_for_payment_and_slashed(
@@ -316,24 +334,37 @@ def test_a_claim_vouchers_already_paid_is_finalized_for_nothing(
     assert provider.client.lease_state(lease.id).paid == pending.amount  # paid once
 
 
-def test_a_dispute_cancels_the_claim_for_good(env: MarketEnv, pair: tuple[Provider, Lab]) -> None:
+def test_a_dispute_left_unresolved_pays_the_provider_the_claim_and_the_bond(
+    env: MarketEnv, pair: tuple[Provider, Lab]
+) -> None:
     provider, lab = pair
     lease = _lease(provider, lab)
     receipt = _full_use(env, _chain(provider, lease), 100)
-    provider.post_receipt(lease, receipt)
+    claim = provider.post_receipt(lease, receipt).amount
     assert lab.pending_claim(lease) is not None
+    l0 = lab.balance()
     lab.dispute(lease)
-    assert lab.pending_claim(lease) is None
+    bond = claim * lab.client.dispute_bond_bps() // 10_000
+    assert bond > 0
+    assert lab.balance() == l0 - bond
+    pending = lab.pending_claim(lease)
+    assert pending is not None
+    assert pending.disputed
+    assert pending.bond == bond
     disputes = [e for e in lab.client.events() if e.name == "ClaimDisputed"]
-    assert [(e.args["lease_id"], e.args["seq"]) for e in disputes] == [(lease.id, 0)]
-
-    _advance(env, CHALLENGE_WINDOW)
-    assert provider.finalize_claim(lease) == 0
-    with pytest.raises(MarketNoPendingClaim):
+    assert [(e.args["lease_id"], e.args["seq"], e.args["bond"]) for e in disputes] == [
+        (lease.id, 0, bond)
+    ]
+    # The lab used the lease and closes: the disputed amount stays in escrow.
+    _advance(env, DURATION + CLAIM_WINDOW)
+    assert lab.close(lease) == lease.escrow - claim
+    with pytest.raises(MarketClaimDisputed):
         provider.client._send(env.contracts.market, "finalizeClaim", lease.as_tuple())
-    assert provider.withdrawable() == 0
-    assert provider.close(lease) == lease.escrow
-    assert lab.withdraw() == lease.escrow
+    # No arbiter rules (this lease names none): from the deadline the provider is paid.
+    _advance(env, pending.ruling_deadline - env.devnet.timestamp())
+    assert provider.finalize_claim(lease) == claim
+    assert provider.withdraw() == claim + bond
+    assert lab.withdraw() == lease.escrow - claim
 
 
 def test_a_posted_receipt_that_contradicts_the_labs_copy_is_disputed_and_slashed(
@@ -356,5 +387,8 @@ def test_a_posted_receipt_that_contradicts_the_labs_copy_is_disputed_and_slashed
     assert on_chain == padded
     assert detect_equivocation(domain, given_to_lab, on_chain, provider=provider.address)
     lab.dispute(lease)
+    bond = provider.client.pending_claim(lease.id).bond  # type: ignore[union-attr]
     assert lab.prove_equivocation(lease, given_to_lab, on_chain) == PENALTY
-    assert lab.withdraw() == lease.escrow + PENALTY
+    assert lab.withdraw() == lease.escrow + bond  # a proof settles the dispute for the lab
+    _advance(env, UNBONDING_DELAY)
+    assert lab.withdraw() == PENALTY

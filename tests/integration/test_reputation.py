@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 PRICE = 3
 GPUS = 2
 DURATION = 2000
-PENALTY = MIN_STAKE  # the deployment's default slash penalty
+PENALTY = PRICE * GPUS * DURATION  # a lease's stake lock: one escrow, the default ratio
 NOBODY = "0x" + "5a" * 20
 
 
@@ -125,12 +125,13 @@ def _run_market(env: MarketEnv, midway: Callable[[], None] = lambda: None) -> li
     )
     assert lab.prove_equivocation(c, told_lab, told_others) == PENALTY
 
-    # Unpaid: an optimistic claim the lab disputes, then the provider gives the lease up.
+    # Unpaid: an optimistic claim the lab disputes, then the provider gives the lease up (the
+    # disputed amount stays in escrow until the dispute is settled).
     d = _lease(p2, lab)
-    p2.post_receipt(d, _full_use(env, _chain(p2, d), 100))
+    disputed = p2.post_receipt(d, _full_use(env, _chain(p2, d), 100)).amount
     first_claim(p2, d)
     lab.dispute(d)
-    assert p2.close(d) == d.escrow
+    assert p2.close(d) == d.escrow - disputed
 
     gpu_seconds_p1 = last_a.gpu_seconds_cumulative + GPUS * 40
     gpu_seconds_p1 += posted_e.message.gpu_seconds_cumulative

@@ -50,9 +50,9 @@ PRICE = 3
 GPUS = 2
 DURATION = 2000
 ESCROW = TokenAmount(PRICE * GPUS * DURATION)
-PENALTY = MIN_STAKE  # the deployment's default slash penalty
+PENALTY = ESCROW  # a lease's stake lock: one escrow, the default ratio
 STAKE = 2 * MIN_STAKE
-UNSTAKED = MIN_STAKE // 2
+UNSTAKED = MIN_STAKE  # what is left bonded is the minimum: the slash takes it below
 PAID_A = PRICE * GPUS * 100
 PAID_B = PRICE * GPUS * 40
 NOBODY = "0x" + "5a" * 20
@@ -133,16 +133,18 @@ def market(env: MarketEnv) -> Scenario:
     # E: given up unpaid by the provider: the whole escrow goes back to the lab.
     e = _lease(p, lab)
     assert p.close(e) == ESCROW
-    # D: an optimistic claim the lab disputes.
+    # D: an optimistic claim the lab disputes: it pays from its ruling deadline.
     d = _lease(p, lab)
-    receipt_d, ready_d = _post(env, p, d)
+    receipt_d, _ = _post(env, p, d)
     lab.dispute(d)
+    disputed_d = p.client.claim_slot(d.id)
+    ready_d, bond_d = disputed_d.ruling_deadline, disputed_d.bond
     # R: an optimistic claim whose challenge window has passed, not yet finalized.
     r = _lease(p, lab)
     receipt_r, ready_r = _post(env, p, r)
     _advance(env, CHALLENGE_WINDOW)
     # F: slashed for two different receipts with one seq. C opens first: the slash leaves the
-    # provider too little free stake for new leases.
+    # provider's bonded stake below the minimum.
     f = _lease(p, lab)
     c = _lease(p, lab)
     told_lab = _full_use(env, _chain(p, f), 100)
@@ -178,7 +180,7 @@ def market(env: MarketEnv) -> Scenario:
             state=state,  # type: ignore[arg-type]
             seq=receipt.seq,
             amount=amount,
-            due=TokenAmount(0 if state == "disputed" else amount),
+            due=amount,
             ready_at=ready_at,
             ready_in_s=max(0, ready_at - now),
         )
@@ -201,7 +203,8 @@ def market(env: MarketEnv) -> Scenario:
         balance=TokenAmount(START_BALANCE - STAKE),
         withdrawable=TokenAmount(PAID_A + PAID_B),
         provider=StakeView(
-            stake=TokenAmount(STAKE - PENALTY),
+            stake=TokenAmount(STAKE - UNSTAKED - PENALTY),
+            locked=TokenAmount(6 * ESCROW),  # every lease but the slashed one (E closed early)
             unbonding=TokenAmount(UNSTAKED),
             unbond_ready_at=unbond_ready_at,
             min_stake=TokenAmount(MIN_STAKE),
@@ -213,8 +216,8 @@ def market(env: MarketEnv) -> Scenario:
         chain_id=31337,
         block=block,
         chain_time=now,
-        balance=TokenAmount(START_BALANCE - 7 * ESCROW),
-        withdrawable=TokenAmount(ESCROW + ESCROW + PENALTY),  # E's refund; F's escrow and penalty
+        balance=TokenAmount(START_BALANCE - 7 * ESCROW - bond_d),
+        withdrawable=TokenAmount(ESCROW + ESCROW),  # E's refund, F's escrow (the penalty vests)
         provider=None,
         leases=tuple(
             dataclasses.replace(v, role="lab", counterparty=checksum_address(p.address))
@@ -230,8 +233,8 @@ def test_collect_status_shows_each_lease_and_claim_of_the_provider_exactly(
     got = collect_status(env.client(), market.provider.address)
     assert got == market.provider_status
     assert got.provider is not None
-    assert got.provider.free_stake == MIN_STAKE - UNSTAKED
-    assert not got.provider.eligible  # the slash took half the stake
+    assert got.provider.free_stake == MIN_STAKE - 7 * ESCROW
+    assert not got.provider.eligible  # the slash took the bonded stake below the minimum
     pending, ready = got.leases[6].claim, got.leases[4].claim
     assert pending is not None
     assert ready is not None
@@ -288,10 +291,11 @@ def test_status_json_is_the_documented_document(env: MarketEnv, market: Scenario
     }
     assert (doc["balance"], doc["withdrawable"]) == (START_BALANCE - STAKE, PAID_A + PAID_B)
     assert doc["provider"] == {
-        "stake": MIN_STAKE,
+        "stake": MIN_STAKE - PENALTY,
+        "locked": 6 * ESCROW,
         "unbonding": UNSTAKED,
         "unbond_ready_at": expected.provider.unbond_ready_at if expected.provider else None,
-        "free_stake": MIN_STAKE - UNSTAKED,
+        "free_stake": MIN_STAKE - 7 * ESCROW,
         "min_stake": MIN_STAKE,
         "eligible": False,
     }
@@ -329,7 +333,7 @@ def test_status_json_is_the_documented_document(env: MarketEnv, market: Scenario
         },
     }
     assert doc["leases"][3]["claim"]["state"] == "disputed"
-    assert doc["leases"][3]["claim"]["due"] == 0
+    assert doc["leases"][3]["claim"]["due"] == doc["leases"][3]["claim"]["amount"]  # unless ruled
     assert doc["leases"][1]["paid"] == PAID_B
     totals = expected.totals("provider")
     assert doc["totals"] == {
@@ -353,7 +357,7 @@ def test_status_table_aligns_one_row_per_lease(env: MarketEnv, market: Scenario)
     unbonds_in = expected.provider.unbond_ready_at - expected.chain_time
     assert 3600 <= unbonds_in < 2 * 3600
     assert lines[4] == (
-        "provider      stake 100,000,000, unbonding 50,000,000, free 50,000,000 "
+        "provider      stake 99,988,000, locked 72,000, unbonding 100,000,000, free 99,916,000 "
         f"(minimum 100,000,000: below the minimum: cannot offer); unbonded in 1h"
         f"{unbonds_in % 3600 // 60:02}m"
     )
@@ -503,6 +507,7 @@ def test_status_command_reads_a_devnet_started_by_devnet_up(tmp_path: Path) -> N
         assert (doc["balance"], doc["withdrawable"]) == (minted - stake, 0)
         assert doc["provider"] == {
             "stake": stake,
+            "locked": 0,
             "unbonding": 0,
             "unbond_ready_at": 0,
             "free_stake": stake,
@@ -515,7 +520,8 @@ def test_status_command_reads_a_devnet_started_by_devnet_up(tmp_path: Path) -> N
 
         table = _status("--deployment", str(path), "--address", ANVIL_ADDRESS_1.lower())
         assert table.returncode == 0, table.stderr
-        assert "provider      stake 100,000,000, unbonding 0, free 100,000,000 " in table.stdout
+        line = "provider      stake 100,000,000, locked 0, unbonding 0, free 100,000,000 "
+        assert line in table.stdout
         assert table.stdout.rstrip().endswith("leases        none")
     finally:
         devnet.send_signal(signal.SIGINT)

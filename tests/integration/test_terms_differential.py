@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 from eth_typing import HexStr
+from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,14 @@ from market.errors import ContractError
 from market.matching import Unfit, fits_terms, unaccepted_lane, unfit
 from market.matching.constraints import LANE_BITS
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Billing, Offer, Signed, gpu_model_to_bytes32
+from market.protocol.types import (
+    ZERO_ADDRESS,
+    Bid,
+    Billing,
+    Offer,
+    Signed,
+    gpu_model_to_bytes32,
+)
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 
 pytestmark = pytest.mark.integration
@@ -37,6 +45,7 @@ EXAMPLES = 300
 # outside it, and the top bit of three lanes (the contract's lane test reads the top bit).
 BITS = (0, 1, 2, 15, 16, 17, 31, 34, 39, 80, 81, 115, 240, 255)
 _LANE_MASK = (1 << LANE_BITS) - 1
+ARBITERS = (ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS, to_checksum_address("0x" + "a7" * 20))
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ def pairs(draw: st.DrawFn, provider: str, lab: str) -> Pair:
         bandwidth_gbps=bandwidth,
         features=_bits(features),
         billing_modes=draw(st.sampled_from([3, 3, 3, 1, 2, 0])),  # both, rental, metered, none
+        arbiter=draw(st.sampled_from(ARBITERS)),
+        min_charge_bps=draw(st.sampled_from([0, 0, 100, 2_500])),
     )
     # Each term is drawn at its boundary: mostly one that fits (equal, or any), sometimes one
     # past it, so that each check both passes and fails and several fail at once.
@@ -97,6 +108,9 @@ def pairs(draw: st.DrawFn, provider: str, lab: str) -> Pair:
         accepted_features=_bits(accepted),
         billing=draw(st.sampled_from(Billing)),
         all_or_none=draw(st.booleans()),  # filled whole here, so it never decides
+        # Mostly the offer's arbiter, sometimes another.
+        arbiter=draw(st.sampled_from([offer.arbiter] * 3 + list(ARBITERS))),
+        max_min_charge_bps=draw(st.sampled_from([0, 99, 100, 2_500, 10_000])),
     )
     return Pair(offer, bid, send=draw(st.integers(0, 7)) == 0)
 
@@ -129,14 +143,18 @@ def _expected_error(offer: Offer, bid: Bid) -> tuple[str, tuple[object, ...]] | 
             offer.features >> shift & _LANE_MASK,
             bid.accepted_features >> shift & _LANE_MASK,
         )
-    else:
+    elif why is Unfit.BILLING:
         args = (int(bid.billing), offer.billing_modes)
+    elif why is Unfit.ARBITER:
+        args = (offer.arbiter, bid.arbiter)
+    else:
+        args = (offer.min_charge_bps, bid.max_min_charge_bps)
     return why.value, args
 
 
 def test_python_fit_rule_agrees_with_open_lease_on_random_signed_pairs(env: MarketEnv) -> None:
     provider, lab = env.provider(PROVIDER), env.lab(LAB)
-    provider.register(stake=MIN_STAKE, endpoint="http://p")
+    provider.register(stake=1_000 * MIN_STAKE, endpoint="http://p")  # every lock covered
     lab.fund(2**200)
     matcher = env.client(env.devnet.accounts[MATCHER])
     domain = matcher.domain
@@ -175,6 +193,8 @@ def test_python_fit_rule_agrees_with_open_lease_on_random_signed_pairs(env: Mark
                 lease = env.client(env.devnet.accounts[MATCHER]).open_lease(offer, bid, gpus)
             assert (lease.gpus, lease.billing) == (gpus, pair.bid.billing)
             assert lease.price_per_gpu_second == pair.offer.price_per_gpu_second
+            assert lease.arbiter == pair.offer.arbiter
+            assert lease.min_charge == lease.escrow * pair.offer.min_charge_bps // 10_000
             seen["sent"] += 1
         elif pair.send:
             with env.devnet.isolated(), pytest.raises(ContractError) as sent:

@@ -36,7 +36,8 @@ def _round(env: MarketEnv, price: int, claims: list[int]) -> tuple[int, int, int
     is what the party withdrew and that the credits add up to the escrow."""
     provider, lab = env.provider(1), env.lab(2)
     treasury = env.client(env.devnet.accounts[9])
-    provider.register(stake=MIN_STAKE, endpoint="p")
+    stake = MIN_STAKE + price * 4 * 10_000  # the lease locks one escrow of stake
+    provider.register(stake=stake, endpoint="p")
     p0, l0, t0 = provider.balance(), lab.balance(), treasury.balance_of(treasury.address)
     offer = provider.offer(
         "B200",
@@ -58,7 +59,7 @@ def _round(env: MarketEnv, price: int, claims: list[int]) -> tuple[int, int, int
     assert sum(credits) == lease.escrow
     assert credits[1] == lease.escrow - claims[-1]
     assert (provider.withdraw(), lab.withdraw(), treasury.withdraw()) == credits
-    assert treasury.balance_of(env.contracts.market.address) == 0
+    assert treasury.balance_of(env.contracts.market.address) == stake  # the stake alone
     changes = (
         provider.balance() - p0,
         lab.balance() - l0,

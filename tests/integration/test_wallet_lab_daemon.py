@@ -69,8 +69,7 @@ def _round(net: Net, i: int, *, voucher_key: LocalAccount | None = None) -> None
     reader = MarketClient.connect(market.contracts.deployment)
     provider = net.provider.address
     wait_until(lambda: reader.withdrawable(provider) == 0, 30, "the provider to withdraw")
-    accounts = (wallet, owner.address, provider, market.contracts.market.address,
-                market.contracts.registry.address)  # fmt: skip
+    accounts = (wallet, owner.address, provider, market.contracts.market.address)
     before = {a: market.balance(a) for a in accounts}
     assert before[owner.address] == 0 < before[wallet]
     assert reader.allowance(wallet) == 0  # the daemon approves, through the wallet
