@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from eth_typing import ChecksumAddress
+
 from bench.results_file import write
 from market.chain.client import BatchMatch, MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
@@ -19,7 +21,7 @@ from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
 from market.protocol.eip712 import receipt_hash
 from market.protocol.signing import SigningKey
-from market.protocol.types import Bid, Lease, Offer, Receipt, Signed
+from market.protocol.types import ZERO_ADDRESS, Bid, Lease, Offer, Receipt, Signed
 from market.receipts import ReceiptChain, voucher_amount
 from market.roles import Lab, Provider
 
@@ -43,6 +45,7 @@ class _Bench:
     """One deployment, its parties funded from the faucet: a provider and three kinds of lab."""
 
     def __init__(self, dev: Devnet, contracts: Contracts) -> None:
+        self.contracts = contracts
         w3 = dev.web3()
         faucet = Transactor(w3, dev.accounts[0])
         token = contracts.token
@@ -226,7 +229,9 @@ def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
     domain = lab.client.domain
     g: dict[str, int] = {}
 
-    def lease_with_receipt(seconds: int) -> tuple[Lease, ReceiptChain, Receipt]:
+    def lease_with_receipt(
+        seconds: int, arbiter: ChecksumAddress = ZERO_ADDRESS
+    ) -> tuple[Lease, ReceiptChain, Receipt]:
         """A lease ``seconds`` old, its first receipt signed and paid by a voucher."""
         offer = cheat.offer(
             "H100-80GB",
@@ -235,8 +240,12 @@ def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
             price_per_gpu_second=PRICE,
             min_duration=60,
             max_duration=86_400,
+            arbiter=arbiter,
         )
-        lease = lab.open(offer, b.bid(4), gpus=4, use_permit=False)
+        bid = lab.bid(
+            "H100-80GB", gpus=4, max_price_per_gpu_second=PRICE, duration=DURATION, arbiter=arbiter
+        )
+        lease = lab.open(offer, bid, gpus=4, use_permit=False)
         dev.increase_time(seconds)
         dev.mine()
         chain = ReceiptChain(cheat.key, domain, lease)
@@ -295,6 +304,17 @@ def _receipt_figures(b: _Bench, dev: Devnet) -> dict[str, int]:
     now = dev.timestamp()
     cheat.post_receipt(lease, chain.append(now, lease.gpus * (now - lease.start)))
     g["dispute_claim"] = gas_of(lab.client, lambda: lab.dispute(lease))
+
+    # A lease naming an arbiter: the lab disputes, the arbiter rules for the provider (paid the
+    # claim and the bond).
+    arbiter = MarketClient(dev.web3(), b.contracts, dev.accounts[7])
+    lease, chain, _ = lease_with_receipt(300, arbiter.address)
+    dev.increase_time(300)
+    dev.mine()
+    now = dev.timestamp()
+    cheat.post_receipt(lease, chain.append(now, lease.gpus * (now - lease.start)))
+    lab.dispute(lease)
+    g["arbiter_ruling"] = gas_of(arbiter, lambda: arbiter.rule_dispute(lease, for_provider=True))
     return g
 
 

@@ -206,6 +206,22 @@ contract Market is MarketBase, IMarketCore {
         if (bid.duration > type(uint64).max - block.timestamp) revert MarketLeaseTooLong(bid.duration);
         escrow = _escrow(price, gpus, bid.duration);
         _lockStake(offer.provider, _lockOf(escrow));
+        uint256 minCharge;
+        bytes32 salt;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            // keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)) in scratch and free
+            // memory (not allocated: only the hashing reads it).
+            let ptr := mload(0x40)
+            mstore(ptr, offerHash)
+            mstore(add(ptr, 0x20), bidHash)
+            mstore(add(ptr, 0x40), bidFilledBefore)
+            salt := keccak256(ptr, 0x60)
+        }
+        unchecked {
+            // escrow < 2^128 and minChargeBps <= 10_000 (`_checkPair`): at most the escrow.
+            minCharge = escrow * offer.minChargeBps / _BPS;
+        }
         Lease memory lease = Lease({
             provider: offer.provider,
             lab: bid.lab,
@@ -213,13 +229,12 @@ contract Market is MarketBase, IMarketCore {
             pricePerGpuSecond: price,
             start: uint64(block.timestamp),
             duration: bid.duration,
-            salt: keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)),
+            salt: salt,
             billing: bid.billing,
             receiptSigner: offer.receiptSigner,
             voucherSigner: bid.voucherSigner,
             arbiter: offer.arbiter,
-            // minChargeBps <= 10_000 (`_checkPair`): at most the escrow.
-            minCharge: escrow * offer.minChargeBps / _BPS
+            minCharge: minCharge
         });
         // keccak256(abi.encode(lease)), hashed in place: a memory struct of static fields is its
         // ABI encoding, twelve clean words.
@@ -233,7 +248,13 @@ contract Market is MarketBase, IMarketCore {
         LeaseState storage state = _leases[id];
         state.end = lease.start + lease.duration;
         state.status = LeaseStatus.Active;
-        emit LeaseOpened(id, lease.provider, lease.lab, offerHash, bidHash, lease);
+        // emit LeaseOpened(id, offerHash, bidHash, lease), from the struct's memory as it is: its
+        // twelve clean words are the event's data, without the ABI encoder's copy.
+        bytes32 topic = LeaseOpened.selector;
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            log4(lease, _LEASE_SIZE, topic, id, offerHash, bidHash)
+        }
     }
 
     /// @dev An offer's hash, once its expiry and signature are checked. A contract provider must
@@ -379,7 +400,9 @@ contract Market is MarketBase, IMarketCore {
     function _escrow(uint256 price, uint256 gpus, uint256 duration) private pure returns (uint256 escrow) {
         // price < 2^128, gpus < 2^32, duration < 2^64: the product fits in 2^224 and cannot overflow.
         if (price > type(uint128).max) revert MarketEscrowOverflow(price, gpus, duration);
-        escrow = price * gpus * duration;
+        unchecked {
+            escrow = price * gpus * duration;
+        }
         if (escrow > type(uint128).max) revert MarketEscrowOverflow(price, gpus, duration);
     }
 

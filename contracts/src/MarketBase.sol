@@ -175,8 +175,10 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
 
     /// @dev The stake a lease with this escrow locks: escrow < 2^128 and the ratio < 2^32, so the
     /// product cannot overflow.
-    function _lockOf(uint256 escrow) internal view returns (uint256) {
-        return escrow * _stakeRatioBps / _BPS;
+    function _lockOf(uint256 escrow) internal view returns (uint256 lock) {
+        unchecked {
+            lock = escrow * _stakeRatioBps / _BPS;
+        }
     }
 
     /// @dev What a close holds back from the lab for an open dispute: the disputed amount beyond

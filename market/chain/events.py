@@ -2,7 +2,8 @@
 
 Every event of the Market (its provider registry's included) is decoded into a
 :class:`ChainEvent` with snake_case argument names; ``LeaseOpened`` carries its terms as a
-``market.protocol.types.Lease`` and ``ReceiptPosted`` its receipt as a
+``market.protocol.types.Lease`` (and its ``provider`` and ``lab`` as arguments of their own)
+and ``ReceiptPosted`` its receipt as a
 ``market.protocol.types.Receipt``.
 :func:`follow` polls for new blocks and yields events in chain order, resuming from a block.
 """
@@ -70,6 +71,8 @@ def _convert(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
                 arbiter=value["arbiter"],
                 min_charge=value["minCharge"],
             )
+            # Its parties, as every reader of the event wants them (they are in the terms).
+            out["provider"], out["lab"] = value["provider"], value["lab"]
         elif name == "ReceiptPosted" and key == "receipt":
             fields: dict[str, Any] = {
                 attr: bytes(value[abi]) if solidity == "bytes32" else value[abi]

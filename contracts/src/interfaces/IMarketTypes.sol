@@ -327,11 +327,11 @@ interface IMarketTypes {
     /// vouchers (`receiptSigner` or `voucherSigner`), which its own signature cannot be.
     error MarketSignerKeyRequired(address signer);
 
-    /// @notice A lease opened and its escrow, `lease.pricePerGpuSecond * lease.gpus *
-    /// lease.duration`, was pulled from the lab (in a batch, with the batch's other escrows).
-    event LeaseOpened(
-        bytes32 indexed leaseId, address indexed provider, address indexed lab, bytes32 offerHash, bytes32 bidHash, Lease lease
-    );
+    /// @notice A lease opened from the orders `offerHash` and `bidHash`, and its escrow,
+    /// `lease.pricePerGpuSecond * lease.gpus * lease.duration`, was pulled from the lab (in a
+    /// batch, with the batch's other escrows). The order hashes are its topics (a signer finds
+    /// the fills of its orders by filter); the provider and the lab are in `lease`.
+    event LeaseOpened(bytes32 indexed leaseId, bytes32 indexed offerHash, bytes32 indexed bidHash, Lease lease);
     /// @notice A voucher was redeemed: `amount` was credited (the fee to the treasury, the rest to the
     /// provider), `cumulativePaid` in total.
     event Claimed(bytes32 indexed leaseId, uint256 amount, uint256 cumulativePaid, bytes32 receiptHash);
