@@ -278,9 +278,10 @@ class LocalMarket:
         name = f"provider{i}"
         defaults = {
             "port": str(free_port()),
-            "stake": "200",
+            "stake": "1000",  # each lease locks its escrow of it (the market's default ratio)
             "offer_ttl_s": "30",
             "min_duration_s": "5",
+            "max_duration_s": "3600",
             "claim_interval_s": "2",
             "final_voucher_wait_s": "8",
             "billing": f"[{', '.join(_toml_string(b) for b in billing)}]",

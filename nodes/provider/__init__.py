@@ -32,6 +32,7 @@ from nodes.provider.config import (
 )
 from nodes.provider.decisions import (
     POLICY_DECLINED,
+    STAKE_LOCK_UNCOVERED,
     OfferPlan,
     Skip,
     explanation_fields,
@@ -51,6 +52,7 @@ from nodes.provider.runtime import Job, JobResult, JobSpec, run_job
 
 __all__ = [
     "POLICY_DECLINED",
+    "STAKE_LOCK_UNCOVERED",
     "AgentConfig",
     "ChainConfig",
     "FixedPrice",

@@ -198,6 +198,8 @@ class ProviderAgent:
             now,
             free_stake=info.free_stake if info.registered else None,
             min_stake=client.min_stake(),
+            stake_ratio_bps=client.stake_ratio_bps(),
+            max_duration=self.config.agent.max_duration_s,
         )
         for skip in skips:  # offer_skipped with the matcher's reason code, once per change
             if self._skipped.get(skip.model) != str(skip.reason):
@@ -208,6 +210,10 @@ class ProviderAgent:
         for plan in plans:
             if now < store.latest_offer_expiry(plan.model):
                 continue
+            if plan.gpus < plan.gpus_free:  # the free stake cannot back every free GPU
+                _log.info("offer_reduced", model=plan.model, gpus=plan.gpus,
+                          gpus_free=plan.gpus_free, free_stake=info.free_stake,
+                          lock_per_gpu=plan.lock_per_gpu)  # fmt: skip
             offer = Offer(
                 provider=self.key.address,
                 gpu_model=plan.model,

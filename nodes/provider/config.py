@@ -47,10 +47,12 @@ A complete file (relative paths are relative to the file's folder)::
     host = "127.0.0.1"                     # where labs reach it: jobs, receipts, vouchers
     port = 7100                            # 0: a free port
     public_url = "https://gpu.example:7100"  # registered on-chain; default http://host:port
-    stake = 200                            # tokens to stake at registration (whole units x 1e6)
+    stake = 200                            # tokens to stake at registration (whole units x 1e6);
+                                           # each lease locks escrow x the market's stake ratio
+                                           # of it, so offers sell only the GPUs it can back
     offer_ttl_s = 60                       # offers live this long; re-signed as GPUs free up
     min_duration_s = 10
-    max_duration_s = 86400
+    max_duration_s = 86400                 # the longest lease offered (sizes each GPU's lock)
     claim_interval_s = 5                   # batch claims of the best vouchers this often
     max_unpaid_periods = 3                 # stop work when this many receipts are unpaid
     final_voucher_wait_s = 30              # after the end, then the optimistic claim

@@ -12,6 +12,7 @@ from market.matching import OrderBook, ReasonCode, explain
 from nodes.logs import get_logger, render_fields
 from nodes.provider import (
     POLICY_DECLINED,
+    STAKE_LOCK_UNCOVERED,
     FixedPrice,
     GpuGroup,
     Inventory,
@@ -101,7 +102,7 @@ def test_groups_left_out_are_logged_with_the_reason_and_the_rest_planned(
         min_stake=100,
         log=get_logger("gpumarket.test"),
     )
-    assert plans == [OfferPlan("H100-80GB", 5, 80, 5)]
+    assert plans == [OfferPlan("H100-80GB", 5, 80, 5, gpus_free=5)]
     assert [(s.model, s.reason) for s in skips] == [("A100-40GB", POLICY_DECLINED)]
     assert events == [
         (
@@ -116,7 +117,9 @@ def test_plans_carry_the_groups_signed_terms() -> None:
     plans, _ = plan_offers(
         Inventory((nvlink,), "declared"), {}, FixedPrice(3), NOW, free_stake=500, min_stake=100
     )
-    assert plans == [OfferPlan("H100-80GB", 2, 80, 3, bandwidth_gbps=400, features=0b10)]
+    assert plans == [
+        OfferPlan("H100-80GB", 2, 80, 3, bandwidth_gbps=400, features=0b10, gpus_free=2)
+    ]
 
 
 def test_fully_leased_group_is_skipped_as_not_enough_gpus(
@@ -131,7 +134,7 @@ def test_fully_leased_group_is_skipped_as_not_enough_gpus(
         min_stake=100,
         log=get_logger("gpumarket.test"),
     )
-    assert plans == [OfferPlan("A100-40GB", 3, 40, 3)]
+    assert plans == [OfferPlan("A100-40GB", 3, 40, 3, gpus_free=3)]
     assert events == [
         (
             "offer_skipped",
@@ -172,3 +175,36 @@ def test_provider_package_exports_resolve() -> None:
     for name in nodes.provider.__all__:
         assert hasattr(nodes.provider, name), name
     assert sorted(nodes.provider.__all__) == sorted(set(nodes.provider.__all__))
+
+
+def test_offers_sell_only_the_gpus_the_free_stake_can_lock_for(
+    events: list[tuple[str, dict[str, object]]],
+) -> None:
+    # One GPU at 3 per second for 1000 s locks 3000 at a ratio of one escrow (10_000 bps): 10,000
+    # of free stake backs 3 H100s of the 8, and then nothing is left for an A100.
+    plans, skips = plan_offers(
+        INVENTORY,
+        {},
+        FixedPrice(3),
+        NOW,
+        free_stake=10_000,
+        min_stake=100,
+        stake_ratio_bps=10_000,
+        max_duration=1000,
+        log=get_logger("gpumarket.test"),
+    )
+    assert plans == [OfferPlan("H100-80GB", 3, 80, 3, gpus_free=8, lock_per_gpu=3000)]
+    assert [(s.model, s.reason) for s in skips] == [("A100-40GB", STAKE_LOCK_UNCOVERED)]
+    assert events == [
+        (
+            "offer_skipped",
+            {
+                "model": "A100-40GB",
+                "reason": "stake_lock_uncovered",
+                "free_stake": 1000,
+                "lock_per_gpu": 3000,
+                "gpus_free": 4,
+                "gpus_total": 4,
+            },
+        )
+    ]
