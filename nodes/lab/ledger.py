@@ -9,10 +9,13 @@ closing, slashed, and receipts the provider posted on-chain), then :meth:`Ledger
 :meth:`Ledger.job_over`, or when it fails), then :meth:`Ledger.settle`:
 
 * a claim posted from a receipt the lab verified is finalized once its window passed (so the
-  lease can close); one from a receipt the lab never verified is disputed within its window;
+  lease can close); one from a receipt the lab never verified is disputed within its window,
+  posting the market's bond (the dispute pays the provider, bond and all, unless a proof or the
+  lease's arbiter settles it for the lab), and the lease then closes with that amount held back;
 * a lease still open ``claim_window`` after its end is closed (CloseLease through the intent log),
   after redeeming the lab's own best voucher if the provider has not (never close below it);
-* the lab's credit (refunds, slashed stake) is withdrawn (Withdraw through the intent log).
+* the lab's credit (refunds, and slashed stake once vested) is withdrawn (Withdraw through the
+  intent log).
 """
 
 from __future__ import annotations
@@ -365,7 +368,9 @@ class Ledger:
             pending = self.client.pending_claim(lease.id) if record.posted else None
             if record.posted and pending is None:
                 self.store.update_lease(lease.id, posted=False)
-            if pending is not None:
+            # A claim this lab disputed no longer holds the lease: a close keeps its amount in
+            # escrow until the dispute is settled (by its arbiter, a proof, or the deadline).
+            if pending is not None and not pending.disputed:
                 if not self.store.has_receipt_hash(lease.id, pending.receipt_hash):
                     if now < pending.ready_at:
                         self.store.add_action(lease.id, "dispute", pending.receipt_hash)

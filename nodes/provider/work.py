@@ -115,6 +115,7 @@ class LeaseWork:
     meters: dict[bytes, Meter] = field(default_factory=dict)
     last_period: dict[bytes, float] = field(default_factory=dict)
     last_settle: float = 0.0
+    disputes_seen: set[bytes] = field(default_factory=set)  # leases whose dispute was logged
 
     def recover(self) -> None:
         """On start: finish the chain actions a crash left open; jobs that were running died
@@ -419,10 +420,13 @@ class LeaseWork:
     def _finish(self, row: JobRow, lease: Lease, state: LeaseState, head_time: int) -> int | None:
         """What an ended lease was paid, once that is all its last receipt is owed (close it);
         None while payment may still come, or after claiming optimistically."""
-        if state.status is LeaseStatus.CLOSED:
-            self.records.mark_closed(lease.id)
-            return None
         last = self.records.latest_receipt(lease.id)
+        if state.status is LeaseStatus.CLOSED:
+            if state.disputed and last is not None:  # the lab closed: the claim is in escrow
+                self._optimistic(lease, last, head_time)
+            else:
+                self.records.mark_closed(lease.id)
+            return None
         owed = (
             0
             if last is None
@@ -451,19 +455,37 @@ class LeaseWork:
 
     def _optimistic(self, lease: Lease, last: Signed[Receipt], head_time: int) -> None:
         claim = self.client.claim_slot(lease.id)
-        if claim.seq < last.message.seq or claim.receipt_hash == bytes(32):
+        if claim.disputed:
+            # The lab's dispute pays the claim and its bond from the ruling deadline unless the
+            # lease's arbiter rules for the lab first (or a proof settles it).
+            if head_time >= claim.ruling_deadline:
+                self._finalize(lease, "disputed")
+            elif lease.id not in self.disputes_seen:
+                self.disputes_seen.add(lease.id)
+                self.log.warning(
+                    "claim_disputed",
+                    lease=lease.id,
+                    seq=claim.seq,
+                    bond=claim.bond,
+                    ruling_deadline=claim.ruling_deadline,
+                )
+        elif claim.seq < last.message.seq or claim.receipt_hash == bytes(32):
             outcome = self.chain.run(PostReceipt(lease, last))
             self.log.info("receipt_posted", lease=lease.id, seq=last.message.seq,
                           status=outcome.status)  # fmt: skip
         elif claim.ready_at and head_time >= claim.ready_at:
-            outcome = self.chain.run(FinalizeClaim(lease))
-            amount = outcome.result.get("amount", 0)
-            self.counters.claims.inc(amount, path="optimistic")
-            self.log.info("claim_finalized", lease=lease.id, amount=amount, status=outcome.status)
-        elif not claim.ready_at:  # disputed: nothing more can be claimed; give the rest back
-            self.log.warning("claim_disputed", lease=lease.id, seq=claim.seq)
+            self._finalize(lease, "optimistic")
+        elif not claim.ready_at:  # ruled for the lab: nothing more can be claimed; give it back
+            self.log.warning("claim_rejected", lease=lease.id, seq=claim.seq)
             self.chain.run(CloseLease(lease))
             self.records.mark_closed(lease.id)
+
+    def _finalize(self, lease: Lease, path: str) -> None:
+        outcome = self.chain.run(FinalizeClaim(lease))
+        amount = outcome.result.get("amount", 0)
+        self.counters.claims.inc(amount, path="optimistic")
+        self.log.info("claim_finalized", lease=lease.id, amount=amount, path=path,
+                      bond=outcome.result.get("bond", 0), status=outcome.status)  # fmt: skip
 
     def stop_all(self) -> None:
         for lease_id in list(self.running):

@@ -34,14 +34,19 @@ from market.protocol.types import Lease, LeaseState, LeaseStatus, Signed, Vouche
 
 @dataclass(frozen=True, slots=True)
 class PostedClaim:
-    """A lease's ``IMarket.PendingClaim`` slot as stored: ``seq`` and ``receipt_hash`` name the
-    last receipt posted and outlive its finalization or dispute; ``ready_at`` is 0 when no claim
-    is pending."""
+    """A lease's ``IMarket.PendingClaim`` slot as stored: ``amount``, ``seq`` and
+    ``receipt_hash`` name the highest claim posted and outlive its settlement; ``ready_at`` is 0
+    when no claim is pending; ``ruling_deadline`` is set while the lab's dispute is open."""
 
     amount: int
     seq: int
     ready_at: int
     receipt_hash: bytes
+    ruling_deadline: int = 0
+
+    @property
+    def disputed(self) -> bool:
+        return self.ruling_deadline != 0
 
     @property
     def posted(self) -> bool:

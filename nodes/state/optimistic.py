@@ -62,6 +62,10 @@ class PostReceipt:
         owed = min(self.lease.price_per_gpu_second * r.gpu_seconds_cumulative, self.lease.escrow)
         if owed <= state.paid:
             return Obsolete(f"vouchers already paid {state.paid}, the receipt is worth {owed}")
+        if claim.disputed:
+            return Obsolete("the posted claim is disputed: no receipt may be posted until settled")
+        if owed <= claim.amount:  # the market takes only a claim that raises the amount
+            return Obsolete(f"a claim of {claim.amount} was posted, the receipt is worth {owed}")
         return self
 
     def call(self) -> Call:
@@ -81,7 +85,9 @@ class PostReceipt:
 
 @dataclass(frozen=True, slots=True)
 class FinalizeClaim:
-    """Collect a posted claim once its challenge window has passed."""
+    """Collect a posted claim once its challenge window has passed, or a disputed one once its
+    ruling deadline has passed (with the lab's bond); a close keeps a disputed amount in escrow,
+    so a closed lease's disputed claim is collected too."""
 
     lease: Lease
     kind: ClassVar[str] = "finalize_claim"
@@ -95,7 +101,7 @@ class FinalizeClaim:
 
     def still_needed(self, view: ChainView) -> FinalizeClaim | Obsolete:
         state = view.lease_state(self.lease.id)
-        if not is_live(state):
+        if not is_live(state) and not state.disputed:
             return Obsolete(f"lease is {state.status.name.lower()}")
         if not view.posted_claim(self.lease.id).pending:
             return Obsolete("no claim is pending (finalized, disputed or never posted)")
@@ -105,7 +111,10 @@ class FinalizeClaim:
         return Call("finalizeClaim", (self.lease.as_tuple(),))
 
     def result(self, events: Sequence[ChainEvent]) -> dict[str, int]:
-        return {"amount": sum_of(events, "ClaimFinalized", "amount")}
+        return {
+            "amount": sum_of(events, "ClaimFinalized", "amount"),
+            "bond": sum_of(events, "ClaimFinalized", "bond"),
+        }
 
 
 __all__ = ["FinalizeClaim", "PostReceipt"]

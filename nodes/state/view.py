@@ -34,7 +34,9 @@ class MarketView:
         if "pendingClaim" not in self.functions:
             raise ActionUnsupported("optimistic claim", "pendingClaim")
         slot = self.client.claim_slot(lease_id)
-        return PostedClaim(slot.amount, slot.seq, slot.ready_at, bytes(slot.receipt_hash))
+        return PostedClaim(
+            slot.amount, slot.seq, slot.ready_at, bytes(slot.receipt_hash), slot.ruling_deadline
+        )
 
 
 __all__ = ["MarketView"]

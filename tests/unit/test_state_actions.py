@@ -186,6 +186,15 @@ def test_post_receipt_is_needed_until_it_or_a_newer_one_is_posted_or_paid() -> N
     )
     closed = FakeChain({lease.id: LeaseState(0, 4_600, LeaseStatus.CLOSED)})
     assert action.still_needed(closed) == Obsolete("lease is closed")
+    # Only a claim that raises the amount may be posted, and none while a dispute is open.
+    higher = {lease.id: PostedClaim(7 * 2_400, 0, 99, b"\x01" * 32)}
+    assert action.still_needed(FakeChain({lease.id: ACTIVE}, pending=higher)) == Obsolete(
+        f"a claim of {7 * 2_400} was posted, the receipt is worth {7 * 2_400}"
+    )
+    disputed = {lease.id: PostedClaim(7 * 1_200, 0, 99, b"\x01" * 32, ruling_deadline=500)}
+    assert isinstance(
+        action.still_needed(FakeChain({lease.id: ACTIVE}, pending=disputed)), Obsolete
+    )
     assert action.call().function == "postReceipt"
     assert action.call().args[2] == second.signature
 
@@ -202,7 +211,14 @@ def test_finalize_is_needed_only_while_a_claim_is_pending_on_a_live_lease() -> N
     )
     closed = FakeChain({lease.id: LeaseState(0, 0, LeaseStatus.CLOSED)}, pending=claim)
     assert FinalizeClaim(lease).still_needed(closed) == Obsolete("lease is closed")
-    assert FinalizeClaim(lease).result([_event("ClaimFinalized", amount=10)]) == {"amount": 10}
+    # A closed lease whose claim is disputed keeps the amount in escrow: it is collected still.
+    held = FakeChain(
+        {lease.id: LeaseState(0, 0, LeaseStatus.CLOSED, disputed=True)},
+        pending={lease.id: PostedClaim(10, 1, 5_000, b"\x01" * 32, ruling_deadline=9_000)},
+    )
+    assert FinalizeClaim(lease).still_needed(held) == FinalizeClaim(lease)
+    finalized = _event("ClaimFinalized", amount=10, bond=1)
+    assert FinalizeClaim(lease).result([finalized]) == {"amount": 10, "bond": 1}
 
 
 def test_state_package_exports_are_the_documented_ones() -> None:
