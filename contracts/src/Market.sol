@@ -206,22 +206,6 @@ contract Market is MarketBase, IMarketCore {
         if (bid.duration > type(uint64).max - block.timestamp) revert MarketLeaseTooLong(bid.duration);
         escrow = _escrow(price, gpus, bid.duration);
         _lockStake(offer.provider, _lockOf(escrow));
-        uint256 minCharge;
-        bytes32 salt;
-        // solhint-disable-next-line no-inline-assembly
-        assembly ("memory-safe") {
-            // keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)) in scratch and free
-            // memory (not allocated: only the hashing reads it).
-            let ptr := mload(0x40)
-            mstore(ptr, offerHash)
-            mstore(add(ptr, 0x20), bidHash)
-            mstore(add(ptr, 0x40), bidFilledBefore)
-            salt := keccak256(ptr, 0x60)
-        }
-        unchecked {
-            // escrow < 2^128 and minChargeBps <= 10_000 (`_checkPair`): at most the escrow.
-            minCharge = escrow * offer.minChargeBps / _BPS;
-        }
         Lease memory lease = Lease({
             provider: offer.provider,
             lab: bid.lab,
@@ -229,12 +213,12 @@ contract Market is MarketBase, IMarketCore {
             pricePerGpuSecond: price,
             start: uint64(block.timestamp),
             duration: bid.duration,
-            salt: salt,
+            salt: _salt(offerHash, bidHash, bidFilledBefore),
             billing: bid.billing,
             receiptSigner: offer.receiptSigner,
             voucherSigner: bid.voucherSigner,
             arbiter: offer.arbiter,
-            minCharge: minCharge
+            minCharge: _minCharge(escrow, offer.minChargeBps)
         });
         // keccak256(abi.encode(lease)), hashed in place: a memory struct of static fields is its
         // ABI encoding, twelve clean words.
@@ -254,6 +238,27 @@ contract Market is MarketBase, IMarketCore {
         // solhint-disable-next-line no-inline-assembly
         assembly ("memory-safe") {
             log4(lease, _LEASE_SIZE, topic, id, offerHash, bidHash)
+        }
+    }
+
+    /// @dev The part of `escrow` a lease pays its provider whatever the use: escrow < 2^128 and
+    /// minChargeBps <= 10_000 (`_checkPair`), so it is at most the escrow.
+    function _minCharge(uint256 escrow, uint16 minChargeBps) private pure returns (uint256 charge) {
+        unchecked {
+            charge = escrow * minChargeBps / _BPS;
+        }
+    }
+
+    /// @dev keccak256(abi.encode(offerHash, bidHash, bidFilledBefore)), unique per fill, hashed in
+    /// free memory (not allocated: only the hashing reads it).
+    function _salt(bytes32 offerHash, bytes32 bidHash, uint256 bidFilledBefore) private pure returns (bytes32 salt) {
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, offerHash)
+            mstore(add(ptr, 0x20), bidHash)
+            mstore(add(ptr, 0x40), bidFilledBefore)
+            salt := keccak256(ptr, 0x60)
         }
     }
 
@@ -550,7 +555,9 @@ contract Market is MarketBase, IMarketCore {
             }
         }
         uint256 paid = state.paid;
-        uint256 charge = _held(lease.minCharge, paid);
+        // The minimum charge is for a lease the lab held to its end (or ended itself early); a
+        // provider giving a lease up before then is owed none of it.
+        uint256 charge = block.timestamp >= state.end ? _held(lease.minCharge, paid) : 0;
         paid += charge;
         // paid <= escrow and held <= escrow - paid (claims are capped by the escrow): no underflow.
         refund = _escrowOf(lease) - paid;

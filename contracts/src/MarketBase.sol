@@ -67,11 +67,15 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
     uint16 internal immutable _feeBps;
     address internal immutable _treasury;
 
-    // The storage both halves share. Written through storage references and by assembly stores,
-    // which slither does not follow (a false "never initialized").
+    // The storage both halves share. Slither reads each contract alone, so a mapping one half
+    // writes and the other reads (or written through storage references and assembly stores,
+    // which it does not follow) looks "never initialized" to it: a false positive, disabled per
+    // mapping below.
     // slither-disable-next-line uninitialized-state
     mapping(bytes32 leaseId => LeaseState) internal _leases;
+    // slither-disable-next-line uninitialized-state
     mapping(address signer => mapping(bytes32 orderHash => OrderState)) internal _orders;
+    // slither-disable-next-line uninitialized-state
     mapping(address signer => uint256) internal _minNonce;
     /// @dev One account's credit word (a struct so that a read and a write hash the key once).
     /// Bits 0-127: the account's credit plus one, once it was ever credited (zero before).
@@ -83,6 +87,7 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
     mapping(address account => Credit) internal _credits;
     /// @dev Claims from posted receipts, apart from `_leases` so that opening and claiming a lease
     /// never touch them.
+    // slither-disable-next-line uninitialized-state
     mapping(bytes32 leaseId => PendingClaim) internal _claims;
     // slither-disable-next-line uninitialized-state
     mapping(address provider => IProviderRegistry.Provider) internal _providers;

@@ -6,6 +6,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {Market} from "../src/Market.sol";
 import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
 import {IProviderRegistry} from "../src/interfaces/IProviderRegistry.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {NoBoolToken} from "../src/mocks/NoBoolToken.sol";
@@ -22,38 +23,64 @@ contract MarketTest is MarketFixture {
 
     // --- deployment -----------------------------------------------------------------------------
 
-    function test_constructor_setsParametersAndCreatesRegistryWithMarketAsSlasher() public view {
+    function test_constructor_setsParametersAndCreatesItsExtension() public view {
         assertEq(market.token(), address(usd));
         assertEq(market.claimWindow(), CLAIM_WINDOW);
+        assertEq(market.challengeWindow(), CHALLENGE_WINDOW);
+        assertEq(market.rulingWindow(), RULING_WINDOW);
+        assertEq(market.stakeRatioBps(), STAKE_RATIO_BPS);
+        assertEq(market.disputeBondBps(), DISPUTE_BOND_BPS);
         assertEq(market.feeBps(), 0);
         assertEq(market.treasury(), address(0));
-        assertEq(registry.market(), address(market));
-        assertEq(registry.token(), address(usd));
-        assertEq(registry.minStake(), minStake);
-        assertEq(registry.unbondingDelay(), UNBONDING_DELAY);
-        assertEq(market.MAX_FEE_BPS(), 1_000);
+        assertEq(market.minStake(), minStake);
+        assertEq(market.unbondingDelay(), UNBONDING_DELAY);
+        assertEq(Market(address(market)).MAX_FEE_BPS(), 1_000);
+        assertTrue(market.extension() != address(0) && market.extension() != address(market));
+        assertGt(market.extension().code.length, 0);
     }
 
     function test_constructor_revertsWhenFeeAboveMax() public {
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketFeeTooHigh.selector, 1_001, 1_000));
-        new Market(
-            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1_001, treasury
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketFeeTooHigh.selector, 1_001, 1_000));
+        new Market(_params(address(usd), 1_001, treasury));
     }
 
     function test_constructor_revertsWhenFeeWithoutTreasury() public {
-        vm.expectRevert(IMarket.MarketZeroTreasury.selector);
-        new Market(
-            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1, address(0)
-        );
+        vm.expectRevert(IMarketTypes.MarketZeroTreasury.selector);
+        new Market(_params(address(usd), 1, address(0)));
     }
 
     function test_constructor_acceptsMaxFee() public {
-        Market m = new Market(
-            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 1_000, treasury
-        );
+        IMarket m = IMarket(address(new Market(_params(address(usd), 1_000, treasury))));
         assertEq(m.feeBps(), 1_000);
         assertEq(m.treasury(), treasury);
+    }
+
+    function test_constructor_revertsOnADisputeBondAboveTheWholeAmount() public {
+        IMarketTypes.Params memory p = _params(address(usd), 0, address(0));
+        p.disputeBondBps = 10_001;
+        vm.expectRevert(IMarketTypes.MarketBadParams.selector);
+        new Market(p);
+        p.disputeBondBps = 10_000;
+        assertEq(IMarket(address(new Market(p))).disputeBondBps(), 10_000);
+    }
+
+    function test_constructor_revertsOnAnUnbondingDelayAboveTenYears() public {
+        IMarketTypes.Params memory p = _params(address(usd), 0, address(0));
+        p.unbondingDelay = 3650 days + 1;
+        vm.expectRevert(IMarketTypes.MarketBadParams.selector);
+        new Market(p);
+        p.unbondingDelay = 3650 days;
+        assertEq(IMarket(address(new Market(p))).unbondingDelay(), 3650 days);
+    }
+
+    function test_extension_refusesToMoveTokensWhenCalledDirectly() public {
+        IMarket ext = IMarket(market.extension());
+        vm.expectRevert(abi.encodeWithSignature("MarketNotDelegated()"));
+        vm.prank(stranger);
+        ext.register(0, "https://direct.example", bytes32(0), bytes32(0));
+        vm.expectRevert(abi.encodeWithSignature("MarketNotDelegated()"));
+        vm.prank(provider);
+        ext.addStake(1);
     }
 
     // --- EIP-712 --------------------------------------------------------------------------------
@@ -63,12 +90,12 @@ contract MarketTest is MarketFixture {
     }
 
     function test_hashes_equalIndependentEip712Digests() public view {
-        IMarket.Offer memory offer = _offer(provider, 7);
-        IMarket.Bid memory bid = _bid(lab, 9);
+        IMarketTypes.Offer memory offer = _offer(provider, 7);
+        IMarketTypes.Bid memory bid = _bid(lab, 9);
         assertEq(market.hashOffer(offer), _offerDigest(offer), "offer");
         assertEq(market.hashBid(bid), _bidDigest(bid), "bid");
         bytes32 id = keccak256("some lease");
-        assertEq(market.hashVoucher(IMarket.Voucher(id, 123, keccak256("r"))), _voucherDigest(id, 123, keccak256("r")));
+        assertEq(market.hashVoucher(IMarketTypes.Voucher(id, 123, keccak256("r"))), _voucherDigest(id, 123, keccak256("r")));
     }
 
     /// @dev The domain and its type, as forge's EIP-712 JSON takes them.
@@ -93,8 +120,10 @@ contract MarketTest is MarketFixture {
 
     /// @dev A third implementation: forge's own EIP-712 encoder, fed the typed data as JSON.
     function test_hashes_equalForgeEip712HashTypedData_offer() public view {
-        IMarket.Offer memory o = _offer(provider, 7);
+        IMarketTypes.Offer memory o = _offer(provider, 7);
         o.receiptSigner = stranger;
+        o.arbiter = lab2;
+        o.minChargeBps = 2_500;
         (string memory domain, string memory domainType) = _jsonDomain();
         string memory types = string.concat(
             '"types":{',
@@ -105,7 +134,8 @@ contract MarketTest is MarketFixture {
             '{"name":"billingModes","type":"uint8"},{"name":"pricePerGpuSecond","type":"uint256"},',
             '{"name":"minDuration","type":"uint64"},{"name":"maxDuration","type":"uint64"},',
             '{"name":"expiry","type":"uint64"},{"name":"nonce","type":"uint256"},',
-            '{"name":"receiptSigner","type":"address"}]}'
+            '{"name":"receiptSigner","type":"address"},{"name":"arbiter","type":"address"},',
+            '{"name":"minChargeBps","type":"uint16"}]}'
         );
         string memory message = string.concat(
             '"message":{',
@@ -136,7 +166,14 @@ contract MarketTest is MarketFixture {
             ",",
             _member("nonce", vm.toString(o.nonce)),
             ",",
-            _member("receiptSigner", vm.toString(o.receiptSigner)),
+            _member("receiptSigner", vm.toString(o.receiptSigner))
+        );
+        message = string.concat(
+            message,
+            ",",
+            _member("arbiter", vm.toString(o.arbiter)),
+            ",",
+            _member("minChargeBps", vm.toString(uint256(o.minChargeBps))),
             "}"
         );
         string memory json = string.concat("{", types, ',"primaryType":"Offer",', domain, ",", message, "}");
@@ -145,10 +182,12 @@ contract MarketTest is MarketFixture {
 
     /// @dev The same for a bid: its enum is a uint8 and its flag a bool to EIP-712.
     function test_hashes_equalForgeEip712HashTypedData_bid() public view {
-        IMarket.Bid memory b = _bid(lab, 9);
-        b.billing = IMarket.Billing.Metered;
+        IMarketTypes.Bid memory b = _bid(lab, 9);
+        b.billing = IMarketTypes.Billing.Metered;
         b.allOrNone = true;
         b.voucherSigner = stranger;
+        b.arbiter = lab2;
+        b.maxMinChargeBps = 7_000;
         (string memory domain, string memory domainType) = _jsonDomain();
         string memory types = string.concat(
             '"types":{',
@@ -160,7 +199,8 @@ contract MarketTest is MarketFixture {
             '{"name":"allOrNone","type":"bool"},{"name":"maxPricePerGpuSecond","type":"uint256"},',
             '{"name":"duration","type":"uint64"},{"name":"expiry","type":"uint64"},',
             '{"name":"nonce","type":"uint256"},{"name":"jobSpecHash","type":"bytes32"},',
-            '{"name":"voucherSigner","type":"address"}]}'
+            '{"name":"voucherSigner","type":"address"},{"name":"arbiter","type":"address"},',
+            '{"name":"maxMinChargeBps","type":"uint16"}]}'
         );
         string memory message = string.concat(
             '"message":{',
@@ -193,7 +233,14 @@ contract MarketTest is MarketFixture {
             ",",
             _member("jobSpecHash", vm.toString(b.jobSpecHash)),
             ",",
-            _member("voucherSigner", vm.toString(b.voucherSigner)),
+            _member("voucherSigner", vm.toString(b.voucherSigner))
+        );
+        message = string.concat(
+            message,
+            ",",
+            _member("arbiter", vm.toString(b.arbiter)),
+            ",",
+            _member("maxMinChargeBps", vm.toString(uint256(b.maxMinChargeBps))),
             "}"
         );
         string memory json = string.concat("{", types, ',"primaryType":"Bid",', domain, ",", message, "}");
@@ -201,16 +248,14 @@ contract MarketTest is MarketFixture {
     }
 
     function test_hashes_dependOnMarketAddress() public {
-        Market other = new Market(
-            IERC20(address(usd)), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, 0, address(0)
-        );
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarket other = IMarket(address(new Market(_params(address(usd), 0, address(0)))));
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         assertTrue(other.hashOffer(offer) != market.hashOffer(offer));
     }
 
     function test_leaseId_isKeccakOfAbiEncodedTerms() public view {
-        IMarket.Lease memory lease = IMarket.Lease(
-            provider, lab, 2, 5, T0, 60, keccak256("salt"), IMarket.Billing.Metered, stranger, lab2
+        IMarketTypes.Lease memory lease = IMarketTypes.Lease(
+            provider, lab, 2, 5, T0, 60, keccak256("salt"), IMarketTypes.Billing.Metered, stranger, lab2, provider2, 150
         );
         assertEq(market.leaseId(lease), keccak256(abi.encode(lease)));
     }
@@ -220,11 +265,12 @@ contract MarketTest is MarketFixture {
     function test_fullPath_openClaimSeveralTimesCloseAfterWindowRefundsExactly() public {
         uint256 labStart = usd.balanceOf(lab);
         uint256 providerStart = usd.balanceOf(provider);
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = price * BID_GPUS * DURATION;
         assertEq(escrow, 14_400_000, "14.40 tUSD");
         assertEq(usd.balanceOf(lab), labStart - escrow);
-        assertEq(usd.balanceOf(address(market)), escrow);
+        assertEq(usd.balanceOf(address(market)), staked + escrow);
+        assertEq(market.getProvider(provider).locked, escrow, "the lease locks its escrow of stake");
 
         // Three vouchers at 10, 20 and 30 minutes, redeemed by the provider.
         uint256[3] memory cumulative = [uint256(2_400_000), 4_800_000, 7_200_000];
@@ -242,22 +288,25 @@ contract MarketTest is MarketFixture {
         // Nobody claims further; the lab closes once the claim window after the end has passed.
         vm.warp(uint256(T0) + DURATION + CLAIM_WINDOW);
         vm.expectEmit(address(market));
-        emit IMarket.LeaseClosed(id, 7_200_000, escrow - 7_200_000);
+        emit IMarketTypes.LeaseClosed(id, 7_200_000, escrow - 7_200_000);
+        vm.expectEmit(address(market));
+        emit IMarketTypes.StakeReleased(id, provider, escrow);
         vm.prank(lab);
         uint256 refund = market.closeLease(lease);
+        assertEq(market.getProvider(provider).locked, 0, "its proof window is over: the lock is released");
 
         assertEq(refund, 7_200_000);
         assertEq(market.withdrawable(lab), 7_200_000);
-        assertEq(usd.balanceOf(address(market)), escrow, "the market holds both credits");
+        assertEq(usd.balanceOf(address(market)), staked + escrow, "the market holds both credits");
 
         // Each party takes its credit out in one transfer.
         assertEq(_withdraw(provider), 7_200_000);
         assertEq(_withdraw(lab), 7_200_000);
         assertEq(usd.balanceOf(lab), labStart - 7_200_000);
         assertEq(usd.balanceOf(provider), providerStart + 7_200_000);
-        assertEq(usd.balanceOf(address(market)), 0);
-        IMarket.LeaseState memory state = market.leaseState(id);
-        assertEq(uint8(state.status), uint8(IMarket.LeaseStatus.Closed));
+        assertEq(usd.balanceOf(address(market)), staked);
+        IMarketTypes.LeaseState memory state = market.leaseState(id);
+        assertEq(uint8(state.status), uint8(IMarketTypes.LeaseStatus.Closed));
         assertEq(state.paid, 7_200_000);
         assertEq(state.end, T0 + DURATION);
     }
@@ -266,38 +315,38 @@ contract MarketTest is MarketFixture {
 
     function test_openLease_emitsLeaseOpenedStoresStateAndPullsEscrow() public {
         Pair memory p = _defaultPair();
-        IMarket.Lease memory lease = _expectedLease(p, 3);
+        IMarketTypes.Lease memory lease = _expectedLease(p, 3);
         bytes32 id = keccak256(abi.encode(lease));
         bytes32 offerHash = market.hashOffer(p.offer);
         bytes32 bidHash = market.hashBid(p.bid);
         uint256 escrow = price * 3 * DURATION;
 
         vm.expectEmit(address(market));
-        emit IMarket.LeaseOpened(id, provider, lab, offerHash, bidHash, lease);
+        emit IMarketTypes.LeaseOpened(id, offerHash, bidHash, lease);
         vm.expectEmit(address(usd));
         emit IERC20.Transfer(lab, address(market), escrow);
         vm.prank(stranger); // anyone may open a crossing pair
         bytes32 returned = market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 3);
 
         assertEq(returned, id);
-        IMarket.LeaseState memory state = market.leaseState(id);
-        assertEq(uint8(state.status), uint8(IMarket.LeaseStatus.Active));
+        IMarketTypes.LeaseState memory state = market.leaseState(id);
+        assertEq(uint8(state.status), uint8(IMarketTypes.LeaseStatus.Active));
         assertEq(state.paid, 0);
         assertEq(state.end, T0 + DURATION);
         assertEq(market.orderState(provider, offerHash).filled, 3);
         assertEq(market.orderState(lab, bidHash).filled, 3);
-        assertEq(usd.balanceOf(address(market)), escrow);
+        assertEq(usd.balanceOf(address(market)), staked + escrow);
     }
 
     function test_openLease_chargesOfferPriceNotBidMaximum() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), 1);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), 1);
         assertEq(lease.pricePerGpuSecond, price);
-        assertEq(usd.balanceOf(address(market)), price * DURATION);
+        assertEq(usd.balanceOf(address(market)), staked + price * DURATION);
     }
 
     function test_openLease_revertsOnZeroFill() public {
         Pair memory p = _defaultPair();
-        vm.expectRevert(IMarket.MarketZeroFill.selector);
+        vm.expectRevert(IMarketTypes.MarketZeroFill.selector);
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 0);
     }
 
@@ -308,18 +357,18 @@ contract MarketTest is MarketFixture {
     }
 
     function test_openLease_revertsOneSecondAfterOfferExpiry() public {
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.expiry = T0 + 30 minutes; // before the bid's
         Pair memory p = _pair(offer, _bid(lab, 0));
         vm.warp(uint256(offer.expiry) + 1);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketOrderExpired.selector, market.hashOffer(offer), offer.expiry)
+            abi.encodeWithSelector(IMarketTypes.MarketOrderExpired.selector, market.hashOffer(offer), offer.expiry)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_acceptsBidAtExpirySecond() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.expiry = T0 + 30 minutes;
         Pair memory p = _pair(_offer(provider, 0), bid);
         vm.warp(bid.expiry);
@@ -327,64 +376,64 @@ contract MarketTest is MarketFixture {
     }
 
     function test_openLease_revertsOneSecondAfterBidExpiry() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.expiry = T0 + 30 minutes;
         Pair memory p = _pair(_offer(provider, 0), bid);
         vm.warp(uint256(bid.expiry) + 1);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketOrderExpired.selector, market.hashBid(bid), bid.expiry));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketOrderExpired.selector, market.hashBid(bid), bid.expiry));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_revertsOnGpuModelMismatch() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.gpuModel = A100;
         Pair memory p = _pair(_offer(provider, 0), bid);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketGpuModelMismatch.selector, H100, A100));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketGpuModelMismatch.selector, H100, A100));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_revertsWhenDurationBelowOfferMinimum() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.duration = 10 minutes - 1;
         Pair memory p = _pair(_offer(provider, 0), bid);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketDurationOutOfRange.selector, 10 minutes - 1, 10 minutes, 1 days)
+            abi.encodeWithSelector(IMarketTypes.MarketDurationOutOfRange.selector, 10 minutes - 1, 10 minutes, 1 days)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_revertsWhenDurationAboveOfferMaximum() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.duration = 1 days + 1;
         Pair memory p = _pair(_offer(provider, 0), bid);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketDurationOutOfRange.selector, 1 days + 1, 10 minutes, 1 days)
+            abi.encodeWithSelector(IMarketTypes.MarketDurationOutOfRange.selector, 1 days + 1, 10 minutes, 1 days)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_acceptsDurationAtBothBoundsOfOfferRange() public {
-        IMarket.Bid memory shortBid = _bid(lab, 0);
+        IMarketTypes.Bid memory shortBid = _bid(lab, 0);
         shortBid.duration = 10 minutes;
-        IMarket.Bid memory longBid = _bid(lab, 1);
+        IMarketTypes.Bid memory longBid = _bid(lab, 1);
         longBid.duration = 1 days;
-        IMarket.Offer memory offer = _offer(provider, 0);
-        (IMarket.Lease memory a,) = _open(_pair(offer, shortBid), 1);
-        (IMarket.Lease memory b,) = _open(_pair(offer, longBid), 1);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
+        (IMarketTypes.Lease memory a,) = _open(_pair(offer, shortBid), 1);
+        (IMarketTypes.Lease memory b,) = _open(_pair(offer, longBid), 1);
         assertEq(a.duration, 10 minutes);
         assertEq(b.duration, 1 days);
     }
 
     function test_openLease_revertsWhenPriceNotCrossed() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.maxPricePerGpuSecond = price - 1;
         Pair memory p = _pair(_offer(provider, 0), bid);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketPriceNotCrossed.selector, price, price - 1));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketPriceNotCrossed.selector, price, price - 1));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_acceptsPriceEqualToBidMaximum() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.maxPricePerGpuSecond = price;
         _open(_pair(_offer(provider, 0), bid), 1);
     }
@@ -393,7 +442,7 @@ contract MarketTest is MarketFixture {
         Pair memory p = _defaultPair();
         bytes32 digest = market.hashOffer(p.offer);
         p.offerSig = _sign(PROVIDER2_KEY, digest);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, provider));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, provider));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -401,7 +450,7 @@ contract MarketTest is MarketFixture {
         Pair memory p = _defaultPair();
         bytes32 digest = market.hashBid(p.bid);
         p.bidSig = _sign(LAB2_KEY, digest);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -409,7 +458,7 @@ contract MarketTest is MarketFixture {
         Pair memory p = _defaultPair();
         bytes32 digest = market.hashBid(p.bid);
         p.bidSig = bytes.concat(p.bidSig, hex"00");
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -422,7 +471,7 @@ contract MarketTest is MarketFixture {
         assertEq(recovered, provider);
         // ...but the market only accepts the low-s form.
         p.offerSig = twin;
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, provider));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, provider));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -431,7 +480,7 @@ contract MarketTest is MarketFixture {
         bytes32 digest = market.hashBid(p.bid);
         p.bidSig = _malleate(p.bidSig);
         assertEq(_ecrecover(digest, p.bidSig), lab);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -440,7 +489,7 @@ contract MarketTest is MarketFixture {
         vm.prank(provider);
         market.cancelOrdersUpTo(5);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketOrderNonceCancelled.selector, market.hashOffer(p.offer), 4, 5)
+            abi.encodeWithSelector(IMarketTypes.MarketOrderNonceCancelled.selector, market.hashOffer(p.offer), 4, 5)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
@@ -450,7 +499,7 @@ contract MarketTest is MarketFixture {
         vm.prank(lab);
         market.cancelOrdersUpTo(3);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketOrderNonceCancelled.selector, market.hashBid(p.bid), 2, 3)
+            abi.encodeWithSelector(IMarketTypes.MarketOrderNonceCancelled.selector, market.hashBid(p.bid), 2, 3)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
@@ -467,7 +516,7 @@ contract MarketTest is MarketFixture {
         bytes32 offerHash = market.hashOffer(p.offer);
         vm.prank(provider);
         market.cancelOrder(offerHash);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketOrderCancelled.selector, offerHash));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketOrderCancelled.selector, offerHash));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -476,7 +525,7 @@ contract MarketTest is MarketFixture {
         bytes32 bidHash = market.hashBid(p.bid);
         vm.prank(lab);
         market.cancelOrder(bidHash);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketOrderCancelled.selector, bidHash));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketOrderCancelled.selector, bidHash));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
@@ -492,49 +541,49 @@ contract MarketTest is MarketFixture {
         Pair memory p = _defaultPair();
         vm.expectRevert(
             abi.encodeWithSelector(
-                IMarket.MarketFillExceedsOrder.selector, market.hashBid(p.bid), BID_GPUS + 1, BID_GPUS
+                IMarketTypes.MarketFillExceedsOrder.selector, market.hashBid(p.bid), BID_GPUS + 1, BID_GPUS
             )
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, BID_GPUS + 1);
     }
 
     function test_openLease_revertsWhenFillExceedsOfferRemainder() public {
-        IMarket.Offer memory offer = _offer(provider, 0);
-        IMarket.Bid memory big = _bid(lab, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Bid memory big = _bid(lab, 0);
         big.gpuCount = 100;
         Pair memory p = _pair(offer, big);
         _open(p, 6);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketFillExceedsOrder.selector, market.hashOffer(offer), 3, 2)
+            abi.encodeWithSelector(IMarketTypes.MarketFillExceedsOrder.selector, market.hashOffer(offer), 3, 2)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 3);
     }
 
     function test_openLease_revertsWhenProviderNotRegistered() public {
         Pair memory p = _pair(_offer(stranger, 0), _bid(lab, 0));
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketProviderNotRegistered.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketProviderNotRegistered.selector, stranger));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_revertsWhenProviderFreeStakeBelowMinimum() public {
         vm.prank(provider);
-        registry.requestUnstake(1);
+        market.requestUnstake(1);
         Pair memory p = _defaultPair();
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketProviderStakeTooLow.selector, provider, minStake - 1, minStake)
+            abi.encodeWithSelector(IMarketTypes.MarketProviderStakeTooLow.selector, provider, minStake - 1, minStake)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_revertsWhenPriceExceedsUint128() public {
         uint256 hugePrice = uint256(type(uint128).max) + 1;
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.pricePerGpuSecond = hugePrice;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.maxPricePerGpuSecond = hugePrice;
         Pair memory p = _pair(offer, bid);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketEscrowOverflow.selector, hugePrice, uint256(1), uint256(DURATION))
+            abi.encodeWithSelector(IMarketTypes.MarketEscrowOverflow.selector, hugePrice, uint256(1), uint256(DURATION))
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
@@ -543,37 +592,39 @@ contract MarketTest is MarketFixture {
         // price * 2 GPUs * 1 hour is one unit above type(uint128).max.
         uint256 unitPrice = uint256(type(uint128).max) / (2 * DURATION) + 1;
         assertGt(unitPrice * 2 * DURATION, type(uint128).max);
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.pricePerGpuSecond = unitPrice;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.maxPricePerGpuSecond = unitPrice;
         Pair memory p = _pair(offer, bid);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketEscrowOverflow.selector, unitPrice, uint256(2), uint256(DURATION))
+            abi.encodeWithSelector(IMarketTypes.MarketEscrowOverflow.selector, unitPrice, uint256(2), uint256(DURATION))
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 2);
     }
 
     function test_openLease_revertsWhenLeaseWouldEndPastUint64() public {
         uint64 tooLong = type(uint64).max - T0 + 1;
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.maxDuration = type(uint64).max;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.duration = tooLong;
         Pair memory p = _pair(offer, bid);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketLeaseTooLong.selector, tooLong));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketLeaseTooLong.selector, tooLong));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
 
     function test_openLease_acceptsLeaseEndingAtUint64Max() public {
         uint64 longest = type(uint64).max - T0;
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.maxDuration = type(uint64).max;
         offer.pricePerGpuSecond = 1;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.duration = longest;
         token.mint(lab, longest); // escrow: 1 unit per second
+        _addStake(provider, longest); // and as much stake to lock
         (, bytes32 id) = _open(_pair(offer, bid), 1);
+        assertEq(market.getProvider(provider).locked, longest);
         assertEq(market.leaseState(id).end, type(uint64).max);
     }
 
@@ -591,15 +642,15 @@ contract MarketTest is MarketFixture {
     // --- partial fills --------------------------------------------------------------------------
 
     function test_partialFill_oneOfferServesSeveralBids() public {
-        IMarket.Offer memory offer = _offer(provider, 0); // 8 GPUs
+        IMarketTypes.Offer memory offer = _offer(provider, 0); // 8 GPUs
         bytes memory offerSig = _signOffer(offer);
-        IMarket.Bid memory bidA = _bid(lab, 0); // 4 GPUs
-        IMarket.Bid memory bidB = _bid(lab2, 0);
+        IMarketTypes.Bid memory bidA = _bid(lab, 0); // 4 GPUs
+        IMarketTypes.Bid memory bidB = _bid(lab2, 0);
         bidB.gpuCount = 3;
-        IMarket.Bid memory bidC = _bid(lab2, 1);
+        IMarketTypes.Bid memory bidC = _bid(lab2, 1);
 
-        (IMarket.Lease memory a, bytes32 idA) = _open(Pair(offer, offerSig, bidA, _signBid(bidA)), 4);
-        (IMarket.Lease memory b, bytes32 idB) = _open(Pair(offer, offerSig, bidB, _signBid(bidB)), 3);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(Pair(offer, offerSig, bidA, _signBid(bidA)), 4);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(Pair(offer, offerSig, bidB, _signBid(bidB)), 3);
         assertEq(market.orderState(provider, market.hashOffer(offer)).filled, 7);
         assertEq(a.lab, lab);
         assertEq(b.lab, lab2);
@@ -608,36 +659,36 @@ contract MarketTest is MarketFixture {
         // One GPU remains on the offer.
         bytes memory sigC = _signBid(bidC);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketFillExceedsOrder.selector, market.hashOffer(offer), 2, 1)
+            abi.encodeWithSelector(IMarketTypes.MarketFillExceedsOrder.selector, market.hashOffer(offer), 2, 1)
         );
         market.openLease(offer, offerSig, bidC, sigC, 2);
         _open(Pair(offer, offerSig, bidC, sigC), 1);
         assertEq(market.orderState(provider, market.hashOffer(offer)).filled, OFFER_GPUS);
-        assertEq(usd.balanceOf(address(market)), price * OFFER_GPUS * DURATION);
+        assertEq(usd.balanceOf(address(market)), staked + price * OFFER_GPUS * DURATION);
     }
 
     function test_partialFill_oneBidServedBySeveralProviders() public {
-        IMarket.Bid memory bid = _bid(lab, 0); // 4 GPUs
+        IMarketTypes.Bid memory bid = _bid(lab, 0); // 4 GPUs
         bytes memory bidSig = _signBid(bid);
-        IMarket.Offer memory cheap = _offer(provider, 0);
-        IMarket.Offer memory dear = _offer(provider2, 0);
+        IMarketTypes.Offer memory cheap = _offer(provider, 0);
+        IMarketTypes.Offer memory dear = _offer(provider2, 0);
         dear.pricePerGpuSecond = price * 2;
 
-        (IMarket.Lease memory a,) = _open(Pair(cheap, _signOffer(cheap), bid, bidSig), 1);
-        (IMarket.Lease memory b,) = _open(Pair(dear, _signOffer(dear), bid, bidSig), 3);
+        (IMarketTypes.Lease memory a,) = _open(Pair(cheap, _signOffer(cheap), bid, bidSig), 1);
+        (IMarketTypes.Lease memory b,) = _open(Pair(dear, _signOffer(dear), bid, bidSig), 3);
 
         assertEq(a.provider, provider);
         assertEq(b.provider, provider2);
         assertEq(b.pricePerGpuSecond, price * 2, "each lease at its own offer's price");
         assertTrue(a.salt != b.salt);
         assertEq(market.orderState(lab, market.hashBid(bid)).filled, BID_GPUS);
-        assertEq(usd.balanceOf(address(market)), price * 1 * DURATION + price * 2 * 3 * DURATION);
+        assertEq(usd.balanceOf(address(market)), staked + price * 1 * DURATION + price * 2 * 3 * DURATION);
     }
 
     function test_partialFill_samePairTwiceOpensDistinctLeases() public {
         Pair memory p = _defaultPair();
-        (IMarket.Lease memory a, bytes32 idA) = _open(p, 1);
-        (IMarket.Lease memory b, bytes32 idB) = _open(p, 1);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(p, 1);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(p, 1);
         assertTrue(idA != idB, "the bid's fill so far is part of the salt");
         assertEq(a.start, b.start);
         assertEq(b.salt, keccak256(abi.encode(market.hashOffer(p.offer), market.hashBid(p.bid), uint256(1))));
@@ -645,7 +696,7 @@ contract MarketTest is MarketFixture {
 
     // --- openLeaseWithPermit --------------------------------------------------------------------
 
-    function _permit(uint256 value) internal view returns (IMarket.Permit memory permit) {
+    function _permit(uint256 value) internal view returns (IMarketTypes.Permit memory permit) {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
@@ -658,7 +709,7 @@ contract MarketTest is MarketFixture {
         );
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", usd.DOMAIN_SEPARATOR(), structHash));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(LAB_KEY, digest);
-        permit = IMarket.Permit(value, block.timestamp + 1 hours, v, r, s);
+        permit = IMarketTypes.Permit(value, block.timestamp + 1 hours, v, r, s);
     }
 
     function test_openLeaseWithPermit_appliesPermitWhenNoAllowance() public {
@@ -666,15 +717,15 @@ contract MarketTest is MarketFixture {
         usd.approve(address(market), 0);
         Pair memory p = _defaultPair();
         uint256 escrow = price * BID_GPUS * DURATION;
-        IMarket.Permit memory permit = _permit(escrow);
-        IMarket.Lease memory lease = _expectedLease(p, BID_GPUS);
+        IMarketTypes.Permit memory permit = _permit(escrow);
+        IMarketTypes.Lease memory lease = _expectedLease(p, BID_GPUS);
 
         bytes32 id = market.openLeaseWithPermit(p.offer, p.offerSig, p.bid, p.bidSig, BID_GPUS, permit);
 
         assertEq(id, keccak256(abi.encode(lease)));
         assertEq(usd.nonces(lab), 1);
         assertEq(usd.allowance(lab, address(market)), 0, "permit consumed exactly");
-        assertEq(usd.balanceOf(address(market)), escrow);
+        assertEq(usd.balanceOf(address(market)), staked + escrow);
     }
 
     function test_openLeaseWithPermit_succeedsWhenPermitWasFrontRun() public {
@@ -682,7 +733,7 @@ contract MarketTest is MarketFixture {
         usd.approve(address(market), 0);
         Pair memory p = _defaultPair();
         uint256 escrow = price * BID_GPUS * DURATION;
-        IMarket.Permit memory permit = _permit(escrow);
+        IMarketTypes.Permit memory permit = _permit(escrow);
 
         // An observer submits the lab's permit first: the market's own permit call now fails.
         usd.permit(lab, address(market), permit.value, permit.deadline, permit.v, permit.r, permit.s);
@@ -691,8 +742,8 @@ contract MarketTest is MarketFixture {
         vm.prank(stranger);
         bytes32 id = market.openLeaseWithPermit(p.offer, p.offerSig, p.bid, p.bidSig, BID_GPUS, permit);
 
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Active));
-        assertEq(usd.balanceOf(address(market)), escrow);
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Active));
+        assertEq(usd.balanceOf(address(market)), staked + escrow);
         assertEq(usd.allowance(lab, address(market)), 0);
     }
 
@@ -701,7 +752,7 @@ contract MarketTest is MarketFixture {
         usd.approve(address(market), 0);
         Pair memory p = _defaultPair();
         uint256 escrow = price * BID_GPUS * DURATION;
-        IMarket.Permit memory permit = _permit(escrow);
+        IMarketTypes.Permit memory permit = _permit(escrow);
         permit.s = bytes32(uint256(permit.s) ^ 1); // broken permit signature
 
         vm.expectRevert(
@@ -715,9 +766,9 @@ contract MarketTest is MarketFixture {
         NoBoolToken nb = new NoBoolToken(6);
         _deploy(address(nb), 6, 0, address(0));
         Pair memory p = _defaultPair();
-        bytes32 id = market.openLeaseWithPermit(p.offer, p.offerSig, p.bid, p.bidSig, 1, IMarket.Permit(0, 0, 0, 0, 0));
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Active));
-        assertEq(nb.balanceOf(address(market)), price * DURATION);
+        bytes32 id = market.openLeaseWithPermit(p.offer, p.offerSig, p.bid, p.bidSig, 1, IMarketTypes.Permit(0, 0, 0, 0, 0));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Active));
+        assertEq(nb.balanceOf(address(market)), staked + price * DURATION);
     }
 
     // --- cancellation ---------------------------------------------------------------------------
@@ -725,7 +776,7 @@ contract MarketTest is MarketFixture {
     function test_cancelOrder_marksCancelledAndEmits() public {
         bytes32 h = keccak256("order");
         vm.expectEmit(address(market));
-        emit IMarket.OrderCancelled(lab, h);
+        emit IMarketTypes.OrderCancelled(lab, h);
         vm.prank(lab);
         market.cancelOrder(h);
         assertTrue(market.orderState(lab, h).cancelled);
@@ -749,14 +800,14 @@ contract MarketTest is MarketFixture {
         bytes32 bidHash = market.hashBid(p.bid);
         vm.prank(lab);
         market.cancelOrder(bidHash);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketOrderCancelled.selector, bidHash));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketOrderCancelled.selector, bidHash));
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Active), "open lease unaffected");
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Active), "open lease unaffected");
     }
 
     function test_cancelOrdersUpTo_raisesFloorAndEmits() public {
         vm.expectEmit(address(market));
-        emit IMarket.NonceFloorRaised(provider, 10);
+        emit IMarketTypes.NonceFloorRaised(provider, 10);
         vm.prank(provider);
         market.cancelOrdersUpTo(10);
         assertEq(market.minNonce(provider), 10);
@@ -766,16 +817,16 @@ contract MarketTest is MarketFixture {
     function test_cancelOrdersUpTo_revertsWhenFloorNotIncreased() public {
         vm.prank(provider);
         market.cancelOrdersUpTo(10);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNonceFloorNotRaised.selector, 10, 10));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNonceFloorNotRaised.selector, 10, 10));
         vm.prank(provider);
         market.cancelOrdersUpTo(10);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNonceFloorNotRaised.selector, 10, 9));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNonceFloorNotRaised.selector, 10, 9));
         vm.prank(provider);
         market.cancelOrdersUpTo(9);
     }
 
     function test_cancelOrdersUpTo_revertsOnZeroFromFreshAccount() public {
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNonceFloorNotRaised.selector, 0, 0));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNonceFloorNotRaised.selector, 0, 0));
         vm.prank(lab);
         market.cancelOrdersUpTo(0);
     }
@@ -783,26 +834,26 @@ contract MarketTest is MarketFixture {
     // --- claim ----------------------------------------------------------------------------------
 
     function test_claim_creditsDifferenceAndEmitsWithoutMovingTokens() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes32 receipt = keccak256("receipt 1");
         bytes memory sig = _signVoucher(LAB_KEY, id, 1_000_000, receipt);
         uint256 before = usd.balanceOf(provider);
 
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(id, 1_000_000, 1_000_000, receipt);
+        emit IMarketTypes.Claimed(id, 1_000_000, 1_000_000, receipt);
         vm.recordLogs();
         uint256 amount = market.claim(lease, 1_000_000, receipt, sig);
 
         assertEq(amount, 1_000_000);
         assertEq(market.withdrawable(provider), 1_000_000);
         assertEq(usd.balanceOf(provider), before);
-        assertEq(usd.balanceOf(address(market)), _escrowOf(lease));
+        assertEq(usd.balanceOf(address(market)), staked + _escrowOf(lease));
         assertEq(_countTransfers(vm.getRecordedLogs()), 0, "a claim moves no token");
         assertEq(market.leaseState(id).paid, 1_000_000);
     }
 
     function test_claim_byThirdPartyCreditsProvider() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 500_000);
         vm.prank(stranger);
         market.claim(lease, 500_000, bytes32(0), sig);
@@ -811,11 +862,11 @@ contract MarketTest is MarketFixture {
     }
 
     function test_claim_capsAtEscrow() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         bytes memory sig = _voucher(lease, escrow * 10);
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(id, escrow, escrow, bytes32(0));
+        emit IMarketTypes.Claimed(id, escrow, escrow, bytes32(0));
         uint256 amount = market.claim(lease, escrow * 10, bytes32(0), sig);
         assertEq(amount, escrow);
         assertEq(market.leaseState(id).paid, escrow);
@@ -825,80 +876,80 @@ contract MarketTest is MarketFixture {
         vm.prank(provider);
         assertEq(market.closeLease(lease), 0);
         assertEq(market.withdrawable(lab), 0);
-        assertEq(usd.balanceOf(address(market)), escrow);
+        assertEq(usd.balanceOf(address(market)), staked + escrow);
     }
 
     function test_claim_revertsWithNothingToClaimOnReplay() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 700);
         market.claim(lease, 700, bytes32(0), sig);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToClaim.selector, id, 700, 700));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToClaim.selector, id, 700, 700));
         market.claim(lease, 700, bytes32(0), sig);
     }
 
     function test_claim_revertsWithNothingToClaimOnOlderVoucher() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory older = _voucher(lease, 300);
         bytes memory newer = _voucher(lease, 900);
         market.claim(lease, 900, bytes32(0), newer);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToClaim.selector, id, 300, 900));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToClaim.selector, id, 300, 900));
         market.claim(lease, 300, bytes32(0), older);
     }
 
     function test_claim_revertsWithNothingToClaimOnZeroVoucher() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 0);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToClaim.selector, id, 0, 0));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToClaim.selector, id, 0, 0));
         market.claim(lease, 0, bytes32(0), sig);
     }
 
     function test_claim_revertsWithNothingToClaimAboveEscrowOnceFullyPaid() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, escrow, bytes32(0), _voucher(lease, escrow));
         bytes memory sig = _voucher(lease, escrow + 1);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToClaim.selector, id, escrow + 1, escrow));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToClaim.selector, id, escrow + 1, escrow));
         market.claim(lease, escrow + 1, bytes32(0), sig);
     }
 
     function test_claim_revertsOnUnknownLease() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         lease.gpus = 3; // terms of no lease
         bytes32 id = keccak256(abi.encode(lease));
         bytes memory sig = _voucher(lease, 1);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUnknownLease.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUnknownLease.selector, id));
         market.claim(lease, 1, bytes32(0), sig);
     }
 
     function test_claim_revertsWhenVoucherNotSignedByLab() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _signVoucher(PROVIDER_KEY, id, 1_000, bytes32(0));
-        bytes32 digest = market.hashVoucher(IMarket.Voucher(id, 1_000, bytes32(0)));
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        bytes32 digest = market.hashVoucher(IMarketTypes.Voucher(id, 1_000, bytes32(0)));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.claim(lease, 1_000, bytes32(0), sig);
     }
 
     function test_claim_revertsOnVoucherForAnotherLease() public {
         Pair memory p = _defaultPair();
-        (IMarket.Lease memory a, bytes32 idA) = _open(p, 1);
-        (IMarket.Lease memory b, bytes32 idB) = _open(p, 1);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(p, 1);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(p, 1);
         bytes memory sigForA = _voucher(a, 1_000);
-        bytes32 digestB = market.hashVoucher(IMarket.Voucher(idB, 1_000, bytes32(0)));
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digestB, lab));
+        bytes32 digestB = market.hashVoucher(IMarketTypes.Voucher(idB, 1_000, bytes32(0)));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digestB, lab));
         market.claim(b, 1_000, bytes32(0), sigForA);
         assertEq(market.leaseState(idA).paid, 0);
     }
 
     function test_claim_revertsOnMalleableVoucherSignature() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _malleate(_voucher(lease, 1_000));
-        bytes32 digest = market.hashVoucher(IMarket.Voucher(id, 1_000, bytes32(0)));
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        bytes32 digest = market.hashVoucher(IMarketTypes.Voucher(id, 1_000, bytes32(0)));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.claim(lease, 1_000, bytes32(0), sig);
     }
 
     function test_claim_acceptsAnEip2098CompactVoucherSignature() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _compact(_voucher(lease, 1_000));
         assertEq(sig.length, 64);
         assertEq(market.claim(lease, 1_000, bytes32(0), sig), 1_000);
@@ -906,30 +957,30 @@ contract MarketTest is MarketFixture {
     }
 
     function test_claim_revertsOnAVOtherThan27Or28() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 1_000);
-        bytes32 digest = market.hashVoucher(IMarket.Voucher(id, 1_000, bytes32(0)));
+        bytes32 digest = market.hashVoucher(IMarketTypes.Voucher(id, 1_000, bytes32(0)));
         for (uint8 v = 0; v < 30; ++v) {
             if (v == 27 || v == 28) continue;
             sig[64] = bytes1(v);
-            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+            vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
             market.claim(lease, 1_000, bytes32(0), sig);
         }
     }
 
     function test_claim_revertsAfterClose() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _voucher(lease, 1_000);
         vm.prank(provider);
         market.closeLease(lease);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketLeaseNotOpen.selector, id, IMarket.LeaseStatus.Closed)
+            abi.encodeWithSelector(IMarketTypes.MarketLeaseNotOpen.selector, id, IMarketTypes.LeaseStatus.Closed)
         );
         market.claim(lease, 1_000, bytes32(0), sig);
     }
 
     function test_claim_staysPossibleAfterEndUntilClose() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.warp(uint256(T0) + DURATION + CLAIM_WINDOW + 100 days);
         market.claim(lease, 5_000, bytes32(0), _voucher(lease, 5_000));
         assertEq(market.leaseState(id).paid, 5_000);
@@ -937,28 +988,28 @@ contract MarketTest is MarketFixture {
 
     // --- claimBatch -----------------------------------------------------------------------------
 
-    function _item(IMarket.Lease memory lease, uint256 cumulative) internal view returns (IMarket.ClaimItem memory) {
-        return IMarket.ClaimItem(lease, cumulative, bytes32(0), _voucher(lease, cumulative));
+    function _item(IMarketTypes.Lease memory lease, uint256 cumulative) internal view returns (IMarketTypes.ClaimItem memory) {
+        return IMarketTypes.ClaimItem(lease, cumulative, bytes32(0), _voucher(lease, cumulative));
     }
 
     function test_claimBatch_skipsBadItemAndPaysOthers() public {
         Pair memory p = _defaultPair();
-        (IMarket.Lease memory a, bytes32 idA) = _open(p, 1);
-        (IMarket.Lease memory b, bytes32 idB) = _open(p, 1);
-        (IMarket.Lease memory c, bytes32 idC) = _open(p, 1);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(p, 1);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(p, 1);
+        (IMarketTypes.Lease memory c, bytes32 idC) = _open(p, 1);
 
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](3);
         items[0] = _item(a, 100);
         items[1] = _item(b, 200);
         items[1].cumulativeAmount = 201; // tampered: signature no longer matches
         items[2] = _item(c, 300);
 
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(idA, 100, 100, bytes32(0));
+        emit IMarketTypes.Claimed(idA, 100, 100, bytes32(0));
         vm.expectEmit(address(market));
-        emit IMarket.ClaimSkipped(idB, IMarket.MarketInvalidSignature.selector);
+        emit IMarketTypes.ClaimSkipped(idB, IMarketTypes.MarketInvalidSignature.selector);
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(idC, 300, 300, bytes32(0));
+        emit IMarketTypes.Claimed(idC, 300, 300, bytes32(0));
         uint256 total = market.claimBatch(items);
 
         assertEq(total, 400);
@@ -970,15 +1021,15 @@ contract MarketTest is MarketFixture {
 
     function test_claimBatch_reportsEachSkipReasonBySelector() public {
         Pair memory p = _defaultPair();
-        (IMarket.Lease memory a, bytes32 idA) = _open(p, 1);
-        (IMarket.Lease memory closed, bytes32 idClosed) = _open(p, 1);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(p, 1);
+        (IMarketTypes.Lease memory closed, bytes32 idClosed) = _open(p, 1);
         vm.prank(provider);
         market.closeLease(closed);
         market.claim(a, 50, bytes32(0), _voucher(a, 50));
-        IMarket.Lease memory unknown = _copy(a);
+        IMarketTypes.Lease memory unknown = _copy(a);
         unknown.salt = keccak256("nope");
 
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](3);
         items[0] = _item(unknown, 10);
         items[1] = _item(closed, 10);
         items[2] = _item(a, 50); // already paid
@@ -988,24 +1039,24 @@ contract MarketTest is MarketFixture {
         assertEq(total, 0);
         Vm.Log[] memory logs = vm.getRecordedLogs();
         assertEq(logs.length, 3, "three skips, nothing else");
-        bytes32 skipped = IMarket.ClaimSkipped.selector;
+        bytes32 skipped = IMarketTypes.ClaimSkipped.selector;
         assertEq(logs[0].topics[0], skipped);
         assertEq(logs[0].topics[1], keccak256(abi.encode(unknown)));
-        assertEq(abi.decode(logs[0].data, (bytes4)), IMarket.MarketUnknownLease.selector);
+        assertEq(abi.decode(logs[0].data, (bytes4)), IMarketTypes.MarketUnknownLease.selector);
         assertEq(logs[1].topics[1], idClosed);
-        assertEq(abi.decode(logs[1].data, (bytes4)), IMarket.MarketLeaseNotOpen.selector);
+        assertEq(abi.decode(logs[1].data, (bytes4)), IMarketTypes.MarketLeaseNotOpen.selector);
         assertEq(logs[2].topics[1], idA);
-        assertEq(abi.decode(logs[2].data, (bytes4)), IMarket.MarketNothingToClaim.selector);
+        assertEq(abi.decode(logs[2].data, (bytes4)), IMarketTypes.MarketNothingToClaim.selector);
     }
 
     function test_claimBatch_creditsEachProviderAndMovesNoToken() public {
         Pair memory p1 = _defaultPair();
         Pair memory p2 = _pair(_offer(provider2, 0), _bid(lab2, 0));
-        (IMarket.Lease memory a1,) = _open(p1, 1);
-        (IMarket.Lease memory a2,) = _open(p1, 1);
-        (IMarket.Lease memory b1,) = _open(p2, 1);
+        (IMarketTypes.Lease memory a1,) = _open(p1, 1);
+        (IMarketTypes.Lease memory a2,) = _open(p1, 1);
+        (IMarketTypes.Lease memory b1,) = _open(p2, 1);
 
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](3);
         items[0] = _item(a1, 100);
         items[1] = _item(a2, 250);
         items[2] = _item(b1, 70);
@@ -1021,11 +1072,11 @@ contract MarketTest is MarketFixture {
     function test_claimBatch_interleavedProvidersAreEachCreditedTheirSum() public {
         Pair memory p1 = _defaultPair();
         Pair memory p2 = _pair(_offer(provider2, 0), _bid(lab2, 0));
-        (IMarket.Lease memory a1,) = _open(p1, 1);
-        (IMarket.Lease memory b1,) = _open(p2, 1);
-        (IMarket.Lease memory a2,) = _open(p1, 1);
+        (IMarketTypes.Lease memory a1,) = _open(p1, 1);
+        (IMarketTypes.Lease memory b1,) = _open(p2, 1);
+        (IMarketTypes.Lease memory a2,) = _open(p1, 1);
 
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](3);
         items[0] = _item(a1, 100);
         items[1] = _item(b1, 70);
         items[2] = _item(a2, 250);
@@ -1037,20 +1088,20 @@ contract MarketTest is MarketFixture {
     }
 
     function test_claimBatch_sameLeaseTwicePaysOnlyTheIncrease() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](3);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](3);
         items[0] = _item(lease, 100);
         items[1] = _item(lease, 400);
         items[2] = _item(lease, 300); // stale by now: skipped
         vm.expectEmit(address(market));
-        emit IMarket.ClaimSkipped(id, IMarket.MarketNothingToClaim.selector);
+        emit IMarketTypes.ClaimSkipped(id, IMarketTypes.MarketNothingToClaim.selector);
         assertEq(market.claimBatch(items), 400);
         assertEq(market.withdrawable(provider), 400);
     }
 
     function test_claimBatch_emptyBatchPaysNothing() public {
         vm.recordLogs();
-        assertEq(market.claimBatch(new IMarket.ClaimItem[](0)), 0);
+        assertEq(market.claimBatch(new IMarketTypes.ClaimItem[](0)), 0);
         assertEq(vm.getRecordedLogs().length, 0);
     }
 
@@ -1063,14 +1114,14 @@ contract MarketTest is MarketFixture {
     // --- terminate ------------------------------------------------------------------------------
 
     function test_terminate_revertsWhenCallerIsNotLab() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNotLab.selector, id, provider));
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNotLab.selector, id, provider));
         vm.prank(provider);
         market.terminate(lease, 0);
     }
 
     function test_terminate_creditsWorkToDateAndRefundsRestAtClose() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, 1_000_000, bytes32(0), _voucher(lease, 1_000_000));
         vm.warp(T0 + 15 minutes);
@@ -1078,15 +1129,15 @@ contract MarketTest is MarketFixture {
         uint256 labBefore = usd.balanceOf(lab);
 
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(id, 2_600_000, 3_600_000, bytes32(0));
+        emit IMarketTypes.Claimed(id, 2_600_000, 3_600_000, bytes32(0));
         vm.expectEmit(address(market));
-        emit IMarket.LeaseTerminated(id, T0 + 15 minutes, 3_600_000);
+        emit IMarketTypes.LeaseTerminated(id, T0 + 15 minutes, 3_600_000);
         vm.prank(lab);
         market.terminate(lease, 3_600_000); // 15 minutes of 4 GPUs
 
         assertEq(market.withdrawable(provider), 1_000_000 + 2_600_000);
-        IMarket.LeaseState memory state = market.leaseState(id);
-        assertEq(uint8(state.status), uint8(IMarket.LeaseStatus.Terminated));
+        IMarketTypes.LeaseState memory state = market.leaseState(id);
+        assertEq(uint8(state.status), uint8(IMarketTypes.LeaseStatus.Terminated));
         assertEq(state.end, T0 + 15 minutes);
         assertEq(state.paid, 3_600_000);
 
@@ -1098,11 +1149,11 @@ contract MarketTest is MarketFixture {
         assertEq(_withdraw(provider), 3_600_000);
         assertEq(usd.balanceOf(lab), labBefore + escrow - 3_600_000);
         assertEq(usd.balanceOf(provider), providerBefore + 3_600_000);
-        assertEq(usd.balanceOf(address(market)), 0);
+        assertEq(usd.balanceOf(address(market)), staked);
     }
 
     function test_terminate_belowPaidPaysNothing() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 5_000, bytes32(0), _voucher(lease, 5_000));
 
         vm.recordLogs();
@@ -1110,7 +1161,7 @@ contract MarketTest is MarketFixture {
         market.terminate(lease, 1_000);
         Vm.Log[] memory logs = vm.getRecordedLogs();
         assertEq(logs.length, 1, "LeaseTerminated only");
-        assertEq(logs[0].topics[0], IMarket.LeaseTerminated.selector);
+        assertEq(logs[0].topics[0], IMarketTypes.LeaseTerminated.selector);
         (uint64 end, uint256 paid) = abi.decode(logs[0].data, (uint64, uint256));
         assertEq(end, T0);
         assertEq(paid, 5_000);
@@ -1119,7 +1170,7 @@ contract MarketTest is MarketFixture {
     }
 
     function test_terminate_capsPaymentAtEscrow() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         vm.prank(lab);
         market.terminate(lease, type(uint256).max);
@@ -1128,15 +1179,15 @@ contract MarketTest is MarketFixture {
     }
 
     function test_terminate_revertsAtEndSecond() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.warp(uint256(T0) + DURATION);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketLeaseEnded.selector, id, T0 + DURATION));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketLeaseEnded.selector, id, T0 + DURATION));
         vm.prank(lab);
         market.terminate(lease, 0);
     }
 
     function test_terminate_acceptsOneSecondBeforeEnd() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.warp(uint256(T0) + DURATION - 1);
         vm.prank(lab);
         market.terminate(lease, 0);
@@ -1144,35 +1195,35 @@ contract MarketTest is MarketFixture {
     }
 
     function test_terminate_revertsWhenAlreadyTerminated() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.prank(lab);
         market.terminate(lease, 0);
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketLeaseNotOpen.selector, id, IMarket.LeaseStatus.Terminated)
+            abi.encodeWithSelector(IMarketTypes.MarketLeaseNotOpen.selector, id, IMarketTypes.LeaseStatus.Terminated)
         );
         vm.prank(lab);
         market.terminate(lease, 0);
     }
 
     function test_terminate_revertsWhenClosed() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.prank(provider);
         market.closeLease(lease);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketLeaseNotOpen.selector, id, IMarket.LeaseStatus.Closed));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketLeaseNotOpen.selector, id, IMarketTypes.LeaseStatus.Closed));
         vm.prank(lab);
         market.terminate(lease, 0);
     }
 
     function test_terminate_revertsOnUnknownLease() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         lease.start += 1;
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUnknownLease.selector, keccak256(abi.encode(lease))));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUnknownLease.selector, keccak256(abi.encode(lease))));
         vm.prank(lab);
         market.terminate(lease, 0);
     }
 
     function test_terminate_thenClaimsStillPossibleUntilClose() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.warp(T0 + 20 minutes);
         vm.prank(lab);
         market.terminate(lease, 1_000_000);
@@ -1182,27 +1233,27 @@ contract MarketTest is MarketFixture {
         uint256 amount = market.claim(lease, 4_800_000, bytes32(0), _voucher(lease, 4_800_000));
         assertEq(amount, 3_800_000);
         assertEq(market.withdrawable(provider), 1_000_000 + 3_800_000);
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Terminated));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Terminated));
 
         vm.warp(uint256(T0) + 20 minutes + CLAIM_WINDOW);
         vm.prank(stranger);
         assertEq(market.closeLease(lease), _escrowOf(lease) - 4_800_000);
 
         bytes memory late = _voucher(lease, 5_000_000);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketLeaseNotOpen.selector, id, IMarket.LeaseStatus.Closed));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketLeaseNotOpen.selector, id, IMarketTypes.LeaseStatus.Closed));
         market.claim(lease, 5_000_000, bytes32(0), late);
     }
 
     // --- closeLease -----------------------------------------------------------------------------
 
     function test_closeLease_byProviderAtAnyTimeCreditsUnpaidToLab() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 123_456, bytes32(0), _voucher(lease, 123_456));
         uint256 labBefore = usd.balanceOf(lab);
         uint256 escrow = _escrowOf(lease);
 
         vm.expectEmit(address(market));
-        emit IMarket.LeaseClosed(id, 123_456, escrow - 123_456);
+        emit IMarketTypes.LeaseClosed(id, 123_456, escrow - 123_456);
         vm.recordLogs();
         vm.prank(provider);
         uint256 refund = market.closeLease(lease); // the lease is still running
@@ -1211,7 +1262,7 @@ contract MarketTest is MarketFixture {
         assertEq(_countTransfers(vm.getRecordedLogs()), 0, "a close moves no token");
         assertEq(market.withdrawable(lab), refund);
         assertEq(usd.balanceOf(lab), labBefore);
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Closed));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Closed));
 
         vm.expectEmit(address(usd));
         emit IERC20.Transfer(address(market), lab, refund);
@@ -1220,24 +1271,24 @@ contract MarketTest is MarketFixture {
     }
 
     function test_closeLease_byLabRevertsOneSecondBeforeWindowCloses() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 closesAt = uint256(T0) + DURATION + CLAIM_WINDOW;
         vm.warp(closesAt - 1);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketClaimWindowOpen.selector, id, closesAt));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketClaimWindowOpen.selector, id, closesAt));
         vm.prank(lab);
         market.closeLease(lease);
     }
 
     function test_closeLease_byLabRevertsWhileActive() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 closesAt = uint256(T0) + DURATION + CLAIM_WINDOW;
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketClaimWindowOpen.selector, id, closesAt));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketClaimWindowOpen.selector, id, closesAt));
         vm.prank(lab);
         market.closeLease(lease);
     }
 
     function test_closeLease_byAnyoneAtExactWindowClose() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         vm.warp(uint256(T0) + DURATION + CLAIM_WINDOW);
         vm.prank(stranger);
         uint256 refund = market.closeLease(lease);
@@ -1247,13 +1298,13 @@ contract MarketTest is MarketFixture {
     }
 
     function test_closeLease_afterTerminationWindowCountsFromTermination() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.warp(T0 + 5 minutes);
         vm.prank(lab);
         market.terminate(lease, 0);
         uint256 closesAt = uint256(T0) + 5 minutes + CLAIM_WINDOW;
         vm.warp(closesAt - 1);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketClaimWindowOpen.selector, id, closesAt));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketClaimWindowOpen.selector, id, closesAt));
         vm.prank(lab);
         market.closeLease(lease);
         vm.warp(closesAt);
@@ -1262,30 +1313,30 @@ contract MarketTest is MarketFixture {
     }
 
     function test_closeLease_revertsWhenAlreadyClosed() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.prank(provider);
         market.closeLease(lease);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketLeaseNotOpen.selector, id, IMarket.LeaseStatus.Closed));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketLeaseNotOpen.selector, id, IMarketTypes.LeaseStatus.Closed));
         vm.prank(provider);
         market.closeLease(lease);
     }
 
     function test_closeLease_revertsOnUnknownLease() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         lease.lab = stranger;
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUnknownLease.selector, keccak256(abi.encode(lease))));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUnknownLease.selector, keccak256(abi.encode(lease))));
         vm.prank(provider);
         market.closeLease(lease);
     }
 
     function test_closeLease_fullyPaidCreditsNothingToLab() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, escrow, bytes32(0), _voucher(lease, escrow));
         vm.prank(provider);
         assertEq(market.closeLease(lease), 0);
         assertEq(market.withdrawable(lab), 0);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, lab));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToWithdraw.selector, lab));
         vm.prank(lab);
         market.withdraw();
     }
@@ -1300,14 +1351,14 @@ contract MarketFeeTest is MarketFixture {
     }
 
     function test_claim_creditsFeeToTreasuryAndRestToProvider() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 providerBefore = token.balanceOf(provider);
         bytes memory sig = _voucher(lease, 1_000_000);
 
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(id, 1_000_000, 1_000_000, bytes32(0));
+        emit IMarketTypes.Claimed(id, 1_000_000, 1_000_000, bytes32(0));
         vm.expectEmit(address(market));
-        emit IMarket.FeePaid(treasury, 25_000);
+        emit IMarketTypes.FeePaid(treasury, 25_000);
         uint256 amount = market.claim(lease, 1_000_000, bytes32(0), sig);
 
         assertEq(amount, 1_000_000, "the claimed amount includes the fee");
@@ -1321,7 +1372,7 @@ contract MarketFeeTest is MarketFixture {
     }
 
     function test_claim_feeRoundsDownToZeroOnDust() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 39, bytes32(0), _voucher(lease, 39)); // 39 * 250 / 10_000 = 0
         assertEq(market.withdrawable(treasury), 0);
         assertEq(market.withdrawable(provider), 39);
@@ -1330,18 +1381,18 @@ contract MarketFeeTest is MarketFixture {
     function test_fullPath_providerPlusTreasuryPlusRefundEqualsEscrow() public {
         uint256 labBefore = token.balanceOf(lab);
         uint256 providerBefore = token.balanceOf(provider);
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
 
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](1);
-        items[0] = IMarket.ClaimItem(lease, 3_333_333, bytes32(0), _voucher(lease, 3_333_333));
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](1);
+        items[0] = IMarketTypes.ClaimItem(lease, 3_333_333, bytes32(0), _voucher(lease, 3_333_333));
         market.claimBatch(items);
         vm.warp(T0 + 30 minutes);
         vm.prank(lab);
         market.terminate(lease, 7_000_001);
         vm.prank(provider);
         uint256 refund = market.closeLease(lease);
-        assertEq(token.balanceOf(address(market)), escrow, "everything is still credited, not sent");
+        assertEq(token.balanceOf(address(market)), staked + escrow, "everything is still credited, not sent");
         assertEq(_withdraw(provider) + _withdraw(treasury) + _withdraw(lab), escrow);
 
         uint256 toProvider = token.balanceOf(provider) - providerBefore;
@@ -1351,13 +1402,13 @@ contract MarketFeeTest is MarketFixture {
         assertEq(refund, escrow - 7_000_001);
         assertEq(toProvider + toTreasury + refund, escrow);
         assertEq(token.balanceOf(lab), labBefore - 7_000_001);
-        assertEq(token.balanceOf(address(market)), 0);
+        assertEq(token.balanceOf(address(market)), staked);
     }
 
     function test_terminate_chargesFeeOnWorkToDate() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         vm.expectEmit(address(market));
-        emit IMarket.FeePaid(treasury, 10_000);
+        emit IMarketTypes.FeePaid(treasury, 10_000);
         vm.prank(lab);
         market.terminate(lease, 400_000);
         assertEq(market.withdrawable(treasury), 10_000);
@@ -1365,7 +1416,7 @@ contract MarketFeeTest is MarketFixture {
     }
 
     function test_closeLease_refundCarriesNoFee() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         vm.prank(provider);
         market.closeLease(lease);
         assertEq(market.withdrawable(treasury), 0);
@@ -1385,15 +1436,15 @@ contract MarketNoBoolTokenTest is MarketFixture {
     function test_fullPath_worksWithTokenReturningNoBool() public {
         uint256 labStart = nb.balanceOf(lab);
         uint256 providerStart = nb.balanceOf(provider);
-        assertEq(nb.balanceOf(address(registry)), 2 * minStake, "stakes pulled through SafeERC20");
+        assertEq(nb.balanceOf(address(market)), 2 * minStake, "stakes pulled through SafeERC20");
 
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
-        assertEq(nb.balanceOf(address(market)), escrow);
+        assertEq(nb.balanceOf(address(market)), staked + escrow);
 
         market.claim(lease, 1_000_000, bytes32(0), _voucher(lease, 1_000_000));
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](1);
-        items[0] = IMarket.ClaimItem(lease, 2_000_000, bytes32(0), _voucher(lease, 2_000_000));
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](1);
+        items[0] = IMarketTypes.ClaimItem(lease, 2_000_000, bytes32(0), _voucher(lease, 2_000_000));
         assertEq(market.claimBatch(items), 1_000_000);
         vm.warp(T0 + 10 minutes);
         vm.prank(lab);
@@ -1409,16 +1460,18 @@ contract MarketNoBoolTokenTest is MarketFixture {
         assertEq(nb.balanceOf(treasury), 10_000 + 10_000 + 4_000);
         assertEq(nb.balanceOf(provider), providerStart + 2_400_000 - 24_000);
         assertEq(nb.balanceOf(lab), labStart - 2_400_000);
-        assertEq(nb.balanceOf(address(market)), 0);
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Closed));
+        assertEq(nb.balanceOf(address(market)), staked);
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Closed));
 
-        // Registry withdrawals go through the no-bool transfer as well.
+        // Stake withdrawals go through the no-bool transfer as well (the lease's lock was released
+        // by the close after its claim window).
         vm.startPrank(provider);
-        registry.requestUnstake(minStake);
+        market.requestUnstake(minStake);
         vm.warp(block.timestamp + UNBONDING_DELAY);
-        registry.withdraw();
+        market.withdrawStake();
         vm.stopPrank();
         assertEq(nb.balanceOf(provider), providerStart + minStake + 2_400_000 - 24_000);
+        assertEq(nb.balanceOf(address(market)), staked - minStake, "provider2's stake is left");
     }
 
     function test_openLease_revertsWithTokenErrorWhenLabUnderfunded() public {
@@ -1444,10 +1497,10 @@ contract MarketEighteenDecimalsTest is MarketFixture {
         uint256 providerStart = token.balanceOf(provider);
 
         // The longest lease the offer allows, on every GPU it has.
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.gpuCount = OFFER_GPUS;
         bid.duration = 1 days;
-        (IMarket.Lease memory lease,) = _open(_pair(_offer(provider, 0), bid), OFFER_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_pair(_offer(provider, 0), bid), OFFER_GPUS);
         uint256 escrow = _escrowOf(lease);
         assertEq(escrow, 691.2e18);
 
@@ -1465,7 +1518,7 @@ contract MarketEighteenDecimalsTest is MarketFixture {
         assertEq(token.balanceOf(provider), providerStart + owed - fee);
         assertEq(refund, escrow - owed);
         assertEq(token.balanceOf(lab), labStart - owed);
-        assertEq(token.balanceOf(address(market)), 0);
+        assertEq(token.balanceOf(address(market)), staked);
     }
 }
 

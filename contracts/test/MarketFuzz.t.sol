@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {MarketFixture} from "./helpers/MarketFixture.sol";
 
@@ -16,7 +16,7 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
     function _expectOfferRejected(Pair memory p) internal {
         vm.expectRevert(
             abi.encodeWithSelector(
-                IMarket.MarketInvalidSignature.selector, market.hashOffer(p.offer), p.offer.provider
+                IMarketTypes.MarketInvalidSignature.selector, market.hashOffer(p.offer), p.offer.provider
             )
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
@@ -24,7 +24,7 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
 
     function _expectBidRejected(Pair memory p) internal {
         vm.expectRevert(
-            abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, market.hashBid(p.bid), p.bid.lab)
+            abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, market.hashBid(p.bid), p.bid.lab)
         );
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
     }
@@ -183,7 +183,7 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
 
     function test_bidBilling_tamperedIsRejected() public {
         Pair memory p = _defaultPair();
-        p.bid.billing = IMarket.Billing.Metered; // the offer accepts both
+        p.bid.billing = IMarketTypes.Billing.Metered; // the offer accepts both
         _expectBidRejected(p);
     }
 
@@ -240,17 +240,17 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
 
     // --- Voucher --------------------------------------------------------------------------------
 
-    function _expectVoucherRejected(IMarket.Lease memory lease, uint256 amount, bytes32 receipt, bytes memory sig)
+    function _expectVoucherRejected(IMarketTypes.Lease memory lease, uint256 amount, bytes32 receipt, bytes memory sig)
         internal
     {
         bytes32 id = keccak256(abi.encode(lease));
-        bytes32 digest = market.hashVoucher(IMarket.Voucher(id, amount, receipt));
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, digest, lab));
+        bytes32 digest = market.hashVoucher(IMarketTypes.Voucher(id, amount, receipt));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, digest, lab));
         market.claim(lease, amount, receipt, sig);
     }
 
     function testFuzz_voucherLeaseId_tamperedIsRejected(bytes32 value) public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.assume(value != id);
         bytes memory sig = _signVoucher(LAB_KEY, value, 1_000, bytes32(0)); // signed for another lease
         _expectVoucherRejected(lease, 1_000, bytes32(0), sig);
@@ -258,32 +258,32 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
 
     function testFuzz_voucherCumulativeAmount_tamperedIsRejected(uint256 signed, uint256 value) public {
         vm.assume(value != signed);
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _signVoucher(LAB_KEY, id, signed, bytes32(0));
         _expectVoucherRejected(lease, value, bytes32(0), sig);
     }
 
     function testFuzz_voucherReceiptHash_tamperedIsRejected(bytes32 signed, bytes32 value) public {
         vm.assume(value != signed);
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bytes memory sig = _signVoucher(LAB_KEY, id, 1_000, signed);
         _expectVoucherRejected(lease, 1_000, value, sig);
     }
 
     function testFuzz_voucherTamperedInBatchIsSkipped(uint256 value) public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         vm.assume(value != 1_000);
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](1);
-        items[0] = IMarket.ClaimItem(lease, value, bytes32(0), _signVoucher(LAB_KEY, id, 1_000, bytes32(0)));
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](1);
+        items[0] = IMarketTypes.ClaimItem(lease, value, bytes32(0), _signVoucher(LAB_KEY, id, 1_000, bytes32(0)));
         vm.expectEmit(address(market));
-        emit IMarket.ClaimSkipped(id, IMarket.MarketInvalidSignature.selector);
+        emit IMarketTypes.ClaimSkipped(id, IMarketTypes.MarketInvalidSignature.selector);
         assertEq(market.claimBatch(items), 0);
         assertEq(market.leaseState(id).paid, 0);
     }
 
     // --- digests --------------------------------------------------------------------------------
 
-    function testFuzz_hashOffer_equalsIndependentDigest(IMarket.Offer memory offer) public view {
+    function testFuzz_hashOffer_equalsIndependentDigest(IMarketTypes.Offer memory offer) public view {
         assertEq(market.hashOffer(offer), _offerDigest(offer));
     }
 
@@ -304,10 +304,12 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
         uint256 nonce;
         bytes32 jobSpecHash;
         address voucherSigner;
+        address arbiter;
+        uint16 maxMinChargeBps;
     }
 
     function testFuzz_hashBid_equalsIndependentDigest(FuzzBid memory f) public view {
-        IMarket.Bid memory bid = IMarket.Bid({
+        IMarketTypes.Bid memory bid = IMarketTypes.Bid({
             lab: f.lab,
             gpuModel: f.gpuModel,
             gpuCount: f.gpuCount,
@@ -315,14 +317,16 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
             minBandwidthGbps: f.minBandwidthGbps,
             requiredFeatures: f.requiredFeatures,
             acceptedFeatures: f.acceptedFeatures,
-            billing: f.metered ? IMarket.Billing.Metered : IMarket.Billing.Rental,
+            billing: f.metered ? IMarketTypes.Billing.Metered : IMarketTypes.Billing.Rental,
             allOrNone: f.allOrNone,
             maxPricePerGpuSecond: f.maxPricePerGpuSecond,
             duration: f.duration,
             expiry: f.expiry,
             nonce: f.nonce,
             jobSpecHash: f.jobSpecHash,
-            voucherSigner: f.voucherSigner
+            voucherSigner: f.voucherSigner,
+            arbiter: f.arbiter,
+            maxMinChargeBps: f.maxMinChargeBps
         });
         assertEq(market.hashBid(bid), _bidDigest(bid));
     }
@@ -331,7 +335,7 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
         public
         view
     {
-        assertEq(market.hashVoucher(IMarket.Voucher(id, amount, receipt)), _voucherDigest(id, amount, receipt));
+        assertEq(market.hashVoucher(IMarketTypes.Voucher(id, amount, receipt)), _voucherDigest(id, amount, receipt));
     }
 
     // --- expiry ---------------------------------------------------------------------------------
@@ -339,14 +343,14 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
     function testFuzz_openLease_acceptsUntilExpiryInclusive(uint64 expiry, uint64 openAt) public {
         expiry = uint64(bound(expiry, T0, T0 + 365 days));
         openAt = uint64(bound(openAt, T0, T0 + 366 days));
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.expiry = expiry;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.expiry = type(uint64).max;
         Pair memory p = _pair(offer, bid);
         vm.warp(openAt);
         if (openAt > expiry) {
-            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketOrderExpired.selector, market.hashOffer(offer), expiry));
+            vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketOrderExpired.selector, market.hashOffer(offer), expiry));
             market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
         } else {
             _open(p, 1);
@@ -354,16 +358,24 @@ contract MarketSignedFieldsFuzzTest is MarketFixture {
     }
 }
 
-/// @notice Escrow and fee arithmetic: whatever the price, size, duration, fee and vouchers, the
-/// provider, the treasury and the refund together are credited, and then withdraw, exactly the escrow.
+/// @notice Escrow and fee arithmetic: whatever the price, size, duration, fee, stake ratio and
+/// vouchers, the provider, the treasury and the refund together are credited, and then withdraw,
+/// exactly the escrow; the stake the lease locked stays in the market, then goes back to free stake.
 contract MarketArithmeticFuzzTest is MarketFixture {
     struct Amounts {
         uint256 labBefore;
         uint256 providerBefore;
         uint256 treasuryBefore;
         uint256 escrow;
+        uint256 lock;
         uint256 expectedFee;
         uint256 paid;
+    }
+
+    /// @dev The largest escrow whose lock a provider's stake (uint96, the minimum already in) covers.
+    function _maxEscrow() internal view returns (uint256) {
+        if (stakeRatioBps == 0) return type(uint128).max;
+        return (type(uint96).max - minStake) * BPS / stakeRatioBps;
     }
 
     function _feeOn(uint256 amount, uint256 feeBps) internal pure returns (uint256) {
@@ -380,30 +392,37 @@ contract MarketArithmeticFuzzTest is MarketFixture {
         bool doTerminate
     ) public {
         feeBps = uint16(bound(feeBps, 0, 1_000));
+        // The stake ratio from the fee's bits: zero a quarter of the time, which leaves the escrow
+        // its whole uint128 range; otherwise up to twice the escrow, which a uint96 stake bounds.
+        stakeRatioBps = feeBps % 4 == 0 ? 0 : uint32(bound(uint256(keccak256(abi.encode(unitPrice))), 1, 20_000));
         _deploy(address(new TestUSD(6)), 6, feeBps, treasury);
         gpus = uint32(bound(gpus, 1, type(uint32).max));
         duration = uint64(bound(duration, 1, 10 * 365 days));
-        unitPrice = bound(unitPrice, 1, type(uint128).max / (uint256(gpus) * duration));
+        unitPrice = bound(unitPrice, 1, _maxEscrow() / (uint256(gpus) * duration));
 
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.gpuCount = gpus;
         offer.pricePerGpuSecond = unitPrice;
         offer.minDuration = 1;
         offer.maxDuration = type(uint64).max;
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.gpuCount = gpus;
         bid.duration = duration;
         bid.maxPricePerGpuSecond = unitPrice;
 
         Amounts memory a;
         a.escrow = unitPrice * gpus * duration;
+        a.lock = _lockOf(a.escrow);
         token.mint(lab, a.escrow);
+        if (a.lock > 0) _addStake(provider, a.lock);
         a.labBefore = token.balanceOf(lab);
         a.providerBefore = token.balanceOf(provider);
         a.treasuryBefore = token.balanceOf(treasury);
 
-        (IMarket.Lease memory lease,) = _open(_pair(offer, bid), gpus);
-        assertEq(token.balanceOf(address(market)), a.escrow);
+        (IMarketTypes.Lease memory lease,) = _open(_pair(offer, bid), gpus);
+        assertEq(token.balanceOf(address(market)), staked + a.escrow);
+        assertEq(market.getProvider(provider).locked, a.lock, "the lease locks its share of the escrow");
+        assertEq(market.freeStake(provider), minStake);
 
         // A voucher, possibly above the escrow.
         voucher = bound(voucher, 1, a.escrow * 2);
@@ -429,9 +448,9 @@ contract MarketArithmeticFuzzTest is MarketFixture {
         uint256 refund = market.closeLease(lease);
         assertEq(market.withdrawable(lab), refund, "refund credited");
         assertEq(
-            market.withdrawable(provider) + market.withdrawable(treasury) + refund,
+            market.withdrawable(provider) + market.withdrawable(treasury) + refund + staked,
             token.balanceOf(address(market)),
-            "the market holds exactly the credits"
+            "the market holds exactly the credits and the stakes"
         );
         uint256 withdrawn = _withdrawIfCredited(provider) + _withdrawIfCredited(treasury) + _withdrawIfCredited(lab);
         assertEq(withdrawn, a.escrow, "withdrawals send the whole escrow");
@@ -444,12 +463,19 @@ contract MarketArithmeticFuzzTest is MarketFixture {
         assertLe(toTreasury * 10_000, a.paid * feeBps, "fee never above the rate");
         assertEq(refund, a.escrow - a.paid);
         assertEq(token.balanceOf(lab), a.labBefore - a.paid);
-        assertEq(token.balanceOf(address(market)), 0);
+        assertEq(token.balanceOf(address(market)), staked, "the stakes alone");
+
+        // Closed within its proof window, the lease keeps its lock until the window is over.
+        assertEq(market.getProvider(provider).locked, a.lock);
+        vm.warp(uint256(market.leaseState(keccak256(abi.encode(lease))).end) + CLAIM_WINDOW);
+        assertEq(market.releaseStake(lease), a.lock);
+        assertEq(market.getProvider(provider).locked, 0);
+        assertEq(market.freeStake(provider), minStake + a.lock);
     }
 
     function testFuzz_claim_neverPaysBeyondEscrow(uint256 first, uint256 second) public {
         _deploy(address(new TestUSD(6)), 6, 0, address(0));
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         first = bound(first, 1, type(uint256).max);
         market.claim(lease, first, bytes32(0), _voucher(lease, first));
@@ -459,13 +485,13 @@ contract MarketArithmeticFuzzTest is MarketFixture {
         bytes memory sig = _voucher(lease, second);
         uint256 target = second < escrow ? second : escrow;
         if (target <= paid) {
-            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToClaim.selector, id, second, paid));
+            vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToClaim.selector, id, second, paid));
             market.claim(lease, second, bytes32(0), sig);
         } else {
             assertEq(market.claim(lease, second, bytes32(0), sig), target - paid);
         }
         assertLe(market.leaseState(id).paid, escrow);
         assertEq(market.withdrawable(provider), market.leaseState(id).paid, "credited what was paid");
-        assertEq(token.balanceOf(address(market)), escrow, "unpaid escrow plus credit");
+        assertEq(token.balanceOf(address(market)), staked + escrow, "unpaid escrow plus credit");
     }
 }

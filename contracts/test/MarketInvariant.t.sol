@@ -2,21 +2,27 @@
 pragma solidity 0.8.37;
 
 import {StdInvariant} from "forge-std/StdInvariant.sol";
-import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
+import {IProviderRegistry} from "../src/interfaces/IProviderRegistry.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {MarketFixture} from "./helpers/MarketFixture.sol";
 import {MarketHandler} from "./helpers/MarketHandler.sol";
 
 /// @notice Stateful fuzzing of the market through MarketHandler: random leases (partial fills
-/// included) opened one by one, in batches at the offers' prices and in uniform-price auctions
-/// (all-or-none bids among them, sometimes filled short, which must open nothing), vouchers and
-/// voucher batches, terminations, closes one by one and in batches, withdrawals, equivocation
-/// slashes, posted receipts with their finalizations (one by one and in batches) and disputes,
-/// and time, with a 1% protocol fee. Each provider
-/// stakes ten penalties, so it stays eligible through several slashes. Runs and depth come from
-/// foundry.toml ([invariant]).
+/// included, half of them with a minimum charge, half naming an arbiter) opened one by one, in
+/// batches at the offers' prices and in uniform-price auctions (all-or-none bids among them,
+/// sometimes filled short, which must open nothing), vouchers and voucher batches, terminations,
+/// closes one by one and in batches, stake releases, withdrawals, equivocation slashes, posted
+/// receipts with their finalizations (one by one and in batches), disputes with bonds and the
+/// arbiter's rulings, unstaking, stake withdrawals and added stake, and time, with a 1% protocol
+/// fee. Each lease locks its whole escrow of its provider's stake; each provider starts with
+/// 5,000 tokens staked, so that leases sometimes find their stake short. Runs and depth come
+/// from foundry.toml ([invariant]).
 contract MarketInvariantTest is MarketFixture {
+    uint256 internal constant EXTRA_STAKE = 4_000;
+
     MarketHandler internal handler;
+    address internal arbiter = makeAddr("arbiter");
     uint256 internal initialSupply;
     uint256 internal labsInitial;
     uint256 internal providersInitial;
@@ -25,10 +31,8 @@ contract MarketInvariantTest is MarketFixture {
         _deploy(address(new TestUSD(6)), 6, 100, treasury);
         token.mint(lab, 1e15);
         token.mint(lab2, 1e15);
-        vm.prank(provider);
-        registry.addStake(9 * slashPenalty);
-        vm.prank(provider2);
-        registry.addStake(9 * slashPenalty);
+        _addStake(provider, EXTRA_STAKE * unit);
+        _addStake(provider2, EXTRA_STAKE * unit);
 
         uint256[] memory providerKeys = new uint256[](2);
         providerKeys[0] = PROVIDER_KEY;
@@ -36,13 +40,13 @@ contract MarketInvariantTest is MarketFixture {
         uint256[] memory labKeys = new uint256[](2);
         labKeys[0] = LAB_KEY;
         labKeys[1] = LAB2_KEY;
-        handler = new MarketHandler(market, providerKeys, labKeys, stranger);
+        handler = new MarketHandler(market, providerKeys, labKeys, stranger, arbiter);
 
         initialSupply = token.totalSupply();
         labsInitial = token.balanceOf(lab) + token.balanceOf(lab2);
         providersInitial = token.balanceOf(provider) + token.balanceOf(provider2);
 
-        bytes4[] memory selectors = new bytes4[](14);
+        bytes4[] memory selectors = new bytes4[](20);
         selectors[0] = MarketHandler.openLeases.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.claimBatch.selector;
@@ -57,61 +61,135 @@ contract MarketInvariantTest is MarketFixture {
         selectors[11] = MarketHandler.openBatch.selector;
         selectors[12] = MarketHandler.closeLeaseBatch.selector;
         selectors[13] = MarketHandler.finalizeClaimBatch.selector;
+        selectors[14] = MarketHandler.ruleDispute.selector;
+        selectors[15] = MarketHandler.releaseStake.selector;
+        selectors[16] = MarketHandler.requestUnstake.selector;
+        selectors[17] = MarketHandler.withdrawStake.selector;
+        selectors[18] = MarketHandler.addStake.selector;
+        selectors[19] = MarketHandler.warp.selector; // time twice as often: windows and vesting pass
         targetSelector(StdInvariant.FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
 
-    /// @notice The market holds exactly the unpaid escrow of the leases not yet closed plus every
-    /// account's credit (less the slashed stake the registry holds for it), and the contract's
-    /// record of every lease, pending claim and credit agrees with the model.
-    function invariant_marketBalanceEqualsUnpaidEscrowOfOpenLeasesPlusCredits() public view {
-        uint256 owedByModel = 0;
-        uint256 owedByMarket = 0;
+    // --- the market's own books -------------------------------------------------------------------
+
+    /// @notice The market holds exactly what it owes: every account's credit (slashed stake
+    /// included, vested or not), every provider's stake (bonded and unbonding), the unpaid escrow
+    /// of the leases not closed, the escrow a close held back for an open dispute, and the bonds of
+    /// open disputes. Computed from the market's own views.
+    function invariant_marketBalanceEqualsCreditsStakesAndHeldEscrow() public view {
+        uint256 owed = 0;
         uint256 n = handler.leaseCount();
         for (uint256 i = 0; i < n; ++i) {
-            (IMarket.Lease memory lease, MarketHandler.Model memory m) = handler.leaseAt(i);
-            IMarket.LeaseState memory s = market.leaseState(keccak256(abi.encode(lease)));
-            assertEq(uint8(s.status), uint8(m.status), "status");
-            assertEq(s.paid, m.paid, "paid");
-            assertEq(s.end, m.end, "end");
-            assertEq(s.slashed, m.slashed, "slashed");
-            assertLe(s.paid, _escrowOf(lease), "paid within escrow");
-            IMarket.PendingClaim memory c = market.pendingClaim(keccak256(abi.encode(lease)));
-            assertEq(c.readyAt, m.readyAt, "pending claim");
-            assertEq(c.amount, m.pendingAmount, "pending amount");
-            if (s.status != IMarket.LeaseStatus.Closed) {
-                owedByMarket += _escrowOf(lease) - s.paid;
-                owedByModel += m.escrow - m.paid;
+            (IMarketTypes.Lease memory lease,) = handler.leaseAt(i);
+            bytes32 id = keccak256(abi.encode(lease));
+            IMarketTypes.LeaseState memory s = market.leaseState(id);
+            IMarketTypes.PendingClaim memory c = market.pendingClaim(id);
+            if (s.status != IMarketTypes.LeaseStatus.Closed) {
+                owed += _escrowOf(lease) - s.paid;
+            } else if (s.disputed && c.amount > s.paid) {
+                owed += c.amount - s.paid;
             }
+            if (s.disputed) owed += c.bond;
         }
         uint256 credits = 0;
         address[] memory accounts = handler.accounts();
         for (uint256 i = 0; i < accounts.length; ++i) {
-            uint256 credit = market.withdrawable(accounts[i]);
-            assertEq(credit, handler.expectedCredit(accounts[i]), "credit vs model");
-            credits += credit - handler.expectedSlashCredit(accounts[i]);
+            credits += _creditOf(accounts[i]);
         }
-        assertEq(market.withdrawable(stranger), 0, "the stranger is never credited");
-        assertEq(token.balanceOf(address(market)), owedByMarket + credits, "market balance vs its own records");
-        assertEq(owedByMarket, owedByModel, "market records vs model");
+        uint256 stakes = _stakeHeld(provider) + _stakeHeld(provider2);
+        assertEq(token.balanceOf(address(market)), credits + stakes + owed, "market balance vs its own records");
     }
 
-    /// @notice The registry holds every provider's stake, as the model has it, plus the stake
-    /// slashed to labs and not yet withdrawn by them.
-    function invariant_registryBalanceEqualsStakesPlusUnreleasedSlashes() public view {
-        uint256 stakes = registry.getProvider(provider).stake + registry.getProvider(provider2).stake;
-        assertEq(registry.getProvider(provider).stake, handler.expectedStake(provider), "stake vs model");
-        assertEq(registry.getProvider(provider2).stake, handler.expectedStake(provider2), "stake vs model");
-        uint256 unreleased = handler.expectedSlashCredit(lab) + handler.expectedSlashCredit(lab2);
-        assertEq(token.balanceOf(address(registry)), stakes + unreleased, "registry balance");
-        assertEq(stakes + handler.ghostSlashed(), 2 * 10 * slashPenalty, "stake only leaves by slashing");
+    /// @notice Every provider's locked stake is exactly the sum of the locks of its leases whose
+    /// lock was neither released nor slashed, and never more than its bonded stake.
+    function invariant_lockedStakeCoversEveryUnreleasedLock() public view {
+        uint256[2] memory locks;
+        uint256 n = handler.leaseCount();
+        for (uint256 i = 0; i < n; ++i) {
+            (IMarketTypes.Lease memory lease,) = handler.leaseAt(i);
+            IMarketTypes.LeaseState memory s = market.leaseState(keccak256(abi.encode(lease)));
+            if (s.slashed) assertTrue(s.stakeReleased, "a slash spends the lock");
+            if (s.stakeReleased) continue;
+            assertTrue(s.status != IMarketTypes.LeaseStatus.None, "opened");
+            locks[lease.provider == provider ? 0 : 1] += _escrowOf(lease) * STAKE_RATIO_BPS / BPS;
+        }
+        address[2] memory ps = [provider, provider2];
+        for (uint256 k = 0; k < 2; ++k) {
+            IProviderRegistry.Provider memory p = market.getProvider(ps[k]);
+            assertGe(p.locked, locks[k], "locked covers the unreleased locks");
+            assertEq(p.locked, locks[k], "and is exactly their sum");
+            assertGe(p.stake, p.locked, "stake >= locked");
+            assertEq(market.freeStake(ps[k]), p.stake - p.locked, "free stake");
+        }
     }
+
+    // --- the market against the model -----------------------------------------------------------
+
+    /// @notice The market's record of every lease and pending claim agrees with the model.
+    function invariant_leasesAndClaimsMatchModel() public view {
+        assertEq(handler.mismatches(), 0, "a call disagreed with the model");
+        uint256 n = handler.leaseCount();
+        for (uint256 i = 0; i < n; ++i) {
+            (IMarketTypes.Lease memory lease, MarketHandler.Model memory m) = handler.leaseAt(i);
+            bytes32 id = keccak256(abi.encode(lease));
+            IMarketTypes.LeaseState memory s = market.leaseState(id);
+            assertEq(uint8(s.status), uint8(m.status), "status");
+            assertEq(s.paid, m.paid, "paid");
+            assertEq(s.end, m.end, "end");
+            assertEq(s.slashed, m.slashed, "slashed");
+            assertEq(s.disputed, m.disputed, "disputed");
+            assertEq(s.stakeReleased, m.released, "stake released");
+            assertLe(s.paid, _escrowOf(lease), "paid within escrow");
+            IMarketTypes.PendingClaim memory c = market.pendingClaim(id);
+            assertEq(c.readyAt, m.readyAt, "pending claim");
+            assertEq(c.amount, m.pendingAmount, "pending amount");
+            assertEq(c.bond, m.bond, "bond");
+            assertEq(c.rulingDeadline, m.rulingDeadline, "ruling deadline");
+        }
+    }
+
+    /// @notice Every provider's stake, and every account's credit and slashed stake, agree with
+    /// the model; the arbiter and the stranger are never credited.
+    function invariant_stakesAndCreditsMatchModel() public view {
+        address[2] memory ps = [provider, provider2];
+        for (uint256 k = 0; k < 2; ++k) {
+            IProviderRegistry.Provider memory p = market.getProvider(ps[k]);
+            MarketHandler.Stake memory e = handler.expectedStake(ps[k]);
+            assertEq(p.stake, e.stake, "stake vs model");
+            assertEq(p.locked, e.locked, "locked vs model");
+            assertEq(p.unbonding, e.unbonding, "unbonding vs model");
+        }
+        address[] memory accounts = handler.accounts();
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            address a = accounts[i];
+            assertEq(market.withdrawable(a), handler.expectedWithdrawable(a), "withdrawable vs model");
+            (uint256 slashed, uint40 vestsAt) = market.slashedCredit(a);
+            assertEq(slashed, handler.expectedSlashed(a), "slashed credit vs model");
+            if (slashed > 0) assertEq(vestsAt, handler.expectedVestsAt(a), "vesting vs model");
+        }
+        assertEq(_creditOf(arbiter), 0, "the arbiter is never credited");
+        assertEq(_creditOf(stranger), 0, "the stranger is never credited");
+    }
+
+    /// @notice Stake leaves the providers' stakes only by slashing or by withdrawal after unbonding.
+    function invariant_stakeOnlyLeavesBySlashingOrWithdrawal() public view {
+        uint256 stakes = _stakeHeld(provider) + _stakeHeld(provider2);
+        assertEq(
+            stakes + handler.ghostSlashed() + handler.ghostStakeWithdrawn(),
+            handler.initialStakes() + handler.ghostStakeAdded(),
+            "stake conserved"
+        );
+        assertEq(handler.initialStakes(), 2 * (minStake + EXTRA_STAKE * unit));
+    }
+
+    // --- tokens -----------------------------------------------------------------------------------
 
     /// @notice No token is created or lost: the supply is unchanged and lies entirely with the actors.
     function invariant_tokenSupplyConservedAcrossActors() public view {
         uint256 held = token.balanceOf(lab) + token.balanceOf(lab2) + token.balanceOf(provider)
             + token.balanceOf(provider2) + token.balanceOf(stranger) + token.balanceOf(treasury)
-            + token.balanceOf(address(market)) + token.balanceOf(address(registry));
+            + token.balanceOf(arbiter) + token.balanceOf(address(market));
         assertEq(token.totalSupply(), initialSupply, "supply");
         assertEq(held, initialSupply, "held by actors");
     }
@@ -119,33 +197,51 @@ contract MarketInvariantTest is MarketFixture {
     /// @notice Each group of actors holds, in tokens and credit together, what the model says it
     /// was paid; withdrawals only move value from credit to tokens.
     function invariant_flowsMatchModel() public view {
-        assertEq(handler.mismatches(), 0, "a call disagreed with the model");
         assertEq(
             _heldOrCredited(lab) + _heldOrCredited(lab2),
-            labsInitial - handler.ghostEscrowed() + handler.ghostRefunded() + handler.ghostSlashed(),
+            labsInitial - handler.ghostEscrowed() - handler.ghostBonds() + handler.ghostRefunded()
+                + handler.ghostSlashed(),
             "labs"
         );
         assertEq(
             _heldOrCredited(provider) + _heldOrCredited(provider2),
-            providersInitial + handler.ghostProviderIncome(),
+            providersInitial + handler.ghostProviderIncome() - handler.ghostStakeAdded()
+                + handler.ghostStakeWithdrawn(),
             "providers"
         );
         assertEq(_heldOrCredited(treasury), handler.ghostFees(), "treasury");
         assertEq(
             token.balanceOf(lab) + token.balanceOf(lab2) + token.balanceOf(provider) + token.balanceOf(provider2)
                 + token.balanceOf(treasury),
-            labsInitial + providersInitial - handler.ghostEscrowed() + handler.ghostWithdrawn(),
-            "tokens out of the market and the registry are exactly the withdrawals"
+            labsInitial + providersInitial - handler.ghostEscrowed() - handler.ghostBonds() - handler.ghostStakeAdded()
+                + handler.ghostWithdrawn() + handler.ghostStakeWithdrawn(),
+            "tokens out of the market are exactly the withdrawals"
         );
     }
 
+    // --- helpers ----------------------------------------------------------------------------------
+
+    /// @dev Everything the market owes `account`: its credit and its slashed stake, vested or not.
+    function _creditOf(address account) internal view returns (uint256) {
+        (uint256 slashed, uint40 vestsAt) = market.slashedCredit(account);
+        uint256 withdrawable = market.withdrawable(account);
+        uint256 credit = block.timestamp >= vestsAt ? withdrawable - slashed : withdrawable;
+        return credit + slashed;
+    }
+
+    /// @dev The stake the market holds for `who`: bonded and unbonding.
+    function _stakeHeld(address who) internal view returns (uint256) {
+        IProviderRegistry.Provider memory p = market.getProvider(who);
+        return uint256(p.stake) + p.unbonding;
+    }
+
     function _heldOrCredited(address account) internal view returns (uint256) {
-        return token.balanceOf(account) + market.withdrawable(account);
+        return token.balanceOf(account) + _creditOf(account);
     }
 
     /// @notice Reports how many actions ran and succeeded in the run (visible with -vv).
     function afterInvariant() public {
-        string[15] memory actions = [
+        string[20] memory actions = [
             "open",
             "openBatch",
             "auction",
@@ -154,13 +250,18 @@ contract MarketInvariantTest is MarketFixture {
             "terminate",
             "close",
             "closeBatch",
+            "release",
             "withdraw",
             "warp",
             "slash",
             "post",
             "finalize",
             "finalizeBatch",
-            "dispute"
+            "dispute",
+            "rule",
+            "unstake",
+            "withdrawStake",
+            "addStake"
         ];
         for (uint256 i = 0; i < actions.length; ++i) {
             bytes32 key = bytes32(bytes(actions[i]));

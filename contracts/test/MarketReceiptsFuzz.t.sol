@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {MarketFixture} from "./helpers/MarketFixture.sol";
 
@@ -9,7 +9,7 @@ import {MarketFixture} from "./helpers/MarketFixture.sol";
 /// equivocation and identical receipts never do; impossible usage is slashed exactly when the rule
 /// written out here independently says so. Also the receipt digest against an independent one.
 contract MarketReceiptsFuzzTest is MarketFixture {
-    IMarket.Lease internal lease;
+    IMarketTypes.Lease internal lease;
     bytes32 internal id;
 
     function setUp() public {
@@ -27,8 +27,8 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         bytes32 outputRoot,
         bytes32 metricsHash,
         bytes32 attestationHash
-    ) internal view returns (IMarket.Receipt memory) {
-        return IMarket.Receipt(
+    ) internal view returns (IMarketTypes.Receipt memory) {
+        return IMarketTypes.Receipt(
             id, seq, prevHash, periodStart, periodEnd, gpuSeconds, outputRoot, metricsHash, attestationHash
         );
     }
@@ -36,7 +36,7 @@ contract MarketReceiptsFuzzTest is MarketFixture {
     /// @dev Sets field `field` (0..6: prevHash, periodStart, periodEnd, gpuSecondsCumulative,
     /// outputRoot, metricsHash, attestationHash) of `r` to `value`, truncated to the field's type;
     /// returns whether that changed it.
-    function _setField(IMarket.Receipt memory r, uint256 field, uint256 value) internal pure returns (bool changed) {
+    function _setField(IMarketTypes.Receipt memory r, uint256 field, uint256 value) internal pure returns (bool changed) {
         if (field == 0) {
             changed = r.prevHash != bytes32(value);
             r.prevHash = bytes32(value);
@@ -61,7 +61,7 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         }
     }
 
-    function testFuzz_hashReceipt_equalsIndependentDigest(IMarket.Receipt memory r) public view {
+    function testFuzz_hashReceipt_equalsIndependentDigest(IMarketTypes.Receipt memory r) public view {
         assertEq(market.hashReceipt(r), _receiptDigest(r));
     }
 
@@ -75,20 +75,25 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         uint8 fieldSeed,
         uint256 value
     ) public {
-        IMarket.Receipt memory a = _generated(
+        IMarketTypes.Receipt memory a = _generated(
             seq, prevHash, periodStart, periodEnd, gpuSeconds, outputRoot, keccak256("m"), bytes32(0)
         );
-        IMarket.Receipt memory b =
+        IMarketTypes.Receipt memory b =
             _generated(seq, prevHash, periodStart, periodEnd, gpuSeconds, outputRoot, keccak256("m"), bytes32(0));
         vm.assume(_setField(b, fieldSeed % 7, value));
         bytes memory sigA = _signReceipt(PROVIDER_KEY, a);
         bytes memory sigB = _signReceipt(PROVIDER_KEY, b);
 
+        uint256 lock = _leaseLock(lease);
         vm.prank(stranger);
-        assertEq(_proveEquivocation(lease, a, sigA, b, sigB), minStake);
+        assertEq(_proveEquivocation(lease, a, sigA, b, sigB), lock);
         assertTrue(market.leaseState(id).slashed);
-        assertEq(market.withdrawable(lab), _escrowOf(lease) + minStake);
-        assertEq(registry.getProvider(provider).stake, 0);
+        assertEq(market.withdrawable(lab), _escrowOf(lease), "the refund; the penalty vests");
+        (uint256 slashed, uint40 vestsAt) = market.slashedCredit(lab);
+        assertEq(slashed, lock);
+        assertEq(vestsAt, uint40(block.timestamp) + UNBONDING_DELAY);
+        assertEq(market.getProvider(provider).stake, minStake - lock);
+        assertEq(market.getProvider(provider).locked, 0);
     }
 
     function testFuzz_slashEquivocation_identicalReceiptsAreNeverProof(
@@ -101,12 +106,12 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         bytes32 metricsHash,
         bytes32 attestationHash
     ) public {
-        IMarket.Receipt memory a = _generated(
+        IMarketTypes.Receipt memory a = _generated(
             seq, prevHash, periodStart, periodEnd, gpuSeconds, outputRoot, metricsHash, attestationHash
         );
         bytes memory sig = _signReceipt(PROVIDER_KEY, a);
         bytes32 digest = market.hashReceipt(a);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketReceiptsNotConflicting.selector, digest));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketReceiptsNotConflicting.selector, digest));
         _proveEquivocation(lease, a, sig, a, sig);
     }
 
@@ -119,12 +124,12 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         bytes32 outputRoot
     ) public {
         vm.assume(seqA != seqB);
-        IMarket.Receipt memory a = _generated(seqA, 0, T0, T0 + 60, gpuSeconds, outputRoot, 0, 0);
-        IMarket.Receipt memory b = _generated(seqB, 0, T0, T0 + 60, gpuSeconds, outputRoot, 0, bytes32(uint256(1)));
+        IMarketTypes.Receipt memory a = _generated(seqA, 0, T0, T0 + 60, gpuSeconds, outputRoot, 0, 0);
+        IMarketTypes.Receipt memory b = _generated(seqB, 0, T0, T0 + 60, gpuSeconds, outputRoot, 0, bytes32(uint256(1)));
         bytes memory sigA = _signReceipt(PROVIDER_KEY, a);
         bytes memory sigB = _signReceipt(PROVIDER_KEY, b);
         b.seq = seqA; // what the proof makes of b's body: a receipt the provider did not sign
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketInvalidSignature.selector, market.hashReceipt(b), provider));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketInvalidSignature.selector, market.hashReceipt(b), provider));
         _proveEquivocation(lease, a, sigA, b, sigB);
     }
 
@@ -137,7 +142,7 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         vm.warp(uint256(T0) + elapsed);
         periodStart = uint64(bound(periodStart, T0 - 100, uint256(T0) + 2 * DURATION));
         periodEnd = uint64(bound(periodEnd, T0 - 100, uint256(T0) + 2 * DURATION));
-        IMarket.Receipt memory r = _generated(3, keccak256("p"), periodStart, periodEnd, gpuSeconds, 0, 0, 0);
+        IMarketTypes.Receipt memory r = _generated(3, keccak256("p"), periodStart, periodEnd, gpuSeconds, 0, 0, 0);
         bytes memory sig = _signReceipt(PROVIDER_KEY, r);
 
         // The rule, written out: the lease's GPUs working from its start to min(periodEnd, end).
@@ -145,10 +150,12 @@ contract MarketReceiptsFuzzTest is MarketFixture {
         uint256 maxGpuSeconds = until > T0 ? BID_GPUS * (until - T0) : 0;
         bool impossible = periodEnd > block.timestamp || periodStart < T0 || gpuSeconds > maxGpuSeconds;
         if (impossible) {
-            assertEq(_proveImpossibleUsage(lease, r, sig), minStake);
+            assertEq(_proveImpossibleUsage(lease, r, sig), _leaseLock(lease));
             assertTrue(market.leaseState(id).slashed);
+            (uint256 slashed,) = market.slashedCredit(lab);
+            assertEq(slashed, _leaseLock(lease));
         } else {
-            vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUsagePossible.selector, id, gpuSeconds, maxGpuSeconds));
+            vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUsagePossible.selector, id, gpuSeconds, maxGpuSeconds));
             _proveImpossibleUsage(lease, r, sig);
         }
     }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {MarketFixture} from "./helpers/MarketFixture.sol";
 
@@ -16,7 +16,7 @@ contract MarketRequirementsTest is MarketFixture {
         _deploy(address(usd), 6, 0, address(0));
     }
 
-    function _expectOpenReverts(IMarket.Offer memory offer, IMarket.Bid memory bid, bytes memory err) internal {
+    function _expectOpenReverts(IMarketTypes.Offer memory offer, IMarketTypes.Bid memory bid, bytes memory err) internal {
         Pair memory p = _pair(offer, bid);
         vm.expectRevert(err);
         market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
@@ -25,152 +25,152 @@ contract MarketRequirementsTest is MarketFixture {
     // --- each requirement -----------------------------------------------------------------------
 
     function test_openLease_revertsWhenOfferMemoryBelowBidMinimum() public {
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.memoryGiB = 79;
-        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarket.MarketMemoryTooLow.selector, 79, 80));
+        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarketTypes.MarketMemoryTooLow.selector, 79, 80));
     }
 
     function test_openLease_revertsWhenOfferBandwidthBelowBidMinimum() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.minBandwidthGbps = 401;
         _expectOpenReverts(
-            _offer(provider, 0), bid, abi.encodeWithSelector(IMarket.MarketBandwidthTooLow.selector, 400, 401)
+            _offer(provider, 0), bid, abi.encodeWithSelector(IMarketTypes.MarketBandwidthTooLow.selector, 400, 401)
         );
     }
 
     function test_openLease_revertsWithTheMissingFeatureBits() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.requiredFeatures = ECC | MIG | NVLINK | (1 << 255);
         _expectOpenReverts(
-            _offer(provider, 0), bid, abi.encodeWithSelector(IMarket.MarketFeaturesMissing.selector, MIG | (1 << 255))
+            _offer(provider, 0), bid, abi.encodeWithSelector(IMarketTypes.MarketFeaturesMissing.selector, MIG | (1 << 255))
         );
     }
 
     function test_openLease_revertsWhenALaneHasNoAcceptedValue() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.acceptedFeatures = NVLINK | US_EAST; // the offer is in eu-west (lane 2, value 4)
         _expectOpenReverts(
             _offer(provider, 0),
             bid,
-            abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, 2, EU_WEST >> 32, US_EAST >> 32)
+            abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, 2, EU_WEST >> 32, US_EAST >> 32)
         );
     }
 
     function test_openLease_reportsTheLowestUnmetLane() public {
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.acceptedFeatures = NVSWITCH | PCIE | US_EAST; // lanes 0 and 2 unmet
         _expectOpenReverts(
             _offer(provider, 0),
             bid,
-            abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, 0, NVLINK, NVSWITCH | PCIE)
+            abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, 0, NVLINK, NVSWITCH | PCIE)
         );
     }
 
     function test_openLease_checksTheTopBitOfTheTopLane() public {
         uint256 top = uint256(1) << 255; // lane 15, value 15
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.acceptedFeatures = top;
         _expectOpenReverts(
-            _offer(provider, 0), bid, abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, 15, 0, 0x8000)
+            _offer(provider, 0), bid, abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, 15, 0, 0x8000)
         );
-        IMarket.Offer memory offer = _offer(provider, 1);
+        IMarketTypes.Offer memory offer = _offer(provider, 1);
         offer.features |= top;
-        (IMarket.Lease memory lease,) = _open(_pair(offer, bid), 1);
+        (IMarketTypes.Lease memory lease,) = _open(_pair(offer, bid), 1);
         assertEq(lease.gpus, 1);
     }
 
     function test_openLease_aZeroLaneAcceptsAnOfferDeclaringNothingThere() public {
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.features = ECC; // no interconnect, network or region declared
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.acceptedFeatures = 0;
         _open(_pair(offer, bid), 1);
         // A lane the bid constrains is not met by declaring nothing.
-        IMarket.Bid memory strict = _bid(lab, 1);
+        IMarketTypes.Bid memory strict = _bid(lab, 1);
         _expectOpenReverts(
-            offer, strict, abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, 0, 0, NVLINK | NVSWITCH)
+            offer, strict, abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, 0, 0, NVLINK | NVSWITCH)
         );
     }
 
     function test_openLease_revertsWhenBillingModeNotOffered() public {
-        IMarket.Offer memory rentalOnly = _offer(provider, 0);
+        IMarketTypes.Offer memory rentalOnly = _offer(provider, 0);
         rentalOnly.billingModes = RENTAL_BIT;
-        IMarket.Bid memory metered = _bid(lab, 0);
-        metered.billing = IMarket.Billing.Metered;
+        IMarketTypes.Bid memory metered = _bid(lab, 0);
+        metered.billing = IMarketTypes.Billing.Metered;
         _expectOpenReverts(
             rentalOnly,
             metered,
-            abi.encodeWithSelector(IMarket.MarketBillingNotOffered.selector, IMarket.Billing.Metered, RENTAL_BIT)
+            abi.encodeWithSelector(IMarketTypes.MarketBillingNotOffered.selector, IMarketTypes.Billing.Metered, RENTAL_BIT)
         );
-        IMarket.Offer memory meteredOnly = _offer(provider, 1);
+        IMarketTypes.Offer memory meteredOnly = _offer(provider, 1);
         meteredOnly.billingModes = METERED_BIT;
         _expectOpenReverts(
             meteredOnly,
             _bid(lab, 1),
-            abi.encodeWithSelector(IMarket.MarketBillingNotOffered.selector, IMarket.Billing.Rental, METERED_BIT)
+            abi.encodeWithSelector(IMarketTypes.MarketBillingNotOffered.selector, IMarketTypes.Billing.Rental, METERED_BIT)
         );
     }
 
     function test_openLease_checksRequirementsInOrder() public {
         // Everything wrong at once: memory is reported first.
-        IMarket.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
         offer.memoryGiB = 1;
         offer.bandwidthGbps = 1;
         offer.features = 0;
         offer.billingModes = 0;
-        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarket.MarketMemoryTooLow.selector, 1, 80));
+        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarketTypes.MarketMemoryTooLow.selector, 1, 80));
         offer.memoryGiB = 80;
-        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarket.MarketBandwidthTooLow.selector, 1, 200));
+        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarketTypes.MarketBandwidthTooLow.selector, 1, 200));
         offer.bandwidthGbps = 200;
-        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarket.MarketFeaturesMissing.selector, ECC));
+        _expectOpenReverts(offer, _bid(lab, 0), abi.encodeWithSelector(IMarketTypes.MarketFeaturesMissing.selector, ECC));
         offer.features = ECC;
         _expectOpenReverts(
             offer,
             _bid(lab, 0),
-            abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, 0, 0, NVLINK | NVSWITCH)
+            abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, 0, 0, NVLINK | NVSWITCH)
         );
         offer.features = ECC | NVSWITCH | EU_CENTRAL;
         _expectOpenReverts(
             offer,
             _bid(lab, 0),
-            abi.encodeWithSelector(IMarket.MarketBillingNotOffered.selector, IMarket.Billing.Rental, 0)
+            abi.encodeWithSelector(IMarketTypes.MarketBillingNotOffered.selector, IMarketTypes.Billing.Rental, 0)
         );
         offer.billingModes = RENTAL_BIT;
         _open(_pair(offer, _bid(lab, 0)), 1);
     }
 
     function test_openLease_opensWhenEveryTermIsMetExactly() public {
-        IMarket.Offer memory offer = _offer(provider, 0);
-        IMarket.Bid memory bid = _bid(lab, 0);
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
+        IMarketTypes.Bid memory bid = _bid(lab, 0);
         bid.minMemoryGiB = offer.memoryGiB;
         bid.minBandwidthGbps = offer.bandwidthGbps;
         bid.requiredFeatures = offer.features; // every bit
         bid.acceptedFeatures = offer.features; // exactly the offer's value in each lane
-        bid.billing = IMarket.Billing.Metered;
+        bid.billing = IMarketTypes.Billing.Metered;
         Pair memory p = _pair(offer, bid);
-        (IMarket.Lease memory lease, bytes32 id) = _open(p, 3);
-        assertEq(uint8(lease.billing), uint8(IMarket.Billing.Metered));
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Active));
-        assertEq(usd.balanceOf(address(market)), price * 3 * DURATION);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(p, 3);
+        assertEq(uint8(lease.billing), uint8(IMarketTypes.Billing.Metered));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Active));
+        assertEq(usd.balanceOf(address(market)), staked + price * 3 * DURATION);
     }
 
     // --- the rule, against an independent reference ---------------------------------------------
 
-    /// @dev The error openLease must raise for these terms, or nothing: the rule of IMarket's `Bid`,
+    /// @dev The error openLease must raise for these terms, or nothing: the rule of IMarketTypes' `Bid`,
     /// written with a loop over the lanes.
-    function _referenceError(IMarket.Offer memory o, IMarket.Bid memory b) internal pure returns (bytes memory) {
+    function _referenceError(IMarketTypes.Offer memory o, IMarketTypes.Bid memory b) internal pure returns (bytes memory) {
         if (o.memoryGiB < b.minMemoryGiB) {
-            return abi.encodeWithSelector(IMarket.MarketMemoryTooLow.selector, o.memoryGiB, b.minMemoryGiB);
+            return abi.encodeWithSelector(IMarketTypes.MarketMemoryTooLow.selector, o.memoryGiB, b.minMemoryGiB);
         }
         if (o.bandwidthGbps < b.minBandwidthGbps) {
-            return abi.encodeWithSelector(IMarket.MarketBandwidthTooLow.selector, o.bandwidthGbps, b.minBandwidthGbps);
+            return abi.encodeWithSelector(IMarketTypes.MarketBandwidthTooLow.selector, o.bandwidthGbps, b.minBandwidthGbps);
         }
         uint256 missing = 0;
         for (uint256 bit = 0; bit < 256; ++bit) {
             uint256 mask = uint256(1) << bit;
             if (b.requiredFeatures & mask != 0 && o.features & mask == 0) missing |= mask;
         }
-        if (missing != 0) return abi.encodeWithSelector(IMarket.MarketFeaturesMissing.selector, missing);
+        if (missing != 0) return abi.encodeWithSelector(IMarketTypes.MarketFeaturesMissing.selector, missing);
         for (uint256 lane = 0; lane < 16; ++lane) {
             uint256 accepted = (b.acceptedFeatures >> (16 * lane)) % 65536;
             uint256 offered = (o.features >> (16 * lane)) % 65536;
@@ -179,12 +179,12 @@ contract MarketRequirementsTest is MarketFixture {
                 if ((accepted >> v) % 2 == 1 && (offered >> v) % 2 == 1) someAccepted = true;
             }
             if (accepted != 0 && !someAccepted) {
-                return abi.encodeWithSelector(IMarket.MarketFeatureNotAccepted.selector, lane, offered, accepted);
+                return abi.encodeWithSelector(IMarketTypes.MarketFeatureNotAccepted.selector, lane, offered, accepted);
             }
         }
-        bool offered_ = b.billing == IMarket.Billing.Rental ? o.billingModes % 2 == 1 : (o.billingModes / 2) % 2 == 1;
+        bool offered_ = b.billing == IMarketTypes.Billing.Rental ? o.billingModes % 2 == 1 : (o.billingModes / 2) % 2 == 1;
         if (!offered_) {
-            return abi.encodeWithSelector(IMarket.MarketBillingNotOffered.selector, b.billing, o.billingModes);
+            return abi.encodeWithSelector(IMarketTypes.MarketBillingNotOffered.selector, b.billing, o.billingModes);
         }
         return "";
     }
@@ -216,7 +216,7 @@ contract MarketRequirementsTest is MarketFixture {
     /// bits taken from the offer's, with one random bit added, none, or sparse random ones; about
     /// one constrained lane of accepted values, which meets the offer, avoids it or is random;
     /// billing modes of the offer usually both, sometimes random.
-    function _shaped(Seeds memory s) internal view returns (IMarket.Offer memory offer, IMarket.Bid memory bid) {
+    function _shaped(Seeds memory s) internal view returns (IMarketTypes.Offer memory offer, IMarketTypes.Bid memory bid) {
         offer = _offer(provider, 0);
         bid = _bid(lab, 0);
         offer.memoryGiB = s.memoryGiB;
@@ -249,7 +249,7 @@ contract MarketRequirementsTest is MarketFixture {
         }
         bid.acceptedFeatures = accepted;
         offer.billingModes = s.billingModes % 4 == 0 ? s.billingModes : s.billingModes | RENTAL_BIT | METERED_BIT;
-        bid.billing = s.metered ? IMarket.Billing.Metered : IMarket.Billing.Rental;
+        bid.billing = s.metered ? IMarketTypes.Billing.Metered : IMarketTypes.Billing.Rental;
     }
 
     /// @dev A bid minimum for an offer's `value`: one above it one time in five, else at most it.
@@ -259,94 +259,96 @@ contract MarketRequirementsTest is MarketFixture {
     }
 
     function testFuzz_openLease_succeedsIffTheReferenceRuleHolds(Seeds memory seeds) public {
-        (IMarket.Offer memory offer, IMarket.Bid memory bid) = _shaped(seeds);
+        (IMarketTypes.Offer memory offer, IMarketTypes.Bid memory bid) = _shaped(seeds);
         bytes memory err = _referenceError(offer, bid);
         Pair memory p = _pair(offer, bid);
         if (err.length > 0) {
             vm.expectRevert(err);
             market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, 1);
         } else {
-            (IMarket.Lease memory lease, bytes32 id) = _open(p, 1);
+            (IMarketTypes.Lease memory lease, bytes32 id) = _open(p, 1);
             assertEq(uint8(lease.billing), uint8(bid.billing));
-            assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Active));
+            assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Active));
         }
     }
 
     // --- billing --------------------------------------------------------------------------------
 
     function test_openLease_recordsTheBidsBillingModeInTheLease() public {
-        IMarket.Bid memory rental = _bid(lab, 0);
-        IMarket.Bid memory metered = _bid(lab, 1);
-        metered.billing = IMarket.Billing.Metered;
-        IMarket.Offer memory offer = _offer(provider, 0);
-        (IMarket.Lease memory a, bytes32 idA) = _open(_pair(offer, rental), 1);
-        (IMarket.Lease memory b, bytes32 idB) = _open(_pair(offer, metered), 1);
-        assertEq(uint8(a.billing), uint8(IMarket.Billing.Rental));
-        assertEq(uint8(b.billing), uint8(IMarket.Billing.Metered));
+        IMarketTypes.Bid memory rental = _bid(lab, 0);
+        IMarketTypes.Bid memory metered = _bid(lab, 1);
+        metered.billing = IMarketTypes.Billing.Metered;
+        IMarketTypes.Offer memory offer = _offer(provider, 0);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(_pair(offer, rental), 1);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(_pair(offer, metered), 1);
+        assertEq(uint8(a.billing), uint8(IMarketTypes.Billing.Rental));
+        assertEq(uint8(b.billing), uint8(IMarketTypes.Billing.Metered));
         // The mode is part of the terms: the same lease with the other mode is unknown.
-        IMarket.Lease memory flipped = _copy(b);
-        flipped.billing = IMarket.Billing.Rental;
+        IMarketTypes.Lease memory flipped = _copy(b);
+        flipped.billing = IMarketTypes.Billing.Rental;
         bytes32 flippedId = keccak256(abi.encode(flipped));
         assertTrue(flippedId != idB && flippedId != idA);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUnknownLease.selector, flippedId));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUnknownLease.selector, flippedId));
         vm.prank(provider);
         market.closeLease(flipped);
     }
 
     /// @dev A lease of `gpus` GPUs from `provider_` to the lab in `billing` mode.
-    function _openMode(address provider_, uint256 nonce, IMarket.Billing billing, uint32 gpus)
+    function _openMode(address provider_, uint256 nonce, IMarketTypes.Billing billing, uint32 gpus)
         internal
-        returns (IMarket.Lease memory lease, bytes32 id)
+        returns (IMarketTypes.Lease memory lease, bytes32 id)
     {
-        IMarket.Bid memory bid = _bid(lab, nonce);
+        IMarketTypes.Bid memory bid = _bid(lab, nonce);
         bid.billing = billing;
         return _open(_pair(_offer(provider_, nonce), bid), gpus);
     }
 
     function test_slashImpossibleUsage_slashesRentalAndMeteredLeasesAlike() public {
-        (IMarket.Lease memory rental, bytes32 rentalId) = _openMode(provider, 0, IMarket.Billing.Rental, 2);
-        (IMarket.Lease memory metered, bytes32 meteredId) = _openMode(provider2, 0, IMarket.Billing.Metered, 2);
+        (IMarketTypes.Lease memory rental, bytes32 rentalId) = _openMode(provider, 0, IMarketTypes.Billing.Rental, 2);
+        (IMarketTypes.Lease memory metered, bytes32 meteredId) = _openMode(provider2, 0, IMarketTypes.Billing.Metered, 2);
         vm.warp(T0 + 10 minutes);
         uint256 labBefore = market.withdrawable(lab);
 
         // 2 GPUs x 600 s at most by now, in either mode.
-        IMarket.Receipt memory r = _receipt(rental, 0, T0, T0 + 10 minutes, 2 * 600 + 1);
-        IMarket.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 2 * 600 + 1);
+        IMarketTypes.Receipt memory r = _receipt(rental, 0, T0, T0 + 10 minutes, 2 * 600 + 1);
+        IMarketTypes.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 2 * 600 + 1);
+        uint40 vestsAt = uint40(block.timestamp) + UNBONDING_DELAY;
         vm.expectEmit(address(market));
-        emit IMarket.LeaseSlashed(rentalId, provider, slashPenalty, _escrowOf(rental));
-        assertEq(_proveImpossibleUsage(rental, r, _signReceipt(PROVIDER_KEY, r)), slashPenalty);
+        emit IMarketTypes.LeaseSlashed(rentalId, provider, _leaseLock(rental), _escrowOf(rental), vestsAt);
+        assertEq(_proveImpossibleUsage(rental, r, _signReceipt(PROVIDER_KEY, r)), _leaseLock(rental));
         vm.expectEmit(address(market));
-        emit IMarket.LeaseSlashed(meteredId, provider2, slashPenalty, _escrowOf(metered));
-        assertEq(_proveImpossibleUsage(metered, m, _signReceipt(PROVIDER2_KEY, m)), slashPenalty);
+        emit IMarketTypes.LeaseSlashed(meteredId, provider2, _leaseLock(metered), _escrowOf(metered), vestsAt);
+        assertEq(_proveImpossibleUsage(metered, m, _signReceipt(PROVIDER2_KEY, m)), _leaseLock(metered));
 
+        vm.warp(vestsAt);
         assertEq(
             market.withdrawable(lab),
-            labBefore + _escrowOf(rental) + _escrowOf(metered) + 2 * slashPenalty,
-            "both escrows and both penalties"
+            labBefore + _escrowOf(rental) + _escrowOf(metered) + _leaseLock(rental) + _leaseLock(metered),
+            "both escrows and, once vested, both penalties"
         );
         assertTrue(market.leaseState(rentalId).slashed);
         assertTrue(market.leaseState(meteredId).slashed);
     }
 
     function test_slashImpossibleUsage_refusesPossibleUsageInEitherMode() public {
-        (IMarket.Lease memory rental, bytes32 rentalId) = _openMode(provider, 0, IMarket.Billing.Rental, 2);
-        (IMarket.Lease memory metered, bytes32 meteredId) = _openMode(provider2, 0, IMarket.Billing.Metered, 2);
+        (IMarketTypes.Lease memory rental, bytes32 rentalId) = _openMode(provider, 0, IMarketTypes.Billing.Rental, 2);
+        (IMarketTypes.Lease memory metered, bytes32 meteredId) = _openMode(provider2, 0, IMarketTypes.Billing.Metered, 2);
         vm.warp(T0 + 10 minutes);
         // A metered lease's idle GPUs: less than the bound is fine; a rental's full bound too.
-        IMarket.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 300);
-        IMarket.Receipt memory r = _receipt(rental, 0, T0, T0 + 10 minutes, 2 * 600);
+        IMarketTypes.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 300);
+        IMarketTypes.Receipt memory r = _receipt(rental, 0, T0, T0 + 10 minutes, 2 * 600);
         bytes memory sigM = _signReceipt(PROVIDER2_KEY, m);
         bytes memory sigR = _signReceipt(PROVIDER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUsagePossible.selector, meteredId, 300, 1_200));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUsagePossible.selector, meteredId, 300, 1_200));
         _proveImpossibleUsage(metered, m, sigM);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketUsagePossible.selector, rentalId, 1_200, 1_200));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketUsagePossible.selector, rentalId, 1_200, 1_200));
         _proveImpossibleUsage(rental, r, sigR);
     }
 
     function test_postReceipt_paysMeteredUsageAfterTheChallengeWindow() public {
-        (IMarket.Lease memory metered, bytes32 id) = _openMode(provider, 0, IMarket.Billing.Metered, 2);
+        (IMarketTypes.Lease memory metered, bytes32 id) = _openMode(provider, 0, IMarketTypes.Billing.Metered, 2);
         vm.warp(T0 + 10 minutes);
-        IMarket.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 300); // one GPU busy half the time
+        IMarketTypes.Receipt memory m = _receipt(metered, 0, T0, T0 + 10 minutes, 300); // one GPU busy half the time
         bytes memory sig = _signReceipt(PROVIDER_KEY, m);
         vm.prank(provider);
         market.postReceipt(metered, m, sig);

@@ -4,7 +4,7 @@ pragma solidity 0.8.37;
 import {Vm} from "forge-std/Vm.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {IMarket} from "../src/interfaces/IMarket.sol";
+import {IMarketTypes} from "../src/interfaces/IMarketTypes.sol";
 import {TestUSD} from "../src/TestUSD.sol";
 import {BlacklistToken} from "./helpers/BlacklistToken.sol";
 import {CallbackToken, ReentrantWithdrawer} from "./helpers/CallbackToken.sol";
@@ -21,8 +21,8 @@ contract MarketWithdrawTest is MarketFixture {
 
     function test_withdraw_sendsTheCreditOfSeveralClaimsInOneTransfer() public {
         Pair memory p = _defaultPair();
-        (IMarket.Lease memory a,) = _open(p, 1);
-        (IMarket.Lease memory b,) = _open(p, 1);
+        (IMarketTypes.Lease memory a,) = _open(p, 1);
+        (IMarketTypes.Lease memory b,) = _open(p, 1);
         market.claim(a, 1_000_000, bytes32(0), _voucher(a, 1_000_000));
         market.claim(b, 400_000, bytes32(0), _voucher(b, 400_000));
         market.claim(a, 1_200_000, bytes32(0), _voucher(a, 1_200_000));
@@ -32,7 +32,7 @@ contract MarketWithdrawTest is MarketFixture {
         uint256 marketBefore = token.balanceOf(address(market));
 
         vm.expectEmit(address(market));
-        emit IMarket.Withdrawn(provider, 1_560_000);
+        emit IMarketTypes.Withdrawn(provider, 1_560_000);
         vm.expectEmit(address(token));
         emit IERC20.Transfer(address(market), provider, 1_560_000);
         vm.recordLogs();
@@ -46,7 +46,7 @@ contract MarketWithdrawTest is MarketFixture {
     }
 
     function test_withdraw_sendsTheTreasuryItsFeesAndTheLabItsRefund() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
         market.claim(lease, 2_000_000, bytes32(0), _voucher(lease, 2_000_000));
         vm.prank(provider);
@@ -54,36 +54,36 @@ contract MarketWithdrawTest is MarketFixture {
         uint256 labBefore = token.balanceOf(lab);
 
         vm.expectEmit(address(market));
-        emit IMarket.Withdrawn(treasury, 50_000);
+        emit IMarketTypes.Withdrawn(treasury, 50_000);
         assertEq(_withdraw(treasury), 50_000);
         vm.expectEmit(address(market));
-        emit IMarket.Withdrawn(lab, escrow - 2_000_000);
+        emit IMarketTypes.Withdrawn(lab, escrow - 2_000_000);
         assertEq(_withdraw(lab), refund);
 
         assertEq(refund, escrow - 2_000_000);
         assertEq(token.balanceOf(treasury), 50_000);
         assertEq(token.balanceOf(lab), labBefore + refund);
-        assertEq(token.balanceOf(address(market)), 1_950_000, "the provider's credit is still held");
+        assertEq(token.balanceOf(address(market)), staked + 1_950_000, "the provider's credit is still held");
     }
 
     function test_withdraw_revertsWithNothingToWithdrawForAnAccountNeverCredited() public {
         assertEq(market.withdrawable(stranger), 0);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToWithdraw.selector, stranger));
         vm.prank(stranger);
         market.withdraw();
     }
 
     function test_withdraw_revertsWithNothingToWithdrawOnceEverythingWasWithdrawn() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 1_000, bytes32(0), _voucher(lease, 1_000));
         assertEq(_withdraw(provider), 975);
-        vm.expectRevert(abi.encodeWithSelector(IMarket.MarketNothingToWithdraw.selector, provider));
+        vm.expectRevert(abi.encodeWithSelector(IMarketTypes.MarketNothingToWithdraw.selector, provider));
         vm.prank(provider);
         market.withdraw();
     }
 
     function test_withdraw_afterAWithdrawalPaysOnlyTheNewCredit() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 1_000, bytes32(0), _voucher(lease, 1_000));
         assertEq(_withdraw(provider), 975);
         market.claim(lease, 3_000, bytes32(0), _voucher(lease, 3_000));
@@ -93,7 +93,7 @@ contract MarketWithdrawTest is MarketFixture {
     }
 
     function test_withdraw_leavesTheCreditSlotNonZeroSoTheNextCreditIsCheap() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 1_000, bytes32(0), _voucher(lease, 1_000));
         vm.record();
         _withdraw(provider);
@@ -105,8 +105,8 @@ contract MarketWithdrawTest is MarketFixture {
 
     function test_withdraw_isIndependentPerAccount() public {
         Pair memory p2 = _pair(_offer(provider2, 0), _bid(lab2, 0));
-        (IMarket.Lease memory a,) = _open(_defaultPair(), 1);
-        (IMarket.Lease memory b,) = _open(p2, 1);
+        (IMarketTypes.Lease memory a,) = _open(_defaultPair(), 1);
+        (IMarketTypes.Lease memory b,) = _open(p2, 1);
         market.claim(a, 10_000, bytes32(0), _voucher(a, 10_000));
         market.claim(b, 20_000, bytes32(0), _voucher(b, 20_000));
         assertEq(_withdraw(provider2), 19_500);
@@ -115,10 +115,10 @@ contract MarketWithdrawTest is MarketFixture {
     }
 
     function test_claimTerminateAndClose_moveNoTokenOutOfTheMarket() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         uint256 escrow = _escrowOf(lease);
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](1);
-        items[0] = IMarket.ClaimItem(lease, 2_000, bytes32(0), _voucher(lease, 2_000));
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](1);
+        items[0] = IMarketTypes.ClaimItem(lease, 2_000, bytes32(0), _voucher(lease, 2_000));
 
         vm.recordLogs();
         market.claim(lease, 1_000, bytes32(0), _voucher(lease, 1_000));
@@ -129,7 +129,7 @@ contract MarketWithdrawTest is MarketFixture {
         market.closeLease(lease);
 
         assertEq(_countTransfers(vm.getRecordedLogs()), 0);
-        assertEq(token.balanceOf(address(market)), escrow);
+        assertEq(token.balanceOf(address(market)), staked + escrow);
         assertEq(
             market.withdrawable(provider) + market.withdrawable(treasury) + market.withdrawable(lab),
             escrow,
@@ -155,17 +155,17 @@ contract MarketBlacklistedRecipientTest is MarketFixture {
     }
 
     function test_claimBatch_creditsEveryProviderWhenOneIsBlacklisted() public {
-        (IMarket.Lease memory a, bytes32 idA) = _open(_defaultPair(), 1);
-        (IMarket.Lease memory b, bytes32 idB) = _open(_pair(_offer(provider2, 0), _bid(lab2, 0)), 1);
+        (IMarketTypes.Lease memory a, bytes32 idA) = _open(_defaultPair(), 1);
+        (IMarketTypes.Lease memory b, bytes32 idB) = _open(_pair(_offer(provider2, 0), _bid(lab2, 0)), 1);
         bl.setBlacklisted(provider2, true);
-        IMarket.ClaimItem[] memory items = new IMarket.ClaimItem[](2);
-        items[0] = IMarket.ClaimItem(a, 100_000, bytes32(0), _voucher(a, 100_000));
-        items[1] = IMarket.ClaimItem(b, 200_000, bytes32(0), _voucher(b, 200_000));
+        IMarketTypes.ClaimItem[] memory items = new IMarketTypes.ClaimItem[](2);
+        items[0] = IMarketTypes.ClaimItem(a, 100_000, bytes32(0), _voucher(a, 100_000));
+        items[1] = IMarketTypes.ClaimItem(b, 200_000, bytes32(0), _voucher(b, 200_000));
 
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(idA, 100_000, 100_000, bytes32(0));
+        emit IMarketTypes.Claimed(idA, 100_000, 100_000, bytes32(0));
         vm.expectEmit(address(market));
-        emit IMarket.Claimed(idB, 200_000, 200_000, bytes32(0));
+        emit IMarketTypes.Claimed(idB, 200_000, 200_000, bytes32(0));
         assertEq(market.claimBatch(items), 300_000);
 
         assertEq(market.withdrawable(provider), 99_000);
@@ -177,7 +177,7 @@ contract MarketBlacklistedRecipientTest is MarketFixture {
     }
 
     function test_withdraw_ofABlacklistedAccountRevertsAndKeepsItsCredit() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), 1);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), 1);
         market.claim(lease, 100_000, bytes32(0), _voucher(lease, 100_000));
         bl.setBlacklisted(provider, true);
 
@@ -191,7 +191,7 @@ contract MarketBlacklistedRecipientTest is MarketFixture {
     }
 
     function test_closeLease_creditsTheRefundWhenTheLabIsBlacklisted() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 100_000, bytes32(0), _voucher(lease, 100_000));
         bl.setBlacklisted(lab, true);
         uint256 refund = _escrowOf(lease) - 100_000;
@@ -200,25 +200,25 @@ contract MarketBlacklistedRecipientTest is MarketFixture {
         vm.prank(stranger);
         assertEq(market.closeLease(lease), refund);
 
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Closed));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Closed));
         assertEq(market.withdrawable(lab), refund);
         assertEq(_withdraw(provider), 99_000, "the provider is paid all the same");
     }
 
     function test_terminate_creditsTheProviderWhenTheProviderIsBlacklisted() public {
-        (IMarket.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease, bytes32 id) = _open(_defaultPair(), BID_GPUS);
         bl.setBlacklisted(provider, true);
         vm.warp(T0 + 10 minutes);
         vm.prank(lab);
         market.terminate(lease, 2_400_000);
 
-        assertEq(uint8(market.leaseState(id).status), uint8(IMarket.LeaseStatus.Terminated));
+        assertEq(uint8(market.leaseState(id).status), uint8(IMarketTypes.LeaseStatus.Terminated));
         assertEq(market.withdrawable(provider), 2_376_000);
         assertEq(market.withdrawable(treasury), 24_000);
     }
 
     function test_claim_creditsTheProviderWhenTheTreasuryIsBlacklisted() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), 1);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), 1);
         bl.setBlacklisted(treasury, true);
         assertEq(market.claim(lease, 100_000, bytes32(0), _voucher(lease, 100_000)), 100_000);
         assertEq(market.withdrawable(treasury), 1_000);
@@ -241,9 +241,9 @@ contract MarketReentrantWithdrawTest is MarketFixture {
     }
 
     function test_withdraw_reenteredFromTheTokenTransferIsRefusedAndPaysOnce() public {
-        (IMarket.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
+        (IMarketTypes.Lease memory lease,) = _open(_defaultPair(), BID_GPUS);
         market.claim(lease, 1_000_000, bytes32(0), _voucher(lease, 1_000_000));
-        (IMarket.Lease memory other,) = _open(_pair(_offer(provider2, 0), _bid(lab2, 0)), BID_GPUS);
+        (IMarketTypes.Lease memory other,) = _open(_pair(_offer(provider2, 0), _bid(lab2, 0)), BID_GPUS);
         market.claim(other, 500_000, bytes32(0), _voucher(other, 500_000));
         assertEq(market.withdrawable(address(attacker)), 150_000);
         uint256 marketBefore = cb.balanceOf(address(market));

@@ -421,11 +421,13 @@ class LeaseWork:
         """What an ended lease was paid, once that is all its last receipt is owed (close it);
         None while payment may still come, or after claiming optimistically."""
         last = self.records.latest_receipt(lease.id)
+        if state.disputed and last is not None:
+            # The lab disputed the claim: it and the lab's bond are collected at the ruling
+            # deadline (a close meanwhile keeps the disputed amount in escrow).
+            self._optimistic(lease, last, head_time)
+            return None
         if state.status is LeaseStatus.CLOSED:
-            if state.disputed and last is not None:  # the lab closed: the claim is in escrow
-                self._optimistic(lease, last, head_time)
-            else:
-                self.records.mark_closed(lease.id)
+            self.records.mark_closed(lease.id)
             return None
         owed = (
             0

@@ -2,10 +2,9 @@
 pragma solidity 0.8.37;
 
 import {Test} from "forge-std/Test.sol";
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Market} from "../../src/Market.sol";
 import {IMarket} from "../../src/interfaces/IMarket.sol";
-import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
+import {IMarketTypes} from "../../src/interfaces/IMarketTypes.sol";
 
 /// @notice The token surface the tests use. `approve` and `transfer` are declared without a return
 /// value so the same calls work for TestUSD (returns bool, ignored) and NoBoolToken (returns nothing).
@@ -23,11 +22,11 @@ abstract contract MarketFixture is Test {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 internal constant OFFER_TYPEHASH = keccak256(
-        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner)"
+        "Offer(address provider,bytes32 gpuModel,uint32 gpuCount,uint32 memoryGiB,uint32 bandwidthGbps,uint256 features,uint8 billingModes,uint256 pricePerGpuSecond,uint64 minDuration,uint64 maxDuration,uint64 expiry,uint256 nonce,address receiptSigner,address arbiter,uint16 minChargeBps)"
     );
     /// @dev The enum `billing` is a uint8 to EIP-712.
     bytes32 internal constant BID_TYPEHASH = keccak256(
-        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash,address voucherSigner)"
+        "Bid(address lab,bytes32 gpuModel,uint32 gpuCount,uint32 minMemoryGiB,uint32 minBandwidthGbps,uint256 requiredFeatures,uint256 acceptedFeatures,uint8 billing,bool allOrNone,uint256 maxPricePerGpuSecond,uint64 duration,uint64 expiry,uint256 nonce,bytes32 jobSpecHash,address voucherSigner,address arbiter,uint16 maxMinChargeBps)"
     );
     bytes32 internal constant VOUCHER_TYPEHASH =
         keccak256("Voucher(bytes32 leaseId,uint256 cumulativeAmount,bytes32 receiptHash)");
@@ -44,6 +43,11 @@ abstract contract MarketFixture is Test {
     uint40 internal constant UNBONDING_DELAY = 7 days;
     uint64 internal constant CLAIM_WINDOW = 1 days;
     uint40 internal constant CHALLENGE_WINDOW = 1 days;
+    uint40 internal constant RULING_WINDOW = 3 days;
+    /// @dev Each lease locks its whole escrow of stake (the deployment default).
+    uint32 internal constant STAKE_RATIO_BPS = 10_000;
+    uint16 internal constant DISPUTE_BOND_BPS = 1_000;
+    uint256 internal constant BPS = 10_000;
     uint64 internal constant T0 = 1_700_000_000;
     uint64 internal constant DURATION = 1 hours;
     uint32 internal constant OFFER_GPUS = 8;
@@ -62,8 +66,8 @@ abstract contract MarketFixture is Test {
     /// @dev What the default offer signs: NVLink, InfiniBand, eu-west, ECC.
     uint256 internal constant OFFER_FEATURES = NVLINK | INFINIBAND | EU_WEST | ECC;
     /// @dev Billing mode bits of `Offer.billingModes`.
-    uint8 internal constant RENTAL_BIT = uint8(1) << uint8(IMarket.Billing.Rental);
-    uint8 internal constant METERED_BIT = uint8(1) << uint8(IMarket.Billing.Metered);
+    uint8 internal constant RENTAL_BIT = uint8(1) << uint8(IMarketTypes.Billing.Rental);
+    uint8 internal constant METERED_BIT = uint8(1) << uint8(IMarketTypes.Billing.Metered);
 
     // --- actors ---------------------------------------------------------------------------------
     uint256 internal constant PROVIDER_KEY = 0xB0B;
@@ -80,18 +84,22 @@ abstract contract MarketFixture is Test {
 
     // --- deployment -----------------------------------------------------------------------------
     ITestToken internal token;
-    Market internal market;
-    IProviderRegistry internal registry;
+    /// @dev The market, with its extension's functions (reached through its fallback).
+    IMarket internal market;
     uint256 internal unit; // one whole token in its smallest unit
     uint256 internal minStake;
-    uint256 internal slashPenalty; // the minimum stake, as the Python deployment defaults to
     uint256 internal price; // per GPU-second: 0.001 token
+    /// @dev The stake ratio the next `_deploy` uses (a test may change it before deploying).
+    uint32 internal stakeRatioBps = STAKE_RATIO_BPS;
+    /// @dev What the fixture's providers staked in the market (`_registerProvider` adds to it):
+    /// the part of the market's token balance that is neither escrow nor credit.
+    uint256 internal staked;
 
     /// @notice A signed offer and bid, ready for openLease.
     struct Pair {
-        IMarket.Offer offer;
+        IMarketTypes.Offer offer;
         bytes offerSig;
-        IMarket.Bid bid;
+        IMarketTypes.Bid bid;
         bytes bidSig;
     }
 
@@ -101,34 +109,69 @@ abstract contract MarketFixture is Test {
         token = ITestToken(token_);
         unit = 10 ** decimals;
         minStake = 1_000 * unit;
-        slashPenalty = minStake;
         price = unit / 1_000;
-        market = new Market(
-            IERC20(token_), minStake, UNBONDING_DELAY, CLAIM_WINDOW, CHALLENGE_WINDOW, slashPenalty, feeBps, treasury_
-        );
-        registry = market.registry();
+        staked = 0;
+        market = IMarket(address(new Market(_params(token_, feeBps, treasury_))));
 
         address[4] memory actors = [provider, provider2, lab, lab2];
         for (uint256 i = 0; i < actors.length; ++i) {
             token.mint(actors[i], 1_000_000 * unit);
-            vm.startPrank(actors[i]);
+            vm.prank(actors[i]);
             token.approve(address(market), type(uint256).max);
-            token.approve(address(registry), type(uint256).max);
-            vm.stopPrank();
         }
         _registerProvider(provider);
         _registerProvider(provider2);
     }
 
+    /// @dev The fixture's deployment parameters on `token_` with this fee.
+    function _params(address token_, uint16 feeBps, address treasury_)
+        internal
+        view
+        returns (IMarketTypes.Params memory)
+    {
+        return IMarketTypes.Params({
+            token: token_,
+            minStake: minStake,
+            unbondingDelay: UNBONDING_DELAY,
+            claimWindow: CLAIM_WINDOW,
+            challengeWindow: CHALLENGE_WINDOW,
+            rulingWindow: RULING_WINDOW,
+            stakeRatioBps: stakeRatioBps,
+            disputeBondBps: DISPUTE_BOND_BPS,
+            feeBps: feeBps,
+            treasury: treasury_
+        });
+    }
+
+    /// @dev Registers `who` with the minimum stake (it has approved the market).
     function _registerProvider(address who) internal {
         vm.prank(who);
-        registry.register(minStake, "https://gpu.example:7000", keccak256(abi.encode(who, "x25519")), bytes32(0));
+        market.register(minStake, "https://gpu.example:7000", keccak256(abi.encode(who, "x25519")), bytes32(0));
+        staked += minStake;
+    }
+
+    /// @dev Mints `amount` to provider `who` and adds it to its stake.
+    function _addStake(address who, uint256 amount) internal {
+        token.mint(who, amount);
+        vm.prank(who);
+        market.addStake(amount);
+        staked += amount;
+    }
+
+    /// @dev The stake a lease with this escrow locks, as the market computes it.
+    function _lockOf(uint256 escrow) internal view returns (uint256) {
+        return escrow * stakeRatioBps / BPS;
+    }
+
+    /// @dev The stake `lease` locks (and a proof of cheating slashes).
+    function _leaseLock(IMarketTypes.Lease memory lease) internal view returns (uint256) {
+        return _lockOf(_escrowOf(lease));
     }
 
     // --- orders ---------------------------------------------------------------------------------
 
-    function _offer(address provider_, uint256 nonce) internal view returns (IMarket.Offer memory) {
-        return IMarket.Offer({
+    function _offer(address provider_, uint256 nonce) internal view returns (IMarketTypes.Offer memory) {
+        return IMarketTypes.Offer({
             provider: provider_,
             gpuModel: H100,
             gpuCount: OFFER_GPUS,
@@ -141,14 +184,16 @@ abstract contract MarketFixture is Test {
             maxDuration: 1 days,
             expiry: uint64(block.timestamp + 1 hours),
             nonce: nonce,
-            receiptSigner: address(0)
+            receiptSigner: address(0),
+            arbiter: address(0),
+            minChargeBps: 0
         });
     }
 
     /// @dev A bid the default offer meets: at least 80 GiB and 200 Gbps, ECC required, NVLink or
     /// NVSwitch, eu-west or eu-central; a rental.
-    function _bid(address lab_, uint256 nonce) internal view returns (IMarket.Bid memory) {
-        return IMarket.Bid({
+    function _bid(address lab_, uint256 nonce) internal view returns (IMarketTypes.Bid memory) {
+        return IMarketTypes.Bid({
             lab: lab_,
             gpuModel: H100,
             gpuCount: BID_GPUS,
@@ -156,14 +201,16 @@ abstract contract MarketFixture is Test {
             minBandwidthGbps: 200,
             requiredFeatures: ECC,
             acceptedFeatures: NVLINK | NVSWITCH | EU_WEST | EU_CENTRAL,
-            billing: IMarket.Billing.Rental,
+            billing: IMarketTypes.Billing.Rental,
             allOrNone: false,
             maxPricePerGpuSecond: price * 2,
             duration: DURATION,
             expiry: uint64(block.timestamp + 1 hours),
             nonce: nonce,
             jobSpecHash: keccak256("train llama"),
-            voucherSigner: address(0)
+            voucherSigner: address(0),
+            arbiter: address(0),
+            maxMinChargeBps: 0
         });
     }
 
@@ -181,11 +228,11 @@ abstract contract MarketFixture is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _signOffer(IMarket.Offer memory offer) internal view returns (bytes memory) {
+    function _signOffer(IMarketTypes.Offer memory offer) internal view returns (bytes memory) {
         return _sign(_keyOf(offer.provider), market.hashOffer(offer));
     }
 
-    function _signBid(IMarket.Bid memory bid) internal view returns (bytes memory) {
+    function _signBid(IMarketTypes.Bid memory bid) internal view returns (bytes memory) {
         return _sign(_keyOf(bid.lab), market.hashBid(bid));
     }
 
@@ -194,24 +241,24 @@ abstract contract MarketFixture is Test {
         view
         returns (bytes memory)
     {
-        return _sign(key, market.hashVoucher(IMarket.Voucher(id, cumulativeAmount, receiptHash)));
+        return _sign(key, market.hashVoucher(IMarketTypes.Voucher(id, cumulativeAmount, receiptHash)));
     }
 
     /// @dev The lab's voucher for `lease`.
-    function _voucher(IMarket.Lease memory lease, uint256 cumulativeAmount) internal view returns (bytes memory) {
+    function _voucher(IMarketTypes.Lease memory lease, uint256 cumulativeAmount) internal view returns (bytes memory) {
         return _signVoucher(_keyOf(lease.lab), keccak256(abi.encode(lease)), cumulativeAmount, bytes32(0));
     }
 
     /// @dev A receipt for `lease` (its seq-th) for the period [periodStart, periodEnd) with
     /// `gpuSeconds` cumulative usage; the other fields are filled in deterministically.
     function _receipt(
-        IMarket.Lease memory lease,
+        IMarketTypes.Lease memory lease,
         uint64 seq,
         uint64 periodStart,
         uint64 periodEnd,
         uint64 gpuSeconds
-    ) internal pure returns (IMarket.Receipt memory) {
-        return IMarket.Receipt({
+    ) internal pure returns (IMarketTypes.Receipt memory) {
+        return IMarketTypes.Receipt({
             leaseId: keccak256(abi.encode(lease)),
             seq: seq,
             prevHash: seq == 0 ? bytes32(0) : keccak256(abi.encode("prev", seq)),
@@ -225,13 +272,13 @@ abstract contract MarketFixture is Test {
     }
 
     /// @dev The provider's signature of a receipt, by the market's hash.
-    function _signReceipt(uint256 key, IMarket.Receipt memory r) internal view returns (bytes memory) {
+    function _signReceipt(uint256 key, IMarketTypes.Receipt memory r) internal view returns (bytes memory) {
         return _sign(key, market.hashReceipt(r));
     }
 
     /// @dev The receipt as the proofs take it: every field after leaseId and seq.
-    function _body(IMarket.Receipt memory r) internal pure returns (IMarket.ReceiptBody memory) {
-        return IMarket.ReceiptBody({
+    function _body(IMarketTypes.Receipt memory r) internal pure returns (IMarketTypes.ReceiptBody memory) {
+        return IMarketTypes.ReceiptBody({
             prevHash: r.prevHash,
             periodStart: r.periodStart,
             periodEnd: r.periodEnd,
@@ -245,17 +292,17 @@ abstract contract MarketFixture is Test {
     /// @dev slashEquivocation with whole receipts: `a`'s seq, each one's body (their lease ids are
     /// implied by `lease`, which makes a receipt of another lease a receipt nobody signed).
     function _proveEquivocation(
-        IMarket.Lease memory lease,
-        IMarket.Receipt memory a,
+        IMarketTypes.Lease memory lease,
+        IMarketTypes.Receipt memory a,
         bytes memory sigA,
-        IMarket.Receipt memory b,
+        IMarketTypes.Receipt memory b,
         bytes memory sigB
     ) internal returns (uint256) {
         return market.slashEquivocation(lease, a.seq, _body(a), sigA, _body(b), sigB);
     }
 
     /// @dev slashImpossibleUsage with a whole receipt.
-    function _proveImpossibleUsage(IMarket.Lease memory lease, IMarket.Receipt memory r, bytes memory sig)
+    function _proveImpossibleUsage(IMarketTypes.Lease memory lease, IMarketTypes.Receipt memory r, bytes memory sig)
         internal
         returns (uint256)
     {
@@ -275,7 +322,7 @@ abstract contract MarketFixture is Test {
         return abi.encodePacked(r, bytes32(uint256(s) | (uint256(v - 27) << 255)));
     }
 
-    function _pair(IMarket.Offer memory offer, IMarket.Bid memory bid) internal view returns (Pair memory p) {
+    function _pair(IMarketTypes.Offer memory offer, IMarketTypes.Bid memory bid) internal view returns (Pair memory p) {
         p.offer = offer;
         p.bid = bid;
         p.offerSig = _signOffer(offer);
@@ -287,7 +334,7 @@ abstract contract MarketFixture is Test {
     }
 
     /// @dev The lease openLease would create now for this pair and fill size.
-    function _expectedLease(Pair memory p, uint32 gpus) internal view returns (IMarket.Lease memory) {
+    function _expectedLease(Pair memory p, uint32 gpus) internal view returns (IMarketTypes.Lease memory) {
         uint128 bidFilledBefore = market.orderState(p.bid.lab, market.hashBid(p.bid)).filled;
         return _leaseOf(p.offer, p.bid, gpus, p.offer.pricePerGpuSecond, bidFilledBefore);
     }
@@ -295,14 +342,14 @@ abstract contract MarketFixture is Test {
     /// @dev The lease a fill of `gpus` from `offer` to `bid` at `price` opens now, the bid having
     /// `bidFilledBefore` GPUs filled before it.
     function _leaseOf(
-        IMarket.Offer memory offer,
-        IMarket.Bid memory bid,
+        IMarketTypes.Offer memory offer,
+        IMarketTypes.Bid memory bid,
         uint32 gpus,
         uint256 price_,
         uint256 bidFilledBefore
-    ) internal view returns (IMarket.Lease memory) {
+    ) internal view returns (IMarketTypes.Lease memory) {
         bytes32 salt = keccak256(abi.encode(market.hashOffer(offer), market.hashBid(bid), bidFilledBefore));
-        return IMarket.Lease({
+        return IMarketTypes.Lease({
             provider: offer.provider,
             lab: bid.lab,
             gpus: gpus,
@@ -312,31 +359,33 @@ abstract contract MarketFixture is Test {
             salt: salt,
             billing: bid.billing,
             receiptSigner: offer.receiptSigner,
-            voucherSigner: bid.voucherSigner
+            voucherSigner: bid.voucherSigner,
+            arbiter: offer.arbiter,
+            minCharge: price_ * gpus * bid.duration * offer.minChargeBps / BPS
         });
     }
 
     /// @dev A copy of `lease` (memory structs are references).
-    function _copy(IMarket.Lease memory lease) internal pure returns (IMarket.Lease memory) {
-        return abi.decode(abi.encode(lease), (IMarket.Lease));
+    function _copy(IMarketTypes.Lease memory lease) internal pure returns (IMarketTypes.Lease memory) {
+        return abi.decode(abi.encode(lease), (IMarketTypes.Lease));
     }
 
-    function _signedOffer(IMarket.Offer memory offer) internal view returns (IMarket.SignedOffer memory) {
-        return IMarket.SignedOffer(offer, _signOffer(offer));
+    function _signedOffer(IMarketTypes.Offer memory offer) internal view returns (IMarketTypes.SignedOffer memory) {
+        return IMarketTypes.SignedOffer(offer, _signOffer(offer));
     }
 
-    function _signedBid(IMarket.Bid memory bid) internal view returns (IMarket.SignedBid memory) {
-        return IMarket.SignedBid(bid, _signBid(bid));
+    function _signedBid(IMarketTypes.Bid memory bid) internal view returns (IMarketTypes.SignedBid memory) {
+        return IMarketTypes.SignedBid(bid, _signBid(bid));
     }
 
     /// @dev Opens a lease and checks its id against the terms rebuilt in the test.
-    function _open(Pair memory p, uint32 gpus) internal returns (IMarket.Lease memory lease, bytes32 id) {
+    function _open(Pair memory p, uint32 gpus) internal returns (IMarketTypes.Lease memory lease, bytes32 id) {
         lease = _expectedLease(p, gpus);
         id = market.openLease(p.offer, p.offerSig, p.bid, p.bidSig, gpus);
         assertEq(id, keccak256(abi.encode(lease)), "lease id");
     }
 
-    function _escrowOf(IMarket.Lease memory lease) internal pure returns (uint256) {
+    function _escrowOf(IMarketTypes.Lease memory lease) internal pure returns (uint256) {
         return lease.pricePerGpuSecond * lease.gpus * lease.duration;
     }
 
@@ -377,22 +426,24 @@ abstract contract MarketFixture is Test {
     }
 
     /// @dev EIP-712 encodes each field as one word: uint8 and bool widened, the enum as its uint8.
-    function _offerDigest(IMarket.Offer memory o) internal view returns (bytes32) {
+    function _offerDigest(IMarketTypes.Offer memory o) internal view returns (bytes32) {
         bytes memory head = abi.encode(OFFER_TYPEHASH, o.provider, o.gpuModel, o.gpuCount, o.memoryGiB);
         bytes memory middle = abi.encode(uint256(o.bandwidthGbps), o.features, uint256(o.billingModes));
         bytes memory tail = abi.encode(
             o.pricePerGpuSecond, o.minDuration, o.maxDuration, o.expiry, o.nonce, uint256(uint160(o.receiptSigner))
         );
+        tail = bytes.concat(tail, abi.encode(uint256(uint160(o.arbiter)), uint256(o.minChargeBps)));
         return _typedDigest(keccak256(bytes.concat(head, middle, tail)));
     }
 
-    function _bidDigest(IMarket.Bid memory b) internal view returns (bytes32) {
+    function _bidDigest(IMarketTypes.Bid memory b) internal view returns (bytes32) {
         bytes memory head = abi.encode(BID_TYPEHASH, b.lab, b.gpuModel, b.gpuCount);
         bytes memory requirements =
             abi.encode(b.minMemoryGiB, b.minBandwidthGbps, b.requiredFeatures, b.acceptedFeatures);
         bytes memory terms = abi.encode(uint256(uint8(b.billing)), b.allOrNone ? uint256(1) : 0, b.maxPricePerGpuSecond);
         bytes memory tail =
             abi.encode(b.duration, b.expiry, b.nonce, b.jobSpecHash, uint256(uint160(b.voucherSigner)));
+        tail = bytes.concat(tail, abi.encode(uint256(uint160(b.arbiter)), uint256(b.maxMinChargeBps)));
         return _typedDigest(keccak256(bytes.concat(head, requirements, terms, tail)));
     }
 
@@ -404,7 +455,7 @@ abstract contract MarketFixture is Test {
         return _typedDigest(keccak256(abi.encode(VOUCHER_TYPEHASH, id, cumulativeAmount, receiptHash)));
     }
 
-    function _receiptDigest(IMarket.Receipt memory r) internal view returns (bytes32) {
+    function _receiptDigest(IMarketTypes.Receipt memory r) internal view returns (bytes32) {
         bytes memory head = abi.encode(RECEIPT_TYPEHASH, r.leaseId, r.seq, r.prevHash, r.periodStart);
         bytes memory tail =
             abi.encode(r.periodEnd, r.gpuSecondsCumulative, r.outputRoot, r.metricsHash, r.attestationHash);
