@@ -1,4 +1,5 @@
-"""Folding decoded chain events into per-provider reputations, the same way for anyone.
+"""Folding decoded chain events into per-provider reputations and per-lab dispute records, the
+same way for anyone.
 
 :class:`ReputationBook` keeps facts per lease and per provider; every update is a sum, a
 maximum, a minimum or a flag, so the result does not depend on the order events are applied in
@@ -16,8 +17,13 @@ How each event counts (arguments as ``market.chain.events`` decodes them):
                         lease's opening is not in the history read)
     ReceiptPosted       an optimistic claim; the lease's first receipt time
     ClaimFinalized      an optimistic claim paid after its window
-    ClaimDisputed       an optimistic claim the lab refused
+    ClaimDisputed       an optimistic claim the lab disputed (the lab's record too)
+    DisputeRuled        the lease's arbiter settled a dispute (won or lost, the lab's record)
     ProviderRegistered  the provider is listed (with zero figures until it leases)
+
+``ClaimFinalized`` carrying a bond is a dispute the lab lost at its deadline, and a
+``LeaseSlashed`` of a lease with an unsettled dispute one it won
+(:class:`market.reputation.labs.LabRecord`).
 
 Every other event is ignored. A lease event whose ``LeaseOpened`` the book has not seen is kept
 and counts once the opening arrives (a history read from a later block leaves it uncounted).
@@ -38,6 +44,7 @@ from typing import Any, Final, Protocol
 
 from market.protocol.types import Lease, checksum_address
 from market.reputation.figures import Reputation
+from market.reputation.labs import LabRecord
 
 TIMED_EVENTS: Final = frozenset({"Claimed", "ReceiptPosted"})
 """Events the book needs the block timestamp of."""
@@ -51,6 +58,7 @@ LEASE_EVENTS: Final = frozenset(
         "ReceiptPosted",
         "ClaimFinalized",
         "ClaimDisputed",
+        "DisputeRuled",
     }
 )
 PROVIDER_EVENTS: Final = frozenset({"ProviderRegistered"})
@@ -81,7 +89,15 @@ class _LeaseFacts:
     posted: int = 0
     finalized: int = 0
     disputed: int = 0
+    ruled_for_lab: int = 0
+    lost: int = 0  # ruled for the provider, or paid with the bond at the deadline
+    bonds_lost: int = 0
     first_claim_at: int | None = None
+
+    def disputes_won(self) -> int:
+        """Rulings for the lab, and a slash settling a dispute still open (a proof wins it)."""
+        unsettled = self.disputed - self.ruled_for_lab - self.lost
+        return self.ruled_for_lab + (1 if self.slashed and unsettled > 0 else 0)
 
     def claimed_at(self, timestamp: int) -> None:
         if self.first_claim_at is None or timestamp < self.first_claim_at:
@@ -127,6 +143,7 @@ class ReputationBook:
     def __init__(self) -> None:
         self._leases: dict[bytes, _LeaseFacts] = {}
         self._by_provider: dict[str, set[bytes]] = {}
+        self._by_lab: dict[str, set[bytes]] = {}
         self._slashes: dict[str, tuple[int, int]] = {}
         self._providers: set[str] = set()
         self._seen: set[tuple[int, int]] = set()
@@ -159,6 +176,7 @@ class ReputationBook:
             lease.terms = terms
             self._providers.add(terms.provider)
             self._by_provider.setdefault(terms.provider, set()).add(bytes(args["lease_id"]))
+            self._by_lab.setdefault(terms.lab, set()).add(bytes(args["lease_id"]))
         elif name == "Claimed":
             lease.paid = max(lease.paid, int(args["cumulative_paid"]))
             lease.claimed_at(at)
@@ -179,6 +197,15 @@ class ReputationBook:
             lease.claimed_at(at)
         elif name == "ClaimFinalized":
             lease.finalized += 1
+            if int(args.get("bond", 0)) > 0:  # a dispute left without a ruling: lost
+                lease.lost += 1
+                lease.bonds_lost += int(args["bond"])
+        elif name == "DisputeRuled":
+            if args["for_provider"]:
+                lease.lost += 1
+                lease.bonds_lost += int(args["bond"])
+            else:
+                lease.ruled_for_lab += 1
         else:  # ClaimDisputed
             lease.disputed += 1
         return True
@@ -228,6 +255,19 @@ class ReputationBook:
     def reputations(self) -> list[Reputation]:
         """The figures of every provider seen, in address order."""
         return [self.reputation(p) for p in self.providers()]
+
+    def lab_record(self, lab: str) -> LabRecord:
+        """The dispute record of ``lab`` (all zero for one the events never named)."""
+        lab = checksum_address(lab)
+        opened = disputed = won = lost = bonds = 0
+        for lease_id in self._by_lab.get(lab, ()):
+            lease = self._leases[lease_id]
+            opened += 1
+            disputed += lease.disputed
+            won += lease.disputes_won()
+            lost += lease.lost
+            bonds += lease.bonds_lost
+        return LabRecord(lab, opened, disputed, won, lost, bonds)
 
 
 def _time_of(event: ChainLog, timestamp: int | None) -> int:

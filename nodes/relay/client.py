@@ -25,6 +25,7 @@ import aiohttp
 from market.errors import PeerUnavailable, RequestRefused
 from market.matching import Explanation, Submission
 from market.protocol.types import Bid, Offer
+from market.reputation import LabRecord
 from nodes.wire import (
     MAX_FRAME_SIZE,
     ZERO_ADDRESS,
@@ -107,6 +108,15 @@ class RelayClient(HttpPeer):
                 ReputationReport,
             )
         )
+
+    async def lab_record(self, lab: str) -> LabRecord:
+        """``lab``'s dispute record (zero for one without history), as of the relay's head."""
+        report = await self._expect(
+            "GET", f"/v1/labs/{quote(lab, safe='')}", None, ReputationReport
+        )
+        if len(report.labs) != 1:
+            raise RequestRefused("bad_answer", f"{len(report.labs)} lab records for {lab}", {})
+        return report.labs[0]
 
     async def _pages(self, fetch: Callable[[str], Awaitable[ReputationReport]]) -> ReputationReport:
         pages = [await fetch(ZERO_ADDRESS)]

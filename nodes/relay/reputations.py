@@ -1,4 +1,5 @@
-"""Serving provider reputations: a ReputationBook brought up to date from the chain on request.
+"""Serving provider reputations and labs' dispute records: a ReputationBook brought up to date
+from the chain on request.
 
 The relay's chain watch does not feed this book. Each query reads the head block and, when it
 moved, folds the new blocks' events (``market.chain.history``) into the book, so the book only
@@ -43,10 +44,14 @@ class ReputationService:
             chosen = [self.book.reputation(p) for low, p in named if low > after]
         else:
             chosen = [r for r in self._all() if r.provider.lower() > after]
+        if query.labs and not query.providers:
+            chosen = []  # a query for labs alone names no provider
         limit = min(query.limit, self.max_page)
         page = chosen[:limit]
         next_after = page[-1].provider if len(chosen) > limit else ZERO_ADDRESS
-        return ReputationReport(self.from_block, self.to_block, tuple(page), next_after)
+        labs = sorted({lab.lower(): lab for lab in query.labs}.items())[: self.max_page]
+        records = tuple(self.book.lab_record(lab) for _, lab in labs)
+        return ReputationReport(self.from_block, self.to_block, tuple(page), next_after, records)
 
     def _catch_up(self) -> None:
         head = head_block(self.client) - self.confirmations

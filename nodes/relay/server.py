@@ -6,7 +6,8 @@
     POST /v1/explain      ExplainRequest -> ExplainResponse
     GET  /v1/reputation   ?after=ADDRESS&limit=N -> ReputationReport (every provider, paged)
     GET  /v1/reputation/{provider}               -> ReputationReport (that provider)
-    POST /v1/reputation   ReputationQuery -> ReputationReport (the providers it names)
+    POST /v1/reputation   ReputationQuery -> ReputationReport (the providers and labs it names)
+    GET  /v1/labs/{lab}                          -> ReputationReport (that lab's dispute record)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
     GET  /healthz         "ok"
@@ -106,6 +107,7 @@ class RelayServer:
                 web.get("/v1/reputation", self.reputation_list),
                 web.get("/v1/reputation/{provider}", self.reputation_of),
                 web.post("/v1/reputation", self.reputation_query),
+                web.get("/v1/labs/{lab}", self.lab_record),
                 web.get("/v1/stream", self.stream),
                 web.get("/metrics", self.prometheus),
                 web.get("/healthz", self.health),
@@ -215,6 +217,10 @@ class RelayServer:
     async def reputation_of(self, request: web.Request) -> web.Response:
         provider = _address(request.match_info["provider"], "providers")
         return _message(await self.reputations.answer(ReputationQuery((provider,))))
+
+    async def lab_record(self, request: web.Request) -> web.Response:
+        lab = _address(request.match_info["lab"], "labs")
+        return _message(await self.reputations.answer(ReputationQuery(limit=1, labs=(lab,))))
 
     async def reputation_query(self, request: web.Request) -> web.Response:
         query = _expect(await self._frame(request), ReputationQuery)

@@ -17,7 +17,7 @@ from typing import ClassVar, Final, TypeAlias
 from market.errors import InvalidField
 from market.matching import Explanation, ReasonCode, Submission
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
-from market.reputation import Reputation
+from market.reputation import LabRecord, Reputation
 
 MAX_ORDERS: Final = 10_000
 """The most orders (or results, or book entries) one message can carry; daemons set lower limits."""
@@ -197,11 +197,12 @@ class Gossip:
 class ReputationQuery:
     """The reputations of ``providers`` (of every provider the relay knows when empty) whose
     address is above ``after``, in address order, at most ``limit`` of them (a relay may cap the
-    limit lower)."""
+    limit lower), and the dispute records of ``labs`` (none when empty)."""
 
     providers: tuple[str, ...] = ()
     after: str = ZERO_ADDRESS
     limit: int = MAX_REPUTATIONS
+    labs: tuple[str, ...] = ()
     TYPE_NAME: ClassVar[str] = "ReputationQuery"
 
     def __post_init__(self) -> None:
@@ -213,12 +214,13 @@ class ReputationQuery:
 class ReputationReport:
     """Reputations computed from the market's events in blocks ``[from_block, to_block]``, in
     address order. ``next_after`` is the ``after`` of the next page, or ZERO_ADDRESS when this
-    page ends the list."""
+    page ends the list. ``labs``: the dispute records the query named, in address order."""
 
     from_block: int
     to_block: int
     reputations: tuple[Reputation, ...]
     next_after: str = ZERO_ADDRESS
+    labs: tuple[LabRecord, ...] = ()
     TYPE_NAME: ClassVar[str] = "ReputationReport"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from market.matching import Change, Explanation, Reason, ReasonCode, Submission
 from market.protocol import codec
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher
-from market.reputation import Reputation
+from market.reputation import LabRecord, Reputation
 from nodes.wire.fields import (
     Address,
     Bin,
@@ -143,6 +143,18 @@ _REPUTATION = Struct(
     ),
 )
 
+_LAB_RECORD = Struct(
+    LabRecord,
+    (
+        ("lab", "lab", _ADDRESS),
+        ("leases_opened", "leasesOpened", _TALLY),
+        ("disputes_opened", "disputesOpened", _TALLY),
+        ("disputes_won", "disputesWon", _TALLY),
+        ("disputes_lost", "disputesLost", _TALLY),
+        ("bonds_lost", "bondsLost", UInt256()),
+    ),
+)
+
 _SIGNED_BID: Frame[Signed[Bid]] = Frame(
     "SignedBid", lambda o: type(o) is Signed and type(o.message) is Bid, codec.MAX_FRAME_SIZE
 )
@@ -233,12 +245,14 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("providers", "providers", ListOf(_ADDRESS, MAX_REPUTATIONS)),
         ("after", "after", _ADDRESS),
         ("limit", "limit", _COUNT),
+        ("labs", "labs", ListOf(_ADDRESS, MAX_REPUTATIONS)),
     ),
     ReputationReport: (
         ("from_block", "fromBlock", UInt(64)),
         ("to_block", "toBlock", UInt(64)),
         ("reputations", "reputations", ListOf(_REPUTATION, MAX_REPUTATIONS)),
         ("next_after", "nextAfter", _ADDRESS),
+        ("labs", "labs", ListOf(_LAB_RECORD, MAX_REPUTATIONS)),
     ),
     SubmitJob: (
         ("lease_id", "leaseId", _HASH),

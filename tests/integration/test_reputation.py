@@ -16,7 +16,7 @@ from market.errors import RequestRefused
 from market.protocol.eip712 import receipt_hash
 from market.protocol.types import Lease, Offer, Receipt, Signed, checksum_address
 from market.receipts import ReceiptChain, voucher_amount
-from market.reputation import Reputation, ReputationBook, rank_offers
+from market.reputation import LabRecord, Reputation, ReputationBook, rank_offers
 from market.roles import Lab, Provider
 from nodes.wire import ZERO_ADDRESS, ReputationReport
 from tests.integration.conftest import CHALLENGE_WINDOW, MIN_STAKE, MarketEnv
@@ -212,6 +212,28 @@ def test_a_relay_serves_the_same_figures_and_follows_new_blocks(
     named = relay.do(lambda c: c.reputations([NOBODY, expected[0].provider]))
     # In address order; a provider without history has zero figures.
     assert named.reputations == (Reputation(checksum_address(NOBODY)), expected[0])
+
+
+def test_a_relay_serves_a_labs_dispute_record(env: MarketEnv, relays: Relays) -> None:
+    _run_market(env)  # the lab disputed one claim, and its provider then gave the lease up
+    relay = relays.start()
+    lab = env.lab(2).address
+    record = relay.do(lambda c: c.lab_record(lab.lower()))
+    assert record == LabRecord(lab, leases_opened=5, disputes_opened=1)
+    assert record.disputes_open == 1
+    # Nobody rules (no arbiter): at the deadline the provider takes the claim and the bond.
+    claim = next(e for e in env.client().events() if e.name == "ClaimDisputed")
+    pending = env.client().claim_slot(claim.args["lease_id"])
+    _advance(env, pending.ruling_deadline - env.devnet.timestamp())
+    terms = next(
+        e.args["lease"]
+        for e in env.client().events()
+        if e.name == "LeaseOpened" and e.args["lease_id"] == claim.args["lease_id"]
+    )
+    env.provider(3).finalize_claim(terms)
+    record = relay.do(lambda c: c.lab_record(lab))
+    assert (record.disputes_lost, record.bonds_lost) == (1, pending.bond)
+    assert relay.do(lambda c: c.lab_record(NOBODY)) == LabRecord(checksum_address(NOBODY))
 
 
 def test_a_relay_pages_every_provider_in_address_order(env: MarketEnv, relays: Relays) -> None:

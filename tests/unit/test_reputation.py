@@ -417,6 +417,7 @@ def test_package_exports_are_the_documented_ones() -> None:
         "SLASH_WEIGHT",
         "TIMED_EVENTS",
         "ChainLog",
+        "LabRecord",
         "Ranked",
         "Reputation",
         "ReputationBook",
@@ -425,3 +426,56 @@ def test_package_exports_are_the_documented_ones() -> None:
         "rank_offers",
     }
     assert all(hasattr(market.reputation, name) for name in market.reputation.__all__)
+
+
+# --- labs' dispute records ---------------------------------------------------------------------
+
+
+def _dispute_history() -> History:
+    """Four disputes by LAB: one ruled for it, one ruled for the provider, one paid with its bond
+    at the deadline, one settled by a slash; and one still open."""
+    h = History()
+    p = PROVIDERS[0]
+    leases = [h.open(p, salt=i) for i in range(6)]
+    h.next_block()
+    for lease in leases[:5]:
+        h.add("ClaimDisputed", lease_id=lease.id, lab=LAB, seq=0, bond=10)
+    h.next_block()
+    h.add("DisputeRuled", lease_id=leases[0].id, for_provider=False, amount=100, bond=10)
+    h.add("DisputeRuled", lease_id=leases[1].id, for_provider=True, amount=100, bond=10)
+    h.add("ClaimFinalized", lease_id=leases[2].id, seq=0, amount=100, bond=10)
+    h.slash(leases[3])
+    h.add("ClaimFinalized", lease_id=leases[5].id, seq=0, amount=100, bond=0)  # no dispute
+    return h
+
+
+def test_a_labs_disputes_are_counted_won_and_lost_from_the_events() -> None:
+    h = _dispute_history()
+    book = ReputationBook()
+    book.apply_all(h.events, h.timestamps)
+    record = book.lab_record(LAB.lower())
+    assert record == market.reputation.LabRecord(
+        LAB, leases_opened=6, disputes_opened=5, disputes_won=2, disputes_lost=2, bonds_lost=20
+    )
+    assert record.disputes_open == 1
+    assert record.lost_share() == Fraction(2, 8)
+    assert book.lab_record(PROVIDERS[0]) == market.reputation.LabRecord(PROVIDERS[0])
+
+
+@given(st.randoms(use_true_random=False))
+@settings(max_examples=50)
+def test_a_labs_record_does_not_depend_on_event_order(rng: random.Random) -> None:
+    h = _dispute_history()
+    shuffled = list(h.events)
+    rng.shuffle(shuffled)
+    book = ReputationBook()
+    book.apply_all(shuffled + shuffled[:3], h.timestamps)  # in any order, some twice
+    assert book.lab_record(LAB).disputes_won == 2
+    assert book.lab_record(LAB).bonds_lost == 20
+
+
+def test_a_lab_record_refuses_impossible_figures() -> None:
+    with pytest.raises(InvalidField):
+        market.reputation.LabRecord(LAB, disputes_opened=1, disputes_won=1, disputes_lost=1)
+    with pytest.raises(InvalidField):
+        market.reputation.LabRecord(LAB.lower())

@@ -31,7 +31,7 @@ from market.protocol.types import (
     Signed,
     Voucher,
 )
-from market.reputation import Reputation
+from market.reputation import LabRecord, Reputation
 from nodes.wire import (
     BookChange,
     BookEntry,
@@ -137,14 +137,28 @@ def reputations(draw: st.DrawFn, provider: st.SearchStrategy[str] = ADDRESS) -> 
     )  # fmt: skip
 
 
+@st.composite
+def lab_records(draw: st.DrawFn) -> LabRecord:
+    """Any figures a LabRecord accepts: won and lost no more than opened."""
+    won, lost = draw(st.integers(0, 2**20)), draw(st.integers(0, 2**20))
+    opened = won + lost + draw(st.integers(0, 2**20))
+    return LabRecord(draw(ADDRESS), draw(U64), opened, won, lost, draw(U256))
+
+
 REPUTATION_QUERIES = st.builds(
     ReputationQuery,
     st.lists(ADDRESS, max_size=4).map(tuple),
     ADDRESS,
     st.integers(1, UINT32_MAX),
+    st.lists(ADDRESS, max_size=4).map(tuple),
 )
 REPUTATION_REPORTS = st.builds(
-    ReputationReport, U64, U64, st.lists(reputations(), max_size=3).map(tuple), ADDRESS
+    ReputationReport,
+    U64,
+    U64,
+    st.lists(reputations(), max_size=3).map(tuple),
+    ADDRESS,
+    st.lists(lab_records(), max_size=3).map(tuple),
 )
 
 SEALED = st.binary(max_size=200)
@@ -236,7 +250,7 @@ SAMPLES: dict[str, Any] = {
     ),
     "BookChange": BookChange(b"\x04" * 32, "H100-80GB", Side.OFFER, 4),
     "Gossip": Gossip("relay-a", "relay-b", 1, (SUB_OFFER,)),
-    "ReputationQuery": ReputationQuery((_A,), _B, 50),
+    "ReputationQuery": ReputationQuery((_A,), _B, 50, (_B,)),
     "ReputationReport": ReputationReport(
         7,
         1_000,
@@ -245,6 +259,7 @@ SAMPLES: dict[str, Any] = {
             Reputation(_B, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2**70, None),
         ),
         _B,
+        (LabRecord(_B, 4, 2, 1, 1, 700),),
     ),
     "SubmitJob": SubmitJob(b"\x07" * 32, Signed(BID, b"\x02" * 65), b"sealed spec"),
     "JobAccepted": JobAccepted(b"\x07" * 32, JobState.RUNNING),
