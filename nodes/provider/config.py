@@ -58,6 +58,8 @@ A complete file (relative paths are relative to the file's folder)::
     final_voucher_wait_s = 30              # after the end, then the optimistic claim
     billing = ["rental"]                   # modes offered: "rental" (reserved time, default)
                                            # and/or "metered" (busy GPU time)
+    max_lab_disputes_lost = 2              # give up leases of labs that lost more disputes
+                                           # (omit to serve every lab)
 
 Attributes are signed in the offers' ``features`` and checked by the contract against the bids'
 requirements, so only names of :data:`market.matching.VOCABULARY` are accepted (interconnect,
@@ -162,6 +164,8 @@ class AgentConfig:
     billing: tuple[Billing, ...] = (Billing.RENTAL,)
     """The billing modes its offers accept (``Offer.billing_modes``): a rental bills the GPU time
     reserved until the lease ends or the lab terminates it, metered the busy GPU time only."""
+    max_lab_disputes_lost: int | None = None
+    """Refuse labs that lost more disputes than this (None: serve every lab)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +296,7 @@ def _agent(t: Table) -> AgentConfig:
     t.expect(
         ("host", "port", "public_url", "stake", "offer_ttl_s", "min_duration_s",
          "max_duration_s", "claim_interval_s", "max_unpaid_periods", "final_voucher_wait_s",
-         "billing")
+         "billing", "max_lab_disputes_lost")
     )  # fmt: skip
     port = t.integer("port", d.port, minimum=0)
     if port > 65535:
@@ -314,6 +318,11 @@ def _agent(t: Table) -> AgentConfig:
         max_unpaid_periods=t.integer("max_unpaid_periods", d.max_unpaid_periods),
         final_voucher_wait_s=t.integer("final_voucher_wait_s", d.final_voucher_wait_s, minimum=0),
         billing=billing_config(t, "billing", d.billing),
+        max_lab_disputes_lost=(
+            t.integer("max_lab_disputes_lost", minimum=0)
+            if "max_lab_disputes_lost" in t.raw
+            else d.max_lab_disputes_lost
+        ),
     )
 
 

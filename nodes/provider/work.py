@@ -41,10 +41,12 @@ import msgpack
 
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
+from market.chain.history import DEFAULT_CHUNK_BLOCKS
 from market.errors import ChainError
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
+from market.reputation import LabRecord, ReputationBook
 from market.sealing import Purpose, associated_data, seal
 from nodes.jobs import JobSpec, MatmulParams
 from nodes.logs import EventLogger
@@ -116,6 +118,8 @@ class LeaseWork:
     last_period: dict[bytes, float] = field(default_factory=dict)
     last_settle: float = 0.0
     disputes_seen: set[bytes] = field(default_factory=set)  # leases whose dispute was logged
+    claim_window: int | None = None  # the market's, read once
+    labs: ReputationBook | None = None  # labs' dispute records, when the config refuses by them
 
     def recover(self) -> None:
         """On start: finish the chain actions a crash left open; jobs that were running died
@@ -150,11 +154,40 @@ class LeaseWork:
             return
         me = self.key.address
         events = self.client.events(start, head)
+        labs = self._lab_book(start)
+        if labs is not None:
+            labs.apply_all((e for e in events if e.name in LAB_RECORD_EVENTS), {})
+        refused: list[Lease] = []
         with self.store.db.transaction():  # one commit for the range, its cursor included
-            self._apply(events, me)
+            self._apply(events, me, refused)
             self.store.set_cursor(head + 1)
+        for lease in refused:  # given up at once: the lab is refunded, the provider owed nothing
+            outcome = self.chain.run(CloseLease(lease))
+            self.records.mark_closed(lease.id)
+            self.log.info("lease_given_up", lease=lease.id, status=outcome.status)
 
-    def _apply(self, events: list[ChainEvent], me: str) -> None:
+    def _lab_book(self, start: int) -> ReputationBook | None:
+        """Labs' dispute records, when the config refuses labs by them: the market's events
+        folded from its deployment (those before ``start`` read once), then as they are followed."""
+        if self.config.agent.max_lab_disputes_lost is None:
+            return None
+        if self.labs is None:
+            self.labs = ReputationBook()
+            first = self.client.contracts.deployment.deploy_block
+            for low in range(first, start, DEFAULT_CHUNK_BLOCKS):
+                older = self.client.events(low, min(low + DEFAULT_CHUNK_BLOCKS, start) - 1)
+                self.labs.apply_all((e for e in older if e.name in LAB_RECORD_EVENTS), {})
+        return self.labs
+
+    def _refuses(self, lab: str) -> LabRecord | None:
+        """``lab``'s record when the config refuses it (more disputes lost than it allows)."""
+        limit = self.config.agent.max_lab_disputes_lost
+        if limit is None or self.labs is None:
+            return None
+        record = self.labs.lab_record(lab)
+        return record if record.disputes_lost > limit else None
+
+    def _apply(self, events: list[ChainEvent], me: str, refused: list[Lease]) -> None:
         for event in events:
             a = event.args
             if event.name == "LeaseOpened" and a["provider"] == me:
@@ -166,6 +199,14 @@ class LeaseWork:
                     "lease_opened", lease=lease.id, lab=lease.lab, gpus=lease.gpus,
                     price=lease.price_per_gpu_second, duration=lease.duration,
                 )  # fmt: skip
+                if (record := self._refuses(lease.lab)) is not None:
+                    self.store.mark_ended(lease.id)  # its job is refused: "the lease has ended"
+                    refused.append(lease)
+                    self.log.warning(
+                        "lab_refused", lease=lease.id, lab=lease.lab,
+                        disputes_lost=record.disputes_lost,
+                        max_lab_disputes_lost=self.config.agent.max_lab_disputes_lost,
+                    )  # fmt: skip
             elif event.name == "LeaseTerminated":
                 self._terminated(a["lease_id"], int(a["end"]))
             elif event.name in ("LeaseClosed", "LeaseSlashed") and self.records.lease(
@@ -413,9 +454,31 @@ class LeaseWork:
                 paid_up.append((lease, paid))
         for start in range(0, len(paid_up), CLOSES_PER_BATCH):
             self._close(paid_up[start : start + CLOSES_PER_BATCH])
+        self._release_locks(head_time)
         if self.client.withdrawable(self.key.address) > 0:
             outcome = self.chain.run(Withdraw())
             self.log.info("withdrawn", amount=outcome.result.get("amount", 0))
+
+    def _release_locks(self, head_time: int) -> None:
+        """Return to the free stake the locks of leases closed before their proof window ended
+        (a close after it releases the lock itself), once that window is over."""
+        waiting = self.records.awaiting_release()
+        if not waiting:
+            return
+        states = self.client.lease_states([lease.id for lease in waiting])
+        for lease in waiting:
+            state = states[lease.id]
+            if state.stake_released or state.slashed:
+                self.records.mark_released(lease.id)
+            elif head_time >= state.end + self._claim_window():
+                amount = self.client.release_stake(lease)
+                self.records.mark_released(lease.id)
+                self.log.info("stake_released", lease=lease.id, amount=amount)
+
+    def _claim_window(self) -> int:
+        if self.claim_window is None:
+            self.claim_window = self.client.claim_window()
+        return self.claim_window
 
     def _finish(self, row: JobRow, lease: Lease, state: LeaseState, head_time: int) -> int | None:
         """What an ended lease was paid, once that is all its last receipt is owed (close it);
@@ -435,7 +498,9 @@ class LeaseWork:
             else min(lease.escrow, lease.price_per_gpu_second * last.message.gpu_seconds_cumulative)
         )
         if state.paid >= owed:
-            return state.paid
+            # Paid up: closed once its proof window is over, so that the close also releases its
+            # stake lock (or the lab closes it first, which does the same).
+            return state.paid if head_time >= state.end + self._claim_window() else None
         best = self.records.best_voucher(lease.id)
         if best is not None and best.message.cumulative_amount >= owed:
             return None  # the next claim batch takes it
@@ -492,6 +557,12 @@ class LeaseWork:
     def stop_all(self) -> None:
         for lease_id in list(self.running):
             self._stop(lease_id, "the provider is shutting down")
+
+
+LAB_RECORD_EVENTS = frozenset(
+    {"LeaseOpened", "ClaimDisputed", "DisputeRuled", "ClaimFinalized", "LeaseSlashed"}
+)
+"""The events a lab's dispute record is folded from (none needs its block's timestamp)."""
 
 
 def _python() -> tuple[str, ...]:

@@ -47,7 +47,7 @@ MIGRATIONS: tuple[str, ...] = (
         lease_id BLOB PRIMARY KEY,
         terms BLOB NOT NULL,
         paid BLOB NOT NULL,
-        closed INTEGER NOT NULL DEFAULT 0,
+        closed INTEGER NOT NULL DEFAULT 0,  -- 0 open, 1 closed, 2 closed and its lock released
         created REAL NOT NULL
     );
     CREATE TABLE receipts (

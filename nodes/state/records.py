@@ -66,8 +66,21 @@ class Records:
         return blob_uint(rows[0]["paid"]) if rows else 0
 
     def mark_closed(self, lease_id: bytes) -> None:
+        """The lease closed; its stake lock may still be held (see :meth:`awaiting_release`)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE leases SET closed = 1 WHERE lease_id = ?", (lease_id,))
+            conn.execute(
+                "UPDATE leases SET closed = 1 WHERE lease_id = ? AND closed = 0", (lease_id,)
+            )
+
+    def awaiting_release(self) -> list[Lease]:
+        """Closed leases whose stake lock was not seen released yet."""
+        rows = self.db.query("SELECT terms FROM leases WHERE closed = 1 ORDER BY created")
+        return [codec.decode_as(r["terms"], Lease) for r in rows]
+
+    def mark_released(self, lease_id: bytes) -> None:
+        """The lease's stake lock went back to the provider (or a slash took it)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE leases SET closed = 2 WHERE lease_id = ?", (lease_id,))
 
     # --- receipts ----------------------------------------------------------------------------
 

@@ -7,10 +7,15 @@ claim for a receipt it never verified (and a provider it cannot reach to fetch i
 it, posting the market's bond; it then closes the lease, the disputed amount held back in
 escrow. The lease names no arbiter, so nothing can rule for the lab: the provider agent,
 restarted, collects the claim and the lab's bond at the ruling deadline.
+
+A second provider, configured to refuse labs that lost a dispute, then gives up at once a lease
+the same lab opens with it: the lab is refunded all, the provider owes and is owed nothing, and
+its stake lock comes back after the lease's proof window.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 
@@ -18,10 +23,12 @@ import pytest
 
 from market.chain.deploy import MarketParams
 from market.chain.devnet import Devnet
+from market.matching import Submission
 from market.protocol import codec
 from market.protocol.types import Lease, LeaseStatus, Signed, Voucher
 from market.roles import Lab
 from nodes.localnet import USD, LocalMarket, command_job
+from nodes.relay import RelayClient
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -107,3 +114,34 @@ def test_a_lab_dispute_without_a_ruling_pays_the_provider_the_claim_and_the_bond
         if e.name == "Withdrawn" and e.args["account"] == lease.provider
     ]
     assert sum(withdrawn) >= claim + bond - reader.client.withdrawable(lease.provider)
+
+    # The lab has lost a dispute: a provider refusing such labs gives its next lease up at once.
+    strict = net.start_provider(
+        1, [relay.url], model="D1-80GB", price=PRICE, agent="max_lab_disputes_lost = 0\n"
+    )
+    bid = reader.bid("D1-80GB", gpus=1, max_price_per_gpu_second=PRICE, duration=LEASE_S)
+    reader.fund(PRICE * LEASE_S)
+
+    async def submit() -> None:
+        async with RelayClient(relay.url) as client:
+            (result,) = await client.submit([Submission(bid)])
+            assert result.accepted, result
+
+    asyncio.run(submit())
+    strict_log = strict.log.read_text
+    wait_until(lambda: " lab_refused " in strict_log(encoding="utf-8"), 90, "the refusal")
+    assert " disputes_lost=1 " in strict_log(encoding="utf-8")
+    wait_until(lambda: " lease_given_up " in strict_log(encoding="utf-8"), 30, "the close")
+    opened = [e for e in reader.client.events() if e.name == "LeaseOpened"]
+    given_up = opened[-1].args["lease"]
+    assert given_up.provider == strict.address
+    (gave_up,) = [
+        e.args
+        for e in reader.client.events()
+        if e.name == "LeaseClosed" and e.args["lease_id"] == given_up.id
+    ]
+    assert (gave_up["paid"], gave_up["refund"]) == (0, given_up.escrow)
+    # The lock of a lease closed early comes back once its proof window is over.
+    wait_until(lambda: " stake_released " in strict_log(encoding="utf-8"), 90, "the release")
+    info = reader.client.provider_info(strict.address)
+    assert info.locked == 0
