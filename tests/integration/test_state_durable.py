@@ -236,7 +236,7 @@ def test_optimistic_claim_posted_and_finalized_across_crashes_is_paid_once(
     with pytest.raises(Crash):
         chain_at("intent_written").run(FinalizeClaim(lease))
     (finalized,) = chain_at().reconcile()
-    assert finalized.result == {"amount": worth}
+    assert finalized.result == {"amount": worth, "bond": 0}  # undisputed: no bond
     assert chain_at().run(FinalizeClaim(lease)).status == "obsolete"
     assert claims_of(env, lease) == [worth]
     assert leased.provider.withdrawable() == worth
