@@ -869,7 +869,8 @@ class MarketClient:
 
     def dispute_claim(self, lease: Lease) -> None:
         """Dispute the lease's pending claim within its challenge window (lab only), posting the
-        bond (``dispute_bond_bps`` of the disputed amount, approved here); a no-op when no claim
+        bond (``dispute_bond_bps`` of the disputed amount, approved here on top of the allowance
+        the lab had); a no-op when no claim
         is pending or it is disputed already. Unless a proof or the lease's arbiter settles it for
         the lab by the ruling deadline, the claim and the bond then pay the provider."""
         pending = self.pending_claim(lease.id)
@@ -877,8 +878,8 @@ class MarketClient:
             return
         paid = self.lease_state(lease.id).paid
         bond = max(pending.amount - paid, 0) * self.dispute_bond_bps() // 10_000
-        if bond:
-            self.approve(bond, self.market.address)
+        if bond:  # on top of the allowance: the bond must not eat what was allowed for escrow
+            self.approve(self.allowance(self.address) + bond, self.market.address)
         self._send(self.market, "disputeClaim", lease.as_tuple())
 
     def rule_dispute(self, lease: Lease, *, for_provider: bool) -> None:
