@@ -431,12 +431,13 @@ def make_machine(
         )
         def start_trading(self, extras: tuple[int, int], terms: tuple[Terms, Terms]) -> None:
             """Two providers are registered from the start, staking enough for a lease each, so
-            that every run has leases to pay, claim on, dispute and slash; the third provider
-            registers only when the register rule runs (until then, leases against it are
-            refused)."""
+            that every run has leases to pay, claim on, dispute and slash, the second one the
+            wallet lab's; the third provider registers only when the register rule runs (until
+            then, leases against it are refused)."""
             self._step()
             for p, extra, t in zip(PROVIDERS, extras, terms, strict=False):
                 lab, gpus, price, duration, arbitrated, charge = t
+                lab = WALLET_LAB if p == PROVIDERS[1] else lab
                 self._register(p, MIN_STAKE + extra + _lock_of(gpus * price * duration))
                 self._trade(p, self.labs[lab], gpus, price, duration, arbitrated, charge)
 
@@ -1147,11 +1148,24 @@ def make_machine(
                 self._wait_for(closes_at, release)
                 self._release_stake(model, party)
 
-        @rule(who=st.sampled_from((*ACTORS, TREASURY)), when=WHEN)
-        def withdraw(self, who: int, when: int | None) -> None:
+        @rule(
+            who=st.sampled_from((*ACTORS, TREASURY)),
+            vesting=st.booleans(),
+            when=st.sampled_from((None, -2, -1, 0, 1, 2)),
+        )
+        def withdraw(self, who: int, vesting: bool, when: int | None) -> None:
             """An account takes out its credit at once, and the stake slashed to it once
-            vested."""
+            vested: ``who``, or (``vesting``) the first account from ``who`` on with slashed
+            stake still vesting, if any, ``when`` seconds from its vesting."""
             self._step()
+            if vesting:
+                now = self.reader.chain_time()
+                order = [*ACTORS, TREASURY]
+                order = order[order.index(who) :] + order[: order.index(who)]
+                still_vesting = (
+                    i for i in order if self.ledger.vests[self._party(i).address] > now
+                )
+                who = next(still_vesting, who)
             party = self._party(who)
             a = party.address
             credit, slashed, vests = (
@@ -1618,16 +1632,27 @@ def make_machine(
             proof=st.sampled_from(PROOFS),
             excess=st.integers(1, 10**6),
             pick=st.integers(0, 2**16),
+            closed=st.booleans(),
         )
         def prove_cheating(
-            self, ref: LeaseRef, who: int, proof: str, excess: int, pick: int
+            self, ref: LeaseRef, who: int, proof: str, excess: int, pick: int, closed: bool
         ) -> None:
             """The provider cheats and anyone proves it, slashing the lease's stake lock to the
             lab: it signs a second, different receipt for a seq of its chain (a fork told to
             someone else), or an inflated receipt. Its honest receipts prove nothing, and no
-            proof slashes once the lock was released."""
+            proof slashes once the lock was released. The lease is preferably one whose lock is
+            not released, closed or not (``closed``)."""
             self._step()
-            if (model := self._lease(ref, lambda m: not m.stake_released)) is None:
+
+            def locked(m: LeaseModel) -> bool:
+                return not m.stake_released
+
+            def wanted(m: LeaseModel) -> bool:
+                return locked(m) and (m.status == "closed") == closed
+
+            leases = self.ledger.leases.values()
+            prefer = wanted if any(wanted(m) for m in leases) else locked
+            if (model := self._lease(ref, prefer)) is None:
                 return
             lease = model.lease
             prover = self._party(who)
@@ -1963,17 +1988,15 @@ REACHED = (
     "lease opened", "lease opened (rental)", "lease opened (metered)", "batch opened",
     "auction cleared", "a wallet lab leased", "a wallet lab's voucher claimed",
     "lease opened on a stake backing other leases", "lease opened with an arbiter",
-    "lease opened with a minimum charge", "batch locked one stake twice", "nonce floor raised",
-    "voucher claimed", "terminated", "closed by the provider", "closed by the lab",
-    "closed paying the minimum charge", "withdrawn", "stake withdrawn", "claim posted",
-    "receipt already pending: nothing sent", "claim finalized", "slashed",
+    "lease opened with a minimum charge", "voucher claimed", "terminated",
+    "closed by the provider", "closed by the lab", "closed paying the minimum charge",
+    "withdrawn", "stake withdrawn", "claim posted", "receipt already pending: nothing sent",
+    "claim finalized", "slashed",
     "MarketProviderNotRegistered", "MarketProviderStakeTooLow", "MarketStakeLockUncovered",
-    "MarketSelfDealing", "MarketLeaseEnded", "MarketLeaseNotOpen", "MarketLeaseNotClosed",
+    "MarketSelfDealing", "MarketMinChargeTooHigh", "MarketLeaseEnded", "MarketLeaseNotOpen",
     "MarketNothingToWithdraw", "MarketNoPendingClaim", "MarketNotLab", "MarketNotProvider",
     "MarketNothingToClaim", "MarketClaimNotRaised", "MarketChallengeWindowClosed",
-    "MarketClaimWindowOpen", "MarketLeaseAlreadySlashed", "MarketStakeReleased",
-    "MarketUsagePossible", "RegistryNotWithdrawable", "RegistryUnstakeExceedsFree",
-    "MarketMinChargeTooHigh", "MarketClearingPriceBelowAsk", "MarketClearingPriceAboveBid",
+    "MarketLeaseAlreadySlashed", "MarketStakeReleased", "RegistryNotWithdrawable",
 )  # fmt: skip
 REACHED_IN_A_LONG_RUN = (
     "claim replaced", "claim finalized at readyAt", "claim disputed",
@@ -1981,7 +2004,9 @@ REACHED_IN_A_LONG_RUN = (
     "withdrawn with slashed stake", "MarketReceiptNotNewer",
     "closed by the lab as the claim window ended", "stake withdrawn at the unbonding's end",
     "withdrawn while slashed stake vests", "withdrawn with slashed stake as it vested",
-    "fees withdrawn", "unstake refused: the stake is locked",
+    "fees withdrawn", "unstake refused: the stake is locked", "batch locked one stake twice",
+    "nonce floor raised", "MarketLeaseNotClosed", "MarketClaimWindowOpen", "MarketUsagePossible",
+    "RegistryUnstakeExceedsFree", "MarketClearingPriceBelowAsk", "MarketClearingPriceAboveBid",
     "closed early by the provider: no minimum charge", "closed holding a disputed amount back",
     "closed before the proof window ended: stake still locked", "stake released",
     "stake released as the proof window ended", "voucher claimed while a dispute is open",
