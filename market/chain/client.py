@@ -64,6 +64,7 @@ from market.protocol.types import (
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 10.0
 READ_BATCH = 500
+MAX_ALLOWANCE = 2**256 - 1  # an ERC-20 allowance that is never spent
 """Calls per JSON-RPC batch request of :meth:`MarketClient.lease_states`."""
 _ERROR_NAMES = {cls.SELECTOR: cls.__name__ for cls in ERRORS.values()}
 
@@ -870,16 +871,19 @@ class MarketClient:
     def dispute_claim(self, lease: Lease) -> None:
         """Dispute the lease's pending claim within its challenge window (lab only), posting the
         bond (``dispute_bond_bps`` of the disputed amount, approved here on top of the allowance
-        the lab had); a no-op when no claim
-        is pending or it is disputed already. Unless a proof or the lease's arbiter settles it for
+        the lab had, unless that is unlimited); a no-op when no claim is pending or it is disputed
+        already. Unless a proof or the lease's arbiter settles it for
         the lab by the ruling deadline, the claim and the bond then pay the provider."""
         pending = self.pending_claim(lease.id)
         if pending is None or pending.disputed:
             return
         paid = self.lease_state(lease.id).paid
         bond = max(pending.amount - paid, 0) * self.dispute_bond_bps() // 10_000
-        if bond:  # on top of the allowance: the bond must not eat what was allowed for escrow
-            self.approve(self.allowance(self.address) + bond, self.market.address)
+        allowance = self.allowance(self.address)
+        # On top of the allowance: the bond must not eat what was allowed for escrow. An allowance
+        # of 2^256 - 1 is unlimited (OpenZeppelin's ERC-20 never spends it) and needs nothing.
+        if bond and allowance < MAX_ALLOWANCE:
+            self.approve(min(allowance + bond, MAX_ALLOWANCE), self.market.address)
         self._send(self.market, "disputeClaim", lease.as_tuple())
 
     def rule_dispute(self, lease: Lease, *, for_provider: bool) -> None:

@@ -319,8 +319,8 @@ def make_machine(
             owner = devnet.accounts[WALLET_LAB]
             wallet = deploy_wallet(env, owner.address).address  # funded, approving the market
             self.labs[WALLET_LAB] = Lab(env.client(owner, wallet=wallet), SigningKey(owner.key))
-            # As much as the other labs allow, not all: a dispute approves its bond on top of the
-            # allowance (MarketClient.dispute_claim), which cannot exceed 2^256 - 1.
+            # As much as the other labs allow, not unlimited: a dispute then approves its bond on
+            # top of the allowance (MarketClient.dispute_claim), a block _dispute_lead counts.
             approve = contracts.token.encode_abi("approve", args=[contracts.market.address, 2**255])
             self.labs[WALLET_LAB].client.transactor.send(contracts.token.address, approve)
             self.arbiter = env.lab(ARBITER)

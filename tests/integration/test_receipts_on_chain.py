@@ -367,6 +367,22 @@ def test_a_dispute_left_unresolved_pays_the_provider_the_claim_and_the_bond(
     assert lab.withdraw() == lease.escrow - claim
 
 
+def test_a_lab_with_an_unlimited_allowance_disputes_without_a_new_approval(
+    env: MarketEnv, pair: tuple[Provider, Lab]
+) -> None:
+    provider, lab = pair
+    lab.fund(2**256 - 1)  # unlimited: adding the bond on top would overflow uint256
+    lease = _lease(provider, lab)
+    claim = provider.post_receipt(lease, _full_use(env, _chain(provider, lease), 100)).amount
+    l0, block = lab.balance(), env.devnet.web3().eth.block_number
+    lab.dispute(lease)
+    bond = claim * lab.client.dispute_bond_bps() // 10_000
+    assert lab.balance() == l0 - bond
+    assert lab.pending_claim(lease).disputed  # type: ignore[union-attr]
+    assert env.devnet.web3().eth.block_number == block + 1  # the dispute alone, no approval
+    assert lab.client.allowance(lab.address) == 2**256 - 1
+
+
 def test_a_posted_receipt_that_contradicts_the_labs_copy_is_disputed_and_slashed(
     env: MarketEnv, pair: tuple[Provider, Lab]
 ) -> None:
