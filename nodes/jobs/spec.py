@@ -4,6 +4,8 @@ The spec travels sealed to the provider (``SubmitJob``); its plaintext is one ms
 
     {"v": 1, "kind": "matmul", "labKey": <32-byte X25519 public key>,
      "params": {"n": 128, "seed": 7, "rounds": 16}}
+    {"v": 1, "kind": "train", "labKey": ..., "params": {"seed": 7, "segments": 100, "steps": 200,
+     "width": 32}}
     {"v": 1, "kind": "command", "labKey": ..., "params": {"argv": ["python", "-c", "..."]}}
 
 The lab's bid commits to it: ``Bid.job_spec_hash`` is the keccak256 of exactly these bytes, so the
@@ -12,6 +14,9 @@ provider runs only a job the lab signed for, and outputs are sealed to the key i
 * ``matmul``: ``rounds`` integer products ``A_k @ B_k`` of ``n x n`` matrices drawn from
   ``seed + k`` (:func:`nodes.jobs.matmul.matrices`), written one after the other as int64
   little-endian; the lab checks each with Freivalds' algorithm.
+* ``train``: a deterministic training run in ``segments`` segments (:mod:`nodes.jobs.train`),
+  writing a checkpoint after each; the lab re-executes a sample of segments from the checkpoint
+  before each and compares bytes.
 * ``command``: any argv, run in the provider's runtime; ``"python"`` as ``argv[0]`` is the
   provider's Python interpreter. A deterministic command is checked by running it again.
 """
@@ -31,7 +36,12 @@ MAX_N: Final = 1024
 MAX_ROUNDS: Final = 100_000
 MAX_ARGS: Final = 64
 MAX_ARG_LEN: Final = 8192
-Kind = Literal["matmul", "command"]
+MAX_SEGMENTS: Final = 100_000
+MAX_STEPS: Final = 100_000
+MAX_WIDTH: Final = 256
+INPUTS: Final = 16
+"""Inputs of the training workload's model."""
+Kind = Literal["matmul", "train", "command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +56,27 @@ class MatmulParams:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainParams:
+    """A segmented training run (:mod:`nodes.jobs.train`): ``segments`` checkpoints, each after
+    ``steps`` steps of a model with ``width`` hidden units, from ``seed``."""
+
+    seed: int
+    segments: int
+    steps: int
+    width: int
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes of one checkpoint record: index and loss (int64 each), then the weights."""
+        return 16 + 8 * (INPUTS * self.width + self.width)
+
+
+@dataclass(frozen=True, slots=True)
 class CommandParams:
     argv: tuple[str, ...]
+
+
+Params = MatmulParams | TrainParams | CommandParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +84,22 @@ class JobSpec:
     """What the lab wants run, and the X25519 key its outputs are sealed to."""
 
     lab_key: bytes
-    params: MatmulParams | CommandParams
+    params: Params
 
     @property
     def kind(self) -> Kind:
-        return "matmul" if isinstance(self.params, MatmulParams) else "command"
+        if isinstance(self.params, MatmulParams):
+            return "matmul"
+        return "train" if isinstance(self.params, TrainParams) else "command"
 
     def encode(self) -> bytes:
         """The plaintext (canonical: the same spec always gives the same bytes)."""
         if isinstance(self.params, MatmulParams):
             p = self.params
             params: dict[str, object] = {"n": p.n, "seed": p.seed, "rounds": p.rounds}
+        elif isinstance(self.params, TrainParams):
+            t = self.params
+            params = {"seed": t.seed, "segments": t.segments, "steps": t.steps, "width": t.width}
         else:
             params = {"argv": list(self.params.argv)}
         packed: bytes = msgpack.packb(
@@ -97,10 +131,12 @@ class JobSpec:
             raise DecodeError("job spec: params must be a map")
         if tree["kind"] == "matmul":
             spec = cls(key, _matmul(params))
+        elif tree["kind"] == "train":
+            spec = cls(key, _train(params))
         elif tree["kind"] == "command":
             spec = cls(key, _command(params))
         else:
-            raise DecodeError(f"job spec: unknown kind {tree['kind']!r} (matmul or command)")
+            raise DecodeError(f"job spec: unknown kind {tree['kind']!r} (matmul, train or command)")
         if spec.encode() != data:
             raise DecodeError("job spec: not in canonical form")
         return spec
@@ -123,6 +159,17 @@ def _matmul(params: dict[str, object]) -> MatmulParams:
     )
 
 
+def _train(params: dict[str, object]) -> TrainParams:
+    if set(params) != {"seed", "segments", "steps", "width"}:
+        raise DecodeError("job spec: train params are exactly seed, segments, steps, width")
+    return TrainParams(
+        _int(params, "seed", 0, 2**63 - 1),
+        _int(params, "segments", 1, MAX_SEGMENTS),
+        _int(params, "steps", 1, MAX_STEPS),
+        _int(params, "width", 1, MAX_WIDTH),
+    )
+
+
 def _command(params: dict[str, object]) -> CommandParams:
     argv = params.get("argv")
     if set(params) != {"argv"} or not isinstance(argv, list) or not 1 <= len(argv) <= MAX_ARGS:
@@ -132,4 +179,4 @@ def _command(params: dict[str, object]) -> CommandParams:
     return CommandParams(tuple(argv))
 
 
-__all__ = ["CommandParams", "JobSpec", "MatmulParams"]
+__all__ = ["CommandParams", "JobSpec", "MatmulParams", "Params", "TrainParams"]

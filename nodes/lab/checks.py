@@ -9,6 +9,11 @@ once its receipt verified, *before* the lab pays for it, and told when the job h
   fixed only once the provider signed), is checked with Freivalds' algorithm
   (:func:`nodes.jobs.matmul.check_product`). More bytes than ``rounds`` products is a failure;
   at the finish, exactly ``rounds`` products must have arrived.
+* ``train``: each checkpoint completed in the period is known by segment index ``k``; a sample
+  of them, drawn as for matmul, is re-executed from the checkpoint before it
+  (:func:`nodes.jobs.train.run_segment`) and must come out byte for byte. A provider that fakes a
+  fraction ``f`` of the segments passes a period's ``s`` samples with probability at most
+  ``(1 - f) ** s``. As for matmul, the finish needs all ``segments`` checkpoints.
 * ``command``: the lab runs the argv itself alongside the provider (:class:`CommandRerun`,
   ``python`` as ``argv[0]`` meaning this interpreter, stopped at the lease's end like the
   provider's run) and compares as both go: each period's output must be the rerun's next bytes;
@@ -34,7 +39,8 @@ from typing import Protocol
 from market.errors import AuditError
 from market.receipts.sampling import audit_seed, sample_indices
 from nodes.jobs.matmul import check_product
-from nodes.jobs.spec import JobSpec, MatmulParams
+from nodes.jobs.spec import JobSpec, MatmulParams, TrainParams
+from nodes.jobs.train import run_segment
 from nodes.provider.runtime import die_with_parent
 
 
@@ -123,6 +129,74 @@ class MatmulCheck:
             raise OutputCheckFailed(
                 seq, self.received, f"ends early: {self.total} bytes expected ({self.params.rounds}"
                 " products)",
+            )  # fmt: skip
+
+
+class TrainCheck:
+    """Re-execution of a sample of each period's completed training segments."""
+
+    def __init__(self, params: TrainParams, audit_secret: bytes, samples: int) -> None:
+        if samples < 1:
+            raise ValueError(f"re-execute at least one segment per period, got {samples}")
+        self.params = params
+        self.audit_secret = audit_secret
+        self.samples = samples
+        self.received = 0
+        self.checked: list[int] = []
+        self._partial = b""  # the bytes of the checkpoint being received
+        self._previous: bytes | None = None  # the last complete checkpoint before _partial
+
+    @property
+    def total(self) -> int:
+        return self.params.segments * self.params.record_bytes
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.total
+
+    def resume(self, output: bytes) -> None:
+        size = self.params.record_bytes
+        self.received = len(output)
+        done = len(output) // size
+        self._partial = output[done * size :]
+        self._previous = output[(done - 1) * size : done * size] if done else None
+
+    def feed(self, seq: int, receipt_hash: bytes, data: bytes) -> None:
+        if self.received + len(data) > self.total:
+            raise OutputCheckFailed(
+                seq, self.total, f"runs past the {self.params.segments} segments the job makes"
+            )
+        size = self.params.record_bytes
+        first = self.received // size  # the segment that data starts in (or continues)
+        stream = self._partial + data
+        done = len(stream) // size
+        self.received += len(data)
+        previous = self._previous
+        self._partial = stream[done * size :]
+        if done == 0:
+            return
+        self._previous = stream[(done - 1) * size : done * size]
+        picks = sample_indices(audit_seed(receipt_hash, self.audit_secret), done, self.samples)
+        for i in sorted(picks):
+            k = first + i
+            before = previous if i == 0 else stream[(i - 1) * size : i * size]
+            if k > 0 and before is None:  # cannot happen: the stream is fed in order
+                raise OutputCheckFailed(seq, k * size, f"segment {k} has no checkpoint before it")
+            try:
+                expected = run_segment(self.params, k, before if k > 0 else None)
+            except ValueError as exc:
+                raise OutputCheckFailed(
+                    seq, (k - 1) * size, f"is not a checkpoint ({exc})"
+                ) from exc
+            if stream[i * size : (i + 1) * size] != expected:
+                raise OutputCheckFailed(seq, k * size, f"is not segment {k} (re-executed)")
+            self.checked.append(k)
+
+    def finish(self, seq: int) -> None:
+        if not self.complete:
+            raise OutputCheckFailed(
+                seq, self.received, f"ends early: {self.total} bytes expected "
+                f"({self.params.segments} segments)",
             )  # fmt: skip
 
 
@@ -226,6 +300,8 @@ def make_check(
     """The check for ``spec``'s kind; a command check compares with the lab's ``rerun``."""
     if isinstance(spec.params, MatmulParams):
         return MatmulCheck(spec.params, audit_secret, samples)
+    if isinstance(spec.params, TrainParams):
+        return TrainCheck(spec.params, audit_secret, samples)
     if rerun is None:
         raise ValueError("a command check needs the lab's rerun of the command")
     return CommandCheck(rerun)
@@ -238,6 +314,7 @@ __all__ = [
     "OutputCheckFailed",
     "CommandRerun",
     "NotYetCheckable",
+    "TrainCheck",
     "local_argv",
     "make_check",
 ]

@@ -29,7 +29,8 @@ A complete file (relative paths are relative to the file's folder)::
     port = 0                               # 0: a free port
     fund = 5000000                         # allowance to approve; default: the bids' escrow
     bid_ttl_s = 3600                       # a bid's validity in chain seconds
-    audit_samples = 44                     # matmul products checked per period (Freivalds)
+    audit_samples = 44                     # per period: matmul products checked (Freivalds),
+                                           # training segments re-executed
 
     [[jobs]]
     model = "H100-80GB"
@@ -48,6 +49,17 @@ A complete file (relative paths are relative to the file's folder)::
     n = 128
     seed = 7
     rounds = 16
+
+    [[jobs]]
+    model = "H100-80GB"
+    gpus = 1
+    max_price_per_gpu_second = 3
+    duration = 600
+    kind = "train"                         # seed, segments, steps, width: a training run
+    seed = 7                               # checkpointed per segment, segments re-executed
+    segments = 100
+    steps = 200
+    width = 32
 
     [[jobs]]
     model = "H100-80GB"
@@ -90,7 +102,19 @@ from market.errors import ConfigError
 from market.matching import NO_REQUIREMENTS, Constraint, Requirements
 from market.protocol.types import UINT32_MAX, Billing, checksum_address
 from market.receipts import DEFAULT_SAMPLES
-from nodes.jobs.spec import MAX_ARG_LEN, MAX_ARGS, MAX_N, MAX_ROUNDS, CommandParams, MatmulParams
+from nodes.jobs.spec import (
+    MAX_ARG_LEN,
+    MAX_ARGS,
+    MAX_N,
+    MAX_ROUNDS,
+    MAX_SEGMENTS,
+    MAX_STEPS,
+    MAX_WIDTH,
+    CommandParams,
+    MatmulParams,
+    Params,
+    TrainParams,
+)
 from nodes.provider.config import (
     ChainConfig,
     KeyConfig,
@@ -101,7 +125,7 @@ from nodes.provider.config import (
 )
 from nodes.provider.config_fields import REQUIRED, Table
 
-JobParams = MatmulParams | CommandParams
+JobParams = Params
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,11 +274,17 @@ def _job(t: Table) -> JobConfig:
             _bounded(t, "n", 1, MAX_N), _bounded(t, "seed", 0, 2**63 - 1),
             _bounded(t, "rounds", 1, MAX_ROUNDS),
         )  # fmt: skip
+    elif kind == "train":
+        t.expect((*_JOB_COMMON, "seed", "segments", "steps", "width"))
+        params = TrainParams(
+            _bounded(t, "seed", 0, 2**63 - 1), _bounded(t, "segments", 1, MAX_SEGMENTS),
+            _bounded(t, "steps", 1, MAX_STEPS), _bounded(t, "width", 1, MAX_WIDTH),
+        )  # fmt: skip
     elif kind == "command":
         t.expect((*_JOB_COMMON, "argv"))
         params = CommandParams(_argv(t))
     else:
-        raise t.error("kind", f'must be "matmul" or "command", got {kind!r}')
+        raise t.error("kind", f'must be "matmul", "train" or "command", got {kind!r}')
     return JobConfig(
         model=t.gpu_model("model"),
         gpus=t.integer("gpus", minimum=1),

@@ -48,7 +48,7 @@ from market.protocol.signing import SigningKey
 from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
 from market.reputation import LabRecord, ReputationBook
 from market.sealing import Purpose, associated_data, seal
-from nodes.jobs import JobSpec, MatmulParams
+from nodes.jobs import JobSpec, MatmulParams, TrainParams
 from nodes.logs import EventLogger
 from nodes.metrics import Metrics
 from nodes.provider.config import ProviderConfig
@@ -241,14 +241,7 @@ class LeaseWork:
             self.log.info("job_started", lease=row.lease_id, kind=spec.kind)
 
     def _launch(self, row: JobRow, spec: JobSpec) -> _Running:
-        if isinstance(spec.params, MatmulParams):
-            p = spec.params
-            argv: tuple[str, ...] = (
-                *_python(), "-m", "nodes.jobs.matmul", str(p.n), str(p.seed), str(p.rounds)
-            )  # fmt: skip
-        else:
-            first, *rest = spec.params.argv
-            argv = (*_python(), *rest) if first == "python" else (first, *rest)
+        argv = job_argv(spec)
         limits = self.config.jobs
         folder = self.workdir / row.lease_id.hex()
         devices = self._devices(row.model, row.gpus)
@@ -570,4 +563,17 @@ def _python() -> tuple[str, ...]:
     return (sys.executable,)
 
 
-__all__ = ["INTERRUPTED", "LeaseWork", "ProviderMetrics"]
+def job_argv(spec: JobSpec) -> tuple[str, ...]:
+    """The command that runs ``spec``: the workloads of :mod:`nodes.jobs` by module, a command
+    as given (``python`` as ``argv[0]`` being this agent's interpreter)."""
+    p = spec.params
+    if isinstance(p, MatmulParams):
+        return (*_python(), "-m", "nodes.jobs.matmul", str(p.n), str(p.seed), str(p.rounds))
+    if isinstance(p, TrainParams):
+        args = (str(p.seed), str(p.segments), str(p.steps), str(p.width))
+        return (*_python(), "-m", "nodes.jobs.train", *args)
+    first, *rest = p.argv
+    return (*_python(), *rest) if first == "python" else (first, *rest)
+
+
+__all__ = ["INTERRUPTED", "LeaseWork", "ProviderMetrics", "job_argv"]
