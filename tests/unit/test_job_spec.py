@@ -9,14 +9,21 @@ from hypothesis import strategies as st
 
 from market.errors import DecodeError
 from market.protocol.keccak import keccak
-from nodes.jobs import CommandParams, JobSpec, MatmulParams
+from nodes.jobs import CommandParams, JobSpec, MatmulParams, TrainParams
 from nodes.jobs.matmul import check_product, product
-from nodes.jobs.spec import MAX_ARGS, MAX_N
+from nodes.jobs.spec import MAX_ARGS, MAX_N, MAX_SEGMENTS, MAX_STEPS, MAX_WIDTH
 
 pytestmark = pytest.mark.unit
 KEY = b"\x07" * 32
 MATMUL = st.builds(
     MatmulParams, st.integers(1, MAX_N), st.integers(0, 2**63 - 1), st.integers(1, 100_000)
+)
+TRAIN = st.builds(
+    TrainParams,
+    st.integers(0, 2**63 - 1),
+    st.integers(1, MAX_SEGMENTS),
+    st.integers(1, MAX_STEPS),
+    st.integers(1, MAX_WIDTH),
 )
 COMMAND = st.builds(
     CommandParams,
@@ -30,7 +37,7 @@ COMMAND = st.builds(
 )
 
 
-@given(st.one_of(MATMUL, COMMAND))
+@given(st.one_of(MATMUL, TRAIN, COMMAND))
 def test_every_spec_round_trips_through_its_canonical_bytes(params: object) -> None:
     spec = JobSpec(KEY, params)  # type: ignore[arg-type]
     data = spec.encode()
@@ -43,6 +50,7 @@ def _pack(tree: object) -> bytes:
     return packed
 
 
+TRAIN_GOOD = {"seed": 1, "segments": 4, "steps": 2, "width": 3}
 GOOD = {"v": 1, "kind": "matmul", "labKey": KEY, "params": {"n": 8, "seed": 1, "rounds": 2}}
 
 
@@ -60,6 +68,10 @@ GOOD = {"v": 1, "kind": "matmul", "labKey": KEY, "params": {"n": 8, "seed": 1, "
         ({"kind": "command", "params": {"argv": []}}, "argv"),
         ({"kind": "command", "params": {"argv": ["a\0b"]}}, "non-empty string"),
         ({"extra": 1}, "exactly v, kind, labKey, params"),
+        ({"kind": "train"}, "exactly seed, segments, steps, width"),
+        ({"kind": "train", "params": TRAIN_GOOD | {"width": MAX_WIDTH + 1}}, "params.width"),
+        ({"kind": "train", "params": TRAIN_GOOD | {"segments": 0}}, "params.segments"),
+        ({"kind": "train", "params": TRAIN_GOOD | {"steps": MAX_STEPS + 1}}, "params.steps"),
     ],
 )
 def test_malformed_specs_are_refused_with_a_typed_error(
