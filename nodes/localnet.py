@@ -56,6 +56,8 @@ class Daemon:
     argv: tuple[str, ...]
     env: dict[str, str]
     log: Path
+    module: str = "nodes.cli"
+    """What ``python -m`` runs: the CLI, or a stand-in for it (``bench.cheating_provider``)."""
     proc: subprocess.Popen[str] | None = None
     ready_line: str = ""
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -159,8 +161,10 @@ class LocalMarket:
     def _env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, PASSWORD_ENV: PASSWORD, **extra}
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Daemon:
-        daemon = Daemon(name, tuple(argv), env, self.folder / f"{name}.log")
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str], module: str = "nodes.cli"
+    ) -> Daemon:
+        daemon = Daemon(name, tuple(argv), env, self.folder / f"{name}.log", module)
         self.daemons.append(daemon)
         self._launch(daemon)
         return daemon
@@ -176,7 +180,7 @@ class LocalMarket:
         d.ready_line = ""
         d._ready = threading.Event()
         d.proc = subprocess.Popen(
-            [sys.executable, "-m", "nodes.cli", *d.argv],
+            [sys.executable, "-m", d.module, *d.argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -269,12 +273,15 @@ class LocalMarket:
         rpc_url: str | None = None,
         model: str | None = None,
         billing: Sequence[str] = ("rental",),
+        module: str = "nodes.cli",
+        env: dict[str, str] | None = None,
     ) -> Daemon:
         """Provider ``i``: ``gpus`` GPUs of ``model`` (default ``MODELS[i % 2]``) at ``price``,
         offered for the ``billing`` modes (``rental``, ``metered``); ``agent`` is extra TOML for
         its ``[agent]`` table (a key it sets replaces the default); ``rpc_url`` replaces the
-        devnet's. It serves on a port of its own,
-        kept across restarts, as the endpoint it registers on-chain is."""
+        devnet's; ``module`` is what ``python -m`` runs (a stand-in for the CLI, with ``env``
+        added to its environment). It serves on a port of its own, kept across restarts, as the
+        endpoint it registers on-chain is."""
         name = f"provider{i}"
         defaults = {
             "port": str(free_port()),
@@ -297,7 +304,8 @@ class LocalMarket:
             f"[agent]\n{agent_keys}{agent}"
         )
         config = self._config(name, self.provider_account(i), relays, rpc_url, body)
-        return self.start(name, ["provider", "--config", config.name], self._env())
+        argv = ["provider", "--config", config.name]
+        return self.start(name, argv, self._env(**(env or {})), module)
 
     def start_lab(
         self,
@@ -309,14 +317,16 @@ class LocalMarket:
         rpc_url: str | None = None,
         voucher_key: LocalAccount | None = None,
         wallet: str | None = None,
+        lab_config: str = "",
     ) -> Daemon:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
-        :func:`command_job`); ``voucher_key`` signs its vouchers (its bids name it) instead of
-        the lab's own key. With ``wallet`` (a contract wallet deployed beforehand, owned by
-        :meth:`lab_account` ``i``) the lab acts for the wallet (``[key] wallet``), which is
-        funded instead of the owner's account (the owner pays only gas)."""
+        :func:`train_job`, :func:`command_job`); ``voucher_key`` signs its vouchers (its bids
+        name it) instead of the lab's own key. With ``wallet`` (a contract wallet deployed
+        beforehand, owned by :meth:`lab_account` ``i``) the lab acts for the wallet (``[key]
+        wallet``), which is funded instead of the owner's account (the owner pays only gas).
+        ``lab_config`` is more of its ``[lab]`` table (``audit_samples = 10``)."""
         name = f"lab{i}"
-        body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + "".join(jobs)
+        body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + lab_config + "".join(jobs)
         key = (
             ""
             if voucher_key is None
@@ -336,6 +346,16 @@ def matmul_job(model: str, *, gpus: int = 2, duration: int, seed: int, n: int = 
     return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
             f'duration = {duration}\nbilling = "{billing}"\nkind = "matmul"\nn = {n}\n'
             f"seed = {seed}\nrounds = {rounds}\n")  # fmt: skip
+
+
+def train_job(model: str, *, gpus: int = 2, duration: int, seed: int, segments: int = 20,
+              steps: int = 20, width: int = 16, max_price: int = 800,
+              billing: str = "rental") -> str:  # fmt: skip
+    """A ``[[jobs]]`` table: a training run of ``segments`` checkpoints, sampled segments
+    re-executed by the lab; ``billing`` is ``rental`` or ``metered``."""
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+            f'duration = {duration}\nbilling = "{billing}"\nkind = "train"\nseed = {seed}\n'
+            f"segments = {segments}\nsteps = {steps}\nwidth = {width}\n")  # fmt: skip
 
 
 def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int,
@@ -360,4 +380,5 @@ __all__ = [
     "LocalMarket",
     "command_job",
     "matmul_job",
+    "train_job",
 ]

@@ -16,9 +16,10 @@ the weights, int64 little-endian). The records are the job's output stream, so e
 ``outputRoot`` commits to the checkpoints of the segments it covers, and the lab re-executes any
 one of them from the checkpoint before it (:func:`run_segment`), never the whole job.
 
-``--skip F`` makes the job fake a fraction ``F`` of its segments (it writes the previous weights
-again instead of training): what a provider that skips work would send. Only the benchmarks of
-the lab's audit pass it; the agent never does.
+``--skip F`` makes the job fake a fraction ``F`` of its segments (:func:`fake_segments`: it
+writes the previous weights again instead of training): what a provider that skips work would
+send. Only the benchmark of the lab's audit (``bench.cheating_provider``) passes it; the agent
+never does.
 """
 
 from __future__ import annotations
@@ -128,18 +129,29 @@ def run_segment(params: TrainParams, k: int, previous: bytes | None) -> bytes:
     return encode_record(k, loss, weights)
 
 
+def fake_segments(params: TrainParams, fraction: float) -> frozenset[int]:
+    """The segments ``--skip fraction`` fakes: ``round(fraction * segments)`` of them (at least
+    one for any ``fraction > 0``), drawn from the seed."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"--skip is a fraction in [0, 1], got {fraction}")
+    if fraction == 0:
+        return frozenset()
+    count = max(1, round(fraction * params.segments))
+    return frozenset(random.Random(params.seed ^ 0x5EED).sample(range(params.segments), count))
+
+
 def main(argv: list[str]) -> int:
     skip = 0.0
     if argv[:1] == ["--skip"]:
         skip, argv = float(argv[1]), argv[2:]
     seed, segments, steps, width = (int(a) for a in argv)
     params = TrainParams(seed, segments, steps, width)
-    faker = random.Random(seed ^ 0x5EED)
+    faked = fake_segments(params, skip)
     weights = initial_weights(seed, width)
     out = sys.stdout.buffer
     loss = 0
     for k in range(segments):
-        if faker.random() >= skip:
+        if k not in faked:
             weights, loss = train_segment(params, k, weights)
         out.write(encode_record(k, loss, weights))
         out.flush()

@@ -11,7 +11,13 @@ import pytest
 
 from market.receipts.sampling import audit_seed, sample_indices
 from nodes.jobs.spec import JobSpec, TrainParams
-from nodes.jobs.train import decode_record, encode_record, initial_weights, run_segment
+from nodes.jobs.train import (
+    decode_record,
+    encode_record,
+    fake_segments,
+    initial_weights,
+    run_segment,
+)
 from nodes.lab.checks import OutputCheckFailed, TrainCheck, make_check
 
 pytestmark = pytest.mark.unit
@@ -77,7 +83,9 @@ def test_skip_fakes_segments_by_repeating_the_weights() -> None:
     wrong = [
         k for k in range(1, params.segments) if run_segment(params, k, records[k - 1]) != records[k]
     ]
-    assert 5 <= len(wrong) <= 35, wrong
+    assert wrong == sorted(fake_segments(params, 0.5) - {0})
+    assert len(fake_segments(params, 0.5)) == 20
+    assert len(fake_segments(params, 0.001)) == 1  # a cheater fakes at least one segment
 
 
 # --- the lab's check ---------------------------------------------------------------------------
