@@ -1,7 +1,7 @@
 """The lab's audit of training jobs measured end to end, through the daemons.
 
 python -m bench.audit_e2e [--cheated 100] [--honest 20] [--skip 0.1] [--samples 44]
-    -> bench/results/audit_e2e.json
+    -> bench/results/audit_e2e.json (audit_e2e_samples<s>.json at another --samples)
 
 A devnet, a relay, two provider agents and three lab clients, all processes on loopback
 (:class:`nodes.localnet.LocalMarket`). Every job is the same training run shape
@@ -14,7 +14,10 @@ between them), lab 2 only from the honest provider (``--honest`` jobs); each lab
 a seed fixed by the signed receipt, and stops paying, terminates and disputes on a mismatch.
 
 * ``detection_rate``: cheated leases the lab refused for a re-executed segment that did not
-  match, over cheated leases (goal >= 0.99 at the default rate); ``expected_detection`` is the
+  match, over cheated leases (goal >= 0.99 at the default rate); ``missed`` the cheated leases
+  whose job the lab verified and paid in full. A run in which any job did not finish within its
+  lease (``LEASE_S``; the lab ends a lease as soon as its job is verified or refused) is an
+  error, not a figure; ``expected_detection`` is the
   hypergeometric bound for one period holding the whole job (the job is fast, so its output
   usually arrives in one period): ``1 - C(S - F, s) / C(S, s)`` for ``S`` segments, ``F`` faked
   and ``s`` samples.
@@ -43,11 +46,12 @@ from market.chain.devnet import Devnet
 from market.protocol.types import Lease
 from nodes.jobs.spec import TrainParams
 from nodes.jobs.train import fake_segments
+from nodes.lab.config import DEFAULT_SAMPLES
 from nodes.localnet import LocalMarket, train_job
 
 ROOT = Path(__file__).resolve().parents[1]
 HONEST, CHEATER = "T0-80GB", "T1-80GB"
-LEASE_S = 10
+LEASE_S = 60
 SEGMENTS, STEPS, WIDTH = 100, 5, 8
 PRICE = 100
 
@@ -63,9 +67,11 @@ def expected_detection(segments: int, faked: int, samples: int) -> float:
     return 1 - math.comb(segments - faked, s) / math.comb(segments, s)
 
 
-def _failures(folder: Path, lab: str) -> list[str]:
+def _outcomes(folder: Path, lab: str) -> list[tuple[str, str]]:
+    """Each lease's job state and failure (empty when none), as the lab recorded them."""
     with sqlite3.connect(folder / lab / "state.sqlite") as db:
-        return [str(r[0]) for r in db.execute("SELECT failure FROM lab_leases").fetchall()]
+        rows = db.execute("SELECT job_state, failure FROM lab_leases").fetchall()
+    return [(str(state), str(failure)) for state, failure in rows]
 
 
 def run(cheated: int, honest: int, skip: float, samples: int) -> dict[str, float | int | str]:
@@ -129,13 +135,18 @@ def run(cheated: int, honest: int, skip: float, samples: int) -> dict[str, float
         finally:
             stop.set()
             net.stop_all()
-    failures = _failures(folder, "lab0") + _failures(folder, "lab1")
-    caught = sum("(re-executed)" in f for f in failures)
-    other = sum(bool(f) and "(re-executed)" not in f for f in failures)
-    false_alarms = sum(bool(f) for f in _failures(folder, "lab2"))
+    outcomes = _outcomes(folder, "lab0") + _outcomes(folder, "lab1")
+    caught = sum("(re-executed)" in failure for _, failure in outcomes)
+    other = sum(bool(failure) and "(re-executed)" not in failure for _, failure in outcomes)
+    missed = sum(state == "finished" and not failure for state, failure in outcomes)
+    unfinished = len(outcomes) - caught - other - missed
+    honest_outcomes = _outcomes(folder, "lab2")
+    false_alarms = sum(bool(failure) for _, failure in honest_outcomes)
     faked = len(fake_segments(TrainParams(0, SEGMENTS, STEPS, WIDTH), skip))
-    if len(cheated_leases) != cheated or len(failures) != cheated:
+    if len(cheated_leases) != cheated or len(outcomes) != cheated:
         raise SystemExit(f"{len(cheated_leases)} cheated leases opened, {cheated} expected")
+    if unfinished or sum(state == "finished" for state, _ in honest_outcomes) != honest:
+        raise SystemExit(f"jobs did not finish within their leases; logs in {folder}")
     return {
         "cheated_leases": cheated,
         "honest_leases": honest,
@@ -143,6 +154,7 @@ def run(cheated: int, honest: int, skip: float, samples: int) -> dict[str, float
         "faked_segments": faked,
         "audit_samples": samples,
         "caught": caught,
+        "missed": missed,
         "other_failures": other,
         "detection_rate": round(caught / cheated, 4),
         "expected_detection": round(expected_detection(SEGMENTS, faked, samples), 4),
@@ -157,10 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cheated", type=int, default=100)
     parser.add_argument("--honest", type=int, default=20)
     parser.add_argument("--skip", type=float, default=0.1)
-    parser.add_argument("--samples", type=int, default=44)
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
     args = parser.parse_args(argv)
     figures = run(args.cheated, args.honest, args.skip, args.samples)
-    path = write("audit_e2e", figures)
+    name = "audit_e2e" if args.samples == DEFAULT_SAMPLES else f"audit_e2e_samples{args.samples}"
+    path = write(name, figures)
     for key, value in sorted(figures.items()):
         print(f"{key:22} {value}")
     print(f"-> {path}")
