@@ -10,6 +10,13 @@ inputs with float32 accumulation), so a correct answer is exact on any hardware 
 summation order, and the check is Freivalds' exact one: a wrong answer passes with probability at
 most ``2**-rounds``, with no tolerance to hide in.
 
+Over a network the product is too large to send within a deadline that means anything for a
+GPU, so the daemons run it as commit-then-open (:func:`commit_rows`, :func:`check_rows`): the
+provider answers the timed request with the Merkle root of the product's rows, and only then
+learns which rows to open; the lab checks their proofs against the root and checks the opened
+rows by Freivalds against ``A[rows] @ B``. A provider that committed to a product it computed
+only in part is caught unless every opened row happens to be a computed one.
+
 Only the multiplication is timed (generating the matrices is O(n^2) host work that says nothing
 about the GPU), after one untimed warm-up product. ``elapsed_s`` must be the verifier's own
 measurement: its code runs :func:`solve` on the leased machine (a lab's job does) or it times the
@@ -28,7 +35,10 @@ import numpy as np
 import numpy.typing as npt
 
 from market.errors import ChallengeFailed
+from market.protocol.eip712 import Domain
+from market.protocol.keccak import keccak
 from market.receipts.freivalds import DEFAULT_ROUNDS, freivalds_exact
+from market.receipts.merkle import MerkleTree, chunk_hash, verify_chunk
 
 ENTRY_BOUND = 2
 MAX_N = 2**24 // ENTRY_BOUND**2
@@ -169,6 +179,62 @@ def _is_product(
     return freivalds_exact(a, b, product.astype(np.int32), rounds=rounds, rng=rng)
 
 
+_REQUEST_TAG = b"gpumarket.challenge.v1"
+
+
+def request_digest(domain: Domain, lease_id: bytes, seed: bytes, n: int) -> bytes:
+    """What the lab signs to ask a provider for a challenge on a lease: bound to the market's
+    domain, the lease, the seed and the size, so it cannot be replayed elsewhere."""
+    if len(lease_id) != 32 or len(seed) != 32 or not 1 <= n <= MAX_N:
+        raise ValueError("a challenge request names a 32-byte lease id and seed and n in range")
+    return keccak(_REQUEST_TAG + domain.separator + lease_id + seed + n.to_bytes(4, "big"))
+
+
+def row_bytes(product: npt.NDArray[Any], index: int) -> bytes:
+    """Row ``index`` of a product as int32 little-endian: exact, since every entry is an
+    integer of at most ``n * ENTRY_BOUND**2``."""
+    return np.rint(product[index]).astype("<i4").tobytes()
+
+
+def commit_rows(product: npt.NDArray[Any]) -> MerkleTree:
+    """The provider's commitment: a Merkle tree over the product's rows (:func:`row_bytes`),
+    index-bound leaves as for output chunks."""
+    return MerkleTree([chunk_hash(row_bytes(product, i)) for i in range(product.shape[0])])
+
+
+def pick_rows(secret: bytes, root: bytes, n: int, count: int) -> tuple[int, ...]:
+    """``min(count, n)`` distinct rows to open, drawn from the lab's secret and the committed
+    root: fixed only once the provider has committed."""
+    rng = np.random.default_rng(np.frombuffer(keccak(secret + root), dtype="<u4"))
+    return tuple(int(i) for i in rng.choice(n, size=min(count, n), replace=False))
+
+
+def check_rows(
+    challenge: Challenge,
+    root: bytes,
+    rows: dict[int, tuple[bytes, list[bytes]]],
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    rng: np.random.Generator | None = None,
+) -> bool:
+    """Whether every opened row (index -> its int32 bytes and Merkle proof) is under ``root``
+    and equal to that row of ``A @ B`` (Freivalds on ``A[rows] @ B``; exact)."""
+    n = challenge.n
+    if not rows:
+        return False
+    opened: list[npt.NDArray[np.int32]] = []
+    for index, (data, proof) in sorted(rows.items()):
+        if not 0 <= index < n or len(data) != 4 * n or not verify_chunk(root, index, data, proof):
+            return False
+        row = np.frombuffer(data, dtype="<i4").astype(np.int32)
+        if not np.all(np.abs(row) <= n * ENTRY_BOUND**2):
+            return False
+        opened.append(row)
+    a, b = challenge.matrices()
+    picked = a[sorted(rows)]
+    return freivalds_exact(picked, b, np.stack(opened), rounds=rounds, rng=rng)
+
+
 def _matmul_numpy(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
     return a @ b
 
@@ -212,6 +278,11 @@ __all__ = [
     "Challenge",
     "GpuClass",
     "check_answer",
+    "check_rows",
+    "commit_rows",
     "deadline_s",
+    "pick_rows",
+    "request_digest",
+    "row_bytes",
     "solve",
 ]

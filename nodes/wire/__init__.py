@@ -4,7 +4,8 @@
     messages.py  the message types (SubmitOrders, OrdersAccepted, BookQuery, BookSnapshot,
                  ExplainRequest, ExplainResponse, Fill, LeaseOpened, BookChange, Gossip,
                  ReputationQuery, ReputationReport, ErrorResponse; between a lab and its provider:
-                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, SubmitVoucher/VoucherAccepted)
+                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, SubmitVoucher/VoucherAccepted,
+                 ChallengeRequest/ChallengeCommitment, ChallengeOpen/ChallengeRows)
                  and the closed enums they use
     schemas.py   how each message travels: its keys, in order, and the kind of each value
     fields.py    the kinds of value, each with one msgpack form and a validating decoder
@@ -15,6 +16,8 @@ decoded and verified exactly as the protocol defines them.
 
 from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, WIRE_VERSION, decode, decode_as, encode
 from nodes.wire.messages import (
+    MAX_CHALLENGE_N,
+    MAX_CHALLENGE_ROWS,
     MAX_ORDERS,
     MAX_PERIODS,
     MAX_REPUTATIONS,
@@ -24,6 +27,11 @@ from nodes.wire.messages import (
     BookEntry,
     BookQuery,
     BookSnapshot,
+    ChallengeCommitment,
+    ChallengeOpen,
+    ChallengeRequest,
+    ChallengeRow,
+    ChallengeRows,
     ErrorCode,
     ErrorResponse,
     ExplainRequest,
@@ -52,6 +60,8 @@ from nodes.wire.messages import (
 )
 
 __all__ = [
+    "MAX_CHALLENGE_N",
+    "MAX_CHALLENGE_ROWS",
     "CONTENT_TYPE",
     "MAX_FRAME_SIZE",
     "MAX_ORDERS",
@@ -64,6 +74,11 @@ __all__ = [
     "BookEntry",
     "BookQuery",
     "BookSnapshot",
+    "ChallengeCommitment",
+    "ChallengeOpen",
+    "ChallengeRequest",
+    "ChallengeRow",
+    "ChallengeRows",
     "ErrorCode",
     "ErrorResponse",
     "ExplainRequest",

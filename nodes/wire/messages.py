@@ -67,6 +67,7 @@ class ErrorCode(StrEnum):
     INVALID_SIGNATURE = "invalid_signature"
     JOB_REFUSED = "job_refused"
     JOB_EXISTS = "job_exists"
+    CHALLENGE_REFUSED = "challenge_refused"
 
 
 class FillStatus(StrEnum):
@@ -304,6 +305,65 @@ class VoucherAccepted:
     TYPE_NAME: ClassVar[str] = "VoucherAccepted"
 
 
+MAX_CHALLENGE_N: Final = 16_384
+"""The largest hardware challenge a provider agent takes (a row is then 64 KiB)."""
+MAX_CHALLENGE_ROWS: Final = 64
+"""Rows a lab may open of one challenge."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRequest:
+    """A lab's timed hardware challenge on a lease (``POST /v1/challenge``): multiply the two
+    ``n x n`` matrices drawn from ``seed`` (:class:`market.receipts.challenge.Challenge`) on the
+    leased GPUs and commit to the product's rows. ``signature`` is the lease's voucher key's over
+    :func:`market.receipts.challenge.request_digest`, so only the lease's lab can ask."""
+
+    lease_id: bytes
+    seed: bytes
+    n: int
+    signature: bytes
+    TYPE_NAME: ClassVar[str] = "ChallengeRequest"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeCommitment:
+    """The provider's answer: the Merkle root of the product's rows, and what computed it."""
+
+    lease_id: bytes
+    seed: bytes
+    root: bytes
+    backend: str
+    TYPE_NAME: ClassVar[str] = "ChallengeCommitment"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeOpen:
+    """The rows of a committed product the lab wants opened (``POST /v1/challenge/open``),
+    drawn only once the root is known."""
+
+    lease_id: bytes
+    seed: bytes
+    rows: tuple[int, ...]
+    TYPE_NAME: ClassVar[str] = "ChallengeOpen"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRow:
+    """One opened row: its index, its entries as int32 little-endian, its Merkle proof."""
+
+    index: int
+    data: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRows:
+    lease_id: bytes
+    seed: bytes
+    rows: tuple[ChallengeRow, ...]
+    TYPE_NAME: ClassVar[str] = "ChallengeRows"
+
+
 MAX_ERROR_MESSAGE = 4096
 """Characters of an ErrorResponse's message at most (its schema's limit)."""
 MAX_ERROR_DETAIL = 512
@@ -355,11 +415,17 @@ Message: TypeAlias = (
     | ReceiptBatch
     | SubmitVoucher
     | VoucherAccepted
+    | ChallengeRequest
+    | ChallengeCommitment
+    | ChallengeOpen
+    | ChallengeRows
     | ErrorResponse
 )
 
 
 __all__ = [
+    "MAX_CHALLENGE_N",
+    "MAX_CHALLENGE_ROWS",
     "MAX_ORDERS",
     "MAX_PERIODS",
     "MAX_REPUTATIONS",
@@ -369,6 +435,11 @@ __all__ = [
     "BookEntry",
     "BookQuery",
     "BookSnapshot",
+    "ChallengeCommitment",
+    "ChallengeOpen",
+    "ChallengeRequest",
+    "ChallengeRow",
+    "ChallengeRows",
     "ErrorCode",
     "ErrorResponse",
     "ExplainRequest",

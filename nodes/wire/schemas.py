@@ -26,6 +26,8 @@ from nodes.wire.fields import (
     UInt256,
 )
 from nodes.wire.messages import (
+    MAX_CHALLENGE_N,
+    MAX_CHALLENGE_ROWS,
     MAX_ORDERS,
     MAX_PERIODS,
     MAX_REPUTATIONS,
@@ -34,6 +36,11 @@ from nodes.wire.messages import (
     BookEntry,
     BookQuery,
     BookSnapshot,
+    ChallengeCommitment,
+    ChallengeOpen,
+    ChallengeRequest,
+    ChallengeRow,
+    ChallengeRows,
     ErrorCode,
     ErrorResponse,
     ExplainRequest,
@@ -178,6 +185,15 @@ _PERIOD = Struct(
     ),
 )
 
+_CHALLENGE_ROW = Struct(
+    ChallengeRow,
+    (
+        ("index", "index", UInt(32)),
+        ("data", "data", Bin(max_len=4 * MAX_CHALLENGE_N)),
+        ("proof", "proof", ListOf(_HASH, 32)),
+    ),
+)
+
 FieldSpec = tuple[tuple[str, str, Kind[Any]], ...]
 _FIELDS: dict[type[Message], FieldSpec] = {
     SubmitOrders: (("orders", "orders", ListOf(_SUBMISSION, MAX_ORDERS)),),
@@ -276,6 +292,28 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("lease_id", "leaseId", _HASH),
         ("cumulative_amount", "cumulativeAmount", UInt256()),
         ("new", "new", Bool()),
+    ),
+    ChallengeRequest: (
+        ("lease_id", "leaseId", _HASH),
+        ("seed", "seed", _HASH),
+        ("n", "n", UInt(32)),
+        ("signature", "signature", Bin(65)),
+    ),
+    ChallengeCommitment: (
+        ("lease_id", "leaseId", _HASH),
+        ("seed", "seed", _HASH),
+        ("root", "root", _HASH),
+        ("backend", "backend", Text(64)),
+    ),
+    ChallengeOpen: (
+        ("lease_id", "leaseId", _HASH),
+        ("seed", "seed", _HASH),
+        ("rows", "rows", ListOf(UInt(32), MAX_CHALLENGE_ROWS)),
+    ),
+    ChallengeRows: (
+        ("lease_id", "leaseId", _HASH),
+        ("seed", "seed", _HASH),
+        ("rows", "rows", ListOf(_CHALLENGE_ROW, MAX_CHALLENGE_ROWS)),
     ),
     ErrorResponse: (
         ("code", "code", Choice(ErrorCode)),

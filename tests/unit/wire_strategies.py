@@ -33,10 +33,17 @@ from market.protocol.types import (
 )
 from market.reputation import LabRecord, Reputation
 from nodes.wire import (
+    MAX_CHALLENGE_N,
+    MAX_CHALLENGE_ROWS,
     BookChange,
     BookEntry,
     BookQuery,
     BookSnapshot,
+    ChallengeCommitment,
+    ChallengeOpen,
+    ChallengeRequest,
+    ChallengeRow,
+    ChallengeRows,
     ErrorCode,
     ErrorResponse,
     ExplainRequest,
@@ -213,6 +220,29 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
     ),
     st.builds(SubmitVoucher, st.builds(Voucher, HASH, U256, HASH).map(_signed)),
     st.builds(VoucherAccepted, HASH, U256, st.booleans()),
+    st.builds(
+        ChallengeRequest,
+        HASH,
+        HASH,
+        st.integers(1, MAX_CHALLENGE_N),
+        st.binary(min_size=65, max_size=65),
+    ),
+    st.builds(ChallengeCommitment, HASH, HASH, HASH, st.text(max_size=64)),
+    st.builds(ChallengeOpen, HASH, HASH, st.lists(U32, max_size=MAX_CHALLENGE_ROWS).map(tuple)),
+    st.builds(
+        ChallengeRows,
+        HASH,
+        HASH,
+        st.lists(
+            st.builds(
+                ChallengeRow,
+                U32,
+                st.binary(max_size=64),
+                st.lists(HASH, max_size=4).map(tuple),
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
     st.builds(ErrorResponse, st.sampled_from(ErrorCode), TEXT, VALUES),
 )
 
@@ -291,5 +321,11 @@ SAMPLES: dict[str, Any] = {
     ),
     "SubmitVoucher": SubmitVoucher(Signed(Voucher(b"\x07" * 32, 720, b"\x0b" * 32), b"\x04" * 65)),
     "VoucherAccepted": VoucherAccepted(b"\x07" * 32, 720, True),
+    "ChallengeRequest": ChallengeRequest(b"\x07" * 32, b"\x0c" * 32, 1024, b"\x05" * 65),
+    "ChallengeCommitment": ChallengeCommitment(b"\x07" * 32, b"\x0c" * 32, b"\x0d" * 32, "numpy"),
+    "ChallengeOpen": ChallengeOpen(b"\x07" * 32, b"\x0c" * 32, (3, 1000)),
+    "ChallengeRows": ChallengeRows(
+        b"\x07" * 32, b"\x0c" * 32, (ChallengeRow(3, b"\x01\x00\x00\x00" * 4, (b"\x0e" * 32,)),)
+    ),
     "ErrorResponse": ErrorResponse(ErrorCode.RATE_LIMITED, "slow down", {"retry_after_ms": 250}),
 }
