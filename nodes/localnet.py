@@ -44,6 +44,12 @@ STOP_GRACE_S = 30.0
 MAX_PROVIDERS = 6
 PARAMS = MarketParams(min_stake=100 * USD, unbonding_delay=60, claim_window=20, challenge_window=10)
 """Short windows, so a silent lab or a late close settles in seconds."""
+CHALLENGE = (
+    'n = 128\nrows = 8\ndefault_class = "cpu-test"\n'
+    'classes = { "H100-80GB" = "cpu-test", "A100-80GB" = "cpu-test" }\n'
+)
+"""The labs' hardware challenge here: small, and every model held to the ``cpu-test`` class (the
+GPUs of a local market are declared; the machine is a CPU)."""
 LogSink = Callable[[str, str], None]
 """Called with (daemon name, log line) for every line a daemon logs."""
 
@@ -318,15 +324,20 @@ class LocalMarket:
         voucher_key: LocalAccount | None = None,
         wallet: str | None = None,
         lab_config: str = "",
+        challenge: str = "",
     ) -> Daemon:
         """Lab ``i`` with ``jobs`` (each a ``[[jobs]]`` TOML table: :func:`matmul_job`,
         :func:`train_job`, :func:`command_job`); ``voucher_key`` signs its vouchers (its bids
         name it) instead of the lab's own key. With ``wallet`` (a contract wallet deployed
         beforehand, owned by :meth:`lab_account` ``i``) the lab acts for the wallet (``[key]
         wallet``), which is funded instead of the owner's account (the owner pays only gas).
-        ``lab_config`` is more of its ``[lab]`` table (``audit_samples = 10``)."""
+        ``lab_config`` is more of its ``[lab]`` table (``audit_samples = 10``), ``challenge``
+        its ``[challenge]`` table (default :data:`CHALLENGE`)."""
         name = f"lab{i}"
-        body = "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + lab_config + "".join(jobs)
+        body = (
+            "[lab]\npoll_interval_s = 0.5\nbid_ttl_s = 120\n" + lab_config
+            + f"[challenge]\n{challenge or CHALLENGE}" + "".join(jobs)
+        )  # fmt: skip
         key = (
             ""
             if voucher_key is None
@@ -373,6 +384,7 @@ def _toml_string(text: str) -> str:
 
 
 __all__ = [
+    "CHALLENGE",
     "MODELS",
     "PARAMS",
     "USD",

@@ -193,7 +193,8 @@ def request_digest(domain: Domain, lease_id: bytes, seed: bytes, n: int) -> byte
 def row_bytes(product: npt.NDArray[Any], index: int) -> bytes:
     """Row ``index`` of a product as int32 little-endian: exact, since every entry is an
     integer of at most ``n * ENTRY_BOUND**2``."""
-    return np.rint(product[index]).astype("<i4").tobytes()
+    data: bytes = np.rint(product[index]).astype("<i4").tobytes()
+    return data
 
 
 def commit_rows(product: npt.NDArray[Any]) -> MerkleTree:

@@ -38,8 +38,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TextIO, TypeVar
 
 import aiohttp
@@ -64,6 +66,7 @@ from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
 from nodes.jobs.spec import CommandParams, JobSpec
+from nodes.lab.challenges import BUSY, MAX_BUSY, ChallengeSchedule, run_challenge
 from nodes.lab.checks import (
     CommandCheck,
     CommandRerun,
@@ -129,6 +132,7 @@ class LabAgent:
         self._ledger: Ledger | None = None
         self._keys: SealingKeyPair | None = None
         self._jobs: dict[int, JobRecord] = {}
+        self._challenges = ChallengeSchedule(config.challenge)
         self._checks: dict[bytes, OutputCheck] = {}
         self._bids_placed: set[int] = set()
         self._phases: dict[str, int] = {}
@@ -374,6 +378,8 @@ class LabAgent:
         best = await self._w(store.best_voucher, lease.id)
         if best is not None and not best[1]:
             await self._send_voucher(provider, best[0])
+        if not await self._challenge(record, provider):
+            return  # failed: the lease is failing, nothing more is paid
         head = await self._w(store.head, lease.id)
         check = await self._check(record)
         batch = await provider.receipts(lease.id, 0 if head is None else head.message.seq + 1)
@@ -419,6 +425,47 @@ class LabAgent:
                 return
         await self._w(lambda: store.update_lease(lease.id, phase="ended"))
         self.emit("lease_ended", lease=lease.id, end=record.end_at, state=state.value)
+
+    async def _challenge(self, record: LeaseRecord, provider: ProviderClient) -> bool:
+        """Run the lease's hardware challenge when one is due (:mod:`nodes.lab.challenges`);
+        False when the provider failed it, and the lease then fails: terminated, paying only
+        what was vouched before, so the period it failed in is not paid."""
+        settings = self.config.challenge
+        lease = record.lease
+        if not settings.enabled or not self._challenges.due(lease.id, time.monotonic()):
+            return True
+        model = self._jobs[record.job_idx].bid.message.gpu_model
+        gpu_class = settings.gpu_class(model)
+        if gpu_class is None:
+            self._challenges.ran(lease.id, float("inf"))  # never: no class to hold it to
+            self.log.info("challenge_skipped", lease=lease.id, model=model, reason="no_gpu_class")
+            return True
+        key, domain = self.ledger.voucher_key, self.ledger.domain
+        outcome = await run_challenge(
+            provider.url, self._session, domain, key, lease, settings, gpu_class
+        )
+        if outcome is None:  # unreachable: the lease's other checks deal with it; again later
+            return True
+        if outcome is BUSY:
+            times = self._challenges.busy(lease.id, time.monotonic())
+            if times < MAX_BUSY:
+                self.log.info("challenge_deferred", lease=lease.id, busy=times)
+                return True
+            outcome = replace(outcome, n=settings.n, gpu_class=gpu_class,
+                              reason=f"answered busy {times} times in a row")  # fmt: skip
+        self._challenges.ran(lease.id, time.monotonic())
+        await self._w(lambda: self.ledger.store.add_challenge(lease.id, lease.provider, outcome))
+        result = "passed" if outcome.passed else "failed"
+        self.metrics.challenges.inc(result=result, gpu_class=gpu_class)
+        fields = {"lease": lease.id, "provider": lease.provider, "gpu_class": gpu_class,
+                  "n": outcome.n, "elapsed_s": round(outcome.elapsed_s, 4),
+                  "deadline_s": round(outcome.deadline_s, 4)}  # fmt: skip
+        if outcome.passed:
+            self.emit("challenge_passed", **fields)
+            return True
+        self.emit("challenge_failed", **fields, reason=outcome.reason)
+        await self._fail(record, f"challenge failed: {outcome.reason}")
+        return False
 
     async def _period(
         self,

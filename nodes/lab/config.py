@@ -32,6 +32,18 @@ A complete file (relative paths are relative to the file's folder)::
     audit_samples = 44                     # per period: matmul products checked (Freivalds),
                                            # training segments re-executed
 
+    [challenge]                            # the timed hardware challenge (all optional)
+    enabled = true                         # at each lease's start, then at random times
+    n = 4096                               # size of the product (at most 16384)
+    rows = 16                              # rows of the committed product opened and checked
+    mean_interval_s = 600.0                # mean of the exponential wait between challenges
+    allowance_s = 0.5                      # added to the deadline, with the measured round trip
+                                           # and host work (deriving matrices, hashing rows)
+    classes = { "X1-80GB" = "H100" }       # GPU class of a model; default: the model's prefix
+                                           # (H100-80GB -> H100) when it is a known class
+    default_class = "cpu-test"             # the class of any other model (default: none, and
+                                           # such leases are not challenged)
+
     [[jobs]]
     model = "H100-80GB"
     gpus = 1
@@ -102,6 +114,7 @@ from market.errors import ConfigError
 from market.matching import NO_REQUIREMENTS, Constraint, Requirements
 from market.protocol.types import UINT32_MAX, Billing, checksum_address
 from market.receipts import DEFAULT_SAMPLES
+from market.receipts.challenge import GPU_CLASSES
 from nodes.jobs.spec import (
     MAX_ARG_LEN,
     MAX_ARGS,
@@ -124,6 +137,7 @@ from nodes.provider.config import (
     load_deployment,
 )
 from nodes.provider.config_fields import REQUIRED, Table
+from nodes.wire import MAX_CHALLENGE_N, MAX_CHALLENGE_ROWS
 
 JobParams = Params
 
@@ -164,6 +178,29 @@ class LabSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeSettings:
+    """The lab's hardware challenge of its leases (:mod:`nodes.lab.challenges`)."""
+
+    enabled: bool = True
+    n: int = 4096
+    rows: int = 16
+    mean_interval_s: float = 600.0
+    allowance_s: float = 0.5
+    classes: tuple[tuple[str, str], ...] = ()
+    """Model -> GPU class (:data:`market.receipts.challenge.GPU_CLASSES`) beyond the prefix."""
+    default_class: str | None = None
+    """The class of a model no other rule names; None: such leases are not challenged."""
+
+    def gpu_class(self, model: str) -> str | None:
+        """The class a lease of ``model`` is challenged as; None when unknown (not challenged)."""
+        named = dict(self.classes).get(model)
+        if named is not None:
+            return named
+        prefix = model.split("-", 1)[0]
+        return prefix if prefix in GPU_CLASSES else self.default_class
+
+
+@dataclass(frozen=True, slots=True)
 class LabConfig:
     path: Path
     state: Path
@@ -178,9 +215,10 @@ class LabConfig:
     wallet: ChecksumAddress | None = None
     """The contract wallet the lab acts for, ``key`` being its owner (``[key] wallet``); None:
     the lab is ``key``'s own account."""
+    challenge: ChallengeSettings = ChallengeSettings()
 
 
-_SECTIONS = ("state", "key", "chain", "relays", "lab", "jobs")
+_SECTIONS = ("state", "key", "chain", "relays", "lab", "challenge", "jobs")
 _JOB_COMMON = (
     "model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind",
     "min_memory_gib", "min_bandwidth_gbps", "accept", "require", "all_or_none",
@@ -211,6 +249,7 @@ def load_config(path: Path) -> LabConfig:
         jobs=jobs,
         voucher_key=voucher_key,
         wallet=wallet,
+        challenge=_challenge(root.table("challenge", required=False)),
     )
 
 
@@ -264,6 +303,35 @@ def _lab(t: Table) -> LabSettings:
         bid_ttl_s=t.integer("bid_ttl_s", 3600, minimum=1),
         audit_samples=t.integer("audit_samples", DEFAULT_SAMPLES, minimum=1),
     )
+
+
+def _challenge(t: Table) -> ChallengeSettings:
+    t.expect(("enabled", "n", "rows", "mean_interval_s", "allowance_s", "classes", "default_class"))
+    d = ChallengeSettings()
+    n = t.integer("n", d.n)
+    if n > MAX_CHALLENGE_N:
+        raise t.error("n", f"must be at most {MAX_CHALLENGE_N}, got {n}")
+    rows = t.integer("rows", d.rows)
+    if rows > MAX_CHALLENGE_ROWS:
+        raise t.error("rows", f"must be at most {MAX_CHALLENGE_ROWS}, got {rows}")
+    interval = t.number("mean_interval_s", d.mean_interval_s)
+    allowance = t.number("allowance_s", d.allowance_s)
+    if interval <= 0:
+        raise t.error("mean_interval_s", f"must be positive, got {interval}")
+    if allowance < 0:
+        raise t.error("allowance_s", f"must not be negative, got {allowance}")
+    default_class = t.text("default_class", "") or None
+    if default_class is not None and default_class not in GPU_CLASSES:
+        raise t.error("default_class", f"unknown GPU class {default_class!r}; known: "
+                      f"{', '.join(sorted(GPU_CLASSES))}")  # fmt: skip
+    classes = []
+    for model, cls in t.mapping("classes").items():
+        if cls not in GPU_CLASSES:
+            raise t.error(f"classes.{model}", f"unknown GPU class {cls!r}; known: "
+                          f"{', '.join(sorted(GPU_CLASSES))}")  # fmt: skip
+        classes.append((model, str(cls)))
+    return ChallengeSettings(t.flag("enabled", d.enabled), n, rows, interval, allowance,
+                             tuple(classes), default_class)  # fmt: skip
 
 
 def _job(t: Table) -> JobConfig:
@@ -329,6 +397,7 @@ def _argv(t: Table) -> tuple[str, ...]:
 
 
 __all__ = [
+    "ChallengeSettings",
     "JobConfig",
     "JobParams",
     "LabConfig",

@@ -20,6 +20,9 @@ class LabMetrics(Metrics):
         self.rejected = self.counter(
             "gpumarket_lab_receipts_rejected_total", "Receipts or outputs refused, by reason."
         )
+        self.challenges = self.counter(
+            "gpumarket_lab_challenges_total", "Hardware challenges run, by result and GPU class."
+        )
 
 
 __all__ = ["LabMetrics"]

@@ -4,6 +4,7 @@
         accepted = await provider.submit_job(SubmitJob(lease.id, signed_bid, sealed_spec))
         batch = await provider.receipts(lease.id, from_seq=0)
         ack = await provider.send_voucher(signed_voucher)
+        commitment = await provider.challenge(signed_request)   # then open_challenge(rows)
 
 Refusals are :class:`~market.errors.RequestRefused` with the ErrorResponse's code and details; the
 codes a lab acts on have their own subclasses: :class:`UnknownLease` (the provider has not seen
@@ -22,6 +23,10 @@ from market.protocol.types import Signed, Voucher
 from nodes.wire import (
     MAX_FRAME_SIZE,
     MAX_PERIODS,
+    ChallengeCommitment,
+    ChallengeOpen,
+    ChallengeRequest,
+    ChallengeRows,
     ErrorCode,
     JobAccepted,
     Message,
@@ -37,6 +42,8 @@ from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
 MAX_BATCH_SIZE: Final = 8 * 2**20
 """A ReceiptBatch answer stays under this; other answers under the wire's default limit."""
+MAX_ROWS_SIZE: Final = 8 * 2**20
+"""A ChallengeRows answer stays under this (64 rows of 64 KiB, with their proofs)."""
 M = TypeVar("M", bound=Message)
 
 
@@ -84,6 +91,14 @@ class ProviderClient(HttpPeer):
         return await self._expect(
             "/v1/vouchers", SubmitVoucher(voucher), VoucherAccepted, MAX_FRAME_SIZE
         )
+
+    async def challenge(self, request: ChallengeRequest) -> ChallengeCommitment:
+        """A timed hardware challenge: the provider's commitment to the product's rows."""
+        return await self._expect("/v1/challenge", request, ChallengeCommitment, MAX_FRAME_SIZE)
+
+    async def open_challenge(self, request: ChallengeOpen) -> ChallengeRows:
+        """The rows of the committed product named in ``request``, with their proofs."""
+        return await self._expect("/v1/challenge/open", request, ChallengeRows, MAX_ROWS_SIZE)
 
     async def text(self, path: str) -> str:
         """A plain-text endpoint (``/metrics``, ``/healthz``)."""

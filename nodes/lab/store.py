@@ -6,6 +6,8 @@
 * each receipt it accepted, with the period's output, *before* paying for it;
 * each voucher it signs, *before* it is sent: after a restart the unsent best voucher is sent
   again, and a cumulative voucher can never pay twice;
+* each hardware challenge it ran and its outcome, before acting on a failure (a provider's
+  failures are what the lab's reputation of providers counts: :meth:`LabStore.challenge_record`);
 * each chain action the lab decides on outside the intent log (terminate, a proof of cheating, a
   dispute), before it is sent: after a restart the pending ones run again, and each is skipped
   when the chain already shows its effect.
@@ -94,6 +96,22 @@ LAB_MIGRATIONS: tuple[str, ...] = (
         UNIQUE (lease_id, kind, a)
     );
     """,
+    # 3: the hardware challenges the lab ran, passed or failed, per provider.
+    """
+    CREATE TABLE lab_challenges (
+        id INTEGER PRIMARY KEY,
+        lease_id BLOB NOT NULL REFERENCES lab_leases (lease_id),
+        provider TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        gpu_class TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        elapsed_s REAL NOT NULL,
+        deadline_s REAL NOT NULL,
+        reason TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX lab_challenges_provider ON lab_challenges (provider);
+    """,
 )
 """Migration ``i`` takes the lab's schema from version ``i`` to ``i + 1``. Append; never edit."""
 
@@ -120,6 +138,18 @@ class LeaseRecord:
     failure: str
     audit_secret: bytes
     posted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeOutcome:
+    """A hardware challenge as the lab ran it: ``passed``, or why not (``reason``)."""
+
+    n: int
+    gpu_class: str
+    passed: bool
+    elapsed_s: float
+    deadline_s: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +382,29 @@ class LabStore:
 
     # --- actions -----------------------------------------------------------------------------
 
+    # --- hardware challenges -----------------------------------------------------------------
+
+    def add_challenge(self, lease_id: bytes, provider: str, outcome: ChallengeOutcome) -> None:
+        """Record a challenge's outcome (before acting on it)."""
+        o = outcome
+        with self.db.transaction() as conn:
+            conn.execute(
+            "INSERT INTO lab_challenges (lease_id, provider, n, gpu_class, passed, elapsed_s, "
+            "deadline_s, reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (lease_id, provider, o.n, o.gpu_class, int(o.passed), o.elapsed_s, o.deadline_s,
+             o.reason, time.time()),
+        )  # fmt: skip
+
+    def challenge_record(self, provider: str) -> tuple[int, int]:
+        """(challenges passed, challenges failed) by ``provider`` for this lab."""
+        rows = self.db.query(
+            "SELECT COALESCE(SUM(passed), 0) AS ok, COUNT(*) AS total FROM lab_challenges "
+            "WHERE provider = ?",
+            (provider,),
+        )
+        ok, total = int(rows[0]["ok"]), int(rows[0]["total"])
+        return ok, total - ok
+
     def add_action(
         self, lease_id: bytes, kind: ActionKind, a: bytes = b"", b: bytes = b"", amount: int = 0
     ) -> bool:
@@ -407,6 +460,7 @@ __all__ = [
     "LAB_MIGRATIONS",
     "ActionKind",
     "ActionStatus",
+    "ChallengeOutcome",
     "JobRecord",
     "LabAction",
     "LabStore",

@@ -3,6 +3,8 @@
     POST /v1/jobs       SubmitJob      -> JobAccepted     the lab's sealed job for a lease
     POST /v1/receipts   ReceiptsQuery  -> ReceiptBatch    receipts, sealed outputs, metrics
     POST /v1/vouchers   SubmitVoucher  -> VoucherAccepted the lab's cumulative payment
+    POST /v1/challenge  ChallengeRequest -> ChallengeCommitment  a lab's timed hardware challenge
+    POST /v1/challenge/open  ChallengeOpen -> ChallengeRows      its rows, opened with proofs
     GET  /metrics       Prometheus text
     GET  /healthz       "ok"
 
@@ -14,7 +16,8 @@ by ERC-1271: it did when it opened the lease, so the bid hash alone stands for i
 Resending the same job answers its state; a different one is refused (``job_exists``). A voucher
 is stored only once its signature by the lease's voucher key checks (``lease.voucher_key``: the
 key the bid named, else the lab's own; the only one ``claim`` accepts); a replay answers
-``new: false``.
+``new: false``. A hardware challenge (:mod:`nodes.provider.challenges`) is answered only to the
+lease's voucher key, while the lease runs here, one at a time and at a bounded rate.
 Every refusal is an ErrorResponse with a code, and changes nothing. The store is used from one
 worker thread (a StateDB belongs to its thread).
 """
@@ -44,12 +47,17 @@ from market.sealing import Purpose, associated_data, open_sealed
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
 from nodes.metrics import Counter
+from nodes.provider.challenges import ChallengeDesk, ChallengeRefused
 from nodes.provider.store import WAITING, AgentStore
 from nodes.provider.work import ProviderMetrics
 from nodes.relay.answers import Answer, WrongMessageType, answer_for
 from nodes.state.records import Records
 from nodes.wire import (
     CONTENT_TYPE,
+    ChallengeCommitment,
+    ChallengeOpen,
+    ChallengeRequest,
+    ChallengeRows,
     ErrorCode,
     ErrorResponse,
     JobAccepted,
@@ -92,6 +100,7 @@ class ProviderService:
     pool: ThreadPoolExecutor
     log: EventLogger
     metrics: ProviderMetrics
+    challenges: ChallengeDesk | None = None
 
     @property
     def requests(self) -> Counter:
@@ -108,6 +117,8 @@ class ProviderService:
                 web.post("/v1/jobs", self.jobs),
                 web.post("/v1/receipts", self.receipts),
                 web.post("/v1/vouchers", self.vouchers_post),
+                web.post("/v1/challenge", self.challenge),
+                web.post("/v1/challenge/open", self.challenge_open),
                 web.get("/metrics", self.prometheus),
                 web.get("/healthz", self.health),
             ]
@@ -248,6 +259,47 @@ class ProviderService:
             raise Refused(400, ErrorCode.INVALID_SIGNATURE, f"the voucher: {exc}") from exc
         except StoreError as exc:
             raise Refused(404, ErrorCode.UNKNOWN_LEASE, str(exc)) from exc
+
+    # --- hardware challenges -------------------------------------------------------------------
+
+    @property
+    def desk(self) -> ChallengeDesk:
+        if self.challenges is None:
+            self.challenges = ChallengeDesk(self.domain)
+        return self.challenges
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        message = await self._body(request, ChallengeRequest)
+        await self._run(lambda: self._authenticate_challenge(message))
+        try:  # off the store's thread: a product can take a while
+            commitment: ChallengeCommitment = await asyncio.to_thread(self.desk.commit, message)
+        except ChallengeRefused as exc:
+            raise Refused(exc.status, ErrorCode.CHALLENGE_REFUSED, str(exc)) from exc
+        self.log.info("challenge_answered", lease=message.lease_id, n=message.n,
+                      backend=commitment.backend)  # fmt: skip
+        return _frame(commitment)
+
+    def _authenticate_challenge(self, m: ChallengeRequest) -> None:
+        row = self.store.job(m.lease_id)
+        lease = self.records.lease(m.lease_id)
+        if row is None or lease is None:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{m.lease_id.hex()} here")
+        if row.ended_at is not None:
+            raise Refused(400, ErrorCode.CHALLENGE_REFUSED, "the lease has ended")
+        try:
+            self.desk.authenticate(m, lease)
+        except InvalidSignature as exc:
+            raise Refused(400, ErrorCode.INVALID_SIGNATURE, f"the challenge: {exc}") from exc
+        except ChallengeRefused as exc:
+            raise Refused(exc.status, ErrorCode.CHALLENGE_REFUSED, str(exc)) from exc
+
+    async def challenge_open(self, request: web.Request) -> web.Response:
+        message = await self._body(request, ChallengeOpen)
+        try:
+            rows: ChallengeRows = await asyncio.to_thread(self.desk.open, message)
+        except ChallengeRefused as exc:
+            raise Refused(exc.status, ErrorCode.CHALLENGE_REFUSED, str(exc)) from exc
+        return _frame(rows)
 
     # --- operations --------------------------------------------------------------------------
 
