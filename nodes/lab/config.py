@@ -320,7 +320,7 @@ def _challenge(t: Table) -> ChallengeSettings:
         raise t.error("mean_interval_s", f"must be positive, got {interval}")
     if allowance < 0:
         raise t.error("allowance_s", f"must not be negative, got {allowance}")
-    default_class = t.text("default_class", "") or None
+    default_class = t.text("default_class") if "default_class" in t.raw else None
     if default_class is not None and default_class not in GPU_CLASSES:
         raise t.error("default_class", f"unknown GPU class {default_class!r}; known: "
                       f"{', '.join(sorted(GPU_CLASSES))}")  # fmt: skip
