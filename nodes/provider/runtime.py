@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -183,6 +185,10 @@ class Job:
         env = job_environment(spec, workdir)
         fds: tuple[int, ...] = ()
         if spec.sandbox is not None:
+            # As Popen would: a program that is not there fails to start (OSError), not as a
+            # job that ran and exited.
+            if shutil.which(spec.argv[0], path=env["PATH"]) is None:
+                raise FileNotFoundError(errno.ENOENT, "no such program", spec.argv[0])
             if spec.sandbox.seccomp is not None:
                 fds = (filter_fd(spec.sandbox.seccomp),)
             argv = spec.sandbox.argv(
