@@ -55,16 +55,16 @@ GPU_SHARED_NODES: Final = (
 def gpu_device_nodes(
     indices: Iterable[int], present: Callable[[str], bool] = os.path.exists
 ) -> tuple[str, ...]:
-    """The device nodes a job leasing NVML ``indices`` needs: ``/dev/nvidiaN`` for each (whether
-    or not present: a missing one makes bwrap fail rather than start a job without its GPU),
-    then the shared control nodes the host has. No index: no node at all."""
+    """The device nodes a job leasing NVML ``indices`` gets: ``/dev/nvidiaN`` for each, then the
+    shared control nodes, each only if the host has it (a declared inventory on a host without
+    NVIDIA's driver, as on the devnet, has none). No index: no node at all."""
     chosen = sorted(set(indices))
     if not chosen:
         return ()
     if any(i < 0 for i in chosen):
         raise ValueError(f"GPU indices are non-negative, got {chosen}")
     own = tuple(f"/dev/nvidia{i}" for i in chosen)
-    return own + tuple(n for n in GPU_SHARED_NODES if present(n))
+    return tuple(n for n in (*own, *GPU_SHARED_NODES) if present(n))
 
 
 def _system_binds(is_link: Callable[[str], bool], read_link: Callable[[str], str]) -> list[str]:
@@ -132,7 +132,15 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for node in gpu_device_nodes(devices, present):
             args += ["--dev-bind", node, node]
-        args += ["--bind", str(folder), JOB_DIR, "--chdir", JOB_DIR, "--remount-ro", "/"]
+        args += [
+            "--bind",
+            os.path.abspath(folder),
+            JOB_DIR,
+            "--chdir",
+            JOB_DIR,
+            "--remount-ro",
+            "/",
+        ]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
         return [*args, "--", *command]

@@ -25,7 +25,7 @@ def _argv(**kw: object) -> list[str]:
     return SANDBOX.argv(
         ["python", "-m", "nodes.jobs.matmul"],
         folder=Path("/var/provider/jobs/ab12"),
-        present=lambda p: p in ("/dev/nvidiactl", "/dev/nvidia-uvm"),
+        present=lambda p: p in ("/dev/nvidia2", "/dev/nvidiactl", "/dev/nvidia-uvm"),
         is_link=lambda p: p in LINKS,
         read_link=lambda p: LINKS[p],
         **kw,  # type: ignore[arg-type]
@@ -37,12 +37,14 @@ def _pairs(argv: list[str], option: str) -> list[tuple[str, str]]:
 
 
 def test_gpu_nodes_are_the_leased_ones_then_the_shared_nodes_the_host_has() -> None:
-    present = {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-modeset"}.__contains__
-    assert gpu_device_nodes([3, 1], present) == (
+    host = {"/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl",
+            "/dev/nvidia-uvm", "/dev/nvidia-modeset"}  # fmt: skip
+    assert gpu_device_nodes([3, 1], host.__contains__) == (
         "/dev/nvidia1", "/dev/nvidia3", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-modeset",
     )  # fmt: skip
-    assert gpu_device_nodes([0, 0], lambda p: False) == ("/dev/nvidia0",)
+    assert gpu_device_nodes([0, 0], {"/dev/nvidia0"}.__contains__) == ("/dev/nvidia0",)
     assert gpu_device_nodes([], lambda p: True) == ()  # no GPU leased: no node, not even ctl
+    assert gpu_device_nodes([5], lambda p: False) == ()  # declared, but no driver on this host
 
 
 def test_a_negative_gpu_index_is_refused() -> None:
