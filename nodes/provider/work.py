@@ -42,7 +42,7 @@ import msgpack
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
 from market.chain.history import DEFAULT_CHUNK_BLOCKS
-from market.errors import ChainError, JobRefused
+from market.errors import ChainError, JobError, JobRefused, SandboxUnavailable
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
@@ -383,7 +383,11 @@ class LeaseWork:
         row = self.store.job(lease_id)
         if row is not None and row.state == JobState.RUNNING.value:
             state = JobState.FINISHED if code == 0 else JobState.FAILED
-            error = "" if code == 0 else f"exit code {code}: {run.job.stderr_tail()[-500:]}"
+            error = ""
+            try:
+                run.job.result()
+            except (JobError, SandboxUnavailable) as exc:  # typed: disk, memory, sandbox, exit
+                error = f"exit code {code}: {str(exc)[-500:]}"
             self.store.set_state(lease_id, state, error)
             self.counters.jobs.inc(outcome=state.value)
             self.log.info("job_exited", lease=lease_id, state=state.value, code=code)
