@@ -8,6 +8,7 @@ sandbox (:mod:`nodes.provider.confinement` builds the same), seccomp filter and 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -21,8 +22,11 @@ from types import FrameType
 
 import pytest
 
-from market.errors import JobDiskExceeded, JobOutOfMemory, JobTimedOut
+from market.errors import JobDiskExceeded, JobOutOfMemory, JobTimedOut, SandboxUnavailable
+from nodes.logs import get_logger
 from nodes.provider.cgroups import CgroupHost
+from nodes.provider.config import JobLimits
+from nodes.provider.confinement import Confinement
 from nodes.provider.runtime import Job, JobResult, JobSpec, folder_bytes, run_job
 from nodes.provider.sandbox import Sandbox, probe
 from nodes.provider.seccomp import compile_filter, load_libseccomp
@@ -31,6 +35,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 SECRET = "hunter2-provider-secret"
+_LOG = get_logger("gpumarket.provider.test")
 PRELUDE = textwrap.dedent(
     """\
     import json, os, sys
@@ -402,3 +407,50 @@ def test_an_ordinary_job_still_runs_the_matmul_workload_in_the_sandbox(
     )
     assert result.exit_code == 0
     assert len(result.stdout.read_bytes()) == 2 * 8 * 8 * 8
+
+
+def _events(caplog: pytest.LogCaptureFixture) -> dict[str, dict[str, object]]:
+    return {r.event: r.fields for r in caplog.records if hasattr(r, "event")}  # type: ignore[attr-defined]
+
+
+def test_the_agent_logs_what_it_enforces_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    limits = JobLimits(60, 2**30, max_processes=64, cpu_cores=2.0, disk_bytes=2**30)
+    confinement = Confinement.prepare(limits, tag=f"test-{uuid.uuid4().hex[:8]}", log=_LOG)
+    try:
+        assert confinement.sandbox is not None
+        line = _events(caplog)["job_sandbox"]
+        assert line["sandbox"] == "bwrap"
+        assert line["seccomp"] is (load_libseccomp() is not None)
+        assert line["network_allowed"] is False
+        assert line["controllers"] == (",".join(confinement.cgroups.controllers) or "none")
+        assert (line["max_processes"], line["cpu_cores"]) == (64, 2.0)
+        assert "sandbox_disabled" not in _events(caplog)
+    finally:
+        confinement.close()
+
+
+def test_sandbox_none_runs_unconfined_with_a_warning_at_every_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    confinement = Confinement.prepare(
+        JobLimits(60, None, sandbox="none"), tag=f"test-{uuid.uuid4().hex[:8]}", log=_LOG
+    )
+    try:
+        assert confinement.sandbox is None
+        assert "sandbox_disabled" in _events(caplog)
+        assert confinement.run_spec("j", ("true",), (), network=False).sandbox is None
+    finally:
+        confinement.close()
+
+
+def test_a_sandbox_that_does_not_work_is_an_error_never_a_fallback(tmp_path: Path) -> None:
+    with pytest.raises(SandboxUnavailable, match="not found"):
+        probe(Sandbox("/nonexistent/bwrap", (), str(tmp_path)))
+    broken = Sandbox("bwrap", ("/nonexistent/venv",), str(tmp_path))  # a tree bwrap cannot bind
+    with pytest.raises(SandboxUnavailable, match="Can't find source path"):
+        probe(broken)
+    job = Job.start(JobSpec("broken", ("true",), sandbox=broken), tmp_path)
+    with pytest.raises(SandboxUnavailable, match="Can't find source path"):
+        job.wait()
