@@ -178,8 +178,9 @@ class Job:
 
     @classmethod
     def start(cls, spec: JobSpec, workdir: Path, *, grace_s: float = STOP_GRACE_S) -> Job:
-        """Start ``spec`` in ``workdir``; raises SandboxUnavailable if its sandbox cannot be
-        set up (the job does not run then), OSError if the program cannot start."""
+        """Start ``spec`` in ``workdir``; raises OSError if the program cannot start. A sandbox
+        that bwrap cannot build ends the job at once, before its program runs, and
+        :meth:`result` raises SandboxUnavailable for it."""
         (workdir / "tmp").mkdir(parents=True, exist_ok=True)
         argv: list[str] = list(spec.argv)
         env = job_environment(spec, workdir)
@@ -293,7 +294,8 @@ class Job:
             self.group.remove()
 
     def result(self) -> JobResult:
-        """What a finished job did; raises JobTimedOut, JobOutOfMemory or JobFailed."""
+        """What a finished job did; raises JobTimedOut, JobDiskExceeded, SandboxUnavailable,
+        JobOutOfMemory or JobFailed."""
         code = self.proc.returncode
         if code is None:
             raise RuntimeError(f"job {self.spec.name} is still running")
