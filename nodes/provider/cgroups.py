@@ -9,9 +9,10 @@
 Both layouts are read: cgroup v1 (one hierarchy per controller under ``/sys/fs/cgroup/<ctrl>/``,
 as on hybrid hosts) and v2 (one unified hierarchy at ``/sys/fs/cgroup``). Groups are made under
 the agent's own cgroup, in a folder named for the agent (``gpumarket-<tag>``), so two agents on
-one machine never sweep each other's; :meth:`CgroupHost.sweep` kills and removes what a previous
-run of the same agent left. A controller the host does not offer, or does not let this user
-write, is simply not enforced: :attr:`CgroupHost.controllers` says what is, and the agent logs it.
+one machine never sweep each other's groups; :meth:`CgroupHost.sweep` kills and removes what a
+previous run of the same agent left, and the empty folders of agents that were killed. A
+controller the host does not offer, or does not let this user write, is simply not enforced:
+:attr:`CgroupHost.controllers` says what is, and the agent logs it.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ class CgroupHost:
         for controller, base in self.bases.items():
             folder = base / name
             if folder not in folders:
+                base.mkdir(exist_ok=True)  # another agent's sweep may have removed it empty
                 folder.mkdir(exist_ok=True)
                 folders.append(folder)
             for file, value in files.get(controller, {}).items():
@@ -210,6 +212,11 @@ class CgroupHost:
                         stale.setdefault(child.name, []).append(child)
         for name, folders in stale.items():
             LeaseCgroup(name, tuple(folders), self.version).remove()
+        for base in set(self.bases.values()):  # agents killed before they could release theirs
+            for sibling in base.parent.glob("gpumarket-*"):
+                if sibling != base:
+                    with contextlib.suppress(OSError):  # not empty: an agent's, running
+                        sibling.rmdir()
         return sorted(stale)
 
     def release(self) -> None:
