@@ -23,6 +23,7 @@ from types import FrameType
 import pytest
 
 from market.errors import JobDiskExceeded, JobOutOfMemory, JobTimedOut, SandboxUnavailable
+from nodes.jobs import TrainParams
 from nodes.logs import get_logger
 from nodes.provider.cgroups import CgroupHost
 from nodes.provider.config import JobLimits
@@ -397,16 +398,28 @@ def test_job_sees_no_device_it_was_not_given(
     assert _failed(seen["sys"]) or seen["sys"]["value"] == []
 
 
-def test_an_ordinary_job_still_runs_the_matmul_workload_in_the_sandbox(
-    sandbox: Sandbox, cgroups: CgroupHost, provider: Path
+@pytest.mark.parametrize(
+    ("module", "args", "size"),
+    [
+        ("nodes.jobs.matmul", ("8", "1", "2"), 2 * 8 * 8 * 8),
+        ("nodes.jobs.train", ("7", "2", "3", "4"), 2 * TrainParams(7, 2, 3, 4).record_bytes),
+    ],
+)
+def test_the_workloads_run_in_the_sandbox(
+    sandbox: Sandbox,
+    cgroups: CgroupHost,
+    provider: Path,
+    module: str,
+    args: tuple[str, ...],
+    size: int,
 ) -> None:
     folder = _lease(provider, "a")
-    argv = (sys.executable, "-m", "nodes.jobs.matmul", "8", "1", "2")
+    argv = (sys.executable, "-m", module, *args)
     result: JobResult = run_job(
-        JobSpec("matmul", argv, sandbox=sandbox, cgroups=cgroups, memory_bytes=2**30), folder
+        JobSpec("workload", argv, sandbox=sandbox, cgroups=cgroups, memory_bytes=2**30), folder
     )
     assert result.exit_code == 0
-    assert len(result.stdout.read_bytes()) == 2 * 8 * 8 * 8
+    assert len(result.stdout.read_bytes()) == size
 
 
 def _events(caplog: pytest.LogCaptureFixture) -> dict[str, dict[str, object]]:
