@@ -312,9 +312,13 @@ class Job:
             oom = self._oom_kills > 0
             if memory is not None and (oom or any(m in tail for m in _OOM_MARKERS)):
                 raise JobOutOfMemory(name, memory, tail)
-            if self.spec.disk_bytes is not None and "File too large" in tail:
+            cap = self.spec.disk_bytes
+            if cap is not None:
+                # RLIMIT_FSIZE: SIGXFSZ, or EFBIG where the program ignores the signal (Python);
+                # or the folder full at the end, the watchdog not having looked yet.
                 used = folder_bytes(self.workdir)
-                raise JobDiskExceeded(name, self.spec.disk_bytes, used, tail)
+                if used >= cap or code == -signal.SIGXFSZ or "File too large" in tail:
+                    raise JobDiskExceeded(name, cap, used, tail)
             raise JobFailed(name, code, tail)
         return JobResult(
             self.spec.name, code, self.elapsed_s(), self.workdir / "stdout", self.workdir / "stderr"
