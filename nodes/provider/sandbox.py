@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from market.errors import SandboxUnavailable
+from nodes.provider.seccomp import filter_fd
 
 PROBE_TIMEOUT_S: Final = 30.0
 JOB_DIR: Final = "/job"
@@ -160,17 +161,24 @@ def setup_failed(exit_code: int, stderr: str) -> str | None:
 
 
 def probe(sandbox: Sandbox) -> None:
-    """Run ``true`` in a sandbox as jobs get it; raises SandboxUnavailable saying why not."""
+    """Run ``true`` in a sandbox as jobs get it (the seccomp filter included); raises
+    SandboxUnavailable saying why not."""
     if shutil.which(sandbox.bwrap) is None:
         raise SandboxUnavailable(f"{sandbox.bwrap} not found")
-    with tempfile.TemporaryDirectory(prefix="gpumarket-probe-") as folder:
-        command = sandbox.argv(["true"], folder=Path(folder))
-        try:
-            done = subprocess.run(
-                command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False
+    fds = () if sandbox.seccomp is None else (filter_fd(sandbox.seccomp),)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gpumarket-probe-") as folder:
+            command = sandbox.argv(
+                ["true"], folder=Path(folder), seccomp_fd=fds[0] if fds else None
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SandboxUnavailable(f"{sandbox.bwrap}: {exc}") from exc
+            done = subprocess.run(
+                command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False, pass_fds=fds
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxUnavailable(f"{sandbox.bwrap}: {exc}") from exc
+    finally:
+        for fd in fds:
+            os.close(fd)
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip()[-500:]
         raise SandboxUnavailable(f"probe exited {done.returncode}: {said}")
