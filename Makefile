@@ -1,5 +1,6 @@
 # gpumarket: every target sets itself up first (idempotently), so `make demo` and `make test`
-# are the only two commands a fresh machine needs. Requires Python >= 3.11 and Node.js >= 20 + npm.
+# are the only two commands a fresh machine needs. Requires Python >= 3.11 and Node.js >= 20 + npm;
+# bubblewrap (the job sandbox) is installed with apt-get when missing and running as root.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 SLITHER_VENV := .venv-slither
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help setup demo test bench lint typecheck forge-test solhint slither pytest build clean
+.PHONY: help setup bubblewrap demo test bench lint typecheck forge-test solhint slither pytest build clean
 
 help:
 	@echo "make demo    set up, then run the main job (a market round on an embedded devnet)"
@@ -19,7 +20,16 @@ help:
 	@echo "make bench   set up, then run the benchmarks (figures in bench/results/)"
 	@echo "make build   recompile contracts into market/artifacts (commit the result)"
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: bubblewrap $(VENV)/.installed node_modules/.installed
+
+# The provider runs every job under bubblewrap (docs/decisions/0015-job-sandbox.md).
+bubblewrap:
+	@command -v bwrap >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	else \
+	  echo "error: bubblewrap (bwrap), the job sandbox, is missing: run 'sudo apt-get install -y bubblewrap'" >&2; exit 1; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \

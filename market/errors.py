@@ -47,9 +47,12 @@ The tree::
     │       ├── KeystoreError     the key cannot be read or decrypted
     │       ├── InventoryError    no GPUs detected and none declared
     │       ├── PricingError      a pricing policy cannot load, or priced out of range
+    │       ├── SandboxUnavailable  the job sandbox (bubblewrap) cannot start; no job runs
+    │       ├── JobRefused        a job spec asks for what the provider's policy forbids
     │       └── JobError          a job did not complete
     │           ├── JobTimedOut       over its wall-time limit; killed
     │           ├── JobOutOfMemory    over its memory limit
+    │           ├── JobDiskExceeded   wrote more than its folder's cap; killed
     │           └── JobFailed         exited non-zero or by a signal
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
@@ -482,6 +485,34 @@ class PricingError(AgentError):
         super().__init__(f"pricing policy {policy!r}: {reason}")
 
 
+class SandboxUnavailable(AgentError):
+    """The job sandbox cannot start (``reason``): bubblewrap missing, or its probe failed.
+    A provider never falls back to running a job unconfined; install bubblewrap, or opt out
+    explicitly with ``[jobs] sandbox = "none"``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"job sandbox unavailable: {reason}; install bubblewrap (apt-get install -y "
+            'bubblewrap) or set [jobs] sandbox = "none" to run jobs unconfined'
+        )
+
+
+class JobRefused(AgentError):
+    """Job ``job`` asks for ``what`` (``network``, ``memory_bytes``), which the provider's
+    policy (``allowed``) forbids; it is not started."""
+
+    def __init__(self, job: str, what: str, asked: object, allowed: object) -> None:
+        self.job = job
+        self.what = what
+        self.asked = asked
+        self.allowed = allowed
+        super().__init__(
+            f"job {job}: asks for {what} = {asked!r}, the provider allows {allowed!r}; "
+            "lease from a provider whose policy allows it"
+        )
+
+
 class JobError(AgentError):
     """Job ``job`` did not complete; ``stderr_tail`` holds the end of what it wrote."""
 
@@ -506,6 +537,20 @@ class JobOutOfMemory(JobError):
             job,
             f"ran out of memory under its limit of {memory_bytes} bytes; lease more memory "
             "or raise the job limit",
+            stderr_tail,
+        )
+
+
+class JobDiskExceeded(JobError):
+    """Wrote more than ``limit_bytes`` into its folder (``used_bytes`` when it was killed)."""
+
+    def __init__(self, job: str, limit_bytes: int, used_bytes: int, stderr_tail: str = "") -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = used_bytes
+        super().__init__(
+            job,
+            f"wrote {used_bytes} bytes into its folder, over its cap of {limit_bytes}, and was "
+            "killed; lease from a provider with a larger [jobs] max_disk_gib",
             stderr_tail,
         )
 

@@ -7,6 +7,7 @@ The spec travels sealed to the provider (``SubmitJob``); its plaintext is one ms
     {"v": 1, "kind": "train", "labKey": ..., "params": {"seed": 7, "segments": 100, "steps": 200,
      "width": 32}}
     {"v": 1, "kind": "command", "labKey": ..., "params": {"argv": ["python", "-c", "..."]}}
+    {"v": 1, "kind": "command", "labKey": ..., "params": {...}, "network": true}
 
 The lab's bid commits to it: ``Bid.job_spec_hash`` is the keccak256 of exactly these bytes, so the
 provider runs only a job the lab signed for, and outputs are sealed to the key inside it.
@@ -19,6 +20,11 @@ provider runs only a job the lab signed for, and outputs are sealed to the key i
   before each and compares bytes.
 * ``command``: any argv, run in the provider's runtime; ``"python"`` as ``argv[0]`` is the
   provider's Python interpreter. A deterministic command is checked by running it again.
+
+Every job runs in the provider's sandbox without a network; ``network: true`` asks for the host's
+network, and a provider whose policy does not allow it refuses the job (``JobRefused``). The key
+is written only when true, so the bytes (and ``jobSpecHash``) of a spec without it are those of
+the specs signed before the field existed, and ``"network": false`` is not canonical.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class JobSpec:
 
     lab_key: bytes
     params: Params
+    network: bool = False
+    """The job asks for the host's network (signed: part of ``jobSpecHash``)."""
 
     @property
     def kind(self) -> Kind:
@@ -102,10 +110,12 @@ class JobSpec:
             params = {"seed": t.seed, "segments": t.segments, "steps": t.steps, "width": t.width}
         else:
             params = {"argv": list(self.params.argv)}
-        packed: bytes = msgpack.packb(
-            {"v": SPEC_VERSION, "kind": self.kind, "labKey": self.lab_key, "params": params},
-            use_bin_type=True,
-        )
+        tree: dict[str, object] = {
+            "v": SPEC_VERSION, "kind": self.kind, "labKey": self.lab_key, "params": params
+        }  # fmt: skip
+        if self.network:  # only when true: the hash of a spec without it is unchanged
+            tree["network"] = True
+        packed: bytes = msgpack.packb(tree, use_bin_type=True)
         return packed
 
     @property
@@ -120,8 +130,12 @@ class JobSpec:
             tree = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=64)
         except (ValueError, msgpack.UnpackException) as exc:
             raise DecodeError(f"job spec: malformed msgpack ({exc})") from exc
-        if not isinstance(tree, dict) or set(tree) != {"v", "kind", "labKey", "params"}:
-            raise DecodeError("job spec: a map of exactly v, kind, labKey, params")
+        keys = {"v", "kind", "labKey", "params"}
+        if not isinstance(tree, dict) or not keys <= set(tree) <= keys | {"network"}:
+            raise DecodeError("job spec: a map of exactly v, kind, labKey, params (and network)")
+        network = tree.get("network", False)
+        if type(network) is not bool:
+            raise DecodeError("job spec: network must be true or false")
         if tree["v"] != SPEC_VERSION:
             raise DecodeError(f"job spec: version {tree['v']!r}, this node reads {SPEC_VERSION}")
         key, params = tree["labKey"], tree["params"]
@@ -130,11 +144,11 @@ class JobSpec:
         if not isinstance(params, dict):
             raise DecodeError("job spec: params must be a map")
         if tree["kind"] == "matmul":
-            spec = cls(key, _matmul(params))
+            spec = cls(key, _matmul(params), network)
         elif tree["kind"] == "train":
-            spec = cls(key, _train(params))
+            spec = cls(key, _train(params), network)
         elif tree["kind"] == "command":
-            spec = cls(key, _command(params))
+            spec = cls(key, _command(params), network)
         else:
             raise DecodeError(f"job spec: unknown kind {tree['kind']!r} (matmul, train or command)")
         if spec.encode() != data:

@@ -8,7 +8,11 @@
 * :mod:`~nodes.provider.config`: the TOML config and the keystore;
 * :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
 * :mod:`~nodes.provider.pricing`: pricing policies, built-in and plugged in;
-* :mod:`~nodes.provider.runtime`: jobs as subprocesses with time, memory and GPU limits;
+* :mod:`~nodes.provider.runtime`: jobs as subprocesses with time, memory, disk and GPU limits;
+* :mod:`~nodes.provider.sandbox`: the bubblewrap command line every job runs under;
+  :mod:`~nodes.provider.seccomp` its system-call deny list, :mod:`~nodes.provider.cgroups` its
+  per-lease memory, process and CPU limits, :mod:`~nodes.provider.confinement` what the agent
+  enforces (probed and logged at start, a spec's asks checked against the policy);
 * :mod:`~nodes.provider.metering`: reserved (rental) or busy (metered) time into GPU-seconds
   into signed, stored receipts;
 * :mod:`~nodes.provider.decisions`: why it did not offer or match, as log events.
@@ -16,6 +20,7 @@
 Durable state and chain actions are :mod:`nodes.state`'s.
 """
 
+from nodes.provider.cgroups import CgroupHost, CgroupLimits
 from nodes.provider.config import (
     AgentConfig,
     ChainConfig,
@@ -30,6 +35,7 @@ from nodes.provider.config import (
     load_config,
     load_deployment,
 )
+from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import (
     POLICY_DECLINED,
     STAKE_LOCK_UNCOVERED,
@@ -49,12 +55,16 @@ from nodes.provider.pricing import (
     load_policy,
 )
 from nodes.provider.runtime import Job, JobResult, JobSpec, run_job
+from nodes.provider.sandbox import Sandbox, gpu_device_nodes, probe
 
 __all__ = [
     "POLICY_DECLINED",
     "STAKE_LOCK_UNCOVERED",
     "AgentConfig",
+    "CgroupHost",
+    "CgroupLimits",
     "ChainConfig",
+    "Confinement",
     "FixedPrice",
     "GpuDeclaration",
     "GpuGroup",
@@ -73,17 +83,20 @@ __all__ = [
     "PricingConfig",
     "PricingPolicy",
     "ProviderConfig",
+    "Sandbox",
     "Skip",
     "UtilisationPrice",
     "checked_price",
     "decrypt_key",
     "detect",
     "explanation_fields",
+    "gpu_device_nodes",
     "load_config",
     "load_deployment",
     "load_policy",
     "log_no_match",
     "normalise_model",
     "plan_offers",
+    "probe",
     "run_job",
 ]

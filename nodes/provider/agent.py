@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from market.protocol.types import Offer, Signed, billing_modes
 from market.sealing import public_key_of
 from nodes.logs import get_logger
 from nodes.provider.config import ProviderConfig
+from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import log_no_match, log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
 from nodes.provider.pricing import load_policy
@@ -112,9 +114,13 @@ class ProviderAgent:
         store = AgentStore.open(self.config.state)
         records = Records(store.db, client.domain)
         workdir = self.config.state.parent / "jobs"
+        # The cgroups are named for this agent's state, so agents on one host never sweep
+        # each other's; a sandbox that does not work stops the agent here.
+        tag = hashlib.sha256(str(self.config.state.resolve()).encode()).hexdigest()[:12]
+        confinement = Confinement.prepare(self.config.jobs, tag=tag, log=_log)
         return LeaseWork(
             self.config, self.key, client, store, records, DurableChain(store.db, client),
-            client.domain, workdir, _log, self.inventory, self.metrics,
+            client.domain, workdir, _log, self.inventory, confinement, self.metrics,
         )  # fmt: skip
 
     def _open_service(self) -> ProviderService:
@@ -161,6 +167,7 @@ class ProviderAgent:
             await self._runner.cleanup()
         if self._work is not None:
             await self._on(self.chain_pool, self._work.stop_all)
+            self._work.confinement.close()
         for relay in self._relays:
             await relay.close()
         self.chain_pool.shutdown(wait=True)

@@ -41,7 +41,13 @@ A complete file (relative paths are relative to the file's folder)::
 
     [jobs]
     max_wall_time_s = 86400
-    max_memory_gib = 64                    # omit for no address-space limit
+    max_memory_gib = 64                    # omit for no memory limit (address space, cgroup)
+    sandbox = "bwrap"                      # every job under bubblewrap (default); "none" runs
+                                           # jobs unconfined, with a warning at every start
+    allow_network = false                  # serve specs that sign network = true
+    max_processes = 1024                   # per job (pids cgroup)
+    max_cpu_cores = 8                      # per job (cpu cgroup quota); omit for no limit
+    max_disk_gib = 100                     # the job's folder; omit for no cap
 
     [agent]                                # the daemon (gpumarket provider); all optional
     host = "127.0.0.1"                     # where labs reach it: jobs, receipts, vouchers
@@ -82,6 +88,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 
 from eth_account import Account
 
@@ -143,10 +150,23 @@ class MeteringConfig:
     interval_s: int
 
 
+SandboxKind = Literal["bwrap", "none"]
+SANDBOX_KINDS: tuple[SandboxKind, ...] = ("bwrap", "none")
+DEFAULT_MAX_PROCESSES = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class JobLimits:
+    """What every job may use, and how it is confined (``[jobs]``)."""
+
     wall_time_s: int
     memory_bytes: int | None
+    sandbox: SandboxKind = "bwrap"
+    allow_network: bool = False
+    """Serve job specs that ask for the network (``network: true``); others are refused."""
+    max_processes: int | None = DEFAULT_MAX_PROCESSES
+    cpu_cores: float | None = None
+    disk_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,10 +305,25 @@ def _metering(t: Table) -> MeteringConfig:
 
 
 def _jobs(t: Table) -> JobLimits:
-    t.expect(("max_wall_time_s", "max_memory_gib"))
+    t.expect(
+        ("max_wall_time_s", "max_memory_gib", "sandbox", "allow_network", "max_processes",
+         "max_cpu_cores", "max_disk_gib")
+    )  # fmt: skip
     wall = t.integer("max_wall_time_s", 86_400, minimum=1)
     gib = t.number("max_memory_gib", default=None)
-    return JobLimits(wall, None if gib is None else int(gib * 2**30))
+    sandbox: SandboxKind = (
+        "none" if t.choice("sandbox", SANDBOX_KINDS, "bwrap") == "none" else "bwrap"
+    )
+    disk = t.number("max_disk_gib", default=None)
+    return JobLimits(
+        wall,
+        None if gib is None else int(gib * 2**30),
+        sandbox=sandbox,
+        allow_network=t.flag("allow_network", False),
+        max_processes=t.integer("max_processes", DEFAULT_MAX_PROCESSES, minimum=1),
+        cpu_cores=t.number("max_cpu_cores", default=None),
+        disk_bytes=None if disk is None else int(disk * 2**30),
+    )
 
 
 def _agent(t: Table) -> AgentConfig:
@@ -376,6 +411,7 @@ __all__ = [
     "MeteringConfig",
     "PricingConfig",
     "ProviderConfig",
+    "SandboxKind",
     "billing_config",
     "billing_names",
     "chain_config",

@@ -42,7 +42,7 @@ import msgpack
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
 from market.chain.history import DEFAULT_CHUNK_BLOCKS
-from market.errors import ChainError
+from market.errors import ChainError, JobError, JobRefused, SandboxUnavailable
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
@@ -52,10 +52,10 @@ from nodes.jobs import JobSpec, MatmulParams, TrainParams
 from nodes.logs import EventLogger
 from nodes.metrics import Metrics
 from nodes.provider.config import ProviderConfig
+from nodes.provider.confinement import Confinement
 from nodes.provider.inventory import Inventory
 from nodes.provider.metering import Meter, OutputTail, Period
 from nodes.provider.runtime import Job
-from nodes.provider.runtime import JobSpec as RunSpec
 from nodes.provider.store import AgentStore, JobRow
 from nodes.state import DurableChain
 from nodes.state.actions import ClaimBatch, CloseLease, CloseLeaseBatch, Withdraw
@@ -112,6 +112,7 @@ class LeaseWork:
     workdir: Path
     log: EventLogger
     inventory: Inventory
+    confinement: Confinement
     counters: ProviderMetrics = field(default_factory=ProviderMetrics)
     running: dict[bytes, _Running] = field(default_factory=dict)
     meters: dict[bytes, Meter] = field(default_factory=dict)
@@ -232,6 +233,12 @@ class LeaseWork:
             spec = JobSpec.decode(row.spec)
             try:
                 self.running[row.lease_id] = self._launch(row, spec)
+            except JobRefused as exc:  # billed by the lease's terms, as any job that failed
+                self.store.set_state(row.lease_id, JobState.FAILED, f"refused: {exc}")
+                self.counters.jobs.inc(outcome="refused")
+                self.log.warning("job_refused", lease=row.lease_id, what=exc.what,
+                                 asked=exc.asked, allowed=exc.allowed)  # fmt: skip
+                continue
             except OSError as exc:  # no such program, not executable, no space for its folder
                 self.store.set_state(row.lease_id, JobState.FAILED, f"cannot start: {exc}")
                 self.counters.jobs.inc(outcome="failed")
@@ -241,15 +248,14 @@ class LeaseWork:
             self.log.info("job_started", lease=row.lease_id, kind=spec.kind)
 
     def _launch(self, row: JobRow, spec: JobSpec) -> _Running:
-        argv = job_argv(spec)
-        limits = self.config.jobs
+        """Start the lease's job in the agent's confinement; JobRefused if its policy forbids
+        what the spec asks for."""
+        name = f"lease-{row.lease_id.hex()[:12]}"
+        self.confinement.admit(name, spec)
         folder = self.workdir / row.lease_id.hex()
         devices = self._devices(row.model, row.gpus)
-        job = Job.start(
-            RunSpec(f"lease-{row.lease_id.hex()[:12]}", argv, devices=devices,
-                    wall_time_s=limits.wall_time_s, memory_bytes=limits.memory_bytes),
-            folder,
-        )  # fmt: skip
+        run = self.confinement.run_spec(name, job_argv(spec), devices, network=spec.network)
+        job = Job.start(run, folder)
         return _Running(job, OutputTail(folder / "stdout", offset=row.out_offset), devices)
 
     def _devices(self, model: str, gpus: int) -> tuple[int, ...]:
@@ -377,7 +383,11 @@ class LeaseWork:
         row = self.store.job(lease_id)
         if row is not None and row.state == JobState.RUNNING.value:
             state = JobState.FINISHED if code == 0 else JobState.FAILED
-            error = "" if code == 0 else f"exit code {code}: {run.job.stderr_tail()[-500:]}"
+            error = ""
+            try:
+                run.job.result()
+            except (JobError, SandboxUnavailable) as exc:  # typed: disk, memory, sandbox, exit
+                error = f"exit code {code}: {str(exc)[-500:]}"
             self.store.set_state(lease_id, state, error)
             self.counters.jobs.inc(outcome=state.value)
             self.log.info("job_exited", lease=lease_id, state=state.value, code=code)

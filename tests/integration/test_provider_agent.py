@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -436,3 +437,88 @@ def test_a_provider_restarted_on_another_port_updates_its_registered_endpoint(ne
         assert " registration_updated " in other.log.read_text(encoding="utf-8")
     finally:
         other.kill()
+
+
+HOSTILE = """
+import json, os, signal, socket, sys
+seen = {}
+def attempt(key, action):
+    try:
+        seen[key] = repr(action())[:80]
+    except Exception as exc:
+        seen[key] = type(exc).__name__
+keystore, database, agent = sys.argv[1], sys.argv[2], int(sys.argv[3])
+attempt("keystore", lambda: open(keystore).read())
+attempt("database", lambda: open(database, "rb").read(16))
+attempt("environ", lambda: open(f"/proc/{agent}/environ", "rb").read())
+attempt("kill", lambda: os.kill(agent, signal.SIGKILL))
+attempt("connect", lambda: socket.create_connection(("127.0.0.1", int(sys.argv[4])), 1))
+print(json.dumps(seen), flush=True)
+"""
+
+
+def test_a_hostile_job_is_contained_billed_as_any_other_and_the_agent_serves_on(net: Net) -> None:
+    """A rental lease whose job tries to steal the provider's keystore, database and password,
+    to kill the agent and to reach its API: every attempt fails inside the sandbox, the lease is
+    billed exactly as an ordinary rental (every reserved second), and another lease started
+    after it is served to the end."""
+    lab = _lab(net, 1)
+    keys = generate_keypair()
+    folder = net.market.folder
+    port = net.provider.url.rsplit(":", 1)[1]
+    assert net.provider.proc is not None
+    argv = (
+        "python",
+        "-c",
+        HOSTILE,
+        str(folder / "provider0-key.json"),
+        str(folder / "provider0" / "state.sqlite"),
+        str(net.provider.proc.pid),
+        port,
+    )
+    spec = JobSpec(keys.public, CommandParams(argv))  # fmt: skip
+    lease, bid = _lease(net, lab, spec, duration=8)
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    _follow(net, lab, side, lambda b: side.verifier.head is not None
+            and side.verifier.head.period_end >= lease.end)  # fmt: skip
+    seen = json.loads(bytes(side.output))
+    assert seen == {
+        "keystore": "FileNotFoundError", "database": "FileNotFoundError",
+        "environ": "FileNotFoundError", "kill": "ProcessLookupError",
+        "connect": "ConnectionRefusedError",
+    }  # fmt: skip
+    assert net.provider.running  # the agent is unharmed
+    assert side.paid == PRICE * lease.gpus * lease.duration  # as any rental: every second
+    wait_until(lambda: _closed(lab, lease), 60, "the provider to claim and close the lease")
+    assert lab.client.lease_state(lease.id).paid == side.paid
+
+    other_keys = generate_keypair()
+    other = JobSpec(other_keys.public, CommandParams(("python", "-c", "print('still here')")))
+    other_lease, other_bid = _lease(net, lab, other, duration=6)
+    assert _send_job(net, _submit_job(net, other_lease, other_bid, other, lab)) is JobState.RUNNING
+    after = LabSide(other_lease, other_keys, ReceiptVerifier(lab.client.domain, other_lease),
+                    bytearray())  # fmt: skip
+    _follow(net, lab, after, lambda b: after.verifier.head is not None
+            and after.verifier.head.period_end >= other_lease.end)  # fmt: skip
+    assert bytes(after.output) == b"still here\n"
+    assert after.paid == PRICE * other_lease.gpus * other_lease.duration
+
+
+def test_a_job_asking_for_the_network_is_refused_and_billed_only_by_its_terms(net: Net) -> None:
+    """The provider's config does not allow the network: a spec that signs ``network: true`` is
+    refused at start (``JobRefused``), and a metered lease bills nothing for it."""
+    lab = _lab(net, 2)
+    keys = generate_keypair()
+    spec = JobSpec(keys.public, CommandParams(("python", "-c", "print('online')")), network=True)
+    lease, bid = _lease(net, lab, spec, duration=6, billing=Billing.METERED)
+    assert _send_job(net, _submit_job(net, lease, bid, spec, lab)) is JobState.RUNNING
+    side = LabSide(lease, keys, ReceiptVerifier(lab.client.domain, lease), bytearray())
+    batch = _follow(net, lab, side, lambda b: side.verifier.head is not None
+                    and side.verifier.head.period_end >= lease.end)  # fmt: skip
+    assert batch.job_state is JobState.FAILED
+    assert batch.job_error.startswith("refused: ")
+    assert "network" in batch.job_error
+    assert side.output == b""
+    assert side.verifier.head is not None
+    assert side.verifier.head.gpu_seconds == 0

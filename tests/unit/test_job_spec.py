@@ -37,9 +37,9 @@ COMMAND = st.builds(
 )
 
 
-@given(st.one_of(MATMUL, TRAIN, COMMAND))
-def test_every_spec_round_trips_through_its_canonical_bytes(params: object) -> None:
-    spec = JobSpec(KEY, params)  # type: ignore[arg-type]
+@given(st.one_of(MATMUL, TRAIN, COMMAND), st.booleans())
+def test_every_spec_round_trips_through_its_canonical_bytes(params: object, network: bool) -> None:
+    spec = JobSpec(KEY, params, network)  # type: ignore[arg-type]
     data = spec.encode()
     assert JobSpec.decode(data) == spec
     assert spec.hash == keccak(data)
@@ -72,6 +72,8 @@ GOOD = {"v": 1, "kind": "matmul", "labKey": KEY, "params": {"n": 8, "seed": 1, "
         ({"kind": "train", "params": TRAIN_GOOD | {"width": MAX_WIDTH + 1}}, "params.width"),
         ({"kind": "train", "params": TRAIN_GOOD | {"segments": 0}}, "params.segments"),
         ({"kind": "train", "params": TRAIN_GOOD | {"steps": MAX_STEPS + 1}}, "params.steps"),
+        ({"network": 1}, "network must be true or false"),
+        ({"network": False}, "not in canonical form"),
     ],
 )
 def test_malformed_specs_are_refused_with_a_typed_error(
@@ -98,3 +100,17 @@ def test_freivalds_accepts_the_product_and_refuses_any_other() -> None:
     assert not check_product(3, 1, 16, bytes(bad))
     assert not check_product(3, 2, 16, good)  # another round's product
     assert not check_product(3, 1, 16, good[:-8])  # a short one
+
+
+def test_a_spec_without_network_keeps_the_bytes_and_hash_it_had_before_the_field() -> None:
+    spec = JobSpec(KEY, MatmulParams(8, 1, 2))
+    assert spec.encode() == _pack(GOOD)
+    assert spec.hash == keccak(_pack(GOOD))
+
+
+def test_network_is_signed_only_when_asked_for_and_changes_the_hash() -> None:
+    offline = JobSpec(KEY, MatmulParams(8, 1, 2))
+    online = JobSpec(KEY, MatmulParams(8, 1, 2), network=True)
+    assert online.encode() == _pack(GOOD | {"network": True})
+    assert JobSpec.decode(online.encode()).network is True
+    assert online.hash != offline.hash

@@ -14,6 +14,7 @@ from market.protocol.types import Billing
 from nodes.provider import (
     AgentConfig,
     GpuDeclaration,
+    JobLimits,
     KeyConfig,
     decrypt_key,
     load_config,
@@ -59,6 +60,11 @@ interval_s = 30
 [jobs]
 max_wall_time_s = 600
 max_memory_gib = 1.5
+sandbox = "none"
+allow_network = true
+max_processes = 64
+max_cpu_cores = 2.5
+max_disk_gib = 0.5
 
 [agent]
 host = "0.0.0.0"
@@ -117,7 +123,10 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
         {"floor": 2, "ceiling": 6},
     )
     assert config.metering.interval_s == 30
-    assert (config.jobs.wall_time_s, config.jobs.memory_bytes) == (600, 3 * 2**29)
+    assert config.jobs == JobLimits(
+        600, 3 * 2**29, sandbox="none", allow_network=True, max_processes=64, cpu_cores=2.5,
+        disk_bytes=2**29,
+    )  # fmt: skip
 
 
 def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
@@ -132,6 +141,11 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert not config.inventory.detect
     assert config.metering.interval_s == 60
     assert (config.jobs.wall_time_s, config.jobs.memory_bytes) == (86_400, None)
+    assert config.jobs.sandbox == "bwrap"  # every job confined unless the operator opts out
+    assert not config.jobs.allow_network
+    assert (config.jobs.max_processes, config.jobs.cpu_cores, config.jobs.disk_bytes) == (
+        1024, None, None
+    )  # fmt: skip
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
@@ -160,6 +174,12 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("[pricing]", "[jobs]\nmax_memory_gib = -2\n[pricing]", "jobs.max_memory_gib", "positive"),
         ("[pricing]", "[jobs]\nmax_memory_gib = true\n[pricing]", "jobs.max_memory_gib", "number"),
         ("[key]", 'statee = "x"\n[key]', "statee", "unknown key"),
+        ("[pricing]", '[jobs]\nsandbox = "docker"\n[pricing]', "jobs.sandbox", "one of"),
+        ("[pricing]", '[jobs]\nallow_network = "yes"\n[pricing]', "jobs.allow_network", "true"),
+        ("[pricing]", "[jobs]\nmax_processes = 0\n[pricing]", "jobs.max_processes", "least 1"),
+        ("[pricing]", "[jobs]\nmax_cpu_cores = 0\n[pricing]", "jobs.max_cpu_cores", "positive"),
+        ("[pricing]", "[jobs]\nmax_disk_gib = -1\n[pricing]", "jobs.max_disk_gib", "positive"),
+        ("[pricing]", "[jobs]\nnetwork = true\n[pricing]", "jobs.network", "unknown key"),
         ("[pricing]", "[chain]\nconfirmations = -1\n[pricing]", "chain.confirmations", "least 0"),
         ("[pricing]", "[agent]\nport = 70000\n[pricing]", "agent.port", "not a TCP port"),
         ("[pricing]", "[agent]\nmax_duration_s = 5\n[pricing]", "agent.max_duration_s", "below"),
