@@ -15,7 +15,7 @@ from market.protocol.types import Bid, Lease, Voucher
 from market.receipts import ReceiptChain
 from market.sealing import public_key_of
 from nodes.jobs.spec import JobSpec, MatmulParams
-from nodes.lab.store import LAB_MIGRATIONS, LabStore
+from nodes.lab.store import LAB_MIGRATIONS, ChallengeOutcome, LabStore
 from nodes.state import IntentLog, StateDB
 from tests.unit.order_factory import DOMAIN, LAB_KEYS, PROVIDER_KEYS
 
@@ -53,9 +53,26 @@ def _with_lease(store: LabStore, lease: Lease) -> None:
 
 
 def test_lab_schema_keeps_the_intent_log_of_durable_chain_actions(store: LabStore) -> None:
-    assert store.db.version == len(LAB_MIGRATIONS) == 2
+    assert store.db.version == len(LAB_MIGRATIONS) == 3
     log = IntentLog(store.db)
     assert log.create("withdraw", b"\x80").status == "pending"
+
+
+def test_challenge_outcomes_are_kept_per_provider_across_a_reopen(
+    store: LabStore, path: Path
+) -> None:
+    lease = _lease()
+    _with_lease(store, lease)
+    store.add_challenge(lease.id, lease.provider, ChallengeOutcome(128, "cpu-test", True, 0.1, 1.5))
+    store.add_challenge(
+        lease.id, lease.provider, ChallengeOutcome(128, "cpu-test", False, 3.1, 1.5, "late")
+    )
+    assert store.challenge_record(lease.provider) == (1, 1)
+    assert store.challenge_record(LAB.address) == (0, 0)
+    store.db.close()
+    db = StateDB.open(path, migrations=LAB_MIGRATIONS)
+    assert LabStore(db, DOMAIN).challenge_record(lease.provider) == (1, 1)
+    db.close()
 
 
 def test_store_refuses_a_database_opened_without_the_lab_migrations(tmp_path: Path) -> None:
