@@ -60,9 +60,9 @@ from nodes.wire.messages import (
 )
 
 __all__ = [
+    "CONTENT_TYPE",
     "MAX_CHALLENGE_N",
     "MAX_CHALLENGE_ROWS",
-    "CONTENT_TYPE",
     "MAX_FRAME_SIZE",
     "MAX_ORDERS",
     "MAX_PERIODS",
