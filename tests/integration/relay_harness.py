@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from market.chain.tx import Transactor
 from market.matching import Submission
 from market.protocol.types import Bid, Offer, Signed
 from nodes.relay import Limits, Relay, RelayClient, RelayConfig
@@ -40,6 +41,21 @@ def fund_market(env: MarketEnv) -> MarketEnv:
     for lab in (LAB, OTHER_LAB):
         env.lab(lab).fund(2**200)
     return env
+
+
+def admit_then_revoke(
+    relay: RelayHandle, env: MarketEnv, lab: int, *bids: Signed[Bid], allowance: int = 0
+) -> tuple[OrderResult, ...]:
+    """Submit ``bids`` of lab ``lab`` approving the market enough to be admitted, then cut its
+    allowance to ``allowance``: a lab that lost its approval after admission, which only the
+    matcher's revert paths can find. Submit the offers they cross afterwards."""
+    env.lab(lab).fund(2**200)
+    results = relay.submit(*bids)
+    token, market = env.contracts.token, env.contracts.market.address
+    data = token.encode_abi("approve", args=[market, allowance])  # Lab.fund only ever raises it
+    Transactor(env.devnet.web3(), env.devnet.accounts[lab]).send(token.address, data, what="cut")
+    assert env.client().allowance(env.lab(lab).address) == allowance
+    return results
 
 
 def offer(env: MarketEnv, provider: int = PROVIDER, **kw: Any) -> Signed[Offer]:
@@ -227,6 +243,7 @@ __all__ = [
     "PROVIDER",
     "UNDERSTAKED",
     "UNREGISTERED",
+    "admit_then_revoke",
     "LoopThread",
     "Recorder",
     "RelayHandle",
