@@ -61,7 +61,7 @@ class RelayBook:
         """Where fills go to be sent, with the clearing price they pay (None: their offers')."""
         self._in_flight: dict[_Key, list[Fill]] = {}
         self._index: dict[bytes, tuple[str, Side, str]] = {}  # hash -> model, side, signer
-        self.capacity = capacity or Capacity(2**62, 2**62)
+        self.capacity = capacity if capacity is not None else Capacity(2**62, 2**62)
         """Orders per signer and in all (``nodes/relay/capacity.py``): follows ``_index``."""
         self._evicted: list[bytes] = []  # evicted, their rows deleted with the next accept
 

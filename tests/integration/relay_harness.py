@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from market.chain.deploy import Deployment
 from market.chain.tx import Transactor
 from market.matching import Submission
 from market.protocol.types import Bid, Offer, Signed
@@ -197,9 +198,16 @@ class Relays:
         base = RelayConfig(db_path=self.tmp_path / f"{name}.sqlite", chain_poll_s=0.02)
         return replace(base, **changes)
 
-    def start(self, config: RelayConfig | None = None, **changes: Any) -> RelayHandle:
+    def start(
+        self,
+        config: RelayConfig | None = None,
+        *,
+        deployment: Deployment | None = None,
+        **changes: Any,
+    ) -> RelayHandle:
+        """A relay on this test's market (``deployment``: reached another way, e.g. a proxy)."""
         cfg = config or self.config(**changes)
-        relay = Relay(cfg, self.env.contracts.deployment)
+        relay = Relay(cfg, deployment or self.env.contracts.deployment)
         self.lt.run(relay.start())
         handle = RelayHandle(relay, self.lt, RelayClient(relay.url))
         self.started.append(handle)
