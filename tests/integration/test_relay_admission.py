@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from market.chain.client import READ_BATCH, LabFunds
 from market.matching import Submission
 from market.protocol.signing import SigningKey
 from market.protocol.types import Bid
@@ -279,3 +280,28 @@ def test_a_silent_chain_refuses_with_503_and_admits_nothing(env: MarketEnv, rela
         status, answer = _post(relay, "/v1/gossip", orders)
         assert _statuses(answer) == [OrderStatus.ACCEPTED] * 2
         assert _held(relay) == (2, 2)
+
+
+def test_lab_funds_reads_many_labs_in_json_rpc_batches(
+    env: MarketEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fund_market(env)
+    client = env.client()
+    fresh = [SigningKey(secrets.token_bytes(32)).address for _ in range(READ_BATCH + 100)]
+    labs = [env.lab(LAB).address, env.lab(UNAPPROVED).address, *fresh]
+    provider = client.w3.provider
+    batches: list[int] = []
+    send = provider.make_batch_request  # type: ignore[attr-defined]
+
+    def counted(requests: list[object]) -> object:
+        batches.append(len(requests))
+        return send(requests)
+
+    monkeypatch.setattr(provider, "make_batch_request", counted)
+    funds = client.lab_funds(labs)
+    assert batches == [READ_BATCH, READ_BATCH, len(labs) - READ_BATCH, len(labs) - READ_BATCH]
+    lab = env.lab(LAB).address
+    assert funds[lab] == LabFunds(client.balance_of(lab), 2**200)
+    unapproved = env.lab(UNAPPROVED).address
+    assert funds[unapproved] == LabFunds(client.balance_of(unapproved), 0)
+    assert {funds[a] for a in fresh} == {LabFunds(0, 0)}
