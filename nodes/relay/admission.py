@@ -3,10 +3,12 @@ before anything changes, one typed result per order.
 
     1. signatures, in bulk (market.matching.verify_orders), off the event loop: ECDSA, then
        ERC-1271 through the chain for contract signers, as the Market contract checks them;
-    2. the rate budgets, over the *new* orders (valid, not already in the book, not repeated in
-       the request): one per signer, shared by both entry points (so nobody can spend another
-       account's budget with forged orders, nor a peer's duplicates anyone's), and one per peer
-       address for gossip; over either, the whole request is refused (429) and nothing changes;
+    2. the rate budgets, over the *new* orders (valid, and able to enter the book as it stands:
+       not in it, not expired, cancelled or filled, not repeated in the request): one per
+       signer, shared by both entry points, and one per peer address for gossip; over either,
+       the whole request is refused (429) and nothing changes. Forged orders cost no signer
+       anything, and neither do replays of a signer's known or dead orders, so nobody can spend
+       another account's budget, and peers re-gossiping known orders are not throttled;
     3. the chain reads: the stake of every offer's provider (the first time it is seen), the
        balance and allowance of every bid's lab (``nodes/relay/funds.py``, cached briefly); a
        read that fails refuses the whole request (503 ``chain_unavailable``), never admits
@@ -80,9 +82,9 @@ class Admission:
             lambda: verify_orders(domain, submissions, checker=checker)
         )
         self._charge(valid, peer, take=False)  # refuse a flood before it costs chain reads
-        messages = [o.signed.message for o in valid if o.hash not in self.book.book]
-        await self.book.stakes.ensure(m.provider for m in messages if isinstance(m, Offer))
-        await self.funds.ensure(m.lab for m in messages if isinstance(m, Bid))
+        unknown = [o.signed.message for o in valid if o.hash not in self.book.book]
+        await self.book.stakes.ensure(m.provider for m in unknown if isinstance(m, Offer))
+        await self.funds.ensure(m.lab for m in unknown if isinstance(m, Bid))
         # From here on nothing yields: what is checked is what is applied.
         self._charge(valid, peer, take=True)
 
@@ -120,15 +122,22 @@ class Admission:
             evicted,
         )
 
+    def _new(self, valid: Sequence[VerifiedOrder]) -> list[VerifiedOrder]:
+        """The orders among ``valid`` that could enter the book as it stands (each once)."""
+        seen: set[bytes] = set()
+        new: list[VerifiedOrder] = []
+        for o in valid:
+            if self.book.entry_error(o, seen) is None:
+                seen.add(o.hash)
+                new.append(o)
+        return new
+
     def _charge(self, valid: Sequence[VerifiedOrder], peer: str | None, *, take: bool) -> None:
         """Check (``take``: and take) the budgets of the new orders among ``valid``."""
-        new: dict[bytes, str] = {}
-        for o in valid:
-            if o.hash not in self.book.book:
-                new.setdefault(o.hash, o.signer)
+        new = self._new(valid)
         if not new:
             return
-        per_signer = Counter(new.values())
+        per_signer = Counter(o.signer for o in new)
         per_peer = {peer: len(new)} if peer is not None else {}
         self.peer_limit.check(per_peer)
         self.signer_limit.check(per_signer)

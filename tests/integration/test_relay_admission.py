@@ -60,9 +60,11 @@ def relays(env: MarketEnv, tmp_path: Path) -> Iterator[Relays]:
         yield started
 
 
-def _bids(env: MarketEnv, key: SigningKey, count: int, *, first_nonce: int = 0) -> list[Submission]:
-    """``count`` bids of ``key``'s lab, each able to cost ``COST``."""
-    domain, expiry = env.client().domain, env.client().chain_time() + 3600
+def _bids(
+    env: MarketEnv, key: SigningKey, count: int, *, first_nonce: int = 0, expiry: int = 0
+) -> list[Submission]:
+    """``count`` bids of ``key``'s lab, each able to cost ``COST`` (expiring in an hour)."""
+    domain, expiry = env.client().domain, expiry or env.client().chain_time() + 3600
     return [
         Submission(
             key.sign(
@@ -207,6 +209,10 @@ def test_a_peer_over_its_gossip_budget_is_refused_429_and_duplicates_cost_it_not
     fund_market(env)
     relay = relays.start(limits=small_limits(peer_rate_per_s=0.01, peer_burst=4))
     lab, other = _key(env, LAB), _key(env, OTHER_LAB)
+    # Dead orders replayed cost neither the peer nor their signer anything.
+    dead = _bids(env, lab, 10, first_nonce=100, expiry=env.client().chain_time() - 1)
+    status, answer = _post(relay, "/v1/gossip", dead)
+    assert (status, set(_statuses(answer))) == (200, {OrderStatus.ORDER_EXPIRED})
     first = _bids(env, lab, 2) + _bids(env, other, 2)
     status, answer = _post(relay, "/v1/gossip", first)
     assert _statuses(answer) == [OrderStatus.ACCEPTED] * 4
