@@ -4,7 +4,8 @@ rate budgets' check-then-take, labs' funds cached for a while (``nodes/relay/fun
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -13,11 +14,18 @@ from hypothesis import strategies as st
 
 from market.chain.client import LabFunds, MarketClient
 from market.errors import BookFull, RateLimited, RpcUnavailable, SignerAtCapacity
+from market.matching import Submission
 from market.protocol.types import Bid
+from nodes.relay.admission import Admission
+from nodes.relay.book import RelayBook
 from nodes.relay.capacity import Capacity
 from nodes.relay.funds import FundsCache, bid_cost
 from nodes.relay.ratelimit import RateLimiter
-from tests.unit.order_factory import Orders
+from nodes.relay.stakes import StakeCache
+from nodes.relay.store import Store
+from nodes.relay.stream import Hub
+from nodes.wire import OrderStatus
+from tests.unit.order_factory import DOMAIN, NOW, Orders
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +174,70 @@ def test_a_bid_costs_at_most_its_price_times_gpus_times_duration(
     bid = Orders().bid(price, gpus, duration=secs).signed.message
     assert isinstance(bid, Bid)
     assert bid_cost(bid) == price * gpus * secs
+
+
+@pytest.fixture
+def admission_with(tmp_path: Path) -> Iterator[Callable[[Capacity], Admission]]:
+    """Admissions over a real book and store, without a chain: bids only (no stakes to read),
+    every lab funded by a fake chain. Their stores are closed after the test."""
+    stores: list[Store] = []
+
+    def make(capacity: Capacity) -> Admission:
+        store = Store.open(tmp_path / f"relay{len(stores)}.sqlite")
+        stores.append(store)
+        stakes = StakeCache(cast(MarketClient, None), 0)
+        book = RelayBook(DOMAIN, store, stakes, Hub(16), matching=False, capacity=capacity)
+        book.chain_time = NOW
+        chain = _Chain()
+        chain.funds = LabFunds(10**30, 10**30)
+        return Admission(
+            book,
+            DOMAIN,
+            FundsCache(cast(MarketClient, chain), 5.0),
+            signer_limit=RateLimiter(1.0, 100),
+            peer_limit=RateLimiter(1.0, 100),
+        )
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def test_when_the_book_is_full_expired_orders_give_way_before_any_live_one(
+    admission_with: Callable[[Capacity], Admission],
+) -> None:
+    orders = Orders()
+    admission = admission_with(Capacity(2, 2))
+    short = [orders.bid(lab=0, expiry=NOW + 10) for _ in range(2)]
+    admitted = asyncio.run(admission.admit([Submission(o.signed) for o in short]))
+    assert [r.status for r in admitted.results] == [OrderStatus.ACCEPTED] * 2
+    admission.book.chain_time = NOW + 11  # expired, and no chain poll has swept them yet
+    late = orders.bid(lab=1)
+    admitted = asyncio.run(admission.admit([Submission(late.signed)], peer="10.0.0.1"))
+    assert [r.status for r in admitted.results] == [OrderStatus.ACCEPTED]
+    assert admitted.evicted == 0
+    assert set(admission.book.book._orders) == {late.hash}
+    assert admission.book.store.count_orders() == 1
+    assert len(admission.book.capacity) == 1
+
+
+def test_a_full_book_evicts_the_largest_holders_newest_order_and_forgets_its_row(
+    admission_with: Callable[[Capacity], Admission],
+) -> None:
+    orders = Orders()
+    admission = admission_with(Capacity(3, 3))
+    mine = [orders.bid(lab=0) for _ in range(3)]
+    asyncio.run(admission.admit([Submission(o.signed) for o in mine]))
+    theirs = orders.bid(lab=1)
+    admitted = asyncio.run(admission.admit([Submission(theirs.signed)]))
+    assert [r.status for r in admitted.results] == [OrderStatus.ACCEPTED]
+    assert admitted.evicted == 1
+    assert set(admission.book.book._orders) == {mine[0].hash, mine[1].hash, theirs.hash}
+    assert [h for h, _ in admission.book.store.resting_orders()] == [
+        mine[0].hash,
+        mine[1].hash,
+        theirs.hash,
+    ]
+    # The evicted order may come back; the book is full and its lab holds more: book_full.
+    again = asyncio.run(admission.admit([Submission(mine[2].signed)]))
+    assert [r.status for r in again.results] == [OrderStatus.BOOK_FULL]
