@@ -48,6 +48,24 @@ class Limits:
     """Gas a contract signer's ERC-1271 check may spend (``market.chain.erc1271``); an order whose
     wallet needs more is refused. 0 accepts ECDSA signatures only."""
 
+    def __post_init__(self) -> None:
+        positive = ("client_rate_per_s", "signer_rate_per_s", "peer_rate_per_s")
+        at_least_one = (
+            "client_burst",
+            "signer_burst",
+            "peer_burst",
+            "max_book_orders",
+            "max_signer_orders",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError("Limits", name, f"{getattr(self, name)} is not positive")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ConfigError("Limits", name, f"{getattr(self, name)} is below 1")
+        if self.funds_ttl_s < 0:
+            raise ConfigError("Limits", "funds_ttl_s", f"{self.funds_ttl_s} is negative")
+
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:

@@ -13,12 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.chain.client import LabFunds, MarketClient
-from market.errors import BookFull, RateLimited, RpcUnavailable, SignerAtCapacity
+from market.errors import BookFull, ConfigError, RateLimited, RpcUnavailable, SignerAtCapacity
 from market.matching import Submission
 from market.protocol.types import Bid
 from nodes.relay.admission import Admission
 from nodes.relay.book import RelayBook
 from nodes.relay.capacity import Capacity
+from nodes.relay.config import Limits
 from nodes.relay.funds import FundsCache, bid_cost
 from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.stakes import StakeCache
@@ -241,3 +242,13 @@ def test_a_full_book_evicts_the_largest_holders_newest_order_and_forgets_its_row
     # The evicted order may come back; the book is full and its lab holds more: book_full.
     again = asyncio.run(admission.admit([Submission(mine[2].signed)]))
     assert [r.status for r in again.results] == [OrderStatus.BOOK_FULL]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("peer_rate_per_s", 0.0), ("peer_burst", 0), ("max_book_orders", 0), ("funds_ttl_s", -1.0)],
+)
+def test_limits_refuse_bounds_that_cannot_work(field: str, value: float) -> None:
+    with pytest.raises(ConfigError) as info:
+        Limits(**{field: value})
+    assert (info.value.path, info.value.field) == ("Limits", field)
