@@ -34,7 +34,10 @@ The tree::
     │   ├── OrderCancelled        cancelled by hash, or its nonce is below the signer's floor
     │   ├── OrderFilled           nothing of it remains to fill
     │   ├── DuplicateOrder        the book already holds it
-    │   └── ProviderNotEligible   the offer's provider is unregistered or under-staked
+    │   ├── ProviderNotEligible   the offer's provider is unregistered or under-staked
+    │   ├── LabUnfunded           the bid's lab holds or allows the market less than it may cost
+    │   ├── SignerAtCapacity      its signer already holds its share of a relay's book
+    │   └── BookFull              a relay's book is full and nobody holds more than its signer
     ├── NodeError                 a daemon, its state or a peer failed (nodes/)
     │   ├── RequestRefused        a daemon answered with an ErrorResponse (``code``, ``details``)
     │   ├── RateLimited           a client or signer is over its rate limit (``retry_after_s``)
@@ -391,6 +394,48 @@ class ProviderNotEligible(OrderError):
             else f"provider {provider} has free stake {free_stake}, below the minimum {min_stake}"
         )
         super().__init__(order_hash, why)
+
+
+class LabUnfunded(OrderError):
+    """The bid could cost ``needed`` (its maximum price x GPUs x duration), more than its lab's
+    token ``balance`` or its ``allowance`` to the Market: ``openLease`` would revert."""
+
+    def __init__(
+        self, order_hash: bytes, lab: str, needed: int, balance: int, allowance: int
+    ) -> None:
+        self.lab = lab
+        self.needed = needed
+        self.balance = balance
+        self.allowance = allowance
+        super().__init__(
+            order_hash,
+            f"lab {lab} may owe {needed} but holds {balance} and allows the market {allowance}; "
+            "fund the lab and approve the market for at least the bid's cost",
+        )
+
+
+class SignerAtCapacity(OrderError):
+    """The signer already holds ``held`` orders in the relay's book, its share ``share``."""
+
+    def __init__(self, order_hash: bytes, signer: str, held: int, share: int) -> None:
+        self.signer = signer
+        self.held = held
+        self.share = share
+        super().__init__(
+            order_hash,
+            f"{signer} holds {held} orders in this book, its share is {share}; "
+            "cancel or let some expire first",
+        )
+
+
+class BookFull(OrderError):
+    """The relay's book holds ``capacity`` orders and no signer holds more than this one's."""
+
+    def __init__(self, order_hash: bytes, capacity: int) -> None:
+        self.capacity = capacity
+        super().__init__(
+            order_hash, f"the book is full ({capacity} orders); retry later or at another relay"
+        )
 
 
 class NodeError(MarketError):

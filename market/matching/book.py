@@ -461,6 +461,17 @@ class OrderBook:
             self._side(entry).discard(entry)
             self._forget(entry)
 
+    def evict(self, order_hash: bytes) -> bool:
+        """Take a resting order out to make room (a relay's bounded book): unlike :meth:`cancel`
+        it leaves no mark, so the order may enter again. An order with GPUs pending in a fill
+        stays; returns whether the order left."""
+        entry = self._orders.get(order_hash)
+        if entry is None or entry.pending:
+            return False
+        self._side(entry).discard(entry)
+        self._forget(entry)
+        return True
+
     def raise_nonce_floor(self, signer: str, min_nonce: int) -> int:
         """The signer cancelled every order with a nonce below ``min_nonce``; returns how many
         resting orders this removed."""

@@ -2,7 +2,8 @@
 
     relay.py       Relay: starts the parts in order, stops them gracefully
     server.py      the HTTP API and the event stream (aiohttp); answers.py maps refusals to codes
-    admission.py   checking a batch of orders before anything changes
+    admission.py   one Admission for submitted and gossiped orders: every check before anything
+                   changes; capacity.py bounds the book, funds.py reads labs' funds
     book.py        the order book kept durable, in step with the chain, observable
     store.py       SQLite (WAL): orders, what the chain said, fill intents
     chainwatch.py  following the market's events

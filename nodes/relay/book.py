@@ -27,6 +27,7 @@ from market.matching import (
 )
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.types import Bid, Offer, OrderHash
+from nodes.relay.capacity import Capacity
 from nodes.relay.reverts import chain_time_after, learn_from_revert
 from nodes.relay.stakes import StakeCache
 from nodes.relay.store import ChainLease, Store
@@ -39,7 +40,14 @@ _Key = tuple[bytes, bytes, int]
 
 class RelayBook:
     def __init__(
-        self, domain: Domain, store: Store, stakes: StakeCache, hub: Hub, *, matching: bool
+        self,
+        domain: Domain,
+        store: Store,
+        stakes: StakeCache,
+        hub: Hub,
+        *,
+        matching: bool,
+        capacity: Capacity | None = None,
     ) -> None:
         self.domain = domain
         self.store = store
@@ -53,6 +61,9 @@ class RelayBook:
         """Where fills go to be sent, with the clearing price they pay (None: their offers')."""
         self._in_flight: dict[_Key, list[Fill]] = {}
         self._index: dict[bytes, tuple[str, Side, str]] = {}  # hash -> model, side, signer
+        self.capacity = capacity if capacity is not None else Capacity(2**62, 2**62)
+        """Orders per signer and in all (``nodes/relay/capacity.py``): follows ``_index``."""
+        self._evicted: list[bytes] = []  # evicted, their rows deleted with the next accept
 
     # --- entry -------------------------------------------------------------------------------
 
@@ -75,7 +86,7 @@ class RelayBook:
                 except OrderError:
                     gone.append(h)
                     continue
-                self._index[h] = _describe(order)
+                self._rest(h, _describe(order))
         finally:
             self.book.stake_of = stake_of
         self.store.mark_gone(gone)
@@ -95,14 +106,31 @@ class RelayBook:
             return OrderFilled(order.hash, size)
         return None
 
+    def evict(self, order_hash: bytes) -> bool:
+        """Take a resting order out to make room for another (``nodes/relay/capacity.py``); its
+        row goes with the next :meth:`accept`. An order with GPUs pending in a fill stays."""
+        described = self._index.get(order_hash)
+        if described is None or not self.book.evict(order_hash):
+            return False
+        self._unrest(order_hash)
+        self._evicted.append(order_hash)
+        self.hub.publish(BookChange(order_hash, described[0], described[1], 0))
+        return True
+
+    def evictable(self, order_hash: bytes) -> bool:
+        entry = self.book.get(order_hash)
+        return entry is not None and entry.pending == 0
+
     def accept(self, orders: list[VerifiedOrder]) -> None:
-        """Keep, then rest (and with matching on, match) orders that passed :meth:`entry_error`."""
-        if not orders:
+        """Keep, then rest (and with matching on, match) orders that passed :meth:`entry_error`,
+        forgetting the orders evicted for them in the same transaction."""
+        evicted, self._evicted = self._evicted, []
+        if not orders and not evicted:
             return
-        self.store.add_orders((o.hash, _submission(o)) for o in orders)
+        self.store.add_orders(((o.hash, _submission(o)) for o in orders), evicted)
         for order in orders:
             filled = self.filled.get(order.hash, 0)
-            self._index[order.hash] = _describe(order)
+            self._rest(order.hash, _describe(order))
             if self.matching:
                 fills = self.book.submit(order, self.chain_time, filled=filled)
             else:
@@ -224,9 +252,17 @@ class RelayBook:
             self.hub.publish(BookChange(h, described[0], described[1], remaining))
             if entry is None:
                 gone.append(h)
-                del self._index[h]
+                self._unrest(h)
         if gone:
             self.store.mark_gone(gone)
+
+    def _rest(self, h: bytes, described: tuple[str, Side, str]) -> None:
+        self._index[h] = described
+        self.capacity.add(h, described[2])
+
+    def _unrest(self, h: bytes) -> None:
+        del self._index[h]
+        self.capacity.remove(h)
 
     def snapshot(self, model: str, depth: int) -> BookSnapshot:
         """Up to ``depth`` live orders of each side of ``model`` with GPUs left, best first."""

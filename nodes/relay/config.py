@@ -26,8 +26,19 @@ class Limits:
     """Requests (and stream messages) per second from one client address, sustained."""
     client_burst: int = 1000
     signer_rate_per_s: float = 200.0
-    """Orders per second from one signer, sustained; gossip from peers is not counted."""
+    """New orders per second from one signer, sustained, whether they come directly or through
+    gossip (one budget for both); an order the book already holds costs nothing."""
     signer_burst: int = 2000
+    peer_rate_per_s: float = 1000.0
+    """New orders per second one peer address may gossip, sustained (duplicates cost nothing)."""
+    peer_burst: int = 5000
+    max_book_orders: int = 50_000
+    """Orders the book holds at most; when full, the signer holding most gives way
+    (``nodes/relay/capacity.py``) or the order is refused ``book_full``."""
+    max_signer_orders: int = 2000
+    """Orders one signer may hold in the book; more are refused ``signer_at_capacity``."""
+    funds_ttl_s: float = 5.0
+    """How long a lab's balance and allowance, read to admit its bids, are taken as current."""
     max_book_depth: int = 1000
     max_reputations: int = 1000
     """Providers per ReputationReport page (about 400 bytes each)."""
@@ -36,6 +47,24 @@ class Limits:
     contract_signature_gas: int = DEFAULT_GAS
     """Gas a contract signer's ERC-1271 check may spend (``market.chain.erc1271``); an order whose
     wallet needs more is refused. 0 accepts ECDSA signatures only."""
+
+    def __post_init__(self) -> None:
+        positive = ("client_rate_per_s", "signer_rate_per_s", "peer_rate_per_s")
+        at_least_one = (
+            "client_burst",
+            "signer_burst",
+            "peer_burst",
+            "max_book_orders",
+            "max_signer_orders",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError("Limits", name, f"{getattr(self, name)} is not positive")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ConfigError("Limits", name, f"{getattr(self, name)} is below 1")
+        if self.funds_ttl_s < 0:
+            raise ConfigError("Limits", "funds_ttl_s", f"{self.funds_ttl_s} is negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +94,9 @@ class RelayConfig:
     deepest reorganisation expected on a chain that has them (the clock still reads the head)."""
     reputation_confirmations: int = 0
     """Blocks a block must be under before its events count in served reputations."""
+    chain_read_deadline_s: float = 3.0
+    """How long admission's chain reads (stakes, labs' funds) retry a silent endpoint before the
+    request is refused with 503 ``chain_unavailable``."""
     peer_timeout_s: float = 5.0
     gossip_attempts: int = 4
     max_gossip_hops: int = 8

@@ -27,6 +27,10 @@ class RelayMetrics(Metrics):
         self.gossip_orders = self.counter(
             "gpumarket_relay_gossip_orders_total", "Orders received by gossip, by result."
         )
+        self.evicted = self.counter(
+            "gpumarket_relay_orders_evicted_total",
+            "Resting orders evicted from the full book to make room for others.",
+        )
 
 
 __all__ = ["Counter", "Gauge", "RelayMetrics"]

@@ -28,19 +28,28 @@ class RateLimiter:
         tokens, since = self._buckets.get(key, (self.burst, now))
         return min(self.burst, tokens + (now - since) * self.rate)
 
+    def check(self, costs: Mapping[str, float]) -> None:
+        """Raise RateLimited for the first key that lacks ``costs[key]`` tokens now, taking
+        nothing (a request checks every limit before it takes from any)."""
+        self._levels(costs, self.clock())
+
     def take(self, costs: Mapping[str, float]) -> None:
         """Take ``costs[key]`` tokens from each key, or raise RateLimited for the first key that
         lacks them (taking nothing)."""
         now = self.clock()
+        levels = self._levels(costs, now)
+        for key, cost in costs.items():
+            self._buckets[key] = (levels[key] - cost, now)
+        if len(self._buckets) > _PRUNE_AT:
+            self._prune(now)
+
+    def _levels(self, costs: Mapping[str, float], now: float) -> dict[str, float]:
         levels = {key: self._level(key, now) for key in costs}
         for key, cost in costs.items():
             if cost > levels[key]:
                 wait = (cost - levels[key]) / self.rate if cost <= self.burst else float("inf")
                 raise RateLimited(key, wait)
-        for key, cost in costs.items():
-            self._buckets[key] = (levels[key] - cost, now)
-        if len(self._buckets) > _PRUNE_AT:
-            self._prune(now)
+        return levels
 
     def _prune(self, now: float) -> None:
         full = [k for k in self._buckets if self._level(k, now) >= self.burst]

@@ -22,13 +22,17 @@ from market.chain.deploy import Deployment
 from market.chain.erc1271 import Erc1271Checker
 from market.protocol.types import Offer
 from nodes.logs import EventLogger, get_logger
+from nodes.relay.admission import Admission
 from nodes.relay.auctioneer import Auctioneer
 from nodes.relay.book import RelayBook
+from nodes.relay.capacity import Capacity
 from nodes.relay.chainwatch import ChainWatch
 from nodes.relay.config import RelayConfig
+from nodes.relay.funds import FundsCache
 from nodes.relay.gossip import Gossiper
 from nodes.relay.matcher import Matcher
 from nodes.relay.metrics import RelayMetrics
+from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.reputations import ReputationService
 from nodes.relay.server import RelayServer
 from nodes.relay.stakes import StakeCache
@@ -70,7 +74,9 @@ class Relay:
         cfg = self.config
         self.relay_id = cfg.relay_id or self._stored_id()
         self.log = self.log.bind(relay=self.relay_id)
-        readers = await asyncio.gather(*(self._connect(None) for _ in range(3)))
+        readers = await asyncio.gather(*(self._connect(None) for _ in range(4)))
+        for admission_reader in (readers[1], readers[3]):  # a silent chain: 503 soon
+            admission_reader.rpc_deadline_s = cfg.chain_read_deadline_s
         self.chain = readers[0]
         d = self.deployment
         deployed = await asyncio.to_thread(self.chain.block_hash, d.deploy_block)
@@ -79,12 +85,14 @@ class Relay:
         self.stakes = StakeCache(readers[1], min_stake)
         self.hub = Hub(cfg.limits.stream_queue)
         matching = cfg.matching if cfg.matcher_key is not None else "off"
+        lim = cfg.limits
         self.book = RelayBook(
             self.chain.domain,
             self.store,
             self.stakes,
             self.hub,
             matching=matching == "continuous",
+            capacity=Capacity(lim.max_book_orders, lim.max_signer_orders),
         )
         self.watch = ChainWatch(
             self.chain,
@@ -137,7 +145,14 @@ class Relay:
                 max_page=cfg.limits.max_reputations,
                 confirmations=cfg.reputation_confirmations,
             ),
-            checker=self._signature_checker(),
+            Admission(
+                self.book,
+                self.chain.domain,
+                FundsCache(readers[3], lim.funds_ttl_s),
+                signer_limit=RateLimiter(lim.signer_rate_per_s, lim.signer_burst),
+                peer_limit=RateLimiter(lim.peer_rate_per_s, lim.peer_burst),
+                checker=self._signature_checker(),
+            ),
         )
         self._register_gauges()
         self.runner = web.AppRunner(

@@ -15,8 +15,10 @@
 Bodies are msgpack frames (``application/msgpack``). Every refusal of a whole request is an
 ErrorResponse with a code: 400 for bad frames, 404/405, 413 over the frame size or order count,
 429 over a rate limit (per client address for every request and stream message, per signer for
-orders), 503 when the chain does not answer or the relay is stopping. A refused request changes
-nothing. Every answer names the relay in ``X-Gpumarket-Relay``.
+orders, whether sent directly or gossiped, per peer for gossip), 503 when the chain does not answer
+or the relay is stopping. Both order endpoints go through one Admission
+(``nodes/relay/admission.py``). A refused request changes nothing. Every answer names the relay
+in ``X-Gpumarket-Relay``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from aiohttp import WSMessage, WSMsgType, web
 
 from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError, TooManyOrders
 from market.protocol.eip712 import Domain
-from market.protocol.signing import ContractSignatureChecker
 from market.protocol.types import checksum_address
 from nodes.logs import EventLogger
-from nodes.relay.admission import admit
+from nodes.relay.admission import Admission, Admitted
 from nodes.relay.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
 from nodes.relay.book import RelayBook
 from nodes.relay.client import RELAY_HEADER
@@ -85,14 +86,12 @@ class RelayServer:
     limits: Limits
     log: EventLogger
     reputations: ReputationService
-    checker: ContractSignatureChecker | None = None
-    """Asks contract signers about their orders (ERC-1271); None accepts ECDSA only."""
+    admission: Admission
     stopping: bool = False
 
     def __post_init__(self) -> None:
         lim = self.limits
         self.client_limit = RateLimiter(lim.client_rate_per_s, lim.client_burst)
-        self.signer_limit = RateLimiter(lim.signer_rate_per_s, lim.signer_burst)
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -155,20 +154,16 @@ class RelayServer:
     async def orders(self, request: web.Request) -> web.Response:
         message = _expect(await self._frame(request), SubmitOrders)
         self._check_count(len(message.orders))
-        admitted = await admit(
-            self.book,
-            self.domain,
-            message.orders,
-            signer_limit=self.signer_limit,
-            checker=self.checker,
-        )
+        admitted = await self.admission.admit(message.orders)
         for result in admitted.results:
             self.metrics.orders.inc(status=result.status.value)
+        self._evicted(admitted)
         self.log.info(
             "orders_admitted",
             received=len(message.orders),
             accepted=len(admitted.accepted),
             refused=_summary(admitted.results),
+            evicted=admitted.evicted,
         )
         self.gossiper.publish(admitted.accepted, origin=self.relay_id, hops=1)
         return _message(OrdersAccepted(tuple(admitted.results)))
@@ -176,13 +171,20 @@ class RelayServer:
     async def gossip(self, request: web.Request) -> web.Response:
         message = _expect(await self._frame(request), Gossip)
         self._check_count(len(message.orders))
-        admitted = await admit(
-            self.book, self.domain, message.orders, signer_limit=None, checker=self.checker
-        )
+        peer = request.remote or "unknown"
+        admitted = await self.admission.admit(message.orders, peer=peer)
         for result in admitted.results:
             self.metrics.gossip_orders.inc(status=result.status.value)
-        if admitted.accepted:
-            self.log.info("gossip_admitted", sender=message.sender, accepted=len(admitted.accepted))
+        self._evicted(admitted)
+        if admitted.accepted or admitted.evicted:
+            self.log.info(
+                "gossip_admitted",
+                sender=message.sender,
+                peer=peer,
+                accepted=len(admitted.accepted),
+                refused=_summary(admitted.results),
+                evicted=admitted.evicted,
+            )
         self.gossiper.publish(
             admitted.accepted,
             origin=message.origin,
@@ -190,6 +192,10 @@ class RelayServer:
             came_from=message.sender,
         )
         return _message(OrdersAccepted(tuple(admitted.results)))
+
+    def _evicted(self, admitted: Admitted) -> None:
+        if admitted.evicted:
+            self.metrics.evicted.inc(admitted.evicted)
 
     def _check_count(self, count: int) -> None:
         if count > self.limits.max_orders_per_request:

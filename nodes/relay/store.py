@@ -1,10 +1,12 @@
 """The relay's durable state in SQLite (WAL): orders it accepted, what the chain said, fill intents.
 
 An order is written before it enters the book, so an accepted order survives a crash; on start the
-book is rebuilt from the rows still resting, in arrival order. What the chain said (leases opened,
-cancellations, nonce floors) is written together with the block the relay has read up to, in one
-transaction, so applying a range of blocks twice changes nothing. A fill is recorded as an intent
-before its transaction is sent (a batch's intents in one transaction), and its outcome after.
+book is rebuilt from the rows still resting, in arrival order. An order's row is deleted when it
+leaves the book (filled, cancelled, expired, evicted), so the database is as bounded as the book.
+What the chain said (leases opened, cancellations, nonce floors) is written together with the block
+the relay has read up to, in one transaction, so applying a range of blocks twice changes nothing.
+A fill is recorded as an intent before its transaction is sent (a batch's intents in one
+transaction), and its outcome after.
 
 Every call runs on the relay's event loop thread; each is one short transaction.
 """
@@ -101,6 +103,8 @@ class Store:
             raise StoreError(
                 str(path), f"schema version {version}, this relay uses {SCHEMA_VERSION}"
             )
+        # Rows an earlier release kept after their orders left the book.
+        store._write([("DELETE FROM orders WHERE resting = 0", ())])
         return store
 
     def close(self) -> None:
@@ -138,16 +142,23 @@ class Store:
 
     # --- orders ----------------------------------------------------------------------------
 
-    def add_orders(self, orders: Iterable[tuple[bytes, Submission]]) -> None:
-        """Keep accepted orders, in the order given (their arrival order)."""
-        self._write(
+    def add_orders(
+        self, orders: Iterable[tuple[bytes, Submission]], evicted: Iterable[bytes] = ()
+    ) -> None:
+        """Keep accepted orders, in the order given (their arrival order), and forget the orders
+        ``evicted`` to make room for them, in one transaction."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            ("DELETE FROM orders WHERE hash = ?", (h,)) for h in evicted
+        ]
+        statements += [
             ("INSERT INTO orders (hash, frame) VALUES (?, ?)", (h, encode(SubmitOrders((sub,)))))
             for h, sub in orders
-        )
+        ]
+        self._write(statements)
 
     def mark_gone(self, hashes: Iterable[bytes]) -> None:
-        """These orders left the book for good (filled, cancelled, expired)."""
-        self._write(("UPDATE orders SET resting = 0 WHERE hash = ?", (h,)) for h in hashes)
+        """These orders left the book (filled, cancelled, expired, evicted): their rows go."""
+        self._write(("DELETE FROM orders WHERE hash = ?", (h,)) for h in hashes)
 
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         """Orders still resting, in arrival order."""

@@ -46,6 +46,9 @@ class OrderStatus(StrEnum):
     ORDER_FILLED = ReasonCode.ORDER_FILLED.value
     DUPLICATE_ORDER = "duplicate_order"
     PROVIDER_NOT_ELIGIBLE = ReasonCode.PROVIDER_NOT_ELIGIBLE.value
+    LAB_UNFUNDED = "lab_unfunded"
+    SIGNER_AT_CAPACITY = "signer_at_capacity"
+    BOOK_FULL = "book_full"
 
 
 class ErrorCode(StrEnum):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from market.chain.deploy import Deployment
+from market.chain.tx import Transactor
 from market.matching import Submission
 from market.protocol.types import Bid, Offer, Signed
 from nodes.relay import Limits, Relay, RelayClient, RelayConfig
@@ -40,6 +42,21 @@ def fund_market(env: MarketEnv) -> MarketEnv:
     for lab in (LAB, OTHER_LAB):
         env.lab(lab).fund(2**200)
     return env
+
+
+def admit_then_revoke(
+    relay: RelayHandle, env: MarketEnv, lab: int, *bids: Signed[Bid], allowance: int = 0
+) -> tuple[OrderResult, ...]:
+    """Submit ``bids`` of lab ``lab`` approving the market enough to be admitted, then cut its
+    allowance to ``allowance``: a lab that lost its approval after admission, which only the
+    matcher's revert paths can find. Submit the offers they cross afterwards."""
+    env.lab(lab).fund(2**200)
+    results = relay.submit(*bids)
+    token, market = env.contracts.token, env.contracts.market.address
+    data = token.encode_abi("approve", args=[market, allowance])  # Lab.fund only ever raises it
+    Transactor(env.devnet.web3(), env.devnet.accounts[lab]).send(token.address, data, what="cut")
+    assert env.client().allowance(env.lab(lab).address) == allowance
+    return results
 
 
 def offer(env: MarketEnv, provider: int = PROVIDER, **kw: Any) -> Signed[Offer]:
@@ -181,9 +198,16 @@ class Relays:
         base = RelayConfig(db_path=self.tmp_path / f"{name}.sqlite", chain_poll_s=0.02)
         return replace(base, **changes)
 
-    def start(self, config: RelayConfig | None = None, **changes: Any) -> RelayHandle:
+    def start(
+        self,
+        config: RelayConfig | None = None,
+        *,
+        deployment: Deployment | None = None,
+        **changes: Any,
+    ) -> RelayHandle:
+        """A relay on this test's market (``deployment``: reached another way, e.g. a proxy)."""
         cfg = config or self.config(**changes)
-        relay = Relay(cfg, self.env.contracts.deployment)
+        relay = Relay(cfg, deployment or self.env.contracts.deployment)
         self.lt.run(relay.start())
         handle = RelayHandle(relay, self.lt, RelayClient(relay.url))
         self.started.append(handle)
@@ -227,6 +251,7 @@ __all__ = [
     "PROVIDER",
     "UNDERSTAKED",
     "UNREGISTERED",
+    "admit_then_revoke",
     "LoopThread",
     "Recorder",
     "RelayHandle",

@@ -25,6 +25,7 @@ from tests.integration.relay_harness import (
     OTHER_LAB,
     RelayHandle,
     Relays,
+    admit_then_revoke,
     bid,
     fund_market,
     offer,
@@ -192,14 +193,16 @@ def test_a_batch_with_a_bid_that_cannot_pay_opens_the_others_in_one_transaction(
     relay = relays.start(matcher_key=relays.matcher_key())
     events = relay.record()
     good = offer(market, gpus=8, price_per_gpu_second=3)
-    relay.submit(good)
     # The allowance error names no order: each lot is estimated alone to find the culprit.
     b1, broke, b3 = (
         bid(market, gpus=2),
         bid(market, lab=UNAPPROVED, gpus=2),
         bid(market, lab=OTHER_LAB, gpus=2),
     )
-    assert statuses(relay.submit(b1, broke, b3)) == [OrderStatus.ACCEPTED] * 3
+    assert statuses(relay.submit(b1)) == [OrderStatus.ACCEPTED]
+    assert statuses(admit_then_revoke(relay, market, UNAPPROVED, broke)) == [OrderStatus.ACCEPTED]
+    assert statuses(relay.submit(b3)) == [OrderStatus.ACCEPTED]
+    relay.submit(good)
 
     wait_until(lambda: _filled(market, good) == 4, 20, "the two good leases")
     opened = _events(market, "LeaseOpened")
@@ -217,12 +220,13 @@ def test_a_batch_that_fails_only_as_a_whole_is_halved_until_the_culprit_is_alone
 ) -> None:
     relay = relays.start(matcher_key=relays.matcher_key())
     good = offer(market, gpus=8, price_per_gpu_second=3)
-    relay.submit(good)
-    tight = market.lab(UNAPPROVED)
-    tight.client.approve(3 * 2 * 3600)  # one lease of 2 GPUs for an hour, not two
     first = bid(market, gpus=2)
     c1, c2 = (bid(market, lab=UNAPPROVED, gpus=2, nonce=n) for n in (1, 2))
-    assert statuses(relay.submit(first, c1, c2)) == [OrderStatus.ACCEPTED] * 3
+    assert statuses(relay.submit(first)) == [OrderStatus.ACCEPTED]
+    # Then the lab allows one lease of 2 GPUs for an hour at the offer's price, not two.
+    tight = admit_then_revoke(relay, market, UNAPPROVED, c1, c2, allowance=3 * 2 * 3600)
+    assert statuses(tight) == [OrderStatus.ACCEPTED] * 2
+    relay.submit(good)
 
     wait_until(lambda: len(_fill_states(relay)) == 3, 20, "every outcome")
     wait_until(

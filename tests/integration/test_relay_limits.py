@@ -30,6 +30,7 @@ from tests.integration.relay_harness import (
     RelayHandle,
     Relays,
     bid,
+    fund_market,
     open_relays,
     small_limits,
 )
@@ -165,6 +166,7 @@ def test_rate_limited_answer_carries_retry_after_and_the_relay_id(
 
 
 def test_per_signer_rate_limit_refuses_the_whole_batch(env: MarketEnv, relays: Relays) -> None:
+    fund_market(env)
     relay = relays.start(limits=small_limits(signer_rate_per_s=0.01, signer_burst=2))
     three = [Submission(bid(env)) for _ in range(3)]
     with pytest.raises(RequestRefused) as info:
@@ -186,6 +188,7 @@ def test_too_many_orders_in_one_request_is_refused(env: MarketEnv, relays: Relay
 
 
 def test_a_replayed_frame_changes_nothing(env: MarketEnv, relays: Relays) -> None:
+    fund_market(env)
     relay = relays.start()
     frame = encode(SubmitOrders((Submission(bid(env)), Submission(bid(env)))))
     first = decode(relay.raw("POST", "/v1/orders", frame)[1])

@@ -41,6 +41,7 @@ from tests.integration.relay_harness import (
     UNREGISTERED,
     RelayHandle,
     Relays,
+    admit_then_revoke,
     bid,
     fund_market,
     offer,
@@ -300,9 +301,10 @@ def test_a_fill_that_reverts_gives_the_gpus_back_and_drops_the_bid_that_cannot_p
 ) -> None:
     relay = relays.start(matcher_key=relays.matcher_key())
     events = relay.record()
-    unfunded = 6  # holds tokens but never approved the market
+    unfunded = 6  # holds tokens; its approval is taken back once its bid is in the book
     o, broke = offer(market), bid(market, lab=unfunded, gpus=2)
-    relay.submit(o, broke)
+    assert statuses(admit_then_revoke(relay, market, unfunded, broke)) == [OrderStatus.ACCEPTED]
+    relay.submit(o)
     seen = events.wait_for(
         lambda es: any(isinstance(e, Fill) and e.status is FillStatus.FAILED for e in es),
         "the failed fill",

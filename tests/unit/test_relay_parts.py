@@ -124,6 +124,27 @@ def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> 
     again.close()
 
 
+def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
+    tmp_path: Path,
+) -> None:
+    orders = Orders()
+    a, b, c = orders.offer(), orders.bid(), orders.bid()
+    store = Store.open(tmp_path / "relay.sqlite")
+    store.add_orders([(a.hash, Submission(a.signed)), (b.hash, Submission(b.signed))])
+    store.mark_gone([a.hash])  # filled, cancelled, expired: the row goes
+    assert store.count_orders() == 1
+    store.add_orders([(c.hash, Submission(c.signed))], evicted=[b.hash])  # one transaction
+    assert [h for h, _ in store.resting_orders()] == [c.hash]
+    assert store.count_orders() == 1
+    # A database an earlier release wrote keeps rows of orders gone (resting = 0): they go at open.
+    store._db.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
+    assert store.count_orders() == 2
+    store.close()
+    again = Store.open(tmp_path / "relay.sqlite")
+    assert again.count_orders() == 1
+    again.close()
+
+
 def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "relay.sqlite")
     store.set_meta("schema_version", "99")
