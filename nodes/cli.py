@@ -59,21 +59,26 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     path: Path = args.deployment or default_deployment_path()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _raise_stop)
-    with Devnet.start(port=args.port, chain_id=args.chain_id) as dev:
-        contracts = deploy(dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url)
-        contracts.deployment.save(path)
-        print(describe(contracts))
-        print("accounts (funded with 10000 ETH each; keys are anvil's well-known test keys):")
-        for i, acct in enumerate(dev.accounts):
-            print(f"  [{i}] {acct.address}")
-        print(f"deployment file {path}")
-        print("devnet ready; Ctrl-C stops it", flush=True)
-        try:
-            _wait_forever(dev)
-        except _Stop:
-            print("stopping devnet", flush=True)
-        finally:
-            path.unlink(missing_ok=True)
+    # A signal may come at any moment from here on (while deploying or printing, too): it stops
+    # the devnet the same way.
+    try:
+        with Devnet.start(port=args.port, chain_id=args.chain_id) as dev:
+            try:
+                contracts = deploy(dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url)
+                contracts.deployment.save(path)
+                print(describe(contracts))
+                print(
+                    "accounts (funded with 10000 ETH each; keys are anvil's well-known test keys):"
+                )
+                for i, acct in enumerate(dev.accounts):
+                    print(f"  [{i}] {acct.address}")
+                print(f"deployment file {path}")
+                print("devnet ready; Ctrl-C stops it", flush=True)
+                _wait_forever(dev)
+            finally:
+                path.unlink(missing_ok=True)
+    except _Stop:
+        print("stopping devnet", flush=True)
     return 0
 
 
