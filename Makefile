@@ -75,8 +75,11 @@ slither: setup $(SLITHER_VENV)/.installed
 	$(SLITHER_VENV)/bin/slither . --filter-paths 'node_modules|contracts/test' \
 	  --exclude-informational --exclude-low --exclude-optimization --fail-medium
 
+# Most tests wait on anvil and daemons rather than compute: four workers share the cores.
+PYTEST_WORKERS ?= 4
+
 pytest: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
 
 test: lint typecheck solhint forge-test slither pytest
 

@@ -2024,6 +2024,7 @@ REACHED_IN_A_LONG_RUN = (
 )  # fmt: skip
 
 
+@pytest.mark.timeout(900)  # 4,000 steps against anvil: minutes when test workers share 2 cores
 def test_ledger_model_holds_over_random_market_activity(devnet: Devnet, market: Contracts) -> None:
     seen = _run(devnet, market, examples=40, steps_per_example=100)
     assert seen["steps"] >= 2000, f"only {seen['steps']} steps ran"
