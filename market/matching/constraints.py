@@ -81,6 +81,7 @@ VOCABULARY: Mapping[str, tuple[int, tuple[str, ...]]] = {
             "encrypted-storage",
             "dedicated-host",
             "public-ip",
+            "job-network",  # the provider lets jobs that sign network = true reach the network
         ),
     ),
 }

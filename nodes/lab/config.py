@@ -57,6 +57,8 @@ A complete file (relative paths are relative to the file's folder)::
     accept = { region = ["eu-west", "uk"], interconnect = "nvlink" }  # one of these each
     require = { capabilities = ["ecc"] }   # every one of these
     all_or_none = true                     # all GPUs at once (one transaction), or none
+    network = false                        # true: the job may reach the network (signed in its
+                                           # spec; only providers that allow it can fill the bid)
     kind = "matmul"                        # n, seed, rounds
     n = 128
     seed = 7
@@ -156,10 +158,19 @@ class JobConfig:
     requirements: Requirements = NO_REQUIREMENTS
     """What an offer must have (memory, bandwidth, attributes) and all-or-none."""
 
+    network: bool = False
+    """The job asks for the network (signed in its spec); its bid then requires an offer whose
+    provider lets jobs reach it (the ``job-network`` capability), so no other can fill it."""
+
     @property
     def bid_requirements(self) -> Requirements:
-        """The requirements its bid signs: :attr:`requirements` with :attr:`billing`."""
-        return replace(self.requirements, billing=self.billing)
+        """The requirements its bid signs: :attr:`requirements` with :attr:`billing`, and the
+        ``job-network`` capability for a job that asks for the network."""
+        reqs = replace(self.requirements, billing=self.billing)
+        if self.network:
+            needed = Constraint("capabilities", "has", "job-network")
+            reqs = replace(reqs, constraints=(*reqs.constraints, needed))
+        return reqs
 
     @property
     def max_escrow(self) -> int:
@@ -221,7 +232,7 @@ class LabConfig:
 _SECTIONS = ("state", "key", "chain", "relays", "lab", "challenge", "jobs")
 _JOB_COMMON = (
     "model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind",
-    "min_memory_gib", "min_bandwidth_gbps", "accept", "require", "all_or_none",
+    "min_memory_gib", "min_bandwidth_gbps", "accept", "require", "all_or_none", "network",
 )  # fmt: skip
 
 
@@ -361,6 +372,7 @@ def _job(t: Table) -> JobConfig:
         params=params,
         billing=Billing[t.choice("billing", billing_names(), "rental").upper()],
         requirements=_requirements(t),
+        network=t.flag("network", False),
     )
 
 

@@ -134,7 +134,7 @@ class Ledger:
         for idx, job in enumerate(jobs):
             if idx in stored:
                 continue
-            spec = JobSpec(keys.public, job.params)
+            spec = JobSpec(keys.public, job.params, network=job.network)
             bid = self.lab.bid(
                 job.model,
                 gpus=job.gpus,

@@ -35,12 +35,13 @@ from market.chain.client import MarketClient
 from market.chain.deploy import Deployment
 from market.errors import ChainError, MarketError
 from market.matching import Submission
+from market.matching.constraints import feature_bit
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Offer, Signed, billing_modes
 from market.sealing import public_key_of
 from nodes.logs import get_logger
-from nodes.provider.config import ProviderConfig
+from nodes.provider.config import JobLimits, ProviderConfig
 from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import log_no_match, log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
@@ -57,6 +58,13 @@ T = TypeVar("T")
 _log = get_logger("gpumarket.provider")
 
 
+def job_features(jobs: JobLimits) -> int:
+    """The features every offer signs for what the agent's jobs may do: ``job-network`` when
+    jobs may reach the network, which a bid for a job asking for it requires, so only a
+    provider that allows it can be matched to such a job."""
+    return feature_bit("capabilities", "job-network") if jobs.allow_network else 0
+
+
 class ProviderAgent:
     def __init__(self, config: ProviderConfig, key: bytes, deployment: Deployment) -> None:
         self.config = config
@@ -65,6 +73,7 @@ class ProviderAgent:
         self.deployment = deployment
         self.inventory: Inventory = detect(config.inventory)
         self.policy = load_policy(config.pricing)
+        self._job_features = job_features(config.jobs)
         self.chain_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-chain")
         self.service_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-service")
         self.metrics = ProviderMetrics()
@@ -233,7 +242,7 @@ class ProviderAgent:
                 nonce=now * 10**9 + len(signed),
                 billing_modes=billing_modes(*agent.billing),
                 bandwidth_gbps=plan.bandwidth_gbps,
-                features=plan.features,
+                features=plan.features | self._job_features,
             )
             one = self.key.sign(self._work.domain, offer)
             store.add_offer(order_hash(self._work.domain, offer), plan.model, plan.gpus,
@@ -304,4 +313,4 @@ def run_agent(
     asyncio.run(main())
 
 
-__all__ = ["ProviderAgent", "run_agent"]
+__all__ = ["ProviderAgent", "job_features", "run_agent"]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from market.errors import ConfigError
 from market.matching import Constraint, Requirements, encode_attributes
-from market.protocol.types import Billing
+from market.matching.constraints import feature_bit, unfit
+from market.protocol.types import Bid, Billing, Offer
 from market.receipts import DEFAULT_SAMPLES
 from nodes.jobs.spec import CommandParams, MatmulParams
 from nodes.lab.config import JobConfig, LabSettings, load_config
-from nodes.provider.config import KeyConfig
+from nodes.provider.agent import job_features
+from nodes.provider.config import JobLimits, KeyConfig
 
 pytestmark = pytest.mark.unit
 WALLET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -231,3 +234,27 @@ def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, "state = ["))
     assert info.value.field == "(syntax)"
+
+
+def test_a_job_asking_for_the_network_signs_it_and_bids_only_for_providers_that_allow_it(
+    tmp_path: Path,
+) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + "network = true\n"))
+    (job,) = config.jobs
+    assert job.network
+    bit = feature_bit("capabilities", "job-network")
+    fields = job.bid_requirements.bid_fields()
+    assert fields["required_features"] & bit
+    bid = Bid("0x" + "22" * 20, "H100-80GB", 1, 3, 60, 2_000_000, 1, **fields)
+    base = Offer("0x" + "11" * 20, "H100-80GB", 8, 80, 3, 1, 3600, 2_000_000, 1)
+    assert unfit(base, bid) is not None  # a provider not allowing it cannot be matched
+    assert unfit(replace(base, features=bit), bid) is None
+    (plain,) = load_config(_write(tmp_path, MINIMAL)).jobs
+    assert not plain.network
+    assert not plain.bid_requirements.bid_fields()["required_features"] & bit
+
+
+def test_a_provider_allowing_the_network_signs_job_network_in_every_offer() -> None:
+    bit = feature_bit("capabilities", "job-network")
+    assert job_features(JobLimits(3600, None, allow_network=True)) == bit
+    assert job_features(JobLimits(3600, None)) == 0
