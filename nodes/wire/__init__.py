@@ -4,7 +4,8 @@
     messages.py  the message types (SubmitOrders, OrdersAccepted, BookQuery, BookSnapshot,
                  ExplainRequest, ExplainResponse, Fill, LeaseOpened, BookChange, Gossip,
                  ReputationQuery, ReputationReport, ErrorResponse; between a lab and its provider:
-                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, SubmitVoucher/VoucherAccepted)
+                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, OutputQuery/OutputChunks,
+                 SubmitVoucher/VoucherAccepted)
                  and the closed enums they use
     schemas.py   how each message travels: its keys, in order, and the kind of each value
     fields.py    the kinds of value, each with one msgpack form and a validating decoder
@@ -15,7 +16,9 @@ decoded and verified exactly as the protocol defines them.
 
 from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, WIRE_VERSION, decode, decode_as, encode
 from nodes.wire.messages import (
+    MAX_CHUNK_SEALED,
     MAX_ORDERS,
+    MAX_OUTPUT_CHUNKS,
     MAX_PERIODS,
     MAX_REPUTATIONS,
     MAX_SEALED,
@@ -38,6 +41,9 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -53,8 +59,10 @@ from nodes.wire.messages import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "MAX_CHUNK_SEALED",
     "MAX_FRAME_SIZE",
     "MAX_ORDERS",
+    "MAX_OUTPUT_CHUNKS",
     "MAX_PERIODS",
     "MAX_REPUTATIONS",
     "MAX_SEALED",
@@ -78,6 +86,9 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "OutputChunk",
+    "OutputChunks",
+    "OutputQuery",
     "PeriodReport",
     "ReceiptBatch",
     "ReceiptsQuery",

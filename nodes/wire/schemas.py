@@ -26,7 +26,10 @@ from nodes.wire.fields import (
     UInt256,
 )
 from nodes.wire.messages import (
+    MAX_CHUNK_SEALED,
     MAX_ORDERS,
+    MAX_OUTPUT_CHUNKS,
+    MAX_PROOF,
     MAX_PERIODS,
     MAX_REPUTATIONS,
     MAX_SEALED,
@@ -48,6 +51,9 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -175,6 +181,14 @@ _PERIOD = Struct(
         ("receipt", "receipt", _SIGNED_RECEIPT),
         ("sealed_output", "sealedOutput", _SEALED),
         ("metrics", "metrics", Bin(max_len=1024)),
+        ("output_chunks", "outputChunks", UInt(64)),
+    ),
+)
+_OUTPUT_CHUNK = Struct(
+    OutputChunk,
+    (
+        ("sealed", "sealed", Bin(max_len=MAX_CHUNK_SEALED)),
+        ("proof", "proof", ListOf(Bin(32), MAX_PROOF)),
     ),
 )
 
@@ -270,6 +284,19 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("periods", "periods", ListOf(_PERIOD, MAX_PERIODS)),
         ("job_state", "jobState", Choice(JobState)),
         ("job_error", "jobError", _TEXT),
+    ),
+    OutputQuery: (
+        ("lease_id", "leaseId", _HASH),
+        ("seq", "seq", UInt(64)),
+        ("from_chunk", "fromChunk", UInt(64)),
+        ("max_chunks", "maxChunks", UInt(8)),
+    ),
+    OutputChunks: (
+        ("lease_id", "leaseId", _HASH),
+        ("seq", "seq", UInt(64)),
+        ("from_chunk", "fromChunk", UInt(64)),
+        ("total", "total", UInt(64)),
+        ("chunks", "chunks", ListOf(_OUTPUT_CHUNK, MAX_OUTPUT_CHUNKS)),
     ),
     SubmitVoucher: (("voucher", "voucher", _SIGNED_VOUCHER),),
     VoucherAccepted: (
