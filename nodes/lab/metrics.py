@@ -20,6 +20,10 @@ class LabMetrics(Metrics):
         self.rejected = self.counter(
             "gpumarket_lab_receipts_rejected_total", "Receipts or outputs refused, by reason."
         )
+        self.output_bytes = self.counter(
+            "gpumarket_lab_output_bytes_total",
+            "Bytes of streamed output received, opened and proved (written to disk).",
+        )
 
 
 __all__ = ["LabMetrics"]

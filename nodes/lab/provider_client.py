@@ -3,11 +3,13 @@
     async with ProviderClient(info.endpoint) as provider:
         accepted = await provider.submit_job(SubmitJob(lease.id, signed_bid, sealed_spec))
         batch = await provider.receipts(lease.id, from_seq=0)
+        part = await provider.outputs(lease.id, seq=3, from_chunk=0)   # a streamed period
         ack = await provider.send_voucher(signed_voucher)
 
 Refusals are :class:`~market.errors.RequestRefused` with the ErrorResponse's code and details; the
 codes a lab acts on have their own subclasses: :class:`UnknownLease` (the provider has not seen
-the lease open yet: ask again later), :class:`JobRefused`, :class:`JobExists`. No answer in time
+the lease open yet: ask again later), :class:`JobRefused`, :class:`JobExists`,
+:class:`UnknownPeriod` (no streamed output for that receipt). No answer in time
 or a broken connection is :class:`~market.errors.PeerUnavailable`; an answer over the size limit
 :class:`~market.errors.FrameTooLarge` (read no further than the limit); any other bad answer a
 :class:`~market.errors.DecodeError`.
@@ -21,10 +23,13 @@ from market.errors import RequestRefused
 from market.protocol.types import Signed, Voucher
 from nodes.wire import (
     MAX_FRAME_SIZE,
+    MAX_OUTPUT_CHUNKS,
     MAX_PERIODS,
     ErrorCode,
     JobAccepted,
     Message,
+    OutputChunks,
+    OutputQuery,
     ReceiptBatch,
     ReceiptsQuery,
     SubmitJob,
@@ -36,7 +41,8 @@ from nodes.wire import (
 from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
 MAX_BATCH_SIZE: Final = 8 * 2**20
-"""A ReceiptBatch answer stays under this; other answers under the wire's default limit."""
+"""A ReceiptBatch or OutputChunks answer stays under this; others under the wire's default
+limit."""
 M = TypeVar("M", bound=Message)
 
 
@@ -52,10 +58,15 @@ class JobExists(RequestRefused):
     """The lease already has another job."""
 
 
+class UnknownPeriod(RequestRefused):
+    """The provider has no streamed output for that receipt."""
+
+
 _BY_CODE: dict[str, type[RequestRefused]] = {
     ErrorCode.UNKNOWN_LEASE.value: UnknownLease,
     ErrorCode.JOB_REFUSED.value: JobRefused,
     ErrorCode.JOB_EXISTS.value: JobExists,
+    ErrorCode.UNKNOWN_PERIOD.value: UnknownPeriod,
 }
 
 
@@ -79,6 +90,22 @@ class ProviderClient(HttpPeer):
                 "wrong_lease", f"asked for 0x{lease_id.hex()}, got 0x{batch.lease_id.hex()}", {}
             )
         return batch
+
+    async def outputs(
+        self, lease_id: bytes, seq: int, from_chunk: int = 0, max_chunks: int = MAX_OUTPUT_CHUNKS
+    ) -> OutputChunks:
+        """Receipt ``seq``'s streamed output chunks from ``from_chunk`` on (maybe fewer than
+        ``max_chunks``); each still to be opened and proved by the caller."""
+        query = OutputQuery(lease_id, seq, from_chunk, max_chunks)
+        part = await self._expect("/v1/outputs", query, OutputChunks, MAX_BATCH_SIZE)
+        if (part.lease_id, part.seq, part.from_chunk) != (lease_id, seq, from_chunk):
+            raise RequestRefused(
+                "wrong_output",
+                f"asked for 0x{lease_id.hex()} seq {seq} from chunk {from_chunk}, got "
+                f"0x{part.lease_id.hex()} seq {part.seq} from chunk {part.from_chunk}",
+                {},
+            )
+        return part
 
     async def send_voucher(self, voucher: Signed[Voucher]) -> VoucherAccepted:
         return await self._expect(
@@ -119,4 +146,5 @@ __all__ = [
     "JobRefused",
     "ProviderClient",
     "UnknownLease",
+    "UnknownPeriod",
 ]
