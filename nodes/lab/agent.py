@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO, TypeVar
@@ -510,6 +511,7 @@ class LabAgent:
         path = period_path(self._outputs, lease.id, r.seq)
         file = await asyncio.to_thread(PeriodFile, path, progress.size)
         next_chunk = progress.next_chunk
+        began, fetched = time.monotonic(), 0
         if 0 < next_chunk < total:
             self.emit("output_resumed", lease=lease.id, seq=r.seq, chunk=next_chunk, chunks=total)
         while next_chunk < total:
@@ -528,6 +530,7 @@ class LabAgent:
             size = await asyncio.to_thread(file.append, plain)
             next_chunk += len(plain)
             await self._w(store.advance_stream, lease.id, r.seq, next_chunk, size)
+            fetched += sum(len(c) for c in plain)
             self.metrics.output_bytes.inc(sum(len(c) for c in plain))
         expected = _output_bytes(period.metrics)
         if expected is not None and expected != file.size:
@@ -536,7 +539,12 @@ class LabAgent:
                 f"{file.size}"
             )
         if progress.next_chunk < total:
-            self.emit("output_received", lease=lease.id, seq=r.seq, chunks=total, bytes=file.size)
+            elapsed = time.monotonic() - began
+            self.emit(
+                "output_received", lease=lease.id, seq=r.seq, chunks=total, bytes=file.size,
+                fetched=fetched, seconds=round(elapsed, 3),
+                mib_s=round(fetched / 2**20 / max(elapsed, 1e-9), 1),
+            )  # fmt: skip
         return file
 
     def _private_key(self) -> bytes:
