@@ -347,20 +347,26 @@ class LeaseWork:
         busy = 0.0
         output = b""
         streamed: StreamedOutput | None = None
-        offset = row.out_offset
         if run is not None:
             elapsed = run.job.elapsed_s()
             busy, run.billed_s = max(0.0, elapsed - run.billed_s), elapsed
             self._reap(row.lease_id, run)  # first: what an exited job wrote is all in the file
-            size = run.tail.available()  # all of it: no output trails into a later period
-            if size > INLINE_OUTPUT:
-                streamed = StreamedOutput.of_file(
-                    run.tail.path, start=run.tail.offset, size=size, chunk_size=STREAM_CHUNK
-                )
-                run.tail.skip(size)
-            else:
-                output = run.tail.read_new(size)
-            offset = run.tail.offset
+        # What the job wrote since the last receipt, all of it (no output trails into a later
+        # period); after a restart, what the job wrote before it died with the last agent.
+        tail = (
+            run.tail
+            if run is not None
+            else OutputTail(self.workdir / row.lease_id.hex() / "stdout", offset=row.out_offset)
+        )
+        size = tail.available()
+        if size > INLINE_OUTPUT:
+            streamed = StreamedOutput.of_file(
+                tail.path, start=tail.offset, size=size, chunk_size=STREAM_CHUNK
+            )
+            tail.skip(size)
+        else:
+            output = tail.read_new(size)
+        offset = tail.offset
         spec = JobSpec.decode(row.spec or b"")
 
         def also(conn: object, period: Period) -> None:
