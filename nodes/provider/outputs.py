@@ -11,6 +11,7 @@ a 256 MiB output costs 8 KiB of database.
     stream = StreamedOutput.of_file(path, start=offset, size=appended, chunk_size=STREAM_CHUNK)
     root = stream.tree().root                  # the receipt's outputRoot
     data = stream.read_chunk(path, 3)          # chunk 3, checked against its stored hash
+                                               # (OutputUnavailable when it changed on disk)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from market.errors import StoreError
+from market.errors import OutputUnavailable
 from market.receipts.merkle import MerkleTree, chunk_hash
 
 INLINE_OUTPUT: Final = 1024 * 1024
@@ -52,7 +53,7 @@ class StreamedOutput:
             while left > 0:
                 data = f.read(min(chunk_size, left))
                 if not data:
-                    raise StoreError(str(path), f"ends {left} bytes before {start + size}")
+                    raise OutputUnavailable(str(path), f"ends {left} bytes before {start + size}")
                 hashes.append(chunk_hash(data))
                 left -= len(data)
         return cls(start, size, chunk_size, tuple(hashes))
@@ -74,7 +75,7 @@ class StreamedOutput:
         return MerkleTree(self.hashes)
 
     def read_chunk(self, path: Path, index: int) -> bytes:
-        """Chunk ``index`` from the file; StoreError when the file no longer holds it."""
+        """Chunk ``index`` from the file; OutputUnavailable when the file no longer holds it."""
         if not 0 <= index < self.count:
             raise IndexError(f"chunk {index} is not in a stream of {self.count}")
         offset = index * self.chunk_size
@@ -84,9 +85,9 @@ class StreamedOutput:
                 f.seek(self.start + offset)
                 data = f.read(length)
         except OSError as exc:
-            raise StoreError(str(path), f"cannot read output chunk {index}: {exc}") from exc
+            raise OutputUnavailable(str(path), f"cannot read output chunk {index}: {exc}") from exc
         if chunk_hash(data) != self.hashes[index]:
-            raise StoreError(str(path), f"output chunk {index} changed on disk since its receipt")
+            raise OutputUnavailable(str(path), f"output chunk {index} changed since its receipt")
         return data
 
 

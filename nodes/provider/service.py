@@ -41,6 +41,7 @@ from market.errors import (
     DecodeError,
     InvalidSignature,
     MarketError,
+    OutputUnavailable,
     SealError,
     StoreError,
 )
@@ -274,7 +275,11 @@ class ProviderService:
             length = min(stream.chunk_size, stream.size - index * stream.chunk_size)
             if chunks and size + length > MAX_ANSWER:
                 break
-            data = stream.read_chunk(path, index)
+            try:
+                data = stream.read_chunk(path, index)
+            except OutputUnavailable as exc:  # the operator's to fix; nothing served instead
+                self.log.error("output_unavailable", lease=q.lease_id, seq=q.seq, error=str(exc))
+                raise Refused(500, ErrorCode.INTERNAL, str(exc)) from exc
             sealed = seal(lab_key, data, chunk_associated_data(q.lease_id, q.seq, index))
             chunks.append(OutputChunk(sealed, tuple(tree.proof(index))))
             size += len(sealed) + 32 * len(chunks[-1].proof) + 16

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from market.errors import ReceiptOutputMismatch, SealTampered, StoreError
+from market.errors import OutputUnavailable, ReceiptOutputMismatch, SealTampered
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Lease, Receipt
 from market.receipts import ReceiptChain, ReceiptVerifier, output_root
@@ -87,13 +87,13 @@ def test_a_chunk_changed_on_disk_since_its_receipt_is_not_served(output_file: Pa
     raw = bytearray(output_file.read_bytes())
     raw[100 + 3 * SIZE] ^= 1
     output_file.write_bytes(bytes(raw))
-    with pytest.raises(StoreError, match="chunk 3 changed on disk"):
+    with pytest.raises(OutputUnavailable, match="chunk 3 changed since its receipt"):
         stream.read_chunk(output_file, 3)
     assert stream.read_chunk(output_file, 2) == DATA[2 * SIZE : 3 * SIZE]
 
 
 def test_a_range_past_the_end_of_the_file_is_refused(output_file: Path) -> None:
-    with pytest.raises(StoreError, match="ends 1 bytes before"):
+    with pytest.raises(OutputUnavailable, match="ends 1 bytes before"):
         StreamedOutput.of_file(output_file, start=100, size=len(DATA) + 6, chunk_size=SIZE)
 
 
