@@ -20,6 +20,7 @@ from market.receipts import ReceiptVerifier
 from market.roles import Lab
 from nodes.localnet import Daemon, LocalMarket, command_job
 from nodes.provider.outputs import STREAM_CHUNK
+from nodes.wire import MAX_OUTPUT_CHUNKS
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,12 @@ def _mid_transfer(net: LocalMarket, lab: Daemon) -> bool:
 def _events(daemon: Daemon, event: str) -> list[dict[str, str]]:
     lines = daemon.log.read_text(encoding="utf-8").splitlines()
     return [dict(re.findall(r"(\w+)=(\S+)", line)) for line in lines if f" {event} " in line]
+
+
+def _timeouts(lab: Daemon) -> int:
+    """Answers the lab gave up waiting for."""
+    lines = lab.log.read_text(encoding="utf-8").splitlines()
+    return sum(" provider_unavailable " in line and "TimeoutError" in line for line in lines)
 
 
 def _served(provider: Daemon) -> int:
@@ -155,8 +162,11 @@ def test_lab_sigkilled_mid_transfer_resumes_from_its_last_chunk_and_pays_once(
     assert resumed
     assert all(resumed[seq] == stored[seq] > 0 for seq in resumed)
     total_chunks = sum(chunks for _, chunks, _, _ in _streams(net, lab))
-    # At most the one answer in flight at the kill was lost and sent again.
-    assert total_chunks <= _served(provider) <= total_chunks + 6
+    # At most the one answer in flight at the kill was lost and sent again (and any the lab gave
+    # up waiting for on a loaded machine).
+    timeouts = _timeouts(lab)
+    served = _served(provider)
+    assert total_chunks <= served <= total_chunks + MAX_OUTPUT_CHUNKS * (1 + timeouts), served
     for d in (provider, relay):
         assert d.terminate() == 0
 
@@ -174,10 +184,13 @@ def test_provider_sigkilled_mid_transfer_serves_the_rest_from_its_files(
     resumed = _resumed_without_refetching(lab)
     assert resumed
     assert all(resumed[seq] >= stored[seq] > 0 for seq in resumed)
-    # The restarted provider sent exactly the chunks the lab had not stored.
+    # The restarted provider sent the chunks the lab had not stored, and no others but those of
+    # an answer the lab gave up waiting for (a timeout on a loaded machine: asked again).
     left = sum(
         chunks - resumed.get(seq, stored.get(seq, 0)) for seq, chunks, _, _ in _streams(net, lab)
     )
-    assert _served(provider) == left
+    timeouts = _timeouts(lab)
+    served = _served(provider)
+    assert left <= served <= left + MAX_OUTPUT_CHUNKS * timeouts, (served, left, timeouts)
     for d in (provider, relay):
         assert d.terminate() == 0
