@@ -52,7 +52,7 @@ def keccak_mib_s(mib: int) -> float:
 
 
 def run(mib: int) -> dict[str, float | int | str]:
-    with tempfile.TemporaryDirectory() as tmp, Devnet.start(accounts=8, block_time=1) as dev:
+    with tempfile.TemporaryDirectory() as tmp, Devnet.start(accounts=12, block_time=1) as dev:
         net = LocalMarket(dev, Path(tmp))
         try:
             relay = net.start_relay("relay")
