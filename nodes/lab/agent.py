@@ -54,6 +54,7 @@ from market.errors import (
     ChainError,
     DecodeError,
     FrameTooLarge,
+    MarketError,
     PeerUnavailable,
     ReceiptError,
     ReceiptUsageImpossible,
@@ -84,7 +85,7 @@ from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.logs import get_logger, render_fields
 from nodes.provider.decisions import log_no_match
 from nodes.relay.client import RelayClient
-from nodes.wire import MAX_PERIODS, JobState, PeriodReport, SubmitJob
+from nodes.wire import MAX_PERIODS, JobState, OutputChunks, PeriodReport, SubmitJob
 from nodes.wire.messages import OrderStatus
 
 T = TypeVar("T")
@@ -514,24 +515,36 @@ class LabAgent:
         began, fetched = time.monotonic(), 0
         if 0 < next_chunk < total:
             self.emit("output_resumed", lease=lease.id, seq=r.seq, chunk=next_chunk, chunks=total)
-        while next_chunk < total:
-            part = await provider.outputs(lease.id, r.seq, next_chunk)
-            if part.total != total or not part.chunks or next_chunk + len(part.chunks) > total:
-                raise _Rejected(
-                    f"output: receipt {r.seq} has {total} chunks; asked from {next_chunk}, the "
-                    f"provider answered {len(part.chunks)} of {part.total}"
-                )
-            try:
-                plain = await asyncio.to_thread(
-                    open_chunks, self._private_key(), r, next_chunk, part.chunks
-                )
-            except (ReceiptError, SealError) as exc:  # nothing of the answer is stored
-                raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
-            size = await asyncio.to_thread(file.append, plain)
-            next_chunk += len(plain)
-            await self._w(store.advance_stream, lease.id, r.seq, next_chunk, size)
-            fetched += sum(len(c) for c in plain)
-            self.metrics.output_bytes.inc(sum(len(c) for c in plain))
+        # One answer is asked for ahead while the one before is opened, proved and written.
+        ahead: asyncio.Task[OutputChunks] | None = None
+        try:
+            while next_chunk < total:
+                part = await (ahead or provider.outputs(lease.id, r.seq, next_chunk))
+                ahead = None
+                end = next_chunk + len(part.chunks)
+                if part.total != total or not part.chunks or end > total:
+                    raise _Rejected(
+                        f"output: receipt {r.seq} has {total} chunks; asked from {next_chunk}, "
+                        f"the provider answered {len(part.chunks)} of {part.total}"
+                    )
+                if end < total:
+                    ahead = asyncio.create_task(provider.outputs(lease.id, r.seq, end))
+                try:
+                    plain = await asyncio.to_thread(
+                        open_chunks, self._private_key(), r, next_chunk, part.chunks
+                    )
+                except (ReceiptError, SealError) as exc:  # nothing of the answer is stored
+                    raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
+                size = await asyncio.to_thread(file.append, plain)
+                next_chunk = end
+                await self._w(store.advance_stream, lease.id, r.seq, next_chunk, size)
+                fetched += sum(len(c) for c in plain)
+                self.metrics.output_bytes.inc(sum(len(c) for c in plain))
+        finally:
+            if ahead is not None:  # an error stopped the fetch: the answer ahead is dropped
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MarketError):
+                    await ahead
         expected = _output_bytes(period.metrics)
         if expected is not None and expected != file.size:
             raise _Rejected(

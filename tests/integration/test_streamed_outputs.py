@@ -75,6 +75,16 @@ def _mid_transfer(net: LocalMarket, lab: Daemon) -> bool:
     return any(0 < stored < chunks for _, chunks, stored, _ in _streams(net, lab))
 
 
+def _job_finished(net: LocalMarket, provider: Daemon) -> bool:
+    """The provider's job exited by itself (a provider killed before would kill it with it)."""
+    with _db(net, provider) as db:
+        try:
+            rows = db.execute("SELECT state FROM jobs").fetchall()
+        except sqlite3.OperationalError:
+            return False
+    return [r[0] for r in rows] == ["finished"]
+
+
 def _events(daemon: Daemon, event: str) -> list[dict[str, str]]:
     lines = daemon.log.read_text(encoding="utf-8").splitlines()
     return [dict(re.findall(r"(\w+)=(\S+)", line)) for line in lines if f" {event} " in line]
@@ -175,7 +185,11 @@ def test_provider_sigkilled_mid_transfer_serves_the_rest_from_its_files(
     net: LocalMarket,
 ) -> None:
     relay, provider, lab = _start(net, 1)
-    wait_until(lambda: _mid_transfer(net, lab), 120, "the lab to be mid-transfer")
+    wait_until(
+        lambda: _job_finished(net, provider) and _mid_transfer(net, lab),
+        120,
+        "the job to be done and the lab mid-transfer",
+    )
     provider.kill()
     # The lab lives on: it may still store an answer that arrived just before the kill.
     stored = {seq: n for seq, _, n, _ in _streams(net, lab)}
