@@ -210,9 +210,9 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(
         ReceiptBatch,
         HASH,
-        st.lists(
-            st.builds(PeriodReport, SIGNED_RECEIPTS, SEALED, METRICS, U64), max_size=2
-        ).map(tuple),
+        st.lists(st.builds(PeriodReport, SIGNED_RECEIPTS, SEALED, METRICS, U64), max_size=2).map(
+            tuple
+        ),
         st.sampled_from(JobState),
         TEXT,
     ),
