@@ -44,6 +44,7 @@ The tree::
     │   ├── TooManyOrders         a request carries more orders than the daemon takes at once
     │   ├── PeerUnavailable       a peer daemon did not answer before the timeout
     │   ├── StoreError            a daemon's SQLite state is unreadable or of another version
+    │   ├── OutputUnavailable     a period's committed output is no longer on disk as committed
     │   ├── ActionUnsupported     the deployed market lacks the function a chain action calls
     │   └── AgentError            the provider agent cannot act as configured (nodes/provider)
     │       ├── ConfigError       a config field is missing or invalid (``field``)
@@ -483,6 +484,16 @@ class StoreError(NodeError):
         self.path = path
         self.reason = reason
         super().__init__(f"state database {path}: {reason}")
+
+
+class OutputUnavailable(NodeError):
+    """Bytes a receipt committed cannot be read back from ``path`` as committed (the file was
+    removed, cut or changed since): nothing is served in their place."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"output file {path}: {reason}; keep a job's folder until it is settled")
 
 
 class ActionUnsupported(NodeError):

@@ -53,6 +53,7 @@ class Purpose(StrEnum):
 
     JOB_SPEC = "job-spec"
     JOB_OUTPUT = "job-output"
+    OUTPUT_CHUNK = "output-chunk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,18 @@ def associated_data(lease_id: bytes, purpose: Purpose) -> bytes:
     if len(lease_id) != 32:
         raise ValueError(f"a lease id is 32 bytes, got {len(lease_id)}")
     return _AAD_LABEL + lease_id + Purpose(purpose).value.encode("ascii")
+
+
+def chunk_associated_data(lease_id: bytes, seq: int, index: int) -> bytes:
+    """The ``aad`` of one streamed output chunk: bound to the lease, the receipt ``seq`` and the
+    chunk's index, so a chunk sealed for one place opens nowhere else (no swap, no replay)."""
+    if not (0 <= seq < 2**64 and 0 <= index < 2**64):
+        raise ValueError(f"seq {seq} and chunk index {index} must be uint64")
+    return (
+        associated_data(lease_id, Purpose.OUTPUT_CHUNK)
+        + seq.to_bytes(8, "big")
+        + index.to_bytes(8, "big")
+    )
 
 
 def seal(recipient_public: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -146,6 +159,7 @@ __all__ = [
     "Purpose",
     "SealingKeyPair",
     "associated_data",
+    "chunk_associated_data",
     "generate_keypair",
     "open_sealed",
     "public_key_of",

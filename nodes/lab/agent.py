@@ -14,15 +14,17 @@ opening, terminating, closing, claims posted), each live lease's step, the pendi
 2. ``running``: send the best voucher again if unacknowledged, ask for the periods after the last
    accepted receipt, and for each: open its sealed output, verify the receipt
    (:class:`~market.receipts.ReceiptVerifier`: signature, chain, period, usage bounds, output
-   root), its metrics hash, and the output itself (:mod:`nodes.lab.checks`); then store receipt
-   and output, sign and store the voucher (by the key the bid named), send it. The voucher pays
-   what the receipt bills: the reserved GPU time for a rental lease, busy GPU time for a metered
-   one. A command's period that the lab's own rerun has not reached yet waits for it (nothing is
-   paid for it meanwhile). Once the job is over (its whole output verified, or it failed or was
-   stopped) the lease is terminated, paying what was vouched, so a rental stops costing; the
-   receipts up to the termination (or the lease's end) are still followed, verified and paid.
-   Any failure stops payment: the lease is terminated paying what was vouched, and a provable
-   failure is proved on-chain.
+   root), its metrics hash, and the output itself (:mod:`nodes.lab.checks`); a streamed output is
+   fetched chunk by chunk, each opened and proved before it is written to disk, from the first
+   chunk not yet stored (:mod:`nodes.lab.outputs`), and checked once all are stored; then store
+   receipt and output, sign and store the voucher (by the key the bid named), send it. The voucher
+   pays what the receipt bills: the reserved GPU time for a rental lease, busy GPU time for a
+   metered one. A command's period that the lab's own rerun has not reached yet waits for it
+   (nothing is paid for it meanwhile). Once the job is over (its whole output verified, or it
+   failed or was stopped) the lease is terminated, paying what was vouched, so a rental stops
+   costing; the receipts up to the termination (or the lease's end) are still followed, verified
+   and paid. Any failure stops payment: the lease is terminated paying what was vouched, and a
+   provable failure is proved on-chain.
 
 Outages (chain, provider, relay) are logged and retried next tick; any other error ends the
 process (crash-only: its state is durable and a restart reconciles it).
@@ -53,6 +55,7 @@ from market.errors import (
     ChainError,
     DecodeError,
     FrameTooLarge,
+    MarketError,
     PeerUnavailable,
     ReceiptError,
     ReceiptUsageImpossible,
@@ -78,12 +81,13 @@ from nodes.lab.checks import (
 from nodes.lab.config import LabConfig
 from nodes.lab.ledger import Ledger
 from nodes.lab.metrics import LabMetrics
+from nodes.lab.outputs import LeaseOutput, PeriodFile, open_chunks, period_path
 from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, UnknownLease
 from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.logs import get_logger, render_fields
 from nodes.provider.decisions import log_no_match
 from nodes.relay.client import RelayClient
-from nodes.wire import MAX_PERIODS, JobState, PeriodReport, SubmitJob
+from nodes.wire import MAX_PERIODS, JobState, OutputChunks, PeriodReport, SubmitJob
 from nodes.wire.messages import OrderStatus
 
 T = TypeVar("T")
@@ -141,6 +145,7 @@ class LabAgent:
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._outputs = config.state.parent / "outputs"  # streamed periods' files
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -385,7 +390,7 @@ class LabAgent:
         batch = await provider.receipts(lease.id, 0 if head is None else head.message.seq + 1)
         for period in batch.periods:
             try:
-                head = await self._period(record, head, check, period)
+                head = await self._period(record, head, check, period, provider)
             except NotYetCheckable:
                 return  # the lab's rerun is behind: this period is checked (and paid) later
             except _Rejected as exc:
@@ -473,6 +478,7 @@ class LabAgent:
         head: Signed[Receipt] | None,
         check: OutputCheck,
         period: PeriodReport,
+        provider: ProviderClient,
     ) -> Signed[Receipt] | None:
         """Verify one period and pay for it; returns the new head (unchanged for a repeat)."""
         lease = record.lease
@@ -493,18 +499,31 @@ class LabAgent:
             lease_end=record.end_at,
             head=None if head is None else ChainHead.of(ledger.domain, head.message),
         )
+        streamed = period.output_chunks > 0
+        digest = receipt_hash(ledger.domain, r)
+        data = b""
         try:
-            chunks = self._open_output(lease.id, period.sealed_output)
+            if streamed and period.sealed_output:
+                raise _Rejected(f"output: receipt {r.seq} is streamed and inline at once")
+            # A streamed output is proved chunk by chunk as it arrives (below).
+            chunks = None if streamed else self._open_output(lease.id, period.sealed_output)
             verifier.accept(signed, chunks)
             if keccak(period.metrics) != r.metrics_hash:
                 raise _Rejected(f"metrics: receipt {r.seq}'s metrics do not hash to metricsHash")
-            data = b"".join(chunks)
-            digest = receipt_hash(ledger.domain, r)
-            await asyncio.to_thread(check.feed, r.seq, digest, data)
+            if chunks is not None:
+                data = b"".join(chunks)
+                await asyncio.to_thread(check.feed, r.seq, digest, data)
         except ReceiptUsageImpossible as exc:
             raise _Rejected(f"usage: {exc}", impossible=signed) from exc
         except (ReceiptError, SealError, DecodeError, OutputCheckFailed) as exc:
             raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
+        if streamed:
+            file = await self._fetch(record, signed, period, provider)
+            start = await self._w(ledger.store.output_size, lease.id)
+            try:  # from where the check got to (a rerun that was behind stopped it mid-period)
+                await asyncio.to_thread(_feed, check, r.seq, digest, file, check.received - start)
+            except OutputCheckFailed as exc:
+                raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
         voucher = await self._w(ledger.accept, signed, data)
         self.emit(
             "receipt_verified", lease=lease.id, seq=r.seq, gpu_seconds=r.gpu_seconds_cumulative
@@ -513,18 +532,88 @@ class LabAgent:
             0 if head is None else lease.price_per_gpu_second * head.message.gpu_seconds_cumulative
         )
         self.metrics.vouched.inc(max(0, voucher.message.cumulative_amount - before))
-        provider = ProviderClient(
-            (await self._w(ledger.provider_info, lease.provider)).endpoint, session=self._session
-        )
         with contextlib.suppress(PeerUnavailable, RequestRefused, DecodeError):
             await self._send_voucher(provider, voucher)  # stored: sent again next tick if lost
         return signed
 
-    def _open_output(self, lease_id: bytes, sealed: bytes) -> list[bytes]:
+    async def _fetch(
+        self, record: LeaseRecord, signed: Signed[Receipt], period: PeriodReport,
+        provider: ProviderClient,
+    ) -> PeriodFile:  # fmt: skip
+        """Fetch, open, prove and store a streamed period's chunks, from the first one not yet
+        stored (a restart of either side resumes there); its file once all are stored."""
+        lease = record.lease
+        store = self.ledger.store
+        r = signed.message
+        total = period.output_chunks
+        progress = await self._w(store.begin_stream, signed, total)
+        if progress.signed.message != r:  # another receipt for this seq since the fetch began
+            first = progress.signed
+            if detect_equivocation(self.ledger.domain, first, signed, provider=lease.receipt_key):
+                raise _Rejected(f"equivocation: two receipts for seq {r.seq}",
+                                equivocation=(first, signed))  # fmt: skip
+            raise _Rejected(f"receipt {r.seq} differs from the one being fetched")
+        if progress.chunks != total:
+            raise _Rejected(f"output: receipt {r.seq} had {progress.chunks} chunks, now {total}")
+        path = period_path(self._outputs, lease.id, r.seq)
+        file = await asyncio.to_thread(PeriodFile, path, progress.size)
+        next_chunk = progress.next_chunk
+        began, fetched = time.monotonic(), 0
+        if 0 < next_chunk < total:
+            self.emit("output_resumed", lease=lease.id, seq=r.seq, chunk=next_chunk, chunks=total)
+        # One answer is asked for ahead while the one before is opened, proved and written.
+        ahead: asyncio.Task[OutputChunks] | None = None
+        try:
+            while next_chunk < total:
+                part = await (ahead or provider.outputs(lease.id, r.seq, next_chunk))
+                ahead = None
+                end = next_chunk + len(part.chunks)
+                if part.total != total or not part.chunks or end > total:
+                    raise _Rejected(
+                        f"output: receipt {r.seq} has {total} chunks; asked from {next_chunk}, "
+                        f"the provider answered {len(part.chunks)} of {part.total}"
+                    )
+                if end < total:
+                    ahead = asyncio.create_task(provider.outputs(lease.id, r.seq, end))
+                try:
+                    plain = await asyncio.to_thread(
+                        open_chunks, self._private_key(), r, next_chunk, part.chunks
+                    )
+                except (ReceiptError, SealError) as exc:  # nothing of the answer is stored
+                    raise _Rejected(f"{type(exc).__name__}: {exc}") from exc
+                size = await asyncio.to_thread(file.append, plain)
+                next_chunk = end
+                await self._w(store.advance_stream, lease.id, r.seq, next_chunk, size)
+                fetched += sum(len(c) for c in plain)
+                self.metrics.output_bytes.inc(sum(len(c) for c in plain))
+        finally:
+            if ahead is not None:  # an error stopped the fetch: the answer ahead is dropped
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, MarketError):
+                    await ahead
+        expected = _output_bytes(period.metrics)
+        if expected is not None and expected != file.size:
+            raise _Rejected(
+                f"output: receipt {r.seq}'s metrics say {expected} bytes, its chunks hold "
+                f"{file.size}"
+            )
+        if progress.next_chunk < total:
+            elapsed = time.monotonic() - began
+            self.emit(
+                "output_received", lease=lease.id, seq=r.seq, chunks=total, bytes=file.size,
+                fetched=fetched, seconds=round(elapsed, 3),
+                mib_s=round(fetched / 2**20 / max(elapsed, 1e-9), 1),
+            )  # fmt: skip
+        return file
+
+    def _private_key(self) -> bytes:
         if self._keys is None:
             raise RuntimeError("start the agent first")
+        return self._keys.private
+
+    def _open_output(self, lease_id: bytes, sealed: bytes) -> list[bytes]:
         plain = open_sealed(
-            self._keys.private, sealed, associated_data(lease_id, Purpose.JOB_OUTPUT)
+            self._private_key(), sealed, associated_data(lease_id, Purpose.JOB_OUTPUT)
         )
         try:
             chunks = msgpack.unpackb(plain, raw=False, use_list=True, max_bin_len=len(plain))
@@ -552,8 +641,8 @@ class LabAgent:
             limit = float(record.end_at - self._chain_time)
             rerun = CommandRerun(spec.params.argv, path, max(1.0, limit) + RERUN_GRACE_S)
         check = make_check(spec, record.audit_secret, self.config.lab.audit_samples, rerun)
-        output = await self._w(self.ledger.store.output, record.lease.id)
-        await asyncio.to_thread(check.resume, output)
+        parts = await self._w(self.ledger.store.output_parts, record.lease.id)
+        await asyncio.to_thread(check.resume, LeaseOutput(self._outputs, record.lease.id, parts))
         self._checks[record.lease.id] = check
         return check
 
@@ -571,6 +660,22 @@ class LabAgent:
                 record.lease, reason, equivocation=equivocation, impossible=impossible
             )
         )
+
+
+def _feed(check: OutputCheck, seq: int, digest: bytes, file: PeriodFile, start: int) -> None:
+    """Feed a streamed period's file to ``check`` from byte ``start``, a piece at a time."""
+    for piece in file.pieces(start):
+        check.feed(seq, digest, piece)
+
+
+def _output_bytes(metrics: bytes) -> int | None:
+    """The ``outputBytes`` a period's metrics state (None when they state none)."""
+    try:
+        decoded = msgpack.unpackb(metrics, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    value = decoded.get("outputBytes") if isinstance(decoded, dict) else None
+    return value if type(value) is int else None
 
 
 __all__ = ["LabAgent"]

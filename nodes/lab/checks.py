@@ -20,6 +20,11 @@ once its receipt verified, *before* the lab pays for it, and told when the job h
   a period the rerun has not reached yet waits (:class:`NotYetCheckable`, nothing paid for it
   meanwhile); at the finish the whole of a completed rerun's output must have arrived.
 
+A period's output is fed whole, or, streamed, in pieces of at most
+:data:`~nodes.lab.outputs.FEED_BYTES` (each piece is then sampled as a period would be). After a
+restart a check resumes from the output already accepted (:class:`StoredOutput`: its size and
+its last bytes, read from disk, never the whole of it).
+
 A failed check raises :class:`OutputCheckFailed` naming the receipt ``seq``, the byte offset in
 the stream and why: stop paying, terminate.
 """
@@ -56,6 +61,31 @@ class OutputCheckFailed(AuditError):
         )
 
 
+class StoredOutput(Protocol):
+    """The output accepted so far, as a check resuming needs it."""
+
+    @property
+    def size(self) -> int: ...
+
+    def tail(self, n: int) -> bytes:
+        """The last ``n`` bytes (all of them when there are fewer)."""
+        ...
+
+
+class BytesOutput:
+    """A :class:`StoredOutput` held in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def tail(self, n: int) -> bytes:
+        return self.data[max(0, len(self.data) - n) :]
+
+
 class OutputCheck(Protocol):
     received: int
 
@@ -64,7 +94,7 @@ class OutputCheck(Protocol):
         """Whether the whole output the job should produce has arrived."""
         ...
 
-    def resume(self, output: bytes) -> None:
+    def resume(self, output: StoredOutput) -> None:
         """Continue after a restart from the output already accepted (checked before)."""
         ...
 
@@ -98,10 +128,10 @@ class MatmulCheck:
     def complete(self) -> bool:
         return self.received == self.total
 
-    def resume(self, output: bytes) -> None:
+    def resume(self, output: StoredOutput) -> None:
         size = self.params.product_bytes
-        self.received = len(output)
-        self._partial = output[len(output) - len(output) % size :]
+        self.received = output.size
+        self._partial = output.tail(output.size % size) if output.size % size else b""
 
     def feed(self, seq: int, receipt_hash: bytes, data: bytes) -> None:
         if self.received + len(data) > self.total:
@@ -154,12 +184,13 @@ class TrainCheck:
     def complete(self) -> bool:
         return self.received == self.total
 
-    def resume(self, output: bytes) -> None:
+    def resume(self, output: StoredOutput) -> None:
         size = self.params.record_bytes
-        self.received = len(output)
-        done = len(output) // size
-        self._partial = output[done * size :]
-        self._previous = output[(done - 1) * size : done * size] if done else None
+        self.received = output.size
+        done, rest = divmod(output.size, size)
+        last = output.tail(size + rest) if done else b""
+        self._partial = last[len(last) - rest :] if done else output.tail(rest)
+        self._previous = last[:size] if done else None
 
     def feed(self, seq: int, receipt_hash: bytes, data: bytes) -> None:
         if self.received + len(data) > self.total:
@@ -229,6 +260,15 @@ class CommandRerun:
     def output(self) -> bytes:
         return self.path.read_bytes()
 
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def read(self, start: int, n: int) -> bytes:
+        """Up to ``n`` bytes of its output from ``start`` (fewer where it has not got to)."""
+        with self.path.open("rb") as f:
+            f.seek(start)
+            return f.read(n)
+
     @property
     def done(self) -> bool:
         if self.proc.poll() is not None:
@@ -256,22 +296,21 @@ class CommandCheck:
 
     @property
     def complete(self) -> bool:
-        return self.rerun.done and self.received >= len(self.rerun.output())
+        return self.rerun.done and self.received >= self.rerun.size()
 
-    def resume(self, output: bytes) -> None:
-        self.received = len(output)  # stored output was checked before it was stored
+    def resume(self, output: StoredOutput) -> None:
+        self.received = output.size  # stored output was checked before it was stored
 
     def feed(self, seq: int, receipt_hash: bytes, data: bytes) -> None:
         start = self.received
         done = self.rerun.done  # read before the output: a finished rerun's output is final
-        expected = self.rerun.output()
-        want = expected[start : start + len(data)]
-        at = next((i for i, (x, y) in enumerate(zip(want, data, strict=False)) if x != y), None)
-        if at is not None:
+        want = self.rerun.read(start, len(data))
+        if want != data[: len(want)]:
+            at = next(i for i, (x, y) in enumerate(zip(want, data, strict=False)) if x != y)
             raise OutputCheckFailed(seq, start + at, "differs from the rerun")
         if len(want) < len(data):
             if not done:
-                raise NotYetCheckable(f"receipt {seq}: the rerun is at byte {len(expected)}")
+                raise NotYetCheckable(f"receipt {seq}: the rerun is at byte {start + len(want)}")
             if not self.rerun.cut:
                 raise OutputCheckFailed(seq, start + len(want), "runs past the expected output")
         self.received += len(data)
@@ -279,7 +318,7 @@ class CommandCheck:
     def finish(self, seq: int) -> None:
         if not self.rerun.done:
             raise NotYetCheckable(f"receipt {seq}: the rerun is still running")
-        expected = len(self.rerun.output())
+        expected = self.rerun.size()
         if not self.rerun.cut and self.received < expected:
             raise OutputCheckFailed(
                 seq, self.received, f"ends early: the rerun wrote {expected} bytes"
@@ -308,12 +347,14 @@ def make_check(
 
 
 __all__ = [
+    "BytesOutput",
     "CommandCheck",
     "MatmulCheck",
     "OutputCheck",
     "OutputCheckFailed",
     "CommandRerun",
     "NotYetCheckable",
+    "StoredOutput",
     "TrainCheck",
     "local_argv",
     "make_check",

@@ -23,6 +23,10 @@ class LabMetrics(Metrics):
         self.challenges = self.counter(
             "gpumarket_lab_challenges_total", "Hardware challenges run, by result and GPU class."
         )
+        self.output_bytes = self.counter(
+            "gpumarket_lab_output_bytes_total",
+            "Bytes of streamed output received, opened and proved (written to disk).",
+        )
 
 
 __all__ = ["LabMetrics"]

@@ -3,12 +3,14 @@
     async with ProviderClient(info.endpoint) as provider:
         accepted = await provider.submit_job(SubmitJob(lease.id, signed_bid, sealed_spec))
         batch = await provider.receipts(lease.id, from_seq=0)
+        part = await provider.outputs(lease.id, seq=3, from_chunk=0)   # a streamed period
         ack = await provider.send_voucher(signed_voucher)
         commitment = await provider.challenge(signed_request)   # then open_challenge(rows)
 
 Refusals are :class:`~market.errors.RequestRefused` with the ErrorResponse's code and details; the
 codes a lab acts on have their own subclasses: :class:`UnknownLease` (the provider has not seen
-the lease open yet: ask again later), :class:`JobRefused`, :class:`JobExists`. No answer in time
+the lease open yet: ask again later), :class:`JobRefused`, :class:`JobExists`,
+:class:`UnknownPeriod` (no streamed output for that receipt). No answer in time
 or a broken connection is :class:`~market.errors.PeerUnavailable`; an answer over the size limit
 :class:`~market.errors.FrameTooLarge` (read no further than the limit); any other bad answer a
 :class:`~market.errors.DecodeError`.
@@ -22,6 +24,7 @@ from market.errors import RequestRefused
 from market.protocol.types import Signed, Voucher
 from nodes.wire import (
     MAX_FRAME_SIZE,
+    MAX_OUTPUT_CHUNKS,
     MAX_PERIODS,
     ChallengeCommitment,
     ChallengeOpen,
@@ -30,6 +33,8 @@ from nodes.wire import (
     ErrorCode,
     JobAccepted,
     Message,
+    OutputChunks,
+    OutputQuery,
     ReceiptBatch,
     ReceiptsQuery,
     SubmitJob,
@@ -41,7 +46,8 @@ from nodes.wire import (
 from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
 MAX_BATCH_SIZE: Final = 8 * 2**20
-"""A ReceiptBatch answer stays under this; other answers under the wire's default limit."""
+"""A ReceiptBatch or OutputChunks answer stays under this; others under the wire's default
+limit."""
 MAX_ROWS_SIZE: Final = 8 * 2**20
 """A ChallengeRows answer stays under this (64 rows of 64 KiB, with their proofs)."""
 M = TypeVar("M", bound=Message)
@@ -59,10 +65,15 @@ class JobExists(RequestRefused):
     """The lease already has another job."""
 
 
+class UnknownPeriod(RequestRefused):
+    """The provider has no streamed output for that receipt."""
+
+
 _BY_CODE: dict[str, type[RequestRefused]] = {
     ErrorCode.UNKNOWN_LEASE.value: UnknownLease,
     ErrorCode.JOB_REFUSED.value: JobRefused,
     ErrorCode.JOB_EXISTS.value: JobExists,
+    ErrorCode.UNKNOWN_PERIOD.value: UnknownPeriod,
 }
 
 
@@ -86,6 +97,22 @@ class ProviderClient(HttpPeer):
                 "wrong_lease", f"asked for 0x{lease_id.hex()}, got 0x{batch.lease_id.hex()}", {}
             )
         return batch
+
+    async def outputs(
+        self, lease_id: bytes, seq: int, from_chunk: int = 0, max_chunks: int = MAX_OUTPUT_CHUNKS
+    ) -> OutputChunks:
+        """Receipt ``seq``'s streamed output chunks from ``from_chunk`` on (maybe fewer than
+        ``max_chunks``); each still to be opened and proved by the caller."""
+        query = OutputQuery(lease_id, seq, from_chunk, max_chunks)
+        part = await self._expect("/v1/outputs", query, OutputChunks, MAX_BATCH_SIZE)
+        if (part.lease_id, part.seq, part.from_chunk) != (lease_id, seq, from_chunk):
+            raise RequestRefused(
+                "wrong_output",
+                f"asked for 0x{lease_id.hex()} seq {seq} from chunk {from_chunk}, got "
+                f"0x{part.lease_id.hex()} seq {part.seq} from chunk {part.from_chunk}",
+                {},
+            )
+        return part
 
     async def send_voucher(self, voucher: Signed[Voucher]) -> VoucherAccepted:
         return await self._expect(
@@ -134,4 +161,5 @@ __all__ = [
     "JobRefused",
     "ProviderClient",
     "UnknownLease",
+    "UnknownPeriod",
 ]

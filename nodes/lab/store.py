@@ -3,7 +3,10 @@
 * its X25519 sealing key pair (outputs are sealed to it; a new key would lose every output);
 * each job's spec and signed bid, before the bid goes to a relay;
 * each lease of its bids, as soon as the chain shows it opening;
-* each receipt it accepted, with the period's output, *before* paying for it;
+* each receipt it accepted, with the period's output, *before* paying for it (a streamed
+  period's output is a file, :mod:`nodes.lab.outputs`; its row in ``lab_streams`` holds the
+  receipt and how many of its chunks are verified and on disk, each advance written after the
+  chunks are synced, so a restart resumes from the last chunk stored);
 * each voucher it signs, *before* it is sent: after a restart the unsent best voucher is sent
   again, and a cumulative voucher can never pay twice;
 * each hardware challenge it ran and its outcome, before acting on a failure (a provider's
@@ -112,6 +115,18 @@ LAB_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX lab_challenges_provider ON lab_challenges (provider);
     """,
+    # 4: streamed outputs.
+    """
+    CREATE TABLE lab_streams (
+        lease_id BLOB NOT NULL REFERENCES lab_leases (lease_id),
+        seq INTEGER NOT NULL,
+        signed BLOB NOT NULL,
+        chunks INTEGER NOT NULL,
+        next_chunk INTEGER NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (lease_id, seq)
+    );
+    """,
 )
 """Migration ``i`` takes the lab's schema from version ``i`` to ``i + 1``. Append; never edit."""
 
@@ -150,6 +165,21 @@ class ChallengeOutcome:
     elapsed_s: float
     deadline_s: float
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamProgress:
+    """A streamed period being fetched: its receipt (verified but for its output), its chunk
+    count, and the chunks verified and stored so far (``size`` bytes of its file)."""
+
+    signed: Signed[Receipt]
+    chunks: int
+    next_chunk: int
+    size: int
+
+    @property
+    def complete(self) -> bool:
+        return self.next_chunk >= self.chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +367,68 @@ class LabStore:
         )
         return codec.decode_as(rows[0]["signed"], Signed[Receipt]) if rows else None
 
+    def output_parts(self, lease_id: bytes) -> list[tuple[int, bytes, int | None]]:
+        """Every accepted period's output, in seq order: ``(seq, inline output, None)``, or
+        ``(seq, b"", size)`` for a streamed one (its bytes are in its file)."""
+        rows = self.db.query(
+            "SELECT r.seq, r.output, s.size FROM lab_receipts r LEFT JOIN lab_streams s "
+            "ON s.lease_id = r.lease_id AND s.seq = r.seq WHERE r.lease_id = ? ORDER BY r.seq",
+            (lease_id,),
+        )
+        return [
+            (int(r["seq"]), bytes(r["output"]), None if r["size"] is None else int(r["size"]))
+            for r in rows
+        ]
+
+    def output_size(self, lease_id: bytes) -> int:
+        """Bytes of output accepted so far, inline and streamed."""
+        return sum(
+            len(data) if size is None else size for _, data, size in self.output_parts(lease_id)
+        )
+
+    # --- streamed outputs --------------------------------------------------------------------
+
+    def stream(self, lease_id: bytes, seq: int) -> StreamProgress | None:
+        rows = self.db.query(
+            "SELECT * FROM lab_streams WHERE lease_id = ? AND seq = ?", (lease_id, seq)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return StreamProgress(
+            codec.decode_as(r["signed"], Signed[Receipt]),
+            int(r["chunks"]),
+            int(r["next_chunk"]),
+            int(r["size"]),
+        )
+
+    def begin_stream(self, signed: Signed[Receipt], chunks: int) -> StreamProgress:
+        """Start fetching a streamed period (its receipt verified but for its output); the one
+        already started for its seq if any (the caller compares the receipts)."""
+        r = signed.message
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO lab_streams (lease_id, seq, signed, chunks) "
+                "VALUES (?, ?, ?, ?)",
+                (r.lease_id, r.seq, codec.encode(signed), chunks),
+            )
+        started = self.stream(r.lease_id, r.seq)
+        if started is None:  # cannot happen: inserted or found in the transaction above
+            raise StoreError(str(self.db.path), f"stream {r.seq} vanished")
+        return started
+
+    def advance_stream(self, lease_id: bytes, seq: int, next_chunk: int, size: int) -> None:
+        """Chunks up to ``next_chunk`` are verified and synced to the period's file."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE lab_streams SET next_chunk = ?, size = ? "
+                "WHERE lease_id = ? AND seq = ? AND next_chunk < ?",
+                (next_chunk, size, lease_id, seq, next_chunk),
+            )
+
     def output(self, lease_id: bytes) -> bytes:
-        """The job's output received so far: every accepted period's, in seq order."""
+        """The job's inline output received so far: every accepted period's, in seq order
+        (streamed periods' are in their files: :meth:`output_parts`)."""
         rows = self.db.query(
             "SELECT output FROM lab_receipts WHERE lease_id = ? ORDER BY seq", (lease_id,)
         )
@@ -466,4 +556,5 @@ __all__ = [
     "LabStore",
     "LeaseRecord",
     "Phase",
+    "StreamProgress",
 ]

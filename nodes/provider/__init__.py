@@ -4,6 +4,8 @@
 * :mod:`~nodes.provider.work`: its chain side, a tick at a time: leases, jobs, receipts, claims;
 * :mod:`~nodes.provider.service`: its HTTP API for labs: jobs, receipts, vouchers, metrics;
 * :mod:`~nodes.provider.store`: its own tables (sealing key, cursor, jobs, offers, periods);
+* :mod:`~nodes.provider.outputs`: a period's large output left in the job's file, committed
+  by its chunk hashes and served chunk by chunk;
 
 * :mod:`~nodes.provider.config`: the TOML config and the keystore;
 * :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
@@ -47,6 +49,7 @@ from nodes.provider.decisions import (
 )
 from nodes.provider.inventory import GpuGroup, Inventory, detect, normalise_model
 from nodes.provider.metering import Meter, OutputTail, Period
+from nodes.provider.outputs import INLINE_OUTPUT, STREAM_CHUNK, StreamedOutput
 from nodes.provider.pricing import (
     FixedPrice,
     PricingPolicy,
@@ -58,8 +61,10 @@ from nodes.provider.runtime import Job, JobResult, JobSpec, run_job
 from nodes.provider.sandbox import Sandbox, gpu_device_nodes, probe
 
 __all__ = [
+    "INLINE_OUTPUT",
     "POLICY_DECLINED",
     "STAKE_LOCK_UNCOVERED",
+    "STREAM_CHUNK",
     "AgentConfig",
     "CgroupHost",
     "CgroupLimits",
@@ -85,6 +90,7 @@ __all__ = [
     "ProviderConfig",
     "Sandbox",
     "Skip",
+    "StreamedOutput",
     "UtilisationPrice",
     "checked_price",
     "decrypt_key",

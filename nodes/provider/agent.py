@@ -143,6 +143,7 @@ class ProviderAgent:
             pool=self.service_pool,
             log=_log,
             metrics=self.metrics,
+            workdir=self.config.state.parent / "jobs",
         )
 
     def _register(self) -> None:

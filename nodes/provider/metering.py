@@ -4,6 +4,8 @@
     tail = OutputTail(job.workdir / "stdout")
     period = meter.close_period(period_end=chain_now, busy_s=job_seconds_this_period,
                                 output=tail.read_new(), end=lease_end_now)
+    # or, for a large output, its chunk hashes alone (:mod:`~nodes.provider.outputs`):
+    period = meter.close_period(chain_now, busy_s, streamed=StreamedOutput.of_file(...))
     send(period.receipt, period.chunks)                     # already stored: write-before-act
 
 What a period bills is the lease's billing mode, a term both orders signed
@@ -19,7 +21,8 @@ Either way a period never ends past ``end``, the lease's current end (earlier th
 the lab terminated it), nor past the chain's clock, which the caller passes as ``period_end``
 (not the host's: a receipt above the reserved time would be slashable). The period's output is
 cut into chunks and committed in the receipt's ``outputRoot``
-(:func:`market.receipts.output_root`); its metrics (busy seconds, GPUs, bytes of output) are
+(:func:`market.receipts.output_root`), or, streamed, committed from its chunk hashes alone; its
+metrics (busy seconds, GPUs, bytes of output) are
 msgpack, committed by ``metricsHash``.
 """
 
@@ -40,6 +43,7 @@ from market.protocol.types import Billing, Lease, Receipt, Signed
 from market.receipts import ReceiptChain, output_root, reserved_gpu_seconds
 from market.receipts.merkle import chunk
 from nodes.logs import get_logger
+from nodes.provider.outputs import StreamedOutput
 from nodes.state.records import Records
 
 CHUNK_SIZE = 4096
@@ -48,12 +52,13 @@ _log = get_logger("gpumarket.provider.metering")
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """One closed period: its signed receipt, the output chunks under its ``outputRoot``, and
-    the metrics under its ``metricsHash``."""
+    """One closed period: its signed receipt, the output chunks under its ``outputRoot`` (or
+    the file range they are in, ``streamed``), and the metrics under its ``metricsHash``."""
 
     receipt: Signed[Receipt]
     chunks: tuple[bytes, ...]
     metrics: bytes
+    streamed: StreamedOutput | None = None
 
 
 class Meter:
@@ -117,30 +122,36 @@ class Meter:
         *,
         end: int | None = None,
         also: Callable[[sqlite3.Connection, Period], None] | None = None,
+        streamed: StreamedOutput | None = None,
     ) -> Period:
         """Sign, store and return the receipt for the period ending at ``period_end`` (chain
         time), cut at ``end``, the lease's current end; ``also`` stores what belongs with it in
-        the receipt's own transaction."""
+        the receipt's own transaction. The output is ``output``, or the ``streamed`` range of
+        the job's output file (committed by its chunk hashes; never both)."""
         if busy_s < 0:
             raise ValueError(f"busy seconds cannot be negative: {busy_s}")
+        if streamed is not None and output:
+            raise ValueError("a period's output is inline or streamed, not both")
         period_end = self.period_end(period_end, end)
         cumulative, self._billed = self.usage(period_end, busy_s)
         chunks = tuple(chunk(output, self.chunk_size))
+        size = len(output) if streamed is None else streamed.size
         metrics: bytes = msgpack.packb(
-            {"busyMs": int(busy_s * 1000), "gpus": self.gpus, "outputBytes": len(output)}
+            {"busyMs": int(busy_s * 1000), "gpus": self.gpus, "outputBytes": size}
         )
+        root = output_root(chunks) if streamed is None else streamed.tree().root
         signed = self.chain.append(
             period_end,
             cumulative,
-            output_root=output_root(chunks),
+            output_root=root,
             metrics_hash=keccak(metrics),
         )
-        period = Period(signed, chunks, metrics)
+        period = Period(signed, chunks, metrics, streamed)
         extra = None if also is None else (lambda conn: also(conn, period))
         self.records.save_receipt(signed, extra)  # before anyone can see it
         _log.info(
             "receipt_signed", lease=self.lease.id, seq=signed.message.seq,
-            gpu_seconds=cumulative, chunks=len(chunks),
+            gpu_seconds=cumulative, chunks=len(chunks) if streamed is None else streamed.count,
         )  # fmt: skip
         return period
 
@@ -151,6 +162,17 @@ class OutputTail:
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path = path
         self.offset = offset
+
+    def available(self) -> int:
+        """Bytes appended since the last read (0 before the file exists)."""
+        try:
+            return max(0, self.path.stat().st_size - self.offset)
+        except FileNotFoundError:
+            return 0
+
+    def skip(self, size: int) -> None:
+        """Count ``size`` bytes as read (a streamed period's range, left in the file)."""
+        self.offset += size
 
     def read_new(self, limit: int | None = None) -> bytes:
         try:

@@ -2,6 +2,7 @@
 
     POST /v1/jobs       SubmitJob      -> JobAccepted     the lab's sealed job for a lease
     POST /v1/receipts   ReceiptsQuery  -> ReceiptBatch    receipts, sealed outputs, metrics
+    POST /v1/outputs    OutputQuery    -> OutputChunks    a streamed period's chunks, with proofs
     POST /v1/vouchers   SubmitVoucher  -> VoucherAccepted the lab's cumulative payment
     POST /v1/challenge  ChallengeRequest -> ChallengeCommitment  a lab's timed hardware challenge
     POST /v1/challenge/open  ChallengeOpen -> ChallengeRows      its rows, opened with proofs
@@ -18,6 +19,11 @@ is stored only once its signature by the lease's voucher key checks (``lease.vou
 key the bid named, else the lab's own; the only one ``claim`` accepts); a replay answers
 ``new: false``. A hardware challenge (:mod:`nodes.provider.challenges`) is answered only to the
 lease's voucher key, while the lease runs here, one at a time and at a bounded rate.
+A streamed period's chunks (:mod:`~nodes.provider.outputs`) are read from the job's output
+file, each checked against the hash its receipt committed, sealed to the lab's key bound to the
+lease, the seq and the chunk's index (:func:`~market.sealing.chunk_associated_data`), and sent
+with its Merkle proof; an answer stops short of ``MAX_ANSWER`` bytes (the lab asks on from
+there).
 Every refusal is an ErrorResponse with a code, and changes nothing. The store is used from one
 worker thread (a StateDB belongs to its thread).
 """
@@ -25,9 +31,11 @@ worker thread (a StateDB belongs to its thread).
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, TypeVar
 
 from aiohttp import web
@@ -36,6 +44,7 @@ from market.errors import (
     DecodeError,
     InvalidSignature,
     MarketError,
+    OutputUnavailable,
     SealError,
     StoreError,
 )
@@ -43,7 +52,8 @@ from market.protocol.eip712 import Domain, order_hash
 from market.protocol.keccak import keccak
 from market.protocol.signing import verify
 from market.protocol.types import ZERO_ADDRESS
-from market.sealing import Purpose, associated_data, open_sealed
+from market.receipts.merkle import MerkleTree
+from market.sealing import Purpose, associated_data, chunk_associated_data, open_sealed, seal
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
 from nodes.metrics import Counter
@@ -54,6 +64,7 @@ from nodes.relay.answers import Answer, WrongMessageType, answer_for
 from nodes.state.records import Records
 from nodes.wire import (
     CONTENT_TYPE,
+    MAX_OUTPUT_CHUNKS,
     ChallengeCommitment,
     ChallengeOpen,
     ChallengeRequest,
@@ -63,6 +74,9 @@ from nodes.wire import (
     JobAccepted,
     JobState,
     Message,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -75,7 +89,10 @@ from nodes.wire import (
 
 MAX_REQUEST: Final = 1024 * 1024
 MAX_ANSWER: Final = 6 * 1024 * 1024
-"""A ReceiptBatch stops adding periods past this many bytes (at least one period goes)."""
+"""A ReceiptBatch (or OutputChunks) stops adding periods (chunks) past this many bytes (at
+least one goes)."""
+TREES_CACHED: Final = 8
+"""Merkle trees of streamed periods kept built (a lab reads one period's chunks in a row)."""
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
@@ -101,6 +118,9 @@ class ProviderService:
     log: EventLogger
     metrics: ProviderMetrics
     challenges: ChallengeDesk | None = None
+    workdir: Path = Path("jobs")
+    """The jobs' folders (``<lease id hex>/stdout`` is a job's output file)."""
+    _trees: OrderedDict[tuple[bytes, int], MerkleTree] = field(default_factory=OrderedDict)
 
     @property
     def requests(self) -> Counter:
@@ -116,6 +136,7 @@ class ProviderService:
             [
                 web.post("/v1/jobs", self.jobs),
                 web.post("/v1/receipts", self.receipts),
+                web.post("/v1/outputs", self.outputs),
                 web.post("/v1/vouchers", self.vouchers_post),
                 web.post("/v1/challenge", self.challenge),
                 web.post("/v1/challenge/open", self.challenge_open),
@@ -230,13 +251,60 @@ class ProviderService:
         receipts = {r.message.seq: r for r in self.records.receipts(q.lease_id)}
         periods: list[PeriodReport] = []
         size = 0
-        for seq, sealed, metrics in rows:
+        for seq, sealed, metrics, chunks in rows:
             if periods and size + len(sealed) > MAX_ANSWER:
                 break
-            periods.append(PeriodReport(receipts[seq], sealed, metrics))
+            periods.append(PeriodReport(receipts[seq], sealed, metrics, chunks))
             size += len(sealed) + 512
         state = JobState.RUNNING if row.state == WAITING else JobState(row.state)
         return ReceiptBatch(q.lease_id, tuple(periods), state, row.error)
+
+    # --- streamed outputs --------------------------------------------------------------------
+
+    async def outputs(self, request: web.Request) -> web.Response:
+        message = await self._body(request, OutputQuery)
+        answer = await self._run(lambda: self._chunks(message))
+        self.metrics.output_chunks.inc(len(answer.chunks))
+        return _frame(answer)
+
+    def _chunks(self, q: OutputQuery) -> OutputChunks:
+        row = self.store.job(q.lease_id)
+        if row is None or row.spec is None:
+            raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no job for lease 0x{q.lease_id.hex()}")
+        stream = self.store.streamed(q.lease_id, q.seq)
+        if stream is None:
+            raise Refused(
+                404, ErrorCode.UNKNOWN_PERIOD, f"receipt {q.seq} has no streamed output here"
+            )
+        tree = self._tree(q.lease_id, q.seq, stream.tree)
+        lab_key = JobSpec.decode(row.spec).lab_key
+        path = self.workdir / q.lease_id.hex() / "stdout"
+        chunks: list[OutputChunk] = []
+        size = 0
+        stop = min(stream.count, q.from_chunk + min(max(1, q.max_chunks), MAX_OUTPUT_CHUNKS))
+        for index in range(q.from_chunk, stop):
+            length = min(stream.chunk_size, stream.size - index * stream.chunk_size)
+            if chunks and size + length > MAX_ANSWER:
+                break
+            try:
+                data = stream.read_chunk(path, index)
+            except OutputUnavailable as exc:  # the operator's to fix; nothing served instead
+                self.log.error("output_unavailable", lease=q.lease_id, seq=q.seq, error=str(exc))
+                raise Refused(500, ErrorCode.INTERNAL, str(exc)) from exc
+            sealed = seal(lab_key, data, chunk_associated_data(q.lease_id, q.seq, index))
+            chunks.append(OutputChunk(sealed, tuple(tree.proof(index))))
+            size += len(sealed) + 32 * len(chunks[-1].proof) + 16
+        return OutputChunks(q.lease_id, q.seq, q.from_chunk, stream.count, tuple(chunks))
+
+    def _tree(self, lease_id: bytes, seq: int, build: Callable[[], MerkleTree]) -> MerkleTree:
+        key = (lease_id, seq)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._trees[key] = build()
+            while len(self._trees) > TREES_CACHED:
+                self._trees.popitem(last=False)
+        self._trees.move_to_end(key)
+        return tree
 
     # --- vouchers ----------------------------------------------------------------------------
 

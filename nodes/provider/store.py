@@ -7,7 +7,10 @@
   the receipts already commit;
 * ``periods``: each receipt's output sealed to the lab and its metrics, written in the receipt's
   own transaction (:meth:`Meter.close_period`'s ``also``), so a receipt is never stored without
-  what it commits to.
+  what it commits to;
+* ``period_streams``: for a period whose output is streamed, the byte range of the job's output
+  file it commits and its chunk hashes (the bytes stay in the file:
+  :mod:`~nodes.provider.outputs`); its ``periods`` row has an empty ``sealed_output``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from market.sealing import generate_keypair
+from nodes.provider.outputs import StreamedOutput
 from nodes.state.db import MIGRATIONS, StateDB
 from nodes.wire import JobState
 
@@ -50,6 +54,17 @@ PROVIDER_MIGRATIONS: Final = (
         seq INTEGER NOT NULL,
         sealed_output BLOB NOT NULL,
         metrics BLOB NOT NULL,
+        PRIMARY KEY (lease_id, seq)
+    );
+    """,
+    """
+    CREATE TABLE period_streams (
+        lease_id BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        hashes BLOB NOT NULL,
         PRIMARY KEY (lease_id, seq)
     );
     """,
@@ -197,15 +212,41 @@ class AgentStore:
         sealed_output: bytes,
         metrics: bytes,
         out_offset: int,
+        streamed: StreamedOutput | None = None,
     ) -> None:
         """Inside the receipt's transaction: the period's delivery and the stdout committed."""
         conn.execute(
             "INSERT INTO periods (lease_id, seq, sealed_output, metrics) VALUES (?, ?, ?, ?)",
             (lease_id, seq, sealed_output, metrics),
         )
+        if streamed is not None:
+            conn.execute(
+                "INSERT INTO period_streams (lease_id, seq, start, size, chunk_size, hashes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (lease_id, seq, streamed.start, streamed.size, streamed.chunk_size,
+                 streamed.packed_hashes()),
+            )  # fmt: skip
         conn.execute("UPDATE jobs SET out_offset = ? WHERE lease_id = ?", (out_offset, lease_id))
 
-    def periods(self, lease_id: bytes, from_seq: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+    def streamed(self, lease_id: bytes, seq: int) -> StreamedOutput | None:
+        """Period ``seq``'s streamed output (None when it has none, or inline output)."""
+        if seq > _SQLITE_MAX:
+            return None
+        rows = self.db.query(
+            "SELECT start, size, chunk_size, hashes FROM period_streams "
+            "WHERE lease_id = ? AND seq = ?",
+            (lease_id, seq),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return StreamedOutput.of_row(
+            int(r["start"]), int(r["size"]), int(r["chunk_size"]), bytes(r["hashes"])
+        )
+
+    def periods(
+        self, lease_id: bytes, from_seq: int, limit: int
+    ) -> list[tuple[int, bytes, bytes, int]]:
         """Up to ``limit`` periods from ``from_seq`` on. The wire allows any uint64 seq and
         limit; SQLite's integers are signed 64-bit, and no stored seq reaches 2^63 (seqs count
         from 0), so a larger ``from_seq`` finds nothing and a larger limit is no limit."""
@@ -213,11 +254,16 @@ class AgentStore:
             return []
         limit = min(limit, _SQLITE_MAX)
         rows = self.db.query(
-            "SELECT seq, sealed_output, metrics FROM periods WHERE lease_id = ? AND seq >= ? "
-            "ORDER BY seq LIMIT ?",
+            "SELECT p.seq, p.sealed_output, p.metrics, LENGTH(s.hashes) / 32 AS chunks "
+            "FROM periods p LEFT JOIN period_streams s "
+            "ON s.lease_id = p.lease_id AND s.seq = p.seq "
+            "WHERE p.lease_id = ? AND p.seq >= ? ORDER BY p.seq LIMIT ?",
             (lease_id, from_seq, limit),
         )
-        return [(int(r["seq"]), bytes(r["sealed_output"]), bytes(r["metrics"])) for r in rows]
+        return [
+            (int(r["seq"]), bytes(r["sealed_output"]), bytes(r["metrics"]), int(r["chunks"] or 0))
+            for r in rows
+        ]
 
 
 _SQLITE_MAX = 2**63 - 1

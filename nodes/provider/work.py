@@ -55,6 +55,7 @@ from nodes.provider.config import ProviderConfig
 from nodes.provider.confinement import Confinement
 from nodes.provider.inventory import Inventory
 from nodes.provider.metering import Meter, OutputTail, Period
+from nodes.provider.outputs import INLINE_OUTPUT, STREAM_CHUNK, StreamedOutput
 from nodes.provider.runtime import Job
 from nodes.provider.store import AgentStore, JobRow
 from nodes.state import DurableChain
@@ -63,8 +64,6 @@ from nodes.state.optimistic import FinalizeClaim, PostReceipt
 from nodes.state.records import Records
 from nodes.wire import JobState
 
-MAX_PERIOD_OUTPUT = 3 * 1024 * 1024
-"""The most stdout one receipt commits; the rest goes to the next periods."""
 INTERRUPTED = "interrupted: the provider restarted"
 STARTS_PER_TICK = 8
 CLOSES_PER_BATCH = 200
@@ -95,6 +94,9 @@ class ProviderMetrics(Metrics):
         )
         self.vouchers = self.counter(
             "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay)."
+        )
+        self.output_chunks = self.counter(
+            "gpumarket_provider_output_chunks_total", "Streamed output chunks sent to labs."
         )
 
 
@@ -350,33 +352,54 @@ class LeaseWork:
             return
         busy = 0.0
         output = b""
-        offset = row.out_offset
+        streamed: StreamedOutput | None = None
         if run is not None:
             elapsed = run.job.elapsed_s()
             busy, run.billed_s = max(0.0, elapsed - run.billed_s), elapsed
-            output = run.tail.read_new(MAX_PERIOD_OUTPUT)
-            offset = run.tail.offset
-            self._reap(row.lease_id, run)
+            self._reap(row.lease_id, run)  # first: what an exited job wrote is all in the file
+        # What the job wrote since the last receipt, all of it (no output trails into a later
+        # period); after a restart, what the job wrote before it died with the last agent.
+        tail = (
+            run.tail
+            if run is not None
+            else OutputTail(self.workdir / row.lease_id.hex() / "stdout", offset=row.out_offset)
+        )
+        size = tail.available()
+        if size > INLINE_OUTPUT:
+            streamed = StreamedOutput.of_file(
+                tail.path, start=tail.offset, size=size, chunk_size=STREAM_CHUNK
+            )
+            tail.skip(size)
+        else:
+            output = tail.read_new(size)
+        offset = tail.offset
         spec = JobSpec.decode(row.spec or b"")
 
         def also(conn: object, period: Period) -> None:
-            sealed = seal(
-                spec.lab_key,
-                msgpack.packb(list(period.chunks), use_bin_type=True),
-                associated_data(lease.id, Purpose.JOB_OUTPUT),
+            sealed = (
+                b""
+                if period.streamed is not None
+                else seal(
+                    spec.lab_key,
+                    msgpack.packb(list(period.chunks), use_bin_type=True),
+                    associated_data(lease.id, Purpose.JOB_OUTPUT),
+                )
             )
             seq = period.receipt.message.seq
-            AgentStore.save_period(conn, lease.id, seq, sealed, period.metrics, offset)  # type: ignore[arg-type]
+            AgentStore.save_period(
+                conn,  # type: ignore[arg-type]
+                lease.id, seq, sealed, period.metrics, offset, period.streamed,
+            )  # fmt: skip
 
-        period = meter.close_period(period_end, busy, output, end=end, also=also)
+        period = meter.close_period(period_end, busy, output, end=end, also=also, streamed=streamed)
         self.last_period[row.lease_id] = time.monotonic()
         self.counters.receipts.inc()
         self.log.info("receipt", lease=lease.id, seq=period.receipt.message.seq,
                       gpu_seconds=period.receipt.message.gpu_seconds_cumulative,
-                      output_bytes=len(output))  # fmt: skip
+                      output_bytes=offset - row.out_offset)  # fmt: skip
 
     def _reap(self, lease_id: bytes, run: _Running) -> None:
-        """Record a job that exited; its remaining output goes into later periods."""
+        """Record a job that exited (its output is all in the file by now)."""
         code = run.job.poll()
         if code is None:
             return

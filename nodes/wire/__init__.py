@@ -4,8 +4,9 @@
     messages.py  the message types (SubmitOrders, OrdersAccepted, BookQuery, BookSnapshot,
                  ExplainRequest, ExplainResponse, Fill, LeaseOpened, BookChange, Gossip,
                  ReputationQuery, ReputationReport, ErrorResponse; between a lab and its provider:
-                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, SubmitVoucher/VoucherAccepted,
-                 ChallengeRequest/ChallengeCommitment, ChallengeOpen/ChallengeRows)
+                 SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, OutputQuery/OutputChunks,
+                 SubmitVoucher/VoucherAccepted, ChallengeRequest/ChallengeCommitment,
+                 ChallengeOpen/ChallengeRows)
                  and the closed enums they use
     schemas.py   how each message travels: its keys, in order, and the kind of each value
     fields.py    the kinds of value, each with one msgpack form and a validating decoder
@@ -18,7 +19,9 @@ from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, WIRE_VERSION, decode
 from nodes.wire.messages import (
     MAX_CHALLENGE_N,
     MAX_CHALLENGE_ROWS,
+    MAX_CHUNK_SEALED,
     MAX_ORDERS,
+    MAX_OUTPUT_CHUNKS,
     MAX_PERIODS,
     MAX_REPUTATIONS,
     MAX_SEALED,
@@ -46,6 +49,9 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -63,8 +69,10 @@ __all__ = [
     "CONTENT_TYPE",
     "MAX_CHALLENGE_N",
     "MAX_CHALLENGE_ROWS",
+    "MAX_CHUNK_SEALED",
     "MAX_FRAME_SIZE",
     "MAX_ORDERS",
+    "MAX_OUTPUT_CHUNKS",
     "MAX_PERIODS",
     "MAX_REPUTATIONS",
     "MAX_SEALED",
@@ -93,6 +101,9 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "OutputChunk",
+    "OutputChunks",
+    "OutputQuery",
     "PeriodReport",
     "ReceiptBatch",
     "ReceiptsQuery",

@@ -27,6 +27,13 @@ MAX_SEALED: Final = 4 * 1024 * 1024
 """The largest sealed payload (a job spec, one period's output) a message can carry."""
 MAX_PERIODS: Final = 64
 """The most metering periods one ReceiptBatch carries; the lab asks again for the rest."""
+MAX_OUTPUT_CHUNKS: Final = 16
+"""The most output chunks one OutputChunks answer carries; providers send fewer to stay under
+the frame limit (the lab asks again from where the answer stopped)."""
+MAX_CHUNK_SEALED: Final = 2 * 1024 * 1024
+"""The largest sealed output chunk a message can carry."""
+MAX_PROOF: Final = 64
+"""The most sibling hashes in a chunk's Merkle proof (a tree of up to 2^64 chunks)."""
 """The most providers one reputation query or report can name; daemons set lower limits."""
 Value = int | str
 ZERO32: Final = bytes(32)
@@ -71,6 +78,7 @@ class ErrorCode(StrEnum):
     JOB_REFUSED = "job_refused"
     JOB_EXISTS = "job_exists"
     CHALLENGE_REFUSED = "challenge_refused"
+    UNKNOWN_PERIOD = "unknown_period"
 
 
 class FillStatus(StrEnum):
@@ -274,11 +282,16 @@ class ReceiptsQuery:
 @dataclass(frozen=True, slots=True)
 class PeriodReport:
     """One metering period: the provider's signed receipt, its output chunks (a msgpack array of
-    bins) sealed to the lab's key for this lease, and the metrics under its ``metricsHash``."""
+    bins) sealed to the lab's key for this lease, and the metrics under its ``metricsHash``.
+
+    A period whose output is streamed has ``output_chunks`` chunks under the receipt's
+    ``outputRoot``, fetched apart (:class:`OutputQuery`), and an empty ``sealed_output``; with
+    ``output_chunks`` 0 the output is inline."""
 
     receipt: Signed[Receipt]
     sealed_output: bytes
     metrics: bytes
+    output_chunks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +301,39 @@ class ReceiptBatch:
     job_state: JobState
     job_error: str = ""
     TYPE_NAME: ClassVar[str] = "ReceiptBatch"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputQuery:
+    """Chunks ``from_chunk`` on (at most ``max_chunks``) of receipt ``seq``'s streamed output
+    (``POST /v1/outputs``)."""
+
+    lease_id: bytes
+    seq: int
+    from_chunk: int = 0
+    max_chunks: int = MAX_OUTPUT_CHUNKS
+    TYPE_NAME: ClassVar[str] = "OutputQuery"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    """One output chunk sealed to the lab, bound to its lease, seq and index
+    (:func:`market.sealing.chunk_associated_data`), and its Merkle proof under ``outputRoot``."""
+
+    sealed: bytes
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunks:
+    """Chunks ``from_chunk``, ``from_chunk + 1``, ... of receipt ``seq``'s output, of ``total``."""
+
+    lease_id: bytes
+    seq: int
+    from_chunk: int
+    total: int
+    chunks: tuple[OutputChunk, ...]
+    TYPE_NAME: ClassVar[str] = "OutputChunks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +462,8 @@ Message: TypeAlias = (
     | JobAccepted
     | ReceiptsQuery
     | ReceiptBatch
+    | OutputQuery
+    | OutputChunks
     | SubmitVoucher
     | VoucherAccepted
     | ChallengeRequest
@@ -429,8 +477,11 @@ Message: TypeAlias = (
 __all__ = [
     "MAX_CHALLENGE_N",
     "MAX_CHALLENGE_ROWS",
+    "MAX_CHUNK_SEALED",
     "MAX_ORDERS",
+    "MAX_OUTPUT_CHUNKS",
     "MAX_PERIODS",
+    "MAX_PROOF",
     "MAX_REPUTATIONS",
     "MAX_SEALED",
     "ZERO_ADDRESS",
@@ -457,6 +508,9 @@ __all__ = [
     "OrderResult",
     "OrderStatus",
     "OrdersAccepted",
+    "OutputChunk",
+    "OutputChunks",
+    "OutputQuery",
     "PeriodReport",
     "ReceiptBatch",
     "ReceiptsQuery",

@@ -28,8 +28,11 @@ from nodes.wire.fields import (
 from nodes.wire.messages import (
     MAX_CHALLENGE_N,
     MAX_CHALLENGE_ROWS,
+    MAX_CHUNK_SEALED,
     MAX_ORDERS,
+    MAX_OUTPUT_CHUNKS,
     MAX_PERIODS,
+    MAX_PROOF,
     MAX_REPUTATIONS,
     MAX_SEALED,
     BookChange,
@@ -55,6 +58,9 @@ from nodes.wire.messages import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -182,6 +188,14 @@ _PERIOD = Struct(
         ("receipt", "receipt", _SIGNED_RECEIPT),
         ("sealed_output", "sealedOutput", _SEALED),
         ("metrics", "metrics", Bin(max_len=1024)),
+        ("output_chunks", "outputChunks", UInt(64)),
+    ),
+)
+_OUTPUT_CHUNK = Struct(
+    OutputChunk,
+    (
+        ("sealed", "sealed", Bin(max_len=MAX_CHUNK_SEALED)),
+        ("proof", "proof", ListOf(Bin(32), MAX_PROOF)),
     ),
 )
 
@@ -286,6 +300,19 @@ _FIELDS: dict[type[Message], FieldSpec] = {
         ("periods", "periods", ListOf(_PERIOD, MAX_PERIODS)),
         ("job_state", "jobState", Choice(JobState)),
         ("job_error", "jobError", _TEXT),
+    ),
+    OutputQuery: (
+        ("lease_id", "leaseId", _HASH),
+        ("seq", "seq", UInt(64)),
+        ("from_chunk", "fromChunk", UInt(64)),
+        ("max_chunks", "maxChunks", UInt(8)),
+    ),
+    OutputChunks: (
+        ("lease_id", "leaseId", _HASH),
+        ("seq", "seq", UInt(64)),
+        ("from_chunk", "fromChunk", UInt(64)),
+        ("total", "total", UInt(64)),
+        ("chunks", "chunks", ListOf(_OUTPUT_CHUNK, MAX_OUTPUT_CHUNKS)),
     ),
     SubmitVoucher: (("voucher", "voucher", _SIGNED_VOUCHER),),
     VoucherAccepted: (

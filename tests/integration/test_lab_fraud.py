@@ -2,11 +2,14 @@
 registered and staked on-chain, offers through a real relay, and answers the lab's HTTP calls
 from this test with a receipt it signed claiming more GPU-seconds than the lease's GPUs could
 have run. The lab refuses it, stops paying, terminates, proves the impossible usage on-chain and
-is credited the provider's slashed stake with its unused escrow; it withdraws both and exits 0."""
+is credited the provider's slashed stake with its unused escrow; it withdraws both and exits 0.
+Another provider streams a period's output with two chunks swapped: the lab refuses the first
+chunk by its proof (a typed error naming it), stores nothing of it, pays nothing, terminates."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator
 
@@ -18,15 +21,26 @@ from market.chain.devnet import Devnet
 from market.matching import Submission
 from market.protocol.eip712 import Domain
 from market.protocol.keccak import keccak
-from market.protocol.types import ZERO_HASH, Lease, Receipt
+from market.protocol.types import ZERO_HASH, Lease, Receipt, Signed
+from market.receipts.merkle import MerkleTree
 from market.roles import Provider
-from market.sealing import Purpose, associated_data, generate_keypair, open_sealed, seal
+from market.sealing import (
+    Purpose,
+    associated_data,
+    chunk_associated_data,
+    generate_keypair,
+    open_sealed,
+    seal,
+)
 from nodes.jobs import JobSpec
 from nodes.localnet import LocalMarket, command_job
 from nodes.relay import RelayClient
 from nodes.wire import (
     JobAccepted,
     JobState,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -36,6 +50,7 @@ from nodes.wire import (
     decode_as,
     encode,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 MODEL = "F0-80GB"
@@ -49,6 +64,8 @@ class CheatingProvider:
         self.domain = domain
         self.keys = generate_keypair()
         self.lab_keys: dict[bytes, bytes] = {}
+        self.vouchers_received = 0
+        self.chunks_sent = 0
         self.leases: dict[bytes, Lease] = {}
         self.loop = asyncio.new_event_loop()
         self.runner: web.AppRunner | None = None
@@ -64,6 +81,7 @@ class CheatingProvider:
                 web.post("/v1/jobs", self.jobs),
                 web.post("/v1/receipts", self.receipts),
                 web.post("/v1/vouchers", self.vouchers),
+                web.post("/v1/outputs", self.outputs),
             ]
         )
         self.runner = web.AppRunner(app)
@@ -116,7 +134,54 @@ class CheatingProvider:
 
     async def vouchers(self, request: web.Request) -> web.Response:
         v = decode_as(await request.read(), SubmitVoucher).voucher.message
+        self.vouchers_received += 1
         return web.Response(body=encode(VoucherAccepted(v.lease_id, v.cumulative_amount, True)))
+
+    async def outputs(self, request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+
+class SwappingProvider(CheatingProvider):
+    """A provider that commits a period's two output chunks honestly, then streams them
+    swapped (each sealed for the index it is sent at, with the other's proof)."""
+
+    CHUNKS = (b"A" * 1000, b"B" * 1000)
+
+    def _receipt(self, lease: Lease) -> tuple[Signed[Receipt], bytes]:
+        metrics: bytes = msgpack.packb({"busyMs": 1000, "outputBytes": 2000})
+        receipt = Receipt(
+            lease_id=lease.id,
+            seq=0,
+            prev_hash=ZERO_HASH,
+            period_start=lease.start,
+            period_end=lease.start + 1,
+            gpu_seconds_cumulative=lease.gpus,  # honest usage: only the output is swapped
+            output_root=MerkleTree.of_chunks(self.CHUNKS).root,
+            metrics_hash=keccak(metrics),
+        )
+        return self.provider.key.sign(self.domain, receipt), metrics
+
+    async def receipts(self, request: web.Request) -> web.Response:
+        query = decode_as(await request.read(), ReceiptsQuery)
+        lease = self.leases[query.lease_id]
+        signed, metrics = self._receipt(lease)
+        periods = (PeriodReport(signed, b"", metrics, 2),) if query.from_seq == 0 else ()
+        return web.Response(body=encode(ReceiptBatch(lease.id, periods, JobState.RUNNING)))
+
+    async def outputs(self, request: web.Request) -> web.Response:
+        query = decode_as(await request.read(), OutputQuery)
+        tree = MerkleTree.of_chunks(self.CHUNKS)
+        key = self.lab_keys[query.lease_id]
+        swapped = [
+            OutputChunk(
+                seal(key, self.CHUNKS[1 - i], chunk_associated_data(query.lease_id, 0, i)),
+                tuple(tree.proof(1 - i)),
+            )
+            for i in range(query.from_chunk, 2)
+        ]
+        self.chunks_sent += len(swapped)
+        answer = OutputChunks(query.lease_id, 0, query.from_chunk, 2, tuple(swapped))
+        return web.Response(body=encode(answer))
 
 
 @pytest.fixture
@@ -170,6 +235,47 @@ def test_lab_proves_impossible_usage_and_is_paid_the_providers_stake(net: LocalM
     assert (info.stake, info.locked) == (stake - penalty, 0)
     assert net.balance(lab_address) == before  # nothing paid, escrow back
     assert provider.client.slashed_credit(lab_address)[0] == penalty  # the stake won, vesting
+
+
+def test_lab_refuses_a_swapped_output_chunk_and_pays_nothing(net: LocalMarket) -> None:
+    relay = net.start_relay()
+    acct = net.provider_account(5)
+    net.fund(acct)
+    provider = Provider.connect(net.contracts.deployment, "0x" + acct.key.hex())
+    cheat = SwappingProvider(provider, provider.client.domain)
+    try:
+        stake = 2 * provider.client.min_stake()
+        provider.register(stake=stake, endpoint=cheat.url, encryption_key=cheat.keys.public)
+        offer = provider.offer("F1-80GB", gpus=8, memory_gib=80, price_per_gpu_second=400,
+                               min_duration=5, max_duration=3600)  # fmt: skip
+
+        async def post() -> None:
+            async with RelayClient(relay.url) as client:
+                (result,) = await client.submit([Submission(offer)])
+                assert result.accepted, result
+
+        asyncio.run(post())
+        net.fund(net.lab_account(1))
+        job = command_job("F1-80GB", ["/bin/true"], duration=30)
+        lab = net.start_lab(1, [relay.url], [job], exit_when_done=False)
+        wait_until(lambda: " lease_failed " in lab.log.read_text(encoding="utf-8"), 90,
+                   "the lab to refuse the output")  # fmt: skip
+        wait_until(lambda: any(e.name == "LeaseTerminated" for e in provider.client.events()),
+                   60, "the termination")  # fmt: skip
+        assert lab.terminate() == 0
+    finally:
+        cheat.stop()
+    text = lab.log.read_text(encoding="utf-8")
+    failed = _line(text, "lease_failed")
+    assert "ReceiptOutputMismatch" in failed
+    assert "output chunk 0 is not under" in failed
+    assert cheat.chunks_sent == 2
+    assert cheat.vouchers_received == 0  # nothing paid
+    with sqlite3.connect(net.folder / "lab1" / "state.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM lab_vouchers").fetchone()[0] == 0
+        assert db.execute("SELECT next_chunk, size FROM lab_streams").fetchall() == [(0, 0)]
+    (terminated,) = [e.args for e in provider.client.events() if e.name == "LeaseTerminated"]
+    assert terminated["paid"] == 0
 
 
 def _line(log: str, event: str) -> str:

@@ -12,6 +12,7 @@ from market.receipts.sampling import audit_seed, sample_indices
 from nodes.jobs.matmul import product
 from nodes.jobs.spec import CommandParams, JobSpec, MatmulParams
 from nodes.lab.checks import (
+    BytesOutput,
     CommandCheck,
     CommandRerun,
     MatmulCheck,
@@ -82,7 +83,7 @@ def test_finish_before_every_product_arrived_fails() -> None:
 
 def test_matmul_check_resumes_mid_product_after_a_restart() -> None:
     check = MatmulCheck(PARAMS, SECRET, samples=10)
-    check.resume(STREAM[: SIZE + 5])
+    check.resume(BytesOutput(STREAM[: SIZE + 5]))
     check.feed(3, b"\x01" * 32, STREAM[SIZE + 5 :])
     assert check.checked == [1, 2]
     assert check.complete
@@ -164,7 +165,7 @@ def test_command_check_completes_only_with_the_whole_output(tmp_path: Path) -> N
 
 def test_command_check_resumes_from_the_stored_output(tmp_path: Path) -> None:
     check = CommandCheck(_finished(_rerun(tmp_path, PRINT.format("abc"))))
-    check.resume(b"ab")  # checked before it was stored
+    check.resume(BytesOutput(b"ab"))  # checked before it was stored
     assert check.received == 2
     check.feed(1, b"", b"c")
     assert check.complete

@@ -53,7 +53,7 @@ def _with_lease(store: LabStore, lease: Lease) -> None:
 
 
 def test_lab_schema_keeps_the_intent_log_of_durable_chain_actions(store: LabStore) -> None:
-    assert store.db.version == len(LAB_MIGRATIONS) == 3
+    assert store.db.version == len(LAB_MIGRATIONS) == 4
     log = IntentLog(store.db)
     assert log.create("withdraw", b"\x80").status == "pending"
 

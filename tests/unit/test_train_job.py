@@ -18,7 +18,7 @@ from nodes.jobs.train import (
     initial_weights,
     run_segment,
 )
-from nodes.lab.checks import OutputCheckFailed, TrainCheck, make_check
+from nodes.lab.checks import BytesOutput, OutputCheckFailed, TrainCheck, make_check
 
 pytestmark = pytest.mark.unit
 
@@ -143,12 +143,12 @@ def test_output_past_the_last_segment_and_an_early_finish_fail() -> None:
 
 def test_the_check_resumes_mid_checkpoint_after_a_restart() -> None:
     check = TrainCheck(PARAMS, SECRET, samples=10)
-    check.resume(STREAM[: 2 * SIZE + 7])
+    check.resume(BytesOutput(STREAM[: 2 * SIZE + 7]))
     check.feed(3, b"\x01" * 32, STREAM[2 * SIZE + 7 :])
     assert check.checked == [2, 3, 4, 5]  # segment 2 from checkpoint 1, kept across the restart
     assert check.complete
     resumed = TrainCheck(PARAMS, SECRET, samples=10)
-    resumed.resume(_faked(2)[: 2 * SIZE + 7])
+    resumed.resume(BytesOutput(_faked(2)[: 2 * SIZE + 7]))
     with pytest.raises(OutputCheckFailed, match="is not segment 2"):
         resumed.feed(3, b"\x01" * 32, _faked(2)[2 * SIZE + 7 :])
 

@@ -58,6 +58,9 @@ from nodes.wire import (
     OrderResult,
     OrdersAccepted,
     OrderStatus,
+    OutputChunk,
+    OutputChunks,
+    OutputQuery,
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
@@ -214,9 +217,22 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
     st.builds(
         ReceiptBatch,
         HASH,
-        st.lists(st.builds(PeriodReport, SIGNED_RECEIPTS, SEALED, METRICS), max_size=2).map(tuple),
+        st.lists(st.builds(PeriodReport, SIGNED_RECEIPTS, SEALED, METRICS, U64), max_size=2).map(
+            tuple
+        ),
         st.sampled_from(JobState),
         TEXT,
+    ),
+    st.builds(OutputQuery, HASH, U64, U64, st.integers(0, 255)),
+    st.builds(
+        OutputChunks,
+        HASH,
+        U64,
+        U64,
+        U64,
+        st.lists(
+            st.builds(OutputChunk, SEALED, st.lists(HASH, max_size=3).map(tuple)), max_size=2
+        ).map(tuple),
     ),
     st.builds(SubmitVoucher, st.builds(Voucher, HASH, U256, HASH).map(_signed)),
     st.builds(VoucherAccepted, HASH, U256, st.booleans()),
@@ -318,6 +334,10 @@ SAMPLES: dict[str, Any] = {
         ),
         JobState.FINISHED,
         "",
+    ),
+    "OutputQuery": OutputQuery(b"\x07" * 32, 1, 4, 8),
+    "OutputChunks": OutputChunks(
+        b"\x07" * 32, 1, 4, 9, (OutputChunk(b"sealed chunk", (b"\x0c" * 32, b"\x0d" * 32)),)
     ),
     "SubmitVoucher": SubmitVoucher(Signed(Voucher(b"\x07" * 32, 720, b"\x0b" * 32), b"\x04" * 65)),
     "VoucherAccepted": VoucherAccepted(b"\x07" * 32, 720, True),
