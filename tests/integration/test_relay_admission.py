@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.rpc_proxy import rpc_proxy
 from market.chain.client import READ_BATCH, LabFunds
 from market.matching import Submission
 from market.protocol.signing import SigningKey
@@ -43,7 +44,6 @@ from tests.integration.relay_harness import (
     open_relays,
     small_limits,
 )
-from tests.integration.rpc_proxy import rpc_proxy
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
