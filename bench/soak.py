@@ -65,6 +65,8 @@ class Soak:
     relay: Daemon
     providers: list[Daemon]
     slots: list[Daemon | None]
+    max_labs: int = MAX_LAB_ACCOUNTS
+    """Labs over the whole run (each a fresh account): no wave past it."""
     next_lab: int = 0
     kills: Counter[str] = field(default_factory=Counter)
     kills_in_outage: int = 0
@@ -77,7 +79,7 @@ class Soak:
     log: Callable[[str], None] = print
 
     def start_lab(self, slot: int) -> None:
-        if self.next_lab >= MAX_LAB_ACCOUNTS:
+        if self.next_lab >= self.max_labs:
             self.slots[slot] = None
             return
         i, self.next_lab = self.next_lab, self.next_lab + 1
@@ -124,6 +126,8 @@ class Soak:
         choices = [k for k, ds in running.items() if ds]
         if not choices:
             return None
+        if untried := [k for k in choices if not self.kills[k]]:
+            choices = untried  # every kind is killed early, however short the run
         kind = self.rng.choice(choices)
         return kind, self.rng.choice(running[kind])
 
@@ -191,9 +195,19 @@ class Soak:
 
 
 def run(
-    kills: int, outages: int, seed: int, labs: int = 2, jobs: int = 3, quiet: bool = False
+    kills: int,
+    outages: int,
+    seed: int,
+    labs: int = 2,
+    jobs: int = 3,
+    *,
+    waves: int = MAX_LAB_ACCOUNTS,
+    quiet: bool = False,
 ) -> tuple[dict[str, float | int | str], Audit]:
-    """The campaign; its figures and the audit (``audit.findings`` explain any failed check)."""
+    """The campaign; its figures and the audit (``audit.findings`` explain any failed check).
+    ``waves`` caps the labs started over the run (``labs`` of them start at once)."""
+    if not labs <= waves <= MAX_LAB_ACCOUNTS:
+        raise ValueError(f"waves must be from labs ({labs}) to {MAX_LAB_ACCOUNTS}")
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="gpumarket-soak-"))
     accounts = 2 + MAX_PROVIDERS + MAX_LAB_ACCOUNTS
@@ -207,7 +221,7 @@ def run(
                 net.start_provider(i, [relay.url], model=MODEL, gpus=2, rpc_url=proxy.url)
                 for i in range(PROVIDERS)
             ]
-            soak = Soak(net, proxy, rng, jobs, relay, providers, [None] * labs, log=log)
+            soak = Soak(net, proxy, rng, jobs, relay, providers, [None] * labs, waves, log=log)
             for slot in range(labs):
                 soak.start_lab(slot)
             events = ["kill"] * kills + ["outage"] * outages

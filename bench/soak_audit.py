@@ -28,6 +28,7 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from market.chain.client import MarketClient
 from market.protocol.types import Lease, LeaseState, LeaseStatus
@@ -95,12 +96,10 @@ def audit(net: LocalMarket) -> Audit:
     reader = MarketClient.connect(net.contracts.deployment)
     events = reader.events()
     leases: list[Lease] = [e.args["lease"] for e in events if e.name == "LeaseOpened"]
-    by_lease: dict[bytes, dict[str, list[dict[str, object]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    by_lease: dict[bytes, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for e in events:
         if "lease_id" in e.args:
-            by_lease[bytes(e.args["lease_id"])][e.name].append(dict(e.args))  # type: ignore[arg-type]
+            by_lease[bytes(e.args["lease_id"])][e.name].append(dict(e.args))
     received = _best(net.folder, "provider*/state.sqlite", "vouchers")
     states = reader.lease_states([lease.id for lease in leases])
     out = Audit(leases=len(leases))
@@ -120,24 +119,24 @@ def audit(net: LocalMarket) -> Audit:
             out.lost_pay_leases += 1
             out.findings.append(f"{name} paid {paid} < voucher {best} the provider holds")
         claims = seen["Claimed"]
-        hashes = [c["receipt_hash"] for c in claims if c["amount"] and any(c["receipt_hash"])]  # type: ignore[arg-type]
+        hashes = [c["receipt_hash"] for c in claims if c["amount"] and any(c["receipt_hash"])]
         closes = seen["LeaseClosed"]
         if (
-            sum(int(c["amount"]) for c in claims) > paid  # type: ignore[call-overload]
+            sum(int(c["amount"]) for c in claims) > paid
             or len(hashes) != len(set(hashes))
             or len(closes) > 1
         ):
             out.double_claims += 1
             out.findings.append(f"{name} paid twice: claims {claims}, closes {closes}")
         for close in closes:
-            out.refund_total += int(close["refund"])  # type: ignore[call-overload]
+            out.refund_total += int(close["refund"])
             if close["paid"] != paid or (not state.disputed and close["refund"] != escrow - paid):
                 out.refund_mismatches += 1
                 out.findings.append(f"{name} closed {close}; escrow {escrow}, paid {paid}")
         if seen["ClaimFinalized"] or seen["DisputeRuled"] or lease.min_charge:
             out.leases_optimistic += 1
             continue
-        terminated = [int(t["paid"]) for t in seen["LeaseTerminated"]]  # type: ignore[call-overload]
+        terminated = [int(t["paid"]) for t in seen["LeaseTerminated"]]
         out.leases_terminated += bool(terminated)
         expected = max([best, *terminated])
         if paid != expected:
