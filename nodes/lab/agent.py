@@ -434,6 +434,14 @@ class LabAgent:
         lease = record.lease
         if not settings.enabled or not self._challenges.due(lease.id, time.monotonic()):
             return True
+        # A lease that has ended, or that the lab is terminating, has no hardware left to
+        # challenge: an honest provider refuses ("the lease has ended"), which must not fail the
+        # lease and leave its last receipt unpaid (a restarted lab challenges at once).
+        if record.end_at <= self._chain_time or await self._w(
+            self.ledger.store.terminating, lease.id
+        ):
+            self._challenges.ran(lease.id, float("inf"))
+            return True
         model = self._jobs[record.job_idx].bid.message.gpu_model
         gpu_class = settings.gpu_class(model)
         if gpu_class is None:
