@@ -16,10 +16,15 @@ Per lease (``LeaseOpened``), with ``received`` the provider's best voucher in it
 * ``double_claims``: a lease whose ``Claimed`` amounts add up to more than its final paid, a
   receipt hash paid twice on one lease, or a lease closed (refunded) twice.
 * ``unsettled``: leases not closed.
+* ``disputes``: ``ClaimDisputed`` events. Every party is honest: a dispute is a lab refusing an
+  honest provider's optimistic claim, a finding (``disputes_open``: still awaiting a ruling at
+  the end, their amount and bonds held by the market).
 * ``supply_conserved``: the token's total supply equals the balances of every account of the
   devnet plus the market's (no token went anywhere else, none was created).
 * ``market_accounted``: the market holds exactly what it owes: every account's withdrawable
-  credit plus every provider's stake (bonded and unbonding) plus the escrow of leases not closed.
+  credit plus every provider's stake (bonded and unbonding) plus the escrow of leases not closed
+  (less what they paid) plus, for each dispute awaiting a ruling, its bond and (once the lease
+  is closed) the disputed amount held back from the refund.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Audit:
     paid_mismatches: int = 0
     refund_mismatches: int = 0
     unsettled: int = 0
+    disputes: int = 0
+    disputes_open: int = 0
     leases_optimistic: int = 0
     leases_terminated: int = 0
     paid_total: int = 0
@@ -58,7 +65,7 @@ class Audit:
     def clean(self) -> bool:
         return not (
             self.lost_pay or self.double_claims or self.paid_mismatches
-            or self.refund_mismatches or self.unsettled
+            or self.refund_mismatches or self.unsettled or self.disputes
         ) and self.supply_conserved and self.market_accounted  # fmt: skip
 
     def figures(self) -> dict[str, int | bool]:
@@ -73,6 +80,8 @@ class Audit:
             "paid_mismatches": self.paid_mismatches,
             "refund_mismatches": self.refund_mismatches,
             "unsettled": self.unsettled,
+            "disputes": self.disputes,
+            "disputes_open": self.disputes_open,
             "paid_total": self.paid_total,
             "refund_total": self.refund_total,
             "supply_conserved": self.supply_conserved,
@@ -133,6 +142,9 @@ def audit(net: LocalMarket) -> Audit:
             if close["paid"] != paid or (not state.disputed and close["refund"] != escrow - paid):
                 out.refund_mismatches += 1
                 out.findings.append(f"{name} closed {close}; escrow {escrow}, paid {paid}")
+        for dispute in seen["ClaimDisputed"]:
+            out.disputes += 1
+            out.findings.append(f"{name} claim disputed: {dispute}")
         if seen["ClaimFinalized"] or seen["DisputeRuled"] or lease.min_charge:
             out.leases_optimistic += 1
             continue
@@ -145,14 +157,17 @@ def audit(net: LocalMarket) -> Audit:
                 f"{name} paid {paid}, expected {expected} (provider's voucher {best}, "
                 f"terminated {terminated})"
             )
-    out.supply_conserved, out.market_accounted = _conservation(net, reader, leases, states)
+    out.supply_conserved, out.market_accounted, out.disputes_open = _conservation(
+        net, reader, leases, states
+    )
     return out
 
 
 def _conservation(
     net: LocalMarket, reader: MarketClient, leases: list[Lease], states: dict[bytes, LeaseState]
-) -> tuple[bool, bool]:
+) -> tuple[bool, bool, int]:
     token = net.contracts.token
+    disputes_open = 0
     market = net.contracts.market.address
     accounts = [a.address for a in net.dev.accounts]
     holders = [*accounts, market]
@@ -163,9 +178,15 @@ def _conservation(
     for a in accounts:
         info = reader.provider_info(a)
         stakes += info.stake + info.unbonding
-    held = sum(
-        lease.escrow - states[lease.id].paid
-        for lease in leases
-        if states[lease.id].status is not LeaseStatus.CLOSED
-    )
-    return conserved, net.balance(market) == credits + stakes + held
+    held = 0
+    for lease in leases:
+        state = states[lease.id]
+        if state.status is not LeaseStatus.CLOSED:
+            held += lease.escrow - state.paid
+        pending = reader.pending_claim(lease.id)
+        if pending is not None and pending.disputed:
+            disputes_open += 1
+            held += pending.bond
+            if state.status is LeaseStatus.CLOSED:  # the close held the disputed part back
+                held += max(0, min(pending.amount, lease.escrow) - state.paid)
+    return conserved, net.balance(market) == credits + stakes + held, disputes_open
