@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from eth_account import Account
@@ -45,11 +45,11 @@ MAX_PROVIDERS = 6
 PARAMS = MarketParams(min_stake=100 * USD, unbonding_delay=60, claim_window=20, challenge_window=10)
 """Short windows, so a silent lab or a late close settles in seconds."""
 CHALLENGE = (
-    'n = 128\nrows = 8\ndefault_class = "cpu-test"\n'
+    'n = 128\nrows = 8\ndefault_class = "cpu-test"\nallowance_s = 3.0\n'
     'classes = { "H100-80GB" = "cpu-test", "A100-80GB" = "cpu-test" }\n'
 )
-"""The labs' hardware challenge here: small, and every model held to the ``cpu-test`` class (the
-GPUs of a local market are declared; the machine is a CPU)."""
+"""The labs' hardware challenge here: small, every model held to the ``cpu-test`` class (the GPUs
+of a local market are declared; the machine is a CPU), with room for a busy machine."""
 LogSink = Callable[[str, str], None]
 """Called with (daemon name, log line) for every line a daemon logs."""
 
@@ -232,11 +232,20 @@ class LocalMarket:
 
     # --- the three kinds ---------------------------------------------------------------------
 
-    def start_relay(self, name: str = "relay", options: Sequence[str] = ()) -> Daemon:
+    def start_relay(
+        self, name: str = "relay", options: Sequence[str] = (), *, rpc_url: str | None = None
+    ) -> Daemon:
         """The relay, matching with the market's matcher key; ``options`` are more of
-        ``gpumarket relay``'s (``--matching auction``)."""
-        argv = ["relay", "--deployment", self.deployment_file.name, "--db", f"{name}.sqlite",
-                "--matcher-key-env", MATCHER_ENV, *options]  # fmt: skip
+        ``gpumarket relay``'s (``--matching auction``); ``rpc_url`` replaces the devnet's (in a
+        deployment file of its own). It serves on a port of its own, kept across restarts, as
+        the providers' and labs' configs name it."""
+        deployment = self.deployment_file
+        if rpc_url is not None:
+            deployment = self.folder / f"{name}-deployment.json"
+            replace(self.contracts.deployment, rpc_url=rpc_url).save(deployment)
+        argv = ["relay", "--deployment", deployment.name, "--db", f"{name}.sqlite",
+                "--port", str(free_port()), "--matcher-key-env", MATCHER_ENV,
+                *options]  # fmt: skip
         return self.start(name, argv, self._env(**{MATCHER_ENV: "0x" + self.matcher.key.hex()}))
 
     def _config(

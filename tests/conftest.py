@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from market.chain.devnet import Devnet, live_devnets
+
+# Speed is measured in bench/, not asserted by tests: the suite runs on four workers sharing two
+# cores, where one example may take longer than Hypothesis' default 200 ms deadline.
+settings.register_profile("gpumarket", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gpumarket")
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
 from nodes.jobs.spec import CommandParams, JobSpec
-from nodes.lab.challenges import BUSY, MAX_BUSY, ChallengeSchedule, run_challenge
+from nodes.lab.challenges import BUSY, MAX_BUSY, MIN_GAP_S, ChallengeSchedule, run_challenge
 from nodes.lab.checks import (
     CommandCheck,
     CommandRerun,
@@ -438,6 +438,15 @@ class LabAgent:
         settings = self.config.challenge
         lease = record.lease
         if not settings.enabled or not self._challenges.due(lease.id, time.monotonic()):
+            return True
+        # A lease that has ended, or that the lab is terminating, has no hardware left to
+        # challenge: an honest provider refuses ("the lease has ended"), which must not fail the
+        # lease and leave its last receipt unpaid (a restarted lab challenges at once).
+        # Nor one in its last MIN_GAP_S: the provider may see it end before this lab's clock does.
+        if record.end_at - MIN_GAP_S <= self._chain_time or await self._w(
+            self.ledger.store.terminating, lease.id
+        ):
+            self._challenges.ran(lease.id, float("inf"))
             return True
         model = self._jobs[record.job_idx].bid.message.gpu_model
         gpu_class = settings.gpu_class(model)

@@ -507,6 +507,14 @@ class LabStore:
             )
         return cur.rowcount == 1
 
+    def terminating(self, lease_id: bytes) -> bool:
+        """Whether the lab has decided to terminate the lease (its job over, or it failed)."""
+        rows = self.db.query(
+            "SELECT 1 FROM lab_actions WHERE lease_id = ? AND kind = 'terminate' LIMIT 1",
+            (lease_id,),
+        )
+        return bool(rows)
+
     def actions(self, *statuses: ActionStatus) -> list[LabAction]:
         rows = self.db.query("SELECT * FROM lab_actions ORDER BY id")
         out = [

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.rpc_proxy import rpc_proxy
 from market.chain.devnet import Devnet
 from market.protocol import codec
 from market.protocol.types import Lease, LeaseStatus, Receipt, Signed
 from market.receipts import ReceiptVerifier
 from market.roles import Lab
 from nodes.localnet import Daemon, LocalMarket, command_job
-from tests.integration.rpc_proxy import rpc_proxy
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

