@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # audit first: it pins numpy's BLAS threads before numpy is first imported.
-from bench import audit, audit_e2e, devnet, e2e, gas, matching, relay, verify
+from bench import audit, audit_e2e, devnet, e2e, fuzz, gas, matching, relay, verify
 
 BENCHMARKS = [
     audit.main,
@@ -14,6 +14,7 @@ BENCHMARKS = [
     relay.main,
     e2e.main,
     audit_e2e.main,
+    fuzz.main,
 ]
 
 for run in BENCHMARKS:

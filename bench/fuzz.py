@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import io
 import random
 import re
@@ -142,6 +143,7 @@ class Campaign:
             "provider": FrameMaker(random.Random(self.seed + 2), pool, MAX_REQUEST),
             "lab": FrameMaker(random.Random(self.seed + 3), pool, MAX_FRAME_SIZE),
         }
+        self.sha = hashlib.sha256()
         self.ws: asyncio.Queue[aiohttp.ClientWebSocketResponse] = asyncio.Queue()
 
     # --- one frame -------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class Campaign:
         if self.rng.random() < 0.1:
             headers["Content-Type"] = self.rng.choice(CONTENT_TYPES)
         self.tally.kinds[kind] += 1
+        self._digest(method, str(url), headers["Content-Type"], body)
         what = f"{method} {url} kind={kind}"
         try:
             # aiohttp warns of a big body in bytes; a stream of it is sent the same
@@ -187,6 +190,12 @@ class Campaign:
         except aiohttp.ClientError as exc:
             self.tally.connection_errors += 1
             self.tally.bad(f"{type(exc).__name__}: {what}")
+
+    def _digest(self, method: str, where: str, content_type: str, body: bytes) -> None:
+        """Fold a frame, as generated, into ``frames_sha256``: equal for equal seeds."""
+        for part in (method, where, content_type):
+            self.sha.update(part.encode() + b"\x00")
+        self.sha.update(len(body).to_bytes(8, "big") + body)
 
     def _judge(self, path: str, what: str, status: int, ctype: str, data: bytes) -> None:
         t = self.tally
@@ -226,6 +235,9 @@ class Campaign:
             if kind == "oversize":  # under the stream's own cap (4x), so the relay answers it
                 payload = b"\x00" * (MAX_FRAME_SIZE + 1)
         self.tally.kinds[f"ws_{kind}"] += 1
+        self._digest(
+            "WS", route.path, "", payload.encode() if isinstance(payload, str) else payload
+        )
         ws = await self.ws.get()
         try:
             if isinstance(payload, str):
@@ -318,12 +330,18 @@ class Campaign:
         if n == 0:
             return
         route = Route("relay", "GET", "/v1/stream")
-        payloads = [self.makers["relay"].frame("BookQuery") for _ in range(n)]
+        payloads = []
+        for _ in range(n):
+            kind, payload = self.makers["relay"].frame("BookQuery")
+            if kind == "oversize":  # a flood of megabytes would measure the loopback instead
+                kind, payload = "one_byte", b"\x00"
+            self.tally.kinds[f"ws_flood_{kind}"] += 1
+            self._digest("WS", route.path, "", payload)
+            payloads.append((kind, payload))
         ws = await self.ws.get()
         try:
-            for kind, payload in payloads:
-                self.tally.kinds[f"ws_flood_{kind}"] += 1
-                await ws.send_bytes(b"\x00" if kind == "oversize" else payload)
+            for _, payload in payloads:
+                await ws.send_bytes(payload)
             for kind, _ in payloads:
                 msg = await ws.receive(TIMEOUT_S)
                 self._judge_stream(route, f"WS flood kind={kind}", msg)
@@ -416,6 +434,7 @@ def fuzz(daemons: dict[str, Daemon], frames: int, seed: int, concurrency: int = 
         "timeouts": t.timeouts,
         "connection_errors": t.connection_errors,
         "seed": seed,
+        "frames_sha256": campaign.sha.hexdigest(),
         "seconds": round(elapsed, 1),
         "frames_per_s": round(t.frames / elapsed, 1),
         "rate_limited_429": t.statuses["429"],
