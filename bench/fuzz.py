@@ -33,24 +33,34 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
 import yarl
 from aiohttp import web
 
-from bench.fuzz_frames import FrameMaker, valid_pool
+from bench.fuzz_frames import FrameMaker, order_frames, valid_pool
 from bench.results_file import write
 from market.chain.devnet import Devnet
 from market.errors import ProtocolError
+from market.protocol.types import Bid, Offer, Signed
+from market.roles import Lab, Provider
 from nodes.lab.agent import LabAgent
 from nodes.localnet import Daemon, LocalMarket, command_job
 from nodes.provider.service import MAX_REQUEST, ProviderService
 from nodes.relay.config import Limits
 from nodes.relay.server import RelayServer
-from nodes.wire import MAX_FRAME_SIZE, BookQuery, ErrorCode, ErrorResponse, decode, encode
+from nodes.wire import (
+    MAX_FRAME_SIZE,
+    BookQuery,
+    ErrorCode,
+    ErrorResponse,
+    OrdersAccepted,
+    decode,
+    encode,
+)
 
 WEBSOCKETS = frozenset({("relay", "/v1/stream")})
 TEXT_ROUTES = frozenset({"/metrics", "/healthz"})
@@ -67,6 +77,8 @@ FLOOD_EVERY = 5
 """Every fifth batch, 1,500 of its frames go back to back down one stream (:meth:`_flood`)."""
 TIMEOUT_S = 30.0
 WEBSOCKETS_OPEN = 4
+SIGNED_ORDERS = 100
+ORDER_EXPIRY = 2**40
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,8 @@ class Tally:
     statuses: Counter[str] = field(default_factory=Counter)
     codes: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
+    orders: Counter[str] = field(default_factory=Counter)
+    """What became of each order in an OrdersAccepted answer."""
     samples: list[str] = field(default_factory=list)
 
     def bad(self, what: str) -> None:
@@ -132,12 +146,16 @@ class Campaign:
     concurrency: int = 24
     batch: int = BATCH
     flood_every: int = FLOOD_EVERY
+    orders: Sequence[Signed[Offer] | Signed[Bid]] = ()
+    """Orders signed for this market, sent in valid frames and mutated like the rest."""
     tally: Tally = field(default_factory=Tally)
     expected: dict[Route, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         pool = valid_pool(self.seed, 400)
+        if self.orders:
+            pool += order_frames(random.Random(self.seed), self.orders, 100)
         self.makers = {
             "relay": FrameMaker(random.Random(self.seed + 1), pool, MAX_FRAME_SIZE),
             "provider": FrameMaker(random.Random(self.seed + 2), pool, MAX_REQUEST),
@@ -176,7 +194,7 @@ class Campaign:
         if self.rng.random() < 0.1:
             headers["Content-Type"] = self.rng.choice(CONTENT_TYPES)
         self.tally.kinds[kind] += 1
-        self._digest(method, str(url), headers["Content-Type"], body)
+        self._digest(method, f"{route.daemon}{url.raw_path_qs}", headers["Content-Type"], body)
         what = f"{method} {url} kind={kind}"
         try:
             # aiohttp warns of a big body in bytes; a stream of it is sent the same
@@ -220,7 +238,9 @@ class Campaign:
             if status < 400:
                 t.undecodable_successes += 1
                 t.bad(f"an ErrorResponse with {status}: {what}")
-        elif status >= 400:
+        elif isinstance(message, OrdersAccepted):
+            t.orders.update(r.status.value for r in message.results)
+        if status >= 400 and not isinstance(message, ErrorResponse):
             t.undecodable_refusals += 1
             t.bad(f"a {message.TYPE_NAME} with {status}: {what}")
 
@@ -389,6 +409,30 @@ def _lab_url(lab: Daemon) -> str:
     return lab.ready_field("metrics").removesuffix("/metrics")
 
 
+def signed_orders(net: LocalMarket, count: int) -> list[Signed[Offer] | Signed[Bid]]:
+    """Orders for the campaign's market: ``count`` offers by the running provider's key
+    (registered and staked) and ``count`` bids by the running lab's key (funded), priced never
+    to cross, so they rest in the book; and ``count`` bids by a key that holds nothing
+    (``lab_unfunded``)."""
+    d = net.contracts.deployment
+    provider = Provider.connect(d, "0x" + net.provider_account(0).key.hex())
+    lab, broke = (Lab.connect(d, "0x" + net.lab_account(i).key.hex()) for i in (0, 1))
+    # A fixed expiry and nonces, so that the same devnet gives the same signed bytes.
+    orders: list[Signed[Offer] | Signed[Bid]] = []
+    for i in range(count):
+        offer = provider.offer("H100-80GB", gpus=1 + i % 8, memory_gib=80,
+                               price_per_gpu_second=10**6, min_duration=5, max_duration=3600,
+                               nonce=i).message  # fmt: skip
+        orders.append(
+            provider.key.sign(provider.client.domain, replace(offer, expiry=ORDER_EXPIRY))
+        )
+        for who in (lab, broke):
+            bid = who.bid("H100-80GB", gpus=1 + i % 4, max_price_per_gpu_second=1, duration=60,
+                          nonce=i).message  # fmt: skip
+            orders.append(who.key.sign(who.client.domain, replace(bid, expiry=ORDER_EXPIRY)))
+    return orders
+
+
 def start_daemons(net: LocalMarket) -> dict[str, Daemon]:
     """A relay, a provider agent (H100s) and a lab (whose one bid, for an A100, rests unmatched)."""
     relay = net.start_relay()
@@ -402,13 +446,15 @@ Figures = dict[str, float | int | str]
 
 
 def fuzz(daemons: dict[str, Daemon], frames: int, seed: int, concurrency: int = 24,
-         batch: int = BATCH, flood_every: int = FLOOD_EVERY) -> Figures:  # fmt: skip
+         batch: int = BATCH, flood_every: int = FLOOD_EVERY,
+         orders: Sequence[Signed[Offer] | Signed[Bid]] = ()) -> Figures:  # fmt: skip
     """The campaign against running ``daemons``; its figures. After every ``batch`` frames each
-    daemon must be running and healthy; every ``flood_every``-th batch floods the stream."""
+    daemon must be running and healthy; every ``flood_every``-th batch floods the stream;
+    ``orders`` (:func:`signed_orders`) join the valid frames."""
     urls = {"relay": daemons["relay"].url, "provider": daemons["provider"].url,
             "lab": _lab_url(daemons["lab"])}  # fmt: skip
     pids = {name: d.proc.pid for name, d in daemons.items() if d.proc is not None}
-    campaign = Campaign(urls, daemon_routes(), seed, concurrency, batch, flood_every)
+    campaign = Campaign(urls, daemon_routes(), seed, concurrency, batch, flood_every, orders)
     first = {name: rss_mb(pid) for name, pid in pids.items()}
     middle: dict[str, float] = {}
     peak = dict(first)
@@ -444,6 +490,7 @@ def fuzz(daemons: dict[str, Daemon], frames: int, seed: int, concurrency: int = 
         "statuses": _counts(t.statuses),
         "refusal_codes": _counts(t.codes),
         "frame_kinds": _counts(t.kinds),
+        "order_results": _counts(t.orders),
         "rss_growth_mb": round(max(last[n] - first[n] for n in pids), 1),
         "rss_growth_second_half_mb": round(max(last[n] - middle.get(n, last[n]) for n in pids), 1),
     }
@@ -466,7 +513,9 @@ def run(frames: int, seed: int, concurrency: int) -> Figures:
     with Devnet.start(accounts=12) as dev:
         net = LocalMarket(dev, folder)
         try:
-            return fuzz(start_daemons(net), frames, seed, concurrency)
+            daemons = start_daemons(net)
+            orders = signed_orders(net, SIGNED_ORDERS)
+            return fuzz(daemons, frames, seed, concurrency, orders=orders)
         finally:
             net.stop_all()
 

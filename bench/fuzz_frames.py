@@ -5,6 +5,8 @@
 ``random.Random`` into frames: a valid frame as it is, bit flips, truncation, a field's value
 swapped for another type or an edge value (integers at 2^63 and 2^64, long strings, deep nesting),
 a wrong version or type name, a missing or extra key, random bytes, frames past the size limit.
+:func:`order_frames` adds frames of orders signed for the market under test, which get past the
+signature check into the rest of admission.
 The same seed gives the same frames in the same order.
 """
 
@@ -17,7 +19,9 @@ from typing import Any
 import msgpack
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from nodes.wire import Message, encode
+from market.matching import Submission
+from market.protocol.types import Bid, Offer, Signed
+from nodes.wire import ExplainRequest, Gossip, Message, SubmitOrders, encode
 from nodes.wire.schemas import SCHEMAS
 
 _DEEP = "\x00deep-nesting\x00"
@@ -44,6 +48,19 @@ def valid_pool(seed_value: int, per_draw: int) -> list[bytes]:
         frames.append(encode(message))
 
     draw()
+    return frames
+
+
+def order_frames(rng: random.Random, orders: Sequence[Signed[Offer] | Signed[Bid]],
+                 n: int) -> list[bytes]:  # fmt: skip
+    """``n`` frames of each of SubmitOrders, Gossip and ExplainRequest carrying ``orders``
+    (signed for this market: they pass the signature check and reach the rest of admission)."""
+    frames = []
+    for _ in range(n):
+        picked = tuple(Submission(o) for o in rng.sample(list(orders), rng.randint(1, 4)))
+        frames.append(encode(SubmitOrders(picked)))
+        frames.append(encode(Gossip("fuzz-origin", "fuzz-peer", rng.randint(1, 3), picked)))
+        frames.append(encode(ExplainRequest(rng.choice(orders).message)))
     return frames
 
 
@@ -192,4 +209,4 @@ def _pack(tree: Any) -> bytes:
     return packed
 
 
-__all__ = ["FrameMaker", "type_name", "valid_pool"]
+__all__ = ["FrameMaker", "order_frames", "type_name", "valid_pool"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz import daemon_routes, fuzz, start_daemons
+from bench.fuzz import daemon_routes, fuzz, signed_orders, start_daemons
 from market.chain.devnet import Devnet
 from nodes.localnet import Daemon, LocalMarket
 from nodes.wire import ErrorCode, ErrorResponse, decode
@@ -47,8 +47,11 @@ def _refusal(method: str, url: str) -> tuple[int, ErrorResponse]:
 
 
 def test_short_campaign_answers_every_frame_typed_and_never_5xx(net: Net) -> None:
-    figures = fuzz(net.daemons, frames=2000, seed=7, batch=500, flood_every=2)
+    orders = signed_orders(net.market, 20)
+    figures = fuzz(net.daemons, frames=2000, seed=7, batch=500, flood_every=2, orders=orders)
     assert figures["frames"] == 2000
+    results = dict(r.split(":") for r in str(figures["order_results"]).split(","))
+    assert {"accepted", "lab_unfunded", "invalid_signature"} <= results.keys()
     failures = figures.get("first_failures", "")
     assert (figures["errors_5xx"], figures["undecodable_refusals"]) == (0, 0), failures
     assert (figures["undecodable_successes"], figures["timeouts"]) == (0, 0), failures
