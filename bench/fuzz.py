@@ -54,9 +54,12 @@ from nodes.relay.config import Limits
 from nodes.relay.server import RelayServer
 from nodes.wire import (
     MAX_FRAME_SIZE,
+    BookChange,
     BookQuery,
     ErrorCode,
     ErrorResponse,
+    Fill,
+    LeaseOpened,
     OrdersAccepted,
     decode,
     encode,
@@ -77,6 +80,12 @@ FLOOD_EVERY = 5
 """Every fifth batch, 1,500 of its frames go back to back down one stream (:meth:`_flood`)."""
 TIMEOUT_S = 30.0
 WEBSOCKETS_OPEN = 4
+STREAM_CAP = 4 * MAX_FRAME_SIZE
+"""The relay's stream closes (1009, message too big) on a message past this, unread; the
+campaign's stream frames stay under it (a larger one is sent as ``MAX_FRAME_SIZE + 1`` bytes,
+answered ``frame_too_large``), and the close has its own test."""
+STREAM_EVENTS = (BookChange, Fill, LeaseOpened)
+"""What the relay pushes down a stream unasked, between its answers."""
 SIGNED_ORDERS = 100
 ORDER_EXPIRY = 2**40
 
@@ -130,6 +139,7 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     orders: Counter[str] = field(default_factory=Counter)
+    stream_events: int = 0
     """What became of each order in an OrdersAccepted answer."""
     samples: list[str] = field(default_factory=list)
 
@@ -252,8 +262,8 @@ class Campaign:
             payload: bytes | str = text
         else:
             kind, payload = maker.frame("BookQuery")
-            if kind == "oversize":  # under the stream's own cap (4x), so the relay answers it
-                payload = b"\x00" * (MAX_FRAME_SIZE + 1)
+            if len(payload) > MAX_FRAME_SIZE:  # kept under the stream's cap (STREAM_CAP)
+                kind, payload = "oversize", b"\x00" * (MAX_FRAME_SIZE + 1)
         self.tally.kinds[f"ws_{kind}"] += 1
         self._digest(
             "WS", route.path, "", payload.encode() if isinstance(payload, str) else payload
@@ -264,22 +274,43 @@ class Campaign:
                 await ws.send_str(payload)
             else:
                 await ws.send_bytes(payload)
-            msg = await ws.receive(TIMEOUT_S)
-            if not self._judge_stream(route, f"WS {route.path} kind={kind}", msg):
+            msg = await self._answer(ws)
+            if not self._judge_stream(route, f"WS {route.path} kind={kind}", msg, ws):
                 ws = await self._reopen(ws)
         except TimeoutError:
             self.tally.timeouts += 1
             ws = await self._reopen(ws)
+        except (aiohttp.ClientError, ConnectionError) as exc:  # the stream closed first
+            self.tally.connection_errors += 1
+            why = f"close {ws.close_code}, {ws.exception()!r}"
+            self.tally.bad(f"{type(exc).__name__} ({why}): WS kind={kind}")
+            ws = await self._reopen(ws)
         finally:
             self.ws.put_nowait(ws)
 
-    def _judge_stream(self, route: Route, what: str, msg: aiohttp.WSMessage) -> bool:
+    async def _answer(self, ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+        """The stream's answer to a frame, past the book and lease events it pushes meanwhile
+        (counted in ``stream_events``)."""
+        while True:
+            msg = await ws.receive(TIMEOUT_S)
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                try:
+                    if isinstance(decode(msg.data), STREAM_EVENTS):
+                        self.tally.stream_events += 1
+                        continue
+                except ProtocolError:
+                    pass  # judged as the answer
+            return msg
+
+    def _judge_stream(self, route: Route, what: str, msg: aiohttp.WSMessage,
+                      ws: aiohttp.ClientWebSocketResponse) -> bool:  # fmt: skip
         """Judge a stream answer as an HTTP one (an ErrorResponse a refusal, anything else a
         success); False if the stream closed instead of answering."""
         if msg.type is not aiohttp.WSMsgType.BINARY:
             self.tally.frames += 1
             self.tally.undecodable_refusals += 1
-            self.tally.bad(f"stream answered {msg.type.name}: {what}")
+            why = f"close {ws.close_code}, {ws.exception()!r}, {msg.data!r}"
+            self.tally.bad(f"stream answered {msg.type.name} ({why}): {what}")
             return False
         status = 200
         try:
@@ -345,26 +376,36 @@ class Campaign:
             await asyncio.sleep(0.1)
 
     async def _flood(self, n: int) -> None:
-        """``n`` stream frames sent back to back, then their answers read: faster than the
+        """``n`` stream frames sent back to back, their answers read as they come: faster than the
         relay's per-client rate, so past its burst it answers 429 (``rate_limited``)."""
         if n == 0:
             return
         route = Route("relay", "GET", "/v1/stream")
         payloads = []
         for _ in range(n):
-            kind, payload = self.makers["relay"].frame("BookQuery")
-            if kind == "oversize":  # a flood of megabytes would measure the loopback instead
+            kind, payload = self.makers["relay"].frame()  # mostly refused: cheap to answer
+            if len(payload) > MAX_FRAME_SIZE:  # a flood of megabytes would time the loopback
                 kind, payload = "one_byte", b"\x00"
             self.tally.kinds[f"ws_flood_{kind}"] += 1
             self._digest("WS", route.path, "", payload)
             payloads.append((kind, payload))
         ws = await self.ws.get()
-        try:
+
+        async def send() -> None:
             for _, payload in payloads:
                 await ws.send_bytes(payload)
+
+        async def read() -> bool:  # alongside the sending: answers (snapshots) can be large
             for kind, _ in payloads:
-                msg = await ws.receive(TIMEOUT_S)
-                self._judge_stream(route, f"WS flood kind={kind}", msg)
+                msg = await self._answer(ws)
+                if not self._judge_stream(route, f"WS flood kind={kind}", msg, ws):
+                    return False
+            return True
+
+        try:
+            _, answered = await asyncio.gather(send(), read())
+            if not answered:
+                ws = await self._reopen(ws)
         finally:
             self.ws.put_nowait(ws)
 
@@ -491,6 +532,7 @@ def fuzz(daemons: dict[str, Daemon], frames: int, seed: int, concurrency: int = 
         "refusal_codes": _counts(t.codes),
         "frame_kinds": _counts(t.kinds),
         "order_results": _counts(t.orders),
+        "stream_events": t.stream_events,
         "rss_growth_mb": round(max(last[n] - first[n] for n in pids), 1),
         "rss_growth_second_half_mb": round(max(last[n] - middle.get(n, last[n]) for n in pids), 1),
     }

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bench.fuzz import daemon_routes, fuzz, signed_orders, start_daemons
@@ -16,7 +17,8 @@ from market.chain.devnet import Devnet
 from nodes.localnet import Daemon, LocalMarket
 from nodes.wire import ErrorCode, ErrorResponse, decode
 from tests.integration.conftest import MarketEnv
-from tests.integration.relay_harness import Relays, open_relays
+from tests.integration.relay_harness import Relays, open_relays, small_limits
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +92,23 @@ def test_stream_asked_without_a_websocket_handshake_keeps_no_subscriber(relays: 
         assert status == 400
         assert isinstance(message, ErrorResponse)
     assert relay.state(lambda r: len(r.hub.subscribers)) == 0
+
+
+def test_stream_message_past_its_cap_closes_the_stream_with_1009(relays: Relays) -> None:
+    limit = 4096
+    relay = relays.start(limits=small_limits(max_frame_size=limit))
+    url = relay.client.url + "/v1/stream"
+
+    async def send_too_big() -> tuple[int | None, int]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            await ws.send_bytes(b"\x00" * (limit + 1))  # within the cap: a typed refusal
+            answer = decode((await ws.receive(10)).data)
+            assert isinstance(answer, ErrorResponse)
+            assert answer.code is ErrorCode.FRAME_TOO_LARGE
+            await ws.send_bytes(b"\x00" * (4 * limit + 1))
+            closed = await ws.receive(10)
+            return ws.close_code, closed.type.value
+
+    code, kind = relay.lt.run(send_too_big())
+    assert (code, kind) == (1009, aiohttp.WSMsgType.CLOSE.value)
+    wait_until(lambda: relay.state(lambda r: len(r.hub.subscribers)) == 0, 10, "unsubscribed")
