@@ -348,11 +348,11 @@ class Campaign:
             while sent < frames:
                 n = min(self.batch, frames - sent)
                 flooding = batch % self.flood_every == self.flood_every - 1
-                flood = min(FLOOD, n // 2) if flooding else 0
+                flood = min(FLOOD, n * 3 // 4) if flooding else 0
                 plan = iter([self.rng.choice(self.routes) for _ in range(n - flood)])
+                await self._flood(flood)  # alone: the relay's CPU all goes to outrunning its rate
                 await asyncio.gather(
-                    self._flood(flood),
-                    *(self._worker(session, plan) for _ in range(self.concurrency)),
+                    *(self._worker(session, plan) for _ in range(self.concurrency))
                 )
                 sent += n
                 batch += 1
