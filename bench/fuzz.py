@@ -7,14 +7,18 @@ routes are read from their aiohttp apps' routers (:func:`routes`), so a route ad
 too. Each frame (:mod:`bench.fuzz_frames`, seeded: the same seed sends the same frames) goes to a
 route drawn at random: most with the route's own method and ``application/msgpack``, some with
 another method, another content type, path parameters and query strings of the wrong shape, or
-to a path no route serves; the relay's stream gets its frames over WebSocket. A POST route's
+to a path no route serves; the relay's stream gets its frames over WebSocket, and every fifth
+batch starts with a flood down one stream, faster than the relay's per-client rate, so that past
+its burst it answers 429. Besides the frames drawn from the wire's strategies, orders signed for
+this market (:func:`signed_orders`) travel in valid frames, and so reach admission past the
+signature check (accepted into the book, duplicates, unfunded labs). A POST route's
 ``wrong_type`` refusal names the type it takes, and from then on half its valid frames are of
 that type (learnt before the first frame, so the same seed sends the same frames).
 
 Every answer must be a success (a frame that decodes, or the text of /metrics and /healthz) or a
 refusal that :func:`nodes.wire.decode` reads as an ErrorResponse: a 5xx counts in ``errors_5xx``,
-a refusal the client cannot decode in ``undecodable_refusals``. The relay's rate limit (429) is
-met on the way and is a typed refusal like any other. After each batch every daemon must still be
+a refusal the client cannot decode in ``undecodable_refusals``; a 429 is a typed refusal like
+any other. After each batch every daemon must still be
 running and answer ``/healthz``. Each daemon's resident memory (VmRSS) is read before, at every
 batch and after: ``rss_growth_mb`` is the largest growth of the three, first sample to last;
 ``rss_growth_second_half_mb`` the growth from the campaign's middle to its end (a leak keeps
