@@ -545,7 +545,9 @@ def fuzz(daemons: dict[str, Daemon], frames: int, seed: int, concurrency: int = 
         figures[f"rss_{name}_peak_mb"] = round(peak[name], 1)
         figures[f"rss_{name}_last_mb"] = round(last[name], 1)
         figures[f"rss_growth_{name}_mb"] = round(last[name] - first[name], 1)
-        figures[f"rss_growth_{name}_second_half_mb"] = round(last[name] - middle.get(name, last[name]), 1)
+        figures[f"rss_growth_{name}_second_half_mb"] = round(
+            last[name] - middle.get(name, last[name]), 1
+        )
     if t.samples:
         figures["first_failures"] = " | ".join(t.samples)
     return figures
