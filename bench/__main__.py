@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # audit first: it pins numpy's BLAS threads before numpy is first imported.
-from bench import audit, audit_e2e, devnet, e2e, gas, matching, outputs, relay, soak, verify
+from bench import audit, audit_e2e, devnet, e2e, fuzz, gas, matching, outputs, relay, soak, verify
 
 BENCHMARKS = [
     audit.main,
@@ -16,6 +16,7 @@ BENCHMARKS = [
     audit_e2e.main,
     outputs.main,
     soak.main,
+    fuzz.main,
 ]
 
 for run in BENCHMARKS:

@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TextIO, TypeVar
@@ -87,13 +87,39 @@ from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.logs import get_logger, render_fields
 from nodes.provider.decisions import log_no_match
 from nodes.relay.client import RelayClient
-from nodes.wire import MAX_PERIODS, JobState, OutputChunks, PeriodReport, SubmitJob
+from nodes.wire import (
+    CONTENT_TYPE,
+    MAX_PERIODS,
+    ErrorCode,
+    ErrorResponse,
+    JobState,
+    OutputChunks,
+    PeriodReport,
+    SubmitJob,
+    encode,
+)
 from nodes.wire.messages import OrderStatus
 
 T = TypeVar("T")
 RERUN_GRACE_S = 10.0
 """A command's rerun may run this much past the lease's end (the provider stops at the end)."""
 _ACCEPTED_BIDS = (OrderStatus.ACCEPTED, OrderStatus.DUPLICATE_ORDER)
+
+
+@web.middleware
+async def _typed_refusals(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (no route, wrong method) as ErrorResponse frames a client decodes."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        code = _HTTP_CODES.get(exc.status, ErrorCode.MALFORMED_FRAME)
+        return web.Response(status=exc.status, body=encode(ErrorResponse(code, exc.reason)),
+                            content_type=CONTENT_TYPE)  # fmt: skip
+
+
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 class _Rejected(Exception):
@@ -234,10 +260,15 @@ class LabAgent:
             self._ledger = None
         self._pool.shutdown(wait=True)
 
-    async def _serve(self) -> None:
-        app = web.Application()
+    def app(self) -> web.Application:
+        """/metrics and /healthz; any other request refused with an ErrorResponse."""
+        app = web.Application(middlewares=[_typed_refusals])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _serve(self) -> None:
+        app = self.app()
         self.metrics.gauge(
             "gpumarket_lab_leases", "The lab's leases, by phase.",
             lambda: [((("phase", p),), n) for p, n in sorted(self._phases.items())],

@@ -236,7 +236,11 @@ class RelayServer:
         ws = web.WebSocketResponse(max_msg_size=4 * self.limits.max_frame_size, heartbeat=30)
         ws.headers[RELAY_HEADER] = self.relay_id
         sub = self.hub.subscribe()  # before the handshake completes: no event falls between
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except BaseException:  # not a WebSocket handshake (refused 400), or the client left
+            sub.close()
+            raise
         lock = asyncio.Lock()
         peer = request.remote or "unknown"
 
