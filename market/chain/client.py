@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Any, TypeVar
 
 from eth_account import Account
@@ -425,26 +426,83 @@ class MarketClient:
                 funds[lab] = LabFunds(int(balance), int(allowance))
         return funds
 
+    def order_states(
+        self, orders: Sequence[tuple[str, bytes]], block: int | None = None
+    ) -> dict[bytes, OrderState]:
+        """Many orders' filled GPUs and cancellation (``orders``: signer and order hash), as of
+        ``block`` (default: the latest), read in JSON-RPC batches of :data:`READ_BATCH`."""
+        wanted = list(dict.fromkeys((signer, bytes(h)) for signer, h in orders))
+        states: dict[bytes, OrderState] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            chunk = wanted[start : start + READ_BATCH]
+            for (_, h), (filled, cancelled) in zip(
+                chunk, self._batch_call("orderState", chunk, block=block), strict=True
+            ):
+                states[h] = OrderState(filled=int(filled), cancelled=bool(cancelled))
+        return states
+
+    def block_hashes(self, numbers: Sequence[int]) -> dict[int, bytes | None]:
+        """The hashes of many blocks, from one JSON-RPC batch of ``eth_getBlockByNumber`` per
+        :data:`READ_BATCH` blocks; None for a block past the head (a reorganised chain may be
+        shorter than the one it replaced)."""
+        wanted = list(dict.fromkeys(numbers))
+        hashes: dict[int, bytes | None] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            chunk = wanted[start : start + READ_BATCH]
+            requests = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
+            answers = self._batch_request("eth_getBlockByNumber", requests)
+            for n, response in zip(chunk, answers, strict=True):
+                block = response.get("result")
+                hashes[n] = None if block is None else bytes(HexBytes(block["hash"]))
+        return hashes
+
+    def _batch_request(
+        self, what: str, requests: Sequence[tuple[RPCEndpoint, list[Any]]]
+    ) -> list[dict[str, Any]]:
+        """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
+        each. Raises MarketError when the node refuses the batch or any request in it."""
+        provider = self.w3.provider
+        if isinstance(provider, HTTPProvider):
+            responses: Any = self._call(lambda: provider.make_batch_request(list(requests)))
+        else:
+            responses = [
+                self._call(partial(provider.make_request, method, params))
+                for method, params in requests
+            ]
+        if not isinstance(responses, list):  # the node refused the whole batch
+            raise MarketError(f"{what} batch read refused by {self._endpoint}: {responses}")
+        for response in responses:
+            if "error" in response or "result" not in response:
+                error = response.get("error")
+                raise MarketError(f"{what} read failed on {self._endpoint}: {error}")
+        return [dict(r) for r in responses]
+
     def _batch_call(
-        self, fn: str, calls: Sequence[tuple[Any, ...]], contract: Contract | None = None
+        self,
+        fn: str,
+        calls: Sequence[tuple[Any, ...]],
+        contract: Contract | None = None,
+        *,
+        block: int | None = None,
     ) -> list[Any]:
         """``contract``'s (default: the Market's) ``fn`` called once per argument tuple, in one
-        JSON-RPC batch request."""
+        JSON-RPC batch request, as of ``block`` (default: the latest)."""
         contract = contract if contract is not None else self.market
         calldata = self._calldata[contract.address]
+        tag = "latest" if block is None else hex(block)
         requests = [
             (
                 RPCEndpoint("eth_call"),
-                [
-                    {"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()},
-                    "latest",
-                ],
+                [{"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()}, tag],
             )
             for a in calls
         ]
         provider = self.w3.provider
         if not isinstance(provider, HTTPProvider):  # no batches: one request each
-            return [self._call(getattr(contract.functions, fn)(*a).call) for a in calls]
+            return [
+                self._call(partial(getattr(contract.functions, fn)(*a).call, block_identifier=tag))
+                for a in calls
+            ]
         responses = self._call(lambda: provider.make_batch_request(requests))
         if not isinstance(responses, list):  # the node refused the whole batch
             raise MarketError(f"{fn} batch read refused by {self._endpoint}: {responses}")

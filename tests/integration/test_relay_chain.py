@@ -3,6 +3,7 @@ on the same database brings back the same book (plus what the chain did meanwhil
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,6 +111,70 @@ def test_a_lease_a_reorg_removes_never_reaches_a_book_that_waits_for_confirmatio
         "the relay to follow the new chain past the old lease's block",
     )
     assert _remaining(relay) == {o.signature: 8, b.signature: 3}  # nothing counted, nothing lost
+
+
+def _next_block(relay: Relay) -> int:
+    return relay.watch.next_block
+
+
+def _reorgs(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [r.fields for r in caplog.records if getattr(r, "event", None) == "reorg_detected"]  # type: ignore[attr-defined]
+
+
+def test_a_reorg_deeper_than_the_confirmations_gives_the_orders_their_gpus_back(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14: a lease applied at once (confirmations 0) that a reorganisation removes no
+    longer counts: the relay notices the replaced block, its offer has every GPU again, and the
+    new branch's events apply as they come."""
+    relay = relays.start(confirmations=0)
+    o, b = offer(market, gpus=8), bid(market, gpus=3)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    reader = market.client()
+    for _ in range(3):  # blocks the relay applies one by one: their hashes in its window
+        market.devnet.mine(1)
+        wanted = reader.head().number + 1
+        wait_until(lambda w=wanted: relay.state(_next_block) == w, 20, "a block applied")
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    lease = outsider.open_lease(o, b, 3)
+    opened_in = reader.head().number
+    wait_until(lambda: _remaining(relay) == {o.signature: 5}, 20, "the outside lease")
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        market.devnet.rpc("anvil_reorg", [3, []])  # the lease's block and two before, replaced
+        assert reader.lease_state(lease.id).status.name == "NONE"
+        wait_until(lambda: _remaining(relay) == {o.signature: 8}, 20, "the offer's GPUs back")
+    # The bid left the book (and the store) when the lease filled it: it stays gone.
+    assert [(f["depth"], f["fork"]) for f in _reorgs(caplog)] == [(3, opened_in - 2)]
+    assert relay.state(lambda r: r.watch.reorgs) == 1
+    assert relay.state(lambda r: r.store.filled_by_order()) == {}
+
+    again = bid(market, gpus=2)
+    assert statuses(relay.submit(again)) == [OrderStatus.ACCEPTED]
+    # A fresh client: the orphaned transaction's nonce is free again.
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, again, 2)
+    wait_until(lambda: _remaining(relay) == {o.signature: 6}, 20, "the new branch's lease")
+    assert relay.state(lambda r: r.watch.reorgs) == 1  # the new branch is followed, not doubted
+
+
+def test_a_relay_restarted_after_a_reorg_notices_it_and_follows_the_new_branch(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = relays.config("reorg-restart", confirmations=1)
+    first = relays.start(config)
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(first.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, b, 2)
+    market.devnet.mine(1)  # the lease one block deep: applied
+    wait_until(lambda: _remaining(first) == {o.signature: 6, b.signature: 3}, 20, "the lease")
+    first.stop()
+
+    market.devnet.rpc("anvil_reorg", [3, []])  # while the relay is away
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        second = relays.start(config)  # its first poll, before it serves, checks the hashes
+    assert len(_reorgs(caplog)) == 1
+    assert _remaining(second) == {o.signature: 8, b.signature: 5}
+    assert second.state(lambda r: r.watch.reorgs) == 1
 
 
 def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:
