@@ -1,4 +1,5 @@
-"""Finding where the chain forked from the blocks a follower applied (``market.chain.forks``)."""
+"""Finding where the chain forked from the blocks a follower applied (``market.chain.forks``), and
+the daemons' window of applied blocks (``nodes.state.blocks``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from market.chain.forks import Reorg, detect_reorg, find_fork
+from market.errors import StoreError
+from nodes.state import blocks
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +72,21 @@ def test_a_shorter_chain_replaced_the_blocks_past_its_head() -> None:
 def test_a_reorg_deeper_than_the_window_names_no_fork() -> None:
     chain = _Chain({n: _hash(1, n) for n in range(12)})
     assert detect_reorg(chain, {n: _hash(0, n) for n in (4, 7, 9)}) == Reorg(fork=None, depth=6)
+
+
+@given(st.dictionaries(st.integers(0, 2**63), st.binary(min_size=32, max_size=32), max_size=20))
+def test_a_daemons_window_of_applied_blocks_packs_and_unpacks_unchanged(
+    window: dict[int, bytes],
+) -> None:
+    assert blocks.unpack(blocks.pack(window)) == window
+
+
+def test_the_window_keeps_the_last_blocks_and_a_rewind_keeps_those_before_the_fork() -> None:
+    window: dict[int, bytes] = {}
+    for n in range(0, 20, 3):
+        window = blocks.remember(window, n, _hash(0, n), window=10)
+    assert sorted(window) == [9, 12, 15, 18]  # the blocks after 18 - 10
+    assert blocks.before(window, 15) == {9: _hash(0, 9), 12: _hash(0, 12)}
+    assert blocks.unpack(None) == {}
+    with pytest.raises(StoreError, match="not a whole window"):
+        blocks.unpack(b"\x00" * 41, "lab.sqlite")

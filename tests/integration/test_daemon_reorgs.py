@@ -1,0 +1,80 @@
+"""Issue 14: the lab client and the provider agent notice a reorganisation deeper than their
+confirmations (a block they applied replaced), drop the leases the new branch does not have, and
+follow the new branch from the fork, so a lease opened again there is taken up as a new one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from market.chain.client import MarketClient
+from nodes.jobs.spec import MatmulParams
+from nodes.lab.config import JobConfig
+from nodes.lab.ledger import Ledger
+from tests.integration.conftest import MarketEnv
+from tests.integration.relay_harness import LAB, MODEL, OUTSIDER, fund_market, offer
+
+pytestmark = pytest.mark.integration
+
+Logged = list[tuple[str, dict[str, Any]]]
+
+
+@pytest.fixture
+def market(env: MarketEnv) -> MarketEnv:
+    return fund_market(env)
+
+
+def _outsider(market: MarketEnv) -> MarketClient:
+    """A fresh client each time: a reorganisation frees the nonces of orphaned transactions."""
+    return market.client(market.devnet.accounts[OUTSIDER])
+
+
+@pytest.fixture
+def lab_ledger(market: MarketEnv, tmp_path: Path) -> Iterator[tuple[Ledger, Logged]]:
+    logged: Logged = []
+
+    def emit(event: str, **fields: Any) -> None:
+        logged.append((event, fields))
+
+    key = bytes(market.devnet.accounts[LAB].key)
+    ledger = Ledger.open(tmp_path / "lab.sqlite", market.contracts.deployment, key, emit)
+    try:
+        yield ledger, logged
+    finally:
+        ledger.close()
+
+
+def test_the_lab_forgets_a_lease_a_deep_reorg_removed_and_takes_up_its_reopening(
+    market: MarketEnv, lab_ledger: tuple[Ledger, Logged]
+) -> None:
+    ledger, logged = lab_ledger
+    job = JobConfig(MODEL, 2, 5, 3600, MatmulParams(n=64, seed=1, rounds=1))
+    [record] = ledger.prepare_jobs([job], 3600)
+    o = offer(market)
+    for _ in range(2):  # blocks applied one poll each: their hashes in the ledger's window
+        market.devnet.mine(1)
+        ledger.poll_events()
+    lease = _outsider(market).open_lease(o, record.bid, 2)
+    opened_in = ledger.poll_events()
+    assert ledger.store.lease(lease.id) is not None
+    assert ledger.check_reorg() is None  # nothing replaced: one read, nothing done
+
+    market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before
+    assert ledger.poll_events() == opened_in
+    assert ledger.store.lease(lease.id) is None  # no paying, no following
+    assert ledger.store.leases() == []
+    assert [(e, f) for e, f in logged if e in ("reorg_detected", "lease_gone")] == [
+        ("reorg_detected", {"depth": 2, "fork": opened_in - 1, "beyond_window": False}),
+        ("lease_gone", {"lease": lease.id, "job": record.idx}),
+    ]
+    assert ledger.store.cursor() == opened_in + 1  # the new branch followed to its head
+
+    again = _outsider(market).open_lease(o, record.bid, 2)  # the bid fills on the new branch
+    ledger.poll_events()
+    taken = ledger.store.lease(again.id)
+    assert taken is not None
+    assert taken.phase == "opened"
+    assert [e for e, _ in logged].count("reorg_detected") == 1
