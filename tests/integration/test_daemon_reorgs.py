@@ -4,6 +4,7 @@ follow the new branch from the fork, so a lease opened again there is taken up a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,28 @@ from typing import Any
 import pytest
 
 from market.chain.client import MarketClient
+from market.protocol.signing import SigningKey
 from nodes.jobs.spec import MatmulParams
 from nodes.lab.config import JobConfig
 from nodes.lab.ledger import Ledger
+from nodes.logs import get_logger
+from nodes.provider.config import (
+    ChainConfig,
+    InventoryConfig,
+    JobLimits,
+    KeyConfig,
+    MeteringConfig,
+    PricingConfig,
+    ProviderConfig,
+)
+from nodes.provider.confinement import Confinement
+from nodes.provider.inventory import Inventory
+from nodes.provider.store import AgentStore
+from nodes.provider.work import LeaseWork
+from nodes.state import DurableChain
+from nodes.state.records import Records
 from tests.integration.conftest import MarketEnv
-from tests.integration.relay_harness import LAB, MODEL, OUTSIDER, fund_market, offer
+from tests.integration.relay_harness import LAB, MODEL, OUTSIDER, PROVIDER, bid, fund_market, offer
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +96,65 @@ def test_the_lab_forgets_a_lease_a_deep_reorg_removed_and_takes_up_its_reopening
     assert taken is not None
     assert taken.phase == "opened"
     assert [e for e, _ in logged].count("reorg_detected") == 1
+
+
+@pytest.fixture
+def provider_work(market: MarketEnv, tmp_path: Path) -> Iterator[LeaseWork]:
+    """The provider agent's chain side, without its HTTP side or jobs: what follows events."""
+    limits = JobLimits(wall_time_s=60, memory_bytes=None, sandbox="none")
+    config = ProviderConfig(
+        path=tmp_path / "provider.toml",
+        state=tmp_path / "provider.sqlite",
+        key=KeyConfig(tmp_path / "key.json", "UNUSED"),
+        chain=ChainConfig(None, None, confirmations=0),
+        relays=(),
+        inventory=InventoryConfig(detect=False, gpus=()),
+        pricing=PricingConfig("fixed", {}),
+        metering=MeteringConfig(interval_s=1),
+        jobs=limits,
+    )
+    account = market.devnet.accounts[PROVIDER]
+    client = market.client(account)
+    store = AgentStore.open(config.state)
+    log = get_logger("gpumarket.provider")
+    work = LeaseWork(
+        config, SigningKey(account.key), client, store, Records(store.db, client.domain),
+        DurableChain(store.db, client), client.domain, tmp_path / "jobs", log,
+        Inventory((), "declared"), Confinement.prepare(limits, tag="reorg-test", log=log),
+    )  # fmt: skip
+    try:
+        yield work
+    finally:
+        store.db.close()
+
+
+def test_the_provider_drops_a_lease_a_deep_reorg_removed_and_takes_up_its_reopening(
+    market: MarketEnv, provider_work: LeaseWork, caplog: pytest.LogCaptureFixture
+) -> None:
+    work = provider_work
+    o, b = offer(market), bid(market, gpus=2)
+    for _ in range(2):  # blocks applied one poll each: their hashes in the agent's window
+        market.devnet.mine(1)
+        work.follow()
+    lease = _outsider(market).open_lease(o, b, 2)
+    work.follow()
+    assert work.store.job(lease.id) is not None
+    assert work.records.open_leases() == [lease]
+    opened_in = market.client().head().number
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.provider"):
+        market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before
+        work.follow()
+    logged = [(r.event, r.fields) for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    assert [(e, f) for e, f in logged if e in ("reorg_detected", "lease_gone")] == [
+        ("reorg_detected", {"depth": 2, "fork": opened_in - 1, "beyond_window": False}),
+        ("lease_gone", {"lease": lease.id, "lab": lease.lab}),
+    ]
+    assert work.store.job(lease.id) is None  # no job to start, no receipt to sign
+    assert work.records.open_leases() == []
+    assert work.store.cursor(0) == opened_in + 1
+
+    again = _outsider(market).open_lease(o, b, 2)  # the same orders fill on the new branch
+    work.follow()
+    assert work.store.job(again.id) is not None
+    assert work.records.open_leases() == [again]
