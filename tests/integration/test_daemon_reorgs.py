@@ -13,7 +13,7 @@ import pytest
 
 from market.chain.client import MarketClient
 from market.protocol.signing import SigningKey
-from nodes.jobs.spec import MatmulParams
+from nodes.jobs.spec import CommandParams, JobSpec, MatmulParams
 from nodes.lab.config import JobConfig
 from nodes.lab.ledger import Ledger
 from nodes.logs import get_logger
@@ -141,6 +141,12 @@ def test_the_provider_drops_a_lease_a_deep_reorg_removed_and_takes_up_its_reopen
     assert work.store.job(lease.id) is not None
     assert work.records.open_leases() == [lease]
     opened_in = market.client().head().number
+    # The lab's job arrived (as the HTTP side stores it) and runs until stopped.
+    forever = CommandParams(("python", "-c", "import signal; signal.pause()"))
+    assert work.store.set_spec(lease.id, JobSpec(b"\x01" * 32, forever).encode())
+    work.start_jobs()
+    job = work.running[lease.id].job
+    assert job.poll() is None
 
     with caplog.at_level(logging.INFO, logger="gpumarket.provider"):
         market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before
@@ -150,6 +156,8 @@ def test_the_provider_drops_a_lease_a_deep_reorg_removed_and_takes_up_its_reopen
         ("reorg_detected", {"depth": 2, "fork": opened_in - 1, "beyond_window": False}),
         ("lease_gone", {"lease": lease.id, "lab": lease.lab}),
     ]
+    assert job.poll() is not None  # stopped
+    assert work.running == {}
     assert work.store.job(lease.id) is None  # no job to start, no receipt to sign
     assert work.records.open_leases() == []
     assert work.store.cursor(0) == opened_in + 1
