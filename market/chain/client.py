@@ -33,14 +33,14 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput
+from web3.exceptions import BadFunctionCallOutput, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
 from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
-from market.chain.retry import with_retries
+from market.chain.retry import transient_answer, with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.chain.wallet import WalletTransactor
 from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
@@ -460,15 +460,21 @@ class MarketClient:
         self, what: str, requests: Sequence[tuple[RPCEndpoint, list[Any]]]
     ) -> list[dict[str, Any]]:
         """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
-        each. Raises MarketError when the node refuses the batch or any request in it."""
+        each. An answer a reorganisation in progress explains is retried as transient
+        (``market.chain.retry``); MarketError when the node refuses the batch or any request."""
         provider = self.w3.provider
-        if isinstance(provider, HTTPProvider):
-            responses: Any = self._call(lambda: provider.make_batch_request(list(requests)))
-        else:
-            responses = [
-                self._call(partial(provider.make_request, method, params))
-                for method, params in requests
-            ]
+
+        def send() -> Any:
+            if isinstance(provider, HTTPProvider):
+                answers: Any = provider.make_batch_request(list(requests))
+            else:
+                answers = [provider.make_request(method, params) for method, params in requests]
+            for answer in answers if isinstance(answers, list) else ():
+                if "error" in answer and transient_answer(str(answer["error"])):
+                    raise Web3RPCError(str(answer["error"]), rpc_response=answer)
+            return answers
+
+        responses = self._call(send)
         if not isinstance(responses, list):  # the node refused the whole batch
             raise MarketError(f"{what} batch read refused by {self._endpoint}: {responses}")
         for response in responses:
@@ -497,21 +503,15 @@ class MarketClient:
             )
             for a in calls
         ]
-        provider = self.w3.provider
-        if not isinstance(provider, HTTPProvider):  # no batches: one request each
+        if not isinstance(self.w3.provider, HTTPProvider):  # no batches: one request each
             return [
                 self._call(partial(getattr(contract.functions, fn)(*a).call, block_identifier=tag))
                 for a in calls
             ]
-        responses = self._call(lambda: provider.make_batch_request(requests))
-        if not isinstance(responses, list):  # the node refused the whole batch
-            raise MarketError(f"{fn} batch read refused by {self._endpoint}: {responses}")
-        results = []
-        for response in responses:
-            if "error" in response or "result" not in response:
-                raise MarketError(f"{fn} read failed on {self._endpoint}: {response.get('error')}")
-            results.append(calldata.decode_result(fn, bytes(HexBytes(response["result"]))))
-        return results
+        return [
+            calldata.decode_result(fn, bytes(HexBytes(response["result"])))
+            for response in self._batch_request(fn, requests)
+        ]
 
     def is_slashed(self, lease_id: bytes) -> bool:
         """Whether a proof of cheating slashed the lease's provider (the lease is then closed)."""

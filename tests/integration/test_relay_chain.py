@@ -177,6 +177,33 @@ def test_a_relay_restarted_after_a_reorg_notices_it_and_follows_the_new_branch(
     assert second.state(lambda r: r.watch.reorgs) == 1
 
 
+def test_a_reorg_deeper_than_the_hash_window_replays_from_the_deployment(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = relays.start(confirmations=0)
+    relay.state(lambda r: setattr(r.watch, "window", 1))  # only the newest block's hash kept
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    outsider.open_lease(o, b, 1)  # stays: before the reorganisation
+    market.devnet.mine(2)
+    wanted = market.client().head().number + 1
+    wait_until(lambda: relay.state(_next_block) == wanted, 20, "the blocks applied")
+    outsider.open_lease(o, b, 2)  # replaced, with the block before
+    wait_until(lambda: _remaining(relay) == {o.signature: 5, b.signature: 2}, 20, "both leases")
+    assert len(relay.state(lambda r: r.store.applied_blocks())) == 1
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        market.devnet.rpc("anvil_reorg", [2, []])
+        wait_until(lambda: relay.state(lambda r: r.watch.reorgs) == 1, 20, "the reorg noticed")
+        deployed = market.contracts.deployment.deploy_block
+        assert [(f["fork"], f["beyond_window"]) for f in _reorgs(caplog)] == [(deployed, True)]
+    # Replayed from the deployment: the first lease counts once, the second not at all.
+    wait_until(lambda: _remaining(relay) == {o.signature: 7, b.signature: 4}, 20, "the replay")
+    filled = relay.state(lambda r: r.store.filled_by_order())
+    assert sorted(filled.values()) == [1, 1]  # the offer's and the bid's
+
+
 def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:
     relay = relays.start()
     o1, o2 = offer(market), offer(market, price_per_gpu_second=4)
