@@ -13,6 +13,7 @@ import pytest
 
 from market.chain.client import MarketClient
 from market.protocol.signing import SigningKey
+from market.protocol.types import ZERO_HASH, Receipt
 from nodes.jobs.spec import CommandParams, JobSpec, MatmulParams
 from nodes.lab.config import JobConfig
 from nodes.lab.ledger import Ledger
@@ -166,3 +167,27 @@ def test_the_provider_drops_a_lease_a_deep_reorg_removed_and_takes_up_its_reopen
     work.follow()
     assert work.store.job(again.id) is not None
     assert work.records.open_leases() == [again]
+
+
+def test_a_removed_lease_the_provider_signed_receipts_for_stays_ended_with_its_receipts(
+    market: MarketEnv, provider_work: LeaseWork
+) -> None:
+    """Its receipts stay: a second receipt chain for the same lease id would be equivocation."""
+    work = provider_work
+    o, b = offer(market), bid(market, gpus=2)
+    for _ in range(2):
+        market.devnet.mine(1)
+        work.follow()
+    lease = _outsider(market).open_lease(o, b, 2)
+    work.follow()
+    receipt = Receipt(lease.id, 0, ZERO_HASH, lease.start, lease.start + 1, 2, ZERO_HASH, ZERO_HASH)
+    work.records.save_receipt(work.key.sign(work.domain, receipt))
+
+    market.devnet.rpc("anvil_reorg", [2, []])
+    work.follow()
+    row = work.store.job(lease.id)
+    assert row is not None
+    assert row.ended_at is not None  # no receipt is signed for it again
+    assert work.records.open_leases() == []
+    assert work.records.awaiting_release() == []  # no stake lock: the lease does not exist
+    assert [r.message for r in work.records.receipts(lease.id)] == [receipt]
