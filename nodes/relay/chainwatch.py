@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
 from market.chain.forks import WINDOW, Reorg, detect_reorg
-from market.errors import RpcUnavailable
+from market.errors import MarketError, RpcUnavailable
 from market.protocol.types import Lease, OrderState
 from nodes.logs import EventLogger
 from nodes.relay.book import RelayBook
@@ -163,24 +163,42 @@ class ChainWatch:
             return None
         deployed = self.client.contracts.deployment.deploy_block
         fork = reorg.fork if reorg.fork is not None else deployed
+        resting = self.book.resting()
+        # Read before anything changes: an unavailable endpoint leaves the reorganisation to be
+        # found again by the next poll.
+        chain = await self._orders_at(fork, resting)
         self.log.warning(
             "reorg_detected",
             depth=reorg.depth,
             fork=fork,
             beyond_window=reorg.fork is None,
-            resting=len(self.book.resting()),
+            resting=len(resting),
         )
         self.reorgs += 1
         self.store.rewind(fork)
         self.next_block = fork
-        resting = self.book.resting()
-        if fork > deployed:  # the orders' state once the last block kept was applied
-            chain = await asyncio.to_thread(self.client.order_states, resting, fork - 1)
-        else:  # before the market existed: nothing filled or cancelled
-            chain = {h: OrderState(filled=0, cancelled=False) for _, h in resting}
-        self.book.resync(self.store.filled_by_order(), chain)
+        filled = self.store.filled_by_order()
+        if chain is None:  # the leases the store kept say the same, for orders it has seen fill
+            chain = {h: OrderState(filled=filled.get(h, 0), cancelled=False) for _, h in resting}
+        self.book.resync(filled, chain)
         self._stale |= set(self.stakes.known())  # locks and slashes of replaced blocks undone
         return reorg
+
+    async def _orders_at(
+        self, fork: int, resting: list[tuple[str, bytes]]
+    ) -> dict[bytes, OrderState] | None:
+        """The resting orders' state once the last block kept was applied (the block before
+        ``fork``); None when the node no longer holds that block's state (a pruned node keeps
+        about 128 blocks). Raises RpcUnavailable when the endpoint does not answer."""
+        if fork <= self.client.contracts.deployment.deploy_block:  # before the market existed
+            return {h: OrderState(filled=0, cancelled=False) for _, h in resting}
+        try:
+            return await asyncio.to_thread(self.client.order_states, resting, fork - 1)
+        except RpcUnavailable:
+            raise
+        except MarketError as exc:
+            self.log.warning("reorg_state_unavailable", block=fork - 1, error=str(exc))
+            return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; an unavailable RPC endpoint is logged and retried."""

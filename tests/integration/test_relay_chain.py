@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from market.chain.deploy import deploy
-from market.errors import StoreError
+from market.errors import MarketError, StoreError
 from market.protocol.types import Bid, Offer, Signed
 from nodes.relay import Relay
 from nodes.wire import BookChange, LeaseOpened, OrderStatus, Side
@@ -155,6 +156,35 @@ def test_a_reorg_deeper_than_the_confirmations_gives_the_orders_their_gpus_back(
     market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, again, 2)
     wait_until(lambda: _remaining(relay) == {o.signature: 6}, 20, "the new branch's lease")
     assert relay.state(lambda r: r.watch.reorgs) == 1  # the new branch is followed, not doubted
+
+
+def test_a_node_without_the_forks_state_leaves_the_book_to_the_leases_the_store_kept(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pruned node may no longer answer reads at the block before the fork: the orders then
+    take the fills the store's leases still count, which is the same state."""
+    relay = relays.start(confirmations=0)
+
+    def pruned(orders: object, block: object) -> NoReturn:
+        raise MarketError(f"orderState read failed: missing trie node at {block}")
+
+    relay.state(lambda r: setattr(r.watch.client, "order_states", pruned))
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    outsider.open_lease(o, b, 1)  # stays
+    market.devnet.mine(1)
+    wanted = market.client().head().number + 1
+    wait_until(lambda: relay.state(_next_block) == wanted, 20, "the blocks applied")
+    outsider.open_lease(o, b, 2)  # replaced
+    wait_until(lambda: _remaining(relay) == {o.signature: 5, b.signature: 2}, 20, "both leases")
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        market.devnet.rpc("anvil_reorg", [1, []])
+        wait_until(lambda: _remaining(relay) == {o.signature: 7, b.signature: 4}, 20, "undone")
+    events = [r.event for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    assert events.count("reorg_state_unavailable") == 1
+    assert events.count("reorg_detected") == 1
 
 
 def test_a_relay_restarted_after_a_reorg_notices_it_and_follows_the_new_branch(
