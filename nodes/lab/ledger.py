@@ -231,9 +231,9 @@ class Ledger:
         if reorg is None:
             return None
         fork = reorg.fork if reorg.fork is not None else self.deployment.deploy_block
-        self.emit("reorg_detected", depth=reorg.depth, fork=fork, beyond_window=reorg.fork is None)
         live = self.store.leases("opened", "running", "ended")
-        states = self.client.lease_states([r.lease.id for r in live])
+        states = self.client.lease_states([r.lease.id for r in live])  # before any change
+        self.emit("reorg_detected", depth=reorg.depth, fork=fork, beyond_window=reorg.fork is None)
         with self.store.db.transaction():
             for record in live:
                 if states[record.lease.id].status == LeaseStatus.NONE:

@@ -183,11 +183,11 @@ class LeaseWork:
             return None
         deployed = self.client.contracts.deployment.deploy_block
         fork = reorg.fork if reorg.fork is not None else deployed
+        live = self.records.open_leases()
+        states = self.client.lease_states([lease.id for lease in live])  # before any change
         self.log.warning(
             "reorg_detected", depth=reorg.depth, fork=fork, beyond_window=reorg.fork is None
         )
-        live = self.records.open_leases()
-        states = self.client.lease_states([lease.id for lease in live])
         with self.store.db.transaction():
             for lease in live:
                 if states[lease.id].status == LeaseStatus.NONE:
