@@ -34,7 +34,16 @@ from nodes.provider.work import LeaseWork
 from nodes.state import DurableChain
 from nodes.state.records import Records
 from tests.integration.conftest import MarketEnv
-from tests.integration.relay_harness import LAB, MODEL, OUTSIDER, PROVIDER, bid, fund_market, offer
+from tests.integration.relay_harness import (
+    LAB,
+    MODEL,
+    OUTSIDER,
+    PROVIDER,
+    bid,
+    fund_market,
+    offer,
+    reorg,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +90,12 @@ def test_the_lab_forgets_a_lease_a_deep_reorg_removed_and_takes_up_its_reopening
     assert ledger.store.lease(lease.id) is not None
     assert ledger.check_reorg() is None  # nothing replaced: one read, nothing done
 
-    market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before
+    fork = reorg(market, 2)  # the lease's block and the one before
     assert ledger.poll_events() == opened_in
     assert ledger.store.lease(lease.id) is None  # no paying, no following
     assert ledger.store.leases() == []
     assert [(e, f) for e, f in logged if e in ("reorg_detected", "lease_gone")] == [
-        ("reorg_detected", {"depth": 2, "fork": opened_in - 1, "beyond_window": False}),
+        ("reorg_detected", {"depth": opened_in - fork + 1, "fork": fork, "beyond_window": False}),
         ("lease_gone", {"lease": lease.id, "job": record.idx}),
     ]
     assert ledger.store.cursor() == opened_in + 1  # the new branch followed to its head
@@ -150,11 +159,11 @@ def test_the_provider_drops_a_lease_a_deep_reorg_removed_and_takes_up_its_reopen
     assert job.poll() is None
 
     with caplog.at_level(logging.INFO, logger="gpumarket.provider"):
-        market.devnet.rpc("anvil_reorg", [2, []])  # the lease's block and the one before
+        fork = reorg(market, 2)  # the lease's block and the one before
         work.follow()
     logged = [(r.event, r.fields) for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
     assert [(e, f) for e, f in logged if e in ("reorg_detected", "lease_gone")] == [
-        ("reorg_detected", {"depth": 2, "fork": opened_in - 1, "beyond_window": False}),
+        ("reorg_detected", {"depth": opened_in - fork + 1, "fork": fork, "beyond_window": False}),
         ("lease_gone", {"lease": lease.id, "lab": lease.lab}),
     ]
     assert job.poll() is not None  # stopped
@@ -183,7 +192,7 @@ def test_a_removed_lease_the_provider_signed_receipts_for_stays_ended_with_its_r
     receipt = Receipt(lease.id, 0, ZERO_HASH, lease.start, lease.start + 1, 2, ZERO_HASH, ZERO_HASH)
     work.records.save_receipt(work.key.sign(work.domain, receipt))
 
-    market.devnet.rpc("anvil_reorg", [2, []])
+    reorg(market, 2)
     work.follow()
     row = work.store.job(lease.id)
     assert row is not None

@@ -27,6 +27,7 @@ from tests.integration.relay_harness import (
     fund_market,
     offer,
     open_relays,
+    reorg,
     statuses,
 )
 from tests.waiting import wait_until
@@ -142,11 +143,11 @@ def test_a_reorg_deeper_than_the_confirmations_gives_the_orders_their_gpus_back(
     wait_until(lambda: _remaining(relay) == {o.signature: 5}, 20, "the outside lease")
 
     with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
-        market.devnet.rpc("anvil_reorg", [3, []])  # the lease's block and two before, replaced
+        fork = reorg(market, 3)  # the lease's block and two before, replaced
         assert reader.lease_state(lease.id).status.name == "NONE"
         wait_until(lambda: _remaining(relay) == {o.signature: 8}, 20, "the offer's GPUs back")
     # The bid left the book (and the store) when the lease filled it: it stays gone.
-    assert [(f["depth"], f["fork"]) for f in _reorgs(caplog)] == [(3, opened_in - 2)]
+    assert [(f["depth"], f["fork"]) for f in _reorgs(caplog)] == [(opened_in - fork + 1, fork)]
     assert relay.state(lambda r: r.watch.reorgs) == 1
     assert relay.state(lambda r: r.store.filled_by_order()) == {}
 
