@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Any, TypeVar
 
 from eth_account import Account
@@ -32,14 +33,14 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput
+from web3.exceptions import BadFunctionCallOutput, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
 from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
-from market.chain.retry import with_retries
+from market.chain.retry import transient_answer, with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.chain.wallet import WalletTransactor
 from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
@@ -425,35 +426,92 @@ class MarketClient:
                 funds[lab] = LabFunds(int(balance), int(allowance))
         return funds
 
+    def order_states(
+        self, orders: Sequence[tuple[str, bytes]], block: int | None = None
+    ) -> dict[bytes, OrderState]:
+        """Many orders' filled GPUs and cancellation (``orders``: signer and order hash), as of
+        ``block`` (default: the latest), read in JSON-RPC batches of :data:`READ_BATCH`."""
+        wanted = list(dict.fromkeys((signer, bytes(h)) for signer, h in orders))
+        states: dict[bytes, OrderState] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            chunk = wanted[start : start + READ_BATCH]
+            for (_, h), (filled, cancelled) in zip(
+                chunk, self._batch_call("orderState", chunk, block=block), strict=True
+            ):
+                states[h] = OrderState(filled=int(filled), cancelled=bool(cancelled))
+        return states
+
+    def block_hashes(self, numbers: Sequence[int]) -> dict[int, bytes | None]:
+        """The hashes of many blocks, from one JSON-RPC batch of ``eth_getBlockByNumber`` per
+        :data:`READ_BATCH` blocks; None for a block past the head (a reorganised chain may be
+        shorter than the one it replaced)."""
+        wanted = list(dict.fromkeys(numbers))
+        hashes: dict[int, bytes | None] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            chunk = wanted[start : start + READ_BATCH]
+            requests = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
+            answers = self._batch_request("eth_getBlockByNumber", requests)
+            for n, response in zip(chunk, answers, strict=True):
+                block = response.get("result")
+                hashes[n] = None if block is None else bytes(HexBytes(block["hash"]))
+        return hashes
+
+    def _batch_request(
+        self, what: str, requests: Sequence[tuple[RPCEndpoint, list[Any]]]
+    ) -> list[dict[str, Any]]:
+        """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
+        each. An answer a reorganisation in progress explains is retried as transient
+        (``market.chain.retry``); MarketError when the node refuses the batch or any request."""
+        provider = self.w3.provider
+
+        def send() -> Any:
+            if isinstance(provider, HTTPProvider):
+                answers: Any = provider.make_batch_request(list(requests))
+            else:
+                answers = [provider.make_request(method, params) for method, params in requests]
+            for answer in answers if isinstance(answers, list) else ():
+                if "error" in answer and transient_answer(str(answer["error"])):
+                    raise Web3RPCError(str(answer["error"]), rpc_response=answer)
+            return answers
+
+        responses = self._call(send)
+        if not isinstance(responses, list):  # the node refused the whole batch
+            raise MarketError(f"{what} batch read refused by {self._endpoint}: {responses}")
+        for response in responses:
+            if "error" in response or "result" not in response:
+                error = response.get("error")
+                raise MarketError(f"{what} read failed on {self._endpoint}: {error}")
+        return [dict(r) for r in responses]
+
     def _batch_call(
-        self, fn: str, calls: Sequence[tuple[Any, ...]], contract: Contract | None = None
+        self,
+        fn: str,
+        calls: Sequence[tuple[Any, ...]],
+        contract: Contract | None = None,
+        *,
+        block: int | None = None,
     ) -> list[Any]:
         """``contract``'s (default: the Market's) ``fn`` called once per argument tuple, in one
-        JSON-RPC batch request."""
+        JSON-RPC batch request, as of ``block`` (default: the latest)."""
         contract = contract if contract is not None else self.market
         calldata = self._calldata[contract.address]
+        tag = "latest" if block is None else hex(block)
         requests = [
             (
                 RPCEndpoint("eth_call"),
-                [
-                    {"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()},
-                    "latest",
-                ],
+                [{"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()}, tag],
             )
             for a in calls
         ]
-        provider = self.w3.provider
-        if not isinstance(provider, HTTPProvider):  # no batches: one request each
-            return [self._call(getattr(contract.functions, fn)(*a).call) for a in calls]
-        responses = self._call(lambda: provider.make_batch_request(requests))
-        if not isinstance(responses, list):  # the node refused the whole batch
-            raise MarketError(f"{fn} batch read refused by {self._endpoint}: {responses}")
-        results = []
-        for response in responses:
-            if "error" in response or "result" not in response:
-                raise MarketError(f"{fn} read failed on {self._endpoint}: {response.get('error')}")
-            results.append(calldata.decode_result(fn, bytes(HexBytes(response["result"]))))
-        return results
+        if not isinstance(self.w3.provider, HTTPProvider):  # no batches: one request each
+            return [
+                self._call(partial(getattr(contract.functions, fn)(*a).call, block_identifier=tag))
+                for a in calls
+            ]
+        return [
+            calldata.decode_result(fn, bytes(HexBytes(response["result"])))
+            for response in self._batch_request(fn, requests)
+        ]
 
     def is_slashed(self, lease_id: bytes) -> bool:
         """Whether a proof of cheating slashed the lease's provider (the lease is then closed)."""

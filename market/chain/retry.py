@@ -1,4 +1,5 @@
-"""Retrying only what is worth retrying: connection-level failures, with backoff and a deadline."""
+"""Retrying only what is worth retrying: connection-level failures, and the answers of a node whose
+head moved back under the request, with backoff and a deadline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TypeVar
 
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout as RequestsTimeout
+from web3.exceptions import Web3RPCError
 
 from market.errors import RpcUnavailable
 
@@ -20,7 +22,18 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Answers that are transient too: a node whose head moved back under the request (a
+# reorganisation in progress: anvil's ``BlockOutOfRangeError``, geth's ``header not found``).
+TRANSIENT_ANSWERS = ("BlockOutOfRangeError", "header not found")
+
+_RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, Web3RPCError)
+
 T = TypeVar("T")
+
+
+def transient_answer(error: str) -> bool:
+    """Whether a node's JSON-RPC error is one of :data:`TRANSIENT_ANSWERS`."""
+    return any(marker in error for marker in TRANSIENT_ANSWERS)
 
 
 def with_retries(
@@ -40,11 +53,13 @@ def with_retries(
     while True:
         try:
             return fn()
-        except TRANSIENT_ERRORS as exc:
+        except _RETRIED as exc:
+            if isinstance(exc, Web3RPCError) and not transient_answer(str(exc)):
+                raise
             if time.monotonic() + delay > deadline:
                 raise RpcUnavailable(endpoint, f"{type(exc).__name__}: {exc}") from exc
             time.sleep(delay)  # backoff between retries of a failed connection
             delay = min(delay * 2, max_delay_s)
 
 
-__all__ = ["TRANSIENT_ERRORS", "with_retries"]
+__all__ = ["TRANSIENT_ANSWERS", "TRANSIENT_ERRORS", "transient_answer", "with_retries"]

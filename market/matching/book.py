@@ -440,6 +440,9 @@ class OrderBook:
             if entry is not None:
                 was_out = entry.remaining == 0
                 entry.pending -= fill.gpus
+                if entry.filled >= entry.size:  # the chain filled it meanwhile
+                    self._forget_if_done(entry)
+                    continue
                 if self._forget_if_withdrawn(entry):
                     continue
                 if was_out and entry.remaining > 0:
@@ -452,6 +455,21 @@ class OrderBook:
             return
         entry.filled = min(filled_total, entry.size)
         self._forget_if_done(entry)
+
+    def reset_filled(self, order_hash: bytes, filled_total: int) -> None:
+        """The chain now holds ``filled_total`` GPUs of this order filled, fewer (a reorganisation
+        undid a lease) or more: GPUs given back return to the order's place in time."""
+        entry = self._orders.get(order_hash)
+        if entry is None:
+            return
+        was_out = entry.remaining <= 0
+        entry.filled = min(max(filled_total, 0), entry.size)
+        if entry.filled >= entry.size:
+            self._forget_if_done(entry)
+        elif was_out and entry.remaining > 0:
+            self._side(entry).add(entry)
+        elif not was_out and entry.remaining <= 0:
+            self._side(entry).discard(entry)
 
     def cancel(self, order_hash: bytes) -> None:
         """The order was cancelled by hash on-chain (or by its signer, through the relay)."""

@@ -28,6 +28,7 @@ from eth_typing import ChecksumAddress
 from market.chain.client import ProviderInfo
 from market.chain.deploy import Deployment
 from market.chain.events import ChainEvent
+from market.chain.forks import Reorg, detect_reorg
 from market.errors import (
     InvalidField,
     RpcUnavailable,
@@ -198,20 +199,48 @@ class Ledger:
 
     def poll_events(self) -> int:
         """Apply the events since the stored cursor, up to ``confirmations`` blocks below the
-        head; returns the last block applied."""
+        head, after checking that the chain still has the last block applied
+        (:meth:`check_reorg`); returns the last block applied."""
         head = self.client.head().number - self.confirmations
+        self.check_reorg()
         start = self.store.cursor()
         if start is None:
             start = self.deployment.deploy_block
         while start <= head:
             end = min(start + EVENT_CHUNK - 1, head)
+            # The hash before the events: a reorganisation between the two reads leaves a hash
+            # the next check finds replaced, so the chunk is read again.
+            block_hash = self.client.block_hashes([end]).get(end)
+            if block_hash is None:  # the chain got shorter since the head was read
+                break
             events = self.client.events(start, end)
             with self.store.db.transaction():  # one commit per chunk, its cursor included
                 for event in events:
                     self._apply(event)
-                self.store.set_cursor(end + 1)  # events apply idempotently: a crash replays
+                # Events apply idempotently: a crash replays.
+                self.store.set_cursor(end + 1, (end, block_hash))
             start = end + 1
         return head
+
+    def check_reorg(self) -> Reorg | None:
+        """Whether the chain replaced the last block applied (a reorganisation deeper than
+        ``confirmations``). If so: every lease not closed that the chain no longer has is
+        forgotten (no more paying or following it), and events are read again from the fork,
+        so a lease that opens again on the new branch is taken up as a new one."""
+        reorg = detect_reorg(self.client, self.store.applied_blocks())
+        if reorg is None:
+            return None
+        fork = reorg.fork if reorg.fork is not None else self.deployment.deploy_block
+        live = self.store.leases("opened", "running", "ended")
+        states = self.client.lease_states([r.lease.id for r in live])  # before any change
+        self.emit("reorg_detected", depth=reorg.depth, fork=fork, beyond_window=reorg.fork is None)
+        with self.store.db.transaction():
+            for record in live:
+                if states[record.lease.id].status == LeaseStatus.NONE:
+                    self.store.forget_lease(record.lease.id)
+                    self.emit("lease_gone", lease=record.lease.id, job=record.job_idx)
+            self.store.rewind(fork)
+        return reorg
 
     def _apply(self, event: ChainEvent) -> None:
         args = event.args

@@ -33,6 +33,7 @@ from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.types import Bid, Lease, Receipt, Signed, Voucher
 from market.sealing import SealingKeyPair, generate_keypair, public_key_of
 from nodes.jobs.spec import JobSpec
+from nodes.state import blocks
 from nodes.state.db import MIGRATIONS, StateDB, blob_uint, uint_blob
 
 Phase = Literal["opened", "running", "ended", "closed"]
@@ -132,6 +133,7 @@ LAB_MIGRATIONS: tuple[str, ...] = (
 
 _SEALING_KEY = "sealing_key"
 _CURSOR = "next_block"
+_APPLIED = "applied_blocks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +233,31 @@ class LabStore:
         raw = self._meta(_CURSOR)
         return None if raw is None else blob_uint(raw)
 
-    def set_cursor(self, next_block: int) -> None:
+    def set_cursor(self, next_block: int, applied: tuple[int, bytes] | None = None) -> None:
+        """Events are applied up to ``next_block``; ``applied``: the last block's number and
+        hash, kept in the window of applied blocks (``nodes/state/blocks.py``)."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO lab_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_CURSOR, uint_blob(next_block)),
-            )
+            self._set_meta(conn, _CURSOR, uint_blob(next_block))
+            if applied is not None:
+                window = blocks.remember(self.applied_blocks(), *applied)
+                self._set_meta(conn, _APPLIED, blocks.pack(window))
+
+    def applied_blocks(self) -> dict[int, bytes]:
+        """The last applied blocks' hashes, by number."""
+        return blocks.unpack(self._meta(_APPLIED), str(self.db.path))
+
+    def rewind(self, fork: int) -> None:
+        """The chain replaced the blocks from ``fork`` on: read again from there."""
+        with self.db.transaction() as conn:
+            self._set_meta(conn, _CURSOR, uint_blob(fork))
+            self._set_meta(conn, _APPLIED, blocks.pack(blocks.before(self.applied_blocks(), fork)))
+
+    def _set_meta(self, conn: sqlite3.Connection, key: str, value: bytes) -> None:
+        conn.execute(
+            "INSERT INTO lab_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -281,6 +301,15 @@ class LabStore:
                  secrets.token_bytes(32), time.time()),
             )  # fmt: skip
         return cur.rowcount == 1
+
+    def forget_lease(self, lease_id: bytes) -> None:
+        """A reorganisation removed the lease from the chain: forget it and everything about it
+        (receipts, vouchers, actions, challenges), so that a lease that opens again on the new
+        branch is a new one."""
+        with self.db.transaction() as conn:
+            for table in ("lab_challenges", "lab_actions", "lab_vouchers", "lab_receipts"):
+                conn.execute(f"DELETE FROM {table} WHERE lease_id = ?", (lease_id,))
+            conn.execute("DELETE FROM lab_leases WHERE lease_id = ?", (lease_id,))
 
     def lease(self, lease_id: bytes) -> LeaseRecord | None:
         rows = self.db.query("SELECT * FROM lab_leases WHERE lease_id = ?", (lease_id,))

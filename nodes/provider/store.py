@@ -1,7 +1,7 @@
 """The provider agent's own tables, beside :mod:`nodes.state.records`' (same SQLite file).
 
-* ``agent_meta``: the X25519 sealing key (generated once: it is registered on-chain) and the
-  block the event follower resumes from;
+* ``agent_meta``: the X25519 sealing key (generated once: it is registered on-chain), the
+  block the event follower resumes from and the hashes of the last blocks it applied;
 * ``jobs``: one row per lease seen opening: the bid hash the lab's job must match, the job spec
   once the lab sends it (stored before the job starts), its state, and how much of its stdout
   the receipts already commit;
@@ -23,6 +23,7 @@ from typing import Final
 
 from market.sealing import generate_keypair
 from nodes.provider.outputs import StreamedOutput
+from nodes.state import blocks
 from nodes.state.db import MIGRATIONS, StateDB
 from nodes.wire import JobState
 
@@ -116,13 +117,40 @@ class AgentStore:
         rows = self.db.query("SELECT value FROM agent_meta WHERE key = 'cursor'")
         return int.from_bytes(rows[0]["value"], "big") if rows else default
 
-    def set_cursor(self, block: int) -> None:
+    def set_cursor(self, block: int, applied: tuple[int, bytes] | None = None) -> None:
+        """Events are applied up to ``block``; ``applied``: the last block's number and hash,
+        kept in the window of applied blocks (``nodes/state/blocks.py``)."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO agent_meta (key, value) VALUES ('cursor', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (block.to_bytes(8, "big"),),
-            )
+            self._set_meta(conn, "cursor", block.to_bytes(8, "big"))
+            if applied is not None:
+                window = blocks.remember(self.applied_blocks(), *applied)
+                self._set_meta(conn, "applied_blocks", blocks.pack(window))
+
+    def applied_blocks(self) -> dict[int, bytes]:
+        """The last applied blocks' hashes, by number."""
+        rows = self.db.query("SELECT value FROM agent_meta WHERE key = 'applied_blocks'")
+        return blocks.unpack(bytes(rows[0]["value"]) if rows else None, str(self.db.path))
+
+    def rewind(self, fork: int) -> None:
+        """The chain replaced the blocks from ``fork`` on: read again from there."""
+        with self.db.transaction() as conn:
+            self._set_meta(conn, "cursor", fork.to_bytes(8, "big"))
+            kept = blocks.before(self.applied_blocks(), fork)
+            self._set_meta(conn, "applied_blocks", blocks.pack(kept))
+
+    def _set_meta(self, conn: sqlite3.Connection, key: str, value: bytes) -> None:
+        conn.execute(
+            "INSERT INTO agent_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def forget_lease(self, lease_id: bytes) -> None:
+        """A reorganisation removed a lease no receipt was signed for: forget its job, so that
+        a lease that opens again on the new branch is a new one."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM periods WHERE lease_id = ?", (lease_id,))
+            conn.execute("DELETE FROM jobs WHERE lease_id = ?", (lease_id,))
 
     # --- jobs --------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ import msgpack
 
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
+from market.chain.forks import Reorg, detect_reorg
 from market.chain.history import DEFAULT_CHUNK_BLOCKS
 from market.errors import ChainError, JobError, JobRefused, SandboxUnavailable
 from market.protocol.eip712 import Domain, receipt_hash
@@ -151,9 +152,15 @@ class LeaseWork:
             self.log.warning("chain_unavailable", error=str(exc))
 
     def follow(self) -> None:
-        start = self.store.cursor(self.client.contracts.deployment.deploy_block)
         head = self.client.head().number - self.config.chain.confirmations  # final enough
+        self.check_reorg()
+        start = self.store.cursor(self.client.contracts.deployment.deploy_block)
         if head < start:
+            return
+        # The hash before the events: a reorganisation between the two reads leaves a hash the
+        # next check finds replaced, so the range is read again.
+        block_hash = self.client.block_hashes([head]).get(head)
+        if block_hash is None:  # the chain got shorter since the head was read
             return
         me = self.key.address
         events = self.client.events(start, head)
@@ -163,11 +170,50 @@ class LeaseWork:
         refused: list[Lease] = []
         with self.store.db.transaction():  # one commit for the range, its cursor included
             self._apply(events, me, refused)
-            self.store.set_cursor(head + 1)
+            self.store.set_cursor(head + 1, (head, block_hash))
         for lease in refused:  # given up at once: the lab is refunded, the provider owed nothing
             outcome = self.chain.run(CloseLease(lease))
             self.records.mark_closed(lease.id)
             self.log.info("lease_given_up", lease=lease.id, status=outcome.status)
+
+    def check_reorg(self) -> Reorg | None:
+        """Whether the chain replaced the last block applied (a reorganisation deeper than
+        ``confirmations``). If so: every open lease the chain no longer has is dropped (its job
+        stopped, no receipt signed for it again) and events are read again from the fork."""
+        reorg = detect_reorg(self.client, self.store.applied_blocks())
+        if reorg is None:
+            return None
+        deployed = self.client.contracts.deployment.deploy_block
+        fork = reorg.fork if reorg.fork is not None else deployed
+        live = self.records.open_leases()
+        states = self.client.lease_states([lease.id for lease in live])  # before any change
+        self.log.warning(
+            "reorg_detected", depth=reorg.depth, fork=fork, beyond_window=reorg.fork is None
+        )
+        with self.store.db.transaction():
+            for lease in live:
+                if states[lease.id].status == LeaseStatus.NONE:
+                    self._drop(lease)
+            self.store.rewind(fork)
+        self.labs = None  # labs' records folded again, from the new branch
+        return reorg
+
+    def _drop(self, lease: Lease) -> None:
+        """The chain no longer has ``lease``: stop its job and sign nothing more for it. Without
+        a receipt signed, it is forgotten, so the same lease opening again on the new branch is
+        taken up as new; with one, it stays ended (a new receipt chain for it would equivocate)."""
+        self._stop(lease.id, "a reorganisation removed the lease")
+        self.running.pop(lease.id, None)
+        self.meters.pop(lease.id, None)
+        self.last_period.pop(lease.id, None)
+        if self.records.receipts(lease.id):
+            self.store.mark_ended(lease.id)
+            self.records.mark_closed(lease.id)
+            self.records.mark_released(lease.id)  # no stake lock to wait for: no lease
+        else:
+            self.store.forget_lease(lease.id)
+            self.records.forget_lease(lease.id)
+        self.log.warning("lease_gone", lease=lease.id, lab=lease.lab)
 
     def _lab_book(self, start: int) -> ReputationBook | None:
         """Labs' dispute records, when the config refuses labs by them: the market's events

@@ -26,7 +26,7 @@ from market.matching import (
     run_auction,
 )
 from market.protocol.eip712 import Domain, order_hash
-from market.protocol.types import Bid, Offer, OrderHash
+from market.protocol.types import Bid, Offer, OrderHash, OrderState
 from nodes.relay.capacity import Capacity
 from nodes.relay.reverts import chain_time_after, learn_from_revert
 from nodes.relay.stakes import StakeCache
@@ -222,6 +222,33 @@ class RelayBook:
             self.book.raise_nonce_floor(signer, floor)
             touched += [h for h, (_, _, s) in self._index.items() if s == signer]
         self._changed(touched)
+
+    def resync(self, filled: dict[bytes, int], chain: dict[bytes, OrderState]) -> list[bytes]:
+        """After a reorganisation: ``filled`` (GPUs filled per order hash, from the leases the
+        store still holds) becomes the book's count, and each resting order takes the chain's
+        ``chain`` state (read at the fork), its fills in flight kept pending. Returns the orders
+        whose remaining GPUs changed."""
+        self.filled = dict(filled)
+        touched = []
+        for h, state in chain.items():
+            entry = self.book.get(h)
+            if entry is None:
+                continue
+            before = entry.remaining
+            self.filled[h] = state.filled
+            if state.cancelled:
+                self.book.cancel(h)
+            else:
+                self.book.reset_filled(h, state.filled)
+            after = self.book.get(h)
+            if after is None or after.remaining != before:
+                touched.append(h)
+        self._changed(touched)
+        return touched
+
+    def resting(self) -> list[tuple[str, bytes]]:
+        """Every resting order's signer and hash."""
+        return [(signer, h) for h, (_, _, signer) in self._index.items()]
 
     def expire(self) -> None:
         self._changed(self.book.expire(self.chain_time))

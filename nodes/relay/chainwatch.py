@@ -6,6 +6,15 @@ read. ``LeaseOpened`` fills orders (by any matcher), ``OrderCancelled`` and ``No
 cancel them, registry events refresh a provider's stake. The events and the new cursor are stored
 in one transaction before the book changes, so a crash at any point replays at most a range the
 store already ignores.
+
+The hash of each poll's last block goes into the store with it (the last :data:`WINDOW`). Each poll
+first checks that the newest is still the chain's (``market.chain.forks``); when the chain replaced
+it (a reorganisation deeper than ``confirmations``), the watch logs ``reorg_detected``, forgets the
+leases of the replaced blocks, gives the resting orders the chain's state at the fork (filled GPUs,
+cancellation; their fills in flight stay pending), reads every provider's stake again and follows
+again from the fork. Deeper than the window, it follows again from the deployment's block, the
+orders' state read afresh. Orders the replaced blocks had removed from the book (filled, cancelled)
+are not brought back: their rows were deleted when they left.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from dataclasses import dataclass, field
 
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
-from market.errors import RpcUnavailable
-from market.protocol.types import Lease
+from market.chain.forks import WINDOW, Reorg, detect_reorg
+from market.errors import MarketError, RpcUnavailable
+from market.protocol.types import Lease, OrderState
 from nodes.logs import EventLogger
 from nodes.relay.book import RelayBook
 from nodes.relay.stakes import StakeCache
@@ -78,6 +88,7 @@ class ChainWatch:
         *,
         poll_s: float,
         confirmations: int = 0,
+        window: int = WINDOW,
     ) -> None:
         self.client = client
         self.store = store
@@ -87,6 +98,8 @@ class ChainWatch:
         self.log = log
         self.poll_s = poll_s
         self.confirmations = confirmations
+        self.window = window
+        self.reorgs = 0  # reorganisations noticed since start
         self._stale: set[str] = set()  # providers whose registry record changed, to read again
         stored = store.next_block()
         self.next_block = stored if stored is not None else client.contracts.deployment.deploy_block
@@ -101,13 +114,25 @@ class ChainWatch:
         """Apply every event up to the head (less ``confirmations`` blocks); returns how many
         there were."""
         head = await self.read_clock() - self.confirmations
+        await self.check_reorg()
         count = 0
         if head >= self.next_block:
             start = self.next_block
+            # The hash before the events: a reorganisation between the two reads leaves a hash
+            # the next poll finds replaced, so those events are read again.
+            hashes = await asyncio.to_thread(self.client.block_hashes, [head])
+            applied = hashes.get(head)
+            if applied is None:  # the chain got shorter since the head was read
+                return 0
             events = await asyncio.to_thread(self.client.events, start, head)
             batch = Batch.of(events)
             fresh = self.store.apply_chain(
-                (lease for lease, _ in batch.leases), batch.cancelled, batch.floors, head + 1
+                (lease for lease, _ in batch.leases),
+                batch.cancelled,
+                batch.floors,
+                head + 1,
+                (head, applied),
+                self.window,
             )
             self.next_block = head + 1
             self.book.apply_chain(fresh, batch.cancelled, batch.floors)
@@ -129,6 +154,51 @@ class ChainWatch:
             self.book.rematch()
         self.book.expire()
         return count
+
+    async def check_reorg(self) -> Reorg | None:
+        """Whether the chain replaced the newest block applied; if so, bring the book back to the
+        chain's state at the fork and follow again from there. Returns what was found."""
+        reorg = await asyncio.to_thread(detect_reorg, self.client, self.store.applied_blocks())
+        if reorg is None:
+            return None
+        deployed = self.client.contracts.deployment.deploy_block
+        fork = reorg.fork if reorg.fork is not None else deployed
+        resting = self.book.resting()
+        # Read before anything changes: an unavailable endpoint leaves the reorganisation to be
+        # found again by the next poll.
+        chain = await self._orders_at(fork, resting)
+        self.log.warning(
+            "reorg_detected",
+            depth=reorg.depth,
+            fork=fork,
+            beyond_window=reorg.fork is None,
+            resting=len(resting),
+        )
+        self.reorgs += 1
+        self.store.rewind(fork)
+        self.next_block = fork
+        filled = self.store.filled_by_order()
+        if chain is None:  # the leases the store kept say the same, for orders it has seen fill
+            chain = {h: OrderState(filled=filled.get(h, 0), cancelled=False) for _, h in resting}
+        self.book.resync(filled, chain)
+        self._stale |= set(self.stakes.known())  # locks and slashes of replaced blocks undone
+        return reorg
+
+    async def _orders_at(
+        self, fork: int, resting: list[tuple[str, bytes]]
+    ) -> dict[bytes, OrderState] | None:
+        """The resting orders' state once the last block kept was applied (the block before
+        ``fork``); None when the node no longer holds that block's state (a pruned node keeps
+        about 128 blocks). Raises RpcUnavailable when the endpoint does not answer."""
+        if fork <= self.client.contracts.deployment.deploy_block:  # before the market existed
+            return {h: OrderState(filled=0, cancelled=False) for _, h in resting}
+        try:
+            return await asyncio.to_thread(self.client.order_states, resting, fork - 1)
+        except RpcUnavailable:
+            raise
+        except MarketError as exc:
+            self.log.warning("reorg_state_unavailable", block=fork - 1, error=str(exc))
+            return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; an unavailable RPC endpoint is logged and retried."""

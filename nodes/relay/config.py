@@ -91,7 +91,8 @@ class RelayConfig:
     chain_poll_s: float = 0.1
     confirmations: int = 0
     """Blocks an event's block must be under before the book acts on it: 0 on a devnet, the
-    deepest reorganisation expected on a chain that has them (the clock still reads the head)."""
+    deepest reorganisation expected on a chain that has them (the clock still reads the head). A
+    deeper one is noticed by block hash and undone (``nodes/relay/chainwatch.py``)."""
     reputation_confirmations: int = 0
     """Blocks a block must be under before its events count in served reputations."""
     chain_read_deadline_s: float = 3.0

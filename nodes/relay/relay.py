@@ -233,6 +233,11 @@ class Relay:
             lambda: [((), self.watch.next_block - 1)],
         )
         m.gauge(
+            "gpumarket_relay_chain_reorgs",
+            "Reorganisations deeper than the confirmations noticed since start.",
+            lambda: [((), self.watch.reorgs)],
+        )
+        m.gauge(
             "gpumarket_relay_stream_subscribers",
             "Open event streams.",
             lambda: [((), len(self.hub.subscribers))],

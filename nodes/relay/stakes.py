@@ -23,6 +23,10 @@ class StakeCache:
         """Free stake, or None when not registered (or not read yet)."""
         return self._free.get(provider)
 
+    def known(self) -> list[str]:
+        """Every provider read so far."""
+        return list(self._free)
+
     def set(self, provider: str, free_stake: int | None) -> None:
         """What a revert just told: the provider's free stake (None: not registered)."""
         self._free[provider] = free_stake

@@ -5,6 +5,9 @@ book is rebuilt from the rows still resting, in arrival order. An order's row is
 leaves the book (filled, cancelled, expired, evicted), so the database is as bounded as the book.
 What the chain said (leases opened, cancellations, nonce floors) is written together with the block
 the relay has read up to, in one transaction, so applying a range of blocks twice changes nothing.
+The hashes of the last blocks applied (a bounded window) are kept with them, so the relay notices,
+even after a restart, when the chain replaced a block it applied; :meth:`Store.rewind` forgets the
+leases of the replaced blocks and moves the cursor back to the fork.
 A fill is recorded as an intent before its transaction is sent (a batch's intents in one
 transaction), and its outcome after.
 
@@ -41,6 +44,7 @@ CREATE TABLE IF NOT EXISTS leases (
     block INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cancelled (hash BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS nonce_floors (signer TEXT PRIMARY KEY, min_nonce BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -180,9 +184,12 @@ class Store:
         cancelled: Iterable[bytes],
         floors: Iterable[tuple[str, int]],
         next_block: int,
+        applied: tuple[int, bytes] | None = None,
+        window: int = 128,
     ) -> list[ChainLease]:
-        """Record a range of blocks' events and that the relay has read up to ``next_block``.
-        Returns the leases not seen before."""
+        """Record a range of blocks' events and that the relay has read up to ``next_block``,
+        with ``applied`` (the last block's number and hash) among the last ``window`` blocks'
+        hashes. Returns the leases not seen before."""
         leases = list(leases)
         known = {
             bytes(r[0])
@@ -211,8 +218,30 @@ class Store:
         statements.append(
             ("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(next_block),))
         )
+        if applied is not None:
+            number, block_hash = applied
+            statements += [
+                ("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash)),
+                ("DELETE FROM blocks WHERE number <= ?", (number - window,)),
+            ]
         self._write(statements)
         return fresh
+
+    def applied_blocks(self) -> dict[int, bytes]:
+        """The hashes of the last blocks applied (each poll's last block), by number."""
+        rows = self._db.execute("SELECT number, hash FROM blocks ORDER BY number").fetchall()
+        return {int(n): bytes(h) for n, h in rows}
+
+    def rewind(self, fork: int) -> None:
+        """The chain replaced the blocks from ``fork`` on: forget their leases and hashes, and read
+        again from ``fork``, in one transaction. Orders they had removed are gone already."""
+        self._write(
+            [
+                ("DELETE FROM leases WHERE block >= ?", (fork,)),
+                ("DELETE FROM blocks WHERE number >= ?", (fork,)),
+                ("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(fork),)),
+            ]
+        )
 
     def next_block(self) -> int | None:
         value = self.get_meta("next_block")

@@ -65,6 +65,11 @@ class Records:
         rows = self.db.query("SELECT paid FROM leases WHERE lease_id = ?", (lease_id,))
         return blob_uint(rows[0]["paid"]) if rows else 0
 
+    def forget_lease(self, lease_id: bytes) -> None:
+        """A reorganisation removed a lease nothing was signed or received for: forget it."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+
     def mark_closed(self, lease_id: bytes) -> None:
         """The lease closed; its stake lock may still be held (see :meth:`awaiting_release`)."""
         with self.db.transaction() as conn:

@@ -44,6 +44,17 @@ def fund_market(env: MarketEnv) -> MarketEnv:
     return env
 
 
+def reorg(market: MarketEnv, depth: int) -> int:
+    """Replace the last ``depth`` blocks with empty ones; returns the first block whose hash
+    changed (an empty block mined again in the same second may come back the same block)."""
+    reader = market.client()
+    head = reader.head().number
+    before = reader.block_hashes(range(head - depth + 1, head + 1))
+    market.devnet.rpc("anvil_reorg", [depth, []])
+    after = reader.block_hashes(list(before))
+    return min(n for n in before if after[n] != before[n])
+
+
 def admit_then_revoke(
     relay: RelayHandle, env: MarketEnv, lab: int, *bids: Signed[Bid], allowance: int = 0
 ) -> tuple[OrderResult, ...]:

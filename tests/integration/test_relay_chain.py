@@ -3,13 +3,15 @@ on the same database brings back the same book (plus what the chain did meanwhil
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from market.chain.deploy import deploy
-from market.errors import StoreError
+from market.errors import MarketError, StoreError
 from market.protocol.types import Bid, Offer, Signed
 from nodes.relay import Relay
 from nodes.wire import BookChange, LeaseOpened, OrderStatus, Side
@@ -25,6 +27,7 @@ from tests.integration.relay_harness import (
     fund_market,
     offer,
     open_relays,
+    reorg,
     statuses,
 )
 from tests.waiting import wait_until
@@ -110,6 +113,126 @@ def test_a_lease_a_reorg_removes_never_reaches_a_book_that_waits_for_confirmatio
         "the relay to follow the new chain past the old lease's block",
     )
     assert _remaining(relay) == {o.signature: 8, b.signature: 3}  # nothing counted, nothing lost
+
+
+def _next_block(relay: Relay) -> int:
+    return relay.watch.next_block
+
+
+def _reorgs(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [r.fields for r in caplog.records if getattr(r, "event", None) == "reorg_detected"]  # type: ignore[attr-defined]
+
+
+def test_a_reorg_deeper_than_the_confirmations_gives_the_orders_their_gpus_back(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14: a lease applied at once (confirmations 0) that a reorganisation removes no
+    longer counts: the relay notices the replaced block, its offer has every GPU again, and the
+    new branch's events apply as they come."""
+    relay = relays.start(confirmations=0)
+    o, b = offer(market, gpus=8), bid(market, gpus=3)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    reader = market.client()
+    for _ in range(3):  # blocks the relay applies one by one: their hashes in its window
+        market.devnet.mine(1)
+        wanted = reader.head().number + 1
+        wait_until(lambda w=wanted: relay.state(_next_block) == w, 20, "a block applied")
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    lease = outsider.open_lease(o, b, 3)
+    opened_in = reader.head().number
+    wait_until(lambda: _remaining(relay) == {o.signature: 5}, 20, "the outside lease")
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        fork = reorg(market, 3)  # the lease's block and two before, replaced
+        assert reader.lease_state(lease.id).status.name == "NONE"
+        wait_until(lambda: _remaining(relay) == {o.signature: 8}, 20, "the offer's GPUs back")
+    # The bid left the book (and the store) when the lease filled it: it stays gone.
+    assert [(f["depth"], f["fork"]) for f in _reorgs(caplog)] == [(opened_in - fork + 1, fork)]
+    assert relay.state(lambda r: r.watch.reorgs) == 1
+    assert relay.state(lambda r: r.store.filled_by_order()) == {}
+
+    again = bid(market, gpus=2)
+    assert statuses(relay.submit(again)) == [OrderStatus.ACCEPTED]
+    # A fresh client: the orphaned transaction's nonce is free again.
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, again, 2)
+    wait_until(lambda: _remaining(relay) == {o.signature: 6}, 20, "the new branch's lease")
+    assert relay.state(lambda r: r.watch.reorgs) == 1  # the new branch is followed, not doubted
+
+
+def test_a_node_without_the_forks_state_leaves_the_book_to_the_leases_the_store_kept(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pruned node may no longer answer reads at the block before the fork: the orders then
+    take the fills the store's leases still count, which is the same state."""
+    relay = relays.start(confirmations=0)
+
+    def pruned(orders: object, block: object) -> NoReturn:
+        raise MarketError(f"orderState read failed: missing trie node at {block}")
+
+    relay.state(lambda r: setattr(r.watch.client, "order_states", pruned))
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    outsider.open_lease(o, b, 1)  # stays
+    market.devnet.mine(1)
+    wanted = market.client().head().number + 1
+    wait_until(lambda: relay.state(_next_block) == wanted, 20, "the blocks applied")
+    outsider.open_lease(o, b, 2)  # replaced
+    wait_until(lambda: _remaining(relay) == {o.signature: 5, b.signature: 2}, 20, "both leases")
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        market.devnet.rpc("anvil_reorg", [1, []])
+        wait_until(lambda: _remaining(relay) == {o.signature: 7, b.signature: 4}, 20, "undone")
+    events = [r.event for r in caplog.records if hasattr(r, "event")]  # type: ignore[attr-defined]
+    assert events.count("reorg_state_unavailable") == 1
+    assert events.count("reorg_detected") == 1
+
+
+def test_a_relay_restarted_after_a_reorg_notices_it_and_follows_the_new_branch(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = relays.config("reorg-restart", confirmations=1)
+    first = relays.start(config)
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(first.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    market.client(market.devnet.accounts[OUTSIDER]).open_lease(o, b, 2)
+    market.devnet.mine(1)  # the lease one block deep: applied
+    wait_until(lambda: _remaining(first) == {o.signature: 6, b.signature: 3}, 20, "the lease")
+    first.stop()
+
+    market.devnet.rpc("anvil_reorg", [3, []])  # while the relay is away
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        second = relays.start(config)  # its first poll, before it serves, checks the hashes
+    assert len(_reorgs(caplog)) == 1
+    assert _remaining(second) == {o.signature: 8, b.signature: 5}
+    assert second.state(lambda r: r.watch.reorgs) == 1
+
+
+def test_a_reorg_deeper_than_the_hash_window_replays_from_the_deployment(
+    market: MarketEnv, relays: Relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = relays.start(confirmations=0)
+    relay.state(lambda r: setattr(r.watch, "window", 1))  # only the newest block's hash kept
+    o, b = offer(market, gpus=8), bid(market, gpus=5)
+    assert statuses(relay.submit(o, b)) == [OrderStatus.ACCEPTED] * 2
+    outsider = market.client(market.devnet.accounts[OUTSIDER])
+    outsider.open_lease(o, b, 1)  # stays: before the reorganisation
+    market.devnet.mine(2)
+    wanted = market.client().head().number + 1
+    wait_until(lambda: relay.state(_next_block) == wanted, 20, "the blocks applied")
+    outsider.open_lease(o, b, 2)  # replaced, with the block before
+    wait_until(lambda: _remaining(relay) == {o.signature: 5, b.signature: 2}, 20, "both leases")
+    assert len(relay.state(lambda r: r.store.applied_blocks())) == 1
+
+    with caplog.at_level(logging.INFO, logger="gpumarket.relay"):
+        market.devnet.rpc("anvil_reorg", [2, []])
+        wait_until(lambda: relay.state(lambda r: r.watch.reorgs) == 1, 20, "the reorg noticed")
+        deployed = market.contracts.deployment.deploy_block
+        assert [(f["fork"], f["beyond_window"]) for f in _reorgs(caplog)] == [(deployed, True)]
+    # Replayed from the deployment: the first lease counts once, the second not at all.
+    wait_until(lambda: _remaining(relay) == {o.signature: 7, b.signature: 4}, 20, "the replay")
+    filled = relay.state(lambda r: r.store.filled_by_order())
+    assert sorted(filled.values()) == [1, 1]  # the offer's and the bid's
 
 
 def test_cancellations_on_chain_remove_orders(market: MarketEnv, relays: Relays) -> None:

@@ -241,6 +241,28 @@ def test_sync_filled_applies_fills_made_by_other_matchers(orders: Orders) -> Non
         book.submit(offer, NOW)
 
 
+def test_reset_filled_gives_back_gpus_a_reorganisation_undid_and_keeps_pending_ones(
+    orders: Orders,
+) -> None:
+    book = OrderBook()
+    offer = orders.offer(gpus=8)
+    book.submit(offer, NOW)
+    book.sync_filled(offer.hash, 5)
+    [pending] = book.submit(orders.bid(gpus=3), NOW)  # the rest in flight: out of the book
+    assert [e.hash for e in book.offers(offer.signed.message.gpu_model)] == []
+    book.reset_filled(offer.hash, 1)  # the chain now holds one GPU filled
+    entry = book.get(offer.hash)
+    assert entry is not None
+    assert (entry.filled, entry.pending, entry.remaining) == (1, 3, 4)
+    [again] = book.submit(orders.bid(gpus=4), NOW)  # back in the book, at its place in time
+    assert (again.offer_hash, again.gpus) == (offer.hash, 4)
+    book.settle(pending)
+    book.reset_filled(offer.hash, 8)  # filled on the new branch: gone once nothing is pending
+    assert offer.hash in book
+    book.release(again)
+    assert offer.hash not in book
+
+
 def test_verification_rejects_bad_signatures_and_tampered_terms(orders: Orders) -> None:
     good = orders.offer().signed
     forged = Signed(dataclasses.replace(good.message, price_per_gpu_second=1), good.signature)
