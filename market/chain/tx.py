@@ -39,13 +39,21 @@ RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnav
 GAS_HEADROOM = 1.25
 _POLL_S = 0.01
 # How nodes refuse bytes already in their pool: geth, reth, erigon; anvil.
-_ALREADY_KNOWN = ("already known", "already imported")
+# anvil and geth say "already known", Nethermind "already imported", Hardhat "known transaction".
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 T = TypeVar("T")
 
 
 def revert_data(exc: ContractLogicError) -> bytes:
-    """The raw revert data web3 attached to ``exc`` (empty when there was none)."""
+    """The raw revert data web3 attached to ``exc`` (empty when there was none).
+
+    anvil answers a revert with the data as the error's ``data`` string, which web3 passes on; a
+    Hardhat node's message is not one web3 recognises, and web3 then attaches the whole error
+    object, the data inside it.
+    """
     data: Any = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
     return b""
