@@ -270,6 +270,8 @@ class Devnet:
         _live.discard(self)
         code = _stop_process(self._proc)
         shutil.rmtree(self._workdir, ignore_errors=True)
+        if self.implementation == "hardhat" and code == -signal.SIGINT:
+            return 0  # Node ends on SIGINT by the signal's default action: a clean stop
         return code
 
     def __enter__(self) -> Self:

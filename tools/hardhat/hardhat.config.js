@@ -26,6 +26,9 @@ module.exports = {
       accounts: keys.map((privateKey) => ({ privateKey, balance })),
       // anvil's default block gas limit.
       blockGasLimit: 30_000_000,
+      // Like anvil and geth, a transaction that reverts is mined and its hash returned; Hardhat
+      // otherwise answers eth_sendRawTransaction with an error.
+      throwOnTransactionFailures: false,
       mining: blockTime
         ? { auto: false, interval: Math.round(Number(blockTime) * 1000) }
         : { auto: true, interval: 0 },
