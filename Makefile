@@ -107,7 +107,7 @@ bench: setup
 # check_ tests in contracts/test/halmos; results in docs/benchmarks.md. Too slow for `make test`.
 prove: setup $(HALMOS_VENV)/.installed
 	FOUNDRY_PROFILE=halmos $(HALMOS_VENV)/bin/halmos --forge-build-out build/halmos/out \
-	  --contract MarketProofs --statistics --no-status --solver-timeout-assertion 0
+	  --contract MarketProofs --statistics --no-status
 
 test-hardhat: setup $(HARDHAT)
 	GPUMARKET_EVM=hardhat $(BIN)/pytest $(HARDHAT_TESTS)
