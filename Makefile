@@ -10,15 +10,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SLITHER_VENV := .venv-slither
+HALMOS_VENV := .venv-halmos
+HARDHAT := tools/hardhat/node_modules/.installed
+# The chain-facing integration tests that `make test-hardhat` runs against the Hardhat node.
+HARDHAT_TESTS := $(addprefix tests/integration/,test_devnet.py test_chain_tx.py test_open_lease.py \
+  test_receipts_on_chain.py test_claims.py test_tokens_and_fees.py test_market_flow.py \
+  test_matching_on_chain.py test_erc1271_orders.py)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help setup bubblewrap demo test bench lint typecheck forge-test solhint slither pytest build clean
+.PHONY: help setup bubblewrap demo test bench lint typecheck forge-test solhint slither pytest build clean \
+  prove test-hardhat
 
 help:
 	@echo "make demo    set up, then run the main job (a market round on an embedded devnet)"
 	@echo "make test    set up, then lint, type-check, forge tests, solhint, slither, pytest"
 	@echo "make bench   set up, then run the benchmarks (figures in bench/results/)"
 	@echo "make build   recompile contracts into market/artifacts (commit the result)"
+	@echo "make prove   symbolic proofs of the money rules with halmos (apart from make test: ~minutes)"
+	@echo "make test-hardhat  the chain integration tests against a Hardhat 2.x node instead of anvil"
 
 setup: bubblewrap $(VENV)/.installed node_modules/.installed
 
@@ -55,6 +64,17 @@ $(SLITHER_VENV)/.installed: tools/slither-requirements.txt
 	$(SLITHER_VENV)/bin/python -m pip install --quiet -r tools/slither-requirements.txt
 	@touch $@
 
+$(HALMOS_VENV)/.installed: tools/halmos-requirements.txt
+	@# halmos pins its own solver and z3 versions: its own environment, like slither's.
+	$(PYTHON) -m venv $(HALMOS_VENV)
+	$(HALMOS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HALMOS_VENV)/bin/python -m pip install --quiet -r tools/halmos-requirements.txt
+	@touch $@
+
+$(HARDHAT): tools/hardhat/package.json tools/hardhat/package-lock.json
+	@npm ci --prefix tools/hardhat --no-audit --no-fund --loglevel=error
+	@touch $@
+
 demo: setup
 	$(BIN)/gpumarket demo
 
@@ -85,6 +105,15 @@ test: lint typecheck solhint forge-test slither pytest
 
 bench: setup
 	$(BIN)/python -m bench
+
+# halmos builds through forge with its own profile (foundry.toml [profile.halmos]) and proves the
+# check_ tests in contracts/test/halmos; results in docs/benchmarks.md. Too slow for `make test`.
+prove: setup $(HALMOS_VENV)/.installed
+	FOUNDRY_PROFILE=halmos $(HALMOS_VENV)/bin/halmos --forge-build-out build/halmos/out \
+	  --contract MarketProofs --statistics --no-status
+
+test-hardhat: setup $(HARDHAT)
+	GPUMARKET_EVM=hardhat $(BIN)/pytest $(HARDHAT_TESTS)
 
 build: setup
 	$(BIN)/python -m market.build

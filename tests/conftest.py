@@ -1,4 +1,5 @@
-"""Shared fixtures. Integration tests share one anvil per session and reset it by snapshot."""
+"""Shared fixtures. Integration tests share one devnet per session (anvil, or the Hardhat node with
+GPUMARKET_EVM=hardhat) and reset it by snapshot."""
 
 from __future__ import annotations
 

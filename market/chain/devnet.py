@@ -1,4 +1,4 @@
-"""A local anvil devnet: start on a free port, control time and mining, always stop.
+"""A local devnet: start on a free port, control time and mining, always stop.
 
     with Devnet.start() as dev:
         w3 = dev.web3()
@@ -7,9 +7,13 @@
         dev.revert(snap)
 
 anvil comes from the pinned npm package (``npm ci``); ``GPUMARKET_ANVIL`` may name another binary.
-The hardfork is pinned to the EVM version the contracts are compiled for. Every started devnet is
-stopped on :meth:`Devnet.stop`, on interpreter exit, and by the kernel if this process dies
-(``PR_SET_PDEATHSIG``), so no anvil outlives the process that started it.
+A second EVM implementation, a Hardhat 2.x node (``npm ci --prefix tools/hardhat``), runs behind
+the same interface with ``implementation="hardhat"`` or ``GPUMARKET_EVM=hardhat``: same chain id,
+hardfork and funded accounts; the few node-specific methods (mining, balances, code, impersonation)
+are mapped to each node's name for them (docs/decisions/0019-second-evm.md). The hardfork is
+pinned to the EVM version the contracts are compiled for. Every started devnet is stopped on
+:meth:`Devnet.stop`, on interpreter exit, and by the kernel if this process dies
+(``PR_SET_PDEATHSIG``), so no node outlives the process that started it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -51,7 +55,50 @@ _REPO_ANVIL = (
     / "bin"
     / "anvil"
 )
+_REPO_HARDHAT = Path(__file__).resolve().parents[2] / "tools" / "hardhat"
 _live: set[Devnet] = set()
+
+Implementation = Literal["anvil", "hardhat"]
+"""The EVM node behind a :class:`Devnet`."""
+
+# The node-specific JSON-RPC methods by implementation; None where the node has none.
+_METHODS: dict[Implementation, dict[str, str | None]] = {
+    "anvil": {
+        "mine": "anvil_mine",
+        "set_balance": "anvil_setBalance",
+        "set_code": "anvil_setCode",
+        "impersonate": "anvil_impersonateAccount",
+        "stop_impersonating": "anvil_stopImpersonatingAccount",
+        "set_interval": "anvil_setBlockTimestampInterval",
+        "remove_interval": "anvil_removeBlockTimestampInterval",
+    },
+    "hardhat": {
+        "mine": "hardhat_mine",
+        "set_balance": "hardhat_setBalance",
+        "set_code": "hardhat_setCode",
+        "impersonate": "hardhat_impersonateAccount",
+        "stop_impersonating": "hardhat_stopImpersonatingAccount",
+        "set_interval": None,
+        "remove_interval": None,
+    },
+}
+
+
+def default_implementation() -> Implementation:
+    """``$GPUMARKET_EVM`` (``anvil`` or ``hardhat``), anvil when unset."""
+    name = os.environ.get("GPUMARKET_EVM", "anvil")
+    for known in get_args(Implementation):
+        if name == known:
+            return known  # type: ignore[no-any-return]
+    raise DevnetError(f"GPUMARKET_EVM={name!r} is not one of {get_args(Implementation)}")
+
+
+def find_hardhat() -> Path:
+    """The Hardhat CLI script installed under tools/hardhat."""
+    cli = _REPO_HARDHAT / "node_modules" / "hardhat" / "internal" / "cli" / "cli.js"
+    if not cli.is_file():
+        raise DevnetError("hardhat not found: run `npm ci --prefix tools/hardhat`")
+    return cli
 
 
 def find_anvil() -> Path:
@@ -82,12 +129,18 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class Devnet:
-    """One running anvil process. Create with :meth:`start`; use as a context manager."""
+    """One running node (anvil or Hardhat). Create with :meth:`start`; use as a context manager."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], port: int, workdir: Path, chain_id: int
+        self,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        workdir: Path,
+        chain_id: int,
+        implementation: Implementation = "anvil",
     ) -> None:
         self._proc = proc
+        self.implementation: Implementation = implementation
         self.port = port
         self.chain_id = chain_id
         self._workdir = workdir
@@ -106,43 +159,69 @@ class Devnet:
         balance_eth: int = 10_000,
         block_time: float | None = None,
         state_path: Path | None = None,
+        implementation: Implementation | None = None,
     ) -> Devnet:
-        """Start anvil and return once it answers JSON-RPC.
+        """Start the node and return once it answers JSON-RPC.
 
-        With ``port=None`` a free port is chosen, and another one if it is taken before anvil binds.
-        ``state_path`` loads and saves chain state there (saved every second and on stop).
+        With ``port=None`` a free port is chosen, and another one if it is taken before the node
+        binds. ``state_path`` loads and saves chain state there (saved every second and on stop;
+        anvil only). ``implementation`` defaults to :func:`default_implementation`.
         """
-        anvil = find_anvil()
+        impl = implementation or default_implementation()
+        if impl == "hardhat" and state_path is not None:
+            raise DevnetError("state_path needs anvil: the Hardhat node keeps no state file")
         last_error = ""
         for _ in range(_PORT_ATTEMPTS if port is None else 1):
             chosen = port if port is not None else free_port()
-            workdir = Path(tempfile.mkdtemp(prefix="gpumarket-anvil-"))
-            args = [
-                str(anvil),
-                "--host", "127.0.0.1",
-                "--port", str(chosen),
-                "--chain-id", str(chain_id),
-                "--hardfork", EVM_VERSION,
-                "--accounts", str(accounts),
-                "--balance", str(balance_eth),
-                "--config-out", str(workdir / "config.json"),
-            ]  # fmt: skip
-            if block_time is not None:
-                args += ["--block-time", str(block_time)]
-            if state_path is not None:
-                args += ["--state", str(state_path), "--state-interval", "1"]
-            log = (workdir / "anvil.log").open("wb")
+            workdir = Path(tempfile.mkdtemp(prefix=f"gpumarket-{impl}-"))
+            config_out = workdir / "config.json"
+            env = None
+            if impl == "hardhat":
+                args = [
+                    "node", str(find_hardhat()), "node",
+                    "--config", str(_REPO_HARDHAT / "hardhat.config.js"),
+                    "--hostname", "127.0.0.1",
+                    "--port", str(chosen),
+                ]  # fmt: skip
+                env = os.environ | {
+                    "GPUMARKET_HARDHAT_CONFIG_OUT": str(config_out),
+                    "GPUMARKET_HARDHAT_CHAIN_ID": str(chain_id),
+                    "GPUMARKET_HARDHAT_HARDFORK": EVM_VERSION,
+                    "GPUMARKET_HARDHAT_ACCOUNTS": str(accounts),
+                    "GPUMARKET_HARDHAT_BALANCE_ETH": str(balance_eth),
+                    "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true",
+                }
+                if block_time is not None:
+                    env["GPUMARKET_HARDHAT_BLOCK_TIME"] = str(block_time)
+            else:
+                args = [
+                    str(find_anvil()),
+                    "--host", "127.0.0.1",
+                    "--port", str(chosen),
+                    "--chain-id", str(chain_id),
+                    "--hardfork", EVM_VERSION,
+                    "--accounts", str(accounts),
+                    "--balance", str(balance_eth),
+                    "--config-out", str(config_out),
+                ]  # fmt: skip
+                if block_time is not None:
+                    args += ["--block-time", str(block_time)]
+                if state_path is not None:
+                    args += ["--state", str(state_path), "--state-interval", "1"]
+            log = (workdir / "node.log").open("wb")
             proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop anvil in order
+                cwd=_REPO_HARDHAT if impl == "hardhat" else None,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches us, and we stop the node in order
                 preexec_fn=_die_with_parent,  # the process is single-threaded at start
             )
             log.close()
             try:
-                devnet = cls._wait_ready(proc, chosen, workdir, chain_id)
+                devnet = cls._wait_ready(proc, chosen, workdir, chain_id, impl)
             except DevnetError as exc:
                 last_error = str(exc)
                 if "in use" not in last_error.lower():
@@ -150,23 +229,30 @@ class Devnet:
                 continue
             _live.add(devnet)
             return devnet
-        raise DevnetError(f"could not start anvil on a free port: {last_error}")
+        raise DevnetError(f"could not start {impl} on a free port: {last_error}")
 
     @classmethod
     def _wait_ready(
-        cls, proc: subprocess.Popen[bytes], port: int, workdir: Path, chain_id: int
+        cls,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        workdir: Path,
+        chain_id: int,
+        implementation: Implementation,
     ) -> Devnet:
         probe = Web3(HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 1}))
         deadline = time.monotonic() + READY_DEADLINE_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                tail = (workdir / "anvil.log").read_text(errors="replace")[-2000:]
-                raise DevnetError(f"anvil exited with code {proc.returncode}: {tail}")
+                tail = (workdir / "node.log").read_text(errors="replace")[-2000:]
+                raise DevnetError(f"{implementation} exited with code {proc.returncode}: {tail}")
             if (workdir / "config.json").is_file() and probe.is_connected():
-                return cls(proc, port, workdir, chain_id)
+                return cls(proc, port, workdir, chain_id, implementation)
             time.sleep(0.02)  # polling interval while waiting for readiness, bounded by deadline
         _stop_process(proc)
-        raise DevnetError(f"anvil did not answer on port {port} within {READY_DEADLINE_S}s")
+        raise DevnetError(
+            f"{implementation} did not answer on port {port} within {READY_DEADLINE_S}s"
+        )
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -179,10 +265,13 @@ class Devnet:
         return self._proc.pid
 
     def stop(self) -> int:
-        """Stop anvil: SIGINT (saves state), then SIGTERM, then SIGKILL; returns its exit code."""
+        """Stop the node: SIGINT (anvil saves state), then SIGTERM, then SIGKILL; returns its exit
+        code."""
         _live.discard(self)
         code = _stop_process(self._proc)
         shutil.rmtree(self._workdir, ignore_errors=True)
+        if self.implementation == "hardhat" and code == -signal.SIGINT:
+            return 0  # Node ends on SIGINT by the signal's default action: a clean stop
         return code
 
     def __enter__(self) -> Self:
@@ -207,17 +296,34 @@ class Devnet:
         )
 
     def rpc(self, method: str, params: list[Any] | None = None) -> Any:
-        """Call a JSON-RPC method; raises DevnetError if anvil is gone or answers an error."""
+        """Call a JSON-RPC method; raises DevnetError if the node is gone or answers an error."""
         if not self.alive:
-            raise DevnetError(f"anvil (pid {self.pid}) exited with code {self._proc.returncode}")
+            raise DevnetError(
+                f"{self.implementation} (pid {self.pid}) exited with code {self._proc.returncode}"
+            )
         try:
             response = self._w3.provider.make_request(RPCEndpoint(method), params or [])
         except (OSError, ConnectionError) as exc:  # requests' errors derive from OSError
             state = "running" if self.alive else f"exited with code {self._proc.returncode}"
-            raise DevnetError(f"anvil at {self.rpc_url} did not answer {method} ({state})") from exc
+            raise DevnetError(
+                f"{self.implementation} at {self.rpc_url} did not answer {method} ({state})"
+            ) from exc
         if "error" in response:
             raise DevnetError(f"{method} failed: {response['error']}")
         return response.get("result")
+
+    def node_method(self, action: str) -> str:
+        """This node's JSON-RPC method for a node-specific ``action`` (``mine``, ``set_code``...);
+        raises DevnetError where the node has none."""
+        method = _METHODS[self.implementation][action]
+        if method is None:
+            anvil_method = _METHODS["anvil"][action]
+            raise DevnetError(f"{self.implementation} has no equivalent of {anvil_method}")
+        return method
+
+    def supports(self, action: str) -> bool:
+        """Whether this node has a method for the node-specific ``action``."""
+        return _METHODS[self.implementation][action] is not None
 
     def snapshot(self) -> str:
         """Snapshot chain state; the id can be reverted to once."""
@@ -248,12 +354,12 @@ class Devnet:
         """Give every new block the previous timestamp plus ``seconds``, whatever the wall clock
         says (``None`` goes back to wall-clock time). Makes chain time deterministic for tests."""
         if seconds is None:
-            self.rpc("anvil_removeBlockTimestampInterval")
+            self.rpc(self.node_method("remove_interval"))
         else:
-            self.rpc("anvil_setBlockTimestampInterval", [seconds])
+            self.rpc(self.node_method("set_interval"), [seconds])
 
     def mine(self, blocks: int = 1) -> None:
-        self.rpc("anvil_mine", [hex(blocks)])
+        self.rpc(self.node_method("mine"), [hex(blocks)])
 
     def set_automine(self, enabled: bool) -> None:
         """With automine off, transactions wait in the pool until :meth:`mine`."""
@@ -264,7 +370,19 @@ class Devnet:
         self.rpc("evm_setIntervalMining", [seconds])
 
     def set_balance(self, address: str, wei: int) -> None:
-        self.rpc("anvil_setBalance", [address, hex(wei)])
+        self.rpc(self.node_method("set_balance"), [address, hex(wei)])
+
+    def set_code(self, address: str, runtime_code: str) -> None:
+        """Put ``runtime_code`` (0x-hex) at ``address``."""
+        self.rpc(self.node_method("set_code"), [address, runtime_code])
+
+    def unsafe_impersonate(self, address: str) -> None:
+        """Let unsigned ``eth_sendTransaction`` from ``address`` through, until
+        :meth:`stop_impersonating`."""
+        self.rpc(self.node_method("impersonate"), [address])
+
+    def stop_impersonating(self, address: str) -> None:
+        self.rpc(self.node_method("stop_impersonating"), [address])
 
     def block_number(self) -> int:
         return int(self.rpc("eth_blockNumber"), 16)
@@ -297,4 +415,13 @@ def live_devnets() -> list[Devnet]:
     return list(_live)
 
 
-__all__ = ["DEFAULT_CHAIN_ID", "Devnet", "find_anvil", "free_port", "live_devnets"]
+__all__ = [
+    "DEFAULT_CHAIN_ID",
+    "Devnet",
+    "Implementation",
+    "default_implementation",
+    "find_anvil",
+    "find_hardhat",
+    "free_port",
+    "live_devnets",
+]

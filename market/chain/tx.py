@@ -39,13 +39,33 @@ RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnav
 GAS_HEADROOM = 1.25
 _POLL_S = 0.01
 # How nodes refuse bytes already in their pool: geth, reth, erigon; anvil.
-_ALREADY_KNOWN = ("already known", "already imported")
+# anvil and geth say "already known", Nethermind "already imported", Hardhat "known transaction".
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 T = TypeVar("T")
 
 
 def revert_data(exc: ContractLogicError) -> bytes:
-    """The raw revert data web3 attached to ``exc`` (empty when there was none)."""
+    """The raw revert data web3 attached to ``exc`` (empty when there was none).
+
+    anvil answers a revert with the data as the error's ``data`` string, which web3 passes on; a
+    Hardhat node's message is not one web3 recognises, and web3 then attaches the whole error
+    object, the data inside it.
+    """
     data: Any = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    return b""
+
+
+def _error_data(response: Any) -> bytes:
+    """The revert data in a JSON-RPC error answer: the error's ``data`` string (anvil, geth), or
+    the ``data`` inside its ``data`` object (Hardhat)."""
+    error: Any = response.get("error") or {}
+    data = error.get("data") if isinstance(error, dict) else None
+    if isinstance(data, dict):
+        data = data.get("data")
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
     return b""
@@ -297,10 +317,23 @@ class Transactor:
             )
         except TRANSIENT_ERRORS:
             return b""
-        error: Any = response.get("error") or {}
-        data = error.get("data") if isinstance(error, dict) else None
-        if isinstance(data, str) and data.startswith("0x"):
-            return bytes.fromhex(data[2:])
+        return _error_data(response) or self._traced_return(tx_hash)
+
+    def _traced_return(self, tx_hash: HexBytes) -> bytes:
+        """The return data of a mined transaction from ``debug_traceTransaction``: the replay's
+        fallback on a node without eth_call block overrides (Hardhat 2.x), where a revert that
+        depends on the block's time does not happen again on the parent block."""
+        options = {"disableStack": True, "disableStorage": True, "enableMemory": False}
+        try:
+            response = self.w3.provider.make_request(
+                RPCEndpoint("debug_traceTransaction"), [tx_hash.to_0x_hex(), options]
+            )
+        except TRANSIENT_ERRORS:
+            return b""
+        result: Any = response.get("result") or {}
+        value = result.get("returnValue") if isinstance(result, dict) else None
+        if isinstance(value, str) and value:
+            return bytes.fromhex(value.removeprefix("0x"))
         return b""
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: str, *args: Any) -> TxReceipt:

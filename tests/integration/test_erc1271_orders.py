@@ -197,6 +197,10 @@ CASES: dict[str, tuple[Case, bool]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_order_verifies_off_chain_iff_the_market_accepts_it(market: MarketEnv, case: str) -> None:
+    if case == "erc1271-burns-all-gas" and market.devnet.implementation == "hardhat":
+        # Measured: Hardhat's EVM spent over the 10 s RPC timeout on a call spinning to its 30M
+        # gas, and the node stayed busy after (docs/decisions/0019-second-evm.md).
+        pytest.skip("hardhat takes longer than the RPC timeout to burn a 30M-gas call")
     build, expected = CASES[case]
     bid = build(market)
     checker = Erc1271Checker.connect(market.devnet.rpc_url)

@@ -62,7 +62,7 @@ def new_wallet(devnet: Devnet, owner: str, deployer: LocalAccount | None = None)
 
 def raw_wallet(env: MarketEnv, address: ChecksumAddress, runtime_code: str) -> ChecksumAddress:
     """An account at ``address`` whose code is ``runtime_code``, funded and approving the market."""
-    env.devnet.rpc("anvil_setCode", [address, runtime_code])
+    env.devnet.set_code(address, runtime_code)
     fund_and_approve(env, address)
     return address
 
@@ -85,13 +85,13 @@ def as_wallet(env: MarketEnv, wallet: ChecksumAddress, to: ChecksumAddress, data
     """Send ``data`` to ``to`` from ``wallet`` (impersonated; anvil needs no signature)."""
     w3 = env.devnet.web3()
     env.devnet.set_balance(wallet, 10**18)
-    env.devnet.rpc("anvil_impersonateAccount", [wallet])
+    env.devnet.unsafe_impersonate(wallet)
     try:
         tx_hash = w3.eth.send_transaction({"from": wallet, "to": to, "data": data})
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
         assert receipt["status"] == 1, f"the wallet's transaction to {to} reverted"
     finally:
-        env.devnet.rpc("anvil_stopImpersonatingAccount", [wallet])
+        env.devnet.stop_impersonating(wallet)
 
 
 def address_of(value: int) -> ChecksumAddress:
