@@ -122,6 +122,15 @@ def free_port() -> int:
         return port
 
 
+def _config_written(workdir: Path) -> bool:
+    """Whether the node's ``config.json`` is whole: it parses and names the accounts' keys."""
+    try:
+        config = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("private_keys"))
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError, AttributeError):
@@ -246,7 +255,9 @@ class Devnet:
             if proc.poll() is not None:
                 tail = (workdir / "node.log").read_text(errors="replace")[-2000:]
                 raise DevnetError(f"{implementation} exited with code {proc.returncode}: {tail}")
-            if (workdir / "config.json").is_file() and probe.is_connected():
+            # The node writes config.json while it starts: an empty or half-written file is read
+            # as "not yet" (seen under load), not as a broken node.
+            if _config_written(workdir) and probe.is_connected():
                 return cls(proc, port, workdir, chain_id, implementation)
             time.sleep(0.02)  # polling interval while waiting for readiness, bounded by deadline
         _stop_process(proc)

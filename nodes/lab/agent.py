@@ -69,7 +69,14 @@ from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
 from nodes.jobs.spec import CommandParams, JobSpec
-from nodes.lab.challenges import BUSY, MAX_BUSY, MIN_GAP_S, ChallengeSchedule, run_challenge
+from nodes.lab.challenges import (
+    BUSY,
+    ENDED,
+    MAX_BUSY,
+    MIN_GAP_S,
+    ChallengeSchedule,
+    run_challenge,
+)
 from nodes.lab.checks import (
     CommandCheck,
     CommandRerun,
@@ -163,6 +170,7 @@ class LabAgent:
         self._keys: SealingKeyPair | None = None
         self._jobs: dict[int, JobRecord] = {}
         self._challenges = ChallengeSchedule(config.challenge)
+        self._provider_ended: dict[bytes, int] = {}  # lease -> chain time it said work was over
         self._checks: dict[bytes, OutputCheck] = {}
         self._bids_placed: set[int] = set()
         self._phases: dict[str, int] = {}
@@ -491,6 +499,11 @@ class LabAgent:
         )
         if outcome is None:  # unreachable: the lease's other checks deal with it; again later
             return True
+        if outcome is ENDED:  # nothing left to challenge; no receipt may bill past this
+            self._challenges.ran(lease.id, float("inf"))
+            self._provider_ended[lease.id] = self._chain_time
+            self.log.info("challenge_skipped", lease=lease.id, reason="provider_ended")
+            return True
         if outcome is BUSY:
             times = self._challenges.busy(lease.id, time.monotonic())
             if times < MAX_BUSY:
@@ -533,6 +546,11 @@ class LabAgent:
                                     equivocation=(stored, signed))  # fmt: skip
                 raise _Rejected(f"receipt {r.seq} differs from the one accepted")
             return head
+        ended = self._provider_ended.get(lease.id)
+        if ended is not None and r.period_start >= ended:
+            raise _Rejected(
+                f"receipt {r.seq} bills time after the provider answered that its work had ended"
+            )
         verifier = ReceiptVerifier(
             ledger.domain,
             lease,

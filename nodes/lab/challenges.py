@@ -24,7 +24,10 @@ When each lease is challenged is :class:`ChallengeSchedule`'s: at its first step
 ``MIN_GAP_S`` plus an exponential wait of mean ``mean_interval_s``, so a provider cannot tell when
 the next one comes. A provider may answer "busy" (429: a challenge already running, or one too
 soon after the last, as after a lab's restart) ``MAX_BUSY - 1`` times in a row; the next such
-answer fails the challenge, or a provider could dodge every one.
+answer fails the challenge, or a provider could dodge every one. A provider whose work on the lease
+is over (the lease ended, or it stopped for want of payment, as while a lab was down) answers
+``lease_ended``: it is not challenged again, and a receipt it signs afterwards for time past that
+answer is refused, so the answer cannot dodge a challenge and bill on.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ MAX_BUSY: Final = 3
 
 BUSY: Final = ChallengeOutcome(0, "", False, 0.0, 0.0, "busy")
 """:func:`run_challenge`'s answer when the provider said it is busy (HTTP 429)."""
+ENDED: Final = ChallengeOutcome(0, "", False, 0.0, 0.0, "ended")
+""":func:`run_challenge`'s answer when the provider said its work on the lease is over
+(``lease_ended``: the lease ended, or payment stopped): no receipt may follow for later time."""
 
 
 @dataclass
@@ -152,6 +158,8 @@ async def run_challenge(
     except RequestRefused as exc:
         if exc.status == 429:  # one already running or too soon (a restarted lab): later
             return BUSY
+        if exc.code == "lease_ended":
+            return ENDED
         return failed(f"refused: {exc.code}: {exc.message}", time.perf_counter() - start)
     elapsed = time.perf_counter() - start
     if commitment.lease_id != lease.id or commitment.seed != seed:
@@ -177,6 +185,7 @@ async def run_challenge(
 
 __all__ = [
     "BUSY",
+    "ENDED",
     "HOST_FACTOR",
     "MAX_BUSY",
     "MIN_GAP_S",

@@ -352,8 +352,8 @@ class ProviderService:
         lease = self.records.lease(m.lease_id)
         if row is None or lease is None:
             raise Refused(404, ErrorCode.UNKNOWN_LEASE, f"no lease 0x{m.lease_id.hex()} here")
-        if row.ended_at is not None:
-            raise Refused(400, ErrorCode.CHALLENGE_REFUSED, "the lease has ended")
+        if row.ended_at is not None:  # its work is over here: no receipt follows
+            raise Refused(409, ErrorCode.LEASE_ENDED, "the lease has ended here")
         try:
             self.desk.authenticate(m, lease)
         except InvalidSignature as exc:

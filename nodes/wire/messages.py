@@ -78,6 +78,7 @@ class ErrorCode(StrEnum):
     JOB_REFUSED = "job_refused"
     JOB_EXISTS = "job_exists"
     CHALLENGE_REFUSED = "challenge_refused"
+    LEASE_ENDED = "lease_ended"
     UNKNOWN_PERIOD = "unknown_period"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from web3.exceptions import ContractLogicError
 
 import market.chain.devnet as devnet_mod
-from market.chain.devnet import default_implementation
+from market.chain.devnet import _config_written, default_implementation
 from market.chain.tx import revert_data
 from market.errors import DevnetError
 
@@ -43,3 +45,15 @@ def test_revert_data_is_read_from_anvil_strings_and_hardhat_objects() -> None:
     )
     assert revert_data(anvil) == revert_data(hardhat) == bytes.fromhex("70ab3790")
     assert revert_data(ContractLogicError("execution reverted", data=None)) == b""
+
+
+def test_a_config_file_the_node_is_still_writing_is_not_ready(tmp_path: Path) -> None:
+    """anvil creates config.json before it has written it: an empty or partial file once failed
+    a whole test worker's session devnet with a JSONDecodeError."""
+    config = tmp_path / "config.json"
+    assert not _config_written(tmp_path)  # not there yet
+    for partial in ("", '{"private_keys": ["0x', '{"private_keys": []}', "[]"):
+        config.write_text(partial, encoding="utf-8")
+        assert not _config_written(tmp_path), partial
+    config.write_text('{"private_keys": ["0x01"]}', encoding="utf-8")
+    assert _config_written(tmp_path)
