@@ -38,26 +38,7 @@ The tree::
     │   ├── LabUnfunded           the bid's lab holds or allows the market less than it may cost
     │   ├── SignerAtCapacity      its signer already holds its share of a relay's book
     │   └── BookFull              a relay's book is full and nobody holds more than its signer
-    ├── NodeError                 a daemon, its state or a peer failed (nodes/)
-    │   ├── RequestRefused        a daemon answered with an ErrorResponse (``code``, ``details``)
-    │   ├── RateLimited           a client or signer is over its rate limit (``retry_after_s``)
-    │   ├── TooManyOrders         a request carries more orders than the daemon takes at once
-    │   ├── PeerUnavailable       a peer daemon did not answer before the timeout
-    │   ├── StoreError            a daemon's SQLite state is unreadable or of another version
-    │   ├── OutputUnavailable     a period's committed output is no longer on disk as committed
-    │   ├── ActionUnsupported     the deployed market lacks the function a chain action calls
-    │   └── AgentError            the provider agent cannot act as configured (nodes/provider)
-    │       ├── ConfigError       a config field is missing or invalid (``field``)
-    │       ├── KeystoreError     the key cannot be read or decrypted
-    │       ├── InventoryError    no GPUs detected and none declared
-    │       ├── PricingError      a pricing policy cannot load, or priced out of range
-    │       ├── SandboxUnavailable  the job sandbox (bubblewrap) cannot start; no job runs
-    │       ├── JobRefused        a job spec asks for what the provider's policy forbids
-    │       └── JobError          a job did not complete
-    │           ├── JobTimedOut       over its wall-time limit; killed
-    │           ├── JobOutOfMemory    over its memory limit
-    │           ├── JobDiskExceeded   wrote more than its folder's cap; killed
-    │           └── JobFailed         exited non-zero or by a signal
+    ├── (NodeError and the daemons' errors live in nodes/errors.py)
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
     └── ChainError                talking to an EVM node went wrong
@@ -76,7 +57,7 @@ Errors carry the values that explain them as attributes, and their messages say 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 BUILD_COMMAND = "python -m market.build"
@@ -437,187 +418,6 @@ class BookFull(OrderError):
         super().__init__(
             order_hash, f"the book is full ({capacity} orders); retry later or at another relay"
         )
-
-
-class NodeError(MarketError):
-    """A daemon, its durable state, or a peer daemon failed."""
-
-
-class RequestRefused(NodeError):
-    """A daemon answered with an ErrorResponse: ``code`` says why, ``details`` has the numbers."""
-
-    def __init__(
-        self, code: str, message: str, details: Mapping[str, object], status: int = 0
-    ) -> None:
-        self.code = code
-        self.message = message
-        self.details = dict(details)
-        self.status = status
-        super().__init__(f"refused ({code}, HTTP {status}): {message}")
-
-
-class RateLimited(NodeError):
-    """``key`` (a client address or an order signer) is over its limit for now."""
-
-    def __init__(self, key: str, retry_after_s: float) -> None:
-        self.key = key
-        self.retry_after_s = retry_after_s
-        super().__init__(f"{key} is over its rate limit; retry after {retry_after_s:.2f}s")
-
-
-class TooManyOrders(NodeError):
-    def __init__(self, count: int, limit: int) -> None:
-        self.count = count
-        self.limit = limit
-        super().__init__(f"{count} orders in one request, the limit is {limit}; split the batch")
-
-
-class PeerUnavailable(NodeError):
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"peer {url} is unavailable: {reason}")
-
-
-class StoreError(NodeError):
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"state database {path}: {reason}")
-
-
-class OutputUnavailable(NodeError):
-    """Bytes a receipt committed cannot be read back from ``path`` as committed (the file was
-    removed, cut or changed since): nothing is served in their place."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"output file {path}: {reason}; keep a job's folder until it is settled")
-
-
-class ActionUnsupported(NodeError):
-    """The deployed market has no ``function`` for chain action ``kind``: deploy a newer market."""
-
-    def __init__(self, kind: str, function: str) -> None:
-        self.kind = kind
-        self.function = function
-        super().__init__(
-            f"chain action {kind!r} calls Market.{function}, which this deployment lacks; "
-            "deploy a market that has it"
-        )
-
-
-class AgentError(NodeError):
-    """The provider agent cannot act as it is configured."""
-
-
-class ConfigError(AgentError):
-    """``field`` (a dotted path such as ``inventory.gpus[0].count``) of the config at ``path``
-    is missing or invalid."""
-
-    def __init__(self, path: str, field: str, reason: str) -> None:
-        self.path = path
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{path}: {field}: {reason}")
-
-
-class KeystoreError(AgentError):
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"keystore {path}: {reason}")
-
-
-class InventoryError(AgentError):
-    """No GPUs to offer: detection found none (or failed) and the config declares none."""
-
-
-class PricingError(AgentError):
-    def __init__(self, policy: str, reason: str) -> None:
-        self.policy = policy
-        self.reason = reason
-        super().__init__(f"pricing policy {policy!r}: {reason}")
-
-
-class SandboxUnavailable(AgentError):
-    """The job sandbox cannot start (``reason``): bubblewrap missing, or its probe failed.
-    A provider never falls back to running a job unconfined; install bubblewrap, or opt out
-    explicitly with ``[jobs] sandbox = "none"``."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(
-            f"job sandbox unavailable: {reason}; install bubblewrap (apt-get install -y "
-            'bubblewrap) or set [jobs] sandbox = "none" to run jobs unconfined'
-        )
-
-
-class JobRefused(AgentError):
-    """Job ``job`` asks for ``what`` (``network``, ``memory_bytes``), which the provider's
-    policy (``allowed``) forbids; it is not started."""
-
-    def __init__(self, job: str, what: str, asked: object, allowed: object) -> None:
-        self.job = job
-        self.what = what
-        self.asked = asked
-        self.allowed = allowed
-        super().__init__(
-            f"job {job}: asks for {what} = {asked!r}, the provider allows {allowed!r}; "
-            "lease from a provider whose policy allows it"
-        )
-
-
-class JobError(AgentError):
-    """Job ``job`` did not complete; ``stderr_tail`` holds the end of what it wrote."""
-
-    def __init__(self, job: str, message: str, stderr_tail: str = "") -> None:
-        self.job = job
-        self.stderr_tail = stderr_tail
-        super().__init__(f"job {job}: {message}")
-
-
-class JobTimedOut(JobError):
-    def __init__(self, job: str, wall_time_s: float, stderr_tail: str = "") -> None:
-        self.wall_time_s = wall_time_s
-        super().__init__(
-            job, f"ran past its wall-time limit of {wall_time_s:g}s and was killed", stderr_tail
-        )
-
-
-class JobOutOfMemory(JobError):
-    def __init__(self, job: str, memory_bytes: int, stderr_tail: str = "") -> None:
-        self.memory_bytes = memory_bytes
-        super().__init__(
-            job,
-            f"ran out of memory under its limit of {memory_bytes} bytes; lease more memory "
-            "or raise the job limit",
-            stderr_tail,
-        )
-
-
-class JobDiskExceeded(JobError):
-    """Wrote more than ``limit_bytes`` into its folder (``used_bytes`` when it was killed)."""
-
-    def __init__(self, job: str, limit_bytes: int, used_bytes: int, stderr_tail: str = "") -> None:
-        self.limit_bytes = limit_bytes
-        self.used_bytes = used_bytes
-        super().__init__(
-            job,
-            f"wrote {used_bytes} bytes into its folder, over its cap of {limit_bytes}, and was "
-            "killed; lease from a provider with a larger [jobs] max_disk_gib",
-            stderr_tail,
-        )
-
-
-class JobFailed(JobError):
-    """Exited with ``exit_code`` (negative: killed by that signal)."""
-
-    def __init__(self, job: str, exit_code: int, stderr_tail: str = "") -> None:
-        self.exit_code = exit_code
-        how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with {exit_code}"
-        super().__init__(job, how, stderr_tail)
 
 
 class DevnetError(MarketError):

@@ -56,10 +56,8 @@ from market.errors import (
     DecodeError,
     FrameTooLarge,
     MarketError,
-    PeerUnavailable,
     ReceiptError,
     ReceiptUsageImpossible,
-    RequestRefused,
     SealError,
 )
 from market.matching import Submission
@@ -68,6 +66,7 @@ from market.protocol.keccak import keccak
 from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed, seal
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.jobs.spec import CommandParams, JobSpec
 from nodes.lab.challenges import (
     BUSY,

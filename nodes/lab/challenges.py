@@ -43,7 +43,6 @@ from typing import Final
 import aiohttp
 import numpy as np
 
-from market.errors import PeerUnavailable, RequestRefused
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
 from market.protocol.types import Lease
@@ -54,6 +53,7 @@ from market.receipts.challenge import (
     pick_rows,
     request_digest,
 )
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.lab.config import ChallengeSettings
 from nodes.lab.provider_client import ProviderClient
 from nodes.lab.store import ChallengeOutcome

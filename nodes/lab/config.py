@@ -99,7 +99,7 @@ approves the market rather than signing a permit (a contract cannot sign EIP-261
 Every lease ends when its job is done: the lab terminates it once the output is verified (or the
 job failed or was stopped), so a rental stops costing at once.
 
-Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs[1].argv``);
+Every problem is a :class:`~nodes.errors.ConfigError` naming the field (``jobs[1].argv``);
 unknown keys are errors too. The key and chain tables are the provider's (:mod:`nodes.provider
 .config`), read the same way.
 """
@@ -112,11 +112,11 @@ from pathlib import Path
 
 from eth_typing import ChecksumAddress
 
-from market.errors import ConfigError
 from market.matching import NO_REQUIREMENTS, Constraint, Requirements
 from market.protocol.types import UINT32_MAX, Billing, checksum_address
 from market.receipts import DEFAULT_SAMPLES
 from market.receipts.challenge import GPU_CLASSES
+from nodes.errors import ConfigError
 from nodes.jobs.spec import (
     MAX_ARG_LEN,
     MAX_ARGS,

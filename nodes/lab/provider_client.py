@@ -7,11 +7,11 @@
         ack = await provider.send_voucher(signed_voucher)
         commitment = await provider.challenge(signed_request)   # then open_challenge(rows)
 
-Refusals are :class:`~market.errors.RequestRefused` with the ErrorResponse's code and details; the
+Refusals are :class:`~nodes.errors.RequestRefused` with the ErrorResponse's code and details; the
 codes a lab acts on have their own subclasses: :class:`UnknownLease` (the provider has not seen
 the lease open yet: ask again later), :class:`JobRefused`, :class:`JobExists`,
 :class:`UnknownPeriod` (no streamed output for that receipt). No answer in time
-or a broken connection is :class:`~market.errors.PeerUnavailable`; an answer over the size limit
+or a broken connection is :class:`~nodes.errors.PeerUnavailable`; an answer over the size limit
 :class:`~market.errors.FrameTooLarge` (read no further than the limit); any other bad answer a
 :class:`~market.errors.DecodeError`.
 """
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Final, TypeVar
 
-from market.errors import RequestRefused
 from market.protocol.types import Signed, Voucher
+from nodes.errors import RequestRefused
 from nodes.wire import (
     MAX_FRAME_SIZE,
     MAX_OUTPUT_CHUNKS,

@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from market.errors import StoreError
 from market.protocol import codec
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.types import Bid, Lease, Receipt, Signed, Voucher
 from market.sealing import SealingKeyPair, generate_keypair, public_key_of
+from nodes.errors import StoreError
 from nodes.jobs.spec import JobSpec
 from nodes.state import blocks
 from nodes.state.db import MIGRATIONS, StateDB, blob_uint, uint_blob

@@ -73,7 +73,7 @@ network, region, tier, form_factor, capabilities, each with its listed values); 
 attributes replace the inventory's of the same name. Detected (NVML) groups take the inventory's
 terms and those of a declared group of the same model.
 
-Every problem is a :class:`~market.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
+Every problem is a :class:`~nodes.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
 silently ignored.
 """
@@ -93,8 +93,8 @@ from typing import Literal
 from eth_account import Account
 
 from market.chain.deploy import Deployment, default_deployment_path
-from market.errors import ConfigError, KeystoreError
 from market.protocol.types import UINT32_MAX, Billing
+from nodes.errors import ConfigError, KeystoreError
 from nodes.provider.config_fields import Table
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Final, overload
 from urllib.parse import urlsplit
 
-from market.errors import ConfigError
 from market.matching.constraints import VOCABULARY
+from nodes.errors import ConfigError
 
 
 class _Required:

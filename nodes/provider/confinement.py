@@ -7,7 +7,7 @@
     confinement.close()                               # as the agent stops
 
 At start the agent probes bubblewrap by running ``true`` in a sandbox as jobs get it; a failed
-probe is :class:`~market.errors.SandboxUnavailable` and the agent does not start, unless the
+probe is :class:`~nodes.errors.SandboxUnavailable` and the agent does not start, unless the
 operator set ``[jobs] sandbox = "none"`` (then ``sandbox_disabled`` is logged at every start).
 It compiles the seccomp filter when libseccomp is present, sweeps the cgroups a previous run
 left, and logs one ``job_sandbox`` line saying what it can enforce on this host.
@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from market.errors import JobRefused
+from nodes.errors import JobRefused
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
 from nodes.provider.cgroups import CgroupHost

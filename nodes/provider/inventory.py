@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Literal
 
-from market.errors import InventoryError
 from market.matching.constraints import encode_attributes
+from nodes.errors import InventoryError
 from nodes.logs import get_logger
 from nodes.provider.config import InventoryConfig
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from market.errors import OutputUnavailable
 from market.receipts.merkle import MerkleTree, chunk_hash
+from nodes.errors import OutputUnavailable
 
 INLINE_OUTPUT: Final = 1024 * 1024
 """A period with at most this much output sends it inline; more is streamed."""

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from market.errors import PricingError
 from market.protocol.types import UINT128_MAX
+from nodes.errors import PricingError
 from nodes.provider.config import PricingConfig
 
 

@@ -11,19 +11,19 @@
 * **Memory**: ``RLIMIT_AS`` (address space) is set in the child before exec. CUDA reserves far
   more address space than it uses, so GPU jobs need a generous limit or none (``None``).
 * **Time**: past ``wall_time_s`` the job's whole process group gets SIGTERM, then SIGKILL after
-  ``grace_s``; :meth:`Job.wait` raises :class:`~market.errors.JobTimedOut`.
+  ``grace_s``; :meth:`Job.wait` raises :class:`~nodes.errors.JobTimedOut`.
 * **Output**: stdout and stderr go to files in the job's folder; the environment is minimal
   (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` in the folder) plus what the spec adds.
 * **Sandbox** (``sandbox=``, :mod:`nodes.provider.sandbox`): the job runs under bubblewrap in its
   own namespaces, seeing only its folder (as ``/job``), read-only system parts and its GPUs'
   device nodes; its network only when ``network``. Stopping it kills bwrap, whose PID namespace
   takes every process the job made with it (double forks and ``setsid`` included). A sandbox
-  that cannot be built raises :class:`~market.errors.SandboxUnavailable`, never runs unconfined.
+  that cannot be built raises :class:`~nodes.errors.SandboxUnavailable`, never runs unconfined.
 * **Cgroup limits** (``cgroups=``, :mod:`nodes.provider.cgroups`): memory, processes and CPU for
   the whole job, in a group created for it and removed after; a memory kill is JobOutOfMemory.
 * **Disk**: ``disk_bytes`` caps the folder: ``RLIMIT_FSIZE`` for any one file, and a watchdog
   that measures the folder every :data:`DISK_POLL_S` and kills the job past the cap
-  (:class:`~market.errors.JobDiskExceeded`).
+  (:class:`~nodes.errors.JobDiskExceeded`).
 """
 
 from __future__ import annotations
@@ -42,13 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from market.errors import (
-    JobDiskExceeded,
-    JobFailed,
-    JobOutOfMemory,
-    JobTimedOut,
-    SandboxUnavailable,
-)
+from nodes.errors import JobDiskExceeded, JobFailed, JobOutOfMemory, JobTimedOut, SandboxUnavailable
 from nodes.provider.cgroups import CgroupHost, CgroupLimits, LeaseCgroup
 from nodes.provider.sandbox import Sandbox, setup_failed
 from nodes.provider.seccomp import filter_fd

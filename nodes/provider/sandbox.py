@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from market.errors import SandboxUnavailable
+from nodes.errors import SandboxUnavailable
 from nodes.provider.seccomp import filter_fd
 
 PROBE_TIMEOUT_S: Final = 30.0

@@ -40,20 +40,14 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 
-from market.errors import (
-    DecodeError,
-    InvalidSignature,
-    MarketError,
-    OutputUnavailable,
-    SealError,
-    StoreError,
-)
+from market.errors import DecodeError, InvalidSignature, MarketError, SealError
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.keccak import keccak
 from market.protocol.signing import verify
 from market.protocol.types import ZERO_ADDRESS
 from market.receipts.merkle import MerkleTree
 from market.sealing import Purpose, associated_data, chunk_associated_data, open_sealed, seal
+from nodes.errors import OutputUnavailable, StoreError
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
 from nodes.metrics import Counter

@@ -43,12 +43,13 @@ from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
 from market.chain.forks import Reorg, detect_reorg
 from market.chain.history import DEFAULT_CHUNK_BLOCKS
-from market.errors import ChainError, JobError, JobRefused, SandboxUnavailable
+from market.errors import ChainError
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Billing, Lease, LeaseState, LeaseStatus, Receipt, Signed
 from market.reputation import LabRecord, ReputationBook
 from market.sealing import Purpose, associated_data, seal
+from nodes.errors import JobError, JobRefused, SandboxUnavailable
 from nodes.jobs import JobSpec, MatmulParams, TrainParams
 from nodes.logs import EventLogger
 from nodes.metrics import Metrics

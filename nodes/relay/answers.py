@@ -10,11 +10,10 @@ from market.errors import (
     FrameTooLarge,
     InvalidField,
     MarketError,
-    RateLimited,
     RpcUnavailable,
-    TooManyOrders,
     UnknownMessageType,
 )
+from nodes.errors import RateLimited, TooManyOrders
 from nodes.wire import ErrorCode, ErrorResponse
 
 

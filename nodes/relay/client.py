@@ -8,9 +8,9 @@
         async with relay.stream() as events:
             change = await events.receive()
 
-An ErrorResponse from the relay raises :class:`~market.errors.RequestRefused` with its code and
+An ErrorResponse from the relay raises :class:`~nodes.errors.RequestRefused` with its code and
 details; no answer in time, or a broken connection, raises
-:class:`~market.errors.PeerUnavailable`. Answers are decoded by the one validating decoder.
+:class:`~nodes.errors.PeerUnavailable`. Answers are decoded by the one validating decoder.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 import aiohttp
 
-from market.errors import PeerUnavailable, RequestRefused
 from market.matching import Explanation, Submission
 from market.protocol.types import Bid, Offer
 from market.reputation import LabRecord
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.wire import (
     MAX_FRAME_SIZE,
     ZERO_ADDRESS,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from market.chain.erc1271 import DEFAULT_GAS
-from market.errors import ConfigError
+from nodes.errors import ConfigError
 from nodes.relay.batches import MAX_BATCH_MATCHES
 from nodes.wire import MAX_FRAME_SIZE
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from market.errors import PeerUnavailable, RequestRefused
 from market.matching import Submission
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.logs import EventLogger
 from nodes.relay.client import RelayClient
 from nodes.relay.metrics import RelayMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from market.errors import RateLimited
+from nodes.errors import RateLimited
 
 _PRUNE_AT = 10_000
 

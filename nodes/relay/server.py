@@ -32,9 +32,10 @@ from typing import TypeVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError, TooManyOrders
+from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError
 from market.protocol.eip712 import Domain
 from market.protocol.types import checksum_address
+from nodes.errors import TooManyOrders
 from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
 from nodes.relay.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain

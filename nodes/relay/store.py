@@ -22,8 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from market.errors import ProtocolError, StoreError
+from market.errors import ProtocolError
 from market.matching import Submission
+from nodes.errors import StoreError
 from nodes.wire import SubmitOrders, decode_as, encode
 
 SCHEMA_VERSION = "2"  # 2: orders are their signed frame alone (no terms beside it)

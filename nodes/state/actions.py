@@ -27,9 +27,9 @@ from typing import Any, ClassVar, Protocol
 import msgpack
 
 from market.chain.events import ChainEvent
-from market.errors import StoreError
 from market.protocol import codec
 from market.protocol.types import Lease, LeaseState, LeaseStatus, Signed, Voucher
+from nodes.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from market.chain.forks import WINDOW
-from market.errors import StoreError
+from nodes.errors import StoreError
 
 _ENTRY = 8 + 32
 

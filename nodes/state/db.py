@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from market.errors import StoreError
+from nodes.errors import StoreError
 
 BUSY_TIMEOUT_MS = 5000
 

@@ -35,14 +35,8 @@ from typing import Literal, cast
 
 from market.chain.client import MarketClient
 from market.chain.tx import SignedTx, TxReceipt
-from market.errors import (
-    ActionUnsupported,
-    ChainError,
-    MarketError,
-    NonceUsed,
-    StoreError,
-    TransactionReverted,
-)
+from market.errors import ChainError, MarketError, NonceUsed, TransactionReverted
+from nodes.errors import ActionUnsupported, StoreError
 from nodes.logs import get_logger
 from nodes.state.actions import Action, Obsolete
 from nodes.state.db import StateDB

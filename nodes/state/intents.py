@@ -21,7 +21,7 @@ from typing import Literal, cast
 
 import msgpack
 
-from market.errors import StoreError
+from nodes.errors import StoreError
 from nodes.state.db import StateDB
 
 IntentStatus = Literal["pending", "sent", "done", "failed", "obsolete"]

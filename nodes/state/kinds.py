@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from market.errors import StoreError
+from nodes.errors import StoreError
 from nodes.state.actions import Action, ClaimBatch, CloseLease, CloseLeaseBatch, Withdraw
 from nodes.state.optimistic import FinalizeClaim, PostReceipt
 

@@ -5,7 +5,7 @@ The actions call ``postReceipt``, ``finalizeClaim`` and read ``pendingClaim`` (s
 ``contracts/src/interfaces/IMarket.sol`` and ``docs/decisions/0006-slashing.md``). A finalize sent
 inside the challenge window is refused by the chain (``MarketChallengeWindowOpen``) and its
 intent fails; send it from ``ready_at``. Against a market deployed without these functions the
-intent fails once with :class:`~market.errors.ActionUnsupported` and stays closed.
+intent fails once with :class:`~nodes.errors.ActionUnsupported` and stays closed.
 """
 
 from __future__ import annotations

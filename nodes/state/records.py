@@ -17,11 +17,11 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from market.errors import StoreError
 from market.protocol import codec
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.signing import verify_voucher
 from market.protocol.types import Lease, Receipt, Signed, Voucher
+from nodes.errors import StoreError
 from nodes.state.db import StateDB, blob_uint, uint_blob
 
 

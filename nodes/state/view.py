@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from market.chain.client import MarketClient
-from market.errors import ActionUnsupported
 from market.protocol.types import LeaseState
+from nodes.errors import ActionUnsupported
 from nodes.state.actions import PostedClaim
 
 

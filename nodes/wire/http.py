@@ -3,7 +3,7 @@
 :class:`HttpPeer` holds one session (its own, closed with it, or one shared by the caller and
 left open), puts a timeout on every call, reads an answer no further than a size limit
 (:class:`~market.errors.FrameTooLarge` past it, checked against the declared length first), and
-turns a broken connection or no answer in time into :class:`~market.errors.PeerUnavailable`.
+turns a broken connection or no answer in time into :class:`~nodes.errors.PeerUnavailable`.
 :func:`raise_refused` turns an error answer into the typed refusal it carries. The relay's
 client and a lab's client of its provider are built on it.
 """
@@ -17,7 +17,8 @@ from typing import Final, Self
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from market.errors import FrameTooLarge, PeerUnavailable, RequestRefused
+from market.errors import FrameTooLarge
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, decode
 from nodes.wire.messages import ErrorResponse
 

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from market.errors import DecodeError, FrameTooLarge, PeerUnavailable, RequestRefused
+from market.errors import DecodeError, FrameTooLarge
 from market.protocol.types import Voucher
+from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.lab.provider_client import (
     JobExists,
     JobRefused,

@@ -20,7 +20,6 @@ from eth_typing import ChecksumAddress
 
 from market.chain.deploy import Contracts
 from market.chain.devnet import Devnet
-from market.errors import RequestRefused
 from market.matching import Requirements, Submission
 from market.protocol.eip712 import order_hash
 from market.protocol.keccak import keccak
@@ -36,6 +35,7 @@ from market.sealing import (
     open_sealed,
     seal,
 )
+from nodes.errors import RequestRefused
 from nodes.jobs import CommandParams, JobSpec, MatmulParams
 from nodes.jobs.matmul import check_product
 from nodes.lab.provider_client import JobRefused, ProviderClient, UnknownLease

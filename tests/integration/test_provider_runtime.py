@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from market.errors import JobFailed, JobOutOfMemory, JobTimedOut
+from nodes.errors import JobFailed, JobOutOfMemory, JobTimedOut
 from nodes.provider import Job, JobSpec, run_job
 from tests.waiting import pid_alive, wait_until
 

@@ -11,8 +11,9 @@ from typing import NoReturn
 import pytest
 
 from market.chain.deploy import deploy
-from market.errors import MarketError, StoreError
+from market.errors import MarketError
 from market.protocol.types import Bid, Offer, Signed
+from nodes.errors import StoreError
 from nodes.relay import Relay
 from nodes.wire import BookChange, LeaseOpened, OrderStatus, Side
 from tests.integration.conftest import MarketEnv

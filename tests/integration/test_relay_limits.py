@@ -9,8 +9,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from market.errors import RequestRefused
 from market.matching import Submission
+from nodes.errors import RequestRefused
 from nodes.relay import RELAY_HEADER
 from nodes.wire import (
     BookQuery,

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from market.chain.history import read_history
-from market.errors import RequestRefused
 from market.protocol.eip712 import receipt_hash
 from market.protocol.types import Lease, Offer, Receipt, Signed, checksum_address
 from market.receipts import ReceiptChain, voucher_amount
 from market.reputation import LabRecord, Reputation, ReputationBook, rank_offers
 from market.roles import Lab, Provider
+from nodes.errors import RequestRefused
 from nodes.wire import ZERO_ADDRESS, ReputationReport
 from tests.integration.conftest import CHALLENGE_WINDOW, MIN_STAKE, MarketEnv
 from tests.integration.relay_harness import RelayHandle, Relays, open_relays, small_limits

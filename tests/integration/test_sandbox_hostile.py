@@ -22,7 +22,7 @@ from types import FrameType
 
 import pytest
 
-from market.errors import JobDiskExceeded, JobOutOfMemory, JobTimedOut, SandboxUnavailable
+from nodes.errors import JobDiskExceeded, JobOutOfMemory, JobTimedOut, SandboxUnavailable
 from nodes.jobs import TrainParams
 from nodes.logs import get_logger
 from nodes.provider.cgroups import CgroupHost

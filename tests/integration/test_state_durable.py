@@ -10,9 +10,9 @@ import pytest
 
 from market.chain.client import MarketClient
 from market.chain.contract_errors import MarketChallengeWindowOpen, MarketClaimWindowOpen
-from market.errors import ActionUnsupported
 from market.protocol.types import LeaseStatus
 from market.receipts import ReceiptChain
+from nodes.errors import ActionUnsupported
 from nodes.state import (
     Checkpoint,
     ClaimBatch,

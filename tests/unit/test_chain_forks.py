@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from market.chain.forks import Reorg, detect_reorg, find_fork
-from market.errors import StoreError
+from nodes.errors import StoreError
 from nodes.state import blocks
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from market.errors import ConfigError, InvalidSignature
+from market.errors import InvalidSignature
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
 from market.protocol.types import Lease
@@ -24,6 +24,7 @@ from market.receipts.challenge import (
     row_bytes,
     solve,
 )
+from nodes.errors import ConfigError
 from nodes.lab.challenges import MIN_GAP_S, ChallengeSchedule
 from nodes.lab.config import ChallengeSettings, load_config
 from nodes.provider.challenges import ChallengeDesk, ChallengeRefused

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from market.errors import JobRefused
+from nodes.errors import JobRefused
 from nodes.jobs import CommandParams, JobSpec
 from nodes.provider.cgroups import CgroupHost, CgroupLimits, limit_files
 from nodes.provider.config import JobLimits

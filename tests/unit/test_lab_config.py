@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from market.errors import ConfigError
 from market.matching import Constraint, Requirements, encode_attributes
 from market.matching.constraints import feature_bit, unfit
 from market.protocol.types import Bid, Billing, Offer
 from market.receipts import DEFAULT_SAMPLES
+from nodes.errors import ConfigError
 from nodes.jobs.spec import CommandParams, MatmulParams
 from nodes.lab.config import JobConfig, LabSettings, load_config
 from nodes.provider.agent import job_features

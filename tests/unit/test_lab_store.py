@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from market.errors import StoreError
 from market.protocol import codec
 from market.protocol.eip712 import order_hash, receipt_hash
 from market.protocol.types import Bid, Lease, Voucher
 from market.receipts import ReceiptChain
 from market.sealing import public_key_of
+from nodes.errors import StoreError
 from nodes.jobs.spec import JobSpec, MatmulParams
 from nodes.lab.store import LAB_MIGRATIONS, ChallengeOutcome, LabStore
 from nodes.state import IntentLog, StateDB

@@ -9,8 +9,8 @@ import pytest
 from eth_account import Account
 
 from market.chain.deploy import Deployment
-from market.errors import ConfigError, KeystoreError
 from market.protocol.types import Billing
+from nodes.errors import ConfigError, KeystoreError
 from nodes.provider import (
     AgentConfig,
     GpuDeclaration,

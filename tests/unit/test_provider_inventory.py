@@ -9,8 +9,8 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from market.errors import InventoryError
 from market.matching import encode_attributes
+from nodes.errors import InventoryError
 from nodes.provider import GpuDeclaration, GpuGroup, InventoryConfig, detect, normalise_model
 
 pytestmark = pytest.mark.unit

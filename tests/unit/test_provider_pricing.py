@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.errors import PricingError
+from nodes.errors import PricingError
 from nodes.provider import FixedPrice, PricingConfig, UtilisationPrice, load_policy
 
 pytestmark = pytest.mark.unit

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.chain.client import LabFunds, MarketClient
-from market.errors import BookFull, ConfigError, RateLimited, RpcUnavailable, SignerAtCapacity
+from market.errors import BookFull, RpcUnavailable, SignerAtCapacity
 from market.matching import Submission
 from market.protocol.types import Bid
+from nodes.errors import ConfigError, RateLimited
 from nodes.relay.admission import Admission
 from nodes.relay.book import RelayBook
 from nodes.relay.capacity import Capacity

@@ -12,8 +12,9 @@ import pytest
 
 import nodes.relay
 import nodes.wire
-from market.errors import MarketError, NodeError, RateLimited, StoreError
+from market.errors import MarketError
 from market.matching import Submission
+from nodes.errors import NodeError, RateLimited, StoreError
 from nodes.logs import EventLogger, KeyValueFormatter
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter

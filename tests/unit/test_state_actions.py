@@ -10,9 +10,9 @@ from eth_utils.address import to_checksum_address
 
 import nodes.state
 from market.chain.events import ChainEvent
-from market.errors import StoreError
 from market.protocol.types import ZERO_HASH, Lease, LeaseState, LeaseStatus, Voucher
 from market.receipts import ReceiptChain
+from nodes.errors import StoreError
 from nodes.state import (
     KINDS,
     Action,

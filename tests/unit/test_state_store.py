@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from market.errors import InvalidSignature, StoreError
+from market.errors import InvalidSignature
 from market.protocol.signing import to_compact
 from market.protocol.types import Lease, Signed, Voucher
 from market.receipts import ReceiptChain
+from nodes.errors import StoreError
 from nodes.state import SCHEMA_VERSION, IntentLog, Records, StateDB
 from nodes.state.db import MIGRATIONS
 from tests.unit.order_factory import DOMAIN, LAB_KEYS, PROVIDER_KEYS

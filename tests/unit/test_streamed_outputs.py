@@ -10,12 +10,13 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from market.errors import OutputUnavailable, ReceiptOutputMismatch, SealTampered
+from market.errors import ReceiptOutputMismatch, SealTampered
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Lease, Receipt
 from market.receipts import ReceiptChain, ReceiptVerifier, output_root
 from market.receipts.merkle import MerkleTree, chunk
 from market.sealing import chunk_associated_data, generate_keypair, seal
+from nodes.errors import OutputUnavailable
 from nodes.jobs.spec import CommandParams, JobSpec
 from nodes.lab.checks import BytesOutput, CommandCheck, OutputCheckFailed
 from nodes.lab.outputs import LeaseOutput, PeriodFile, open_chunks, period_path
