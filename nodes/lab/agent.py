@@ -204,6 +204,7 @@ class LabAgent:
             lambda: Ledger.open(
                 cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations,
                 voucher_key=self.voucher_key, wallet=cfg.wallet,
+                observe=self.metrics.observe_chain_action,
             )
         )  # fmt: skip
         try:
@@ -269,7 +270,7 @@ class LabAgent:
 
     def app(self) -> web.Application:
         """/metrics and /healthz; any other request refused with an ErrorResponse."""
-        app = web.Application(middlewares=[_typed_refusals])
+        app = web.Application(middlewares=[self.metrics.timed_routes, _typed_refusals])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         return app

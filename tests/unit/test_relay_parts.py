@@ -75,12 +75,22 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     m.gauge("gpumarket_relay_book_orders", "Orders.", lambda: [((("side", "bid"),), 3)])
     text = m.render()
     assert "# TYPE gpumarket_relay_orders_total counter\n" in text
-    assert 'gpumarket_relay_orders_total{status="accepted"} 1\n' in text
-    assert 'gpumarket_relay_orders_total{status="order_expired"} 2\n' in text
+    assert 'gpumarket_relay_orders_total{status="accepted"} 1.0\n' in text
+    assert 'gpumarket_relay_orders_total{status="order_expired"} 2.0\n' in text
     assert "# TYPE gpumarket_relay_book_orders gauge\n" in text
-    assert 'gpumarket_relay_book_orders{side="bid"} 3\n' in text
+    assert 'gpumarket_relay_book_orders{side="bid"} 3.0\n' in text
+    assert "_created" not in text
+    assert m.orders.value(status="order_expired") == 2
+    assert m.orders.value(status="never") == 0
     m.requests.inc(endpoint='/v1/"x"\n', status="200")
     assert 'endpoint="/v1/\\"x\\"\\n"' in m.render()
+
+
+def test_each_daemon_counts_in_its_own_registry() -> None:
+    a, b = RelayMetrics(), RelayMetrics()
+    a.evicted.inc()
+    assert (a.evicted.value(), b.evicted.value()) == (1, 0)
+    assert "gpumarket_relay_orders_evicted_total 0.0\n" in b.render()
 
 
 def test_events_carry_their_name_and_fields(caplog: pytest.LogCaptureFixture) -> None:
