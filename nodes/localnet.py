@@ -33,6 +33,7 @@ from eth_account.signers.local import LocalAccount
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet, free_port
 from market.chain.tx import Transactor
+from nodes.logs import FORMAT_ENV
 
 USD = 10**6
 MODELS = ("H100-80GB", "A100-80GB")
@@ -165,7 +166,8 @@ class LocalMarket:
     # --- daemons -----------------------------------------------------------------------------
 
     def _env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, PASSWORD_ENV: PASSWORD, **extra}
+        # Key=value logs whatever the caller's environment says: this module and the demo read them.
+        return {**os.environ, PASSWORD_ENV: PASSWORD, FORMAT_ENV: "keyvalue", **extra}
 
     def start(
         self, name: str, argv: Sequence[str], env: dict[str, str], module: str = "nodes.cli"

@@ -90,7 +90,7 @@ from nodes.lab.metrics import LabMetrics
 from nodes.lab.outputs import LeaseOutput, PeriodFile, open_chunks, period_path
 from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, UnknownLease
 from nodes.lab.store import JobRecord, LeaseRecord
-from nodes.logs import get_logger, render_fields
+from nodes.logs import get_logger
 from nodes.provider.decisions import log_no_match
 from nodes.relay.client import RelayClient
 from nodes.wire import (
@@ -309,10 +309,9 @@ class LabAgent:
     # --- progress ------------------------------------------------------------------------------
 
     def emit(self, event: str, **fields: object) -> None:
-        """A progress event: logged, counted and printed as one ``event k=v ...`` line."""
+        """A progress event: logged (once: stdout carries only the ready line) and counted."""
         self.log.info(event, **fields)
         self.metrics.events.inc(event=event)
-        self._line(f"{event} {render_fields(fields)}".rstrip())
 
     def _line(self, text: str) -> None:
         if self.out is not None:
