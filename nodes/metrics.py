@@ -27,7 +27,7 @@ process: nothing here reads them, and they double every counter's lines.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import prometheus_client
 from aiohttp import web
@@ -49,18 +49,26 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Counter:
-    """A ``prometheus_client`` counter whose label values are given with each increment."""
+    """A ``prometheus_client`` counter whose label values are given with each increment; each
+    series' child is looked up once (``labels()`` costs a lock and a dict, several times the
+    increment itself, and the relay counts every order)."""
 
     def __init__(self, counter: prometheus_client.Counter, labels: Sequence[str]) -> None:
         self.counter = counter
         self.labels = tuple(labels)
+        self._children: dict[tuple[str, ...], prometheus_client.Counter] = {}
 
     def inc(self, amount: float = 1, **labels: str) -> None:
         """Add ``amount`` to the series ``labels`` names (exactly the declared label names)."""
-        if self.labels:
-            self.counter.labels(**labels).inc(amount)
-        else:
+        if not self.labels:
             self.counter.inc(amount)
+            return
+        key = tuple(labels.get(name, "") for name in self.labels)
+        child = self._children.get(key)
+        if child is None or len(labels) != len(self.labels):
+            child = self.counter.labels(**labels)  # refuses missing or undeclared labels
+            self._children[key] = child
+        child.inc(amount)
 
     def value(self, **labels: str) -> float:
         """The series' current value (0 before its first increment)."""
@@ -150,12 +158,6 @@ class Metrics:
     def render(self) -> str:
         """The registry in Prometheus' text exposition format."""
         return generate_latest(self.registry).decode()
-
-    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
-        """Every sample now: ``(name, labels, value)``."""
-        for family in self.registry.collect():
-            for sample in family.samples:
-                yield sample.name, dict(sample.labels), float(sample.value)
 
 
 def route_of(request: web.Request) -> str:
