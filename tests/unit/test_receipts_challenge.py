@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from market.errors import ChallengeFailed
+from market.errors import BackendUnavailable, ChallengeFailed
 from market.receipts import challenge as challenge_module
 from market.receipts.challenge import (
     ENTRY_BOUND,
@@ -228,5 +228,6 @@ def test_auto_falls_back_to_cupy_then_numpy(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_asking_for_a_missing_backend_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     _modules(monkeypatch)
-    with pytest.raises(RuntimeError, match="torch with a GPU is not available"):
+    with pytest.raises(BackendUnavailable, match="torch with a GPU is not available") as caught:
         solve(CHALLENGE, backend="torch")
+    assert caught.value.backend == "torch"
