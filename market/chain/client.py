@@ -378,6 +378,10 @@ class MarketClient:
     def balance_of(self, address: str) -> int:
         return int(self._call(self.token.functions.balanceOf(address).call))
 
+    def total_supply(self) -> int:
+        """The settlement token's total supply."""
+        return int(self._call(self.token.functions.totalSupply().call))
+
     def allowance(self, owner: str, spender: str | None = None) -> int:
         spender = spender or self.market.address
         return int(self._call(self.token.functions.allowance(owner, spender).call))
@@ -582,6 +586,11 @@ class MarketClient:
         return self._events
 
     # --- token ---------------------------------------------------------------------------------
+
+    def mint_test_usd(self, to: str, amount: int) -> None:
+        """Mint ``amount`` of the devnet's TestUSD to ``to`` (anyone may mint it; a deployment
+        with a real settlement token has no ``mint``)."""
+        self._send(self.token, "mint", to, amount)
 
     def approve(self, amount: int, spender: str | None = None) -> None:
         """Let ``spender`` (default: the market) pull ``amount``; skipped if already allowed."""
