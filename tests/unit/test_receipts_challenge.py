@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from market.errors import BackendUnavailable, ChallengeFailed
+from market.errors import BackendUnavailable, ChallengeFailed, InvalidArgument
 from market.receipts import challenge as challenge_module
 from market.receipts.challenge import (
     ENTRY_BOUND,
@@ -159,7 +159,7 @@ def test_deadline_is_slack_times_expected_time_plus_overhead() -> None:
     ],
 )
 def test_challenge_refuses_bad_parameters(seed: bytes, n: int, cls: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidArgument, match=match):
         Challenge(seed, n, cls)
 
 
