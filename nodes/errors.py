@@ -13,6 +13,7 @@ The tree::
         ├── OutputUnavailable     a period's committed output is no longer on disk as committed
         ├── ActionUnsupported     the deployed market lacks the function a chain action calls
         ├── ChallengeRefused      a provider will not answer a hardware challenge (``status``)
+        ├── DaemonDidNotStart     a local market's daemon process gave no ready line in time
         └── AgentError            a daemon cannot act as configured
             ├── ConfigError       a config field is missing or invalid (``field``)
             ├── KeystoreError     the key cannot be read or decrypted
@@ -110,6 +111,16 @@ class ChallengeRefused(NodeError):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+class DaemonDidNotStart(NodeError):
+    """The daemon process ``name`` (of ``nodes.localnet``) exited or gave no ready line in time;
+    ``log_tail`` is the end of its log, which says why."""
+
+    def __init__(self, name: str, log_tail: str) -> None:
+        self.name = name
+        self.log_tail = log_tail
+        super().__init__(f"{name} did not start; its log ends:\n{log_tail}")
 
 
 class AgentError(NodeError):

@@ -33,6 +33,8 @@ from eth_account.signers.local import LocalAccount
 from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet, free_port
+from market.errors import InvalidArgument
+from nodes.errors import DaemonDidNotStart
 
 USD = 10**6
 MODELS = ("H100-80GB", "A100-80GB")
@@ -177,7 +179,7 @@ class LocalMarket:
     def restart(self, daemon: Daemon) -> Daemon:
         """Start a stopped (or killed) daemon again, with the same config and state."""
         if daemon.running:
-            raise RuntimeError(f"{daemon.name} is still running")
+            raise InvalidArgument("daemon", daemon.name, f"{daemon.name} is still running")
         self._launch(daemon)
         return daemon
 
@@ -199,7 +201,7 @@ class LocalMarket:
         if not d._ready.wait(READY_TIMEOUT_S) or not d.ready_line:
             d.kill()
             tail = d.log.read_text(encoding="utf-8")[-2000:] if d.log.exists() else ""
-            raise RuntimeError(f"{d.name} did not start; its log ends:\n{tail}")
+            raise DaemonDidNotStart(d.name, tail)
 
     def _read_stdout(self, d: Daemon, proc: subprocess.Popen[str], ready: threading.Event) -> None:
         assert proc.stdout is not None
