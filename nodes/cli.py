@@ -22,11 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from eth_account import Account
-from web3 import HTTPProvider, Web3
-
 from market.chain.client import MarketClient
-from market.chain.deploy import Contracts, Deployment, default_deployment_path, deploy
+from market.chain.deploy import (
+    Contracts,
+    Deployment,
+    default_deployment_path,
+    deploy,
+    deploy_over_http,
+)
 from market.chain.devnet import Devnet
 from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
 from nodes import demo, logs, status
@@ -95,8 +98,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not key:
         print(f"error: set {args.key_env} to the deployer's private key", file=sys.stderr)
         return 2
-    w3 = Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
-    contracts = deploy(w3, Account.from_key(key), rpc_url=args.rpc_url)
+    contracts = deploy_over_http(args.rpc_url, key)
     path: Path = args.deployment or default_deployment_path()
     contracts.deployment.save(path)
     print(describe(contracts))
