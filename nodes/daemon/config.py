@@ -113,6 +113,14 @@ class RelaysConfig(Table, frozen=True):
     urls: tuple[Url, ...] = ()
 
 
+class HttpListen(Table, frozen=True):
+    """Where a daemon listens (the provider's ``[agent]``, the lab's ``[lab]``, the relay's file):
+    ``host`` and ``port``, 0 asking for a free one (its ready line says which)."""
+
+    host: NonEmpty = "127.0.0.1"
+    port: Port = 0
+
+
 class DaemonConfig(Table, frozen=True, kw_only=True):
     """The part every daemon's config file has: its state file, key, chain and relays."""
 
@@ -159,6 +167,7 @@ def load_deployment(chain: ChainConfig) -> Deployment:
 __all__ = [
     "ChainConfig",
     "DaemonConfig",
+    "HttpListen",
     "KeyConfig",
     "NonEmpty",
     "Port",

@@ -118,7 +118,14 @@ from market.matching import NO_REQUIREMENTS, Constraint, Requirements
 from market.protocol.types import UINT32_MAX, Billing
 from market.receipts import DEFAULT_SAMPLES
 from market.receipts.challenge import GPU_CLASSES
-from nodes.daemon.config import DaemonConfig, KeyConfig, NonEmpty, Port, Table, load_deployment
+from nodes.daemon.config import (
+    DaemonConfig,
+    HttpListen,
+    KeyConfig,
+    NonEmpty,
+    Table,
+    load_deployment,
+)
 from nodes.daemon.config import load_config as load_daemon_config
 from nodes.daemon.keystore import decrypt_key
 from nodes.daemon.values import Address, Attributes, GpuModel, Invalid
@@ -253,12 +260,10 @@ class CommandJob(JobTable, frozen=True, tag="command"):
         return CommandParams(tuple(self.argv))
 
 
-class LabSettings(Table, frozen=True):
-    """``[lab]``: the daemon itself (all optional)."""
+class LabSettings(HttpListen, frozen=True):
+    """``[lab]``: the daemon itself (all optional): where ``/metrics`` listens, then its pace."""
 
     poll_interval_s: PositiveNumber = 1.0
-    host: NonEmpty = "127.0.0.1"
-    port: Port = 0
     fund: Annotated[int, Meta(ge=0)] | None = None
     bid_ttl_s: Positive = 3600
     audit_samples: Positive = DEFAULT_SAMPLES

@@ -91,9 +91,9 @@ from market.protocol.types import UINT32_MAX, Billing
 from nodes.daemon.config import (
     ChainConfig,
     DaemonConfig,
+    HttpListen,
     KeyConfig,
     NonEmpty,
-    Port,
     Table,
     load_deployment,
 )
@@ -196,11 +196,9 @@ class JobLimits(Table, frozen=True):
     disk_bytes: GiBytes | None = msgspec.field(name="max_disk_gib", default=None)
 
 
-class AgentConfig(Table, frozen=True):
-    """``[agent]``: the daemon itself (all optional)."""
+class AgentConfig(HttpListen, frozen=True):
+    """``[agent]``: the daemon itself (all optional): where it listens, then its terms."""
 
-    host: NonEmpty = "127.0.0.1"
-    port: Port = 0
     public_url: Url | None = None
     stake_units: TokenUnits = msgspec.field(name="stake", default=TokenUnits(0))
     """Whole tokens x 10**6 (0: the market's minimum stake)."""

@@ -31,7 +31,7 @@ import msgspec
 from msgspec import Meta
 
 from market.chain.erc1271 import DEFAULT_GAS
-from nodes.daemon.config import NonEmpty, Port, Table
+from nodes.daemon.config import HttpListen, NonEmpty, Table
 from nodes.daemon.toml import decode, read_toml
 from nodes.daemon.values import Url
 from nodes.errors import ConfigError
@@ -78,11 +78,11 @@ class Limits(Table, frozen=True):
     wallet needs more is refused. 0 accepts ECDSA signatures only."""
 
 
-class RelayConfig(Table, frozen=True, kw_only=True):
+class RelayConfig(HttpListen, frozen=True, kw_only=True):
+    """A relay's settings: where it listens (``host``, ``port``: 0 picks a free port, the
+    relay's ``url`` says which), its database, peers, matching and limits."""
+
     db_path: Path
-    host: NonEmpty = "127.0.0.1"
-    port: Port = 0
-    """0 picks a free port; the relay's ``url`` says which."""
     peers: tuple[Url, ...] = ()
     """Base URLs of peer relays to gossip accepted orders to."""
     matcher_key: str | None = None
