@@ -6,10 +6,12 @@
     log_no_match(log, offer_hash, explain(book, offer, now, order_hash=offer_hash))
     # no_match order=0x.. reasons=price_not_crossed price_not_crossed.best_bid=4 ...
 
-The reasons are the matcher's :class:`~market.matching.explain.ReasonCode` values, so the
-provider's log, a lab's dry run and a relay's ``explain`` answer name the same things the same
-way. One reason is the provider's own: :data:`POLICY_DECLINED`, when its pricing policy returns
-no price. Each event carries the numbers behind its reason as fields, for tests and dashboards.
+``log_no_match`` is every daemon's (:mod:`nodes.daemon.explain`; the lab logs its bids' the same
+way), named here too for the provider's readers. The reasons are the matcher's
+:class:`~market.matching.explain.ReasonCode` values, so the provider's log, a lab's dry run and
+a relay's ``explain`` answer name the same things the same way. One reason is the provider's
+own: :data:`POLICY_DECLINED`, when its pricing policy returns no price. Each event carries the
+numbers behind its reason as fields, for tests and dashboards.
 
 Every lease locks ``escrow * stake_ratio_bps / 10_000`` of the provider's free stake until its
 proof window ends, and the market refuses a lease whose lock the free stake cannot cover. So an
