@@ -51,7 +51,7 @@ from market.chain.devnet import Devnet
 from market.errors import ProtocolError
 from market.protocol.types import Bid, Offer, Signed
 from market.roles import Lab, Provider
-from nodes.lab.agent import LabAgent
+from nodes.lab.server import LabServer
 from nodes.localnet import Daemon, LocalMarket, command_job
 from nodes.provider.service import MAX_REQUEST, ProviderService
 from nodes.relay.config import Limits
@@ -127,7 +127,7 @@ def daemon_routes() -> list[Route]:
     """Every route of the three daemons, from their own apps."""
     relay = RelayServer.app(_bare(RelayServer, limits=Limits()))  # type: ignore[arg-type]
     provider = ProviderService.app(_bare(ProviderService))  # type: ignore[arg-type]
-    lab = LabAgent.app(_bare(LabAgent))  # type: ignore[arg-type]
+    lab = LabServer.app(_bare(LabServer))  # type: ignore[arg-type]
     return [*routes("relay", relay), *routes("provider", provider), *routes("lab", lab)]
 
 
