@@ -6,6 +6,7 @@ gpumarket demo [--providers N --labs M --jobs K]     the main job: a market roun
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
                 [--matching continuous|auction]      (auction: a uniform-price round every
                 [--auction-interval SECONDS]          --auction-interval seconds)
+gpumarket relay --config FILE                        the same from a TOML file (relay/config.py)
 gpumarket provider --config FILE                     the provider agent (docs/guides.md)
 gpumarket lab --config FILE [--exit-when-done]       the lab client
 gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
@@ -22,18 +23,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from eth_account import Account
-from web3 import HTTPProvider, Web3
-
 from market.chain.client import MarketClient
-from market.chain.deploy import Contracts, Deployment, default_deployment_path, deploy
+from market.chain.deploy import (
+    Contracts,
+    Deployment,
+    default_deployment_path,
+    deploy,
+    deploy_over_http,
+)
 from market.chain.devnet import Devnet
 from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
 from nodes import demo, logs, status
+from nodes.daemon.config import load_deployment
+from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.startup import ready_line
 from nodes.lab import cli as lab_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
 from nodes.relay.config import MATCHING_MODES
+from nodes.relay.config import load_config as load_relay_config
 
 
 class _Stop(Exception):
@@ -95,8 +103,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not key:
         print(f"error: set {args.key_env} to the deployer's private key", file=sys.stderr)
         return 2
-    w3 = Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
-    contracts = deploy(w3, Account.from_key(key), rpc_url=args.rpc_url)
+    contracts = deploy_over_http(args.rpc_url, key)
     path: Path = args.deployment or default_deployment_path()
     contracts.deployment.save(path)
     print(describe(contracts))
@@ -118,21 +125,24 @@ def cmd_relay(args: argparse.Namespace) -> int:
                 f"error: set {args.matcher_key_env} to the matcher's private key", file=sys.stderr
             )
             return 2
-    config = RelayConfig(
-        db_path=args.db,
-        host=args.host,
-        port=args.port,
-        peers=tuple(args.peer),
-        matcher_key=key,
-        relay_id=args.relay_id,
-        confirmations=args.confirmations,
-        matching=args.matching,
-        auction_interval_s=args.auction_interval,
-    )
+    if args.config is not None:
+        config = load_relay_config(args.config, matcher_key=key)
+    else:
+        config = RelayConfig(
+            db_path=args.db,
+            host=args.host,
+            port=args.port,
+            peers=tuple(args.peer),
+            matcher_key=key,
+            relay_id=args.relay_id,
+            confirmations=args.confirmations,
+            matching=args.matching,
+            auction_interval_s=args.auction_interval,
+        )
     logs.configure()
 
     def ready(relay: Relay) -> None:
-        print(f"relay ready url={relay.url} relay={relay.relay_id}", flush=True)
+        print(ready_line("relay", url=relay.url, relay=relay.relay_id), flush=True)
 
     try:
         run_relay(config, deployment, on_ready=ready)
@@ -143,8 +153,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_provider(args: argparse.Namespace) -> int:
-    from nodes.provider import decrypt_key, load_config, load_deployment
     from nodes.provider.agent import ProviderAgent, run_agent
+    from nodes.provider.config import load_config
 
     config = load_config(args.config)
     key = decrypt_key(config.key)
@@ -152,7 +162,7 @@ def cmd_provider(args: argparse.Namespace) -> int:
     logs.configure()
 
     def ready(agent: ProviderAgent) -> None:
-        print(f"provider ready url={agent.url} address={agent.address}", flush=True)
+        print(ready_line("provider", url=agent.url, address=agent.address), flush=True)
 
     try:
         run_agent(config, key, deployment, on_ready=ready)
@@ -218,7 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--deployment", type=Path, default=None, help="deployment file to use")
     rl.add_argument("--host", default="127.0.0.1")
     rl.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    rl.add_argument("--db", type=Path, required=True, help="SQLite file for the relay's state")
+    source = rl.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="SQLite file for the relay's state")
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="the relay's TOML file (nodes/relay/config.py) instead of the options here, but "
+        "--matcher-key-env and --deployment",
+    )
     rl.add_argument("--peer", action="append", default=[], help="a peer relay's URL (repeatable)")
     rl.add_argument(
         "--matcher-key-env", default=None, help="variable holding the key that opens leases"

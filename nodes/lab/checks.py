@@ -43,10 +43,10 @@ from typing import Protocol
 
 from market.errors import AuditError
 from market.receipts.sampling import audit_seed, sample_indices
+from nodes.daemon.guard import die_with_parent
 from nodes.jobs.matmul import check_product
 from nodes.jobs.spec import JobSpec, MatmulParams, TrainParams
 from nodes.jobs.train import run_segment
-from nodes.provider.runtime import die_with_parent
 
 
 class OutputCheckFailed(AuditError):

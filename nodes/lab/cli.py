@@ -12,30 +12,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from nodes import logs
+from nodes.daemon.config import load_deployment
+from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.startup import stop_signals
 from nodes.lab.agent import LabAgent
-from nodes.lab.config import decrypt_key, load_config, load_deployment
+from nodes.lab.config import load_config
 
 
 async def serve(agent: LabAgent, *, exit_when_done: bool) -> int:
     """Start ``agent``, run it until done or signalled, and stop it gracefully."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, agent.request_stop)
-    try:
+    with stop_signals(agent.request_stop):
         await agent.start()
         try:
             return await agent.run(exit_when_done=exit_when_done)
         finally:
             await agent.stop()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

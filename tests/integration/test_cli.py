@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,15 @@ def test_devnet_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
 
 
+def _assert_receipts_and_vouchers_counted(out: str) -> None:
+    """The ledger's receipts and vouchers come from the providers' /metrics: some of each."""
+    found = re.search(r"(\d+) receipts signed, delivered and verified; (\d+) vouchers", out)
+    assert found is not None, out
+    receipts, vouchers = int(found[1]), int(found[2])
+    assert receipts > 0
+    assert 0 < vouchers <= receipts
+
+
 def test_demo_runs_a_market_round_of_processes_and_accounts_for_every_token() -> None:
     proc = _gpumarket("demo")
     out, _ = proc.communicate(timeout=240)
@@ -63,6 +73,7 @@ def test_demo_runs_a_market_round_of_processes_and_accounts_for_every_token() ->
         assert f"{name:10}serving at http://127.0.0.1:" in out
     assert out.count("job_started") == 4  # two labs, two jobs each
     assert "4 leases opened, 4 closed" in out
+    _assert_receipts_and_vouchers_counted(out)
     assert out.rstrip().endswith("done      every token accounted for, every lease closed")
 
 
@@ -71,6 +82,7 @@ def test_demo_scales_and_refuses_impossible_sizes() -> None:
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert "1 leases opened, 1 closed" in out
+    _assert_receipts_and_vouchers_counted(out)
     assert "provider2" not in out
     bad = _gpumarket("demo", "--providers", "0")
     out, _ = bad.communicate(timeout=60)

@@ -187,7 +187,8 @@ def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
     assert [h for h, _ in store.resting_orders()] == [c.hash]
     assert store.count_orders() == 1
     # A database an earlier release wrote keeps rows of orders gone (resting = 0): they go at open.
-    store._db.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
+    with store.db.transaction() as conn:
+        conn.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
     assert store.count_orders() == 2
     store.close()
     again = Store.open(tmp_path / "relay.sqlite")
@@ -206,7 +207,7 @@ def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
 def test_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "relay.sqlite"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="unreadable"):
         Store.open(path)
 
 
