@@ -36,7 +36,7 @@ from market.protocol.keccak import keccak
 from market.protocol.types import Receipt, Signed, Voucher
 from market.receipts import ChainHead, ReceiptVerifier, detect_equivocation
 from market.sealing import Purpose, SealingKeyPair, associated_data, open_sealed
-from nodes.errors import PeerUnavailable, RequestRefused
+from nodes.errors import NodeError, PeerUnavailable, RequestRefused
 from nodes.jobs.spec import CommandParams, JobSpec
 from nodes.lab.checks import CommandCheck, CommandRerun, OutputCheck, OutputCheckFailed, make_check
 from nodes.lab.config import LabConfig
@@ -64,7 +64,7 @@ class Emit(Protocol):
     def __call__(self, event: str, **fields: object) -> None: ...
 
 
-class Rejected(Exception):
+class Rejected(NodeError):
     """A period failed verification: why, and the evidence a proof needs."""
 
     def __init__(

@@ -123,9 +123,6 @@ def test_the_docstring_tree_names_every_class_of_market_errors() -> None:
 
 NODES_OUTSIDE_THE_TREE: dict[str, str] = {
     "nodes.cli._Stop": "private control flow of the CLI's signal handling, never escapes main()",
-    "nodes.lab.agent._Rejected": "private control flow inside the lab agent, never escapes it",
-    # To move under NodeError (nodes/errors.py) by the part of issue 15 that owns the lab:
-    "nodes.lab.checks.NotYetCheckable": "lab (room part of issue 15)",
 }
 """Exception classes under nodes/ that are not MarketErrors, and why."""
 
