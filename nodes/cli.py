@@ -58,11 +58,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return demo.run(out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs)
+    return demo.run(
+        out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs, keep=args.keep
+    )
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    deployment = Deployment.load(args.deployment)
     key = None
     if args.matcher_key_env is not None:
         key = os.environ.get(args.matcher_key_env)
@@ -85,6 +86,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
             matching=args.matching,
             auction_interval_s=args.auction_interval,
         )
+    deployment = Deployment.load(args.deployment)  # after the options: their errors come first
     logs.configure()
 
     def ready(relay: Relay) -> None:
@@ -169,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--providers", type=int, default=3, help="providers (1-6)")
     dm.add_argument("--labs", type=int, default=2, help="labs (1-3)")
     dm.add_argument("--jobs", type=int, default=2, help="bids, each a leased job, per lab")
+    dm.add_argument(
+        "--keep", action="store_true", help="keep the round's folder (configs, keystores, logs)"
+    )
     dm.set_defaults(func=cmd_demo)
 
     rl = sub.add_parser("relay", help="run a relay: order book, gossip and matcher over HTTP")
