@@ -15,8 +15,8 @@ each lease when its work is paid, which credits the unused escrow back to the la
 withdraws. Progress is printed as it happens; the round ends with a ledger (balances before and
 after, leases, receipts, vouchers, gas) and fails unless every token is accounted for and every
 lease closed. The round's folder (configs, keystores, the daemons' logs) is removed at the end,
-unless ``--keep`` or the round failed (its logs say why). Ctrl-C (or SIGTERM) stops the daemons and the devnet and exits 130, with no
-traceback.
+unless ``--keep`` or the round failed (its logs say why). Ctrl-C (or SIGTERM) stops the daemons
+and the devnet and exits 130, with no traceback.
 
 Everything the ledger shows comes from the chain (balances, the market's events, the gas of the
 round's transactions: ``market.chain``) or from the daemons' own API (receipts signed and vouchers

@@ -47,8 +47,8 @@ def cmd_faucet(args: argparse.Namespace) -> int:
     faucet = DevnetFaucet.connect(deployment)
     decimals, symbol = token_units(faucet.client)
     tokens = int(args.amount * 10**decimals)
-    faucet.give(args.address, tokens=tokens, eth_wei=int(args.eth * 10**18))
-    print(f"sent {args.amount} {symbol} and {args.eth} ETH to {args.address}")
+    faucet.give(args.address, tokens=tokens, eth_wei=int(args.ether * 10**18))
+    print(f"sent {args.amount} {symbol} and {args.ether} ETH to {args.address}")
     return 0
 
 
@@ -60,7 +60,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("address", type=_address, metavar="ADDRESS")
     parser.add_argument("amount", type=whole_amount, metavar="AMOUNT", help="whole TestUSD")
     parser.add_argument(
-        "--eth", type=whole_amount, default=DEFAULT_ETH, help="ether for gas (default 1)"
+        "--eth",
+        dest="ether",
+        type=whole_amount,
+        default=DEFAULT_ETH,
+        help="ether for gas (default 1)",
     )
     parser.add_argument(
         "--deployment", type=Path, default=None, metavar="FILE",
