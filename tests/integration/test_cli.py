@@ -84,6 +84,9 @@ def test_demo_scales_and_refuses_impossible_sizes() -> None:
     assert "1 leases opened, 1 closed" in out
     _assert_receipts_and_vouchers_counted(out)
     assert "provider2" not in out
+    folder = re.search(r"logs in (\S+)", out)
+    assert folder is not None, out
+    assert not Path(folder[1]).exists(), "a round that succeeded leaves no folder behind"
     bad = _gpumarket("demo", "--providers", "0")
     out, _ = bad.communicate(timeout=60)
     assert bad.returncode == 2

@@ -148,6 +148,13 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
     lab_check = _run(tmp_path, "lab", "--config", "lab.toml", "--check")
     assert lab_check.returncode == 1
     assert f"-> get tokens: gpumarket faucet {lab_address} 1" in lab_check.stdout
+    _run(tmp_path, "faucet", lab_address, "0", "--eth", "1")  # gas, but no tokens
+    broke = _run(tmp_path, "lab", "--config", "lab.toml", "--exit-when-done")
+    assert broke.returncode == 1  # told at start, before any approval or bid is posted
+    assert (
+        f"but the jobs' escrow takes 0.048 tUSD; get tokens: gpumarket faucet {lab_address} 1"
+        in (broke.stderr)
+    )
     _run(tmp_path, "faucet", lab_address, "10")
     assert _run(tmp_path, "lab", "--config", "lab.toml", "--check").returncode == 0
 
