@@ -42,6 +42,10 @@ def test_devnet_up_serves_json_rpc_and_writes_deployment_file(tmp_path: Path) ->
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "stopping devnet" in out
+    assert "mining        a block every 1 s, with or without transactions" in out
+    assert "PUBLIC TEST KEYS" in out
+    assert "key 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80" in out
+    assert "  gpumarket keys new --out provider-key.json" in out
     assert not path.exists(), "a stopped devnet must not leave a deployment file pointing at it"
     with pytest.raises(Exception):  # noqa: B017, PT011 - any connection error: nothing listens
         Web3(HTTPProvider(dep.rpc_url, request_kwargs={"timeout": 2})).eth.chain_id  # noqa: B018

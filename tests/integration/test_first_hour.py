@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from tests.waiting import wait_until
 
@@ -166,11 +167,17 @@ def test_keys_import_takes_the_key_on_stdin(tmp_path: Path) -> None:
     assert _address(done.stdout) == "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
 
 
-def test_faucet_is_refused_off_a_devnet(tmp_path: Path) -> None:
+def test_block_time_0_mines_on_transactions_only_and_the_faucet_is_refused_off_a_devnet(
+    tmp_path: Path,
+) -> None:
     proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json")
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
+        rpc = Web3(HTTPProvider(ready["rpcUrl"], request_kwargs={"timeout": 5})).provider
+        assert ready["blockTimeS"] == 0
+        assert rpc.make_request(RPCEndpoint("anvil_getAutomine"), [])["result"] is True
+        assert rpc.make_request(RPCEndpoint("anvil_getIntervalMining"), [])["result"] is None
         refused = _run(tmp_path, "faucet", ready["testAccounts"][1]["address"], "5")
     finally:
         _stop(proc)
