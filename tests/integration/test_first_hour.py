@@ -139,6 +139,7 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
     start = _run(tmp_path, "provider", "--config", "low.toml")
     assert start.returncode == 1
     assert "set [agent] stake = 100 or more" in start.stderr
+    assert "Traceback" not in start.stderr
     still = _run(tmp_path, "provider", "--config", "low.toml", "--check")
     assert "registered with" not in still.stdout  # nothing was staked
     assert "holds 1,000 tUSD" in still.stdout  # fmt: skip
@@ -152,6 +153,7 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
     _run(tmp_path, "faucet", lab_address, "0", "--eth", "1")  # gas, but no tokens
     broke = _run(tmp_path, "lab", "--config", "lab.toml", "--exit-when-done")
     assert broke.returncode == 1  # told at start, before any approval or bid is posted
+    assert "Traceback" not in broke.stderr
     assert (
         f"but the jobs' escrow takes 0.048 tUSD; get tokens: gpumarket faucet {lab_address} 1"
         in (broke.stderr)
