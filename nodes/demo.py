@@ -1,6 +1,6 @@
 """The main job: a full market round of separate processes on an embedded devnet.
 
-    gpumarket demo [--providers 3] [--labs 2] [--jobs 2]
+    gpumarket demo [--providers 3] [--labs 2] [--jobs 2] [--keep]
 
 It starts anvil (one block a second), deploys the contracts, funds each account from the TestUSD
 faucet, writes each daemon an encrypted keystore and a TOML config in a fresh folder, and starts,
@@ -14,7 +14,9 @@ verify every receipt and output and pay by signed vouchers; providers claim in b
 each lease when its work is paid, which credits the unused escrow back to the lab; everyone
 withdraws. Progress is printed as it happens; the round ends with a ledger (balances before and
 after, leases, receipts, vouchers, gas) and fails unless every token is accounted for and every
-lease closed. The daemons' logs stay in the round's folder.
+lease closed. The round's folder (configs, keystores, the daemons' logs) is removed at the end,
+unless ``--keep`` or the round failed (its logs say why). Ctrl-C (or SIGTERM) stops the daemons
+and the devnet and exits 130, with no traceback.
 
 Everything the ledger shows comes from the chain (balances, the market's events, the gas of the
 round's transactions: ``market.chain``) or from the daemons' own API (receipts signed and vouchers
@@ -23,6 +25,8 @@ received: each provider's ``/metrics``, read before it stops), never from a daem
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -30,6 +34,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -77,19 +82,52 @@ class _Printer:
             self(name, " ".join(parts[3:]))
 
 
-def run(out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2) -> int:
+INTERRUPTED = 130
+"""The exit status of a round stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
+
+
+class _Interrupted(Exception):
+    """Raised from the SIGINT/SIGTERM handler: unwinds the round through its ``finally``s."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    for s in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
+    raise _Interrupted(signum)
+
+
+def run(
+    out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2, keep: bool = False
+) -> int:
+    """Play a round; the exit status (0: every token accounted for). Ctrl-C or SIGTERM stops
+    it cleanly (:data:`INTERRUPTED`); its folder is removed unless ``keep``."""
     if not 1 <= providers <= 6 or not 1 <= labs <= 3 or jobs < 1:
         print("error: 1-6 providers, 1-3 labs and at least one job per lab", file=out)
         return 2
     show = _Printer(out)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     folder = Path(tempfile.mkdtemp(prefix="gpumarket-round-"))
-    with Devnet.start(accounts=12, block_time=1) as dev:
-        net = LocalMarket(dev, folder, on_log=show.log_line)
-        show("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); logs in {folder}")
-        try:
-            return _play(net, show, providers, labs, jobs)
-        finally:
-            net.stop_all()
+    code = 1  # an error raised out of the round keeps its folder, as a failed round does
+    try:
+        with Devnet.start(accounts=12, block_time=1) as dev:
+            net = LocalMarket(dev, folder, on_log=show.log_line)
+            where = f"in {folder} (removed after a round that succeeds, unless --keep)"
+            show("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); logs {where}")
+            try:
+                code = _play(net, show, providers, labs, jobs)
+            finally:
+                net.stop_all()
+    except _Interrupted:
+        code = INTERRUPTED
+        show("stopped", "interrupted: daemons and devnet stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if keep or code not in (0, INTERRUPTED):
+            show("logs", f"kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return code
 
 
 def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int) -> int:

@@ -31,10 +31,12 @@ import aiohttp
 
 from market.chain.deploy import Deployment
 from market.errors import ChainError
+from nodes.daemon.preflight import raise_first_failure
 from nodes.daemon.startup import ready_line
 from nodes.lab.config import LabConfig
 from nodes.lab.ledger import Ledger
 from nodes.lab.metrics import LabMetrics
+from nodes.lab.preflight import bid_escrow, lab_checks
 from nodes.lab.server import LabServer
 from nodes.lab.store import JobRecord
 from nodes.lab.ticks import LabTicks
@@ -115,6 +117,9 @@ class LabAgent:
             jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)
             self._jobs = {j.idx: j for j in jobs}
             block = await self._w(self.ledger.poll_events)
+            # Each problem is one line with its fix, before anything is approved or posted: a
+            # lab without the tokens would have its bids matched and every fill fail.
+            await self._w(self._preflight)
             funded = await self._w(self.ledger.fund, cfg.lab.fund)
             self.log.info("lab_funded", address=self.ledger.lab.address, allowance=funded)
             self._session = aiohttp.ClientSession()
@@ -136,6 +141,14 @@ class LabAgent:
             "lab_ready", address=lab.address, owner=lab.key.address, wallet=lab.wallet is not None,
             voucher_key=self.ledger.voucher_key.address, metrics=self.metrics_url, jobs=len(jobs),
         )  # fmt: skip
+
+    def _preflight(self) -> None:
+        """Gas, tokens and allowance for the open bids' escrow (:mod:`nodes.lab.preflight`)."""
+        needed = self.config.lab.fund
+        if needed is None:
+            needed = sum(bid_escrow(j.bid) for j in self.ledger.open_bids())
+        client = self.ledger.client
+        raise_first_failure(lab_checks(client, needed, client.account.address))
 
     async def run(self, *, exit_when_done: bool = False) -> int:
         """Tick until :meth:`request_stop` (or, with ``exit_when_done``, until every job is

@@ -38,12 +38,14 @@ from market.protocol.signing import SigningKey
 from market.protocol.types import Offer, Signed, billing_modes
 from market.sealing import public_key_of
 from nodes.daemon.explain import log_no_match
+from nodes.daemon.preflight import raise_first_failure
 from nodes.daemon.startup import Listener, listen, stop_signals
 from nodes.logs import get_logger
 from nodes.provider.config import JobLimits, ProviderConfig
 from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
+from nodes.provider.preflight import provider_checks
 from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
@@ -157,6 +159,9 @@ class ProviderAgent:
                 _log.warning("registration_updated", registered_endpoint=info.endpoint,
                              endpoint=endpoint)  # fmt: skip
             return
+        # Each problem is one line with its fix, before anything is staked (a stake below the
+        # minimum would be bonded, and then no offer of it ever matched).
+        raise_first_failure(provider_checks(self.config, client))
         stake = self.config.agent.stake_units or client.min_stake()
         client.register(stake, endpoint, sealing)
         _log.info("registered", stake=stake, endpoint=endpoint)

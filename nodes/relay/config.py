@@ -33,7 +33,7 @@ from msgspec import Meta
 from market.chain.erc1271 import DEFAULT_GAS
 from nodes.daemon.config import HttpListen, NonEmpty, Table
 from nodes.daemon.toml import decode, read_toml
-from nodes.daemon.values import Url
+from nodes.daemon.values import Invalid, Url
 from nodes.errors import ConfigError
 from nodes.relay.batches import MAX_BATCH_MATCHES
 from nodes.wire import MAX_FRAME_SIZE
@@ -116,6 +116,13 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for peer in self.peers:  # a config built in Python (the CLI's --peer) is checked too
+            try:
+                Url.parse(peer)
+            except Invalid as exc:
+                raise Invalid(
+                    f"{exc.reason}: give the scheme, as http://HOST:PORT", "peers", "RelayConfig"
+                ) from None
         if self.matching not in MATCHING_MODES:
             raise ConfigError(
                 "RelayConfig", "matching", f"{self.matching!r} is not one of {MATCHING_MODES}"

@@ -122,7 +122,9 @@ def test_the_docstring_tree_names_every_class_of_market_errors() -> None:
 
 
 NODES_OUTSIDE_THE_TREE: dict[str, str] = {
-    "nodes.cli._Stop": "private control flow of the CLI's signal handling, never escapes main()",
+    "nodes.commands.devnet._Stop": "private control flow of `devnet up`'s signal handling, never "
+    "escapes it",
+    "nodes.demo._Interrupted": "private control flow of the demo's Ctrl-C, never escapes run()",
 }
 """Exception classes under nodes/ that are not MarketErrors, and why."""
 
