@@ -70,6 +70,7 @@ from market.protocol.types import (
     Voucher,
     gpu_model_to_bytes32,
 )
+from market.units import Token
 
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 10.0
@@ -293,6 +294,7 @@ class MarketClient:
         self._events = EventReader(w3, [self.market])
         self._calldata = {c.address: Calldata(c.abi) for c in (self.market, self.token)}
         self.last_receipt: TxReceipt | None = None
+        self._token_metadata: Token | None = None
 
     @classmethod
     def connect(
@@ -377,6 +379,15 @@ class MarketClient:
 
     def balance_of(self, address: str) -> int:
         return int(self._call(self.token.functions.balanceOf(address).call))
+
+    def token_metadata(self) -> Token:
+        """The settlement token's ERC-20 ``symbol()`` and ``decimals()``, read once: what every
+        amount a person reads or writes is in (:mod:`market.units`)."""
+        if self._token_metadata is None:
+            symbol = str(self._call(self.token.functions.symbol().call))
+            decimals = int(self._call(self.token.functions.decimals().call))
+            self._token_metadata = Token(symbol, decimals)
+        return self._token_metadata
 
     def total_supply(self) -> int:
         """The settlement token's total supply."""

@@ -111,10 +111,11 @@ class LabAgent:
         )  # fmt: skip
         try:
             keys = await self._w(self.ledger.store.sealing_key)
-            jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)
+            token = await self._w(self.ledger.client.token_metadata)
+            jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs(token), cfg.lab.bid_ttl_s)
             self._jobs = {j.idx: j for j in jobs}
             block = await self._w(self.ledger.poll_events)
-            funded = await self._w(self.ledger.fund, cfg.lab.fund)
+            funded = await self._w(self.ledger.fund, cfg.lab.allowance_units(token))
             self.log.info("lab_funded", address=self.ledger.lab.address, allowance=funded)
             self._session = aiohttp.ClientSession()
             self._verifier = PeriodVerifier(

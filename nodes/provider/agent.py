@@ -44,7 +44,7 @@ from nodes.provider.config import JobLimits, ProviderConfig
 from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
-from nodes.provider.pricing import load_policy
+from nodes.provider.pricing import Checked, load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
 from nodes.provider.work import LeaseWork, ProviderMetrics
@@ -71,7 +71,7 @@ class ProviderAgent:
         self.hex_key = "0x" + key.hex()
         self.deployment = deployment
         self.inventory: Inventory = detect(config.inventory)
-        self.policy = load_policy(config.pricing)
+        self.policy: Checked  # built at start, once the token's decimals are read
         self._job_features = job_features(config.jobs)
         self.chain_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-chain")
         self.service_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-service")
@@ -103,6 +103,8 @@ class ProviderAgent:
 
     async def start(self) -> None:
         self._work = await self._on(self.chain_pool, self._open_chain_side)
+        token = await self._on(self.chain_pool, self._work.client.token_metadata)
+        self.policy = load_policy(self.config.pricing, token)
         await self._on(self.chain_pool, self._work.recover)
         service = await self._on(self.service_pool, self._open_service)
         agent = self.config.agent
@@ -156,7 +158,8 @@ class ProviderAgent:
                 _log.warning("registration_updated", registered_endpoint=info.endpoint,
                              endpoint=endpoint)  # fmt: skip
             return
-        stake = self.config.agent.stake_units or client.min_stake()
+        wanted = self.config.agent.stake
+        stake = (wanted and wanted.units(client.token_metadata())) or client.min_stake()
         client.register(stake, endpoint, sealing)
         _log.info("registered", stake=stake, endpoint=endpoint)
 

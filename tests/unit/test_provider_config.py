@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ memory_gib = 40
 
 [pricing]
 policy = "utilisation"
-params = { floor = 2, ceiling = 6 }
+params = { floor_per_gpu_hour = "1.50", ceiling_per_gpu_hour = "4" }
 
 [metering]
 interval_s = 30
@@ -70,7 +71,7 @@ max_disk_gib = 0.5
 host = "0.0.0.0"
 port = 7100
 public_url = "https://gpu.example:7100"
-stake = 250.5
+stake = "250.5"
 offer_ttl_s = 120
 min_duration_s = 60
 max_duration_s = 7200
@@ -89,7 +90,7 @@ count = 1
 memory_gib = 24
 [pricing]
 policy = "fixed"
-params = { price_per_gpu_second = 1 }
+params = { price_per_gpu_hour = "0.0036" }
 """
 
 
@@ -108,7 +109,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.chain.confirmations == 12
     assert config.agent == AgentConfig(
         host="0.0.0.0", port=7100, public_url="https://gpu.example:7100",
-        stake_units=250_500_000, offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
+        stake=Decimal("250.5"), offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
         claim_interval_s=30, max_unpaid_periods=2, final_voucher_wait_s=600,
         billing=(Billing.METERED, Billing.RENTAL),
     )  # fmt: skip
@@ -120,7 +121,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     )
     assert (config.pricing.policy, dict(config.pricing.params)) == (
         "utilisation",
-        {"floor": 2, "ceiling": 6},
+        {"floor_per_gpu_hour": "1.50", "ceiling_per_gpu_hour": "4"},
     )
     assert config.metering.interval_s == 30
     assert config.jobs == JobLimits(
@@ -169,7 +170,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("memory_gib = 24", "memory_gib = 24\nvram = 1", "inventory.gpus[0].vram", "unknown"),
         ('policy = "fixed"', "", "pricing.policy", "missing"),
         (
-            "params = { price_per_gpu_second = 1 }",
+            'params = { price_per_gpu_hour = "0.0036" }',
             "params = 3",
             "pricing.params",
             "must be a table",
