@@ -95,10 +95,15 @@ def to_base_units(value: Decimal, token: Token) -> int:
     token, AmountNegative below zero."""
     if value < 0:
         raise AmountNegative(str(value))
-    scaled = value.scaleb(token.decimals)
-    if scaled != scaled.to_integral_value():
+    _, digits, exponent = value.as_tuple()  # exact integer arithmetic: no context rounding
+    assert isinstance(exponent, int)  # parse_decimal admits finite numbers only
+    mantissa, shift = int("".join(map(str, digits)) or "0"), exponent + token.decimals
+    if shift >= 0:
+        return mantissa * 10**shift
+    whole, rest = divmod(mantissa, 10**-shift)
+    if rest:
         raise AmountTooPrecise(str(value), token.decimals, token.symbol)
-    return int(scaled)
+    return whole
 
 
 def format_decimal(units: int, decimals: int) -> str:
