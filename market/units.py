@@ -99,8 +99,8 @@ def to_base_units(value: Decimal, token: Token) -> int:
     assert isinstance(exponent, int)  # parse_decimal admits finite numbers only
     mantissa, shift = int("".join(map(str, digits)) or "0"), exponent + token.decimals
     if shift >= 0:
-        return mantissa * 10**shift
-    whole, rest = divmod(mantissa, 10**-shift)
+        return mantissa * int(10**shift)
+    whole, rest = divmod(mantissa, int(10**-shift))
     if rest:
         raise AmountTooPrecise(str(value), token.decimals, token.symbol)
     return whole
