@@ -21,7 +21,7 @@ lab disputes it first (``dispute_claim``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
@@ -33,7 +33,7 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, TransactionNotFound, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.calldata import Calldata
@@ -388,6 +388,18 @@ class MarketClient:
             decimals = int(self._call(self.token.functions.decimals().call))
             self._token_metadata = Token(symbol, decimals)
         return self._token_metadata
+
+    def transaction(self, tx_hash: bytes) -> Mapping[str, Any] | None:
+        """The mined or pending transaction ``tx_hash`` (``to``, ``input``, ...); None when the
+        node knows none."""
+
+        def read() -> Mapping[str, Any] | None:
+            try:
+                return dict(self.w3.eth.get_transaction(HexBytes(tx_hash)))
+            except TransactionNotFound:
+                return None
+
+        return self._call(read)
 
     def total_supply(self) -> int:
         """The settlement token's total supply."""
