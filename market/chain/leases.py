@@ -35,6 +35,8 @@ class OpenedLease:
     """A lease as a price record: when, what hardware, how many GPUs, at what price."""
 
     lease_id: bytes
+    bid_hash: bytes
+    """The order hash of the bid it filled (as a relay's book names the bid)."""
     time: int
     """The timestamp of the block that opened it."""
     model: str
@@ -82,6 +84,7 @@ def opened_leases(
         out.append(
             OpenedLease(
                 lease_id=bytes(event.args["lease_id"]),
+                bid_hash=bytes(event.args["bid_hash"]),
                 time=times[event.block_number],
                 model=offer.gpu_model,
                 memory_gib=offer.memory_gib,
