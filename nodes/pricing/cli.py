@@ -242,7 +242,7 @@ def _result_document(hw: Hardware, r: ReplayResult) -> dict[str, Any]:
 
 
 def _result_text(hw: Hardware, r: ReplayResult, policy: str, token: Token) -> str:
-    gpu_hours = token.plain(r.gpu_seconds * token.one // 3600).rstrip()
+    gpu_hours = f"{r.gpu_seconds / 3600:,.2f}"
     average = token.format_price(r.average_price) if r.gpu_seconds else "-"
     return "\n".join([
         f"{hw.model} x{hw.gpus} ({hw.memory_gib} GiB), policy {policy}, over {r.span_s} s "
