@@ -67,7 +67,8 @@ def test_backtest_prints_tokens_and_prices_per_gpu_hour(
     recording: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["price", "backtest", str(recording), "--policy", "fixed", "--params",
-            '{ price_per_gpu_hour = "2.16" }', "--model", MODEL, "--gpus", "8", "--memory-gib", "80"]  # fmt: skip
+            '{ price_per_gpu_hour = "2.16" }', "--model", MODEL, "--gpus", "8",
+            "--memory-gib", "80"]  # fmt: skip
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"{MODEL} x8 (80 GiB), policy fixed, over 20 s of recording:",
