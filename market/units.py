@@ -13,8 +13,8 @@ GPU-second are for the wire format and the chain only.
 A price per GPU-hour becomes a per-second price by **rounding down** to a whole base unit
 (:func:`per_gpu_second`): a lab's bid never signs more than its owner wrote, an offer never asks
 more than the provider wrote, and what was lost is shown (:meth:`Token.format_price` of the
-result; ``gpumarket provider --check`` and the lab print it). A per-hour price under one base
-unit per second is refused (:class:`~market.errors.PriceTooSmall`), never rounded to zero.
+result, as ``gpumarket status`` and ``gpumarket price`` show prices). A per-hour price under one
+base unit per second is refused (:class:`~market.errors.PriceTooSmall`), never rounded to zero.
 Decision 0025 says why.
 """
 
