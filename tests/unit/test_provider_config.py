@@ -10,7 +10,9 @@ import pytest
 from eth_account import Account
 
 from market.chain.deploy import Deployment
+from market.errors import AmountTooPrecise
 from market.protocol.types import Billing
+from market.units import Token
 from nodes.errors import ConfigError, KeystoreError
 from nodes.provider import (
     AgentConfig,
@@ -350,3 +352,35 @@ def test_missing_or_foreign_keystore_file_is_a_keystore_error(tmp_path: Path) ->
     (tmp_path / "other.json").write_text('{"hello": 1}')
     with pytest.raises(KeystoreError):
         decrypt_key(KeyConfig(tmp_path / "other.json", "PW"), {"PW": "x"})
+
+
+@pytest.mark.parametrize(
+    ("written", "tokens"),
+    [('"250.5"', Decimal("250.5")), ("250.5", Decimal("250.5")), ("200", Decimal(200)),
+     ('"1,000"', Decimal(1000))],
+)  # fmt: skip
+def test_the_stake_is_read_in_tokens_exactly_and_converted_with_the_tokens_decimals(
+    tmp_path: Path, written: str, tokens: Decimal
+) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + f"[agent]\nstake = {written}\n"))
+    assert config.agent.stake == tokens
+    assert config.agent.stake is not None
+    assert config.agent.stake.units(Token("tUSD", 6)) == int(tokens * 10**6)
+    assert config.agent.stake.units(Token("DAI", 18)) == int(tokens * 10**18)
+
+
+def test_a_stake_finer_than_the_tokens_decimals_is_refused_when_converted(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + '[agent]\nstake = "1.0000001"\n'))
+    assert config.agent.stake is not None
+    with pytest.raises(AmountTooPrecise, match="more decimals than tUSD has"):
+        config.agent.stake.units(Token("tUSD", 6))
+
+
+@pytest.mark.parametrize("written", ['"-1"', '"ten"', "true", '"1 ETH"'])
+def test_a_stake_that_is_no_amount_of_tokens_is_a_config_error(
+    tmp_path: Path, written: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, MINIMAL + f"[agent]\nstake = {written}\n"))
+    assert info.value.field == "agent.stake"
+    assert "amount of tokens" in info.value.reason
