@@ -235,6 +235,9 @@ class JobTable(Table, frozen=True, kw_only=True, tag_field="kind"):
         if self.max_price_per_gpu_hour is None:
             raise Invalid("missing: the most the bid pays, in tokens per GPU-hour (\"2.50\")",
                           "max_price_per_gpu_hour", "JobTable")  # fmt: skip
+        if self.max_price_per_gpu_hour == 0:
+            raise Invalid("must be more than 0 tokens per GPU-hour", "max_price_per_gpu_hour",
+                          "JobTable")  # fmt: skip
 
     def params(self) -> JobParams:
         raise NotImplementedError

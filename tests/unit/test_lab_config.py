@@ -184,6 +184,16 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
             ),
         ),
         (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"', 'max_price_per_gpu_hour = "0"'),
+            "jobs[0].max_price_per_gpu_hour",
+            "more than 0",
+        ),
+        (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"', "max_price_per_gpu_hour = -1"),
+            "jobs[0].max_price_per_gpu_hour",
+            "negative",
+        ),
+        (
             MINIMAL.replace('max_price_per_gpu_hour = "0.0108"\n', ""),
             "jobs[0].max_price_per_gpu_hour",
             "missing",
