@@ -36,6 +36,7 @@ from market.chain.devnet import Devnet, free_port
 from market.errors import InvalidArgument
 from market.units import Token, per_gpu_hour
 from nodes.errors import DaemonDidNotStart
+from nodes.logs import FORMAT_ENV
 
 TOKEN = Token("tUSD", 6)
 """The settlement token a LocalMarket deploys (TestUSD, six decimals)."""
@@ -169,7 +170,8 @@ class LocalMarket:
     # --- daemons -----------------------------------------------------------------------------
 
     def _env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, PASSWORD_ENV: PASSWORD, **extra}
+        # Key=value logs whatever the caller's environment says: this module and the demo read them.
+        return {**os.environ, PASSWORD_ENV: PASSWORD, FORMAT_ENV: "keyvalue", **extra}
 
     def start(
         self, name: str, argv: Sequence[str], env: dict[str, str], module: str = "nodes.cli"

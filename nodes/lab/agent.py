@@ -39,7 +39,7 @@ from nodes.lab.server import LabServer
 from nodes.lab.store import JobRecord
 from nodes.lab.ticks import LabTicks
 from nodes.lab.verify import PeriodVerifier
-from nodes.logs import get_logger, render_fields
+from nodes.logs import get_logger
 
 T = TypeVar("T")
 
@@ -107,6 +107,7 @@ class LabAgent:
             lambda: Ledger.open(
                 cfg.state, self.deployment, self.key, self.emit, cfg.chain.confirmations,
                 voucher_key=self.voucher_key, wallet=cfg.wallet,
+                observe=self.metrics.observe_chain_action,
             )
         )  # fmt: skip
         try:
@@ -204,10 +205,9 @@ class LabAgent:
     # --- progress ------------------------------------------------------------------------------
 
     def emit(self, event: str, **fields: object) -> None:
-        """A progress event: logged, counted and printed as one ``event k=v ...`` line."""
+        """A progress event: logged (once: stdout carries only the ready line) and counted."""
         self.log.info(event, **fields)
         self.metrics.events.inc(event=event)
-        self._line(f"{event} {render_fields(fields)}".rstrip())
 
     def _line(self, text: str) -> None:
         if self.out is not None:

@@ -1,11 +1,11 @@
 """``gpumarket lab --config FILE [--exit-when-done]``: the lab client in the foreground.
 
-Prints ``lab ready address=0x... metrics=http://...`` once started (the lab's account: its
-key's, or the contract wallet of its ``[key] wallet``), then one line per progress event
-(``lease_opened``, ``receipt_verified``, ``voucher_sent``, ``lease_closed``, ``refund_withdrawn``,
-...). SIGTERM or SIGINT stops it after the tick in progress. With ``--exit-when-done`` it exits 0
-once every job is settled: its bid can no longer fill, its leases are closed, and the lab's credit
-is withdrawn.
+Prints ``lab ready address=0x... metrics=http://...`` on stdout once started (the lab's account:
+its key's, or the contract wallet of its ``[key] wallet``); its progress events (``lease_opened``,
+``receipt_verified``, ``voucher_sent``, ``lease_closed``, ``refund_withdrawn``, ...) are log lines
+on stderr, once each (``GPUMARKET_LOG_FORMAT=json`` for JSON lines). SIGTERM or SIGINT stops it
+after the tick in progress. With ``--exit-when-done`` it exits 0 once every job is settled: its
+bid can no longer fill, its leases are closed, and the lab's credit is withdrawn.
 """
 
 from __future__ import annotations

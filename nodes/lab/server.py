@@ -47,7 +47,7 @@ class LabServer:
 
     def app(self) -> web.Application:
         """/metrics and /healthz; any other request refused with an ErrorResponse."""
-        app = web.Application(middlewares=[_typed_refusals])
+        app = web.Application(middlewares=[self.metrics.timed_routes, _typed_refusals])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         return app

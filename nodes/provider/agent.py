@@ -125,7 +125,8 @@ class ProviderAgent:
         tag = hashlib.sha256(str(self.config.state.resolve()).encode()).hexdigest()[:12]
         confinement = Confinement.prepare(self.config.jobs, tag=tag, log=_log)
         return LeaseWork(
-            self.config, self.key, client, store, records, DurableChain(store.db, client),
+            self.config, self.key, client, store, records,
+            DurableChain(store.db, client, observe=self.metrics.observe_chain_action),
             client.domain, workdir, _log, self.inventory, confinement, self.metrics,
         )  # fmt: skip
 
