@@ -56,8 +56,7 @@ from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Bid, Offer, Signed
 from market.roles import Lab, Provider
-from nodes.relay import RelayClient
-from nodes.wire import OrdersAccepted, OrderStatus, SubmitOrders, decode_as, encode
+from nodes.wire import OrdersAccepted, OrderStatus, RelayClient, SubmitOrders, decode_as, encode
 
 MODELS = ("H100-80GB", "H200-141GB", "A100-80GB", "A100-40GB", "L40S", "RTX4090", "MI300X", "B200")
 PROVIDERS = 16

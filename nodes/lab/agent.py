@@ -92,7 +92,6 @@ from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, Unk
 from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.logs import get_logger, render_fields
 from nodes.provider.decisions import log_no_match
-from nodes.relay.client import RelayClient
 from nodes.wire import (
     CONTENT_TYPE,
     MAX_PERIODS,
@@ -105,6 +104,7 @@ from nodes.wire import (
     encode,
 )
 from nodes.wire.messages import OrderStatus
+from nodes.wire.relay_client import RelayClient
 
 T = TypeVar("T")
 RERUN_GRACE_S = 10.0

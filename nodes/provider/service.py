@@ -54,7 +54,6 @@ from nodes.metrics import Counter
 from nodes.provider.challenges import ChallengeDesk, ChallengeRefused
 from nodes.provider.store import WAITING, AgentStore
 from nodes.provider.work import ProviderMetrics
-from nodes.relay.answers import Answer, WrongMessageType, answer_for
 from nodes.state.records import Records
 from nodes.wire import (
     CONTENT_TYPE,
@@ -80,6 +79,7 @@ from nodes.wire import (
     decode,
     encode,
 )
+from nodes.wire.answers import Answer, WrongMessageType, answer_for
 
 MAX_REQUEST: Final = 1024 * 1024
 MAX_ANSWER: Final = 6 * 1024 * 1024

@@ -38,9 +38,7 @@ from market.protocol.types import checksum_address
 from nodes.errors import TooManyOrders
 from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
-from nodes.relay.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
 from nodes.relay.book import RelayBook
-from nodes.relay.client import RELAY_HEADER
 from nodes.relay.config import Limits
 from nodes.relay.gossip import Gossiper
 from nodes.relay.metrics import RelayMetrics
@@ -64,7 +62,9 @@ from nodes.wire import (
     decode,
     encode,
 )
+from nodes.wire.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
 from nodes.wire.fields import GpuModel
+from nodes.wire.relay_client import RELAY_HEADER
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

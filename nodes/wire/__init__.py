@@ -10,6 +10,11 @@
                  and the closed enums they use
     schemas.py   how each message travels: its keys, in order, and the kind of each value
     fields.py    the kinds of value, each with one msgpack form and a validating decoder
+    answers.py   every refusal of a whole request as an ErrorResponse and its HTTP status,
+                 shared by the relay's and the provider's HTTP servers
+    http.py      HttpPeer: the HTTP clients' common part (session, timeout, bounded answers)
+    relay_client.py  RelayClient and RelayStream: a relay's API from Python (providers, labs,
+                 peer relays and tools use it without importing the relay)
 
 Signed orders inside a message are ``market.protocol.codec`` frames carried as bins, so they are
 decoded and verified exactly as the protocol defines them.
@@ -64,6 +69,7 @@ from nodes.wire.messages import (
     Value,
     VoucherAccepted,
 )
+from nodes.wire.relay_client import RELAY_HEADER, RelayClient, RelayStream
 
 __all__ = [
     "CONTENT_TYPE",
@@ -76,6 +82,7 @@ __all__ = [
     "MAX_PERIODS",
     "MAX_REPUTATIONS",
     "MAX_SEALED",
+    "RELAY_HEADER",
     "WIRE_VERSION",
     "ZERO_ADDRESS",
     "BookChange",
@@ -107,6 +114,8 @@ __all__ = [
     "PeriodReport",
     "ReceiptBatch",
     "ReceiptsQuery",
+    "RelayClient",
+    "RelayStream",
     "ReputationQuery",
     "ReputationReport",
     "Side",

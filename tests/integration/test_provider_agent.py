@@ -40,12 +40,12 @@ from nodes.jobs import CommandParams, JobSpec, MatmulParams
 from nodes.jobs.matmul import check_product
 from nodes.lab.provider_client import JobRefused, ProviderClient, UnknownLease
 from nodes.localnet import MODELS, Daemon, LocalMarket
-from nodes.relay import RelayClient
 from nodes.wire import (
     ErrorCode,
     JobState,
     ReceiptBatch,
     ReceiptsQuery,
+    RelayClient,
     SubmitJob,
     decode,
     encode,

@@ -1,4 +1,9 @@
-"""Every refusal of a whole request as an ErrorResponse with a code, and its HTTP status."""
+"""Every refusal of a whole request as an ErrorResponse with a code, and its HTTP status.
+
+Shared by the daemons' HTTP servers (the relay's and the provider agent's): :func:`answer_for`
+maps a typed error to its :class:`Answer`, :class:`WrongMessageType` is a valid frame sent to an
+endpoint that takes another type.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from market.errors import (
     UnknownMessageType,
 )
 from nodes.errors import RateLimited, TooManyOrders
-from nodes.wire import ErrorCode, ErrorResponse
+from nodes.wire.messages import ErrorCode, ErrorResponse
 
 
 class WrongMessageType(DecodeError):
