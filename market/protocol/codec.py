@@ -113,6 +113,7 @@ def open_frame(data: bytes, *, max_size: int, where: str = "message") -> tuple[o
     try:
         envelope = _ENVELOPE.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:
+        _refuse_repeats(exc, data, where)
         raise refusal(exc, where, size=len(data)) from exc
     version = envelope.v
     if isinstance(version, msgspec.msgpack.Ext | datetime.datetime):
@@ -136,6 +137,7 @@ def read_body(
     try:
         body = decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
+        _refuse_repeats(exc, raw, where)
         raise refusal(exc, where, hints=hints) from exc
     check_map(raw, len(body.__struct_fields__), where)
     return body
@@ -166,6 +168,17 @@ def check_map(data: msgspec.Raw | bytes, keys: int, where: str) -> None:
         return
     if count != keys:
         raise DecodeError(f"{where}: map key {_repeated_key(bytes(data))!r} appears twice")
+
+
+def _refuse_repeats(exc: BaseException, data: msgspec.Raw | bytes, where: str) -> None:
+    """A key said missing may have been written twice in its place: say so."""
+    if isinstance(exc, msgspec.ValidationError) and str(exc).startswith("Object missing"):
+        try:
+            repeated = _repeated_key(bytes(data))
+        except (ValueError, msgpack.UnpackException):
+            return
+        if repeated != "?":
+            raise DecodeError(f"{where}: map key {repeated!r} appears twice") from exc
 
 
 def _repeated_key(data: bytes) -> object:

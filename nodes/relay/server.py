@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import msgspec
 from aiohttp import WSMessage, WSMsgType, web
 
 from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError
@@ -54,6 +55,7 @@ from nodes.wire import (
     ExplainRequest,
     ExplainResponse,
     Gossip,
+    GpuModel,
     Message,
     OrderResult,
     OrdersAccepted,
@@ -63,7 +65,6 @@ from nodes.wire import (
     encode,
 )
 from nodes.wire.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
-from nodes.wire.fields import GpuModel
 from nodes.wire.relay_client import RELAY_HEADER
 
 M = TypeVar("M", bound=Message)
@@ -203,7 +204,7 @@ class RelayServer:
             raise TooManyOrders(count, self.limits.max_orders_per_request)
 
     async def book_snapshot(self, request: web.Request) -> web.Response:
-        model = GpuModel().decode(request.match_info["model"], "model")
+        model = _model(request.match_info["model"])
         depth = _whole(request.query.get("depth", "100"), "depth")
         return _message(self.snapshot(BookQuery(model, depth)))
 
@@ -305,6 +306,14 @@ def _expect(message: Message, cls: type[M]) -> M:
 def _summary(results: Sequence[OrderResult]) -> str:
     refused = Counter(r.status.value for r in results if not r.accepted)
     return ",".join(f"{status}:{n}" for status, n in sorted(refused.items())) or "none"
+
+
+def _model(raw: str) -> str:
+    try:
+        model: str = msgspec.convert(raw, GpuModel)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"model must be a GPU model name: {exc}") from exc
+    return model
 
 
 def _whole(raw: str, name: str) -> int:
