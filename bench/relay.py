@@ -387,11 +387,15 @@ def measure(s: Settings) -> dict[str, float | int]:
         with sqlite3.connect(relay.db) as db:
             kept = {h for (h,) in db.execute("SELECT hash FROM orders")}
             leased = {
-                h for pair in db.execute("SELECT offer_hash, bid_hash FROM leases") for h in pair
+                h
+                for table in ("leases", "fills")
+                for pair in db.execute(f"SELECT offer_hash, bid_hash FROM {table}")
+                for h in pair
             }
             fills = dict(db.execute("SELECT state, COUNT(*) FROM fills GROUP BY state").fetchall())
         stored = len(kept)
-        # An order leaves the store only when it leaves the book: here, filled by a lease.
+        # An order leaves the store only when it leaves the book: here, filled (a fill the matcher
+        # took, or a lease the chain reported).
         lost = {order_hash(market.domain, o.message) for o in signed} - kept - leased
         assert not lost, f"{len(lost)} accepted orders neither stored nor leased"
 

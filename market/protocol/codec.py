@@ -308,14 +308,15 @@ class _Wire:
             values[attr] = int(values[attr])  # an IntEnum (Billing) travels as its number
         return self.struct(**values)
 
-    def message(self, raw: msgspec.Raw | bytes, where: str) -> _Message:
+    def message(self, raw: msgspec.Raw | bytes, where: str) -> tuple[_Message, msgspec.Struct]:
+        """The message in ``raw``, and the body it was read from."""
         body = read_body(self.decoder, raw, where, self.hints)
         values = msgspec.structs.asdict(body)
         for attr in self.addresses:
             values[attr] = checksum_address("0x" + values[attr].hex())
         for attr in self.words:
             values[attr] = int.from_bytes(values[attr], "big")
-        return self.cls(**values)
+        return self.cls(**values), body
 
 
 class _SignedBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -335,6 +336,8 @@ _SIGNABLE: dict[str, _Wire] = {
 def encode(obj: Decoded) -> bytes:
     """The canonical msgpack encoding of a message or signed message."""
     if type(obj) is Signed:
+        if (frame := _remembered(obj)) is not None:
+            return frame
         inner: object = obj.message
         wire = _SIGNABLE.get(_SIGNED_PREFIX + getattr(type(inner), "TYPE_NAME", ""))
         if wire is None:
@@ -359,14 +362,35 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
     type_name, raw = open_frame(data, max_size=max_size)
     if type(type_name) is str:
         if (wire := _BY_NAME.get(type_name)) is not None:
-            return wire.message(raw, type_name)
+            return wire.message(raw, type_name)[0]
         if (wire := _SIGNABLE.get(type_name)) is not None:
             signed = read_body(_SIGNED, raw, type_name, _SIGNED_HINTS)
-            message = wire.message(signed.message, f"{type_name}.message")
+            message, body = wire.message(signed.message, f"{type_name}.message")
             # The inner class is one of Offer, Bid, Voucher, Receipt; mypy cannot pair it with
             # Signed's M.
-            return cast(_SignedMessage, Signed(message, signed.signature))
+            obj = cast(_SignedMessage, Signed(message, signed.signature))
+            canonical = {"message": body, "signature": signed.signature}
+            if _ENCODER.encode({"v": WIRE_VERSION, "type": type_name, "body": canonical}) == data:
+                _remember(obj, data)
+            return obj
     raise UnknownMessageType(type_name)
+
+
+# Signed orders are decoded by the relay, then encoded again to be stored and gossiped: the
+# canonical frames of the last ones decoded are kept, by the (frozen) object's identity.
+_MEMO: dict[int, tuple[object, bytes]] = {}
+_MEMO_SIZE: Final = 8192
+
+
+def _remember(obj: object, frame: bytes) -> None:
+    _MEMO[id(obj)] = (obj, frame)  # the entry holds obj: its id is not reused meanwhile
+    if len(_MEMO) > _MEMO_SIZE:
+        del _MEMO[next(iter(_MEMO))]
+
+
+def _remembered(obj: object) -> bytes | None:
+    hit = _MEMO.get(id(obj))
+    return hit[1] if hit is not None and hit[0] is obj else None
 
 
 def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D:

@@ -32,7 +32,15 @@ from market.errors import (
 from market.protocol import codec
 from nodes.wire import messages
 from nodes.wire.messages import Message
-from nodes.wire.values import Nested, dec_hook, json_dec_hook, lowerer, path_of, preparer
+from nodes.wire.values import (
+    Nested,
+    dec_hook,
+    json_dec_hook,
+    lowerer,
+    numbers_only,
+    path_of,
+    preparer,
+)
 
 WIRE_VERSION: Final = codec.WIRE_VERSION
 MAX_FRAME_SIZE: Final = 1024 * 1024
@@ -55,6 +63,7 @@ class _Codec:
         self.names = tuple(f.encode_name for f in msgspec.structs.fields(cls))
         self.decoder = msgspec.msgpack.Decoder(cls, dec_hook=dec_hook)
         self.lower = lowerer(cls, False)
+        self.native = numbers_only(cls)
         self.lower_json = lowerer(cls, True)
         self.prepare_json = preparer(cls, True)
 
@@ -62,7 +71,13 @@ class _Codec:
 def encode(message: Message) -> bytes:
     """The msgpack frame of ``message``."""
     c = _codec_of(message)
-    return codec.seal_frame(c.cls.TYPE_NAME, message if c.lower is None else c.lower(message))  # type: ignore[attr-defined]
+    name: str = message.TYPE_NAME
+    if c.native:  # as it is, unless an int is beyond msgpack's range
+        try:
+            return codec.seal_frame(name, message)
+        except OverflowError:
+            pass
+    return codec.seal_frame(name, message if c.lower is None else c.lower(message))
 
 
 def encode_json(message: Message) -> bytes:
