@@ -48,7 +48,6 @@ int out of range, a bad GPU model name, ``minDuration`` above ``maxDuration``). 
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, TypeAlias, TypeVar, cast, get_args, get_origin
@@ -84,19 +83,53 @@ D = TypeVar("D", bound=Decoded)
 S = TypeVar("S", bound=msgspec.Struct)
 
 
+_NIL: Final = msgspec.Raw(b"\xc0")
+
+
 class Envelope(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``{v, type, body}``: the one envelope of every frame, the protocol's and the daemons'.
 
-    ``v`` and ``type`` are checked by :func:`open_frame` rather than typed here, so that another
-    version or an unknown type is refused as such (not as a value of the wrong msgpack type).
+    Each value is kept raw: :func:`open_frame` reads ``v`` and ``type`` as scalars, so that
+    another version or an unknown type is refused as such (not as a value of the wrong msgpack
+    type), and no value of the envelope is ever parsed into an untyped tree.
     """
 
-    v: Any = None
-    type: Any
+    v: msgspec.Raw = _NIL
+    type: msgspec.Raw
     body: msgspec.Raw
 
 
+class Unreadable(str):
+    """What a ``v`` or ``type`` that is no scalar looks like in a refusal: ``<a msgpack map>``."""
+
+    __slots__ = ()
+
+
 _ENVELOPE = msgspec.msgpack.Decoder(Envelope)
+_SCALAR = msgspec.msgpack.Decoder(int | float | bool | str | None)
+_BIN = msgspec.msgpack.Decoder(bytes)
+_GOT = re.compile(r"got `(\w+)`")
+
+
+def scalar(raw: msgspec.Raw | bytes, where: str) -> object:
+    """The scalar in ``raw`` (an int, a float, a bool, a str, nil or a bin), or an
+    :class:`Unreadable` naming what else it is; an extension type is a DecodeError."""
+    try:
+        return _SCALAR.decode(raw)
+    except msgspec.ValidationError as exc:
+        got = _GOT.search(str(exc))
+        kind = got.group(1) if got else "value"
+        if kind == "bytes":
+            return _BIN.decode(raw)
+        if kind == "ext" or str(exc).startswith("Timestamp"):
+            raise DecodeError(
+                f"{where}: msgpack extension types are not part of the format"
+            ) from exc
+        return Unreadable(f"<a msgpack {kind}>")
+    except msgspec.DecodeError as exc:  # a str that is not UTF-8
+        raise refusal(exc, where) from exc
+
+
 _ENCODER = msgspec.msgpack.Encoder()
 _ENVELOPE_KEYS = 3
 
@@ -115,15 +148,14 @@ def open_frame(data: bytes, *, max_size: int, where: str = "message") -> tuple[o
     except (msgspec.DecodeError, RecursionError) as exc:
         _refuse_repeats(exc, data, where)
         raise refusal(exc, where, size=len(data)) from exc
-    version = envelope.v
-    if isinstance(version, msgspec.msgpack.Ext | datetime.datetime):
-        raise DecodeError(f"{where}.v: msgpack extension types are not part of the format")
+    version = None if envelope.v is _NIL else scalar(envelope.v, f"{where}.v")
     if type(version) is not int or version != WIRE_VERSION:
+        shown = version if isinstance(version, Unreadable) else repr(version)
         raise DecodeError(
-            f"unsupported wire version {version!r}: this node reads version {WIRE_VERSION} only"
+            f"unsupported wire version {shown}: this node reads version {WIRE_VERSION} only"
         )
     check_map(data, _ENVELOPE_KEYS, where)
-    return envelope.type, envelope.body
+    return scalar(envelope.type, f"{where}.type"), envelope.body
 
 
 def read_body(
@@ -427,6 +459,7 @@ __all__ = [
     "WIRE_VERSION",
     "Decoded",
     "Envelope",
+    "Unreadable",
     "check_map",
     "decode",
     "decode_as",
@@ -434,5 +467,6 @@ __all__ = [
     "open_frame",
     "read_body",
     "refusal",
+    "scalar",
     "seal_frame",
 ]

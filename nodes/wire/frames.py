@@ -119,21 +119,22 @@ def decode_json(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
         raise FrameTooLarge(len(data), max_size)
     try:
         envelope = _JSON_ENVELOPE.decode(data)
+        version = msgspec.json.decode(envelope.v, type=_JSON_SCALAR)
+        type_name = msgspec.json.decode(envelope.type, type=_JSON_SCALAR)
         body = msgspec.json.decode(envelope.body)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise codec.refusal(exc, "frame") from exc
-    if type(envelope.v) is not int or envelope.v != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:
         raise DecodeError(
-            f"unsupported wire version {envelope.v!r}: this node reads version {WIRE_VERSION} only"
+            f"unsupported wire version {version!r}: this node reads version {WIRE_VERSION} only"
         )
-    type_name = envelope.type
     c = _CODECS.get(type_name) if type(type_name) is str else None
     if c is None:
         raise UnknownMessageType(type_name)
     try:
         message = msgspec.convert(c.prepare_json(body), c.cls, dec_hook=json_dec_hook)
     except msgspec.ValidationError as exc:
-        raise _located(exc, type_name) from exc
+        raise _located(exc, cast(str, type_name)) from exc
     if isinstance(body, dict):
         missing = [k for k in c.names if k not in body]
         if missing:
@@ -179,6 +180,7 @@ def _located(exc: msgspec.ValidationError, where: str) -> ProtocolError:
 
 _CODECS: Final = {name: _Codec(cls) for name, cls in MESSAGES.items()}
 _JSON_ENVELOPE: Final = msgspec.json.Decoder(codec.Envelope)
+_JSON_SCALAR: Final = int | float | bool | str | None
 _ = messages  # the module whose classes MESSAGES collects
 
 __all__ = [

@@ -621,6 +621,7 @@ def test_all_names_are_exported() -> None:
         "WIRE_VERSION",
         "Decoded",
         "Envelope",
+        "Unreadable",
         "check_map",
         "decode",
         "decode_as",
@@ -628,6 +629,7 @@ def test_all_names_are_exported() -> None:
         "open_frame",
         "read_body",
         "refusal",
+        "scalar",
         "seal_frame",
     }
     assert all(hasattr(codec, name) for name in codec.__all__)
