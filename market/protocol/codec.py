@@ -49,6 +49,7 @@ int out of range, a bad GPU model name, ``minDuration`` above ``maxDuration``). 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, TypeAlias, TypeVar, cast, get_args, get_origin
 
@@ -137,10 +138,13 @@ _ENVELOPE_KEYS = 3
 # --- the envelope, shared with nodes.wire ----------------------------------------------------
 
 
-def open_frame(data: bytes, *, max_size: int, where: str = "message") -> tuple[object, msgspec.Raw]:
+def open_frame(
+    data: bytes, *, max_size: int, where: str = "message", repeats: bool = True
+) -> tuple[object, msgspec.Raw]:
     """The ``type`` (unchecked: the caller knows its closed set) and the raw body of the one frame
     in ``data``. Raises FrameTooLarge (before parsing) over ``max_size`` bytes, and DecodeError
-    for anything that is not one envelope of this version."""
+    for anything that is not one envelope of this version (``repeats``: a repeated key included;
+    a caller that proves the frame canonical may leave that check out)."""
     if len(data) > max_size:
         raise FrameTooLarge(len(data), max_size)
     try:
@@ -154,7 +158,8 @@ def open_frame(data: bytes, *, max_size: int, where: str = "message") -> tuple[o
         raise DecodeError(
             f"unsupported wire version {shown}: this node reads version {WIRE_VERSION} only"
         )
-    check_map(data, _ENVELOPE_KEYS, where)
+    if repeats:
+        check_map(data, _ENVELOPE_KEYS, where)
     return scalar(envelope.type, f"{where}.type"), envelope.body
 
 
@@ -163,15 +168,19 @@ def read_body(
     raw: msgspec.Raw | bytes,
     where: str,
     hints: Mapping[str, str] | None = None,
+    *,
+    repeats: bool = True,
 ) -> S:
     """``raw`` decoded by ``decoder`` (a Struct of required fields only), every repeated key
-    refused; msgspec's refusals become DecodeErrors naming ``where`` and the path."""
+    refused (``repeats``, as in :func:`open_frame`); msgspec's refusals become DecodeErrors
+    naming ``where`` and the path."""
     try:
         body = decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
         _refuse_repeats(exc, raw, where)
         raise refusal(exc, where, hints=hints) from exc
-    check_map(raw, len(body.__struct_fields__), where)
+    if repeats:
+        check_map(raw, len(body.__struct_fields__), where)
     return body
 
 
@@ -340,9 +349,11 @@ class _Wire:
             values[attr] = int(values[attr])  # an IntEnum (Billing) travels as its number
         return self.struct(**values)
 
-    def message(self, raw: msgspec.Raw | bytes, where: str) -> tuple[_Message, msgspec.Struct]:
+    def message(
+        self, raw: msgspec.Raw | bytes, where: str, *, repeats: bool = True
+    ) -> tuple[_Message, msgspec.Struct]:
         """The message in ``raw``, and the body it was read from."""
-        body = read_body(self.decoder, raw, where, self.hints)
+        body = read_body(self.decoder, raw, where, self.hints, repeats=repeats)
         values = msgspec.structs.asdict(body)
         for attr in self.addresses:
             values[attr] = checksum_address("0x" + values[attr].hex())
@@ -391,33 +402,39 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
     UnknownMessageType for a ``type`` this version does not know, DecodeError for anything else
     that is not a well-formed message, and InvalidField when a value breaks its field's rule.
     """
-    type_name, raw = open_frame(data, max_size=max_size)
+    type_name, raw = open_frame(data, max_size=max_size, repeats=False)
     if type(type_name) is str:
         if (wire := _BY_NAME.get(type_name)) is not None:
+            check_map(data, _ENVELOPE_KEYS, "message")
             return wire.message(raw, type_name)[0]
         if (wire := _SIGNABLE.get(type_name)) is not None:
-            signed = read_body(_SIGNED, raw, type_name, _SIGNED_HINTS)
-            message, body = wire.message(signed.message, f"{type_name}.message")
+            signed = read_body(_SIGNED, raw, type_name, _SIGNED_HINTS, repeats=False)
+            where = f"{type_name}.message"
+            message, body = wire.message(signed.message, where, repeats=False)
             # The inner class is one of Offer, Bid, Voucher, Receipt; mypy cannot pair it with
             # Signed's M.
             obj = cast(_SignedMessage, Signed(message, signed.signature))
             canonical = {"message": body, "signature": signed.signature}
             if _ENCODER.encode({"v": WIRE_VERSION, "type": type_name, "body": canonical}) == data:
-                _remember(obj, data)
+                _remember(obj, data)  # canonical: no key repeats anywhere in it
+            else:
+                check_map(data, _ENVELOPE_KEYS, "message")
+                check_map(raw, len(_SignedBody.__struct_fields__), type_name)
+                check_map(signed.message, len(wire.fields), where)
             return obj
     raise UnknownMessageType(type_name)
 
 
 # Signed orders are decoded by the relay, then encoded again to be stored and gossiped: the
 # canonical frames of the last ones decoded are kept, by the (frozen) object's identity.
-_MEMO: dict[int, tuple[object, bytes]] = {}
+_MEMO: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
 _MEMO_SIZE: Final = 8192
 
 
 def _remember(obj: object, frame: bytes) -> None:
     _MEMO[id(obj)] = (obj, frame)  # the entry holds obj: its id is not reused meanwhile
     if len(_MEMO) > _MEMO_SIZE:
-        del _MEMO[next(iter(_MEMO))]
+        _MEMO.popitem(last=False)
 
 
 def _remembered(obj: object) -> bytes | None:
