@@ -30,7 +30,6 @@ from market.errors import (
     UnknownMessageType,
 )
 from market.protocol import codec
-from nodes.wire import messages
 from nodes.wire.messages import Message
 from nodes.wire.values import (
     Nested,
@@ -181,7 +180,6 @@ def _located(exc: msgspec.ValidationError, where: str) -> ProtocolError:
 _CODECS: Final = {name: _Codec(cls) for name, cls in MESSAGES.items()}
 _JSON_ENVELOPE: Final = msgspec.json.Decoder(codec.Envelope)
 _JSON_SCALAR: Final = int | float | bool | str | None
-_ = messages  # the module whose classes MESSAGES collects
 
 __all__ = [
     "CONTENT_TYPE",
