@@ -10,7 +10,7 @@
                  ChallengeOpen/ChallengeRows)
                  and the closed enums they use, each a msgspec Struct declared once
     values.py    how the library's values travel inside them (codec frames in bins, addresses,
-                 uint256s, explanations, reputations)
+                 uint256s, explanations, reputations); hooks.py, how msgspec meets them
     answers.py   every refusal of a whole request as an ErrorResponse and its HTTP status,
                  shared by the relay's and the provider's HTTP servers
     http.py      HttpPeer: the HTTP clients' common part (session, timeout, bounded answers)

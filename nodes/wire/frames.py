@@ -30,8 +30,7 @@ from market.errors import (
     UnknownMessageType,
 )
 from market.protocol import codec
-from nodes.wire.messages import Message
-from nodes.wire.values import (
+from nodes.wire.hooks import (
     Nested,
     dec_hook,
     json_dec_hook,
@@ -40,6 +39,7 @@ from nodes.wire.values import (
     path_of,
     preparer,
 )
+from nodes.wire.messages import Message
 
 WIRE_VERSION: Final = codec.WIRE_VERSION
 MAX_FRAME_SIZE: Final = 1024 * 1024

@@ -13,29 +13,14 @@ has one wire form, declared here:
 * an ``Explanation``, ``Reputation`` or ``LabRecord`` travels as the Struct of the same
   attributes below (camelCase keys, bounds as ``Meta``).
 
-In a message class the annotation names the type msgspec decodes (a marker class below, found by
-:func:`dec_hook`), while mypy reads the library's type (the ``TYPE_CHECKING`` aliases).
-:func:`lowerer` builds, once per type, the function that turns a message into what msgspec
-encodes, in the msgpack form or the JSON form (bins as 0x-hex strings).
+In a message class the annotation names the type msgspec decodes (a marker below; the machinery
+is ``hooks.py``), while mypy reads the library's type (the ``TYPE_CHECKING`` aliases).
 """
 
 from __future__ import annotations
 
-import functools
-import re
-import types
 from collections.abc import Callable
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    Final,
-    TypeAlias,
-    Union,
-    get_args,
-    get_origin,
-    get_type_hints,
-)
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeAlias
 
 import msgspec
 
@@ -44,60 +29,24 @@ from market.matching import Change, Explanation, Reason, ReasonCode, Submission
 from market.protocol import codec
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher, checksum_address
 from market.reputation import LabRecord, Reputation
+from nodes.wire.hooks import (
+    Marker,
+    Nested,
+    dec_hook,
+    json_dec_hook,
+    path_of,
+    preparer,
+    struct_lowerer,
+)
 
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**64 - 1
 """msgpack ints span [INT_MIN, INT_MAX]; a larger int travels as a 32-byte big-endian bin."""
 
 Value = int | str
-Lowerer = Callable[[Any], Any]
-
-
-_PATH = re.compile(r" - at `(?:key` in `)?(\$[^`]*)`$")
-
-
-def path_of(exc: msgspec.ValidationError) -> str:
-    """The path msgspec put on its refusal ``exc`` (``$`` for the value itself)."""
-    found = _PATH.search(str(exc))
-    return found.group(1) if found else "$"
-
-
-class Nested(ValueError):
-    """A refusal inside a value decoded by a hook, carried out through msgspec (which adds the
-    value's path) to :func:`nodes.wire.frames.decode`, which puts the paths together."""
-
-    def __init__(self, error: ProtocolError | msgspec.ValidationError, path: str = "$") -> None:
-        self.error = error
-        self.path = path
-        super().__init__(str(error))
 
 
 # --- marker types: what msgspec decodes through dec_hook -------------------------------------
-
-
-class _Holds(type):
-    """A marker's metaclass: what its ``dec_hook`` returns (the library's object) counts as an
-    instance of it, as msgspec checks."""
-
-    holds: tuple[type, ...]
-
-    def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, cls.holds)
-
-
-class _Marker(metaclass=_Holds):
-    """A type msgspec does not know, so that it hands the raw value to :func:`dec_hook`."""
-
-    what = "value"
-    holds: tuple[type, ...] = ()
-
-    @classmethod
-    def decode(cls, raw: object, json: bool) -> object:
-        raise NotImplementedError
-
-    @classmethod
-    def lower(cls, value: Any, json: bool) -> object:
-        return value
 
 
 def _bin(raw: object, json: bool, what: str) -> bytes:
@@ -112,7 +61,7 @@ def _bin(raw: object, json: bool, what: str) -> bytes:
     raise ValueError(f"Expected {what}, got `{kind}`")
 
 
-class _AddressBin(_Marker):
+class _AddressBin(Marker):
     what = "a 20-byte bin (an address)"
     holds = (str,)
 
@@ -133,7 +82,7 @@ class _AddressBin(_Marker):
         return value if json else bytes.fromhex(value[2:])
 
 
-class _UInt256Bin(_Marker):
+class _UInt256Bin(Marker):
     what = "a 32-byte bin (a uint256)"
     holds = (int,)
 
@@ -151,9 +100,10 @@ class _UInt256Bin(_Marker):
         return value if json else value.to_bytes(32, "big")
 
 
-class _Number(_Marker):
+class _Number(Marker):
     what = "a str, an int, or a 32-byte bin for an int beyond 64 bits"
     holds = (int, str)
+    numeric = True
 
     @classmethod
     def decode(cls, raw: object, json: bool) -> Value:
@@ -175,7 +125,7 @@ class _Number(_Marker):
         return value.to_bytes(32, "big")
 
 
-class _Frame(_Marker):
+class _Frame(Marker):
     """A bin holding one codec frame of the kinds ``accepts`` lets through."""
 
     label = ""
@@ -261,7 +211,7 @@ class _SignedVoucherBin(_Frame):
         return type(obj) is Signed and type(obj.message) is Voucher
 
 
-class _Form(_Marker):
+class _Form(Marker):
     """A library value that travels as the Struct ``form`` (same attribute names)."""
 
     form: type[msgspec.Struct]
@@ -271,9 +221,8 @@ class _Form(_Marker):
     def decode(cls, raw: object, json: bool) -> object:
         prepared = preparer(cls.form, json)(raw)
         try:
-            form = msgspec.convert(
-                prepared, cls.form, dec_hook=_json_hook if json else _msgpack_hook
-            )
+            hook = json_dec_hook if json else dec_hook
+            form = msgspec.convert(prepared, cls.form, dec_hook=hook)
         except msgspec.ValidationError as exc:
             inner = exc.__cause__
             if isinstance(inner, Nested):  # from a value inside: the whole path to it
@@ -287,9 +236,7 @@ class _Form(_Marker):
     @classmethod
     def lower(cls, value: Any, json: bool) -> object:
         # Always a map of the form's keys: the value is the library's object, not the form.
-        lower = _struct_lowerer(cls.form, json, always=True)
-        assert lower is not None
-        return lower(value)
+        return struct_lowerer(cls.form, json)(value)
 
 
 class _Order(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -410,147 +357,6 @@ class _LabRecordMap(_Form):
 # --- hooks and lowering ----------------------------------------------------------------------
 
 
-class _Boxed:
-    """A raw value on its way to a marker's hook through ``msgspec.convert``, which would let a
-    value that already looks like the marker's (a str for an address) pass unchecked."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-def _msgpack_hook(cls: type, raw: object) -> object:
-    if isinstance(cls, type) and issubclass(cls, _Marker):
-        return cls.decode(raw.value if isinstance(raw, _Boxed) else raw, False)
-    raise NotImplementedError(f"{cls!r} has no wire form")
-
-
-def _json_hook(cls: type, raw: object) -> object:
-    if isinstance(cls, type) and issubclass(cls, _Marker):
-        return cls.decode(raw.value if isinstance(raw, _Boxed) else raw, True)
-    raise NotImplementedError(f"{cls!r} has no wire form")
-
-
-@functools.cache
-def preparer(tp: Any, json: bool) -> Lowerer:
-    """The function readying a parsed value of type ``tp`` for ``msgspec.convert``: each value
-    bound for a marker boxed (so that its hook always checks it) and, in JSON, 0x-hex strings
-    turned into bytes where ``tp`` holds bytes; the rest is left to the types to refuse."""
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Annotated:
-        return preparer(args[0], json)
-    if isinstance(tp, type) and issubclass(tp, _Marker):
-        return _Boxed
-    if tp is bytes and json:
-        return _hex
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        hints = get_type_hints(tp, include_extras=True)
-        fields = {f.encode_name: preparer(hints[f.name], json) for f in msgspec.structs.fields(tp)}
-
-        def struct(value: Any) -> Any:
-            if not isinstance(value, dict):
-                return value
-            return {k: fields[k](v) if k in fields else v for k, v in value.items()}
-
-        return struct
-    if origin in (tuple, list) and args:
-        item = preparer(args[0], json)
-        return lambda v: [item(x) for x in v] if isinstance(v, list | tuple) else v
-    if origin is dict and args:
-        value = preparer(args[1], json)
-        return lambda v: {k: value(x) for k, x in v.items()} if isinstance(v, dict) else v
-    if origin in (Union, types.UnionType):
-        choices = [a for a in args if a is not type(None)]
-        inner = preparer(choices[0], json) if len(choices) == 1 else _same
-        return lambda v: None if v is None else inner(v)
-    return _same
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _hex(value: Any) -> Any:
-    if type(value) is str and value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            return value  # refused by the field's type, with its path
-    return value
-
-
-dec_hook: Final = _msgpack_hook
-"""msgspec's ``dec_hook`` for the msgpack form."""
-json_dec_hook: Final = _json_hook
-"""msgspec's ``dec_hook`` for the JSON form (bins as 0x-hex strings)."""
-
-
-@functools.cache
-def lowerer(tp: Any, json: bool) -> Lowerer | None:
-    """The function turning a value of type ``tp`` into what msgspec encodes in the msgpack form
-    (or the JSON form), or None where msgspec encodes the value as it is."""
-    origin = get_origin(tp)
-    args = get_args(tp)
-    if origin is Annotated:
-        return lowerer(args[0], json)
-    if isinstance(tp, type) and issubclass(tp, _Marker):
-        marker = tp
-        return lambda v: marker.lower(v, json)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return _struct_lowerer(tp, json)
-    if json and tp is bytes:
-        return lambda v: "0x" + v.hex()
-    if origin in (tuple, list) and args:
-        item = lowerer(args[0], json)
-        return None if item is None else (lambda v: [item(x) for x in v])
-    if origin is dict and args:
-        value = lowerer(args[1], json)
-        return None if value is None else (lambda v: {k: value(x) for k, x in v.items()})
-    if origin in (Union, types.UnionType):
-        choices = [a for a in args if a is not type(None)]
-        inner = lowerer(choices[0], json) if len(choices) == 1 else None
-        return None if inner is None else (lambda v: None if v is None else inner(v))
-    return None
-
-
-@functools.cache
-@functools.cache
-def numbers_only(tp: Any) -> bool:
-    """Whether msgspec encodes a value of type ``tp`` as it is in the msgpack form unless an int
-    is beyond msgpack's range (the only :data:`Number` lowering), which it refuses with an
-    OverflowError."""
-    origin, args = get_origin(tp), get_args(tp)
-    if isinstance(tp, type) and issubclass(tp, _Marker):
-        return tp is _Number
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        hints = get_type_hints(tp, include_extras=True)
-        return all(numbers_only(hints[f.name]) for f in msgspec.structs.fields(tp))
-    if origin is not None:
-        return all(numbers_only(a) for a in args if not isinstance(a, msgspec.Meta))
-    return True
-
-
-def _struct_lowerer(
-    cls: type[msgspec.Struct], json: bool, *, always: bool = False
-) -> Lowerer | None:
-    hints = get_type_hints(cls, include_extras=True)
-    fields = [
-        (f.name, f.encode_name, lowerer(hints[f.name], json)) for f in msgspec.structs.fields(cls)
-    ]
-    if not always and all(lower is None for _, _, lower in fields):
-        return None  # msgspec encodes it as it is (works on the library's dataclass too)
-
-    def lower(value: Any) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for name, key, low in fields:
-            item = getattr(value, name)
-            out[key] = item if low is None else low(item)
-        return out
-
-    return lower
-
-
 if TYPE_CHECKING:
     # What a message's fields hold in Python, as mypy reads them.
     Address: TypeAlias = str
@@ -589,7 +395,6 @@ __all__ = [
     "ExplanationMap",
     "LabRecordMap",
     "LeaseBin",
-    "Nested",
     "Number",
     "OrderBin",
     "ReputationMap",
@@ -600,10 +405,4 @@ __all__ = [
     "SubmissionMap",
     "UInt256",
     "Value",
-    "dec_hook",
-    "json_dec_hook",
-    "lowerer",
-    "numbers_only",
-    "path_of",
-    "preparer",
 ]
