@@ -51,8 +51,9 @@ from market.chain.devnet import Devnet
 from market.errors import ProtocolError
 from market.protocol.types import Bid, Offer, Signed
 from market.roles import Lab, Provider
-from nodes.lab.agent import LabAgent
+from nodes.lab.server import LabServer
 from nodes.localnet import Daemon, LocalMarket, command_job
+from nodes.metrics import Metrics
 from nodes.provider.service import MAX_REQUEST, ProviderService
 from nodes.relay.config import Limits
 from nodes.relay.server import RelayServer
@@ -125,9 +126,10 @@ def _bare(cls: type, **attrs: object) -> object:
 
 def daemon_routes() -> list[Route]:
     """Every route of the three daemons, from their own apps."""
-    relay = RelayServer.app(_bare(RelayServer, limits=Limits()))  # type: ignore[arg-type]
-    provider = ProviderService.app(_bare(ProviderService))  # type: ignore[arg-type]
-    lab = LabAgent.app(_bare(LabAgent))  # type: ignore[arg-type]
+    timing = Metrics()  # the apps put its route-latency middleware first
+    relay = RelayServer.app(_bare(RelayServer, limits=Limits(), metrics=timing))  # type: ignore[arg-type]
+    provider = ProviderService.app(_bare(ProviderService, metrics=timing))  # type: ignore[arg-type]
+    lab = LabServer.app(_bare(LabServer, metrics=timing))  # type: ignore[arg-type]
     return [*routes("relay", relay), *routes("provider", provider), *routes("lab", lab)]
 
 

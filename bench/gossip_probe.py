@@ -25,7 +25,6 @@ from bench.results_file import write
 from market.chain.client import MarketClient
 from market.chain.deploy import MarketParams, deploy
 from market.chain.devnet import Devnet
-from market.chain.tx import Transactor
 from market.matching import Submission
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
@@ -86,8 +85,7 @@ async def _probe(dev: Devnet, folder: Path) -> dict[str, float | int | str]:
     w3 = dev.web3()
     contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url, params=MarketParams())
     acct = dev.accounts[2]
-    mint = contracts.token.encode_abi("mint", args=[acct.address, 10**12])
-    Transactor(w3, dev.accounts[0]).send(contracts.token.address, mint, what="mint")
+    MarketClient(w3, contracts, dev.accounts[0]).mint_test_usd(acct.address, 10**12)
     lab = SigningKey(bytes(acct.key))
     Lab(MarketClient(w3, contracts, acct), lab).fund(2**200)
     reader = MarketClient(w3, contracts)

@@ -39,6 +39,7 @@ from bench.soak_audit import Audit, audit
 from market.chain.client import MarketClient
 from market.chain.devnet import Devnet
 from market.protocol.types import LeaseStatus
+from nodes.errors import DaemonDidNotStart
 from nodes.localnet import MAX_PROVIDERS, Daemon, LocalMarket, command_job
 
 MODEL = "H100-80GB"
@@ -111,7 +112,7 @@ class Soak:
         self.down.discard(daemon.name)
         try:
             self.net.restart(daemon)
-        except RuntimeError as exc:
+        except DaemonDidNotStart as exc:
             self.restart_failures += 1
             self.log(f"restart failed, trying again: {exc}")
             self.net.restart(daemon)

@@ -3,13 +3,24 @@
 The tree::
 
     MarketError
+    ├── UsageError                a call broke its function's contract: a bug in the caller, not
+    │   │                         a peer's bad message; fix the call
+    │   ├── InvalidArgument       an argument outside the function's domain (also a ValueError)
+    │   ├── WrongArgumentType     an argument of a type the function does not take (also a
+    │   │                         TypeError)
+    │   └── NoAccount             a read-only MarketClient was asked to act on-chain
     ├── ToolchainError            a pinned tool (node, solcjs, anvil) is missing or failed
-    │   └── CompilerError         solc reported errors
+    │   ├── CompilerError         solc reported errors
+    │   └── BackendUnavailable    a compute backend asked for by name (torch, cupy) has no GPU here
     ├── ArtifactError             compiled contract artifacts do not fit the sources
     │   ├── ArtifactMissing       no artifact for a contract: run ``python -m market.build``
     │   └── ArtifactStale         sources changed since the artifacts were built
     ├── ProtocolError             a protocol message is invalid
     │   ├── InvalidField          a field breaks its type's rule (range, length, checksum)
+    │   ├── InvalidAddress        a string is not a 0x-prefixed 20-byte hex address (also a
+    │   │                         ValueError)
+    │   ├── InvalidKey            key bytes are no usable key: length, range, all zero, a
+    │   │                         low-order point (also a ValueError)
     │   ├── InvalidSignature      a signature is malformed, malleable or from the wrong signer
     │   ├── DecodeError           bytes on the wire are not a valid message
     │   │   ├── FrameTooLarge     over the size limit, refused before parsing
@@ -43,7 +54,10 @@ The tree::
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
     └── ChainError                talking to an EVM node went wrong
         ├── RpcUnavailable        the JSON-RPC endpoint does not answer
+        ├── RpcRefused            the endpoint answered a request with an error
         ├── WrongChain            the endpoint serves another chain id than expected
+        ├── EventMissing          a mined transaction lacks the event its call always emits
+        ├── ChainTimeNotReached   the chain's clock did not reach a time before the deadline
         ├── NonceUsed             signed bytes whose nonce is already mined: sign anew
         ├── TransactionTimeout    no receipt before the deadline
         └── TransactionReverted   the transaction (or its gas estimate) reverted
@@ -53,6 +67,12 @@ The tree::
             └── ContractRevertMessage  Error(string)
 
 Errors carry the values that explain them as attributes, and their messages say what to do.
+
+Four classes also derive from a builtin exception, because callers (ours and others') check
+arguments and parse addresses and keys with ``except ValueError`` / ``except TypeError``, as
+Python's own functions raise them: :class:`InvalidArgument`, :class:`InvalidAddress` and
+:class:`InvalidKey` are ValueErrors, :class:`WrongArgumentType` a TypeError. Catching MarketError
+catches them all the same.
 """
 
 from __future__ import annotations
@@ -67,6 +87,35 @@ class MarketError(Exception):
     """Root of every error raised by gpumarket."""
 
 
+class UsageError(MarketError):
+    """A call broke its function's contract: the caller has a bug to fix; nothing was done."""
+
+
+class InvalidArgument(UsageError, ValueError):
+    """``argument`` (its ``value``) is outside the function's domain; the message says the rule."""
+
+    def __init__(self, argument: str, value: object, message: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(message)
+
+
+class WrongArgumentType(UsageError, TypeError):
+    """``argument`` is a ``type_name``, which the function does not take."""
+
+    def __init__(self, argument: str, type_name: str, message: str) -> None:
+        self.argument = argument
+        self.type_name = type_name
+        super().__init__(message)
+
+
+class NoAccount(UsageError):
+    """A MarketClient made without a key was asked to sign or send."""
+
+    def __init__(self) -> None:
+        super().__init__("this client has no account: pass a key to act on-chain")
+
+
 class ToolchainError(MarketError):
     """A pinned external tool is missing or failed to run."""
 
@@ -77,6 +126,17 @@ class CompilerError(ToolchainError):
     def __init__(self, messages: list[str]) -> None:
         self.messages = messages
         super().__init__("solc failed:\n" + "\n".join(messages))
+
+
+class BackendUnavailable(ToolchainError):
+    """The compute backend ``backend`` was asked for by name, but it (or a GPU for it) is not
+    available here; ask for ``auto`` or ``numpy`` instead, or install it."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        super().__init__(
+            f"{backend} with a GPU is not available here; install it or use backend 'auto'"
+        )
 
 
 class ArtifactError(MarketError):
@@ -110,6 +170,22 @@ class InvalidField(ProtocolError):
         self.field = field
         self.reason = reason
         super().__init__(f"{message_type}.{field} {reason}")
+
+
+class InvalidAddress(ProtocolError, ValueError):
+    """``value`` is not a 0x-prefixed 20-byte hex address."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        super().__init__(f"not a 0x-prefixed 20-byte hex address: {value!r}")
+
+
+class InvalidKey(ProtocolError, ValueError):
+    """Bytes given as a ``kind`` key (``secp256k1 private``, ``X25519 public``...) are none."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 class InvalidSignature(ProtocolError):
@@ -437,6 +513,40 @@ class RpcUnavailable(ChainError):
         self.url = url
         self.reason = reason
         super().__init__(f"JSON-RPC endpoint {url} is unavailable: {reason}")
+
+
+class RpcRefused(ChainError):
+    """The endpoint answered ``what`` with ``error`` (the JSON-RPC error, or the whole answer
+    when it refused a batch)."""
+
+    def __init__(self, url: str, what: str, error: object) -> None:
+        self.url = url
+        self.what = what
+        self.error = error
+        super().__init__(f"{what} refused by {url}: {error}")
+
+
+class EventMissing(ChainError):
+    """``what`` was mined without ``event``, which the contract emits on every success: the
+    deployment is not the market this client was built for."""
+
+    def __init__(self, what: str, event: str, tx_hash: str | None = None) -> None:
+        self.what = what
+        self.event = event
+        self.tx_hash = tx_hash
+        super().__init__(
+            f"{what} succeeded without a {event} event; check the deployment file names this "
+            "market's contracts"
+        )
+
+
+class ChainTimeNotReached(ChainError):
+    def __init__(self, timestamp: int, timeout_s: float) -> None:
+        self.timestamp = timestamp
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"chain time did not reach {timestamp} within {timeout_s}s; is the chain mining?"
+        )
 
 
 class WrongChain(ChainError):

@@ -59,6 +59,7 @@ from eth_typing import ChecksumAddress
 
 from market.chain.client import BatchClaimResult, MarketClient, PendingClaim, ProviderInfo
 from market.chain.deploy import Deployment
+from market.errors import InvalidArgument
 from market.matching.constraints import (
     EMPTY_ATTRIBUTES,
     NO_REQUIREMENTS,
@@ -89,7 +90,9 @@ DEFAULT_ORDER_TTL_S = 3600
 class _Party:
     def __init__(self, client: MarketClient, key: SigningKey) -> None:
         if client.account.address != key.address:
-            raise ValueError("the client's account and the signing key differ")
+            raise InvalidArgument(
+                "key", key.address, "the client's account and the signing key differ"
+            )
         self.client = client
         self.key = key
         self.wallet = client.address if client.address != key.address else None

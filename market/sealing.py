@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from market.errors import SealMalformed, SealTampered
+from market.errors import InvalidArgument, InvalidKey, SealMalformed, SealTampered
 
 SEAL_VERSION: Final = 1
 KEY_LENGTH: Final = 32
@@ -80,7 +80,7 @@ def public_key_of(private: bytes) -> bytes:
 def associated_data(lease_id: bytes, purpose: Purpose) -> bytes:
     """The ``aad`` that binds a payload to one lease and one purpose."""
     if len(lease_id) != 32:
-        raise ValueError(f"a lease id is 32 bytes, got {len(lease_id)}")
+        raise InvalidArgument("lease_id", lease_id, f"a lease id is 32 bytes, got {len(lease_id)}")
     return _AAD_LABEL + lease_id + Purpose(purpose).value.encode("ascii")
 
 
@@ -88,7 +88,9 @@ def chunk_associated_data(lease_id: bytes, seq: int, index: int) -> bytes:
     """The ``aad`` of one streamed output chunk: bound to the lease, the receipt ``seq`` and the
     chunk's index, so a chunk sealed for one place opens nowhere else (no swap, no replay)."""
     if not (0 <= seq < 2**64 and 0 <= index < 2**64):
-        raise ValueError(f"seq {seq} and chunk index {index} must be uint64")
+        raise InvalidArgument(
+            "seq, index", (seq, index), f"seq {seq} and chunk index {index} must be uint64"
+        )
     return (
         associated_data(lease_id, Purpose.OUTPUT_CHUNK)
         + seq.to_bytes(8, "big")
@@ -105,7 +107,9 @@ def seal(recipient_public: bytes, plaintext: bytes, aad: bytes) -> bytes:
     try:
         shared = ephemeral.exchange(recipient)
     except ValueError as exc:  # a low-order point: no key can be agreed with it
-        raise ValueError("the recipient's public key is not a usable X25519 key") from exc
+        raise InvalidKey(
+            "X25519 public", "the recipient's public key is not a usable X25519 key"
+        ) from exc
     nonce = os.urandom(NONCE_LENGTH)
     header = bytes([SEAL_VERSION]) + ephemeral_public + nonce
     key = _derive_key(shared, ephemeral_public, recipient_public)
@@ -140,15 +144,19 @@ def _derive_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes)
 
 def _private_key(raw: bytes) -> X25519PrivateKey:
     if len(raw) != KEY_LENGTH:
-        raise ValueError(f"an X25519 private key is {KEY_LENGTH} bytes, got {len(raw)}")
+        raise InvalidKey(
+            "X25519 private", f"an X25519 private key is {KEY_LENGTH} bytes, got {len(raw)}"
+        )
     return X25519PrivateKey.from_private_bytes(raw)
 
 
 def _public_key(raw: bytes) -> X25519PublicKey:
     if len(raw) != KEY_LENGTH:
-        raise ValueError(f"an X25519 public key is {KEY_LENGTH} bytes, got {len(raw)}")
+        raise InvalidKey(
+            "X25519 public", f"an X25519 public key is {KEY_LENGTH} bytes, got {len(raw)}"
+        )
     if raw == bytes(KEY_LENGTH):
-        raise ValueError("the recipient registered no encryption key (all zero)")
+        raise InvalidKey("X25519 public", "the recipient registered no encryption key (all zero)")
     return X25519PublicKey.from_public_bytes(raw)
 
 

@@ -1,13 +1,20 @@
 """The ``gpumarket`` command line.
 
-gpumarket devnet up [--port N] [--deployment FILE]   run anvil, deploy, write the deployment file
+gpumarket --version                                  the installed version
+gpumarket devnet up [--port N] [--block-time S]      run anvil (a block every S seconds), deploy,
+                    [--deployment FILE] [--json]     write the deployment file, print test keys
+gpumarket keys new|import|list                       encrypted keystores (nodes/commands/keys.py)
+gpumarket faucet ADDRESS AMOUNT                      TestUSD and gas on a devnet
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
                 [--matching continuous|auction]      (auction: a uniform-price round every
                 [--auction-interval SECONDS]          --auction-interval seconds)
-gpumarket provider --config FILE                     the provider agent (docs/guides.md)
+gpumarket relay --config FILE                        the same from a TOML file (relay/config.py)
+gpumarket provider --config FILE [--check]           the provider agent (docs/guides.md)
+gpumarket provider init [--keystore FILE]            a commented config for the running devnet
 gpumarket lab --config FILE [--exit-when-done]       the lab client
+gpumarket lab --config FILE --check | lab init       its checks; a config for the devnet
 gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
                  [--deployment FILE] [--json]        (read-only; bad input exits 2)
 """
@@ -16,78 +23,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
-from types import FrameType
-
-from eth_account import Account
-from web3 import HTTPProvider, Web3
 
 from market.chain.client import MarketClient
-from market.chain.deploy import Contracts, Deployment, default_deployment_path, deploy
-from market.chain.devnet import Devnet
+from market.chain.deploy import Deployment, default_deployment_path, deploy_over_http
 from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
-from nodes import demo, logs, status
+from nodes import commands, demo, logs, status
+from nodes.commands.devnet import describe
+from nodes.daemon.config import load_deployment
+from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.preflight import report
+from nodes.daemon.startup import ready_line
 from nodes.lab import cli as lab_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
 from nodes.relay.config import MATCHING_MODES
-
-
-class _Stop(Exception):
-    """Raised from the SIGTERM handler to leave the foreground loop the same way Ctrl-C does."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signum)
-
-
-def describe(contracts: Contracts) -> str:
-    d = contracts.deployment
-    lines = [
-        f"chain id      {d.chain_id}",
-        f"rpc url       {d.rpc_url}",
-        f"deploy block  {d.deploy_block}",
-    ]
-    lines += [f"{name:13} {addr}" for name, addr in sorted(d.contracts.items())]
-    return "\n".join(lines)
-
-
-def cmd_devnet_up(args: argparse.Namespace) -> int:
-    path: Path = args.deployment or default_deployment_path()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _raise_stop)
-    # A signal may come at any moment from here on (while deploying or printing, too): it stops
-    # the devnet the same way.
-    try:
-        with Devnet.start(port=args.port, chain_id=args.chain_id) as dev:
-            try:
-                contracts = deploy(dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url)
-                contracts.deployment.save(path)
-                print(describe(contracts))
-                print(
-                    "accounts (funded with 10000 ETH each; keys are anvil's well-known test keys):"
-                )
-                for i, acct in enumerate(dev.accounts):
-                    print(f"  [{i}] {acct.address}")
-                print(f"deployment file {path}")
-                print("devnet ready; Ctrl-C stops it", flush=True)
-                _wait_forever(dev)
-            finally:
-                path.unlink(missing_ok=True)
-    except _Stop:
-        print("stopping devnet", flush=True)
-    return 0
-
-
-def _wait_forever(dev: Devnet) -> None:
-    """Block until a signal arrives; report if anvil dies on its own."""
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes pause() when anvil exits
-    while dev.alive:
-        signal.pause()
-    raise MarketError(f"anvil (pid {dev.pid}) exited on its own")
+from nodes.relay.config import load_config as load_relay_config
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -95,8 +49,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not key:
         print(f"error: set {args.key_env} to the deployer's private key", file=sys.stderr)
         return 2
-    w3 = Web3(HTTPProvider(args.rpc_url, request_kwargs={"timeout": 30}))
-    contracts = deploy(w3, Account.from_key(key), rpc_url=args.rpc_url)
+    contracts = deploy_over_http(args.rpc_url, key)
     path: Path = args.deployment or default_deployment_path()
     contracts.deployment.save(path)
     print(describe(contracts))
@@ -105,11 +58,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return demo.run(out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs)
+    return demo.run(
+        out=sys.stdout, providers=args.providers, labs=args.labs, jobs=args.jobs, keep=args.keep
+    )
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    deployment = Deployment.load(args.deployment)
     key = None
     if args.matcher_key_env is not None:
         key = os.environ.get(args.matcher_key_env)
@@ -118,21 +72,25 @@ def cmd_relay(args: argparse.Namespace) -> int:
                 f"error: set {args.matcher_key_env} to the matcher's private key", file=sys.stderr
             )
             return 2
-    config = RelayConfig(
-        db_path=args.db,
-        host=args.host,
-        port=args.port,
-        peers=tuple(args.peer),
-        matcher_key=key,
-        relay_id=args.relay_id,
-        confirmations=args.confirmations,
-        matching=args.matching,
-        auction_interval_s=args.auction_interval,
-    )
+    if args.config is not None:
+        config = load_relay_config(args.config, matcher_key=key)
+    else:
+        config = RelayConfig(
+            db_path=args.db,
+            host=args.host,
+            port=args.port,
+            peers=tuple(args.peer),
+            matcher_key=key,
+            relay_id=args.relay_id,
+            confirmations=args.confirmations,
+            matching=args.matching,
+            auction_interval_s=args.auction_interval,
+        )
+    deployment = Deployment.load(args.deployment)  # after the options: their errors come first
     logs.configure()
 
     def ready(relay: Relay) -> None:
-        print(f"relay ready url={relay.url} relay={relay.relay_id}", flush=True)
+        print(ready_line("relay", url=relay.url, relay=relay.relay_id), flush=True)
 
     try:
         run_relay(config, deployment, on_ready=ready)
@@ -143,16 +101,23 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_provider(args: argparse.Namespace) -> int:
-    from nodes.provider import decrypt_key, load_config, load_deployment
     from nodes.provider.agent import ProviderAgent, run_agent
+    from nodes.provider.config import load_config
+    from nodes.provider.preflight import check_provider
 
+    if args.config is None:
+        print("error: give --config FILE (or `gpumarket provider init` to write one)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.check:
+        return report(check_provider(args.config), sys.stdout)
     config = load_config(args.config)
     key = decrypt_key(config.key)
     deployment = load_deployment(config.chain)
     logs.configure()
 
     def ready(agent: ProviderAgent) -> None:
-        print(f"provider ready url={agent.url} address={agent.address}", flush=True)
+        print(ready_line("provider", url=agent.url, address=agent.address), flush=True)
 
     try:
         run_agent(config, key, deployment, on_ready=ready)
@@ -192,15 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpumarket", description="A permissionless GPU compute market."
     )
+    parser.add_argument("--version", action="version", version=f"gpumarket {version('gpumarket')}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    devnet = sub.add_parser("devnet", help="a local anvil chain with the contracts deployed")
-    devnet_sub = devnet.add_subparsers(dest="devnet_command", required=True)
-    up = devnet_sub.add_parser("up", help="run a devnet in the foreground until Ctrl-C")
-    up.add_argument("--port", type=int, default=None, help="port (default: a free one)")
-    up.add_argument("--chain-id", type=int, default=31337)
-    up.add_argument("--deployment", type=Path, default=None, help="deployment file to write")
-    up.set_defaults(func=cmd_devnet_up)
+    commands.register(sub)
 
     dep = sub.add_parser("deploy", help="deploy the contract set to an EVM JSON-RPC endpoint")
     dep.add_argument("--rpc-url", required=True)
@@ -212,13 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--providers", type=int, default=3, help="providers (1-6)")
     dm.add_argument("--labs", type=int, default=2, help="labs (1-3)")
     dm.add_argument("--jobs", type=int, default=2, help="bids, each a leased job, per lab")
+    dm.add_argument(
+        "--keep", action="store_true", help="keep the round's folder (configs, keystores, logs)"
+    )
     dm.set_defaults(func=cmd_demo)
 
     rl = sub.add_parser("relay", help="run a relay: order book, gossip and matcher over HTTP")
     rl.add_argument("--deployment", type=Path, default=None, help="deployment file to use")
     rl.add_argument("--host", default="127.0.0.1")
     rl.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    rl.add_argument("--db", type=Path, required=True, help="SQLite file for the relay's state")
+    source = rl.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="SQLite file for the relay's state")
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="the relay's TOML file (nodes/relay/config.py) instead of the options here, but "
+        "--matcher-key-env and --deployment",
+    )
     rl.add_argument("--peer", action="append", default=[], help="a peer relay's URL (repeatable)")
     rl.add_argument(
         "--matcher-key-env", default=None, help="variable holding the key that opens leases"
@@ -247,8 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     rl.set_defaults(func=cmd_relay)
 
     pv = sub.add_parser("provider", help="run the provider agent: offers, jobs, receipts, claims")
-    pv.add_argument("--config", type=Path, required=True, help="the agent's TOML file")
+    pv.add_argument("--config", type=Path, default=None, help="the agent's TOML file")
+    pv.add_argument(
+        "--check",
+        action="store_true",
+        help="check config, keystore, chain, balance, allowance and stake; send nothing",
+    )
     pv.set_defaults(func=cmd_provider)
+    commands.add_init_parser(pv.add_subparsers(dest="provider_command"), "provider")
 
     lab_cli.add_parser(sub)
 

@@ -1,6 +1,6 @@
 """The main job: a full market round of separate processes on an embedded devnet.
 
-    gpumarket demo [--providers 3] [--labs 2] [--jobs 2]
+    gpumarket demo [--providers 3] [--labs 2] [--jobs 2] [--keep]
 
 It starts anvil (one block a second), deploys the contracts, funds each account from the TestUSD
 faucet, writes each daemon an encrypted keystore and a TOML config in a fresh folder, and starts,
@@ -14,27 +14,40 @@ verify every receipt and output and pay by signed vouchers; providers claim in b
 each lease when its work is paid, which credits the unused escrow back to the lab; everyone
 withdraws. Progress is printed as it happens; the round ends with a ledger (balances before and
 after, leases, receipts, vouchers, gas) and fails unless every token is accounted for and every
-lease closed. The daemons' logs stay in the round's folder.
+lease closed. The round's folder (configs, keystores, the daemons' logs) is removed at the end,
+unless ``--keep`` or the round failed (its logs say why). Ctrl-C (or SIGTERM) stops the daemons
+and the devnet and exits 130, with no traceback.
+
+Everything the ledger shows comes from the chain (balances, the market's events, the gas of the
+round's transactions: ``market.chain``) or from the daemons' own API (receipts signed and vouchers
+received: each provider's ``/metrics``, read before it stops), never from a daemon's files.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
-from web3.contract import Contract
+from prometheus_client.parser import text_string_to_metric_families
 
 from market.chain.devnet import Devnet
+from market.chain.gas import gas_by_function
 from nodes.localnet import MODELS, USD, Daemon, LocalMarket, command_job, matmul_job
 
 LEASE_S = 16
 ROUND_TIMEOUT_S = 300.0
+METRICS_TIMEOUT_S = 10.0
+RECEIPTS_METRIC = "gpumarket_provider_receipts_total"
+VOUCHERS_METRIC = "gpumarket_provider_vouchers_total"
 # The command job: a deterministic hash chain; the lab runs it again to check it.
 HASH_CHAIN = (
     "import hashlib,sys\n"
@@ -69,26 +82,59 @@ class _Printer:
             self(name, " ".join(parts[3:]))
 
 
-def run(out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2) -> int:
+INTERRUPTED = 130
+"""The exit status of a round stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
+
+
+class _Interrupted(Exception):
+    """Raised from the SIGINT/SIGTERM handler: unwinds the round through its ``finally``s."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    for s in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
+    raise _Interrupted(signum)
+
+
+def run(
+    out: TextIO, *, providers: int = 3, labs: int = 2, jobs: int = 2, keep: bool = False
+) -> int:
+    """Play a round; the exit status (0: every token accounted for). Ctrl-C or SIGTERM stops
+    it cleanly (:data:`INTERRUPTED`); its folder is removed unless ``keep``."""
     if not 1 <= providers <= 6 or not 1 <= labs <= 3 or jobs < 1:
         print("error: 1-6 providers, 1-3 labs and at least one job per lab", file=out)
         return 2
     show = _Printer(out)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     folder = Path(tempfile.mkdtemp(prefix="gpumarket-round-"))
-    with Devnet.start(accounts=12, block_time=1) as dev:
-        net = LocalMarket(dev, folder, on_log=show.log_line)
-        show("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); logs in {folder}")
-        try:
-            return _play(net, show, providers, labs, jobs)
-        finally:
-            net.stop_all()
+    code = 1  # an error raised out of the round keeps its folder, as a failed round does
+    try:
+        with Devnet.start(accounts=12, block_time=1) as dev:
+            net = LocalMarket(dev, folder, on_log=show.log_line)
+            where = f"in {folder} (removed after a round that succeeds, unless --keep)"
+            show("devnet", f"anvil on {dev.rpc_url} (chain id {dev.chain_id}); logs {where}")
+            try:
+                code = _play(net, show, providers, labs, jobs)
+            finally:
+                net.stop_all()
+    except _Interrupted:
+        code = INTERRUPTED
+        show("stopped", "interrupted: daemons and devnet stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if keep or code not in (0, INTERRUPTED):
+            show("logs", f"kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return code
 
 
 def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int) -> int:
     relay = net.start_relay()
     show("relay", f"serving at {relay.url}")
-    for i in range(providers):
-        p = net.start_provider(i, [relay.url])
+    provider_daemons = [net.start_provider(i, [relay.url]) for i in range(providers)]
+    for p in provider_daemons:
         show(p.name, f"serving at {p.url}")
     watch: list[str] = [net.provider_account(i).address for i in range(providers)]
     watch += [net.lab_account(i).address for i in range(labs)]
@@ -117,50 +163,46 @@ def _play(net: LocalMarket, show: _Printer, providers: int, labs: int, jobs: int
             code = -1
         if code != 0:
             failed.append(f"{d.name} (exit {code}; see {d.log})")
+    signed = Counter[str]()
+    if not failed:
+        for p in provider_daemons:
+            signed.update(_provider_counts(p.url))
     net.stop_all()
     if failed:
         show("error", ", ".join(failed))
         return 1
-    return _ledger(net, show, watch, before, providers)
+    return _ledger(net, show, watch, before, providers, signed)
 
 
-def _gas_by_call(net: LocalMarket) -> tuple[int, dict[str, tuple[int, int]]]:
-    """Gas of the round's transactions (after the deployment), by the function each called."""
-    w3 = net.dev.web3()
-    c = net.contracts
-    by_address: dict[str, Contract] = {x.address: x for x in (c.market, c.token)}
-    calls: dict[str, tuple[int, int]] = {}
-    first = net.contracts.deployment.deploy_block + 1
-    for number in range(first, w3.eth.block_number + 1):
-        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
-            assert not isinstance(tx, bytes)
-            if tx.get("to") is None:
-                continue  # the deployment's contract creations are not the round's
-            used = int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"])
-            contract = by_address.get(tx.get("to") or "")
-            name = "other"
-            if contract is not None:
-                with contextlib.suppress(ValueError):  # not one of the contract's functions
-                    name = contract.get_function_by_selector(bytes(tx["input"])[:4]).abi["name"]
-            count, total = calls.get(name, (0, 0))
-            calls[name] = (count + 1, total + used)
-    return sum(total for _, total in calls.values()), calls
+def _provider_counts(url: str) -> Counter[str]:
+    """Receipts a provider signed and new vouchers it received, from its ``/metrics``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=METRICS_TIMEOUT_S) as answer:
+        text = answer.read().decode()
+    counts = Counter[str]()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == RECEIPTS_METRIC:
+                counts["receipts"] += int(sample.value)
+            elif sample.name == VOUCHERS_METRIC and sample.labels.get("result") == "new":
+                counts["vouchers"] += int(sample.value)
+    return counts
 
 
 def _ledger(
-    net: LocalMarket, show: _Printer, watch: list[str], before: dict[str, int], providers: int
+    net: LocalMarket,
+    show: _Printer,
+    watch: list[str],
+    before: dict[str, int],
+    providers: int,
+    signed: Counter[str],
 ) -> int:
     out = show.out
     first = net.contracts.deployment.deploy_block
-    gas, calls = _gas_by_call(net)
-    events = net.contracts.market.events
-    opened = len(events.LeaseOpened().get_logs(from_block=first))
-    closed = len(events.LeaseClosed().get_logs(from_block=first))
-    receipts = vouchers = 0
-    for i in range(providers):
-        with sqlite3.connect(net.folder / f"provider{i}" / "state.sqlite") as db:
-            receipts += db.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
-            vouchers += db.execute("SELECT COUNT(*) FROM vouchers").fetchone()[0]
+    calls = gas_by_function(net.faucet, first + 1)  # the round's transactions, not the deployment
+    gas = sum(use.gas for use in calls.values())
+    events = Counter(e.name for e in net.faucet.events(first))
+    opened, closed = events["LeaseOpened"], events["LeaseClosed"]
+    receipts, vouchers = signed["receipts"], signed["vouchers"]
     after = {a: net.balance(a) for a in watch}
     names: dict[str, str] = {
         net.provider_account(i).address: f"provider {i}" for i in range(providers)
@@ -173,8 +215,8 @@ def _ledger(
               f"  ({(after[a] - before[a]) / USD:+.6f})", file=out)  # fmt: skip
     print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed, delivered "
           f"and verified; {vouchers} vouchers; {gas:,} gas used:", file=out)  # fmt: skip
-    for name, (count, used) in sorted(calls.items(), key=lambda kv: -kv[1][1]):
-        print(f"    {name:18} {count:4} x {used // count:9,} = {used:11,}", file=out)
+    for name, use in sorted(calls.items(), key=lambda kv: -kv[1].gas):
+        print(f"    {name:18} {use.calls:4} x {use.per_call:9,} = {use.gas:11,}", file=out)
     if sum(after.values()) != sum(before.values()):
         print("error: tokens were created or lost", file=out)
         return 1

@@ -12,6 +12,8 @@ The tree::
         ├── StoreError            a daemon's SQLite state is unreadable or of another version
         ├── OutputUnavailable     a period's committed output is no longer on disk as committed
         ├── ActionUnsupported     the deployed market lacks the function a chain action calls
+        ├── ChallengeRefused      a provider will not answer a hardware challenge (``status``)
+        ├── DaemonDidNotStart     a local market's daemon process gave no ready line in time
         └── AgentError            a daemon cannot act as configured
             ├── ConfigError       a config field is missing or invalid (``field``)
             ├── KeystoreError     the key cannot be read or decrypted
@@ -100,6 +102,25 @@ class ActionUnsupported(NodeError):
             f"chain action {kind!r} calls Market.{function}, which this deployment lacks; "
             "deploy a market that has it"
         )
+
+
+class ChallengeRefused(NodeError):
+    """A challenge request or opening this agent will not answer (the reason in the message);
+    ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class DaemonDidNotStart(NodeError):
+    """The daemon process ``name`` (of ``nodes.localnet``) exited or gave no ready line in time;
+    ``log_tail`` is the end of its log, which says why."""
+
+    def __init__(self, name: str, log_tail: str) -> None:
+        self.name = name
+        self.log_tail = log_tail
+        super().__init__(f"{name} did not start; its log ends:\n{log_tail}")
 
 
 class AgentError(NodeError):

@@ -30,9 +30,12 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet, free_port
-from market.chain.tx import Transactor
+from market.errors import InvalidArgument
+from nodes.errors import DaemonDidNotStart
+from nodes.logs import FORMAT_ENV
 
 USD = 10**6
 MODELS = ("H100-80GB", "A100-80GB")
@@ -127,7 +130,8 @@ class LocalMarket:
         self.contracts: Contracts = deploy(w3, dev.accounts[0], rpc_url=dev.rpc_url, params=params)
         self.deployment_file = folder / "deployment.json"
         self.contracts.deployment.save(self.deployment_file)
-        self.faucet = Transactor(w3, dev.accounts[0])
+        self.faucet = MarketClient(w3, self.contracts, dev.accounts[0])
+        """Account 0's client: it mints TestUSD, and reads the chain for the round's reports."""
         self.fund_usd = fund_usd
         self._funded: set[str] = set()
 
@@ -147,13 +151,11 @@ class LocalMarket:
         """Mint ``fund_usd`` to an account (a key's, or an address such as a wallet's), once."""
         address = account if isinstance(account, str) else account.address
         if address not in self._funded:
-            token = self.contracts.token
-            amount = self.fund_usd * USD
-            self.faucet.send(token.address, token.encode_abi("mint", [address, amount]))
+            self.faucet.mint_test_usd(address, self.fund_usd * USD)
             self._funded.add(address)
 
     def balance(self, address: str) -> int:
-        return int(self.contracts.token.functions.balanceOf(address).call())
+        return self.faucet.balance_of(address)
 
     def _keystore(self, name: str, acct: LocalAccount) -> Path:
         path = self.folder / f"{name}-key.json"
@@ -165,7 +167,8 @@ class LocalMarket:
     # --- daemons -----------------------------------------------------------------------------
 
     def _env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, PASSWORD_ENV: PASSWORD, **extra}
+        # Key=value logs whatever the caller's environment says: this module and the demo read them.
+        return {**os.environ, PASSWORD_ENV: PASSWORD, FORMAT_ENV: "keyvalue", **extra}
 
     def start(
         self, name: str, argv: Sequence[str], env: dict[str, str], module: str = "nodes.cli"
@@ -178,7 +181,7 @@ class LocalMarket:
     def restart(self, daemon: Daemon) -> Daemon:
         """Start a stopped (or killed) daemon again, with the same config and state."""
         if daemon.running:
-            raise RuntimeError(f"{daemon.name} is still running")
+            raise InvalidArgument("daemon", daemon.name, f"{daemon.name} is still running")
         self._launch(daemon)
         return daemon
 
@@ -200,7 +203,7 @@ class LocalMarket:
         if not d._ready.wait(READY_TIMEOUT_S) or not d.ready_line:
             d.kill()
             tail = d.log.read_text(encoding="utf-8")[-2000:] if d.log.exists() else ""
-            raise RuntimeError(f"{d.name} did not start; its log ends:\n{tail}")
+            raise DaemonDidNotStart(d.name, tail)
 
     def _read_stdout(self, d: Daemon, proc: subprocess.Popen[str], ready: threading.Event) -> None:
         assert proc.stdout is not None

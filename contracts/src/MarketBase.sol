@@ -2,6 +2,7 @@
 pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IMarketTypes} from "./interfaces/IMarketTypes.sol";
@@ -207,7 +208,7 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
 
     /// @dev Reverts unless `signature` is the ECDSA signature of `key` (receipts and vouchers: keys
     /// fixed when the lease opened, never a contract's revocable answer).
-    function _checkKey(address key, bytes32 digest, bytes calldata signature) internal view {
+    function _checkKey(address key, bytes32 digest, bytes calldata signature) internal pure {
         if (!_recovers(key, digest, signature)) revert MarketInvalidSignature(digest, key);
     }
 
@@ -225,43 +226,30 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
 
     /// @dev Whether `signature` is `signer`'s ECDSA signature of `digest`, 65 bytes (r, s, v) or
     /// EIP-2098's compact 64 (r, vs), which proofs of cheating use for their smaller calldata.
-    /// Malleable signatures (s in the upper half order) and any v but 27 or 28 are refused, as
-    /// OpenZeppelin's ECDSA refuses them; the `ecrecover` precompile is called directly, without
-    /// the library's error reporting, which the market does not use. Tried before ERC-1271 for gas:
-    /// SignatureChecker reads the signer's code size first, an EXTCODESIZE that costs 2,600 gas
-    /// for an account the transaction has not touched yet, while most signers are EOAs. A contract
-    /// signer falls through, having spent one failed ecrecover (its address has no known key). An
-    /// EIP-7702 account has code but also its key, whose signature it could always act on anyway,
-    /// so accepting it grants nothing more.
-    function _recovers(address signer, bytes32 digest, bytes calldata signature) internal view returns (bool valid) {
-        // solhint-disable-next-line no-inline-assembly
-        assembly ("memory-safe") {
-            let length := signature.length
-            if or(eq(length, 64), eq(length, 65)) {
-                let r := calldataload(signature.offset)
-                let s := calldataload(add(signature.offset, 0x20))
-                let v := 0
-                switch length
-                case 64 {
-                    // vs: the parity of v in the top bit, s below it.
-                    v := add(shr(255, s), 27)
-                    s := and(s, 0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff)
-                }
-                default { v := byte(0, calldataload(add(signature.offset, 0x40))) }
-                if iszero(gt(s, 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0)) {
-                    // ecrecover(digest, v, r, s) in free memory (not allocated: only the call reads
-                    // it); the precompile returns the signer, or nothing when it cannot recover one
-                    // (v not 27 or 28 included), so a zero `signer` never matches.
-                    let ptr := mload(0x40)
-                    mstore(ptr, digest)
-                    mstore(add(ptr, 0x20), v)
-                    mstore(add(ptr, 0x40), r)
-                    mstore(add(ptr, 0x60), s)
-                    let success := staticcall(gas(), 0x01, ptr, 0x80, 0x00, 0x20)
-                    valid := and(success, and(eq(returndatasize(), 0x20), eq(mload(0x00), signer)))
-                }
+    /// OpenZeppelin's ECDSA recovers it (`tryRecoverCalldata` for 65 bytes, `tryRecover(r, vs)` for
+    /// 64; its 65-byte form refuses the compact one), so malleable signatures (s in the upper half
+    /// order) and any v but 27 or 28 are refused, and no signer is the zero address. Tried before
+    /// ERC-1271 for gas: SignatureChecker reads the signer's code size first, an EXTCODESIZE that
+    /// costs 2,600 gas for an account the transaction has not touched yet, while most signers are
+    /// EOAs. A contract signer falls through, having spent one failed ecrecover (its address has no
+    /// known key). An EIP-7702 account has code but also its key, whose signature it could always
+    /// act on anyway, so accepting it grants nothing more.
+    function _recovers(address signer, bytes32 digest, bytes calldata signature) internal pure returns (bool) {
+        address recovered;
+        ECDSA.RecoverError err;
+        if (signature.length == 64) {
+            bytes32 r;
+            bytes32 vs;
+            // solhint-disable-next-line no-inline-assembly
+            assembly ("memory-safe") {
+                r := calldataload(signature.offset)
+                vs := calldataload(add(signature.offset, 0x20))
             }
+            (recovered, err,) = ECDSA.tryRecover(digest, r, vs);
+        } else {
+            (recovered, err,) = ECDSA.tryRecoverCalldata(digest, signature);
         }
+        return err == ECDSA.RecoverError.NoError && recovered == signer;
     }
 
     // --- receipts ------------------------------------------------------------------------------

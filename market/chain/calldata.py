@@ -20,6 +20,8 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
 
+from market.errors import InvalidArgument
+
 
 class Calldata:
     """Encodes calls of the functions in ``abi`` (a contract without overloaded names)."""
@@ -32,7 +34,7 @@ class Calldata:
                 continue
             name = str(item["name"])
             if name in self._functions:
-                raise ValueError(f"{name} is overloaded: encode it with web3")
+                raise InvalidArgument("abi", name, f"{name} is overloaded: encode it with web3")
             types = tuple(collapse_if_tuple(dict(i)) for i in item["inputs"])
             selector = bytes(Web3.keccak(text=f"{name}({','.join(types)})"))[:4]
             self._functions[name] = (selector, types)

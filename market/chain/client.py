@@ -43,7 +43,16 @@ from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import transient_answer, with_retries
 from market.chain.tx import Transactor, endpoint_of
 from market.chain.wallet import WalletTransactor
-from market.errors import DeploymentError, InvalidField, InvalidSignature, MarketError
+from market.errors import (
+    ChainTimeNotReached,
+    DeploymentError,
+    EventMissing,
+    InvalidArgument,
+    InvalidField,
+    InvalidSignature,
+    NoAccount,
+    RpcRefused,
+)
 from market.protocol.eip712 import Domain, digest, receipt_hash
 from market.protocol.signing import recover_address_bytes
 from market.protocol.types import (
@@ -278,7 +287,9 @@ class MarketClient:
                 else WalletTransactor(w3, account, wallet, **tx_options)
             )
         elif wallet is not None:
-            raise ValueError("a wallet is acted for through its owner's key: give the account")
+            raise InvalidArgument(
+                "wallet", wallet, "a wallet is acted for through its owner's key: give the account"
+            )
         self._events = EventReader(w3, [self.market])
         self._calldata = {c.address: Calldata(c.abi) for c in (self.market, self.token)}
         self.last_receipt: TxReceipt | None = None
@@ -314,7 +325,7 @@ class MarketClient:
     @property
     def account(self) -> LocalAccount:
         if self._account is None:
-            raise MarketError("this client has no account: pass a key to act on-chain")
+            raise NoAccount()
         return self._account
 
     @property
@@ -325,7 +336,7 @@ class MarketClient:
     @property
     def transactor(self) -> Transactor:
         if self._tx is None:
-            raise MarketError("this client has no account: pass a key to act on-chain")
+            raise NoAccount()
         return self._tx
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -366,6 +377,10 @@ class MarketClient:
 
     def balance_of(self, address: str) -> int:
         return int(self._call(self.token.functions.balanceOf(address).call))
+
+    def total_supply(self) -> int:
+        """The settlement token's total supply."""
+        return int(self._call(self.token.functions.totalSupply().call))
 
     def allowance(self, owner: str, spender: str | None = None) -> int:
         spender = spender or self.market.address
@@ -461,7 +476,7 @@ class MarketClient:
     ) -> list[dict[str, Any]]:
         """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
         each. An answer a reorganisation in progress explains is retried as transient
-        (``market.chain.retry``); MarketError when the node refuses the batch or any request."""
+        (``market.chain.retry``); RpcRefused when the node refuses the batch or any request."""
         provider = self.w3.provider
 
         def send() -> Any:
@@ -476,11 +491,11 @@ class MarketClient:
 
         responses = self._call(send)
         if not isinstance(responses, list):  # the node refused the whole batch
-            raise MarketError(f"{what} batch read refused by {self._endpoint}: {responses}")
+            raise RpcRefused(self._endpoint, f"{what} batch read", responses)
         for response in responses:
             if "error" in response or "result" not in response:
                 error = response.get("error")
-                raise MarketError(f"{what} read failed on {self._endpoint}: {error}")
+                raise RpcRefused(self._endpoint, f"{what} read", error)
         return [dict(r) for r in responses]
 
     def _batch_call(
@@ -571,6 +586,11 @@ class MarketClient:
         return self._events
 
     # --- token ---------------------------------------------------------------------------------
+
+    def mint_test_usd(self, to: str, amount: int) -> None:
+        """Mint ``amount`` of the devnet's TestUSD to ``to`` (anyone may mint it; a deployment
+        with a real settlement token has no ``mint``)."""
+        self._send(self.token, "mint", to, amount)
 
     def approve(self, amount: int, spender: str | None = None) -> None:
         """Let ``spender`` (default: the market) pull ``amount``; skipped if already allowed."""
@@ -685,7 +705,7 @@ class MarketClient:
         for event in self._events_in(tx):
             if event.name == "StakeReleased":
                 return int(event.args["amount"])
-        raise MarketError("releaseStake succeeded without a StakeReleased event")
+        raise EventMissing("releaseStake", "StakeReleased")
 
     # --- orders and leases ---------------------------------------------------------------------
 
@@ -712,7 +732,7 @@ class MarketClient:
             if event.name == "LeaseOpened":
                 lease: Lease = event.args["lease"]
                 return lease
-        raise MarketError("openLease succeeded without a LeaseOpened event")
+        raise EventMissing("openLease", "LeaseOpened")
 
     def open_lease_batch(self, matches: Sequence[BatchMatch]) -> list[Lease]:
         """Open many leases in one transaction, each at its offer's price; all or none (a failing
@@ -831,7 +851,7 @@ class MarketClient:
         for event in self._events_in(receipt):
             if event.name == "LeaseClosed":
                 return int(event.args["refund"])
-        raise MarketError("closeLease succeeded without a LeaseClosed event")
+        raise EventMissing("closeLease", "LeaseClosed")
 
     def close_lease_batch(self, leases: Sequence[Lease]) -> BatchResult:
         """Close many leases in one transaction; a lease that cannot close is skipped, not fatal.
@@ -865,7 +885,7 @@ class MarketClient:
         for event in self._events_in(receipt):
             if event.name == "Withdrawn":
                 return int(event.args["amount"])
-        raise MarketError("withdraw succeeded without a Withdrawn event")
+        raise EventMissing("withdraw", "Withdrawn")
 
     # --- receipts: proofs of cheating and optimistic claims --------------------------------------
 
@@ -922,7 +942,7 @@ class MarketClient:
         for event in self._events_in(receipt):
             if event.name == "LeaseSlashed":
                 return int(event.args["penalty"])
-        raise MarketError("a slash succeeded without a LeaseSlashed event")
+        raise EventMissing("a slash", "LeaseSlashed")
 
     def post_receipt(self, lease: Lease, receipt: Signed[Receipt]) -> PendingClaim:
         """Claim payment for ``receipt`` when the lab signs no voucher (provider only); the claim
@@ -943,7 +963,7 @@ class MarketClient:
                     ready_at=int(event.args["ready_at"]),
                     receipt_hash=ReceiptHash(event.args["receipt_hash"]),
                 )
-        raise MarketError("postReceipt succeeded without a ReceiptPosted event")
+        raise EventMissing("postReceipt", "ReceiptPosted")
 
     def finalize_claim(self, lease: Lease) -> int:
         """Finalize the lease's pending claim once its challenge window has passed (anyone may);
@@ -955,7 +975,7 @@ class MarketClient:
         for event in self._events_in(tx):
             if event.name == "ClaimFinalized":
                 return int(event.args["amount"])
-        raise MarketError("finalizeClaim succeeded without a ClaimFinalized event")
+        raise EventMissing("finalizeClaim", "ClaimFinalized")
 
     def dispute_claim(self, lease: Lease) -> None:
         """Dispute the lease's pending claim within its challenge window (lab only), posting the
@@ -984,7 +1004,7 @@ class MarketClient:
         deadline = time.monotonic() + timeout_s
         while self.chain_time() < timestamp:
             if time.monotonic() > deadline:
-                raise MarketError(f"chain time did not reach {timestamp} within {timeout_s}s")
+                raise ChainTimeNotReached(timestamp, timeout_s)
             time.sleep(0.2)  # waiting for new blocks
 
 

@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress, HexAddress, HexStr
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
@@ -200,6 +201,23 @@ def deploy(
     return Contracts.at(w3, deployment)
 
 
+DEPLOY_HTTP_TIMEOUT_S = 30.0
+"""Per-request timeout of :func:`deploy_over_http` (a deployment's transactions are large)."""
+
+
+def deploy_over_http(
+    rpc_url: str,
+    deployer_key: str | bytes,
+    *,
+    timeout_s: float = DEPLOY_HTTP_TIMEOUT_S,
+    params: MarketParams | None = None,
+) -> Contracts:
+    """Deploy the contract set to the JSON-RPC endpoint at ``rpc_url`` from ``deployer_key``'s
+    account (``gpumarket deploy``); the deployment names ``rpc_url``."""
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+    return deploy(w3, Account.from_key(deployer_key), rpc_url=rpc_url, params=params)
+
+
 def _address(receipt: TxReceipt) -> ChecksumAddress:
     value = receipt.get("contractAddress")
     if not isinstance(value, str):
@@ -209,10 +227,12 @@ def _address(receipt: TxReceipt) -> ChecksumAddress:
 
 __all__ = [
     "DEFAULT_DEPLOYMENT_FILE",
+    "DEPLOY_HTTP_TIMEOUT_S",
     "DEPLOYMENT_FILE_ENV",
     "Contracts",
     "Deployment",
     "MarketParams",
     "default_deployment_path",
     "deploy",
+    "deploy_over_http",
 ]

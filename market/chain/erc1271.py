@@ -50,7 +50,7 @@ from web3.types import TxParams
 
 from market.chain.retry import with_retries
 from market.chain.tx import endpoint_of
-from market.errors import RpcUnavailable
+from market.errors import InvalidArgument, RpcUnavailable
 from market.protocol.keccak import keccak
 
 ERC1271_MAGIC_VALUE: Final = bytes.fromhex("1626ba7e")
@@ -153,9 +153,11 @@ class Erc1271Checker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < gas <= _MAX_GAS:
-            raise ValueError(f"gas must be in [1, {_MAX_GAS}], got {gas}")
+            raise InvalidArgument("gas", gas, f"gas must be in [1, {_MAX_GAS}], got {gas}")
         if cache_size < 1:
-            raise ValueError(f"cache_size must be at least 1, got {cache_size}")
+            raise InvalidArgument(
+                "cache_size", cache_size, f"cache_size must be at least 1, got {cache_size}"
+            )
         self.w3 = w3
         self.gas = gas
         self.rpc_deadline_s = rpc_deadline_s

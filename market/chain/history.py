@@ -24,6 +24,7 @@ from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
 from market.chain.retry import with_retries
 from market.chain.tx import endpoint_of
+from market.errors import InvalidArgument
 from market.reputation import READ_EVENTS, TIMED_EVENTS, ReputationBook
 
 DEFAULT_CHUNK_BLOCKS = 10_000
@@ -65,7 +66,9 @@ def read_history(
     """The history in ``[from_block, to_block]``; by default from the deployment block to the
     head block, read once at the start so the range is fixed."""
     if chunk_blocks < 1:
-        raise ValueError(f"chunk_blocks must be at least 1, got {chunk_blocks}")
+        raise InvalidArgument(
+            "chunk_blocks", chunk_blocks, f"chunk_blocks must be at least 1, got {chunk_blocks}"
+        )
     start = client.contracts.deployment.deploy_block if from_block is None else from_block
     end = head_block(client) if to_block is None else to_block
     events: list[ChainEvent] = []

@@ -24,6 +24,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from market.chain.tx import SignedTx, Transactor
+from market.errors import InvalidArgument
 from market.protocol.keccak import keccak
 from market.protocol.types import checksum_address
 
@@ -63,7 +64,7 @@ class WalletTransactor(Transactor):
         what: str = "transaction",
     ) -> SignedTx:
         if to is None:
-            raise ValueError("a wallet does not deploy contracts through execute")
+            raise InvalidArgument("to", to, "a wallet does not deploy contracts through execute")
         inner = execute_calldata(to, value, data)
         return super().sign(self.wallet, inner, value=0, gas=gas, what=what)
 

@@ -26,6 +26,7 @@ from typing import cast
 
 from market.errors import (
     DuplicateOrder,
+    InvalidArgument,
     OrderCancelled,
     OrderExpired,
     OrderFilled,
@@ -400,7 +401,9 @@ class OrderBook:
     def reserve(self, offer: Resting, bid: Resting, gpus: int) -> Fill:
         """Take ``gpus`` of both orders into a fill, pending until :meth:`settle`."""
         if not 0 < gpus <= min(offer.remaining, bid.remaining):
-            raise ValueError(f"cannot reserve {gpus} GPUs of {offer!r} and {bid!r}")
+            raise InvalidArgument(
+                "gpus", gpus, f"cannot reserve {gpus} GPUs of {offer!r} and {bid!r}"
+            )
         return self._take(offer, bid, gpus)
 
     def _take(self, offer: Resting, bid: Resting, gpus: int) -> Fill:

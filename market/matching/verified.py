@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from market.errors import InvalidField, InvalidSignature, ProtocolError
+from market.errors import InvalidField, InvalidSignature, ProtocolError, WrongArgumentType
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import ContractSignatureChecker, verify_signature
 from market.protocol.types import ZERO_ADDRESS, Bid, Offer, OrderHash, Signed
@@ -42,7 +42,11 @@ class VerifiedOrder:
 
     def __post_init__(self) -> None:
         if self._token is not _TOKEN:
-            raise TypeError("VerifiedOrder is made by verify_orders(), which checks signatures")
+            raise WrongArgumentType(
+                "_token",
+                type(self._token).__name__,
+                "VerifiedOrder is made by verify_orders(), which checks signatures",
+            )
 
     @classmethod
     def unsafe_from_trusted_store(

@@ -28,7 +28,7 @@ from eth_account.messages import encode_typed_data
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from market.errors import InvalidSignature
+from market.errors import InvalidArgument, InvalidKey, InvalidSignature
 from market.protocol.eip712 import Domain, digest, typed_data
 from market.protocol.keccak import keccak
 from market.protocol.types import Bid, M, Offer, Receipt, Signed, Voucher
@@ -59,10 +59,16 @@ class SigningKey:
     __slots__ = ("_key", "address")
 
     def __init__(self, key: bytes | str) -> None:
-        raw = bytes.fromhex(key.removeprefix("0x")) if isinstance(key, str) else key
+        try:
+            raw = bytes.fromhex(key.removeprefix("0x")) if isinstance(key, str) else key
+        except ValueError as exc:
+            raise InvalidKey("secp256k1 private", "a private key is 32 bytes of hex") from exc
         if len(raw) != 32:
-            raise ValueError("a private key is 32 bytes")
-        self._key = PrivateKey(raw)
+            raise InvalidKey("secp256k1 private", "a private key is 32 bytes")
+        try:
+            self._key = PrivateKey(raw)
+        except ValueError as exc:  # zero, or not below the curve order
+            raise InvalidKey("secp256k1 private", f"not a secp256k1 private key: {exc}") from exc
         public = self._key.public_key.format(compressed=False)[1:]
         self.address: ChecksumAddress = to_checksum_address(keccak(public)[-20:])
 
@@ -115,13 +121,20 @@ def recover_address_bytes(message_hash: bytes, signature: bytes) -> bytes:
 
 
 def to_compact(signature: bytes) -> bytes:
-    """A 65-byte ECDSA signature in EIP-2098's compact form, ``r || vs``. Raises ValueError for
-    one that has no compact form (not 65 bytes, ``v`` not 27 or 28, or a malleable ``s``)."""
+    """A 65-byte ECDSA signature in EIP-2098's compact form, ``r || vs``. Raises InvalidArgument
+    (a ValueError) for one that has no compact form (not 65 bytes, ``v`` not 27 or 28, or a
+    malleable ``s``)."""
     if len(signature) != 65 or signature[64] not in (27, 28):
-        raise ValueError("not a 65-byte ECDSA signature with v in {27, 28}")
+        raise InvalidArgument(
+            "signature", signature, "not a 65-byte ECDSA signature with v in {27, 28}"
+        )
     s = int.from_bytes(signature[32:64], "big")
     if s > _HALF_N:
-        raise ValueError("a malleable signature (s in the upper half order) has no compact form")
+        raise InvalidArgument(
+            "signature",
+            signature,
+            "a malleable signature (s in the upper half order) has no compact form",
+        )
     return signature[:32] + ((signature[64] - 27) << 255 | s).to_bytes(32, "big")
 
 

@@ -19,7 +19,7 @@ from typing import ClassVar, Generic, NewType, TypeVar
 from eth_abi.abi import encode as abi_encode
 from eth_typing import ChecksumAddress, HexAddress, HexStr
 
-from market.errors import InvalidField
+from market.errors import InvalidAddress, InvalidField
 from market.protocol.keccak import keccak
 
 TokenAmount = NewType("TokenAmount", int)
@@ -118,10 +118,13 @@ def _check_bytes32(msg: str, name: str, value: object) -> None:
 @lru_cache(maxsize=1 << 16)
 def checksum_address(value: str) -> ChecksumAddress:
     """The EIP-55 form of a 0x-prefixed 20-byte hex address (cached: the same signers recur in
-    every batch of orders). Raises ValueError when ``value`` is not one."""
+    every batch of orders). Raises InvalidAddress (a ValueError) when ``value`` is not one."""
     if len(value) != 42 or not value.startswith(("0x", "0X")):
-        raise ValueError(f"not a 0x-prefixed 20-byte hex address: {value!r}")
-    lower = bytes.fromhex(value[2:]).hex()  # raises ValueError on a non-hex digit
+        raise InvalidAddress(value)
+    try:
+        lower = bytes.fromhex(value[2:]).hex()
+    except ValueError as exc:  # a non-hex digit
+        raise InvalidAddress(value) from exc
     nibbles = keccak(lower.encode()).hex()[:40]
     cased = (c.upper() if int(d, 16) >= 8 else c for c, d in zip(lower, nibbles, strict=True))
     return ChecksumAddress(HexAddress(HexStr("0x" + "".join(cased))))

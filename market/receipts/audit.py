@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from market.errors import ReceiptOutputMismatch, WorkMismatch
+from market.errors import InvalidArgument, ReceiptOutputMismatch, WorkMismatch
 from market.protocol.eip712 import Domain, receipt_hash
 from market.protocol.types import Receipt, TokenAmount
 from market.receipts.merkle import MerkleTree, chunk_hash
@@ -55,7 +55,9 @@ class ReexecutionAuditor:
         self, domain: Domain, rerun: Rerun, secret: bytes, *, samples: int = DEFAULT_SAMPLES
     ) -> None:
         if samples < 1:
-            raise ValueError(f"an audit samples at least one segment, got {samples}")
+            raise InvalidArgument(
+                "samples", samples, f"an audit samples at least one segment, got {samples}"
+            )
         self.domain = domain
         self.rerun = rerun
         self.secret = secret
@@ -68,7 +70,7 @@ class ReexecutionAuditor:
         commits to; otherwise returns the report (see :meth:`AuditReport.raise_for_mismatch`).
         """
         if not segment_hashes:
-            raise ValueError("no segments to audit")
+            raise InvalidArgument("segment_hashes", segment_hashes, "no segments to audit")
         root = MerkleTree(segment_hashes).root
         if root != receipt.output_root:
             raise ReceiptOutputMismatch(receipt.seq, receipt.output_root, root)
@@ -97,10 +99,12 @@ def min_stake(price: int, audit_rate: Fraction | float | str) -> TokenAmount:
     prints as (0.1 is 1/10).
     """
     if price < 0:
-        raise ValueError(f"price must not be negative, got {price}")
+        raise InvalidArgument("price", price, f"price must not be negative, got {price}")
     p = audit_rate if isinstance(audit_rate, Fraction) else Fraction(str(audit_rate))
     if not 0 < p <= 1:
-        raise ValueError(f"audit rate must be in (0, 1], got {audit_rate}")
+        raise InvalidArgument(
+            "audit_rate", audit_rate, f"audit rate must be in (0, 1], got {audit_rate}"
+        )
     stake = price * (1 - p) / p
     return TokenAmount(-(-stake.numerator // stake.denominator))
 

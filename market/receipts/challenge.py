@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from market.errors import ChallengeFailed
+from market.errors import BackendUnavailable, ChallengeFailed, InvalidArgument
 from market.protocol.eip712 import Domain
 from market.protocol.keccak import keccak
 from market.receipts.freivalds import DEFAULT_ROUNDS, freivalds_exact
@@ -100,11 +100,17 @@ class Challenge:
 
     def __post_init__(self) -> None:
         if type(self.seed) is not bytes or len(self.seed) != 32:
-            raise ValueError("a challenge seed is 32 bytes")
+            raise InvalidArgument("seed", self.seed, "a challenge seed is 32 bytes")
         if not 1 <= self.n <= MAX_N:
-            raise ValueError(f"n must be in [1, {MAX_N}] for exact float32 products, got {self.n}")
+            raise InvalidArgument(
+                "n", self.n, f"n must be in [1, {MAX_N}] for exact float32 products, got {self.n}"
+            )
         if self.gpu_class not in GPU_CLASSES:
-            raise ValueError(f"unknown GPU class {self.gpu_class!r}; known: {sorted(GPU_CLASSES)}")
+            raise InvalidArgument(
+                "gpu_class",
+                self.gpu_class,
+                f"unknown GPU class {self.gpu_class!r}; known: {sorted(GPU_CLASSES)}",
+            )
 
     @property
     def deadline_s(self) -> float:
@@ -143,7 +149,7 @@ def solve(challenge: Challenge, *, backend: Backend = "auto") -> Answer:
         if module is not None:
             return _solve_on_gpu(name, module, a, b)
         if backend != "auto":
-            raise RuntimeError(f"{name} with a GPU is not available here")
+            raise BackendUnavailable(name)
     _matmul_numpy(a, b)  # warm-up
     start = time.perf_counter()
     c = _matmul_numpy(a, b)
@@ -186,7 +192,11 @@ def request_digest(domain: Domain, lease_id: bytes, seed: bytes, n: int) -> byte
     """What the lab signs to ask a provider for a challenge on a lease: bound to the market's
     domain, the lease, the seed and the size, so it cannot be replayed elsewhere."""
     if len(lease_id) != 32 or len(seed) != 32 or not 1 <= n <= MAX_N:
-        raise ValueError("a challenge request names a 32-byte lease id and seed and n in range")
+        raise InvalidArgument(
+            "lease_id, seed, n",
+            (lease_id, seed, n),
+            "a challenge request names a 32-byte lease id and seed and n in range",
+        )
     return keccak(_REQUEST_TAG + domain.separator + lease_id + seed + n.to_bytes(4, "big"))
 
 

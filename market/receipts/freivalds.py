@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from market.errors import InvalidArgument, WrongArgumentType
+
 DEFAULT_ROUNDS = 20
 """Rounds per check: a wrong product passes with probability at most 2**-20 (about 1e-6)."""
 
@@ -53,12 +55,16 @@ def freivalds_exact(
     _check_shapes(a, b, c, rounds)
     for x in (a, b, c):
         if not _holds_integers(x):
-            raise TypeError(f"exact mode takes integers, not {x.dtype}; see freivalds_float")
+            raise WrongArgumentType(
+                "a, b, c",
+                str(x.dtype),
+                f"exact mode takes integers, not {x.dtype}; see freivalds_float",
+            )
     inner, cols = a.shape[1], b.shape[1]
     r = _rng(rng).integers(0, 2, size=(cols, rounds), dtype=np.int64)
     if modulus is not None:
         if modulus < 2:
-            raise ValueError(f"modulus must be at least 2, got {modulus}")
+            raise InvalidArgument("modulus", modulus, f"modulus must be at least 2, got {modulus}")
         dtype = _dtype_for(max(inner, cols) * (modulus - 1) ** 2)
         ma, mb, mc = (_reduce(x, modulus).astype(dtype) for x in (a, b, c))
         rr = r.astype(dtype)
@@ -86,7 +92,11 @@ def freivalds_float(
     _check_shapes(a, b, c, rounds)
     dtype = np.result_type(a, b, c)
     if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"float mode takes real float matrices, got {dtype}; see freivalds_exact")
+        raise WrongArgumentType(
+            "a, b, c",
+            str(dtype),
+            f"float mode takes real float matrices, got {dtype}; see freivalds_exact",
+        )
     if rtol is None:
         rtol = default_rtol(dtype, max(*a.shape, b.shape[1]))
     f64 = np.float64
@@ -125,11 +135,15 @@ def _abs_scale(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.float
 
 def _check_shapes(a: npt.NDArray[Any], b: npt.NDArray[Any], c: npt.NDArray[Any], k: int) -> None:
     if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
-        raise ValueError("A, B and C must be matrices")
+        raise InvalidArgument("a, b, c", (a.ndim, b.ndim, c.ndim), "A, B and C must be matrices")
     if a.shape[1] != b.shape[0] or c.shape != (a.shape[0], b.shape[1]):
-        raise ValueError(f"shapes do not fit C = A x B: {a.shape} x {b.shape} -> {c.shape}")
+        raise InvalidArgument(
+            "a, b, c",
+            (a.shape, b.shape, c.shape),
+            f"shapes do not fit C = A x B: {a.shape} x {b.shape} -> {c.shape}",
+        )
     if k < 1:
-        raise ValueError(f"at least one round is needed, got {k}")
+        raise InvalidArgument("rounds", k, f"at least one round is needed, got {k}")
 
 
 def _holds_integers(x: npt.NDArray[Any]) -> bool:

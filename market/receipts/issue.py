@@ -7,6 +7,7 @@ provider never signs a receipt that a lab would refuse or that could be used to 
 
 from __future__ import annotations
 
+from market.errors import InvalidArgument
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
 from market.protocol.types import ZERO_HASH, Lease, Receipt, Signed, TokenAmount
@@ -33,7 +34,11 @@ class ReceiptChain:
         lease_end: int | None = None,
     ) -> None:
         if key.address != lease.receipt_key:
-            raise ValueError(f"{key.address} is not the lease's receipt key {lease.receipt_key}")
+            raise InvalidArgument(
+                "key",
+                key.address,
+                f"{key.address} is not the lease's receipt key {lease.receipt_key}",
+            )
         previous = None if head is None else ChainHead.of(domain, head.message)
         self._key = key
         self._verifier = ReceiptVerifier(domain, lease, lease_end=lease_end, head=previous)

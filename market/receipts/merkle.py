@@ -20,6 +20,8 @@ array, leaf ``i`` at ``2n - 2 - i`` and node ``k`` the sorted-pair hash of nodes
 ``2k + 2``. Every count is handled without padding or duplicating a leaf; a single leaf is its own
 root with an empty proof. The root equals ``StandardMerkleTree.of(values, ["uint256", "bytes32"],
 {sortLeaves: false}).root``, and :func:`verify` is ``MerkleProof.verify(proof, root, leaf)``.
+``tests/integration/test_merkle_openzeppelin.py`` checks roots, leaves, proofs and verdicts against
+OpenZeppelin's own ``@openzeppelin/merkle-tree`` (``tools/merkle_reference.mjs``).
 """
 
 from __future__ import annotations

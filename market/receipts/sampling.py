@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from market.errors import InvalidArgument
 from market.protocol.keccak import keccak
 
 MIN_SECRET_BYTES = 16
@@ -24,16 +25,22 @@ MIN_SECRET_BYTES = 16
 def audit_seed(receipt_hash: bytes, secret: bytes) -> bytes:
     """The 32-byte seed of the audit of the receipt whose hash is ``receipt_hash``."""
     if len(receipt_hash) != 32:
-        raise ValueError("a receipt hash is 32 bytes")
+        raise InvalidArgument("receipt_hash", receipt_hash, "a receipt hash is 32 bytes")
     if len(secret) < MIN_SECRET_BYTES:
-        raise ValueError(f"the lab's secret must be at least {MIN_SECRET_BYTES} random bytes")
+        raise InvalidArgument(
+            "secret",
+            len(secret),
+            f"the lab's secret must be at least {MIN_SECRET_BYTES} random bytes",
+        )
     return keccak(receipt_hash + secret)
 
 
 def sample_indices(seed: bytes, population: int, count: int) -> tuple[int, ...]:
     """``min(count, population)`` distinct indices below ``population``, in draw order."""
     if population < 0 or count < 0:
-        raise ValueError("population and count must not be negative")
+        raise InvalidArgument(
+            "population, count", (population, count), "population and count must not be negative"
+        )
     swapped: dict[int, int] = {}  # the sparse part of a Fisher-Yates permutation
     drawn = []
     for j in range(min(count, population)):
@@ -52,7 +59,11 @@ def samples_needed(fraction: float, miss_probability: float) -> int:
     without replacement, as :func:`sample_indices` does, misses them even less often.
     """
     if not 0 < fraction < 1 or not 0 < miss_probability < 1:
-        raise ValueError("fraction and miss_probability must be strictly between 0 and 1")
+        raise InvalidArgument(
+            "fraction, miss_probability",
+            (fraction, miss_probability),
+            "fraction and miss_probability must be strictly between 0 and 1",
+        )
     ratio = math.log(miss_probability) / math.log1p(-fraction)
     return math.ceil(ratio * (1 - 1e-12))  # so that float noise cannot push 2.0 up to 3
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from market.errors import (
+    InvalidArgument,
     InvalidSignature,
     ReceiptChainBroken,
     ReceiptOutputMismatch,
@@ -96,7 +97,9 @@ class ReceiptVerifier:
     ) -> None:
         end = lease.end if lease_end is None else lease_end
         if not lease.start <= end <= lease.end:
-            raise ValueError(f"lease end {end} is outside [{lease.start}, {lease.end}]")
+            raise InvalidArgument(
+                "lease_end", end, f"lease end {end} is outside [{lease.start}, {lease.end}]"
+            )
         self.domain = domain
         self.lease = lease
         self.lease_end = end

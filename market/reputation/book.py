@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from market.errors import InvalidArgument
 from market.protocol.types import Lease, checksum_address
 from market.reputation.figures import Reputation
 from market.reputation.labs import LabRecord
@@ -272,7 +273,11 @@ class ReputationBook:
 
 def _time_of(event: ChainLog, timestamp: int | None) -> int:
     if timestamp is None:
-        raise ValueError(f"{event.name} at block {event.block_number} needs its block's timestamp")
+        raise InvalidArgument(
+            "timestamp",
+            timestamp,
+            f"{event.name} at block {event.block_number} needs its block's timestamp",
+        )
     return timestamp
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
 
+from market.errors import WrongArgumentType
 from market.matching import Fill, Resting, StakeView, Submission, VerifiedOrder
 from market.protocol.types import Offer, Signed, checksum_address
 from market.reputation.figures import Reputation
@@ -61,7 +62,9 @@ def offer_in(item: object) -> Offer:
     elif isinstance(item, Signed):
         found = item.message
     if not isinstance(found, Offer):
-        raise TypeError(f"expected an offer, got {type(found).__name__}")
+        raise WrongArgumentType(
+            "item", type(found).__name__, f"expected an offer, got {type(found).__name__}"
+        )
     return found
 
 

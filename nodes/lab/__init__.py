@@ -1,13 +1,20 @@
 """The lab client: ``gpumarket lab`` and its Python API.
 
-* :mod:`~nodes.lab.config`: the TOML config (jobs to lease, relays, key, chain);
+* :mod:`~nodes.lab.config`: the TOML config (jobs to lease, relays, key, chain), on the
+  daemons' common part (:mod:`nodes.daemon.config`);
 * :mod:`~nodes.lab.store`: what the lab keeps in SQLite, written before it acts;
 * :mod:`~nodes.lab.provider_client`: the provider's job API (jobs, receipts, outputs, vouchers);
 * :mod:`~nodes.lab.outputs`: streamed outputs on disk: chunks proved before they are stored,
   resumable after a crash;
 * :mod:`~nodes.lab.checks`: output checks per job kind (Freivalds samples, command reruns);
 * :mod:`~nodes.lab.ledger`: the blocking side: chain events, actions, settlement;
-* :mod:`~nodes.lab.agent`: the daemon; :mod:`~nodes.lab.cli`: its command line.
+* :mod:`~nodes.lab.ticks`: the tick: events, bids, each lease's step, actions, settlement;
+* :mod:`~nodes.lab.verify`: a period verified (receipt, metrics, output) and paid;
+* :mod:`~nodes.lab.server`: ``/metrics`` and ``/healthz``;
+* :mod:`~nodes.lab.agent`: the daemon composing them; :mod:`~nodes.lab.cli`: its command line.
+
+The lab imports nothing of :mod:`nodes.provider` or :mod:`nodes.relay` (but the relay's client,
+bound for :mod:`nodes.wire`): what daemons share is in :mod:`nodes.daemon`.
 """
 
 from nodes.lab.agent import LabAgent
@@ -32,7 +39,10 @@ from nodes.lab.provider_client import (
     UnknownLease,
     UnknownPeriod,
 )
+from nodes.lab.server import LabServer
 from nodes.lab.store import LAB_MIGRATIONS, JobRecord, LabAction, LabStore, LeaseRecord
+from nodes.lab.ticks import LabTicks
+from nodes.lab.verify import PeriodVerifier, Rejected
 
 __all__ = [
     "LAB_MIGRATIONS",
@@ -45,8 +55,10 @@ __all__ = [
     "LabAgent",
     "LabConfig",
     "LabMetrics",
+    "LabServer",
     "LabSettings",
     "LabStore",
+    "LabTicks",
     "Ledger",
     "LeaseOutput",
     "LeaseRecord",
@@ -54,7 +66,9 @@ __all__ = [
     "OutputCheck",
     "OutputCheckFailed",
     "PeriodFile",
+    "PeriodVerifier",
     "ProviderClient",
+    "Rejected",
     "UnknownLease",
     "UnknownPeriod",
     "CommandRerun",

@@ -43,10 +43,11 @@ from typing import Protocol
 
 from market.errors import AuditError
 from market.receipts.sampling import audit_seed, sample_indices
+from nodes.daemon.guard import die_with_parent
+from nodes.errors import NodeError
 from nodes.jobs.matmul import check_product
 from nodes.jobs.spec import JobSpec, MatmulParams, TrainParams
 from nodes.jobs.train import run_segment
-from nodes.provider.runtime import die_with_parent
 
 
 class OutputCheckFailed(AuditError):
@@ -231,7 +232,7 @@ class TrainCheck:
             )  # fmt: skip
 
 
-class NotYetCheckable(Exception):
+class NotYetCheckable(NodeError):
     """The lab's own rerun has not produced this far yet: check the period again later (not a
     failure, and nothing is paid for it until then)."""
 

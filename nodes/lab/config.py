@@ -100,23 +100,35 @@ Every lease ends when its job is done: the lab terminates it once the output is 
 job failed or was stopped), so a rental stops costing at once.
 
 Every problem is a :class:`~nodes.errors.ConfigError` naming the field (``jobs[1].argv``);
-unknown keys are errors too. The key and chain tables are the provider's (:mod:`nodes.provider
-.config`), read the same way.
+unknown keys are errors too. The state file and the key, chain and relays tables are every
+daemon's (:mod:`nodes.daemon.config`), read the same way; each table is a msgspec struct.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal, Self
 
+import msgspec
 from eth_typing import ChecksumAddress
+from msgspec import Meta
 
 from market.matching import NO_REQUIREMENTS, Constraint, Requirements
-from market.protocol.types import UINT32_MAX, Billing, checksum_address
+from market.protocol.types import UINT32_MAX, Billing
 from market.receipts import DEFAULT_SAMPLES
 from market.receipts.challenge import GPU_CLASSES
-from nodes.errors import ConfigError
+from nodes.daemon.config import (
+    DaemonConfig,
+    HttpListen,
+    KeyConfig,
+    NonEmpty,
+    Table,
+    load_deployment,
+)
+from nodes.daemon.config import load_config as load_daemon_config
+from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.values import Address, Attributes, GpuModel, Invalid
 from nodes.jobs.spec import (
     MAX_ARG_LEN,
     MAX_ARGS,
@@ -130,18 +142,13 @@ from nodes.jobs.spec import (
     Params,
     TrainParams,
 )
-from nodes.provider.config import (
-    ChainConfig,
-    KeyConfig,
-    billing_names,
-    chain_config,
-    decrypt_key,
-    load_deployment,
-)
-from nodes.provider.config_fields import REQUIRED, Table
 from nodes.wire import MAX_CHALLENGE_N, MAX_CHALLENGE_ROWS
 
 JobParams = Params
+Positive = Annotated[int, Meta(ge=1)]
+PositiveNumber = Annotated[float, Meta(gt=0)]
+Uint32 = Annotated[int, Meta(ge=0, le=UINT32_MAX)]
+Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,29 +185,126 @@ class JobConfig:
         return self.max_price_per_gpu_second * self.gpus * self.duration
 
 
-@dataclass(frozen=True, slots=True)
-class LabSettings:
-    poll_interval_s: float
-    host: str
-    port: int
-    fund: int | None
-    bid_ttl_s: int
-    audit_samples: int
+class Argv(tuple[str, ...]):
+    """A command's argv: 1 to MAX_ARGS non-empty strings without NUL."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_ARGS:
+            raise Invalid(f"must be a list of 1 to {MAX_ARGS} strings")
+        for i, arg in enumerate(value):
+            if not isinstance(arg, str) or not 0 < len(arg) <= MAX_ARG_LEN or "\0" in arg:
+                raise Invalid(f"must be a non-empty string of at most {MAX_ARG_LEN}", f"[{i}]")
+        return cls(value)
 
 
-@dataclass(frozen=True, slots=True)
-class ChallengeSettings:
-    """The lab's hardware challenge of its leases (:mod:`nodes.lab.challenges`)."""
+class JobTable(Table, frozen=True, kw_only=True, tag_field="kind"):
+    """``[[jobs]]`` as written: the bid's terms, then the kind's parameters."""
+
+    model: GpuModel
+    gpus: Positive
+    max_price_per_gpu_second: Positive
+    duration: Positive
+    billing: Literal["rental", "metered"] = "rental"
+    min_memory_gib: Uint32 = 0
+    min_bandwidth_gbps: Uint32 = 0
+    accept: Attributes = msgspec.field(default_factory=Attributes)
+    require: Attributes = msgspec.field(default_factory=Attributes)
+    all_or_none: bool = False
+    network: bool = False
+
+    def params(self) -> JobParams:
+        raise NotImplementedError
+
+    def job(self) -> JobConfig:
+        """The job this table declares, its requirements as its bid will sign them: ``accept``
+        gives each attribute's acceptable values, ``require`` values an offer must all have."""
+        constraints = [Constraint(a, "in", v) for a, v in self.accept.items()]
+        constraints += [Constraint(a, "has", v) for a, vs in self.require.items() for v in vs]
+        if self.min_bandwidth_gbps:
+            constraints.append(Constraint("bandwidth_gbps", "ge", self.min_bandwidth_gbps))
+        requirements = Requirements(self.min_memory_gib, tuple(constraints), self.all_or_none)
+        return JobConfig(
+            self.model, self.gpus, self.max_price_per_gpu_second, self.duration, self.params(),
+            Billing[self.billing.upper()], requirements, self.network,
+        )  # fmt: skip
+
+
+class MatmulJob(JobTable, frozen=True, tag="matmul"):
+    n: Annotated[int, Meta(ge=1, le=MAX_N)]
+    seed: Seed
+    rounds: Annotated[int, Meta(ge=1, le=MAX_ROUNDS)]
+
+    def params(self) -> JobParams:
+        return MatmulParams(self.n, self.seed, self.rounds)
+
+
+class TrainJob(JobTable, frozen=True, tag="train"):
+    """A training run checkpointed per segment, segments re-executed."""
+
+    seed: Seed
+    segments: Annotated[int, Meta(ge=1, le=MAX_SEGMENTS)]
+    steps: Annotated[int, Meta(ge=1, le=MAX_STEPS)]
+    width: Annotated[int, Meta(ge=1, le=MAX_WIDTH)]
+
+    def params(self) -> JobParams:
+        return TrainParams(self.seed, self.segments, self.steps, self.width)
+
+
+class CommandJob(JobTable, frozen=True, tag="command"):
+    argv: Argv
+
+    def params(self) -> JobParams:
+        return CommandParams(tuple(self.argv))
+
+
+class LabSettings(HttpListen, frozen=True):
+    """``[lab]``: the daemon itself (all optional): where ``/metrics`` listens, then its pace."""
+
+    poll_interval_s: PositiveNumber = 1.0
+    fund: Annotated[int, Meta(ge=0)] | None = None
+    bid_ttl_s: Positive = 3600
+    audit_samples: Positive = DEFAULT_SAMPLES
+
+
+class GpuClasses(tuple[tuple[str, str], ...]):
+    """Model -> GPU class (``{ "X1-80GB" = "H100" }``), each class one of
+    :data:`market.receipts.challenge.GPU_CLASSES`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        if not isinstance(value, dict):
+            raise Invalid("must be a table of model = GPU class")
+        for model, gpu_class in value.items():
+            if gpu_class not in GPU_CLASSES:
+                raise Invalid(f"unknown GPU class {gpu_class!r}; known: "
+                              f"{', '.join(sorted(GPU_CLASSES))}", f".{model}")  # fmt: skip
+        return cls((str(m), str(c)) for m, c in value.items())
+
+
+class ChallengeSettings(Table, frozen=True):
+    """``[challenge]``: the lab's hardware challenge of its leases (:mod:`nodes.lab.challenges`)."""
 
     enabled: bool = True
-    n: int = 4096
-    rows: int = 16
-    mean_interval_s: float = 600.0
-    allowance_s: float = 0.5
-    classes: tuple[tuple[str, str], ...] = ()
+    n: Annotated[int, Meta(ge=1, le=MAX_CHALLENGE_N)] = 4096
+    rows: Annotated[int, Meta(ge=1, le=MAX_CHALLENGE_ROWS)] = 16
+    mean_interval_s: PositiveNumber = 600.0
+    allowance_s: Annotated[float, Meta(ge=0)] = 0.5
+    classes: GpuClasses = GpuClasses()
     """Model -> GPU class (:data:`market.receipts.challenge.GPU_CLASSES`) beyond the prefix."""
-    default_class: str | None = None
+    default_class: NonEmpty | None = None
     """The class of a model no other rule names; None: such leases are not challenged."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.default_class is not None and self.default_class not in GPU_CLASSES:
+            raise Invalid(f"unknown GPU class {self.default_class!r}; known: "
+                          f"{', '.join(sorted(GPU_CLASSES))}", "default_class",
+                          "ChallengeSettings")  # fmt: skip
 
     def gpu_class(self, model: str) -> str | None:
         """The class a lease of ``model`` is challenged as; None when unknown (not challenged)."""
@@ -211,209 +315,68 @@ class ChallengeSettings:
         return prefix if prefix in GPU_CLASSES else self.default_class
 
 
-@dataclass(frozen=True, slots=True)
-class LabConfig:
-    path: Path
-    state: Path
-    key: KeyConfig
-    chain: ChainConfig
-    relays: tuple[str, ...]
-    lab: LabSettings
-    jobs: tuple[JobConfig, ...]
-    voucher_key: KeyConfig | None = None
-    """A keystore whose key signs the vouchers instead of the lab's (its bids name it as their
-    ``voucher_signer``); its password is read from ``key.password_env`` too."""
-    wallet: ChecksumAddress | None = None
-    """The contract wallet the lab acts for, ``key`` being its owner (``[key] wallet``); None:
-    the lab is ``key``'s own account."""
-    challenge: ChallengeSettings = ChallengeSettings()
+class LabKeyConfig(KeyConfig, frozen=True):
+    """``[key]`` of a lab: a daemon's key, and optionally a voucher key and a contract wallet."""
+
+    voucher_keystore: Path | None = None
+    wallet: Address | None = None
 
 
-_SECTIONS = ("state", "key", "chain", "relays", "lab", "challenge", "jobs")
-_JOB_COMMON = (
-    "model", "gpus", "max_price_per_gpu_second", "duration", "billing", "kind",
-    "min_memory_gib", "min_bandwidth_gbps", "accept", "require", "all_or_none", "network",
-)  # fmt: skip
+class LabConfig(DaemonConfig, frozen=True, kw_only=True):
+    """The lab client's whole config file."""
+
+    key: LabKeyConfig
+    lab: LabSettings = msgspec.field(default_factory=LabSettings)
+    challenge: ChallengeSettings = msgspec.field(default_factory=ChallengeSettings)
+    job_tables: tuple[MatmulJob | TrainJob | CommandJob, ...] = msgspec.field(
+        name="jobs", default=()
+    )
+
+    _OWNER: ClassVar[str] = "LabConfig"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.relays:
+            raise Invalid("name at least one relay: the lab's bids go there", "relays.urls",
+                          self._OWNER)  # fmt: skip
+        if not self.job_tables:
+            raise Invalid("declare at least one job ([[jobs]])", "jobs", self._OWNER)
+
+    @property
+    def jobs(self) -> tuple[JobConfig, ...]:
+        """The jobs to lease, in the file's order."""
+        return tuple(t.job() for t in self.job_tables)
+
+    @property
+    def voucher_key(self) -> KeyConfig | None:
+        """A keystore whose key signs the vouchers instead of the lab's (its bids name it as
+        their ``voucher_signer``); its password is read from ``key.password_env`` too."""
+        path = self.key.voucher_keystore
+        return None if path is None else KeyConfig(path, self.key.password_env)
+
+    @property
+    def wallet(self) -> ChecksumAddress | None:
+        """The contract wallet the lab acts for, ``key`` being its owner (``[key] wallet``);
+        None: the lab is ``key``'s own account."""
+        return None if self.key.wallet is None else self.key.wallet.checksummed
 
 
 def load_config(path: Path) -> LabConfig:
     """Read and validate the config at ``path``; raises ConfigError naming the bad field."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "(syntax)", str(exc)) from exc
-    root = Table(str(path), "", raw, base=path.parent)
-    root.expect(_SECTIONS)
-    jobs = tuple(_job(t) for t in root.tables("jobs"))
-    if not jobs:
-        raise root.error("jobs", "declare at least one job ([[jobs]])")
-    key, voucher_key, wallet = _key(root.table("key"))
-    return LabConfig(
-        path=path,
-        state=root.path("state", default="state.sqlite"),
-        key=key,
-        chain=chain_config(root.table("chain", required=False)),
-        relays=_relays(root.table("relays")),
-        lab=_lab(root.table("lab", required=False)),
-        jobs=jobs,
-        voucher_key=voucher_key,
-        wallet=wallet,
-        challenge=_challenge(root.table("challenge", required=False)),
-    )
-
-
-def _key(t: Table) -> tuple[KeyConfig, KeyConfig | None, ChecksumAddress | None]:
-    t.expect(("keystore", "password_env", "voucher_keystore", "wallet"))
-    password_env = t.text("password_env", "GPUMARKET_KEY_PASSWORD")
-    voucher = t.path("voucher_keystore", default=None)
-    return (
-        KeyConfig(t.path("keystore"), password_env),
-        None if voucher is None else KeyConfig(voucher, password_env),
-        _address(t, "wallet") if "wallet" in t.raw else None,
-    )
-
-
-def _address(t: Table, field: str) -> ChecksumAddress:
-    """A 0x-prefixed 20-byte hex address: all lower or upper case, or with a right EIP-55
-    checksum (a mixed case that is not one is a typo)."""
-    value = t.raw[field]
-    if not isinstance(value, str):
-        raise t.error(field, f"must be a 0x-prefixed hex address string, got {value!r}")
-    try:
-        address = checksum_address(value)
-    except ValueError as exc:
-        raise t.error(field, f"must be a 0x-prefixed 20-byte hex address, got {value!r}") from exc
-    if value[2:] not in (address[2:], value[2:].lower(), value[2:].upper()):
-        raise t.error(field, f"has a wrong EIP-55 checksum: {value!r}; the checksum is {address}")
-    if int(address, 16) == 0:
-        raise t.error(field, "must not be the zero address")
-    return address
-
-
-def _relays(t: Table) -> tuple[str, ...]:
-    t.expect(("urls",))
-    urls = t.url_list("urls")
-    if not urls:
-        raise t.error("urls", "name at least one relay: the lab's bids go there")
-    return urls
-
-
-def _lab(t: Table) -> LabSettings:
-    t.expect(("poll_interval_s", "host", "port", "fund", "bid_ttl_s", "audit_samples"))
-    port = t.integer("port", 0, minimum=0)
-    if port > 65535:
-        raise t.error("port", f"must be at most 65535, got {port}")
-    fund = t.integer("fund", minimum=0) if "fund" in t.raw else None
-    return LabSettings(
-        poll_interval_s=t.number("poll_interval_s", 1.0),
-        host=t.text("host", "127.0.0.1"),
-        port=port,
-        fund=fund,
-        bid_ttl_s=t.integer("bid_ttl_s", 3600, minimum=1),
-        audit_samples=t.integer("audit_samples", DEFAULT_SAMPLES, minimum=1),
-    )
-
-
-def _challenge(t: Table) -> ChallengeSettings:
-    t.expect(("enabled", "n", "rows", "mean_interval_s", "allowance_s", "classes", "default_class"))
-    d = ChallengeSettings()
-    n = t.integer("n", d.n)
-    if n > MAX_CHALLENGE_N:
-        raise t.error("n", f"must be at most {MAX_CHALLENGE_N}, got {n}")
-    rows = t.integer("rows", d.rows)
-    if rows > MAX_CHALLENGE_ROWS:
-        raise t.error("rows", f"must be at most {MAX_CHALLENGE_ROWS}, got {rows}")
-    interval = t.number("mean_interval_s", d.mean_interval_s)
-    allowance = t.number("allowance_s", d.allowance_s)
-    if interval <= 0:
-        raise t.error("mean_interval_s", f"must be positive, got {interval}")
-    if allowance < 0:
-        raise t.error("allowance_s", f"must not be negative, got {allowance}")
-    default_class = t.text("default_class") if "default_class" in t.raw else None
-    if default_class is not None and default_class not in GPU_CLASSES:
-        raise t.error("default_class", f"unknown GPU class {default_class!r}; known: "
-                      f"{', '.join(sorted(GPU_CLASSES))}")  # fmt: skip
-    classes = []
-    for model, cls in t.mapping("classes").items():
-        if cls not in GPU_CLASSES:
-            raise t.error(f"classes.{model}", f"unknown GPU class {cls!r}; known: "
-                          f"{', '.join(sorted(GPU_CLASSES))}")  # fmt: skip
-        classes.append((model, str(cls)))
-    return ChallengeSettings(t.flag("enabled", d.enabled), n, rows, interval, allowance,
-                             tuple(classes), default_class)  # fmt: skip
-
-
-def _job(t: Table) -> JobConfig:
-    kind = t.text("kind")
-    if kind == "matmul":
-        t.expect((*_JOB_COMMON, "n", "seed", "rounds"))
-        params: JobParams = MatmulParams(
-            _bounded(t, "n", 1, MAX_N), _bounded(t, "seed", 0, 2**63 - 1),
-            _bounded(t, "rounds", 1, MAX_ROUNDS),
-        )  # fmt: skip
-    elif kind == "train":
-        t.expect((*_JOB_COMMON, "seed", "segments", "steps", "width"))
-        params = TrainParams(
-            _bounded(t, "seed", 0, 2**63 - 1), _bounded(t, "segments", 1, MAX_SEGMENTS),
-            _bounded(t, "steps", 1, MAX_STEPS), _bounded(t, "width", 1, MAX_WIDTH),
-        )  # fmt: skip
-    elif kind == "command":
-        t.expect((*_JOB_COMMON, "argv"))
-        params = CommandParams(_argv(t))
-    else:
-        raise t.error("kind", f'must be "matmul", "train" or "command", got {kind!r}')
-    return JobConfig(
-        model=t.gpu_model("model"),
-        gpus=t.integer("gpus", minimum=1),
-        max_price_per_gpu_second=t.integer("max_price_per_gpu_second", minimum=1),
-        duration=t.integer("duration", minimum=1),
-        params=params,
-        billing=Billing[t.choice("billing", billing_names(), "rental").upper()],
-        requirements=_requirements(t),
-        network=t.flag("network", False),
-    )
-
-
-def _requirements(t: Table) -> Requirements:
-    """A job's requirements of the offers that fill it, as its bid will sign them: ``accept``
-    gives each attribute's acceptable values, ``require`` values an offer must all have."""
-    memory, bandwidth = (
-        _bounded(t, f, 0, UINT32_MAX, 0) for f in ("min_memory_gib", "min_bandwidth_gbps")
-    )
-    constraints = [Constraint(a, "in", v) for a, v in t.attributes("accept").items()]
-    constraints += [
-        Constraint(a, "has", v) for a, vs in t.attributes("require").items() for v in vs
-    ]
-    if bandwidth:
-        constraints.append(Constraint("bandwidth_gbps", "ge", bandwidth))
-    return Requirements(memory, tuple(constraints), t.flag("all_or_none", False))
-
-
-def _bounded(t: Table, field: str, low: int, high: int, default: int | None = None) -> int:
-    value = t.integer(field, REQUIRED if default is None else default, minimum=low)
-    if value > high:
-        raise t.error(field, f"must be at most {high}, got {value}")
-    return value
-
-
-def _argv(t: Table) -> tuple[str, ...]:
-    value = t.raw.get("argv")
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ARGS:
-        raise t.error("argv", f"must be a list of 1 to {MAX_ARGS} strings")
-    for i, arg in enumerate(value):
-        if not isinstance(arg, str) or not 0 < len(arg) <= MAX_ARG_LEN or "\0" in arg:
-            raise t.error(f"argv[{i}]", f"must be a non-empty string of at most {MAX_ARG_LEN}")
-    return tuple(value)
+    return load_daemon_config(path, LabConfig)
 
 
 __all__ = [
     "ChallengeSettings",
+    "CommandJob",
     "JobConfig",
     "JobParams",
+    "JobTable",
     "LabConfig",
+    "LabKeyConfig",
     "LabSettings",
+    "MatmulJob",
+    "TrainJob",
     "decrypt_key",
     "load_config",
     "load_deployment",

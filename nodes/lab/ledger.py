@@ -55,7 +55,7 @@ from nodes.lab.config import JobConfig
 from nodes.lab.store import LAB_MIGRATIONS, JobRecord, LabStore, LeaseRecord
 from nodes.state.actions import ClaimBatch, CloseLease, Withdraw
 from nodes.state.db import StateDB
-from nodes.state.durable import DurableChain
+from nodes.state.durable import DurableChain, Observe
 from nodes.state.optimistic import FinalizeClaim
 
 Emit = Callable[..., None]
@@ -78,6 +78,7 @@ class Ledger:
         confirmations: int = 0,
         *,
         voucher_key: SigningKey | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self.db = db
         self.voucher_key = lab.key if voucher_key is None else voucher_key
@@ -88,7 +89,7 @@ class Ledger:
         self.domain = lab.client.domain
         self.deployment = deployment
         self.store = LabStore(db, self.domain)
-        self.durable = DurableChain(db, lab.client)
+        self.durable = DurableChain(db, lab.client, observe=observe)
         self.emit = emit
         self.claim_window = self.client.claim_window()
         self._providers: dict[str, ProviderInfo] = {}
@@ -105,16 +106,20 @@ class Ledger:
         *,
         voucher_key: bytes | None = None,
         wallet: str | None = None,
+        observe: Observe | None = None,
     ) -> Ledger:
         """Open the database, connect, and finish the chain actions a previous run left open.
         ``voucher_key`` signs the vouchers when given (the bids name it), else ``key``. With
         ``wallet`` the lab is that contract wallet and ``key`` its owner: bids are for the
-        wallet, and every transaction is ``key``'s call to the wallet's ``execute``."""
+        wallet, and every transaction is ``key``'s call to the wallet's ``execute``. ``observe`` is
+        told each chain action's kind, outcome and seconds (the lab's metrics)."""
         db = StateDB.open(state, migrations=LAB_MIGRATIONS)
         try:
             lab = Lab.connect(deployment, "0x" + key.hex(), wallet=wallet)
             signer = None if voucher_key is None else SigningKey(voucher_key)
-            ledger = cls(db, lab, deployment, emit, confirmations, voucher_key=signer)
+            ledger = cls(
+                db, lab, deployment, emit, confirmations, voucher_key=signer, observe=observe
+            )
             for outcome in ledger.durable.reconcile():
                 emit("intent_reconciled", kind=outcome.kind, status=outcome.status)
         except BaseException:

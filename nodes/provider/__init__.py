@@ -7,7 +7,8 @@
 * :mod:`~nodes.provider.outputs`: a period's large output left in the job's file, committed
   by its chunk hashes and served chunk by chunk;
 
-* :mod:`~nodes.provider.config`: the TOML config and the keystore;
+* :mod:`~nodes.provider.config`: the TOML config, on the daemons' common part (config's
+  common tables, keystore: :mod:`nodes.daemon`);
 * :mod:`~nodes.provider.inventory`: GPUs through NVML, else as declared;
 * :mod:`~nodes.provider.pricing`: pricing policies, built-in and plugged in;
 * :mod:`~nodes.provider.runtime`: jobs as subprocesses with time, memory, disk and GPU limits;
@@ -17,7 +18,8 @@
   enforces (probed and logged at start, a spec's asks checked against the policy);
 * :mod:`~nodes.provider.metering`: reserved (rental) or busy (metered) time into GPU-seconds
   into signed, stored receipts;
-* :mod:`~nodes.provider.decisions`: why it did not offer or match, as log events.
+* :mod:`~nodes.provider.decisions`: why it did not offer, as log events (``no_match``:
+  :mod:`nodes.daemon.explain`).
 
 Durable state and chain actions are :mod:`nodes.state`'s.
 """

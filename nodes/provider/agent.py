@@ -24,12 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-
-from aiohttp import web
 
 from market.chain.client import MarketClient
 from market.chain.deploy import Deployment
@@ -40,11 +37,15 @@ from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Offer, Signed, billing_modes
 from market.sealing import public_key_of
+from nodes.daemon.explain import log_no_match
+from nodes.daemon.preflight import raise_first_failure
+from nodes.daemon.startup import Listener, listen, stop_signals
 from nodes.logs import get_logger
 from nodes.provider.config import JobLimits, ProviderConfig
 from nodes.provider.confinement import Confinement
-from nodes.provider.decisions import log_no_match, log_skip, plan_offers
+from nodes.provider.decisions import log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
+from nodes.provider.preflight import provider_checks
 from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
@@ -83,7 +84,7 @@ class ProviderAgent:
         )  # fmt: skip
         self.url = ""
         self._work: LeaseWork | None = None
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._relays = [RelayClient(u) for u in config.relays]
         self._skipped: dict[str, str] = {}
@@ -106,13 +107,9 @@ class ProviderAgent:
         self._work = await self._on(self.chain_pool, self._open_chain_side)
         await self._on(self.chain_pool, self._work.recover)
         service = await self._on(self.service_pool, self._open_service)
-        self._runner = web.AppRunner(service.app(), access_log=None)
-        await self._runner.setup()
         agent = self.config.agent
-        site = web.TCPSite(self._runner, agent.host, agent.port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://{agent.host}:{port}"
+        self._listener = await listen(service.app(), agent.host, agent.port)
+        self.url = self._listener.url
         await self._on(self.chain_pool, self._register)
         self._tasks = [asyncio.create_task(self._loop())]
         _log.info("provider_ready", address=self.address, url=self.url,
@@ -128,7 +125,8 @@ class ProviderAgent:
         tag = hashlib.sha256(str(self.config.state.resolve()).encode()).hexdigest()[:12]
         confinement = Confinement.prepare(self.config.jobs, tag=tag, log=_log)
         return LeaseWork(
-            self.config, self.key, client, store, records, DurableChain(store.db, client),
+            self.config, self.key, client, store, records,
+            DurableChain(store.db, client, observe=self.metrics.observe_chain_action),
             client.domain, workdir, _log, self.inventory, confinement, self.metrics,
         )  # fmt: skip
 
@@ -161,6 +159,9 @@ class ProviderAgent:
                 _log.warning("registration_updated", registered_endpoint=info.endpoint,
                              endpoint=endpoint)  # fmt: skip
             return
+        # Each problem is one line with its fix, before anything is staked (a stake below the
+        # minimum would be bonded, and then no offer of it ever matched).
+        raise_first_failure(provider_checks(self.config, client))
         stake = self.config.agent.stake_units or client.min_stake()
         client.register(stake, endpoint, sealing)
         _log.info("registered", stake=stake, endpoint=endpoint)
@@ -173,8 +174,9 @@ class ProviderAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._work is not None:
             await self._on(self.chain_pool, self._work.stop_all)
             self._work.confinement.close()
@@ -294,22 +296,20 @@ def run_agent(
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        agent = ProviderAgent(config, key, deployment)
-        await agent.start()
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            on_ready(agent)
-            done, _ = await asyncio.wait(
-                [stopping, *agent.tasks], return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done - {stopping}:
-                task.result()  # the loop failed: raise it, so the process ends and says why
-        finally:
-            stopping.cancel()
-            await agent.stop()
+        with stop_signals(stop.set):
+            agent = ProviderAgent(config, key, deployment)
+            await agent.start()
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                on_ready(agent)
+                done, _ = await asyncio.wait(
+                    [stopping, *agent.tasks], return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done - {stopping}:
+                    task.result()  # the loop failed: raise it, so the process ends and says why
+            finally:
+                stopping.cancel()
+                await agent.stop()
 
     asyncio.run(main())
 

@@ -34,6 +34,7 @@ from market.receipts.challenge import (
     solve,
 )
 from market.receipts.merkle import MerkleTree
+from nodes.errors import ChallengeRefused
 from nodes.wire import (
     MAX_CHALLENGE_N,
     ChallengeCommitment,
@@ -53,15 +54,6 @@ def compute(seed: bytes, n: int) -> Answer:
     """The product of the challenge ``(seed, n)`` on the best device here (the GPU class only
     sets the lab's deadline; the work is the same for any)."""
     return solve(Challenge(seed, n, "cpu-test"))
-
-
-class ChallengeRefused(Exception):
-    """A challenge request or opening this agent will not answer (the reason in the message);
-    ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
 
 
 @dataclass

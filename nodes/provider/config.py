@@ -75,79 +75,107 @@ terms and those of a declared group of the same model.
 
 Every problem is a :class:`~nodes.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
-silently ignored.
+silently ignored. The tables are msgspec structs (:mod:`nodes.daemon.config`): the key, chain and
+relays tables, the state file and the keystore are every daemon's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from eth_account import Account
+import msgspec
+from msgspec import Meta
 
-from market.chain.deploy import Deployment, default_deployment_path
 from market.protocol.types import UINT32_MAX, Billing
-from nodes.errors import ConfigError, KeystoreError
-from nodes.provider.config_fields import Table
+from nodes.daemon.config import (
+    ChainConfig,
+    DaemonConfig,
+    HttpListen,
+    KeyConfig,
+    NonEmpty,
+    Table,
+    load_deployment,
+)
+from nodes.daemon.config import load_config as load_daemon_config
+from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.values import (
+    Attributes,
+    BillingModes,
+    GiBytes,
+    GpuModel,
+    Invalid,
+    TokenUnits,
+    Url,
+    billing_names,
+)
+
+Positive = Annotated[int, Meta(ge=1)]
+Bandwidth = Annotated[int, Meta(ge=0, le=UINT32_MAX)]
+"""Gbps per GPU, a uint32 as offers sign it."""
+PositiveNumber = Annotated[float, Meta(gt=0)]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyConfig:
-    keystore: Path
-    password_env: str
+class GpuDeclaration(Table, frozen=True):
+    """``[[inventory.gpus]]``: a group of GPUs of one model."""
 
-
-@dataclass(frozen=True, slots=True)
-class ChainConfig:
-    deployment: Path | None
-    rpc_url: str | None
-    confirmations: int = 0
-    """Blocks an event's block must be under before the daemon acts on it (see [chain])."""
-
-
-Attributes = Mapping[str, tuple[str, ...]]
-"""Signed attributes by name, each with its values (``market.matching.encode_attributes``)."""
-_NONE: Attributes = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class GpuDeclaration:
-    model: str
-    count: int
-    memory_gib: int
-    devices: tuple[int, ...]
-    bandwidth_gbps: int | None = None
+    model: GpuModel
+    count: Positive
+    memory_gib: Positive
+    devices: tuple[int, ...] = ()
+    """One CUDA device index per GPU; default ``0 .. count-1``."""
+    bandwidth_gbps: Bandwidth | None = None
     """This group's bandwidth per GPU; None: the inventory's."""
-    attributes: Attributes = field(default_factory=lambda: _NONE)
+    attributes: Attributes = msgspec.field(default_factory=Attributes)
     """This group's attributes, over the inventory's."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.devices:
+            msgspec.structs.force_setattr(self, "devices", tuple(range(self.count)))
+        elif any(type(d) is not int or d < 0 for d in self.devices):
+            raise Invalid("must be a list of non-negative integers", "devices", "GpuDeclaration")
+        if len(self.devices) != self.count:
+            raise Invalid(f"{len(self.devices)} device indices for count = {self.count}",
+                          "devices", "GpuDeclaration")  # fmt: skip
+        if len(set(self.devices)) != len(self.devices):
+            raise Invalid("a device index repeats", "devices", "GpuDeclaration")
 
-@dataclass(frozen=True, slots=True)
-class InventoryConfig:
-    detect: bool
-    gpus: tuple[GpuDeclaration, ...]
-    bandwidth_gbps: int = 0
+
+class InventoryConfig(Table, frozen=True):
+    """``[inventory]``: the GPUs to offer, detected (NVML) or declared."""
+
+    detect: bool = False
+    gpus: tuple[GpuDeclaration, ...] = ()
+    bandwidth_gbps: Bandwidth = 0
     """Every group's bandwidth per GPU (Gbps) unless the group names its own."""
-    attributes: Attributes = field(default_factory=lambda: _NONE)
+    attributes: Attributes = msgspec.field(default_factory=Attributes)
     """Attributes every group's offers sign."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.gpus and not self.detect:
+            raise Invalid("declare at least one GPU group, or set detect = true", "gpus",
+                          "InventoryConfig")  # fmt: skip
+        seen: set[int] = set()
+        for i, g in enumerate(self.gpus):
+            if seen & set(g.devices):
+                raise Invalid(f"{sorted(seen & set(g.devices))} also declared",
+                              f"gpus[{i}].devices", "InventoryConfig")  # fmt: skip
+            seen |= set(g.devices)
 
-@dataclass(frozen=True, slots=True)
-class PricingConfig:
-    policy: str
-    params: Mapping[str, object]
+
+class PricingConfig(Table, frozen=True):
+    """``[pricing]``: the policy that prices offers, and its parameters."""
+
+    policy: NonEmpty
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class MeteringConfig:
-    interval_s: int
+class MeteringConfig(Table, frozen=True):
+    """``[metering]``: how often a receipt is signed."""
+
+    interval_s: Positive = 60
 
 
 SandboxKind = Literal["bwrap", "none"]
@@ -155,250 +183,57 @@ SANDBOX_KINDS: tuple[SandboxKind, ...] = ("bwrap", "none")
 DEFAULT_MAX_PROCESSES = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class JobLimits:
-    """What every job may use, and how it is confined (``[jobs]``)."""
+class JobLimits(Table, frozen=True):
+    """``[jobs]``: what every job may use, and how it is confined."""
 
-    wall_time_s: int
-    memory_bytes: int | None
+    wall_time_s: Positive = msgspec.field(name="max_wall_time_s", default=86_400)
+    memory_bytes: GiBytes | None = msgspec.field(name="max_memory_gib", default=None)
     sandbox: SandboxKind = "bwrap"
     allow_network: bool = False
     """Serve job specs that ask for the network (``network: true``); others are refused."""
-    max_processes: int | None = DEFAULT_MAX_PROCESSES
-    cpu_cores: float | None = None
-    disk_bytes: int | None = None
+    max_processes: Positive | None = DEFAULT_MAX_PROCESSES
+    cpu_cores: PositiveNumber | None = msgspec.field(name="max_cpu_cores", default=None)
+    disk_bytes: GiBytes | None = msgspec.field(name="max_disk_gib", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    public_url: str | None = None
-    stake_units: int = 0  # whole tokens x 10**6 (0: the market's minimum stake)
-    offer_ttl_s: int = 60
-    min_duration_s: int = 10
-    max_duration_s: int = 86_400
-    claim_interval_s: int = 5
-    max_unpaid_periods: int = 3
-    final_voucher_wait_s: int = 30
-    billing: tuple[Billing, ...] = (Billing.RENTAL,)
+class AgentConfig(HttpListen, frozen=True):
+    """``[agent]``: the daemon itself (all optional): where it listens, then its terms."""
+
+    public_url: Url | None = None
+    stake_units: TokenUnits = msgspec.field(name="stake", default=TokenUnits(0))
+    """Whole tokens x 10**6 (0: the market's minimum stake)."""
+    offer_ttl_s: Positive = 60
+    min_duration_s: Positive = 10
+    max_duration_s: Positive = 86_400
+    claim_interval_s: Positive = 5
+    max_unpaid_periods: Positive = 3
+    final_voucher_wait_s: Annotated[int, Meta(ge=0)] = 30
+    billing: BillingModes = BillingModes((Billing.RENTAL,))
     """The billing modes its offers accept (``Offer.billing_modes``): a rental bills the GPU time
     reserved until the lease ends or the lab terminates it, metered the busy GPU time only."""
-    max_lab_disputes_lost: int | None = None
+    max_lab_disputes_lost: Annotated[int, Meta(ge=0)] | None = None
     """Refuse labs that lost more disputes than this (None: serve every lab)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_duration_s < self.min_duration_s:
+            raise Invalid(f"below min_duration_s ({self.min_duration_s})", "max_duration_s",
+                          "AgentConfig")  # fmt: skip
 
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    path: Path
-    state: Path
-    key: KeyConfig
-    chain: ChainConfig
-    relays: tuple[str, ...]
+
+class ProviderConfig(DaemonConfig, frozen=True, kw_only=True):
+    """The provider agent's whole config file."""
+
     inventory: InventoryConfig
     pricing: PricingConfig
-    metering: MeteringConfig
-    jobs: JobLimits
-    agent: AgentConfig = AgentConfig()
-
-
-_SECTIONS = (
-    "state", "key", "chain", "relays", "inventory", "pricing", "metering", "jobs", "agent",
-)  # fmt: skip
+    metering: MeteringConfig = msgspec.field(default_factory=MeteringConfig)
+    jobs: JobLimits = msgspec.field(default_factory=JobLimits)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
 
 
 def load_config(path: Path) -> ProviderConfig:
     """Read and validate the config at ``path``; raises ConfigError naming the bad field."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "(syntax)", str(exc)) from exc
-    root = Table(str(path), "", raw, base=path.parent)
-    root.expect(_SECTIONS)
-    return ProviderConfig(
-        path=path,
-        state=root.path("state", default="state.sqlite"),
-        key=_key(root.table("key")),
-        chain=chain_config(root.table("chain", required=False)),
-        relays=_relays(root.table("relays", required=False)),
-        inventory=_inventory(root.table("inventory")),
-        pricing=_pricing(root.table("pricing")),
-        metering=_metering(root.table("metering", required=False)),
-        jobs=_jobs(root.table("jobs", required=False)),
-        agent=_agent(root.table("agent", required=False)),
-    )
-
-
-def _key(t: Table) -> KeyConfig:
-    t.expect(("keystore", "password_env"))
-    return KeyConfig(t.path("keystore"), t.text("password_env", "GPUMARKET_KEY_PASSWORD"))
-
-
-def chain_config(t: Table) -> ChainConfig:
-    """The ``[chain]`` table, as the provider and the lab read it."""
-    t.expect(("deployment", "rpc_url", "confirmations"))
-    deployment = t.path("deployment", default=None)
-    rpc_url = t.url("rpc_url", default=None)
-    confirmations = t.integer("confirmations", 0, minimum=0)
-    if deployment is None and rpc_url is None and not t.present:
-        return ChainConfig(None, None)
-    if deployment is None and rpc_url is None and t.present and confirmations == 0:
-        raise t.error("", "give deployment, rpc_url or both")
-    return ChainConfig(deployment, rpc_url, confirmations)
-
-
-def _relays(t: Table) -> tuple[str, ...]:
-    t.expect(("urls",))
-    return t.url_list("urls")
-
-
-def _inventory(t: Table) -> InventoryConfig:
-    t.expect(("detect", "gpus", "bandwidth_gbps", "attributes"))
-    detect = t.flag("detect", False)
-    gpus = tuple(_gpu(g) for g in t.tables("gpus"))
-    if not gpus and not detect:
-        raise t.error("gpus", "declare at least one GPU group, or set detect = true")
-    seen: set[int] = set()
-    for i, g in enumerate(gpus):
-        if seen & set(g.devices):
-            raise t.error(f"gpus[{i}].devices", f"{sorted(seen & set(g.devices))} also declared")
-        seen |= set(g.devices)
-    bandwidth = _bandwidth(t, 0)
-    return InventoryConfig(detect, gpus, bandwidth, MappingProxyType(t.attributes("attributes")))
-
-
-def _gpu(t: Table) -> GpuDeclaration:
-    t.expect(("model", "count", "memory_gib", "devices", "bandwidth_gbps", "attributes"))
-    model = t.gpu_model("model")
-    count = t.integer("count", minimum=1)
-    memory = t.integer("memory_gib", minimum=1)
-    devices = t.int_list("devices", default=tuple(range(count)))
-    if len(devices) != count:
-        raise t.error("devices", f"{len(devices)} device indices for count = {count}")
-    if len(set(devices)) != len(devices):
-        raise t.error("devices", "a device index repeats")
-    bandwidth = _bandwidth(t, 0) if "bandwidth_gbps" in t.raw else None
-    attributes = MappingProxyType(t.attributes("attributes"))
-    return GpuDeclaration(model, count, memory, devices, bandwidth, attributes)
-
-
-def _bandwidth(t: Table, default: int) -> int:
-    """``bandwidth_gbps``: a uint32, as offers sign it."""
-    value = t.integer("bandwidth_gbps", default, minimum=0)
-    if value > UINT32_MAX:
-        raise t.error("bandwidth_gbps", f"must be at most {UINT32_MAX}, got {value}")
-    return value
-
-
-def _pricing(t: Table) -> PricingConfig:
-    t.expect(("policy", "params"))
-    policy = t.text("policy")
-    params = t.mapping("params")
-    return PricingConfig(policy, MappingProxyType(dict(params)))
-
-
-def _metering(t: Table) -> MeteringConfig:
-    t.expect(("interval_s",))
-    return MeteringConfig(t.integer("interval_s", 60))
-
-
-def _jobs(t: Table) -> JobLimits:
-    t.expect(
-        ("max_wall_time_s", "max_memory_gib", "sandbox", "allow_network", "max_processes",
-         "max_cpu_cores", "max_disk_gib")
-    )  # fmt: skip
-    wall = t.integer("max_wall_time_s", 86_400, minimum=1)
-    gib = t.number("max_memory_gib", default=None)
-    sandbox: SandboxKind = (
-        "none" if t.choice("sandbox", SANDBOX_KINDS, "bwrap") == "none" else "bwrap"
-    )
-    disk = t.number("max_disk_gib", default=None)
-    return JobLimits(
-        wall,
-        None if gib is None else int(gib * 2**30),
-        sandbox=sandbox,
-        allow_network=t.flag("allow_network", False),
-        max_processes=t.integer("max_processes", DEFAULT_MAX_PROCESSES, minimum=1),
-        cpu_cores=t.number("max_cpu_cores", default=None),
-        disk_bytes=None if disk is None else int(disk * 2**30),
-    )
-
-
-def _agent(t: Table) -> AgentConfig:
-    d = AgentConfig()
-    t.expect(
-        ("host", "port", "public_url", "stake", "offer_ttl_s", "min_duration_s",
-         "max_duration_s", "claim_interval_s", "max_unpaid_periods", "final_voucher_wait_s",
-         "billing", "max_lab_disputes_lost")
-    )  # fmt: skip
-    port = t.integer("port", d.port, minimum=0)
-    if port > 65535:
-        raise t.error("port", f"{port} is not a TCP port")
-    min_duration = t.integer("min_duration_s", d.min_duration_s)
-    max_duration = t.integer("max_duration_s", d.max_duration_s)
-    if max_duration < min_duration:
-        raise t.error("max_duration_s", f"below min_duration_s ({min_duration})")
-    stake = t.number("stake", default=None)
-    return AgentConfig(
-        host=t.text("host", d.host),
-        port=port,
-        public_url=t.url("public_url", default=None),
-        stake_units=0 if stake is None else int(stake * 10**6),
-        offer_ttl_s=t.integer("offer_ttl_s", d.offer_ttl_s),
-        min_duration_s=min_duration,
-        max_duration_s=max_duration,
-        claim_interval_s=t.integer("claim_interval_s", d.claim_interval_s),
-        max_unpaid_periods=t.integer("max_unpaid_periods", d.max_unpaid_periods),
-        final_voucher_wait_s=t.integer("final_voucher_wait_s", d.final_voucher_wait_s, minimum=0),
-        billing=billing_config(t, "billing", d.billing),
-        max_lab_disputes_lost=(
-            t.integer("max_lab_disputes_lost", minimum=0)
-            if "max_lab_disputes_lost" in t.raw
-            else d.max_lab_disputes_lost
-        ),
-    )
-
-
-def billing_names() -> tuple[str, ...]:
-    """The billing modes as configs spell them: ``rental``, ``metered``."""
-    return tuple(b.name.lower() for b in Billing)
-
-
-def billing_config(t: Table, field: str, default: tuple[Billing, ...]) -> tuple[Billing, ...]:
-    """A list of billing modes by name (``["rental", "metered"]``), in the order given."""
-    names = t.choices(field, billing_names(), tuple(b.name.lower() for b in default))
-    return tuple(Billing[n.upper()] for n in names)
-
-
-def decrypt_key(key: KeyConfig, environ: Mapping[str, str] = os.environ) -> bytes:
-    """The private key in ``key.keystore``, decrypted with the password in ``key.password_env``."""
-    password = environ.get(key.password_env)
-    if password is None:
-        raise KeystoreError(
-            str(key.keystore), f"set the password in the environment variable {key.password_env}"
-        )
-    try:
-        keyfile = json.loads(key.keystore.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KeystoreError(str(key.keystore), f"cannot read: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise KeystoreError(str(key.keystore), f"not JSON: {exc}") from exc
-    try:
-        return bytes(Account.decrypt(keyfile, password))
-    except ValueError as exc:
-        raise KeystoreError(str(key.keystore), f"cannot decrypt ({exc}); wrong password?") from exc
-    except (KeyError, TypeError) as exc:
-        raise KeystoreError(str(key.keystore), f"not an eth-account keystore: {exc!r}") from exc
-
-
-def load_deployment(chain: ChainConfig) -> Deployment:
-    """The deployment file named by the config (or the default one), with ``rpc_url`` applied."""
-    deployment = Deployment.load(chain.deployment or default_deployment_path())
-    if chain.rpc_url is not None:
-        deployment = dataclasses.replace(deployment, rpc_url=chain.rpc_url)
-    return deployment
+    return load_daemon_config(path, ProviderConfig)
 
 
 __all__ = [
@@ -412,9 +247,7 @@ __all__ = [
     "PricingConfig",
     "ProviderConfig",
     "SandboxKind",
-    "billing_config",
     "billing_names",
-    "chain_config",
     "decrypt_key",
     "load_config",
     "load_deployment",

@@ -6,10 +6,12 @@
     log_no_match(log, offer_hash, explain(book, offer, now, order_hash=offer_hash))
     # no_match order=0x.. reasons=price_not_crossed price_not_crossed.best_bid=4 ...
 
-The reasons are the matcher's :class:`~market.matching.explain.ReasonCode` values, so the
-provider's log, a lab's dry run and a relay's ``explain`` answer name the same things the same
-way. One reason is the provider's own: :data:`POLICY_DECLINED`, when its pricing policy returns
-no price. Each event carries the numbers behind its reason as fields, for tests and dashboards.
+``log_no_match`` is every daemon's (:mod:`nodes.daemon.explain`; the lab logs its bids' the same
+way), named here too for the provider's readers. The reasons are the matcher's
+:class:`~market.matching.explain.ReasonCode` values, so the provider's log, a lab's dry run and
+a relay's ``explain`` answer name the same things the same way. One reason is the provider's
+own: :data:`POLICY_DECLINED`, when its pricing policy returns no price. Each event carries the
+numbers behind its reason as fields, for tests and dashboards.
 
 Every lease locks ``escrow * stake_ratio_bps / 10_000`` of the provider's free stake until its
 proof window ends, and the market refuses a lease whose lock the free stake cannot cover. So an
@@ -24,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from market.matching.explain import Explanation, ReasonCode
+from market.matching.explain import ReasonCode
+from nodes.daemon.explain import explanation_fields, log_no_match
 from nodes.logs import EventLogger
 from nodes.provider.inventory import Inventory
 from nodes.provider.pricing import PricingPolicy
@@ -53,30 +56,6 @@ class Skip:
     model: str
     reason: ReasonCode | str
     values: Mapping[str, int | str]
-
-
-def explanation_fields(explanation: Explanation) -> dict[str, object]:
-    """Log fields for an Explanation: the reason codes, each reason's numbers prefixed by its
-    code, and the single-field changes that would make the order match."""
-    fields: dict[str, object] = {
-        "matchable": explanation.matchable,
-        "available_gpus": explanation.available_gpus,
-        "reasons": ",".join(str(r.code) for r in explanation.reasons),
-    }
-    for reason in explanation.reasons:
-        for key, value in reason.values.items():
-            fields[f"{reason.code}.{key}"] = value
-    if explanation.changes:
-        fields["changes"] = ",".join(
-            f"{c.field}:{c.current}->{c.suggested}" for c in explanation.changes
-        )
-    return fields
-
-
-def log_no_match(log: EventLogger, order_hash: bytes, explanation: Explanation) -> None:
-    """``no_match`` with the explanation's fields (nothing is logged for a matchable order)."""
-    if not explanation.matchable:
-        log.info("no_match", order=order_hash, **explanation_fields(explanation))
 
 
 def log_skip(log: EventLogger, skip: Skip) -> None:

@@ -46,6 +46,13 @@ _KNOWN_MEMORY: dict[str, tuple[int, ...]] = {
     "V100": (16, 32),
     "T4": (16,),
 }
+NVML_FIX = "pip install gpumarket[gpu]"
+"""What installs NVML's bindings (``nvidia-ml-py``), which GPU detection needs."""
+MARKET_MODELS: tuple[str, ...] = tuple(
+    f"{family}-{size}GB" for family, sizes in _KNOWN_MEMORY.items() for size in sizes
+)
+"""The model names detection gives NVIDIA's cards (``H100-80GB``): family, dash, marketed memory.
+Offers and bids carry these strings, so a declared GPU and a bid should use them too."""
 _SNAP = 0.06
 _VENDOR_WORDS = {"NVIDIA", "TESLA", "GEFORCE", "QUADRO"}
 _FORM_WORDS = {"PCIE", "SXM", "SXM2", "SXM4", "SXM5", "NVL", "HBM3", "HBM3E", "HBM2E", "HBM2"}
@@ -113,7 +120,7 @@ def detect(config: InventoryConfig, *, nvml: ModuleType | None = None) -> Invent
         try:
             nvml = importlib.import_module("pynvml")
         except ImportError:
-            _log.info("inventory_declared", reason="nvml_not_installed")
+            _log.info("inventory_declared", reason="nvml_not_installed", fix=NVML_FIX)
             return declared(config)
     try:
         devices = _probe(nvml)
@@ -172,4 +179,12 @@ def _group(devices: Sequence[tuple[int, str, int]]) -> tuple[GpuGroup, ...]:
     )
 
 
-__all__ = ["GpuGroup", "Inventory", "declared", "detect", "normalise_model"]
+__all__ = [
+    "MARKET_MODELS",
+    "NVML_FIX",
+    "GpuGroup",
+    "Inventory",
+    "declared",
+    "detect",
+    "normalise_model",
+]

@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodes.daemon.guard import die_with_parent
 from nodes.errors import JobDiskExceeded, JobFailed, JobOutOfMemory, JobTimedOut, SandboxUnavailable
 from nodes.provider.cgroups import CgroupHost, CgroupLimits, LeaseCgroup
 from nodes.provider.sandbox import Sandbox, setup_failed
@@ -49,7 +50,6 @@ from nodes.provider.seccomp import filter_fd
 
 STOP_GRACE_S = 5.0
 DISK_POLL_S = 0.1
-_PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 STDERR_TAIL = 2000
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -97,13 +97,6 @@ def job_environment(spec: JobSpec, workdir: Path) -> dict[str, str]:
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.devices)
     return env
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in a child between fork and exec
-    """SIGKILL this child when the thread that started it dies (``PR_SET_PDEATHSIG``): a job,
-    or a lab's rerun of one, never outlives a killed daemon that could not account for it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _limits(spec: JobSpec, group: LeaseCgroup | None) -> Callable[[], None]:
@@ -330,5 +323,5 @@ def run_job(spec: JobSpec, workdir: Path, *, grace_s: float = STOP_GRACE_S) -> J
 
 
 __all__ = [
-    "Job", "JobResult", "JobSpec", "die_with_parent", "folder_bytes", "job_environment", "run_job",
+    "Job", "JobResult", "JobSpec", "folder_bytes", "job_environment", "run_job",
 ]  # fmt: skip

@@ -122,7 +122,9 @@ class ProviderService:
         return self.metrics.vouchers
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._answers], client_max_size=MAX_REQUEST)
+        app = web.Application(
+            middlewares=[self.metrics.timed_routes, self._answers], client_max_size=MAX_REQUEST
+        )
         app.add_routes(
             [
                 web.post("/v1/jobs", self.jobs),

@@ -86,17 +86,21 @@ class ProviderMetrics(Metrics):
     def __init__(self) -> None:
         super().__init__()
         self.receipts = self.counter("gpumarket_provider_receipts_total", "Receipts signed.")
-        self.jobs = self.counter("gpumarket_provider_jobs_total", "Jobs, by outcome.")
-        self.claims = self.counter("gpumarket_provider_claimed_total", "Tokens claimed, by path.")
+        self.jobs = self.counter("gpumarket_provider_jobs_total", "Jobs, by outcome.", ("outcome",))
+        self.claims = self.counter(
+            "gpumarket_provider_claimed_total", "Tokens claimed, by path.", ("path",)
+        )
         self.chain_errors = self.counter(
             "gpumarket_provider_chain_errors_total", "Ticks cut short by the chain's RPC."
         )
         self.requests = self.counter(
-            "gpumarket_provider_requests_total", "Lab requests answered, by endpoint and status."
-        )
+            "gpumarket_provider_requests_total", "Lab requests answered, by endpoint and status.",
+            ("endpoint", "status"),
+        )  # fmt: skip
         self.vouchers = self.counter(
-            "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay)."
-        )
+            "gpumarket_provider_vouchers_total", "Vouchers received, by result (new, replay).",
+            ("result",),
+        )  # fmt: skip
         self.output_chunks = self.counter(
             "gpumarket_provider_output_chunks_total", "Streamed output chunks sent to labs."
         )

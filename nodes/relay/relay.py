@@ -15,12 +15,12 @@ import secrets
 from collections.abc import Iterable
 
 import aiohttp
-from aiohttp import web
 
 from market.chain.client import MarketClient
 from market.chain.deploy import Deployment
 from market.chain.erc1271 import Erc1271Checker
 from market.protocol.types import Offer
+from nodes.daemon.startup import Listener, listen
 from nodes.logs import EventLogger, get_logger
 from nodes.relay.admission import Admission
 from nodes.relay.auctioneer import Auctioneer
@@ -52,7 +52,7 @@ class Relay:
         self.matcher: Matcher | None = None
         self.auctioneer: Auctioneer | None = None
         self.session: aiohttp.ClientSession | None = None
-        self.runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -155,13 +155,10 @@ class Relay:
             ),
         )
         self._register_gauges()
-        self.runner = web.AppRunner(
-            self.server.app(), access_log=None, shutdown_timeout=cfg.shutdown_grace_s
+        self.listener = await listen(
+            self.server.app(), cfg.host, cfg.port, shutdown_timeout=cfg.shutdown_grace_s
         )
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.host, cfg.port)
-        await site.start()
-        self.port = int(self.runner.addresses[0][1])
+        self.port = self.listener.port
         self._tasks.append(asyncio.create_task(self.watch.run(self._stop), name="chainwatch"))
         if matching == "auction":
             self.auctioneer = Auctioneer(self.book, cfg.auction_interval_s, self.log)
@@ -184,9 +181,9 @@ class Relay:
         what is left and close the store."""
         grace = self.config.shutdown_grace_s
         self.server.stopping = True
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
         self._stop.set()
         # The chain watch and the auction: nothing new to match from here on.
         await _cancel([t for t in self._tasks if t.get_name() != "matcher"])
@@ -198,8 +195,8 @@ class Relay:
 
     async def _close(self) -> None:
         await _cancel(self._tasks)
-        if self.runner is not None:
-            await self.runner.cleanup()
+        if self.listener is not None:
+            await self.listener.close()
         if self.session is not None:
             await self.session.close()
         self.store.close()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 
 from market.chain.deploy import Deployment
+from nodes.daemon.startup import stop_signals
 from nodes.relay.config import RelayConfig
 from nodes.relay.relay import Relay
 
@@ -17,18 +17,14 @@ async def serve(
     """Start a relay, call ``on_ready`` once it accepts connections, and stop it gracefully on
     SIGTERM or SIGINT."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    relay = Relay(config, deployment)
-    await relay.start()
-    try:
-        on_ready(relay)
-        await stop.wait()
-    finally:
-        await relay.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    with stop_signals(stop.set):
+        relay = Relay(config, deployment)
+        await relay.start()
+        try:
+            on_ready(relay)
+            await stop.wait()
+        finally:
+            await relay.stop()
 
 
 def run(config: RelayConfig, deployment: Deployment, *, on_ready: Callable[[Relay], None]) -> None:

@@ -106,7 +106,8 @@ class RelayServer:
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._answers], client_max_size=self.limits.max_frame_size
+            middlewares=[self.metrics.timed_routes, self._answers],
+            client_max_size=self.limits.max_frame_size,
         )
         app.add_routes(
             [

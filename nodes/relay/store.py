@@ -1,4 +1,5 @@
-"""The relay's durable state in SQLite (WAL): orders it accepted, what the chain said, fill intents.
+"""The relay's durable state in a :class:`~nodes.state.db.StateDB`: orders it accepted, what the
+chain said, fill intents.
 
 An order is written before it enters the book, so an accepted order survives a crash; on start the
 book is rebuilt from the rows still resting, in arrival order. An order's row is deleted when it
@@ -11,6 +12,11 @@ leases of the replaced blocks and moves the cursor back to the fork.
 A fill is recorded as an intent before its transaction is sent (a batch's intents in one
 transaction), and its outcome after.
 
+The database is the daemons' one kind (WAL, ``synchronous=FULL``, migrations by
+``user_version``, a newer database refused): :data:`RELAY_MIGRATIONS` are the relay's tables. A
+database written by the releases before it (``meta.schema_version`` "2", ``user_version`` 0) holds
+the same tables and is adopted as it is; an older layout is refused with what to do.
+
 Every call runs on the relay's event loop thread; each is one short transaction.
 """
 
@@ -21,43 +27,56 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
+from market.chain.forks import WINDOW
 from market.errors import ProtocolError
 from market.matching import Submission
 from nodes.errors import StoreError
+from nodes.state.db import StateDB
 from nodes.wire import SubmitOrders, decode_as, encode
 
-SCHEMA_VERSION = "2"  # 2: orders are their signed frame alone (no terms beside it)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS orders (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    hash BLOB NOT NULL UNIQUE,
-    frame BLOB NOT NULL,
-    resting INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS orders_resting ON orders (resting, seq);
-CREATE TABLE IF NOT EXISTS leases (
-    lease_id BLOB PRIMARY KEY,
-    offer_hash BLOB NOT NULL,
-    bid_hash BLOB NOT NULL,
-    gpus INTEGER NOT NULL,
-    block INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cancelled (hash BLOB PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS nonce_floors (signer TEXT PRIMARY KEY, min_nonce BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS fills (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    offer_hash BLOB NOT NULL,
-    bid_hash BLOB NOT NULL,
-    gpus INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    lease_id BLOB,
-    error TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL
-);
-"""
+RELAY_MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: the relay's tables. IF NOT EXISTS: a database of the releases before StateDB (its
+    # meta.schema_version "2", user_version 0) already holds them and is adopted unchanged.
+    """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS orders (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash BLOB NOT NULL UNIQUE,
+        frame BLOB NOT NULL,
+        resting INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX IF NOT EXISTS orders_resting ON orders (resting, seq);
+    CREATE TABLE IF NOT EXISTS leases (
+        lease_id BLOB PRIMARY KEY,
+        offer_hash BLOB NOT NULL,
+        bid_hash BLOB NOT NULL,
+        gpus INTEGER NOT NULL,
+        block INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS cancelled (hash BLOB PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS nonce_floors (signer TEXT PRIMARY KEY, min_nonce BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS fills (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        offer_hash BLOB NOT NULL,
+        bid_hash BLOB NOT NULL,
+        gpus INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        lease_id BLOB,
+        error TEXT NOT NULL DEFAULT '',
+        updated REAL NOT NULL
+    );
+    """,
+)
+"""Migration ``i`` takes the relay's schema from version ``i`` to ``i + 1``. Append; never edit."""
+
+SCHEMA_VERSION: Final = len(RELAY_MIGRATIONS)
+LEGACY_SCHEMA_VERSION: Final = "2"
+"""``meta.schema_version`` of the last layout before StateDB, the only one adopted."""
+
+_Statement = tuple[str, tuple[object, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,44 +101,47 @@ class ChainLease:
 
 
 class Store:
-    """One relay's SQLite database. Open with :meth:`open`; :meth:`close` when done."""
+    """One relay's database. Open with :meth:`open`; :meth:`close` when done."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
-        self._db = conn
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+        self.path = db.path
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (creating if needed) and migrate; StoreError if the file is no relay database
+        this release reads."""
+        db = StateDB.open(path, migrations=RELAY_MIGRATIONS)
+        store = cls(db)
         try:
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # an accepted order survives power loss
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            store = cls(path, conn)
-            version = store.get_meta("schema_version")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(str(path), f"cannot open: {exc}") from exc
-        if version is None:
-            store.set_meta("schema_version", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                str(path), f"schema version {version}, this relay uses {SCHEMA_VERSION}"
-            )
-        # Rows an earlier release kept after their orders left the book.
-        store._write([("DELETE FROM orders WHERE resting = 0", ())])
+            legacy = store.get_meta("schema_version")
+            if legacy is not None and legacy != LEGACY_SCHEMA_VERSION:
+                raise StoreError(
+                    str(path),
+                    f"schema version {legacy} of an early relay release, which this one does not "
+                    "migrate: its resting orders are signed and can be submitted again; give this "
+                    "relay a new --db, or remove the old file",
+                )
+            # Rows an earlier release kept after their orders left the book.
+            with db.transaction() as conn:
+                conn.execute("DELETE FROM orders WHERE resting = 0")
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(str(path), f"not a relay database: {exc}") from exc
         return store
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
-    def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
-        with self._db:  # one transaction: all or nothing
-            self._db.execute("BEGIN IMMEDIATE")
+    def _write(self, statements: Iterable[_Statement]) -> None:
+        with self.db.transaction() as conn:  # one transaction: all or nothing
             for sql, args in statements:
-                self._db.execute(sql, args)
+                conn.execute(sql, args)
+
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        return self.db.query(sql, args)
 
     # --- meta ------------------------------------------------------------------------------
 
@@ -139,8 +161,8 @@ class Store:
             )
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
 
     def set_meta(self, key: str, value: str) -> None:
         self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))])
@@ -152,30 +174,26 @@ class Store:
     ) -> None:
         """Keep accepted orders, in the order given (their arrival order), and forget the orders
         ``evicted`` to make room for them, in one transaction."""
-        statements: list[tuple[str, tuple[object, ...]]] = [
-            ("DELETE FROM orders WHERE hash = ?", (h,)) for h in evicted
-        ]
-        statements += [
-            ("INSERT INTO orders (hash, frame) VALUES (?, ?)", (h, encode(SubmitOrders((sub,)))))
-            for h, sub in orders
-        ]
-        self._write(statements)
+        rows = [(h, encode(SubmitOrders((sub,)))) for h, sub in orders]
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM orders WHERE hash = ?", ((h,) for h in evicted))
+            conn.executemany("INSERT INTO orders (hash, frame) VALUES (?, ?)", rows)
 
     def mark_gone(self, hashes: Iterable[bytes]) -> None:
         """These orders left the book (filled, cancelled, expired, evicted): their rows go."""
-        self._write(("DELETE FROM orders WHERE hash = ?", (h,)) for h in hashes)
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM orders WHERE hash = ?", ((h,) for h in hashes))
 
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         """Orders still resting, in arrival order."""
-        rows = self._db.execute("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq")
-        for h, frame in rows.fetchall():
+        for h, frame in self._rows("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq"):
             try:
                 yield bytes(h), decode_as(bytes(frame), SubmitOrders).orders[0]
             except ProtocolError as exc:
                 raise StoreError(str(self.path), f"order 0x{bytes(h).hex()}: {exc}") from exc
 
     def count_orders(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM orders")[0][0])
 
     # --- what the chain said ---------------------------------------------------------------
 
@@ -186,51 +204,38 @@ class Store:
         floors: Iterable[tuple[str, int]],
         next_block: int,
         applied: tuple[int, bytes] | None = None,
-        window: int = 128,
+        window: int = WINDOW,
     ) -> list[ChainLease]:
         """Record a range of blocks' events and that the relay has read up to ``next_block``,
         with ``applied`` (the last block's number and hash) among the last ``window`` blocks'
-        hashes. Returns the leases not seen before."""
-        leases = list(leases)
-        known = {
-            bytes(r[0])
-            for lease in leases
-            for r in self._db.execute(
-                "SELECT lease_id FROM leases WHERE lease_id = ?", (lease.lease_id,)
-            ).fetchall()
-        }
-        fresh = [lease for lease in leases if lease.lease_id not in known]
-        statements: list[tuple[str, tuple[object, ...]]] = [
-            (
-                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?, ?, ?)",
-                (x.lease_id, x.offer_hash, x.bid_hash, x.gpus, x.block),
+        hashes, in one transaction. Returns the leases not seen before."""
+        with self.db.transaction() as conn:
+            fresh: list[ChainLease] = []
+            for x in leases:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO leases VALUES (?, ?, ?, ?, ?)",
+                    (x.lease_id, x.offer_hash, x.bid_hash, x.gpus, x.block),
+                )
+                if cursor.rowcount:
+                    fresh.append(x)
+            conn.executemany(
+                "INSERT OR IGNORE INTO cancelled VALUES (?)", ((h,) for h in cancelled)
             )
-            for x in fresh
-        ]
-        statements += [("INSERT OR IGNORE INTO cancelled VALUES (?)", (h,)) for h in cancelled]
-        statements += [
-            (
+            conn.executemany(
                 "INSERT INTO nonce_floors VALUES (?, ?) ON CONFLICT (signer) DO UPDATE "
                 "SET min_nonce = excluded.min_nonce WHERE excluded.min_nonce > min_nonce",
-                (signer, n.to_bytes(32, "big")),
+                ((signer, n.to_bytes(32, "big")) for signer, n in floors),
             )
-            for signer, n in floors
-        ]
-        statements.append(
-            ("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(next_block),))
-        )
-        if applied is not None:
-            number, block_hash = applied
-            statements += [
-                ("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash)),
-                ("DELETE FROM blocks WHERE number <= ?", (number - window,)),
-            ]
-        self._write(statements)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(next_block),))
+            if applied is not None:
+                number, block_hash = applied
+                conn.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash))
+                conn.execute("DELETE FROM blocks WHERE number <= ?", (number - window,))
         return fresh
 
     def applied_blocks(self) -> dict[int, bytes]:
         """The hashes of the last blocks applied (each poll's last block), by number."""
-        rows = self._db.execute("SELECT number, hash FROM blocks ORDER BY number").fetchall()
+        rows = self._rows("SELECT number, hash FROM blocks ORDER BY number")
         return {int(n): bytes(h) for n, h in rows}
 
     def rewind(self, fork: int) -> None:
@@ -252,16 +257,15 @@ class Store:
         """GPUs filled on-chain per order hash, over every lease seen."""
         filled: dict[bytes, int] = {}
         for column in ("offer_hash", "bid_hash"):
-            sql = f"SELECT {column}, SUM(gpus) FROM leases GROUP BY {column}"
-            for h, gpus in self._db.execute(sql).fetchall():
+            for h, gpus in self._rows(f"SELECT {column}, SUM(gpus) FROM leases GROUP BY {column}"):
                 filled[bytes(h)] = filled.get(bytes(h), 0) + int(gpus)
         return filled
 
     def cancelled(self) -> list[bytes]:
-        return [bytes(r[0]) for r in self._db.execute("SELECT hash FROM cancelled").fetchall()]
+        return [bytes(r[0]) for r in self._rows("SELECT hash FROM cancelled")]
 
     def nonce_floors(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT signer, min_nonce FROM nonce_floors").fetchall()
+        rows = self._rows("SELECT signer, min_nonce FROM nonce_floors")
         return {str(s): int.from_bytes(n, "big") for s, n in rows}
 
     # --- fills -----------------------------------------------------------------------------
@@ -271,10 +275,9 @@ class Store:
         transaction; returns their ids, in order."""
         now = time.time()
         ids: list[int] = []
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self.db.transaction() as conn:
             for offer_hash, bid_hash, gpus in fills:
-                cursor = self._db.execute(
+                cursor = conn.execute(
                     "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated) "
                     "VALUES (?, ?, ?, 'intent', ?)",
                     (offer_hash, bid_hash, gpus, now),
@@ -285,23 +288,28 @@ class Store:
     def finish_fills(self, outcomes: Iterable[FillOutcome]) -> None:
         """Record what became of sent fills, in one transaction."""
         now = time.time()
-        self._write(
-            (
+        with self.db.transaction() as conn:
+            conn.executemany(
                 "UPDATE fills SET state = ?, lease_id = ?, error = ?, updated = ? WHERE id = ?",
-                (o.state, o.lease_id, o.error, now, o.fill_id),
+                ((o.state, o.lease_id, o.error, now, o.fill_id) for o in outcomes),
             )
-            for o in outcomes
-        )
 
     def fills(self, state: str | None = None) -> list[tuple[int, bytes, bytes, int, str]]:
         """(id, offer hash, bid hash, gpus, state) of recorded fills, oldest first."""
         sql = "SELECT id, offer_hash, bid_hash, gpus, state FROM fills"
         rows = (
-            self._db.execute(sql + " WHERE state = ? ORDER BY id", (state,))
+            self._rows(sql + " WHERE state = ? ORDER BY id", (state,))
             if state is not None
-            else self._db.execute(sql + " ORDER BY id")
+            else self._rows(sql + " ORDER BY id")
         )
-        return [(int(i), bytes(o), bytes(b), int(g), str(s)) for i, o, b, g, s in rows.fetchall()]
+        return [(int(i), bytes(o), bytes(b), int(g), str(s)) for i, o, b, g, s in rows]
 
 
-__all__ = ["SCHEMA_VERSION", "ChainLease", "FillOutcome", "Store"]
+__all__ = [
+    "LEGACY_SCHEMA_VERSION",
+    "RELAY_MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ChainLease",
+    "FillOutcome",
+    "Store",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from market.chain.forks import WINDOW
+from market.errors import InvalidArgument
 from nodes.errors import StoreError
 
 _ENTRY = 8 + 32
@@ -35,7 +36,9 @@ def remember(
 ) -> dict[int, bytes]:
     """``blocks`` with ``number`` applied, keeping the blocks of the last ``window`` numbers."""
     if len(block_hash) != 32:
-        raise ValueError(f"a block hash is 32 bytes, not {len(block_hash)}")
+        raise InvalidArgument(
+            "block_hash", block_hash, f"a block hash is 32 bytes, not {len(block_hash)}"
+        )
     kept = {n: h for n, h in blocks.items() if number - window < n < number}
     kept[number] = block_hash
     return kept

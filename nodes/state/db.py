@@ -1,4 +1,6 @@
-"""A daemon's SQLite database: WAL, full sync, schema migrations by version.
+"""A daemon's SQLite database: WAL, full sync, schema migrations by version. The one durable-state
+system of the three daemons: the provider (``PROVIDER_MIGRATIONS``), the lab (``LAB_MIGRATIONS``)
+and the relay (``RELAY_MIGRATIONS``) each open it with their own list of migrations.
 
     db = StateDB.open(Path("provider.sqlite"))
     with db.transaction() as conn:

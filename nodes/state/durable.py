@@ -25,10 +25,14 @@ produced (a third party submitting the voucher, a lab closing the lease) is not 
 
 ``checkpoint`` is called after each durable step with its name (``intent_written``,
 ``tx_recorded``, ``broadcast``): tests raise there, or stop the process, to simulate a crash.
+``observe`` is told each action's kind, outcome (``done``, ``failed``, ``obsolete``, or ``error``
+when it raised) and seconds taken: the daemons' ``gpumarket_chain_action_seconds``
+(:meth:`nodes.metrics.Metrics.observe_chain_action`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, cast
@@ -46,6 +50,8 @@ from nodes.state.view import MarketView
 
 Step = Literal["intent_written", "tx_recorded", "broadcast"]
 Checkpoint = Callable[[Step, Intent], None]
+Observe = Callable[[str, str, float], None]
+"""Told ``(kind, outcome, seconds)`` once an action ends."""
 _MAX_ROUNDS = 4  # a nonce taken under us more often than this in one call is not a race
 
 
@@ -67,12 +73,18 @@ class DurableChain:
     """Sends the actions of one account through the intent log of ``db``."""
 
     def __init__(
-        self, db: StateDB, client: MarketClient, *, checkpoint: Checkpoint | None = None
+        self,
+        db: StateDB,
+        client: MarketClient,
+        *,
+        checkpoint: Checkpoint | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self.log = IntentLog(db)
         self.client = client
         self.view = MarketView(client)
         self.checkpoint = checkpoint
+        self.observe = observe
         self._tx = client.transactor
         self._events = get_logger("gpumarket.state", account=client.address)
 
@@ -81,7 +93,7 @@ class DurableChain:
         intent = self.log.create(action.kind, action.encode())
         self._events.info("intent_written", intent=intent.id, kind=intent.kind)
         self._checkpoint("intent_written", intent)
-        outcome = self._advance(intent)
+        outcome = self._timed(intent)
         if outcome.error is not None:
             raise outcome.error
         return outcome
@@ -90,7 +102,7 @@ class DurableChain:
         """Finish every intent a previous run left open, oldest first, deciding from the chain."""
         outcomes = []
         for intent in self.log.open_intents():
-            outcome = self._advance(intent)
+            outcome = self._timed(intent)
             self._events.info(
                 "intent_reconciled", intent=intent.id, kind=intent.kind, was=intent.status,
                 now=outcome.status, reason=outcome.reason,
@@ -99,6 +111,18 @@ class DurableChain:
         return outcomes
 
     # --- the steps ---------------------------------------------------------------------------
+
+    def _timed(self, intent: Intent) -> Outcome:
+        """:meth:`_advance`, its time and outcome told to ``observe``."""
+        start = time.perf_counter()
+        status = "error"
+        try:
+            outcome = self._advance(intent)
+            status = outcome.status
+            return outcome
+        finally:
+            if self.observe is not None:
+                self.observe(intent.kind, status, time.perf_counter() - start)
 
     def _advance(self, intent: Intent) -> Outcome:
         for _ in range(_MAX_ROUNDS):
@@ -204,4 +228,4 @@ def _signed(intent: Intent) -> SignedTx:
     return signed
 
 
-__all__ = ["Checkpoint", "DurableChain", "Outcome", "Step"]
+__all__ = ["Checkpoint", "DurableChain", "Observe", "Outcome", "Step"]

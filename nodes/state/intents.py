@@ -115,7 +115,7 @@ class IntentLog:
     def get(self, intent_id: int) -> Intent:
         rows = self.db.query("SELECT * FROM intents WHERE id = ?", (intent_id,))
         if not rows:
-            raise KeyError(intent_id)
+            raise StoreError(str(self.db.path), f"no intent with id {intent_id}")
         row = rows[0]
         return Intent(
             id=row["id"],

@@ -9,6 +9,7 @@ from typing import Final, Literal
 from eth_account import Account
 from eth_typing import ChecksumAddress
 
+from market.errors import InvalidArgument, InvalidKey
 from market.protocol.types import (
     LeaseId,
     LeaseStatus,
@@ -127,13 +128,18 @@ class Status:
 
 def parse_address(text: str) -> ChecksumAddress:
     """An account address as given on the command line: 0x and 40 hex digits, all lower case,
-    all upper case or with a correct EIP-55 checksum. Raises ValueError saying what is wrong."""
+    all upper case or with a correct EIP-55 checksum. Raises InvalidArgument (a ValueError)
+    saying what is wrong."""
     try:
         address = checksum_address(text)
     except ValueError:
-        raise ValueError(f"not an address (0x and 40 hex digits): {text!r}") from None
+        raise InvalidArgument(
+            "address", text, f"not an address (0x and 40 hex digits): {text!r}"
+        ) from None
     if text[2:] not in (address[2:], text[2:].lower(), text[2:].upper()):
-        raise ValueError(f"wrong EIP-55 checksum in {text!r} (did you mean {address}?)")
+        raise InvalidArgument(
+            "address", text, f"wrong EIP-55 checksum in {text!r} (did you mean {address}?)"
+        )
     return address
 
 
@@ -142,7 +148,9 @@ def address_of_key(key: str, variable: str) -> ChecksumAddress:
     try:
         return checksum_address(Account.from_key(key).address)
     except ValueError:  # eth-keys reports a malformed key as ValueError; the key is not shown
-        raise ValueError(f"{variable} does not hold a private key (0x and 64 hex digits)") from None
+        raise InvalidKey(
+            "secp256k1 private", f"{variable} does not hold a private key (0x and 64 hex digits)"
+        ) from None
 
 
 __all__ = [

@@ -113,12 +113,10 @@ def provider_work(market: MarketEnv, tmp_path: Path) -> Iterator[LeaseWork]:
     """The provider agent's chain side, without its HTTP side or jobs: what follows events."""
     limits = JobLimits(wall_time_s=60, memory_bytes=None, sandbox="none")
     config = ProviderConfig(
-        path=tmp_path / "provider.toml",
         state=tmp_path / "provider.sqlite",
         key=KeyConfig(tmp_path / "key.json", "UNUSED"),
         chain=ChainConfig(None, None, confirmations=0),
-        relays=(),
-        inventory=InventoryConfig(detect=False, gpus=()),
+        inventory=InventoryConfig(detect=True),  # the work is given its inventory below
         pricing=PricingConfig("fixed", {}),
         metering=MeteringConfig(interval_s=1),
         jobs=limits,

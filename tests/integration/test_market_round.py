@@ -171,7 +171,7 @@ def test_orders_that_cannot_match_are_explained_in_the_logs(net: LocalMarket) ->
     assert "changes=max_price_per_gpu_second:100->400" in bid_line
     with urllib.request.urlopen(lab.ready_field("metrics"), timeout=10) as answer:
         metrics = answer.read().decode()
-    assert 'gpumarket_lab_events_total{event="bid_submitted"} 1' in metrics
+    assert 'gpumarket_lab_events_total{event="bid_submitted"} 1.0' in metrics
     for d in (lab, provider, relay):
         assert d.terminate() == 0
 

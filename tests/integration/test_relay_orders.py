@@ -102,8 +102,8 @@ def test_crossing_orders_open_a_lease_on_anvil_and_stream_every_step(
     assert [(e.order.signed, e.remaining) for e in snapshot.offers] == [(o, 4)]
     assert snapshot.bids == ()
     metrics = relay.do(lambda c: c.text("/metrics"))
-    assert 'gpumarket_relay_fills_total{status="opened"} 1' in metrics
-    assert 'gpumarket_relay_orders_total{status="accepted"} 2' in metrics
+    assert 'gpumarket_relay_fills_total{status="opened"} 1.0' in metrics
+    assert 'gpumarket_relay_orders_total{status="accepted"} 2.0' in metrics
 
 
 def _wait_applied(relay: RelayHandle, check: Any, what: str) -> None:
@@ -175,8 +175,8 @@ def test_refused_orders_get_exact_typed_reasons_and_change_nothing(
     assert details[7] == {"size": 2}
     assert relay.book() == before
     metrics = relay.do(lambda c: c.text("/metrics"))
-    assert 'gpumarket_relay_orders_total{status="provider_not_eligible"} 2' in metrics
-    assert 'gpumarket_relay_book_orders{side="offer"} 1' in metrics
+    assert 'gpumarket_relay_orders_total{status="provider_not_eligible"} 2.0' in metrics
+    assert 'gpumarket_relay_book_orders{side="offer"} 1.0' in metrics
 
 
 def test_an_order_twice_in_one_batch_is_accepted_once(market: MarketEnv, relays: Relays) -> None:

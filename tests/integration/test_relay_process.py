@@ -30,8 +30,9 @@ async def _talk(
         return results, await client.book(MODEL), await client.text("/healthz")
 
 
+@pytest.mark.parametrize("configured_by", ["flags", "file"])
 def test_relay_process_matches_orders_and_exits_zero_on_sigterm(
-    env: MarketEnv, tmp_path: Path
+    env: MarketEnv, tmp_path: Path, configured_by: str
 ) -> None:
     fund_market(env)
     deployment = tmp_path / "deployment.json"
@@ -39,6 +40,15 @@ def test_relay_process_matches_orders_and_exits_zero_on_sigterm(
     db = tmp_path / "relay.sqlite"
     key = "0x" + bytes(env.devnet.accounts[7].key).hex()
     command = ["relay", "--deployment", str(deployment), "--db", str(db), "--port", "0"]
+    if configured_by == "file":  # the same settings from a TOML file (db_path relative to it)
+        (tmp_path / "relay.toml").write_text('db_path = "relay.sqlite"\nport = 0\n')
+        command = [
+            "relay",
+            "--deployment",
+            str(deployment),
+            "--config",
+            str(tmp_path / "relay.toml"),
+        ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "nodes.cli", *command, "--matcher-key-env", "RELAY_TEST_KEY"],
         stdout=subprocess.PIPE,
@@ -65,3 +75,4 @@ def test_relay_process_matches_orders_and_exits_zero_on_sigterm(
     assert "relay_ready" in err
     assert "lease_opened" in err
     assert "relay_stopped" in err
+    assert db.exists()  # the state where the flags or the file put it

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from market.chain.forks import Reorg, detect_reorg, find_fork
+from market.errors import InvalidArgument
 from nodes.errors import StoreError
 from nodes.state import blocks
 
@@ -90,3 +91,5 @@ def test_the_window_keeps_the_last_blocks_and_a_rewind_keeps_those_before_the_fo
     assert blocks.unpack(None) == {}
     with pytest.raises(StoreError, match="not a whole window"):
         blocks.unpack(b"\x00" * 41, "lab.sqlite")
+    with pytest.raises(InvalidArgument, match="a block hash is 32 bytes, not 31"):
+        blocks.remember(window, 19, b"\x00" * 31)

@@ -16,7 +16,7 @@ from eth_utils.address import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import InvalidSignature
+from market.errors import InvalidKey, InvalidSignature
 from market.protocol.eip712 import (
     DOMAIN_NAME,
     DOMAIN_VERSION,
@@ -186,7 +186,7 @@ def test_signing_key_accepts_hex_and_refuses_a_wrong_length() -> None:
     assert SigningKey("0x" + "42" * 32).address == KEY.address
     assert SigningKey("42" * 32).address == KEY.address
     for bad in (b"\x42" * 31, b"\x42" * 33, "0x" + "42" * 31):
-        with pytest.raises(ValueError, match="32 bytes"):
+        with pytest.raises(InvalidKey, match="32 bytes"):
             SigningKey(bad)
 
 

@@ -110,7 +110,10 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.chain.deployment == tmp_path / "deployment.json"
     assert config.chain.rpc_url == "http://10.0.0.5:8545"
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
-    assert config.lab == LabSettings(0.25, "0.0.0.0", 9100, 5_000_000, 600, 8)
+    assert config.lab == LabSettings(
+        host="0.0.0.0", port=9100, poll_interval_s=0.25, fund=5_000_000, bid_ttl_s=600,
+        audit_samples=8,
+    )  # fmt: skip
     assert config.voucher_key == KeyConfig(tmp_path / "voucher-key.json", "LAB_PASSWORD")
     assert config.wallet == WALLET  # read in lower case, kept checksummed
     wants = Requirements(
@@ -148,7 +151,10 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.state == tmp_path / "state.sqlite"
     assert config.key.password_env == "GPUMARKET_KEY_PASSWORD"
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
-    assert config.lab == LabSettings(1.0, "127.0.0.1", 0, None, 3600, DEFAULT_SAMPLES)
+    assert config.lab == LabSettings(
+        host="127.0.0.1", port=0, poll_interval_s=1.0, fund=None, bid_ttl_s=3600,
+        audit_samples=DEFAULT_SAMPLES,
+    )  # fmt: skip
     assert config.voucher_key is None  # the lab's own key signs its vouchers
     assert config.wallet is None  # the lab is its key's own account
     assert config.jobs[0].billing is Billing.RENTAL

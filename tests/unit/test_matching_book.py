@@ -16,6 +16,7 @@ from market.errors import (
     OrderExpired,
     OrderFilled,
     ProviderNotEligible,
+    WrongArgumentType,
 )
 from market.matching import (
     Constraint,
@@ -278,7 +279,7 @@ def test_verification_rejects_bad_signatures_and_tampered_terms(orders: Orders) 
 
 def test_verified_orders_cannot_be_made_without_verification(orders: Orders) -> None:
     signed = orders.offer().signed
-    with pytest.raises(TypeError):
+    with pytest.raises(WrongArgumentType, match="made by verify_orders"):
         VerifiedOrder(signed, b"\0" * 32)  # type: ignore[arg-type]
 
 

@@ -128,6 +128,7 @@ def test_machine_without_nvml_installed_uses_the_declared_gpus(
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     assert detect(DECLARED).source == "declared"
     assert [r.fields["reason"] for r in events] == ["nvml_not_installed"]  # type: ignore[attr-defined]
+    assert events[0].fields["fix"] == "pip install gpumarket[gpu]"  # type: ignore[attr-defined]
 
 
 def test_no_devices_and_none_declared_is_an_inventory_error() -> None:

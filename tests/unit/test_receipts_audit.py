@@ -14,7 +14,7 @@ from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import ReceiptOutputMismatch, WorkMismatch
+from market.errors import InvalidArgument, ReceiptOutputMismatch, WorkMismatch, WrongArgumentType
 from market.protocol.eip712 import receipt_hash
 from market.protocol.types import Lease
 from market.receipts.audit import DEFAULT_SAMPLES, ReexecutionAuditor, min_stake
@@ -49,7 +49,7 @@ def test_samples_needed_is_ceil_ln_d_over_ln_1_minus_f(f: float, d: float, n: in
 
 @pytest.mark.parametrize(("f", "d"), [(0, 0.01), (1, 0.01), (0.1, 0), (0.1, 1), (-0.1, 0.5)])
 def test_samples_needed_refuses_probabilities_outside_0_1(f: float, d: float) -> None:
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+    with pytest.raises(InvalidArgument, match="strictly between 0 and 1"):
         samples_needed(f, d)
 
 
@@ -89,9 +89,9 @@ def test_seed_is_fixed_by_the_receipt_and_the_secret() -> None:
     assert audit_seed(h, SECRET) == keccak(h + SECRET)
     assert audit_seed(h, SECRET) != audit_seed(keccak(b"other"), SECRET)
     assert audit_seed(h, SECRET) != audit_seed(h, SECRET + b"!")
-    with pytest.raises(ValueError, match="at least 16"):
+    with pytest.raises(InvalidArgument, match="at least 16"):
         audit_seed(h, b"short")
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidArgument, match="32 bytes"):
         audit_seed(h[:31], SECRET)
 
 
@@ -179,11 +179,11 @@ def test_sample_depends_on_the_receipt_and_the_secret_only() -> None:
 
 
 def test_auditor_refuses_nonsense() -> None:
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(InvalidArgument, match="at least one"):
         ReexecutionAuditor(DOMAIN, lambda i: b"", SECRET, samples=0)
     chain, _ = run_job(3, 1)
     assert chain.head is not None
-    with pytest.raises(ValueError, match="no segments"):
+    with pytest.raises(InvalidArgument, match="no segments"):
         auditor_for(3).audit(chain.head.message, [])
 
 
@@ -237,13 +237,13 @@ def test_modular_mode_checks_products_mod_a_prime() -> None:
 
 def test_exact_mode_refuses_floats_and_misshapen_matrices() -> None:
     a = np.ones((3, 4), dtype=np.int64)
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(WrongArgumentType, match="integers"):
         freivalds_exact(a, a.T.astype(float), np.ones((3, 3)))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="shapes"):
+    with pytest.raises(InvalidArgument, match="shapes"):
         freivalds_exact(a, a, a)
-    with pytest.raises(ValueError, match="at least one round"):
+    with pytest.raises(InvalidArgument, match="at least one round"):
         freivalds_exact(a, a.T, a @ a.T, rounds=0)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(InvalidArgument, match="at least 2"):
         freivalds_exact(a, a.T, a @ a.T, modulus=1)
 
 
@@ -288,7 +288,7 @@ def test_float_mode_catches_skipped_and_garbled_work(damage: object) -> None:
 
 def test_float_mode_refuses_integers() -> None:
     a = np.ones((2, 2), dtype=np.int64)
-    with pytest.raises(TypeError, match="real float"):
+    with pytest.raises(WrongArgumentType, match="real float"):
         freivalds_float(a, a, a)  # type: ignore[arg-type]
 
 
@@ -323,12 +323,12 @@ def test_at_the_min_stake_cheating_does_not_pay(price: int, p: Fraction) -> None
 
 @pytest.mark.parametrize("p", [0, -0.1, 1.5])
 def test_min_stake_refuses_an_audit_rate_outside_0_1(p: float) -> None:
-    with pytest.raises(ValueError, match="audit rate"):
+    with pytest.raises(InvalidArgument, match="audit rate"):
         min_stake(100, p)
 
 
 def test_min_stake_refuses_a_negative_price() -> None:
-    with pytest.raises(ValueError, match="price"):
+    with pytest.raises(InvalidArgument, match="price"):
         min_stake(-1, 0.5)
 
 

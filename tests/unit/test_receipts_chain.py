@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.errors import (
+    InvalidArgument,
     ReceiptChainBroken,
     ReceiptError,
     ReceiptOutputMismatch,
@@ -336,7 +337,7 @@ def test_verifier_resumes_after_an_accepted_head() -> None:
 
 
 def test_verifier_refuses_a_lease_end_outside_the_lease() -> None:
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(InvalidArgument, match="outside"):
         ReceiptVerifier(DOMAIN, LEASE, lease_end=LEASE.end + 1)
 
 
@@ -365,10 +366,10 @@ def test_issuer_resumes_from_its_last_receipt() -> None:
 
 
 def test_issuer_must_hold_the_leases_receipt_key() -> None:
-    with pytest.raises(ValueError, match="not the lease's receipt key"):
+    with pytest.raises(InvalidArgument, match="not the lease's receipt key"):
         ReceiptChain(OTHER_KEY, DOMAIN, LEASE)
     named = dataclasses.replace(LEASE, receipt_signer=OTHER_KEY.address)
-    with pytest.raises(ValueError, match="not the lease's receipt key"):
+    with pytest.raises(InvalidArgument, match="not the lease's receipt key"):
         ReceiptChain(KEY, DOMAIN, named)  # the provider's own key, once the offer named another
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from market.errors import ChallengeFailed
+from market.errors import BackendUnavailable, ChallengeFailed, InvalidArgument
 from market.receipts import challenge as challenge_module
 from market.receipts.challenge import (
     ENTRY_BOUND,
@@ -159,7 +159,7 @@ def test_deadline_is_slack_times_expected_time_plus_overhead() -> None:
     ],
 )
 def test_challenge_refuses_bad_parameters(seed: bytes, n: int, cls: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidArgument, match=match):
         Challenge(seed, n, cls)
 
 
@@ -228,5 +228,6 @@ def test_auto_falls_back_to_cupy_then_numpy(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_asking_for_a_missing_backend_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     _modules(monkeypatch)
-    with pytest.raises(RuntimeError, match="torch with a GPU is not available"):
+    with pytest.raises(BackendUnavailable, match="torch with a GPU is not available") as caught:
         solve(CHALLENGE, backend="torch")
+    assert caught.value.backend == "torch"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,8 @@ import nodes.relay
 import nodes.wire
 from market.errors import MarketError
 from market.matching import Submission
-from nodes.errors import NodeError, RateLimited, StoreError
-from nodes.logs import EventLogger, KeyValueFormatter
+from nodes.errors import ConfigError, NodeError, RateLimited, StoreError
+from nodes.logs import FORMAT_ENV, EventFormatter, get_logger, log_format
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.store import ChainLease, FillOutcome, Store
@@ -75,23 +77,70 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     m.gauge("gpumarket_relay_book_orders", "Orders.", lambda: [((("side", "bid"),), 3)])
     text = m.render()
     assert "# TYPE gpumarket_relay_orders_total counter\n" in text
-    assert 'gpumarket_relay_orders_total{status="accepted"} 1\n' in text
-    assert 'gpumarket_relay_orders_total{status="order_expired"} 2\n' in text
+    assert 'gpumarket_relay_orders_total{status="accepted"} 1.0\n' in text
+    assert 'gpumarket_relay_orders_total{status="order_expired"} 2.0\n' in text
     assert "# TYPE gpumarket_relay_book_orders gauge\n" in text
-    assert 'gpumarket_relay_book_orders{side="bid"} 3\n' in text
+    assert 'gpumarket_relay_book_orders{side="bid"} 3.0\n' in text
+    assert "_created" not in text
+    assert m.orders.value(status="order_expired") == 2
+    assert m.orders.value(status="never") == 0
     m.requests.inc(endpoint='/v1/"x"\n', status="200")
     assert 'endpoint="/v1/\\"x\\"\\n"' in m.render()
 
 
+def test_each_daemon_counts_in_its_own_registry() -> None:
+    a, b = RelayMetrics(), RelayMetrics()
+    a.evicted.inc()
+    assert (a.evicted.value(), b.evicted.value()) == (1, 0)
+    assert "gpumarket_relay_orders_evicted_total 0.0\n" in b.render()
+
+
 def test_events_carry_their_name_and_fields(caplog: pytest.LogCaptureFixture) -> None:
-    log = EventLogger(logging.getLogger("gpumarket.test")).bind(relay="r1")
+    log = get_logger("gpumarket.test").bind(relay="r1")
     with caplog.at_level(logging.INFO, logger="gpumarket.test"):
         log.info("order_accepted", hash=b"\x01\x02", note="two words")
-    record = caplog.records[-1]
+        log.debug("not_logged_at_info")
+    (record,) = caplog.records
     assert record.event == "order_accepted"  # type: ignore[attr-defined]
     assert record.fields == {"relay": "r1", "hash": b"\x01\x02", "note": "two words"}  # type: ignore[attr-defined]
-    line = KeyValueFormatter().format(record)
-    assert line.endswith("info gpumarket.test order_accepted relay=r1 hash=0x0102 note='two words'")
+    assert record.getMessage() == "order_accepted relay=r1 hash=0x0102 note='two words'"
+    line = EventFormatter().format(record)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ info gpumarket.test order_accepted relay=r1 "
+        r"hash=0x0102 note='two words'",
+        line,
+    )
+    assert json.loads(EventFormatter("json").format(record)) == {
+        "timestamp": line.split()[0],
+        "level": "info",
+        "logger": "gpumarket.test",
+        "event": "order_accepted",
+        "relay": "r1",
+        "hash": "0x0102",
+        "note": "two words",
+    }
+
+
+def test_log_format_comes_from_the_environment_and_refuses_unknown_names() -> None:
+    assert log_format({}) == "keyvalue"
+    assert log_format({FORMAT_ENV: "JSON"}) == "json"
+    with pytest.raises(ConfigError, match="'xml' is not one of keyvalue, json"):
+        log_format({FORMAT_ENV: "xml"})
+
+
+def test_a_failure_is_logged_with_its_traceback_on_the_lines_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gpumarket.test"):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            get_logger("gpumarket.test").error("request_failed", exc_info=True, endpoint="/x")
+    first, *rest = EventFormatter().format(caplog.records[-1]).splitlines()
+    assert first.endswith(" error gpumarket.test request_failed endpoint=/x")
+    assert rest[-1] == "ValueError: boom"
+    exception = json.loads(EventFormatter("json").format(caplog.records[-1]))["exception"]
+    assert exception.splitlines()[-1] == "ValueError: boom"
 
 
 def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> None:
@@ -138,7 +187,8 @@ def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
     assert [h for h, _ in store.resting_orders()] == [c.hash]
     assert store.count_orders() == 1
     # A database an earlier release wrote keeps rows of orders gone (resting = 0): they go at open.
-    store._db.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
+    with store.db.transaction() as conn:
+        conn.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
     assert store.count_orders() == 2
     store.close()
     again = Store.open(tmp_path / "relay.sqlite")
@@ -157,7 +207,7 @@ def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
 def test_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "relay.sqlite"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="unreadable"):
         Store.open(path)
 
 

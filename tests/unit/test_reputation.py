@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import market.reputation
 from market.chain.events import ChainEvent
-from market.errors import InvalidField, ProviderNotEligible
+from market.errors import InvalidArgument, InvalidField, ProviderNotEligible, WrongArgumentType
 from market.matching import OrderBook, ReasonCode, Submission, explain, verify_orders
 from market.protocol.eip712 import Domain
 from market.protocol.signing import SigningKey
@@ -187,7 +187,7 @@ def test_a_timed_event_without_its_timestamp_is_refused_and_not_counted() -> Non
     h, _ = _scenario()
     claimed = next(e for e in h.events if e.name == "Claimed")
     book = ReputationBook()
-    with pytest.raises(ValueError, match="Claimed at block 3 needs its block's timestamp"):
+    with pytest.raises(InvalidArgument, match="Claimed at block 3 needs its block's timestamp"):
         book.apply(claimed)
     assert len(book) == 0
     assert book.apply(claimed, 5) is True
@@ -376,7 +376,7 @@ def test_offers_are_found_in_every_form_the_matcher_uses() -> None:
     fill = book.submit(verified[1], now=0)[0]
     for item in (signed.message, signed, Submission(signed), verified[0], entry, fill):
         assert offer_in(item) == signed.message
-    with pytest.raises(TypeError, match="expected an offer, got Bid"):
+    with pytest.raises(WrongArgumentType, match="expected an offer, got Bid"):
         offer_in(bid)
 
 

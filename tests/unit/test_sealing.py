@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import SealMalformed, SealTampered
+from market.errors import InvalidArgument, InvalidKey, SealMalformed, SealTampered
 from market.sealing import (
     KEY_LENGTH,
     OVERHEAD,
@@ -127,15 +127,15 @@ def test_low_order_ephemeral_key_is_refused() -> None:
 
 
 def test_sealing_to_an_unset_or_malformed_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="no encryption key"):
+    with pytest.raises(InvalidKey, match="no encryption key"):
         seal(bytes(32), PLAINTEXT, AAD)
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidKey, match="32 bytes"):
         seal(KEYS.public[:31], PLAINTEXT, AAD)
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidKey, match="32 bytes"):
         open_sealed(KEYS.private[:31], SEALED, AAD)
 
 
 def test_associated_data_needs_a_32_byte_lease_id() -> None:
-    with pytest.raises(ValueError, match="32 bytes"):
+    with pytest.raises(InvalidArgument, match="32 bytes"):
         associated_data(b"\x01" * 31, Purpose.JOB_SPEC)
     assert associated_data(LEASE, Purpose.JOB_SPEC) != associated_data(LEASE, Purpose.JOB_OUTPUT)

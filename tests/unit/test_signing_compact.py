@@ -12,7 +12,7 @@ from eth_utils.address import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import InvalidSignature
+from market.errors import InvalidArgument, InvalidSignature
 from market.protocol.eip712 import Domain, digest
 from market.protocol.signing import (
     SECP256K1_N,
@@ -146,5 +146,5 @@ def test_signature_of_neither_ecdsa_length_is_refused_without_a_contract_check(
     ids=["64-bytes", "bad-v", "malleable"],
 )
 def test_to_compact_refuses_what_has_no_compact_form(signature: bytes) -> None:
-    with pytest.raises(ValueError, match=r"compact form|ECDSA signature"):
+    with pytest.raises(InvalidArgument, match=r"compact form|ECDSA signature"):
         to_compact(signature)

@@ -97,6 +97,8 @@ def test_intent_moves_from_pending_to_sent_to_done_with_its_transaction(db: Stat
     assert done.result == {"amount": 2**200, "skipped": 0}
     assert not done.open
     assert log.open_intents() == []
+    with pytest.raises(StoreError, match=f"no intent with id {intent.id + 1}"):
+        log.get(intent.id + 1)
 
 
 def test_unknown_intent_status_is_refused_by_the_schema(db: StateDB) -> None:

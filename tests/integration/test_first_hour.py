@@ -1,0 +1,221 @@
+"""docs/guides.md's first hour, run as a newcomer would: separate processes, real signals.
+
+devnet up (blocks move by themselves), keys new, faucet, provider init, --check failing for an
+unfunded key with the fix and passing once funded, a stake below the minimum refused at start,
+lab init and its check; and the demo's Ctrl-C and temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
+
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+PASSWORD_ENV = {"GPUMARKET_KEY_PASSWORD": "first-hour"}
+
+
+def _run(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nodes.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **PASSWORD_ENV},
+    )
+
+
+def _start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nodes.cli", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+@pytest.fixture
+def devnet_up(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``gpumarket devnet up --json`` in ``tmp_path``: its ready document."""
+    proc = _start(tmp_path, "devnet", "up", "--json")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the one JSON document, printed once it is ready
+        assert line, proc.communicate(timeout=30)[0]
+        yield json.loads(line)
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0, out
+
+
+def _block(rpc_url: str) -> int:
+    return int(Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 5})).eth.block_number)
+
+
+def _address(new_key_output: str) -> str:
+    found = re.search(r"address\s+(0x[0-9a-fA-F]{40})", new_key_output)
+    assert found is not None, new_key_output
+    return found[1]
+
+
+def test_devnet_up_mines_without_transactions_and_prints_its_public_test_keys(
+    tmp_path: Path, devnet_up: dict[str, Any]
+) -> None:
+    ready = devnet_up
+    assert ready["chainId"] == 31337
+    assert ready["blockTimeS"] == 1
+    assert Path(ready["deploymentFile"]) == tmp_path / ".gpumarket" / "deployment.json"
+    assert set(ready["contracts"]) >= {"Market", "TestUSD"}
+    assert ready["testAccounts"][0] == {
+        "address": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+        "private_key": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    }
+    assert "PUBLIC TEST KEYS" in ready["warning"]
+    first = _block(ready["rpcUrl"])
+    wait_until(lambda: _block(ready["rpcUrl"]) >= first + 2, timeout_s=20, what="two new blocks")
+
+
+def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[str, Any]) -> None:
+    made = _run(tmp_path, "keys", "new", "--out", "provider-key.json")
+    assert made.returncode == 0, made.stderr
+    provider = _address(made.stdout)
+    assert oct((tmp_path / "provider-key.json").stat().st_mode & 0o777) == "0o600"
+    listed = _run(tmp_path, "keys", "list")
+    assert f"{provider}  {tmp_path / 'provider-key.json'}" in listed.stdout
+
+    init = _run(tmp_path, "provider", "init", "--keystore", "provider-key.json")
+    assert init.returncode == 0, init.stderr
+    text = (tmp_path / "provider.toml").read_text()
+    assert f'rpc_url = "{devnet_up["rpcUrl"]}"' in text
+    again = _run(tmp_path, "provider", "init", "--keystore", "provider-key.json")
+    assert again.returncode == 1
+    assert "never overwrites" in again.stderr
+    assert (tmp_path / "provider.toml").read_text() == text
+
+    unfunded = _run(tmp_path, "provider", "--config", "provider.toml", "--check")
+    assert unfunded.returncode == 1, unfunded.stdout
+    lines = unfunded.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == [
+        "config", "keystore", "chain", "gas", "stake", "balance", "allowance",
+    ]  # fmt: skip
+    assert (
+        f"FAIL  balance    {provider} holds 0 tUSD but the stake takes 1,000 tUSD -> get tokens: "
+        f"gpumarket faucet {provider} 1000"
+    ) in lines
+
+    funded = _run(tmp_path, "faucet", provider, "1000")
+    assert funded.returncode == 0, funded.stderr
+    passing = _run(tmp_path, "provider", "--config", "provider.toml", "--check")
+    assert passing.returncode == 0, passing.stdout
+    assert all(line.startswith("ok") for line in passing.stdout.splitlines())
+
+    # A stake below the market's minimum (100 tUSD here) is refused before anything is staked.
+    low = tmp_path / "low.toml"
+    low.write_text(text.replace("stake = 1000 ", "stake = 1 "))
+    start = _run(tmp_path, "provider", "--config", "low.toml")
+    assert start.returncode == 1
+    assert "set [agent] stake = 100 or more" in start.stderr
+    assert "Traceback" not in start.stderr
+    still = _run(tmp_path, "provider", "--config", "low.toml", "--check")
+    assert "registered with" not in still.stdout  # nothing was staked
+    assert "holds 1,000 tUSD" in still.stdout  # fmt: skip
+
+    lab = _run(tmp_path, "lab", "init")  # a new keystore, lab-key.json
+    assert lab.returncode == 0, lab.stderr
+    lab_address = _address(lab.stdout.replace("new key", "address"))
+    lab_check = _run(tmp_path, "lab", "--config", "lab.toml", "--check")
+    assert lab_check.returncode == 1
+    assert f"-> get tokens: gpumarket faucet {lab_address} 1" in lab_check.stdout
+    _run(tmp_path, "faucet", lab_address, "0", "--eth", "1")  # gas, but no tokens
+    broke = _run(tmp_path, "lab", "--config", "lab.toml", "--exit-when-done")
+    assert broke.returncode == 1  # told at start, before any approval or bid is posted
+    assert "Traceback" not in broke.stderr
+    assert (
+        f"but the jobs' escrow takes 0.048 tUSD; get tokens: gpumarket faucet {lab_address} 1"
+        in (broke.stderr)
+    )
+    _run(tmp_path, "faucet", lab_address, "10")
+    assert _run(tmp_path, "lab", "--config", "lab.toml", "--check").returncode == 0
+
+
+def test_keys_import_takes_the_key_on_stdin(tmp_path: Path) -> None:
+    key = "0x" + "11" * 32
+    done = _run(tmp_path, "keys", "import", "--out", "k.json", stdin=key + "\n")
+    assert done.returncode == 0, done.stderr
+    assert _address(done.stdout) == "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
+
+
+def test_block_time_0_mines_on_transactions_only_and_the_faucet_is_refused_off_a_devnet(
+    tmp_path: Path,
+) -> None:
+    proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json")
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        rpc = Web3(HTTPProvider(ready["rpcUrl"], request_kwargs={"timeout": 5})).provider
+        assert ready["blockTimeS"] == 0
+        assert rpc.make_request(RPCEndpoint("anvil_getAutomine"), [])["result"] is True
+        assert rpc.make_request(RPCEndpoint("anvil_getIntervalMining"), [])["result"] is None
+        refused = _run(tmp_path, "faucet", ready["testAccounts"][1]["address"], "5")
+    finally:
+        _stop(proc)
+    assert refused.returncode == 1
+    assert "chain 1338" in refused.stderr
+    assert "is not a devnet" in refused.stderr
+
+
+def _demo_until_serving(*options: str) -> tuple[subprocess.Popen[str], Path, list[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodes.cli", "demo", "--providers", "1", "--labs", "1",
+         "--jobs", "1", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # the relay serves once devnet, contracts and folder are there
+        seen.append(line)
+        if line.startswith("relay     serving at"):
+            break
+    found = re.search(r"logs in (\S+)", "".join(seen))
+    assert found is not None, "".join(seen)
+    return proc, Path(found[1]), seen
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_demo_ctrl_c_stops_cleanly_and_removes_its_folder_unless_kept(keep: bool) -> None:
+    proc, folder, seen = _demo_until_serving(*(["--keep"] if keep else []))
+    assert folder.is_dir()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + out
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    assert "interrupted: daemons and devnet stopped" in out
+    assert folder.exists() is keep
+    if keep:
+        assert (folder / "relay.log").is_file()
+        shutil.rmtree(folder)
