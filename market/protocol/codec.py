@@ -140,7 +140,7 @@ def plain(obj: object) -> object:
         return str(obj)
     if isinstance(obj, bytes):
         return bytes(obj)
-    raise NotImplementedError(f"{type(obj)!r} has no wire form")
+    raise TypeError(f"{type(obj)!r} has no wire form")
 
 
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=plain)
