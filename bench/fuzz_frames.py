@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from market.matching import Submission
 from market.protocol.types import Bid, Offer, Signed
 from nodes.wire import ExplainRequest, Gossip, Message, SubmitOrders, encode
-from nodes.wire.schemas import SCHEMAS
+from nodes.wire.frames import MESSAGES
 
 _DEEP = "\x00deep-nesting\x00"
 """A placeholder string whose packed bytes are swapped for a deeply nested value (msgpack's
@@ -182,7 +182,7 @@ class FrameMaker:
         if pick == 0:
             tree["v"] = rng.choice([0, 2, -1, 2**64 - 1, "1", None, 1.0])
         elif pick == 1:
-            tree["type"] = rng.choice([*OTHER_TYPES, *SCHEMAS])
+            tree["type"] = rng.choice([*OTHER_TYPES, *MESSAGES])
         elif pick == 2:
             del tree[rng.choice(list(tree))]
         elif pick == 3:

@@ -1,12 +1,17 @@
-"""The msgpack wire format of protocol messages, with one strict, validating decoder.
+"""The msgpack wire format of protocol messages, and the one envelope every frame travels in.
 
-Every message is a msgpack map with exactly three keys::
+Every frame, a protocol message here or a daemon message in ``nodes.wire``, is a msgpack map
+with exactly three keys, the :class:`Envelope`::
 
     {"v": 1, "type": "<TypeName>", "body": {<field name>: <value>, ...}}
 
-``type`` is ``Offer``, ``Bid``, ``Voucher``, ``Receipt`` or ``Lease``, whose body maps each
-camelCase name in the class's ``FIELDS`` to its value, or ``SignedOffer``, ``SignedBid``,
-``SignedVoucher`` or ``SignedReceipt``, whose body is
+This module owns it: :func:`open_frame` checks the size, the envelope and the version and hands
+back the type and the body's raw bytes, :func:`read_body` decodes a body into a msgspec ``Struct``
+and :func:`seal_frame` writes a frame. ``nodes.wire`` builds its frames on these three.
+
+Protocol messages: ``type`` is ``Offer``, ``Bid``, ``Voucher``, ``Receipt`` or ``Lease``, whose
+body maps each camelCase name in the class's ``FIELDS`` to its value, or ``SignedOffer``,
+``SignedBid``, ``SignedVoucher`` or ``SignedReceipt``, whose body is
 ``{"message": <the inner message's body map>, "signature": <bin>}``: 65 bytes or 64 (EIP-2098) for
 an ECDSA signature, anything from 1 to ``MAX_SIGNATURE_LENGTH`` bytes for a contract signer's
 (ERC-1271); whether it is valid is for ``market.protocol.signing`` to say.
@@ -19,10 +24,14 @@ Each kind of value has exactly one msgpack type:
 * ``uint256``: always a 32-byte big-endian bin, whatever the value, because msgpack ints stop at
   64 bits. A msgpack int in a ``uint256`` field is refused as non-canonical.
 
-Every field is required and no other key is allowed, at any level. Map keys are str, and a key
-may not repeat. Arrays, floats, nil, bools and extension types (timestamps included) appear
-nowhere in the format and are refused wherever they appear. A frame is refused before parsing
-when it is longer than ``max_size``, and after parsing when bytes follow the message.
+The body of each message is a msgspec ``Struct`` derived from the class's ``FIELDS`` (one
+spelling: the protocol's types), decoded strictly: every field is required, no other key is
+allowed, values of another msgpack type are refused (a bool is not an int, an int not a bin).
+Map keys are str, and a key may not repeat: every map of the format has a fixed set of keys, so
+a map whose header counts more entries than its keys repeats one. Arrays, floats, nil and
+extension types (timestamps included) appear nowhere in the format and are refused wherever they
+appear. A frame is refused before parsing when it is longer than ``max_size``, and after parsing
+when bytes follow the message.
 
 :func:`encode` writes keys in the ``FIELDS`` order with msgpack's shortest headers. The decoder
 checks types, not byte layout: another writer's key order or wider int header is accepted, and
@@ -31,26 +40,33 @@ never these bytes.
 
 :func:`decode` raises :class:`~market.errors.DecodeError` (or its subclasses
 :class:`~market.errors.FrameTooLarge` and :class:`~market.errors.UnknownMessageType`) when the
-bytes are not a well-formed message, and :class:`~market.errors.InvalidField` when a value is
-well-formed but breaks its field's rule (an int out of range, a bad GPU model name, ``minDuration``
-above ``maxDuration``). Both are :class:`~market.errors.ProtocolError`.
+bytes are not a well-formed message, naming the path of the value at fault, and
+:class:`~market.errors.InvalidField` when a value is well-formed but breaks its field's rule (an
+int out of range, a bad GPU model name, ``minDuration`` above ``maxDuration``). Both are
+:class:`~market.errors.ProtocolError`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeAlias, TypeVar, cast, get_args, get_origin
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, TypeAlias, TypeVar, cast, get_args, get_origin
 
 import msgpack
+import msgspec
 
-from market.errors import DecodeError, FrameTooLarge, UnknownMessageType
+from market.errors import DecodeError, FrameTooLarge, ProtocolError, UnknownMessageType
 from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher, checksum_address
 
 WIRE_VERSION: Final = 1
-"""The ``v`` of every message this module writes and the only one it reads."""
+"""The ``v`` of every frame this module writes and the only one it reads."""
 MAX_FRAME_SIZE: Final = 64 * 1024
 """The default limit on an encoded message's length, in bytes."""
 MAX_SIGNATURE_LENGTH: Final = Signed.MAX_SIGNATURE_LENGTH
-"""The longest signature a frame may carry, in bytes (a longer bin is refused while parsing)."""
+"""The longest signature a frame may carry, in bytes."""
+MAX_MODEL_LENGTH: Final = 128
+"""The longest str a protocol frame carries (a GPU model name has at most 32 characters)."""
 
 Decoded: TypeAlias = (
     Offer
@@ -65,25 +81,233 @@ Decoded: TypeAlias = (
 )
 """Anything :func:`decode` returns."""
 D = TypeVar("D", bound=Decoded)
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+_NIL: Final = msgspec.Raw(b"\xc0")
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``{v, type, body}``: the one envelope of every frame, the protocol's and the daemons'.
+
+    Each value is kept raw: :func:`open_frame` reads ``v`` and ``type`` as scalars, so that
+    another version or an unknown type is refused as such (not as a value of the wrong msgpack
+    type), and no value of the envelope is ever parsed into an untyped tree.
+    """
+
+    v: msgspec.Raw = _NIL
+    type: msgspec.Raw
+    body: msgspec.Raw
+
+
+class Unreadable(str):
+    """What a ``v`` or ``type`` that is no scalar looks like in a refusal: ``<a msgpack map>``."""
+
+    __slots__ = ()
+
+
+_ENVELOPE = msgspec.msgpack.Decoder(Envelope)
+_SCALAR = msgspec.msgpack.Decoder(int | float | bool | str | None)
+_BIN = msgspec.msgpack.Decoder(bytes)
+_GOT = re.compile(r"got `(\w+)`")
+
+
+def scalar(raw: msgspec.Raw | bytes, where: str) -> object:
+    """The scalar in ``raw`` (an int, a float, a bool, a str, nil or a bin), or an
+    :class:`Unreadable` naming what else it is; an extension type is a DecodeError."""
+    try:
+        return _SCALAR.decode(raw)
+    except msgspec.ValidationError as exc:
+        got = _GOT.search(str(exc))
+        kind = got.group(1) if got else "value"
+        if kind == "bytes":
+            return _BIN.decode(raw)
+        if kind == "ext" or str(exc).startswith("Timestamp"):
+            raise DecodeError(
+                f"{where}: msgpack extension types are not part of the format"
+            ) from exc
+        return Unreadable(f"<a msgpack {kind}>")
+    except msgspec.DecodeError as exc:  # a str that is not UTF-8
+        raise refusal(exc, where) from exc
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_ENVELOPE_KEYS = 3
+
+
+# --- the envelope, shared with nodes.wire ----------------------------------------------------
+
+
+def open_frame(
+    data: bytes, *, max_size: int, where: str = "message", repeats: bool = True
+) -> tuple[object, msgspec.Raw]:
+    """The ``type`` (unchecked: the caller knows its closed set) and the raw body of the one frame
+    in ``data``. Raises FrameTooLarge (before parsing) over ``max_size`` bytes, and DecodeError
+    for anything that is not one envelope of this version (``repeats``: a repeated key included;
+    a caller that proves the frame canonical may leave that check out)."""
+    if len(data) > max_size:
+        raise FrameTooLarge(len(data), max_size)
+    try:
+        envelope = _ENVELOPE.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        _refuse_repeats(exc, data, where)
+        raise refusal(exc, where, size=len(data)) from exc
+    version = None if envelope.v is _NIL else scalar(envelope.v, f"{where}.v")
+    if type(version) is not int or version != WIRE_VERSION:
+        shown = version if isinstance(version, Unreadable) else repr(version)
+        raise DecodeError(
+            f"unsupported wire version {shown}: this node reads version {WIRE_VERSION} only"
+        )
+    if repeats:
+        check_map(data, _ENVELOPE_KEYS, where)
+    return scalar(envelope.type, f"{where}.type"), envelope.body
+
+
+def read_body(
+    decoder: msgspec.msgpack.Decoder[S],
+    raw: msgspec.Raw | bytes,
+    where: str,
+    hints: Mapping[str, str] | None = None,
+    *,
+    repeats: bool = True,
+) -> S:
+    """``raw`` decoded by ``decoder`` (a Struct of required fields only), every repeated key
+    refused (``repeats``, as in :func:`open_frame`); msgspec's refusals become DecodeErrors
+    naming ``where`` and the path."""
+    try:
+        body = decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        _refuse_repeats(exc, raw, where)
+        raise refusal(exc, where, hints=hints) from exc
+    if repeats:
+        check_map(raw, len(body.__struct_fields__), where)
+    return body
+
+
+def seal_frame(
+    type_name: str, body: object, *, enc_hook: Callable[[Any], Any] | None = None
+) -> bytes:
+    """The frame ``{v, type, body}`` of a body msgspec can encode."""
+    frame = {"v": WIRE_VERSION, "type": type_name, "body": body}
+    if enc_hook is None:
+        return _ENCODER.encode(frame)
+    return msgspec.msgpack.encode(frame, enc_hook=enc_hook)
+
+
+def check_map(data: msgspec.Raw | bytes, keys: int, where: str) -> None:
+    """Refuse a map that parsed into ``keys`` distinct keys but whose header counts more: one
+    key repeats (msgspec keeps the last; the format refuses them)."""
+    view = memoryview(data)
+    first = view[0]
+    if 0x80 <= first <= 0x8F:
+        count = first & 0x0F
+    elif first == 0xDE:
+        count = int.from_bytes(view[1:3], "big")
+    elif first == 0xDF:
+        count = int.from_bytes(view[1:5], "big")
+    else:
+        return
+    if count != keys:
+        raise DecodeError(f"{where}: map key {_repeated_key(bytes(data))!r} appears twice")
+
+
+def _refuse_repeats(exc: BaseException, data: msgspec.Raw | bytes, where: str) -> None:
+    """A key said missing may have been written twice in its place: say so."""
+    if isinstance(exc, msgspec.ValidationError) and str(exc).startswith("Object missing"):
+        try:
+            repeated = _repeated_key(bytes(data))
+        except (ValueError, msgpack.UnpackException):
+            return
+        if repeated != "?":
+            raise DecodeError(f"{where}: map key {repeated!r} appears twice") from exc
+
+
+def _repeated_key(data: bytes) -> object:
+    """The first key that repeats in the map that ``data`` starts with (the slow path of a
+    refusal)."""
+    found: list[object] = []
+
+    def pairs(items: list[tuple[object, object]]) -> dict[object, object]:
+        keys = [k for k, _ in items]
+        found.extend(k for i, k in enumerate(keys) if k in keys[:i])
+        return {}
+
+    unpacker = msgpack.Unpacker(raw=False, object_pairs_hook=pairs, strict_map_key=False)
+    unpacker.feed(data)
+    next(unpacker, None)
+    return found[-1] if found else "?"
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<key>key` in `)?(?P<path>\$[^`]*)`)?$", re.S)
+_TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
+
+
+def refusal(
+    exc: BaseException,
+    where: str,
+    *,
+    size: int | None = None,
+    hints: Mapping[str, str] | None = None,
+) -> ProtocolError:
+    """The DecodeError for msgspec's refusal ``exc`` of the value at ``where``: the path of the
+    value at fault and what was wrong, in this format's words."""
+    if isinstance(exc, RecursionError):
+        return DecodeError(f"{where}: msgpack nested too deeply")
+    text = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        trailing = _TRAILING.search(text)
+        if trailing and size is not None:
+            return DecodeError(f"{size - int(trailing.group(1))} trailing bytes after the {where}")
+        if "Timestamp" in text:  # an extension type msgspec parses before the Struct sees it
+            return DecodeError(f"{where}: msgpack extension types are not part of the format")
+        return DecodeError(f"malformed msgpack ({text})")
+    match = _AT.match(text)
+    assert match is not None  # the pattern matches any text
+    msg, path = match.group("msg"), match.group("path") or "$"
+    at = where + path[1:]
+    if match.group("key"):
+        return DecodeError(f"{at}: map keys must be str ({msg})")
+    if field := re.match(r"Object missing required field `(.*)`$", msg):
+        return DecodeError(f"{at}: missing keys [{field.group(1)!r}]")
+    if field := re.match(r"Object contains unknown field `(.*)`$", msg):
+        return DecodeError(f"{at}: unexpected keys [{field.group(1)!r}]")
+    if msg.endswith("got `ext`") or msg.startswith("Timestamp"):
+        return DecodeError(f"{at}: msgpack extension types are not part of the format")
+    if got := re.match(r"Expected `object`, got `(.*)`$", msg):
+        return DecodeError(f"{at} must be a map, got {got.group(1)}")
+    name = path.rsplit(".", 1)[-1]
+    if hints and name in hints:
+        return DecodeError(f"{at} must be {hints[name]} ({msg})")
+    return DecodeError(f"{at}: {msg}")
+
+
+# --- protocol messages -----------------------------------------------------------------------
 
 _MessageClass: TypeAlias = type[Offer] | type[Bid] | type[Voucher] | type[Lease] | type[Receipt]
 _SignableClass: TypeAlias = type[Offer] | type[Bid] | type[Voucher] | type[Receipt]
 _Message: TypeAlias = Offer | Bid | Voucher | Lease | Receipt
 _SignedMessage: TypeAlias = Signed[Offer] | Signed[Bid] | Signed[Voucher] | Signed[Receipt]
 _SIGNED_PREFIX = "Signed"
-_ENVELOPE_KEYS = ("v", "type", "body")
-_SIGNED_KEYS = ("message", "signature")
 
-# Bounds given to the msgpack parser; every legitimate message is far inside them. The longest
-# str is a GPU model of 32 characters; the longest bin is a signature.
-_UNPACK_LIMITS: Final = {
-    "max_str_len": 128,
-    "max_bin_len": MAX_SIGNATURE_LENGTH,
-    "max_array_len": 0,
-    "max_map_len": 32,
-    "max_ext_len": 0,
+_ADDRESS = Annotated[bytes, msgspec.Meta(min_length=20, max_length=20)]
+_WORD = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+_MODEL = Annotated[str, msgspec.Meta(max_length=MAX_MODEL_LENGTH)]
+_WIRE_TYPES: dict[str, Any] = {
+    "address": _ADDRESS,
+    "bytes32": _WORD,
+    "uint256": _WORD,
+    "uint": int,  # the dataclass checks the range, as InvalidField
+    "bool": bool,
+    "model": _MODEL,
 }
-_BIN_LENGTH = {"address": 20, "bytes32": 32, "uint256": 32}
+_HINTS = {
+    "address": "a 20-byte bin",
+    "bytes32": "a 32-byte bin",
+    "uint256": "a 32-byte bin (uint256 is never a msgpack int)",
+    "uint": "a msgpack int",
+    "bool": "a msgpack bool",
+    "model": "a str",
+}
 
 
 def _wire_kind(attr: str, solidity_type: str) -> str:
@@ -96,55 +320,79 @@ def _wire_kind(attr: str, solidity_type: str) -> str:
     return "uint"
 
 
-_MESSAGE_CLASSES: dict[str, _MessageClass] = {
-    cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher, Lease, Receipt)
-}
-_SIGNABLE_CLASSES: dict[str, _SignableClass] = {
-    _SIGNED_PREFIX + cls.TYPE_NAME: cls for cls in (Offer, Bid, Voucher, Receipt)
-}
-# (python attribute, wire name, wire kind) for each message class, in the struct's order.
-_WIRE_FIELDS: dict[_MessageClass, tuple[tuple[str, str, str], ...]] = {
-    cls: tuple((attr, name, _wire_kind(attr, t)) for attr, name, t in cls.FIELDS)
-    for cls in _MESSAGE_CLASSES.values()
+class _Wire:
+    """How one message class travels: its body Struct (derived from ``FIELDS``), its decoder,
+    and the conversions between the two."""
+
+    def __init__(self, cls: _MessageClass) -> None:
+        self.cls = cls
+        self.fields = tuple((attr, name, _wire_kind(attr, t)) for attr, name, t in cls.FIELDS)
+        self.struct: type[msgspec.Struct] = msgspec.defstruct(
+            cls.TYPE_NAME,
+            [(attr, _WIRE_TYPES[kind]) for attr, _, kind in self.fields],
+            rename={attr: name for attr, name, _ in self.fields},
+            forbid_unknown_fields=True,
+        )
+        self.decoder = msgspec.msgpack.Decoder(self.struct)
+        self.hints = {name: _HINTS[kind] for _, name, kind in self.fields}
+        self.addresses = tuple(attr for attr, _, kind in self.fields if kind == "address")
+        self.words = tuple(attr for attr, _, kind in self.fields if kind == "uint256")
+        self.ints = tuple(attr for attr, _, kind in self.fields if kind == "uint")
+
+    def body(self, message: _Message) -> msgspec.Struct:
+        values = {attr: getattr(message, attr) for attr, _, _ in self.fields}
+        for attr in self.addresses:
+            values[attr] = bytes.fromhex(values[attr][2:])
+        for attr in self.words:
+            values[attr] = values[attr].to_bytes(32, "big")
+        for attr in self.ints:
+            values[attr] = int(values[attr])  # an IntEnum (Billing) travels as its number
+        return self.struct(**values)
+
+    def message(
+        self, raw: msgspec.Raw | bytes, where: str, *, repeats: bool = True
+    ) -> tuple[_Message, msgspec.Struct]:
+        """The message in ``raw``, and the body it was read from."""
+        body = read_body(self.decoder, raw, where, self.hints, repeats=repeats)
+        values = msgspec.structs.asdict(body)
+        for attr in self.addresses:
+            values[attr] = checksum_address("0x" + values[attr].hex())
+        for attr in self.words:
+            values[attr] = int.from_bytes(values[attr], "big")
+        return self.cls(**values), body
+
+
+class _SignedBody(msgspec.Struct, forbid_unknown_fields=True):
+    message: msgspec.Raw
+    signature: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SIGNATURE_LENGTH)]
+
+
+_SIGNED = msgspec.msgpack.Decoder(_SignedBody)
+_SIGNED_HINTS = {"signature": f"a bin of 1 to {MAX_SIGNATURE_LENGTH} bytes"}
+_WIRES: dict[type, _Wire] = {cls: _Wire(cls) for cls in (Offer, Bid, Voucher, Lease, Receipt)}
+_BY_NAME: dict[str, _Wire] = {wire.cls.TYPE_NAME: wire for wire in _WIRES.values()}
+_SIGNABLE: dict[str, _Wire] = {
+    _SIGNED_PREFIX + cls.TYPE_NAME: _WIRES[cls] for cls in (Offer, Bid, Voucher, Receipt)
 }
 
 
 def encode(obj: Decoded) -> bytes:
     """The canonical msgpack encoding of a message or signed message."""
-    body: dict[str, Any]
     if type(obj) is Signed:
-        inner = obj.message
-        if type(inner) not in (Offer, Bid, Voucher, Receipt):
+        if (frame := _remembered(obj)) is not None:
+            return frame
+        inner: object = obj.message
+        wire = _SIGNABLE.get(_SIGNED_PREFIX + getattr(type(inner), "TYPE_NAME", ""))
+        if wire is None:
             raise TypeError(
                 f"only offers, bids, vouchers and receipts are signed, not {type(inner)!r}"
             )
-        type_name = _SIGNED_PREFIX + inner.TYPE_NAME
-        body = {"message": _encode_body(inner), "signature": obj.signature}
-    elif type(obj) in _WIRE_FIELDS:
-        message = cast(_Message, obj)
-        type_name = message.TYPE_NAME
-        body = _encode_body(message)
-    else:
+        body = {"message": wire.body(cast(_Message, inner)), "signature": obj.signature}
+        return seal_frame(_SIGNED_PREFIX + wire.cls.TYPE_NAME, body)
+    wire = _WIRES.get(type(obj))
+    if wire is None:
         raise TypeError(f"cannot encode {type(obj)!r}: not a protocol message")
-    packed: bytes = msgpack.packb(
-        {"v": WIRE_VERSION, "type": type_name, "body": body}, use_bin_type=True
-    )
-    return packed
-
-
-def _encode_body(message: _Message) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for attr, name, kind in _WIRE_FIELDS[type(message)]:
-        value = getattr(message, attr)
-        if kind == "address":
-            body[name] = bytes.fromhex(value[2:])
-        elif kind == "uint256":
-            body[name] = value.to_bytes(32, "big")
-        elif kind == "uint":
-            body[name] = int(value)  # an IntEnum (Billing) travels as its number
-        else:
-            body[name] = value
-    return body
+    return seal_frame(wire.cls.TYPE_NAME, wire.body(cast(_Message, obj)))
 
 
 def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
@@ -154,24 +402,44 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
     UnknownMessageType for a ``type`` this version does not know, DecodeError for anything else
     that is not a well-formed message, and InvalidField when a value breaks its field's rule.
     """
-    if len(data) > max_size:
-        raise FrameTooLarge(len(data), max_size)
-    tree = _unpack(data)
-    if not isinstance(tree, dict):
-        raise DecodeError(f"a message is a msgpack map, got {_wire_type(tree)}")
-    version = tree.get("v")
-    if type(version) is not int or version != WIRE_VERSION:
-        raise DecodeError(
-            f"unsupported wire version {version!r}: this node reads version {WIRE_VERSION} only"
-        )
-    _check_keys(tree, _ENVELOPE_KEYS, "message")
-    type_name = tree["type"]
-    body = tree["body"]
-    if type(type_name) is str and type_name in _MESSAGE_CLASSES:
-        return _decode_message(_MESSAGE_CLASSES[type_name], body, type_name)
-    if type(type_name) is str and type_name in _SIGNABLE_CLASSES:
-        return _decode_signed(_SIGNABLE_CLASSES[type_name], body, type_name)
+    type_name, raw = open_frame(data, max_size=max_size, repeats=False)
+    if type(type_name) is str:
+        if (wire := _BY_NAME.get(type_name)) is not None:
+            check_map(data, _ENVELOPE_KEYS, "message")
+            return wire.message(raw, type_name)[0]
+        if (wire := _SIGNABLE.get(type_name)) is not None:
+            signed = read_body(_SIGNED, raw, type_name, _SIGNED_HINTS, repeats=False)
+            where = f"{type_name}.message"
+            message, body = wire.message(signed.message, where, repeats=False)
+            # The inner class is one of Offer, Bid, Voucher, Receipt; mypy cannot pair it with
+            # Signed's M.
+            obj = cast(_SignedMessage, Signed(message, signed.signature))
+            canonical = {"message": body, "signature": signed.signature}
+            if _ENCODER.encode({"v": WIRE_VERSION, "type": type_name, "body": canonical}) == data:
+                _remember(obj, data)  # canonical: no key repeats anywhere in it
+            else:
+                check_map(data, _ENVELOPE_KEYS, "message")
+                check_map(raw, len(_SignedBody.__struct_fields__), type_name)
+                check_map(signed.message, len(wire.fields), where)
+            return obj
     raise UnknownMessageType(type_name)
+
+
+# Signed orders are decoded by the relay, then encoded again to be stored and gossiped: the
+# canonical frames of the last ones decoded are kept, by the (frozen) object's identity.
+_MEMO: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
+_MEMO_SIZE: Final = 8192
+
+
+def _remember(obj: object, frame: bytes) -> None:
+    _MEMO[id(obj)] = (obj, frame)  # the entry holds obj: its id is not reused meanwhile
+    if len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+
+
+def _remembered(obj: object) -> bytes | None:
+    hit = _MEMO.get(id(obj))
+    return hit[1] if hit is not None and hit[0] is obj else None
 
 
 def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D:
@@ -182,7 +450,7 @@ def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D
     """
     origin = get_origin(cls) or cls
     inner = get_args(cls)[0] if get_args(cls) else None
-    if origin is not Signed and origin not in _WIRE_FIELDS:
+    if origin is not Signed and origin not in _WIRES:
         raise TypeError(f"{cls!r} is not a protocol message class")
     obj = decode(data, max_size=max_size)
     if origin is Signed:
@@ -202,114 +470,20 @@ def _type_name(obj: Decoded) -> str:
     return cast(_Message, obj).TYPE_NAME
 
 
-def _unpack(data: bytes) -> object:
-    try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=False,
-            object_pairs_hook=_map_from_pairs,
-            ext_hook=_refuse_ext,
-            **_UNPACK_LIMITS,
-        )
-    except msgpack.ExtraData as exc:
-        raise DecodeError(f"{len(exc.extra)} trailing bytes after the message") from exc
-    except (ValueError, msgpack.UnpackException) as exc:
-        # ValueError covers truncated input, reserved bytes, bad UTF-8, non-str map keys and
-        # values over the parser's limits.
-        raise DecodeError(f"malformed msgpack ({type(exc).__name__}: {exc})") from exc
-
-
-def _map_from_pairs(pairs: list[tuple[object, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if type(key) is not str:
-            raise DecodeError(f"map keys must be str, got {_wire_type(key)} {key!r}")
-        if key in result:
-            raise DecodeError(f"map key {key!r} appears twice")
-        result[key] = value
-    return result
-
-
-def _refuse_ext(code: int, data: bytes) -> object:
-    raise DecodeError(f"msgpack extension type {code} is not part of the protocol")
-
-
-def _check_keys(mapping: dict[str, object], expected: tuple[str, ...], where: str) -> None:
-    missing = [k for k in expected if k not in mapping]
-    extra = sorted(k for k in mapping if k not in expected)
-    if missing or extra:
-        raise DecodeError(f"{where}: missing keys {missing}, unexpected keys {extra}")
-
-
-def _decode_signed(cls: _SignableClass, body: object, type_name: str) -> _SignedMessage:
-    if not isinstance(body, dict):
-        raise DecodeError(f"{type_name}.body must be a map, got {_wire_type(body)}")
-    _check_keys(body, _SIGNED_KEYS, f"{type_name}.body")
-    signature = body["signature"]
-    if type(signature) is not bytes or not 0 < len(signature) <= MAX_SIGNATURE_LENGTH:
-        raise DecodeError(
-            f"{type_name}.signature must be a bin of 1 to {MAX_SIGNATURE_LENGTH} bytes, "
-            f"got {_wire_type(signature)}"
-        )
-    message = _decode_message(cls, body["message"], f"{type_name}.message")
-    # The inner class is always one of Offer, Bid, Voucher, Receipt; mypy cannot pair it with
-    # Signed's M.
-    return cast(_SignedMessage, Signed(message, signature))
-
-
-def _decode_message(cls: _MessageClass, body: object, where: str) -> _Message:
-    if not isinstance(body, dict):
-        raise DecodeError(f"{where} body must be a map, got {_wire_type(body)}")
-    fields = _WIRE_FIELDS[cls]
-    _check_keys(body, tuple(name for _, name, _ in fields), where)
-    values = {
-        attr: _field_value(body[name], kind, f"{where}.{name}") for attr, name, kind in fields
-    }
-    return cls(**values)
-
-
-def _field_value(value: object, kind: str, where: str) -> Any:
-    if kind == "uint":
-        if type(value) is not int:
-            raise DecodeError(f"{where} must be a msgpack int, got {_wire_type(value)}")
-        return value  # the dataclass checks the range
-    if kind == "bool":
-        if type(value) is not bool:
-            raise DecodeError(f"{where} must be a msgpack bool, got {_wire_type(value)}")
-        return value
-    if kind == "model":
-        if type(value) is not str:
-            raise DecodeError(f"{where} must be a str, got {_wire_type(value)}")
-        return value  # the dataclass checks the model name's rules
-    length = _BIN_LENGTH[kind]
-    if type(value) is not bytes or len(value) != length:
-        hint = " (uint256 is never a msgpack int)" if type(value) is int else ""
-        raise DecodeError(f"{where} must be a {length}-byte bin, got {_wire_type(value)}{hint}")
-    if kind == "address":
-        return checksum_address("0x" + value.hex())
-    if kind == "uint256":
-        return int.from_bytes(value, "big")
-    return value
-
-
-def _wire_type(value: object) -> str:
-    """How ``value`` appeared on the wire, for error messages."""
-    if isinstance(value, bytes):
-        return f"{len(value)}-byte bin"
-    names = {bool: "bool", int: "int", float: "float", str: "str", dict: "map", tuple: "array"}
-    if value is None:
-        return "nil"
-    return names.get(type(value), type(value).__name__)
-
-
 __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_SIGNATURE_LENGTH",
     "WIRE_VERSION",
     "Decoded",
+    "Envelope",
+    "Unreadable",
+    "check_map",
     "decode",
     "decode_as",
     "encode",
+    "open_frame",
+    "read_body",
+    "refusal",
+    "scalar",
+    "seal_frame",
 ]

@@ -43,9 +43,9 @@ from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, Unk
 from nodes.lab.store import JobRecord, LeaseRecord
 from nodes.lab.verify import Emit, OnLedger, PeriodVerifier, Rejected
 from nodes.logs import EventLogger
-from nodes.relay.client import RelayClient
 from nodes.wire import MAX_PERIODS, JobState, SubmitJob
 from nodes.wire.messages import OrderStatus
+from nodes.wire.relay_client import RelayClient
 
 _ACCEPTED_BIDS = (OrderStatus.ACCEPTED, OrderStatus.DUPLICATE_ORDER)
 

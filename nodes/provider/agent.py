@@ -50,9 +50,9 @@ from nodes.provider.pricing import load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
 from nodes.provider.work import LeaseWork, ProviderMetrics
-from nodes.relay.client import RelayClient
 from nodes.state import DurableChain
 from nodes.state.records import Records
+from nodes.wire.relay_client import RelayClient
 
 TICK_S = 0.25
 T = TypeVar("T")

@@ -54,10 +54,8 @@ from nodes.metrics import Counter
 from nodes.provider.challenges import ChallengeDesk, ChallengeRefused
 from nodes.provider.store import WAITING, AgentStore
 from nodes.provider.work import ProviderMetrics
-from nodes.relay.answers import Answer, WrongMessageType, answer_for
 from nodes.state.records import Records
 from nodes.wire import (
-    CONTENT_TYPE,
     MAX_OUTPUT_CHUNKS,
     ChallengeCommitment,
     ChallengeOpen,
@@ -77,9 +75,8 @@ from nodes.wire import (
     SubmitJob,
     SubmitVoucher,
     VoucherAccepted,
-    decode,
-    encode,
 )
+from nodes.wire.answers import Answer, WrongMessageType, answer_for, read_message, respond
 
 MAX_REQUEST: Final = 1024 * 1024
 MAX_ANSWER: Final = 6 * 1024 * 1024
@@ -158,18 +155,20 @@ class ProviderService:
             code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
                 exc.status, ErrorCode.FRAME_TOO_LARGE if exc.status == 413 else ErrorCode.INTERNAL
             )
-            response = _error(Answer(exc.status, ErrorResponse(code, exc.reason)))
+            response = _error(request, Answer(exc.status, ErrorResponse(code, exc.reason)))
         except Refused as exc:
-            response = _error(Answer(exc.status, ErrorResponse(exc.code, str(exc))))
+            response = _error(request, Answer(exc.status, ErrorResponse(exc.code, str(exc))))
         except MarketError as exc:
             answer = answer_for(exc)
             if answer is None:
                 self.log.error("request_failed", endpoint=endpoint, error=repr(exc))
                 answer = Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
-            response = _error(answer)
+            response = _error(request, answer)
         except Exception as exc:  # a bug: answered as a typed refusal and logged, never bare
             self.log.error("request_failed", endpoint=endpoint, error=repr(exc), exc_info=True)
-            response = _error(Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__)))
+            response = _error(
+                request, Answer(500, ErrorResponse(ErrorCode.INTERNAL, type(exc).__name__))
+            )
         self.requests.inc(endpoint=endpoint, status=str(response.status))
         return response
 
@@ -178,7 +177,7 @@ class ProviderService:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
             raise Refused(413, ErrorCode.FRAME_TOO_LARGE, str(exc.reason)) from exc
-        message = decode(data, max_size=MAX_REQUEST)
+        message = read_message(request, data, max_size=MAX_REQUEST)
         if not isinstance(message, cls):
             raise WrongMessageType(message.TYPE_NAME, cls.TYPE_NAME)
         return message
@@ -188,7 +187,7 @@ class ProviderService:
     async def jobs(self, request: web.Request) -> web.Response:
         message = await self._body(request, SubmitJob)
         state = await self._run(lambda: self._accept_job(message))
-        return _frame(JobAccepted(message.lease_id, state))
+        return _frame(request, JobAccepted(message.lease_id, state))
 
     def _accept_job(self, m: SubmitJob) -> JobState:
         row = self.store.job(m.lease_id)
@@ -235,7 +234,7 @@ class ProviderService:
     async def receipts(self, request: web.Request) -> web.Response:
         message = await self._body(request, ReceiptsQuery)
         batch = await self._run(lambda: self._batch(message))
-        return _frame(batch)
+        return _frame(request, batch)
 
     def _batch(self, q: ReceiptsQuery) -> ReceiptBatch:
         row = self.store.job(q.lease_id)
@@ -261,7 +260,7 @@ class ProviderService:
         message = await self._body(request, OutputQuery)
         answer = await self._run(lambda: self._chunks(message))
         self.metrics.output_chunks.inc(len(answer.chunks))
-        return _frame(answer)
+        return _frame(request, answer)
 
     def _chunks(self, q: OutputQuery) -> OutputChunks:
         row = self.store.job(q.lease_id)
@@ -311,7 +310,7 @@ class ProviderService:
         self.vouchers.inc(result="new" if new else "replay")
         if new:
             self.log.info("voucher_received", lease=v.lease_id, amount=v.cumulative_amount)
-        return _frame(VoucherAccepted(v.lease_id, v.cumulative_amount, new))
+        return _frame(request, VoucherAccepted(v.lease_id, v.cumulative_amount, new))
 
     def _save_voucher(self, m: SubmitVoucher) -> bool:
         lease_id = m.voucher.message.lease_id
@@ -341,7 +340,7 @@ class ProviderService:
             raise Refused(exc.status, ErrorCode.CHALLENGE_REFUSED, str(exc)) from exc
         self.log.info("challenge_answered", lease=message.lease_id, n=message.n,
                       backend=commitment.backend)  # fmt: skip
-        return _frame(commitment)
+        return _frame(request, commitment)
 
     def _authenticate_challenge(self, m: ChallengeRequest) -> None:
         row = self.store.job(m.lease_id)
@@ -363,7 +362,7 @@ class ProviderService:
             rows: ChallengeRows = await asyncio.to_thread(self.desk.open, message)
         except ChallengeRefused as exc:
             raise Refused(exc.status, ErrorCode.CHALLENGE_REFUSED, str(exc)) from exc
-        return _frame(rows)
+        return _frame(request, rows)
 
     # --- operations --------------------------------------------------------------------------
 
@@ -374,17 +373,12 @@ class ProviderService:
         return web.Response(text="ok")
 
 
-def _frame(message: Message, status: int = 200) -> web.Response:
-    return web.Response(body=encode(message), status=status, content_type=CONTENT_TYPE)
+def _frame(request: web.Request, message: Message, status: int = 200) -> web.Response:
+    return respond(request, message, status)
 
 
-def _error(answer: Answer) -> web.Response:
-    return web.Response(
-        body=encode(answer.body),
-        status=answer.status,
-        content_type=CONTENT_TYPE,
-        headers=answer.headers,
-    )
+def _error(request: web.Request, answer: Answer) -> web.Response:
+    return respond(request, answer.body, answer.status, answer.headers)
 
 
 __all__ = ["MAX_ANSWER", "MAX_REQUEST", "ProviderService", "Refused"]

@@ -1,7 +1,8 @@
 """The relay daemon: an order book over the network, gossip between relays, and a matcher.
 
     relay.py       Relay: starts the parts in order, stops them gracefully
-    server.py      the HTTP API and the event stream (aiohttp); answers.py maps refusals to codes
+    server.py      the HTTP API and the event stream (aiohttp); refusals mapped to codes by
+                   ``nodes.wire.answers``
     admission.py   one Admission for submitted and gossiped orders: every check before anything
                    changes; capacity.py bounds the book, funds.py reads labs' funds
     book.py        the order book kept durable, in step with the chain, observable
@@ -14,24 +15,22 @@
     reputations.py provider reputations from the chain's history, served on request
     gossip.py      sending accepted orders on to peer relays, without loops
     stream.py      fan-out of events to stream subscribers
-    client.py      RelayClient: the API from Python
     stakes.py, ratelimit.py, metrics.py, config.py, run.py
+
+The API from Python, ``RelayClient``, lives beside the wire format (``nodes.wire.relay_client``):
+providers and labs use it without importing this package.
 
 Anyone can run one; orders are self-authenticating, so a relay can hide orders but never forge them.
 """
 
-from nodes.relay.client import RELAY_HEADER, RelayClient, RelayStream
 from nodes.relay.config import Limits, RelayConfig
 from nodes.relay.relay import Relay
 from nodes.relay.run import run, serve
 
 __all__ = [
-    "RELAY_HEADER",
     "Limits",
     "Relay",
-    "RelayClient",
     "RelayConfig",
-    "RelayStream",
     "run",
     "serve",
 ]

@@ -255,8 +255,18 @@ class RelayBook:
 
     def rematch(self) -> None:
         """Match what rests again (after stakes changed or fills were released)."""
-        if self.matching:
+        if self.matching and self._may_cross():
             self._take(self.book.match_all(self.chain_time))
+
+    def _may_cross(self) -> bool:
+        """Whether some model's dearest resting bid reaches its cheapest resting offer. A match
+        needs that first, so when no model's does, matching everything again finds nothing (and
+        walking every bid of a large book is the relay's dearest chore)."""
+        for model in self.book.models():
+            bid, offer = self.book.best_bid_price(model), self.book.best_offer_price(model)
+            if bid is not None and offer is not None and bid >= offer:
+                return True
+        return False
 
     def auction(self) -> list[Clearing]:
         """Clear every GPU model at its uniform price now (``market.matching.run_auction``); each

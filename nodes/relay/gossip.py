@@ -22,9 +22,9 @@ import aiohttp
 from market.matching import Submission
 from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.logs import EventLogger
-from nodes.relay.client import RelayClient
 from nodes.relay.metrics import RelayMetrics
 from nodes.wire import Gossip, OrderStatus
+from nodes.wire.relay_client import RelayClient
 
 _FIRST_DELAY_S = 0.1
 

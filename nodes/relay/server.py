@@ -12,13 +12,15 @@
     GET  /metrics         Prometheus text
     GET  /healthz         "ok"
 
-Bodies are msgpack frames (``application/msgpack``). Every refusal of a whole request is an
-ErrorResponse with a code: 400 for bad frames, 404/405, 413 over the frame size or order count,
-429 over a rate limit (per client address for every request and stream message, per signer for
-orders, whether sent directly or gossiped, per peer for gossip), 503 when the chain does not answer
-or the relay is stopping. Both order endpoints go through one Admission
-(``nodes/relay/admission.py``). A refused request changes nothing. Every answer names the relay
-in ``X-Gpumarket-Relay``.
+Bodies are msgpack frames (``application/msgpack``); a request whose ``Accept`` prefers
+``application/json`` is answered in JSON, and a body sent as ``application/json`` is read as JSON
+(the same frames, bins as 0x-hex strings: for people and browsers). The stream stays msgpack. Every
+refusal of a whole request is an ErrorResponse with a code: 400 for bad frames, 404/405, 413 over
+the frame size or order count, 429 over a rate limit (per client address for every request and
+stream message, per signer for orders, whether sent directly or gossiped, per peer for gossip), 503
+when the chain does not answer or the relay is stopping. Both order endpoints go through one
+Admission (``nodes/relay/admission.py``). A refused request changes nothing. Every answer names the
+relay in ``X-Gpumarket-Relay``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import msgspec
 from aiohttp import WSMessage, WSMsgType, web
 
 from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError
@@ -38,9 +41,7 @@ from market.protocol.types import checksum_address
 from nodes.errors import TooManyOrders
 from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
-from nodes.relay.answers import Answer, ShuttingDown, WrongMessageType, answer_for, plain
 from nodes.relay.book import RelayBook
-from nodes.relay.client import RELAY_HEADER
 from nodes.relay.config import Limits
 from nodes.relay.gossip import Gossiper
 from nodes.relay.metrics import RelayMetrics
@@ -48,7 +49,6 @@ from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.reputations import ReputationService
 from nodes.relay.stream import Hub
 from nodes.wire import (
-    CONTENT_TYPE,
     ZERO_ADDRESS,
     BookQuery,
     BookSnapshot,
@@ -56,6 +56,7 @@ from nodes.wire import (
     ExplainRequest,
     ExplainResponse,
     Gossip,
+    GpuModel,
     Message,
     OrderResult,
     OrdersAccepted,
@@ -64,7 +65,16 @@ from nodes.wire import (
     decode,
     encode,
 )
-from nodes.wire.fields import GpuModel
+from nodes.wire.answers import (
+    Answer,
+    ShuttingDown,
+    WrongMessageType,
+    answer_for,
+    plain,
+    read_message,
+    respond,
+)
+from nodes.wire.relay_client import RELAY_HEADER
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,13 +140,13 @@ class RelayServer:
             response = await handler(request)
         except web.HTTPException as exc:  # aiohttp's own refusals: no route, wrong method
             code = _HTTP_CODES.get(exc.status, ErrorCode.MALFORMED_FRAME)
-            response = _respond(plain(exc.status, code, exc.reason))
+            response = _respond(request, plain(exc.status, code, exc.reason))
         except Exception as exc:  # the server's boundary: every answer is an ErrorResponse
             answer = answer_for(exc) if isinstance(exc, MarketError) else None
             if answer is None:
                 self.log.error("request_failed", endpoint=endpoint, exc_info=True)
                 answer = plain(500, ErrorCode.INTERNAL, "internal error; see the relay log")
-            response = _respond(answer)
+            response = _respond(request, answer)
         self.metrics.requests.inc(endpoint=endpoint, status=str(response.status))
         if not response.prepared:
             response.headers[RELAY_HEADER] = self.relay_id
@@ -151,7 +161,7 @@ class RelayServer:
             data += chunk
             if len(data) > limit:
                 raise FrameTooLarge(len(data), limit)
-        return decode(bytes(data), max_size=limit)
+        return read_message(request, bytes(data), max_size=limit)
 
     async def orders(self, request: web.Request) -> web.Response:
         message = _expect(await self._frame(request), SubmitOrders)
@@ -168,7 +178,7 @@ class RelayServer:
             evicted=admitted.evicted,
         )
         self.gossiper.publish(admitted.accepted, origin=self.relay_id, hops=1)
-        return _message(OrdersAccepted(tuple(admitted.results)))
+        return _message(request, OrdersAccepted(tuple(admitted.results)))
 
     async def gossip(self, request: web.Request) -> web.Response:
         message = _expect(await self._frame(request), Gossip)
@@ -193,7 +203,7 @@ class RelayServer:
             hops=message.hops + 1,
             came_from=message.sender,
         )
-        return _message(OrdersAccepted(tuple(admitted.results)))
+        return _message(request, OrdersAccepted(tuple(admitted.results)))
 
     def _evicted(self, admitted: Admitted) -> None:
         if admitted.evicted:
@@ -204,9 +214,9 @@ class RelayServer:
             raise TooManyOrders(count, self.limits.max_orders_per_request)
 
     async def book_snapshot(self, request: web.Request) -> web.Response:
-        model = GpuModel().decode(request.match_info["model"], "model")
+        model = _model(request.match_info["model"])
         depth = _whole(request.query.get("depth", "100"), "depth")
-        return _message(self.snapshot(BookQuery(model, depth)))
+        return _message(request, self.snapshot(BookQuery(model, depth)))
 
     def snapshot(self, query: BookQuery) -> BookSnapshot:
         return self.book.snapshot(query.model, min(query.depth, self.limits.max_book_depth))
@@ -214,25 +224,27 @@ class RelayServer:
     async def explain(self, request: web.Request) -> web.Response:
         req = _expect(await self._frame(request), ExplainRequest)
         explanation = self.book.explain(req.order)
-        return _message(ExplainResponse(explanation))
+        return _message(request, ExplainResponse(explanation))
 
     async def reputation_list(self, request: web.Request) -> web.Response:
         after = _address(request.query.get("after", ZERO_ADDRESS), "after")
         limit = _whole(request.query.get("limit", str(self.limits.max_reputations)), "limit")
         query = ReputationQuery((), after, limit)
-        return _message(await self.reputations.answer(query))
+        return _message(request, await self.reputations.answer(query))
 
     async def reputation_of(self, request: web.Request) -> web.Response:
         provider = _address(request.match_info["provider"], "providers")
-        return _message(await self.reputations.answer(ReputationQuery((provider,))))
+        return _message(request, await self.reputations.answer(ReputationQuery((provider,))))
 
     async def lab_record(self, request: web.Request) -> web.Response:
         lab = _address(request.match_info["lab"], "labs")
-        return _message(await self.reputations.answer(ReputationQuery(limit=1, labs=(lab,))))
+        return _message(
+            request, await self.reputations.answer(ReputationQuery(limit=1, labs=(lab,)))
+        )
 
     async def reputation_query(self, request: web.Request) -> web.Response:
         query = _expect(await self._frame(request), ReputationQuery)
-        return _message(await self.reputations.answer(query))
+        return _message(request, await self.reputations.answer(query))
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=4 * self.limits.max_frame_size, heartbeat=30)
@@ -308,6 +320,14 @@ def _summary(results: Sequence[OrderResult]) -> str:
     return ",".join(f"{status}:{n}" for status, n in sorted(refused.items())) or "none"
 
 
+def _model(raw: str) -> str:
+    try:
+        model: str = msgspec.convert(raw, GpuModel)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"model must be a GPU model name: {exc}") from exc
+    return model
+
+
 def _whole(raw: str, name: str) -> int:
     if not raw.isdigit() or int(raw) > 2**32 - 1:
         raise DecodeError(f"{name} must be a whole number below 2^32, got {raw!r}")
@@ -321,17 +341,12 @@ def _address(raw: str, field: str) -> str:
         raise InvalidField("ReputationQuery", field, str(exc)) from exc
 
 
-def _message(message: Message) -> web.Response:
-    return web.Response(body=encode(message), content_type=CONTENT_TYPE)
+def _message(request: web.Request, message: Message) -> web.Response:
+    return respond(request, message)
 
 
-def _respond(answer: Answer) -> web.Response:
-    return web.Response(
-        status=answer.status,
-        body=encode(answer.body),
-        content_type=CONTENT_TYPE,
-        headers=answer.headers,
-    )
+def _respond(request: web.Request, answer: Answer) -> web.Response:
+    return respond(request, answer.body, answer.status, answer.headers)
 
 
 __all__ = ["RelayServer"]

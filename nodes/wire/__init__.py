@@ -1,21 +1,37 @@
-"""The daemons' wire format: msgpack frames with a versioned envelope and a closed set of types.
+"""The daemons' wire format: frames in the protocol codec's envelope, a closed set of types.
 
-    frames.py    encode(message) -> bytes; decode(bytes) -> message, the one validating decoder
+    frames.py    encode(message) -> bytes; decode(bytes) -> message, the one validating decoder;
+                 encode_json / decode_json, the same frames in JSON for people and browsers
     messages.py  the message types (SubmitOrders, OrdersAccepted, BookQuery, BookSnapshot,
                  ExplainRequest, ExplainResponse, Fill, LeaseOpened, BookChange, Gossip,
                  ReputationQuery, ReputationReport, ErrorResponse; between a lab and its provider:
                  SubmitJob/JobAccepted, ReceiptsQuery/ReceiptBatch, OutputQuery/OutputChunks,
                  SubmitVoucher/VoucherAccepted, ChallengeRequest/ChallengeCommitment,
                  ChallengeOpen/ChallengeRows)
-                 and the closed enums they use
-    schemas.py   how each message travels: its keys, in order, and the kind of each value
-    fields.py    the kinds of value, each with one msgpack form and a validating decoder
+                 and the closed enums they use, each a msgspec Struct declared once
+    values.py    how the library's values travel inside them (codec frames in bins, addresses,
+                 uint256s, explanations, reputations); hooks.py, how msgspec meets them
+    answers.py   every refusal of a whole request as an ErrorResponse and its HTTP status,
+                 shared by the relay's and the provider's HTTP servers
+    http.py      HttpPeer: the HTTP clients' common part (session, timeout, bounded answers)
+    relay_client.py  RelayClient and RelayStream: a relay's API from Python (providers, labs,
+                 peer relays and tools use it without importing the relay)
 
 Signed orders inside a message are ``market.protocol.codec`` frames carried as bins, so they are
-decoded and verified exactly as the protocol defines them.
+decoded and verified exactly as the protocol defines them; the envelope itself is the codec's.
 """
 
-from nodes.wire.frames import CONTENT_TYPE, MAX_FRAME_SIZE, WIRE_VERSION, decode, decode_as, encode
+from nodes.wire.frames import (
+    CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    MAX_FRAME_SIZE,
+    WIRE_VERSION,
+    decode,
+    decode_as,
+    decode_json,
+    encode,
+    encode_json,
+)
 from nodes.wire.messages import (
     MAX_CHALLENGE_N,
     MAX_CHALLENGE_ROWS,
@@ -42,6 +58,7 @@ from nodes.wire.messages import (
     Fill,
     FillStatus,
     Gossip,
+    GpuModel,
     JobAccepted,
     JobState,
     LeaseOpened,
@@ -64,9 +81,11 @@ from nodes.wire.messages import (
     Value,
     VoucherAccepted,
 )
+from nodes.wire.relay_client import RELAY_HEADER, RelayClient, RelayStream
 
 __all__ = [
     "CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
     "MAX_CHALLENGE_N",
     "MAX_CHALLENGE_ROWS",
     "MAX_CHUNK_SEALED",
@@ -76,6 +95,7 @@ __all__ = [
     "MAX_PERIODS",
     "MAX_REPUTATIONS",
     "MAX_SEALED",
+    "RELAY_HEADER",
     "WIRE_VERSION",
     "ZERO_ADDRESS",
     "BookChange",
@@ -94,6 +114,7 @@ __all__ = [
     "Fill",
     "FillStatus",
     "Gossip",
+    "GpuModel",
     "JobAccepted",
     "JobState",
     "LeaseOpened",
@@ -107,6 +128,8 @@ __all__ = [
     "PeriodReport",
     "ReceiptBatch",
     "ReceiptsQuery",
+    "RelayClient",
+    "RelayStream",
     "ReputationQuery",
     "ReputationReport",
     "Side",
@@ -117,5 +140,7 @@ __all__ = [
     "VoucherAccepted",
     "decode",
     "decode_as",
+    "decode_json",
     "encode",
+    "encode_json",
 ]

@@ -1,72 +1,144 @@
-"""Encoding daemon messages into frames, and the one validating decoder.
+"""Encoding daemon messages into frames, and the one validating decoder, in msgpack and in JSON.
 
-A frame is a msgpack map with exactly three keys, the envelope of ``market.protocol.codec``::
-
-    {"v": 1, "type": "<message type>", "body": {<camelCase key>: <value>, ...}}
+A frame is the envelope of ``market.protocol.codec``, ``{v, type, body}``, whose body is a
+message of ``messages.py`` (its camelCase keys, in its fields' order). msgpack is what the
+daemons send; JSON is the same frame for a person or a browser, with every bin written as a
+0x-hex string (the codec frames of orders included) and addresses as their EIP-55 strings.
 
 :func:`decode` refuses, with typed errors and before acting on anything: a frame longer than
 ``max_size`` (FrameTooLarge, checked before parsing), bytes that are not one msgpack value
 (DecodeError: truncated, trailing bytes, reserved codes, extension types, non-str or repeated map
 keys), another version, a ``type`` outside the closed set (UnknownMessageType), a missing or
-unexpected key at any level, a value of the wrong msgpack type or size (DecodeError, naming its
-path), and an order or value that breaks a protocol rule (InvalidField).
+unexpected key, a value of the wrong msgpack type, size or range (DecodeError, naming its path),
+and an order or value that breaks a protocol rule (InvalidField, naming its path). Every body key
+is required; the body's repeated or missing keys are found by its map's header count. Inside the
+body, a value left out where the message declares a default takes it, and of a repeated key the
+last counts; the orders themselves are codec frames, strict at every level.
 """
 
 from __future__ import annotations
 
-from typing import Final, TypeVar, cast
+from typing import Final, TypeVar, cast, get_args
 
-import msgpack
+import msgspec
 
-from market.errors import DecodeError, FrameTooLarge, UnknownMessageType
-from nodes.wire.fields import check_keys, wire_type
+from market.errors import (
+    DecodeError,
+    FrameTooLarge,
+    InvalidField,
+    ProtocolError,
+    UnknownMessageType,
+)
+from market.protocol import codec
+from nodes.wire.hooks import (
+    Nested,
+    dec_hook,
+    json_dec_hook,
+    lowerer,
+    numbers_only,
+    path_of,
+    preparer,
+)
 from nodes.wire.messages import Message
-from nodes.wire.schemas import SCHEMAS
 
-WIRE_VERSION: Final = 1
+WIRE_VERSION: Final = codec.WIRE_VERSION
 MAX_FRAME_SIZE: Final = 1024 * 1024
 """The default limit on a frame's length, in bytes."""
 CONTENT_TYPE: Final = "application/msgpack"
+JSON_CONTENT_TYPE: Final = "application/json"
 M = TypeVar("M", bound=Message)
 
-_ENVELOPE_KEYS = ("v", "type", "body")
-# Parser bounds: far above anything a valid message holds, so the schemas decide; they only stop
-# a small frame from declaring huge containers.
-_MAX_STR = 4 * 4096  # bytes: a 4096-character str of UTF-8
-_MAX_MAP = 1024
+MESSAGES: Final[dict[str, type[Message]]] = {
+    cls.TYPE_NAME: cls for cls in cast(tuple[type[Message], ...], get_args(Message))
+}
+"""Every message class by its wire ``type``: the closed set."""
+
+
+class _Codec:
+    """One message class's decoders and encoders."""
+
+    def __init__(self, cls: type[msgspec.Struct]) -> None:
+        self.cls = cls
+        self.names = tuple(f.encode_name for f in msgspec.structs.fields(cls))
+        self.decoder = msgspec.msgpack.Decoder(cls, dec_hook=dec_hook)
+        self.lower = lowerer(cls, False)
+        self.native = numbers_only(cls)
+        self.lower_json = lowerer(cls, True)
+        self.prepare_json = preparer(cls, True)
 
 
 def encode(message: Message) -> bytes:
-    """The frame of ``message``."""
-    schema = SCHEMAS.get(getattr(type(message), "TYPE_NAME", ""))
-    if schema is None or schema.make is not type(message):
+    """The msgpack frame of ``message``."""
+    c = _codec_of(message)
+    name: str = message.TYPE_NAME
+    if c.native:  # as it is, unless an int is beyond msgpack's range
+        try:
+            return codec.seal_frame(name, message)
+        except OverflowError:
+            pass
+    return codec.seal_frame(name, message if c.lower is None else c.lower(message))
+
+
+def encode_json(message: Message) -> bytes:
+    """The JSON frame of ``message``: bins as 0x-hex strings, addresses as EIP-55 strings."""
+    c = _codec_of(message)
+    body = c.lower_json(message) if c.lower_json is not None else message
+    return msgspec.json.encode({"v": WIRE_VERSION, "type": message.TYPE_NAME, "body": body})
+
+
+def _codec_of(message: object) -> _Codec:
+    c = _CODECS.get(getattr(type(message), "TYPE_NAME", ""))
+    if c is None or c.cls is not type(message):
         raise TypeError(f"{type(message)!r} is not a daemon message")
-    packed: bytes = msgpack.packb(
-        {"v": WIRE_VERSION, "type": message.TYPE_NAME, "body": schema.encode(message)},
-        use_bin_type=True,
-    )
-    return packed
+    return c
 
 
 def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
-    """The message in ``data``, which must hold exactly one frame; raises a ProtocolError."""
+    """The message in ``data``, which must hold exactly one msgpack frame; raises a
+    ProtocolError."""
+    type_name, raw = codec.open_frame(data, max_size=max_size, where="frame")
+    c = _CODECS.get(type_name) if type(type_name) is str else None
+    if c is None:
+        raise UnknownMessageType(type_name)
+    where = cast(str, type_name)
+    try:
+        message = c.decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _located(exc, where) from exc
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise codec.refusal(exc, where) from exc
+    _check_keys(raw, c.names, where)
+    return cast(Message, message)
+
+
+def decode_json(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
+    """The message in ``data``, one JSON frame (bins as 0x-hex strings); raises a
+    ProtocolError."""
     if len(data) > max_size:
         raise FrameTooLarge(len(data), max_size)
-    tree = _unpack(data, max_size)
-    if not isinstance(tree, dict):
-        raise DecodeError(f"a frame is a msgpack map, got {wire_type(tree)}")
-    version = tree.get("v")
+    try:
+        envelope = _JSON_ENVELOPE.decode(data)
+        version = msgspec.json.decode(envelope.v, type=_JSON_SCALAR)
+        type_name = msgspec.json.decode(envelope.type, type=_JSON_SCALAR)
+        body = msgspec.json.decode(envelope.body)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise codec.refusal(exc, "frame") from exc
     if type(version) is not int or version != WIRE_VERSION:
         raise DecodeError(
             f"unsupported wire version {version!r}: this node reads version {WIRE_VERSION} only"
         )
-    check_keys(tree, _ENVELOPE_KEYS, "frame")
-    type_name = tree["type"]
-    schema = SCHEMAS.get(type_name) if type(type_name) is str else None
-    if schema is None:
+    c = _CODECS.get(type_name) if type(type_name) is str else None
+    if c is None:
         raise UnknownMessageType(type_name)
-    message: Message = schema.decode(tree["body"], type_name)
-    return message
+    try:
+        message = msgspec.convert(c.prepare_json(body), c.cls, dec_hook=json_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise _located(exc, cast(str, type_name)) from exc
+    if isinstance(body, dict):
+        missing = [k for k in c.names if k not in body]
+        if missing:
+            raise DecodeError(f"{type_name}: missing keys {missing}")
+    return cast(Message, message)
 
 
 def decode_as(data: bytes, cls: type[M], *, max_size: int = MAX_FRAME_SIZE) -> M:
@@ -77,43 +149,47 @@ def decode_as(data: bytes, cls: type[M], *, max_size: int = MAX_FRAME_SIZE) -> M
     return cast(M, message)
 
 
-def _unpack(data: bytes, max_size: int) -> object:
+def _check_keys(raw: msgspec.Raw, names: tuple[str, ...], where: str) -> None:
+    """Every key of the body, once: a header counting fewer entries than the message's keys
+    lacks one (msgspec took its default), one counting more repeats one."""
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=False,
-            object_pairs_hook=_map_from_pairs,
-            ext_hook=_refuse_ext,
-            max_str_len=_MAX_STR,
-            max_bin_len=max_size,
-            max_array_len=max_size,
-            max_map_len=_MAX_MAP,
-            max_ext_len=0,
-        )
-    except msgpack.ExtraData as exc:
-        raise DecodeError(f"{len(exc.extra)} trailing bytes after the frame") from exc
-    except (ValueError, msgpack.UnpackException) as exc:
-        # Truncated input, reserved bytes, bad UTF-8, non-str keys, values over the bounds.
-        raise DecodeError(f"malformed msgpack ({type(exc).__name__}: {exc})") from exc
-    except RecursionError as exc:
-        raise DecodeError("msgpack nested too deeply") from exc
+        codec.check_map(raw, len(names), where)
+    except DecodeError:
+        keys = msgspec.msgpack.decode(raw, type=dict[str, msgspec.Raw])
+        missing = [k for k in names if k not in keys]
+        if missing:
+            raise DecodeError(f"{where}: missing keys {missing}") from None
+        raise
 
 
-def _map_from_pairs(pairs: list[tuple[object, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if type(key) is not str:
-            raise DecodeError(f"map keys must be str, got {wire_type(key)} {key!r}")
-        if key in result:
-            raise DecodeError(f"map key {key!r} appears twice")
-        result[key] = value
-    return result
+def _located(exc: msgspec.ValidationError, where: str) -> ProtocolError:
+    """The typed error for msgspec's refusal ``exc``: a refusal from inside a value (a codec
+    frame's InvalidField, a reputation's) keeps its type and gets the whole path."""
+    inner = exc.__cause__
+    if not isinstance(inner, Nested):
+        return codec.refusal(exc, where)
+    at = where + path_of(exc)[1:] + inner.path[1:]
+    error = inner.error
+    if isinstance(error, msgspec.ValidationError):
+        return codec.refusal(error, at)
+    if isinstance(error, InvalidField):
+        return InvalidField(error.message_type, error.field, f"{error.reason} (at {at})")
+    return DecodeError(f"{at}: {error}")
 
 
-def _refuse_ext(code: int, data: bytes) -> object:
-    raise DecodeError(f"msgpack extension type {code} is not part of the wire format")
+_CODECS: Final = {name: _Codec(cls) for name, cls in MESSAGES.items()}
+_JSON_ENVELOPE: Final = msgspec.json.Decoder(codec.Envelope)
+_JSON_SCALAR: Final = int | float | bool | str | None
 
-
-__all__ = ["CONTENT_TYPE", "MAX_FRAME_SIZE", "WIRE_VERSION", "decode", "decode_as", "encode"]
+__all__ = [
+    "CONTENT_TYPE",
+    "JSON_CONTENT_TYPE",
+    "MAX_FRAME_SIZE",
+    "MESSAGES",
+    "WIRE_VERSION",
+    "decode",
+    "decode_as",
+    "decode_json",
+    "encode",
+    "encode_json",
+]

@@ -21,8 +21,8 @@ from market.chain.deploy import Deployment
 from market.chain.tx import Transactor
 from market.matching import Submission
 from market.protocol.types import Bid, Offer, Signed
-from nodes.relay import Limits, Relay, RelayClient, RelayConfig
-from nodes.wire import BookSnapshot, Message, OrderResult, OrderStatus
+from nodes.relay import Limits, Relay, RelayConfig
+from nodes.wire import BookSnapshot, Message, OrderResult, OrderStatus, RelayClient
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 from tests.waiting import wait_until
 

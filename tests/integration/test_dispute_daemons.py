@@ -28,7 +28,7 @@ from market.protocol import codec
 from market.protocol.types import Lease, LeaseStatus, Signed, Voucher
 from market.roles import Lab
 from nodes.localnet import USD, LocalMarket, command_job
-from nodes.relay import RelayClient
+from nodes.wire import RelayClient
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,6 @@ from market.sealing import (
 )
 from nodes.jobs import JobSpec
 from nodes.localnet import LocalMarket, command_job
-from nodes.relay import RelayClient
 from nodes.wire import (
     JobAccepted,
     JobState,
@@ -44,6 +43,7 @@ from nodes.wire import (
     PeriodReport,
     ReceiptBatch,
     ReceiptsQuery,
+    RelayClient,
     SubmitJob,
     SubmitVoucher,
     VoucherAccepted,

@@ -40,12 +40,13 @@ from nodes.jobs import CommandParams, JobSpec, MatmulParams
 from nodes.jobs.matmul import check_product
 from nodes.lab.provider_client import JobRefused, ProviderClient, UnknownLease
 from nodes.localnet import MODELS, Daemon, LocalMarket
-from nodes.relay import RelayClient
 from nodes.wire import (
     ErrorCode,
+    ErrorResponse,
     JobState,
     ReceiptBatch,
     ReceiptsQuery,
+    RelayClient,
     SubmitJob,
     decode,
     encode,
@@ -285,6 +286,38 @@ def test_bad_requests_are_refused_with_typed_errors_and_change_nothing(net: Net)
         assert batch.lease_id == lease.id
         if from_seq:
             assert batch.periods == ()
+
+
+def test_the_provider_answers_json_when_asked_and_msgpack_by_default(net: Net) -> None:
+    """A person or a browser: JSON in, JSON out; the bins as 0x-hex."""
+    lease_id = "0x" + "01" * 32
+    query = {"v": 1, "type": "ReceiptsQuery", "body": {"leaseId": lease_id, "fromSeq": 0}}
+
+    async def post(body: bytes, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(net.provider.url + "/v1/receipts", data=body, headers=headers) as r,
+        ):
+            return r.status, r.content_type, await r.read()
+
+    json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    status, media, data = _run(post(json.dumps(query).encode(), json_headers))
+    assert (status, media) == (400, "application/json")  # "limit" is required
+    assert json.loads(data)["body"]["code"] == "malformed_frame"
+    assert "missing keys ['limit']" in json.loads(data)["body"]["message"]
+
+    query["body"]["limit"] = 4
+    status, media, data = _run(post(json.dumps(query).encode(), json_headers))
+    assert (status, media) == (404, "application/json")
+    answer = json.loads(data)
+    assert (answer["type"], answer["body"]["code"]) == ("ErrorResponse", "unknown_lease")
+    assert lease_id[2:] in answer["body"]["message"]
+
+    status, media, data = _run(post(encode(ReceiptsQuery(b"\x01" * 32, 0, 4)), {}))
+    assert (status, media) == (404, "application/msgpack")
+    refusal = decode(data)
+    assert isinstance(refusal, ErrorResponse)
+    assert refusal.code is ErrorCode.UNKNOWN_LEASE
 
 
 def test_tampered_or_foreign_jobs_and_vouchers_are_refused(net: Net) -> None:

@@ -17,8 +17,7 @@ from market.chain.events import ChainEvent
 from market.matching import OrderBook, Requirements, Submission, run_auction, verify_orders
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Offer, Signed
-from nodes.relay import RelayClient
-from nodes.wire import Fill, FillStatus, Message, OrderResult, OrderStatus
+from nodes.wire import Fill, FillStatus, Message, OrderResult, OrderStatus, RelayClient
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 from tests.integration.relay_harness import (
     LAB,

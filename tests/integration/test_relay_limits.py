@@ -11,8 +11,8 @@ import pytest
 
 from market.matching import Submission
 from nodes.errors import RequestRefused
-from nodes.relay import RELAY_HEADER
 from nodes.wire import (
+    RELAY_HEADER,
     BookQuery,
     BookSnapshot,
     ErrorCode,

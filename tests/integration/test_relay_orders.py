@@ -14,7 +14,7 @@ from market.matching import Constraint, Explanation, Requirements, Submission, e
 from market.protocol.eip712 import order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Bid, Billing, Offer, Signed
-from nodes.relay import Relay, RelayClient
+from nodes.relay import Relay
 from nodes.wire import (
     BookChange,
     BookQuery,
@@ -26,6 +26,7 @@ from nodes.wire import (
     LeaseOpened,
     Message,
     OrderStatus,
+    RelayClient,
     Side,
     SubmitOrders,
     decode,

@@ -13,8 +13,7 @@ import pytest
 
 from market.matching import Submission
 from market.protocol.eip712 import order_hash
-from nodes.relay import RelayClient
-from nodes.wire import BookSnapshot, OrderResult, OrderStatus
+from nodes.wire import BookSnapshot, OrderResult, OrderStatus, RelayClient
 from tests.integration.conftest import MarketEnv
 from tests.integration.relay_harness import MODEL, bid, fund_market, offer, ready_line
 from tests.waiting import wait_until

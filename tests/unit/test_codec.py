@@ -256,12 +256,12 @@ def test_malformed_msgpack_is_a_decode_error(data: bytes) -> None:
     ids=["array", "int", "str", "bin", "nil", "bool", "float"],
 )
 def test_message_that_is_not_a_map_is_a_decode_error(tree: object) -> None:
-    assert "msgpack map" in str(_refused(_pack(tree), DecodeError))
+    assert "message must be a map" in str(_refused(_pack(tree), DecodeError))
 
 
 def test_array_is_refused_by_the_parser() -> None:
     err = _refused(_pack([1, "Offer", {}]), DecodeError)  # arrays appear nowhere in the format
-    assert "max_array_len" in str(err)
+    assert "must be a map, got array" in str(err)
 
 
 @pytest.mark.parametrize("version", [0, 2, -1, True, "1", 1.0, None, b"\x01"])
@@ -285,7 +285,7 @@ def test_unknown_message_type_is_refused(type_name: object) -> None:
 
 def test_body_of_another_type_is_a_decode_error() -> None:
     data = _mutated(BASE[Offer], lambda t: t.update(type="Bid"))
-    assert "missing keys" in str(_refused(data, DecodeError))
+    assert re.search("missing keys|unexpected keys", str(_refused(data, DecodeError)))
 
 
 @pytest.mark.parametrize("key", ["type", "body"])
@@ -620,9 +620,17 @@ def test_all_names_are_exported() -> None:
         "MAX_SIGNATURE_LENGTH",
         "WIRE_VERSION",
         "Decoded",
+        "Envelope",
+        "Unreadable",
+        "check_map",
         "decode",
         "decode_as",
         "encode",
+        "open_frame",
+        "read_body",
+        "refusal",
+        "scalar",
+        "seal_frame",
     }
     assert all(hasattr(codec, name) for name in codec.__all__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,8 +32,7 @@ from nodes.wire import (
     decode_as,
     encode,
 )
-from nodes.wire.fields import Bin, Bool, ListOf, MapOf
-from nodes.wire.schemas import SCHEMAS
+from nodes.wire.frames import MESSAGES as CLASSES
 from tests.unit.wire_strategies import BID, MESSAGES, OFFER, SAMPLES
 
 pytestmark = pytest.mark.unit
@@ -57,7 +57,7 @@ def test_every_message_round_trips(message: Message) -> None:
 
 
 def test_the_set_of_message_types_is_closed_and_sampled() -> None:
-    assert set(SAMPLES) == set(SCHEMAS)
+    assert set(SAMPLES) == set(CLASSES)
     for name, message in SAMPLES.items():
         assert decode(encode(message)) == message, name
 
@@ -118,17 +118,17 @@ def test_envelope_key_missing_is_refused(key: str) -> None:
     [
         (b"", "malformed msgpack"),
         (b"\xc1", "malformed msgpack"),
-        (_pack([1, 2]), "a frame is a msgpack map"),
+        (_pack([1, 2]), "frame must be a map"),
         (
             _pack({"v": 1, "type": "BookQuery", "body": {"model": "H", "depth": 1}}) + b"\x00",
             "1 trailing",
         ),
         (b"\x83\xa1v\x01\xa1v\x01\xa4type\xa9BookQuery", "appears twice"),
         (b"\x81\x01\x01", "map key"),
-        (_pack({"v": 1, "type": "BookQuery", "body": msgpack.ExtType(1, b"x")}), "ext_len"),
-        (_pack({"v": 1, "type": "BookQuery", "body": msgpack.ExtType(1, b"")}), "extension type 1"),
-        (b"\xdd\xff\xff\xff\xff", "malformed msgpack"),  # an array declaring 4 billion items
-        (b"\x91" * 100_000 + b"\x00", "nested too deeply|malformed"),
+        (_pack({"v": 1, "type": "BookQuery", "body": msgpack.ExtType(1, b"x")}), "extension types"),
+        (_pack({"v": 1, "type": "BookQuery", "body": msgpack.ExtType(1, b"")}), "extension types"),
+        (b"\xdd\xff\xff\xff\xff", "malformed msgpack|must be a map"),  # 4 billion items declared
+        (b"\x91" * 100_000 + b"\x00", "nested too deeply|malformed|must be a map"),
     ],
     ids=[
         "empty",
@@ -155,13 +155,13 @@ def test_every_truncation_is_refused() -> None:
             decode(data[:cut])
 
 
-# --- bodies: derived from each schema, so every field of every type is covered -------------------
+# --- bodies: derived from each message class, so every field of every type is covered ----------
 
 _WRONG_VALUES: tuple[object, ...] = (None, 1.5, -1, "x" * 5000, b"\x00" * 31, (), {"k": 1}, True)
 
 
 def _fields() -> list[tuple[str, str]]:
-    return [(t, name) for t, schema in SCHEMAS.items() for name in schema.names]
+    return [(t, f.encode_name) for t, cls in CLASSES.items() for f in msgspec.structs.fields(cls)]
 
 
 @pytest.mark.parametrize(("type_name", "key"), _fields())
@@ -172,7 +172,7 @@ def test_missing_field_is_refused(type_name: str, key: str) -> None:
         decode(_pack(tree))
 
 
-@pytest.mark.parametrize("type_name", sorted(SCHEMAS))
+@pytest.mark.parametrize("type_name", sorted(CLASSES))
 def test_unknown_field_is_refused(type_name: str) -> None:
     tree = _tree(SAMPLES[type_name])
     tree["body"]["sneaky"] = 1
@@ -182,19 +182,31 @@ def test_unknown_field_is_refused(type_name: str) -> None:
 
 @pytest.mark.parametrize(("type_name", "key"), _fields())
 def test_wrong_type_in_any_field_is_refused(type_name: str, key: str) -> None:
-    kind = next(k for _, name, k in SCHEMAS[type_name].fields if name == key)
     tree = _tree(SAMPLES[type_name])
     for wrong in _WRONG_VALUES:
-        if (
-            (isinstance(kind, MapOf) and wrong == {"k": 1})
-            or (isinstance(kind, ListOf) and wrong == ())
-            or (isinstance(kind, Bin) and kind.max_len is not None and wrong == b"\x00" * 31)
-            or (isinstance(kind, Bool) and wrong is True)
-        ):
+        if _takes(type_name, key, wrong):
             continue  # a valid details map, list, (variable-length) bin or bool
         tree["body"][key] = wrong
         with pytest.raises((DecodeError, InvalidField), match=key):
             decode(_pack(tree))
+
+
+def _takes(type_name: str, key: str, value: object) -> bool:
+    """Whether ``value`` is one the field takes: a details map, an empty list, a short bin where
+    the length varies, a bool."""
+    fields = msgspec.inspect.type_info(CLASSES[type_name]).fields  # type: ignore[attr-defined]
+    info = next(f.type for f in fields if f.encode_name == key)
+    lists = (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)
+    return (
+        (isinstance(info, msgspec.inspect.DictType) and value == {"k": 1})
+        or (isinstance(info, lists) and value == ())
+        or (
+            isinstance(info, msgspec.inspect.BytesType)
+            and info.min_length is None
+            and value == b"\x00" * 31
+        )
+        or (isinstance(info, msgspec.inspect.BoolType) and value is True)
+    )
 
 
 def test_body_must_be_a_map() -> None:
@@ -263,9 +275,7 @@ def test_terms_beside_an_order_are_refused_as_unknown_keys(key: str) -> None:
     """An order's terms are its signed fields; a relay never takes an unsigned one beside it."""
     tree = _orders_tree()
     tree["body"]["orders"][0][key] = {"region": "eu-west"}
-    with pytest.raises(
-        DecodeError, match=rf"orders\[0\]: missing keys \[\], unexpected keys \['{key}'\]"
-    ):
+    with pytest.raises(DecodeError, match=rf"orders\[0\]: unexpected keys \['{key}'\]"):
         decode(_pack(tree))
     request = _tree(SAMPLES["ExplainRequest"])
     request["body"][key] = {}
@@ -290,7 +300,7 @@ def test_explanations_carry_every_term_reason_code() -> None:
     assert decode(encode(message)) == message
     tree = _tree(message)
     tree["body"]["explanation"]["reasons"][0]["code"] = "attributes_unmet"  # gone
-    with pytest.raises(DecodeError, match="code must be one of"):
+    with pytest.raises(DecodeError, match=r"explanation\.reasons\[0\]\.code: Invalid enum value"):
         decode(_pack(tree))
 
 
@@ -312,14 +322,14 @@ def test_bad_gpu_model_is_refused(model: str) -> None:
 def test_enum_outside_its_closed_set_is_refused() -> None:
     tree = _tree(SAMPLES["ErrorResponse"])
     tree["body"]["code"] = "teapot"
-    with pytest.raises(DecodeError, match="code must be one of"):
+    with pytest.raises(DecodeError, match=r"ErrorResponse\.code: Invalid enum value 'teapot'"):
         decode(_pack(tree))
 
 
 def test_out_of_range_int_is_refused() -> None:
     tree = _tree(SAMPLES["BookQuery"])
     tree["body"]["depth"] = 2**32
-    with pytest.raises(DecodeError, match="outside"):
+    with pytest.raises(DecodeError, match=r"BookQuery\.depth: Expected `int` <= 4294967295"):
         decode(_pack(tree))
 
 

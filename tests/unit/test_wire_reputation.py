@@ -87,14 +87,14 @@ def test_the_reputation_keys_are_the_documented_camel_case_names() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "match"),
     [
-        ("provider", b"\x01" * 19, r"reputations\[0\]\.provider must be a 20-byte bin"),
-        ("provider", "0x" + "11" * 20, r"reputations\[0\]\.provider must be a 20-byte bin"),
-        ("leasesOpened", -1, r"reputations\[0\]\.leasesOpened is -1, outside"),
-        ("leasesOpened", 1.5, r"leasesOpened must be a uint64 \(msgpack int\), got float"),
-        ("tokensEarned", 5, r"reputations\[0\]\.tokensEarned must be a 32-byte bin"),
-        ("tokensEarned", b"\x00" * 33, r"tokensEarned must be a 32-byte bin"),
-        ("medianFirstClaimS", "12", r"medianFirstClaimS must be a uint64"),
-        ("slashes", True, r"slashes must be a uint64"),
+        ("provider", b"\x01" * 19, r"reputations\[0\]\.provider: Expected a 20-byte bin"),
+        ("provider", "0x" + "11" * 20, r"reputations\[0\]\.provider: Expected a 20-byte bin"),
+        ("leasesOpened", -1, r"reputations\[0\]\.leasesOpened: Expected `int` >= 0"),
+        ("leasesOpened", 1.5, r"leasesOpened: Expected `int`, got `float`"),
+        ("tokensEarned", 5, r"reputations\[0\]\.tokensEarned: Expected a 32-byte bin"),
+        ("tokensEarned", b"\x00" * 33, r"tokensEarned: Expected a 32-byte bin"),
+        ("medianFirstClaimS", "12", r"medianFirstClaimS: Expected `int \| null`, got `str`"),
+        ("slashes", True, r"slashes: Expected `int`, got `bool`"),
     ],
 )
 def test_a_bad_figure_is_refused_with_its_path(key: str, value: object, match: str) -> None:
@@ -112,7 +112,9 @@ def test_a_reputation_with_missing_or_unknown_keys_is_refused(change: str) -> No
         del entry["slashes"]
     else:
         entry["score"] = 1
-    with pytest.raises(DecodeError, match=r"ReputationReport\.reputations\[1\]: missing keys"):
+    with pytest.raises(
+        DecodeError, match=r"ReputationReport\.reputations\[1\]: (missing|unexpected) keys"
+    ):
         decode(_pack(tree))
 
 
@@ -137,7 +139,7 @@ def test_a_query_for_no_provider_at_all_is_an_invalid_field() -> None:
 def test_a_query_naming_too_many_providers_is_refused() -> None:
     tree = _tree(QUERY)
     tree["body"]["providers"] = [b"\x01" * 20] * (MAX_REPUTATIONS + 1)
-    with pytest.raises(DecodeError, match=r"providers must be an array of at most 10000"):
+    with pytest.raises(DecodeError, match=r"providers: Expected `array` of length <= 10000"):
         decode(_pack(tree))
 
 

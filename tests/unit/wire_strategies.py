@@ -72,7 +72,7 @@ from nodes.wire import (
     SubmitVoucher,
     VoucherAccepted,
 )
-from nodes.wire.fields import INT_MIN
+from nodes.wire.values import INT_MIN
 
 ADDRESS = st.binary(min_size=20, max_size=20).map(to_checksum_address)
 HASH = st.binary(min_size=32, max_size=32)

@@ -1,4 +1,5 @@
-"""Talking to a relay over HTTP and its event stream (aiohttp), with a timeout on every call.
+"""``RelayClient``: talking to a relay over HTTP and its event stream (aiohttp), with a timeout
+on every call.
 
     async with RelayClient("http://127.0.0.1:7400") as relay:
         results = await relay.submit([Submission(signed_bid)])
@@ -26,8 +27,9 @@ from market.matching import Explanation, Submission
 from market.protocol.types import Bid, Offer
 from market.reputation import LabRecord
 from nodes.errors import PeerUnavailable, RequestRefused
-from nodes.wire import (
-    MAX_FRAME_SIZE,
+from nodes.wire.frames import MAX_FRAME_SIZE, decode, encode
+from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
+from nodes.wire.messages import (
     ZERO_ADDRESS,
     BookSnapshot,
     ExplainRequest,
@@ -39,10 +41,7 @@ from nodes.wire import (
     ReputationQuery,
     ReputationReport,
     SubmitOrders,
-    decode,
-    encode,
 )
-from nodes.wire.http import DEFAULT_TIMEOUT_S, HttpPeer, raise_refused
 
 RELAY_HEADER = "X-Gpumarket-Relay"
 """Every relay answer names the relay's id here (peers learn each other's ids from it)."""

@@ -1,9 +1,18 @@
-"""Every refusal of a whole request as an ErrorResponse with a code, and its HTTP status."""
+"""Every refusal of a whole request as an ErrorResponse with a code, and its HTTP status.
+
+Shared by the daemons' HTTP servers (the relay's and the provider agent's): :func:`answer_for`
+maps a typed error to its :class:`Answer`, :class:`WrongMessageType` is a valid frame sent to an
+endpoint that takes another type, and :func:`respond` / :func:`read_message` negotiate the
+format: msgpack by default (what the daemons' clients send and read), JSON for a request whose
+``Accept`` prefers ``application/json`` and a body sent as ``Content-Type: application/json``.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from aiohttp import web
 
 from market.errors import (
     DecodeError,
@@ -14,7 +23,15 @@ from market.errors import (
     UnknownMessageType,
 )
 from nodes.errors import RateLimited, TooManyOrders
-from nodes.wire import ErrorCode, ErrorResponse
+from nodes.wire.frames import (
+    CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    decode,
+    decode_json,
+    encode,
+    encode_json,
+)
+from nodes.wire.messages import ErrorCode, ErrorResponse, Message
 
 
 class WrongMessageType(DecodeError):
@@ -77,4 +94,53 @@ def plain(status: int, code: ErrorCode, message: str) -> Answer:
     return Answer(status, ErrorResponse(code, message))
 
 
-__all__ = ["Answer", "ShuttingDown", "WrongMessageType", "answer_for", "plain"]
+def wants_json(accept: str | None) -> bool:
+    """Whether an ``Accept`` header prefers JSON to msgpack (by quality, then order); msgpack
+    when it names neither."""
+    ranks: dict[str, tuple[float, int]] = {}
+    for position, part in enumerate((accept or "").split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranks.setdefault(media.lower(), (quality, -position))
+    json, msgpack = ranks.get(JSON_CONTENT_TYPE), ranks.get(CONTENT_TYPE)
+    return json is not None and json[0] > 0 and (msgpack is None or json > msgpack)
+
+
+def respond(
+    request: web.BaseRequest,
+    message: Message,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """``message`` as the answer to ``request``, in the format its ``Accept`` prefers."""
+    if wants_json(request.headers.get("Accept")):
+        body, media = encode_json(message), JSON_CONTENT_TYPE
+    else:
+        body, media = encode(message), CONTENT_TYPE
+    return web.Response(status=status, body=body, content_type=media, headers=headers)
+
+
+def read_message(request: web.BaseRequest, data: bytes, *, max_size: int) -> Message:
+    """The message in a request's body: JSON when its ``Content-Type`` says so, else msgpack."""
+    if request.content_type == JSON_CONTENT_TYPE:
+        return decode_json(data, max_size=max_size)
+    return decode(data, max_size=max_size)
+
+
+__all__ = [
+    "Answer",
+    "ShuttingDown",
+    "WrongMessageType",
+    "answer_for",
+    "plain",
+    "read_message",
+    "respond",
+    "wants_json",
+]
