@@ -125,6 +125,8 @@ NODES_OUTSIDE_THE_TREE: dict[str, str] = {
     "nodes.commands.devnet._Stop": "private control flow of `devnet up`'s signal handling, never "
     "escapes it",
     "nodes.demo._Interrupted": "private control flow of the demo's Ctrl-C, never escapes run()",
+    "nodes.wire.hooks.Nested": "carries a ProtocolError out of a msgspec hook (msgspec passes on "
+    "only a ValueError); nodes.wire.frames turns it back into that typed error, never escapes",
 }
 """Exception classes under nodes/ that are not MarketErrors, and why."""
 
