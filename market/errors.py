@@ -49,6 +49,12 @@ The tree::
     │   ├── LabUnfunded           the bid's lab holds or allows the market less than it may cost
     │   ├── SignerAtCapacity      its signer already holds its share of a relay's book
     │   └── BookFull              a relay's book is full and nobody holds more than its signer
+    ├── AmountError               a token amount or price a person wrote cannot be used
+    │   │                         (market.units)
+    │   ├── AmountUnreadable      not digits with an optional fraction and the token's symbol
+    │   ├── AmountTooPrecise      more decimals than the token has
+    │   ├── AmountNegative        below zero
+    │   └── PriceTooSmall         a per-GPU-hour price under one base unit per GPU-second
     ├── (NodeError and the daemons' errors live in nodes/errors.py)
     ├── DevnetError               the local anvil devnet could not start or died
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
@@ -114,6 +120,53 @@ class NoAccount(UsageError):
 
     def __init__(self) -> None:
         super().__init__("this client has no account: pass a key to act on-chain")
+
+
+class AmountError(MarketError):
+    """A token amount or price a person wrote (``text``) cannot be used; the message says how to
+    write it."""
+
+    def __init__(self, text: str, message: str) -> None:
+        self.text = text
+        super().__init__(message)
+
+
+class AmountUnreadable(AmountError):
+    """``text`` is not an amount: ``reason`` says what is wrong."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(text, f"cannot read the amount {text!r}: {reason}")
+
+
+class AmountTooPrecise(AmountError):
+    """``text`` has more decimals than the token's ``decimals``."""
+
+    def __init__(self, text: str, decimals: int, symbol: str) -> None:
+        self.decimals = decimals
+        self.symbol = symbol
+        super().__init__(
+            text, f"{text} has more decimals than {symbol} has ({decimals}): round it to "
+            f"{decimals} decimals"
+        )  # fmt: skip
+
+
+class AmountNegative(AmountError):
+    """``text`` is below zero: amounts and prices are never negative."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, f"{text} is negative: amounts and prices are at least 0")
+
+
+class PriceTooSmall(AmountError):
+    """A price of ``per_hour`` base units per GPU-hour is under one base unit per GPU-second."""
+
+    def __init__(self, per_hour: int, seconds: int) -> None:
+        self.per_hour = per_hour
+        super().__init__(
+            str(per_hour), f"{per_hour} base units per GPU-hour is under 1 per GPU-second: "
+            f"orders price per second, so ask at least {seconds} base units per GPU-hour"
+        )  # fmt: skip
 
 
 class ToolchainError(MarketError):

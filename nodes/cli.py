@@ -17,6 +17,7 @@ gpumarket lab --config FILE [--exit-when-done]       the lab client
 gpumarket lab --config FILE --check | lab init       its checks; a config for the devnet
 gpumarket status (--address ADDR | --key-env VAR)    an account's balances, stake, leases, claims
                  [--deployment FILE] [--json]        (read-only; bad input exits 2)
+gpumarket price suggest|record|backtest ...          pricing help (nodes/pricing/cli.py)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nodes.daemon.keystore import decrypt_key
 from nodes.daemon.preflight import report
 from nodes.daemon.startup import ready_line
 from nodes.lab import cli as lab_cli
+from nodes.pricing import cli as price_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
 from nodes.relay.config import MATCHING_MODES
@@ -238,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the JSON document (nodes/status/__init__.py)"
     )
     st.set_defaults(func=cmd_status)
+
+    price_cli.add_parser(sub)
     return parser
 
 

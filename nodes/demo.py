@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from market.chain.devnet import Devnet
 from market.chain.gas import gas_by_function
-from nodes.localnet import MODELS, USD, Daemon, LocalMarket, command_job, matmul_job
+from nodes.localnet import MODELS, Daemon, LocalMarket, command_job, matmul_job
 
 LEASE_S = 16
 ROUND_TIMEOUT_S = 300.0
@@ -209,10 +209,13 @@ def _ledger(
     }
     names |= {a: f"lab {i}" for i, a in enumerate(watch[providers:-1])}
     names[net.contracts.market.address] = "market"
-    print("\nledger (tUSD)", file=out)
+    token = net.faucet.token_metadata()
+    print(f"\nledger ({token.symbol})", file=out)
     for a in watch:
-        print(f"  {names[a]:11} {before[a] / USD:14.6f} -> {after[a] / USD:14.6f}"
-              f"  ({(after[a] - before[a]) / USD:+.6f})", file=out)  # fmt: skip
+        change = after[a] - before[a]
+        sign = "-" if change < 0 else "+"
+        print(f"  {names[a]:11} {token.format(before[a]):>22} -> {token.format(after[a]):>22}"
+              f"  ({sign}{token.format(abs(change))})", file=out)  # fmt: skip
     print(f"  {opened} leases opened, {closed} closed; {receipts} receipts signed, delivered "
           f"and verified; {vouchers} vouchers; {gas:,} gas used:", file=out)  # fmt: skip
     for name, use in sorted(calls.items(), key=lambda kv: -kv[1].gas):

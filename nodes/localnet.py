@@ -34,10 +34,13 @@ from market.chain.client import MarketClient
 from market.chain.deploy import Contracts, MarketParams, deploy
 from market.chain.devnet import Devnet, free_port
 from market.errors import InvalidArgument
+from market.units import Token, per_gpu_hour
 from nodes.errors import DaemonDidNotStart
 from nodes.logs import FORMAT_ENV
 
-USD = 10**6
+TOKEN = Token("tUSD", 6)
+"""The settlement token a LocalMarket deploys (TestUSD, six decimals)."""
+USD = TOKEN.one
 MODELS = ("H100-80GB", "A100-80GB")
 PASSWORD_ENV = "GPUMARKET_KEY_PASSWORD"
 MATCHER_ENV = "GPUMARKET_MATCHER_KEY"
@@ -303,7 +306,7 @@ class LocalMarket:
         name = f"provider{i}"
         defaults = {
             "port": str(free_port()),
-            "stake": "1000",  # each lease locks its escrow of it (the market's default ratio)
+            "stake": '"1000"',  # tokens; each lease locks its escrow of it (default ratio)
             "offer_ttl_s": "30",
             "min_duration_s": "5",
             "max_duration_s": "3600",
@@ -317,7 +320,7 @@ class LocalMarket:
             f'[inventory]\n[[inventory.gpus]]\nmodel = "{model or MODELS[i % 2]}"\n'
             f"count = {gpus}\nmemory_gib = 80\n"
             f'[pricing]\npolicy = "fixed"\n'
-            f"params = {{ price_per_gpu_second = {price or 500 + 100 * i} }}\n"
+            f"params = {{ price_per_gpu_hour = {_hourly(price or 500 + 100 * i)} }}\n"
             f"[metering]\ninterval_s = 2\n"
             f"[agent]\n{agent_keys}{agent}"
         )
@@ -366,7 +369,8 @@ def matmul_job(model: str, *, gpus: int = 2, duration: int, seed: int, n: int = 
                rounds: int = 24, max_price: int = 800, billing: str = "rental") -> str:  # fmt: skip
     """A ``[[jobs]]`` table: ``rounds`` int64 products of ``n x n`` matrices, Freivalds-checked;
     ``billing`` is ``rental`` or ``metered``."""
-    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\n'
+            f"max_price_per_gpu_hour = {_hourly(max_price)}\n"
             f'duration = {duration}\nbilling = "{billing}"\nkind = "matmul"\nn = {n}\n'
             f"seed = {seed}\nrounds = {rounds}\n")  # fmt: skip
 
@@ -376,7 +380,8 @@ def train_job(model: str, *, gpus: int = 2, duration: int, seed: int, segments: 
               billing: str = "rental") -> str:  # fmt: skip
     """A ``[[jobs]]`` table: a training run of ``segments`` checkpoints, sampled segments
     re-executed by the lab; ``billing`` is ``rental`` or ``metered``."""
-    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\n'
+            f"max_price_per_gpu_hour = {_hourly(max_price)}\n"
             f'duration = {duration}\nbilling = "{billing}"\nkind = "train"\nseed = {seed}\n'
             f"segments = {segments}\nsteps = {steps}\nwidth = {width}\n")  # fmt: skip
 
@@ -386,9 +391,16 @@ def command_job(model: str, argv: Sequence[str], *, gpus: int = 2, duration: int
     """A ``[[jobs]]`` table: a command, checked by running it again; ``billing`` is ``rental``
     or ``metered``."""
     quoted = ", ".join(_toml_string(a) for a in argv)
-    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\nmax_price_per_gpu_second = {max_price}\n'
+    return (f'[[jobs]]\nmodel = "{model}"\ngpus = {gpus}\n'
+            f"max_price_per_gpu_hour = {_hourly(max_price)}\n"
             f'duration = {duration}\nbilling = "{billing}"\nkind = "command"\n'
             f"argv = [{quoted}]\n")  # fmt: skip
+
+
+def _hourly(per_second: int) -> str:
+    """A per-GPU-second price in :data:`TOKEN` base units as the config's per-GPU-hour string
+    (exact: it converts back to ``per_second``)."""
+    return _toml_string(TOKEN.plain(per_gpu_hour(per_second)))
 
 
 def _toml_string(text: str) -> str:
@@ -399,6 +411,7 @@ __all__ = [
     "CHALLENGE",
     "MODELS",
     "PARAMS",
+    "TOKEN",
     "USD",
     "Daemon",
     "LocalMarket",

@@ -21,7 +21,7 @@ lab disputes it first (``dispute_claim``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import partial
@@ -33,7 +33,7 @@ from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, TransactionNotFound, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.calldata import Calldata
@@ -70,6 +70,7 @@ from market.protocol.types import (
     Voucher,
     gpu_model_to_bytes32,
 )
+from market.units import Token
 
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 10.0
@@ -293,6 +294,7 @@ class MarketClient:
         self._events = EventReader(w3, [self.market])
         self._calldata = {c.address: Calldata(c.abi) for c in (self.market, self.token)}
         self.last_receipt: TxReceipt | None = None
+        self._token_metadata: Token | None = None
 
     @classmethod
     def connect(
@@ -377,6 +379,27 @@ class MarketClient:
 
     def balance_of(self, address: str) -> int:
         return int(self._call(self.token.functions.balanceOf(address).call))
+
+    def token_metadata(self) -> Token:
+        """The settlement token's ERC-20 ``symbol()`` and ``decimals()``, read once: what every
+        amount a person reads or writes is in (:mod:`market.units`)."""
+        if self._token_metadata is None:
+            symbol = str(self._call(self.token.functions.symbol().call))
+            decimals = int(self._call(self.token.functions.decimals().call))
+            self._token_metadata = Token(symbol, decimals)
+        return self._token_metadata
+
+    def transaction(self, tx_hash: bytes) -> Mapping[str, Any] | None:
+        """The mined or pending transaction ``tx_hash`` (``to``, ``input``, ...); None when the
+        node knows none."""
+
+        def read() -> Mapping[str, Any] | None:
+            try:
+                return dict(self.w3.eth.get_transaction(HexBytes(tx_hash)))
+            except TransactionNotFound:
+                return None
+
+        return self._call(read)
 
     def total_supply(self) -> int:
         """The settlement token's total supply."""

@@ -1,83 +1,131 @@
-"""One lease as the chain tells it: the terms it opened with, its state now, and its events.
+"""The leases a market opened, with the hardware of the offers they filled: what prices cleared.
 
-    record = read_lease(client, lease_id)   # None when no such lease opened
-    record.lease.gpus, record.state.status, [e.name for e in record.events]
+    for lease in opened_leases(client, from_block=head - 5000):
+        lease.model, lease.memory_gib, lease.gpus, lease.price_per_gpu_second, lease.time
 
-The terms come from the ``LeaseOpened`` event (the contract keeps only their hash), so this reads
-the market's events since the deployment, in chunks, and keeps those naming the lease.
+A ``LeaseOpened`` event names its offer by hash only; the offer itself (the GPU model, memory)
+is in the calldata of the transaction that opened the lease (``openLease``,
+``openLeaseWithPermit``, ``openLeaseBatch``, ``openLeaseAuction``). Each such transaction is
+read once and its offers decoded and hashed (EIP-712, as the contract hashes them), so a lease
+is tied to its offer by the hash the chain emitted, never by guessing. A lease opened through a
+contract that is not the market (a wallet's ``execute``, another contract) has no offer in
+calldata the market's ABI reads, and is left out: ``skipped`` counts them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
 
 from market.chain.client import MarketClient
 from market.chain.events import ChainEvent
-from market.chain.history import head_block
-from market.protocol.types import Lease, LeaseState
+from market.chain.history import block_timestamps
+from market.protocol.eip712 import order_hash
+from market.protocol.types import Offer, gpu_model_from_bytes32
 
-LEASE_EVENTS = frozenset(
-    {
-        "LeaseOpened",
-        "Claimed",
-        "ClaimSkipped",
-        "CloseSkipped",
-        "FinalizeSkipped",
-        "LeaseTerminated",
-        "LeaseClosed",
-        "LeaseSlashed",
-        "StakeReleased",
-        "ReceiptPosted",
-        "ClaimDisputed",
-        "DisputeRuled",
-        "ClaimFinalized",
-    }
-)
-"""The market's events that name a lease by ``leaseId``."""
-CHUNK_BLOCKS = 10_000
+OPENING_FUNCTIONS = ("openLease", "openLeaseWithPermit", "openLeaseBatch", "openLeaseAuction")
+DEFAULT_CHUNK_BLOCKS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    """A lease's terms, the orders it filled, the block it opened in, its on-chain state and
-    every event naming it, in chain order (``LeaseOpened`` first)."""
+class OpenedLease:
+    """A lease as a price record: when, what hardware, how many GPUs, at what price."""
 
     lease_id: bytes
-    lease: Lease
-    offer_hash: bytes
     bid_hash: bytes
-    opened_block: int
-    state: LeaseState
-    events: tuple[ChainEvent, ...]
+    """The order hash of the bid it filled (as a relay's book names the bid)."""
+    time: int
+    """The timestamp of the block that opened it."""
+    model: str
+    memory_gib: int
+    gpus: int
+    price_per_gpu_second: int
+    """What the lease pays (the offer's price, or a batch auction's clearing price)."""
+    duration: int
 
 
-def lease_events(client: MarketClient, lease_id: bytes) -> list[ChainEvent]:
-    """Every market event naming ``lease_id``, from the deployment to the head, in chain order."""
-    start = client.contracts.deployment.deploy_block
-    end = head_block(client)
-    found: list[ChainEvent] = []
-    for low in range(start, end + 1, CHUNK_BLOCKS):
-        for event in client.event_reader.events(low, min(low + CHUNK_BLOCKS - 1, end)):
-            if event.name in LEASE_EVENTS and event.args.get("lease_id") == lease_id:
-                found.append(event)
-    return found
+@dataclass(frozen=True, slots=True)
+class OpenedLeases:
+    leases: tuple[OpenedLease, ...]
+    skipped: int
+    """Leases whose offer no market call in their transaction carried."""
 
 
-def read_lease(client: MarketClient, lease_id: bytes) -> LeaseRecord | None:
-    """The lease ``lease_id`` from the chain, or None when no such lease ever opened."""
-    events = lease_events(client, bytes(lease_id))
-    opened = next((e for e in events if e.name == "LeaseOpened"), None)
-    if opened is None:
-        return None
-    return LeaseRecord(
-        lease_id=bytes(lease_id),
-        lease=opened.args["lease"],
-        offer_hash=bytes(opened.args["offer_hash"]),
-        bid_hash=bytes(opened.args["bid_hash"]),
-        opened_block=opened.block_number,
-        state=client.lease_state(lease_id),
-        events=tuple(events),
+def opened_leases(
+    client: MarketClient,
+    from_block: int | None = None,
+    to_block: int | None = None,
+    *,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> OpenedLeases:
+    """Leases opened in blocks ``[from_block, to_block]`` (default: the deployment's block to
+    the head), in chain order, each with its offer's model and memory."""
+    start = client.contracts.deployment.deploy_block if from_block is None else from_block
+    end = client.head().number if to_block is None else to_block
+    events: list[ChainEvent] = []
+    for low in range(max(start, 0), end + 1, chunk_blocks):
+        chunk = client.events(low, min(low + chunk_blocks - 1, end))
+        events.extend(e for e in chunk if e.name == "LeaseOpened")
+    times = block_timestamps(
+        client.w3, {e.block_number for e in events}, deadline_s=client.rpc_deadline_s
     )
+    offers: dict[bytes, Mapping[bytes, Offer]] = {}
+    out: list[OpenedLease] = []
+    for event in events:
+        if event.tx_hash not in offers:
+            offers[event.tx_hash] = _offers_in(client, event.tx_hash)
+        offer = offers[event.tx_hash].get(bytes(event.args["offer_hash"]))
+        if offer is None:
+            continue
+        lease = event.args["lease"]
+        out.append(
+            OpenedLease(
+                lease_id=bytes(event.args["lease_id"]),
+                bid_hash=bytes(event.args["bid_hash"]),
+                time=times[event.block_number],
+                model=offer.gpu_model,
+                memory_gib=offer.memory_gib,
+                gpus=lease.gpus,
+                price_per_gpu_second=lease.price_per_gpu_second,
+                duration=lease.duration,
+            )
+        )
+    return OpenedLeases(tuple(out), len(events) - len(out))
 
 
-__all__ = ["LEASE_EVENTS", "LeaseRecord", "lease_events", "read_lease"]
+def _offers_in(client: MarketClient, tx_hash: bytes) -> Mapping[bytes, Offer]:
+    """The offers in the market call of transaction ``tx_hash``, by their order hash."""
+    tx = client.transaction(tx_hash)
+    if tx is None or tx.get("to") != client.market.address:
+        return {}
+    try:
+        fn, args = client.market.decode_function_input(tx["input"])
+    except ValueError:  # not a market function (a fallback, a wallet's call)
+        return {}
+    if fn.fn_name not in OPENING_FUNCTIONS:
+        return {}
+    raw = [args["offer"]] if "offer" in args else [o["offer"] for o in args["offers"]]
+    decoded = (_offer(o) for o in raw)
+    return {bytes(order_hash(client.domain, o)): o for o in decoded}
+
+
+def _offer(raw: Mapping[str, Any] | Iterable[Any]) -> Offer:
+    values = (
+        [raw[solidity] for _, solidity, _ in Offer.FIELDS]
+        if isinstance(raw, Mapping)
+        else list(raw)
+    )
+    fields: dict[str, Any] = {}
+    for (attr, _, kind), value in zip(Offer.FIELDS, values, strict=True):
+        if kind == "address":
+            value = to_checksum_address(value)
+        elif attr == "gpu_model":
+            value = gpu_model_from_bytes32(bytes(value))
+        fields[attr] = value
+    return Offer(**fields)
+
+
+__all__ = ["OPENING_FUNCTIONS", "OpenedLease", "OpenedLeases", "opened_leases"]

@@ -31,10 +31,10 @@ from nodes.errors import ConfigError
 Role = Literal["provider", "lab"]
 DEFAULT_RELAY = "http://127.0.0.1:7000"
 DEFAULT_MODEL = "H100-80GB"
-PROVIDER_PRICE = 500
-"""Token base units per GPU-second a new provider asks (0.0005 tUSD: 1.80 tUSD per GPU-hour)."""
-LAB_MAX_PRICE = 800
-"""Token base units per GPU-second a new lab's job pays at most (2.88 tUSD per GPU-hour)."""
+PROVIDER_PRICE = "1.80"
+"""Tokens per GPU-hour a new provider asks (500 base units per GPU-second of a 6-decimal token)."""
+LAB_MAX_PRICE = "2.88"
+"""Tokens per GPU-hour a new lab's job pays at most (800 base units per GPU-second, 6 decimals)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,6 @@ def _header(role: Role, s: InitSettings) -> str:
 
 
 def provider_template(s: InitSettings) -> str:
-    unit = 10**s.token_decimals
     return _header("provider", s) + (
         "\n[inventory]\n"
         "detect = false  # true: probe the GPUs with NVML (pip install gpumarket[gpu])\n"
@@ -87,8 +86,7 @@ def provider_template(s: InitSettings) -> str:
         "memory_gib = 80  # memory per GPU, GiB\n"
         "\n[pricing]\n"
         'policy = "fixed"  # one price whatever the demand ("utilisation": floor to ceiling)\n'
-        f"params = {{ price_per_gpu_second = {PROVIDER_PRICE} }}  # token base units per "
-        f"GPU-second ({unit:,} = 1 token)\n"
+        f'params = {{ price_per_gpu_hour = "{PROVIDER_PRICE}" }}  # tokens per GPU-hour\n'
         "\n[metering]\n"
         "interval_s = 10  # seconds of work per signed receipt (and per payment)\n"
         "\n[jobs]\n"
@@ -97,7 +95,7 @@ def provider_template(s: InitSettings) -> str:
         "\n[agent]\n"
         'host = "127.0.0.1"  # where labs reach the agent\n'
         "port = 7100  # its port (0: a free one)\n"
-        f"stake = {s.stake_tokens}  # whole tokens staked at registration; at least the "
+        f'stake = "{s.stake_tokens}"  # tokens staked at registration; at least the '
         "market's minimum\n"
         "offer_ttl_s = 60  # seconds an offer lives before it is signed anew\n"
         "min_duration_s = 10  # the shortest lease offered, seconds\n"
@@ -108,7 +106,6 @@ def provider_template(s: InitSettings) -> str:
 
 
 def lab_template(s: InitSettings) -> str:
-    unit = 10**s.token_decimals
     return _header("lab", s) + (
         "\n[lab]\n"
         "poll_interval_s = 1.0  # seconds between looks at the chain and the providers\n"
@@ -124,7 +121,7 @@ def lab_template(s: InitSettings) -> str:
         "\n[[jobs]]  # one bid, one leased job; repeat the table for more\n"
         f"model = {_s(s.model)}  # the GPU model to rent (docs/guides.md lists them)\n"
         "gpus = 1  # GPUs at once\n"
-        f"max_price_per_gpu_second = {LAB_MAX_PRICE}  # token base units ({unit:,} = 1 token)\n"
+        f'max_price_per_gpu_hour = "{LAB_MAX_PRICE}"  # tokens per GPU-hour at most\n'
         "duration = 60  # seconds of lease\n"
         'billing = "rental"  # pay for the time reserved ("metered": busy GPU time only)\n'
         'kind = "command"  # a command, checked by running it again\n'

@@ -6,6 +6,8 @@ that none of them imports another's.
 * :mod:`~nodes.daemon.toml`: a TOML file decoded into a config's structs, every problem a
   ConfigError naming the field's path; :mod:`~nodes.daemon.values` the values it checks beyond
   bounds (URLs, GPU models, signed attributes, billing modes, addresses, sizes);
+  :mod:`~nodes.daemon.amounts` amounts in tokens and prices per GPU-hour as written, converted
+  once the token's decimals are read, and the retired base-unit keys refused;
 * :mod:`~nodes.daemon.keystore`: the signing key, decrypted with a password from the environment;
 * :mod:`~nodes.daemon.guard`: child processes that never outlive their daemon;
 * :mod:`~nodes.daemon.startup`: listening, the ready line, stopping on SIGTERM or SIGINT;
@@ -15,6 +17,7 @@ It imports nothing of ``nodes.relay``, ``nodes.provider`` or ``nodes.lab`` (``te
 test_layers.py`` holds every room to its imports).
 """
 
+from nodes.daemon.amounts import PerGpuHour, Tokens, refuse_retired
 from nodes.daemon.config import (
     ChainConfig,
     DaemonConfig,
@@ -37,8 +40,10 @@ __all__ = [
     "Invalid",
     "KeyConfig",
     "Listener",
+    "PerGpuHour",
     "RelaysConfig",
     "Table",
+    "Tokens",
     "decrypt_key",
     "die_with_parent",
     "explanation_fields",
@@ -48,5 +53,6 @@ __all__ = [
     "load_toml",
     "log_no_match",
     "ready_line",
+    "refuse_retired",
     "stop_signals",
 ]

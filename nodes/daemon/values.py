@@ -77,16 +77,6 @@ class GiBytes(int):
         return cls(int(_positive(value) * 2**30))
 
 
-class TokenUnits(int):
-    """An amount written in whole tokens (``stake = 250.5``), held in units of 10**-6."""
-
-    __slots__ = ()
-
-    @classmethod
-    def parse(cls, value: object) -> Self:
-        return cls(int(_positive(value) * 10**6))
-
-
 class Address(str):
     """A 0x-prefixed 20-byte hex address, not zero: all lower or upper case, or with a right
     EIP-55 checksum (a mixed case that is not one is a typo); held checksummed."""
@@ -195,7 +185,6 @@ __all__ = [
     "GiBytes",
     "GpuModel",
     "Invalid",
-    "TokenUnits",
     "Url",
     "billing_names",
 ]

@@ -114,13 +114,14 @@ class LabAgent:
         )  # fmt: skip
         try:
             keys = await self._w(self.ledger.store.sealing_key)
-            jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs, cfg.lab.bid_ttl_s)
+            token = await self._w(self.ledger.client.token_metadata)
+            jobs = await self._w(self.ledger.prepare_jobs, cfg.jobs(token), cfg.lab.bid_ttl_s)
             self._jobs = {j.idx: j for j in jobs}
             block = await self._w(self.ledger.poll_events)
             # Each problem is one line with its fix, before anything is approved or posted: a
             # lab without the tokens would have its bids matched and every fill fail.
             await self._w(self._preflight)
-            funded = await self._w(self.ledger.fund, cfg.lab.fund)
+            funded = await self._w(self.ledger.fund, cfg.lab.allowance_units(token))
             self.log.info("lab_funded", address=self.ledger.lab.address, allowance=funded)
             self._session = aiohttp.ClientSession()
             self._verifier = PeriodVerifier(
@@ -144,10 +145,10 @@ class LabAgent:
 
     def _preflight(self) -> None:
         """Gas, tokens and allowance for the open bids' escrow (:mod:`nodes.lab.preflight`)."""
-        needed = self.config.lab.fund
+        client = self.ledger.client
+        needed = self.config.lab.allowance_units(client.token_metadata())
         if needed is None:
             needed = sum(bid_escrow(j.bid) for j in self.ledger.open_bids())
-        client = self.ledger.client
         raise_first_failure(lab_checks(client, needed, client.account.address))
 
     async def run(self, *, exit_when_done: bool = False) -> int:

@@ -27,7 +27,8 @@ A complete file (relative paths are relative to the file's folder)::
     poll_interval_s = 1.0                  # how often it asks providers and the chain
     host = "127.0.0.1"                     # the /metrics endpoint
     port = 0                               # 0: a free port
-    fund = 5000000                         # allowance to approve; default: the bids' escrow
+    allowance = "5000"                     # tokens to approve the market; default: the
+                                           # bids' escrow
     bid_ttl_s = 3600                       # a bid's validity in chain seconds
     audit_samples = 44                     # per period: matmul products checked (Freivalds),
                                            # training segments re-executed
@@ -47,7 +48,7 @@ A complete file (relative paths are relative to the file's folder)::
     [[jobs]]
     model = "H100-80GB"
     gpus = 1
-    max_price_per_gpu_second = 3
+    max_price_per_gpu_hour = "10.80"       # tokens per GPU-hour, the most the bid pays
     duration = 600
     billing = "rental"                     # "rental" (default): pay for the GPU time reserved
                                            # until the end or the lab's termination; "metered":
@@ -67,7 +68,7 @@ A complete file (relative paths are relative to the file's folder)::
     [[jobs]]
     model = "H100-80GB"
     gpus = 1
-    max_price_per_gpu_second = 3
+    max_price_per_gpu_hour = "10.80"
     duration = 600
     kind = "train"                         # seed, segments, steps, width: a training run
     seed = 7                               # checkpointed per segment, segments re-executed
@@ -78,10 +79,16 @@ A complete file (relative paths are relative to the file's folder)::
     [[jobs]]
     model = "H100-80GB"
     gpus = 1
-    max_price_per_gpu_second = 3
+    max_price_per_gpu_hour = "10.80"
     duration = 60
     kind = "command"
     argv = ["python", "-c", "print('hello')"]
+
+Prices are in tokens per GPU-hour and amounts in tokens, as strings for exactness; the lab
+converts them to base units once it has read the token's decimals from the chain, a price
+rounded down to whole base units per GPU-second (:mod:`market.units`), so a bid never signs more
+than written. The retired keys ``max_price_per_gpu_second`` and ``fund`` (base units) are refused
+with the new key and the conversion.
 
 A job's requirements (all optional) become signed fields of its bid (``Lab.bid(...,
 requirements=...)``); attribute names and values are those of :data:`market.matching.VOCABULARY`
@@ -108,7 +115,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import msgspec
 from eth_typing import ChecksumAddress
@@ -118,6 +125,8 @@ from market.matching import NO_REQUIREMENTS, Constraint, Requirements
 from market.protocol.types import UINT32_MAX, Billing
 from market.receipts import DEFAULT_SAMPLES
 from market.receipts.challenge import GPU_CLASSES
+from market.units import Token
+from nodes.daemon.amounts import PerGpuHour, Tokens, refuse_retired
 from nodes.daemon.config import (
     DaemonConfig,
     HttpListen,
@@ -158,6 +167,7 @@ class JobConfig:
     model: str
     gpus: int
     max_price_per_gpu_second: int
+    """Base units per GPU-second, as the bid signs it (the config's per-hour price converted)."""
     duration: int
     params: JobParams
     billing: Billing = Billing.RENTAL
@@ -205,7 +215,8 @@ class JobTable(Table, frozen=True, kw_only=True, tag_field="kind"):
 
     model: GpuModel
     gpus: Positive
-    max_price_per_gpu_second: Positive
+    max_price_per_gpu_hour: PerGpuHour | None = None
+    """Tokens per GPU-hour: the most the bid pays (required)."""
     duration: Positive
     billing: Literal["rental", "metered"] = "rental"
     min_memory_gib: Uint32 = 0
@@ -214,11 +225,24 @@ class JobTable(Table, frozen=True, kw_only=True, tag_field="kind"):
     require: Attributes = msgspec.field(default_factory=Attributes)
     all_or_none: bool = False
     network: bool = False
+    max_price_per_gpu_second: Any = None
+    """Retired (base units per GPU-second): refused, naming ``max_price_per_gpu_hour``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        refuse_retired("JobTable", "max_price_per_gpu_second", self.max_price_per_gpu_second,
+                       "max_price_per_gpu_hour", price=True)  # fmt: skip
+        if self.max_price_per_gpu_hour is None:
+            raise Invalid("missing: the most the bid pays, in tokens per GPU-hour (\"2.50\")",
+                          "max_price_per_gpu_hour", "JobTable")  # fmt: skip
+        if self.max_price_per_gpu_hour == 0:
+            raise Invalid("must be more than 0 tokens per GPU-hour", "max_price_per_gpu_hour",
+                          "JobTable")  # fmt: skip
 
     def params(self) -> JobParams:
         raise NotImplementedError
 
-    def job(self) -> JobConfig:
+    def job(self, token: Token) -> JobConfig:
         """The job this table declares, its requirements as its bid will sign them: ``accept``
         gives each attribute's acceptable values, ``require`` values an offer must all have."""
         constraints = [Constraint(a, "in", v) for a, v in self.accept.items()]
@@ -226,8 +250,10 @@ class JobTable(Table, frozen=True, kw_only=True, tag_field="kind"):
         if self.min_bandwidth_gbps:
             constraints.append(Constraint("bandwidth_gbps", "ge", self.min_bandwidth_gbps))
         requirements = Requirements(self.min_memory_gib, tuple(constraints), self.all_or_none)
+        assert self.max_price_per_gpu_hour is not None  # __post_init__ requires it
+        price = self.max_price_per_gpu_hour.per_second(token)
         return JobConfig(
-            self.model, self.gpus, self.max_price_per_gpu_second, self.duration, self.params(),
+            self.model, self.gpus, price, self.duration, self.params(),
             Billing[self.billing.upper()], requirements, self.network,
         )  # fmt: skip
 
@@ -264,9 +290,20 @@ class LabSettings(HttpListen, frozen=True):
     """``[lab]``: the daemon itself (all optional): where ``/metrics`` listens, then its pace."""
 
     poll_interval_s: PositiveNumber = 1.0
-    fund: Annotated[int, Meta(ge=0)] | None = None
+    allowance: Tokens | None = None
+    """Tokens to approve the market for; None: what the bids may escrow."""
     bid_ttl_s: Positive = 3600
     audit_samples: Positive = DEFAULT_SAMPLES
+    fund: Any = None
+    """Retired (base units): refused, naming ``allowance``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        refuse_retired("LabSettings", "fund", self.fund, "allowance", price=False)
+
+    def allowance_units(self, token: Token) -> int | None:
+        """:attr:`allowance` in base units (None: the bids' escrow)."""
+        return None if self.allowance is None else self.allowance.units(token)
 
 
 class GpuClasses(tuple[tuple[str, str], ...]):
@@ -342,10 +379,9 @@ class LabConfig(DaemonConfig, frozen=True, kw_only=True):
         if not self.job_tables:
             raise Invalid("declare at least one job ([[jobs]])", "jobs", self._OWNER)
 
-    @property
-    def jobs(self) -> tuple[JobConfig, ...]:
-        """The jobs to lease, in the file's order."""
-        return tuple(t.job() for t in self.job_tables)
+    def jobs(self, token: Token) -> tuple[JobConfig, ...]:
+        """The jobs to lease, in the file's order, their prices in ``token``'s base units."""
+        return tuple(t.job(token) for t in self.job_tables)
 
     @property
     def voucher_key(self) -> KeyConfig | None:

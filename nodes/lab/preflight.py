@@ -57,7 +57,7 @@ def lab_checks(client: MarketClient, needed: int, gas_payer: str) -> list[Check]
 
 def check_lab(path: Path) -> Iterator[Check]:
     """``gpumarket lab --check``: the config, the keystores, the chain, then :func:`lab_checks`
-    for all the config's jobs (or ``[lab] fund``); stops at the first of the first three that
+    for all the config's jobs (or ``[lab] allowance``); stops at the first of the first three that
     fails."""
     try:
         config = load_config(path)
@@ -78,7 +78,9 @@ def check_lab(path: Path) -> Iterator[Check]:
     yield check
     if client is None:
         return
-    needed = config.lab.fund if config.lab.fund is not None else jobs_escrow(config.jobs)
+    token = client.token_metadata()
+    allowance = config.lab.allowance_units(token)
+    needed = allowance if allowance is not None else jobs_escrow(config.jobs(token))
     yield from lab_checks(client, needed, client.account.address)
 
 

@@ -46,7 +46,7 @@ from nodes.provider.confinement import Confinement
 from nodes.provider.decisions import log_skip, plan_offers
 from nodes.provider.inventory import Inventory, detect
 from nodes.provider.preflight import provider_checks
-from nodes.provider.pricing import load_policy
+from nodes.provider.pricing import Checked, load_policy
 from nodes.provider.service import ProviderService
 from nodes.provider.store import AgentStore
 from nodes.provider.work import LeaseWork, ProviderMetrics
@@ -73,7 +73,7 @@ class ProviderAgent:
         self.hex_key = "0x" + key.hex()
         self.deployment = deployment
         self.inventory: Inventory = detect(config.inventory)
-        self.policy = load_policy(config.pricing)
+        self.policy: Checked  # built at start, once the token's decimals are read
         self._job_features = job_features(config.jobs)
         self.chain_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-chain")
         self.service_pool = ThreadPoolExecutor(1, thread_name_prefix="provider-service")
@@ -105,6 +105,8 @@ class ProviderAgent:
 
     async def start(self) -> None:
         self._work = await self._on(self.chain_pool, self._open_chain_side)
+        token = await self._on(self.chain_pool, self._work.client.token_metadata)
+        self.policy = load_policy(self.config.pricing, token)
         await self._on(self.chain_pool, self._work.recover)
         service = await self._on(self.service_pool, self._open_service)
         agent = self.config.agent
@@ -162,7 +164,8 @@ class ProviderAgent:
         # Each problem is one line with its fix, before anything is staked (a stake below the
         # minimum would be bonded, and then no offer of it ever matched).
         raise_first_failure(provider_checks(self.config, client))
-        stake = self.config.agent.stake_units or client.min_stake()
+        wanted = self.config.agent.stake
+        stake = (wanted and wanted.units(client.token_metadata())) or client.min_stake()
         client.register(stake, endpoint, sealing)
         _log.info("registered", stake=stake, endpoint=endpoint)
 

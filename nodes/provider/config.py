@@ -32,9 +32,13 @@ A complete file (relative paths are relative to the file's folder)::
     bandwidth_gbps = 400                   # this group's, over the inventory's
     attributes = { interconnect = "nvlink", form_factor = "sxm" }  # added to the inventory's
 
-    [pricing]
+    [pricing]                              # prices in tokens per GPU-hour
     policy = "utilisation"                 # "fixed", "utilisation" or "package.module:Class"
-    params = { floor = 2, ceiling = 6 }
+    params = { floor_per_gpu_hour = "1.50", ceiling_per_gpu_hour = "4.00" }
+    # fixed: params = { price_per_gpu_hour = "2.50" } and/or
+    #        params = { prices_per_gpu_hour = { "H100-80GB" = "2.50" } }  (only these models)
+    # module:Class: params go to the class as written; its price() answers base units per
+    # GPU-second, the wire's unit (nodes.provider.pricing)
 
     [metering]
     interval_s = 60
@@ -53,9 +57,10 @@ A complete file (relative paths are relative to the file's folder)::
     host = "127.0.0.1"                     # where labs reach it: jobs, receipts, vouchers
     port = 7100                            # 0: a free port
     public_url = "https://gpu.example:7100"  # registered on-chain; default http://host:port
-    stake = 200                            # tokens to stake at registration (whole units x 1e6);
-                                           # each lease locks escrow x the market's stake ratio
-                                           # of it, so offers sell only the GPUs it can back
+    stake = "200"                          # tokens to stake at registration (default: the
+                                           # market's minimum); each lease locks escrow x the
+                                           # market's stake ratio of it, so offers sell only
+                                           # the GPUs it can back
     offer_ttl_s = 60                       # offers live this long; re-signed as GPUs free up
     min_duration_s = 10
     max_duration_s = 86400                 # the longest lease offered (sizes each GPU's lock)
@@ -73,6 +78,12 @@ network, region, tier, form_factor, capabilities, each with its listed values); 
 attributes replace the inventory's of the same name. Detected (NVML) groups take the inventory's
 terms and those of a declared group of the same model.
 
+Amounts are in tokens and prices in tokens per GPU-hour, as strings for exactness (``"2.50"``);
+the agent converts them to base units once it has read the token's decimals from the chain, a
+per-hour price rounded down to whole base units per GPU-second (:mod:`market.units`). The keys
+they replace (``price_per_gpu_second``, ``prices``, ``floor``, ``ceiling``: base units per
+GPU-second) are refused with the new key and the conversion.
+
 Every problem is a :class:`~nodes.errors.ConfigError` naming the field (``jobs.max_wall_time_s``,
 ``inventory.gpus[1].devices``); keys the agent does not know are errors too, so a typo is not
 silently ignored. The tables are msgspec structs (:mod:`nodes.daemon.config`): the key, chain and
@@ -88,6 +99,7 @@ import msgspec
 from msgspec import Meta
 
 from market.protocol.types import UINT32_MAX, Billing
+from nodes.daemon.amounts import PerGpuHour, Tokens, refuse_retired
 from nodes.daemon.config import (
     ChainConfig,
     DaemonConfig,
@@ -105,7 +117,6 @@ from nodes.daemon.values import (
     GiBytes,
     GpuModel,
     Invalid,
-    TokenUnits,
     Url,
     billing_names,
 )
@@ -165,11 +176,60 @@ class InventoryConfig(Table, frozen=True):
             seen |= set(g.devices)
 
 
+PRICE_KEYS: dict[str, tuple[str, ...]] = {
+    "fixed": ("price_per_gpu_hour", "prices_per_gpu_hour"),
+    "utilisation": ("floor_per_gpu_hour", "ceiling_per_gpu_hour", "exponent"),
+}
+"""The built-in policies' parameters, prices in tokens per GPU-hour."""
+RETIRED_PRICE_KEYS = {
+    "price_per_gpu_second": "price_per_gpu_hour",
+    "prices": "prices_per_gpu_hour",
+    "floor": "floor_per_gpu_hour",
+    "ceiling": "ceiling_per_gpu_hour",
+}
+
+
 class PricingConfig(Table, frozen=True):
-    """``[pricing]``: the policy that prices offers, and its parameters."""
+    """``[pricing]``: the policy that prices offers, and its parameters. A built-in policy's
+    prices are checked here (tokens per GPU-hour, a retired per-second key refused) and converted
+    by :func:`nodes.provider.pricing.load_policy` once the token is known."""
 
     policy: NonEmpty
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.policy not in PRICE_KEYS:
+            return
+        for old, new in RETIRED_PRICE_KEYS.items():
+            value = self.params.get(old)
+            refuse_retired("PricingConfig", f"params.{old}", value, new, price=True)
+        for name, value in self.params.items():
+            if name not in PRICE_KEYS[self.policy]:
+                raise Invalid(f"unknown parameter of {self.policy}; expected one of "
+                              f"{list(PRICE_KEYS[self.policy])}", f"params.{name}",
+                              "PricingConfig")  # fmt: skip
+            for where, price in _prices(name, value):
+                try:
+                    PerGpuHour.parse(price)
+                except Invalid as exc:
+                    raise Invalid(exc.reason, f"params.{where}", "PricingConfig") from exc
+
+    def hourly(self, name: str) -> PerGpuHour | None:
+        """The built-in policy's parameter ``name`` as a per-GPU-hour price (None: not set)."""
+        value = self.params.get(name)
+        return None if value is None else PerGpuHour.parse(value)
+
+
+def _prices(name: str, value: object) -> list[tuple[str, object]]:
+    if name == "exponent":
+        return []
+    if name == "prices_per_gpu_hour":
+        if not isinstance(value, dict):
+            raise Invalid("must be a table of model = price per GPU-hour",
+                          f"params.{name}", "PricingConfig")  # fmt: skip
+        return [(f"{name}.{model}", price) for model, price in value.items()]
+    return [(name, value)]
 
 
 class MeteringConfig(Table, frozen=True):
@@ -200,8 +260,8 @@ class AgentConfig(HttpListen, frozen=True):
     """``[agent]``: the daemon itself (all optional): where it listens, then its terms."""
 
     public_url: Url | None = None
-    stake_units: TokenUnits = msgspec.field(name="stake", default=TokenUnits(0))
-    """Whole tokens x 10**6 (0: the market's minimum stake)."""
+    stake: Tokens | None = None
+    """Tokens to stake at registration (None or 0: the market's minimum stake)."""
     offer_ttl_s: Positive = 60
     min_duration_s: Positive = 10
     max_duration_s: Positive = 86_400
@@ -237,6 +297,7 @@ def load_config(path: Path) -> ProviderConfig:
 
 
 __all__ = [
+    "PRICE_KEYS",
     "AgentConfig",
     "ChainConfig",
     "GpuDeclaration",

@@ -52,7 +52,8 @@ def provider_checks(config: ProviderConfig, client: MarketClient) -> list[Check]
                 f"add {tokens(min_stake - info.stake)} of stake",
             ))  # fmt: skip
         return checks
-    stake = config.agent.stake_units or min_stake
+    wanted = config.agent.stake
+    stake = (wanted and wanted.units(client.token_metadata())) or min_stake
     checks.append(stake_check(stake, min_stake, STAKE_FIELD, tokens))
     balance = client.balance_of(address)
     checks.append(balance_check(address, balance, stake, "the stake", chain_id, tokens))

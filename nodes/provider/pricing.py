@@ -1,14 +1,20 @@
 """Pricing policies: what the provider asks per GPU-second, given how busy it is.
 
-    policy = load_policy(config.pricing)
+    policy = load_policy(config.pricing, client.token_metadata())
     price = policy.price("H100-80GB", gpus_free=6, gpus_total=8, now=chain_time)
-    # an int in token units per GPU-second, or None: do not offer this model now
+    # an int in base units per GPU-second (what an offer signs), or None: do not offer now
 
 Two policies ship: ``fixed`` (one price, or one per model) and ``utilisation`` (the price rises
 from ``floor`` when every GPU is free to ``ceiling`` when none is, along ``used^k / total^k``).
+The config writes their prices in tokens per GPU-hour (``price_per_gpu_hour = "2.50"``,
+``floor_per_gpu_hour``, ``ceiling_per_gpu_hour``, ``prices_per_gpu_hour``); :func:`load_policy`
+converts them with the token's decimals, rounding down to whole base units per GPU-second
+(:mod:`market.units`). The classes themselves hold base units per GPU-second, the wire's unit.
 Any class with a ``price`` method of the same signature plugs in by ``"package.module:Class"``;
-its parameters are the config's ``[pricing] params``. Whatever a policy returns goes through
-:func:`checked_price`, so a plugin cannot put a negative, fractional or boolean price on an offer.
+its parameters are the config's ``[pricing] params`` as written, and it answers base units per
+GPU-second (:func:`market.units.hourly_price` converts a per-hour price). Whatever a policy
+returns goes through :func:`checked_price`, so a plugin cannot put a negative, fractional or
+boolean price on an offer.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from market.errors import AmountError
 from market.protocol.types import UINT128_MAX
+from market.units import Token
+from nodes.daemon.amounts import PerGpuHour
 from nodes.errors import PricingError
 from nodes.provider.config import PricingConfig
 
@@ -39,7 +48,7 @@ class FixedPrice:
 
     def __post_init__(self) -> None:
         if self.price_per_gpu_second is None and not self.prices:
-            raise PricingError("fixed", "give price_per_gpu_second or prices")
+            raise PricingError("fixed", "give price_per_gpu_hour or prices_per_gpu_hour")
         for name, value in [
             ("price_per_gpu_second", self.price_per_gpu_second),
             *self.prices.items(),
@@ -104,13 +113,39 @@ class Checked:
         return None if value is None else checked_price(self.name, value)
 
 
-def load_policy(config: PricingConfig) -> Checked:
-    """The policy named in the config, built with its params; raises PricingError."""
+def builtin_params(config: PricingConfig, token: Token) -> dict[str, Any]:
+    """A built-in policy's constructor arguments: the config's per-GPU-hour token prices in base
+    units per GPU-second, rounded down; PricingError for a price the token cannot express."""
+    try:
+        if config.policy == "fixed":
+            hourly = config.hourly("price_per_gpu_hour")
+            table = config.params.get("prices_per_gpu_hour", {})
+            return {
+                "price_per_gpu_second": None if hourly is None else hourly.per_second(token),
+                "prices": {m: PerGpuHour.parse(p).per_second(token) for m, p in table.items()},
+            }
+        out: dict[str, Any] = {}
+        for key, arg in (("floor_per_gpu_hour", "floor"), ("ceiling_per_gpu_hour", "ceiling")):
+            hourly = config.hourly(key)
+            if hourly is None:
+                raise PricingError(config.policy, f"give {key} (tokens per GPU-hour)")
+            out[arg] = hourly.per_second(token)
+        if "exponent" in config.params:
+            out["exponent"] = config.params["exponent"]
+        return out
+    except AmountError as exc:
+        raise PricingError(config.policy, str(exc)) from exc
+
+
+def load_policy(config: PricingConfig, token: Token) -> Checked:
+    """The policy named in the config, built with its params (a built-in one's prices converted
+    with ``token``'s decimals); raises PricingError."""
     name = config.policy
     params: dict[str, Any] = dict(config.params)
     cls: Callable[..., object]
     if name in BUILTIN:
         cls = BUILTIN[name]
+        params = builtin_params(config, token)
     elif ":" in name:
         cls = _import(name)
     else:
@@ -144,6 +179,7 @@ __all__ = [
     "FixedPrice",
     "PricingPolicy",
     "UtilisationPrice",
+    "builtin_params",
     "checked_price",
     "load_policy",
 ]

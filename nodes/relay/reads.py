@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from market.chain.leases import LeaseRecord, read_lease
+from market.chain.lease_history import LeaseRecord, read_lease
 from market.errors import DecodeError, MarketError
 from market.matching import Resting
 from market.protocol.types import Bid, Billing, Offer, Signed, checksum_address

@@ -15,14 +15,19 @@ lab disputed it (then ``ready_at`` is its ruling deadline, from which it pays un
 arbiter rules for the lab, and it is shown even once the lease closed: a close keeps the disputed
 amount in escrow); a closed lease's other claims can no longer be paid and are not shown.
 
-The JSON document (version 1). Amounts are integers of any size in the token's base units; times
+The table shows amounts in tokens with the token's symbol (``1,234.56 tUSD``) and prices per
+GPU-hour, the token's symbol and decimals read from its ERC-20 ``symbol()`` and ``decimals()``.
+
+The JSON document (version 2). Amounts are integers of any size in the token's base units (divide
+by ``10 ** token.decimals`` for tokens); times
 are chain timestamps in seconds; ``*_in_s`` count from ``chain.time`` (``end_in_s`` is negative
 once the lease has ended, ``ready_in_s`` is 0 once the claim is ready)::
 
-    version             1
+    version             2 (1 had no token nor price_per_gpu_hour)
     address             the account, EIP-55
     chain               {chain_id, block, time}: the head block when the read began (events
                         are read up to it, balances and lease states just after)
+    token               {symbol, decimals}: the settlement token (ERC-20 symbol(), decimals())
     balance             the account's token balance
     withdrawable        its credit in the market (payments, refunds, fees, slashed stake)
     provider            null when not a registered provider, else {stake (bonded), locked (by
@@ -31,7 +36,8 @@ once the lease has ended, ``ready_in_s`` is 0 once the claim is ready)::
                         offer)}
     leases              in the order they opened, each {id (0x + 64 hex digits), role
                         ("provider" | "lab": the account's side), counterparty, gpus,
-                        price_per_gpu_second, escrow, paid, status ("active" | "terminated" |
+                        price_per_gpu_second (as signed), price_per_gpu_hour (x 3600),
+                        escrow, paid, status ("active" | "terminated" |
                         "closed" | "slashed"), start, end (moved forward by a termination),
                         end_in_s, claim}
     leases[].claim      null, or {state ("pending" | "ready" | "disputed"), seq, amount (the

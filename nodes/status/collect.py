@@ -57,6 +57,7 @@ def _collect(client: MarketClient, account: ChecksumAddress) -> Status:
         withdrawable=TokenAmount(client.withdrawable(account)),
         provider=stake,
         leases=leases,
+        token=client.token_metadata(),
     )
 
 

@@ -16,8 +16,9 @@ from market.protocol.types import (
     TokenAmount,
     checksum_address,
 )
+from market.units import Token
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 Role = Literal["provider", "lab"]
 LeaseStatusName = Literal["active", "terminated", "closed", "slashed"]
 ClaimState = Literal["pending", "ready", "disputed"]
@@ -108,6 +109,8 @@ class Status:
     withdrawable: TokenAmount
     provider: StakeView | None
     leases: tuple[LeaseView, ...]
+    token: Token
+    """The settlement token: its symbol and decimals, for showing amounts in tokens."""
 
     def totals(self, role: Role) -> RoleTotals:
         mine = [lease for lease in self.leases if lease.role == role]

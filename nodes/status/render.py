@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from market.units import Token, per_gpu_hour
 from nodes.status.model import (
     FORMAT_VERSION,
     ROLES,
@@ -35,6 +36,7 @@ def status_document(status: Status) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "address": status.address,
         "chain": {"chain_id": status.chain_id, "block": status.block, "time": status.chain_time},
+        "token": {"symbol": status.token.symbol, "decimals": status.token.decimals},
         "balance": status.balance,
         "withdrawable": status.withdrawable,
         "provider": provider,
@@ -61,6 +63,7 @@ def _lease_document(lease: LeaseView) -> dict[str, Any]:
         "counterparty": lease.counterparty,
         "gpus": lease.gpus,
         "price_per_gpu_second": lease.price_per_gpu_second,
+        "price_per_gpu_hour": per_gpu_hour(lease.price_per_gpu_second),
         "escrow": lease.escrow,
         "paid": lease.paid,
         "status": lease.status,
@@ -90,7 +93,7 @@ _COLUMNS: Final = (
     ("ROLE", "<"),
     ("COUNTERPARTY", "<"),
     ("GPUS", ">"),
-    ("PRICE/GPU-S", ">"),
+    ("PRICE/GPU-H", ">"),
     ("ESCROW", ">"),
     ("PAID", ">"),
     ("STATUS", "<"),
@@ -100,73 +103,77 @@ _COLUMNS: Final = (
 
 
 def render_table(status: Status) -> str:
-    """The status as aligned text: the account, then one row per lease, then the totals."""
+    """The status as aligned text: the account, then one row per lease, then the totals; amounts
+    in tokens with the token's symbol, prices per GPU-hour."""
+    fmt = status.token.format
     lines = [
         f"account       {status.address}",
         f"chain         id {status.chain_id}, block {status.block}, time {status.chain_time} "
         f"({datetime.fromtimestamp(status.chain_time, UTC):%Y-%m-%d %H:%M:%S} UTC)",
-        f"balance       {status.balance:,}",
-        f"withdrawable  {status.withdrawable:,}",
-        f"provider      {_stake_text(status.provider, status.chain_time)}",
+        f"balance       {fmt(status.balance)}",
+        f"withdrawable  {fmt(status.withdrawable)}",
+        f"provider      {_stake_text(status.provider, status.chain_time, status.token)}",
     ]
     if not status.leases:
         lines.append("leases        none")
     else:
         lines.append(
-            f"leases        {len(status.leases)} (amounts in the token's base units, "
-            "times from chain time)"
+            f"leases        {len(status.leases)} (amounts in {status.token.symbol}, prices per "
+            "GPU-hour, times from chain time)"
         )
         lines.append("")
-        lines.extend(_table([_lease_row(lease) for lease in status.leases]))
+        lines.extend(_table([_lease_row(lease, status.token) for lease in status.leases]))
         lines.append("")
         for role in ROLES:
             t = status.totals(role)
             if t.leases:
                 lines.append(
                     f"as {role:<9}  {t.leases} leases, {t.open} open: escrow held "
-                    f"{t.escrow_held:,}, claims pending {t.claims_pending:,}, "
-                    f"ready {t.claims_ready:,}"
+                    f"{fmt(t.escrow_held)}, claims pending {fmt(t.claims_pending)}, "
+                    f"ready {fmt(t.claims_ready)}"
                 )
     return "\n".join(lines)
 
 
-def _stake_text(stake: StakeView | None, now: int) -> str:
+def _stake_text(stake: StakeView | None, now: int, token: Token) -> str:
     if stake is None:
         return "not registered"
     verdict = "eligible" if stake.eligible else "below the minimum: cannot offer"
+    fmt = token.format
     text = (
-        f"stake {stake.stake:,}, locked {stake.locked:,}, unbonding {stake.unbonding:,}, "
-        f"free {stake.free_stake:,} "
-        f"(minimum {stake.min_stake:,}: {verdict})"
+        f"stake {fmt(stake.stake)}, locked {fmt(stake.locked)}, "
+        f"unbonding {fmt(stake.unbonding)}, free {fmt(stake.free_stake)} "
+        f"(minimum {fmt(stake.min_stake)}: {verdict})"
     )
     if stake.unbonding:
         text += f"; unbonded {_relative(stake.unbond_ready_at - now)}"
     return text
 
 
-def _lease_row(lease: LeaseView) -> list[str]:
+def _lease_row(lease: LeaseView, token: Token) -> list[str]:
     return [
         "0x" + lease.id.hex()[:12],
         lease.role,
         lease.counterparty,
         str(lease.gpus),
-        f"{lease.price_per_gpu_second:,}",
-        f"{lease.escrow:,}",
-        f"{lease.paid:,}",
+        token.format(per_gpu_hour(lease.price_per_gpu_second)),
+        token.format(lease.escrow),
+        token.format(lease.paid),
         lease.status,
         _relative(lease.end_in_s),
-        _claim_text(lease.claim),
+        _claim_text(lease.claim, token),
     ]
 
 
-def _claim_text(claim: ClaimView | None) -> str:
+def _claim_text(claim: ClaimView | None, token: Token) -> str:
     if claim is None:
         return "-"
+    amount, due = token.format(claim.amount), token.format(claim.due)
     if claim.state == "disputed":
-        return f"{claim.amount:,} disputed"
+        return f"{amount} disputed"
     if claim.state == "ready":
-        return f"{claim.amount:,} (due {claim.due:,}) ready now"
-    return f"{claim.amount:,} (due {claim.due:,}) ready in {_duration(claim.ready_in_s)}"
+        return f"{amount} (due {due}) ready now"
+    return f"{amount} (due {due}) ready in {_duration(claim.ready_in_s)}"
 
 
 def _table(rows: list[list[str]]) -> list[str]:

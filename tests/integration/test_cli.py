@@ -78,6 +78,9 @@ def test_demo_runs_a_market_round_of_processes_and_accounts_for_every_token() ->
     assert out.count("job_started") == 4  # two labs, two jobs each
     assert "4 leases opened, 4 closed" in out
     _assert_receipts_and_vouchers_counted(out)
+    assert "\nledger (tUSD)\n" in out  # the token's symbol, read from the chain
+    amount = r"[\d,]+\.\d{2,6} tUSD"  # tokens with the token's decimals, never base units
+    assert re.search(rf"provider 0 +{amount} -> +{amount}  \(\+{amount}\)", out), out
     assert out.rstrip().endswith("done      every token accounted for, every lease closed")
 
 

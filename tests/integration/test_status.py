@@ -24,6 +24,7 @@ from market.chain.devnet import free_port
 from market.protocol.types import Lease, Receipt, Signed, TokenAmount, checksum_address
 from market.receipts import ReceiptChain
 from market.roles import Lab, Provider
+from market.units import Token
 from nodes.cli import main
 from nodes.status import (
     ClaimView,
@@ -46,6 +47,7 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
+TUSD = Token("tUSD", 6)  # the fixtures' TestUSD
 PRICE = 3
 GPUS = 2
 DURATION = 2000
@@ -210,6 +212,7 @@ def market(env: MarketEnv) -> Scenario:
             min_stake=TokenAmount(MIN_STAKE),
         ),
         leases=leases,
+        token=TUSD,
     )
     lab_status = Status(
         address=checksum_address(lab.address),
@@ -219,6 +222,7 @@ def market(env: MarketEnv) -> Scenario:
         balance=TokenAmount(START_BALANCE - 7 * ESCROW - bond_d),
         withdrawable=TokenAmount(ESCROW + ESCROW),  # E's refund, F's escrow (the penalty vests)
         provider=None,
+        token=TUSD,
         leases=tuple(
             dataclasses.replace(v, role="lab", counterparty=checksum_address(p.address))
             for v in leases
@@ -262,8 +266,8 @@ def test_collect_status_of_an_account_without_history_is_all_zero(env: MarketEnv
     got = collect_status(env.client(), NOBODY)
     assert (got.balance, got.withdrawable, got.provider, got.leases) == (0, 0, None, ())
     assert render_table(got).splitlines()[2:] == [
-        "balance       0",
-        "withdrawable  0",
+        "balance       0.00 tUSD",
+        "withdrawable  0.00 tUSD",
         "provider      not registered",
         "leases        none",
     ]
@@ -276,13 +280,15 @@ def test_status_json_is_the_documented_document(env: MarketEnv, market: Scenario
         "version",
         "address",
         "chain",
+        "token",
         "balance",
         "withdrawable",
         "provider",
         "leases",
         "totals",
     ]
-    assert doc["version"] == 1
+    assert doc["version"] == 2
+    assert doc["token"] == {"symbol": "tUSD", "decimals": 6}
     assert doc["address"] == market.provider.address
     assert doc["chain"] == {
         "chain_id": 31337,
@@ -317,6 +323,7 @@ def test_status_json_is_the_documented_document(env: MarketEnv, market: Scenario
         "counterparty": market.lab.address,
         "gpus": GPUS,
         "price_per_gpu_second": PRICE,
+        "price_per_gpu_hour": PRICE * 3600,
         "escrow": ESCROW,
         "paid": 0,
         "status": "active",
@@ -352,23 +359,26 @@ def test_status_table_aligns_one_row_per_lease(env: MarketEnv, market: Scenario)
     expected = market.provider_status
     lines = render_table(collect_status(env.client(), market.provider.address)).splitlines()
     assert lines[0] == f"account       {market.provider.address}"
-    assert lines[2] == f"balance       {START_BALANCE - STAKE:,}"
+    assert lines[2] == f"balance       {TUSD.format(START_BALANCE - STAKE)}"
+    assert lines[2] == "balance       999,800.00 tUSD"
     assert expected.provider is not None
     unbonds_in = expected.provider.unbond_ready_at - expected.chain_time
     assert 3600 <= unbonds_in < 2 * 3600
     assert lines[4] == (
-        "provider      stake 99,988,000, locked 72,000, unbonding 100,000,000, free 99,916,000 "
-        f"(minimum 100,000,000: below the minimum: cannot offer); unbonded in 1h"
+        "provider      stake 99.988 tUSD, locked 0.072 tUSD, unbonding 100.00 tUSD, free "
+        "99.916 tUSD (minimum 100.00 tUSD: below the minimum: cannot offer); unbonded in 1h"
         f"{unbonds_in % 3600 // 60:02}m"
     )
-    assert lines[5] == "leases        7 (amounts in the token's base units, times from chain time)"
+    assert lines[5] == (
+        "leases        7 (amounts in tUSD, prices per GPU-hour, times from chain time)"
+    )
     header, rows = lines[7], lines[8:15]
     assert header.split() == [
         "LEASE",
         "ROLE",
         "COUNTERPARTY",
         "GPUS",
-        "PRICE/GPU-S",
+        "PRICE/GPU-H",
         "ESCROW",
         "PAID",
         "STATUS",
@@ -397,9 +407,9 @@ def test_status_table_aligns_one_row_per_lease(env: MarketEnv, market: Scenario)
         "provider",
         lab,
         "2",
-        "3",
-        "12,000",
-        f"{PAID_A:,}",
+        "0.0108 tUSD",  # 3 base units per GPU-second
+        "0.012 tUSD",
+        "0.0006 tUSD",
         "active",
         f"{ended // 60}m{ended % 60:02}s ago",
         "-",
@@ -409,20 +419,20 @@ def test_status_table_aligns_one_row_per_lease(env: MarketEnv, market: Scenario)
         "provider",
         lab,
         "2",
-        "3",
-        "12,000",
-        "0",
+        "0.0108 tUSD",
+        "0.012 tUSD",
+        "0.00 tUSD",
         "active",
         f"in {c.end_in_s // 60}m{c.end_in_s % 60:02}s",
-        f"{c.claim.amount:,} (due {c.claim.amount:,}) ready in 30m00s",
+        f"{TUSD.format(c.claim.amount)} (due {TUSD.format(c.claim.amount)}) ready in 30m00s",
     ]
     assert cells[4][-1].endswith(" ready now")
     assert cells[3][-1].endswith(" disputed")
     t = expected.totals("provider")
     assert lines[15:] == [
         "",
-        f"as provider   7 leases, 5 open: escrow held {t.escrow_held:,}, claims pending "
-        f"{t.claims_pending:,}, ready {t.claims_ready:,}",
+        f"as provider   7 leases, 5 open: escrow held {TUSD.format(t.escrow_held)}, claims "
+        f"pending {TUSD.format(t.claims_pending)}, ready {TUSD.format(t.claims_ready)}",
     ]
 
 
@@ -504,6 +514,7 @@ def test_status_command_reads_a_devnet_started_by_devnet_up(tmp_path: Path) -> N
         doc = json.loads(done.stdout)
         assert doc["address"] == ANVIL_ADDRESS_1
         assert doc["chain"]["chain_id"] == 31337
+        assert doc["token"] == {"symbol": "tUSD", "decimals": 6}  # devnet up's TestUSD
         assert (doc["balance"], doc["withdrawable"]) == (minted - stake, 0)
         assert doc["provider"] == {
             "stake": stake,
@@ -520,7 +531,10 @@ def test_status_command_reads_a_devnet_started_by_devnet_up(tmp_path: Path) -> N
 
         table = _status("--deployment", str(path), "--address", ANVIL_ADDRESS_1.lower())
         assert table.returncode == 0, table.stderr
-        line = "provider      stake 100,000,000, locked 0, unbonding 0, free 100,000,000 "
+        line = (
+            "provider      stake 100.00 tUSD, locked 0.00 tUSD, unbonding 0.00 tUSD, "
+            "free 100.00 tUSD (minimum 100.00 tUSD: eligible)"
+        )
         assert line in table.stdout
         assert table.stdout.rstrip().endswith("leases        none")
     finally:

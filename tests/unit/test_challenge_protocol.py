@@ -147,7 +147,7 @@ def _config(tmp_path: Path, challenge: str) -> Path:
     path.write_text(
         '[key]\nkeystore = "k.json"\n[relays]\nurls = ["http://127.0.0.1:1"]\n'
         f"[challenge]\n{challenge}"
-        '[[jobs]]\nmodel = "H100-80GB"\ngpus = 1\nmax_price_per_gpu_second = 3\n'
+        '[[jobs]]\nmodel = "H100-80GB"\ngpus = 1\nmax_price_per_gpu_hour = "1"\n'
         'duration = 60\nkind = "command"\nargv = ["true"]\n',
         encoding="utf-8",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from market.units import Token
 from nodes import cli
 from nodes.commands.init import InitSettings, lab_template, provider_template
 from nodes.commands.keys import find_keystores, parse_private_key, read_password
@@ -146,6 +147,9 @@ def _settings(tmp_path: Path) -> InitSettings:
     )
 
 
+TOKEN = Token("tUSD", 6)
+
+
 def test_provider_template_loads_with_the_agents_loader(tmp_path: Path) -> None:
     path = tmp_path / "provider.toml"
     path.write_text(provider_template(_settings(tmp_path)))
@@ -155,7 +159,9 @@ def test_provider_template_loads_with_the_agents_loader(tmp_path: Path) -> None:
     assert config.key.keystore == tmp_path / "key.json"
     assert config.relays == ("http://127.0.0.1:7000",)
     assert [g.model for g in config.inventory.gpus] == ["A100-80GB"]
-    assert config.agent.stake_units == 1000 * USD
+    assert config.agent.stake is not None
+    assert config.agent.stake.units(TOKEN) == 1000 * USD
+    assert config.pricing.params["price_per_gpu_hour"] == "1.80"
 
 
 def test_lab_template_loads_with_the_labs_loader(tmp_path: Path) -> None:
@@ -163,7 +169,9 @@ def test_lab_template_loads_with_the_labs_loader(tmp_path: Path) -> None:
     path.write_text(lab_template(_settings(tmp_path)))
     config = load_lab_config(path)
     assert config.chain.rpc_url == "http://127.0.0.1:41234"
-    assert [(j.model, j.gpus, j.duration) for j in config.jobs] == [("A100-80GB", 1, 60)]
+    jobs = config.jobs(TOKEN)
+    assert [(j.model, j.gpus, j.duration) for j in jobs] == [("A100-80GB", 1, 60)]
+    assert [j.max_price_per_gpu_second for j in jobs] == [800]  # 2.88 per GPU-hour, 6 decimals
 
 
 def test_every_key_of_the_templates_is_commented(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,14 @@ from market.matching import Constraint, Requirements, encode_attributes
 from market.matching.constraints import feature_bit, unfit
 from market.protocol.types import Bid, Billing, Offer
 from market.receipts import DEFAULT_SAMPLES
+from market.units import Token
 from nodes.errors import ConfigError
 from nodes.jobs.spec import CommandParams, MatmulParams
 from nodes.lab.config import JobConfig, LabSettings, load_config
 from nodes.provider.agent import job_features
 from nodes.provider.config import JobLimits, KeyConfig
+
+TUSD = Token("tUSD", 6)
 
 pytestmark = pytest.mark.unit
 WALLET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -40,14 +45,14 @@ urls = ["http://127.0.0.1:7000", "https://relay.example"]
 poll_interval_s = 0.25
 host = "0.0.0.0"
 port = 9100
-fund = 5000000
+allowance = "5"
 bid_ttl_s = 600
 audit_samples = 8
 
 [[jobs]]
 model = "H100-80GB"
 gpus = 2
-max_price_per_gpu_second = 3
+max_price_per_gpu_hour = "0.0108"
 duration = 600
 billing = "metered"
 min_memory_gib = 80
@@ -63,7 +68,7 @@ rounds = 16
 [[jobs]]
 model = "L4-24GB"
 gpus = 1
-max_price_per_gpu_second = 1
+max_price_per_gpu_hour = "0.0036"
 duration = 60
 kind = "command"
 argv = ["python", "-c", "print('hello')"]
@@ -77,7 +82,7 @@ urls = ["http://127.0.0.1:7000"]
 [[jobs]]
 model = "H100-80GB"
 gpus = 1
-max_price_per_gpu_second = 3
+max_price_per_gpu_hour = "0.0108"
 duration = 60
 kind = "command"
 argv = ["true"]
@@ -111,7 +116,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.chain.rpc_url == "http://10.0.0.5:8545"
     assert config.relays == ("http://127.0.0.1:7000", "https://relay.example")
     assert config.lab == LabSettings(
-        host="0.0.0.0", port=9100, poll_interval_s=0.25, fund=5_000_000, bid_ttl_s=600,
+        host="0.0.0.0", port=9100, poll_interval_s=0.25, allowance=Decimal(5), bid_ttl_s=600,
         audit_samples=8,
     )  # fmt: skip
     assert config.voucher_key == KeyConfig(tmp_path / "voucher-key.json", "LAB_PASSWORD")
@@ -127,11 +132,11 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
         ),
         all_or_none=True,
     )
-    assert config.jobs == (
+    assert config.jobs(TUSD) == (
         JobConfig("H100-80GB", 2, 3, 600, MatmulParams(128, 7, 16), Billing.METERED, wants),
         JobConfig("L4-24GB", 1, 1, 60, CommandParams(("python", "-c", "print('hello')"))),
     )
-    assert config.jobs[0].bid_requirements.bid_fields() == {
+    assert config.jobs(TUSD)[0].bid_requirements.bid_fields() == {
         "min_memory_gib": 80,
         "min_bandwidth_gbps": 400,
         "required_features": encode_attributes({"capabilities": ("ecc", "mig")}),
@@ -141,9 +146,9 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
         "all_or_none": True,
         "billing": Billing.METERED,  # the job's billing, signed with its requirements
     }
-    assert config.jobs[1].bid_requirements == Requirements()  # any offer of the model
-    assert config.jobs[1].billing is Billing.RENTAL  # the default
-    assert config.jobs[0].max_escrow == 3 * 2 * 600
+    assert config.jobs(TUSD)[1].bid_requirements == Requirements()  # any offer of the model
+    assert config.jobs(TUSD)[1].billing is Billing.RENTAL  # the default
+    assert config.jobs(TUSD)[0].max_escrow == 3 * 2 * 600
 
 
 def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
@@ -152,12 +157,12 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     assert config.key.password_env == "GPUMARKET_KEY_PASSWORD"
     assert (config.chain.deployment, config.chain.rpc_url) == (None, None)
     assert config.lab == LabSettings(
-        host="127.0.0.1", port=0, poll_interval_s=1.0, fund=None, bid_ttl_s=3600,
+        host="127.0.0.1", port=0, poll_interval_s=1.0, allowance=None, bid_ttl_s=3600,
         audit_samples=DEFAULT_SAMPLES,
     )  # fmt: skip
     assert config.voucher_key is None  # the lab's own key signs its vouchers
     assert config.wallet is None  # the lab is its key's own account
-    assert config.jobs[0].billing is Billing.RENTAL
+    assert config.jobs(TUSD)[0].billing is Billing.RENTAL
 
 
 @pytest.mark.parametrize(
@@ -165,7 +170,34 @@ def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     [
         (MINIMAL + "[lab]\nport = 70000\n", "lab.port", "at most 65535"),
         (MINIMAL + "[lab]\npoll_interval_s = 0\n", "lab.poll_interval_s", "positive"),
-        (MINIMAL + "[lab]\nfund = -1\n", "lab.fund", "at least 0"),
+        (MINIMAL + '[lab]\nallowance = "-1"\n', "lab.allowance", "negative"),
+        (
+            MINIMAL + "[lab]\nfund = 5000000\n",
+            "lab.fund",
+            re.escape('allowance = 5000000 / 10^decimals (a 6-decimal token: "5")'),
+        ),
+        (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"', "max_price_per_gpu_second = 3"),
+            "jobs[0].max_price_per_gpu_second",
+            re.escape(
+                'max_price_per_gpu_hour = 3 x 3600 / 10^decimals (a 6-decimal token: "0.0108")'
+            ),
+        ),
+        (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"', 'max_price_per_gpu_hour = "0"'),
+            "jobs[0].max_price_per_gpu_hour",
+            "more than 0",
+        ),
+        (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"', "max_price_per_gpu_hour = -1"),
+            "jobs[0].max_price_per_gpu_hour",
+            "negative",
+        ),
+        (
+            MINIMAL.replace('max_price_per_gpu_hour = "0.0108"\n', ""),
+            "jobs[0].max_price_per_gpu_hour",
+            "missing",
+        ),
         (MINIMAL + "[lab]\npoll = 1\n", "lab.poll", "unknown key"),
         (MINIMAL.replace('kind = "command"', 'kind = "shell"'), "jobs[0].kind", "matmul"),
         (MINIMAL.replace('argv = ["true"]', "argv = []"), "jobs[0].argv", "list of 1 to"),
@@ -246,7 +278,7 @@ def test_a_job_asking_for_the_network_signs_it_and_bids_only_for_providers_that_
     tmp_path: Path,
 ) -> None:
     config = load_config(_write(tmp_path, MINIMAL + "network = true\n"))
-    (job,) = config.jobs
+    (job,) = config.jobs(TUSD)
     assert job.network
     bit = feature_bit("capabilities", "job-network")
     fields = job.bid_requirements.bid_fields()
@@ -255,7 +287,7 @@ def test_a_job_asking_for_the_network_signs_it_and_bids_only_for_providers_that_
     base = Offer("0x" + "11" * 20, "H100-80GB", 8, 80, 3, 1, 3600, 2_000_000, 1)
     assert unfit(base, bid) is not None  # a provider not allowing it cannot be matched
     assert unfit(replace(base, features=bit), bid) is None
-    (plain,) = load_config(_write(tmp_path, MINIMAL)).jobs
+    (plain,) = load_config(_write(tmp_path, MINIMAL)).jobs(TUSD)
     assert not plain.network
     assert not plain.bid_requirements.bid_fields()["required_features"] & bit
 

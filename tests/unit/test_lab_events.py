@@ -23,7 +23,7 @@ urls = ["http://127.0.0.1:7000"]
 [[jobs]]
 model = "H100-80GB"
 gpus = 1
-max_price_per_gpu_second = 3
+max_price_per_gpu_hour = "0.0108"
 duration = 60
 kind = "command"
 argv = ["true"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from market.chain.deploy import Deployment
+from market.errors import AmountTooPrecise
 from market.protocol.types import Billing
+from market.units import Token
 from nodes.errors import ConfigError, KeystoreError
 from nodes.provider import (
     AgentConfig,
@@ -52,7 +55,7 @@ memory_gib = 40
 
 [pricing]
 policy = "utilisation"
-params = { floor = 2, ceiling = 6 }
+params = { floor_per_gpu_hour = "1.50", ceiling_per_gpu_hour = "4" }
 
 [metering]
 interval_s = 30
@@ -70,7 +73,7 @@ max_disk_gib = 0.5
 host = "0.0.0.0"
 port = 7100
 public_url = "https://gpu.example:7100"
-stake = 250.5
+stake = "250.5"
 offer_ttl_s = 120
 min_duration_s = 60
 max_duration_s = 7200
@@ -89,7 +92,7 @@ count = 1
 memory_gib = 24
 [pricing]
 policy = "fixed"
-params = { price_per_gpu_second = 1 }
+params = { price_per_gpu_hour = "0.0036" }
 """
 
 
@@ -108,7 +111,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     assert config.chain.confirmations == 12
     assert config.agent == AgentConfig(
         host="0.0.0.0", port=7100, public_url="https://gpu.example:7100",
-        stake_units=250_500_000, offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
+        stake=Decimal("250.5"), offer_ttl_s=120, min_duration_s=60, max_duration_s=7200,
         claim_interval_s=30, max_unpaid_periods=2, final_voucher_wait_s=600,
         billing=(Billing.METERED, Billing.RENTAL),
     )  # fmt: skip
@@ -120,7 +123,7 @@ def test_full_config_is_read_into_typed_fields(tmp_path: Path) -> None:
     )
     assert (config.pricing.policy, dict(config.pricing.params)) == (
         "utilisation",
-        {"floor": 2, "ceiling": 6},
+        {"floor_per_gpu_hour": "1.50", "ceiling_per_gpu_hour": "4"},
     )
     assert config.metering.interval_s == 30
     assert config.jobs == JobLimits(
@@ -169,7 +172,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("memory_gib = 24", "memory_gib = 24\nvram = 1", "inventory.gpus[0].vram", "unknown"),
         ('policy = "fixed"', "", "pricing.policy", "missing"),
         (
-            "params = { price_per_gpu_second = 1 }",
+            'params = { price_per_gpu_hour = "0.0036" }',
             "params = 3",
             "pricing.params",
             "must be a table",
@@ -349,3 +352,35 @@ def test_missing_or_foreign_keystore_file_is_a_keystore_error(tmp_path: Path) ->
     (tmp_path / "other.json").write_text('{"hello": 1}')
     with pytest.raises(KeystoreError):
         decrypt_key(KeyConfig(tmp_path / "other.json", "PW"), {"PW": "x"})
+
+
+@pytest.mark.parametrize(
+    ("written", "tokens"),
+    [('"250.5"', Decimal("250.5")), ("250.5", Decimal("250.5")), ("200", Decimal(200)),
+     ('"1,000"', Decimal(1000))],
+)  # fmt: skip
+def test_the_stake_is_read_in_tokens_exactly_and_converted_with_the_tokens_decimals(
+    tmp_path: Path, written: str, tokens: Decimal
+) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + f"[agent]\nstake = {written}\n"))
+    assert config.agent.stake == tokens
+    assert config.agent.stake is not None
+    assert config.agent.stake.units(Token("tUSD", 6)) == int(tokens * 10**6)
+    assert config.agent.stake.units(Token("DAI", 18)) == int(tokens * 10**18)
+
+
+def test_a_stake_finer_than_the_tokens_decimals_is_refused_when_converted(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + '[agent]\nstake = "1.0000001"\n'))
+    assert config.agent.stake is not None
+    with pytest.raises(AmountTooPrecise, match="more decimals than tUSD has"):
+        config.agent.stake.units(Token("tUSD", 6))
+
+
+@pytest.mark.parametrize("written", ['"-1"', '"ten"', "true", '"1 ETH"'])
+def test_a_stake_that_is_no_amount_of_tokens_is_a_config_error(
+    tmp_path: Path, written: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, MINIMAL + f"[agent]\nstake = {written}\n"))
+    assert info.value.field == "agent.stake"
+    assert "amount of tokens" in info.value.reason

@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodes.errors import PricingError
+from market.units import Token
+from nodes.errors import ConfigError, PricingError
 from nodes.provider import FixedPrice, PricingConfig, UtilisationPrice, load_policy
 
 pytestmark = pytest.mark.unit
 
 prices = st.integers(1, 10**30)
+TUSD = Token("tUSD", 6)
 totals = st.integers(1, 10_000)
 
 
@@ -40,7 +42,7 @@ class NoPrice:
 
 
 def _config(policy: str, **params: object) -> PricingConfig:
-    return PricingConfig(policy, MappingProxyType(params))
+    return PricingConfig(policy, MappingProxyType(params))  # type: ignore[arg-type]
 
 
 @given(
@@ -81,20 +83,56 @@ def test_fixed_price_is_the_same_whatever_the_load(
 
 
 def test_fixed_price_per_model_offers_only_the_models_listed() -> None:
-    policy = load_policy(_config("fixed", prices={"H100-80GB": 5}))
-    assert policy.price("H100-80GB", 1, 8, 0) == 5
+    policy = load_policy(_config("fixed", prices_per_gpu_hour={"H100-80GB": "0.018"}), TUSD)
+    assert policy.price("H100-80GB", 1, 8, 0) == 5  # 0.018 tUSD/GPU-hour = 5 base units/s
     assert policy.price("A100-40GB", 1, 8, 0) is None
     assert policy.price("H100-80GB", 0, 8, 0) is None
 
 
 def test_built_in_policies_load_by_name_with_their_params() -> None:
-    policy = load_policy(_config("utilisation", floor=2, ceiling=6, exponent=2))
+    policy = load_policy(
+        _config("utilisation", floor_per_gpu_hour="0.0072", ceiling_per_gpu_hour=0.0216,
+                exponent=2), TUSD,
+    )  # fmt: skip
     assert policy.policy == UtilisationPrice(2, 6, 2)
     assert policy.price("m", 1, 2, 0) == 3
 
 
+def test_a_per_hour_price_is_rounded_down_to_whole_base_units_per_second() -> None:
+    policy = load_policy(_config("fixed", price_per_gpu_hour="2.50"), TUSD)
+    assert policy.price("m", 1, 1, 0) == 694  # 2_500_000 / 3600 = 694.4: 2.4984 tUSD/GPU-hour
+    eighteen = load_policy(_config("fixed", price_per_gpu_hour="2.50"), Token("DAI", 18))
+    assert eighteen.price("m", 1, 1, 0) == 2_500_000_000_000_000_000 // 3600
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "says"),
+    [
+        ({"price_per_gpu_second": 500}, "params.price_per_gpu_second",
+         'price_per_gpu_hour = 500 x 3600 / 10^decimals (a 6-decimal token: "1.8")'),
+        ({"prices": {"H100-80GB": 5}}, "params.prices", "prices_per_gpu_hour"),
+        ({"price_per_gpu_hour": "-1"}, "params.price_per_gpu_hour", "negative"),
+        ({"price_per_gpu_hour": "2.5 ETH"}, "params.price_per_gpu_hour", "'ETH'"),
+        ({"prices_per_gpu_hour": {"H100": "x"}}, "params.prices_per_gpu_hour.H100", "digits"),
+        ({"price_per_gpu_hour": "1", "surge": 2}, "params.surge", "unknown parameter"),
+    ],
+)  # fmt: skip
+def test_retired_and_bad_price_keys_are_config_errors_that_say_the_fix(
+    params: dict[str, object], field: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config("fixed", **params)
+    assert info.value.field == field
+    assert says in info.value.reason
+
+
+def test_retired_utilisation_keys_name_their_per_hour_replacements() -> None:
+    with pytest.raises(ConfigError, match="floor_per_gpu_hour = 2 x 3600"):
+        _config("utilisation", floor=2, ceiling=6)
+
+
 def test_user_policy_plugs_in_by_module_and_class() -> None:
-    policy = load_policy(_config(f"{__name__}:Surge", base=7))
+    policy = load_policy(_config(f"{__name__}:Surge", base=7), TUSD)
     assert isinstance(policy.policy, Surge)
     assert policy.price("m", 1, 1, 3600) == 14
     assert policy.price("m", 1, 1, 12 * 3600) == 7
@@ -102,7 +140,7 @@ def test_user_policy_plugs_in_by_module_and_class() -> None:
 
 @pytest.mark.parametrize("answer", [0, -1, 1.5, True, "3", 2**128])
 def test_plugged_in_policy_cannot_put_a_bad_price_on_an_offer(answer: object) -> None:
-    policy = load_policy(_config(f"{__name__}:Broken", answer=answer))
+    policy = load_policy(_config(f"{__name__}:Broken", answer=answer), TUSD)
     with pytest.raises(PricingError, match="must be an integer from 1 to 2\\^128-1"):
         policy.price("m", 1, 1, 0)
 
@@ -114,17 +152,30 @@ def test_plugged_in_policy_cannot_put_a_bad_price_on_an_offer(answer: object) ->
         ("no.such.module:Policy", {}, "cannot import no.such.module"),
         (f"{__name__}:Missing", {}, "has no Missing"),
         (f"{__name__}:NoPrice", {}, "has no price("),
-        ("utilisation", {"floor": 2}, "bad params"),
-        ("utilisation", {"floor": 5, "ceiling": 2}, "ceiling 2 is below floor 5"),
-        ("utilisation", {"floor": 0, "ceiling": 2}, "floor must be an integer"),
-        ("utilisation", {"floor": 1, "ceiling": 2, "exponent": 9}, "exponent must be"),
-        ("fixed", {}, "give price_per_gpu_second or prices"),
-        ("fixed", {"prices": {"H100": -3}}, "H100 must be an integer"),
+        ("utilisation", {"floor_per_gpu_hour": "1"}, "give ceiling_per_gpu_hour"),
+        (
+            "utilisation",
+            {"floor_per_gpu_hour": "5", "ceiling_per_gpu_hour": "2"},
+            "ceiling 555 is below floor 1388",
+        ),
+        (
+            "utilisation",
+            {"floor_per_gpu_hour": "0", "ceiling_per_gpu_hour": "2"},
+            "floor must be an integer",
+        ),
+        (
+            "utilisation",
+            {"floor_per_gpu_hour": "1", "ceiling_per_gpu_hour": "2", "exponent": 9},
+            "exponent must be",
+        ),
+        ("fixed", {}, "give price_per_gpu_hour or prices_per_gpu_hour"),
+        ("fixed", {"price_per_gpu_hour": "0.001"}, "under 1 per GPU-second"),
+        ("fixed", {"price_per_gpu_hour": "1.0000001"}, "more decimals than tUSD has (6)"),
     ],
 )
 def test_policy_that_cannot_load_is_a_pricing_error(
     name: str, params: dict[str, object], reason: str
 ) -> None:
     with pytest.raises(PricingError) as info:
-        load_policy(_config(name, **params))
+        load_policy(_config(name, **params), TUSD)
     assert reason in info.value.reason
