@@ -14,9 +14,11 @@
                                             cancel on-chain with the config's keystore
 
 An error (no relay, a refusal, no answer) is one ``error:`` line on stderr and exit 1.
-Every command takes ``--json`` (the answer's body as JSON, for programs) and ``--relay URL``
-(default: ``$GPUMARKET_RELAY``, else the first of ``--config``'s ``[relays] urls``). Prices are
-what orders sign: per GPU-second, in the token's base units, and labelled so.
+Every command takes ``--json`` (the answer's body as JSON, for programs: the wire format, so
+amounts in base units and prices per GPU-second, with the token's symbol and decimals) and
+``--relay URL`` (default: ``$GPUMARKET_RELAY``, else the first of ``--config``'s ``[relays]
+urls``). Tables show prices per GPU-hour and amounts in tokens (``market.units``); ``--max-price``
+is tokens per GPU-hour.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from market.chain.client import MarketClient
 from market.errors import MarketError
 from market.matching import Explanation
 from market.protocol.types import Billing, Offer, checksum_address
+from market.units import SECONDS_PER_HOUR, Token
 from nodes.daemon.config import load_deployment
 from nodes.daemon.keystore import decrypt_key, keystore_address
 from nodes.errors import NodeError
@@ -51,12 +54,14 @@ from nodes.wire.reads import (
     LeaseView,
     ModelList,
     OfferList,
+    TokenView,
     decode_read,
 )
 
 RELAY_ENV = "GPUMARKET_RELAY"
 TIMEOUT_S = 15.0
-PRICE = "base units/GPU-s"
+PRICE_FIELDS = ("price_per_gpu_second", "max_price_per_gpu_second")
+"""Explanation fields holding a price per GPU-second, shown per GPU-hour."""
 R = TypeVar("R", ModelList, OfferList, BidList, LeaseView)
 
 
@@ -124,23 +129,34 @@ def short(value: bytes | str) -> str:
     return text[:10] + "…" + text[-4:] if len(text) > 16 else text
 
 
-def explanation_lines(explanation: Explanation) -> list[str]:
-    """The reasons, and the single-field changes that would make the order match."""
+def token_of(view: TokenView) -> Token:
+    return Token(view.symbol, view.decimals)
+
+
+def explanation_lines(explanation: Explanation, token: Token) -> list[str]:
+    """The reasons, and the single-field changes that would make the order match (prices per
+    GPU-hour in tokens)."""
     lines = [f"  reason: {r.code}: {r.message}" for r in explanation.reasons]
-    lines += [f"  would match with {c.field} {c.current} -> {c.suggested}"
-              for c in explanation.changes]  # fmt: skip
+    for c in explanation.changes:
+        if c.field in PRICE_FIELDS and isinstance(c.current, int) and isinstance(c.suggested, int):
+            name = c.field.replace("_per_gpu_second", "")
+            lines.append(f"  would match with {name} {token.format_price(c.current)} -> "
+                         f"{token.format_price(c.suggested)}")  # fmt: skip
+        else:
+            lines.append(f"  would match with {c.field} {c.current} -> {c.suggested}")
     return lines
 
 
-def bid_lines(bid: BidView) -> list[str]:
+def bid_lines(bid: BidView, token: Token) -> list[str]:
+    price = token.format_price(bid.max_price_per_gpu_second)
     head = (f"bid {short(bid.order_hash)}  {bid.model}  {bid.remaining}/{bid.gpus} GPUs left  "
-            f"max {bid.max_price_per_gpu_second} {PRICE}  {bid.duration}s  {bid.fate}")  # fmt: skip
+            f"max {price}  {bid.duration}s  {bid.fate}")  # fmt: skip
     lines = [head]
     lines += [f"  lease 0x{lease.hex()}" for lease in bid.lease_ids]
     if bid.error:
         lines.append(f"  fill failed: {bid.error}")
     if bid.explanation is not None:
-        lines += explanation_lines(bid.explanation)
+        lines += explanation_lines(bid.explanation, token)
     return lines
 
 
@@ -155,10 +171,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not answer.models:
         print("no resting orders on this relay")
         return 0
-    rows = [(m.model, m.offers, m.gpus_offered, m.best_ask if m.offers else "-", m.bids,
-             m.gpus_wanted, m.best_bid if m.bids else "-") for m in answer.models]  # fmt: skip
+    token = token_of(answer.token)
+    rows = [(m.model, m.offers, m.gpus_offered,
+             token.format_price(m.best_ask) if m.offers else "-", m.bids, m.gpus_wanted,
+             token.format_price(m.best_bid) if m.bids else "-") for m in answer.models]  # fmt: skip
     print(table(rows, ("MODEL", "OFFERS", "GPUS", "BEST ASK", "BIDS", "GPUS", "BEST BID")))
-    print(f"prices in {PRICE}")
     return 0
 
 
@@ -169,6 +186,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     if args.json:
         print(as_json(snapshot))
         return 0
+    token = token_of(read(url, "/v1/models", ModelList).token)
     for title, entries in (("offers", snapshot.offers), ("bids", snapshot.bids)):
         rows = []
         for e in entries:
@@ -177,38 +195,42 @@ def cmd_book(args: argparse.Namespace) -> int:
                 price, signer = m.price_per_gpu_second, m.provider
             else:
                 price, signer = m.max_price_per_gpu_second, m.lab
-            rows.append((price, e.remaining, m.gpu_count, short(signer)))
+            rows.append((token.format_price(price), e.remaining, m.gpu_count, short(signer)))
         print(f"{snapshot.model} {title} ({len(rows)})")
-        print(table(rows, (f"PRICE ({PRICE})", "LEFT", "GPUS", "SIGNER")) if rows else "  none")
+        print(table(rows, ("PRICE", "LEFT", "GPUS", "SIGNER")) if rows else "  none")
     return 0
 
 
 def cmd_offers(args: argparse.Namespace) -> int:
+    url = relay_url(args)
     query: dict[str, str] = {"gpus": str(args.gpus), "limit": str(args.limit)}
     if args.model:
         query["model"] = args.model
-    if args.max_price is not None:
-        query["maxPrice"] = str(args.max_price)
+    if args.max_price is not None:  # tokens per GPU-hour, as the offers sign it per second
+        token = token_of(read(url, "/v1/models", ModelList).token)
+        query["maxPrice"] = str(per_gpu_second_at_most(token.parse(args.max_price)))
     if args.billing:
         query["billing"] = args.billing
     if args.min_memory:
         query["minMemory"] = str(args.min_memory)
-    answer = read(relay_url(args), "/v1/offers?" + urllib.parse.urlencode(query), OfferList)
+    answer = read(url, "/v1/offers?" + urllib.parse.urlencode(query), OfferList)
     if args.json:
         print(as_json(answer))
         return 0
     if not answer.offers:
         print("no offer matches")
         return 0
+    token = token_of(answer.token)
     rows = []
     for o in answer.offers:
         rep = o.reputation
         standing = (f"{rep.leases_completed}/{rep.leases_opened} completed, "
                     f"{rep.slashes} slashed") if rep is not None else "unknown"  # fmt: skip
         duration = f"{o.min_duration}-{o.max_duration}s"
-        rows.append((o.price_per_gpu_second, o.model, f"{o.remaining}/{o.gpus}", o.memory_gib,
-                     duration, short(o.provider), standing))  # fmt: skip
-    print(table(rows, (f"PRICE ({PRICE})", "MODEL", "LEFT", "GIB", "DURATION", "PROVIDER",
+        price = token.format_price(o.price_per_gpu_second)
+        rows.append((price, o.model, f"{o.remaining}/{o.gpus}", o.memory_gib, duration,
+                     short(o.provider), standing))  # fmt: skip
+    print(table(rows, ("PRICE", "MODEL", "LEFT", "GIB", "DURATION", "PROVIDER",
                        "REPUTATION")))  # fmt: skip
     return 0
 
@@ -235,7 +257,7 @@ def cmd_bids(args: argparse.Namespace) -> int:
     if not answer.bids:
         print(f"no bids of {answer.lab} on this relay")
     for bid in answer.bids:
-        print("\n".join(bid_lines(bid)))
+        print("\n".join(bid_lines(bid, token_of(answer.token))))
     return 0
 
 
@@ -248,7 +270,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(as_json(msgspec.structs.replace(answer, bids=tuple(chosen))))
         return 0
     for bid in chosen:
-        print("\n".join(bid_lines(bid)))
+        print("\n".join(bid_lines(bid, token_of(answer.token))))
         if bid.fate == "resting":
             print("  nothing stands in its way: a fill is on its way")
         elif bid.fate == "matched":
@@ -262,13 +284,13 @@ def cmd_lease(args: argparse.Namespace) -> int:
     if args.json:
         print(as_json(view))
         return 0
-    t = view.terms
+    t, token = view.terms, token_of(view.token)
     print(f"lease {lease_id}  {view.status}" + ("  slashed" if view.slashed else "")
           + ("  disputed" if view.disputed else ""))  # fmt: skip
     print(f"  provider {t.provider}  lab {t.lab}")
-    print(f"  {t.gpus} GPUs at {t.price_per_gpu_second} {PRICE}, {t.duration}s from {t.start}, "
-          f"billing {Billing(t.billing).name.lower()}")  # fmt: skip
-    print(f"  paid {view.paid} base units; ends at {view.end or 'its full duration'}")
+    print(f"  {t.gpus} GPUs at {token.format_price(t.price_per_gpu_second)}, {t.duration}s from "
+          f"{t.start}, billing {Billing(t.billing).name.lower()}")  # fmt: skip
+    print(f"  paid {token.format(view.paid)}; ends at {view.end or 'its full duration'}")
     for e in view.events:
         values = " ".join(f"{k}={v}" for k, v in e.values.items())
         print(f"  block {e.block}: {e.name} {values}".rstrip())
@@ -301,6 +323,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         for item in done:
             print(f"cancelled {item}")
     return 0
+
+
+def per_gpu_second_at_most(per_hour: int) -> int:
+    """The highest per-GPU-second price whose GPU-hour costs at most ``per_hour`` base units."""
+    return per_hour // SECONDS_PER_HOUR
 
 
 def _waiting(what: str) -> None:
@@ -356,7 +383,8 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("offers", help="resting offers, cheapest first, with reputations")
     p.add_argument("--model", default=None)
     p.add_argument("--gpus", type=int, default=1, help="at least this many GPUs left")
-    p.add_argument("--max-price", type=int, default=None, help=f"at most this price ({PRICE})")
+    p.add_argument("--max-price", default=None, metavar="TOKENS",
+                   help="at most this price per GPU-hour, in tokens (e.g. 2.50)")  # fmt: skip
     p.add_argument("--billing", choices=("rental", "metered"), default=None)
     p.add_argument("--min-memory", type=int, default=0, help="GiB per GPU at least")
     p.add_argument("--limit", type=int, default=50)

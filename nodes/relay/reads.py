@@ -46,6 +46,7 @@ from nodes.wire.reads import (
     OfferList,
     OfferView,
     ReadMessage,
+    TokenView,
     encode_read,
     encode_read_json,
 )
@@ -111,6 +112,14 @@ class MarketReads:
         self.max_page = max_page
         self.memory: OrderedDict[bytes, BidMemory] = OrderedDict()
         self._follower: asyncio.Task[None] | None = None
+        self._token: TokenView | None = None
+
+    async def token(self) -> TokenView:
+        """The settlement token's symbol and decimals, read from the chain once."""
+        if self._token is None:
+            meta = await asyncio.to_thread(self.reputations.client.token_metadata)
+            self._token = TokenView(meta.symbol, meta.decimals)
+        return self._token
 
     def install(self, app: web.Application) -> None:
         """Add the routes to ``app`` and follow the relay's fills while it runs."""
@@ -177,9 +186,9 @@ class MarketReads:
     # --- routes ---------------------------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
-        return answer(request, self.model_list())
+        return answer(request, self.model_list(await self.token()))
 
-    def model_list(self) -> ModelList:
+    def model_list(self, token: TokenView) -> ModelList:
         now = self.book.chain_time
         book = self.book.book
         summaries = []
@@ -199,7 +208,7 @@ class MarketReads:
                     best_bid=max((e.price for e in bids), default=0),
                 )
             )
-        return ModelList(now, tuple(summaries))
+        return ModelList(now, token, tuple(summaries))
 
     async def offers(self, request: web.Request) -> web.Response:
         wanted = offer_filter(request.query, self.max_page)
@@ -211,7 +220,7 @@ class MarketReads:
         )
         reputations = await self._reputations({e.signer for e in chosen})
         views = tuple(offer_view(e, reputations.get(e.signer.lower())) for e in chosen)
-        return answer(request, OfferList(now, views))
+        return answer(request, OfferList(now, await self.token(), views))
 
     async def _reputations(self, providers: set[str]) -> dict[str, Reputation]:
         if not providers:
@@ -228,9 +237,9 @@ class MarketReads:
         if raw is None:
             raise DecodeError("/v1/bids needs ?lab=ADDRESS")
         lab = _address(raw, "lab")
-        return answer(request, self.bid_list(lab))
+        return answer(request, self.bid_list(lab, await self.token()))
 
-    def bid_list(self, lab: str) -> BidList:
+    def bid_list(self, lab: str, token: TokenView) -> BidList:
         now = self.book.chain_time
         book = self.book.book
         views: dict[bytes, BidView] = {}
@@ -244,7 +253,8 @@ class MarketReads:
                 continue
             fate = "fill_failed" if memory.error else "matched"
             views[bid_hash] = bid_view(bid_hash, memory.bid.message, 0, fate, memory)
-        return BidList(checksum_address(lab), now, tuple(views.values())[: self.max_page])
+        bids = tuple(views.values())[: self.max_page]
+        return BidList(checksum_address(lab), now, token, bids)
 
     def _resting_view(self, entry: Resting, memory: BidMemory | None) -> BidView:
         bid = entry.message
@@ -260,7 +270,7 @@ class MarketReads:
         record = await asyncio.to_thread(read_lease, self.reputations.client, lease_id)
         if record is None:
             raise web.HTTPNotFound(reason=f"no lease 0x{lease_id.hex()} opened on this chain")
-        return answer(request, lease_view(record))
+        return answer(request, lease_view(record, await self.token()))
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -293,7 +303,7 @@ def bid_view(
     )  # fmt: skip
 
 
-def lease_view(record: LeaseRecord) -> LeaseView:
+def lease_view(record: LeaseRecord, token: TokenView) -> LeaseView:
     lease, state = record.lease, record.state
     terms = LeaseTerms(
         lease.provider, lease.lab, lease.gpus, lease.price_per_gpu_second, lease.start,
@@ -315,7 +325,7 @@ def lease_view(record: LeaseRecord) -> LeaseView:
     return LeaseView(
         record.lease_id, record.offer_hash, record.bid_hash, record.opened_block, terms,
         state.status.name.lower(), state.paid, state.end, state.slashed, state.disputed,
-        state.stake_released, events,
+        state.stake_released, token, events,
     )  # fmt: skip
 
 

@@ -42,6 +42,13 @@ MAX_EVENTS: Final = 1024
 """The most chain events one LeaseView carries."""
 
 
+class TokenView(Struct, frozen=True):
+    """The settlement token the amounts are in: :class:`market.units.Token`'s fields."""
+
+    symbol: Name
+    decimals: UInt8
+
+
 class ModelSummary(Struct, frozen=True):
     """One GPU model's resting orders with GPUs left: ``best_ask``/``best_bid`` mean something
     only when ``offers``/``bids`` is above zero."""
@@ -57,6 +64,7 @@ class ModelSummary(Struct, frozen=True):
 
 class ModelList(Struct, frozen=True):
     chain_time: UInt64
+    token: TokenView
     models: Annotated[tuple[ModelSummary, ...], Meta(max_length=MAX_ORDERS)]
     TYPE_NAME: ClassVar[str] = "ModelList"
 
@@ -83,6 +91,7 @@ class OfferView(Struct, frozen=True):
 
 class OfferList(Struct, frozen=True):
     chain_time: UInt64
+    token: TokenView
     offers: Annotated[tuple[OfferView, ...], Meta(max_length=MAX_ORDERS)]
     TYPE_NAME: ClassVar[str] = "OfferList"
 
@@ -118,6 +127,7 @@ class BidView(Struct, frozen=True):
 class BidList(Struct, frozen=True):
     lab: Address
     chain_time: UInt64
+    token: TokenView
     bids: Annotated[tuple[BidView, ...], Meta(max_length=MAX_ORDERS)]
     TYPE_NAME: ClassVar[str] = "BidList"
 
@@ -163,6 +173,7 @@ class LeaseView(Struct, frozen=True):
     slashed: bool
     disputed: bool
     released: bool
+    token: TokenView
     events: Annotated[tuple[LeaseEvent, ...], Meta(max_length=MAX_EVENTS)] = ()
     TYPE_NAME: ClassVar[str] = "LeaseView"
 
@@ -238,6 +249,7 @@ __all__ = [
     "OfferList",
     "OfferView",
     "ReadMessage",
+    "TokenView",
     "decode_read",
     "decode_read_json",
     "encode_read",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,17 @@ def gpumarket(relay: RelayHandle, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def text(relay: RelayHandle, *args: str) -> str:
+    """``python -m nodes.cli ARGS --relay URL``: what it prints for a person."""
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "nodes.cli", *args, "--relay", relay.relay.url],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def get_json(relay: RelayHandle, path: str) -> tuple[int, Any]:
     request = urllib.request.Request(relay.relay.url + path, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -84,9 +96,15 @@ def test_models_offers_and_an_unmatched_bid_with_its_reason(
     assert [(o["pricePerGpuSecond"], o["remaining"]) for o in offers] == [(3, 8), (6, 2)]
     assert offers[0]["provider"] == cheap.message.provider
     assert offers[0]["reputation"]["provider"].lower() == cheap.message.provider.lower()
-    assert [o["pricePerGpuSecond"] for o in gpumarket(relay, "offers", "--max-price", "5")[
+    decimals = models["token"]["decimals"]
+    per_hour = str(Decimal(5 * 3600) / 10**decimals)  # 5 base units a GPU-second, in tokens
+    assert [o["pricePerGpuSecond"] for o in gpumarket(relay, "offers", "--max-price", per_hour)[
         "offers"
     ]] == [3]  # fmt: skip
+    table = text(relay, "offers", "--model", MODEL)
+    symbol = models["token"]["symbol"]
+    assert table.splitlines()[0].split()[:3] == ["PRICE", "MODEL", "LEFT"]
+    assert f"{symbol}/GPU-hour" in table.splitlines()[1]
     assert gpumarket(relay, "offers", "--gpus", "4")["offers"][0]["remaining"] == 8
     assert len(gpumarket(relay, "offers", "--gpus", "4")["offers"]) == 1
 
@@ -100,6 +118,10 @@ def test_models_offers_and_an_unmatched_bid_with_its_reason(
     assert any(c["suggested"] == 3 for c in view["explanation"]["changes"])
     explained = gpumarket(relay, "explain", view["orderHash"], "--lab", lab)
     assert explained["bids"] == [view]
+    told = text(relay, "explain", view["orderHash"], "--lab", lab)
+    assert "reason: price_not_crossed" in told
+    change = next(line for line in told.splitlines() if "would match with" in line)
+    assert change.split("->")[1].strip() == f"{Decimal(3 * 3600) / 10**decimals} {symbol}/GPU-hour"
 
     status, listed = get_json(relay, "/v1/book")
     assert (status, listed["type"], listed["body"]) == (200, "ModelList", models)

@@ -23,6 +23,7 @@ from nodes.wire.reads import (
     ModelList,
     ModelSummary,
     OfferList,
+    TokenView,
     decode_read,
     decode_read_json,
     encode_read,
@@ -33,6 +34,7 @@ from tests.unit.order_factory import NOW, Orders
 pytestmark = pytest.mark.unit
 
 Events = list[tuple[str, int, dict[str, object]]]
+TUSD = TokenView("tUSD", 6)
 
 
 @pytest.fixture
@@ -108,14 +110,15 @@ def test_read_answers_travel_in_msgpack_and_in_json_alike() -> None:
     orders = Orders()
     (entry,) = resting_offers(orders, {"price": 2**70, "gpus": 4})
     reputation = Reputation(entry.signer, leases_opened=3, leases_completed=2)
-    offers = OfferList(NOW, (offer_view(entry, reputation), offer_view(entry, None)))
+    offers = OfferList(NOW, TUSD, (offer_view(entry, reputation), offer_view(entry, None)))
     assert decode_read(encode_read(offers), OfferList) == offers
     assert decode_read_json(encode_read_json(offers), OfferList) == offers
-    models = ModelList(NOW, (ModelSummary("H100-80GB", 1, 0, 4, 0, best_ask=2**70),))
+    models = ModelList(NOW, TUSD, (ModelSummary("H100-80GB", 1, 0, 4, 0, best_ask=2**70),))
     assert decode_read_json(encode_read_json(models), ModelList) == models
     body = encode_read_json(offers).decode()
     assert '"pricePerGpuSecond":1180591620717411303424' in body
     assert f'"provider":"{entry.signer}"' in body
+    assert '"token":{"symbol":"tUSD","decimals":6}' in body
     assert '"orderHash":"0x' + entry.hash.hex() + '"' in body
     with pytest.raises(UnknownMessageType):
         decode_read(encode_read(models), OfferList)
@@ -128,7 +131,7 @@ def test_a_bid_view_carries_its_explanation_both_ways() -> None:
     book.submit(low, NOW)
     explanation = explain(book, low.signed.message, NOW, order_hash=low.hash)
     view = bid_view(low.hash, low.signed.message, 4, "unmatched", None, explanation)  # type: ignore[arg-type]
-    answer = BidList(low.signer, NOW, (view,))
+    answer = BidList(low.signer, NOW, TUSD, (view,))
     again = decode_read_json(encode_read_json(answer), BidList)
     assert again == answer
     assert again.bids[0].explanation is not None
