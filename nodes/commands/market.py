@@ -9,7 +9,9 @@
                                             (why, and what would match), fill failed (the error)
     gpumarket explain [--lab ADDR | --config lab.toml] [BID_HASH]
                                             why a lab's bids do not match, and the change that would
-    gpumarket lease LEASE_ID                a lease's terms, state and events (GET /v1/leases/ID)
+    gpumarket lease LEASE_ID [--config lab.toml]
+                                            a lease's terms, state and events (GET /v1/leases/ID),
+                                            and the lab's last receipt and best voucher
     gpumarket cancel (ORDER_HASH... | --all) --config FILE
                                             cancel on-chain with the config's keystore
 
@@ -39,12 +41,15 @@ import msgspec
 from market.chain.client import MarketClient
 from market.errors import MarketError
 from market.matching import Explanation
+from market.protocol.eip712 import Domain
 from market.protocol.types import Billing, Offer, checksum_address
 from market.units import SECONDS_PER_HOUR, Token
 from nodes.daemon.config import load_deployment
 from nodes.daemon.keystore import decrypt_key, keystore_address
 from nodes.errors import NodeError
 from nodes.lab.config import LabConfig, load_config
+from nodes.lab.store import LAB_MIGRATIONS, LabStore
+from nodes.state.db import StateDB
 from nodes.wire import BookSnapshot, ErrorResponse, decode, decode_as
 from nodes.wire.hooks import lowerer
 from nodes.wire.reads import (
@@ -294,7 +299,44 @@ def cmd_lease(args: argparse.Namespace) -> int:
     for e in view.events:
         values = " ".join(f"{k}={v}" for k, v in e.values.items())
         print(f"  block {e.block}: {e.name} {values}".rstrip())
+    if args.config is not None:
+        print("\n".join(local_lines(args.config, view, token)))
     return 0
+
+
+def local_lines(path: Path, view: LeaseView, token: Token) -> list[str]:
+    """What the lab's own state file holds of the lease: its last accepted receipt and its best
+    voucher (read only; the file is not created when absent)."""
+    config = _lab_config(path)
+    if not config.state.exists():
+        return [f"  lab state: {config.state} does not exist yet"]
+    domain = MarketClient.connect(load_deployment(config.chain), timeout_s=TIMEOUT_S).domain
+    return holdings_lines(config.state, domain, view.lease_id, token)
+
+
+def holdings_lines(state: Path, domain: Domain, lease_id: bytes, token: Token) -> list[str]:
+    """The last receipt a lab's state file accepted for ``lease_id`` and its best voucher."""
+    db = StateDB.open(state, migrations=LAB_MIGRATIONS)
+    try:
+        store = LabStore(db, domain)
+        head, best = store.head(lease_id), store.best_voucher(lease_id)
+    finally:
+        db.close()
+    lines = [f"  lab state {state}:"]
+    if head is None:
+        lines.append("    no receipt accepted")
+    else:
+        r = head.message
+        lines.append(f"    last receipt accepted: seq {r.seq}, period {r.period_start}-"
+                     f"{r.period_end}, {r.gpu_seconds_cumulative} GPU-seconds in all")  # fmt: skip
+    if best is None:
+        lines.append("    no voucher signed")
+    else:
+        voucher, sent = best
+        acknowledged = "acknowledged by the provider" if sent else "not yet acknowledged"
+        amount = token.format(voucher.message.cumulative_amount)
+        lines.append(f"    best voucher: {amount} in all, {acknowledged}")
+    return lines
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
