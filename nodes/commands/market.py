@@ -9,6 +9,8 @@
                                             (why, and what would match), fill failed (the error)
     gpumarket explain [--lab ADDR | --config lab.toml] [BID_HASH]
                                             why a lab's bids do not match, and the change that would
+    gpumarket explain --offer ORDER_HASH --bid ORDER_HASH
+                                            why this resting pair does not match
     gpumarket lease LEASE_ID [--config lab.toml]
                                             a lease's terms, state and events (GET /v1/leases/ID),
                                             and the lab's last receipt and best voucher
@@ -50,7 +52,7 @@ from nodes.errors import NodeError
 from nodes.lab.config import LabConfig, load_config
 from nodes.lab.store import LAB_MIGRATIONS, LabStore
 from nodes.state.db import StateDB
-from nodes.wire import BookSnapshot, ErrorResponse, decode, decode_as
+from nodes.wire import BookSnapshot, ErrorResponse, ExplainResponse, decode, decode_as
 from nodes.wire.hooks import lowerer
 from nodes.wire.reads import (
     MAX_READ_SIZE,
@@ -267,6 +269,8 @@ def cmd_bids(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.offer is not None or args.bid_hash is not None:
+        return _explain_pair(args)
     answer = _bids(args)
     chosen = [b for b in answer.bids if args.bid is None or "0x" + b.order_hash.hex() == args.bid]
     if args.bid is not None and not chosen:
@@ -280,6 +284,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print("  nothing stands in its way: a fill is on its way")
         elif bid.fate == "matched":
             print("  matched: see `gpumarket lease ID`")
+    return 0
+
+
+def _explain_pair(args: argparse.Namespace) -> int:
+    if args.offer is None or args.bid_hash is None:
+        raise CommandError("explain a pair with both --offer ORDER_HASH and --bid ORDER_HASH")
+    url = relay_url(args)
+    query = urllib.parse.urlencode({"offer": args.offer, "bid": args.bid_hash})
+    answer = decode_as(fetch(url, f"/v1/explain?{query}"), ExplainResponse)
+    if args.json:
+        print(as_json(answer))
+        return 0
+    token = token_of(read(url, "/v1/models", ModelList).token)
+    explanation = answer.explanation
+    if explanation.matchable:
+        print(f"bid {args.bid_hash} can match offer {args.offer} now: a fill is on its way")
+    else:
+        print(f"bid {args.bid_hash} does not match offer {args.offer}:")
+        print("\n".join(explanation_lines(explanation, token)))
     return 0
 
 
@@ -440,6 +463,10 @@ def add_parsers(subparsers: Any) -> None:
         p = subparsers.add_parser(name, help=what)
         if name == "explain":
             p.add_argument("bid", nargs="?", default=None, metavar="BID_HASH")
+            p.add_argument("--offer", default=None, metavar="ORDER_HASH",
+                           help="explain this resting offer against --bid")  # fmt: skip
+            p.add_argument("--bid", dest="bid_hash", default=None, metavar="ORDER_HASH",
+                           help="with --offer: the resting bid of the pair")  # fmt: skip
         p.add_argument("--lab", type=_address, default=None, metavar="ADDRESS")
         _common(p, config=True)
         p.set_defaults(func=func)

@@ -6,6 +6,7 @@
                                         -> OfferList (cheapest first, with reputations)
     GET /v1/bids?lab=ADDRESS            -> BidList (its resting bids and the fate of recent ones)
     GET /v1/leases/{id}                 -> LeaseView (terms, state and events from the chain)
+    GET /v1/explain?offer=H&bid=H       -> ExplainResponse (why this resting pair does not match)
 
 A bid's fate: the relay follows its own event stream (the Hub's ``Fill`` events) and remembers,
 for the last :data:`MAX_REMEMBERED` bids it filled or failed to fill, the leases opened and the
@@ -26,14 +27,22 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from market.chain.lease_history import LeaseRecord, read_lease
-from market.errors import DecodeError, MarketError
-from market.matching import Resting
+from market.errors import (
+    DecodeError,
+    MarketError,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    ProviderNotEligible,
+)
+from market.matching import Explanation, OrderBook, ReasonCode, Resting, explain
+from market.matching.reasons import Reason
 from market.protocol.types import Bid, Billing, Offer, Signed, checksum_address
 from market.reputation import Reputation
 from nodes.daemon.explain import is_filled
 from nodes.relay.reputations import ReputationService
-from nodes.wire import Fill, FillStatus, ReputationQuery, decode
-from nodes.wire.answers import wants_json
+from nodes.wire import ExplainResponse, Fill, FillStatus, ReputationQuery, decode
+from nodes.wire.answers import respond, wants_json
 from nodes.wire.frames import CONTENT_TYPE, JSON_CONTENT_TYPE
 from nodes.wire.reads import (
     BidList,
@@ -130,6 +139,7 @@ class MarketReads:
                 web.get("/v1/offers", self.offers),
                 web.get("/v1/bids", self.bids),
                 web.get("/v1/leases/{lease_id}", self.lease),
+                web.get("/v1/explain", self.pair),
             ]
         )
         app.on_startup.append(self._start)
@@ -272,6 +282,43 @@ class MarketReads:
             raise web.HTTPNotFound(reason=f"no lease 0x{lease_id.hex()} opened on this chain")
         return answer(request, lease_view(record, await self.token()))
 
+    async def pair(self, request: web.Request) -> web.Response:
+        hashes = []
+        for side in ("offer", "bid"):
+            raw = request.query.get(side)
+            if raw is None:
+                raise DecodeError("/v1/explain needs ?offer=ORDER_HASH&bid=ORDER_HASH")
+            entry = self.book.book.get(_hash(raw))
+            if entry is None or entry.is_offer != (side == "offer"):
+                raise web.HTTPNotFound(reason=f"no resting {side} {raw} on this relay")
+            hashes.append(entry)
+        offer, bid = hashes
+        explanation = explain_pair(self.book.book, offer, bid, self.book.chain_time)
+        return respond(request, ExplainResponse(explanation))
+
+
+def explain_pair(book: OrderBook, offer: Resting, bid: Resting, now: int) -> Explanation:
+    """Why ``bid`` does not match ``offer`` (both resting in ``book``): the bid explained
+    against a book holding that offer alone, with ``book``'s view of the provider's stake."""
+    alone = OrderBook(min_stake=book.min_stake, stake_of=book.stake_of)
+    for entry in (offer, bid):
+        try:
+            alone.add(entry.order, now, filled=entry.size - entry.remaining)
+        except MarketError as exc:
+            code = _CODES.get(type(exc))
+            if code is None:
+                raise
+            return Explanation(False, 0, (Reason(code, str(exc)),), ())
+    return explain(alone, bid.message, now, order_hash=bid.hash)
+
+
+_CODES: dict[type[MarketError], ReasonCode] = {
+    OrderExpired: ReasonCode.ORDER_EXPIRED,
+    OrderCancelled: ReasonCode.ORDER_CANCELLED,
+    OrderFilled: ReasonCode.ORDER_FILLED,
+    ProviderNotEligible: ReasonCode.PROVIDER_NOT_ELIGIBLE,
+}
+
 
 # --- views --------------------------------------------------------------------------------------
 
@@ -387,6 +434,7 @@ __all__ = [
     "OfferFilter",
     "answer",
     "bid_view",
+    "explain_pair",
     "lease_view",
     "offer_filter",
     "offer_view",

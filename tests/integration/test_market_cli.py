@@ -123,6 +123,16 @@ def test_models_offers_and_an_unmatched_bid_with_its_reason(
     change = next(line for line in told.splitlines() if "would match with" in line)
     assert change.split("->")[1].strip() == f"{Decimal(3 * 3600) / 10**decimals} {symbol}/GPU-hour"
 
+    dear_hash = "0x" + order_hash(market.client().domain, dear.message).hex()
+    pair = gpumarket(relay, "explain", "--offer", dear_hash, "--bid", view["orderHash"])
+    assert pair["explanation"]["matchable"] is False
+    reasons = [r["code"] for r in pair["explanation"]["reasons"]]
+    assert reasons == ["price_not_crossed", "not_enough_gpus"]  # 2 GPUs at 6 for 4 at 1
+    cheap_hash = offers[0]["orderHash"]
+    pair = gpumarket(relay, "explain", "--offer", cheap_hash, "--bid", view["orderHash"])
+    assert [r["code"] for r in pair["explanation"]["reasons"]] == ["price_not_crossed"]
+    assert [c["suggested"] for c in pair["explanation"]["changes"]] == [3]
+
     status, listed = get_json(relay, "/v1/book")
     assert (status, listed["type"], listed["body"]) == (200, "ModelList", models)
     status, as_json = get_json(relay, "/v1/offers?maxPrice=5")
