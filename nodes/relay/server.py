@@ -8,8 +8,8 @@
     GET  /v1/reputation/{provider}               -> ReputationReport (that provider)
     POST /v1/reputation   ReputationQuery -> ReputationReport (the providers and labs it names)
     GET  /v1/labs/{lab}                          -> ReputationReport (that lab's dispute record)
-    GET  /v1/models, /v1/book, /v1/offers, /v1/bids?lab=, /v1/leases/{id}: reads for people
-                          (``nodes/relay/reads.py``)
+    GET  /v1/models, /v1/book, /v1/offers, /v1/bids?lab=, /v1/leases/{id},
+         /v1/explain?offer=&bid=: reads for people (``nodes/relay/reads.py``)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
     GET  /healthz         "ok"

@@ -17,7 +17,14 @@ from nodes.daemon.explain import log_no_match
 from nodes.lab.fates import BidFates
 from nodes.lab.store import JobRecord
 from nodes.logs import get_logger
-from nodes.relay.reads import OfferFilter, bid_view, offer_filter, offer_view, select_offers
+from nodes.relay.reads import (
+    OfferFilter,
+    bid_view,
+    explain_pair,
+    offer_filter,
+    offer_view,
+    select_offers,
+)
 from nodes.wire.reads import (
     BidList,
     ModelList,
@@ -170,3 +177,19 @@ def test_the_lab_logs_each_change_of_its_bids_fate_once(events: Events) -> None:
         ("no_match", "price_not_crossed", None),
         ("bid_fill_failed", None, "ERC20InsufficientAllowance(...)"),
     ]
+
+
+def test_a_pair_is_explained_against_that_offer_alone() -> None:
+    orders, book = Orders(), OrderBook()
+    small, big = orders.offer(price=6, gpus=2), orders.offer(price=3, gpus=8)
+    low = orders.bid(price=1, gpus=4)
+    for order in (small, big, low):
+        book.add(order, NOW)
+    entry = {o.hash: book.get(o.hash) for o in (small, big, low)}
+    alone = explain_pair(book, entry[small.hash], entry[low.hash], NOW)  # type: ignore[arg-type]
+    assert [str(r.code) for r in alone.reasons] == ["price_not_crossed", "not_enough_gpus"]
+    cheap = explain_pair(book, entry[big.hash], entry[low.hash], NOW)  # type: ignore[arg-type]
+    assert [str(r.code) for r in cheap.reasons] == ["price_not_crossed"]
+    assert [c.suggested for c in cheap.changes] == [3]
+    late = explain_pair(book, entry[big.hash], entry[low.hash], NOW + 7200)  # type: ignore[arg-type]
+    assert [str(r.code) for r in late.reasons] == ["order_expired"]
