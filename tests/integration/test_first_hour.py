@@ -135,7 +135,8 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
 
     # A stake below the market's minimum (100 tUSD here) is refused before anything is staked.
     low = tmp_path / "low.toml"
-    low.write_text(text.replace("stake = 1000 ", "stake = 1 "))
+    low.write_text(text.replace('stake = "1000" ', 'stake = "1" '))
+    assert low.read_text() != text
     start = _run(tmp_path, "provider", "--config", "low.toml")
     assert start.returncode == 1
     assert "set [agent] stake = 100 or more" in start.stderr
