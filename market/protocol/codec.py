@@ -131,7 +131,19 @@ def scalar(raw: msgspec.Raw | bytes, where: str) -> object:
         raise refusal(exc, where) from exc
 
 
-_ENCODER = msgspec.msgpack.Encoder()
+def plain(obj: object) -> object:
+    """msgspec's ``enc_hook``: a subclass of a plain type (a config's ``GpuModel`` str, web3's
+    ``HexBytes``) travels as that type; anything else is not part of the format."""
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return bytes(obj)
+    raise NotImplementedError(f"{type(obj)!r} has no wire form")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=plain)
 _ENVELOPE_KEYS = 3
 
 
@@ -482,6 +494,7 @@ __all__ = [
     "decode_as",
     "encode",
     "open_frame",
+    "plain",
     "read_body",
     "refusal",
     "scalar",

@@ -83,7 +83,8 @@ def encode_json(message: Message) -> bytes:
     """The JSON frame of ``message``: bins as 0x-hex strings, addresses as EIP-55 strings."""
     c = _codec_of(message)
     body = c.lower_json(message) if c.lower_json is not None else message
-    return msgspec.json.encode({"v": WIRE_VERSION, "type": message.TYPE_NAME, "body": body})
+    frame = {"v": WIRE_VERSION, "type": message.TYPE_NAME, "body": body}
+    return msgspec.json.encode(frame, enc_hook=codec.plain)
 
 
 def _codec_of(message: object) -> _Codec:

@@ -627,6 +627,7 @@ def test_all_names_are_exported() -> None:
         "decode_as",
         "encode",
         "open_frame",
+        "plain",
         "read_body",
         "refusal",
         "scalar",
@@ -649,3 +650,14 @@ def test_other_key_order_and_wide_int_headers_decode_to_the_canonical_message() 
     assert data != encode(BASE[Bid])
     assert decode(data) == BASE[Bid]
     assert encode(decode(data)) == encode(BASE[Bid])
+
+
+def test_a_str_subclass_travels_as_a_str() -> None:
+    """A daemon's config names its GPU model with a str subclass."""
+
+    class Model(str):
+        pass
+
+    offer = dataclasses.replace(BASE[Offer], gpu_model=Model(BASE[Offer].gpu_model))
+    assert encode(offer) == encode(BASE[Offer])
+    assert decode(encode(offer)) == BASE[Offer]

@@ -395,3 +395,23 @@ def test_an_error_response_fits_its_schema_whatever_it_quotes() -> None:
     assert decode(encode(error)) == error
     short = ErrorResponse(ErrorCode.UNKNOWN_TYPE, "fine", {"type": "ok"})
     assert (short.message, dict(short.details)) == ("fine", {"type": "ok"})
+
+
+def test_subclasses_of_plain_types_travel_as_those_types() -> None:
+    """web3 hands out HexBytes, configs str subclasses: they encode as bytes and str."""
+
+    class Hash(bytes):
+        pass
+
+    class Model(str):
+        pass
+
+    query = BookQuery(Model("H100-80GB"), 3)
+    assert encode(query) == encode(BookQuery("H100-80GB", 3))
+    accepted = ErrorResponse(ErrorCode.NOT_FOUND, Model("gone"), {"k": Model("v")})
+    assert decode(encode(accepted)) == ErrorResponse(ErrorCode.NOT_FOUND, "gone", {"k": "v"})
+    from nodes.wire import JobAccepted, JobState, encode_json
+
+    job = JobAccepted(Hash(b"\x07" * 32), JobState.RUNNING)
+    assert decode(encode(job)) == JobAccepted(b"\x07" * 32, JobState.RUNNING)
+    assert b"0x0707" in encode_json(job)
