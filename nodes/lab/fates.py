@@ -62,7 +62,7 @@ class BidFates:
             return
         self.logged[job.idx] = view.fate
         log = self.log.bind(job=job.idx)
-        if view.fate == "matched" or (view.fate == "resting" and view.lease_ids):
+        if view.lease_ids and view.fate in ("matched", "resting"):
             leases = ",".join("0x" + lease.hex() for lease in view.lease_ids)
             log.info("bid_matched", bid=job.bid_hash, leases=leases, remaining=view.remaining)
         elif view.fate == "unmatched" and view.explanation is not None:

@@ -261,7 +261,7 @@ class MarketReads:
         for bid_hash, memory in self.memory.items():
             if bid_hash in views or memory.bid.message.lab.lower() != lab.lower():
                 continue
-            fate = "fill_failed" if memory.error else "matched"
+            fate = "fill_failed" if memory.error else "matched" if memory.lease_ids else "resting"
             views[bid_hash] = bid_view(bid_hash, memory.bid.message, 0, fate, memory)
         bids = tuple(views.values())[: self.max_page]
         return BidList(checksum_address(lab), now, token, bids)

@@ -97,10 +97,10 @@ class OfferList(Struct, frozen=True):
 
 
 FATES: Final = ("resting", "matched", "unmatched", "fill_failed")
-"""What became of a bid, as :class:`BidView` says it: ``resting`` (in the book, a fill on its
-way), ``matched`` (fully filled: ``lease_ids``), ``unmatched`` (in the book, nothing matches:
-``explanation`` says why and what would), ``fill_failed`` (the chain refused the lease:
-``error``)."""
+"""What became of a bid, as :class:`BidView` says it: ``resting`` (in the book, or its fill
+pending: a lease on its way), ``matched`` (fully filled: ``lease_ids``), ``unmatched`` (in the
+book, nothing matches: ``explanation`` says why and what would), ``fill_failed`` (the chain
+refused the lease: ``error``)."""
 Fate = Annotated[str, Meta(pattern=r"^(resting|matched|unmatched|fill_failed)\Z")]
 
 
