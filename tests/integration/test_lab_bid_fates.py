@@ -1,6 +1,7 @@
 """A lab daemon hears what became of its bid from the relay: a bid whose fill reverts (its
 allowance taken back after the bid was admitted) is logged ``bid_fill_failed`` with the chain's
-error, and ``gpumarket bids --config`` shows the same."""
+error, and ``gpumarket bids --config`` shows the same; ``gpumarket cancel`` signs with the lab's
+keystore."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
 from market.matching import Submission
 from market.roles import Provider
-from nodes.localnet import LocalMarket, command_job
+from nodes.localnet import PASSWORD, PASSWORD_ENV, LocalMarket, command_job
 from nodes.wire import OrderStatus, RelayClient
 from tests.waiting import wait_until
 
@@ -71,13 +72,28 @@ def test_a_lab_hears_that_its_bids_fill_reverted(net: LocalMarket) -> None:
     assert "warning" in line
     assert "Allowance" in line
 
-    done = subprocess.run(
-        [sys.executable, "-m", "nodes.cli", "bids", "--json", "--config",
-         str(net.folder / f"{lab.name}.toml")],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    (view,) = json.loads(done.stdout)["bids"]
+    config = str(net.folder / f"{lab.name}.toml")
+    (view,) = gpumarket("bids", "--json", "--config", config)["bids"]
     assert view["fate"] == "fill_failed"
     assert view["lab"] == lab_account.address
+
+    reader = provider.client
+    assert reader.min_nonce(lab_account.address) == 0
+    cancelled = gpumarket("cancel", view["orderHash"], "--all", "--json", "--config", config)
+    assert cancelled["account"] == lab_account.address
+    assert cancelled["cancelled"][1] == view["orderHash"]
+    assert reader.min_nonce(lab_account.address) > 0
+    assert reader.order_state(lab_account.address, bytes.fromhex(view["orderHash"][2:])).cancelled
+
+
+def gpumarket(*args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "nodes.cli", *args],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT), PASSWORD_ENV: PASSWORD},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    if args[0] == "cancel":
+        assert "waiting for the transaction" in done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
