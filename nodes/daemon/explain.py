@@ -5,12 +5,14 @@ lab's bids alike).
     # no_match order=0x.. reasons=price_not_crossed price_not_crossed.best_bid=4 ...
 
 The reasons are the matcher's :class:`~market.matching.explain.ReasonCode` values, so a daemon's
-log and a relay's ``explain`` answer name the same things the same way.
+log and a relay's ``explain`` answer name the same things the same way. An order the book has
+already filled (often by the time the daemon asks, since the relay matches on arrival) is not a
+failure: it is logged as ``order_filled`` at debug level, never as ``no_match``.
 """
 
 from __future__ import annotations
 
-from market.matching.explain import Explanation
+from market.matching.explain import Explanation, ReasonCode
 from nodes.logs import EventLogger
 
 
@@ -32,10 +34,18 @@ def explanation_fields(explanation: Explanation) -> dict[str, object]:
     return fields
 
 
+def is_filled(explanation: Explanation) -> bool:
+    """Whether the explanation says the order is already filled (matched, not failed)."""
+    return any(r.code is ReasonCode.ORDER_FILLED for r in explanation.reasons)
+
+
 def log_no_match(log: EventLogger, order_hash: bytes, explanation: Explanation) -> None:
-    """``no_match`` with the explanation's fields (nothing is logged for a matchable order)."""
-    if not explanation.matchable:
+    """``no_match`` with the explanation's fields; nothing at info level for a matchable order
+    or one already filled (``order_filled`` at debug: its lease is on its way)."""
+    if is_filled(explanation):
+        log.debug("order_filled", order=order_hash)
+    elif not explanation.matchable:
         log.info("no_match", order=order_hash, **explanation_fields(explanation))
 
 
-__all__ = ["explanation_fields", "log_no_match"]
+__all__ = ["explanation_fields", "is_filled", "log_no_match"]

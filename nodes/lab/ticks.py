@@ -15,6 +15,8 @@ opening, terminating, closing, claims posted), each live lease's step, the pendi
    followed, verified and paid. Any failure stops payment: the lease is terminated paying what
    was vouched, and a provable failure is proved on-chain.
 
+Each placed bid's fate is asked of the relays every tick while it is open and logged when it
+changes (:mod:`nodes.lab.fates`: matched, unmatched with the reason, fill failed with the error).
 Outages (chain, provider, relay) are logged and retried next tick.
 """
 
@@ -32,11 +34,12 @@ from market.errors import ChainError, DecodeError, FrameTooLarge
 from market.matching import Submission
 from market.protocol.types import Receipt, Signed
 from market.sealing import Purpose, associated_data, seal
-from nodes.daemon.explain import log_no_match
+from nodes.daemon.explain import is_filled, log_no_match
 from nodes.errors import PeerUnavailable, RequestRefused
 from nodes.lab.challenges import BUSY, ENDED, MAX_BUSY, MIN_GAP_S, ChallengeSchedule, run_challenge
 from nodes.lab.checks import NotYetCheckable, OutputCheckFailed
 from nodes.lab.config import LabConfig
+from nodes.lab.fates import BidFates
 from nodes.lab.ledger import Ledger
 from nodes.lab.metrics import LabMetrics
 from nodes.lab.provider_client import JobExists, JobRefused, ProviderClient, UnknownLease
@@ -78,6 +81,8 @@ class LabTicks:
         self.verifier = verifier
         self._challenges = ChallengeSchedule(config.challenge)
         self._bids_placed: set[int] = set()
+        self.fates = BidFates(session, log)
+        """Each placed bid's fate as the relay tells it, logged when it changes."""
         self.phases: dict[str, int] = {}
         self.block = block  # the last block whose events were applied
         self.chain_time = 0  # the head's timestamp, read once a tick
@@ -88,7 +93,10 @@ class LabTicks:
         try:
             self.block = await self._w(self.ledger.poll_events)
             self.chain_time = await self._w(self.ledger.client.chain_time)
-            await self._place_bids()
+            open_bids = await self._w(self.ledger.open_bids)
+            await self._place_bids(open_bids)
+            placed = [j for j in open_bids if j.idx in self._bids_placed]
+            await self.fates.follow(self.config.relays, placed)
             live = await self._w(self.ledger.store.leases, "opened", "running")
             await asyncio.gather(*(self._step(record) for record in live))
             await self._w(self.ledger.run_actions)
@@ -100,9 +108,9 @@ class LabTicks:
         except ChainError as exc:
             self.log.warning("chain_unavailable", error=str(exc))
 
-    async def _place_bids(self) -> None:
+    async def _place_bids(self, open_bids: list[JobRecord]) -> None:
         """Send each open bid to the relays until one accepts it (a duplicate counts)."""
-        todo = [j for j in await self._w(self.ledger.open_bids) if j.idx not in self._bids_placed]
+        todo = [j for j in open_bids if j.idx not in self._bids_placed]
         if not todo:
             return
         session = self._session
@@ -134,6 +142,8 @@ class LabTicks:
             self.log.warning("explain_unavailable", relay=relay.url, error=str(exc))
             return
         log_no_match(self.log.bind(job=job.idx), job.bid_hash, explanation)
+        unmatched = not explanation.matchable and not is_filled(explanation)
+        self.fates.seen(job.idx, "unmatched" if unmatched else "resting")
 
     async def _step(self, record: LeaseRecord) -> None:
         lease = record.lease

@@ -33,7 +33,7 @@ from market.units import Token, per_gpu_hour
 from nodes.pricing.live import MarketFigures, market_figures, record
 from nodes.provider.config import PricingConfig, ProviderConfig, load_config
 from nodes.provider.pricing import load_policy
-from nodes.relay.client import RelayClient
+from nodes.wire.relay_client import RelayClient
 
 
 def add_parser(sub: Any) -> None:

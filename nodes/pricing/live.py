@@ -4,7 +4,7 @@
     quote = suggest(figures.asks, figures.bids, figures.cleared)
     recording = await record(relay, client, ["H100-80GB"], samples=60, interval_s=10)
 
-The book comes from the relay's API (:class:`~nodes.relay.client.RelayClient`), the leases from
+The book comes from the relay's API (:class:`~nodes.wire.relay_client.RelayClient`), the leases from
 the chain (:func:`market.chain.leases.opened_leases`: each lease's model and memory read from the
 offer in its opening transaction), never from a daemon's files.
 """
@@ -30,8 +30,8 @@ from market.pricing import (
 )
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Offer
-from nodes.relay.client import RelayClient
 from nodes.wire import BookSnapshot
+from nodes.wire.relay_client import RelayClient
 
 
 @dataclass(frozen=True, slots=True)

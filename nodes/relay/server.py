@@ -8,6 +8,8 @@
     GET  /v1/reputation/{provider}               -> ReputationReport (that provider)
     POST /v1/reputation   ReputationQuery -> ReputationReport (the providers and labs it names)
     GET  /v1/labs/{lab}                          -> ReputationReport (that lab's dispute record)
+    GET  /v1/models, /v1/book, /v1/offers, /v1/bids?lab=, /v1/leases/{id},
+         /v1/explain?offer=&bid=: reads for people (``nodes/relay/reads.py``)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
     GET  /healthz         "ok"
@@ -46,6 +48,7 @@ from nodes.relay.config import Limits
 from nodes.relay.gossip import Gossiper
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
+from nodes.relay.reads import MarketReads
 from nodes.relay.reputations import ReputationService
 from nodes.relay.stream import Hub
 from nodes.wire import (
@@ -124,6 +127,10 @@ class RelayServer:
                 web.get("/healthz", self.health),
             ]
         )
+        reads = MarketReads(
+            self.book, self.hub, self.reputations, max_page=self.limits.max_book_depth
+        )
+        reads.install(app)
         app.on_shutdown.append(self._close_streams)
         return app
 
