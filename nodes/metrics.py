@@ -35,6 +35,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from nodes.daemon.health import ChainHealth
+
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 Labels = tuple[tuple[str, str], ...]
@@ -118,6 +120,13 @@ class Metrics:
             ("kind", "outcome"),
             registry=self.registry,
             buckets=CHAIN_BUCKETS,
+        )
+        self.chain = ChainHealth()
+        """Whether the daemon's last chain round reached the chain (its ``/healthz``)."""
+        self.gauge(
+            "gpumarket_chain_up",
+            "1 while the daemon's last chain round reached its RPC endpoint, else 0.",
+            lambda: [((), 1.0 if self.chain.up else 0.0)],
         )
 
     def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from nodes.daemon.health import health_response
 from nodes.daemon.startup import Listener, listen
 from nodes.lab.metrics import LabMetrics
 from nodes.wire import CONTENT_TYPE, ErrorCode, ErrorResponse, encode
@@ -65,7 +66,7 @@ class LabServer:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n", content_type="text/plain")
+        return health_response(self.metrics.chain)
 
 
 __all__ = ["LabServer"]

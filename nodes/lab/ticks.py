@@ -105,7 +105,9 @@ class LabTicks:
             self.phases = {}
             for r in leases:
                 self.phases[r.phase] = self.phases.get(r.phase, 0) + 1
+            self.metrics.chain.reached()
         except ChainError as exc:
+            self.metrics.chain.unreachable(str(exc))
             self.log.warning("chain_unavailable", error=str(exc))
 
     async def _place_bids(self, open_bids: list[JobRecord]) -> None:

@@ -7,7 +7,7 @@
     POST /v1/challenge  ChallengeRequest -> ChallengeCommitment  a lab's timed hardware challenge
     POST /v1/challenge/open  ChallengeOpen -> ChallengeRows      its rows, opened with proofs
     GET  /metrics       Prometheus text
-    GET  /healthz       "ok"
+    GET  /healthz       "ok", or 503 "chain_unavailable ..." while the chain is not reached
 
 A job is authenticated by the lab's signed bid: its hash must be the lease's ``bidHash`` (from
 ``LeaseOpened``), its signer the lease's lab, and its ``jobSpecHash`` the keccak256 of the spec
@@ -47,6 +47,7 @@ from market.protocol.signing import verify
 from market.protocol.types import ZERO_ADDRESS
 from market.receipts.merkle import MerkleTree
 from market.sealing import Purpose, associated_data, chunk_associated_data, open_sealed, seal
+from nodes.daemon.health import health_response
 from nodes.errors import OutputUnavailable, StoreError
 from nodes.jobs import JobSpec
 from nodes.logs import EventLogger
@@ -370,7 +371,7 @@ class ProviderService:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        return health_response(self.metrics.chain)
 
 
 def _frame(request: web.Request, message: Message, status: int = 200) -> web.Response:

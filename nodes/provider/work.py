@@ -152,8 +152,10 @@ class LeaseWork:
             if time.monotonic() - self.last_settle >= self.config.agent.claim_interval_s:
                 self.last_settle = time.monotonic()
                 self.settle(head_time)
+            self.counters.chain.reached()
         except ChainError as exc:
             self.counters.chain_errors.inc()
+            self.counters.chain.unreachable(str(exc))
             self.log.warning("chain_unavailable", error=str(exc))
 
     def follow(self) -> None:

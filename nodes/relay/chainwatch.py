@@ -27,6 +27,7 @@ from market.chain.events import ChainEvent
 from market.chain.forks import WINDOW, Reorg, detect_reorg
 from market.errors import MarketError, RpcUnavailable
 from market.protocol.types import Lease, OrderState
+from nodes.daemon.health import ChainHealth
 from nodes.logs import EventLogger
 from nodes.relay.book import RelayBook
 from nodes.relay.stakes import StakeCache
@@ -89,8 +90,11 @@ class ChainWatch:
         poll_s: float,
         confirmations: int = 0,
         window: int = WINDOW,
+        health: ChainHealth | None = None,
     ) -> None:
         self.client = client
+        self.health = health or ChainHealth()
+        """Marked after each poll: the relay's ``/healthz`` (:mod:`nodes.daemon.health`)."""
         self.store = store
         self.book = book
         self.stakes = stakes
@@ -205,7 +209,9 @@ class ChainWatch:
         while not stop.is_set():
             try:
                 await self.poll()
+                self.health.reached()
             except RpcUnavailable as exc:
+                self.health.unreachable(f"{exc.url}: {exc.reason}")
                 self.log.warning("chain_unavailable", url=exc.url, reason=exc.reason)
             try:
                 await asyncio.wait_for(stop.wait(), self.poll_s)

@@ -103,6 +103,7 @@ class Relay:
             self.log,
             poll_s=cfg.chain_poll_s,
             confirmations=cfg.confirmations,
+            health=self.metrics.chain,
         )
         await self.watch.read_clock()
         await self.stakes.ensure(

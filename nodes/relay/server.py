@@ -12,7 +12,7 @@
          /v1/explain?offer=&bid=: reads for people (``nodes/relay/reads.py``)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
-    GET  /healthz         "ok"
+    GET  /healthz         "ok", or 503 "chain_unavailable ..." while the chain is not reached
 
 Bodies are msgpack frames (``application/msgpack``); a request whose ``Accept`` prefers
 ``application/json`` is answered in JSON, and a body sent as ``application/json`` is read as JSON
@@ -40,6 +40,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError
 from market.protocol.eip712 import Domain
 from market.protocol.types import checksum_address
+from nodes.daemon.health import health_response
 from nodes.errors import TooManyOrders
 from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
@@ -310,7 +311,7 @@ class RelayServer:
         return web.Response(text=self.metrics.render(), content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.Response(text=f"ok relay={self.relay_id}\n", content_type="text/plain")
+        return health_response(self.metrics.chain, f"relay={self.relay_id}")
 
     async def _close_streams(self, app: web.Application) -> None:
         self.hub.close_all()

@@ -298,6 +298,29 @@ def test_a_silent_chain_refuses_with_503_and_admits_nothing(env: MarketEnv, rela
         assert _held(relay) == (2, 2)
 
 
+def test_healthz_answers_503_while_the_chain_is_down_and_200_once_it_is_back(
+    env: MarketEnv, relays: Relays
+) -> None:
+    """Issue 16: /healthz answered 200 while the RPC endpoint was down. Now it says the relay
+    cannot reach the chain (503) until a poll reaches it again, and /metrics says so too."""
+    deployment = env.contracts.deployment
+    with rpc_proxy(deployment.rpc_url) as proxy:
+        relay = relays.start(
+            deployment=replace(deployment, rpc_url=proxy.url), chain_read_deadline_s=0.3
+        )
+        status, body = relay.raw("GET", "/healthz")
+        assert (status, body.decode().split()[0]) == (200, "ok")
+        proxy.cut()
+        wait_until(lambda: relay.raw("GET", "/healthz")[0] == 503, 30, "/healthz says 503")
+        status, body = relay.raw("GET", "/healthz")
+        assert body.decode().startswith("chain_unavailable ")
+        assert proxy.url in body.decode()
+        assert "gpumarket_chain_up 0.0" in relay.raw("GET", "/metrics")[1].decode()
+        proxy.restore()
+        wait_until(lambda: relay.raw("GET", "/healthz")[0] == 200, 30, "/healthz back to 200")
+        assert "gpumarket_chain_up 1.0" in relay.raw("GET", "/metrics")[1].decode()
+
+
 def test_lab_funds_reads_many_labs_in_json_rpc_batches(
     env: MarketEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
