@@ -7,6 +7,7 @@ the rest, receipts one unbroken chain, and no token created or lost."""
 from __future__ import annotations
 
 import sqlite3
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ def _start(net: LocalMarket, i: int, *, rpc_url: str | None = None) -> Round:
     return r
 
 
+def _status(url: str) -> int:
+    """The HTTP status of a GET (an error status is an answer here, not an exception)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _finish(r: Round) -> None:
     """The lab's round ends, and the ledger is exact."""
     assert r.lab.wait(ROUND_S) == 0, r.lab.log.read_text(encoding="utf-8")[-3000:]
@@ -148,7 +158,14 @@ def test_rpc_endpoint_going_away_and_coming_back_mid_lease(net: LocalMarket) -> 
         wait_until(lambda: r.vouchers_sent() >= 2, 60, "two receipts paid")
         proxy.cut()
         wait_until(lambda: r.logged(r.provider, "chain_unavailable"), 30, "the provider to notice")
+        # /healthz says so (issue 16: it answered 200 while the RPC was down), then recovers.
+        provider_health = r.provider.url + "/healthz"
+        lab_health = r.lab.ready_field("metrics").removesuffix("/metrics") + "/healthz"
+        for url in (provider_health, lab_health):
+            wait_until(lambda url=url: _status(url) == 503, 30, f"503 from {url}")
         proxy.restore()
+        for url in (provider_health, lab_health):
+            wait_until(lambda url=url: _status(url) == 200, 30, f"200 from {url}")
         _finish(r)
 
 
