@@ -245,8 +245,11 @@ abstract contract MarketBase is IMarketTypes, EIP712, ReentrancyGuardTransient {
                 r := calldataload(signature.offset)
                 vs := calldataload(add(signature.offset, 0x20))
             }
+            // The third value only details a failure (err says whether there was one).
+            // slither-disable-next-line unused-return
             (recovered, err,) = ECDSA.tryRecover(digest, r, vs);
         } else {
+            // slither-disable-next-line unused-return
             (recovered, err,) = ECDSA.tryRecoverCalldata(digest, signature);
         }
         return err == ECDSA.RecoverError.NoError && recovered == signer;
