@@ -45,6 +45,8 @@ class OpenedLease:
     price_per_gpu_second: int
     """What the lease pays (the offer's price, or a batch auction's clearing price)."""
     duration: int
+    provider: str = ""
+    lab: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,8 @@ def opened_leases(
                 gpus=lease.gpus,
                 price_per_gpu_second=lease.price_per_gpu_second,
                 duration=lease.duration,
+                provider=lease.provider,
+                lab=lease.lab,
             )
         )
     return OpenedLeases(tuple(out), len(events) - len(out))
