@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from market.chain.client import MarketClient, ProviderInfo
-from market.chain.leases import OpenedLease, opened_leases
+from market.chain.leases import OpenedLease, ended_leases, opened_leases
 from market.errors import DecodeError, MarketError
 from market.matching import Resting
 from market.protocol.types import checksum_address
@@ -65,12 +65,25 @@ DEFAULT_RECENT = 50
 
 @dataclass
 class LeaseIndex:
-    """Every lease the chain opened since the deployment, read once and then block by block."""
+    """Every lease the chain opened since the deployment and those that stopped running, read
+    once and then only the blocks past the last read. (A reorganisation deeper than the blocks
+    read is not undone: the relay's own book follows it, this history is for people.)"""
 
     client: MarketClient
     leases: list[OpenedLease] = field(default_factory=list)
+    ended: dict[bytes, str] = field(default_factory=dict)
     head_block: int = -1
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def state(self, lease: OpenedLease, now: int) -> str:
+        """``lease``'s state at chain time ``now`` (see :class:`LeaseSummary`)."""
+        ended = self.ended.get(lease.lease_id)
+        if ended is not None:
+            return ended
+        return "open" if lease.time + lease.duration > now else "expired"
+
+    def summary(self, lease: OpenedLease, now: int) -> LeaseSummary:
+        return summary(lease, self.state(lease, now))
 
     async def refresh(self) -> list[OpenedLease]:
         """The leases up to the current head (one head read when nothing new was mined)."""
@@ -79,7 +92,9 @@ class LeaseIndex:
             if head.number > self.head_block:
                 start = max(self.head_block + 1, self.client.contracts.deployment.deploy_block)
                 found = await asyncio.to_thread(opened_leases, self.client, start, head.number)
+                ended = await asyncio.to_thread(ended_leases, self.client, start, head.number)
                 self.leases.extend(found.leases)
+                self.ended.update(ended)
                 self.head_block = head.number
             return self.leases
 
@@ -142,8 +157,8 @@ class Explorer:
         recent = min(_whole(request.query.get("recent", str(DEFAULT_RECENT)), "recent"), MAX_LEASES)
         leases = await self.index.refresh()
         now = self.reads.book.chain_time
-        latest = [summary(lease) for lease in reversed(leases[-recent:] if recent else [])]
-        still_open = sum(1 for lease in leases if lease.time + lease.duration > now)
+        latest = [self.index.summary(x, now) for x in reversed(leases[-recent:] if recent else [])]
+        still_open = sum(1 for lease in leases if self.index.state(lease, now) == "open")
         token = await self.reads.token()
         return answer(
             request, LeaseList(now, self.index.head_block, token, still_open, tuple(latest))
@@ -151,9 +166,11 @@ class Explorer:
 
     async def price_history(self, request: web.Request) -> web.Response:
         model = request.match_info["model"]
-        leases = [summary(x) for x in await self.index.refresh() if x.model == model]
-        token = await self.reads.token()
         now = self.reads.book.chain_time
+        leases = [
+            self.index.summary(x, now) for x in await self.index.refresh() if x.model == model
+        ]
+        token = await self.reads.token()
         return answer(request, PriceHistory(model, now, token, tuple(leases[-MAX_LEASES:])))
 
     async def depth(self, request: web.Request) -> web.Response:
@@ -193,7 +210,7 @@ class Explorer:
         bids = self.reads.bid_list(address, token).bids
         key = address.lower()
         leases = tuple(
-            summary(x)
+            self.index.summary(x, now)
             for x in reversed(await self.index.refresh())
             if key in (x.provider.lower(), x.lab.lower())
         )[:MAX_LEASES]
@@ -236,11 +253,11 @@ class Explorer:
         return out
 
 
-def summary(lease: OpenedLease) -> LeaseSummary:
+def summary(lease: OpenedLease, state: str) -> LeaseSummary:
     return LeaseSummary(
         lease.lease_id, lease.bid_hash, lease.time, lease.time + lease.duration, lease.model,
         lease.memory_gib, lease.gpus, lease.price_per_gpu_second, lease.duration,
-        lease.provider or ZERO_ADDRESS, lease.lab or ZERO_ADDRESS,
+        lease.provider or ZERO_ADDRESS, lease.lab or ZERO_ADDRESS, state,
     )  # fmt: skip
 
 

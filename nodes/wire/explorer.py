@@ -27,12 +27,15 @@ from nodes.wire.values import Address, ReputationMap, UInt256
 
 MAX_LEASES: Final = 1000
 """The most leases one answer carries."""
+LeaseState = Annotated[str, Meta(pattern=r"^(open|expired|terminated|closed|slashed)\Z")]
 
 
 class LeaseSummary(Struct, frozen=True):
     """A lease the chain opened, as a price record: ``time`` is its block's timestamp, ``ends``
     when its term runs out (``time + duration``), ``price_per_gpu_second`` what it pays (a batch
-    auction's clearing price for a lease opened by one)."""
+    auction's clearing price for a lease opened by one). ``state``: ``open`` (running),
+    ``expired`` (its term ran out, not closed yet), or the event that ended it: ``terminated``
+    (early, by the lab), ``closed``, ``slashed``."""
 
     lease_id: Hash
     bid_hash: Hash
@@ -45,14 +48,15 @@ class LeaseSummary(Struct, frozen=True):
     duration: UInt64
     provider: Address
     lab: Address
+    state: LeaseState
 
 
 Leases = Annotated[tuple[LeaseSummary, ...], Meta(max_length=MAX_LEASES)]
 
 
 class LeaseList(Struct, frozen=True):
-    """The latest leases, newest first; ``open`` counts those whose term has not run out at
-    ``chain_time``."""
+    """The latest leases, newest first; ``open`` counts every lease still running at
+    ``chain_time`` (not only those listed)."""
 
     chain_time: UInt64
     head_block: UInt64

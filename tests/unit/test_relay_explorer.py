@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import cast
 
 import pytest
 
+from market.chain.client import MarketClient
 from market.chain.leases import OpenedLease
 from market.matching import OrderBook
 from market.protocol.types import checksum_address
 from market.reputation import Reputation
-from nodes.relay.explorer import FILES, STATIC, levels, summary
+from nodes.relay.explorer import FILES, STATIC, LeaseIndex, levels, summary
 from nodes.wire.explorer import (
     AccountView,
     Depth,
@@ -52,13 +54,21 @@ def test_the_book_is_grouped_by_price_asks_cheapest_first_bids_dearest_first() -
 
 
 def test_a_lease_summary_ends_when_its_term_runs_out() -> None:
-    view = summary(LEASE)
+    view = summary(LEASE, "open")
     assert (view.time, view.ends, view.gpus, view.price_per_gpu_second) == (NOW, NOW + 600, 2, 500)
     assert (view.provider, view.lab) == (PROVIDER, LAB)
 
 
+def test_a_lease_is_open_until_its_term_runs_out_or_an_event_ends_it() -> None:
+    index = LeaseIndex(cast(MarketClient, None))
+    assert index.state(LEASE, NOW + 599) == "open"
+    assert index.state(LEASE, NOW + 600) == "expired"
+    index.ended[LEASE.lease_id] = "terminated"
+    assert index.summary(LEASE, NOW + 1).state == "terminated"
+
+
 def test_explorer_answers_travel_in_msgpack_and_json_with_the_keys_the_pages_read() -> None:
-    lease = summary(LEASE)
+    lease = summary(LEASE, "open")
     leases = LeaseList(NOW, 42, TUSD, 1, (lease,))
     assert decode_explorer(encode_explorer(leases), LeaseList) == leases
     doc = json.loads(encode_explorer_json(leases))
@@ -67,7 +77,7 @@ def test_explorer_answers_travel_in_msgpack_and_json_with_the_keys_the_pages_rea
     assert row == {
         "leaseId": "0x" + "01" * 32, "bidHash": "0x" + "02" * 32, "time": NOW, "ends": NOW + 600,
         "model": MODEL, "memoryGib": 80, "gpus": 2, "pricePerGpuSecond": 500, "duration": 600,
-        "provider": PROVIDER, "lab": LAB,
+        "provider": PROVIDER, "lab": LAB, "state": "open",
     }  # fmt: skip
     history = PriceHistory(MODEL, NOW, TUSD, (lease,))
     assert decode_explorer(encode_explorer(history), PriceHistory) == history
@@ -86,7 +96,7 @@ def test_providers_and_accounts_carry_stake_and_reputation() -> None:
     body = json.loads(encode_explorer_json(providers))["body"]["providers"][0]
     assert (body["stake"], body["locked"], body["gpusOffered"]) == (10**9, 10**6, 8)
     assert (body["reputation"]["leasesOpened"], body["reputation"]["tokensEarned"]) == (3, 10**6)
-    account = AccountView(LAB, NOW, TUSD, 5 * 10**6, None, (), (), (summary(LEASE),))
+    account = AccountView(LAB, NOW, TUSD, 5 * 10**6, None, (), (), (summary(LEASE, "open"),))
     assert decode_explorer(encode_explorer(account), AccountView) == account
     doc = json.loads(encode_explorer_json(account))["body"]
     assert (doc["balance"], doc["provider"], len(doc["leases"])) == (5 * 10**6, None, 1)

@@ -82,11 +82,11 @@ function table(headers, rows, empty) {
   return `<table><thead><tr>${head.join("")}</tr></thead><tbody>${body.join("")}</tbody></table>`;
 }
 
-function leaseRows(leases, now) {
+function leaseRows(leases) {
   return leases.map((l) => [
     leaseLink(l.leaseId), modelLink(l.model), `${l.gpus} `, perHour(l.pricePerGpuSecond),
     esc(when(l.time)), esc(span(l.duration)),
-    l.ends > now ? '<span class="badge open">open</span>' : '<span class="badge">ended</span>',
+    `<span class="badge ${l.state === "open" ? "open" : ""}">${esc(l.state)}</span>`,
     accountLink(l.provider), accountLink(l.lab),
   ]);
 }
@@ -139,7 +139,7 @@ function depthChart(depth) {
     <path class="asks" d="${steps(asks, xmax)}" fill="none" stroke="var(--ask)" stroke-width="2"/>
     <path class="bids" d="${steps(bids, xmin)}" fill="none" stroke="var(--bid)" stroke-width="2"/>
   </svg>
-  <div class="muted"><span style="color:var(--ask)">■</span> asks ${depth.asks.length} levels · <span style="color:var(--bid)">■</span> bids ${depth.bids.length} levels</div>`;
+  <div class="muted"><span style="color:var(--ask)">■</span> asks · <span style="color:var(--bid)">■</span> bids · ${depth.asks.length + depth.bids.length} price levels</div>`;
 }
 
 function priceChart(history) {
@@ -171,16 +171,16 @@ async function overview() {
     ${table(["Model", "Offers ", "GPUs offered ", "Best ask", "Bids ", "GPUs wanted ", "Best bid"], rows, "No resting orders on this relay.")}
     <h2>Order-book depth</h2><div class="cards">${cards.join("") || '<p class="muted">No model on offer.</p>'}</div>
     <h2>Recent leases <span class="muted">(${leases.open} open)</span></h2>
-    ${table(LEASE_HEADERS, leaseRows(leases.leases, leases.chainTime), "No lease opened yet.")}
+    ${table(LEASE_HEADERS, leaseRows(leases.leases), "No lease opened yet.")}
     <h2>Live</h2>${feedHtml()}`;
 }
 
 async function leasesPage() {
   const leases = await api("/v1/leases?recent=200");
-  const open = leases.leases.filter((l) => l.ends > leases.chainTime);
+  const open = leases.leases.filter((l) => l.state === "open");
   return `<h1>Leases</h1>
-    <h2>Open (${leases.open})</h2>${table(LEASE_HEADERS, leaseRows(open, leases.chainTime), "No open lease.")}
-    <h2>Recent</h2>${table(LEASE_HEADERS, leaseRows(leases.leases, leases.chainTime), "No lease opened yet.")}`;
+    <h2>Open (${leases.open})</h2>${table(LEASE_HEADERS, leaseRows(open), "No open lease.")}
+    <h2>Recent</h2>${table(LEASE_HEADERS, leaseRows(leases.leases), "No lease opened yet.")}`;
 }
 
 async function pricesPage(model) {
@@ -243,7 +243,7 @@ async function accountPage(address) {
     </dl>
     <h2>Offers</h2>${table(["Model", "GPUs left ", "Price", "Expires"], offers, "No resting offer on this relay.")}
     <h2>Bids</h2>${table(["Model", "GPUs left ", "Max price", "Fate", "Leases"], bids, "No bid this relay knows.")}
-    <h2>Leases</h2>${table(LEASE_HEADERS, leaseRows(a.leases, a.chainTime), "No lease.")}`;
+    <h2>Leases</h2>${table(LEASE_HEADERS, leaseRows(a.leases), "No lease.")}`;
 }
 
 const ROUTES = [
