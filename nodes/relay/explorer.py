@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).parent / "static"
 """The explorer's files (package data)."""
-FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+FILES = {"app.js": "text/javascript", "msgpack.js": "text/javascript", "style.css": "text/css"}
 DEFAULT_RECENT = 50
 
 

@@ -144,6 +144,11 @@ def test_the_explorer_shows_the_live_market_in_a_real_browser(
     assert re.search(r'<svg class="depth"[^>]*>', overview)
     assert re.search(r'<path class="asks" d="M[^"]+"', overview)
     assert re.search(r'<path class="bids" d="M[^"]+"', overview)
+    assert re.search(r'<span id="live" class="live"[^>]*>live</span>', overview)  # stream open
+
+    prices = browse(f"{relay.url}/#/prices/{MODEL}", tmp_path / "explorer-prices.png", profile)
+    assert re.search(r'<svg class="prices"[^>]*>', prices)
+    assert "1.8000 tUSD/GPU-hour at " in prices  # the lease's point, titled
 
     page = browse(f"{relay.url}/#/lease/{lease_id}", tmp_path / "explorer-lease.png", profile)
     assert f'Lease <span class="mono">{lease_id}</span>' in page
