@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 
 from market.chain.client import MarketClient, ProviderInfo
@@ -36,7 +37,7 @@ from market.matching import Resting
 from market.protocol.types import checksum_address
 from market.reputation import Reputation
 from nodes.relay.reads import MarketReads, offer_view
-from nodes.wire import ZERO_ADDRESS, ReputationQuery
+from nodes.wire import ZERO_ADDRESS, GpuModel, ReputationQuery
 from nodes.wire.answers import wants_json
 from nodes.wire.explorer import (
     MAX_LEASES,
@@ -165,7 +166,7 @@ class Explorer:
         )
 
     async def price_history(self, request: web.Request) -> web.Response:
-        model = request.match_info["model"]
+        model = _model(request.match_info["model"])
         now = self.reads.book.chain_time
         leases = [
             self.index.summary(x, now) for x in await self.index.refresh() if x.model == model
@@ -174,7 +175,7 @@ class Explorer:
         return answer(request, PriceHistory(model, now, token, tuple(leases[-MAX_LEASES:])))
 
     async def depth(self, request: web.Request) -> web.Response:
-        model = request.match_info["model"]
+        model = _model(request.match_info["model"])
         now = self.reads.book.chain_time
         book = self.reads.book.book
         asks = levels((e for e in book.offers(model, now) if e.remaining > 0), ascending=True)
@@ -297,6 +298,14 @@ def _whole(raw: str, name: str) -> int:
     if not raw.isdigit() or int(raw) >= 2**32:
         raise DecodeError(f"{name} must be a whole number below 2^32, got {raw!r}")
     return int(raw)
+
+
+def _model(raw: str) -> str:
+    try:
+        model: str = msgspec.convert(raw, GpuModel)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"model must be a GPU model name: {exc}") from exc
+    return model
 
 
 def _address(raw: str) -> str:

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,11 @@ def test_the_explorer_shows_the_live_market_in_a_real_browser(
     account = get_json(f"{relay.url}/v1/accounts/{lab}")
     assert [row["leaseId"] for row in account["leases"]] == [lease_id]
     assert account["balance"] == net.balance(lab)
+    for bad in ("/v1/accounts/0x12", "/v1/leases?recent=x", "/v1/depth/" + "X" * 33):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get_json(relay.url + bad)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["body"]["code"] == "malformed_frame"
 
     # The pages, as a person sees them.
     profile = tmp_path / "chromium-profile"
