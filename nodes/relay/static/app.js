@@ -94,9 +94,21 @@ const LEASE_HEADERS = ["Lease", "Model", "GPUs ", "Price", "Opened", "Term", "St
 
 // --- charts (inline SVG) ------------------------------------------------------------------------
 
-const W = 420, H = 200, PAD = { l: 44, r: 10, t: 10, b: 34 };
+const W = 420, H = 200, PAD = { l: 44, r: 26, t: 10, b: 34 };
 
-function axes(xmin, xmax, ymax, xlabel, ylabel, xfmt) {
+// A round top for a y axis of four steps: whole steps for counts, 1-2-5 steps for prices.
+function niceTop(ymax, whole) {
+  if (whole) return 4 * Math.max(1, Math.ceil(ymax / 4));
+  const raw = (ymax || 1) / 4, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((v) => v >= raw);
+  return 4 * step;
+}
+
+function decimalsFor(top) {
+  return Math.max(0, Math.ceil(-Math.log10(top / 4)));
+}
+
+function axes(xmin, xmax, ymax, xlabel, ylabel, xfmt, yfmt) {
   const parts = [`<line x1="${PAD.l}" y1="${H - PAD.b}" x2="${W - PAD.r}" y2="${H - PAD.b}" stroke="#98a2b3"/>`,
     `<line x1="${PAD.l}" y1="${PAD.t}" x2="${PAD.l}" y2="${H - PAD.b}" stroke="#98a2b3"/>`];
   for (let i = 0; i <= 4; i++) {
@@ -105,7 +117,7 @@ function axes(xmin, xmax, ymax, xlabel, ylabel, xfmt) {
     parts.push(`<text x="${x}" y="${H - PAD.b + 12}" text-anchor="middle">${esc(xfmt(xv))}</text>`);
     const yv = (ymax * i) / 4;
     const y = H - PAD.b - ((H - PAD.t - PAD.b) * i) / 4;
-    parts.push(`<text x="${PAD.l - 4}" y="${y + 3}" text-anchor="end">${esc(Math.round(yv))}</text>`);
+    parts.push(`<text x="${PAD.l - 4}" y="${y + 3}" text-anchor="end">${esc(yfmt(yv))}</text>`);
   }
   parts.push(`<text x="${(W + PAD.l) / 2}" y="${H - 4}" text-anchor="middle">${esc(xlabel)}</text>`);
   parts.push(`<text x="10" y="${(H - PAD.b) / 2}" transform="rotate(-90 10 ${(H - PAD.b) / 2})" text-anchor="middle">${esc(ylabel)}</text>`);
@@ -123,7 +135,7 @@ function depthChart(depth) {
   let xmin = Math.min(...all.map((p) => p.x)), xmax = Math.max(...all.map((p) => p.x));
   if (xmax === xmin) { xmin = xmin * 0.9; xmax = xmax * 1.1 || 1; }
   const pad = (xmax - xmin) * 0.05; xmin = Math.max(0, xmin - pad); xmax += pad;
-  const ymax = Math.max(...all.map((p) => p.y)) * 1.1;
+  const ymax = niceTop(Math.max(...all.map((p) => p.y)) * 1.1, true);
   const sx = (x) => PAD.l + ((x - xmin) / (xmax - xmin)) * (W - PAD.l - PAD.r);
   const sy = (y) => H - PAD.b - (y / ymax) * (H - PAD.t - PAD.b);
   const steps = (points, edge) => {
@@ -135,7 +147,7 @@ function depthChart(depth) {
   };
   const fmt = (v) => v.toFixed(v < 10 ? 2 : 0);
   return `<svg class="depth" role="img" aria-label="order-book depth for ${esc(depth.model)}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}">
-    ${axes(xmin, xmax, ymax, `price, ${token.symbol}/GPU-hour`, "GPUs (cumulative)", fmt)}
+    ${axes(xmin, xmax, ymax, `price, ${token.symbol}/GPU-hour`, "GPUs (cumulative)", fmt, String)}
     <path class="asks" d="${steps(asks, xmax)}" fill="none" stroke="var(--ask)" stroke-width="2"/>
     <path class="bids" d="${steps(bids, xmin)}" fill="none" stroke="var(--bid)" stroke-width="2"/>
   </svg>
@@ -147,13 +159,15 @@ function priceChart(history) {
   if (!points.length) return `<p class="muted">No lease of ${esc(history.model)} opened yet.</p>`;
   let xmin = Math.min(...points.map((p) => p.x)), xmax = Math.max(...points.map((p) => p.x));
   if (xmax === xmin) { xmin -= 60; xmax += 60; }
-  const ymax = Math.max(...points.map((p) => p.y)) * 1.2 || 1;
+  const ymax = niceTop(Math.max(...points.map((p) => p.y)) * 1.2, false);
+  const places = decimalsFor(ymax);
   const sx = (x) => PAD.l + ((x - xmin) / (xmax - xmin)) * (W - PAD.l - PAD.r);
   const sy = (y) => H - PAD.b - (y / ymax) * (H - PAD.t - PAD.b);
   const line = points.map((p, i) => `${i ? "L" : "M"}${sx(p.x)},${sy(p.y)}`).join(" ");
   const dots = points.map((p) => `<circle cx="${sx(p.x)}" cy="${sy(p.y)}" r="3" fill="var(--accent)"><title>${esc(p.y.toFixed(4))} ${esc(token.symbol)}/GPU-hour at ${esc(when(p.x))}</title></circle>`);
-  const axis = axes(xmin, xmax, ymax, "time (UTC)", `${token.symbol}/GPU-hour`, (v) => when(v).slice(11, 16));
-  return `<svg class="prices" role="img" aria-label="lease prices of ${esc(history.model)}" viewBox="0 0 ${W} ${H}" width="${W * 1.5}" height="${H * 1.5}">
+  const clock = (v) => when(v).slice(11, xmax - xmin < 600 ? 19 : 16);
+  const axis = axes(xmin, xmax, ymax, "time (UTC)", `${token.symbol}/GPU-hour`, clock, (v) => v.toFixed(places));
+  return `<svg class="prices" role="img" aria-label="lease prices of ${esc(history.model)}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}">
     ${axis}<path d="${line}" fill="none" stroke="var(--accent)" stroke-width="1.5"/>${dots.join("")}</svg>`;
 }
 
