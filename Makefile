@@ -1,6 +1,7 @@
 # gpumarket: every target sets itself up first (idempotently), so `make demo` and `make test`
 # are the only two commands a fresh machine needs. Requires Python >= 3.11 and Node.js >= 20 + npm;
-# bubblewrap (the job sandbox) is installed with apt-get when missing and running as root.
+# bubblewrap (the job sandbox) and chromium (the explorer's browser test) are installed with apt-get
+# when missing and running as root.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -18,7 +19,7 @@ HARDHAT_TESTS := $(addprefix tests/integration/,test_devnet.py test_chain_tx.py 
   test_matching_on_chain.py test_erc1271_orders.py)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help setup bubblewrap demo test bench lint typecheck forge-test solhint slither pytest build clean \
+.PHONY: help setup bubblewrap chromium demo test bench lint typecheck forge-test solhint slither pytest build clean \
   prove test-hardhat
 
 help:
@@ -29,7 +30,7 @@ help:
 	@echo "make prove   symbolic proofs of the money rules with halmos (also run by make test)"
 	@echo "make test-hardhat  the chain integration tests against a Hardhat 2.x node instead of anvil"
 
-setup: bubblewrap $(VENV)/.installed node_modules/.installed
+setup: bubblewrap chromium $(VENV)/.installed node_modules/.installed
 
 # The provider runs every job under bubblewrap (docs/decisions/0015-job-sandbox.md).
 bubblewrap:
@@ -38,6 +39,15 @@ bubblewrap:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	else \
 	  echo "error: bubblewrap (bwrap), the job sandbox, is missing: run 'sudo apt-get install -y bubblewrap'" >&2; exit 1; \
+	fi
+
+# The explorer is tested in a real headless browser (docs/decisions/0027-explorer.md).
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+	  echo "error: chromium, the browser the explorer's test drives, is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

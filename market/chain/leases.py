@@ -26,6 +26,12 @@ from market.chain.history import block_timestamps
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Offer, gpu_model_from_bytes32
 
+ENDING_EVENTS = {
+    "LeaseTerminated": "terminated",
+    "LeaseClosed": "closed",
+    "LeaseSlashed": "slashed",
+}
+"""The events after which a lease runs no more, and the state each leaves it in."""
 OPENING_FUNCTIONS = ("openLease", "openLeaseWithPermit", "openLeaseBatch", "openLeaseAuction")
 DEFAULT_CHUNK_BLOCKS = 10_000
 
@@ -45,6 +51,8 @@ class OpenedLease:
     price_per_gpu_second: int
     """What the lease pays (the offer's price, or a batch auction's clearing price)."""
     duration: int
+    provider: str = ""
+    lab: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +99,32 @@ def opened_leases(
                 gpus=lease.gpus,
                 price_per_gpu_second=lease.price_per_gpu_second,
                 duration=lease.duration,
+                provider=lease.provider,
+                lab=lease.lab,
             )
         )
     return OpenedLeases(tuple(out), len(events) - len(out))
+
+
+def ended_leases(
+    client: MarketClient,
+    from_block: int | None = None,
+    to_block: int | None = None,
+    *,
+    chunk_blocks: int = DEFAULT_CHUNK_BLOCKS,
+) -> dict[bytes, str]:
+    """The leases that stopped running in blocks ``[from_block, to_block]`` (default: the
+    deployment's block to the head), by id: ``terminated`` (the lab ended it early), ``closed``
+    or ``slashed``, the latest event winning (a terminated lease closes later)."""
+    start = client.contracts.deployment.deploy_block if from_block is None else from_block
+    end = client.head().number if to_block is None else to_block
+    out: dict[bytes, str] = {}
+    for low in range(max(start, 0), end + 1, chunk_blocks):
+        for event in client.events(low, min(low + chunk_blocks - 1, end)):
+            state = ENDING_EVENTS.get(event.name)
+            if state is not None:
+                out[bytes(event.args["lease_id"])] = state
+    return out
 
 
 def _offers_in(client: MarketClient, tx_hash: bytes) -> Mapping[bytes, Offer]:

@@ -10,6 +10,8 @@
     GET  /v1/labs/{lab}                          -> ReputationReport (that lab's dispute record)
     GET  /v1/models, /v1/book, /v1/offers, /v1/bids?lab=, /v1/leases/{id},
          /v1/explain?offer=&bid=: reads for people (``nodes/relay/reads.py``)
+    GET  /, /explorer/*, /v1/leases?recent=, /v1/prices/{model}, /v1/depth/{model},
+         /v1/providers, /v1/accounts/{address}: the explorer (``nodes/relay/explorer.py``)
     GET  /v1/stream       WebSocket: BookChange, Fill, LeaseOpened; BookQuery -> BookSnapshot
     GET  /metrics         Prometheus text
     GET  /healthz         "ok", or 503 "chain_unavailable ..." while the chain is not reached
@@ -46,6 +48,7 @@ from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
 from nodes.relay.book import RelayBook
 from nodes.relay.config import Limits
+from nodes.relay.explorer import Explorer
 from nodes.relay.gossip import Gossiper
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
@@ -132,6 +135,7 @@ class RelayServer:
             self.book, self.hub, self.reputations, max_page=self.limits.max_book_depth
         )
         reads.install(app)
+        Explorer(reads).install(app)
         app.on_shutdown.append(self._close_streams)
         return app
 
