@@ -30,7 +30,7 @@ help:
 	@echo "make prove   symbolic proofs of the money rules with halmos (also run by make test)"
 	@echo "make test-hardhat  the chain integration tests against a Hardhat 2.x node instead of anvil"
 
-setup: bubblewrap chromium $(VENV)/.installed node_modules/.installed
+setup: bubblewrap $(VENV)/.installed node_modules/.installed
 
 # The provider runs every job under bubblewrap (docs/decisions/0015-job-sandbox.md).
 bubblewrap:
@@ -108,7 +108,7 @@ slither: setup $(SLITHER_VENV)/.installed
 # Most tests wait on anvil and daemons rather than compute: four workers share the cores.
 PYTEST_WORKERS ?= 4
 
-pytest: setup
+pytest: setup chromium
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
 
 test: lint typecheck solhint forge-test slither prove pytest
