@@ -40,6 +40,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import yarl
@@ -49,6 +51,7 @@ from bench.fuzz_frames import FrameMaker, order_frames, valid_pool
 from bench.results_file import write
 from market.chain.devnet import Devnet
 from market.errors import ProtocolError
+from market.protocol import codec
 from market.protocol.types import Bid, Offer, Signed
 from market.roles import Lab, Provider
 from nodes.lab.server import LabServer
@@ -69,9 +72,27 @@ from nodes.wire import (
     decode,
     encode,
 )
+from nodes.wire.explorer import EXPLORER_READS, decode_explorer
+from nodes.wire.reads import READS, decode_read
 
 WEBSOCKETS = frozenset({("relay", "/v1/stream")})
 TEXT_ROUTES = frozenset({"/metrics", "/healthz"})
+PAGE_ROUTES = frozenset({"/", "/explorer/", "/explorer/{file}"})
+PAGE_TYPES = frozenset({"text/html", "text/css", "text/javascript", "application/javascript"})
+
+
+def _decode_answer(data: bytes) -> Any:
+    """A daemon's answer: a wire message, or one of the relay's read or explorer answers (each a
+    closed set of its own, told apart by the frame's ``type``)."""
+    limit = 64 * 1024 * 1024
+    type_name, _ = codec.open_frame(data, max_size=limit, where="frame")
+    if isinstance(type_name, str) and type_name in READS:
+        return decode_read(data, READS[type_name], max_size=limit)  # type: ignore[type-var]
+    if isinstance(type_name, str) and type_name in EXPLORER_READS:
+        return decode_explorer(data, EXPLORER_READS[type_name], max_size=limit)  # type: ignore[type-var]
+    return decode(data, max_size=limit)
+
+
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 CONTENT_TYPES = ("application/json", "text/plain", "", "multipart/form-data; boundary=x",
                  "application/x-www-form-urlencoded", "application/msgpack; q=2")  # fmt: skip
@@ -124,10 +145,18 @@ def _bare(cls: type, **attrs: object) -> object:
     return obj
 
 
+_NO_CHAIN = SimpleNamespace(client=None)
+"""What the relay's explorer reads the chain through, for building its router only."""
+
+
 def daemon_routes() -> list[Route]:
     """Every route of the three daemons, from their own apps."""
     timing = Metrics()  # the apps put its route-latency middleware first
-    relay = RelayServer.app(_bare(RelayServer, limits=Limits(), metrics=timing))  # type: ignore[arg-type]
+    relay = RelayServer.app(
+        _bare(
+            RelayServer, limits=Limits(), metrics=timing, book=None, hub=None, reputations=_NO_CHAIN
+        )  # type: ignore[arg-type]
+    )
     provider = ProviderService.app(_bare(ProviderService, metrics=timing))  # type: ignore[arg-type]
     lab = LabServer.app(_bare(LabServer, metrics=timing))  # type: ignore[arg-type]
     return [*routes("relay", relay), *routes("provider", provider), *routes("lab", lab)]
@@ -240,8 +269,10 @@ class Campaign:
             t.bad(f"{status}: {what}: {data[:200]!r}")
         if status < 400 and path in TEXT_ROUTES and ctype == "text/plain":
             return
+        if status < 400 and path in PAGE_ROUTES and ctype in PAGE_TYPES:
+            return  # the explorer's page and its files, for a browser
         try:
-            message = decode(data, max_size=64 * 1024 * 1024)
+            message = _decode_answer(data)
         except ProtocolError as exc:
             if status < 400:
                 t.undecodable_successes += 1
@@ -342,6 +373,9 @@ class Campaign:
         conn = aiohttp.TCPConnector(limit=self.concurrency)
         async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
             self._session = session
+            # The relay's own reads follow its stream too (bids' fates): only the campaign's
+            # subscriptions must be gone at the end.
+            baseline = await self._subscriber_count(session)
             for _ in range(WEBSOCKETS_OPEN):
                 ws = await session.ws_connect(self.urls["relay"] + "/v1/stream")
                 probe = encode(BookQuery("H100-80GB", 1))
@@ -366,19 +400,23 @@ class Campaign:
                 between(sent)
             while not self.ws.empty():
                 await self.ws.get_nowait().close()
-            self.subscribers_left = await self._subscribers(session)
+            self.subscribers_left = await self._subscribers(session, baseline)
 
-    async def _subscribers(self, session: aiohttp.ClientSession) -> int:
-        """The relay's stream subscribers once every stream of the campaign has closed (each
-        closes on the relay a moment after the client closes it), within a deadline."""
+    async def _subscriber_count(self, session: aiohttp.ClientSession) -> int:
+        """The relay's stream subscribers now, from its metrics (-1: not found)."""
+        async with session.get(self.urls["relay"] + "/metrics") as resp:
+            text = await resp.text()
+        found = re.search(r"^gpumarket_relay_stream_subscribers (\S+)$", text, re.M)
+        return int(float(found.group(1))) if found else -1
+
+    async def _subscribers(self, session: aiohttp.ClientSession, baseline: int) -> int:
+        """The campaign's stream subscriptions left once every stream of the campaign has closed
+        (each closes on the relay a moment after the client closes it), within a deadline."""
         deadline = time.monotonic() + 10.0
         while True:
-            async with session.get(self.urls["relay"] + "/metrics") as resp:
-                text = await resp.text()
-            found = re.search(r"^gpumarket_relay_stream_subscribers (\S+)$", text, re.M)
-            count = int(float(found.group(1))) if found else -1
-            if count == 0 or time.monotonic() > deadline:
-                return count
+            count = await self._subscriber_count(session)
+            if count == baseline or time.monotonic() > deadline:
+                return count - baseline if count >= 0 and baseline >= 0 else -1
             await asyncio.sleep(0.1)
 
     async def _flood(self, n: int) -> None:
