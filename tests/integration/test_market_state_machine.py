@@ -1986,19 +1986,25 @@ def _run(
 # tests too, in MarketReceipts.t.sol, and test_receipts_on_chain has the unruled dispute.)
 REACHED = (
     "lease opened", "lease opened (rental)", "lease opened (metered)", "batch opened",
-    "auction cleared", "a wallet lab leased", "a wallet lab's voucher claimed",
+    "auction cleared", "a wallet lab leased",
     "lease opened on a stake backing other leases", "lease opened with an arbiter",
     "lease opened with a minimum charge", "voucher claimed", "terminated",
     "closed by the provider", "closed by the lab", "closed paying the minimum charge",
     "withdrawn", "stake withdrawn", "claim posted", "receipt already pending: nothing sent",
     "claim finalized", "slashed",
     "MarketProviderNotRegistered", "MarketProviderStakeTooLow", "MarketStakeLockUncovered",
-    "MarketSelfDealing", "MarketMinChargeTooHigh", "MarketLeaseEnded", "MarketLeaseNotOpen",
+    "MarketSelfDealing", "MarketLeaseEnded", "MarketLeaseNotOpen",
     "MarketNothingToWithdraw", "MarketNoPendingClaim", "MarketNotLab", "MarketNotProvider",
     "MarketNothingToClaim", "MarketClaimNotRaised", "MarketChallengeWindowClosed",
     "MarketLeaseAlreadySlashed", "MarketStakeReleased", "RegistryNotWithdrawable",
 )  # fmt: skip
 REACHED_IN_A_LONG_RUN = (
+    # Reached by most default runs, but not all: orders' nonces are the wall clock's nanoseconds,
+    # so which orders a raised floor cancels, and so the run's path, varies with the machine's
+    # load (a CI run on 2 loaded cores missed both). Both have direct tests: a wallet lab's
+    # vouchers in test_wallet_lab.py and test_wallet_lab_daemon.py, a minimum charge above the
+    # bid's cap in MarketAttacks.t.sol and test_matching_constraints.py.
+    "a wallet lab's voucher claimed", "MarketMinChargeTooHigh",
     "claim replaced", "claim finalized at readyAt", "claim disputed",
     "claim disputed in the window's last second", "every order cancelled",
     "withdrawn with slashed stake", "MarketReceiptNotNewer",
