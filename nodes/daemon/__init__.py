@@ -11,7 +11,11 @@ that none of them imports another's.
 * :mod:`~nodes.daemon.keystore`: the signing key, decrypted with a password from the environment;
 * :mod:`~nodes.daemon.guard`: child processes that never outlive their daemon;
 * :mod:`~nodes.daemon.startup`: listening, the ready line, stopping on SIGTERM or SIGINT;
-* :mod:`~nodes.daemon.explain`: why an order does not match, as one ``no_match`` event.
+* :mod:`~nodes.daemon.explain`: why an order does not match, as one ``no_match`` event;
+* :mod:`~nodes.daemon.preflight`: the checks a daemon runs before it stakes, approves or signs
+  (and ``--check`` prints), one line each with its fix;
+* :mod:`~nodes.daemon.health`: whether the daemon's chain rounds reach the chain, for
+  ``/healthz`` (503 while they do not) and the gauge ``gpumarket_chain_up``.
 
 It imports nothing of ``nodes.relay``, ``nodes.provider`` or ``nodes.lab`` (``tests/unit/
 test_layers.py`` holds every room to its imports).
