@@ -57,7 +57,16 @@ import msgpack
 import msgspec
 
 from market.errors import DecodeError, FrameTooLarge, ProtocolError, UnknownMessageType
-from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher, checksum_address
+from market.protocol.types import (
+    Bid,
+    Lease,
+    Offer,
+    Receipt,
+    Signed,
+    Voucher,
+    checksum_address,
+    unsafe_from_codec,
+)
 
 WIRE_VERSION: Final = 1
 """The ``v`` of every frame this module writes and the only one it reads."""
@@ -308,7 +317,7 @@ _WIRE_TYPES: dict[str, Any] = {
     "address": _ADDRESS,
     "bytes32": _WORD,
     "uint256": _WORD,
-    "uint": int,  # the dataclass checks the range, as InvalidField
+    "uint": int,  # unsafe_from_codec checks the range, as InvalidField
     "bool": bool,
     "model": _MODEL,
 }
@@ -371,7 +380,9 @@ class _Wire:
             values[attr] = checksum_address("0x" + values[attr].hex())
         for attr in self.words:
             values[attr] = int.from_bytes(values[attr], "big")
-        return self.cls(**values), body
+        # The body's types proved each field's type (see unsafe_from_codec): the rest is checked
+        # there, once.
+        return unsafe_from_codec(self.cls, values), body
 
 
 class _SignedBody(msgspec.Struct, forbid_unknown_fields=True):

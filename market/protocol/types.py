@@ -202,6 +202,10 @@ class Offer:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         if self.min_duration > self.max_duration:
             raise InvalidField("Offer", "min_duration", "must not exceed max_duration")
         if self.min_charge_bps > BPS:
@@ -274,6 +278,10 @@ class Bid:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         _check_billing(self, "billing")
 
     @property
@@ -299,6 +307,9 @@ class Voucher:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def _check_rules(self) -> None:
+        """Nothing beyond each field's own type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +357,9 @@ class Receipt:
     def __post_init__(self) -> None:
         _validate(self)
 
+    def _check_rules(self) -> None:
+        """Nothing beyond each field's own type: the chain's rules are market.receipts'."""
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -389,6 +403,10 @@ class Lease:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         _check_billing(self, "billing")
 
     @property
@@ -504,6 +522,44 @@ def _validate(msg: Message) -> None:
             _check_bool(name, attr, value)
         else:
             _check_uint(name, attr, value, solidity_type)
+
+
+_MESSAGE = TypeVar("_MESSAGE", bound="Offer | Bid | Voucher | Lease | Receipt")
+_LEFT_TO_CHECK: dict[type, tuple[tuple[str, str], ...]] = {
+    cls: tuple(
+        (attr, t)
+        for attr, _, t in cls.FIELDS
+        if attr == "gpu_model" or (t in _UINT_MAX and t != "uint256")
+    )
+    for cls in (Offer, Bid, Voucher, Lease, Receipt)
+}
+"""Per message class, in ``FIELDS`` order, what the codec's types leave to check: the ints
+narrower than 256 bits (their range) and the GPU model (its name)."""
+_set = object.__setattr__
+
+
+def unsafe_from_codec(cls: type[_MESSAGE], values: dict[str, object]) -> _MESSAGE:
+    """A ``cls`` built from ``values`` that market.protocol.codec has ALREADY type-checked, with
+    only the checks the codec's types do not make. For the codec alone: anything else builds
+    messages with ``cls(...)``, which checks every field.
+
+    The codec's Struct has proved that every field is present with its wire type: an address is
+    the EIP-55 string made from 20 bytes, a ``bytes32`` is 32 bytes, a ``uint256`` is an int made
+    from 32 bytes (so within range), a bool is a bool, a narrower uint is an int (not a bool),
+    the GPU model a str. What is left is checked here, in ``FIELDS`` order and with the errors
+    ``__post_init__`` raises: the narrower uints' ranges, the GPU model's name, then the class's
+    own rules."""
+    obj = object.__new__(cls)
+    for attr, value in values.items():
+        _set(obj, attr, value)
+    name = cls.TYPE_NAME
+    for attr, solidity_type in _LEFT_TO_CHECK[cls]:
+        if attr == "gpu_model":
+            _check_gpu_model(name, attr, values[attr])
+        else:
+            _check_uint(name, attr, values[attr], solidity_type)
+    obj._check_rules()
+    return obj
 
 
 __all__ = [
