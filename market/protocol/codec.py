@@ -467,7 +467,7 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
     UnknownMessageType for a ``type`` this version does not know, DecodeError for anything else
     that is not a well-formed message, and InvalidField when a value breaks its field's rule.
     """
-    if len(data) <= max_size:
+    if type(data) is bytes and len(data) <= max_size:
         for fast in _CANONICAL:
             if data.startswith(fast.prefix):
                 if (hit := fast.decode(data)) is not None:
