@@ -31,6 +31,7 @@ import msgspec
 from msgspec import Meta
 
 from market.chain.erc1271 import DEFAULT_GAS
+from market.matching.pool import MAX_WORKERS
 from nodes.daemon.config import HttpListen, NonEmpty, Table
 from nodes.daemon.toml import decode, read_toml
 from nodes.daemon.values import Invalid, Url
@@ -111,6 +112,9 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
     peer_timeout_s: Rate = 5.0
     gossip_attempts: AtLeastOne = 4
     max_gossip_hops: AtLeastOne = 8
+    verify_workers: Annotated[int, Meta(ge=0, le=MAX_WORKERS)] | None = None
+    """Processes that check the signatures of large batches of orders (``market.matching.pool``):
+    None, one per CPU; 0, none (threads of the relay's own process, which share its GIL)."""
     shutdown_grace_s: Seconds = 10.0
     """How long shutdown waits for in-flight requests, fills and gossip before cancelling."""
 
