@@ -101,7 +101,8 @@ def redacted(url: str) -> str:
 def check_url(url: str) -> str:
     """``url`` if it is a PostgreSQL connection URL psycopg reads; ValueError saying why not."""
     if not url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"must be a postgresql:// URL, got {redacted(url)!r}")
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else "no scheme"
+        raise ValueError(f"must be a postgresql:// URL, got {scheme}")
     try:
         conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
