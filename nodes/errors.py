@@ -95,16 +95,18 @@ class StoreUnavailable(StoreError):
 
 
 class LeaseLost(NodeError):
-    """``holder`` no longer holds the matcher lease under ``term``: it expired, or another
-    instance took it (``current_term``). The holder stops matching at once."""
+    """``holder`` (``""``: whoever wrote under it) no longer holds the matcher lease under
+    ``term``: it expired, or another instance took it (``current_term``). The holder stops
+    matching at once."""
 
     def __init__(self, holder: str, term: int, current_term: int | None) -> None:
         self.holder = holder
         self.term = term
         self.current_term = current_term
         now = "none" if current_term is None else str(current_term)
+        by = f" by {holder}" if holder else ""
         super().__init__(
-            f"matcher lease lost by {holder} (term {term}, now {now}): stop sending fills; "
+            f"matcher lease lost{by} (term {term}, now {now}): stop sending fills; "
             "acquire the lease again to resume"
         )
 

@@ -126,12 +126,17 @@ class MatcherLease:
         conn = connect(url)
         try:
             migrate(conn, redacted(url))
-        except (psycopg.Error, StoreError) as exc:
+        except psycopg.Error as exc:
             conn.close()
-            if isinstance(exc, StoreError):
-                raise
             raise StoreError(redacted(url), f"cannot migrate: {exc}") from exc
-        return cls(url, conn, holder, ttl_s, name)
+        except StoreError:
+            conn.close()
+            raise
+        try:
+            return cls(url, conn, holder, ttl_s, name)
+        except ValueError:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()

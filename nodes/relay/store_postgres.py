@@ -372,7 +372,7 @@ class PostgresStore:
                 )
                 row = cur.fetchone()
                 if row is None or int(row[0]) != term or not row[1]:
-                    raise LeaseLost("(intents)", term, None if row is None else int(row[0]))
+                    raise LeaseLost("", term, None if row is None else int(row[0]))
             for offer_hash, bid_hash, gpus in fills:
                 cur.execute(
                     "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated, term) "
