@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
 from market.matching import Submission
@@ -37,6 +38,15 @@ def leases(pg_url: str) -> Iterator[Leases]:
     yield open_one
     for lease in opened:
         lease.close()
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore.open(pg_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def _race(start: threading.Barrier, lease: MatcherLease, won: list[Held | None], i: int) -> None:
@@ -146,11 +156,10 @@ def test_terms_only_grow_across_releases_expiries_and_holders(leases: Leases) ->
 
 
 def test_fill_intents_are_fenced_by_the_term_and_found_by_the_next_holder(
-    leases: Leases, pg_url: str
+    leases: Leases, store: PostgresStore
 ) -> None:
     orders = Orders()
     o, b = orders.offer(), orders.bid()
-    store = PostgresStore.open(pg_url)
     store.add_orders([(o.hash, Submission(o.signed))])
     a, c = leases("a", SHORT_TTL_S), leases("c", SHORT_TTL_S)
     held = a.acquire()
@@ -168,4 +177,52 @@ def test_fill_intents_are_fenced_by_the_term_and_found_by_the_next_holder(
     (theirs,) = store.record_intents([(o.hash, b.hash, 3)], term=c.held.term)
     assert [i.fill_id for i in store.open_intents(before_term=c.held.term)] == [mine]
     assert theirs > mine
-    store.close()
+
+
+def _lock_waiters(admin: psycopg.Connection[tuple[object, ...]], dbname: str) -> int:
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+        (dbname,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_takeover_waits_for_the_intents_its_predecessor_is_writing(
+    leases: Leases, store: PostgresStore, pg_url: str
+) -> None:
+    """Intents that passed the term check commit before the next term starts: the new holder
+    then finds them, and nothing the old holder wrote lands after its own takeover."""
+    orders = Orders()
+    o, b = orders.offer(), orders.bid()
+    a, c, watcher = leases("a", SHORT_TTL_S), leases("c", SHORT_TTL_S), leases("w")
+    held = a.acquire()
+    assert held is not None
+    dbname = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin, psycopg.connect(pg_url) as blocker:
+        blocker.execute("LOCK TABLE fills IN EXCLUSIVE MODE")  # a's insert waits here
+        written: list[list[int]] = []
+        writer = threading.Thread(
+            target=lambda: written.append(store.record_intents([(o.hash, b.hash, 1)], held.term))
+        )
+        writer.start()
+        wait_until(lambda: _lock_waiters(admin, dbname) == 1, 10, "a's intents past the check")
+        wait_until(lambda: not _live(watcher), 10, "a's lease to expire")
+        took: list[Held | None] = []
+        taker = threading.Thread(target=lambda: took.append(c.acquire()))
+        taker.start()
+        wait_until(lambda: _lock_waiters(admin, dbname) == 2, 10, "c's takeover to wait")
+        assert took == []
+        blocker.rollback()  # a's intents go on and commit; then c's takeover
+        writer.join(timeout=10)
+        taker.join(timeout=10)
+    assert len(written) == 1
+    assert took[0] is not None
+    assert took[0].term == held.term + 1
+    assert store.open_intents(before_term=took[0].term) == [
+        FillIntent(written[0][0], o.hash, b.hash, 1, held.term)
+    ]
+
+
+def _live(lease: MatcherLease) -> bool:
+    state = lease.current()
+    return state is not None and state.live

@@ -197,18 +197,20 @@ def test_postgres_store_reconnects_after_the_server_dropped_its_session(
     pg_url: str, postgres: PgServer
 ) -> None:
     store = PostgresStore.open(pg_url)
-    store.set_meta("k", "v1")
-    with psycopg.connect(postgres.url("postgres"), autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'gpumarket-relay' AND datname = %s",
-            (pg_url.rsplit("/", 1)[1],),
-        )
-    with pytest.raises(StoreUnavailable):  # the call that finds the session gone
-        store.set_meta("k", "v2")
-    store.set_meta("k", "v3")  # the next one opens a new session
-    assert store.get_meta("k") == "v3"
-    store.close()
+    try:
+        store.set_meta("k", "v1")
+        with psycopg.connect(postgres.url("postgres"), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'gpumarket-relay' AND datname = %s",
+                (pg_url.rsplit("/", 1)[1],),
+            )
+        with pytest.raises(StoreUnavailable):  # the call that finds the session gone
+            store.set_meta("k", "v2")
+        store.set_meta("k", "v3")  # the next one opens a new session
+        assert store.get_meta("k") == "v3"
+    finally:
+        store.close()
 
 
 def _closed_port() -> int:
