@@ -37,7 +37,7 @@ from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.reputations import ReputationService
 from nodes.relay.server import RelayServer
 from nodes.relay.stakes import StakeCache
-from nodes.relay.store import Store
+from nodes.relay.store import open_store
 from nodes.relay.stream import Hub
 
 
@@ -67,7 +67,7 @@ class Relay:
     async def start(self) -> None:
         """Start every part; returns once the relay accepts connections. On failure what was
         opened is closed again and the error propagates."""
-        self.store = Store.open(self.config.db_path)
+        self.store = open_store(self.config)
         try:
             await self._start()
         except BaseException:
