@@ -38,10 +38,38 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from market.chain.forks import WINDOW
+from market.errors import ProtocolError, UnknownMessageType
 from market.matching import Submission
+from market.protocol import codec
+from market.protocol.types import Bid, Offer, Signed
+from nodes.errors import StoreError
+from nodes.wire import SubmitOrders, decode_as
 
 if TYPE_CHECKING:
     from nodes.relay.config import RelayConfig
+
+
+def order_row(sub: Submission) -> bytes:
+    """How both stores keep an order: its signed order's canonical codec frame (for an order that
+    arrived over the wire a lookup: the codec keeps the frames of the orders it decoded)."""
+    return codec.encode(sub.signed)
+
+
+def row_order(frame: bytes, h: bytes, location: str) -> Submission:
+    """The order kept as ``frame`` (:func:`order_row`) under hash ``h``; StoreError naming it if
+    the row holds no signed order. A row written by a release before this one holds a one-order
+    ``SubmitOrders`` frame, and is read as one."""
+    try:
+        try:
+            obj = codec.decode(frame)
+        except UnknownMessageType:
+            return decode_as(frame, SubmitOrders).orders[0]
+    except ProtocolError as exc:
+        raise StoreError(location, f"order 0x{h.hex()}: {exc}") from exc
+    if not isinstance(obj, Signed) or not isinstance(obj.message, Offer | Bid):
+        raise StoreError(location, f"order 0x{h.hex()}: the row holds a {type(obj).__name__}")
+    return Submission(obj)
+
 
 NO_TERM = 0
 """The term of a fill intent written without a matcher lease (a relay alone on its database)."""

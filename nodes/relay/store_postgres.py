@@ -30,11 +30,17 @@ import psycopg
 from psycopg import conninfo, sql
 
 from market.chain.forks import WINDOW
-from market.errors import ProtocolError
 from market.matching import Submission
 from nodes.errors import LeaseLost, StoreError, StoreUnavailable
-from nodes.relay.store import NO_TERM, ChainLease, FillIntent, FillOutcome, FillRow
-from nodes.wire import SubmitOrders, decode_as, encode
+from nodes.relay.store import (
+    NO_TERM,
+    ChainLease,
+    FillIntent,
+    FillOutcome,
+    FillRow,
+    order_row,
+    row_order,
+)
 
 PG_MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: the relay's tables (the SQLite store's, with PostgreSQL's types), the fills' term and the
@@ -251,7 +257,7 @@ class PostgresStore:
     def add_orders(
         self, orders: Iterable[tuple[bytes, Submission]], evicted: Iterable[bytes] = ()
     ) -> None:
-        rows = [(h, encode(SubmitOrders((sub,)))) for h, sub in orders]
+        rows = [(h, order_row(sub)) for h, sub in orders]
         gone = [(h,) for h in evicted]
         with self._transaction() as conn, conn.cursor() as cur:
             if gone:
@@ -268,10 +274,7 @@ class PostgresStore:
 
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         for h, frame in self._rows("SELECT hash, frame FROM orders ORDER BY seq"):
-            try:
-                yield bytes(h), decode_as(bytes(frame), SubmitOrders).orders[0]
-            except ProtocolError as exc:
-                raise StoreError(self.location, f"order 0x{bytes(h).hex()}: {exc}") from exc
+            yield bytes(h), row_order(bytes(frame), bytes(h), self.location)
 
     def count_orders(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM orders")[0][0])

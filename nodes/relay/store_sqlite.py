@@ -21,12 +21,18 @@ from pathlib import Path
 from typing import Final
 
 from market.chain.forks import WINDOW
-from market.errors import ProtocolError
 from market.matching import Submission
 from nodes.errors import StoreError
-from nodes.relay.store import NO_TERM, ChainLease, FillIntent, FillOutcome, FillRow
+from nodes.relay.store import (
+    NO_TERM,
+    ChainLease,
+    FillIntent,
+    FillOutcome,
+    FillRow,
+    order_row,
+    row_order,
+)
 from nodes.state.db import StateDB
-from nodes.wire import SubmitOrders, decode_as, encode
 
 RELAY_MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: the relay's tables. IF NOT EXISTS: a database of the releases before StateDB (its
@@ -158,7 +164,7 @@ class SqliteStore:
     ) -> None:
         """Keep accepted orders, in the order given (their arrival order), and forget the orders
         ``evicted`` to make room for them, in one transaction."""
-        rows = [(h, encode(SubmitOrders((sub,)))) for h, sub in orders]
+        rows = [(h, order_row(sub)) for h, sub in orders]
         with self._transaction() as conn:
             conn.executemany("DELETE FROM orders WHERE hash = ?", ((h,) for h in evicted))
             conn.executemany("INSERT INTO orders (hash, frame) VALUES (?, ?)", rows)
@@ -171,10 +177,7 @@ class SqliteStore:
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         """Orders still resting, in arrival order."""
         for h, frame in self._rows("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq"):
-            try:
-                yield bytes(h), decode_as(bytes(frame), SubmitOrders).orders[0]
-            except ProtocolError as exc:
-                raise StoreError(str(self.path), f"order 0x{bytes(h).hex()}: {exc}") from exc
+            yield bytes(h), row_order(bytes(frame), bytes(h), str(self.path))
 
     def count_orders(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM orders")[0][0])

@@ -12,11 +12,13 @@ import psycopg
 import pytest
 
 from market.matching import Submission
+from market.protocol import codec
 from nodes.errors import StoreError, StoreUnavailable
 from nodes.relay import store_postgres, store_sqlite
-from nodes.relay.store import ChainLease, FillIntent, FillOutcome, Store
+from nodes.relay.store import ChainLease, FillIntent, FillOutcome, Store, order_row
 from nodes.relay.store_postgres import PostgresStore, redacted
 from nodes.relay.store_sqlite import SqliteStore
+from nodes.wire import SubmitOrders, encode
 from tests.integration.pg_server import PgServer
 from tests.unit.order_factory import Orders
 
@@ -78,6 +80,38 @@ def test_accepted_orders_survive_a_reopen_in_arrival_order(reopen: Opener) -> No
     again.mark_gone([a.hash])
     assert [h for h, _ in again.resting_orders()] == [b.hash]
     assert again.count_orders() == 1
+
+
+def _write_row(store: Store, h: bytes, frame: bytes) -> None:
+    """Put a raw order row in the store's table, as an earlier release (or damage) left it."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("INSERT INTO orders (hash, frame) VALUES (?, ?)", (h, frame))
+    else:
+        assert isinstance(store, PostgresStore)
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            conn.execute("INSERT INTO orders (hash, frame) VALUES (%s, %s)", (h, frame))
+
+
+def test_orders_are_kept_as_codec_frames_and_earlier_rows_still_read(reopen: Opener) -> None:
+    orders = Orders()
+    old, new = orders.offer(), orders.bid()
+    store = reopen()
+    # The layout before: each order a one-order SubmitOrders frame.
+    _write_row(store, old.hash, encode(SubmitOrders((Submission(old.signed),))))
+    store.add_orders([(new.hash, Submission(new.signed))])
+    assert [(h, sub.signed) for h, sub in store.resting_orders()] == [
+        (old.hash, old.signed),
+        (new.hash, new.signed),
+    ]
+    assert order_row(Submission(new.signed)) == codec.encode(new.signed)
+
+
+def test_a_row_holding_no_order_is_a_store_error_naming_it(store: Store) -> None:
+    bad = b"\x07" * 32
+    _write_row(store, bad, codec.encode(Orders().offer().signed.message))  # unsigned
+    with pytest.raises(StoreError, match=r"order 0x0707.*holds a Offer"):
+        list(store.resting_orders())
 
 
 def test_a_failed_batch_writes_nothing(store: Store) -> None:
