@@ -13,7 +13,7 @@ import pytest
 
 from market.chain.devnet import free_port
 from market.matching import VerifiedOrder
-from nodes.errors import StreamUnavailable
+from nodes.errors import StreamGap, StreamUnavailable
 from nodes.relay.cluster import (
     BookReplica,
     ClusterEvent,
@@ -214,44 +214,57 @@ def test_a_follower_catches_up_after_nats_restarts_mid_publish_nothing_lost_or_d
     nats_server: NatsServer,  # noqa: F811
 ) -> None:
     orders = Orders()
-    events = [accepted(orders.offer(provider=i % 4)) for i in range(300)]
+    published: list[OrderAccepted] = []
+    seqs: list[int] = []
+    refusals = 0
 
-    async def publish_until_stored(stream: ClusterStream, event: ClusterEvent) -> int:
+    async def publish_next(stream: ClusterStream) -> None:
         """What an instance does with an order it admitted: publish until acknowledged."""
+        nonlocal refusals
+        event = accepted(orders.offer(provider=len(published) % 4))
+        published.append(event)
         deadline = time.monotonic() + 30
         while True:
             try:
-                return (await stream.publish(event)).seq
+                seqs.append((await stream.publish(event)).seq)
+                return
             except StreamUnavailable:
+                refusals += 1
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a retry's backoff, not a wait for state
 
-    async def scenario() -> tuple[Recorder, list[int], int]:
-        publisher = await ClusterStream.connect(nats_server.url, CLUSTER)
+    async def scenario() -> tuple[Recorder, int]:
+        publisher = await ClusterStream.connect(nats_server.url, CLUSTER, publish_timeout_s=1)
         reader = await ClusterStream.connect(nats_server.url, CLUSTER)
         seen = Recorder()
         try:
             follower, stop, task = await following(reader, 0, seen)
-            seqs = [await publish_until_stored(publisher, e) for e in events[:100]]
+            for _ in range(100):
+                await publish_next(publisher)
             await until(lambda: follower.position >= 50, 10, "the follower under way")
             restart = asyncio.create_task(asyncio.to_thread(nats_server.restart))
-            for e in events[100:]:  # published while the server goes down and comes back
-                seqs.append(await publish_until_stored(publisher, e))
+            while not restart.done():  # publishing all the while the server is down and back
+                await publish_next(publisher)
             await restart
-            await until(lambda: follower.position >= 300, 30, "the follower to catch up")
+            for _ in range(50):
+                await publish_next(publisher)
+            total = len(published)
+            await until(lambda: follower.position >= total, 30, "the follower to catch up")
             await stopped(stop, task)
-            return seen, seqs, follower.resubscribed
+            return seen, follower.resubscribed
         finally:
             await publisher.close()
             await reader.close()
 
-    seen, seqs, resubscribed = run(scenario(), timeout_s=120)
+    seen, resubscribed = run(scenario(), timeout_s=120)
+    total = len(published)
     assert nats_server.starts == 2
-    assert resubscribed >= 1  # it really lost the server, and came back
-    assert sorted(seqs) == list(range(1, 301))
-    assert [seq for seq, _ in seen.seen] == list(range(1, 301))
-    assert seen.hashes() == [e.order_hash for e in events]
+    assert refusals >= 1  # some publishes met the server down, and were published again
+    assert resubscribed >= 1  # the follower lost the server too, and came back
+    assert sorted(seqs) == list(range(1, total + 1))
+    assert [seq for seq, _ in seen.seen] == list(range(1, total + 1))
+    assert seen.hashes() == [e.order_hash for e in published]
 
 
 def test_publishing_while_nats_is_down_raises_stream_unavailable_and_stores_nothing(
@@ -284,6 +297,57 @@ def test_publishing_while_nats_is_down_raises_stream_unavailable_and_stores_noth
     assert error.reason == "not connected"
     assert seqs == [1, 2]  # the refused publish was not buffered and sent on reconnection
     assert seen.hashes() == [before.order_hash, after.order_hash]
+
+
+def test_a_follower_raises_stream_gap_when_events_after_its_position_were_trimmed(
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    orders = Orders()
+
+    async def scenario() -> tuple[StreamGap, int, int]:
+        stream = await ClusterStream.connect(nats_server.url, CLUSTER)
+        seen = Recorder()
+        try:
+            for _ in range(3):
+                await stream.publish(accepted(orders.offer()))
+            await stream.js.purge_stream(stream.name)  # as retention would trim them
+            await stream.publish(accepted(orders.offer()))
+            follower, stop, task = await following(stream, 1, seen)
+            with pytest.raises(StreamGap) as gap:
+                await asyncio.wait_for(task, 10)
+            stop.set()
+            return gap.value, follower.position, len(seen.seen)
+        finally:
+            await stream.close()
+
+    gap, position, applied = run(scenario())
+    assert (gap.stream, gap.after, gap.first) == ("RELAY_test", 1, 4)
+    assert (position, applied) == (1, 0)
+
+
+def test_a_callback_that_raises_stops_the_follower_with_the_event_unapplied(
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    orders = Orders()
+    events = [accepted(orders.offer()) for _ in range(3)]
+
+    def apply(seq: int, event: ClusterEvent) -> None:
+        if seq == 2:
+            raise RuntimeError("the book refused it")
+
+    async def scenario() -> int:
+        stream = await ClusterStream.connect(nats_server.url, CLUSTER)
+        try:
+            await stream.publish_all(events)
+            follower, stop, task = await following(stream, 0, apply)
+            with pytest.raises(RuntimeError, match="the book refused it"):
+                await asyncio.wait_for(task, 10)
+            stop.set()
+            return follower.position
+        finally:
+            await stream.close()
+
+    assert run(scenario()) == 1
 
 
 def test_connecting_to_no_server_raises_stream_unavailable_promptly() -> None:

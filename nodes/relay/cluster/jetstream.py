@@ -68,6 +68,7 @@ _UNAVAILABLE: Final = (
     nats.errors.TimeoutError,
     nats.errors.UnexpectedEOF,
     nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,  # no stream answered: the server is (re)starting
     OSError,
 )
 """The client's errors that mean the server cannot be reached now (retried by a follower)."""
