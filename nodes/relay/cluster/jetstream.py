@@ -151,17 +151,18 @@ class ClusterStream:
         if not CLUSTER_NAME.match(cluster):
             raise ValueError(f"cluster name {cluster!r}: 1 to 32 of A-Z a-z 0-9 _ -")
         log = (log or get_logger("gpumarket.relay.cluster")).bind(cluster=cluster)
+        nc = Client()
 
         async def error_cb(exc: Exception) -> None:
             log.debug("stream_connection_error", url=url, error=repr(exc))
 
         async def disconnected_cb() -> None:
-            log.warning("stream_disconnected", url=url)
+            if not nc.is_closed:  # lost, not closed by us
+                log.warning("stream_disconnected", url=url)
 
         async def reconnected_cb() -> None:
             log.info("stream_reconnected", url=url)
 
-        nc = Client()
         try:
             # The client retries forever once connected (max_reconnect_attempts=-1), the first
             # connection included: bound that one, so a server down at start is an error.
