@@ -267,6 +267,37 @@ def test_a_follower_catches_up_after_nats_restarts_mid_publish_nothing_lost_or_d
     assert seen.hashes() == [e.order_hash for e in published]
 
 
+def test_a_follower_whose_consumer_is_deleted_makes_another_and_goes_on_from_its_position(
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    orders = Orders()
+    events = [accepted(orders.offer()) for _ in range(20)]
+
+    async def scenario() -> tuple[Recorder, int]:
+        stream = await ClusterStream.connect(nats_server.url, CLUSTER)
+        seen = Recorder()
+        try:
+            follower = stream.follow(0, seen, check_s=0.2)
+            stop = asyncio.Event()
+            task = asyncio.create_task(follower.run(stop))
+            await stream.publish_all(events[:10])
+            await until(lambda: follower.position >= 10, 10, "the first ten")
+            for info in await stream.js.consumers_info(stream.name):
+                await stream.js.delete_consumer(stream.name, info.name)  # as an operator might
+            await until(lambda: follower.resubscribed >= 1, 10, "a new consumer")
+            await stream.publish_all(events[10:])
+            await until(lambda: follower.position >= 20, 10, "the last ten")
+            await stopped(stop, task)
+            return seen, follower.resubscribed
+        finally:
+            await stream.close()
+
+    seen, resubscribed = run(scenario())
+    assert resubscribed >= 1
+    assert [seq for seq, _ in seen.seen] == list(range(1, 21))
+    assert seen.hashes() == [e.order_hash for e in events]
+
+
 def test_publishing_while_nats_is_down_raises_stream_unavailable_and_stores_nothing(
     nats_server: NatsServer,  # noqa: F811
 ) -> None:

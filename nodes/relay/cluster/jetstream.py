@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -54,6 +55,8 @@ from nodes.relay.cluster.events import (
 
 CLUSTER_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+CONSUMER_IDLE_S: Final = 30.0
+"""The server deletes a follower's consumer after this long unread (a follower that died)."""
 RECONNECT_WAIT_S: Final = 0.2
 """Between two attempts to reach the server again after losing it."""
 
@@ -253,9 +256,11 @@ class ClusterStream:
             raise StreamUnavailable(self.url, f"no answer about stream {self.name}") from exc
         return info.state.last_seq
 
-    def follow(self, after: int, apply: Apply, *, batch: int = 256) -> Follower:
+    def follow(
+        self, after: int, apply: Apply, *, batch: int = 256, check_s: float = 5.0
+    ) -> Follower:
         """A :class:`Follower` of this stream from the event after sequence ``after``."""
-        return Follower(self, after, apply, batch=batch)
+        return Follower(self, after, apply, batch=batch, check_s=check_s)
 
     async def close(self) -> None:
         with contextlib.suppress(*_UNAVAILABLE):
@@ -281,6 +286,7 @@ class Follower:
         poll_s: float = 0.5,
         retry_s: float = 0.05,
         max_retry_s: float = 1.0,
+        check_s: float = 5.0,
     ) -> None:
         self.stream = stream
         self.position = after
@@ -289,28 +295,32 @@ class Follower:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.max_retry_s = max_retry_s
+        self.check_s = check_s
+        """After this long without an event, ask whether the consumer still exists: a fetch from
+        a deleted consumer is refused by this server, but should one only time out, a quiet
+        stream and a lost consumer would look alike."""
         self.resubscribed = 0
         """Consumers made after the first (a reconnection, a lost consumer)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         log = self.stream.log.bind(stream=self.stream.name)
         backoff = self.retry_s
-        first = True
         while not stop.is_set():
+            reached = self.position
             try:
-                await self._follow(stop, first)
+                await self._follow(stop)
             except _UNAVAILABLE as exc:
                 log.info("stream_follow_retry", position=self.position, error=repr(exc))
             except nats.js.errors.APIError as exc:  # the consumer is gone: make another
                 log.info("stream_consumer_lost", position=self.position, error=repr(exc))
             else:
                 return
-            first = False
             self.resubscribed += 1
+            backoff = self.retry_s if self.position > reached else backoff
             await _wait(stop, backoff)
             backoff = min(backoff * 2, self.max_retry_s)
 
-    async def _follow(self, stop: asyncio.Event, first: bool) -> None:
+    async def _follow(self, stop: asyncio.Event) -> None:
         s = self.stream
         while not s.nc.is_connected:
             if stop.is_set():
@@ -324,10 +334,11 @@ class Follower:
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=self.position + 1,
                 ack_policy=AckPolicy.NONE,
-                inactive_threshold=30.0,
+                inactive_threshold=CONSUMER_IDLE_S,
                 mem_storage=True,
             ),
         )
+        idle_since = time.monotonic()
         try:
             while not stop.is_set():
                 if s.reconnects != epoch:  # the server may have lost the consumer: make anew
@@ -337,7 +348,11 @@ class Follower:
                 except nats.errors.TimeoutError:
                     if not s.nc.is_connected:
                         raise
+                    if time.monotonic() - idle_since > self.check_s:
+                        await sub.consumer_info()  # NotFoundError if it is gone
+                        idle_since = time.monotonic()
                     continue
+                idle_since = time.monotonic()
                 self._apply_all(msgs)
         finally:
             with contextlib.suppress(*_UNAVAILABLE, nats.js.errors.Error):
