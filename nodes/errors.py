@@ -9,7 +9,10 @@ The tree::
         ├── RateLimited           a client or signer is over its rate limit (``retry_after_s``)
         ├── TooManyOrders         a request carries more orders than the daemon takes at once
         ├── PeerUnavailable       a peer daemon did not answer before the timeout
-        ├── StoreError            a daemon's SQLite state is unreadable or of another version
+        ├── StoreError            a daemon's state (SQLite; the relay's also PostgreSQL) is
+        │   │                     unreadable, of another version, or refused a write
+        │   └── StoreUnavailable  the relay's PostgreSQL server cannot be reached (``url``)
+        ├── LeaseLost             the matcher lease is no longer its holder's (``term``)
         ├── StreamError           a relay cluster's event stream (NATS JetStream) failed
         │   ├── StreamUnavailable the NATS server did not answer or refused (``url``, ``reason``)
         │   └── StreamGap         events after a follower's position left the stream (``after``)
@@ -83,6 +86,32 @@ class StoreError(NodeError):
         self.path = path
         self.reason = reason
         super().__init__(f"state database {path}: {reason}")
+
+
+class StoreUnavailable(StoreError):
+    """The database server at ``url`` (shown without its password) cannot be reached, or the
+    connection broke: nothing was written by the call that raised it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+
+
+class LeaseLost(NodeError):
+    """``holder`` (``""``: whoever wrote under it) no longer holds the matcher lease under
+    ``term``: it expired, or another instance took it (``current_term``). The holder stops
+    matching at once."""
+
+    def __init__(self, holder: str, term: int, current_term: int | None) -> None:
+        self.holder = holder
+        self.term = term
+        self.current_term = current_term
+        now = "none" if current_term is None else str(current_term)
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"matcher lease lost{by} (term {term}, now {now}): stop sending fills; "
+            "acquire the lease again to resume"
+        )
 
 
 class StreamError(NodeError):
