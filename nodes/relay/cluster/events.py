@@ -41,6 +41,18 @@ class OrderAccepted(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "OrderAccepted"
 
 
+class OrderEvicted(Struct, frozen=True):
+    """An instance took the resting order ``order_hash`` out of its full book to make room for
+    ``evicted_for`` (``nodes/relay/capacity.py``; or withdrew it, ``evicted_for`` zero, when its
+    acceptance could not be published): every instance takes it out. It leaves no mark: the
+    order may enter again. ``evicted_for`` keeps two evictions of one order apart (the message
+    id is the frame's hash)."""
+
+    order_hash: Hash
+    evicted_for: Hash = ZERO32
+    TYPE_NAME: ClassVar[str] = "OrderEvicted"
+
+
 class OrderCancelled(Struct, frozen=True):
     """The chain cancelled the order ``order_hash`` (``OrderCancelled`` in ``block_number``)."""
 
@@ -84,7 +96,7 @@ class FillChanged(Struct, frozen=True):
 
 
 ClusterEvent: TypeAlias = (
-    OrderAccepted | OrderCancelled | NonceFloorRaised | LeaseOpened | FillChanged
+    OrderAccepted | OrderEvicted | OrderCancelled | NonceFloorRaised | LeaseOpened | FillChanged
 )
 
 EVENTS: Final[dict[str, type[ClusterEvent]]] = {
@@ -158,6 +170,7 @@ __all__ = [
     "NonceFloorRaised",
     "OrderAccepted",
     "OrderCancelled",
+    "OrderEvicted",
     "check_order_hash",
     "decode_event",
     "encode_event",

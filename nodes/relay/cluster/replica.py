@@ -30,6 +30,7 @@ from nodes.relay.cluster.events import (
     NonceFloorRaised,
     OrderAccepted,
     OrderCancelled,
+    OrderEvicted,
     check_order_hash,
 )
 from nodes.wire import BookEntry, BookSnapshot, FillStatus
@@ -54,6 +55,8 @@ class BookReplica:
         """Apply ``event``, the stream's event ``seq``."""
         if isinstance(event, OrderAccepted):
             self._accept(event)
+        elif isinstance(event, OrderEvicted):
+            self.book.evict(event.order_hash)
         elif isinstance(event, OrderCancelled):
             self.book.cancel(event.order_hash)
         elif isinstance(event, NonceFloorRaised):
