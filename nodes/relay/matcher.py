@@ -39,7 +39,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from market.chain.client import MarketClient
-from market.errors import MarketError, RpcUnavailable, TransactionReverted, TransactionTimeout
+from market.errors import (
+    MarketError,
+    NonceUsed,
+    RpcUnavailable,
+    TransactionReverted,
+    TransactionTimeout,
+)
 from market.matching import Fill
 from market.protocol.types import Lease
 from nodes.errors import LeaseLost, StoreUnavailable
@@ -184,6 +190,11 @@ class Matcher:
                 for lot in sent:
                     self._unknown(lot, exc)
                 return
+            except NonceUsed as exc:  # another sender of this key (a cluster's old leader)
+                await asyncio.to_thread(self.client.transactor.resync_nonce)
+                for lot in sent:
+                    self._unknown(lot, exc)
+                return
             self._opened(fills, intent, leases, time.monotonic() - started, price)
             return
 
@@ -286,7 +297,7 @@ class Matcher:
             self.book.fill_failed(fill, exc)
         self._released = True
 
-    def _unknown(self, item: _Sent, exc: RpcUnavailable | TransactionTimeout) -> None:
+    def _unknown(self, item: _Sent, exc: RpcUnavailable | TransactionTimeout | NonceUsed) -> None:
         lot, intent = item
         name = type(exc).__name__
         self.store.finish_fills(FillOutcome(i, "unknown", error=name) for i in intent)

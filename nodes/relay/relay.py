@@ -206,7 +206,7 @@ class Relay:
                 self.store,
                 self.watch,
                 self.metrics,
-                await self._connect(key) if key is not None else None,
+                (lambda: MarketClient.connect(self.deployment, key)) if key is not None else None,
                 cfg.max_batch,
                 cfg.auction_interval_s if matching == "auction" else None,
             ),

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +74,9 @@ class Parts:
     store: Store
     watch: ChainWatch
     metrics: RelayMetrics
-    matcher_client: MarketClient | None
-    """The matcher key's client; None: this instance never leads (it keeps a book only)."""
+    matcher_client: Callable[[], MarketClient] | None
+    """Connects the matcher key's client (anew at each takeover: the account's nonce is read
+    then, after the previous leader's transactions); None: this instance never leads."""
     max_batch: int
     auction_interval_s: float | None
     """Seconds between auctions when matching by auction; None: continuous."""
@@ -298,13 +299,11 @@ class ClusterNode:
         pending = book.remote_fills()
         watch.publish = self._publish_chain
         try:
+            client = await asyncio.to_thread(parts.matcher_client)
             await watch.poll()  # every lease that landed: counted, its fill settled
         except (RpcUnavailable, StreamUnavailable, StoreError) as exc:
             self.log.warning("takeover_deferred", term=term, error=repr(exc))
-            await self._step_down("takeover_failed")
-            if self.lease is not None:
-                with contextlib.suppress(StoreError):
-                    await asyncio.to_thread(self.lease.release)
+            await self._give_up("takeover_failed")
             return
         still = book.remote_fills()
         for intent in still:
@@ -324,7 +323,7 @@ class ClusterNode:
         )
         book.on_fills = lambda fills, price: None
         self.matcher = Matcher(
-            parts.matcher_client,
+            client,
             book,
             parts.store,
             parts.metrics,
@@ -338,6 +337,8 @@ class ClusterNode:
             asyncio.create_task(self.matcher.run(), name="matcher"),
             asyncio.create_task(watch.run(self._term_stop), name="chainwatch"),
         ]
+        for task in self._term_tasks:
+            task.add_done_callback(self._task_ended)
         if parts.auction_interval_s is None:
             book.matching = True
             book.rematch()
@@ -346,6 +347,21 @@ class ClusterNode:
             self._term_tasks.append(
                 asyncio.create_task(auctioneer.run(self._term_stop), name="auction")
             )
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A leader's task that ends by itself failed: give the lease up, so that another
+        instance (or this one, afresh) takes over instead of a leader that no longer matches."""
+        if task.cancelled() or self.term is None:
+            return
+        exc = task.exception()
+        self.log.error("leader_task_failed", task=task.get_name(), error=repr(exc))
+        self._spawn(self._give_up(f"{task.get_name()}_failed"))
+
+    async def _give_up(self, why: str) -> None:
+        await self._step_down(why)
+        if self.lease is not None:
+            with contextlib.suppress(StoreError):
+                await asyncio.to_thread(self.lease.release)
 
     async def _step_down(self, why: str, **fields: object) -> None:
         if self.term is None:
