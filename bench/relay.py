@@ -1,7 +1,8 @@
 """A real relay over loopback HTTP: verified orders accepted per second, end to end.
 
 python -m bench.relay      -> bench/results/relay.json
-python -m bench.relay --clients 1 --cross-every 0 --rounds 1 --profile /tmp/relay.txt [--profile-gil]
+python -m bench.relay --clients 1 --cross-every 0 --rounds 1
+    --profile /tmp/relay.txt [--profile-gil]
 
 An anvil devnet with the contracts deployed; 16 providers registered with 100 times the minimum
 stake (leases opened during the run lock some) and 16 labs that approved the market; a relay
@@ -16,7 +17,8 @@ book; ``relay_orders_per_s`` counts orders answered ``accepted`` over the wall t
 so the book rests; one bid in ``--cross-every`` orders crosses and is matched, which the relay's
 matcher sends to the chain as ``openLease`` during the run. Two warm-up batches (every provider's
 stake read once) are not timed. ``relay_cpu_us_per_order`` and the ``*_cpu_cores`` figures are
-CPU time (/proc) of the relay, anvil and this process's clients during the run.
+CPU time (/proc) of the relay (with the worker processes under it), anvil and this process's
+clients during the run.
 
 Baselines in the same run: ``verify_orders_in_process_per_s`` is market.matching.verify_orders
 over the same orders in this process (default threads), ``http_roundtrip_per_s`` is ``GET
@@ -198,7 +200,9 @@ class RelayProcess:
         raise RuntimeError(f"the relay did not become ready: {tail}")
 
     def cpu_s(self) -> float:
-        return _cpu_s(self.proc.pid)
+        """CPU seconds of the relay and every process under it (its signature-checking workers
+        are children of a forkserver it started)."""
+        return sum(_cpu_s(pid) for pid in _tree(self.proc.pid))
 
     def stop(self) -> int:
         """SIGINT (the relay drains its fills), then SIGTERM, then SIGKILL."""
@@ -219,9 +223,29 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and the processes descended from it (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
 
 
 def _metric(text: str, name: str) -> int:
