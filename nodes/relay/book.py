@@ -70,6 +70,7 @@ class RelayBook:
         lease learned both from the stream and from the chain counts once. None: a relay alone,
         whose chain watch applies each lease once."""
         self._remote: dict[int, Fill] = {}  # a cluster's fills by intent, taken by its matcher
+        self._finished: set[int] = set()  # intents whose outcome came (a late pending ignored)
 
     # --- entry -------------------------------------------------------------------------------
 
@@ -189,7 +190,9 @@ class RelayBook:
         offer_hash, bid_hash, gpus = event.offer_hash, event.bid_hash, event.gpus
         if event.status is FillStatus.PENDING:
             offer, bid = self.book.get(offer_hash), self.book.get(bid_hash)
-            if offer is None or bid is None or event.intent in self._remote:
+            if event.intent in self._remote or event.intent in self._finished:
+                return
+            if offer is None or bid is None:
                 return
             if not 0 < gpus <= min(offer.remaining, bid.remaining):
                 return
@@ -197,6 +200,7 @@ class RelayBook:
             self._remote[event.intent] = taken
             self._in_flight.setdefault(_key(taken), []).append(taken)
         else:
+            self._finished.add(event.intent)
             gone = self._remote.pop(event.intent, None)
             if gone is not None and self._pop(gone):
                 if event.status is FillStatus.OPENED:

@@ -64,6 +64,7 @@ from nodes.relay.leader import MatcherLease
 from nodes.relay.matcher import Matcher
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.store import ChainLease, FillOutcome, Store
+from nodes.wire import FillStatus
 
 
 @dataclass
@@ -314,6 +315,22 @@ class ClusterNode:
             FillOutcome(i.fill_id, "opened" if i.fill_id in landed else "abandoned")
             for i in intents
         )
+        # Every follower lets go of what the predecessors took and did not open (a follower may
+        # hold a fill this instance never saw pending).
+        self._tell(
+            [
+                FillChanged(
+                    i.fill_id,
+                    i.offer_hash,
+                    i.bid_hash,
+                    i.gpus,
+                    FillStatus.FAILED,
+                    error="abandoned",
+                )
+                for i in intents
+                if i.fill_id not in landed
+            ]
+        )
         self.log.info(
             "takeover_settled",
             term=term,
@@ -394,6 +411,8 @@ class ClusterNode:
         await self.stream.publish_all(events)
 
     def _tell(self, events: list[FillChanged]) -> None:
+        if not events:
+            return
         self._own_intents.update(e.intent for e in events)
         self._spawn(self._publish_fills(events))
 
