@@ -78,7 +78,14 @@ class RelayBook:
         """Rebuild the book from the store (stakes of its offers' providers read already).
         Orders that expired, were filled or cancelled meanwhile are dropped; eligibility is
         checked when matching, as it was before the restart. Returns how many orders rest."""
-        self.filled = self.store.filled_by_order()
+        if self.seen_leases is None:
+            self.filled = self.store.filled_by_order()
+        else:  # a cluster's: the leases counted, by id (the stream may bring some again)
+            self.filled = {}
+            for lease in self.store.leases():
+                self.seen_leases.add(lease.lease_id)
+                for h in (lease.offer_hash, lease.bid_hash):
+                    self.filled[h] = self.filled.get(h, 0) + lease.gpus
         for h in self.store.cancelled():
             self.book.cancel(h)
         for signer, floor in self.store.nonce_floors().items():
