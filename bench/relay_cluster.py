@@ -17,10 +17,11 @@ cluster name (so its own stream), and starts its instances with the CLI (``gpuma
   it reached (signatures, stake, funds, bounds), stored in PostgreSQL and published to the stream
   (its ack awaited) before the answer, and applied by every other instance's book.
 * Propagation: two instances; single orders sent to the first one at a time (paced at
-  ``PACE_PER_S``), while a ``/v1/stream`` subscriber of the second records when each order's
-  ``BookChange`` arrives. A latency is that arrival less the moment the first instance's answer
-  (``accepted``) arrived; p50 and p99 over ``PROPAGATION_ORDERS`` orders (a negative one, the
-  second instance faster than the answer's trip back, counts as 0).
+  ``PACE_PER_S``), while a ``/v1/stream`` subscriber of each instance records when each order's
+  ``BookChange`` arrives (one process, one clock). A latency is the second instance's arrival
+  less the first's: from the moment the first instance's book took the order (before it
+  published it and answered ``accepted``) to the moment the second's did, through the stream;
+  p50 and p99 over ``PROPAGATION_ORDERS`` orders.
 * Fault run: three instances; resting orders and crossing bids (one in ``FAULT_CROSS_EVERY``)
   sent to the two instances that do not lead, the leader killed with SIGKILL halfway. Afterwards
   ``lost_orders`` counts orders answered ``accepted`` that are neither in both surviving
@@ -63,6 +64,7 @@ from nodes.wire import (
     OrdersAccepted,
     OrderStatus,
     RelayClient,
+    RelayStream,
     SubmitOrders,
     decode_as,
     encode,
@@ -213,34 +215,37 @@ def _book_size(url: str) -> int:
 async def _propagation(
     first: str, second: str, orders: list[Signed[Offer] | Signed[Bid]]
 ) -> list[float]:
-    seen: dict[bytes, float] = {}
-    answered: dict[bytes, float] = {}
+    """Send ``orders`` one at a time to ``first``; for each, the time from its BookChange on
+    ``first``'s stream (its book took it) to its BookChange on ``second``'s, one clock."""
+    seen: list[dict[bytes, float]] = [{}, {}]
     async with (
         RelayClient(first) as sender,
         RelayClient(second) as watcher,
-        watcher.stream() as stream,
+        sender.stream() as at_first,
+        watcher.stream() as at_second,
     ):
 
-        async def watch() -> None:
-            while len(seen) < len(orders):
+        async def watch(stream: RelayStream, into: dict[bytes, float]) -> None:
+            while len(into) < len(orders):
                 message = await stream.receive(timeout_s=30)
                 if isinstance(message, BookChange) and message.remaining > 0:
-                    seen.setdefault(message.order_hash, time.perf_counter())
+                    into.setdefault(message.order_hash, time.perf_counter())
 
-        watching = asyncio.create_task(watch())
+        watching = [
+            asyncio.create_task(watch(at_first, seen[0])),
+            asyncio.create_task(watch(at_second, seen[1])),
+        ]
         gap = 1 / PACE_PER_S
         for order in orders:
             started = time.perf_counter()
             body = encode(SubmitOrders((Submission(order),)))
             status, data = await sender.raw("POST", "/v1/orders", body)
-            now = time.perf_counter()
             assert status == 200, status
             (result,) = decode_as(data, OrdersAccepted).results
             assert result.status is OrderStatus.ACCEPTED, result
-            answered[result.order_hash] = now
-            await asyncio.sleep(max(0.0, gap - (now - started)))
-        await asyncio.wait_for(watching, 30)
-    return sorted(max(0.0, seen[h] - t) for h, t in answered.items())
+            await asyncio.sleep(max(0.0, gap - (time.perf_counter() - started)))
+        await asyncio.wait_for(asyncio.gather(*watching), 30)
+    return sorted(seen[1][h] - t for h, t in seen[0].items())
 
 
 def propagation(

@@ -176,6 +176,10 @@ class RelayBook:
         self._changed([h])
         return True
 
+    def holds(self, order_hash: bytes) -> bool:
+        """Whether the order rests here (accepted here, loaded, or applied already)."""
+        return order_hash in self._index
+
     def withdraw(self, hashes: Iterable[bytes]) -> None:
         """Take these orders out as evictions do (no mark left, their rows deleted): another
         instance evicted them, or their acceptance could not be published. An order with GPUs

@@ -19,7 +19,8 @@ are not brought back: their rows were deleted when they left.
 In a relay cluster only the matcher lease's holder follows the chain, and it tells the other
 instances what it read (``publish``, :mod:`nodes.relay.cluster.node`) *before* storing it: a
 leader that dies between the two leaves the range to its successor, which reads and publishes it
-again (the stream stores a message id once; the books count a lease id once).
+again (the stream stores a message id once; the books count a lease id once). A
+reorganisation is told the same way (``rewound``), before the store forgets the replaced blocks.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ class ChainWatch:
     ) -> None:
         self.client = client
         self.publish = publish
+        self.rewound: Callable[[int], Awaitable[None]] | None = None
+        """A cluster's leader: tells the other instances the chain replaced the blocks from a
+        fork on, before the store forgets them; StreamUnavailable leaves it to the next poll."""
         """A cluster's leader: tells the other instances a range's events (and its last block)
         before they are stored; StreamUnavailable leaves the range to the next poll."""
         self.health = health or ChainHealth()
@@ -191,6 +195,8 @@ class ChainWatch:
             beyond_window=reorg.fork is None,
             resting=len(resting),
         )
+        if self.rewound is not None:  # a cluster's leader: the others first (may raise)
+            await self.rewound(fork)
         self.reorgs += 1
         self.store.rewind(fork)
         self.next_block = fork

@@ -300,7 +300,7 @@ class Relay:
             m.gauge(
                 "gpumarket_relay_cluster_position",
                 "The last cluster stream sequence this instance applied.",
-                lambda: [((), node.position)],
+                lambda: [((), node.applied())],
             )
         m.gauge(
             "gpumarket_relay_stream_subscribers",

@@ -129,6 +129,19 @@ def book(url: str, depth: int = 1000) -> BookSnapshot:
     return asyncio.run(go())
 
 
+def chain_block(url: str) -> int:
+    """The last block whose events the instance at ``url`` applied (its metrics)."""
+
+    async def go() -> str:
+        async with RelayClient(url) as client:
+            return await client.text("/metrics")
+
+    for line in asyncio.run(go()).splitlines():
+        if line.startswith("gpumarket_relay_chain_block "):
+            return int(float(line.split()[-1]))
+    raise AssertionError(f"{url} reports no gpumarket_relay_chain_block")
+
+
 def booked(url: str, domain: Domain) -> dict[bytes, int]:
     """Every order in ``url``'s book of MODEL: its hash and the GPUs it has left."""
     snap = book(url)
@@ -137,4 +150,4 @@ def booked(url: str, domain: Domain) -> dict[bytes, int]:
     }
 
 
-__all__ = ["LEASE_TTL_S", "Cluster", "Instance", "book", "booked", "submit"]
+__all__ = ["LEASE_TTL_S", "Cluster", "Instance", "book", "booked", "chain_block", "submit"]

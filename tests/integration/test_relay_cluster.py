@@ -15,11 +15,11 @@ import pytest
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Offer, Signed
 from nodes.wire import OrderStatus
-from tests.integration.cluster_harness import Cluster, book, booked, submit
+from tests.integration.cluster_harness import Cluster, book, booked, chain_block, submit
 from tests.integration.conftest import MIN_STAKE, MarketEnv
 from tests.integration.nats_server import NatsServer, nats_server  # noqa: F401
 from tests.integration.pg_server import PgServer
-from tests.integration.relay_harness import LAB, PROVIDER, bid, offer
+from tests.integration.relay_harness import LAB, PROVIDER, bid, offer, reorg
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -205,3 +205,37 @@ def test_cluster_catches_up_through_nats_and_postgres_restarts(
         snap = book(instance.url)
         assert len(snap.bids) == len(resting)  # nothing twice
         assert snap.offers == ()
+
+
+def test_cluster_reorganisation_found_by_the_leader_rewinds_every_instances_book(
+    env: MarketEnv, cluster: Cluster
+) -> None:
+    a, b = cluster.start("a", "b")
+    wait_until(lambda: cluster.leader() is not None, 10, "a leader")
+    o, taker = offer(env), bid(env, gpus=2)
+    assert _accepted(submit(a.url, [o]))
+    assert _accepted(submit(b.url, [taker]))
+    wait_until(lambda: sum(_opened_per_pair(env).values()) == 1, 20, "the lease")
+    domain = env.client().domain
+    for instance in (a, b):
+        wait_until(lambda i=instance: booked(i.url, domain) == {_hash(env, o): 6}, 10, "filled")
+
+    reader = env.client()
+    (opened,) = [e for e in reader.events() if e.name == "LeaseOpened"]
+    leader = cluster.instances[str(cluster.leader())]
+    wait_until(lambda: chain_block(leader.url) >= opened.block_number, 10, "the lease read")
+    reorg(env, reader.head().number - opened.block_number + 1)  # the lease's block replaced
+    assert _opened_per_pair(env) == {}
+    for instance in (a, b):  # the offer's GPUs are free again on both
+        try:
+            wait_until(
+                lambda i=instance: booked(i.url, domain) == {_hash(env, o): 8},
+                CATCH_UP_S,
+                f"{instance.name}'s book rewound",
+            )
+        except AssertionError as exc:
+            books = {i.name: booked(i.url, domain) for i in (a, b)}
+            raise AssertionError(f"{exc}: {books}\n{cluster.logs()}") from None
+    logs = {i.name: i.log.read_text() for i in (a, b)}
+    assert sum("reorg_detected" in text for text in logs.values()) == 1
+    assert sum("chain_rewound" in text for text in logs.values()) == 1

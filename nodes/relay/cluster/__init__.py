@@ -2,9 +2,9 @@
 NATS JetStream stream of what any of them accepted and what the chain and the matcher did.
 
     events.py     the stream's events (OrderAccepted, OrderEvicted, OrderCancelled,
-                  NonceFloorRaised, LeaseOpened, FillChanged): msgspec structs in the codec's
-                  frames, a closed set, and each event's stable message id (an order's hash;
-                  else its frame's keccak)
+                  NonceFloorRaised, LeaseOpened, ChainRewound, FillChanged): msgspec structs
+                  in the codec's frames, a closed set, and each event's stable message id (an
+                  order's hash; else its frame's keccak)
     jetstream.py  ClusterStream: the cluster's stream on a NATS server, publish once (deduplicated
                   by message id, the ack awaited); Follower: every event after a position, in
                   order and once, through disconnections and NATS restarts
@@ -16,6 +16,7 @@ See ``docs/decisions/0029-relay-cluster-stream.md``.
 """
 
 from nodes.relay.cluster.events import (
+    ChainRewound,
     ClusterEvent,
     FillChanged,
     LeaseOpened,
@@ -32,6 +33,7 @@ from nodes.relay.cluster.replica import BookReplica
 
 __all__ = [
     "BookReplica",
+    "ChainRewound",
     "ClusterEvent",
     "ClusterStream",
     "FillChanged",

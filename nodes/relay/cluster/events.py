@@ -81,6 +81,17 @@ class LeaseOpened(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "LeaseOpened"
 
 
+class ChainRewound(Struct, frozen=True):
+    """The chain replaced the blocks from ``fork`` on (a reorganisation deeper than the
+    confirmations): leases of those blocks no longer count, and the resting orders take the
+    filled counts of the leases before ``fork``. ``token`` (random) keeps two reorganisations
+    at the same height apart (the message id is the frame's hash)."""
+
+    fork: UInt64
+    token: Hash
+    TYPE_NAME: ClassVar[str] = "ChainRewound"
+
+
 class FillChanged(Struct, frozen=True):
     """The cluster's matcher took a pair (``pending``, fill intent ``intent``), then the lease
     opened (``opened``, ``lease_id``) or its transaction failed (``failed``, ``error``)."""
@@ -96,7 +107,13 @@ class FillChanged(Struct, frozen=True):
 
 
 ClusterEvent: TypeAlias = (
-    OrderAccepted | OrderEvicted | OrderCancelled | NonceFloorRaised | LeaseOpened | FillChanged
+    OrderAccepted
+    | OrderEvicted
+    | OrderCancelled
+    | NonceFloorRaised
+    | LeaseOpened
+    | ChainRewound
+    | FillChanged
 )
 
 EVENTS: Final[dict[str, type[ClusterEvent]]] = {
@@ -163,6 +180,7 @@ def check_order_hash(event: OrderAccepted, computed: bytes) -> None:
 
 __all__ = [
     "EVENTS",
+    "ChainRewound",
     "MAX_EVENT_SIZE",
     "ClusterEvent",
     "FillChanged",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -42,13 +43,14 @@ from market.chain.client import MarketClient
 from market.errors import OrderError, RpcUnavailable
 from market.matching import VerifiedOrder
 from market.protocol.eip712 import order_hash
-from market.protocol.types import Offer, OrderHash
+from market.protocol.types import Offer, OrderHash, OrderState
 from nodes.errors import LeaseLost, StoreError, StreamError, StreamUnavailable
 from nodes.logs import EventLogger
 from nodes.relay.auctioneer import Auctioneer
 from nodes.relay.book import RelayBook
 from nodes.relay.chainwatch import Batch, ChainWatch
 from nodes.relay.cluster.events import (
+    ChainRewound,
     ClusterEvent,
     FillChanged,
     LeaseOpened,
@@ -131,7 +133,7 @@ class ClusterNode:
     def start(self, stop: asyncio.Event) -> None:
         """Follow the stream, keep the clock, and (with a matcher key) run for the lease."""
         assert self.stream is not None
-        self.follower = self.stream.follow(self.position, self._apply)
+        self.follower = self.stream.follow(self.position, self._apply, skip=self._known)
         self._tasks = [
             asyncio.create_task(self._follow(stop), name="cluster-follow"),
             asyncio.create_task(self._clock(stop), name="cluster-clock"),
@@ -176,6 +178,16 @@ class ClusterNode:
 
     # --- following the others --------------------------------------------------------------
 
+    def applied(self) -> int:
+        """The last stream sequence this instance applied (or passed over, holding it)."""
+        return self.follower.position if self.follower is not None else self.position
+
+    def _known(self, message_id: str) -> bool:
+        """An accepted order this book holds already (its own, mostly): not decoded again."""
+        if not message_id.startswith("0x") or len(message_id) != 66:
+            return False
+        return self.book.holds(bytes.fromhex(message_id[2:]))
+
     def _apply(self, seq: int, event: ClusterEvent) -> None:
         book = self.book
         if isinstance(event, OrderAccepted):
@@ -192,6 +204,9 @@ class ClusterNode:
         elif isinstance(event, FillChanged):
             if event.intent not in self._own_intents and not self.leading:
                 book.remote_fill(event)
+        elif isinstance(event, ChainRewound):
+            if not self.leading:
+                self._rewind(event.fork)
         elif not self.leading:  # the leader applied what it read before publishing it
             self._apply_chain(event)
         self.position = seq
@@ -206,6 +221,21 @@ class ClusterNode:
             self.book.apply_chain([], [event.order_hash], [])
         else:
             self.book.apply_chain([], [], [(event.signer, event.min_nonce)])
+
+    def _rewind(self, fork: int) -> None:
+        """The leader found blocks from ``fork`` on replaced: count only the leases before it,
+        as the shared store holds them (the leader rewinds it right after publishing)."""
+        kept = [lease for lease in self.parts.store.leases() if lease.block < fork]
+        filled: dict[bytes, int] = {}
+        for lease in kept:
+            for h in (lease.offer_hash, lease.bid_hash):
+                filled[h] = filled.get(h, 0) + lease.gpus
+        self.book.seen_leases = {lease.lease_id for lease in kept}
+        states = {
+            h: OrderState(filled=filled.get(h, 0), cancelled=False) for _, h in self.book.resting()
+        }
+        touched = self.book.resync(filled, states)
+        self.log.warning("chain_rewound", fork=fork, orders=len(touched))
 
     async def _follow(self, stop: asyncio.Event) -> None:
         assert self.follower is not None
@@ -299,6 +329,7 @@ class ClusterNode:
             watch.next_block = stored
         pending = book.remote_fills()
         watch.publish = self._publish_chain
+        watch.rewound = self._publish_rewound
         try:
             client = await asyncio.to_thread(parts.matcher_client)
             await watch.poll()  # every lease that landed: counted, its fill settled
@@ -394,6 +425,7 @@ class ClusterNode:
         await _cancel(self._term_tasks)
         self._term_tasks = []
         self.parts.watch.publish = None
+        self.parts.watch.rewound = None
         self.book.on_fills = lambda fills, price: None
         if matcher is not None:  # queued, never sent: back to the book
             matcher.abandon_queued()
@@ -409,6 +441,10 @@ class ClusterNode:
         events += [OrderCancelled(h, head) for h in batch.cancelled]
         events += [NonceFloorRaised(signer, floor, head) for signer, floor in batch.floors]
         await self.stream.publish_all(events)
+
+    async def _publish_rewound(self, fork: int) -> None:
+        assert self.stream is not None
+        await self.stream.publish(ChainRewound(fork, secrets.token_bytes(32)))
 
     def _tell(self, events: list[FillChanged]) -> None:
         if not events:

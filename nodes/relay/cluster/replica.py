@@ -24,6 +24,7 @@ from market.matching import Fill, OrderBook, Resting, Submission, VerifiedOrder
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.types import OrderHash
 from nodes.relay.cluster.events import (
+    ChainRewound,
     ClusterEvent,
     FillChanged,
     LeaseOpened,
@@ -63,6 +64,8 @@ class BookReplica:
             self.book.raise_nonce_floor(event.signer, event.min_nonce)
         elif isinstance(event, LeaseOpened):
             self._lease(event)
+        elif isinstance(event, ChainRewound):
+            pass  # a replica keeps no blocks; a relay instance rewinds (cluster/node.py)
         else:
             self._fill(event)
         self.position = seq
