@@ -260,8 +260,10 @@ class ClusterNode:
             if not self.leading:
                 try:
                     await watch.read_clock()
+                    watch.health.reached()  # /healthz: a follower reads the chain too
                     self.book.expire()
                 except RpcUnavailable as exc:
+                    watch.health.unreachable(f"{exc.url}: {exc.reason}")
                     self.log.warning("chain_unavailable", url=exc.url, reason=exc.reason)
                 except StoreError as exc:
                     self.log.warning("store_unavailable", error=str(exc))
