@@ -36,6 +36,7 @@ the environment. Both structs check their bounds when built in Python too, raisi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -107,8 +108,10 @@ class Limits(Table, frozen=True):
     wallet needs more is refused. 0 accepts ECDSA signatures only."""
 
 
-ClusterName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-NatsUrl = Annotated[str, Meta(pattern=r"^(nats|tls)://[^\s]+$")]
+CLUSTER_NAME_PATTERN = r"[A-Za-z0-9_-]{1,32}"
+NATS_URL_PATTERN = r"(nats|tls)://[^\s]+"
+ClusterName = Annotated[str, Meta(pattern=f"^{CLUSTER_NAME_PATTERN}$")]
+NatsUrl = Annotated[str, Meta(pattern=f"^{NATS_URL_PATTERN}$")]
 
 
 class ClusterConfig(Table, frozen=True, kw_only=True):
@@ -127,6 +130,16 @@ class ClusterConfig(Table, frozen=True, kw_only=True):
     that died is replaced this long after its last renewal."""
     publish_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     """How long publishing an event may wait for the stream's acknowledgement."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # a table built in Python (the CLI's --cluster, --nats) is checked as a file's is
+        if not re.fullmatch(CLUSTER_NAME_PATTERN, self.name):
+            raise Invalid("1 to 32 of A-Z a-z 0-9 _ -", "name", "ClusterConfig")
+        if not re.fullmatch(NATS_URL_PATTERN, self.nats_url):
+            raise Invalid("must be a nats:// (or tls://) URL", "nats_url", "ClusterConfig")
+        if not self.instance:
+            raise Invalid("must not be empty", "instance", "ClusterConfig")
 
 
 class RelayConfig(HttpListen, frozen=True, kw_only=True):

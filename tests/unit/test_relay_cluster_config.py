@@ -75,3 +75,18 @@ def test_cli_cluster_over_db_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         cmd_relay(args)
     assert info.value.field == "cluster"
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--cluster", "no spaces", "--nats", "nats://h:4222", "--instance", "a"], "name"),
+        (["--cluster", "main", "--nats", "h:4222", "--instance", "a"], "nats_url"),
+        (["--cluster", "main", "--nats", "nats://h:4222", "--instance", ""], "instance"),
+    ],
+)
+def test_cli_cluster_options_are_checked_as_a_files_are(flags: list[str], field: str) -> None:
+    args = build_parser().parse_args(["relay", "--store", URL, *flags])
+    with pytest.raises(ConfigError) as info:
+        cmd_relay(args)
+    assert info.value.field == field
