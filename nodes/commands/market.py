@@ -53,16 +53,15 @@ from nodes.lab.config import LabConfig, load_config
 from nodes.lab.store import LAB_MIGRATIONS, LabStore
 from nodes.state.db import StateDB
 from nodes.wire import BookSnapshot, ErrorResponse, ExplainResponse, decode, decode_as
+from nodes.wire.frames import MAX_READ_SIZE, decode_read
 from nodes.wire.hooks import lowerer
 from nodes.wire.reads import (
-    MAX_READ_SIZE,
     BidList,
     BidView,
     LeaseView,
     ModelList,
     OfferList,
     TokenView,
-    decode_read,
 )
 
 RELAY_ENV = "GPUMARKET_RELAY"
