@@ -26,6 +26,7 @@ import msgspec
 from market.chain.deploy import Contracts, default_deployment_path, deploy
 from market.chain.devnet import Devnet
 from market.errors import MarketError
+from nodes.commands.progress import waiting
 from nodes.localnet import PARAMS as DEVNET_PARAMS
 
 DEFAULT_BLOCK_TIME_S = 1
@@ -135,6 +136,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     # A signal may come at any moment from here on (while deploying or printing, too): it stops
     # the devnet the same way.
     try:
+        waiting("starting anvil", on="its RPC endpoint")
         with Devnet.start(
             port=args.port,
             chain_id=args.chain_id,
@@ -142,6 +144,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
             block_time=block_time or None,
         ) as dev:
             try:
+                waiting(f"deploying the contracts to {dev.rpc_url}", on="the transactions")
                 contracts = deploy(
                     dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url, params=DEVNET_PARAMS
                 )

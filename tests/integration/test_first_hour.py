@@ -76,7 +76,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def devnet_up(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """``gpumarket devnet up --json`` in ``tmp_path``: its ready document."""
-    proc = _start(tmp_path, "devnet", "up", "--json")
+    proc = _start(tmp_path, "devnet", "up", "--json", log=tmp_path / "devnet.log")
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the one JSON document, printed once it is ready
@@ -112,6 +112,12 @@ def test_devnet_up_mines_without_transactions_and_prints_its_public_test_keys(
     assert "PUBLIC TEST KEYS" in ready["warning"]
     client = MarketClient.connect(Deployment.load(Path(ready["deploymentFile"])))
     assert client.claim_window() == ready["claimWindowS"] == 20  # a paid lease closes in seconds
+    # The waits were announced on stderr; stdout held the JSON document alone (the fixture read it).
+    progress = (tmp_path / "devnet.log").read_text().splitlines()
+    assert progress[:2] == [
+        "starting anvil: waiting for its RPC endpoint…",
+        f"deploying the contracts to {ready['rpcUrl']}: waiting for the transactions…",
+    ]
     first = _block(ready["rpcUrl"])
     wait_until(lambda: _block(ready["rpcUrl"]) >= first + 2, timeout_s=20, what="two new blocks")
 
@@ -146,6 +152,10 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
 
     funded = _run(tmp_path, "faucet", provider, "1000")
     assert funded.returncode == 0, funded.stderr
+    assert funded.stdout == f"sent 1000 tUSD and 1 ETH to {provider}\n"
+    assert funded.stderr == (
+        f"sending 1000 tUSD and 1 ETH to {provider}: waiting for the transactions…\n"
+    )
     passing = _run(tmp_path, "provider", "--config", "provider.toml", "--check")
     assert passing.returncode == 0, passing.stdout
     assert all(line.startswith("ok") for line in passing.stdout.splitlines())
@@ -226,6 +236,8 @@ def test_the_guide_followed_literally_ends_with_a_settled_lease(
         daemons.append(agent)
         ready = _await_line(agent, "provider ready url=", tmp_path / "provider.log")
         assert f"address={provider}" in ready
+        starting = f"provider {provider}: starting: waiting for the chain (registration, stake"
+        assert (tmp_path / "provider.log").read_text().startswith(starting)
 
         lab = _address(_ok(tmp_path, "keys", "new", "--out", "lab-key.json").stdout)
         _ok(tmp_path, "faucet", lab, "100")
@@ -236,6 +248,8 @@ def test_the_guide_followed_literally_ends_with_a_settled_lease(
         events = [line.split()[3] for line in done.stderr.splitlines() if len(line.split()) > 3]
         for event in ("lease_opened", "receipt_verified", "voucher_sent", "lab_done"):
             assert event in events, done.stderr
+        waits = "lab: bids posted: waiting for a match (lease_opened), then the leases' settlement…"
+        assert done.stderr.index(waits) < done.stderr.index("lease_opened")
         billed = [int(m) for m in re.findall(r"receipt_verified .* gpu_seconds=(\d+)", done.stderr)]
 
         (bid,) = json.loads(_ok(tmp_path, "bids", "--config", "lab.toml", "--json").stdout)["bids"]
@@ -256,8 +270,9 @@ def test_the_guide_followed_literally_ends_with_a_settled_lease(
         assert claims[-1]["cumulative_paid"] == lease["paid"]
 
         def standing(address: str) -> dict[str, Any]:
-            out = _ok(tmp_path, "status", "--address", address, "--json").stdout
-            return dict(json.loads(out))
+            done = _ok(tmp_path, "status", "--address", address, "--json")
+            assert done.stderr.startswith(f"reading {address}'s standing: waiting for the chain")
+            return dict(json.loads(done.stdout))  # the document alone on stdout
 
         wait_until(lambda: standing(provider)["withdrawable"] == 0, timeout_s=20,
                    what="the provider's pay withdrawn")  # fmt: skip
@@ -283,7 +298,8 @@ def test_keys_import_takes_the_key_on_stdin(tmp_path: Path) -> None:
 def test_block_time_0_mines_on_transactions_only_and_the_faucet_is_refused_off_a_devnet(
     tmp_path: Path,
 ) -> None:
-    proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json")
+    proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json",
+                  log=tmp_path / "devnet.log")  # fmt: skip
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
