@@ -115,13 +115,18 @@ def render_text(report: DevnetReady, contracts: Contracts) -> str:
     ]
     lines += [
         "",
-        "next (docs/guides.md, first hour), in another terminal:",
+        "next (docs/guides.md, first hour), each daemon in a terminal of its own:",
+        f"  GPUMARKET_MATCHER_KEY={report.test_accounts[1].private_key} gpumarket relay "
+        "--db relay.sqlite --port 7000 --matcher-key-env GPUMARKET_MATCHER_KEY",
         "  export GPUMARKET_KEY_PASSWORD=...            # the password of your keystores",
         "  gpumarket keys new --out provider-key.json",
         "  gpumarket faucet ADDRESS 1000                # tokens and gas for the printed address",
         "  gpumarket provider init --keystore provider-key.json --out provider.toml",
         "  gpumarket provider --config provider.toml --check",
         "  gpumarket provider --config provider.toml",
+        "  gpumarket keys new --out lab-key.json         # then: gpumarket faucet ADDRESS 100",
+        "  gpumarket lab init --keystore lab-key.json --out lab.toml",
+        "  gpumarket lab --config lab.toml --exit-when-done",
         "",
         "devnet ready; Ctrl-C stops it",
     ]
