@@ -1,7 +1,8 @@
 # gpumarket: every target sets itself up first (idempotently), so `make demo` and `make test`
 # are the only two commands a fresh machine needs. Requires Python >= 3.11 and Node.js >= 20 + npm;
-# bubblewrap (the job sandbox) and chromium (the explorer's browser test) are installed with apt-get
-# when missing and running as root.
+# bubblewrap (the job sandbox), chromium (the explorer's browser test) and postgresql (the server the
+# relay's PostgreSQL store is tested against) are installed with apt-get when missing and running
+# as root.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,7 +20,7 @@ HARDHAT_TESTS := $(addprefix tests/integration/,test_devnet.py test_chain_tx.py 
   test_matching_on_chain.py test_erc1271_orders.py)
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help setup bubblewrap chromium demo test bench lint typecheck forge-test solhint slither pytest build clean \
+.PHONY: help setup bubblewrap chromium postgresql demo test bench lint typecheck forge-test solhint slither pytest build clean \
   prove test-hardhat
 
 help:
@@ -48,6 +49,17 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else \
 	  echo "error: chromium, the browser the explorer's test drives, is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; \
+	fi
+
+# The relay's PostgreSQL store is tested against a real server the tests start
+# (tests/integration/pg_server.py finds Debian's binaries in /usr/lib/postgresql/<version>/bin).
+postgresql:
+	@command -v initdb >/dev/null && exit 0; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+	  echo "error: PostgreSQL's server (initdb, postgres), which the relay store's tests start, is missing: run 'sudo apt-get install -y postgresql'" >&2; exit 1; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -108,7 +120,7 @@ slither: setup $(SLITHER_VENV)/.installed
 # Most tests wait on anvil and daemons rather than compute: four workers share the cores.
 PYTEST_WORKERS ?= 4
 
-pytest: setup chromium
+pytest: setup chromium postgresql
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
 
 test: lint typecheck solhint forge-test slither prove pytest

@@ -1,7 +1,8 @@
 """A real relay over loopback HTTP: verified orders accepted per second, end to end.
 
 python -m bench.relay      -> bench/results/relay.json
-python -m bench.relay --clients 1 --cross-every 0 --profile /tmp/relay.txt [--profile-gil]
+python -m bench.relay --clients 1 --cross-every 0 --rounds 1
+    --profile /tmp/relay.txt [--profile-gil]
 
 An anvil devnet with the contracts deployed; 16 providers registered with 100 times the minimum
 stake (leases opened during the run lock some) and 16 labs that approved the market; a relay
@@ -20,7 +21,11 @@ CPU time (/proc) of the relay, anvil and this process's clients during the run.
 
 Baselines in the same run: ``verify_orders_in_process_per_s`` is market.matching.verify_orders
 over the same orders in this process (default threads), ``http_roundtrip_per_s`` is ``GET
-/healthz`` on the same relay from the same number of clients. After the run the relay is stopped
+/healthz`` on the same relay from the same number of clients. The timed orders go in ``--rounds``
+rounds (default 4), each timing the in-process baseline over its share and then the relay over the
+same share, so that both see the same load on a shared machine; ``relay_vs_in_process_verify`` is
+the median of the rounds' ratios (``_min`` and ``_max`` beside it), the two ``_per_s`` figures are
+over all rounds. After the run the relay is stopped
 (SIGINT: it drains its fills) and its database is read to check every accepted order was kept,
 or left the book filled by a lease.
 ``--profile`` samples the relay with py-spy during the run (collapsed stacks, one line per stack).
@@ -38,6 +43,7 @@ import re
 import selectors
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +76,10 @@ CROSS_EVERY = 400
 """One bid in this many orders is priced to cross the book (about 0.25% of orders match)."""
 WARMUP_BATCHES = 2
 ROUNDTRIPS = 3_000
+ROUNDS = 4
+"""The timed orders are split into this many rounds, each timing the in-process baseline over its
+share and then the relay over the same share: on a shared machine the load changes within a run,
+and the ratio of each round compares the two under the same load (the figure is their median)."""
 MATCHER_KEY_ENV = "BENCH_RELAY_MATCHER_KEY"
 REPO = Path(__file__).resolve().parents[1]
 READY_DEADLINE_S = 60.0
@@ -320,53 +330,87 @@ class Settings:
     batch: int = 500
     clients: int = 4
     cross_every: int = CROSS_EVERY
+    rounds: int = ROUNDS
     profile: Path | None = None
     profile_gil: bool = False
 
 
 @dataclass
-class Observed:
-    run: Run
+class Round:
+    """One round: the in-process baseline over the round's orders, then the relay over them."""
+
     verify_s: float
+    run: Run
+
+    @property
+    def ratio(self) -> float:
+        return (len(self.run.answers) / self.run.seconds) / (len(self.run.answers) / self.verify_s)
+
+
+@dataclass
+class Observed:
+    rounds: list[Round]
     roundtrip_s: float
     cpu_s: tuple[float, float, float]
-    """CPU seconds during the run: the relay, anvil, this process (the clients)."""
+    """CPU seconds during the relay's rounds: the relay, anvil, this process (the clients)."""
     leases_during_run: int
+
+    @property
+    def answers(self) -> list[bytes]:
+        return [a for r in self.rounds for a in r.run.answers]
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.run.seconds for r in self.rounds)
+
+    @property
+    def latencies(self) -> list[float]:
+        return sorted(t for r in self.rounds for t in r.run.latencies)
+
+
+def _verify_s(market: Market, orders: list[Signed[Offer] | Signed[Bid]]) -> float:
+    t0 = time.perf_counter()
+    valid, rejected = verify_orders(market.domain, orders)
+    seconds = time.perf_counter() - t0
+    assert len(valid) == len(orders)
+    assert not rejected
+    return seconds
 
 
 def _observe(
     s: Settings, market: Market, relay: RelayProcess, signed: list[Signed[Offer] | Signed[Bid]]
 ) -> Observed:
-    """Warm up, measure the two baselines, then the run itself."""
+    """Warm up, measure the HTTP baseline, then the rounds: each times in-process verification of
+    its share of the orders, then the relay accepting the same share, so both see the same load."""
     bodies = frames(signed, s.batch)
-    orders = signed[WARMUP_BATCHES * s.batch :]
     warm = asyncio.run(_send_all(relay.url, bodies[:WARMUP_BATCHES], 1))
     assert _accepted(warm.answers)[0] == WARMUP_BATCHES * s.batch
-
-    t0 = time.perf_counter()
-    valid, rejected = verify_orders(market.domain, orders)
-    verify_s = time.perf_counter() - t0
-    assert len(valid) == len(orders)
-    assert not rejected
     roundtrip_s = asyncio.run(_roundtrips(relay.url, ROUNDTRIPS, s.clients))
 
     opened = 'gpumarket_relay_fills_total{status="opened"}'
     before = _metric(asyncio.run(_metrics(relay.url)), opened)
     spy = None
     if s.profile is not None:
-        spy = _profile(relay.proc.pid, len(orders) / 5_000, s.profile, gil=s.profile_gil)
+        spy = _profile(relay.proc.pid, s.orders / 5_000, s.profile, gil=s.profile_gil)
         time.sleep(1.0)  # py-spy attaches
-    cpu = (relay.cpu_s(), _cpu_s(market.devnet.pid), time.process_time())
-    run = asyncio.run(_send_all(relay.url, bodies[WARMUP_BATCHES:], s.clients))
-    used = (
-        relay.cpu_s() - cpu[0],
-        _cpu_s(market.devnet.pid) - cpu[1],
-        time.process_time() - cpu[2],
-    )
+    timed = bodies[WARMUP_BATCHES:]
+    per_round = -(-len(timed) // s.rounds)
+    rounds: list[Round] = []
+    used = [0.0, 0.0, 0.0]
+    for lo in range(0, len(timed), per_round):
+        first = (WARMUP_BATCHES + lo) * s.batch
+        share = signed[first : first + per_round * s.batch]
+        verify_s = _verify_s(market, share)
+        cpu = (relay.cpu_s(), _cpu_s(market.devnet.pid), time.process_time())
+        run = asyncio.run(_send_all(relay.url, timed[lo : lo + per_round], s.clients))
+        used[0] += relay.cpu_s() - cpu[0]
+        used[1] += _cpu_s(market.devnet.pid) - cpu[1]
+        used[2] += time.process_time() - cpu[2]
+        rounds.append(Round(verify_s * len(run.answers) * s.batch / len(share), run))
     after = _metric(asyncio.run(_metrics(relay.url)), opened)
     if spy is not None:
         spy.wait(60)
-    return Observed(run, verify_s, roundtrip_s, used, after - before)
+    return Observed(rounds, roundtrip_s, (used[0], used[1], used[2]), after - before)
 
 
 def measure(s: Settings) -> dict[str, float | int]:
@@ -382,7 +426,7 @@ def measure(s: Settings) -> dict[str, float | int]:
         finally:
             code = relay.stop()
         assert code == 0, f"the relay exited with {code}: {relay.log_path.read_text()[-2000:]}"
-        accepted, refused = _accepted(seen.run.answers)
+        accepted, refused = _accepted(seen.answers)
         assert accepted == s.orders, f"refused: {refused}"
         with sqlite3.connect(relay.db) as db:
             kept = {h for (h,) in db.execute("SELECT hash FROM orders")}
@@ -399,28 +443,31 @@ def measure(s: Settings) -> dict[str, float | int]:
         lost = {order_hash(market.domain, o.message) for o in signed} - kept - leased
         assert not lost, f"{len(lost)} accepted orders neither stored nor leased"
 
-    run = seen.run
-    latencies = sorted(run.latencies)
-    relay_per_s = accepted / run.seconds
-    verify_per_s = s.orders / seen.verify_s
+    latencies = seen.latencies
+    relay_per_s = accepted / seen.seconds
+    verify_per_s = s.orders / sum(r.verify_s for r in seen.rounds)
+    ratios = [round(r.ratio, 3) for r in seen.rounds]
     return {
         "orders": s.orders,
         "batch_size": s.batch,
         "clients": s.clients,
         "signers": PROVIDERS + LABS,
         "gpu_models": len(MODELS),
+        "rounds": len(seen.rounds),
         "relay_orders_per_s": round(relay_per_s, 1),
-        "relay_seconds": round(run.seconds, 3),
+        "relay_seconds": round(seen.seconds, 3),
         "verify_orders_in_process_per_s": round(verify_per_s, 1),
-        "relay_vs_in_process_verify": round(relay_per_s / verify_per_s, 3),
+        "relay_vs_in_process_verify": round(statistics.median(ratios), 3),
+        "relay_vs_in_process_verify_min": min(ratios),
+        "relay_vs_in_process_verify_max": max(ratios),
         "http_roundtrip_per_s": round(ROUNDTRIPS // s.clients * s.clients / seen.roundtrip_s, 1),
         "batch_latency_p50_ms": _percentile_ms(latencies, 0.50),
         "batch_latency_p99_ms": _percentile_ms(latencies, 0.99),
         "batches": len(latencies),
         "relay_cpu_us_per_order": round(seen.cpu_s[0] / accepted * 1e6, 1),
-        "relay_cpu_cores": round(seen.cpu_s[0] / run.seconds, 3),
-        "anvil_cpu_cores": round(seen.cpu_s[1] / run.seconds, 3),
-        "client_cpu_cores": round(seen.cpu_s[2] / run.seconds, 3),
+        "relay_cpu_cores": round(seen.cpu_s[0] / seen.seconds, 3),
+        "anvil_cpu_cores": round(seen.cpu_s[1] / seen.seconds, 3),
+        "client_cpu_cores": round(seen.cpu_s[2] / seen.seconds, 3),
         "leases_opened_during_run": seen.leases_during_run,
         "fills_matched": sum(fills.values()),
         "leases_opened": fills.get("opened", 0),
@@ -441,11 +488,23 @@ def main() -> None:
         default=CROSS_EVERY,
         help="one crossing bid per N orders (0: none)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="baseline-then-relay rounds the orders are split into",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of the relay")
     parser.add_argument("--profile-gil", action="store_true", help="sample only the GIL holder")
     args = parser.parse_args()
     settings = Settings(
-        args.orders, args.batch, args.clients, args.cross_every, args.profile, args.profile_gil
+        args.orders,
+        args.batch,
+        args.clients,
+        args.cross_every,
+        args.rounds,
+        args.profile,
+        args.profile_gil,
     )
     figures: dict[str, float | int | str] = dict(measure(settings))
     path = write("relay", figures)

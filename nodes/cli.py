@@ -8,6 +8,7 @@ gpumarket faucet ADDRESS AMOUNT                      TestUSD and gas on a devnet
 gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to any EVM chain
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
+gpumarket relay --store postgresql://...             the same, its state in PostgreSQL
                 [--matching continuous|auction]      (auction: a uniform-price round every
                 [--auction-interval SECONDS]          --auction-interval seconds)
 gpumarket relay --config FILE                        the same from a TOML file (relay/config.py)
@@ -81,6 +82,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     else:
         config = RelayConfig(
             db_path=args.db,
+            store=args.store,
             host=args.host,
             port=args.port,
             peers=tuple(args.peer),
@@ -189,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     source = rl.add_mutually_exclusive_group(required=True)
     source.add_argument("--db", type=Path, help="SQLite file for the relay's state")
+    source.add_argument(
+        "--store",
+        metavar="URL",
+        help="the relay's state in PostgreSQL instead: postgresql://USER@HOST:PORT/DATABASE",
+    )
     source.add_argument(
         "--config",
         type=Path,

@@ -9,7 +9,13 @@ The tree::
         ├── RateLimited           a client or signer is over its rate limit (``retry_after_s``)
         ├── TooManyOrders         a request carries more orders than the daemon takes at once
         ├── PeerUnavailable       a peer daemon did not answer before the timeout
-        ├── StoreError            a daemon's SQLite state is unreadable or of another version
+        ├── StoreError            a daemon's state (SQLite; the relay's also PostgreSQL) is
+        │   │                     unreadable, of another version, or refused a write
+        │   └── StoreUnavailable  the relay's PostgreSQL server cannot be reached (``url``)
+        ├── LeaseLost             the matcher lease is no longer its holder's (``term``)
+        ├── StreamError           a relay cluster's event stream (NATS JetStream) failed
+        │   ├── StreamUnavailable the NATS server did not answer or refused (``url``, ``reason``)
+        │   └── StreamGap         events after a follower's position left the stream (``after``)
         ├── OutputUnavailable     a period's committed output is no longer on disk as committed
         ├── ActionUnsupported     the deployed market lacks the function a chain action calls
         ├── ChallengeRefused      a provider will not answer a hardware challenge (``status``)
@@ -80,6 +86,65 @@ class StoreError(NodeError):
         self.path = path
         self.reason = reason
         super().__init__(f"state database {path}: {reason}")
+
+
+class StoreUnavailable(StoreError):
+    """The database server at ``url`` (shown without its password) cannot be reached, or the
+    connection broke: nothing was written by the call that raised it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+
+
+class LeaseLost(NodeError):
+    """``holder`` (``""``: whoever wrote under it) no longer holds the matcher lease under
+    ``term``: it expired, or another instance took it (``current_term``). The holder stops
+    matching at once."""
+
+    def __init__(self, holder: str, term: int, current_term: int | None) -> None:
+        self.holder = holder
+        self.term = term
+        self.current_term = current_term
+        now = "none" if current_term is None else str(current_term)
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"matcher lease lost{by} (term {term}, now {now}): stop sending fills; "
+            "acquire the lease again to resume"
+        )
+
+
+class StreamError(NodeError):
+    """A relay cluster's event stream (NATS JetStream, ``nodes/relay/cluster/``) failed."""
+
+
+class StreamUnavailable(StreamError):
+    """The NATS server at ``url`` did not answer in time, or refused (``reason``). A publish that
+    raised this may still have been stored if the server took it just before failing: publish
+    the same event again (its message id makes JetStream store it once)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"event stream at {url} is unavailable: {reason}; check that nats-server runs "
+            "with JetStream (-js) and is reachable"
+        )
+
+
+class StreamGap(StreamError):
+    """The stream no longer holds the events after sequence ``after`` (the next it holds is
+    ``first``): they were trimmed by its retention, so following on would skip them. Rebuild
+    the book from the store, then follow from the stream's last sequence."""
+
+    def __init__(self, stream: str, after: int, first: int) -> None:
+        self.stream = stream
+        self.after = after
+        self.first = first
+        super().__init__(
+            f"stream {stream} lost the events after sequence {after} (it starts at {first}): "
+            "rebuild the book from the store, then follow from the stream's end"
+        )
 
 
 class OutputUnavailable(NodeError):

@@ -19,7 +19,7 @@ the chain says was filled (by anyone), so a book never offers GPUs that are gone
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -183,14 +183,20 @@ class _Side:
         del self.prices[bisect_left(self.prices, key)]
 
     def walk(self, limit: int | None = None) -> Iterator[list[Resting]]:
-        """Levels in priority order, up to price ``limit`` (inclusive). Yields live lists."""
-        for key in list(self.prices):
+        """Levels in priority order, up to price ``limit`` (inclusive). Yields live lists; the
+        caller may prune a level it was given (each step looks up the next price after the last
+        one, so the walk costs the levels it reaches, not the side's depth)."""
+        prices = self.prices
+        at = 0
+        while at < len(prices):
+            key = prices[at]
             price = key if self.ascending else -key
             if limit is not None and (price > limit if self.ascending else price < limit):
                 return
             level = self.levels.get(price)
             if level is not None:
                 yield level
+            at = bisect_right(prices, key)
 
     def prune(self, level: list[Resting], dead: list[Resting]) -> None:
         """Remove ``dead`` entries of one level (entries already gone are ignored)."""

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from market.errors import InvalidField, InvalidSignature, ProtocolError, WrongArgumentType
+from market.matching.pool import Outcome, VerifierPool
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import ContractSignatureChecker, verify_signature
 from market.protocol.types import ZERO_ADDRESS, Bid, Offer, OrderHash, Signed
@@ -93,6 +94,7 @@ def verify_orders(
     *,
     threads: int | None = None,
     checker: ContractSignatureChecker | None = None,
+    pool: VerifierPool | None = None,
 ) -> tuple[list[VerifiedOrder], list[Rejected]]:
     """Verify a batch: (orders that passed, in input order; rejections with typed errors).
 
@@ -102,7 +104,9 @@ def verify_orders(
 
     Signature recovery runs in libsecp256k1, which releases the GIL, so a batch of at least
     ``PARALLEL_MIN_BATCH`` orders is split over ``threads`` threads (default: one per CPU, at
-    most 8). The result does not depend on the thread count.
+    most 8). With a ``pool`` (:class:`~market.matching.pool.VerifierPool`), a batch of at least
+    its ``min_batch`` orders is checked in its worker processes instead, beside this process's
+    GIL. The result depends on neither.
 
     With a ``checker``, an order whose ECDSA check fails is then asked of its signer's ERC-1271
     ``isValidSignature``, one order after another (the checker caches its answers); without one
@@ -111,12 +115,17 @@ def verify_orders(
     """
     subs = [item if isinstance(item, Submission) else Submission(item) for item in orders]
     n = min(threads or os.cpu_count() or 1, 8)
-    if n <= 1 or len(subs) < PARALLEL_MIN_BATCH:
+    if pool is not None and len(subs) >= pool.min_batch:
+        outcomes = pool.check(domain, [sub.signed for sub in subs])
+        results = [
+            _checked(sub, i, o) for i, (sub, o) in enumerate(zip(subs, outcomes, strict=True))
+        ]
+    elif n <= 1 or len(subs) < PARALLEL_MIN_BATCH:
         results = _verify_range(domain, subs, 0, len(subs))
     else:
         step = -(-len(subs) // n)
-        with ThreadPoolExecutor(n) as pool:
-            parts = pool.map(
+        with ThreadPoolExecutor(n) as threads_pool:
+            parts = threads_pool.map(
                 lambda lo: _verify_range(domain, subs, lo, min(lo + step, len(subs))),
                 range(0, len(subs), step),
             )
@@ -149,6 +158,16 @@ def _verify_range(
             continue
         out.append(VerifiedOrder(sub.signed, h, _TOKEN))
     return out
+
+
+def _checked(sub: Submission, index: int, outcome: Outcome) -> VerifiedOrder | Rejected:
+    """The typed result of a pool's outcome for ``sub``: its hash, or the failed check."""
+    if isinstance(outcome, bytes):
+        return VerifiedOrder(sub.signed, OrderHash(outcome), _TOKEN)
+    digest, recovered, reason = outcome
+    m = sub.signed.message
+    signer = m.provider if isinstance(m, Offer) else m.lab
+    return Rejected(index, InvalidSignature(digest, signer, recovered, reason))
 
 
 def _contract_signed(

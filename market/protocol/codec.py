@@ -57,7 +57,16 @@ import msgpack
 import msgspec
 
 from market.errors import DecodeError, FrameTooLarge, ProtocolError, UnknownMessageType
-from market.protocol.types import Bid, Lease, Offer, Receipt, Signed, Voucher, checksum_address
+from market.protocol.types import (
+    Bid,
+    Lease,
+    Offer,
+    Receipt,
+    Signed,
+    Voucher,
+    checksum_address,
+    unsafe_from_codec,
+)
 
 WIRE_VERSION: Final = 1
 """The ``v`` of every frame this module writes and the only one it reads."""
@@ -308,7 +317,7 @@ _WIRE_TYPES: dict[str, Any] = {
     "address": _ADDRESS,
     "bytes32": _WORD,
     "uint256": _WORD,
-    "uint": int,  # the dataclass checks the range, as InvalidField
+    "uint": int,  # unsafe_from_codec checks the range, as InvalidField
     "bool": bool,
     "model": _MODEL,
 }
@@ -366,17 +375,26 @@ class _Wire:
     ) -> tuple[_Message, msgspec.Struct]:
         """The message in ``raw``, and the body it was read from."""
         body = read_body(self.decoder, raw, where, self.hints, repeats=repeats)
+        return self.build(body), body
+
+    def build(self, body: msgspec.Struct) -> _Message:
+        """The message a body decoded by :attr:`decoder` (or as part of a larger Struct) holds."""
         values = msgspec.structs.asdict(body)
         for attr in self.addresses:
             values[attr] = checksum_address("0x" + values[attr].hex())
         for attr in self.words:
             values[attr] = int.from_bytes(values[attr], "big")
-        return self.cls(**values), body
+        # The body's types proved each field's type (see unsafe_from_codec): the rest is checked
+        # there, once.
+        return unsafe_from_codec(self.cls, values)
+
+
+_SIGNATURE = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SIGNATURE_LENGTH)]
 
 
 class _SignedBody(msgspec.Struct, forbid_unknown_fields=True):
     message: msgspec.Raw
-    signature: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SIGNATURE_LENGTH)]
+    signature: _SIGNATURE
 
 
 _SIGNED = msgspec.msgpack.Decoder(_SignedBody)
@@ -386,6 +404,41 @@ _BY_NAME: dict[str, _Wire] = {wire.cls.TYPE_NAME: wire for wire in _WIRES.values
 _SIGNABLE: dict[str, _Wire] = {
     _SIGNED_PREFIX + cls.TYPE_NAME: _WIRES[cls] for cls in (Offer, Bid, Voucher, Receipt)
 }
+
+
+class _Canonical:
+    """The one-pass decoding of a canonical signed frame (the relay's hot path): the whole frame
+    as one Struct, for frames that start as this type's canonical frame does."""
+
+    def __init__(self, type_name: str, wire: _Wire) -> None:
+        self.type_name, self.wire = type_name, wire
+        body = msgspec.defstruct(
+            type_name + "Body",
+            [("message", wire.struct), ("signature", _SIGNATURE)],
+            forbid_unknown_fields=True,
+        )
+        frame = msgspec.defstruct(
+            type_name + "Frame",
+            [("v", int), ("type", str), ("body", body)],
+            forbid_unknown_fields=True,
+        )
+        self.decoder = msgspec.msgpack.Decoder(frame)
+        self.prefix = b"\x83" + _ENCODER.encode({"v": WIRE_VERSION, "type": type_name})[1:]
+
+    def decode(self, data: bytes) -> _SignedMessage | None:
+        """The signed message in ``data`` if ``data`` is exactly its canonical frame (which rules
+        out repeated keys, other versions and trailing bytes), else None: the general path then
+        decodes it, or says what is wrong with it."""
+        try:
+            frame: Any = self.decoder.decode(data)
+        except msgspec.DecodeError:  # a ValidationError too
+            return None
+        if frame.v != WIRE_VERSION or frame.type != self.type_name:
+            return None
+        if _ENCODER.encode(frame) != data:
+            return None
+        message = self.wire.build(frame.body.message)
+        return cast(_SignedMessage, Signed(message, frame.body.signature))
 
 
 def encode(obj: Decoded) -> bytes:
@@ -414,6 +467,13 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
     UnknownMessageType for a ``type`` this version does not know, DecodeError for anything else
     that is not a well-formed message, and InvalidField when a value breaks its field's rule.
     """
+    if type(data) is bytes and len(data) <= max_size:
+        for fast in _CANONICAL:
+            if data.startswith(fast.prefix):
+                if (hit := fast.decode(data)) is not None:
+                    _remember(hit, data)  # canonical, as fast.decode proved
+                    return hit
+                break
     type_name, raw = open_frame(data, max_size=max_size, repeats=False)
     if type(type_name) is str:
         if (wire := _BY_NAME.get(type_name)) is not None:
@@ -436,6 +496,8 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Decoded:
             return obj
     raise UnknownMessageType(type_name)
 
+
+_CANONICAL: Final = tuple(_Canonical(name, wire) for name, wire in _SIGNABLE.items())
 
 # Signed orders are decoded by the relay, then encoded again to be stored and gossiped: the
 # canonical frames of the last ones decoded are kept, by the (frozen) object's identity.

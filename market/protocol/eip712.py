@@ -7,8 +7,11 @@ EIP-712 JSON message for wallets and for eth-account, the reference the tests co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -83,9 +86,51 @@ def _word(value: object, solidity_type: str) -> bytes:
     return value.to_bytes(32, "big")
 
 
+@lru_cache(maxsize=1 << 16)
+def _address_word(value: str) -> bytes:
+    """An address's 32-byte word (cached: the same signers recur in every batch)."""
+    return _word(value, "address")
+
+
+@lru_cache(maxsize=1 << 10)
+def _model_word(value: str) -> bytes:
+    return gpu_model_to_bytes32(value)
+
+
+def _uint_word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _same(value: bytes) -> bytes:
+    return value
+
+
+def _word_of(attr: str, solidity_type: str) -> Callable[[Any], bytes]:
+    """How one field becomes its 32-byte word, as :func:`_word` does it."""
+    if solidity_type == "address":
+        return _address_word
+    if attr == "gpu_model":
+        return _model_word
+    if solidity_type == "bytes32":
+        return _same
+    return _uint_word  # uintN, an IntEnum and a bool alike
+
+
+_ENCODERS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], tuple[Callable[[Any], bytes], ...]]]
+_ENCODERS = {
+    cls: (
+        attrgetter(*(a for a, _, _ in cls.FIELDS)),
+        tuple(_word_of(a, t) for a, _, t in cls.FIELDS),
+    )
+    for cls in (Offer, Bid, Voucher, Receipt)
+}
+"""Per message class, a getter of its fields' values in ``FIELDS`` order and each one's word."""
+
+
 def struct_hash(message: Offer | Bid | Voucher | Receipt) -> bytes:
     """``hashStruct(message)``: keccak256(typeHash || encoded fields)."""
-    encoded = b"".join(_word(getattr(message, a), t) for a, _, t in message.FIELDS)
+    values, words = _ENCODERS[type(message)]
+    encoded = b"".join([word(v) for word, v in zip(words, values(message), strict=True)])
     return keccak(TYPEHASH[type(message)] + encoded)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import lru_cache
-from typing import ClassVar, Generic, NewType, TypeVar
+from typing import Any, ClassVar, Generic, NewType, TypeVar
 
 from eth_abi.abi import encode as abi_encode
 from eth_typing import ChecksumAddress, HexAddress, HexStr
@@ -202,6 +202,10 @@ class Offer:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         if self.min_duration > self.max_duration:
             raise InvalidField("Offer", "min_duration", "must not exceed max_duration")
         if self.min_charge_bps > BPS:
@@ -274,6 +278,10 @@ class Bid:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         _check_billing(self, "billing")
 
     @property
@@ -299,6 +307,9 @@ class Voucher:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def _check_rules(self) -> None:
+        """Nothing beyond each field's own type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +357,9 @@ class Receipt:
     def __post_init__(self) -> None:
         _validate(self)
 
+    def _check_rules(self) -> None:
+        """Nothing beyond each field's own type: the chain's rules are market.receipts'."""
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -389,6 +403,10 @@ class Lease:
 
     def __post_init__(self) -> None:
         _validate(self)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """The rules that tie fields together or narrow a type, beyond each field's own type."""
         _check_billing(self, "billing")
 
     @property
@@ -504,6 +522,42 @@ def _validate(msg: Message) -> None:
             _check_bool(name, attr, value)
         else:
             _check_uint(name, attr, value, solidity_type)
+
+
+_MESSAGE = TypeVar("_MESSAGE", bound="Offer | Bid | Voucher | Lease | Receipt")
+_NARROW_UINTS: dict[type, tuple[tuple[str, str, int], ...]] = {
+    cls: tuple(
+        (attr, t, _UINT_MAX[t]) for attr, _, t in cls.FIELDS if t in _UINT_MAX and t != "uint256"
+    )
+    for cls in (Offer, Bid, Voucher, Lease, Receipt)
+}
+"""Per message class, its ints narrower than 256 bits, with their Solidity types and maxima."""
+_set = object.__setattr__
+
+
+def unsafe_from_codec(cls: type[_MESSAGE], values: dict[str, Any]) -> _MESSAGE:
+    """A ``cls`` built from ``values`` that market.protocol.codec has ALREADY type-checked, with
+    only the checks the codec's types do not make. For the codec alone: anything else builds
+    messages with ``cls(...)``, which checks every field.
+
+    The codec's Struct has proved that every field is present with its wire type: an address is
+    the EIP-55 string made from 20 bytes, a ``bytes32`` is 32 bytes, a ``uint256`` is an int made
+    from 32 bytes (so within range), a bool is a bool, a narrower uint is an int (not a bool),
+    the GPU model a str. What is left is checked here with the errors ``__post_init__`` raises:
+    the GPU model's name, the narrower uints' ranges (in ``FIELDS`` order, which puts the model
+    first), then the class's own rules."""
+    obj = object.__new__(cls)
+    for attr, value in values.items():
+        _set(obj, attr, value)
+    name = cls.TYPE_NAME
+    if "gpu_model" in values:
+        _check_gpu_model(name, "gpu_model", values["gpu_model"])
+    for attr, solidity_type, maximum in _NARROW_UINTS[cls]:
+        value = values[attr]
+        if not 0 <= value <= maximum:
+            _check_uint(name, attr, value, solidity_type)  # raises InvalidField
+    obj._check_rules()
+    return obj
 
 
 __all__ = [

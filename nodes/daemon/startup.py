@@ -8,16 +8,18 @@
 
 A daemon is ready when it accepts connections (:func:`listen` returns only then); its ready line,
 one ``<daemon> ready k=v ...`` line on stdout, is what scripts and tests wait for instead of a
-sleep.
+sleep. :func:`tune_gc` sets the cyclic collector for a long-running daemon's process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 
@@ -71,6 +73,21 @@ def stop_signals(stop: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
+GC_THRESHOLDS: Final = (50_000, 20, 100)
+"""The cyclic collector's thresholds in a daemon (CPython's default is (700, 10, 10))."""
+
+
+def tune_gc() -> None:
+    """Collect cycles less often in a daemon's own process (not in a library user's): a daemon
+    holds many long-lived objects (a relay's book: several per resting order), and the default
+    thresholds make the collector walk them over and over while requests allocate; a benchmark
+    of the relay spent 0.6 to 0.75 s of its run there, about 10% of its main thread. Almost all
+    garbage is freed by reference counting as it goes; cycles are still collected, in larger
+    batches. What the daemon built while starting is frozen out of the collections."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def ready_line(daemon: str, **fields: object) -> str:
     """The line a daemon prints once it is ready: ``lab ready address=0x.. metrics=http://..``."""
     return " ".join([f"{daemon} ready", *(f"{k}={v}" for k, v in fields.items())])
@@ -78,9 +95,11 @@ def ready_line(daemon: str, **fields: object) -> str:
 
 __all__ = [
     "DEFAULT_SHUTDOWN_S",
-    "STOP_SIGNALS",
+    "GC_THRESHOLDS",
     "Listener",
+    "STOP_SIGNALS",
     "listen",
     "ready_line",
     "stop_signals",
+    "tune_gc",
 ]

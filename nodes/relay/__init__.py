@@ -6,7 +6,9 @@
     admission.py   one Admission for submitted and gossiped orders: every check before anything
                    changes; capacity.py bounds the book, funds.py reads labs' funds
     book.py        the order book kept durable, in step with the chain, observable
-    store.py       SQLite (WAL): orders, what the chain said, fill intents
+    store.py       the one interface of its state: orders, what the chain said, fill intents;
+                   store_sqlite.py (the default, WAL) and store_postgres.py implement it
+    leader.py      the matcher lease in PostgreSQL: one matcher at a time, terms as fencing tokens
     chainwatch.py  following the market's events
     matcher.py     sending fills in batches (openLeaseBatch, openLeaseAuction), idempotently;
                    batches.py groups them (an all-or-none cluster is never split), reverts.py

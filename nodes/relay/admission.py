@@ -1,8 +1,10 @@
 """Admitting a batch of orders, one path for ``/v1/orders`` and ``/v1/gossip``: every check
 before anything changes, one typed result per order.
 
-    1. signatures, in bulk (market.matching.verify_orders), off the event loop: ECDSA, then
-       ERC-1271 through the chain for contract signers, as the Market contract checks them;
+    1. signatures, in bulk (market.matching.verify_orders), off the event loop (a large batch in
+       worker processes, :class:`~market.matching.pool.VerifierPool`, so that checking it does
+       not queue for the loop's GIL): ECDSA, then ERC-1271 through the chain for contract
+       signers, as the Market contract checks them;
     2. the rate budgets, over the *new* orders (valid, and able to enter the book as it stands:
        not in it, not expired, cancelled or filled, not repeated in the request): one per
        signer, shared by both entry points, and one per peer address for gossip; over either,
@@ -45,6 +47,7 @@ from market.errors import (
     SignerAtCapacity,
 )
 from market.matching import Submission, VerifiedOrder, verify_orders
+from market.matching.pool import VerifierPool
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.signing import ContractSignatureChecker
 from market.protocol.types import Bid, Offer
@@ -70,6 +73,8 @@ class Admission:
     peer_limit: RateLimiter
     checker: ContractSignatureChecker | None = None
     """Asks contract signers about their orders (ERC-1271); None accepts ECDSA only."""
+    pool: VerifierPool | None = None
+    """Worker processes that check large batches' signatures beside the event loop's GIL."""
 
     async def admit(
         self, submissions: Sequence[Submission], *, peer: str | None = None
@@ -77,9 +82,9 @@ class Admission:
         """Check ``submissions`` (from ``peer``'s gossip, or sent directly when None) and let in
         those that pass. Raises RateLimited or RpcUnavailable for the whole batch, having
         changed nothing."""
-        domain, checker = self.domain, self.checker
+        domain, checker, pool = self.domain, self.checker, self.pool
         valid, rejected = await asyncio.to_thread(
-            lambda: verify_orders(domain, submissions, checker=checker)
+            lambda: verify_orders(domain, submissions, checker=checker, pool=pool)
         )
         self._charge(valid, peer, take=False)  # refuse a flood before it costs chain reads
         unknown = [o.signed.message for o in valid if o.hash not in self.book.book]

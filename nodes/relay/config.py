@@ -1,11 +1,14 @@
 """What a relay is told at start: where it keeps state, whom it gossips with, and its limits.
 
     config = RelayConfig(db_path=Path("relay.sqlite"), peers=("http://10.0.0.2:7000",))
+    config = RelayConfig(store="postgresql://relay@127.0.0.1:5432/relay")   # state in PostgreSQL
     config = load_config(Path("relay.toml"))          # the same, from a file
 
-A file (every key optional but ``db_path``; relative paths are relative to the file's folder)::
+A file (every key optional but one of ``db_path`` and ``store``; relative paths are relative to the
+file's folder)::
 
-    db_path = "relay.sqlite"
+    db_path = "relay.sqlite"               # SQLite, the default; or, instead:
+    # store = "postgresql://relay@127.0.0.1:5432/relay"   # PostgreSQL (nodes/relay/store.py)
     host = "127.0.0.1"
     port = 7000                            # 0: a free port
     peers = ["http://10.0.0.2:7000"]       # relays to gossip accepted orders to
@@ -31,11 +34,13 @@ import msgspec
 from msgspec import Meta
 
 from market.chain.erc1271 import DEFAULT_GAS
+from market.matching.pool import MAX_WORKERS
 from nodes.daemon.config import HttpListen, NonEmpty, Table
 from nodes.daemon.toml import decode, read_toml
 from nodes.daemon.values import Invalid, Url
 from nodes.errors import ConfigError
 from nodes.relay.batches import MAX_BATCH_MATCHES
+from nodes.relay.store_postgres import check_url
 from nodes.wire import MAX_FRAME_SIZE
 
 Matching = Literal["continuous", "auction"]
@@ -43,6 +48,21 @@ MATCHING_MODES: tuple[Matching, ...] = ("continuous", "auction")
 Rate = Annotated[float, Meta(gt=0)]
 AtLeastOne = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(ge=0)]
+
+
+class StoreUrl(str):
+    """A PostgreSQL connection URL (``postgresql://user:password@host:port/database?...``)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> StoreUrl:
+        if not isinstance(value, str):
+            raise Invalid("must be a postgresql:// URL (a string)")
+        try:
+            return cls(check_url(value))
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
 
 
 class Limits(Table, frozen=True):
@@ -82,7 +102,10 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
     """A relay's settings: where it listens (``host``, ``port``: 0 picks a free port, the
     relay's ``url`` says which), its database, peers, matching and limits."""
 
-    db_path: Path
+    db_path: Path | None = None
+    """The SQLite file of the relay's state (the embedded default). Give this or ``store``."""
+    store: StoreUrl | None = None
+    """A PostgreSQL URL for the relay's state instead of ``db_path`` (``nodes/relay/store.py``)."""
     peers: tuple[Url, ...] = ()
     """Base URLs of peer relays to gossip accepted orders to."""
     matcher_key: str | None = None
@@ -111,11 +134,26 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
     peer_timeout_s: Rate = 5.0
     gossip_attempts: AtLeastOne = 4
     max_gossip_hops: AtLeastOne = 8
+    verify_workers: Annotated[int, Meta(ge=0, le=MAX_WORKERS)] | None = None
+    """Processes that check the signatures of large batches of orders (``market.matching.pool``):
+    None, one per CPU; 0, none (threads of the relay's own process, which share its GIL)."""
     shutdown_grace_s: Seconds = 10.0
     """How long shutdown waits for in-flight requests, fills and gossip before cancelling."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if (self.db_path is None) == (self.store is None):
+            raise ConfigError(
+                "RelayConfig",
+                "db_path" if self.db_path is None else "store",
+                "give the relay's state as one of db_path (a SQLite file) and store (a "
+                "postgresql:// URL)",
+            )
+        if self.store is not None:  # a config built in Python (the CLI's --store) is checked too
+            try:
+                StoreUrl.parse(self.store)
+            except Invalid as exc:
+                raise Invalid(exc.reason, "store", "RelayConfig") from None
         for peer in self.peers:  # a config built in Python (the CLI's --peer) is checked too
             try:
                 Url.parse(peer)
@@ -140,4 +178,4 @@ def load_config(path: Path, *, matcher_key: str | None = None) -> RelayConfig:
     return msgspec.structs.replace(config, matcher_key=matcher_key)
 
 
-__all__ = ["MATCHING_MODES", "Limits", "Matching", "RelayConfig", "load_config"]
+__all__ = ["MATCHING_MODES", "Limits", "Matching", "RelayConfig", "StoreUrl", "load_config"]

@@ -18,9 +18,8 @@ matcher's explanation otherwise.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,7 +40,7 @@ from market.protocol.types import Bid, Billing, Offer, Signed, checksum_address
 from market.reputation import Reputation
 from nodes.daemon.explain import is_filled
 from nodes.relay.reputations import ReputationService
-from nodes.wire import ExplainResponse, Fill, FillStatus, ReputationQuery, decode
+from nodes.wire import ExplainResponse, Fill, FillStatus, Message, ReputationQuery
 from nodes.wire.answers import respond
 from nodes.wire.reads import (
     BidList,
@@ -116,7 +115,7 @@ class MarketReads:
         self.reputations = reputations
         self.max_page = max_page
         self.memory: OrderedDict[bytes, BidMemory] = OrderedDict()
-        self._follower: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] = lambda: None
         self._token: TokenView | None = None
 
     async def token(self) -> TokenView:
@@ -144,24 +143,14 @@ class MarketReads:
     # --- following fills ------------------------------------------------------------------------
 
     async def _start(self, app: web.Application) -> None:
-        self._follower = asyncio.create_task(self._follow())
+        self._unlisten = self.hub.listen(self._saw)
 
     async def _stop(self, app: web.Application) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        self._unlisten()
 
-    async def _follow(self) -> None:
-        while True:  # a subscription that fell behind is closed by the hub: take a new one
-            sub = self.hub.subscribe()
-            try:
-                while (frame := await sub.next_frame()) is not None:
-                    message = decode(frame)
-                    if isinstance(message, Fill):
-                        self.saw_fill(message)
-            finally:
-                sub.close()
+    def _saw(self, message: Message) -> None:
+        if isinstance(message, Fill):
+            self.saw_fill(message)
 
     def saw_fill(self, fill: Fill) -> None:
         """Remember what ``fill`` says of its bid (its terms are read from the book while it

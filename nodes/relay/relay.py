@@ -19,6 +19,7 @@ import aiohttp
 from market.chain.client import MarketClient
 from market.chain.deploy import Deployment
 from market.chain.erc1271 import Erc1271Checker
+from market.matching.pool import VerifierPool
 from market.protocol.types import Offer
 from nodes.daemon.startup import Listener, listen
 from nodes.logs import EventLogger, get_logger
@@ -36,7 +37,7 @@ from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.reputations import ReputationService
 from nodes.relay.server import RelayServer
 from nodes.relay.stakes import StakeCache
-from nodes.relay.store import Store
+from nodes.relay.store import open_store
 from nodes.relay.stream import Hub
 
 
@@ -50,6 +51,9 @@ class Relay:
         self.metrics = RelayMetrics()
         self.port = 0
         self.matcher: Matcher | None = None
+        workers = config.verify_workers
+        self.pool = VerifierPool(workers) if workers != 0 else None
+        """Started on the first large batch of orders (each worker imports the library)."""
         self.auctioneer: Auctioneer | None = None
         self.session: aiohttp.ClientSession | None = None
         self.listener: Listener | None = None
@@ -63,7 +67,7 @@ class Relay:
     async def start(self) -> None:
         """Start every part; returns once the relay accepts connections. On failure what was
         opened is closed again and the error propagates."""
-        self.store = Store.open(self.config.db_path)
+        self.store = open_store(self.config)
         try:
             await self._start()
         except BaseException:
@@ -153,6 +157,7 @@ class Relay:
                 signer_limit=RateLimiter(lim.signer_rate_per_s, lim.signer_burst),
                 peer_limit=RateLimiter(lim.peer_rate_per_s, lim.peer_burst),
                 checker=self._signature_checker(),
+                pool=self.pool,
             ),
         )
         self._register_gauges()
@@ -200,6 +205,8 @@ class Relay:
             await self.listener.close()
         if self.session is not None:
             await self.session.close()
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
         self.store.close()
 
     async def _connect(self, key: str | None) -> MarketClient:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from market.chain.deploy import Deployment
-from nodes.daemon.startup import stop_signals
+from nodes.daemon.startup import stop_signals, tune_gc
 from nodes.relay.config import RelayConfig
 from nodes.relay.relay import Relay
 
@@ -20,6 +20,7 @@ async def serve(
     with stop_signals(stop.set):
         relay = Relay(config, deployment)
         await relay.start()
+        tune_gc()  # after the book is loaded: its orders are frozen out of the collections
         try:
             on_ready(relay)
             await stop.wait()

@@ -179,8 +179,8 @@ class RelayServer:
         message = _expect(await self._frame(request), SubmitOrders)
         self._check_count(len(message.orders))
         admitted = await self.admission.admit(message.orders)
-        for result in admitted.results:
-            self.metrics.orders.inc(status=result.status.value)
+        for status, count in _statuses(admitted.results).items():
+            self.metrics.orders.inc(count, status=status)
         self._evicted(admitted)
         self.log.info(
             "orders_admitted",
@@ -197,8 +197,8 @@ class RelayServer:
         self._check_count(len(message.orders))
         peer = request.remote or "unknown"
         admitted = await self.admission.admit(message.orders, peer=peer)
-        for result in admitted.results:
-            self.metrics.gossip_orders.inc(status=result.status.value)
+        for status, count in _statuses(admitted.results).items():
+            self.metrics.gossip_orders.inc(count, status=status)
         self._evicted(admitted)
         if admitted.accepted or admitted.evicted:
             self.log.info(
@@ -325,6 +325,11 @@ def _expect(message: Message, cls: type[M]) -> M:
     if not isinstance(message, cls):
         raise WrongMessageType(message.TYPE_NAME, cls.TYPE_NAME)
     return message
+
+
+def _statuses(results: Sequence[OrderResult]) -> Counter[str]:
+    """How many results have each status: the counters move once per status and request."""
+    return Counter(result.status.value for result in results)
 
 
 def _summary(results: Sequence[OrderResult]) -> str:

@@ -1,82 +1,78 @@
-"""The relay's durable state in a :class:`~nodes.state.db.StateDB`: orders it accepted, what the
-chain said, fill intents.
+"""The relay's durable state, behind one interface: orders it accepted, what the chain said, fill
+intents. Two implementations keep it, with the same semantics:
 
-An order is written before it enters the book, so an accepted order survives a crash; on start the
-book is rebuilt from the rows still resting, in arrival order. An order's row is deleted when it
-leaves the book (filled, cancelled, expired, evicted), so the database is as bounded as the book.
-What the chain said (leases opened, cancellations, nonce floors) is written together with the block
-the relay has read up to, in one transaction, so applying a range of blocks twice changes nothing.
-The hashes of the last blocks applied (a bounded window) are kept with them, so the relay notices,
-even after a restart, when the chain replaced a block it applied; :meth:`Store.rewind` forgets the
-leases of the replaced blocks and moves the cursor back to the fork.
-A fill is recorded as an intent before its transaction is sent (a batch's intents in one
-transaction), and its outcome after.
+* :class:`~nodes.relay.store_sqlite.SqliteStore`, the embedded default (``db_path``, ``--db``): a
+  :class:`~nodes.state.db.StateDB` file beside the relay;
+* :class:`~nodes.relay.store_postgres.PostgresStore` (``store = "postgresql://..."``, ``--store``):
+  a PostgreSQL database, which several instances can share and which holds the matcher lease
+  (:mod:`nodes.relay.leader`).
 
-The database is the daemons' one kind (WAL, ``synchronous=FULL``, migrations by
-``user_version``, a newer database refused): :data:`RELAY_MIGRATIONS` are the relay's tables. A
-database written by the releases before it (``meta.schema_version`` "2", ``user_version`` 0) holds
-the same tables and is adopted as it is; an older layout is refused with what to do.
+    store = open_store(config)      # the one the config names; StoreError if it cannot open
+
+What both promise:
+
+* An order is written before it enters the book, so an accepted order survives a crash; on start
+  the book is rebuilt from the rows still resting, in arrival order. An order's row is deleted when
+  it leaves the book (filled, cancelled, expired, evicted), so the database is as bounded as the
+  book.
+* What the chain said (leases opened, cancellations, nonce floors) is written together with the
+  block the relay has read up to, in one transaction, so applying a range of blocks twice changes
+  nothing. The hashes of the last blocks applied (a bounded window) are kept with them, so the relay
+  notices, even after a restart, when the chain replaced a block it applied; :meth:`Store.rewind`
+  forgets the leases of the replaced blocks and moves the cursor back to the fork.
+* A fill is recorded as an intent before its transaction is sent (a batch's intents in one
+  transaction), and its outcome after. An intent carries the matcher lease's term it was written
+  under (0: no lease, a single relay); on PostgreSQL an intent written under a term the lease no
+  longer has is refused (:class:`~nodes.errors.LeaseLost`), in the same transaction.
+* Schemas are versioned and migrated on open; a database of a newer release is refused.
+* Every failure is a :class:`~nodes.errors.StoreError` (a server that cannot be reached:
+  :class:`~nodes.errors.StoreUnavailable`), and a failed call writes nothing.
 
 Every call runs on the relay's event loop thread; each is one short transaction.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Protocol
 
 from market.chain.forks import WINDOW
-from market.errors import ProtocolError
+from market.errors import ProtocolError, UnknownMessageType
 from market.matching import Submission
+from market.protocol import codec
+from market.protocol.types import Bid, Offer, Signed
 from nodes.errors import StoreError
-from nodes.state.db import StateDB
-from nodes.wire import SubmitOrders, decode_as, encode
+from nodes.wire import SubmitOrders, decode_as
 
-RELAY_MIGRATIONS: Final[tuple[str, ...]] = (
-    # 1: the relay's tables. IF NOT EXISTS: a database of the releases before StateDB (its
-    # meta.schema_version "2", user_version 0) already holds them and is adopted unchanged.
-    """
-    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS orders (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        hash BLOB NOT NULL UNIQUE,
-        frame BLOB NOT NULL,
-        resting INTEGER NOT NULL DEFAULT 1
-    );
-    CREATE INDEX IF NOT EXISTS orders_resting ON orders (resting, seq);
-    CREATE TABLE IF NOT EXISTS leases (
-        lease_id BLOB PRIMARY KEY,
-        offer_hash BLOB NOT NULL,
-        bid_hash BLOB NOT NULL,
-        gpus INTEGER NOT NULL,
-        block INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS cancelled (hash BLOB PRIMARY KEY);
-    CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
-    CREATE TABLE IF NOT EXISTS nonce_floors (signer TEXT PRIMARY KEY, min_nonce BLOB NOT NULL);
-    CREATE TABLE IF NOT EXISTS fills (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        offer_hash BLOB NOT NULL,
-        bid_hash BLOB NOT NULL,
-        gpus INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        lease_id BLOB,
-        error TEXT NOT NULL DEFAULT '',
-        updated REAL NOT NULL
-    );
-    """,
-)
-"""Migration ``i`` takes the relay's schema from version ``i`` to ``i + 1``. Append; never edit."""
+if TYPE_CHECKING:
+    from nodes.relay.config import RelayConfig
 
-SCHEMA_VERSION: Final = len(RELAY_MIGRATIONS)
-LEGACY_SCHEMA_VERSION: Final = "2"
-"""``meta.schema_version`` of the last layout before StateDB, the only one adopted."""
 
-_Statement = tuple[str, tuple[object, ...]]
+def order_row(sub: Submission) -> bytes:
+    """How both stores keep an order: its signed order's canonical codec frame (for an order that
+    arrived over the wire a lookup: the codec keeps the frames of the orders it decoded)."""
+    return codec.encode(sub.signed)
+
+
+def row_order(frame: bytes, h: bytes, location: str) -> Submission:
+    """The order kept as ``frame`` (:func:`order_row`) under hash ``h``; StoreError naming it if
+    the row holds no signed order. A row written by a release before this one holds a one-order
+    ``SubmitOrders`` frame, and is read as one."""
+    try:
+        try:
+            obj = codec.decode(frame)
+        except UnknownMessageType:
+            return decode_as(frame, SubmitOrders).orders[0]
+    except ProtocolError as exc:
+        raise StoreError(location, f"order 0x{h.hex()}: {exc}") from exc
+    if not isinstance(obj, Signed) or not isinstance(obj.message, Offer | Bid):
+        raise StoreError(location, f"order 0x{h.hex()}: the row holds a {type(obj).__name__}")
+    return Submission(obj)
+
+
+NO_TERM = 0
+"""The term of a fill intent written without a matcher lease (a relay alone on its database)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +88,18 @@ class FillOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class FillIntent:
+    """A fill written as about to be sent and not yet finished, under the matcher lease's
+    ``term``: a matcher that took the lease over finds its predecessors' by their lower term."""
+
+    fill_id: int
+    offer_hash: bytes
+    bid_hash: bytes
+    gpus: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChainLease:
     lease_id: bytes
     offer_hash: bytes
@@ -100,72 +108,32 @@ class ChainLease:
     block: int
 
 
-class Store:
-    """One relay's database. Open with :meth:`open`; :meth:`close` when done."""
+FillRow = tuple[int, bytes, bytes, int, str]
+"""(id, offer hash, bid hash, GPUs, state) of a recorded fill."""
 
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
-        self.path = db.path
 
-    @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate; StoreError if the file is no relay database
-        this release reads."""
-        db = StateDB.open(path, migrations=RELAY_MIGRATIONS)
-        store = cls(db)
-        try:
-            legacy = store.get_meta("schema_version")
-            if legacy is not None and legacy != LEGACY_SCHEMA_VERSION:
-                raise StoreError(
-                    str(path),
-                    f"schema version {legacy} of an early relay release, which this one does not "
-                    "migrate: its resting orders are signed and can be submitted again; give this "
-                    "relay a new --db, or remove the old file",
-                )
-            # Rows an earlier release kept after their orders left the book.
-            with db.transaction() as conn:
-                conn.execute("DELETE FROM orders WHERE resting = 0")
-        except (StoreError, sqlite3.DatabaseError) as exc:
-            db.close()
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(str(path), f"not a relay database: {exc}") from exc
-        return store
+class Store(Protocol):
+    """The calls the relay makes on its durable state (see the module's docstring)."""
 
-    def close(self) -> None:
-        self.db.close()
+    @property
+    def location(self) -> str:
+        """Where the state lives, for messages: a file's path, or a URL without its password."""
+        ...
 
-    def _write(self, statements: Iterable[_Statement]) -> None:
-        with self.db.transaction() as conn:  # one transaction: all or nothing
-            for sql, args in statements:
-                conn.execute(sql, args)
-
-    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        return self.db.query(sql, args)
+    def close(self) -> None: ...
 
     # --- meta ------------------------------------------------------------------------------
 
     def bind_chain(self, identity: str) -> None:
-        """Tie the database to one chain and deployment, or refuse another: a relay restarted
-        against a fresh devnet (same chain id and contract addresses, new blocks) must not serve
-        orders and a cursor from the old one. ``identity`` names the chain id, the market's
-        address and the deployment block's hash."""
-        stored = self.get_meta("chain")
-        if stored is None:
-            self.set_meta("chain", identity)
-        elif stored != identity:
-            raise StoreError(
-                str(self.path),
-                f"it follows another chain or deployment ({stored}), not this one ({identity}): "
-                "give this relay a new --db, or remove the old file",
-            )
+        """Tie the database to one chain and deployment, or refuse another (StoreError): a relay
+        restarted against a fresh devnet (same chain id and contract addresses, new blocks) must
+        not serve orders and a cursor from the old one. ``identity`` names the chain id, the
+        market's address and the deployment block's hash."""
+        ...
 
-    def get_meta(self, key: str) -> str | None:
-        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return None if not rows else str(rows[0][0])
+    def get_meta(self, key: str) -> str | None: ...
 
-    def set_meta(self, key: str, value: str) -> None:
-        self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))])
+    def set_meta(self, key: str, value: str) -> None: ...
 
     # --- orders ----------------------------------------------------------------------------
 
@@ -173,27 +141,19 @@ class Store:
         self, orders: Iterable[tuple[bytes, Submission]], evicted: Iterable[bytes] = ()
     ) -> None:
         """Keep accepted orders, in the order given (their arrival order), and forget the orders
-        ``evicted`` to make room for them, in one transaction."""
-        rows = [(h, encode(SubmitOrders((sub,)))) for h, sub in orders]
-        with self.db.transaction() as conn:
-            conn.executemany("DELETE FROM orders WHERE hash = ?", ((h,) for h in evicted))
-            conn.executemany("INSERT INTO orders (hash, frame) VALUES (?, ?)", rows)
+        ``evicted`` to make room for them, in one transaction. An order already kept refuses
+        the whole batch (StoreError)."""
+        ...
 
     def mark_gone(self, hashes: Iterable[bytes]) -> None:
         """These orders left the book (filled, cancelled, expired, evicted): their rows go."""
-        with self.db.transaction() as conn:
-            conn.executemany("DELETE FROM orders WHERE hash = ?", ((h,) for h in hashes))
+        ...
 
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         """Orders still resting, in arrival order."""
-        for h, frame in self._rows("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq"):
-            try:
-                yield bytes(h), decode_as(bytes(frame), SubmitOrders).orders[0]
-            except ProtocolError as exc:
-                raise StoreError(str(self.path), f"order 0x{bytes(h).hex()}: {exc}") from exc
+        ...
 
-    def count_orders(self) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM orders")[0][0])
+    def count_orders(self) -> int: ...
 
     # --- what the chain said ---------------------------------------------------------------
 
@@ -209,107 +169,71 @@ class Store:
         """Record a range of blocks' events and that the relay has read up to ``next_block``,
         with ``applied`` (the last block's number and hash) among the last ``window`` blocks'
         hashes, in one transaction. Returns the leases not seen before."""
-        with self.db.transaction() as conn:
-            fresh: list[ChainLease] = []
-            for x in leases:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO leases VALUES (?, ?, ?, ?, ?)",
-                    (x.lease_id, x.offer_hash, x.bid_hash, x.gpus, x.block),
-                )
-                if cursor.rowcount:
-                    fresh.append(x)
-            conn.executemany(
-                "INSERT OR IGNORE INTO cancelled VALUES (?)", ((h,) for h in cancelled)
-            )
-            conn.executemany(
-                "INSERT INTO nonce_floors VALUES (?, ?) ON CONFLICT (signer) DO UPDATE "
-                "SET min_nonce = excluded.min_nonce WHERE excluded.min_nonce > min_nonce",
-                ((signer, n.to_bytes(32, "big")) for signer, n in floors),
-            )
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(next_block),))
-            if applied is not None:
-                number, block_hash = applied
-                conn.execute("INSERT OR REPLACE INTO blocks VALUES (?, ?)", (number, block_hash))
-                conn.execute("DELETE FROM blocks WHERE number <= ?", (number - window,))
-        return fresh
+        ...
 
     def applied_blocks(self) -> dict[int, bytes]:
         """The hashes of the last blocks applied (each poll's last block), by number."""
-        rows = self._rows("SELECT number, hash FROM blocks ORDER BY number")
-        return {int(n): bytes(h) for n, h in rows}
+        ...
 
     def rewind(self, fork: int) -> None:
         """The chain replaced the blocks from ``fork`` on: forget their leases and hashes, and read
         again from ``fork``, in one transaction. Orders they had removed are gone already."""
-        self._write(
-            [
-                ("DELETE FROM leases WHERE block >= ?", (fork,)),
-                ("DELETE FROM blocks WHERE number >= ?", (fork,)),
-                ("INSERT OR REPLACE INTO meta VALUES ('next_block', ?)", (str(fork),)),
-            ]
-        )
+        ...
 
-    def next_block(self) -> int | None:
-        value = self.get_meta("next_block")
-        return None if value is None else int(value)
+    def next_block(self) -> int | None: ...
 
     def filled_by_order(self) -> dict[bytes, int]:
         """GPUs filled on-chain per order hash, over every lease seen."""
-        filled: dict[bytes, int] = {}
-        for column in ("offer_hash", "bid_hash"):
-            for h, gpus in self._rows(f"SELECT {column}, SUM(gpus) FROM leases GROUP BY {column}"):
-                filled[bytes(h)] = filled.get(bytes(h), 0) + int(gpus)
-        return filled
+        ...
 
-    def cancelled(self) -> list[bytes]:
-        return [bytes(r[0]) for r in self._rows("SELECT hash FROM cancelled")]
+    def cancelled(self) -> list[bytes]: ...
 
-    def nonce_floors(self) -> dict[str, int]:
-        rows = self._rows("SELECT signer, min_nonce FROM nonce_floors")
-        return {str(s): int.from_bytes(n, "big") for s, n in rows}
+    def nonce_floors(self) -> dict[str, int]: ...
 
     # --- fills -----------------------------------------------------------------------------
 
-    def record_intents(self, fills: Sequence[tuple[bytes, bytes, int]]) -> list[int]:
-        """Write that fills (offer hash, bid hash, GPUs) are about to be sent, in one
-        transaction; returns their ids, in order."""
-        now = time.time()
-        ids: list[int] = []
-        with self.db.transaction() as conn:
-            for offer_hash, bid_hash, gpus in fills:
-                cursor = conn.execute(
-                    "INSERT INTO fills (offer_hash, bid_hash, gpus, state, updated) "
-                    "VALUES (?, ?, ?, 'intent', ?)",
-                    (offer_hash, bid_hash, gpus, now),
-                )
-                ids.append(int(cursor.lastrowid or 0))
-        return ids
+    def record_intents(
+        self, fills: Sequence[tuple[bytes, bytes, int]], term: int = NO_TERM
+    ) -> list[int]:
+        """Write that fills (offer hash, bid hash, GPUs) are about to be sent, under the matcher
+        lease's ``term``, in one transaction; returns their ids, in order. LeaseLost (nothing
+        written) when ``term`` is no longer the lease's."""
+        ...
 
     def finish_fills(self, outcomes: Iterable[FillOutcome]) -> None:
         """Record what became of sent fills, in one transaction."""
-        now = time.time()
-        with self.db.transaction() as conn:
-            conn.executemany(
-                "UPDATE fills SET state = ?, lease_id = ?, error = ?, updated = ? WHERE id = ?",
-                ((o.state, o.lease_id, o.error, now, o.fill_id) for o in outcomes),
-            )
+        ...
 
-    def fills(self, state: str | None = None) -> list[tuple[int, bytes, bytes, int, str]]:
-        """(id, offer hash, bid hash, gpus, state) of recorded fills, oldest first."""
-        sql = "SELECT id, offer_hash, bid_hash, gpus, state FROM fills"
-        rows = (
-            self._rows(sql + " WHERE state = ? ORDER BY id", (state,))
-            if state is not None
-            else self._rows(sql + " ORDER BY id")
-        )
-        return [(int(i), bytes(o), bytes(b), int(g), str(s)) for i, o, b, g, s in rows]
+    def fills(self, state: str | None = None) -> list[FillRow]:
+        """Recorded fills, oldest first; only those in ``state`` if given."""
+        ...
+
+    def open_intents(self, before_term: int) -> list[FillIntent]:
+        """Intents not yet finished that were written under a term below ``before_term``, oldest
+        first: what a matcher that took the lease over must settle before it sends anything."""
+        ...
+
+
+def open_store(config: RelayConfig) -> Store:
+    """The store ``config`` names: ``store`` (a PostgreSQL URL), else the SQLite file
+    ``db_path``; opened and migrated. StoreError (StoreUnavailable: no server) if it cannot."""
+    # Imported here: each implementation imports this module's types.
+    if config.store is not None:
+        from nodes.relay.store_postgres import PostgresStore
+
+        return PostgresStore.open(config.store)
+    from nodes.relay.store_sqlite import SqliteStore
+
+    assert config.db_path is not None  # RelayConfig requires one of the two
+    return SqliteStore.open(config.db_path)
 
 
 __all__ = [
-    "LEGACY_SCHEMA_VERSION",
-    "RELAY_MIGRATIONS",
-    "SCHEMA_VERSION",
+    "NO_TERM",
     "ChainLease",
+    "FillIntent",
     "FillOutcome",
+    "FillRow",
     "Store",
+    "open_store",
 ]

@@ -1,9 +1,13 @@
 """Fan-out of book and lease events to stream subscribers, without letting one slow reader stall
-the relay: each subscriber has a bounded queue, and one that falls behind is dropped."""
+the relay: each subscriber has a bounded queue, and one that falls behind is dropped. Parts of the
+relay itself that follow the events (its reads remember bids' fills) listen to the messages as
+they are published, before any encoding: an event is encoded only when a subscriber wants it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 from nodes.wire import Message, encode
 
@@ -35,13 +39,27 @@ class Hub:
     def __init__(self, queue_limit: int) -> None:
         self.queue_limit = queue_limit
         self.subscribers: set[Subscription] = set()
+        self.listeners: list[Callable[[Message], None]] = []
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self, self.queue_limit)
         self.subscribers.add(sub)
         return sub
 
+    def listen(self, listener: Callable[[Message], None]) -> Callable[[], None]:
+        """Call ``listener`` with each message as it is published (it must not raise or block);
+        returns the function that stops it."""
+        self.listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):  # stopped already
+                self.listeners.remove(listener)
+
+        return stop
+
     def publish(self, message: Message) -> None:
+        for listener in self.listeners:
+            listener(message)
         if not self.subscribers:
             return
         frame = encode(message)

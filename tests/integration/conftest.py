@@ -16,6 +16,7 @@ from market.chain.devnet import Devnet
 from market.chain.tx import Transactor
 from market.protocol.signing import SigningKey
 from market.roles import Lab, Provider
+from tests.integration.pg_server import pg_url, postgres  # noqa: F401  (fixtures: PostgreSQL)
 
 USD = 10**6  # TestUSD has 6 decimals
 MIN_STAKE = 100 * USD

@@ -35,6 +35,7 @@ from market.protocol.types import (
     Offer,
     Signed,
     Voucher,
+    unsafe_from_codec,
 )
 from tests.unit.test_protocol_types import (
     BASE,
@@ -661,3 +662,98 @@ def test_a_str_subclass_travels_as_a_str() -> None:
     offer = dataclasses.replace(BASE[Offer], gpu_model=Model(BASE[Offer].gpu_model))
     assert encode(offer) == encode(BASE[Offer])
     assert decode(encode(offer)) == BASE[Offer]
+
+
+# --- the one-pass path of canonical signed frames (the relay's) ------------------------------
+
+
+def _signed_tree(cls: type) -> Tree:
+    return _tree(_signed(BASE[cls]))
+
+
+def _inner(tree: Tree) -> Tree:
+    inner: Tree = tree["body"]["message"]
+    return inner
+
+
+@pytest.mark.parametrize("cls", [Offer, Bid, Voucher])
+def test_a_canonical_signed_frame_takes_the_one_pass_path(cls: type) -> None:
+    wire = encode(_signed(BASE[cls]))
+    fast = next(f for f in codec._CANONICAL if wire.startswith(f.prefix))
+    assert fast.type_name == "Signed" + cls.__name__
+    assert fast.decode(wire) == _signed(BASE[cls]) == decode(wire)
+    # Not canonical (a wider int header for v): the one-pass path declines, the general decodes.
+    wide = b"\x83\xa1v\xcc\x01" + wire[4:]
+    assert fast.decode(wide) is None
+    assert decode(wide) == _signed(BASE[cls])
+
+
+@pytest.mark.parametrize(
+    ("cls", "change", "attr"),
+    [
+        (Offer, {"gpuCount": UINT32_MAX + 1}, "gpu_count"),
+        (Offer, {"minDuration": 11, "maxDuration": 10}, "min_duration"),
+        (Offer, {"minChargeBps": 10_001}, "min_charge_bps"),
+        (Offer, {"gpuModel": "H100\n", "gpuCount": -1}, "gpu_model"),  # the first field's error
+        (Offer, {"billingModes": 256}, "billing_modes"),
+        (Bid, {"gpuModel": ""}, "gpu_model"),
+        (Bid, {"minMemoryGiB": UINT32_MAX + 1}, "min_memory_gib"),
+        (Bid, {"billing": 7}, "billing"),
+        (Bid, {"maxMinChargeBps": -1}, "max_min_charge_bps"),
+    ],
+)
+def test_a_canonical_signed_frame_breaking_a_field_rule_is_an_invalid_field(
+    cls: type, change: Tree, attr: str
+) -> None:
+    tree = _signed_tree(cls)
+    _inner(tree).update(change)
+    data = _pack(tree)
+    assert any(data.startswith(f.prefix) for f in codec._CANONICAL)  # the one-pass path sees it
+    err = _refused(data, InvalidField)
+    assert (err.message_type, err.field) == (cls.__name__, attr)
+
+
+@pytest.mark.parametrize("cls", [Offer, Bid])
+def test_a_signed_frame_repeating_a_field_key_is_refused_although_it_starts_canonically(
+    cls: type,
+) -> None:
+    wire = encode(_signed(BASE[cls]))
+    inner = list(_inner(_tree(_signed(BASE[cls]))).items())
+    assert len(inner) < 32
+    message = bytes([0xDE]) + (len(inner) + 1).to_bytes(2, "big")
+    message += b"".join(_pack(k) + _pack(v) for k, v in [*inner, inner[2]])
+    envelope = _pack({"v": 1, "type": "Signed" + cls.__name__})[1:]
+    data = b"\x83" + envelope + _pack("body") + b"\x82" + _pack("message") + message
+    data += _pack("signature") + _pack(SIGNATURE)
+    assert data.startswith(wire[:12])
+    assert f"'{inner[2][0]}' appears twice" in str(_refused(data, DecodeError))
+
+
+def test_a_canonical_signed_frame_with_trailing_bytes_is_a_decode_error() -> None:
+    err = _refused(encode(_signed(BASE[Bid])) + b"\x00", DecodeError)
+    assert "1 trailing bytes" in str(err)
+
+
+@pytest.mark.parametrize("version", [2, 0])
+def test_a_signed_frame_of_another_version_is_refused(version: int) -> None:
+    tree = _signed_tree(Offer)
+    tree["v"] = version
+    assert "unsupported wire version" in str(_refused(_pack(tree), DecodeError))
+
+
+@given(message=messages(), bad=st.integers(min_value=2**64, max_value=2**70))
+@settings(max_examples=200)
+def test_unsafe_from_codec_builds_what_the_constructor_builds_and_refuses_alike(
+    message: Offer | Bid | Voucher | Lease, bad: int
+) -> None:
+    cls = type(message)
+    values = {attr: getattr(message, attr) for attr, _, _ in cls.FIELDS}
+    assert unsafe_from_codec(cls, dict(values)) == message
+    narrow = [a for a, _, t in cls.FIELDS if t.startswith("uint") and t != "uint256"]
+    for attr in narrow:
+        broken = {**values, attr: bad}
+        with pytest.raises(InvalidField) as built:
+            cls(**broken)
+        with pytest.raises(InvalidField) as fast:
+            unsafe_from_codec(cls, broken)
+        assert (fast.value.field, fast.value.reason) == (built.value.field, built.value.reason)

@@ -25,6 +25,7 @@ from nodes.relay.funds import FundsCache, bid_cost
 from nodes.relay.ratelimit import RateLimiter
 from nodes.relay.stakes import StakeCache
 from nodes.relay.store import Store
+from nodes.relay.store_sqlite import SqliteStore
 from nodes.relay.stream import Hub
 from nodes.wire import OrderStatus
 from tests.unit.order_factory import DOMAIN, NOW, Orders
@@ -185,7 +186,7 @@ def admission_with(tmp_path: Path) -> Iterator[Callable[[Capacity], Admission]]:
     stores: list[Store] = []
 
     def make(capacity: Capacity) -> Admission:
-        store = Store.open(tmp_path / f"relay{len(stores)}.sqlite")
+        store = SqliteStore.open(tmp_path / f"relay{len(stores)}.sqlite")
         stores.append(store)
         stakes = StakeCache(cast(MarketClient, None), 0)
         book = RelayBook(DOMAIN, store, stakes, Hub(16), matching=False, capacity=capacity)

@@ -20,7 +20,8 @@ from nodes.errors import ConfigError, NodeError, RateLimited, StoreError
 from nodes.logs import FORMAT_ENV, EventFormatter, get_logger, log_format
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
-from nodes.relay.store import ChainLease, FillOutcome, Store
+from nodes.relay.store import ChainLease, FillOutcome
+from nodes.relay.store_sqlite import SqliteStore
 from tests.unit.order_factory import Orders
 
 pytestmark = pytest.mark.unit
@@ -146,14 +147,14 @@ def test_a_failure_is_logged_with_its_traceback_on_the_lines_after(
 def test_store_keeps_orders_in_arrival_order_and_chain_state(tmp_path: Path) -> None:
     orders = Orders()
     a, b = orders.offer(), orders.bid()
-    store = Store.open(tmp_path / "relay.sqlite")
+    store = SqliteStore.open(tmp_path / "relay.sqlite")
     store.add_orders([(a.hash, Submission(a.signed)), (b.hash, Submission(b.signed))])
     lease = ChainLease(b"\x07" * 32, a.hash, b.hash, 3, 10)
     assert store.apply_chain([lease], [b"\x09" * 32], [("0xabc", 5)], next_block=11) == [lease]
     assert store.apply_chain([lease], [], [("0xabc", 4)], next_block=12) == []  # replay: no change
     store.close()
 
-    again = Store.open(tmp_path / "relay.sqlite")
+    again = SqliteStore.open(tmp_path / "relay.sqlite")
     assert [h for h, _ in again.resting_orders()] == [a.hash, b.hash]
     assert [s.signed for _, s in again.resting_orders()] == [a.signed, b.signed]
     assert again.filled_by_order() == {a.hash: 3, b.hash: 3}
@@ -179,7 +180,7 @@ def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
 ) -> None:
     orders = Orders()
     a, b, c = orders.offer(), orders.bid(), orders.bid()
-    store = Store.open(tmp_path / "relay.sqlite")
+    store = SqliteStore.open(tmp_path / "relay.sqlite")
     store.add_orders([(a.hash, Submission(a.signed)), (b.hash, Submission(b.signed))])
     store.mark_gone([a.hash])  # filled, cancelled, expired: the row goes
     assert store.count_orders() == 1
@@ -191,24 +192,24 @@ def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
         conn.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
     assert store.count_orders() == 2
     store.close()
-    again = Store.open(tmp_path / "relay.sqlite")
+    again = SqliteStore.open(tmp_path / "relay.sqlite")
     assert again.count_orders() == 1
     again.close()
 
 
 def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "relay.sqlite")
+    store = SqliteStore.open(tmp_path / "relay.sqlite")
     store.set_meta("schema_version", "99")
     store.close()
     with pytest.raises(StoreError, match="schema version 99"):
-        Store.open(tmp_path / "relay.sqlite")
+        SqliteStore.open(tmp_path / "relay.sqlite")
 
 
 def test_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "relay.sqlite"
     path.write_bytes(b"not a database" * 100)
     with pytest.raises(StoreError, match="unreadable"):
-        Store.open(path)
+        SqliteStore.open(path)
 
 
 def test_node_errors_are_market_errors() -> None:

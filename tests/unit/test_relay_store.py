@@ -1,4 +1,6 @@
-"""The relay's store on the daemons' one durable-state system (:class:`nodes.state.db.StateDB`)."""
+"""The relay's SQLite store on the daemons' one durable-state system
+(:class:`nodes.state.db.StateDB`): its file format and migrations. What both stores promise is
+tested against each, SQLite and a real PostgreSQL, in ``tests/integration/test_relay_stores.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 from market.matching import Submission
 from nodes.errors import StoreError
-from nodes.relay.store import RELAY_MIGRATIONS, SCHEMA_VERSION, ChainLease, Store
+from nodes.relay.store_sqlite import RELAY_MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from tests.unit.order_factory import Orders
 
 # The layout the relay wrote before it moved onto StateDB (meta.schema_version "2").
@@ -23,7 +25,7 @@ def _pragma(path: Path, name: str) -> object:
 
 def test_store_is_a_statedb_in_wal_mode_at_the_relay_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "relay.sqlite"
-    Store.open(path).close()
+    SqliteStore.open(path).close()
     assert _pragma(path, "user_version") == SCHEMA_VERSION == len(RELAY_MIGRATIONS)
     assert _pragma(path, "journal_mode") == "wal"
 
@@ -32,7 +34,7 @@ def test_database_of_the_release_before_statedb_is_adopted_with_its_rows(tmp_pat
     orders = Orders()
     a = orders.offer()
     path = tmp_path / "relay.sqlite"
-    store = Store.open(tmp_path / "model.sqlite")
+    store = SqliteStore.open(tmp_path / "model.sqlite")
     store.add_orders([(a.hash, Submission(a.signed))])
     frame = store.db.query("SELECT frame FROM orders")[0][0]
     store.close()
@@ -44,7 +46,7 @@ def test_database_of_the_release_before_statedb_is_adopted_with_its_rows(tmp_pat
         conn.execute("INSERT INTO blocks VALUES (40, ?)", (b"\x04" * 32,))
     assert _pragma(path, "user_version") == 0
 
-    adopted = Store.open(path)
+    adopted = SqliteStore.open(path)
     assert [h for h, _ in adopted.resting_orders()] == [a.hash]
     assert adopted.next_block() == 41
     assert adopted.applied_blocks() == {40: b"\x04" * 32}
@@ -58,43 +60,4 @@ def test_database_of_an_early_layout_is_refused_with_what_to_do(tmp_path: Path) 
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     with pytest.raises(StoreError, match=r"schema version 1 .* give this relay a new --db"):
-        Store.open(path)
-
-
-def test_database_of_a_newer_release_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "relay.sqlite"
-    Store.open(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match="newer than this release's"):
-        Store.open(path)
-
-
-def test_applied_blocks_keep_a_window_and_rewind_forgets_the_replaced_ones(
-    tmp_path: Path,
-) -> None:
-    orders = Orders()
-    a, b = orders.offer(), orders.bid()
-    store = Store.open(tmp_path / "relay.sqlite")
-    for number in range(1, 7):
-        store.apply_chain([], [], [], number + 1, applied=(number, bytes([number]) * 32), window=4)
-    assert sorted(store.applied_blocks()) == [3, 4, 5, 6]
-    early = ChainLease(b"\x01" * 32, a.hash, b.hash, 1, 4)
-    late = ChainLease(b"\x02" * 32, a.hash, b.hash, 2, 6)
-    assert store.apply_chain([early, late, late], [], [], 7) == [early, late]
-    store.rewind(5)
-    assert sorted(store.applied_blocks()) == [3, 4]
-    assert store.next_block() == 5
-    assert store.filled_by_order() == {a.hash: 1, b.hash: 1}  # the lease of block 6 is forgotten
-    store.close()
-
-
-def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
-    orders = Orders()
-    a, b = orders.offer(), orders.bid()
-    store = Store.open(tmp_path / "relay.sqlite")
-    store.add_orders([(a.hash, Submission(a.signed))])
-    with pytest.raises(sqlite3.IntegrityError):  # a's hash again: the whole batch rolls back
-        store.add_orders([(b.hash, Submission(b.signed)), (a.hash, Submission(a.signed))])
-    assert [h for h, _ in store.resting_orders()] == [a.hash]
-    store.close()
+        SqliteStore.open(path)

@@ -1,0 +1,159 @@
+"""Signatures checked in worker processes give exactly the verdicts of the threads' path.
+
+Real worker processes (a forkserver) check real secp256k1 signatures: good ones, forged, malleable,
+malformed and a contract signer's, mixed in one batch; a worker killed with SIGKILL between
+batches costs nothing but a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from eth_utils.address import to_checksum_address
+
+from market.errors import InvalidSignature
+from market.matching import Rejected, Submission, VerifiedOrder, verify_orders
+from market.matching.pool import VerifierPool
+from market.protocol.codec import decode, encode
+from market.protocol.eip712 import Domain, digest
+from market.protocol.signing import SECP256K1_N, SigningKey
+from market.protocol.types import Bid, Offer, Signed
+from tests.unit.test_contract_signers import OWNER, WALLET, TableChecker
+from tests.unit.test_protocol_types import BASE
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.unit
+
+DOMAIN = Domain(31337, to_checksum_address("0x" + "5f" * 20))
+KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VerifierPool]:
+    pool = VerifierPool(2, min_batch=1)
+    yield pool
+    pool.close()
+
+
+def _orders(count: int) -> list[Signed[Offer] | Signed[Bid]]:
+    out: list[Signed[Offer] | Signed[Bid]] = []
+    for i in range(count):
+        key = KEYS[i % len(KEYS)]
+        if i % 2:
+            bid = dataclasses.replace(BASE[Bid], lab=key.address, nonce=i)
+            out.append(key.sign(DOMAIN, bid))
+        else:
+            offer = dataclasses.replace(BASE[Offer], provider=key.address, nonce=i)
+            out.append(key.sign(DOMAIN, offer))
+    return out
+
+
+def _spoiled(orders: list[Signed[Offer] | Signed[Bid]]) -> list[Signed[Offer] | Signed[Bid]]:
+    """Every fifth order forged (signed by another key), malleable (high s), cut short, or a
+    contract signer's; the rest as signed. Each goes through the codec, as a relay's orders do."""
+    out: list[Signed[Offer] | Signed[Bid]] = []
+    for i, signed in enumerate(orders):
+        sig, message = signed.signature, signed.message
+        if i % 20 == 3:
+            sig = KEYS[(i + 1) % len(KEYS)].unsafe_sign_hash(digest(DOMAIN, message))
+        elif i % 20 == 8:
+            s = SECP256K1_N - int.from_bytes(sig[32:64], "big")
+            sig = sig[:32] + s.to_bytes(32, "big") + bytes([55 - sig[64]])
+        elif i % 20 == 13:
+            sig = sig[:40]
+        elif i % 20 == 18:
+            bid = dataclasses.replace(BASE[Bid], lab=WALLET, nonce=i, voucher_signer=OWNER.address)
+            message, sig = bid, OWNER.unsafe_sign_hash(digest(DOMAIN, bid))
+        out.append(decode(encode(Signed(message, sig))))  # type: ignore[arg-type]
+    return out
+
+
+def _verdicts(
+    results: tuple[list[VerifiedOrder], list[Rejected]],
+) -> tuple[list[bytes], list[tuple[int, type, str, str | None, str]]]:
+    valid, rejected = results
+    return [o.hash for o in valid], [
+        (
+            r.index,
+            type(r.error),
+            str(r.error),
+            getattr(r.error, "recovered", None),
+            getattr(r.error, "reason", ""),
+        )
+        for r in rejected
+    ]
+
+
+def test_pool_verdicts_are_the_threads_verdicts(pool: VerifierPool) -> None:
+    batch = _spoiled(_orders(200))
+    threads = _verdicts(verify_orders(DOMAIN, batch))
+    workers = _verdicts(verify_orders(DOMAIN, batch, pool=pool))
+    assert workers == threads
+    assert pool.restarts == 0  # the workers answered: nothing fell back to this process
+    hashes, rejected = workers
+    assert len(hashes) == 160  # the 40 spoiled ones refused, every other one verified
+    assert {kind for _, kind, *_ in rejected} == {InvalidSignature}
+    reasons = {reason for *_, reason in rejected}
+    assert any("malleable" in r for r in reasons)
+    assert any("length 40" in r for r in reasons)
+    assert any("another account" in r for r in reasons)
+
+
+def test_pool_path_asks_the_contract_checker_as_the_threads_do(pool: VerifierPool) -> None:
+    batch = _spoiled(_orders(40))
+    wallet_orders = [o for o in batch if getattr(o.message, "lab", None) == WALLET]
+    accepted = {(WALLET, digest(DOMAIN, o.message), o.signature) for o in wallet_orders}
+    by_threads = TableChecker(accepted)
+    by_pool = TableChecker(accepted)
+    threads = _verdicts(verify_orders(DOMAIN, batch, checker=by_threads))
+    workers = _verdicts(verify_orders(DOMAIN, batch, checker=by_pool, pool=pool))
+    assert workers == threads
+    assert by_pool.asked == by_threads.asked
+    assert len(wallet_orders) == 2
+    assert len(threads[0]) == 34
+
+
+def test_small_batches_stay_in_the_callers_process() -> None:
+    pool = VerifierPool(2)  # min_batch 64
+    try:
+        valid, rejected = verify_orders(DOMAIN, _orders(10), pool=pool)
+        assert len(valid) == 10
+        assert not rejected
+        assert pool._executor is None  # no worker was started for them
+    finally:
+        pool.close()
+
+
+def test_a_killed_worker_costs_a_restart_not_a_batch() -> None:
+    pool = VerifierPool(2, min_batch=1)
+    try:
+        batch = [Submission(o) for o in _orders(300)]
+        pids = pool.start()
+        assert len(pids) >= 1
+        assert os.getpid() not in pids
+        os.kill(next(iter(pids)), signal.SIGKILL)
+        wait_until(lambda: not _alive(next(iter(pids))), timeout_s=10, what="the worker's death")
+        valid, rejected = verify_orders(DOMAIN, batch, pool=pool)
+        assert len(valid) == 300
+        assert not rejected
+        assert pool.restarts == 1
+        valid, rejected = verify_orders(DOMAIN, batch, pool=pool)  # a new pool's workers
+        assert len(valid) == 300
+        assert not rejected
+        assert pool.restarts == 1
+    finally:
+        pool.close()
+    valid, _ = verify_orders(DOMAIN, batch, pool=pool)  # a closed pool: in the caller
+    assert len(valid) == 300
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
