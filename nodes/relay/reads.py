@@ -41,8 +41,7 @@ from market.reputation import Reputation
 from nodes.daemon.explain import is_filled
 from nodes.relay.reputations import ReputationService
 from nodes.wire import ExplainResponse, Fill, FillStatus, Message, ReputationQuery
-from nodes.wire.answers import respond, wants_json
-from nodes.wire.frames import CONTENT_TYPE, JSON_CONTENT_TYPE
+from nodes.wire.answers import respond
 from nodes.wire.reads import (
     BidList,
     BidView,
@@ -53,10 +52,7 @@ from nodes.wire.reads import (
     ModelSummary,
     OfferList,
     OfferView,
-    ReadMessage,
     TokenView,
-    encode_read,
-    encode_read_json,
 )
 
 if TYPE_CHECKING:
@@ -185,7 +181,7 @@ class MarketReads:
     # --- routes ---------------------------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
-        return answer(request, self.model_list(await self.token()))
+        return respond(request, self.model_list(await self.token()))
 
     def model_list(self, token: TokenView) -> ModelList:
         now = self.book.chain_time
@@ -219,7 +215,7 @@ class MarketReads:
         )
         reputations = await self._reputations({e.signer for e in chosen})
         views = tuple(offer_view(e, reputations.get(e.signer.lower())) for e in chosen)
-        return answer(request, OfferList(now, await self.token(), views))
+        return respond(request, OfferList(now, await self.token(), views))
 
     async def _reputations(self, providers: set[str]) -> dict[str, Reputation]:
         if not providers:
@@ -236,7 +232,7 @@ class MarketReads:
         if raw is None:
             raise DecodeError("/v1/bids needs ?lab=ADDRESS")
         lab = _address(raw, "lab")
-        return answer(request, self.bid_list(lab, await self.token()))
+        return respond(request, self.bid_list(lab, await self.token()))
 
     def bid_list(self, lab: str, token: TokenView) -> BidList:
         now = self.book.chain_time
@@ -269,7 +265,7 @@ class MarketReads:
         record = await asyncio.to_thread(read_lease, self.reputations.client, lease_id)
         if record is None:
             raise web.HTTPNotFound(reason=f"no lease 0x{lease_id.hex()} opened on this chain")
-        return answer(request, lease_view(record, await self.token()))
+        return respond(request, lease_view(record, await self.token()))
 
     async def pair(self, request: web.Request) -> web.Response:
         hashes = []
@@ -410,18 +406,10 @@ def _hash(raw: str) -> bytes:
     return value
 
 
-def answer(request: web.Request, message: ReadMessage) -> web.Response:
-    """``message`` in the format ``request``'s ``Accept`` prefers (msgpack by default)."""
-    if wants_json(request.headers.get("Accept")):
-        return web.Response(body=encode_read_json(message), content_type=JSON_CONTENT_TYPE)
-    return web.Response(body=encode_read(message), content_type=CONTENT_TYPE)
-
-
 __all__ = [
     "BidMemory",
     "MarketReads",
     "OfferFilter",
-    "answer",
     "bid_view",
     "explain_pair",
     "lease_view",
