@@ -58,6 +58,7 @@ from nodes.wire.hooks import lowerer
 from nodes.wire.reads import (
     BidList,
     BidView,
+    LeaseEvent,
     LeaseView,
     ModelList,
     OfferList,
@@ -321,11 +322,24 @@ def cmd_lease(args: argparse.Namespace) -> int:
           f"{t.start}, billing {Billing(t.billing).name.lower()}")  # fmt: skip
     print(f"  paid {token.format(view.paid)}; ends at {view.end or 'its full duration'}")
     for e in view.events:
-        values = " ".join(f"{k}={v}" for k, v in e.values.items())
-        print(f"  block {e.block}: {e.name} {values}".rstrip())
+        print(event_line(e, token))
     if args.config is not None:
         print("\n".join(local_lines(args.config, view, token)))
     return 0
+
+
+def event_line(e: LeaseEvent, token: Token) -> str:
+    """One chain event of a lease, its token amounts in tokens and its times as UTC dates."""
+
+    def shown(k: str, v: int) -> str:
+        if k in e.amounts:
+            return token.format(v)
+        if k in e.times:
+            return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v))
+        return str(v)
+
+    values = " ".join(f"{k}={shown(k, v)}" for k, v in e.values.items())
+    return f"  block {e.block}: {e.name} {values}".rstrip()
 
 
 def local_lines(path: Path, view: LeaseView, token: Token) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,7 @@ from market.matching import Explanation, OrderBook, ReasonCode, Resting, explain
 from market.matching.reasons import Reason
 from market.protocol.types import Bid, Billing, Offer, Signed, checksum_address
 from market.reputation import Reputation
+from market.units import EVENT_AMOUNTS, EVENT_TIMES
 from nodes.daemon.explain import is_filled
 from nodes.relay.reputations import ReputationService
 from nodes.wire import ExplainResponse, Fill, FillStatus, Message, ReputationQuery
@@ -342,18 +343,7 @@ def lease_view(record: LeaseRecord, token: TokenView) -> LeaseView:
         lease.duration, int(lease.billing), lease.receipt_signer, lease.voucher_signer,
         lease.arbiter, lease.min_charge,
     )  # fmt: skip
-    events = tuple(
-        LeaseEvent(
-            e.name,
-            e.block_number,
-            {
-                k: int(v)
-                for k, v in e.args.items()
-                if isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            },
-        )
-        for e in record.events
-    )
+    events = tuple(lease_event(e.name, e.block_number, e.args) for e in record.events)
     return LeaseView(
         record.lease_id, record.offer_hash, record.bid_hash, record.opened_block, terms,
         state.status.name.lower(), state.paid, state.end, state.slashed, state.disputed,
@@ -362,6 +352,23 @@ def lease_view(record: LeaseRecord, token: TokenView) -> LeaseView:
 
 
 # --- requests -----------------------------------------------------------------------------------
+
+
+def lease_event(name: str, block: int, args: Mapping[str, object]) -> LeaseEvent:
+    """An event's numbers (unsigned ints, not flags), naming those that are token amounts and
+    those that are times."""
+    values = {
+        k: int(v)
+        for k, v in args.items()
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    }
+    return LeaseEvent(
+        name,
+        block,
+        values,
+        tuple(k for k in values if k in EVENT_AMOUNTS),
+        tuple(k for k in values if k in EVENT_TIMES),
+    )
 
 
 def offer_filter(query: object, max_page: int) -> OfferFilter:

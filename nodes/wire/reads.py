@@ -146,13 +146,18 @@ class LeaseTerms(Struct, frozen=True):
 
 
 class LeaseEvent(Struct, frozen=True):
-    """One chain event about the lease: its name, block, and its numbers (amounts, seq)."""
+    """One chain event about the lease: its name, block, and its numbers (amounts, seq);
+    ``amounts`` names those of ``values`` that are token amounts in base units
+    (``market.units.EVENT_AMOUNTS``), which a person is shown in tokens, and ``times`` those that
+    are chain times (``EVENT_TIMES``, Unix seconds), shown as dates."""
 
     name: Name
     block: UInt64
     values: Annotated[dict[Name, UInt256], Meta(max_length=16)] = msgspec.field(
         default_factory=dict
     )
+    amounts: Annotated[tuple[Name, ...], Meta(max_length=16)] = ()
+    times: Annotated[tuple[Name, ...], Meta(max_length=16)] = ()
 
 
 class LeaseView(Struct, frozen=True):

@@ -248,6 +248,8 @@ def test_the_explorer_shows_the_live_market_in_a_real_browser(
     assert f'Lease <span class="mono">{lease_id}</span>' in page
     assert '<dd class="price">1.80 tUSD/GPU-hour</dd>' in page
     assert "LeaseOpened" in page
+    # The chain's numbers as a person reads them: amounts in tokens, times as dates.
+    assert re.search(r"end=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC paid=[\d.,]+ tUSD", page)
     assert provider in page
 
     mine = browse(f"{relay.url}/#/account/{lab}", tmp_path / "explorer-account.png", profile)
