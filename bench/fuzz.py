@@ -72,8 +72,7 @@ from nodes.wire import (
     decode,
     encode,
 )
-from nodes.wire.explorer import EXPLORER_READS, decode_explorer
-from nodes.wire.reads import READS, decode_read
+from nodes.wire.frames import READ_ANSWERS, decode_read
 
 WEBSOCKETS = frozenset({("relay", "/v1/stream")})
 TEXT_ROUTES = frozenset({"/metrics", "/healthz"})
@@ -82,14 +81,12 @@ PAGE_TYPES = frozenset({"text/html", "text/css", "text/javascript", "application
 
 
 def _decode_answer(data: bytes) -> Any:
-    """A daemon's answer: a wire message, or one of the relay's read or explorer answers (each a
-    closed set of its own, told apart by the frame's ``type``)."""
+    """A daemon's answer: a wire message, or one of the relay's read answers (a closed set of its
+    own, told apart by the frame's ``type``)."""
     limit = 64 * 1024 * 1024
     type_name, _ = codec.open_frame(data, max_size=limit, where="frame")
-    if isinstance(type_name, str) and type_name in READS:
-        return decode_read(data, READS[type_name], max_size=limit)  # type: ignore[type-var]
-    if isinstance(type_name, str) and type_name in EXPLORER_READS:
-        return decode_explorer(data, EXPLORER_READS[type_name], max_size=limit)  # type: ignore[type-var]
+    if isinstance(type_name, str) and type_name in READ_ANSWERS:
+        return decode_read(data, READ_ANSWERS[type_name], max_size=limit)  # type: ignore[type-var]
     return decode(data, max_size=limit)
 
 

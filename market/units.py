@@ -27,6 +27,14 @@ from decimal import Decimal, InvalidOperation
 from market.errors import AmountNegative, AmountTooPrecise, AmountUnreadable, PriceTooSmall
 
 SECONDS_PER_HOUR = 3600
+EVENT_AMOUNTS = frozenset(
+    {"amount", "cumulative_paid", "paid", "refund", "penalty", "bond", "stake"}
+)
+"""The arguments of the market's events (as web3 names them) that are amounts of the settlement
+token, in base units: a person sees them in tokens. The others are counts, times and sequence
+numbers (``end``, ``seq``, ``ready_at``, ``min_nonce``, ``gpus``...)."""
+EVENT_TIMES = frozenset({"end", "ready_at", "vests_at", "ruling_deadline"})
+"""The arguments of the market's events that are chain times (Unix seconds): shown as dates."""
 _NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)?(\.\d*)?")
 
 
@@ -137,6 +145,8 @@ def hourly_price(text: str | int | Decimal, token: Token) -> int:
 
 
 __all__ = [
+    "EVENT_AMOUNTS",
+    "EVENT_TIMES",
     "SECONDS_PER_HOUR",
     "Token",
     "format_decimal",

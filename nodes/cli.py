@@ -36,8 +36,9 @@ from market.chain.deploy import Deployment, default_deployment_path, deploy_over
 from market.errors import DeploymentError, MarketError, RpcUnavailable, WrongChain
 from nodes import commands, demo, logs, status
 from nodes.commands.devnet import describe
+from nodes.commands.progress import waiting
 from nodes.daemon.config import load_deployment
-from nodes.daemon.keystore import decrypt_key
+from nodes.daemon.keystore import decrypt_key, keystore_address
 from nodes.daemon.preflight import report
 from nodes.daemon.startup import ready_line
 from nodes.lab import cli as lab_cli
@@ -53,6 +54,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not key:
         print(f"error: set {args.key_env} to the deployer's private key", file=sys.stderr)
         return 2
+    waiting(f"deploying the contracts to {args.rpc_url}", on="the transactions")
     contracts = deploy_over_http(args.rpc_url, key)
     path: Path = args.deployment or default_deployment_path()
     contracts.deployment.save(path)
@@ -132,6 +134,8 @@ def cmd_provider(args: argparse.Namespace) -> int:
     key = decrypt_key(config.key)
     deployment = load_deployment(config.chain)
     logs.configure()
+    waiting(f"provider {keystore_address(config.key.keystore)}: starting",
+            on="the chain (registration, stake and approval when new) and the relays")  # fmt: skip
 
     def ready(agent: ProviderAgent) -> None:
         print(ready_line("provider", url=agent.url, address=agent.address), flush=True)
@@ -152,6 +156,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     try:
         client = MarketClient.connect(Deployment.load(args.deployment))
+        waiting(f"reading {address}'s standing", on="the chain (its leases since the deployment)")
         result = status.collect_status(client, address)
     except (DeploymentError, RpcUnavailable, WrongChain) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,11 +4,13 @@
 
 A block is mined every ``--block-time`` seconds (default 1), with or without transactions, so
 the daemons' clocks (leases, receipts, claims run on chain time) move as the wall clock does;
-``--block-time 0`` mines only when a transaction arrives. Once ready it prints the RPC URL,
-chain id, the deployment (file and addresses), the funded test accounts with their private keys
-(anvil's well-known PUBLIC test keys) and the next commands of docs/guides.md's first hour; with
-``--json`` one JSON document instead (:class:`DevnetReady`). Ctrl-C or SIGTERM stops the chain
-and removes the deployment file.
+``--block-time 0`` mines only when a transaction arrives. The market is deployed with the demo's
+short windows (:data:`nodes.localnet.PARAMS`: claims 20 s, challenges 10 s, unbonding 60 s), so a
+paid lease closes and a stake comes back within the first hour, not a day later. Once ready it
+prints the RPC URL, chain id, the deployment (file and addresses), the windows, the funded test
+accounts with their private keys (anvil's well-known PUBLIC test keys) and the next commands of
+docs/guides.md's first hour; with ``--json`` one JSON document instead (:class:`DevnetReady`).
+Ctrl-C or SIGTERM stops the chain and removes the deployment file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import msgspec
 from market.chain.deploy import Contracts, default_deployment_path, deploy
 from market.chain.devnet import Devnet
 from market.errors import MarketError
+from nodes.commands.progress import waiting
+from nodes.localnet import PARAMS as DEVNET_PARAMS
 
 DEFAULT_BLOCK_TIME_S = 1
 BALANCE_ETH = 10_000
@@ -51,6 +55,9 @@ class DevnetReady(msgspec.Struct, frozen=True, rename="camel"):
     contracts: dict[str, str]
     accounts_balance_eth: int
     test_accounts: list[TestAccount]
+    claim_window_s: int = DEVNET_PARAMS.claim_window
+    challenge_window_s: int = DEVNET_PARAMS.challenge_window
+    unbonding_delay_s: int = DEVNET_PARAMS.unbonding_delay
     warning: str = TEST_KEYS_WARNING
 
 
@@ -97,6 +104,8 @@ def render_text(report: DevnetReady, contracts: Contracts) -> str:
     lines = [
         describe(contracts),
         f"mining        {mining}",
+        f"windows       claims {report.claim_window_s} s, challenges "
+        f"{report.challenge_window_s} s, unbonding {report.unbonding_delay_s} s (short)",
         f"deployment    {report.deployment_file}",
     ]
     lines.append(f"\nfunded test accounts ({report.accounts_balance_eth} ETH each)")
@@ -106,13 +115,18 @@ def render_text(report: DevnetReady, contracts: Contracts) -> str:
     ]
     lines += [
         "",
-        "next (docs/guides.md, first hour), in another terminal:",
+        "next (docs/guides.md, first hour), each daemon in a terminal of its own:",
+        f"  GPUMARKET_MATCHER_KEY={report.test_accounts[1].private_key} gpumarket relay "
+        "--db relay.sqlite --port 7000 --matcher-key-env GPUMARKET_MATCHER_KEY",
         "  export GPUMARKET_KEY_PASSWORD=...            # the password of your keystores",
         "  gpumarket keys new --out provider-key.json",
         "  gpumarket faucet ADDRESS 1000                # tokens and gas for the printed address",
         "  gpumarket provider init --keystore provider-key.json --out provider.toml",
         "  gpumarket provider --config provider.toml --check",
         "  gpumarket provider --config provider.toml",
+        "  gpumarket keys new --out lab-key.json         # then: gpumarket faucet ADDRESS 100",
+        "  gpumarket lab init --keystore lab-key.json --out lab.toml",
+        "  gpumarket lab --config lab.toml --exit-when-done",
         "",
         "devnet ready; Ctrl-C stops it",
     ]
@@ -127,6 +141,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     # A signal may come at any moment from here on (while deploying or printing, too): it stops
     # the devnet the same way.
     try:
+        waiting("starting anvil", on="its RPC endpoint")
         with Devnet.start(
             port=args.port,
             chain_id=args.chain_id,
@@ -134,7 +149,10 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
             block_time=block_time or None,
         ) as dev:
             try:
-                contracts = deploy(dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url)
+                waiting(f"deploying the contracts to {dev.rpc_url}", on="the transactions")
+                contracts = deploy(
+                    dev.web3(), dev.accounts[0], rpc_url=dev.rpc_url, params=DEVNET_PARAMS
+                )
                 contracts.deployment.save(path)
                 report = ready_report(dev, contracts, path, block_time)
                 if args.json:

@@ -18,6 +18,7 @@ from market.chain.deploy import Deployment, default_deployment_path
 from market.chain.faucet import DevnetFaucet
 from market.chain.funds import token_units
 from market.protocol.types import checksum_address
+from nodes.commands.progress import waiting
 
 DEFAULT_ETH = Decimal(1)
 
@@ -47,6 +48,8 @@ def cmd_faucet(args: argparse.Namespace) -> int:
     faucet = DevnetFaucet.connect(deployment)
     decimals, symbol = token_units(faucet.client)
     tokens = int(args.amount * 10**decimals)
+    waiting(f"sending {args.amount} {symbol} and {args.ether} ETH to {args.address}",
+            on="the transactions")  # fmt: skip
     faucet.give(args.address, tokens=tokens, eth_wei=int(args.ether * 10**18))
     print(f"sent {args.amount} {symbol} and {args.ether} ETH to {args.address}")
     return 0

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -46,6 +45,7 @@ from market.matching import Explanation
 from market.protocol.eip712 import Domain
 from market.protocol.types import Billing, Offer, checksum_address
 from market.units import SECONDS_PER_HOUR, Token
+from nodes.commands.progress import waiting
 from nodes.daemon.config import load_deployment
 from nodes.daemon.keystore import decrypt_key, keystore_address
 from nodes.errors import NodeError
@@ -53,16 +53,16 @@ from nodes.lab.config import LabConfig, load_config
 from nodes.lab.store import LAB_MIGRATIONS, LabStore
 from nodes.state.db import StateDB
 from nodes.wire import BookSnapshot, ErrorResponse, ExplainResponse, decode, decode_as
+from nodes.wire.frames import MAX_READ_SIZE, decode_read
 from nodes.wire.hooks import lowerer
 from nodes.wire.reads import (
-    MAX_READ_SIZE,
     BidList,
     BidView,
+    LeaseEvent,
     LeaseView,
     ModelList,
     OfferList,
     TokenView,
-    decode_read,
 )
 
 RELAY_ENV = "GPUMARKET_RELAY"
@@ -308,7 +308,9 @@ def _explain_pair(args: argparse.Namespace) -> int:
 
 def cmd_lease(args: argparse.Namespace) -> int:
     lease_id = args.lease_id if args.lease_id.startswith("0x") else "0x" + args.lease_id
-    view = read(relay_url(args), f"/v1/leases/{lease_id}", LeaseView)
+    url = relay_url(args)
+    waiting(f"lease {lease_id}", on=f"the relay at {url} (it reads the lease's events on chain)")
+    view = read(url, f"/v1/leases/{lease_id}", LeaseView)
     if args.json:
         print(as_json(view))
         return 0
@@ -320,11 +322,24 @@ def cmd_lease(args: argparse.Namespace) -> int:
           f"{t.start}, billing {Billing(t.billing).name.lower()}")  # fmt: skip
     print(f"  paid {token.format(view.paid)}; ends at {view.end or 'its full duration'}")
     for e in view.events:
-        values = " ".join(f"{k}={v}" for k, v in e.values.items())
-        print(f"  block {e.block}: {e.name} {values}".rstrip())
+        print(event_line(e, token))
     if args.config is not None:
         print("\n".join(local_lines(args.config, view, token)))
     return 0
+
+
+def event_line(e: LeaseEvent, token: Token) -> str:
+    """One chain event of a lease, its token amounts in tokens and its times as UTC dates."""
+
+    def shown(k: str, v: int) -> str:
+        if k in e.amounts:
+            return token.format(v)
+        if k in e.times:
+            return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(v))
+        return str(v)
+
+    values = " ".join(f"{k}={shown(k, v)}" for k, v in e.values.items())
+    return f"  block {e.block}: {e.name} {values}".rstrip()
 
 
 def local_lines(path: Path, view: LeaseView, token: Token) -> list[str]:
@@ -375,11 +390,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     done: list[str] = []
     if args.all:
         floor = time.time_ns()
-        _waiting("raising the nonce floor (every order signed so far)")
+        waiting("raising the nonce floor (every order signed so far)")
         client.cancel_orders_up_to(floor)
         done.append(f"nonce floor {floor}")
     for text in args.order_hash:
-        _waiting(f"cancelling {text}")
+        waiting(f"cancelling {text}")
         client.cancel_order(_hash32(text))
         done.append(text)
     if args.json:
@@ -393,10 +408,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def per_gpu_second_at_most(per_hour: int) -> int:
     """The highest per-GPU-second price whose GPU-hour costs at most ``per_hour`` base units."""
     return per_hour // SECONDS_PER_HOUR
-
-
-def _waiting(what: str) -> None:
-    print(f"{what}: waiting for the transaction…", file=sys.stderr, flush=True)
 
 
 def _hash32(text: str) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any
 
 from nodes import logs
 from nodes.commands.init import add_init_parser
+from nodes.commands.progress import waiting
 from nodes.daemon.config import load_deployment
 from nodes.daemon.keystore import decrypt_key
 from nodes.daemon.preflight import report
@@ -36,6 +37,7 @@ async def serve(agent: LabAgent, *, exit_when_done: bool) -> int:
     """Start ``agent``, run it until done or signalled, and stop it gracefully."""
     with stop_signals(agent.request_stop):
         await agent.start()
+        waiting("lab: bids posted", on="a match (lease_opened), then the leases' settlement")
         try:
             return await agent.run(exit_when_done=exit_when_done)
         finally:

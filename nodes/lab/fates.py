@@ -21,7 +21,8 @@ from market.errors import MarketError
 from nodes.daemon.explain import explanation_fields
 from nodes.lab.store import JobRecord
 from nodes.logs import EventLogger
-from nodes.wire.reads import BidList, BidView, decode_read
+from nodes.wire.frames import decode_read
+from nodes.wire.reads import BidList, BidView
 
 TIMEOUT_S = 10.0
 

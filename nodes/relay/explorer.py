@@ -38,22 +38,18 @@ from market.protocol.types import checksum_address
 from market.reputation import Reputation
 from nodes.relay.reads import MarketReads, offer_view
 from nodes.wire import ZERO_ADDRESS, GpuModel, ReputationQuery
-from nodes.wire.answers import wants_json
+from nodes.wire.answers import respond
 from nodes.wire.explorer import (
     MAX_LEASES,
     AccountView,
     Depth,
     DepthLevel,
-    ExplorerMessage,
     LeaseList,
     LeaseSummary,
     PriceHistory,
     ProviderList,
     ProviderView,
-    encode_explorer,
-    encode_explorer_json,
 )
-from nodes.wire.frames import CONTENT_TYPE, JSON_CONTENT_TYPE
 
 if TYPE_CHECKING:
     pass
@@ -161,7 +157,7 @@ class Explorer:
         latest = [self.index.summary(x, now) for x in reversed(leases[-recent:] if recent else [])]
         still_open = sum(1 for lease in leases if self.index.state(lease, now) == "open")
         token = await self.reads.token()
-        return answer(
+        return respond(
             request, LeaseList(now, self.index.head_block, token, still_open, tuple(latest))
         )
 
@@ -172,7 +168,7 @@ class Explorer:
             self.index.summary(x, now) for x in await self.index.refresh() if x.model == model
         ]
         token = await self.reads.token()
-        return answer(request, PriceHistory(model, now, token, tuple(leases[-MAX_LEASES:])))
+        return respond(request, PriceHistory(model, now, token, tuple(leases[-MAX_LEASES:])))
 
     async def depth(self, request: web.Request) -> web.Response:
         model = _model(request.match_info["model"])
@@ -181,7 +177,7 @@ class Explorer:
         asks = levels((e for e in book.offers(model, now) if e.remaining > 0), ascending=True)
         bids = levels((e for e in book.bids(model, now) if e.remaining > 0), ascending=False)
         token = await self.reads.token()
-        return answer(request, Depth(model, now, token, asks, bids))
+        return respond(request, Depth(model, now, token, asks, bids))
 
     async def provider_list(self, request: web.Request) -> web.Response:
         now = self.reads.book.chain_time
@@ -194,7 +190,7 @@ class Explorer:
             info = await self.providers.info(block, address)
             views.append(provider_view(info, offered.get(address, []), reputations.get(address)))
         token = await self.reads.token()
-        return answer(request, ProviderList(now, token, tuple(views)))
+        return respond(request, ProviderList(now, token, tuple(views)))
 
     async def account(self, request: web.Request) -> web.Response:
         address = _address(request.match_info["address"])
@@ -216,7 +212,7 @@ class Explorer:
             if key in (x.provider.lower(), x.lab.lower())
         )[:MAX_LEASES]
         view = AccountView(address, now, token, balance, provider, offers, bids, leases)
-        return answer(request, view)
+        return respond(request, view)
 
     def _offered(self) -> dict[str, list[Resting]]:
         """Resting offers with GPUs left, by provider (checksummed)."""
@@ -282,13 +278,6 @@ def provider_view(
     )  # fmt: skip
 
 
-def answer(request: web.Request, message: ExplorerMessage) -> web.Response:
-    """``message`` in the format ``request``'s ``Accept`` prefers (msgpack by default)."""
-    if wants_json(request.headers.get("Accept")):
-        return web.Response(body=encode_explorer_json(message), content_type=JSON_CONTENT_TYPE)
-    return web.Response(body=encode_explorer(message), content_type=CONTENT_TYPE)
-
-
 def _file(name: str, media: str) -> web.Response:
     body = (STATIC / name).read_bytes()
     return web.Response(body=body, content_type=media, charset="utf-8")
@@ -315,4 +304,4 @@ def _address(raw: str) -> str:
         raise DecodeError(f"an account is a 0x-prefixed 20-byte address, got {raw!r}") from exc
 
 
-__all__ = ["Explorer", "LeaseIndex", "ProviderCache", "answer", "levels", "summary"]
+__all__ = ["Explorer", "LeaseIndex", "ProviderCache", "levels", "summary"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,11 +38,11 @@ from market.matching import Explanation, OrderBook, ReasonCode, Resting, explain
 from market.matching.reasons import Reason
 from market.protocol.types import Bid, Billing, Offer, Signed, checksum_address
 from market.reputation import Reputation
+from market.units import EVENT_AMOUNTS, EVENT_TIMES
 from nodes.daemon.explain import is_filled
 from nodes.relay.reputations import ReputationService
 from nodes.wire import ExplainResponse, Fill, FillStatus, Message, ReputationQuery
-from nodes.wire.answers import respond, wants_json
-from nodes.wire.frames import CONTENT_TYPE, JSON_CONTENT_TYPE
+from nodes.wire.answers import respond
 from nodes.wire.reads import (
     BidList,
     BidView,
@@ -53,10 +53,7 @@ from nodes.wire.reads import (
     ModelSummary,
     OfferList,
     OfferView,
-    ReadMessage,
     TokenView,
-    encode_read,
-    encode_read_json,
 )
 
 if TYPE_CHECKING:
@@ -185,7 +182,7 @@ class MarketReads:
     # --- routes ---------------------------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.Response:
-        return answer(request, self.model_list(await self.token()))
+        return respond(request, self.model_list(await self.token()))
 
     def model_list(self, token: TokenView) -> ModelList:
         now = self.book.chain_time
@@ -219,7 +216,7 @@ class MarketReads:
         )
         reputations = await self._reputations({e.signer for e in chosen})
         views = tuple(offer_view(e, reputations.get(e.signer.lower())) for e in chosen)
-        return answer(request, OfferList(now, await self.token(), views))
+        return respond(request, OfferList(now, await self.token(), views))
 
     async def _reputations(self, providers: set[str]) -> dict[str, Reputation]:
         if not providers:
@@ -236,7 +233,7 @@ class MarketReads:
         if raw is None:
             raise DecodeError("/v1/bids needs ?lab=ADDRESS")
         lab = _address(raw, "lab")
-        return answer(request, self.bid_list(lab, await self.token()))
+        return respond(request, self.bid_list(lab, await self.token()))
 
     def bid_list(self, lab: str, token: TokenView) -> BidList:
         now = self.book.chain_time
@@ -269,7 +266,7 @@ class MarketReads:
         record = await asyncio.to_thread(read_lease, self.reputations.client, lease_id)
         if record is None:
             raise web.HTTPNotFound(reason=f"no lease 0x{lease_id.hex()} opened on this chain")
-        return answer(request, lease_view(record, await self.token()))
+        return respond(request, lease_view(record, await self.token()))
 
     async def pair(self, request: web.Request) -> web.Response:
         hashes = []
@@ -346,18 +343,7 @@ def lease_view(record: LeaseRecord, token: TokenView) -> LeaseView:
         lease.duration, int(lease.billing), lease.receipt_signer, lease.voucher_signer,
         lease.arbiter, lease.min_charge,
     )  # fmt: skip
-    events = tuple(
-        LeaseEvent(
-            e.name,
-            e.block_number,
-            {
-                k: int(v)
-                for k, v in e.args.items()
-                if isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            },
-        )
-        for e in record.events
-    )
+    events = tuple(lease_event(e.name, e.block_number, e.args) for e in record.events)
     return LeaseView(
         record.lease_id, record.offer_hash, record.bid_hash, record.opened_block, terms,
         state.status.name.lower(), state.paid, state.end, state.slashed, state.disputed,
@@ -366,6 +352,23 @@ def lease_view(record: LeaseRecord, token: TokenView) -> LeaseView:
 
 
 # --- requests -----------------------------------------------------------------------------------
+
+
+def lease_event(name: str, block: int, args: Mapping[str, object]) -> LeaseEvent:
+    """An event's numbers (unsigned ints, not flags), naming those that are token amounts and
+    those that are times."""
+    values = {
+        k: int(v)
+        for k, v in args.items()
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    }
+    return LeaseEvent(
+        name,
+        block,
+        values,
+        tuple(k for k in values if k in EVENT_AMOUNTS),
+        tuple(k for k in values if k in EVENT_TIMES),
+    )
 
 
 def offer_filter(query: object, max_page: int) -> OfferFilter:
@@ -410,18 +413,10 @@ def _hash(raw: str) -> bytes:
     return value
 
 
-def answer(request: web.Request, message: ReadMessage) -> web.Response:
-    """``message`` in the format ``request``'s ``Accept`` prefers (msgpack by default)."""
-    if wants_json(request.headers.get("Accept")):
-        return web.Response(body=encode_read_json(message), content_type=JSON_CONTENT_TYPE)
-    return web.Response(body=encode_read(message), content_type=CONTENT_TYPE)
-
-
 __all__ = [
     "BidMemory",
     "MarketReads",
     "OfferFilter",
-    "answer",
     "bid_view",
     "explain_pair",
     "lease_view",

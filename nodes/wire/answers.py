@@ -26,6 +26,7 @@ from nodes.errors import RateLimited, TooManyOrders
 from nodes.wire.frames import (
     CONTENT_TYPE,
     JSON_CONTENT_TYPE,
+    ReadAnswer,
     decode,
     decode_json,
     encode,
@@ -115,7 +116,7 @@ def wants_json(accept: str | None) -> bool:
 
 def respond(
     request: web.BaseRequest,
-    message: Message,
+    message: Message | ReadAnswer,
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> web.Response:

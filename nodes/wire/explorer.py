@@ -7,22 +7,19 @@
     AccountView     GET /v1/accounts/{address}    an address's balance, stake, orders and leases
 
 Declared and framed like the other read answers (camelCase keys, unknown keys refused,
-``{v, type, body}`` in msgpack or JSON). Prices are per GPU-second in the token's base units, as
-signed; the explorer's pages show them per GPU-hour in tokens with ``token``'s symbol.
+``{v, type, body}`` in msgpack or JSON, by ``frames.py``). Prices are per GPU-second in the
+token's base units, as signed; the explorer's pages show them per GPU-hour in tokens with
+``token``'s symbol.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Final, TypeAlias, TypeVar
+from typing import Annotated, ClassVar, Final
 
-import msgspec
 from msgspec import Meta
 
-from market.errors import UnknownMessageType
-from market.protocol import codec
-from nodes.wire.hooks import dec_hook, lowerer
 from nodes.wire.messages import MAX_ORDERS, GpuModel, Hash, Struct, UInt32, UInt64
-from nodes.wire.reads import MAX_READ_SIZE, BidView, OfferView, TokenView
+from nodes.wire.reads import BidView, OfferView, TokenView
 from nodes.wire.values import Address, ReputationMap, UInt256
 
 MAX_LEASES: Final = 1000
@@ -135,55 +132,14 @@ class AccountView(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "AccountView"
 
 
-ExplorerMessage: TypeAlias = LeaseList | PriceHistory | Depth | ProviderList | AccountView
-EXPLORER_READS: Final[dict[str, type[msgspec.Struct]]] = {
-    cls.TYPE_NAME: cls for cls in (LeaseList, PriceHistory, Depth, ProviderList, AccountView)
-}
-"""Every explorer answer's class by its wire ``type``."""
-
-E = TypeVar("E", LeaseList, PriceHistory, Depth, ProviderList, AccountView)
-
-
-def _lowered(message: ExplorerMessage, json: bool) -> object:
-    lower = lowerer(type(message), json)
-    return message if lower is None else lower(message)
-
-
-def encode_explorer(message: ExplorerMessage) -> bytes:
-    """The msgpack frame of an explorer answer."""
-    return codec.seal_frame(message.TYPE_NAME, _lowered(message, False))
-
-
-def encode_explorer_json(message: ExplorerMessage) -> bytes:
-    """The JSON frame of an explorer answer: bins as 0x-hex strings, addresses as EIP-55."""
-    body = _lowered(message, True)
-    return msgspec.json.encode({"v": codec.WIRE_VERSION, "type": message.TYPE_NAME, "body": body})
-
-
-def decode_explorer(data: bytes, cls: type[E], *, max_size: int = MAX_READ_SIZE) -> E:
-    """The ``cls`` answer in one msgpack frame; raises a ProtocolError."""
-    type_name, raw = codec.open_frame(data, max_size=max_size, where="frame")
-    if type_name != cls.TYPE_NAME:
-        raise UnknownMessageType(type_name)
-    try:
-        return msgspec.msgpack.decode(raw, type=cls, dec_hook=dec_hook)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise codec.refusal(exc, cls.TYPE_NAME) from exc
-
-
 __all__ = [
-    "EXPLORER_READS",
     "MAX_LEASES",
     "AccountView",
     "Depth",
     "DepthLevel",
-    "ExplorerMessage",
     "LeaseList",
     "LeaseSummary",
     "PriceHistory",
     "ProviderList",
     "ProviderView",
-    "decode_explorer",
-    "encode_explorer",
-    "encode_explorer_json",
 ]

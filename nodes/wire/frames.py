@@ -14,11 +14,16 @@ and an order or value that breaks a protocol rule (InvalidField, naming its path
 is required; the body's repeated or missing keys are found by its map's header count. Inside the
 body, a value left out where the message declares a default takes it, and of a repeated key the
 last counts; the orders themselves are codec frames, strict at every level.
+
+The relay's answers to a person's reads (``reads.py``'s and ``explorer.py``'s, :data:`ReadAnswer`)
+are framed by the same machinery: :func:`encode` and :func:`encode_json` take them too, and
+:func:`decode_read` / :func:`decode_read_json` decode the one answer a client expects, with the
+same checks. They stay outside the daemons' closed set: :func:`decode` refuses them.
 """
 
 from __future__ import annotations
 
-from typing import Final, TypeVar, cast, get_args
+from typing import Final, TypeAlias, TypeVar, cast, get_args
 
 import msgspec
 
@@ -30,6 +35,7 @@ from market.errors import (
     UnknownMessageType,
 )
 from market.protocol import codec
+from nodes.wire.explorer import AccountView, Depth, LeaseList, PriceHistory, ProviderList
 from nodes.wire.hooks import (
     Nested,
     dec_hook,
@@ -40,6 +46,7 @@ from nodes.wire.hooks import (
     preparer,
 )
 from nodes.wire.messages import Message
+from nodes.wire.reads import MAX_READ_SIZE, BidList, LeaseView, ModelList, OfferList
 
 WIRE_VERSION: Final = codec.WIRE_VERSION
 MAX_FRAME_SIZE: Final = 1024 * 1024
@@ -52,6 +59,20 @@ MESSAGES: Final[dict[str, type[Message]]] = {
     cls.TYPE_NAME: cls for cls in cast(tuple[type[Message], ...], get_args(Message))
 }
 """Every message class by its wire ``type``: the closed set."""
+
+ReadAnswer: TypeAlias = (
+    ModelList | OfferList | BidList | LeaseView
+    | LeaseList | PriceHistory | Depth | ProviderList | AccountView
+)  # fmt: skip
+"""The relay's answers to a person's reads: ``reads.py``'s, then the explorer's."""
+READ_ANSWERS: Final[dict[str, type[ReadAnswer]]] = {
+    cls.TYPE_NAME: cls for cls in cast(tuple[type[ReadAnswer], ...], get_args(ReadAnswer))
+}
+"""Every read answer's class by its wire ``type``."""
+A = TypeVar(
+    "A", ModelList, OfferList, BidList, LeaseView, LeaseList, PriceHistory, Depth, ProviderList,
+    AccountView,
+)  # fmt: skip
 
 
 class _Codec:
@@ -67,7 +88,7 @@ class _Codec:
         self.prepare_json = preparer(cls, True)
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message | ReadAnswer) -> bytes:
     """The msgpack frame of ``message``."""
     c = _codec_of(message)
     name: str = message.TYPE_NAME
@@ -79,7 +100,7 @@ def encode(message: Message) -> bytes:
     return codec.seal_frame(name, message if c.lower is None else c.lower(message))
 
 
-def encode_json(message: Message) -> bytes:
+def encode_json(message: Message | ReadAnswer) -> bytes:
     """The JSON frame of ``message``: bins as 0x-hex strings, addresses as EIP-55 strings."""
     c = _codec_of(message)
     body = c.lower_json(message) if c.lower_json is not None else message
@@ -88,9 +109,10 @@ def encode_json(message: Message) -> bytes:
 
 
 def _codec_of(message: object) -> _Codec:
-    c = _CODECS.get(getattr(type(message), "TYPE_NAME", ""))
+    name = getattr(type(message), "TYPE_NAME", "")
+    c = _CODECS.get(name) or _READ_CODECS.get(name)
     if c is None or c.cls is not type(message):
-        raise TypeError(f"{type(message)!r} is not a daemon message")
+        raise TypeError(f"{type(message)!r} is not a daemon message nor a read answer")
     return c
 
 
@@ -101,7 +123,38 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
     c = _CODECS.get(type_name) if type(type_name) is str else None
     if c is None:
         raise UnknownMessageType(type_name)
-    where = cast(str, type_name)
+    return cast(Message, _body(c, raw, cast(str, type_name)))
+
+
+def decode_json(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
+    """The message in ``data``, one JSON frame (bins as 0x-hex strings); raises a
+    ProtocolError."""
+    type_name, body = _open_json(data, max_size)
+    c = _CODECS.get(type_name) if type(type_name) is str else None
+    if c is None:
+        raise UnknownMessageType(type_name)
+    return cast(Message, _json_body(c, body, cast(str, type_name)))
+
+
+def decode_read(data: bytes, cls: type[A], *, max_size: int = MAX_READ_SIZE) -> A:
+    """The ``cls`` read answer in one msgpack frame; raises a ProtocolError (UnknownMessageType
+    for a frame of any other type)."""
+    type_name, raw = codec.open_frame(data, max_size=max_size, where="frame")
+    if type_name != cls.TYPE_NAME:
+        raise UnknownMessageType(type_name)
+    return cast(A, _body(_READ_CODECS[cls.TYPE_NAME], raw, cls.TYPE_NAME))
+
+
+def decode_read_json(data: bytes, cls: type[A], *, max_size: int = MAX_READ_SIZE) -> A:
+    """The ``cls`` read answer in one JSON frame; raises a ProtocolError."""
+    type_name, body = _open_json(data, max_size)
+    if type_name != cls.TYPE_NAME:
+        raise UnknownMessageType(type_name)
+    return cast(A, _json_body(_READ_CODECS[cls.TYPE_NAME], body, cls.TYPE_NAME))
+
+
+def _body(c: _Codec, raw: msgspec.Raw, where: str) -> object:
+    """A msgpack frame's body decoded as ``c``'s class, every key present once."""
     try:
         message = c.decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -109,12 +162,11 @@ def decode(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
     except (msgspec.DecodeError, RecursionError) as exc:
         raise codec.refusal(exc, where) from exc
     _check_keys(raw, c.names, where)
-    return cast(Message, message)
+    return message
 
 
-def decode_json(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
-    """The message in ``data``, one JSON frame (bins as 0x-hex strings); raises a
-    ProtocolError."""
+def _open_json(data: bytes, max_size: int) -> tuple[object, object]:
+    """The ``type`` and body of a JSON frame of this version, at most ``max_size`` bytes."""
     if len(data) > max_size:
         raise FrameTooLarge(len(data), max_size)
     try:
@@ -128,18 +180,20 @@ def decode_json(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Message:
         raise DecodeError(
             f"unsupported wire version {version!r}: this node reads version {WIRE_VERSION} only"
         )
-    c = _CODECS.get(type_name) if type(type_name) is str else None
-    if c is None:
-        raise UnknownMessageType(type_name)
+    return type_name, body
+
+
+def _json_body(c: _Codec, body: object, where: str) -> object:
+    """A JSON frame's body converted to ``c``'s class, every key present."""
     try:
         message = msgspec.convert(c.prepare_json(body), c.cls, dec_hook=json_dec_hook)
     except msgspec.ValidationError as exc:
-        raise _located(exc, cast(str, type_name)) from exc
+        raise _located(exc, where) from exc
     if isinstance(body, dict):
         missing = [k for k in c.names if k not in body]
         if missing:
-            raise DecodeError(f"{type_name}: missing keys {missing}")
-    return cast(Message, message)
+            raise DecodeError(f"{where}: missing keys {missing}")
+    return message
 
 
 def decode_as(data: bytes, cls: type[M], *, max_size: int = MAX_FRAME_SIZE) -> M:
@@ -179,6 +233,7 @@ def _located(exc: msgspec.ValidationError, where: str) -> ProtocolError:
 
 
 _CODECS: Final = {name: _Codec(cls) for name, cls in MESSAGES.items()}
+_READ_CODECS: Final = {name: _Codec(cls) for name, cls in READ_ANSWERS.items()}
 _JSON_ENVELOPE: Final = msgspec.json.Decoder(codec.Envelope)
 _JSON_SCALAR: Final = int | float | bool | str | None
 
@@ -186,11 +241,16 @@ __all__ = [
     "CONTENT_TYPE",
     "JSON_CONTENT_TYPE",
     "MAX_FRAME_SIZE",
+    "MAX_READ_SIZE",
     "MESSAGES",
+    "READ_ANSWERS",
     "WIRE_VERSION",
+    "ReadAnswer",
     "decode",
     "decode_as",
     "decode_json",
+    "decode_read",
+    "decode_read_json",
     "encode",
     "encode_json",
 ]

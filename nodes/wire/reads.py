@@ -6,8 +6,8 @@
     LeaseView     GET /v1/leases/{id}            a lease's terms, state and events from the chain
 
 They are declared like the daemons' messages (``messages.py``: camelCase keys, unknown keys
-refused, bounds as ``Meta``) and framed the same way, ``{v, type, body}``, in msgpack or in JSON
-(:func:`encode_read`, :func:`encode_read_json`, :func:`decode_read`, :func:`decode_read_json`);
+refused, bounds as ``Meta``) and framed by the same machinery, ``{v, type, body}``, in msgpack or
+in JSON (``frames.py``: ``encode``, ``encode_json``, ``decode_read``, ``decode_read_json``);
 they stay outside the daemons' closed set, which no daemon needs to extend for a person's
 questions. Orders appear as their readable terms rather than codec frames, so ``curl`` shows a
 price, not a hex string. Prices are per GPU-second in the token's base units, as signed.
@@ -15,14 +15,11 @@ price, not a hex string. Prices are per GPU-second in the token's base units, as
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Final, TypeAlias, TypeVar
+from typing import Annotated, ClassVar, Final
 
 import msgspec
 from msgspec import Meta
 
-from market.errors import DecodeError, FrameTooLarge, UnknownMessageType
-from market.protocol import codec
-from nodes.wire.hooks import dec_hook, json_dec_hook, lowerer, preparer
 from nodes.wire.messages import (
     MAX_ORDERS,
     GpuModel,
@@ -149,13 +146,18 @@ class LeaseTerms(Struct, frozen=True):
 
 
 class LeaseEvent(Struct, frozen=True):
-    """One chain event about the lease: its name, block, and its numbers (amounts, seq)."""
+    """One chain event about the lease: its name, block, and its numbers (amounts, seq);
+    ``amounts`` names those of ``values`` that are token amounts in base units
+    (``market.units.EVENT_AMOUNTS``), which a person is shown in tokens, and ``times`` those that
+    are chain times (``EVENT_TIMES``, Unix seconds), shown as dates."""
 
     name: Name
     block: UInt64
     values: Annotated[dict[Name, UInt256], Meta(max_length=16)] = msgspec.field(
         default_factory=dict
     )
+    amounts: Annotated[tuple[Name, ...], Meta(max_length=16)] = ()
+    times: Annotated[tuple[Name, ...], Meta(max_length=16)] = ()
 
 
 class LeaseView(Struct, frozen=True):
@@ -178,66 +180,9 @@ class LeaseView(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "LeaseView"
 
 
-ReadMessage: TypeAlias = ModelList | OfferList | BidList | LeaseView
-R = TypeVar("R", ModelList, OfferList, BidList, LeaseView)
-READS: Final[dict[str, type[msgspec.Struct]]] = {
-    cls.TYPE_NAME: cls for cls in (ModelList, OfferList, BidList, LeaseView)
-}
-"""Every read answer's class by its wire ``type``."""
-
-
-def _lowered(message: ReadMessage, json: bool) -> object:
-    lower = lowerer(type(message), json)
-    return message if lower is None else lower(message)
-
-
-def encode_read(message: ReadMessage) -> bytes:
-    """The msgpack frame of a read answer."""
-    return codec.seal_frame(message.TYPE_NAME, _lowered(message, False))
-
-
-def encode_read_json(message: ReadMessage) -> bytes:
-    """The JSON frame of a read answer: bins as 0x-hex strings, addresses as EIP-55 strings."""
-    body = _lowered(message, True)
-    return msgspec.json.encode({"v": codec.WIRE_VERSION, "type": message.TYPE_NAME, "body": body})
-
-
-def decode_read(data: bytes, cls: type[R], *, max_size: int = MAX_READ_SIZE) -> R:
-    """The ``cls`` answer in one msgpack frame; raises a ProtocolError."""
-    type_name, raw = codec.open_frame(data, max_size=max_size, where="frame")
-    if type_name != cls.TYPE_NAME:
-        raise UnknownMessageType(type_name)
-    try:
-        return msgspec.msgpack.decode(raw, type=cls, dec_hook=dec_hook)
-    except msgspec.ValidationError as exc:
-        raise codec.refusal(exc, cls.TYPE_NAME) from exc
-    except msgspec.DecodeError as exc:
-        raise codec.refusal(exc, cls.TYPE_NAME) from exc
-
-
-def decode_read_json(data: bytes, cls: type[R], *, max_size: int = MAX_READ_SIZE) -> R:
-    """The ``cls`` answer in one JSON frame; raises a ProtocolError."""
-    if len(data) > max_size:
-        raise FrameTooLarge(len(data), max_size)
-    try:
-        envelope = msgspec.json.decode(data, type=dict[str, object])
-    except msgspec.DecodeError as exc:
-        raise codec.refusal(exc, "frame") from exc
-    if envelope.get("v") != codec.WIRE_VERSION:
-        raise DecodeError(f"unsupported wire version {envelope.get('v')!r}")
-    if envelope.get("type") != cls.TYPE_NAME:
-        raise UnknownMessageType(envelope.get("type"))
-    try:
-        body = preparer(cls, True)(envelope.get("body"))
-        return msgspec.convert(body, cls, dec_hook=json_dec_hook)
-    except msgspec.ValidationError as exc:
-        raise codec.refusal(exc, cls.TYPE_NAME) from exc
-
-
 __all__ = [
     "FATES",
     "MAX_READ_SIZE",
-    "READS",
     "BidList",
     "BidView",
     "Fate",
@@ -248,10 +193,5 @@ __all__ = [
     "ModelSummary",
     "OfferList",
     "OfferView",
-    "ReadMessage",
     "TokenView",
-    "decode_read",
-    "decode_read_json",
-    "encode_read",
-    "encode_read_json",
 ]

@@ -3,20 +3,25 @@ one bid left resting below the asks), then Debian's ``chromium`` headless agains
 The overview, a lease page and an account page are rendered by the real browser (its JavaScript
 fetching the relay's JSON reads), their DOM checked for the model, prices per GPU-hour with the
 token's symbol, the lease id and the depth chart's SVG, and screenshots kept (under the test's
-tmp dir and ``build/screenshots/``). The explorer's JSON reads are checked as ``curl`` sees them."""
+tmp dir and ``build/screenshots/``). The explorer's JSON reads are checked as ``curl`` sees them.
+Then, in a page left open (driven over the DevTools protocol), a new bid arriving on the relay's
+WebSocket stream redraws the depth chart and the book's table without a reload."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import re
 import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from market.chain.devnet import Devnet
@@ -30,6 +35,7 @@ SCREENSHOTS = ROOT / "build" / "screenshots"
 MODEL = "Q1-80GB"
 PRICE = 500  # base units per GPU-second: 1.80 tUSD per GPU-hour
 LOW = 100  # the resting bid's limit: 0.36 tUSD per GPU-hour, below every ask
+LATE = 200  # a bid arriving while the page is open: 0.72 tUSD per GPU-hour, still below the asks
 BROWSER_TIMEOUT_S = 90
 
 
@@ -85,6 +91,88 @@ def browse(url: str, shot: Path, profile: Path) -> str:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENSHOTS / shot.name)
     return dump.stdout
+
+
+class DevTools:
+    """One chromium tab driven over the DevTools protocol (JSON messages on a WebSocket)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> Any:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:  # events (none enabled) and answers share the socket
+            message = await self.ws.receive_json(timeout=BROWSER_TIMEOUT_S)
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def js(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result
+        return result["result"].get("value")
+
+    async def until(self, expression: str, what: str, timeout_s: float = 30) -> None:
+        """Poll ``expression`` in the page until it is true (a deadline, never a fixed sleep)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await self.js(expression):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            await asyncio.sleep(0.05)
+
+
+async def watch_live_redraw(
+    url: str, profile: Path, arrive: Callable[[], None]
+) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """Open ``url`` in a chromium left running, wait until it drew the book and its stream is
+    live, mark the document, call ``arrive`` (which puts a new order on the book), and wait for
+    the depth chart to redraw. Returns what the page showed before and after, with the mark, and
+    its screenshot (PNG) once redrawn."""
+    browser = await asyncio.create_subprocess_exec(
+        chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+        "--remote-debugging-port=0", "--window-size=1280,900", url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    shown = """({
+        bids: [...document.querySelectorAll("main table")][0]?.rows[1]?.cells[4]?.textContent,
+        bestBid: [...document.querySelectorAll("main table")][0]?.rows[1]?.cells[6]?.textContent,
+        depth: document.querySelector("svg.depth path.bids")?.getAttribute("d"),
+        feed: document.getElementById("feed")?.textContent,
+        mark: window.unreloaded === true,
+    })"""
+    try:
+        active = profile / "DevToolsActivePort"  # chromium writes its port there once listening
+        wait_until(lambda: active.is_file() and bool(active.read_text().strip()), 30,
+                   "chromium's DevTools port")  # fmt: skip
+        port = int(active.read_text().split()[0])
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as listed:
+                targets = await listed.json()
+            (tab,) = [t for t in targets if t["type"] == "page"]
+            async with http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                page = DevTools(ws)
+                await page.until(
+                    'document.querySelector("svg.depth path.bids") !== null'
+                    ' && document.getElementById("live").textContent === "live"',
+                    "the overview drawn and its stream live",
+                )
+                await page.js("window.unreloaded = true")
+                before = await page.js(shown)
+                await asyncio.to_thread(arrive)
+                await page.until(
+                    'document.querySelector("svg.depth path.bids")?.getAttribute("d") !== '
+                    + json.dumps(before["depth"]),
+                    "the depth chart redrawn from the stream",
+                )
+                after = await page.js(shown)
+                png = await page.call("Page.captureScreenshot", format="png")
+    finally:
+        browser.terminate()
+        await browser.wait()
+    return before, after, base64.b64decode(png["data"])
 
 
 def test_the_explorer_shows_the_live_market_in_a_real_browser(
@@ -160,6 +248,8 @@ def test_the_explorer_shows_the_live_market_in_a_real_browser(
     assert f'Lease <span class="mono">{lease_id}</span>' in page
     assert '<dd class="price">1.80 tUSD/GPU-hour</dd>' in page
     assert "LeaseOpened" in page
+    # The chain's numbers as a person reads them: amounts in tokens, times as dates.
+    assert re.search(r"end=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC paid=[\d.,]+ tUSD", page)
     assert provider in page
 
     mine = browse(f"{relay.url}/#/account/{lab}", tmp_path / "explorer-account.png", profile)
@@ -170,3 +260,24 @@ def test_the_explorer_shows_the_live_market_in_a_real_browser(
     providers = browse(f"{relay.url}/#/providers", tmp_path / "explorer-providers.png", profile)
     assert provider in providers
     assert "1,000.00 tUSD" in providers  # the provider's stake
+
+    # A page left open redraws when the stream brings a new order: no reload, no refresh.
+    def late_bid() -> None:
+        bid = command_job(MODEL, ["python", "-c", "print(1)"], gpus=3, duration=60, max_price=LATE)
+        net.start_lab(2, [relay.url], [bid])
+        wait_until(lambda: len(depth()["bids"]) == 2, 60, "the late bid resting on the book")
+
+    before, after, png = asyncio.run(
+        watch_live_redraw(f"{relay.url}/#/", tmp_path / "chromium-live", late_bid)
+    )
+    shot = tmp_path / "explorer-live-redraw.png"
+    shot.write_bytes(png)
+    shutil.copy(shot, SCREENSHOTS / shot.name)
+    assert png.startswith(b"\x89PNG")
+    assert (before["bids"], before["bestBid"]) == ("1 ", "0.36 tUSD/GPU-hour")
+    assert (after["bids"], after["bestBid"]) == ("2 ", "0.72 tUSD/GPU-hour")
+    assert after["depth"] != before["depth"]
+    assert f"{MODEL} bid" not in before["feed"]
+    assert f"{MODEL} bid" in after["feed"]  # the stream's BookChange, in the live feed
+    assert "has 3 GPUs left" in after["feed"]
+    assert after["mark"] is True  # the same document: redrawn in place, never reloaded

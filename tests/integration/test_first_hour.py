@@ -2,7 +2,8 @@
 
 devnet up (blocks move by themselves), keys new, faucet, provider init, --check failing for an
 unfunded key with the fix and passing once funded, a stake below the minimum refused at start,
-lab init and its check; and the demo's Ctrl-C and temporary folder.
+lab init and its check; the whole guide to settlement (relay, provider, lab, status, lease);
+and the demo's Ctrl-C and temporary folder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import pytest
 from web3 import HTTPProvider, Web3
 from web3.types import RPCEndpoint
 
+from market.chain.client import MarketClient
+from market.chain.deploy import Deployment
+from market.chain.devnet import free_port
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,7 +33,9 @@ pytestmark = pytest.mark.integration
 PASSWORD_ENV = {"GPUMARKET_KEY_PASSWORD": "first-hour"}
 
 
-def _run(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nodes.cli", *args],
         cwd=cwd,
@@ -37,19 +43,28 @@ def _run(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **PASSWORD_ENV},
+        env={**os.environ, **PASSWORD_ENV, **(env or {})},
     )
 
 
-def _start(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nodes.cli", *args],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _start(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """``gpumarket ARGS`` in the background: stdout piped, stderr into ``log`` (else stdout)."""
+    sink = None if log is None else log.open("w")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nodes.cli", *args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if sink is None else sink,
+            text=True,
+            env={**os.environ, **PASSWORD_ENV, **(env or {})},
+        )
+    finally:
+        if sink is not None:
+            sink.close()  # the child holds its own copy
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
@@ -61,7 +76,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def devnet_up(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """``gpumarket devnet up --json`` in ``tmp_path``: its ready document."""
-    proc = _start(tmp_path, "devnet", "up", "--json")
+    proc = _start(tmp_path, "devnet", "up", "--json", log=tmp_path / "devnet.log")
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the one JSON document, printed once it is ready
@@ -95,6 +110,14 @@ def test_devnet_up_mines_without_transactions_and_prints_its_public_test_keys(
         "private_key": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     }
     assert "PUBLIC TEST KEYS" in ready["warning"]
+    client = MarketClient.connect(Deployment.load(Path(ready["deploymentFile"])))
+    assert client.claim_window() == ready["claimWindowS"] == 20  # a paid lease closes in seconds
+    # The waits were announced on stderr; stdout held the JSON document alone (the fixture read it).
+    progress = (tmp_path / "devnet.log").read_text().splitlines()
+    assert progress[:2] == [
+        "starting anvil: waiting for its RPC endpoint…",
+        f"deploying the contracts to {ready['rpcUrl']}: waiting for the transactions…",
+    ]
     first = _block(ready["rpcUrl"])
     wait_until(lambda: _block(ready["rpcUrl"]) >= first + 2, timeout_s=20, what="two new blocks")
 
@@ -129,6 +152,10 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
 
     funded = _run(tmp_path, "faucet", provider, "1000")
     assert funded.returncode == 0, funded.stderr
+    assert funded.stdout == f"sent 1000 tUSD and 1 ETH to {provider}\n"
+    assert funded.stderr == (
+        f"sending 1000 tUSD and 1 ETH to {provider}: waiting for the transactions…\n"
+    )
     passing = _run(tmp_path, "provider", "--config", "provider.toml", "--check")
     assert passing.returncode == 0, passing.stdout
     assert all(line.startswith("ok") for line in passing.stdout.splitlines())
@@ -163,6 +190,104 @@ def test_first_hour_keys_faucet_init_and_check(tmp_path: Path, devnet_up: dict[s
     assert _run(tmp_path, "lab", "--config", "lab.toml", "--check").returncode == 0
 
 
+def _ok(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = _run(cwd, *args)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def _await_line(proc: subprocess.Popen[str], prefix: str, log: Path) -> str:
+    """The first stdout line of ``proc`` starting with ``prefix`` (its ready line)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"exited {proc.wait()} before {prefix!r}: {log.read_text()}")
+
+
+def test_the_guide_followed_literally_ends_with_a_settled_lease(
+    tmp_path: Path, devnet_up: dict[str, Any]
+) -> None:
+    """docs/guides.md's five steps, as written, but the ports: free ones, not 7000 and 7100
+    (the guide says how to choose others), so that runs side by side do not collide."""
+    relay_url = f"http://127.0.0.1:{free_port()}"
+    matcher = {"GPUMARKET_MATCHER_KEY": devnet_up["testAccounts"][1]["private_key"]}
+    daemons: list[subprocess.Popen[str]] = []
+    try:
+        relay = _start(
+            tmp_path, "relay", "--db", "relay.sqlite", "--port", relay_url.rsplit(":", 1)[1],
+            "--matcher-key-env", "GPUMARKET_MATCHER_KEY", env=matcher, log=tmp_path / "relay.log",
+        )  # fmt: skip
+        daemons.append(relay)
+        assert relay_url in _await_line(relay, "relay ready url=", tmp_path / "relay.log")
+
+        provider = _address(_ok(tmp_path, "keys", "new", "--out", "provider-key.json").stdout)
+        _ok(tmp_path, "faucet", provider, "1000")
+        _ok(tmp_path, "provider", "init", "--keystore", "provider-key.json",
+            "--out", "provider.toml", "--relay", relay_url)  # fmt: skip
+        config = tmp_path / "provider.toml"
+        written = config.read_text()
+        config.write_text(written.replace("port = 7100 ", f"port = {free_port()} "))
+        assert config.read_text() != written
+        checked = _ok(tmp_path, "provider", "--config", "provider.toml", "--check")
+        assert all(line.startswith("ok") for line in checked.stdout.splitlines())
+        agent = _start(tmp_path, "provider", "--config", "provider.toml",
+                       log=tmp_path / "provider.log")  # fmt: skip
+        daemons.append(agent)
+        ready = _await_line(agent, "provider ready url=", tmp_path / "provider.log")
+        assert f"address={provider}" in ready
+        starting = f"provider {provider}: starting: waiting for the chain (registration, stake"
+        assert (tmp_path / "provider.log").read_text().startswith(starting)
+
+        lab = _address(_ok(tmp_path, "keys", "new", "--out", "lab-key.json").stdout)
+        _ok(tmp_path, "faucet", lab, "100")
+        _ok(tmp_path, "lab", "init", "--keystore", "lab-key.json", "--out", "lab.toml",
+            "--relay", relay_url)  # fmt: skip
+        _ok(tmp_path, "lab", "--config", "lab.toml", "--check")
+        done = _ok(tmp_path, "lab", "--config", "lab.toml", "--exit-when-done")
+        events = [line.split()[3] for line in done.stderr.splitlines() if len(line.split()) > 3]
+        for event in ("lease_opened", "receipt_verified", "voucher_sent", "lab_done"):
+            assert event in events, done.stderr
+        waits = "lab: bids posted: waiting for a match (lease_opened), then the leases' settlement…"
+        assert done.stderr.index(waits) < done.stderr.index("lease_opened")
+        billed = [int(m) for m in re.findall(r"receipt_verified .* gpu_seconds=(\d+)", done.stderr)]
+
+        (bid,) = json.loads(_ok(tmp_path, "bids", "--config", "lab.toml", "--json").stdout)["bids"]
+        assert bid["fate"] == "matched"
+        (lease_id,) = bid["leaseIds"]
+        lease = json.loads(
+            _ok(tmp_path, "lease", lease_id, "--config", "lab.toml", "--json").stdout
+        )
+        price = lease["terms"]["pricePerGpuSecond"]
+        assert price == 500  # 1.80 tUSD per GPU-hour, as provider init wrote it
+        assert lease["status"] == "closed"
+        assert lease["paid"] == price * billed[-1] > 0  # every verified GPU-second, no more
+        names = [e["name"] for e in lease["events"]]
+        assert names[0] == "LeaseOpened"
+        assert "LeaseClosed" in names, names
+        claims = [e["values"] for e in lease["events"] if e["name"] == "Claimed"]
+        assert claims, names  # the provider's claim of the lab's vouchers was paid
+        assert claims[-1]["cumulative_paid"] == lease["paid"]
+
+        def standing(address: str) -> dict[str, Any]:
+            done = _ok(tmp_path, "status", "--address", address, "--json")
+            assert done.stderr.startswith(f"reading {address}'s standing: waiting for the chain")
+            return dict(json.loads(done.stdout))  # the document alone on stdout
+
+        wait_until(lambda: standing(provider)["withdrawable"] == 0, timeout_s=20,
+                   what="the provider's pay withdrawn")  # fmt: skip
+        paid_provider, paid_lab = standing(provider), standing(lab)
+        assert paid_provider["balance"] == lease["paid"]  # 1,000 tUSD staked, its pay withdrawn
+        assert paid_provider["provider"]["stake"] == 1000 * 10**6
+        assert paid_lab["balance"] == 100 * 10**6 - lease["paid"]  # the rest refunded
+        assert paid_lab["withdrawable"] == 0
+        assert [(le["id"], le["status"]) for le in paid_lab["leases"]] == [(lease_id, "closed")]
+    finally:
+        for proc in reversed(daemons):
+            _stop(proc)
+    assert [proc.returncode for proc in daemons] == [0, 0]
+
+
 def test_keys_import_takes_the_key_on_stdin(tmp_path: Path) -> None:
     key = "0x" + "11" * 32
     done = _run(tmp_path, "keys", "import", "--out", "k.json", stdin=key + "\n")
@@ -173,7 +298,8 @@ def test_keys_import_takes_the_key_on_stdin(tmp_path: Path) -> None:
 def test_block_time_0_mines_on_transactions_only_and_the_faucet_is_refused_off_a_devnet(
     tmp_path: Path,
 ) -> None:
-    proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json")
+    proc = _start(tmp_path, "devnet", "up", "--chain-id", "1338", "--block-time", "0", "--json",
+                  log=tmp_path / "devnet.log")  # fmt: skip
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())

@@ -187,14 +187,22 @@ def test_a_bid_whose_fill_reverted_shows_the_chains_error(
     assert view["leaseIds"] == []
 
 
-def test_an_unknown_lease_is_one_error_line(market: MarketEnv, relays: Relays) -> None:
+def test_an_unknown_lease_is_one_error_line_after_its_progress_line(
+    market: MarketEnv, relays: Relays
+) -> None:
     relay = relays.start()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
+    lease_id = "0x" + "ab" * 32
     done = subprocess.run(
-        [sys.executable, "-m", "nodes.cli", "lease", "0x" + "ab" * 32, "--relay", relay.relay.url],
+        [sys.executable, "-m", "nodes.cli", "lease", lease_id, "--relay", relay.relay.url],
         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False,
     )  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.startswith("error: ")
-    assert "no lease 0x" + "ab" * 32 in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    waited, error = done.stderr.splitlines()  # what it waited for, then the one error line
+    assert waited == (
+        f"lease {lease_id}: waiting for the relay at {relay.relay.url} (it reads the lease's "
+        "events on chain)…"
+    )
+    assert error.startswith("error: ")
+    assert "no lease " + lease_id in error

@@ -13,9 +13,10 @@ from market.matching import OrderBook, explain
 from market.protocol.eip712 import order_hash
 from market.protocol.types import Bid, Lease, Voucher
 from market.receipts import ReceiptChain
-from market.units import Token
+from market.units import EVENT_AMOUNTS, Token
 from nodes.commands.market import (
     CommandError,
+    event_line,
     explanation_lines,
     holdings_lines,
     per_gpu_second_at_most,
@@ -24,6 +25,7 @@ from nodes.commands.market import (
 )
 from nodes.jobs.spec import JobSpec, MatmulParams
 from nodes.lab.store import LAB_MIGRATIONS, LabStore
+from nodes.relay.reads import lease_event
 from nodes.state import StateDB
 from tests.unit.order_factory import DOMAIN, LAB_KEYS, NOW, PROVIDER_KEYS, Orders
 
@@ -88,3 +90,20 @@ def test_the_lab_state_shows_its_last_receipt_and_best_voucher(tmp_path: Path) -
     assert lines[1].startswith("    last receipt accepted: seq 1, period ")
     assert lines[1].endswith(", 300 GPU-seconds in all")
     assert lines[2] == "    best voucher: 2.10 tUSD in all, not yet acknowledged"
+
+
+def test_a_lease_events_token_amounts_are_shown_in_tokens() -> None:
+    event = lease_event(
+        "Claimed", 13, {"amount": 1_000, "cumulative_paid": 2_000, "receipt_hash": b"\x01" * 32}
+    )
+    assert event.amounts == ("amount", "cumulative_paid")
+    assert (
+        event_line(event, TUSD)
+        == "  block 13: Claimed amount=0.001 tUSD cumulative_paid=0.002 tUSD"
+    )
+    ended = lease_event("LeaseTerminated", 14, {"end": 1_796_610_350, "paid": 1_000})
+    assert event_line(ended, TUSD) == (
+        "  block 14: LeaseTerminated end=2026-12-07 02:25:50 UTC paid=0.001 tUSD"
+    )
+    assert ended.times == ("end",)
+    assert set(ended.amounts) <= EVENT_AMOUNTS

@@ -23,10 +23,8 @@ from nodes.wire.explorer import (
     PriceHistory,
     ProviderList,
     ProviderView,
-    decode_explorer,
-    encode_explorer,
-    encode_explorer_json,
 )
+from nodes.wire.frames import decode_read, encode, encode_json
 from nodes.wire.reads import TokenView
 from tests.unit.order_factory import MODEL, NOW, Orders
 
@@ -70,8 +68,8 @@ def test_a_lease_is_open_until_its_term_runs_out_or_an_event_ends_it() -> None:
 def test_explorer_answers_travel_in_msgpack_and_json_with_the_keys_the_pages_read() -> None:
     lease = summary(LEASE, "open")
     leases = LeaseList(NOW, 42, TUSD, 1, (lease,))
-    assert decode_explorer(encode_explorer(leases), LeaseList) == leases
-    doc = json.loads(encode_explorer_json(leases))
+    assert decode_read(encode(leases), LeaseList) == leases
+    doc = json.loads(encode_json(leases))
     assert (doc["type"], doc["body"]["open"], doc["body"]["headBlock"]) == ("LeaseList", 1, 42)
     (row,) = doc["body"]["leases"]
     assert row == {
@@ -80,9 +78,9 @@ def test_explorer_answers_travel_in_msgpack_and_json_with_the_keys_the_pages_rea
         "provider": PROVIDER, "lab": LAB, "state": "open",
     }  # fmt: skip
     history = PriceHistory(MODEL, NOW, TUSD, (lease,))
-    assert decode_explorer(encode_explorer(history), PriceHistory) == history
+    assert decode_read(encode(history), PriceHistory) == history
     depth = Depth(MODEL, NOW, TUSD, levels([], ascending=True), ())
-    assert json.loads(encode_explorer_json(depth))["body"]["token"] == {
+    assert json.loads(encode_json(depth))["body"]["token"] == {
         "symbol": "tUSD",
         "decimals": 6,
     }
@@ -92,13 +90,13 @@ def test_providers_and_accounts_carry_stake_and_reputation() -> None:
     reputation = Reputation(PROVIDER, leases_opened=3, tokens_earned=10**6)
     provider = ProviderView(PROVIDER, True, 1000 * 10**6, 10**6, "http://p", 1, 8, reputation)
     providers = ProviderList(NOW, TUSD, (provider,))
-    assert decode_explorer(encode_explorer(providers), ProviderList) == providers
-    body = json.loads(encode_explorer_json(providers))["body"]["providers"][0]
+    assert decode_read(encode(providers), ProviderList) == providers
+    body = json.loads(encode_json(providers))["body"]["providers"][0]
     assert (body["stake"], body["locked"], body["gpusOffered"]) == (10**9, 10**6, 8)
     assert (body["reputation"]["leasesOpened"], body["reputation"]["tokensEarned"]) == (3, 10**6)
     account = AccountView(LAB, NOW, TUSD, 5 * 10**6, None, (), (), (summary(LEASE, "open"),))
-    assert decode_explorer(encode_explorer(account), AccountView) == account
-    doc = json.loads(encode_explorer_json(account))["body"]
+    assert decode_read(encode(account), AccountView) == account
+    doc = json.loads(encode_json(account))["body"]
     assert (doc["balance"], doc["provider"], len(doc["leases"])) == (5 * 10**6, None, 1)
 
 

@@ -25,16 +25,13 @@ from nodes.relay.reads import (
     offer_view,
     select_offers,
 )
+from nodes.wire.frames import decode_read, decode_read_json, encode, encode_json
 from nodes.wire.reads import (
     BidList,
     ModelList,
     ModelSummary,
     OfferList,
     TokenView,
-    decode_read,
-    decode_read_json,
-    encode_read,
-    encode_read_json,
 )
 from tests.unit.order_factory import NOW, Orders
 
@@ -118,17 +115,17 @@ def test_read_answers_travel_in_msgpack_and_in_json_alike() -> None:
     (entry,) = resting_offers(orders, {"price": 2**70, "gpus": 4})
     reputation = Reputation(entry.signer, leases_opened=3, leases_completed=2)
     offers = OfferList(NOW, TUSD, (offer_view(entry, reputation), offer_view(entry, None)))
-    assert decode_read(encode_read(offers), OfferList) == offers
-    assert decode_read_json(encode_read_json(offers), OfferList) == offers
+    assert decode_read(encode(offers), OfferList) == offers
+    assert decode_read_json(encode_json(offers), OfferList) == offers
     models = ModelList(NOW, TUSD, (ModelSummary("H100-80GB", 1, 0, 4, 0, best_ask=2**70),))
-    assert decode_read_json(encode_read_json(models), ModelList) == models
-    body = encode_read_json(offers).decode()
+    assert decode_read_json(encode_json(models), ModelList) == models
+    body = encode_json(offers).decode()
     assert '"pricePerGpuSecond":1180591620717411303424' in body
     assert f'"provider":"{entry.signer}"' in body
     assert '"token":{"symbol":"tUSD","decimals":6}' in body
     assert '"orderHash":"0x' + entry.hash.hex() + '"' in body
     with pytest.raises(UnknownMessageType):
-        decode_read(encode_read(models), OfferList)
+        decode_read(encode(models), OfferList)
 
 
 def test_a_bid_view_carries_its_explanation_both_ways() -> None:
@@ -139,7 +136,7 @@ def test_a_bid_view_carries_its_explanation_both_ways() -> None:
     explanation = explain(book, low.signed.message, NOW, order_hash=low.hash)
     view = bid_view(low.hash, low.signed.message, 4, "unmatched", None, explanation)  # type: ignore[arg-type]
     answer = BidList(low.signer, NOW, TUSD, (view,))
-    again = decode_read_json(encode_read_json(answer), BidList)
+    again = decode_read_json(encode_json(answer), BidList)
     assert again == answer
     assert again.bids[0].explanation is not None
     assert [str(r.code) for r in again.bids[0].explanation.reasons] == ["price_not_crossed"]

@@ -224,7 +224,8 @@ async function leasePage(id) {
   const lease = await api(`/v1/leases/${encodeURIComponent(id)}`);
   const t = lease.terms;
   const events = lease.events.map((e) => [esc(e.name), `${e.block} `,
-    esc(Object.entries(e.values).map(([k, v]) => `${k}=${v}`).join(" "))]);
+    esc(Object.entries(e.values).map(([k, v]) =>
+      `${k}=${(e.amounts || []).includes(k) ? amount(v) : (e.times || []).includes(k) ? when(v) : v}`).join(" "))]);
   return `<h1>Lease <span class="mono">${esc(lease.leaseId)}</span></h1>
     <dl class="kv">
       <dt>State</dt><dd><span class="badge">${esc(lease.status)}</span>${lease.disputed ? " disputed" : ""}${lease.slashed ? " slashed" : ""}</dd>
