@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from market.protocol.eip712 import order_hash
@@ -178,15 +179,39 @@ def test_cluster_catches_up_through_nats_and_postgres_restarts(
     cluster: Cluster,
     nats_server: NatsServer,  # noqa: F811
     postgres: PgServer,
+    pg_url: str,
 ) -> None:
     a, b = cluster.start("a", "b")
     wait_until(lambda: cluster.leader() is not None, 10, "a leader")
-    accepted = [_submit_until_accepted(a.url, bid(env, max_price_per_gpu_second=1))]
-    nats_server.restart()
-    accepted += [_submit_until_accepted(b.url, bid(env, max_price_per_gpu_second=1))]
-    accepted += [_submit_until_accepted(a.url, bid(env, max_price_per_gpu_second=1))]
-    postgres.restart()
-    accepted += [_submit_until_accepted(b.url, bid(env, max_price_per_gpu_second=1))]
+    accepted: list[bytes] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def ingest() -> None:  # resting bids to both instances in turn, through both restarts
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            url = (a, b)[turn % 2].url
+            try:
+                results = submit(url, [bid(env, max_price_per_gpu_second=1) for _ in range(3)])
+            except Exception as exc:  # a server restarting: refused (503), nothing accepted
+                refused.append(type(exc).__name__)
+                continue
+            accepted.extend(r.order_hash for r in results if r.status is OrderStatus.ACCEPTED)
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    try:
+        for restart in (nats_server.restart, postgres.restart):
+            before = len(accepted)
+            wait_until(lambda n=before: len(accepted) >= n + 15, CATCH_UP_S, "orders accepted")
+            restart()
+        before = len(accepted)
+        wait_until(lambda: len(accepted) >= before + 15, CATCH_UP_S, "orders after the restarts")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert refused, "the restarts should have refused some requests"
     high = bid(env, gpus=2)
     accepted += [_submit_until_accepted(a.url, high)]
     o = offer(env, gpus=2)  # crosses ``high`` alone
@@ -195,6 +220,7 @@ def test_cluster_catches_up_through_nats_and_postgres_restarts(
     assert _opened_per_pair(env) == {(_hash(env, o), _hash(env, high)): 1}
 
     resting = set(accepted) - {_hash(env, high)}
+    assert len(resting) == len(accepted) - 1  # each accepted once
     domain = env.client().domain
     for instance in (a, b):
         wait_until(
@@ -205,6 +231,8 @@ def test_cluster_catches_up_through_nats_and_postgres_restarts(
         snap = book(instance.url)
         assert len(snap.bids) == len(resting)  # nothing twice
         assert snap.offers == ()
+    with psycopg.connect(pg_url) as conn:  # the shared store holds each resting order once
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (len(resting),)
 
 
 def test_cluster_reorganisation_found_by_the_leader_rewinds_every_instances_book(
