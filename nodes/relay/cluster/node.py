@@ -103,6 +103,7 @@ class ClusterNode:
         self.leaderships = 0
         self.matcher: Matcher | None = None
         self._own_intents: set[int] = set()
+        self._own_tokens: set[bytes] = set()  # of the reorganisations this instance published
         self._term_stop = asyncio.Event()
         self._term_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -205,9 +206,9 @@ class ClusterNode:
             if event.intent not in self._own_intents and not self.leading:
                 book.remote_fill(event)
         elif isinstance(event, ChainRewound):
-            if not self.leading:
+            if event.token not in self._own_tokens:  # a predecessor's, even once this leads
                 self._rewind(event.fork)
-        elif not self.leading:  # the leader applied what it read before publishing it
+        else:  # the leader's own come back too: leases count once by id, the rest is idempotent
             self._apply_chain(event)
         self.position = seq
 
@@ -446,7 +447,9 @@ class ClusterNode:
 
     async def _publish_rewound(self, fork: int) -> None:
         assert self.stream is not None
-        await self.stream.publish(ChainRewound(fork, secrets.token_bytes(32)))
+        token = secrets.token_bytes(32)
+        self._own_tokens.add(token)
+        await self.stream.publish(ChainRewound(fork, token))
 
     def _tell(self, events: list[FillChanged]) -> None:
         if not events:
