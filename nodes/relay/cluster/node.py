@@ -26,8 +26,9 @@ comes into its book, and the holder of the matcher lease matches and follows the
   lease that landed is counted, settling the fills it matches), then settles its predecessors'
   work: their fills still pending in its book did not land, and are released; their open
   intents are finished (``opened`` when the chain settled them, else ``abandoned``). Only then
-  does it match and send. The matcher key is the cluster's (one account), so a transaction of
-  the old leader still unmined shares its nonce with the new leader's first: at most one lands.
+  does it match and send. Before it reads the chain it waits until the matcher account (the
+  cluster's one key) has no transaction pending, so a predecessor's last transaction is mined or
+  dropped first (at most ``PENDING_WAIT_S``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from market.chain.client import MarketClient
 from market.errors import OrderError, RpcUnavailable
@@ -67,6 +69,10 @@ from nodes.relay.matcher import Matcher
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.store import ChainLease, FillOutcome, Store
 from nodes.wire import FillStatus
+
+PENDING_WAIT_S: Final = 60.0
+"""How long a new leader waits for its predecessors' transactions to be mined or dropped."""
+PENDING_POLL_S: Final = 1.0
 
 
 @dataclass
@@ -335,8 +341,9 @@ class ClusterNode:
         watch.rewound = self._publish_rewound
         try:
             client = await asyncio.to_thread(parts.matcher_client)
+            await self._await_mined(client, term)
             await watch.poll()  # every lease that landed: counted, its fill settled
-        except (RpcUnavailable, StreamUnavailable, StoreError) as exc:
+        except (RpcUnavailable, StreamUnavailable, StoreError, LeaseLost) as exc:
             self.log.warning("takeover_deferred", term=term, error=repr(exc))
             await self._give_up("takeover_failed")
             return
@@ -398,6 +405,26 @@ class ClusterNode:
             self._term_tasks.append(
                 asyncio.create_task(auctioneer.run(self._term_stop), name="auction")
             )
+
+    async def _await_mined(self, client: MarketClient, term: int) -> None:
+        """Wait (renewing the lease) until the matcher account has no transaction pending, so
+        that whatever a predecessor sent is mined or dropped before the chain is read; after
+        PENDING_WAIT_S, go on and say so (the chain still refuses to overfill an order)."""
+        assert self.lease is not None
+        tx = client.transactor
+        deadline = time.monotonic() + PENDING_WAIT_S
+        while True:
+            pending = await asyncio.to_thread(tx.resync_nonce)
+            mined = await asyncio.to_thread(tx.mined_nonce)
+            if mined >= pending:
+                return
+            if time.monotonic() > deadline:
+                self.log.warning(
+                    "takeover_pending_transactions", term=term, pending=pending - mined
+                )
+                return
+            await asyncio.to_thread(self.lease.renew)
+            await asyncio.sleep(PENDING_POLL_S)  # waiting on the chain's mempool
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         """A leader's task that ends by itself failed: give the lease up, so that another
