@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 # audit first: it pins numpy's BLAS threads before numpy is first imported.
-from bench import audit, audit_e2e, devnet, e2e, fuzz, gas, matching, outputs, relay, soak, verify
+from bench import (
+    audit,
+    audit_e2e,
+    devnet,
+    e2e,
+    fuzz,
+    gas,
+    matching,
+    outputs,
+    relay,
+    relay_cluster,
+    soak,
+    verify,
+)
 
 BENCHMARKS = [
     audit.main,
@@ -12,6 +25,7 @@ BENCHMARKS = [
     verify.main,
     matching.main,
     relay.main,
+    relay_cluster.main,
     e2e.main,
     audit_e2e.main,
     outputs.main,

@@ -161,17 +161,22 @@ def frames(orders: list[Signed[Offer] | Signed[Bid]], batch: int) -> list[bytes]
 
 
 class RelayProcess:
-    """``python -m nodes.cli relay`` on a free port, its log in ``workdir``; stopped in order."""
+    """``python -m nodes.cli relay`` on a free port, its log in ``workdir``; stopped in order.
+    ``state``: the options naming its state (default ``--db workdir/relay.sqlite``; a cluster
+    instance's ``--store``, ``--cluster``, ... for ``bench.relay_cluster``), ``name`` its log's."""
 
-    def __init__(self, market: Market, workdir: Path) -> None:
+    def __init__(
+        self, market: Market, workdir: Path, state: list[str] | None = None, name: str = "relay"
+    ) -> None:
         deployment = workdir / "deployment.json"
         market.contracts.deployment.save(deployment)
         self.db = workdir / "relay.sqlite"
-        self.log_path = workdir / "relay.log"
+        self.log_path = workdir / f"{name}.log"
         env = dict(os.environ)
         env[MATCHER_KEY_ENV] = "0x" + bytes(market.devnet.accounts[1].key).hex()
         args = [sys.executable, "-m", "nodes.cli", "relay", "--deployment", str(deployment)]
-        args += ["--db", str(self.db), "--matcher-key-env", MATCHER_KEY_ENV]
+        args += state if state is not None else ["--db", str(self.db)]
+        args += ["--matcher-key-env", MATCHER_KEY_ENV]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 args,

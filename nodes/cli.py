@@ -9,6 +9,7 @@ gpumarket deploy --rpc-url URL [--key-env VAR]       deploy the contract set to 
 gpumarket demo [--providers N --labs M --jobs K]     the main job: a market round on a devnet
 gpumarket relay --db PATH [--port N] [--peer URL]    a relay: order book, gossip, matcher
 gpumarket relay --store postgresql://...             the same, its state in PostgreSQL
+gpumarket relay --store URL --cluster NAME --nats URL --instance ID   one instance of a cluster
                 [--matching continuous|auction]      (auction: a uniform-price round every
                 [--auction-interval SECONDS]          --auction-interval seconds)
 gpumarket relay --config FILE                        the same from a TOML file (relay/config.py)
@@ -44,7 +45,7 @@ from nodes.lab import cli as lab_cli
 from nodes.pricing import cli as price_cli
 from nodes.relay import Relay, RelayConfig
 from nodes.relay import run as run_relay
-from nodes.relay.config import MATCHING_MODES
+from nodes.relay.config import MATCHING_MODES, ClusterConfig
 from nodes.relay.config import load_config as load_relay_config
 
 
@@ -80,6 +81,17 @@ def cmd_relay(args: argparse.Namespace) -> int:
     if args.config is not None:
         config = load_relay_config(args.config, matcher_key=key)
     else:
+        cluster = None
+        if args.cluster is not None:
+            if args.nats is None or args.instance is None:
+                print("error: --cluster needs --nats URL and --instance ID", file=sys.stderr)
+                return 2
+            cluster = ClusterConfig(
+                nats_url=args.nats,
+                name=args.cluster,
+                instance=args.instance,
+                lease_ttl_s=args.lease_ttl,
+            )
         config = RelayConfig(
             db_path=args.db,
             store=args.store,
@@ -91,6 +103,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
             confirmations=args.confirmations,
             matching=args.matching,
             auction_interval_s=args.auction_interval,
+            cluster=cluster,
         )
     deployment = Deployment.load(args.deployment)  # after the options: their errors come first
     logs.configure()
@@ -226,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="act on chain events this many blocks deep (0: devnet; more where chains reorg)",
+    )
+    cl = rl.add_argument_group("cluster", "one of several instances serving one book (--store)")
+    cl.add_argument("--cluster", metavar="NAME", default=None, help="the cluster's name")
+    cl.add_argument("--nats", metavar="URL", default=None, help="nats://HOST:PORT, JetStream on")
+    cl.add_argument("--instance", metavar="ID", default=None, help="this instance's unique id")
+    cl.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="the matcher lease's lifetime without renewal (failover after this long)",
     )
     rl.set_defaults(func=cmd_relay)
 

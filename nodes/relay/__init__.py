@@ -17,6 +17,9 @@
     reputations.py provider reputations from the chain's history, served on request
     gossip.py      sending accepted orders on to peer relays, without loops
     stream.py      fan-out of events to stream subscribers
+    cluster/       several instances serving one book: the event stream on NATS JetStream,
+                   and ClusterNode (node.py), an instance's part in its cluster (one leader
+                   matches and follows the chain under the matcher lease)
     stakes.py, ratelimit.py, metrics.py, config.py, run.py
 
 The API from Python, ``RelayClient``, lives beside the wire format (``nodes.wire.relay_client``):

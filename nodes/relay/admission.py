@@ -19,7 +19,9 @@ before anything changes, one typed result per order.
        provider eligibility, the lab's funds (``lab_unfunded``) and the book's bounds
        (``nodes/relay/capacity.py``: ``signer_at_capacity``, ``book_full``, or an order evicted
        to make room), against the book and what the chain said;
-    5. the orders that passed are stored, then enter the book (and are matched).
+    5. the orders that passed are stored, then enter the book (and are matched); in a relay
+       cluster they are then published to the cluster's stream (``replicate``), the ack
+       awaited before the request is answered (``nodes/relay/cluster/node.py``).
 
 The budgets are taken after the reads, and steps 4 and 5 run without yielding to the event loop,
 so what was checked is what is applied. See ``docs/decisions/0014-gossip-admission.md``.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from market.errors import (
@@ -75,6 +77,9 @@ class Admission:
     """Asks contract signers about their orders (ERC-1271); None accepts ECDSA only."""
     pool: VerifierPool | None = None
     """Worker processes that check large batches' signatures beside the event loop's GIL."""
+    replicate: Callable[[list[VerifiedOrder], list[bytes]], Awaitable[None]] | None = None
+    """A cluster's: publishes the orders let in and those evicted for them, or raises (and
+    withdraws them), before the request is answered."""
 
     async def admit(
         self, submissions: Sequence[Submission], *, peer: str | None = None
@@ -120,7 +125,9 @@ class Admission:
             per_signer[order.signer] += 1
             accepted.append(order)
             results[i] = OrderResult(order.hash, OrderStatus.ACCEPTED)
-        self.book.accept(accepted)
+        evicted_hashes = self.book.accept(accepted)
+        if self.replicate is not None and (accepted or evicted_hashes):
+            await self.replicate(accepted, evicted_hashes)
         return Admitted(
             [r for r in results if r is not None],
             [Submission(o.signed) for o in accepted],

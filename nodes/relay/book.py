@@ -28,6 +28,7 @@ from market.matching import (
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.types import Bid, Offer, OrderHash, OrderState
 from nodes.relay.capacity import Capacity
+from nodes.relay.cluster.events import FillChanged
 from nodes.relay.reverts import chain_time_after, learn_from_revert
 from nodes.relay.stakes import StakeCache
 from nodes.relay.store import ChainLease, Store
@@ -64,6 +65,12 @@ class RelayBook:
         self.capacity = capacity if capacity is not None else Capacity(2**62, 2**62)
         """Orders per signer and in all (``nodes/relay/capacity.py``): follows ``_index``."""
         self._evicted: list[bytes] = []  # evicted, their rows deleted with the next accept
+        self.seen_leases: set[bytes] | None = None
+        """In a cluster (``nodes/relay/cluster/node.py``): the ids of the leases applied, so a
+        lease learned both from the stream and from the chain counts once. None: a relay alone,
+        whose chain watch applies each lease once."""
+        self._remote: dict[int, Fill] = {}  # a cluster's fills by intent, taken by its matcher
+        self._finished: set[int] = set()  # intents whose outcome came (a late pending ignored)
 
     # --- entry -------------------------------------------------------------------------------
 
@@ -71,7 +78,14 @@ class RelayBook:
         """Rebuild the book from the store (stakes of its offers' providers read already).
         Orders that expired, were filled or cancelled meanwhile are dropped; eligibility is
         checked when matching, as it was before the restart. Returns how many orders rest."""
-        self.filled = self.store.filled_by_order()
+        if self.seen_leases is None:
+            self.filled = self.store.filled_by_order()
+        else:  # a cluster's: the leases counted, by id (the stream may bring some again)
+            self.filled = {}
+            for lease in self.store.leases():
+                self.seen_leases.add(lease.lease_id)
+                for h in (lease.offer_hash, lease.bid_hash):
+                    self.filled[h] = self.filled.get(h, 0) + lease.gpus
         for h in self.store.cancelled():
             self.book.cancel(h)
         for signer, floor in self.store.nonce_floors().items():
@@ -121,12 +135,13 @@ class RelayBook:
         entry = self.book.get(order_hash)
         return entry is not None and entry.pending == 0
 
-    def accept(self, orders: list[VerifiedOrder]) -> None:
+    def accept(self, orders: list[VerifiedOrder]) -> list[bytes]:
         """Keep, then rest (and with matching on, match) orders that passed :meth:`entry_error`,
-        forgetting the orders evicted for them in the same transaction."""
+        forgetting the orders evicted for them in the same transaction. Returns the hashes of
+        the orders evicted for them."""
         evicted, self._evicted = self._evicted, []
         if not orders and not evicted:
-            return
+            return evicted
         self.store.add_orders(((o.hash, _submission(o)) for o in orders), evicted)
         for order in orders:
             filled = self.filled.get(order.hash, 0)
@@ -138,6 +153,86 @@ class RelayBook:
                 fills = []
             self._changed([order.hash])
             self._take(fills)
+        return evicted
+
+    # --- what another instance of the cluster did (nodes/relay/cluster/node.py) -------------
+
+    def apply_order(self, order: VerifiedOrder) -> bool:
+        """Rest an order another instance accepted and stored (its signature checked there):
+        not matched here (the leader matches it with :meth:`rematch`). An order already in the
+        book, or one that cannot enter it any more (filled, cancelled, expired), changes
+        nothing; returns whether it entered."""
+        h = order.hash
+        if h in self._index or h in self.book:
+            return False
+        stake_of, self.book.stake_of = self.book.stake_of, None  # eligibility: at matching
+        try:
+            self.book.add(order, self.chain_time, filled=self.filled.get(h, 0))
+        except OrderError:
+            return False
+        finally:
+            self.book.stake_of = stake_of
+        self._rest(h, _describe(order))
+        self._changed([h])
+        return True
+
+    def holds(self, order_hash: bytes) -> bool:
+        """Whether the order rests here (accepted here, loaded, or applied already)."""
+        return order_hash in self._index
+
+    def withdraw(self, hashes: Iterable[bytes]) -> None:
+        """Take these orders out as evictions do (no mark left, their rows deleted): another
+        instance evicted them, or their acceptance could not be published. An order with GPUs
+        pending in a fill stays (the fill decides)."""
+        gone = []
+        for h in hashes:
+            described = self._index.get(h)
+            if described is None or not self.book.evict(h):
+                continue
+            self._unrest(h)
+            gone.append(h)
+            self.hub.publish(BookChange(h, described[0], described[1], 0))
+        if gone:
+            self.store.mark_gone(gone)
+
+    def remote_fill(self, event: FillChanged) -> None:
+        """The cluster's matcher (another instance) took a fill (``pending``), then opened it
+        or failed: reserve, then settle or release the GPUs here as that matcher's book did."""
+        offer_hash, bid_hash, gpus = event.offer_hash, event.bid_hash, event.gpus
+        if event.status is FillStatus.PENDING:
+            offer, bid = self.book.get(offer_hash), self.book.get(bid_hash)
+            if event.intent in self._remote or event.intent in self._finished:
+                return
+            if offer is None or bid is None:
+                return
+            if not 0 < gpus <= min(offer.remaining, bid.remaining):
+                return
+            taken = self.book.reserve(offer, bid, gpus)
+            self._remote[event.intent] = taken
+            self._in_flight.setdefault(_key(taken), []).append(taken)
+        else:
+            self._finished.add(event.intent)
+            gone = self._remote.pop(event.intent, None)
+            if gone is not None and self._pop(gone):
+                if event.status is FillStatus.OPENED:
+                    self.book.settle(gone)
+                else:
+                    self.book.release(gone)
+        self.hub.publish(
+            FillEvent(offer_hash, bid_hash, gpus, event.status, event.lease_id, event.error)
+        )
+        self._changed([offer_hash, bid_hash])
+
+    def remote_fills(self) -> dict[int, Fill]:
+        """The fills another instance's matcher took that are still pending here, by intent."""
+        return {i: f for i, f in self._remote.items() if f in self._in_flight.get(_key(f), [])}
+
+    def release_remote(self, intent: int) -> None:
+        """A fill of an earlier matcher that the chain did not open: its GPUs are free again."""
+        taken = self._remote.pop(intent, None)
+        if taken is not None and self._pop(taken):
+            self.book.release(taken)
+            self._changed([taken.offer_hash, taken.bid_hash])
 
     # --- fills ---------------------------------------------------------------------------------
 
@@ -200,7 +295,12 @@ class RelayBook:
         floors: Iterable[tuple[str, int]],
     ) -> None:
         touched: list[bytes] = []
+        seen = self.seen_leases
         for lease in leases:
+            if seen is not None:
+                if lease.lease_id in seen:
+                    continue  # learned already, from the stream or the chain
+                seen.add(lease.lease_id)
             for h in (lease.offer_hash, lease.bid_hash):
                 self.filled[h] = self.filled.get(h, 0) + lease.gpus
                 touched.append(h)

@@ -15,11 +15,18 @@ cancellation; their fills in flight stay pending), reads every provider's stake 
 again from the fork. Deeper than the window, it follows again from the deployment's block, the
 orders' state read afresh. Orders the replaced blocks had removed from the book (filled, cancelled)
 are not brought back: their rows were deleted when they left.
+
+In a relay cluster only the matcher lease's holder follows the chain, and it tells the other
+instances what it read (``publish``, :mod:`nodes.relay.cluster.node`) *before* storing it: a
+leader that dies between the two leaves the range to its successor, which reads and publishes it
+again (the stream stores a message id once; the books count a lease id once). A
+reorganisation is told the same way (``rewound``), before the store forgets the replaced blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from market.chain.client import MarketClient
@@ -28,6 +35,7 @@ from market.chain.forks import WINDOW, Reorg, detect_reorg
 from market.errors import MarketError, RpcUnavailable
 from market.protocol.types import Lease, OrderState
 from nodes.daemon.health import ChainHealth
+from nodes.errors import StoreUnavailable, StreamUnavailable
 from nodes.logs import EventLogger
 from nodes.relay.book import RelayBook
 from nodes.relay.stakes import StakeCache
@@ -91,8 +99,15 @@ class ChainWatch:
         confirmations: int = 0,
         window: int = WINDOW,
         health: ChainHealth | None = None,
+        publish: Callable[[Batch, int], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
+        self.publish = publish
+        self.rewound: Callable[[int], Awaitable[None]] | None = None
+        """A cluster's leader: tells the other instances the chain replaced the blocks from a
+        fork on, before the store forgets them; StreamUnavailable leaves it to the next poll."""
+        """A cluster's leader: tells the other instances a range's events (and its last block)
+        before they are stored; StreamUnavailable leaves the range to the next poll."""
         self.health = health or ChainHealth()
         """Marked after each poll: the relay's ``/healthz`` (:mod:`nodes.daemon.health`)."""
         self.store = store
@@ -130,6 +145,8 @@ class ChainWatch:
                 return 0
             events = await asyncio.to_thread(self.client.events, start, head)
             batch = Batch.of(events)
+            if self.publish is not None and (batch.leases or batch.cancelled or batch.floors):
+                await self.publish(batch, head)
             fresh = self.store.apply_chain(
                 (lease for lease, _ in batch.leases),
                 batch.cancelled,
@@ -178,6 +195,8 @@ class ChainWatch:
             beyond_window=reorg.fork is None,
             resting=len(resting),
         )
+        if self.rewound is not None:  # a cluster's leader: the others first (may raise)
+            await self.rewound(fork)
         self.reorgs += 1
         self.store.rewind(fork)
         self.next_block = fork
@@ -213,6 +232,10 @@ class ChainWatch:
             except RpcUnavailable as exc:
                 self.health.unreachable(f"{exc.url}: {exc.reason}")
                 self.log.warning("chain_unavailable", url=exc.url, reason=exc.reason)
+            except StoreUnavailable as exc:  # PostgreSQL restarting: nothing was stored
+                self.log.warning("chain_events_unstored", url=exc.url, reason=exc.reason)
+            except StreamUnavailable as exc:  # a cluster's leader: the range is read again
+                self.log.warning("chain_events_unpublished", url=exc.url, reason=exc.reason)
             try:
                 await asyncio.wait_for(stop.wait(), self.poll_s)
             except TimeoutError:

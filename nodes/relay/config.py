@@ -20,6 +20,15 @@ file's folder)::
     client_rate_per_s = 500.0
     max_book_orders = 50000
 
+    [cluster]                              # one of several instances serving one book
+    nats_url = "nats://127.0.0.1:4222"     # a NATS server with JetStream (nats-server -js)
+    name = "main"                          # the cluster: its stream is RELAY_main
+    instance = "relay-a"                   # this instance, unique in the cluster
+    lease_ttl_s = 5.0                      # a dead leader's lease frees after this long
+
+A cluster keeps its state in PostgreSQL (``store``), shared by every instance: a cluster over
+SQLite is refused (``docs/guides.md``, "Running a relay cluster").
+
 The matcher's key is never in the file: ``gpumarket relay --matcher-key-env VAR`` reads it from
 the environment. Both structs check their bounds when built in Python too, raising the
 :class:`~nodes.errors.ConfigError` that names the field (``Limits``: ``peer_burst``).
@@ -27,6 +36,7 @@ the environment. Both structs check their bounds when built in Python too, raisi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -98,6 +108,40 @@ class Limits(Table, frozen=True):
     wallet needs more is refused. 0 accepts ECDSA signatures only."""
 
 
+CLUSTER_NAME_PATTERN = r"[A-Za-z0-9_-]{1,32}"
+NATS_URL_PATTERN = r"(nats|tls)://[^\s]+"
+ClusterName = Annotated[str, Meta(pattern=f"^{CLUSTER_NAME_PATTERN}$")]
+NatsUrl = Annotated[str, Meta(pattern=f"^{NATS_URL_PATTERN}$")]
+
+
+class ClusterConfig(Table, frozen=True, kw_only=True):
+    """The relay cluster this instance is part of (``nodes/relay/cluster/node.py``): its
+    instances share one PostgreSQL store and one JetStream stream, and the holder of the
+    matcher lease matches and follows the chain for all of them."""
+
+    nats_url: NatsUrl
+    """The NATS server (JetStream enabled) holding the cluster's event stream."""
+    name: ClusterName
+    """The cluster's name: its stream is ``RELAY_<name>``; the same on every instance."""
+    instance: NonEmpty
+    """This instance's id, unique in the cluster: it holds the matcher lease under it."""
+    lease_ttl_s: Annotated[float, Meta(ge=0.5, le=300)] = 5.0
+    """How long the matcher lease lives without renewal (renewed every third of it): a leader
+    that died is replaced this long after its last renewal."""
+    publish_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    """How long publishing an event may wait for the stream's acknowledgement."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # a table built in Python (the CLI's --cluster, --nats) is checked as a file's is
+        if not re.fullmatch(CLUSTER_NAME_PATTERN, self.name):
+            raise Invalid("1 to 32 of A-Z a-z 0-9 _ -", "name", "ClusterConfig")
+        if not re.fullmatch(NATS_URL_PATTERN, self.nats_url):
+            raise Invalid("must be a nats:// (or tls://) URL", "nats_url", "ClusterConfig")
+        if not self.instance:
+            raise Invalid("must not be empty", "instance", "ClusterConfig")
+
+
 class RelayConfig(HttpListen, frozen=True, kw_only=True):
     """A relay's settings: where it listens (``host``, ``port``: 0 picks a free port, the
     relay's ``url`` says which), its database, peers, matching and limits."""
@@ -139,6 +183,8 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
     None, one per CPU; 0, none (threads of the relay's own process, which share its GIL)."""
     shutdown_grace_s: Seconds = 10.0
     """How long shutdown waits for in-flight requests, fills and gossip before cancelling."""
+    cluster: ClusterConfig | None = None
+    """One of several instances serving one book (needs ``store``); None: a relay alone."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,6 +207,13 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
                 raise Invalid(
                     f"{exc.reason}: give the scheme, as http://HOST:PORT", "peers", "RelayConfig"
                 ) from None
+        if self.cluster is not None and self.store is None:
+            raise ConfigError(
+                "RelayConfig",
+                "cluster",
+                'a cluster\'s instances share their state: give store = "postgresql://..." '
+                "instead of db_path (SQLite is one process's)",
+            )
         if self.matching not in MATCHING_MODES:
             raise ConfigError(
                 "RelayConfig", "matching", f"{self.matching!r} is not one of {MATCHING_MODES}"
@@ -178,4 +231,12 @@ def load_config(path: Path, *, matcher_key: str | None = None) -> RelayConfig:
     return msgspec.structs.replace(config, matcher_key=matcher_key)
 
 
-__all__ = ["MATCHING_MODES", "Limits", "Matching", "RelayConfig", "StoreUrl", "load_config"]
+__all__ = [
+    "MATCHING_MODES",
+    "ClusterConfig",
+    "Limits",
+    "Matching",
+    "RelayConfig",
+    "StoreUrl",
+    "load_config",
+]

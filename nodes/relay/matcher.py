@@ -13,6 +13,12 @@ crash, can never be counted twice: the chain watcher settles it if it landed, an
 again if it did not (the contract itself refuses to fill an order beyond its size). Intents found
 on start are marked ``abandoned`` and never sent again.
 
+In a relay cluster the matcher runs on the matcher lease's holder only (``term``: the term held,
+LeaseLost once it is not), and its intents are written under that term, fenced by the database:
+a matcher deposed meanwhile writes nothing and sends nothing, and its fills go back to the book.
+Each fill's progress goes to the other instances (``tell``: pending with its intent id, then
+opened or failed).
+
 A batch is atomic: one bad match reverts it (the transactor's gas estimate raises the error before
 anything is signed; a batch mined and reverted raises it from the receipt). The culprits are found
 without sending anything: when the error names an order or a provider (an order expired or
@@ -30,18 +36,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from market.chain.client import MarketClient
-from market.errors import MarketError, RpcUnavailable, TransactionReverted, TransactionTimeout
+from market.errors import (
+    MarketError,
+    NonceUsed,
+    RpcUnavailable,
+    TransactionReverted,
+    TransactionTimeout,
+)
 from market.matching import Fill
 from market.protocol.types import Lease
+from nodes.errors import LeaseLost, StoreUnavailable
 from nodes.logs import EventLogger
 from nodes.relay.batches import MAX_BATCH_MATCHES, Lot, lots_of, matches, ordered, take_batch
 from nodes.relay.book import RelayBook
+from nodes.relay.cluster.events import FillChanged
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.reverts import names
-from nodes.relay.store import FillOutcome, Store
+from nodes.relay.store import NO_TERM, FillOutcome, Store
+from nodes.wire import FillStatus
 
 _Sent = tuple[Lot, tuple[int, ...]]  # a lot and its fills' intent ids
 
@@ -56,12 +71,19 @@ class Matcher:
         log: EventLogger,
         *,
         max_batch: int = MAX_BATCH_MATCHES,
+        term: Callable[[], int] | None = None,
+        tell: Callable[[list[FillChanged]], None] | None = None,
     ) -> None:
+        self.term = term
+        """A cluster's: the matcher lease's term held now (LeaseLost when none is)."""
+        self.tell = tell
+        """A cluster's: hands each fill's progress to the other instances."""
         self.client = client
         self.book = book
         self.store = store
         self.metrics = metrics
         self.log = log.bind(matcher=client.address)
+        self.log_holder = client.address
         self.max_batch = max_batch
         self._lots: deque[Lot] = deque()
         self._queued = asyncio.Event()
@@ -97,6 +119,17 @@ class Matcher:
                 if not self._lots:
                     self._idle.set()
 
+    def abandon_queued(self) -> None:
+        """Give the fills queued and not yet sent back to the book (a cluster's leader that
+        lost the matcher lease): the next leader matches them again."""
+        lots, self._lots = list(self._lots), deque()
+        self._queued.clear()
+        self._idle.set()
+        lost = LeaseLost(self.log_holder, 0, None)
+        for lot in lots:
+            for fill in lot.fills:
+                self.book.fill_failed(fill, lost)
+
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every queued fill has been sent (or ``timeout_s``); True when drained."""
         try:
@@ -109,7 +142,17 @@ class Matcher:
 
     async def _send(self, lots: list[Lot]) -> None:
         fills = [fill for lot in lots for fill in lot.fills]
-        ids = iter(self.store.record_intents([(f.offer_hash, f.bid_hash, f.gpus) for f in fills]))
+        pairs = [(f.offer_hash, f.bid_hash, f.gpus) for f in fills]
+        try:
+            term = self.term() if self.term is not None else NO_TERM
+            recorded = self.store.record_intents(pairs, term=term)
+        except (LeaseLost, StoreUnavailable) as exc:  # nothing written, nothing sent
+            self.log.warning("fills_not_sent", fills=len(fills), error=type(exc).__name__)
+            for fill in fills:
+                self.book.fill_failed(fill, exc)
+            return
+        self._tell(recorded, fills, FillStatus.PENDING)
+        ids = iter(recorded)
         sent = [(lot, tuple(next(ids) for _ in lot.fills)) for lot in lots]
         self.metrics.fills.inc(len(fills), status="submitted")
         self._released = False
@@ -144,6 +187,11 @@ class Matcher:
                 sent = rest
                 continue
             except (RpcUnavailable, TransactionTimeout) as exc:
+                for lot in sent:
+                    self._unknown(lot, exc)
+                return
+            except NonceUsed as exc:  # another sender of this key (a cluster's old leader)
+                await asyncio.to_thread(self.client.transactor.resync_nonce)
                 for lot in sent:
                     self._unknown(lot, exc)
                 return
@@ -183,6 +231,32 @@ class Matcher:
 
     # --- outcomes ------------------------------------------------------------------------------
 
+    def _tell(
+        self,
+        intents: Sequence[int],
+        fills: Sequence[Fill],
+        status: FillStatus,
+        lease_ids: Sequence[bytes] | None = None,
+        error: str = "",
+    ) -> None:
+        if self.tell is None:
+            return
+        zero = bytes(32)
+        self.tell(
+            [
+                FillChanged(
+                    i,
+                    f.offer_hash,
+                    f.bid_hash,
+                    f.gpus,
+                    status,
+                    lease_ids[n] if lease_ids is not None else zero,
+                    error,
+                )
+                for n, (i, f) in enumerate(zip(intents, fills, strict=True))
+            ]
+        )
+
     def _opened(
         self,
         fills: list[Fill],
@@ -198,6 +272,7 @@ class Matcher:
             for i, lease in zip(intent, leases, strict=True)
         )
         self.metrics.fills.inc(len(fills), status="opened")
+        self._tell(intent, fills, FillStatus.OPENED, [lease.id for lease in leases])
         self.log.info(
             "batch_opened",
             leases=len(leases),
@@ -216,16 +291,18 @@ class Matcher:
         name = type(exc).__name__
         self.store.finish_fills(FillOutcome(i, "failed", error=name) for i in intent)
         self.metrics.fills.inc(len(intent), status="failed")
+        self._tell(intent, lot.fills, FillStatus.FAILED, error=name)
         for fill in lot.fills:
             self.log.warning("fill_failed", offer=fill.offer_hash, bid=fill.bid_hash, error=name)
             self.book.fill_failed(fill, exc)
         self._released = True
 
-    def _unknown(self, item: _Sent, exc: RpcUnavailable | TransactionTimeout) -> None:
+    def _unknown(self, item: _Sent, exc: RpcUnavailable | TransactionTimeout | NonceUsed) -> None:
         lot, intent = item
         name = type(exc).__name__
         self.store.finish_fills(FillOutcome(i, "unknown", error=name) for i in intent)
         self.metrics.fills.inc(len(intent), status="unknown")
+        self._tell(intent, lot.fills, FillStatus.FAILED, error=name)
         for fill in lot.fills:
             self.log.warning("fill_unknown", offer=fill.offer_hash, bid=fill.bid_hash, error=name)
             self.book.fill_failed(fill, exc)

@@ -5,6 +5,11 @@ providers, rebuild the book, catch up with the chain's events, then listen; :met
 returns once the relay accepts connections (its readiness). Stop: refuse new requests, finish the
 ones in flight and close streams, stop following the chain and clearing auctions, send the fills
 and gossip already queued (up to the grace period), then cancel what is left and close the store.
+
+One instance of a relay cluster (``config.cluster``) starts the same way, except that it takes
+the cluster stream's position before it loads the shared book, reads no chain events itself and
+matches nothing until it holds the matcher lease (:mod:`nodes.relay.cluster.node`); on stop it
+sends its queued fills and gives the lease up for the next instance.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from nodes.relay.auctioneer import Auctioneer
 from nodes.relay.book import RelayBook
 from nodes.relay.capacity import Capacity
 from nodes.relay.chainwatch import ChainWatch
-from nodes.relay.config import RelayConfig
+from nodes.relay.cluster.node import ClusterNode, Parts
+from nodes.relay.config import ClusterConfig, RelayConfig
 from nodes.relay.funds import FundsCache
 from nodes.relay.gossip import Gossiper
 from nodes.relay.matcher import Matcher
@@ -59,6 +65,7 @@ class Relay:
         self.listener: Listener | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.cluster: ClusterNode | None = None
 
     @property
     def url(self) -> str:
@@ -76,7 +83,10 @@ class Relay:
 
     async def _start(self) -> None:
         cfg = self.config
-        self.relay_id = cfg.relay_id or self._stored_id()
+        if cfg.cluster is not None:  # the cluster gossips as one relay
+            self.relay_id = cfg.relay_id or f"cluster-{cfg.cluster.name}"
+        else:
+            self.relay_id = cfg.relay_id or self._stored_id()
         self.log = self.log.bind(relay=self.relay_id)
         readers = await asyncio.gather(*(self._connect(None) for _ in range(4)))
         for admission_reader in (readers[1], readers[3]):  # a silent chain: 503 soon
@@ -95,7 +105,7 @@ class Relay:
             self.store,
             self.stakes,
             self.hub,
-            matching=matching == "continuous",
+            matching=matching == "continuous" and cfg.cluster is None,
             capacity=Capacity(lim.max_book_orders, lim.max_signer_orders),
         )
         self.watch = ChainWatch(
@@ -110,12 +120,15 @@ class Relay:
             health=self.metrics.chain,
         )
         await self.watch.read_clock()
+        if cfg.cluster is not None:
+            await self._join(cfg.cluster, matching)  # before the book is read from the store
         await self.stakes.ensure(
             _providers(sub.signed.message for _, sub in self.store.resting_orders())
         )
         resting = self.book.load()
-        await self.watch.poll()  # catch up with what the chain did while the relay was away
-        if cfg.matcher_key is not None:
+        if self.cluster is None:
+            await self.watch.poll()  # catch up with what the chain did while the relay was away
+        if cfg.matcher_key is not None and self.cluster is None:
             self.matcher = Matcher(
                 await self._connect(cfg.matcher_key),
                 self.book,
@@ -158,6 +171,7 @@ class Relay:
                 peer_limit=RateLimiter(lim.peer_rate_per_s, lim.peer_burst),
                 checker=self._signature_checker(),
                 pool=self.pool,
+                replicate=self.cluster.publish_accepted if self.cluster is not None else None,
             ),
         )
         self._register_gauges()
@@ -165,12 +179,10 @@ class Relay:
             self.server.app(), cfg.host, cfg.port, shutdown_timeout=cfg.shutdown_grace_s
         )
         self.port = self.listener.port
-        self._tasks.append(asyncio.create_task(self.watch.run(self._stop), name="chainwatch"))
-        if matching == "auction":
-            self.auctioneer = Auctioneer(self.book, cfg.auction_interval_s, self.log)
-            self._tasks.append(asyncio.create_task(self.auctioneer.run(self._stop), name="auction"))
-        if self.matcher is not None:
-            self._tasks.append(asyncio.create_task(self.matcher.run(), name="matcher"))
+        if self.cluster is not None:
+            self.cluster.start(self._stop)
+        else:
+            self._start_tasks(matching)
         self.gossiper.start()
         self.log.info(
             "relay_ready",
@@ -179,7 +191,37 @@ class Relay:
             block=self.watch.next_block - 1,
             peers=len(cfg.peers),
             matching=matching,
+            cluster=cfg.cluster.name if cfg.cluster is not None else None,
         )
+
+    async def _join(self, cluster: ClusterConfig, matching: str) -> None:
+        cfg = self.config
+        assert cfg.store is not None  # RelayConfig requires it for a cluster
+        key = cfg.matcher_key
+        self.cluster = ClusterNode(
+            cluster,
+            cfg.store,
+            Parts(
+                self.book,
+                self.store,
+                self.watch,
+                self.metrics,
+                (lambda: MarketClient.connect(self.deployment, key)) if key is not None else None,
+                cfg.max_batch,
+                cfg.auction_interval_s if matching == "auction" else None,
+            ),
+            self.log,
+        )
+        await self.cluster.connect()
+
+    def _start_tasks(self, matching: str) -> None:
+        cfg = self.config
+        self._tasks.append(asyncio.create_task(self.watch.run(self._stop), name="chainwatch"))
+        if matching == "auction":
+            self.auctioneer = Auctioneer(self.book, cfg.auction_interval_s, self.log)
+            self._tasks.append(asyncio.create_task(self.auctioneer.run(self._stop), name="auction"))
+        if self.matcher is not None:
+            self._tasks.append(asyncio.create_task(self.matcher.run(), name="matcher"))
 
     async def stop(self) -> None:
         """Drain, then cancel: refuse new requests and finish in-flight ones, stop following the
@@ -193,7 +235,10 @@ class Relay:
         self._stop.set()
         # The chain watch and the auction: nothing new to match from here on.
         await _cancel([t for t in self._tasks if t.get_name() != "matcher"])
-        fills_sent = await self.matcher.drain(grace) if self.matcher is not None else True
+        if self.cluster is not None:
+            fills_sent = await self.cluster.drain(grace)
+        else:
+            fills_sent = await self.matcher.drain(grace) if self.matcher is not None else True
         gossip_sent = await self.gossiper.drain(grace)
         await self.gossiper.stop()
         await self._close()
@@ -201,6 +246,8 @@ class Relay:
 
     async def _close(self) -> None:
         await _cancel(self._tasks)
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.listener is not None:
             await self.listener.close()
         if self.session is not None:
@@ -242,6 +289,19 @@ class Relay:
             "Reorganisations deeper than the confirmations noticed since start.",
             lambda: [((), self.watch.reorgs)],
         )
+        if self.cluster is not None:
+            node = self.cluster
+            m.gauge(
+                "gpumarket_relay_cluster_leader",
+                "1 while this instance holds the cluster's matcher lease (matches, follows the "
+                "chain), else 0.",
+                lambda: [((), 1 if node.leading else 0)],
+            )
+            m.gauge(
+                "gpumarket_relay_cluster_position",
+                "The last cluster stream sequence this instance applied.",
+                lambda: [((), node.applied())],
+            )
         m.gauge(
             "gpumarket_relay_stream_subscribers",
             "Open event streams.",

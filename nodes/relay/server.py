@@ -43,7 +43,7 @@ from market.errors import DecodeError, FrameTooLarge, InvalidField, MarketError
 from market.protocol.eip712 import Domain
 from market.protocol.types import checksum_address
 from nodes.daemon.health import health_response
-from nodes.errors import TooManyOrders
+from nodes.errors import StoreUnavailable, StreamUnavailable, TooManyOrders
 from nodes.logs import EventLogger
 from nodes.relay.admission import Admission, Admitted
 from nodes.relay.book import RelayBook
@@ -155,6 +155,9 @@ class RelayServer:
             response = _respond(request, plain(exc.status, code, exc.reason))
         except Exception as exc:  # the server's boundary: every answer is an ErrorResponse
             answer = answer_for(exc) if isinstance(exc, MarketError) else None
+            if answer is None and isinstance(exc, StreamUnavailable | StoreUnavailable):
+                # a cluster's stream or a PostgreSQL store away for now: nothing was accepted
+                answer = plain(503, ErrorCode.INTERNAL, f"{exc}; send the request again")
             if answer is None:
                 self.log.error("request_failed", endpoint=endpoint, exc_info=True)
                 answer = plain(500, ErrorCode.INTERNAL, "internal error; see the relay log")

@@ -351,6 +351,10 @@ class PostgresStore:
             filled[bytes(h)] = int(gpus)
         return filled
 
+    def leases(self) -> list[ChainLease]:
+        rows = self._rows("SELECT lease_id, offer_hash, bid_hash, gpus, block FROM leases")
+        return [ChainLease(bytes(i), bytes(o), bytes(b), int(g), int(n)) for i, o, b, g, n in rows]
+
     def cancelled(self) -> list[bytes]:
         return [bytes(r[0]) for r in self._rows("SELECT hash FROM cancelled")]
 

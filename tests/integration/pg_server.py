@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -78,6 +79,8 @@ class PgServer:
         self.port = port
         self.proc = proc
         self._names = itertools.count(1)
+        self._env: dict[str, str] = {}
+        self._run_as: dict[str, object] = {}
 
     @classmethod
     def start(cls) -> PgServer:
@@ -97,24 +100,22 @@ class PgServer:
         )  # fmt: skip
         for _ in range(5):  # the port may be taken between finding it free and binding it
             port = _free_port()
-            log = (root / "postgres.log").open("wb")
-            proc = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
-                 "-c", "fsync=off", "-c", "full_page_writes=off",
-                 "-c", "dynamic_shared_memory_type=mmap", "-c", "max_connections=60",
-                 "-c", "shared_buffers=16MB"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, process_group=0,
-                **run_as,
-            )  # fmt: skip
-            log.close()
-            server = cls(bindir, root, port, proc)
+            server = cls(bindir, root, port, _spawn(bindir, root, port, env, run_as))
+            server._env, server._run_as = env, run_as
             if server._wait_ready():
                 return server
             tail = server.log_tail()
             server.stop(remove=False)
         shutil.rmtree(root, ignore_errors=True)
         raise AssertionError(f"postgres did not start:\n{tail}")
+
+    def restart(self) -> None:
+        """Stop the server (fast shutdown) and start it again on the same port and data: what
+        it committed survives, every session is cut."""
+        self.stop(remove=False)
+        self.proc = _spawn(self.bindir, self.root, self.port, self._env, self._run_as)
+        if not self._wait_ready():
+            raise AssertionError(f"postgres did not start again:\n{self.log_tail()}")
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + READY_DEADLINE_S
@@ -170,6 +171,22 @@ class PgServer:
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
         assert not left, f"postgres processes outlived the server: {left}"
+
+
+def _spawn(
+    bindir: Path, root: Path, port: int, env: dict[str, str], run_as: dict[str, Any]
+) -> subprocess.Popen[bytes]:
+    log = (root / "postgres.log").open("ab")
+    proc = subprocess.Popen(
+        [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port),
+         "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
+         "-c", "fsync=off", "-c", "full_page_writes=off",
+         "-c", "dynamic_shared_memory_type=mmap", "-c", "max_connections=60",
+         "-c", "shared_buffers=16MB"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, process_group=0, **run_as,
+    )  # fmt: skip
+    log.close()
+    return proc
 
 
 def _group_members(pgid: int) -> list[int]:

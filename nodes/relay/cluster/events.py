@@ -41,6 +41,18 @@ class OrderAccepted(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "OrderAccepted"
 
 
+class OrderEvicted(Struct, frozen=True):
+    """An instance took the resting order ``order_hash`` out of its full book to make room for
+    ``evicted_for`` (``nodes/relay/capacity.py``; or withdrew it, ``evicted_for`` zero, when its
+    acceptance could not be published): every instance takes it out. It leaves no mark: the
+    order may enter again. ``evicted_for`` keeps two evictions of one order apart (the message
+    id is the frame's hash)."""
+
+    order_hash: Hash
+    evicted_for: Hash = ZERO32
+    TYPE_NAME: ClassVar[str] = "OrderEvicted"
+
+
 class OrderCancelled(Struct, frozen=True):
     """The chain cancelled the order ``order_hash`` (``OrderCancelled`` in ``block_number``)."""
 
@@ -69,6 +81,17 @@ class LeaseOpened(Struct, frozen=True):
     TYPE_NAME: ClassVar[str] = "LeaseOpened"
 
 
+class ChainRewound(Struct, frozen=True):
+    """The chain replaced the blocks from ``fork`` on (a reorganisation deeper than the
+    confirmations): leases of those blocks no longer count, and the resting orders take the
+    filled counts of the leases before ``fork``. ``token`` (random) keeps two reorganisations
+    at the same height apart (the message id is the frame's hash)."""
+
+    fork: UInt64
+    token: Hash
+    TYPE_NAME: ClassVar[str] = "ChainRewound"
+
+
 class FillChanged(Struct, frozen=True):
     """The cluster's matcher took a pair (``pending``, fill intent ``intent``), then the lease
     opened (``opened``, ``lease_id``) or its transaction failed (``failed``, ``error``)."""
@@ -84,7 +107,13 @@ class FillChanged(Struct, frozen=True):
 
 
 ClusterEvent: TypeAlias = (
-    OrderAccepted | OrderCancelled | NonceFloorRaised | LeaseOpened | FillChanged
+    OrderAccepted
+    | OrderEvicted
+    | OrderCancelled
+    | NonceFloorRaised
+    | LeaseOpened
+    | ChainRewound
+    | FillChanged
 )
 
 EVENTS: Final[dict[str, type[ClusterEvent]]] = {
@@ -151,6 +180,7 @@ def check_order_hash(event: OrderAccepted, computed: bytes) -> None:
 
 __all__ = [
     "EVENTS",
+    "ChainRewound",
     "MAX_EVENT_SIZE",
     "ClusterEvent",
     "FillChanged",
@@ -158,6 +188,7 @@ __all__ = [
     "NonceFloorRaised",
     "OrderAccepted",
     "OrderCancelled",
+    "OrderEvicted",
     "check_order_hash",
     "decode_event",
     "encode_event",

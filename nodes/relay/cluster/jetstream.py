@@ -257,10 +257,16 @@ class ClusterStream:
         return info.state.last_seq
 
     def follow(
-        self, after: int, apply: Apply, *, batch: int = 256, check_s: float = 5.0
+        self,
+        after: int,
+        apply: Apply,
+        *,
+        batch: int = 256,
+        check_s: float = 5.0,
+        skip: Callable[[str], bool] | None = None,
     ) -> Follower:
         """A :class:`Follower` of this stream from the event after sequence ``after``."""
-        return Follower(self, after, apply, batch=batch, check_s=check_s)
+        return Follower(self, after, apply, batch=batch, check_s=check_s, skip=skip)
 
     async def close(self) -> None:
         with contextlib.suppress(*_UNAVAILABLE):
@@ -287,8 +293,12 @@ class Follower:
         retry_s: float = 0.05,
         max_retry_s: float = 1.0,
         check_s: float = 5.0,
+        skip: Callable[[str], bool] | None = None,
     ) -> None:
         self.stream = stream
+        self.skip = skip
+        """Called with an event's message id before it is decoded: True passes over the event
+        as applied (the caller has it already: an instance's own accepted order)."""
         self.position = after
         self.apply = apply
         self.batch = batch
@@ -365,7 +375,8 @@ class Follower:
                 continue  # already applied (a new consumer starts where the old one was)
             if seq != self.position + 1:
                 raise StreamGap(self.stream.name, self.position, seq)
-            self.apply(seq, decode_event(msg.data))
+            if self.skip is None or not self.skip((msg.headers or {}).get(MSG_ID_HEADER, "")):
+                self.apply(seq, decode_event(msg.data))
             self.position = seq
 
 

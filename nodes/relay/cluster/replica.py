@@ -24,12 +24,14 @@ from market.matching import Fill, OrderBook, Resting, Submission, VerifiedOrder
 from market.protocol.eip712 import Domain, order_hash
 from market.protocol.types import OrderHash
 from nodes.relay.cluster.events import (
+    ChainRewound,
     ClusterEvent,
     FillChanged,
     LeaseOpened,
     NonceFloorRaised,
     OrderAccepted,
     OrderCancelled,
+    OrderEvicted,
     check_order_hash,
 )
 from nodes.wire import BookEntry, BookSnapshot, FillStatus
@@ -54,12 +56,16 @@ class BookReplica:
         """Apply ``event``, the stream's event ``seq``."""
         if isinstance(event, OrderAccepted):
             self._accept(event)
+        elif isinstance(event, OrderEvicted):
+            self.book.evict(event.order_hash)
         elif isinstance(event, OrderCancelled):
             self.book.cancel(event.order_hash)
         elif isinstance(event, NonceFloorRaised):
             self.book.raise_nonce_floor(event.signer, event.min_nonce)
         elif isinstance(event, LeaseOpened):
             self._lease(event)
+        elif isinstance(event, ChainRewound):
+            pass  # a replica keeps no blocks; a relay instance rewinds (cluster/node.py)
         else:
             self._fill(event)
         self.position = seq
