@@ -38,6 +38,9 @@ RECEIPT_TIMEOUT_S = 60.0
 RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnavailable
 GAS_HEADROOM = 1.25
 _POLL_S = 0.01
+FEES_TTL_S = 1.0
+"""How long the fees read for one transaction serve the next ones (a busy matcher sends many a
+second; each read is two requests)."""
 # How nodes refuse bytes already in their pool: geth, reth, erigon; anvil.
 # anvil and geth say "already known", Nethermind "already imported", Hardhat "known transaction".
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction")
@@ -121,8 +124,11 @@ class Transactor:
         chain_id: int | None = None,
         receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
         rpc_deadline_s: float = RPC_DEADLINE_S,
+        fees_ttl_s: float = FEES_TTL_S,
     ) -> None:
         self.w3 = w3
+        self.fees_ttl_s = fees_ttl_s
+        self._fees_read: tuple[float, int, int] | None = None  # (when, max fee, tip)
         self.rpc_deadline_s = rpc_deadline_s
         self.account = account
         self.receipt_timeout_s = receipt_timeout_s
@@ -148,8 +154,15 @@ class Transactor:
         return self._nonce
 
     def _fees(self) -> tuple[int, int]:
+        """``(maxFeePerGas, maxPriorityFeePerGas)``: twice the latest base fee plus the node's
+        tip, read again once ``fees_ttl_s`` has passed (a base fee moves at most 12.5% a block,
+        so the factor 2 covers the blocks of that interval many times over)."""
+        now = time.monotonic()
+        if (read := self._fees_read) is not None and now - read[0] < self.fees_ttl_s:
+            return read[1], read[2]
         base = self._read(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 0)
         tip = self._read(lambda: self.w3.eth.max_priority_fee)
+        self._fees_read = (now, 2 * base + tip, tip)
         return 2 * base + tip, tip
 
     def send(

@@ -107,3 +107,19 @@ def test_claim_slot_of_a_lease_never_claimed_is_all_zero(env: MarketEnv) -> None
     slot = client.claim_slot(b"\x07" * 32)
     assert (slot.amount, slot.seq, slot.ready_at, slot.receipt_hash) == (0, 0, 0, bytes(32))
     assert client.pending_claim(b"\x07" * 32) is None
+
+
+def test_fees_are_read_again_only_once_their_ttl_passed(chain: Devnet) -> None:
+    w3 = chain.web3()
+    cached = Transactor(w3, chain.accounts[2], fees_ttl_s=3600)
+    fresh = Transactor(w3, chain.accounts[2], fees_ttl_s=0)
+    to = chain.accounts[3].address
+    before = cached.sign(to, b"", gas=21_000).max_fee_per_gas
+    base = w3.eth.get_block("latest")["baseFeePerGas"]
+    w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base * 4)])  # type: ignore[arg-type]
+    chain.mine()
+    raised = w3.eth.get_block("latest")["baseFeePerGas"]
+    assert raised > base
+    assert cached.sign(to, b"", gas=21_000).max_fee_per_gas == before  # within its TTL
+    tip = w3.eth.max_priority_fee
+    assert fresh.sign(to, b"", gas=21_000).max_fee_per_gas == 2 * raised + tip
