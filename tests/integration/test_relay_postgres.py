@@ -109,9 +109,15 @@ def test_relay_on_postgres_serves_its_orders_after_a_sigkill_and_matches_them(
     reader = env.client()
     oh = order_hash(reader.domain, o.message)
     wait_until(lambda: reader.order_state(o.message.provider, oh).filled == 2, 20, "the lease")
-    with psycopg.connect(pg_url) as conn:  # the fill's intent and outcome are PostgreSQL's rows
-        rows = conn.execute("SELECT gpus, state, term FROM fills").fetchall()
-    assert rows == [(2, "opened", 0)]
+
+    def fills() -> list[tuple[int, str, int]]:
+        with psycopg.connect(pg_url) as conn:  # the fill's intent and outcome: PostgreSQL's rows
+            return conn.execute("SELECT gpus, state, term FROM fills").fetchall()
+
+    # The chain shows the lease a moment before the matcher has its receipt and writes the
+    # outcome over the intent.
+    wait_until(lambda: fills() != [(2, "intent", 0)], 20, "the fill's outcome")
+    assert fills() == [(2, "opened", 0)]
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, relays.log(1)
