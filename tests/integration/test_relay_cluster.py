@@ -80,6 +80,9 @@ def test_cluster_books_show_orders_any_instance_accepted_and_one_instance_matche
     assert _opened_per_pair(env) == {(_hash(env, o), _hash(env, high)): 1}
     leader = cluster.leader()
     assert leader is not None
+    # The books may show the lease (from the chain) a moment before the matcher logs its receipt.
+    lead = cluster.instances[leader]
+    wait_until(lambda: "lease_opened" in lead.log.read_text(), 10, "the leader's lease_opened")
     logs = {i.name: i.log.read_text() for i in (a, b, c)}
     assert [name for name, text in logs.items() if "lease_opened" in text] == [leader]
     assert sum("lease_acquired" in text for text in logs.values()) == 1
