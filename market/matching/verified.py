@@ -40,6 +40,9 @@ class VerifiedOrder:
     signed: Signed[Offer] | Signed[Bid]
     hash: OrderHash
     _token: object = field(default=None, repr=False, compare=False)
+    signer: str = field(init=False, repr=False, compare=False)
+    """Who signed it: the offer's provider or the bid's lab (read on every step of admission
+    and matching, so kept rather than derived each time)."""
 
     def __post_init__(self) -> None:
         if self._token is not _TOKEN:
@@ -48,6 +51,8 @@ class VerifiedOrder:
                 type(self._token).__name__,
                 "VerifiedOrder is made by verify_orders(), which checks signatures",
             )
+        m = self.signed.message
+        object.__setattr__(self, "signer", m.provider if isinstance(m, Offer) else m.lab)
 
     @classmethod
     def unsafe_from_trusted_store(
@@ -62,11 +67,6 @@ class VerifiedOrder:
     @property
     def is_offer(self) -> bool:
         return isinstance(self.signed.message, Offer)
-
-    @property
-    def signer(self) -> str:
-        m = self.signed.message
-        return m.provider if isinstance(m, Offer) else m.lab
 
 
 @dataclass(frozen=True, slots=True)

@@ -341,6 +341,30 @@ def _wire_kind(attr: str, solidity_type: str) -> str:
     return "uint"
 
 
+_PAD12: Final = bytes(12)
+
+
+def _model_word(model: str) -> bytes:
+    """A GPU model name as the ``bytes32`` it is signed as (ASCII, left-aligned, zero-padded):
+    a model no valid message could hold raises ValueError."""
+    raw = model.encode("ascii")
+    if len(raw) > 32:
+        raise ValueError(f"a GPU model of {len(raw)} bytes")
+    return raw.ljust(32, b"\0")
+
+
+_WORD_OF_WIRE: dict[str, Callable[[Any], bytes]] = {
+    "address": lambda raw: _PAD12 + raw,  # the 20 bytes, left-padded as abi.encode does
+    "bytes32": lambda raw: raw,
+    "uint256": lambda raw: raw,  # 32 bytes big-endian already
+    "uint": lambda n: n.to_bytes(32, "big"),
+    "bool": lambda b: b.to_bytes(32, "big"),
+    "model": _model_word,
+}
+"""How each kind of wire value becomes its EIP-712 ``encodeData`` word, as
+``market.protocol.eip712`` encodes the built message's field."""
+
+
 class _Wire:
     """How one message class travels: its body Struct (derived from ``FIELDS``), its decoder,
     and the conversions between the two."""
@@ -359,6 +383,7 @@ class _Wire:
         self.addresses = tuple(attr for attr, _, kind in self.fields if kind == "address")
         self.words = tuple(attr for attr, _, kind in self.fields if kind == "uint256")
         self.ints = tuple(attr for attr, _, kind in self.fields if kind == "uint")
+        self.word_of = tuple(_WORD_OF_WIRE[kind] for _, _, kind in self.fields)
 
     def body(self, message: _Message) -> msgspec.Struct:
         values = {attr: getattr(message, attr) for attr, _, _ in self.fields}
@@ -387,6 +412,12 @@ class _Wire:
         # The body's types proved each field's type (see unsafe_from_codec): the rest is checked
         # there, once.
         return unsafe_from_codec(self.cls, values)
+
+    def encoding(self, body: msgspec.Struct) -> bytes:
+        """The EIP-712 ``encodeData`` of the message a body holds (its fields' words in
+        ``FIELDS`` order), without building the message."""
+        values = msgspec.structs.astuple(body)
+        return b"".join([word(v) for word, v in zip(self.word_of, values, strict=True)])
 
 
 _SIGNATURE = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_SIGNATURE_LENGTH)]
@@ -424,6 +455,8 @@ class _Canonical:
         )
         self.decoder = msgspec.msgpack.Decoder(frame)
         self.prefix = b"\x83" + _ENCODER.encode({"v": WIRE_VERSION, "type": type_name})[1:]
+        self.signer = "provider" if wire.cls is Offer else "lab"
+        """The field naming who signs (an order's; a voucher or receipt is never asked for it)."""
 
     def decode(self, data: bytes) -> _SignedMessage | None:
         """The signed message in ``data`` if ``data`` is exactly its canonical frame (which rules
@@ -439,6 +472,21 @@ class _Canonical:
             return None
         message = self.wire.build(frame.body.message)
         return cast(_SignedMessage, Signed(message, frame.body.signature))
+
+    def encoding(self, data: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """``(encodeData, signer, signature)`` of the signed order in ``data`` (see
+        :func:`signed_order_encoding`), or None when ``data`` is not this type's frame."""
+        try:
+            frame: Any = self.decoder.decode(data)
+            encoded = self.wire.encoding(frame.body.message)
+        except (msgspec.DecodeError, ValueError):  # a ValidationError is a DecodeError
+            return None
+        if frame.v != WIRE_VERSION or frame.type != self.type_name:
+            return None
+        if _ENCODER.encode(frame) != data:  # not canonical: a key repeated, or another order
+            return None
+        signer: bytes = getattr(frame.body.message, self.signer)
+        return encoded, signer, frame.body.signature
 
 
 def encode(obj: Decoded) -> bytes:
@@ -516,6 +564,29 @@ def _remembered(obj: object) -> bytes | None:
     return hit[1] if hit is not None and hit[0] is obj else None
 
 
+_ORDER_FRAMES: Final[tuple[tuple[_Canonical, type[Offer] | type[Bid]], ...]] = tuple(
+    (fast, fast.wire.cls) for fast in _CANONICAL if fast.wire.cls is Offer or fast.wire.cls is Bid
+)
+
+
+def signed_order_encoding(
+    data: bytes,
+) -> tuple[type[Offer] | type[Bid], bytes, bytes, bytes] | None:
+    """A signed offer's or bid's canonical frame read for a signature check alone, without
+    building the message: its class, the EIP-712 ``encodeData`` of its fields (what
+    :func:`market.protocol.eip712.struct_hash` hashes after the type hash), its signer's 20
+    bytes and its signature. None when ``data`` is not such a frame (decode it then).
+
+    Only the msgpack types are checked, not the fields' rules: this is for frames that this
+    process's codec wrote from messages it had built, and so checked (a relay's signature
+    workers, ``market.matching.pool``)."""
+    for fast, cls in _ORDER_FRAMES:
+        if data.startswith(fast.prefix):
+            parts = fast.encoding(data)
+            return None if parts is None else (cls, *parts)
+    return None
+
+
 def decode_as(data: bytes, cls: type[D], *, max_size: int = MAX_FRAME_SIZE) -> D:
     """:func:`decode`, then raise DecodeError unless the message is a ``cls``.
 
@@ -561,4 +632,5 @@ __all__ = [
     "refusal",
     "scalar",
     "seal_frame",
+    "signed_order_encoding",
 ]

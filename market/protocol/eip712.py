@@ -127,16 +127,28 @@ _ENCODERS = {
 """Per message class, a getter of its fields' values in ``FIELDS`` order and each one's word."""
 
 
-def struct_hash(message: Offer | Bid | Voucher | Receipt) -> bytes:
-    """``hashStruct(message)``: keccak256(typeHash || encoded fields)."""
+def encode_data(message: Offer | Bid | Voucher | Receipt) -> bytes:
+    """``encodeData(message)``: its fields' 32-byte words in ``FIELDS`` order."""
     values, words = _ENCODERS[type(message)]
-    encoded = b"".join([word(v) for word, v in zip(words, values(message), strict=True)])
-    return keccak(TYPEHASH[type(message)] + encoded)
+    return b"".join([word(v) for word, v in zip(words, values(message), strict=True)])
+
+
+def struct_hash(message: Offer | Bid | Voucher | Receipt) -> bytes:
+    """``hashStruct(message)``: keccak256(typeHash || encodeData)."""
+    return keccak(TYPEHASH[type(message)] + encode_data(message))
 
 
 def digest(domain: Domain, message: Offer | Bid | Voucher | Receipt) -> bytes:
     """The EIP-712 digest that is signed: keccak256(0x1901 || domainSeparator || hashStruct)."""
     return keccak(b"\x19\x01" + domain.separator + struct_hash(message))
+
+
+def digest_of_encoding(
+    domain: Domain, cls: type[Offer] | type[Bid] | type[Voucher] | type[Receipt], encoded: bytes
+) -> bytes:
+    """:func:`digest` of the ``cls`` message whose ``encodeData`` is ``encoded`` (read from its
+    frame by ``market.protocol.codec.signed_order_encoding``, without building the message)."""
+    return keccak(b"\x19\x01" + domain.separator + keccak(TYPEHASH[cls] + encoded))
 
 
 def order_hash(domain: Domain, order: Offer | Bid) -> OrderHash:
@@ -181,6 +193,8 @@ __all__ = [
     "TYPEHASH",
     "Domain",
     "digest",
+    "digest_of_encoding",
+    "encode_data",
     "order_hash",
     "receipt_hash",
     "struct_hash",

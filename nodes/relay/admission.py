@@ -91,12 +91,13 @@ class Admission:
         valid, rejected = await asyncio.to_thread(
             lambda: verify_orders(domain, submissions, checker=checker, pool=pool)
         )
-        self._charge(valid, peer, take=False)  # refuse a flood before it costs chain reads
+        self._check_budgets(valid, peer)  # refuse a flood before it costs chain reads
         unknown = [o.signed.message for o in valid if o.hash not in self.book.book]
         await self.book.stakes.ensure(m.provider for m in unknown if isinstance(m, Offer))
         await self.funds.ensure(m.lab for m in unknown if isinstance(m, Bid))
         # From here on nothing yields: what is checked is what is applied.
-        self._charge(valid, peer, take=True)
+        entry_errors, new = self._entry_errors(valid)
+        self._charge(new, peer, take=True)
 
         results: list[OrderResult | None] = [None] * len(submissions)
         for r in rejected:
@@ -108,8 +109,10 @@ class Admission:
         per_signer: Counter[str] = Counter()
         evicted = 0
         swept = False
-        for i, order in zip(positions, valid, strict=True):
-            error = self.book.entry_error(order, seen) or self._funds_error(order)
+        for i, order, entry_error in zip(positions, valid, entry_errors, strict=True):
+            error: OrderError | None = (
+                DuplicateOrder(order.hash) if order.hash in seen else entry_error
+            ) or self._funds_error(order)
             if error is None:
                 if not swept and self.book.capacity.full(len(accepted)):
                     self.book.expire()  # expired orders give way first
@@ -134,19 +137,35 @@ class Admission:
             evicted,
         )
 
-    def _new(self, valid: Sequence[VerifiedOrder]) -> list[VerifiedOrder]:
-        """The orders among ``valid`` that could enter the book as it stands (each once)."""
-        seen: set[bytes] = set()
+    def _entry_errors(
+        self, valid: Sequence[VerifiedOrder]
+    ) -> tuple[list[OrderError | None], list[VerifiedOrder]]:
+        """Why each of ``valid`` may not enter the book as it stands (None: it may), and the
+        orders that may, each once: the *new* orders the budgets are charged for."""
+        errors: list[OrderError | None] = []
         new: list[VerifiedOrder] = []
+        seen: set[bytes] = set()
+        alone: set[bytes] = set()  # each order checked against the book, not the request
         for o in valid:
-            if self.book.entry_error(o, seen) is None:
+            error = self.book.entry_error(o, alone)
+            errors.append(error)
+            if error is None and o.hash not in seen:
                 seen.add(o.hash)
                 new.append(o)
-        return new
+        return errors, new
 
-    def _charge(self, valid: Sequence[VerifiedOrder], peer: str | None, *, take: bool) -> None:
-        """Check (``take``: and take) the budgets of the new orders among ``valid``."""
-        new = self._new(valid)
+    def _check_budgets(self, valid: Sequence[VerifiedOrder], peer: str | None) -> None:
+        """Raise RateLimited, taking nothing, when the new orders among ``valid`` exceed a budget.
+        Every valid order counted is a bound on the new ones: only a request that might exceed
+        a budget is sorted into new and known orders."""
+        bound = Counter(o.signer for o in valid)
+        peers = {peer: len(valid)} if peer is not None else {}
+        if self.signer_limit.allows(bound) and self.peer_limit.allows(peers):
+            return
+        self._charge(self._entry_errors(valid)[1], peer, take=False)
+
+    def _charge(self, new: Sequence[VerifiedOrder], peer: str | None, *, take: bool) -> None:
+        """Check (``take``: and take) the budgets of ``new``, the request's new orders."""
         if not new:
             return
         per_signer = Counter(o.signer for o in new)

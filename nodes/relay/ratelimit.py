@@ -33,6 +33,11 @@ class RateLimiter:
         nothing (a request checks every limit before it takes from any)."""
         self._levels(costs, self.clock())
 
+    def allows(self, costs: Mapping[str, float]) -> bool:
+        """Whether every key has ``costs[key]`` tokens now (:meth:`check` without raising)."""
+        now = self.clock()
+        return all(cost <= self._level(key, now) for key, cost in costs.items())
+
     def take(self, costs: Mapping[str, float]) -> None:
         """Take ``costs[key]`` tokens from each key, or raise RateLimited for the first key that
         lacks them (taking nothing)."""

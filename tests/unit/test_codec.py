@@ -633,6 +633,7 @@ def test_all_names_are_exported() -> None:
         "refusal",
         "scalar",
         "seal_frame",
+        "signed_order_encoding",
     }
     assert all(hasattr(codec, name) for name in codec.__all__)
 

@@ -114,6 +114,29 @@ def test_an_order_with_a_fill_in_flight_is_never_evicted() -> None:
         cap.make_room(_h(9), SIGNERS[1], evictable=lambda h: False)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    taken=st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 4)), max_size=6),
+    asked=st.dictionaries(st.sampled_from("abcd"), st.integers(0, 6)),
+    elapsed=st.floats(0, 3),
+)
+def test_allows_says_what_check_would(
+    taken: list[tuple[str, int]], asked: dict[str, int], elapsed: float
+) -> None:
+    now = [0.0]
+    limiter = RateLimiter(1.0, 5, clock=lambda: now[0])
+    for key, cost in taken:
+        if limiter.allows({key: cost}):
+            limiter.take({key: cost})
+    now[0] = elapsed
+    try:
+        limiter.check(asked)
+    except RateLimited:
+        assert not limiter.allows(asked)
+    else:
+        assert limiter.allows(asked)
+
+
 def test_a_check_takes_nothing_and_both_budgets_are_checked_before_either_is_taken() -> None:
     now = [0.0]
     signers = RateLimiter(1.0, 2, clock=lambda: now[0])

@@ -12,18 +12,21 @@ import os
 import signal
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 from eth_utils.address import to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.errors import InvalidSignature
 from market.matching import Rejected, Submission, VerifiedOrder, verify_orders
-from market.matching.pool import VerifierPool
-from market.protocol.codec import decode, encode
-from market.protocol.eip712 import Domain, digest
+from market.matching.pool import VerifierPool, check_frames
+from market.protocol.codec import decode, encode, signed_order_encoding
+from market.protocol.eip712 import Domain, digest, digest_of_encoding
 from market.protocol.signing import SECP256K1_N, SigningKey
 from market.protocol.types import Bid, Offer, Signed
 from tests.unit.test_contract_signers import OWNER, WALLET, TableChecker
-from tests.unit.test_protocol_types import BASE
+from tests.unit.test_protocol_types import BASE, bids, offers, vouchers
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.unit
@@ -157,3 +160,48 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message=st.one_of(offers(), bids()),
+    signature=st.binary(min_size=1, max_size=Signed.MAX_SIGNATURE_LENGTH),
+)
+def test_a_frame_read_without_building_its_order_hashes_as_the_order_does(
+    message: Offer | Bid, signature: bytes
+) -> None:
+    """The workers' path (the frame's fields straight to their EIP-712 words) gives the digest
+    of the order built from the same frame, for any order the types admit."""
+    parts = signed_order_encoding(encode(Signed(message, signature)))  # type: ignore[arg-type]
+    assert parts is not None
+    cls, encoded, signer, sig = parts
+    assert cls is type(message)
+    assert digest_of_encoding(DOMAIN, cls, encoded) == digest(DOMAIN, message)
+    assert signer == bytes.fromhex((message.provider if cls is Offer else message.lab)[2:])  # type: ignore[union-attr]
+    assert sig == signature
+
+
+@given(voucher=vouchers())
+def test_only_signed_orders_frames_are_read_that_way(voucher: object) -> None:
+    offer = BASE[Offer]
+    assert signed_order_encoding(encode(voucher)) is None  # type: ignore[arg-type]
+    assert signed_order_encoding(encode(offer)) is None  # unsigned
+    assert signed_order_encoding(b"\x83garbage") is None
+
+
+def test_a_frame_not_in_canonical_form_is_decoded_and_checked_alike() -> None:
+    """A frame another writer made (keys in another order) falls back to the full decoding and
+    gets the same verdicts."""
+    orders = _spoiled(_orders(20))
+    canonical = [encode(o) for o in orders]
+
+    def reordered(frame: bytes) -> bytes:
+        tree = msgpack.unpackb(frame, raw=False)
+        tree["body"]["message"] = dict(reversed(tree["body"]["message"].items()))
+        packed: bytes = msgpack.packb(tree, use_bin_type=True)
+        assert packed != frame
+        return packed
+
+    other = [reordered(f) for f in canonical]
+    assert all(signed_order_encoding(f) is None for f in other)
+    assert check_frames(DOMAIN, other) == check_frames(DOMAIN, canonical)
