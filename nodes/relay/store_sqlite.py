@@ -67,6 +67,22 @@ RELAY_MIGRATIONS: Final[tuple[str, ...]] = (
         updated REAL NOT NULL
     );
     """,
+    # 2: orders keyed by a plain rowid (AUTOINCREMENT wrote sqlite_sequence on every insert; a
+    # new seq is still above every live row's, so arrival order holds) and without ``resting``
+    # and its index (a row leaves with its order, so every row rests; the rows an earlier
+    # release kept after their orders left are not copied): an insert updates the table and
+    # the hash's index, nothing else.
+    """
+    CREATE TABLE orders_v2 (
+        seq INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        frame BLOB NOT NULL
+    );
+    INSERT INTO orders_v2 (seq, hash, frame)
+        SELECT seq, hash, frame FROM orders WHERE resting = 1 ORDER BY seq;
+    DROP TABLE orders;
+    ALTER TABLE orders_v2 RENAME TO orders;
+    """,
 )
 """Migration ``i`` takes the relay's schema from version ``i`` to ``i + 1``. Append; never edit."""
 
@@ -99,9 +115,6 @@ class SqliteStore:
                     "migrate: its resting orders are signed and can be submitted again; give this "
                     "relay a new --db, or remove the old file",
                 )
-            # Rows an earlier release kept after their orders left the book.
-            with db.transaction() as conn:
-                conn.execute("DELETE FROM orders WHERE resting = 0")
         except (StoreError, sqlite3.DatabaseError) as exc:
             db.close()
             if isinstance(exc, StoreError):
@@ -176,7 +189,7 @@ class SqliteStore:
 
     def resting_orders(self) -> Iterator[tuple[bytes, Submission]]:
         """Orders still resting, in arrival order."""
-        for h, frame in self._rows("SELECT hash, frame FROM orders WHERE resting = 1 ORDER BY seq"):
+        for h, frame in self._rows("SELECT hash, frame FROM orders ORDER BY seq"):
             yield bytes(h), row_order(bytes(frame), bytes(h), str(self.path))
 
     def count_orders(self) -> int:

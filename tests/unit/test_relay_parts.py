@@ -20,8 +20,9 @@ from nodes.errors import ConfigError, NodeError, RateLimited, StoreError
 from nodes.logs import FORMAT_ENV, EventFormatter, get_logger, log_format
 from nodes.relay.metrics import RelayMetrics
 from nodes.relay.ratelimit import RateLimiter
-from nodes.relay.store import ChainLease, FillOutcome
-from nodes.relay.store_sqlite import SqliteStore
+from nodes.relay.store import ChainLease, FillOutcome, order_row
+from nodes.relay.store_sqlite import RELAY_MIGRATIONS, SqliteStore
+from nodes.state.db import StateDB
 from tests.unit.order_factory import Orders
 
 pytestmark = pytest.mark.unit
@@ -187,14 +188,33 @@ def test_store_keeps_only_resting_orders_so_it_stays_as_bounded_as_the_book(
     store.add_orders([(c.hash, Submission(c.signed))], evicted=[b.hash])  # one transaction
     assert [h for h, _ in store.resting_orders()] == [c.hash]
     assert store.count_orders() == 1
-    # A database an earlier release wrote keeps rows of orders gone (resting = 0): they go at open.
-    with store.db.transaction() as conn:
-        conn.execute("INSERT INTO orders (hash, frame, resting) VALUES (?, ?, 0)", (a.hash, b""))
-    assert store.count_orders() == 2
     store.close()
-    again = SqliteStore.open(tmp_path / "relay.sqlite")
-    assert again.count_orders() == 1
-    again.close()
+
+
+def test_a_database_at_schema_1_keeps_its_resting_orders_in_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """Schema 1 kept rows of orders gone (``resting = 0``) and an AUTOINCREMENT seq; schema 2
+    copies the resting rows, in their order, and drops the others."""
+    orders = Orders()
+    a, b, c = orders.offer(), orders.bid(), orders.bid()
+    path = tmp_path / "relay.sqlite"
+    v1 = StateDB.open(path, migrations=RELAY_MIGRATIONS[:1])
+    with v1.transaction() as conn:
+        for h, signed, resting in ((c, c.signed, 1), (a, a.signed, 0), (b, b.signed, 1)):
+            row = order_row(Submission(signed))
+            conn.execute(
+                "INSERT INTO orders (hash, frame, resting) VALUES (?, ?, ?)", (h.hash, row, resting)
+            )
+    v1.close()
+    store = SqliteStore.open(path)
+    assert [h for h, _ in store.resting_orders()] == [c.hash, b.hash]
+    store.add_orders([(a.hash, Submission(a.signed))])
+    assert [h for h, _ in store.resting_orders()] == [c.hash, b.hash, a.hash]
+    store.mark_gone([a.hash])
+    store.add_orders([(a.hash, Submission(a.signed))])  # its seq is after every live row's
+    assert [h for h, _ in store.resting_orders()] == [c.hash, b.hash, a.hash]
+    store.close()
 
 
 def test_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
