@@ -27,6 +27,7 @@ from enum import IntEnum
 from functools import partial
 from typing import Any, TypeVar
 
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -41,6 +42,7 @@ from market.chain.contract_errors import ERRORS
 from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import transient_answer, with_retries
+from market.chain.rpc import JsonRpc, quantity
 from market.chain.tx import Transactor, endpoint_of
 from market.chain.wallet import WalletTransactor
 from market.errors import (
@@ -274,6 +276,7 @@ class MarketClient:
         self.domain = Domain(contracts.deployment.chain_id, self.market.address)
         self.rpc_deadline_s = rpc_deadline_s
         self._endpoint = endpoint_of(w3)
+        self._rpc = JsonRpc.of(w3)
         self._account = account
         tx_options: dict[str, Any] = {
             "chain_id": contracts.deployment.chain_id,
@@ -352,6 +355,24 @@ class MarketClient:
                 "the right file"
             ) from exc
 
+    def _view(self, contract: Contract, fn: str, *args: Any) -> Any:
+        """``contract``'s view ``fn(*args)`` at the latest block, as web3's ``call()`` returns it
+        (values whose types hold no address), from one lean ``eth_call``: encoded and decoded by
+        eth_abi, sent by :class:`~market.chain.rpc.JsonRpc`, retried like every read."""
+        calldata = self._calldata[contract.address]
+        call = {"to": contract.address, "data": "0x" + calldata.encode(fn, args).hex()}
+
+        def read() -> Any:
+            data = bytes(HexBytes(self._rpc.request("eth_call", [call, "latest"])))
+            try:
+                if not data:  # as web3 says it: nothing answered
+                    raise BadFunctionCallOutput(f"{fn} returned no data from {contract.address}")
+                return calldata.decode_result(fn, data)
+            except DecodingError as exc:
+                raise BadFunctionCallOutput(f"{fn} returned undecodable data: {exc}") from exc
+
+        return self._call(read)
+
     def calldata(self, fn: str, *args: Any) -> bytes:
         """The calldata of the Market's ``fn(*args)`` (arguments as the client builds them)."""
         return self._calldata[self.market.address].encode(fn, args)
@@ -370,22 +391,22 @@ class MarketClient:
 
     def head(self) -> Head:
         """The latest block's number and timestamp, from one request."""
-        block = self._call(lambda: self.w3.eth.get_block("latest"))
-        return Head(int(block["number"]), int(block["timestamp"]))
+        block = self._call(lambda: self._rpc.request("eth_getBlockByNumber", ["latest", False]))
+        return Head(quantity(block["number"]), quantity(block["timestamp"]))
 
     def chain_time(self) -> int:
         """Timestamp of the latest block: the clock the contracts see."""
         return self.head().timestamp
 
     def balance_of(self, address: str) -> int:
-        return int(self._call(self.token.functions.balanceOf(address).call))
+        return int(self._view(self.token, "balanceOf", address))
 
     def token_metadata(self) -> Token:
         """The settlement token's ERC-20 ``symbol()`` and ``decimals()``, read once: what every
         amount a person reads or writes is in (:mod:`market.units`)."""
         if self._token_metadata is None:
-            symbol = str(self._call(self.token.functions.symbol().call))
-            decimals = int(self._call(self.token.functions.decimals().call))
+            symbol = str(self._view(self.token, "symbol"))
+            decimals = int(self._view(self.token, "decimals"))
             self._token_metadata = Token(symbol, decimals)
         return self._token_metadata
 
@@ -403,14 +424,14 @@ class MarketClient:
 
     def total_supply(self) -> int:
         """The settlement token's total supply."""
-        return int(self._call(self.token.functions.totalSupply().call))
+        return int(self._view(self.token, "totalSupply"))
 
     def allowance(self, owner: str, spender: str | None = None) -> int:
         spender = spender or self.market.address
-        return int(self._call(self.token.functions.allowance(owner, spender).call))
+        return int(self._view(self.token, "allowance", owner, spender))
 
     def provider_info(self, address: str) -> ProviderInfo:
-        raw = self._call(self.market.functions.getProvider(address).call)
+        raw = self._view(self.market, "getProvider", address)
         return ProviderInfo(
             address=Web3.to_checksum_address(address),
             stake=raw[0],
@@ -424,18 +445,18 @@ class MarketClient:
         )
 
     def min_stake(self) -> int:
-        return int(self._call(self.market.functions.minStake().call))
+        return int(self._view(self.market, "minStake"))
 
     def stake_ratio_bps(self) -> int:
         """Stake each lease locks, in basis points of its escrow (the penalty of a proof)."""
-        return int(self._call(self.market.functions.stakeRatioBps().call))
+        return int(self._view(self.market, "stakeRatioBps"))
 
     def stake_lock(self, escrow: int) -> int:
         """The stake a lease with this escrow locks while it can be proven to cheat."""
         return escrow * self.stake_ratio_bps() // 10_000
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
-        return _lease_state(self._call(self.market.functions.leaseState(lease_id).call))
+        return _lease_state(self._view(self.market, "leaseState", lease_id))
 
     def lease_states(self, lease_ids: Sequence[bytes]) -> dict[bytes, LeaseState]:
         """Many leases' states, read in JSON-RPC batches of ``eth_call`` (one HTTP request per
@@ -564,38 +585,38 @@ class MarketClient:
         """The lease's ``pendingClaim`` slot as stored, pending or not: ``ready_at`` is 0 when no
         claim is pending, while ``seq`` and ``receipt_hash`` still name the last receipt posted
         (all zero if none ever was)."""
-        call = self.market.functions.pendingClaim(lease_id).call
-        amount, seq, ready_at, digest, bond, deadline = self._call(call)
+        view = self._view(self.market, "pendingClaim", lease_id)
+        amount, seq, ready_at, digest, bond, deadline = view
         return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)), bond, deadline)
 
     def challenge_window(self) -> int:
-        return int(self._call(self.market.functions.challengeWindow().call))
+        return int(self._view(self.market, "challengeWindow"))
 
     def ruling_window(self) -> int:
-        return int(self._call(self.market.functions.rulingWindow().call))
+        return int(self._view(self.market, "rulingWindow"))
 
     def dispute_bond_bps(self) -> int:
-        return int(self._call(self.market.functions.disputeBondBps().call))
+        return int(self._view(self.market, "disputeBondBps"))
 
     def slashed_credit(self, address: str) -> tuple[int, int]:
         """Stake slashed to ``address`` and not withdrawn, and when it vests."""
-        amount, vests_at = self._call(self.market.functions.slashedCredit(address).call)
+        amount, vests_at = self._view(self.market, "slashedCredit", address)
         return int(amount), int(vests_at)
 
     def order_state(self, signer: str, order_hash: bytes) -> OrderState:
-        filled, cancelled = self._call(self.market.functions.orderState(signer, order_hash).call)
+        filled, cancelled = self._view(self.market, "orderState", signer, order_hash)
         return OrderState(filled=filled, cancelled=cancelled)
 
     def min_nonce(self, signer: str) -> int:
-        return int(self._call(self.market.functions.minNonce(signer).call))
+        return int(self._view(self.market, "minNonce", signer))
 
     def claim_window(self) -> int:
-        return int(self._call(self.market.functions.claimWindow().call))
+        return int(self._view(self.market, "claimWindow"))
 
     def withdrawable(self, address: str) -> int:
         """What ``address`` may withdraw from the market now: payments, fees or refunds, and
         stake slashed to it once vested."""
-        return int(self._call(self.market.functions.withdrawable(address).call))
+        return int(self._view(self.market, "withdrawable", address))
 
     def events(
         self, from_block: int | None = None, to_block: int | None = None
