@@ -34,10 +34,12 @@ from web3.datastructures import AttributeDict
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
+from market.chain.eip1559 import DynamicFeeFields, sign_dynamic_fee
 from market.chain.retry import TRANSIENT_ERRORS, with_retries
 from market.chain.revert import decode_revert
 from market.chain.rpc import JsonRpc, quantity
 from market.errors import NonceUsed, TransactionTimeout
+from market.protocol.signing import SigningKey
 
 RECEIPT_TIMEOUT_S = 60.0
 RPC_DEADLINE_S = 10.0  # how long connection failures are retried before RpcUnavailable
@@ -152,6 +154,7 @@ class Transactor:
         self._fees_read: tuple[float, int, int] | None = None  # (when, max fee, tip)
         self.rpc_deadline_s = rpc_deadline_s
         self.account = account
+        self._key = SigningKey(bytes(account.key))
         self.receipt_timeout_s = receipt_timeout_s
         self.endpoint = endpoint_of(w3)
         self.chain_id: int = self._quantity("eth_chainId") if chain_id is None else chain_id
@@ -245,11 +248,20 @@ class Transactor:
         if gas is None:
             gas = int(self._estimate(tx, what) * GAS_HEADROOM)
         max_fee, tip = self._fees()
-        tx.update({"gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip})
-        signed = self.account.sign_transaction(tx)
+        fields = DynamicFeeFields(
+            chain_id=self.chain_id,
+            nonce=tx["nonce"],
+            max_priority_fee_per_gas=tip,
+            max_fee_per_gas=max_fee,
+            gas=gas,
+            to=b"" if to is None else bytes.fromhex(to[2:]),
+            value=value,
+            data=bytes(tx["data"]),
+        )
+        raw, tx_hash = sign_dynamic_fee(self._key, fields)  # eth-account's bytes, in a fifth
         return SignedTx(
-            raw=bytes(signed.raw_transaction),
-            hash=HexBytes(signed.hash),
+            raw=raw,
+            hash=HexBytes(tx_hash),
             nonce=tx["nonce"],
             chain_id=self.chain_id,
             to=to,
