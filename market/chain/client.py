@@ -35,7 +35,7 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput, TransactionNotFound, Web3RPCError
-from web3.types import RPCEndpoint, TxReceipt
+from web3.types import TxReceipt
 
 from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
@@ -508,7 +508,7 @@ class MarketClient:
         hashes: dict[int, bytes | None] = {}
         for start in range(0, len(wanted), READ_BATCH):
             chunk = wanted[start : start + READ_BATCH]
-            requests = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
+            requests = [("eth_getBlockByNumber", [hex(n), False]) for n in chunk]
             answers = self._batch_request("eth_getBlockByNumber", requests)
             for n, response in zip(chunk, answers, strict=True):
                 block = response.get("result")
@@ -516,18 +516,14 @@ class MarketClient:
         return hashes
 
     def _batch_request(
-        self, what: str, requests: Sequence[tuple[RPCEndpoint, list[Any]]]
+        self, what: str, requests: Sequence[tuple[str, list[Any]]]
     ) -> list[dict[str, Any]]:
         """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
         each. An answer a reorganisation in progress explains is retried as transient
         (``market.chain.retry``); RpcRefused when the node refuses the batch or any request."""
-        provider = self.w3.provider
 
         def send() -> Any:
-            if isinstance(provider, HTTPProvider):
-                answers: Any = provider.make_batch_request(list(requests))
-            else:
-                answers = [provider.make_request(method, params) for method, params in requests]
+            answers = self._rpc.batch(requests)
             for answer in answers if isinstance(answers, list) else ():
                 if "error" in answer and transient_answer(str(answer["error"])):
                     raise Web3RPCError(str(answer["error"]), rpc_response=answer)
@@ -557,7 +553,7 @@ class MarketClient:
         tag = "latest" if block is None else hex(block)
         requests = [
             (
-                RPCEndpoint("eth_call"),
+                "eth_call",
                 [{"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()}, tag],
             )
             for a in calls

@@ -23,9 +23,10 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import Web3RPCError
-from web3.types import LogReceipt, RPCEndpoint
+from web3.types import LogReceipt
 
 from market.chain.retry import with_retries
+from market.chain.rpc import JsonRpc
 from market.chain.tx import endpoint_of
 from market.protocol.types import Billing, Lease, Receipt
 
@@ -184,7 +185,7 @@ class EventReader:
         return sorted((e for e in decoded if e is not None), key=lambda e: e.position)
 
     def _get_logs(self, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        response = self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        response = JsonRpc.of(self.w3).response("eth_getLogs", [params])
         if "error" in response:  # as web3 raises it
             raise Web3RPCError(str(response["error"]), rpc_response=response)
         logs: list[Mapping[str, Any]] = response["result"]

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import socket
 import threading
 import weakref
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -85,6 +87,10 @@ class _HttpTransport:
         return data
 
     def _exchange(self, conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes, bool]:
+        if conn.sock is None:
+            conn.connect()
+            # As urllib3 does: a small request is not held back waiting for an ACK.
+            cast(socket.socket, conn.sock).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.request("POST", self._path, body, self._headers)
         response = conn.getresponse()
         data = response.read()
@@ -145,6 +151,28 @@ class JsonRpc:
         answer: RPCResponse = msgspec.json.decode(self._http.post(body))
         return answer
 
+    def batch(self, requests: Sequence[tuple[str, list[Any]]]) -> list[RPCResponse] | RPCResponse:
+        """The node's answers to ``requests`` in one JSON-RPC batch, in their order (a node may
+        answer a batch in any order), unchecked; the node's one error answer when it refuses the
+        whole batch. A provider without batches (not HTTP) answers each request in turn."""
+        provider = self._provider()
+        if self._http is None:
+            if provider is None:
+                raise RpcConnectionError("the provider of this JsonRpc is gone (batch)")
+            if isinstance(provider, HTTPProvider):
+                calls = [(RPCEndpoint(method), params) for method, params in requests]
+                return provider.make_batch_request(calls)
+            return [provider.make_request(RPCEndpoint(m), p) for m, p in requests]
+        # Ids need only be unique within the batch: its answers are matched to them.
+        bodies = [
+            {"jsonrpc": "2.0", "method": method, "params": params, "id": n}
+            for n, (method, params) in enumerate(requests)
+        ]
+        answers: Any = msgspec.json.decode(self._http.post(msgspec.json.encode(bodies)))
+        if not isinstance(answers, list):
+            return cast(RPCResponse, answers)
+        return sorted(answers, key=lambda a: a.get("id") if isinstance(a.get("id"), int) else 0)
+
     def request(self, method: str, params: list[Any]) -> Any:
         """The ``result`` of one request, checked as web3 checks it, with web3's error formatters
         for ``method``: raises ``Web3RPCError`` (or its subclass ``MethodUnavailable``...) for a
@@ -163,8 +191,9 @@ class JsonRpc:
 
 def _lean_transport(provider: Any) -> _HttpTransport | None:
     """The kept-alive transport to an HTTP provider's node, or None where the provider must send
-    itself: not HTTP, credentials in the URL, a timeout pair, or ``requests`` options."""
-    if not isinstance(provider, HTTPProvider) or provider.endpoint_uri is None:
+    itself: not web3's own HTTP provider (a subclass may do more in ``make_request``), credentials
+    in the URL, a timeout pair, or ``requests`` options."""
+    if type(provider) is not HTTPProvider or provider.endpoint_uri is None:
         return None
     kwargs: dict[str, Any] = dict(provider._request_kwargs or {})
     url = str(provider.endpoint_uri)
