@@ -98,12 +98,19 @@ class EventLayout:
         self.unindexed = [i for i in inputs if not i["indexed"]]
         self.types = [_abi_type(i) for i in self.unindexed]
         self.topic = bytes(Web3.keccak(text=f"{self.name}({','.join(map(_abi_type, inputs))})"))
+        # Indexed value types, each one 32-byte word: decoded together, in one eth_abi call.
+        self._valued = [n for n, i in enumerate(self.indexed) if _is_value_type(i)]
+        self._topic_types = [str(self.indexed[n]["type"]) for n in self._valued]
 
     def decode(self, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
         args: dict[str, Any] = {}
-        for item, topic in zip(self.indexed, topics[1:], strict=True):
-            if _is_value_type(item):
-                args[item["name"]] = _normalize(item, abi_decode([item["type"]], bytes(topic))[0])
+        if len(topics) != len(self.indexed) + 1:
+            raise ValueError(f"{self.name} has {len(self.indexed)} indexed inputs")
+        words = b"".join(bytes(topics[1 + n]) for n in self._valued)
+        valued = dict(zip(self._valued, abi_decode(self._topic_types, words), strict=True))
+        for n, (item, topic) in enumerate(zip(self.indexed, topics[1:], strict=True)):
+            if n in valued:
+                args[item["name"]] = _normalize(item, valued[n])
             else:  # an indexed string, bytes, array or struct is logged as its hash
                 args[item["name"]] = bytes(topic)
         for item, value in zip(self.unindexed, abi_decode(self.types, data), strict=True):
