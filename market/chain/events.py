@@ -104,11 +104,10 @@ class EventLayout:
 
     def decode(self, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
         args: dict[str, Any] = {}
-        if len(topics) != len(self.indexed) + 1:
-            raise ValueError(f"{self.name} has {len(self.indexed)} indexed inputs")
-        words = b"".join(bytes(topics[1 + n]) for n in self._valued)
+        indexed = list(zip(self.indexed, topics[1:], strict=True))
+        words = b"".join(bytes(indexed[n][1]) for n in self._valued)
         valued = dict(zip(self._valued, abi_decode(self._topic_types, words), strict=True))
-        for n, (item, topic) in enumerate(zip(self.indexed, topics[1:], strict=True)):
+        for n, (item, topic) in enumerate(indexed):
             if n in valued:
                 args[item["name"]] = _normalize(item, valued[n])
             else:  # an indexed string, bytes, array or struct is logged as its hash

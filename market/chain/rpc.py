@@ -8,10 +8,11 @@ connections (one per concurrent caller, kept alive) with msgspec's JSON, and che
 with web3's own validation and error formatters, so errors are web3's as before: ``Web3RPCError``
 for a node's error, ``ContractLogicError`` for a revert of a call or an estimate.
 
-A transport failure (refused, reset, timed out, a short answer) raises :class:`RpcConnectionError`,
-a ``ConnectionError``, which ``market.chain.retry`` retries until its deadline; a kept-alive
-connection the node had closed is replaced at once, once (every request sent this way is
-idempotent: reads, estimates, and signed bytes that are one transaction however often sent).
+A transport failure (refused, reset, timed out, a short answer) raises
+:class:`~market.errors.RpcConnectionError`, a ``ConnectionError``, which ``market.chain.retry``
+retries until its deadline; a kept-alive connection the node had closed is replaced at once, once
+(every request sent this way is idempotent: reads, estimates, and signed bytes that are one
+transaction however often sent).
 A provider that is not plain HTTP (or needs ``requests`` options such as proxies or auth) is
 spoken to through its own ``make_request``, with the same checks.
 """
@@ -34,13 +35,11 @@ from web3._utils.method_formatters import ERROR_FORMATTERS
 from web3._utils.validation import validate_rpc_response_and_raise_if_error
 from web3.types import RPCEndpoint, RPCResponse
 
+from market.errors import RpcConnectionError
+
 DEFAULT_TIMEOUT_S = 30.0  # web3's HTTPProvider default when no timeout is given
 _LEAN_KWARGS = frozenset({"timeout", "headers"})
 """``request_kwargs`` the lean transport honours; any other sends through ``requests``."""
-
-
-class RpcConnectionError(ConnectionError):
-    """The node did not answer a request (refused, reset, timed out, cut short)."""
 
 
 class _HttpTransport:
@@ -74,7 +73,7 @@ class _HttpTransport:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if not reused:
-                raise RpcConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+                raise RpcConnectionError(self.url, f"{type(exc).__name__}: {exc}") from exc
             # The node closed this idle connection: send again once on a fresh one.
             return self.post(body)
         if keep:
@@ -143,7 +142,7 @@ class JsonRpc:
         if self._http is None:
             provider = self._provider()
             if provider is None:
-                raise RpcConnectionError(f"the provider of this JsonRpc is gone ({method})")
+                raise RpcConnectionError("?", f"the provider of this JsonRpc is gone ({method})")
             return provider.make_request(RPCEndpoint(method), params)
         body = msgspec.json.encode(
             {"jsonrpc": "2.0", "method": method, "params": params, "id": next(self._ids)}
@@ -158,7 +157,7 @@ class JsonRpc:
         provider = self._provider()
         if self._http is None:
             if provider is None:
-                raise RpcConnectionError("the provider of this JsonRpc is gone (batch)")
+                raise RpcConnectionError("?", "the provider of this JsonRpc is gone (a batch)")
             if isinstance(provider, HTTPProvider):
                 calls = [(RPCEndpoint(method), params) for method, params in requests]
                 return provider.make_batch_request(calls)
@@ -214,4 +213,4 @@ def quantity(value: str | int) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
-__all__ = ["JsonRpc", "RpcConnectionError", "quantity"]
+__all__ = ["JsonRpc", "quantity"]

@@ -17,8 +17,8 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from market.chain.retry import with_retries
-from market.chain.rpc import JsonRpc, RpcConnectionError
-from market.errors import RpcUnavailable
+from market.chain.rpc import JsonRpc
+from market.errors import RpcConnectionError, RpcUnavailable
 
 pytestmark = pytest.mark.integration
 
