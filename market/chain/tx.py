@@ -31,7 +31,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.method_formatters import receipt_formatter
 from web3.datastructures import AttributeDict
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import RPCEndpoint, TxReceipt
 
 from market.chain.eip1559 import DynamicFeeFields, sign_dynamic_fee
@@ -331,8 +331,17 @@ class Transactor:
         """The transaction's receipt, or None while it is not mined (or not known to the node)."""
 
         params = [HexBytes(tx_hash).to_0x_hex()]
-        raw = self._read(lambda: self.rpc.request("eth_getTransactionReceipt", params))
-        if raw is None:  # web3 raises TransactionNotFound; polled raw, it is not an exception
+
+        def read() -> Any:
+            try:
+                return self.rpc.request("eth_getTransactionReceipt", params)
+            except TransactionNotFound:  # a node that answers an error, not null
+                return None
+
+        raw = self._read(read)
+        if (
+            raw is None
+        ):  # not mined yet: web3 would raise TransactionNotFound, polled raw it is None
             return None
         # Formatted once, when found, by web3's own formatter, as w3.eth would give it.
         return cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))

@@ -12,12 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from eth_account import Account
 from requests.exceptions import HTTPError
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from market.chain.retry import with_retries
 from market.chain.rpc import JsonRpc
+from market.chain.tx import Transactor
 from market.errors import RpcConnectionError, RpcUnavailable
 
 pytestmark = pytest.mark.integration
@@ -50,8 +52,12 @@ class Node:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # a client that gave up waiting
+                    self.close_connection = True
+                    return
                 if close_after_answer:  # drops the connection it said it would keep
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -201,3 +207,17 @@ def test_a_provider_subclass_sends_through_its_own_make_request(
     assert not rpc.lean
     assert rpc.request("eth_chainId", []) == "0x7"
     assert sent == ["eth_chainId"]
+
+
+def test_a_receipt_a_node_answers_not_found_as_an_error_is_none(
+    serve: Callable[..., Node],
+) -> None:
+    def node_answer(body: Any) -> tuple[int, Any]:
+        if body["method"] == "eth_getTransactionReceipt":  # as some nodes say "not mined"
+            return _error({"code": -32000, "message": "transaction not found"})(body)
+        return _result("0x7a69" if body["method"] == "eth_chainId" else "0x0")(body)
+
+    node = serve(node_answer)
+    w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 5}))
+    tx = Transactor(w3, Account.from_key(b"\x01" * 32))
+    assert (tx.chain_id, tx.receipt(b"\x11" * 32)) == (31337, None)
