@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
+import os
 import socket
+import ssl
 import threading
+import urllib.request
 import weakref
 from collections.abc import Sequence
 from typing import Any, cast
@@ -30,6 +34,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 from requests.exceptions import HTTPError
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from web3 import HTTPProvider, Web3
 from web3._utils.method_formatters import ERROR_FORMATTERS
 from web3._utils.validation import validate_rpc_response_and_raise_if_error
@@ -54,6 +59,10 @@ class _HttpTransport:
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._timeout_s = timeout_s
         self._headers = {"Content-Type": "application/json", **headers}
+        self._tls: ssl.SSLContext | None = None
+        if self._https:  # the CA bundle requests verifies against (certifi's, or the env's)
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            self._tls = ssl.create_default_context(cafile=bundle or DEFAULT_CA_BUNDLE_PATH)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         # Dropped with its last user: its connections closed then, not left to the collector.
@@ -63,8 +72,12 @@ class _HttpTransport:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self._timeout_s), False
+        if self._tls is not None:
+            tls = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout_s, context=self._tls
+            )
+            return tls, False
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s), False
 
     def post(self, body: bytes) -> bytes:
         conn, reused = self._connection()
@@ -81,7 +94,7 @@ class _HttpTransport:
                 self._idle.append(conn)
         else:
             conn.close()
-        if status >= 400:
+        if not 200 <= status < 300:  # as requests' raise_for_status (redirects: not followed)
             raise HTTPError(f"{status} answer from {self.url}: {data[:200]!r}")
         return data
 
@@ -147,7 +160,7 @@ class JsonRpc:
         body = msgspec.json.encode(
             {"jsonrpc": "2.0", "method": method, "params": params, "id": next(self._ids)}
         )
-        answer: RPCResponse = msgspec.json.decode(self._http.post(body))
+        answer: RPCResponse = _decoded(self._http.post(body))
         return answer
 
     def batch(self, requests: Sequence[tuple[str, list[Any]]]) -> list[RPCResponse] | RPCResponse:
@@ -167,7 +180,7 @@ class JsonRpc:
             {"jsonrpc": "2.0", "method": method, "params": params, "id": n}
             for n, (method, params) in enumerate(requests)
         ]
-        answers: Any = msgspec.json.decode(self._http.post(msgspec.json.encode(bodies)))
+        answers: Any = _decoded(self._http.post(msgspec.json.encode(bodies)))
         if not isinstance(answers, list):
             return cast(RPCResponse, answers)
         return sorted(answers, key=lambda a: a.get("id") if isinstance(a.get("id"), int) else 0)
@@ -191,7 +204,8 @@ class JsonRpc:
 def _lean_transport(provider: Any) -> _HttpTransport | None:
     """The kept-alive transport to an HTTP provider's node, or None where the provider must send
     itself: not web3's own HTTP provider (a subclass may do more in ``make_request``), credentials
-    in the URL, a timeout pair, or ``requests`` options."""
+    in the URL, a timeout pair, ``requests`` options, or a proxy from the environment (which
+    ``requests`` would go through)."""
     if type(provider) is not HTTPProvider or provider.endpoint_uri is None:
         return None
     kwargs: dict[str, Any] = dict(provider._request_kwargs or {})
@@ -203,9 +217,25 @@ def _lean_transport(provider: Any) -> _HttpTransport | None:
         or parts.scheme not in ("http", "https")
         or parts.username is not None
         or not isinstance(timeout, int | float)
+        or _proxied(parts.scheme, parts.hostname or "")
     ):
         return None
     return _HttpTransport(url, float(timeout), dict(kwargs.get("headers", {})))
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """Whether ``requests`` would send to ``host`` through a proxy named in the environment."""
+    return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
+
+
+def _decoded(data: bytes) -> Any:
+    """An answer's JSON; not JSON raises what web3 raises for it, ``json.JSONDecodeError``."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        text = data.decode("utf-8", "replace")
+        message = f"Could not decode {text[:200]!r} because of {exc}."
+        raise json.JSONDecodeError(message, text, 0) from exc
 
 
 def quantity(value: str | int) -> int:

@@ -25,7 +25,8 @@ from market.errors import RpcConnectionError, RpcUnavailable
 pytestmark = pytest.mark.integration
 
 Answer = Callable[[Any], tuple[int, Any]]
-"""What the server does with a decoded request body: an HTTP status and a JSON body."""
+"""What the server does with a decoded request body: an HTTP status and a JSON body (bytes are
+sent as they are)."""
 
 
 class Node:
@@ -48,7 +49,7 @@ class Node:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status, reply = node.answer(body)
-                data = json.dumps(reply).encode()
+                data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -221,3 +222,23 @@ def test_a_receipt_a_node_answers_not_found_as_an_error_is_none(
     w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 5}))
     tx = Transactor(w3, Account.from_key(b"\x01" * 32))
     assert (tx.chain_id, tx.receipt(b"\x11" * 32)) == (31337, None)
+
+
+def test_an_answer_that_is_not_json_raises_json_decode_error_as_web3_does(
+    serve: Callable[..., Node],
+) -> None:
+    node = serve(lambda body: (200, b"<html>bad gateway</html>"))
+    with pytest.raises(json.JSONDecodeError, match="bad gateway"):
+        _rpc(node.url).request("eth_blockNumber", [])
+
+
+def test_a_node_behind_a_proxy_from_the_environment_is_spoken_to_through_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert _rpc("http://node.invalid:8545").lean
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:3128")
+    assert not _rpc("http://node.invalid:8545").lean
+    monkeypatch.setenv("no_proxy", "node.invalid")
+    assert _rpc("http://node.invalid:8545").lean
