@@ -85,9 +85,9 @@ class _HttpTransport:
             status, data, keep = self._exchange(conn, body)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            if not reused:
+            if not reused or isinstance(exc, TimeoutError):  # a slow node: not waited for twice
                 raise RpcConnectionError(self.url, f"{type(exc).__name__}: {exc}") from exc
-            # The node closed this idle connection: send again once on a fresh one.
+            # The node closed this idle connection: send again on a fresh one.
             return self.post(body)
         if keep:
             with self._lock:

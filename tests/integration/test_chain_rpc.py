@@ -162,21 +162,27 @@ def test_an_http_error_status_raises_http_error(serve: Callable[..., Node]) -> N
         _rpc(node.url).request("eth_blockNumber", [])
 
 
-def test_a_node_that_does_not_answer_in_time_is_a_connection_error(
+def test_a_node_that_does_not_answer_in_time_is_a_connection_error_sent_once(
     serve: Callable[..., Node],
 ) -> None:
     release = threading.Event()
+    received: list[str] = []
 
-    def stuck(body: Any) -> tuple[int, Any]:
-        release.wait(10)
+    def stuck_after_the_first(body: Any) -> tuple[int, Any]:
+        received.append(body["method"])
+        if len(received) > 1:
+            release.wait(10)
         return _result("0x0")(body)
 
-    node = serve(stuck)
+    node = serve(stuck_after_the_first)
+    rpc = _rpc(node.url, timeout_s=0.2)
     try:
+        assert rpc.request("eth_chainId", []) == "0x0"
         with pytest.raises(RpcConnectionError, match="timed out"):
-            _rpc(node.url, timeout_s=0.2).request("eth_blockNumber", [])
+            rpc.request("eth_blockNumber", [])  # on the kept-alive connection: not sent again
     finally:
         release.set()
+    assert (received, node.connections) == (["eth_chainId", "eth_blockNumber"], 1)
 
 
 def test_a_refused_endpoint_is_unavailable_after_the_retry_deadline() -> None:
