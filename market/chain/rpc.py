@@ -10,7 +10,7 @@ for a node's error, ``ContractLogicError`` for a revert of a call or an estimate
 
 A transport failure (refused, reset, timed out, a short answer) raises
 :class:`~market.errors.RpcConnectionError`, a ``ConnectionError``, which ``market.chain.retry``
-retries until its deadline; a kept-alive connection the node had closed is replaced at once, once
+retries until its deadline; a kept-alive connection the node had closed is replaced at once
 (every request sent this way is idempotent: reads, estimates, and signed bytes that are one
 transaction however often sent).
 A provider that is not plain HTTP (or needs ``requests`` options such as proxies or auth) is
