@@ -60,6 +60,8 @@ The tree::
     ├── DeploymentError           a deployment file is missing, malformed or for another chain
     └── ChainError                talking to an EVM node went wrong
         ├── RpcUnavailable        the JSON-RPC endpoint does not answer
+        ├── RpcConnectionError    one request got no answer (also a ConnectionError: retried
+        │                         until the RPC deadline, then RpcUnavailable)
         ├── RpcRefused            the endpoint answered a request with an error
         ├── WrongChain            the endpoint serves another chain id than expected
         ├── EventMissing          a mined transaction lacks the event its call always emits
@@ -566,6 +568,16 @@ class RpcUnavailable(ChainError):
         self.url = url
         self.reason = reason
         super().__init__(f"JSON-RPC endpoint {url} is unavailable: {reason}")
+
+
+class RpcConnectionError(ChainError, ConnectionError):
+    """One request to ``url`` got no answer (refused, reset, timed out, cut short): ``reason``.
+    A ``ConnectionError``, so ``market.chain.retry`` retries it like ``requests``' own."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url} did not answer: {reason}")
 
 
 class RpcRefused(ChainError):

@@ -27,6 +27,7 @@ from enum import IntEnum
 from functools import partial
 from typing import Any, TypeVar
 
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -34,13 +35,14 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import BadFunctionCallOutput, TransactionNotFound, Web3RPCError
-from web3.types import RPCEndpoint, TxReceipt
+from web3.types import TxReceipt
 
 from market.chain.calldata import Calldata
 from market.chain.contract_errors import ERRORS
 from market.chain.deploy import Contracts, Deployment
 from market.chain.events import ChainEvent, EventReader
 from market.chain.retry import transient_answer, with_retries
+from market.chain.rpc import JsonRpc, quantity
 from market.chain.tx import Transactor, endpoint_of
 from market.chain.wallet import WalletTransactor
 from market.errors import (
@@ -77,6 +79,8 @@ HTTP_TIMEOUT_S = 10.0
 READ_BATCH = 500
 MAX_ALLOWANCE = 2**256 - 1  # an ERC-20 allowance that is never spent
 """Calls per JSON-RPC batch request of :meth:`MarketClient.lease_states`."""
+SENT_SIGNATURES = 4096
+"""Orders whose signature as sent :class:`MarketClient` remembers (about 1 MiB)."""
 _ERROR_NAMES = {cls.SELECTOR: cls.__name__ for cls in ERRORS.values()}
 
 
@@ -274,6 +278,7 @@ class MarketClient:
         self.domain = Domain(contracts.deployment.chain_id, self.market.address)
         self.rpc_deadline_s = rpc_deadline_s
         self._endpoint = endpoint_of(w3)
+        self._rpc = JsonRpc.of(w3)
         self._account = account
         tx_options: dict[str, Any] = {
             "chain_id": contracts.deployment.chain_id,
@@ -294,6 +299,9 @@ class MarketClient:
         self._events = EventReader(w3, [self.market])
         self._calldata = {c.address: Calldata(c.abi) for c in (self.market, self.token)}
         self.last_receipt: TxReceipt | None = None
+        # Orders' signatures as sent, remembered: an offer fills in many batches, and a batch
+        # that reverted is estimated again lot by lot; each recovery costs 0.1 ms.
+        self._sent_signatures: dict[Signed[Offer] | Signed[Bid], bytes] = {}
         self._token_metadata: Token | None = None
 
     @classmethod
@@ -352,6 +360,24 @@ class MarketClient:
                 "the right file"
             ) from exc
 
+    def _view(self, contract: Contract, fn: str, *args: Any) -> Any:
+        """``contract``'s view ``fn(*args)`` at the latest block, as web3's ``call()`` returns it
+        (values whose types hold no address), from one lean ``eth_call``: encoded and decoded by
+        eth_abi, sent by :class:`~market.chain.rpc.JsonRpc`, retried like every read."""
+        calldata = self._calldata[contract.address]
+        call = {"to": contract.address, "data": "0x" + calldata.encode(fn, args).hex()}
+
+        def read() -> Any:
+            data = bytes(HexBytes(self._rpc.request("eth_call", [call, "latest"])))
+            try:
+                if not data:  # as web3 says it: nothing answered
+                    raise BadFunctionCallOutput(f"{fn} returned no data from {contract.address}")
+                return calldata.decode_result(fn, data)
+            except DecodingError as exc:
+                raise BadFunctionCallOutput(f"{fn} returned undecodable data: {exc}") from exc
+
+        return self._call(read)
+
     def calldata(self, fn: str, *args: Any) -> bytes:
         """The calldata of the Market's ``fn(*args)`` (arguments as the client builds them)."""
         return self._calldata[self.market.address].encode(fn, args)
@@ -370,22 +396,22 @@ class MarketClient:
 
     def head(self) -> Head:
         """The latest block's number and timestamp, from one request."""
-        block = self._call(lambda: self.w3.eth.get_block("latest"))
-        return Head(int(block["number"]), int(block["timestamp"]))
+        block = self._call(lambda: self._rpc.request("eth_getBlockByNumber", ["latest", False]))
+        return Head(quantity(block["number"]), quantity(block["timestamp"]))
 
     def chain_time(self) -> int:
         """Timestamp of the latest block: the clock the contracts see."""
         return self.head().timestamp
 
     def balance_of(self, address: str) -> int:
-        return int(self._call(self.token.functions.balanceOf(address).call))
+        return int(self._view(self.token, "balanceOf", address))
 
     def token_metadata(self) -> Token:
         """The settlement token's ERC-20 ``symbol()`` and ``decimals()``, read once: what every
         amount a person reads or writes is in (:mod:`market.units`)."""
         if self._token_metadata is None:
-            symbol = str(self._call(self.token.functions.symbol().call))
-            decimals = int(self._call(self.token.functions.decimals().call))
+            symbol = str(self._view(self.token, "symbol"))
+            decimals = int(self._view(self.token, "decimals"))
             self._token_metadata = Token(symbol, decimals)
         return self._token_metadata
 
@@ -403,14 +429,14 @@ class MarketClient:
 
     def total_supply(self) -> int:
         """The settlement token's total supply."""
-        return int(self._call(self.token.functions.totalSupply().call))
+        return int(self._view(self.token, "totalSupply"))
 
     def allowance(self, owner: str, spender: str | None = None) -> int:
         spender = spender or self.market.address
-        return int(self._call(self.token.functions.allowance(owner, spender).call))
+        return int(self._view(self.token, "allowance", owner, spender))
 
     def provider_info(self, address: str) -> ProviderInfo:
-        raw = self._call(self.market.functions.getProvider(address).call)
+        raw = self._view(self.market, "getProvider", address)
         return ProviderInfo(
             address=Web3.to_checksum_address(address),
             stake=raw[0],
@@ -424,18 +450,18 @@ class MarketClient:
         )
 
     def min_stake(self) -> int:
-        return int(self._call(self.market.functions.minStake().call))
+        return int(self._view(self.market, "minStake"))
 
     def stake_ratio_bps(self) -> int:
         """Stake each lease locks, in basis points of its escrow (the penalty of a proof)."""
-        return int(self._call(self.market.functions.stakeRatioBps().call))
+        return int(self._view(self.market, "stakeRatioBps"))
 
     def stake_lock(self, escrow: int) -> int:
         """The stake a lease with this escrow locks while it can be proven to cheat."""
         return escrow * self.stake_ratio_bps() // 10_000
 
     def lease_state(self, lease_id: bytes) -> LeaseState:
-        return _lease_state(self._call(self.market.functions.leaseState(lease_id).call))
+        return _lease_state(self._view(self.market, "leaseState", lease_id))
 
     def lease_states(self, lease_ids: Sequence[bytes]) -> dict[bytes, LeaseState]:
         """Many leases' states, read in JSON-RPC batches of ``eth_call`` (one HTTP request per
@@ -487,7 +513,7 @@ class MarketClient:
         hashes: dict[int, bytes | None] = {}
         for start in range(0, len(wanted), READ_BATCH):
             chunk = wanted[start : start + READ_BATCH]
-            requests = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
+            requests = [("eth_getBlockByNumber", [hex(n), False]) for n in chunk]
             answers = self._batch_request("eth_getBlockByNumber", requests)
             for n, response in zip(chunk, answers, strict=True):
                 block = response.get("result")
@@ -495,18 +521,14 @@ class MarketClient:
         return hashes
 
     def _batch_request(
-        self, what: str, requests: Sequence[tuple[RPCEndpoint, list[Any]]]
+        self, what: str, requests: Sequence[tuple[str, list[Any]]]
     ) -> list[dict[str, Any]]:
         """Answers to ``requests``, in their order: one JSON-RPC batch over HTTP, else one request
         each. An answer a reorganisation in progress explains is retried as transient
         (``market.chain.retry``); RpcRefused when the node refuses the batch or any request."""
-        provider = self.w3.provider
 
         def send() -> Any:
-            if isinstance(provider, HTTPProvider):
-                answers: Any = provider.make_batch_request(list(requests))
-            else:
-                answers = [provider.make_request(method, params) for method, params in requests]
+            answers = self._rpc.batch(requests)
             for answer in answers if isinstance(answers, list) else ():
                 if "error" in answer and transient_answer(str(answer["error"])):
                     raise Web3RPCError(str(answer["error"]), rpc_response=answer)
@@ -536,7 +558,7 @@ class MarketClient:
         tag = "latest" if block is None else hex(block)
         requests = [
             (
-                RPCEndpoint("eth_call"),
+                "eth_call",
                 [{"to": contract.address, "data": "0x" + calldata.encode(fn, a).hex()}, tag],
             )
             for a in calls
@@ -564,38 +586,38 @@ class MarketClient:
         """The lease's ``pendingClaim`` slot as stored, pending or not: ``ready_at`` is 0 when no
         claim is pending, while ``seq`` and ``receipt_hash`` still name the last receipt posted
         (all zero if none ever was)."""
-        call = self.market.functions.pendingClaim(lease_id).call
-        amount, seq, ready_at, digest, bond, deadline = self._call(call)
+        view = self._view(self.market, "pendingClaim", lease_id)
+        amount, seq, ready_at, digest, bond, deadline = view
         return PendingClaim(amount, seq, ready_at, ReceiptHash(bytes(digest)), bond, deadline)
 
     def challenge_window(self) -> int:
-        return int(self._call(self.market.functions.challengeWindow().call))
+        return int(self._view(self.market, "challengeWindow"))
 
     def ruling_window(self) -> int:
-        return int(self._call(self.market.functions.rulingWindow().call))
+        return int(self._view(self.market, "rulingWindow"))
 
     def dispute_bond_bps(self) -> int:
-        return int(self._call(self.market.functions.disputeBondBps().call))
+        return int(self._view(self.market, "disputeBondBps"))
 
     def slashed_credit(self, address: str) -> tuple[int, int]:
         """Stake slashed to ``address`` and not withdrawn, and when it vests."""
-        amount, vests_at = self._call(self.market.functions.slashedCredit(address).call)
+        amount, vests_at = self._view(self.market, "slashedCredit", address)
         return int(amount), int(vests_at)
 
     def order_state(self, signer: str, order_hash: bytes) -> OrderState:
-        filled, cancelled = self._call(self.market.functions.orderState(signer, order_hash).call)
+        filled, cancelled = self._view(self.market, "orderState", signer, order_hash)
         return OrderState(filled=filled, cancelled=cancelled)
 
     def min_nonce(self, signer: str) -> int:
-        return int(self._call(self.market.functions.minNonce(signer).call))
+        return int(self._view(self.market, "minNonce", signer))
 
     def claim_window(self) -> int:
-        return int(self._call(self.market.functions.claimWindow().call))
+        return int(self._view(self.market, "claimWindow"))
 
     def withdrawable(self, address: str) -> int:
         """What ``address`` may withdraw from the market now: payments, fees or refunds, and
         stake slashed to it once vested."""
-        return int(self._call(self.market.functions.withdrawable(address).call))
+        return int(self._view(self.market, "withdrawable", address))
 
     def events(
         self, from_block: int | None = None, to_block: int | None = None
@@ -792,13 +814,19 @@ class MarketClient:
         sig = order.signature
         if len(sig) != 65:
             return sig
+        if (sent := self._sent_signatures.get(order)) is not None:
+            return sent
         m = order.message
         signer = m.provider if isinstance(m, Offer) else m.lab
         try:
             recovered = recover_address_bytes(digest(self.domain, m), sig)
         except InvalidSignature:
             return sig
-        return compact_signature(sig) if "0x" + recovered.hex() == signer.lower() else sig
+        sent = compact_signature(sig) if "0x" + recovered.hex() == signer.lower() else sig
+        if len(self._sent_signatures) >= SENT_SIGNATURES:
+            self._sent_signatures.clear()  # a matcher's orders of the last while: start again
+        self._sent_signatures[order] = sent
+        return sent
 
     def _opened(self, receipt: TxReceipt) -> list[Lease]:
         return [e.args["lease"] for e in self._events_in(receipt) if e.name == "LeaseOpened"]

@@ -23,9 +23,10 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import Web3RPCError
-from web3.types import LogReceipt, RPCEndpoint
+from web3.types import LogReceipt
 
 from market.chain.retry import with_retries
+from market.chain.rpc import JsonRpc
 from market.chain.tx import endpoint_of
 from market.protocol.types import Billing, Lease, Receipt
 
@@ -97,12 +98,18 @@ class EventLayout:
         self.unindexed = [i for i in inputs if not i["indexed"]]
         self.types = [_abi_type(i) for i in self.unindexed]
         self.topic = bytes(Web3.keccak(text=f"{self.name}({','.join(map(_abi_type, inputs))})"))
+        # Indexed value types, each one 32-byte word: decoded together, in one eth_abi call.
+        self._valued = [n for n, i in enumerate(self.indexed) if _is_value_type(i)]
+        self._topic_types = [str(self.indexed[n]["type"]) for n in self._valued]
 
     def decode(self, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
         args: dict[str, Any] = {}
-        for item, topic in zip(self.indexed, topics[1:], strict=True):
-            if _is_value_type(item):
-                args[item["name"]] = _normalize(item, abi_decode([item["type"]], bytes(topic))[0])
+        indexed = list(zip(self.indexed, topics[1:], strict=True))
+        words = b"".join(bytes(indexed[n][1]) for n in self._valued)
+        valued = dict(zip(self._valued, abi_decode(self._topic_types, words), strict=True))
+        for n, (item, topic) in enumerate(indexed):
+            if n in valued:
+                args[item["name"]] = _normalize(item, valued[n])
             else:  # an indexed string, bytes, array or struct is logged as its hash
                 args[item["name"]] = bytes(topic)
         for item, value in zip(self.unindexed, abi_decode(self.types, data), strict=True):
@@ -184,7 +191,7 @@ class EventReader:
         return sorted((e for e in decoded if e is not None), key=lambda e: e.position)
 
     def _get_logs(self, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        response = self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
+        response = JsonRpc.of(self.w3).response("eth_getLogs", [params])
         if "error" in response:  # as web3 raises it
             raise Web3RPCError(str(response["error"]), rpc_response=response)
         logs: list[Mapping[str, Any]] = response["result"]

@@ -1,15 +1,22 @@
-"""Transactor's two steps (sign, then broadcast) and MarketClient's head and claim-slot reads."""
+"""Transactor's two steps (sign, then broadcast), its receipts (polled raw with backoff, as web3
+formats them) and MarketClient's head and claim-slot reads."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from hexbytes import HexBytes
 from web3 import Web3
+from web3.types import TxReceipt
 
 from market.chain.contract_errors import ERC20InsufficientBalance
 from market.chain.devnet import Devnet
-from market.chain.tx import SignedTx, Transactor
-from market.errors import NonceUsed
+from market.chain.tx import POLL_FIRST_S, SignedTx, Transactor
+from market.errors import NonceUsed, TransactionTimeout
 from tests.integration.conftest import START_BALANCE, MarketEnv
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +130,77 @@ def test_fees_are_read_again_only_once_their_ttl_passed(chain: Devnet) -> None:
     assert cached.sign(to, b"", gas=21_000).max_fee_per_gas == before  # within its TTL
     tip = w3.eth.max_priority_fee
     assert fresh.sign(to, b"", gas=21_000).max_fee_per_gas == 2 * raised + tip
+
+
+def test_a_receipt_is_the_one_web3_gives(env: MarketEnv) -> None:
+    acct = env.devnet.accounts[2]
+    w3 = env.devnet.web3()
+    tx = Transactor(w3, acct)
+    token = env.contracts.token
+    data = token.encode_abi("transfer", args=[env.devnet.accounts[3].address, 5])
+    receipt = tx.send(token.address, data, what="transfer")
+    assert len(receipt["logs"]) == 1  # the Transfer event, its fields formatted as web3 does
+    assert receipt == w3.eth.get_transaction_receipt(receipt["transactionHash"])
+    assert tx.receipt(receipt["transactionHash"]) == receipt
+
+
+def test_an_unknown_transaction_has_no_receipt_and_times_out(chain: Devnet) -> None:
+    tx = Transactor(chain.web3(), chain.accounts[2], receipt_timeout_s=0.1)
+    unknown = HexBytes(b"\x5a" * 32)
+    assert tx.receipt(unknown) is None
+    with pytest.raises(TransactionTimeout) as err:
+        tx.wait(unknown)
+    assert (err.value.tx_hash, err.value.timeout_s) == (unknown.to_0x_hex(), 0.1)
+
+
+def test_a_mined_transaction_that_reverted_raises_its_typed_error(env: MarketEnv) -> None:
+    acct = env.devnet.accounts[2]
+    tx = Transactor(env.devnet.web3(), acct)
+    token = env.contracts.token
+    data = token.encode_abi("transfer", args=[env.devnet.accounts[3].address, START_BALANCE + 1])
+    signed = tx.sign(token.address, data, gas=100_000, what="transfer")  # no estimate: it is sent
+    tx.broadcast(signed)
+    with pytest.raises(ERC20InsufficientBalance) as err:
+        tx.wait(signed.hash, what="transfer")
+    assert (err.value.sender, err.value.balance, err.value.needed) == (
+        acct.address,
+        START_BALANCE,
+        START_BALANCE + 1,
+    )
+    assert err.value.tx_hash == signed.hash.to_0x_hex()
+    receipt = tx.receipt(signed.hash)
+    assert receipt is not None
+    assert receipt["status"] == 0
+
+
+class _PollCounting(Transactor):
+    """A transactor that records when it polls for a receipt."""
+
+    polls: list[float]
+
+    def receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        self.polls.append(time.monotonic())
+        return super().receipt(tx_hash)
+
+
+def test_receipt_polls_back_off_while_no_block_comes(chain: Devnet) -> None:
+    tx = _PollCounting(chain.web3(), chain.accounts[2])
+    tx.polls = []
+    signed = tx.sign(chain.accounts[3].address, b"", value=1, gas=21_000)
+    chain.set_automine(False)
+    try:
+        tx.broadcast(signed)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(tx.wait, signed.hash)
+            wait_until(lambda: len(tx.polls) >= 8, 10, "eight polls for the receipt")
+            chain.mine()
+            receipt = waiting.result(timeout=10)
+    finally:
+        chain.set_automine(True)
+    assert (receipt["status"], receipt["transactionHash"]) == (1, signed.hash)
+    gaps = [b - a for a, b in zip(tx.polls, tx.polls[1:], strict=False)][:7]
+    # 10 ms after the first poll, then 1.5 times longer each time: the seventh gap is 11 times
+    # the first (polling every 10 ms, eight polls would take 70 ms).
+    assert gaps[0] >= POLL_FIRST_S
+    assert gaps[6] >= 10 * POLL_FIRST_S
+    assert tx.polls[7] - tx.polls[0] >= 0.3

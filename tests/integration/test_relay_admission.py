@@ -10,14 +10,16 @@ book and its database stay bounded, and a silent chain admits nothing.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.rpc_proxy import rpc_proxy
 from market.chain.client import READ_BATCH, LabFunds
+from market.chain.rpc import JsonRpc
 from market.matching import Submission
 from market.protocol.signing import SigningKey
 from market.protocol.types import Bid
@@ -328,15 +330,14 @@ def test_lab_funds_reads_many_labs_in_json_rpc_batches(
     client = env.client()
     fresh = [SigningKey(secrets.token_bytes(32)).address for _ in range(READ_BATCH + 100)]
     labs = [env.lab(LAB).address, env.lab(UNAPPROVED).address, *fresh]
-    provider = client.w3.provider
     batches: list[int] = []
-    send = provider.make_batch_request  # type: ignore[attr-defined]
+    send = JsonRpc.batch
 
-    def counted(requests: list[object]) -> object:
+    def counted(rpc: JsonRpc, requests: Sequence[tuple[str, list[Any]]]) -> object:
         batches.append(len(requests))
-        return send(requests)
+        return send(rpc, requests)
 
-    monkeypatch.setattr(provider, "make_batch_request", counted)
+    monkeypatch.setattr(JsonRpc, "batch", counted)
     funds = client.lab_funds(labs)
     assert batches == [READ_BATCH, READ_BATCH, len(labs) - READ_BATCH, len(labs) - READ_BATCH]
     lab = env.lab(LAB).address

@@ -103,6 +103,7 @@ def test_errors_that_are_also_builtin_errors_are_the_documented_ones() -> None:
         "InvalidAddress": "ValueError",
         "InvalidKey": "ValueError",
         "WrongArgumentType": "TypeError",
+        "RpcConnectionError": "ConnectionError",  # retried as requests' connection errors are
     }
 
 
