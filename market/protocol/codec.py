@@ -56,7 +56,13 @@ from typing import Annotated, Any, Final, TypeAlias, TypeVar, cast, get_args, ge
 import msgpack
 import msgspec
 
-from market.errors import DecodeError, FrameTooLarge, ProtocolError, UnknownMessageType
+from market.errors import (
+    DecodeError,
+    FrameTooLarge,
+    InvalidField,
+    ProtocolError,
+    UnknownMessageType,
+)
 from market.protocol.types import (
     Bid,
     Lease,
@@ -346,10 +352,10 @@ _PAD12: Final = bytes(12)
 
 def _model_word(model: str) -> bytes:
     """A GPU model name as the ``bytes32`` it is signed as (ASCII, left-aligned, zero-padded):
-    a model no valid message could hold raises ValueError."""
+    a model no valid message could hold raises InvalidField (or UnicodeEncodeError)."""
     raw = model.encode("ascii")
     if len(raw) > 32:
-        raise ValueError(f"a GPU model of {len(raw)} bytes")
+        raise InvalidField("Order", "gpu_model", f"{len(raw)} bytes: at most 32")
     return raw.ljust(32, b"\0")
 
 
@@ -479,7 +485,7 @@ class _Canonical:
         try:
             frame: Any = self.decoder.decode(data)
             encoded = self.wire.encoding(frame.body.message)
-        except (msgspec.DecodeError, ValueError):  # a ValidationError is a DecodeError
+        except (msgspec.DecodeError, InvalidField, UnicodeEncodeError):  # a ValidationError too
             return None
         if frame.v != WIRE_VERSION or frame.type != self.type_name:
             return None

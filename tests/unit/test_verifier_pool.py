@@ -205,3 +205,11 @@ def test_a_frame_not_in_canonical_form_is_decoded_and_checked_alike() -> None:
     other = [reordered(f) for f in canonical]
     assert all(signed_order_encoding(f) is None for f in other)
     assert check_frames(DOMAIN, other) == check_frames(DOMAIN, canonical)
+
+
+@pytest.mark.parametrize("model", ["M" * 33, "H100-é"])
+def test_a_frame_whose_model_no_order_holds_is_left_to_the_full_decoding(model: str) -> None:
+    tree = msgpack.unpackb(encode(_orders(1)[0]), raw=False)
+    tree["body"]["message"]["gpuModel"] = model
+    frame: bytes = msgpack.packb(tree, use_bin_type=True)
+    assert signed_order_encoding(frame) is None
