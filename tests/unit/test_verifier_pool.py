@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from market.errors import InvalidSignature
 from market.matching import Rejected, Submission, VerifiedOrder, verify_orders
-from market.matching.pool import VerifierPool, check_frames
+from market.matching.pool import WORKER_NICENESS, VerifierPool, check_frames
 from market.protocol.codec import decode, encode, signed_order_encoding
 from market.protocol.eip712 import Domain, digest, digest_of_encoding
 from market.protocol.signing import SECP256K1_N, SigningKey
@@ -213,3 +213,12 @@ def test_a_frame_whose_model_no_order_holds_is_left_to_the_full_decoding(model: 
     tree["body"]["message"]["gpuModel"] = model
     frame: bytes = msgpack.packb(tree, use_bin_type=True)
     assert signed_order_encoding(frame) is None
+
+
+def test_workers_yield_the_cores_to_the_caller(pool: VerifierPool) -> None:
+    """The caller's loop is the serial part of the work: its workers run at a lower priority."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    workers = pool.start()
+    assert workers
+    for pid in workers:
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, mine + WORKER_NICENESS)
