@@ -49,7 +49,7 @@ from nodes.daemon.config import HttpListen, NonEmpty, Table
 from nodes.daemon.toml import decode, read_toml
 from nodes.daemon.values import Invalid, Url
 from nodes.errors import ConfigError
-from nodes.relay.batches import MAX_BATCH_MATCHES
+from nodes.relay.batches import FILL_WINDOW_S, MAX_BATCH_MATCHES
 from nodes.relay.store_postgres import check_url
 from nodes.wire import MAX_FRAME_SIZE
 
@@ -162,6 +162,8 @@ class RelayConfig(HttpListen, frozen=True, kw_only=True):
     auction_interval_s: Rate = 10.0
     max_batch: AtLeastOne = MAX_BATCH_MATCHES
     """Matches per lease-opening transaction at most (an all-or-none cluster is never split)."""
+    fill_window_s: Annotated[float, Meta(ge=0, le=60)] = FILL_WINDOW_S
+    """How long the first fill queued waits for others to share its transaction (0: none)."""
     relay_id: NonEmpty | None = None
     """Defaults to a random id kept in the database, stable across restarts."""
     limits: Limits = msgspec.field(default_factory=Limits)

@@ -2,8 +2,10 @@
 
 Fills queue as lots (:mod:`nodes.relay.batches`: an all-or-none bid's cluster is one lot, never
 split); each round takes what has queued since the last transaction, up to a bound, and opens it
-in one ``openLeaseBatch`` (or ``openLeaseAuction`` at a clearing's price). Nothing waits to fill a
-batch: the first fill goes at once, and fills matched while a transaction is out go in the next.
+in one ``openLeaseBatch`` (or ``openLeaseAuction`` at a clearing's price). The first fill queued
+waits ``fill_window_s`` (default :data:`FILL_WINDOW_S`) for others to share its transaction, less
+when a whole batch queues meanwhile, and fills matched while a transaction is out go in the next:
+a transaction's fixed costs (21,000 gas, its requests, their CPU) are shared by its leases.
 
 Every fill of a batch is written to the store as an intent (one SQLite transaction) before the
 transaction is signed, and its outcome after: opened (the lease id), failed (the contract error,
@@ -34,6 +36,7 @@ halved until the failing lot is alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -50,7 +53,15 @@ from market.matching import Fill
 from market.protocol.types import Lease
 from nodes.errors import LeaseLost, StoreUnavailable
 from nodes.logs import EventLogger
-from nodes.relay.batches import MAX_BATCH_MATCHES, Lot, lots_of, matches, ordered, take_batch
+from nodes.relay.batches import (
+    FILL_WINDOW_S,
+    MAX_BATCH_MATCHES,
+    Lot,
+    lots_of,
+    matches,
+    ordered,
+    take_batch,
+)
 from nodes.relay.book import RelayBook
 from nodes.relay.cluster.events import FillChanged
 from nodes.relay.metrics import RelayMetrics
@@ -71,6 +82,7 @@ class Matcher:
         log: EventLogger,
         *,
         max_batch: int = MAX_BATCH_MATCHES,
+        fill_window_s: float = FILL_WINDOW_S,
         term: Callable[[], int] | None = None,
         tell: Callable[[list[FillChanged]], None] | None = None,
     ) -> None:
@@ -85,8 +97,11 @@ class Matcher:
         self.log = log.bind(matcher=client.address)
         self.log_holder = client.address
         self.max_batch = max_batch
+        self.fill_window_s = fill_window_s
+        """How long the first fill queued waits for others to share its transaction."""
         self._lots: deque[Lot] = deque()
         self._queued = asyncio.Event()
+        self._full = asyncio.Event()  # a whole batch is queued: the window closes early
         self._idle = asyncio.Event()
         self._idle.set()
         self._released = False  # a fill of the batch being sent failed
@@ -106,10 +121,15 @@ class Matcher:
             self._lots.extend(lots)
             self._idle.clear()
             self._queued.set()
+            if sum(len(lot.fills) for lot in self._lots) >= self.max_batch:
+                self._full.set()
 
     async def run(self) -> None:
         while True:
             await self._queued.wait()
+            await self._gather()
+            if not self._lots:  # given back during the window (abandon_queued)
+                continue
             batch = take_batch(self._lots, self.max_batch)
             if not self._lots:
                 self._queued.clear()
@@ -118,6 +138,19 @@ class Matcher:
             finally:
                 if not self._lots:
                     self._idle.set()
+
+    async def _gather(self) -> None:
+        """Let the fills matched in the next ``fill_window_s`` join the queued ones in one
+        transaction, unless a whole batch is queued already: a transaction's fixed costs (its
+        gas, its requests and their CPU) are then shared by its leases. On a chain whose blocks
+        take seconds the previous transaction's wait gathers them anyway; this matters on one
+        that mines at once (a devnet, a fast rollup)."""
+        if self.fill_window_s <= 0 or self._full.is_set():
+            self._full.clear()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), self.fill_window_s)
+        self._full.clear()
 
     def abandon_queued(self) -> None:
         """Give the fills queued and not yet sent back to the book (a cluster's leader that

@@ -136,6 +136,7 @@ class Relay:
                 self.metrics,
                 self.log,
                 max_batch=cfg.max_batch,
+                fill_window_s=cfg.fill_window_s,
             )
             self.matcher.reconcile()
         self.session = aiohttp.ClientSession()
@@ -209,6 +210,7 @@ class Relay:
                 (lambda: MarketClient.connect(self.deployment, key)) if key is not None else None,
                 cfg.max_batch,
                 cfg.auction_interval_s if matching == "auction" else None,
+                cfg.fill_window_s,
             ),
             self.log,
         )

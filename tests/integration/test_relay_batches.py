@@ -112,6 +112,25 @@ def test_an_all_or_none_bid_across_two_providers_opens_every_lease_in_one_transa
     assert _book(relay) == {o2.signature: 2}
 
 
+def test_fills_matched_within_the_window_share_one_transaction(
+    market: MarketEnv, relays: Relays
+) -> None:
+    """Two bids in two requests, each matched at once: the first fill waits ``fill_window_s``
+    for the second, and both leases open in one transaction."""
+    relay = relays.start(matcher_key=relays.matcher_key(), fill_window_s=2.0)
+    o1 = offer(market, gpus=2, price_per_gpu_second=3)
+    o2 = offer(market, SECOND_PROVIDER, gpus=2, price_per_gpu_second=3)
+    assert statuses(relay.submit(o1, o2)) == [OrderStatus.ACCEPTED] * 2
+    b1, b2 = bid(market, gpus=2), bid(market, gpus=2)
+    assert statuses(relay.submit(b1)) == [OrderStatus.ACCEPTED]
+    assert statuses(relay.submit(b2)) == [OrderStatus.ACCEPTED]
+
+    wait_until(lambda: len(_events(market, "LeaseOpened")) == 2, 20, "both leases")
+    opened = _events(market, "LeaseOpened")
+    assert {e.args["bid_hash"] for e in opened} == {_hash(market, b1), _hash(market, b2)}
+    assert len({e.tx_hash for e in opened}) == 1  # one transaction
+
+
 def test_an_all_or_none_bid_larger_than_the_book_rests_and_opens_nothing(
     market: MarketEnv, relays: Relays
 ) -> None:

@@ -89,6 +89,8 @@ class Parts:
     max_batch: int
     auction_interval_s: float | None
     """Seconds between auctions when matching by auction; None: continuous."""
+    fill_window_s: float
+    """How long the first fill queued waits for others to share its transaction."""
 
 
 class ClusterNode:
@@ -387,6 +389,7 @@ class ClusterNode:
             parts.metrics,
             self.log,
             max_batch=parts.max_batch,
+            fill_window_s=parts.fill_window_s,
             term=self._held_term,
             tell=self._tell,
         )
