@@ -93,7 +93,9 @@ def test_price_suggest_quotes_from_the_live_book_and_the_leases_the_chain_opened
     assert recording.header.source == relay.url
     books = [e for e in recording.events if isinstance(e, BookSample)]
     assert len(books) == 2
-    assert sorted(a.price for a in books[0].asks) == [CHEAP, DEAR]
+    # Each provider's prices: an offer past its 30 s expiry may still rest beside the one its
+    # provider signed again, until the relay's next read of the chain's clock.
+    assert sorted({a.price for a in books[0].asks}) == [CHEAP, DEAR]
 
     params = '{ price_per_gpu_hour = "1.44" }'
     backtest = _price("backtest", str(out), "--policy", "fixed", "--params", params, *hardware,
