@@ -66,6 +66,7 @@ _METHODS: dict[Implementation, dict[str, str | None]] = {
     "anvil": {
         "mine": "anvil_mine",
         "set_balance": "anvil_setBalance",
+        "set_base_fee": "anvil_setNextBlockBaseFeePerGas",
         "set_code": "anvil_setCode",
         "impersonate": "anvil_impersonateAccount",
         "stop_impersonating": "anvil_stopImpersonatingAccount",
@@ -75,6 +76,7 @@ _METHODS: dict[Implementation, dict[str, str | None]] = {
     "hardhat": {
         "mine": "hardhat_mine",
         "set_balance": "hardhat_setBalance",
+        "set_base_fee": "hardhat_setNextBlockBaseFeePerGas",
         "set_code": "hardhat_setCode",
         "impersonate": "hardhat_impersonateAccount",
         "stop_impersonating": "hardhat_stopImpersonatingAccount",
@@ -382,6 +384,10 @@ class Devnet:
 
     def set_balance(self, address: str, wei: int) -> None:
         self.rpc(self.node_method("set_balance"), [address, hex(wei)])
+
+    def set_next_base_fee(self, wei: int) -> None:
+        """The base fee per gas of the next block mined."""
+        self.rpc(self.node_method("set_base_fee"), [hex(wei)])
 
     def set_code(self, address: str, runtime_code: str) -> None:
         """Put ``runtime_code`` (0x-hex) at ``address``."""

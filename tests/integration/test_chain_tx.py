@@ -123,7 +123,7 @@ def test_fees_are_read_again_only_once_their_ttl_passed(chain: Devnet) -> None:
     to = chain.accounts[3].address
     before = cached.sign(to, b"", gas=21_000).max_fee_per_gas
     base = w3.eth.get_block("latest")["baseFeePerGas"]
-    w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(base * 4)])  # type: ignore[arg-type]
+    chain.set_next_base_fee(base * 4)
     chain.mine()
     raised = w3.eth.get_block("latest")["baseFeePerGas"]
     assert raised > base
