@@ -339,9 +339,7 @@ class Transactor:
                 return None
 
         raw = self._read(read)
-        if (
-            raw is None
-        ):  # not mined yet: web3 would raise TransactionNotFound, polled raw it is None
+        if raw is None:  # not mined yet (where w3.eth would raise TransactionNotFound)
             return None
         # Formatted once, when found, by web3's own formatter, as w3.eth would give it.
         return cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
