@@ -183,6 +183,21 @@ class PendingClaim:
         return self.ruling_deadline != 0
 
 
+def _provider_info(address: str, raw: Sequence[Any]) -> ProviderInfo:
+    """``getProvider``'s answer as a :class:`ProviderInfo`."""
+    return ProviderInfo(
+        address=Web3.to_checksum_address(address),
+        stake=raw[0],
+        locked=raw[1],
+        unbond_ready_at=raw[2],
+        registered=raw[3],
+        unbonding=raw[4],
+        encryption_key=bytes(raw[5]),
+        attributes_hash=bytes(raw[6]),
+        endpoint=raw[7],
+    )
+
+
 def _lease_state(raw: Sequence[Any]) -> LeaseState:
     paid, end, status, slashed, disputed, released = raw
     return LeaseState(paid, end, LeaseStatus(status), bool(slashed), bool(disputed), bool(released))
@@ -436,18 +451,19 @@ class MarketClient:
         return int(self._view(self.token, "allowance", owner, spender))
 
     def provider_info(self, address: str) -> ProviderInfo:
-        raw = self._view(self.market, "getProvider", address)
-        return ProviderInfo(
-            address=Web3.to_checksum_address(address),
-            stake=raw[0],
-            locked=raw[1],
-            unbond_ready_at=raw[2],
-            registered=raw[3],
-            unbonding=raw[4],
-            encryption_key=bytes(raw[5]),
-            attributes_hash=bytes(raw[6]),
-            endpoint=raw[7],
-        )
+        return _provider_info(address, self._view(self.market, "getProvider", address))
+
+    def provider_infos(self, addresses: Sequence[str]) -> dict[str, ProviderInfo]:
+        """Many providers' records, read in JSON-RPC batches of :data:`READ_BATCH`, keyed by the
+        addresses given."""
+        wanted = list(dict.fromkeys(addresses))
+        infos: dict[str, ProviderInfo] = {}
+        for start in range(0, len(wanted), READ_BATCH):
+            chunk = wanted[start : start + READ_BATCH]
+            raws = self._batch_call("getProvider", [(a,) for a in chunk])
+            for address, raw in zip(chunk, raws, strict=True):
+                infos[address] = _provider_info(address, raw)
+        return infos
 
     def min_stake(self) -> int:
         return int(self._view(self.market, "minStake"))

@@ -40,8 +40,9 @@ class StakeCache:
         wanted = sorted(set(providers))
         if not wanted:
             return
-        infos = await asyncio.to_thread(lambda: [self.client.provider_info(p) for p in wanted])
-        for provider, info in zip(wanted, infos, strict=True):
+        infos = await asyncio.to_thread(self.client.provider_infos, wanted)
+        for provider in wanted:
+            info = infos[provider]
             self._free[provider] = info.free_stake if info.registered else None
 
 

@@ -40,6 +40,7 @@ from tests.integration.relay_harness import (
     LAB,
     MODEL,
     OTHER_LAB,
+    PROVIDER,
     RelayHandle,
     Relays,
     fund_market,
@@ -345,3 +346,27 @@ def test_lab_funds_reads_many_labs_in_json_rpc_batches(
     unapproved = env.lab(UNAPPROVED).address
     assert funds[unapproved] == LabFunds(client.balance_of(unapproved), 0)
     assert {funds[a] for a in fresh} == {LabFunds(0, 0)}
+
+
+def test_providers_records_are_read_in_one_json_rpc_batch_as_each_alone_reads(
+    env: MarketEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's stake cache reads every provider a request names in one batch."""
+    fund_market(env)
+    client = env.client()
+    stranger = SigningKey(secrets.token_bytes(32)).address
+    providers = [env.provider(PROVIDER).address, stranger, env.provider(PROVIDER).address]
+    batches: list[int] = []
+    send = JsonRpc.batch
+
+    def counted(rpc: JsonRpc, requests: Sequence[tuple[str, list[Any]]]) -> object:
+        batches.append(len(requests))
+        return send(rpc, requests)
+
+    monkeypatch.setattr(JsonRpc, "batch", counted)
+    infos = client.provider_infos(providers)
+    assert batches == [2]  # each address once
+    monkeypatch.undo()
+    assert infos == {p: client.provider_info(p) for p in providers}
+    assert infos[env.provider(PROVIDER).address].registered
+    assert not infos[stranger].registered
