@@ -131,8 +131,11 @@ bench: setup
 # halmos builds through forge with its own profile (foundry.toml [profile.halmos]) and proves the
 # check_ tests in contracts/test/halmos (about 30 s of proving after a ~45 s build); results in
 # docs/benchmarks.md. Part of `make test`: a property that fails, or any counterexample, fails it.
+# halmos finds its solvers (yices, z3) through the active virtual environment: its own, even
+# when the shell that runs make has another one activated.
 prove: setup $(HALMOS_VENV)/.installed
-	FOUNDRY_PROFILE=halmos $(HALMOS_VENV)/bin/halmos --forge-build-out build/halmos/out \
+	VIRTUAL_ENV=$(CURDIR)/$(HALMOS_VENV) PATH=$(CURDIR)/$(HALMOS_VENV)/bin:$$PATH \
+	  FOUNDRY_PROFILE=halmos $(HALMOS_VENV)/bin/halmos --forge-build-out build/halmos/out \
 	  --contract MarketProofs --statistics --no-status
 
 test-hardhat: setup $(HARDHAT)
